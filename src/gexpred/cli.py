@@ -1,0 +1,358 @@
+"""Command-line interface: one verb per workflow step.
+
+Every verb reads its inputs, computes everything, and only then writes its
+outputs (each atomically). A :class:`~gexpred.errors.GexpredError` is printed
+as one paragraph on standard error (and in the ``--log`` file) without a
+traceback, and the process exits with status 1. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .errors import GexpredError, InputError
+
+log = logging.getLogger("gexpred")
+
+
+# --------------------------------------------------------------------------- helpers
+def _setup_logging(log_file: str | None, verbose: bool = False) -> None:
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.INFO if (verbose or not log_file) else logging.WARNING)
+    err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root.addHandler(err)
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} is not valid JSON ({exc}).") from None
+
+
+def _load_split_data(data: str, splits: str):
+    from .io import read_h5ad, read_table
+
+    adata = read_h5ad(data)
+    sp = read_table(splits, dtype={"sample": str})
+    split = sp.set_index("sample")["split"].reindex(adata.obs_names)
+    if split.isna().any():
+        raise InputError(f"Splits table '{splits}' does not cover every sample of '{data}'. Re-run the split step.")
+    return adata, split.to_numpy()
+
+
+def _target_xy(adata, predictors: list[str], target: str):
+    genes = {g: i for i, g in enumerate(adata.var_names)}
+    X = np.asarray(adata.X)[:, [genes[g] for g in predictors]]
+    y = np.asarray(adata.X)[:, genes[target]]
+    return X, y
+
+
+def _predictions_frame(target: str, model: str, samples, split, y, yhat) -> pd.DataFrame:
+    return pd.DataFrame({"target": target, "model": model, "sample": list(samples), "split": split,
+                         "observed": y, "predicted": yhat})
+
+
+# --------------------------------------------------------------------------- verbs
+def cmd_targets(a: argparse.Namespace) -> None:
+    from .io import write_table
+    from .naming import safe_names
+
+    try:
+        dirs = safe_names(list(a.target))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    write_table(pd.DataFrame({"target": list(dirs), "directory": list(dirs.values())}), a.out)
+
+
+def cmd_collect(a: argparse.Namespace) -> None:
+    from .collect import DROPPED_COLUMNS, attach_sample_sheet, combine
+    from .io import read_matrix, read_sample_sheet, write_h5ad, write_table
+
+    mats = [read_matrix(p) for p in a.matrix]
+    for p, m in zip(a.matrix, mats):
+        log.info("read %s: %d genes x %d samples", p, m.n_vars, m.n_obs)
+    adata, dropped = combine(mats)
+    if a.sample_sheet:
+        sheet = read_sample_sheet(a.sample_sheet)
+        adata, extra = attach_sample_sheet(adata, sheet, a.sample_sheet)
+        dropped = pd.concat([dropped, extra], ignore_index=True) if len(extra) else dropped
+    adata.uns["sources"] = list(a.matrix)
+    adata.uns["n_dropped_genes"] = int((dropped["kind"] == "gene").sum())
+    adata.uns["n_dropped_samples"] = int((dropped["kind"] == "sample").sum())
+    log.info("collected %d samples x %d genes (%d genes and %d samples dropped)", adata.n_obs, adata.n_vars,
+             adata.uns["n_dropped_genes"], adata.uns["n_dropped_samples"])
+    write_table(dropped.reindex(columns=DROPPED_COLUMNS), a.dropped)
+    write_h5ad(adata, a.out)
+
+
+def cmd_split(a: argparse.Namespace) -> None:
+    from .io import read_h5ad, write_table
+    from .split import train_test_split
+
+    adata = read_h5ad(a.data)
+    df = train_test_split(adata.obs_names, a.test_fraction, a.seed)
+    counts = df["split"].value_counts()
+    log.info("split %d samples: %d train, %d test (seed %d)", len(df), counts.get("train", 0),
+             counts.get("test", 0), a.seed)
+    write_table(df, a.out)
+
+
+def cmd_normalize(a: argparse.Namespace) -> None:
+    from .io import write_h5ad, write_json
+    from .preprocess import apply_normalization, describe, fit_normalization
+
+    adata, split = _load_split_data(a.data, a.splits)
+    train = split == "train"
+    genes = list(adata.var_names)
+    samples = list(adata.obs_names)
+    source = "the collected matrices (" + ", ".join(adata.uns.get("sources", [a.data])) + ")"
+    X = np.asarray(adata.X)
+    params = fit_normalization(X[train], genes, [s for s, t in zip(samples, train) if t], a.method, source)
+    Z = apply_normalization(X, genes, samples, params, source)
+    params["fitted_on"] = {"split": "train", "n_samples": int(train.sum())}
+    log.info("normalization: %s, fitted on %d training samples", describe(params), int(train.sum()))
+    out = adata.copy()
+    out.X = Z
+    out.uns["normalization"] = describe(params)
+    write_json(params, a.params)
+    write_h5ad(out, a.out)
+
+
+def cmd_select(a: argparse.Namespace) -> None:
+    from .design import select_predictors
+    from .io import write_table
+
+    adata, split = _load_split_data(a.data, a.splits)
+    train = split == "train"
+    spec = _json_arg(a.spec, "--spec")
+    source = "the collected data (" + ", ".join(adata.uns.get("sources", [a.data])) + ")"
+    table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), list(a.target), spec, source)
+    for t in a.target:
+        log.info("target %s: %d predictors", t, int((table["target"] == t).sum()))
+    write_table(table, a.out)
+
+
+def cmd_ols(a: argparse.Namespace) -> None:
+    from .design import check_design, predictors_for
+    from .io import read_table, write_json, write_table, write_text
+    from .ols import fit_ols
+
+    adata, split = _load_split_data(a.data, a.splits)
+    table = read_table(a.predictors, dtype={"target": str, "gene": str})
+    names = predictors_for(table, a.target)
+    X, y = _target_xy(adata, names, a.target)
+    train = split == "train"
+    Xtr, kept = check_design(X[train], names, a.target)
+    if kept != names:
+        X, _ = _target_xy(adata, kept, a.target)
+    fit = fit_ols(Xtr, y[train], kept)
+    log.info("OLS %s: %d training samples, %d predictors, R^2 = %.4f", a.target, int(train.sum()), len(kept),
+             fit.result.rsquared)
+    coefs = fit.table()
+    preds = _predictions_frame(a.target, "ols", adata.obs_names, split, y, fit.predict(X))
+    out = Path(a.out_dir)
+    write_table(coefs, out / "coefficients.tsv")
+    write_text(fit.summary(a.target) + "\n", out / "summary.txt")
+    write_json({"target": a.target, "model": "ols", "predictors": kept, **fit.to_dict(),
+                "normalization": a.normalization_ref}, out / "model.json")
+    write_table(preds, out / "predictions.tsv")
+
+
+def cmd_mlp(a: argparse.Namespace) -> None:
+    import torch
+
+    from .design import check_design, predictors_for
+    from .io import read_table, write_json, write_table
+    from .nn import MLPSettings, architecture, predict, save_state, settings_dict, train_mlp
+
+    torch.set_num_threads(max(1, a.threads))
+    settings = MLPSettings.from_config(_json_arg(a.settings, "--settings"))
+    adata, split = _load_split_data(a.data, a.splits)
+    table = read_table(a.predictors, dtype={"target": str, "gene": str})
+    names = predictors_for(table, a.target)
+    X, y = _target_xy(adata, names, a.target)
+    train = split == "train"
+    _, kept = check_design(X[train], names, a.target)
+    if kept != names:
+        X, _ = _target_xy(adata, kept, a.target)
+    model, history, info = train_mlp(X[train], y[train], settings, a.target)
+    log.info("MLP %s: %d epochs (best %d) in %.1fs on %s", a.target, info["epochs_run"], info["best_epoch"],
+             info["seconds"], info["device"])
+    preds = _predictions_frame(a.target, "mlp", adata.obs_names, split, y, predict(model, X))
+    out = Path(a.out_dir)
+    meta = {
+        "target": a.target,
+        "model": "mlp",
+        "architecture": architecture(model, settings),
+        "settings": settings_dict(settings),
+        "seed": settings.seed,
+        "predictors": kept,
+        "normalization": a.normalization_ref,
+        "training": info,
+        "loss": "mse",
+        "torch_version": torch.__version__,
+        "gexpred_version": __version__,
+    }
+    save_state(model, out / "model.pt")
+    write_json(meta, out / "model.json")
+    write_table(history, out / "history.tsv")
+    write_table(preds, out / "predictions.tsv")
+
+
+def cmd_compare(a: argparse.Namespace) -> None:
+    from .compare import assemble_predictions, metrics_table
+    from .io import read_table, write_table
+
+    frames = [read_table(p, dtype={"target": str, "sample": str, "model": str}) for p in a.predictions]
+    allp = pd.concat(frames, ignore_index=True)
+    wide = []
+    for target in dict.fromkeys(allp["target"]):
+        sub = allp[allp["target"] == target]
+        per_model = {m: sub[sub["model"] == m] for m in a.models}
+        wide.append(assemble_predictions(per_model, target))
+    predictions = pd.concat(wide, ignore_index=True)
+    metrics = metrics_table(predictions, a.models)
+    for _, r in metrics[metrics["split"] == "test"].iterrows():
+        log.info("%s %s test: R^2 = %.4f, MSE = %.4g", r["target"], r["model"], r["r2"], r["mse"])
+    write_table(predictions, a.out_predictions)
+    write_table(metrics, a.out_metrics)
+
+
+def cmd_plot(a: argparse.Namespace) -> None:
+    from . import plots
+    from .io import read_table
+
+    if a.kind == "activations":
+        plots.activation_functions(a.out)
+        return
+    if a.kind == "observed":
+        pred = read_table(a.predictions, dtype={"target": str, "sample": str})
+        metrics = read_table(a.metrics, dtype={"target": str})
+        pred = pred[pred["target"] == a.target]
+        metrics = metrics[metrics["target"] == a.target]
+        plots.observed_vs_predicted(pred, a.models, a.target, a.out, metrics)
+    elif a.kind == "coefficients":
+        plots.coefficient_forest(read_table(a.coefficients, dtype={"term": str}), a.target, a.out)
+    elif a.kind == "loss":
+        meta = json.loads(Path(a.model_json).read_text())
+        plots.loss_curves(read_table(a.history), a.target, a.out, meta["training"]["best_epoch"])
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gexpred",
+        description="Predict a target gene's expression from other genes (the steps of the gexpred workflow).",
+    )
+    p.add_argument("--version", action="version", version=f"gexpred {__version__}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, func, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("--log", help="write the step's log to this file (errors also go to standard error)")
+        sp.set_defaults(func=func)
+        return sp
+
+    s = verb("collect", cmd_collect, "Read expression matrices, combine them by sample id, attach the sample sheet.")
+    s.add_argument("--matrix", action="append", required=True, help="genes x samples matrix (repeat for several)")
+    s.add_argument("--sample-sheet", help="TSV with a 'sample' column and covariates")
+    s.add_argument("--out", required=True, help="combined .h5ad")
+    s.add_argument("--dropped", required=True, help="TSV of genes and samples left out, with the reason")
+
+    s = verb("targets", cmd_targets, "Write the table of target gene ids and their output directory names.")
+    s.add_argument("--target", action="append", required=True)
+    s.add_argument("--out", required=True)
+
+    s = verb("split", cmd_split, "Assign samples to the train or test split, deterministically.")
+    s.add_argument("--data", required=True)
+    s.add_argument("--test-fraction", type=float, default=0.2)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+
+    s = verb("normalize", cmd_normalize, "Fit the normalization on the training split and apply it to all samples.")
+    s.add_argument("--data", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("--method", action="append", required=True,
+                   help="none, log1p, log_cpm or zscore; repeat to chain steps")
+    s.add_argument("--out", required=True)
+    s.add_argument("--params", required=True, help="JSON file of the fitted parameters")
+
+    s = verb("select", cmd_select, "Choose the predictor genes of every target on the training split.")
+    s.add_argument("--data", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("--target", action="append", required=True)
+    s.add_argument("--spec", required=True, help="JSON: a list of genes or {\"top_correlated\": K, \"from\": ...}")
+    s.add_argument("--out", required=True)
+
+    for name, func, help in (("ols", cmd_ols, "Fit multiple regression (statsmodels OLS) for one target."),
+                             ("mlp", cmd_mlp, "Train a neural network (PyTorch) for one target.")):
+        s = verb(name, func, help)
+        s.add_argument("--data", required=True)
+        s.add_argument("--splits", required=True)
+        s.add_argument("--predictors", required=True)
+        s.add_argument("--target", required=True)
+        s.add_argument("--normalization-ref", default=None, help="path of the normalization parameters")
+        s.add_argument("--out-dir", required=True)
+        if name == "mlp":
+            s.add_argument("--settings", required=True, help="JSON of the mlp settings")
+            s.add_argument("--threads", type=int, default=1)
+
+    s = verb("compare", cmd_compare, "Assemble predictions of all models and compute metrics.")
+    s.add_argument("--models", nargs="+", required=True)
+    s.add_argument("--predictions", nargs="+", required=True, help="per-target, per-model predictions.tsv files")
+    s.add_argument("--out-predictions", required=True)
+    s.add_argument("--out-metrics", required=True)
+
+    s = verb("plot", cmd_plot, "Draw one report figure.")
+    s.add_argument("kind", choices=["observed", "coefficients", "loss", "activations"])
+    s.add_argument("--target")
+    s.add_argument("--models", nargs="+", default=["ols", "mlp"])
+    s.add_argument("--predictions")
+    s.add_argument("--metrics")
+    s.add_argument("--coefficients")
+    s.add_argument("--history")
+    s.add_argument("--model-json")
+    s.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gexpred`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log)
+    try:
+        args.func(args)
+    except GexpredError as exc:
+        msg = textwrap.fill(str(exc), width=100, break_long_words=False, break_on_hyphens=False)
+        logging.getLogger("gexpred").error("%s", msg)
+        if args.log:  # the stream handler shows WARNING+, so the message is on stderr already
+            pass
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Metrics and the comparison of models per target.
+
+Every model's predictions are judged with the same metrics on the same
+samples; the ``mean`` model (the training mean of the target) is the baseline
+any useful model must beat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+METRIC_COLUMNS = ["target", "model", "split", "n", "mse", "mae", "r2", "pearson"]
+PREDICTION_KEYS = ["target", "sample", "split", "observed"]
+
+
+def regression_metrics(observed: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """``n, mse, mae, r2, pearson`` of predictions.
+
+    ``r2`` is ``1 - SSE / SST`` with SST taken around the mean of
+    ``observed`` itself (so on a test split it can be negative: worse than
+    predicting the test mean). ``pearson`` is NaN when either side is constant.
+    """
+    o = np.asarray(observed, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    n = len(o)
+    if n == 0:
+        return {"n": 0, "mse": np.nan, "mae": np.nan, "r2": np.nan, "pearson": np.nan}
+    resid = o - p
+    sse = float(resid @ resid)
+    sst = float(((o - o.mean()) ** 2).sum())
+    oc, pc = o - o.mean(), p - p.mean()
+    constant = np.ptp(o) == 0 or np.ptp(p) == 0
+    denom = 0.0 if constant else float(np.sqrt((oc @ oc) * (pc @ pc)))
+    return {
+        "n": n,
+        "mse": sse / n,
+        "mae": float(np.abs(resid).mean()),
+        "r2": 1.0 - sse / sst if sst > 0 else np.nan,
+        "pearson": float(oc @ pc) / denom if denom > 0 else np.nan,
+    }
+
+
+def assemble_predictions(per_model: dict[str, pd.DataFrame], target: str) -> pd.DataFrame:
+    """Join the per-model prediction tables of one target into one wide table.
+
+    Parameters
+    ----------
+    per_model
+        ``{model: DataFrame(sample, split, observed, predicted)}``, all over the
+        same samples.
+    target
+        The target gene id.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``target, sample, split, observed`` and one column per model.
+    """
+    out: pd.DataFrame | None = None
+    for model, df in per_model.items():
+        part = df[["sample", "split", "observed", "predicted"]].rename(columns={"predicted": model})
+        if out is None:
+            out = part
+        else:
+            merged = out.merge(part, on=["sample", "split"], how="outer", suffixes=("", "_other"),
+                               validate="one_to_one")
+            if len(merged) != len(out) or not np.allclose(merged["observed"], merged["observed_other"]):
+                raise ValueError(f"models disagree on the samples or observed values of target {target!r}")
+            out = merged.drop(columns=["observed_other"])
+    assert out is not None
+    out.insert(0, "target", target)
+    order = {"train": 0, "test": 1}
+    out = out.sort_values(["split", "sample"], key=lambda s: s.map(order) if s.name == "split" else s,
+                          kind="stable").reset_index(drop=True)
+    return out
+
+
+def metrics_table(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Metrics per target, model and split from a wide predictions table.
+
+    The ``mean`` model predicts, for every sample, the mean of the observed
+    target over the training samples.
+    """
+    rows = []
+    for target, df in predictions.groupby("target", sort=False):
+        train_mean = float(df.loc[df["split"] == "train", "observed"].mean())
+        for model in [*models, "mean"]:
+            for split in ("train", "test"):
+                sub = df[df["split"] == split]
+                pred = np.full(len(sub), train_mean) if model == "mean" else sub[model].to_numpy()
+                rows.append({"target": target, "model": model, "split": split,
+                             **regression_metrics(sub["observed"].to_numpy(), pred)})
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def best_models(metrics: pd.DataFrame, metric: str = "mse", split: str = "test") -> pd.DataFrame:
+    """Per target, the model with the lowest ``metric`` on ``split`` (the mean baseline included)."""
+    sub = metrics[metrics["split"] == split]
+    idx = sub.groupby("target", sort=False)[metric].idxmin()
+    return sub.loc[idx, ["target", "model", metric]].rename(columns={"model": "best_model"}).reset_index(drop=True)

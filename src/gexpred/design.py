@@ -1,0 +1,185 @@
+"""Choose predictor genes for each target and build design matrices."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, preview
+from .io import read_gene_list
+
+log = logging.getLogger(__name__)
+
+PREDICTOR_COLUMNS = ["target", "rank", "gene", "train_corr"]
+
+
+def _corr_with(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every column of ``X`` with ``y`` (NaN for constant columns)."""
+    Xc = X - X.mean(axis=0)
+    yc = y - y.mean()
+    denom = np.sqrt((Xc**2).sum(axis=0) * (yc**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (Xc.T @ yc) / denom
+    r[~(denom > 0)] = np.nan
+    return r
+
+
+def select_predictors(
+    X_train: np.ndarray,
+    genes: list[str],
+    targets: list[str],
+    spec: list[str] | dict[str, Any],
+    source: str = "the collected data",
+) -> pd.DataFrame:
+    """Choose the predictor genes of every target on the training split.
+
+    Parameters
+    ----------
+    X_train
+        Normalised training samples x genes.
+    genes
+        Column ids of ``X_train``.
+    targets
+        Target gene ids.
+    spec
+        Either an explicit list of predictor genes (shared by all targets), or
+        ``{"top_correlated": K, "from": genes or file}``: per target the K
+        genes with the largest absolute Pearson correlation with the target
+        over the training samples, among the ``from`` candidates (all other
+        genes by default). A target is never its own predictor.
+    source
+        How to name the data in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``target, rank, gene, train_corr``, one row per chosen predictor.
+    """
+    index = {g: i for i, g in enumerate(genes)}
+    missing_t = [t for t in targets if t not in index]
+    if missing_t:
+        raise ConfigError(
+            f"Target genes {preview(missing_t)} are not in {source} ({len(genes)} genes). Check the spelling "
+            f"in 'targets' (ids must match the first column of the matrices exactly)."
+        )
+    rows: list[tuple[str, int, str, float]] = []
+    if isinstance(spec, list):
+        predictors = [str(g) for g in spec]
+        missing = [g for g in predictors if g not in index]
+        if missing:
+            raise ConfigError(
+                f"Predictor genes {preview(missing)} are not in {source}. Check the spelling in 'predictors', "
+                f"or remove them."
+            )
+        dup = pd.Series(predictors)[pd.Series(predictors).duplicated()].tolist()
+        if dup:
+            raise ConfigError(f"'predictors' lists genes more than once: {preview(dup)}.")
+        both = [t for t in targets if t in set(predictors)]
+        if both:
+            raise ConfigError(
+                f"Genes {preview(both)} are listed both as targets and as predictors; a gene cannot predict "
+                f"itself. Remove them from 'predictors' (or from 'targets')."
+            )
+        for t in targets:
+            y = X_train[:, index[t]]
+            r = _corr_with(X_train[:, [index[g] for g in predictors]], y)
+            rows += [(t, k + 1, g, float(r[k])) for k, g in enumerate(predictors)]
+        return pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
+
+    k = int(spec["top_correlated"])
+    candidates = read_gene_list(spec["from"], "predictor candidates file") if spec.get("from") is not None else list(genes)
+    absent = [g for g in candidates if g not in index]
+    if absent:
+        log.warning("%d of %d candidate predictors are not in %s and are skipped: %s",
+                    len(absent), len(candidates), source, preview(absent))
+    candidates = list(dict.fromkeys(g for g in candidates if g in index))
+    if not candidates:
+        raise ConfigError(
+            f"None of the candidate predictors ('predictors.from') is in {source}. Check that the gene ids "
+            f"in the list match the matrices' first column."
+        )
+    C = X_train[:, [index[g] for g in candidates]]
+    for t in targets:
+        y = X_train[:, index[t]]
+        if not np.std(y) > 0:
+            raise ConfigError(
+                f"Target {t!r} is constant across the {len(y)} training samples; there is nothing to predict. "
+                f"Remove it from 'targets'."
+            )
+        r = _corr_with(C, y)
+        eligible = np.array([g != t for g in candidates]) & np.isfinite(r)
+        order = [i for i in np.argsort(-np.abs(np.where(eligible, r, 0)), kind="stable") if eligible[i]]
+        if len(order) < k:
+            log.warning("target %s: only %d eligible candidate predictors, fewer than top_correlated=%d; using all",
+                        t, len(order), k)
+        chosen = order[:k]
+        rows += [(t, rank + 1, candidates[i], float(r[i])) for rank, i in enumerate(chosen)]
+    return pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
+
+
+def predictors_for(table: pd.DataFrame, target: str) -> list[str]:
+    """The ordered predictor genes of ``target`` from a predictors table."""
+    sub = table[table["target"] == target].sort_values("rank")
+    return sub["gene"].astype(str).tolist()
+
+
+def check_design(X: np.ndarray, names: list[str], target: str) -> tuple[np.ndarray, list[str]]:
+    """Drop constant predictors (with a warning); reject collinear ones.
+
+    Parameters
+    ----------
+    X
+        Training samples x predictors (without intercept).
+    names
+        Predictor names.
+    target
+        Target id, for messages.
+
+    Returns
+    -------
+    X, names
+        Without constant columns.
+
+    Raises
+    ------
+    ModelError
+        If no predictor is left, there are too few samples, or the predictors
+        are perfectly collinear.
+    """
+    from .errors import ModelError
+
+    sd = X.std(axis=0)
+    const = ~(sd > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0)))
+    if const.any():
+        log.warning("target %s: dropping %d predictors constant over the training samples: %s",
+                    target, int(const.sum()), preview(np.asarray(names)[const]))
+        X = X[:, ~const]
+        names = [n for n, c in zip(names, const) if not c]
+    if not names:
+        raise ModelError(
+            f"Target {target!r}: every predictor is constant over the training samples; choose other predictors."
+        )
+    n, p = X.shape
+    if n < p + 2:
+        raise ModelError(
+            f"Target {target!r}: {n} training samples for {p} predictors; ordinary least squares needs at least "
+            f"{p + 2} (predictors + intercept + 1 residual degree of freedom). Use fewer predictors "
+            f"(e.g. a smaller 'top_correlated') or more samples."
+        )
+    A = np.column_stack([np.ones(n), X])
+    rank = np.linalg.matrix_rank(A)
+    if rank < A.shape[1]:
+        # find a minimal set of columns that are linear combinations of earlier ones
+        dependent = []
+        for j in range(1, A.shape[1]):
+            if np.linalg.matrix_rank(A[:, : j + 1]) < j + 1 - len(dependent):
+                dependent.append(names[j - 1])
+        raise ModelError(
+            f"Target {target!r}: the predictors are perfectly collinear over the training samples "
+            f"({p - rank + 1} redundant, e.g. {preview(dependent)} is a linear combination of the others), so "
+            f"their coefficients are not identifiable. Remove the redundant genes from 'predictors'."
+        )
+    return X, names

@@ -1,0 +1,150 @@
+"""Figures for the report, in one consistent, colour-blind-safe style.
+
+Every function takes data (tables, arrays) and a path, and writes one PNG
+atomically. Titles and labels may contain gene ids from users' files: they are
+passed to matplotlib as plain text (math text is disabled), never as markup.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .io import atomic_output  # noqa: E402
+
+# Okabe & Ito (2008), safe for the common colour-vision deficiencies.
+PALETTE = {
+    "ols": "#0072B2",
+    "mlp": "#D55E00",
+    "mean": "#999999",
+    "penalized": "#009E73",
+    "train": "#56B4E9",
+    "val": "#E69F00",
+    "identity": "#000000",
+    "relu": "#D55E00",
+    "sigmoid": "#009E73",
+    "tanh": "#CC79A7",
+}
+MODEL_LABELS = {"ols": "OLS (multiple regression)", "mlp": "Neural network (MLP)", "mean": "Training mean"}
+
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "text.usetex": False,
+    "text.parse_math": False,
+    "svg.hashsalt": "gexpred",
+}
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def observed_vs_predicted(pred: pd.DataFrame, models: list[str], target: str, path: str | Path,
+                          metrics: pd.DataFrame | None = None, scale_label: str = "normalized expression") -> None:
+    """Scatter of observed vs predicted target values on the test split, one panel per model."""
+    test = pred[pred["split"] == "test"]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.0), squeeze=False)
+        values = np.concatenate([test["observed"].to_numpy(), *[test[m].to_numpy() for m in models]])
+        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+        pad = 0.05 * (hi - lo if hi > lo else 1.0)
+        for ax, model in zip(axes[0], models):
+            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#444444", lw=1, ls="--", label="y = x")
+            ax.scatter(test["observed"], test[model], s=18, alpha=0.8, color=PALETTE.get(model, "#0072B2"),
+                       edgecolor="white", linewidth=0.4)
+            title = MODEL_LABELS.get(model, model)
+            if metrics is not None:
+                row = metrics[(metrics["model"] == model) & (metrics["split"] == "test")]
+                if len(row):
+                    r = row.iloc[0]
+                    title += f"\ntest R² = {r['r2']:.3f}, MSE = {r['mse']:.3g}"
+            ax.set_title(title)
+            ax.set_xlim(lo - pad, hi + pad)
+            ax.set_ylim(lo - pad, hi + pad)
+            ax.set_aspect("equal")
+            ax.set_xlabel(f"observed {target} ({scale_label})")
+            ax.set_ylabel(f"predicted ({scale_label})")
+            ax.legend(loc="upper left", frameon=False)
+        fig.suptitle(f"{target}: observed vs predicted on the test split (n = {len(test)})", y=1.02)
+        _save(fig, path)
+
+
+def loss_curves(history: pd.DataFrame, target: str, path: str | Path, best_epoch: int | None = None,
+                scale_label: str = "normalized expression") -> None:
+    """Training and validation loss (MSE) per epoch, log scale."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.0, 4.0))
+        ax.plot(history["epoch"], history["train_loss"], color=PALETTE["train"], label="training part")
+        if history["val_loss"].notna().any():
+            ax.plot(history["epoch"], history["val_loss"], color=PALETTE["val"], label="validation part")
+        if best_epoch:
+            ax.axvline(best_epoch, color="#444444", ls=":", lw=1, label=f"kept weights (epoch {best_epoch})")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"mean squared error ({scale_label}²)")
+        ax.set_title(f"{target}: network loss per epoch")
+        ax.legend(frameon=False)
+        _save(fig, path)
+
+
+def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_terms: int = 40) -> None:
+    """OLS coefficients with 95% confidence intervals (intercept omitted), sorted by estimate."""
+    df = coefs[coefs["term"] != "const"].copy()
+    if len(df) > max_terms:
+        df = df.reindex(df["t"].abs().sort_values(ascending=False).index[:max_terms])
+    df = df.sort_values("coef")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.28 * max(len(df), 3)))
+        ypos = np.arange(len(df))
+        significant = (df["ci_low"] > 0) | (df["ci_high"] < 0)
+        colors = np.where(significant, PALETTE["ols"], "#999999")
+        ax.hlines(ypos, df["ci_low"], df["ci_high"], color=colors, lw=2)
+        ax.scatter(df["coef"], ypos, color=colors, zorder=3, s=22)
+        ax.axvline(0, color="#444444", lw=1, ls="--")
+        ax.set_yticks(ypos)
+        ax.set_yticklabels(df["term"].astype(str))
+        ax.set_xlabel("coefficient (change in target per unit of predictor), 95% CI")
+        shown = f"top {max_terms} by |t| of {int((coefs['term'] != 'const').sum())}" if len(coefs) - 1 > max_terms else ""
+        ax.set_title(f"{target}: OLS coefficients {shown}".strip())
+        ax.grid(axis="y", alpha=0)
+        _save(fig, path)
+
+
+def activation_functions(path: str | Path) -> None:
+    """The four activation functions a network can use."""
+    x = np.linspace(-5, 5, 401)
+    funcs = {
+        "identity": (x, "identity: f(x) = x"),
+        "relu": (np.maximum(0, x), "ReLU: f(x) = max(0, x)"),
+        "sigmoid": (1 / (1 + np.exp(-x)), "sigmoid: f(x) = 1 / (1 + e^-x)"),
+        "tanh": (np.tanh(x), "tanh: f(x) = tanh(x)"),
+    }
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 4, figsize=(13, 3.2), sharex=True)
+        for ax, (name, (y, title)) in zip(axes, funcs.items()):
+            ax.plot(x, y, color=PALETTE[name], lw=2)
+            ax.axhline(0, color="#444444", lw=0.6)
+            ax.axvline(0, color="#444444", lw=0.6)
+            ax.set_title(title)
+            ax.set_xlabel("input (weighted sum + bias)")
+        axes[0].set_ylabel("output")
+        fig.suptitle("Activation functions: identity makes a network linear (multiple regression); "
+                     "ReLU, sigmoid and tanh make it non-linear", y=1.04)
+        _save(fig, path)

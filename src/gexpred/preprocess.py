@@ -1,0 +1,152 @@
+"""Normalisation fitted on the training split, saved, and re-applied as fitted.
+
+A normalisation is a sequence of steps. :func:`fit_normalization` learns the
+parameters of every step on training samples only; :func:`apply_normalization`
+applies them to any matrix (the training data, the test split, a new batch
+months later), so new data is transformed exactly as the training data was.
+The parameters are a plain JSON-serialisable dict.
+
+Steps
+-----
+``none``
+    Values used as they are.
+``log1p``
+    ``log(1 + x)``, for non-negative values.
+``log_cpm``
+    Counts per million over each sample's library (the sum of its counts over
+    the genes of the training matrix), then ``log2(cpm + 1)``. For raw counts.
+``zscore``
+    Per gene, subtract the training mean and divide by the training standard
+    deviation (ddof = 1). Genes constant in training are centred only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, preview
+
+log = logging.getLogger(__name__)
+
+METHODS = ("none", "log1p", "log_cpm", "zscore")
+
+
+def as_steps(spec: str | list[str]) -> list[str]:
+    """Normalise a config value (a method name or a list of them) to a list of steps."""
+    steps = [spec] if isinstance(spec, str) else list(spec)
+    for s in steps:
+        if s not in METHODS:
+            raise InputError(f"Unknown normalization {s!r}; choose from {', '.join(METHODS)}.")
+    return [s for s in steps if s != "none"]
+
+
+def _check_nonnegative(X: np.ndarray, genes: list[str], samples: list[str], step: str, source: str) -> None:
+    neg = X < 0
+    if neg.any():
+        si, gi = np.nonzero(neg)
+        examples = [f"gene {genes[g]!r} in sample {samples[s]!r} = {X[s, g]:.4g}" for s, g in list(zip(si, gi))[:3]]
+        raise InputError(
+            f"normalization '{step}' needs non-negative counts, but {source} has {int(neg.sum())} negative "
+            f"values in {len(np.unique(gi))} genes, e.g. {'; '.join(examples)}. These look like already "
+            f"log-transformed or centred data: use 'none' or 'zscore' instead."
+        )
+
+
+def fit_normalization(
+    X: np.ndarray, genes: list[str], samples: list[str], spec: str | list[str], source: str = "the data"
+) -> dict[str, Any]:
+    """Fit the normalisation ``spec`` on training data.
+
+    Parameters
+    ----------
+    X
+        Training samples x genes.
+    genes, samples
+        Ids of the columns and rows of ``X`` (for error messages and to record
+        the gene order).
+    spec
+        A method name or a list of method names, applied in order.
+    source
+        How to name the data in error messages (e.g. the input files).
+
+    Returns
+    -------
+    dict
+        ``{"steps": [{"method": ..., ...fitted parameters}], "genes": [...]}``.
+    """
+    steps = as_steps(spec)
+    fitted: list[dict[str, Any]] = []
+    Z = np.array(X, dtype=np.float64, copy=True)
+    for step in steps:
+        if step == "log1p":
+            _check_nonnegative(Z, genes, samples, step, source)
+            p: dict[str, Any] = {"method": "log1p"}
+        elif step == "log_cpm":
+            _check_nonnegative(Z, genes, samples, step, source)
+            p = {"method": "log_cpm", "scale": 1e6, "prior_count": 1.0, "log_base": 2}
+        elif step == "zscore":
+            mean = Z.mean(axis=0)
+            sd = Z.std(axis=0, ddof=1) if Z.shape[0] > 1 else np.zeros(Z.shape[1])
+            constant = ~(sd > 0)
+            if constant.any():
+                log.warning(
+                    "zscore: %d genes are constant across the %d training samples (%s); they are centred "
+                    "but not scaled", int(constant.sum()), Z.shape[0], preview(np.asarray(genes)[constant])
+                )
+            sd = np.where(constant, 1.0, sd)
+            p = {"method": "zscore", "mean": mean.tolist(), "sd": sd.tolist(),
+                 "constant_genes": [genes[i] for i in np.flatnonzero(constant)]}
+        else:  # pragma: no cover - as_steps rejects the rest
+            raise AssertionError(step)
+        fitted.append(p)
+        Z = _apply_step(Z, p, genes, samples, source)
+    return {"steps": fitted, "genes": list(genes)}
+
+
+def _apply_step(X: np.ndarray, p: dict[str, Any], genes: list[str], samples: list[str], source: str) -> np.ndarray:
+    method = p["method"]
+    if method == "log1p":
+        _check_nonnegative(X, genes, samples, method, source)
+        return np.log1p(X)
+    if method == "log_cpm":
+        _check_nonnegative(X, genes, samples, method, source)
+        lib = X.sum(axis=1, keepdims=True)
+        empty = np.flatnonzero(lib[:, 0] <= 0)
+        if len(empty):
+            raise InputError(
+                f"normalization 'log_cpm': {len(empty)} samples of {source} have no counts at all, e.g. "
+                f"{preview(np.asarray(samples)[empty])}. Remove them from the matrix."
+            )
+        return np.log(X / lib * p["scale"] + p["prior_count"]) / np.log(p["log_base"])
+    if method == "zscore":
+        return (X - np.asarray(p["mean"])) / np.asarray(p["sd"])
+    raise InputError(f"Unknown normalization step {method!r} in saved parameters.")
+
+
+def apply_normalization(
+    X: np.ndarray, genes: list[str], samples: list[str], params: dict[str, Any], source: str = "the data"
+) -> np.ndarray:
+    """Apply fitted normalisation ``params`` to ``X`` (samples x genes).
+
+    The columns of ``X`` must be the genes the parameters were fitted on, in
+    the same order (see :func:`align_genes`).
+    """
+    if list(genes) != list(params["genes"]):
+        raise InputError(
+            f"{source} does not have the genes the normalization was fitted on, in the same order "
+            f"({len(genes)} vs {len(params['genes'])} genes)."
+        )
+    Z = np.array(X, dtype=np.float64, copy=True)
+    for p in params["steps"]:
+        Z = _apply_step(Z, p, genes, samples, source)
+    return Z
+
+
+def describe(params: dict[str, Any]) -> str:
+    """One line describing the fitted normalisation, for logs and reports."""
+    if not params["steps"]:
+        return "none (values used as given)"
+    return " then ".join(p["method"] for p in params["steps"])

@@ -1,0 +1,120 @@
+import importlib.util
+import json
+import shlex
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.utils import update_config, validate
+
+# ----------------------------------------------------------------------------- config
+# With --configfile, use the user's file(s) (and any --config) over the schema defaults
+# only: the demo's config/config.yaml must not leak data paths, targets or predictor
+# lists into a run on other data. Without --configfile, the demo config is used.
+if workflow.overwrite_configfiles:
+    _user = {}
+    update_config(_user, workflow.config_settings.overwrite_config)
+    config.clear()
+    config.update(_user)
+    logger.info(
+        "gexpred: using "
+        + ", ".join(str(f) for f in workflow.overwrite_configfiles)
+        + " with the schema's defaults (config/config.yaml is not merged in)."
+    )
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+def _load_naming():
+    """Load gexpred.naming by path: the workflow needs it before the package is installed."""
+    path = Path(workflow.basedir) / "src" / "gexpred" / "naming.py"
+    spec = importlib.util.spec_from_file_location("gexpred_naming", path)
+    naming = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(naming)
+    return naming
+
+
+def _check_inputs():
+    missing = [p for p in config["matrices"] if not Path(p).is_file()]
+    if config.get("sample_sheet") and not Path(config["sample_sheet"]).is_file():
+        missing.append(config["sample_sheet"])
+    pred = config["predictors"]
+    if isinstance(pred, dict) and isinstance(pred.get("from"), str):
+        if not Path(pred["from"]).is_file():
+            missing.append(pred["from"])
+    if missing:
+        raise WorkflowError(
+            "gexpred: input file(s) not found: "
+            + ", ".join(repr(str(p)) for p in missing)
+            + f". Paths are relative to the directory you run snakemake from ({Path.cwd()}); "
+            "fix them in your config."
+        )
+
+
+_check_inputs()
+
+try:
+    TARGET_DIRS = _load_naming().safe_names([str(t) for t in config["targets"]])
+except ValueError as exc:
+    raise WorkflowError(f"gexpred: {exc}")
+TARGETS = {d: t for t, d in TARGET_DIRS.items()}  # directory name -> gene id
+MODELS = list(config["models"])
+NORMALIZATION = config["normalization"]
+NORMALIZATION_STEPS = [NORMALIZATION] if isinstance(NORMALIZATION, str) else list(NORMALIZATION)
+
+
+wildcard_constraints:
+    target="|".join(sorted(TARGETS)) if TARGETS else "NO_TARGETS",
+
+
+# ----------------------------------------------------------------------------- helpers
+def target_name(wildcards):
+    """The gene id behind a target directory name."""
+    return TARGETS[wildcards.target]
+
+
+def predictor_spec():
+    """The predictors setting as JSON for the command line."""
+    return json.dumps(config["predictors"])
+
+
+def mlp_settings():
+    return json.dumps(config["mlp"], sort_keys=True)
+
+
+def mlp_gpus(wildcards):
+    """Ask the scheduler for a GPU only when the config asks for CUDA."""
+    return 1 if config["mlp"]["device"] == "cuda" else 0
+
+
+def model_predictions():
+    return [
+        f"results/{model}/{target}/predictions.tsv"
+        for target in TARGETS
+        for model in MODELS
+    ]
+
+
+def all_outputs():
+    out = [
+        "results/data/targets.tsv",
+        "results/compare/predictions.tsv",
+        "results/compare/metrics.tsv",
+        "results/plots/activation_functions.png",
+    ]
+    for target in TARGETS:
+        out.append(f"results/plots/{target}/observed_vs_predicted.png")
+        if "ols" in MODELS:
+            out += [
+                f"results/ols/{target}/coefficients.tsv",
+                f"results/ols/{target}/summary.txt",
+                f"results/plots/{target}/coefficients.png",
+            ]
+        if "mlp" in MODELS:
+            out += [
+                f"results/mlp/{target}/model.pt",
+                f"results/mlp/{target}/model.json",
+                f"results/mlp/{target}/history.tsv",
+                f"results/plots/{target}/loss.png",
+            ]
+    return out

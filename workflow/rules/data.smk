@@ -1,0 +1,125 @@
+rule collect:
+    input:
+        matrices=config["matrices"],
+        sample_sheet=config["sample_sheet"] or [],
+    output:
+        h5ad="results/data/collected.h5ad",
+        dropped=report(
+            "results/data/dropped.tsv",
+            caption="../report/dropped.rst",
+            category="1. Data",
+            labels={"table": "genes and samples dropped"},
+        ),
+    log:
+        "results/logs/collect.log",
+    benchmark:
+        "results/benchmarks/collect.tsv"
+    params:
+        matrices=lambda wc, input: " ".join(f"--matrix {shlex.quote(p)}" for p in input.matrices),
+        sheet=lambda wc, input: (
+            f"--sample-sheet {shlex.quote(input.sample_sheet)}" if input.sample_sheet else ""
+        ),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred collect {params.matrices} {params.sheet} --out {output.h5ad:q}"
+        " --dropped {output.dropped:q} --log {log:q}"
+
+
+rule split:
+    input:
+        "results/data/collected.h5ad",
+    output:
+        "results/data/splits.tsv",
+    log:
+        "results/logs/split.log",
+    benchmark:
+        "results/benchmarks/split.tsv"
+    params:
+        test_fraction=config["split"]["test_fraction"],
+        seed=config["split"]["seed"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred split --data {input:q} --test-fraction {params.test_fraction}"
+        " --seed {params.seed} --out {output:q} --log {log:q}"
+
+
+rule normalize:
+    input:
+        data="results/data/collected.h5ad",
+        splits="results/data/splits.tsv",
+    output:
+        h5ad="results/data/normalized.h5ad",
+        params="results/data/normalization.json",
+    log:
+        "results/logs/normalize.log",
+    benchmark:
+        "results/benchmarks/normalize.tsv"
+    params:
+        methods=" ".join(f"--method {m}" for m in NORMALIZATION_STEPS),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred normalize --data {input.data:q} --splits {input.splits:q} {params.methods}"
+        " --out {output.h5ad:q} --params {output.params:q} --log {log:q}"
+
+
+rule select_predictors:
+    input:
+        data="results/data/normalized.h5ad",
+        splits="results/data/splits.tsv",
+    output:
+        report(
+            "results/data/predictors.tsv",
+            caption="../report/predictors.rst",
+            category="2. Preprocessing",
+            labels={"table": "predictors per target"},
+        ),
+    log:
+        "results/logs/select_predictors.log",
+    benchmark:
+        "results/benchmarks/select_predictors.tsv"
+    params:
+        targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
+        spec=predictor_spec(),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred select --data {input.data:q} --splits {input.splits:q} {params.targets}"
+        " --spec {params.spec:q} --out {output:q} --log {log:q}"
+
+
+rule target_table:
+    output:
+        "results/data/targets.tsv",
+    log:
+        "results/logs/target_table.log",
+    benchmark:
+        "results/benchmarks/target_table.tsv"
+    params:
+        targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred targets {params.targets} --out {output:q} --log {log:q}"
