@@ -1,8 +1,9 @@
 """Figures for the report, in one consistent, colour-blind-safe style.
 
 Every function takes data (tables, arrays) and a path, and writes one PNG
-atomically. Titles and labels may contain gene ids from users' files: they are
-passed to matplotlib as plain text (math text is disabled), never as markup.
+atomically. Titles and labels may contain gene ids from users' files: they go
+through :func:`plain` first, so a ``$`` in an id is drawn as a dollar sign and
+never parsed as math text.
 """
 
 from __future__ import annotations
@@ -45,9 +46,13 @@ STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "text.usetex": False,
-    "text.parse_math": False,
     "svg.hashsalt": "gexpred",
 }
+
+
+def plain(text: object) -> str:
+    """Text from a data file, safe to hand to matplotlib (no math-text parsing)."""
+    return str(text).replace("$", r"\$")
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
@@ -59,6 +64,7 @@ def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
 def observed_vs_predicted(pred: pd.DataFrame, models: list[str], target: str, path: str | Path,
                           metrics: pd.DataFrame | None = None, scale_label: str = "normalized expression") -> None:
     """Scatter of observed vs predicted target values on the test split, one panel per model."""
+    target = plain(target)
     test = pred[pred["split"] == "test"]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.0), squeeze=False)
@@ -89,6 +95,7 @@ def observed_vs_predicted(pred: pd.DataFrame, models: list[str], target: str, pa
 def loss_curves(history: pd.DataFrame, target: str, path: str | Path, best_epoch: int | None = None,
                 scale_label: str = "normalized expression") -> None:
     """Training and validation loss (MSE) per epoch, log scale."""
+    target = plain(target)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.0, 4.0))
         ax.plot(history["epoch"], history["train_loss"], color=PALETTE["train"], label="training part")
@@ -106,6 +113,7 @@ def loss_curves(history: pd.DataFrame, target: str, path: str | Path, best_epoch
 
 def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_terms: int = 40) -> None:
     """OLS coefficients with 95% confidence intervals (intercept omitted), sorted by estimate."""
+    target = plain(target)
     df = coefs[coefs["term"] != "const"].copy()
     if len(df) > max_terms:
         df = df.reindex(df["t"].abs().sort_values(ascending=False).index[:max_terms])
@@ -119,7 +127,7 @@ def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_t
         ax.scatter(df["coef"], ypos, color=colors, zorder=3, s=22)
         ax.axvline(0, color="#444444", lw=1, ls="--")
         ax.set_yticks(ypos)
-        ax.set_yticklabels(df["term"].astype(str))
+        ax.set_yticklabels([plain(t) for t in df["term"]])
         ax.set_xlabel("coefficient (change in target per unit of predictor), 95% CI")
         shown = f"top {max_terms} by |t| of {int((coefs['term'] != 'const').sum())}" if len(coefs) - 1 > max_terms else ""
         ax.set_title(f"{target}: OLS coefficients {shown}".strip())

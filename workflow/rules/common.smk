@@ -22,6 +22,47 @@ if workflow.overwrite_configfiles:
         + " with the schema's defaults (config/config.yaml is not merged in)."
     )
 
+
+
+def _config_problems(cfg):
+    """Every schema violation of ``cfg`` as one readable line, with 'did you mean' for typos."""
+    import difflib
+
+    import jsonschema
+    import yaml
+
+    schema_path = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    problems = []
+    validator = jsonschema.Draft202012Validator(schema)
+    for err in sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = ".".join(str(p) for p in err.absolute_path)
+        if err.validator == "additionalProperties":
+            known = list(err.schema.get("properties", {}))
+            for k in [k for k in err.instance if k not in known]:
+                key = f"{where}.{k}" if where else str(k)
+                hint = difflib.get_close_matches(str(k), known, n=1)
+                problems.append(
+                    f"unknown key '{key}'"
+                    + (f": did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(known)})")
+                )
+        elif err.validator == "required":
+            problems.append(f"{err.message} (in {where or 'the top level'})")
+        else:
+            desc = err.schema.get("description", "")
+            problems.append(f"'{where}': {err.message}" + (f" ({desc.strip()})" if desc else ""))
+    return problems
+
+
+_problems = _config_problems(config)
+if _problems:
+    raise WorkflowError(
+        "gexpred: the configuration has "
+        + (f"{len(_problems)} problems" if len(_problems) > 1 else "a problem")
+        + ":\n  - "
+        + "\n  - ".join(_problems)
+        + "\nFix the config file; every key is described in config/README.md."
+    )
 validate(config, schema="../schemas/config.schema.yaml")
 
 

@@ -1,0 +1,67 @@
+"""The demo config validates, and its generic settings equal the schema's defaults.
+
+A user's `--configfile` replaces config/config.yaml (only the schema's defaults are
+kept), so the generic settings of the demo file must be exactly those defaults:
+otherwise a user's run would silently differ from what the demo file documents.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+DATASET_KEYS = {"matrices", "sample_sheet", "targets", "predictors", "normalization"}
+
+
+def load_demo() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_demo_config_validates():
+    cfg = load_demo()
+    validate(cfg, schema=str(SCHEMA))
+    assert cfg["targets"] and cfg["matrices"]
+    for path in cfg["matrices"] + [cfg["sample_sheet"], cfg["predictors"]["from"]]:
+        assert (REPO / path).is_file(), path
+
+
+def test_generic_settings_equal_schema_defaults():
+    demo = load_demo()
+    minimal = {"matrices": demo["matrices"], "targets": demo["targets"]}
+    filled = copy.deepcopy(minimal)
+    validate(filled, schema=str(SCHEMA))
+    for key, value in demo.items():
+        if key in DATASET_KEYS:
+            continue
+        assert key in filled, f"{key} has no schema default"
+        assert filled[key] == value, f"config/config.yaml's {key} differs from the schema default"
+
+
+def test_every_schema_key_documented():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    doc = (REPO / "config" / "README.md").read_text()
+    for key, sub in schema["properties"].items():
+        inner_keys = list(sub.get("properties", {}))
+        if inner_keys:
+            for inner in inner_keys:
+                assert f"`{key}.{inner}`" in doc, f"{key}.{inner}"
+        else:
+            assert f"`{key}`" in doc, key
+    for inner in ("top_correlated", "from"):  # the mapping form of `predictors`
+        assert f"`{inner}`" in doc
+
+
+@pytest.mark.parametrize("bad", [{"normalization": "zscor"}, {"models": ["svm"]}, {"split": {"seed": -1}},
+                                 {"mlp": {"hidden": [0]}}, {"unknown_key": 1}])
+def test_schema_rejects(bad):
+    from snakemake.exceptions import WorkflowError
+
+    cfg = {"matrices": ["m.tsv"], "targets": ["G"], **bad}
+    with pytest.raises(WorkflowError):
+        validate(cfg, schema=str(SCHEMA))

@@ -1,0 +1,240 @@
+"""End-to-end: the Snakemake workflow on a tiny generated dataset.
+
+The expected numbers are recomputed here from the workflow's own tables with
+numpy (closed-form OLS, direct metric formulas), never taken from gexpred.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+pytestmark = pytest.mark.slow
+
+
+def make_dataset(root: Path, n_samples: int = 60, n_genes: int = 12, seed: int = 7) -> dict:
+    """Write a tiny genes x samples TSV with two targets driven by known genes."""
+    rng = np.random.default_rng(seed)
+    genes = [f"G{i}" for i in range(n_genes)]
+    samples = [f"S{i:03d}" for i in range(n_samples)]
+    X = rng.normal(8.0, 1.0, size=(n_samples, n_genes))
+    X[:, 0] = 2.0 + 0.8 * X[:, 2] - 0.5 * X[:, 3] + rng.normal(0, 0.3, n_samples)
+    X[:, 1] = 1.0 + 0.6 * X[:, 4] + 0.4 * X[:, 5] * (X[:, 6] > 8) + rng.normal(0, 0.3, n_samples)
+    df = pd.DataFrame(X.T, index=genes, columns=samples)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    df.to_csv(root / "data" / "expr.tsv", sep="\t", index_label="gene")
+    return {"genes": genes, "samples": samples, "X": X}
+
+
+def write_config(root: Path, **overrides) -> Path:
+    cfg = {
+        "matrices": ["data/expr.tsv"],
+        "targets": ["G0", "G1"],
+        "predictors": {"top_correlated": 4},
+        "split": {"test_fraction": 0.25, "seed": 3},
+        "mlp": {"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16},
+    }
+    cfg.update(overrides)
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_snakemake(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(root), "--cores", "2",
+           "--configfile", str(root / "config.yaml"), *args]
+    # The rules call the `gexpred` console script: put this interpreter's scripts first on PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    data = make_dataset(root)
+    # A copy of the demo config beside the run, as when a user runs from a clone: its demo-only
+    # settings (sample sheet, predictor candidates file, targets) must not leak into this run.
+    (root / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", root / "config" / "config.yaml")
+    write_config(root)
+    run_snakemake(root)
+    return root, data
+
+
+def test_outputs_exist(finished_run):
+    root, _ = finished_run
+    res = root / "results"
+    for rel in ["data/collected.h5ad", "data/splits.tsv", "data/normalized.h5ad", "data/normalization.json",
+                "data/predictors.tsv", "data/targets.tsv", "compare/predictions.tsv", "compare/metrics.tsv",
+                "plots/activation_functions.png"]:
+        assert (res / rel).is_file(), rel
+    for t in ["G0", "G1"]:
+        for rel in ["ols/{t}/coefficients.tsv", "ols/{t}/summary.txt", "mlp/{t}/model.pt", "mlp/{t}/model.json",
+                    "mlp/{t}/history.tsv", "plots/{t}/observed_vs_predicted.png", "plots/{t}/coefficients.png",
+                    "plots/{t}/loss.png"]:
+            assert (res / rel.format(t=t)).is_file(), rel.format(t=t)
+
+
+def test_split_table(finished_run):
+    root, data = finished_run
+    sp = pd.read_csv(root / "results/data/splits.tsv", sep="\t", dtype=str)
+    assert list(sp.columns) == ["sample", "split"]
+    assert sorted(sp["sample"]) == sorted(data["samples"])
+    assert set(sp["split"]) == {"train", "test"}
+    assert (sp["split"] == "test").sum() == round(0.25 * len(data["samples"]))
+
+
+def test_ols_matches_closed_form_on_training_samples(finished_run):
+    """coefficients.tsv equals numpy's closed-form OLS on the samples splits.tsv calls 'train'."""
+    from scipy import stats
+
+    root, data = finished_run
+    sp = pd.read_csv(root / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    expr = pd.read_csv(root / "data/expr.tsv", sep="\t", index_col=0).T  # normalization: none (default)
+    train = expr.loc[sp.index[sp == "train"]]
+    for target in ["G0", "G1"]:
+        coefs = pd.read_csv(root / f"results/ols/{target}/coefficients.tsv", sep="\t")
+        assert list(coefs.columns) == ["term", "coef", "std_err", "t", "p_value", "ci_low", "ci_high"]
+        assert coefs["term"].iloc[0] == "const"
+        preds = list(coefs["term"].iloc[1:])
+        assert target not in preds
+        A = np.column_stack([np.ones(len(train)), train[preds].to_numpy()])
+        y = train[target].to_numpy()
+        beta = np.linalg.solve(A.T @ A, A.T @ y)
+        df = len(y) - A.shape[1]
+        sigma2 = ((y - A @ beta) ** 2).sum() / df
+        se = np.sqrt(np.diag(sigma2 * np.linalg.inv(A.T @ A)))
+        t = beta / se
+        q = stats.t.ppf(0.975, df)
+        np.testing.assert_allclose(coefs["coef"], beta, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(coefs["std_err"], se, rtol=1e-8)
+        np.testing.assert_allclose(coefs["t"], t, rtol=1e-8)
+        np.testing.assert_allclose(coefs["p_value"], 2 * stats.t.sf(np.abs(t), df), rtol=1e-6, atol=1e-300)
+        np.testing.assert_allclose(coefs["ci_low"], beta - q * se, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(coefs["ci_high"], beta + q * se, rtol=1e-8, atol=1e-10)
+
+
+def test_top_correlated_predictors_chosen_on_training_split(finished_run):
+    root, _ = finished_run
+    sp = pd.read_csv(root / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    expr = pd.read_csv(root / "data/expr.tsv", sep="\t", index_col=0).T
+    train = expr.loc[sp.index[sp == "train"]]
+    table = pd.read_csv(root / "results/data/predictors.tsv", sep="\t")
+    for target in ["G0", "G1"]:
+        r = train.drop(columns=[target]).corrwith(train[target]).abs().sort_values(ascending=False)
+        chosen = table[table["target"] == target].sort_values("rank")["gene"].tolist()
+        assert chosen == r.index[:4].tolist()
+
+
+def test_metrics_recomputed_from_predictions(finished_run):
+    root, _ = finished_run
+    pred = pd.read_csv(root / "results/compare/predictions.tsv", sep="\t")
+    assert list(pred.columns) == ["target", "sample", "split", "observed", "ols", "mlp"]
+    metrics = pd.read_csv(root / "results/compare/metrics.tsv", sep="\t")
+    assert list(metrics.columns) == ["target", "model", "split", "n", "mse", "mae", "r2", "pearson"]
+    assert set(metrics["model"]) == {"ols", "mlp", "mean"}
+    for (target, model, split), row in metrics.set_index(["target", "model", "split"]).iterrows():
+        sub = pred[(pred["target"] == target) & (pred["split"] == split)]
+        o = sub["observed"].to_numpy()
+        if model == "mean":
+            train_mean = pred[(pred["target"] == target) & (pred["split"] == "train")]["observed"].mean()
+            p = np.full(len(o), train_mean)
+        else:
+            p = sub[model].to_numpy()
+        assert row["n"] == len(o)
+        np.testing.assert_allclose(row["mse"], np.mean((o - p) ** 2), rtol=1e-8)
+        np.testing.assert_allclose(row["mae"], np.mean(np.abs(o - p)), rtol=1e-8)
+        np.testing.assert_allclose(row["r2"], 1 - np.sum((o - p) ** 2) / np.sum((o - o.mean()) ** 2), rtol=1e-8,
+                                   atol=1e-12)
+        if model == "mean":
+            assert np.isnan(row["pearson"])
+        else:
+            np.testing.assert_allclose(row["pearson"], np.corrcoef(o, p)[0, 1], rtol=1e-7)
+    # The models learn something real: OLS beats the mean baseline on the test split for the linear target.
+    test = metrics[(metrics["split"] == "test") & (metrics["target"] == "G0")].set_index("model")
+    assert test.loc["ols", "mse"] < 0.5 * test.loc["mean", "mse"]
+
+
+def test_mlp_artifacts_load_without_code(finished_run):
+    from gexpred.nn import load_model, predict
+
+    root, _ = finished_run
+    meta = json.loads((root / "results/mlp/G0/model.json").read_text())
+    for key in ["architecture", "settings", "seed", "predictors", "normalization"]:
+        assert key in meta
+    state = torch.load(root / "results/mlp/G0/model.pt", map_location="cpu", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    model = load_model(root / "results/mlp/G0/model.pt", meta["architecture"])
+    pred = pd.read_csv(root / "results/compare/predictions.tsv", sep="\t")
+    pred = pred[pred["target"] == "G0"].set_index("sample")
+    expr = pd.read_csv(root / "data/expr.tsv", sep="\t", index_col=0).T.loc[pred.index]
+    np.testing.assert_allclose(predict(model, expr[meta["predictors"]].to_numpy()), pred["mlp"], rtol=1e-5,
+                               atol=1e-5)
+    hist = pd.read_csv(root / "results/mlp/G0/history.tsv", sep="\t")
+    assert list(hist.columns) == ["epoch", "train_loss", "val_loss"]
+    assert hist["epoch"].tolist() == list(range(1, len(hist) + 1))
+
+
+def test_report_builds_and_escapes(finished_run):
+    root, _ = finished_run
+    run_snakemake(root, "--report", "results/report.html")
+    html = (root / "results/report.html").read_text(errors="replace")
+    assert len(html) > 10_000
+    assert "G0" in html
+
+
+def test_rerun_is_a_noop(finished_run):
+    root, _ = finished_run
+    proc = run_snakemake(root, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_ols_only_run_and_bad_target(tmp_path):
+    """models: [ols] is a valid run; a target missing from the data fails with a clear message."""
+    make_dataset(tmp_path, n_samples=30, n_genes=8)
+    write_config(tmp_path, models=["ols"], targets=["G0"], predictors=["G2", "G3"])
+    run_snakemake(tmp_path)
+    pred = pd.read_csv(tmp_path / "results/compare/predictions.tsv", sep="\t")
+    assert list(pred.columns) == ["target", "sample", "split", "observed", "ols"]
+    assert not (tmp_path / "results/mlp").exists()
+
+    write_config(tmp_path, models=["ols"], targets=["NOPE"], predictors=["G2", "G3"])
+    proc = run_snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "'NOPE'" in out and "not in the collected data" in out
+    assert not (tmp_path / "results/data/predictors.tsv").exists()
+
+
+def test_config_errors_name_the_key(tmp_path):
+    make_dataset(tmp_path, n_samples=20, n_genes=8)
+    write_config(tmp_path, normalisation="zscore")  # misspelt key
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "normalisation" in proc.stdout + proc.stderr
+
+    write_config(tmp_path, split={"test_fraction": "a lot"})  # wrong type
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "test_fraction" in proc.stdout + proc.stderr
+
+    write_config(tmp_path, matrices=["data/missing.tsv"])
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "data/missing.tsv" in proc.stdout + proc.stderr
