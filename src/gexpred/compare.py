@@ -21,8 +21,10 @@ def regression_metrics(observed: np.ndarray, predicted: np.ndarray) -> dict[str,
     ``observed`` itself (so on a test split it can be negative: worse than
     predicting the test mean). ``pearson`` is NaN when either side is constant.
     """
-    o = np.asarray(observed, dtype=np.float64)
-    p = np.asarray(predicted, dtype=np.float64)
+    o = np.asarray(observed, dtype=np.float64).ravel()
+    p = np.asarray(predicted, dtype=np.float64).ravel()
+    if o.shape != p.shape:
+        raise ValueError(f"{len(o)} observed values but {len(p)} predictions")
     n = len(o)
     if n == 0:
         return {"n": 0, "mse": np.nan, "mae": np.nan, "r2": np.nan, "pearson": np.nan}
@@ -37,7 +39,7 @@ def regression_metrics(observed: np.ndarray, predicted: np.ndarray) -> dict[str,
         "mse": sse / n,
         "mae": float(np.abs(resid).mean()),
         "r2": 1.0 - sse / sst if sst > 0 else np.nan,
-        "pearson": float(oc @ pc) / denom if denom > 0 else np.nan,
+        "pearson": float(np.clip(float(oc @ pc) / denom, -1.0, 1.0)) if denom > 0 else np.nan,
     }
 
 
@@ -57,9 +59,14 @@ def assemble_predictions(per_model: dict[str, pd.DataFrame], target: str) -> pd.
     pandas.DataFrame
         ``target, sample, split, observed`` and one column per model.
     """
+    if not per_model:
+        raise ValueError(f"no predictions to assemble for target {target!r}")
     out: pd.DataFrame | None = None
     for model, df in per_model.items():
         part = df[["sample", "split", "observed", "predicted"]].rename(columns={"predicted": model})
+        if part.empty or part.duplicated(["sample", "split"]).any():
+            raise ValueError(f"model {model!r} has no predictions, or some samples more than once, "
+                             f"for target {target!r}")
         if out is None:
             out = part
         else:
@@ -83,6 +90,7 @@ def metrics_table(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     target over the training samples.
     """
     rows = []
+    models = [m for m in dict.fromkeys(models) if m != "mean"]
     for target, df in predictions.groupby("target", sort=False):
         train_mean = float(df.loc[df["split"] == "train", "observed"].mean())
         for model in [*models, "mean"]:

@@ -16,15 +16,27 @@ log = logging.getLogger(__name__)
 PREDICTOR_COLUMNS = ["target", "rank", "gene", "train_corr"]
 
 
+def _is_constant(X: np.ndarray) -> np.ndarray:
+    """Per column of ``X`` (or for a vector): constant up to rounding error.
+
+    A value repeated in every sample can get a standard deviation of ~1e-17
+    from rounding in the mean, so a relative tolerance is used.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    return ~(X.std(axis=0) > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0, initial=0.0)))
+
+
 def _corr_with(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pearson correlation of every column of ``X`` with ``y`` (NaN for constant columns)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
     Xc = X - X.mean(axis=0)
     yc = y - y.mean()
     denom = np.sqrt((Xc**2).sum(axis=0) * (yc**2).sum())
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (Xc.T @ yc) / denom
-    r[~(denom > 0)] = np.nan
-    return r
+    r[~(denom > 0) | _is_constant(X) | bool(_is_constant(y))] = np.nan
+    return np.clip(r, -1.0, 1.0)
 
 
 def select_predictors(
@@ -66,8 +78,11 @@ def select_predictors(
             f"in 'targets' (ids must match the first column of the matrices exactly)."
         )
     rows: list[tuple[str, int, str, float]] = []
-    if isinstance(spec, list):
+    if isinstance(spec, (list, tuple)):
         predictors = [str(g) for g in spec]
+        if not predictors:
+            raise ConfigError("'predictors' is an empty list; list at least one predictor gene, or use "
+                              "{top_correlated: K}.")
         missing = [g for g in predictors if g not in index]
         if missing:
             raise ConfigError(
@@ -89,7 +104,19 @@ def select_predictors(
             rows += [(t, k + 1, g, float(r[k])) for k, g in enumerate(predictors)]
         return pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
 
-    k = int(spec["top_correlated"])
+    if not isinstance(spec, dict) or "top_correlated" not in spec:
+        raise ConfigError(
+            f"'predictors' must be a list of gene ids or a mapping {{top_correlated: K, from: genes or file}}; "
+            f"got {spec!r}."
+        )
+    unknown = sorted(set(spec) - {"top_correlated", "from"})
+    if unknown:
+        raise ConfigError(f"'predictors' has unknown keys {preview(unknown)}; only 'top_correlated' and 'from' "
+                          f"are understood.")
+    k = spec["top_correlated"]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"predictors.top_correlated must be a positive integer; got {k!r}.")
+    k = int(k)
     candidates = read_gene_list(spec["from"], "predictor candidates file") if spec.get("from") is not None else list(genes)
     absent = [g for g in candidates if g not in index]
     if absent:
@@ -104,7 +131,7 @@ def select_predictors(
     C = X_train[:, [index[g] for g in candidates]]
     for t in targets:
         y = X_train[:, index[t]]
-        if not np.std(y) > 0:
+        if _is_constant(y):
             raise ConfigError(
                 f"Target {t!r} is constant across the {len(y)} training samples; there is nothing to predict. "
                 f"Remove it from 'targets'."
@@ -151,8 +178,8 @@ def check_design(X: np.ndarray, names: list[str], target: str) -> tuple[np.ndarr
     """
     from .errors import ModelError
 
-    sd = X.std(axis=0)
-    const = ~(sd > 1e-12 * np.maximum(1.0, np.abs(X).max(axis=0)))
+    X = np.asarray(X, dtype=np.float64)
+    const = _is_constant(X)
     if const.any():
         log.warning("target %s: dropping %d predictors constant over the training samples: %s",
                     target, int(const.sum()), preview(np.asarray(names)[const]))

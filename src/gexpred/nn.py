@@ -35,6 +35,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
 }
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss"]
+DIVERGENCE_FACTOR = 1e4
+"""Training counts as diverged when the training loss, in units of the target's
+variance, exceeds this multiple of the untrained network's loss (or of 1, the
+loss of predicting the mean, whichever is larger)."""
 
 
 @dataclass
@@ -57,17 +61,55 @@ class MLPSettings:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> MLPSettings:
-        """Build settings from a config mapping, ignoring keys that are not settings."""
+        """Build settings from a config mapping, ignoring keys that are not settings.
+
+        Raises
+        ------
+        ConfigError
+            If a value has the wrong type or is out of range.
+        """
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"The mlp settings must be a mapping of setting names to values; got {cfg!r}.")
         names = {f.name for f in fields(cls)}
         s = cls(**{k: v for k, v in cfg.items() if k in names})
+        if isinstance(s.hidden, (str, bytes)) or not isinstance(s.hidden, (list, tuple)):
+            raise ConfigError(f"mlp.hidden must be a list of layer widths ([] for no hidden layer); got {s.hidden!r}.")
+        if not all(_is_int(h) for h in s.hidden) or any(int(h) < 1 for h in s.hidden):
+            raise ConfigError(f"mlp.hidden widths must be positive integers; got {s.hidden}.")
         s.hidden = [int(h) for h in s.hidden]
         if s.activation not in ACTIVATIONS:
             raise ConfigError(f"mlp.activation must be one of {', '.join(ACTIVATIONS)}; got {s.activation!r}.")
         if s.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"mlp.optimizer must be 'adam' or 'sgd'; got {s.optimizer!r}.")
-        if any(h < 1 for h in s.hidden):
-            raise ConfigError(f"mlp.hidden widths must be positive integers; got {s.hidden}.")
+        if s.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"mlp.device must be 'auto', 'cpu' or 'cuda'; got {s.device!r}.")
+        # name, lower bound, whether the lower bound is excluded, exclusive upper bound
+        for name, low, low_open, high in (
+            ("lr", 0.0, True, math.inf),
+            ("dropout", 0.0, False, 1.0),
+            ("momentum", 0.0, False, 1.0),
+            ("weight_decay", 0.0, False, math.inf),
+            ("val_fraction", 0.0, False, 1.0),
+        ):
+            v = getattr(s, name)
+            if not _is_number(v) or not (v > low if low_open else v >= low) or not v < high:
+                hi = "" if math.isinf(high) else f" and < {high:g}"
+                raise ConfigError(f"mlp.{name} must be a number {'>' if low_open else '>='} {low:g}{hi}; got {v!r}.")
+            setattr(s, name, float(v))
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("seed", 0)):
+            v = getattr(s, name)
+            if not _is_int(v) or int(v) < low:
+                raise ConfigError(f"mlp.{name} must be an integer >= {low}; got {v!r}.")
+            setattr(s, name, int(v))
         return s
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class GeneMLP(nn.Module):
@@ -186,7 +228,11 @@ def train_mlp(
     fit_idx, val_idx = _split_validation(n, settings.val_fraction, settings.seed)
     use_val = len(val_idx) > 0
 
-    with torch.random.fork_rng(devices=[]):
+    # Leave the caller's random number generators as they were (the CUDA ones too
+    # when training there: torch.manual_seed seeds every device).
+    rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(settings.seed)
         model = GeneMLP(p, settings.hidden, settings.activation, 1, settings.dropout)
         Xf, yf = X[fit_idx], y[fit_idx]
@@ -218,6 +264,12 @@ def train_mlp(
             with torch.no_grad():
                 return float(loss_fn(model(Xt[idx]), yt[idx]).item()) * y_var
 
+        def diverged(loss: float) -> bool:
+            if not math.isfinite(loss) or loss / y_var > limit:
+                return True
+            return not all(bool(torch.isfinite(t).all()) for t in model.parameters())
+
+        limit = DIVERGENCE_FACTOR * max(1.0, evaluate(fit_t) / y_var)
         history: list[tuple[int, float, float]] = []
         best = (math.inf, 0)
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -236,10 +288,10 @@ def train_mlp(
                 opt.step()
             train_loss = evaluate(fit_t)
             val_loss = evaluate(val_t) if use_val else math.nan
-            if not math.isfinite(train_loss):
+            if diverged(train_loss):
                 raise ModelError(
-                    f"Target {target!r}: training diverged at epoch {epoch} (loss is {train_loss}). Lower mlp.lr "
-                    f"(now {settings.lr})."
+                    f"Target {target!r}: training diverged at epoch {epoch} (training loss {train_loss:.4g}, "
+                    f"against a variance of the target of {y_var:.4g}). Lower mlp.lr (now {settings.lr:g})."
                 )
             history.append((epoch, train_loss, val_loss))
             score = val_loss if use_val else train_loss

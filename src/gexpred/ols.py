@@ -75,6 +75,13 @@ def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str]) -> OLSFit:
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    names = [str(n) for n in names]
+    if X.ndim != 2 or X.shape[1] != len(names):
+        raise ValueError(f"fit_ols: {X.shape[-1]} predictor columns but {len(names)} names")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"fit_ols: {X.shape[0]} samples of predictors but target of shape {y.shape}")
     A = np.column_stack([np.ones(X.shape[0]), X])
     result = sm.OLS(y, A).fit()
     return OLSFit(terms=["const", *names], result=result)

@@ -90,7 +90,9 @@ def fit_normalization(
         elif step == "zscore":
             mean = Z.mean(axis=0)
             sd = Z.std(axis=0, ddof=1) if Z.shape[0] > 1 else np.zeros(Z.shape[1])
-            constant = ~(sd > 0)
+            # A gene with one value repeated can get a standard deviation of ~1e-17 from rounding
+            # in the mean; scaling by that would blow the gene up to arbitrary huge values.
+            constant = ~(sd > 1e-12 * np.abs(Z).max(axis=0, initial=0.0))
             if constant.any():
                 log.warning(
                     "zscore: %d genes are constant across the %d training samples (%s); they are centred "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError, preview
 
 
 def train_test_split(
@@ -25,10 +25,12 @@ def train_test_split(
         two samples are kept for training).
     seed
         Seed of the permutation: the same ids, fraction and seed always give
-        the same split.
+        the same split, whatever the order of the ids.
     labels
-        Optional class labels indexed by sample; the split is then stratified
-        so each class is held out in proportion.
+        Optional class labels indexed by sample; the split is then stratified:
+        the test samples are shared out among the classes in proportion to
+        their sizes (largest remainders), so each class is held out in
+        proportion as nearly as whole samples allow.
 
     Returns
     -------
@@ -37,21 +39,41 @@ def train_test_split(
     """
     samples = pd.Index([str(s) for s in samples])
     n = len(samples)
-    if not 0.0 < test_fraction < 1.0:
+    if isinstance(test_fraction, bool) or not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"split.test_fraction must be between 0 and 1 (exclusive); got {test_fraction}.")
     if n < 4:
         raise ConfigError(f"Only {n} samples: at least 4 are needed to hold out a test split and still fit a model.")
+    if samples.has_duplicates:
+        dup = samples[samples.duplicated()].unique().tolist()
+        raise InputError(f"Sample ids {preview(dup)} occur more than once; every sample needs a unique id to be "
+                         f"assigned to a split.")
+    # The split must depend on the set of ids, not on their order in the data (which follows
+    # the order of the input matrices): permute the ids in sorted order.
+    by_id = np.argsort(samples.to_numpy(dtype=str), kind="stable")
+    n_test = min(max(int(round(test_fraction * n)), 1), n - 2)
+    if labels is None:
+        groups = [by_id]
+    else:
+        lab_series = pd.Series(labels)
+        lab_series.index = [str(i) for i in lab_series.index]
+        if lab_series.index.has_duplicates:
+            raise InputError("The class labels list some samples more than once; give one label per sample.")
+        lab = lab_series.reindex(samples)
+        if lab.isna().any():
+            raise InputError(
+                f"Samples {preview(samples[lab.isna().to_numpy()])} have no class label to stratify the split by. "
+                f"Give every sample a label."
+            )
+        lab_arr = lab.astype(str).to_numpy()
+        groups = [by_id[lab_arr[by_id] == c] for c in sorted(set(lab_arr))]
+    # Test samples per group: n_test shared out in proportion to the group sizes (largest remainders).
+    quota = np.array([n_test * len(g) / n for g in groups])
+    counts = np.floor(quota).astype(int)
+    remainder = quota - counts
+    for i in np.argsort(-remainder, kind="stable")[: n_test - int(counts.sum())]:
+        counts[i] += 1
     rng = np.random.default_rng(seed)
     is_test = np.zeros(n, dtype=bool)
-    if labels is None:
-        groups = [np.arange(n)]
-    else:
-        lab = labels.reindex(samples).astype(str).to_numpy()
-        groups = [np.flatnonzero(lab == c) for c in sorted(set(lab))]
-    for idx in groups:
-        k = int(round(test_fraction * len(idx)))
-        if labels is None:
-            k = min(max(k, 1), len(idx) - 2)
-        chosen = rng.permutation(idx)[:k]
-        is_test[chosen] = True
+    for idx, k in zip(groups, counts):
+        is_test[rng.permutation(idx)[:k]] = True
     return pd.DataFrame({"sample": samples, "split": np.where(is_test, "test", "train")})

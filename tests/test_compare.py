@@ -1,0 +1,178 @@
+"""Tests of gexpred.compare against direct numpy/scipy computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from gexpred.compare import (
+    METRIC_COLUMNS,
+    assemble_predictions,
+    best_models,
+    metrics_table,
+    regression_metrics,
+)
+
+
+def _direct(o: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    sse = float(np.sum((o - p) ** 2))
+    sst = float(np.sum((o - np.mean(o)) ** 2))
+    return {"n": len(o), "mse": sse / len(o), "mae": float(np.mean(np.abs(o - p))),
+            "r2": 1 - sse / sst, "pearson": float(stats.pearsonr(o, p)[0])}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_regression_metrics_against_direct(seed):
+    rng = np.random.default_rng(seed)
+    o = rng.normal(loc=5, scale=2, size=50)
+    p = 0.7 * o + rng.normal(size=50) + 1.0
+    got = regression_metrics(o, p)
+    exp = _direct(o, p)
+    assert got["n"] == 50
+    for k in ("mse", "mae", "r2", "pearson"):
+        np.testing.assert_allclose(got[k], exp[k], rtol=1e-10, err_msg=k)
+
+
+def test_r2_is_relative_to_observed_mean_and_can_be_negative():
+    o = np.array([1.0, 2.0, 3.0, 4.0])
+    # predicting the observed mean gives r2 exactly 0
+    assert regression_metrics(o, np.full(4, o.mean()))["r2"] == pytest.approx(0.0, abs=1e-15)
+    # perfect predictions give r2 = 1, mse = mae = 0, pearson = 1
+    m = regression_metrics(o, o.copy())
+    assert (m["r2"], m["mse"], m["mae"]) == (1.0, 0.0, 0.0) and m["pearson"] == pytest.approx(1.0)
+    # far-off predictions: r2 = 1 - 4*100/5 = -79 by hand
+    m = regression_metrics(o, o + 10.0)
+    assert m["r2"] == pytest.approx(1 - 400 / 5.0)
+    assert m["mse"] == pytest.approx(100.0) and m["mae"] == pytest.approx(10.0)
+    assert m["pearson"] == pytest.approx(1.0)
+    # anti-correlated predictions
+    assert regression_metrics(o, -o)["pearson"] == pytest.approx(-1.0)
+
+
+def test_pearson_nan_for_constant_predictions_or_observed():
+    o = np.array([1.0, 2.0, 4.0])
+    m = regression_metrics(o, np.full(3, 2.5))
+    assert math.isnan(m["pearson"])
+    np.testing.assert_allclose(m["mse"], np.mean((o - 2.5) ** 2))
+    m = regression_metrics(np.full(3, 1.0), o)
+    assert math.isnan(m["pearson"]) and math.isnan(m["r2"])
+
+
+def test_pearson_is_bounded():
+    o = np.array([1e-3, 2e-3, 3e-3]) + 1e8
+    m = regression_metrics(o, o)
+    assert -1.0 <= m["pearson"] <= 1.0
+
+
+def test_empty_and_mismatched():
+    m = regression_metrics(np.array([]), np.array([]))
+    assert m["n"] == 0 and all(math.isnan(m[k]) for k in ("mse", "mae", "r2", "pearson"))
+    with pytest.raises(ValueError):
+        regression_metrics(np.arange(3.0), np.arange(2.0))
+    with pytest.raises(ValueError):
+        regression_metrics(np.arange(3.0), np.array([1.0]))  # no silent broadcasting
+
+
+# ----------------------------------------------------------------------------- tables
+def _per_model(rng: np.random.Generator, n: int = 12):
+    samples = [f"s{i:02d}" for i in range(n)]
+    split = np.where(np.arange(n) % 4 == 0, "test", "train")
+    observed = rng.normal(size=n) * 3 + 10
+    frames = {}
+    for j, model in enumerate(["ols", "mlp"]):
+        pred = observed + rng.normal(scale=0.5 + j, size=n)
+        df = pd.DataFrame({"target": "G1", "model": model, "sample": samples, "split": split,
+                           "observed": observed, "predicted": pred})
+        # each model's table comes in its own row order
+        frames[model] = df.sample(frac=1.0, random_state=j).reset_index(drop=True)
+    return samples, split, observed, frames
+
+
+def test_assemble_predictions_joins_by_sample():
+    samples, split, observed, frames = _per_model(np.random.default_rng(0))
+    wide = assemble_predictions(frames, "G1")
+    assert list(wide.columns) == ["target", "sample", "split", "observed", "ols", "mlp"]
+    assert len(wide) == len(samples)
+    assert (wide["target"] == "G1").all()
+    # train rows first, then test; each block sorted by sample
+    assert wide["split"].tolist() == sorted(split, key=lambda s: s != "train")
+    for part in ("train", "test"):
+        block = wide[wide["split"] == part]["sample"].tolist()
+        assert block == sorted(block)
+    # every value sits in the row of its sample
+    for model, df in frames.items():
+        lookup = df.set_index("sample")
+        for _, row in wide.iterrows():
+            assert row[model] == lookup.loc[row["sample"], "predicted"]
+            assert row["observed"] == lookup.loc[row["sample"], "observed"]
+            assert row["split"] == lookup.loc[row["sample"], "split"]
+
+
+def test_assemble_predictions_rejects_disagreement():
+    _, _, _, frames = _per_model(np.random.default_rng(1))
+    bad = dict(frames)
+    bad["mlp"] = frames["mlp"].iloc[1:]  # a sample missing
+    with pytest.raises(ValueError):
+        assemble_predictions(bad, "G1")
+    bad["mlp"] = frames["mlp"].assign(observed=frames["mlp"]["observed"] + 1.0)
+    with pytest.raises(ValueError):
+        assemble_predictions(bad, "G1")
+    bad["mlp"] = pd.concat([frames["mlp"], frames["mlp"].iloc[:1]])  # a duplicated sample
+    with pytest.raises(ValueError):
+        assemble_predictions(bad, "G1")
+    bad = {"ols": pd.concat([frames["ols"], frames["ols"].iloc[:1]])}
+    with pytest.raises(ValueError):
+        assemble_predictions(bad, "G1")
+
+
+def test_metrics_table_against_direct_and_mean_baseline():
+    samples, split, observed, frames = _per_model(np.random.default_rng(2), n=40)
+    wide = assemble_predictions(frames, "G1")
+    tab = metrics_table(wide, ["ols", "mlp"])
+    assert list(tab.columns) == METRIC_COLUMNS
+    assert tab[["model", "split"]].apply(tuple, axis=1).tolist() == [
+        (m, s) for m in ("ols", "mlp", "mean") for s in ("train", "test")]
+    train_mean = observed[split == "train"].mean()
+    for _, row in tab.iterrows():
+        mask = split == row["split"]
+        o = observed[mask]
+        if row["model"] == "mean":
+            p = np.full(mask.sum(), train_mean)
+        else:
+            p = frames[row["model"]].set_index("sample").loc[np.array(samples)[mask], "predicted"].to_numpy()
+        assert row["n"] == mask.sum()
+        np.testing.assert_allclose(row["mse"], np.mean((o - p) ** 2), rtol=1e-12)
+        np.testing.assert_allclose(row["mae"], np.mean(np.abs(o - p)), rtol=1e-12)
+        np.testing.assert_allclose(row["r2"], 1 - np.sum((o - p) ** 2) / np.sum((o - o.mean()) ** 2),
+                                   rtol=1e-12, atol=1e-14)
+        if row["model"] == "mean":
+            assert math.isnan(row["pearson"])
+        else:
+            np.testing.assert_allclose(row["pearson"], stats.pearsonr(o, p)[0], rtol=1e-10)
+    # the mean model predicts the *training* mean: r2 is exactly 0 on train, not on test
+    mean_rows = tab[tab["model"] == "mean"].set_index("split")
+    assert mean_rows.loc["train", "r2"] == pytest.approx(0.0, abs=1e-12)
+    test_obs = observed[split == "test"]
+    assert mean_rows.loc["test", "mse"] == pytest.approx(np.mean((test_obs - train_mean) ** 2))
+    assert mean_rows.loc["test", "r2"] < 0  # the test mean differs from the train mean
+
+
+def test_metrics_table_several_targets_and_best_model():
+    rng = np.random.default_rng(3)
+    wides = []
+    for target in ("B", "A"):
+        _, _, _, frames = _per_model(rng)
+        wides.append(assemble_predictions({m: f.assign(target=target) for m, f in frames.items()}, target))
+    wide = pd.concat(wides, ignore_index=True)
+    tab = metrics_table(wide, ["ols", "mlp", "mean"])  # 'mean' is added once only
+    assert tab["target"].unique().tolist() == ["B", "A"]
+    assert len(tab) == 2 * 3 * 2
+    best = best_models(tab)
+    for target in ("B", "A"):
+        sub = tab[(tab["target"] == target) & (tab["split"] == "test")]
+        exp = sub.loc[sub["mse"].idxmin(), "model"]
+        assert best.set_index("target").loc[target, "best_model"] == exp

@@ -1,0 +1,194 @@
+"""Tests of gexpred.design: predictor choice on the training split, design checks."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gexpred.design import PREDICTOR_COLUMNS, check_design, predictors_for, select_predictors
+from gexpred.errors import ConfigError, ModelError
+
+
+@pytest.fixture
+def expr() -> tuple[np.ndarray, list[str], np.ndarray]:
+    """30 samples x 12 genes; T1 and T2 are targets driven by a few genes."""
+    rng = np.random.default_rng(1)
+    n, g = 30, 12
+    X = rng.normal(size=(n, g))
+    genes = [f"G{j}" for j in range(g)]
+    genes[0], genes[1] = "T1", "T2"
+    X[:, 0] = 2 * X[:, 3] - X[:, 5] + 0.5 * X[:, 8] + 0.3 * rng.normal(size=n)
+    X[:, 1] = -X[:, 4] + 0.8 * X[:, 0] + 0.3 * rng.normal(size=n)
+    train = np.arange(n) < 20
+    return X, genes, train
+
+
+def _expected_top(X: np.ndarray, genes: list[str], target: str, k: int, candidates=None) -> list[str]:
+    t = genes.index(target)
+    C = np.corrcoef(X, rowvar=False)[t]
+    pool = [j for j, g in enumerate(genes) if g != target and (candidates is None or g in candidates)]
+    return [genes[j] for j in sorted(pool, key=lambda j: -abs(C[j]))[:k]]
+
+
+def test_top_correlated_on_training_rows(expr):
+    X, genes, train = expr
+    k = 4
+    table = select_predictors(X[train], genes, ["T1", "T2"], {"top_correlated": k})
+    assert list(table.columns) == PREDICTOR_COLUMNS
+    for t in ("T1", "T2"):
+        chosen = predictors_for(table, t)
+        assert chosen == _expected_top(X[train], genes, t, k)
+        assert t not in chosen
+        sub = table[table["target"] == t].sort_values("rank")
+        assert sub["rank"].tolist() == list(range(1, k + 1))
+        C = np.corrcoef(X[train], rowvar=False)
+        exp_r = [C[genes.index(t), genes.index(g)] for g in chosen]
+        np.testing.assert_allclose(sub["train_corr"].to_numpy(), exp_r, rtol=1e-10)
+        assert (np.diff(np.abs(sub["train_corr"].to_numpy())) <= 0).all()
+    # another target may be a predictor
+    assert "T1" in predictors_for(table, "T2")
+
+
+def test_top_correlated_ignores_non_training_rows(expr):
+    X, genes, train = expr
+    spec = {"top_correlated": 3}
+    base = select_predictors(X[train], genes, ["T1"], spec)
+    # a test-split perturbation that would make G11 the best predictor if it were looked at
+    X2 = X.copy()
+    X2[~train, genes.index("G11")] = X2[~train, 0] * 100
+    X2[~train, genes.index("G3")] = -X2[~train, 0]
+    assert "G11" in _expected_top(X2, genes, "T1", 3)  # on all rows the choice would differ
+    again = select_predictors(X2[train], genes, ["T1"], spec)
+    pd.testing.assert_frame_equal(base, again)
+    assert "G11" not in predictors_for(again, "T1")
+
+
+def test_top_correlated_from_candidates_list_and_file(tmp_path, expr):
+    X, genes, train = expr
+    cands = ["G5", "G6", "G7", "G8", "T1", "NOT_A_GENE"]
+    table = select_predictors(X[train], genes, ["T1"], {"top_correlated": 2, "from": cands})
+    assert predictors_for(table, "T1") == _expected_top(X[train], genes, "T1", 2, candidates=set(cands))
+    f = tmp_path / "tfs.txt"
+    f.write_text("# transcription factors\n" + "\n".join(cands) + "\n")
+    from_file = select_predictors(X[train], genes, ["T1"], {"top_correlated": 2, "from": str(f)})
+    pd.testing.assert_frame_equal(table, from_file)
+
+
+def test_top_correlated_more_than_available(expr, caplog):
+    X, genes, train = expr
+    with caplog.at_level(logging.WARNING):
+        table = select_predictors(X[train], genes, ["T1"], {"top_correlated": 3, "from": ["G3", "T1", "G4"]})
+    assert sorted(predictors_for(table, "T1")) == ["G3", "G4"]
+    assert "fewer than top_correlated" in caplog.text
+
+
+def test_constant_and_near_constant_candidates_never_chosen(expr):
+    X, genes, train = expr
+    X = X.copy()
+    X[:, genes.index("G9")] = 0.1  # constant, with rounding noise in its mean
+    X[:, genes.index("G10")] = 5.0
+    table = select_predictors(X[train], genes, ["T1"], {"top_correlated": 11})
+    chosen = predictors_for(table, "T1")
+    assert "G9" not in chosen and "G10" not in chosen and len(chosen) == 9
+
+
+def test_constant_target_rejected(expr):
+    X, genes, train = expr
+    X = X.copy()
+    X[:, 0] = 0.7
+    with pytest.raises(ConfigError, match="T1"):
+        select_predictors(X[train], genes, ["T1"], {"top_correlated": 2})
+
+
+@pytest.mark.parametrize("spec", [{"top_correlated": 0}, {"top_correlated": -2}, {"top_correlated": "5"},
+                                  {"top": 5}, {"top_correlated": 3, "form": ["G3"]}, "G3", 5])
+def test_bad_spec_is_config_error(expr, spec):
+    X, genes, train = expr
+    with pytest.raises(ConfigError):
+        select_predictors(X[train], genes, ["T1"], spec)
+
+
+def test_explicit_list(expr):
+    X, genes, train = expr
+    table = select_predictors(X[train], genes, ["T1", "T2"], ["G3", "G5", "G8"])
+    for t in ("T1", "T2"):
+        assert predictors_for(table, t) == ["G3", "G5", "G8"]
+        C = np.corrcoef(X[train], rowvar=False)
+        np.testing.assert_allclose(table[table.target == t]["train_corr"],
+                                   [C[genes.index(t), genes.index(g)] for g in ["G3", "G5", "G8"]], rtol=1e-10)
+
+
+def test_explicit_list_missing_gene_named(expr):
+    X, genes, train = expr
+    with pytest.raises(ConfigError, match="BSU99999"):
+        select_predictors(X[train], genes, ["T1"], ["G3", "BSU99999"])
+
+
+def test_target_listed_as_predictor(expr):
+    X, genes, train = expr
+    with pytest.raises(ConfigError, match="T1"):
+        select_predictors(X[train], genes, ["T1"], ["G3", "T1"])
+
+
+def test_explicit_list_duplicates_and_empty(expr):
+    X, genes, train = expr
+    with pytest.raises(ConfigError, match="G3"):
+        select_predictors(X[train], genes, ["T1"], ["G3", "G4", "G3"])
+    with pytest.raises(ConfigError):
+        select_predictors(X[train], genes, ["T1"], [])
+
+
+def test_unknown_target_named(expr):
+    X, genes, train = expr
+    with pytest.raises(ConfigError, match="NOPE"):
+        select_predictors(X[train], genes, ["NOPE"], {"top_correlated": 2})
+
+
+# ----------------------------------------------------------------------------- check_design
+def test_check_design_drops_constant_predictors(caplog):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10, 4))
+    X[:, 1] = 3.0
+    X[:, 3] = 0.1  # constant up to rounding
+    with caplog.at_level(logging.WARNING):
+        Xk, names = check_design(X, ["a", "b", "c", "d"], "T")
+    assert names == ["a", "c"]
+    np.testing.assert_array_equal(Xk, X[:, [0, 2]])
+    assert "'b'" in caplog.text and "'d'" in caplog.text
+
+
+def test_check_design_passes_good_design_unchanged():
+    X = np.random.default_rng(1).normal(size=(5, 3))  # n = p + 2: just enough
+    Xk, names = check_design(X, ["a", "b", "c"], "T")
+    np.testing.assert_array_equal(Xk, X)
+    assert names == ["a", "b", "c"]
+
+
+def test_check_design_too_few_samples():
+    X = np.random.default_rng(2).normal(size=(4, 3))  # n = p + 1 < p + 2
+    with pytest.raises(ModelError, match="'T'") as exc:
+        check_design(X, ["a", "b", "c"], "T")
+    assert "4 training samples" in str(exc.value)
+
+
+def test_check_design_all_constant():
+    with pytest.raises(ModelError):
+        check_design(np.ones((10, 2)), ["a", "b"], "T")
+
+
+def test_check_design_collinear_names_culprit():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20, 4))
+    X[:, 2] = 2 * X[:, 0] - X[:, 1] + 5  # c is a combination of a, b and the intercept
+    with pytest.raises(ModelError, match="collinear") as exc:
+        check_design(X, ["a", "b", "c", "d"], "T")
+    msg = str(exc.value)
+    assert "'c'" in msg and "1 redundant" in msg
+    # a duplicated gene
+    Y = rng.normal(size=(20, 3))
+    Y = np.column_stack([Y, Y[:, 1]])
+    with pytest.raises(ModelError, match="'dup'"):
+        check_design(Y, ["a", "b", "c", "dup"], "T")

@@ -1,0 +1,295 @@
+"""Tests of gexpred.nn: a network without hidden layers is multiple regression, and the
+training loop is deterministic, keeps the best epoch, round-trips and fails cleanly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gexpred.errors import ConfigError, GexpredError, ModelError
+from gexpred.nn import (
+    HISTORY_COLUMNS,
+    MLPSettings,
+    architecture,
+    linear_coefficients,
+    load_model,
+    predict,
+    save_state,
+    settings_dict,
+    train_mlp,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small networks train fastest on one thread, and do not slow down when the CPU is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _settings(**kw) -> MLPSettings:
+    base = {"device": "cpu"}
+    base.update(kw)
+    return MLPSettings.from_config(base)
+
+
+# Full-batch gradient descent with momentum on a convex quadratic: converges to the
+# least-squares solution in a couple of hundred epochs.
+LINEAR = {"hidden": [], "activation": "identity", "optimizer": "sgd", "lr": 0.2, "momentum": 0.9,
+          "patience": 0, "val_fraction": 0.0, "epochs": 800, "seed": 0}
+
+
+def _zscore(a: np.ndarray) -> np.ndarray:
+    return (a - a.mean(axis=0)) / a.std(axis=0, ddof=1)
+
+
+@pytest.fixture(scope="module")
+def linear_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(2024)
+    n, p = 300, 5
+    cov = 0.4 * np.ones((p, p)) + 0.6 * np.eye(p)  # correlated predictors
+    X = rng.multivariate_normal(np.zeros(p), cov, size=n)
+    y = X @ np.array([1.0, -0.5, 0.25, 0.0, 2.0]) + rng.normal(scale=0.5, size=n)
+    return _zscore(X), _zscore(y)
+
+
+@pytest.fixture(scope="module")
+def small_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(80, 4))
+    y = np.tanh(X[:, 0]) + X[:, 1] * X[:, 2] + 0.3 * rng.normal(size=80)
+    return X, y
+
+
+def _lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    A = np.column_stack([np.ones(len(y)), X])
+    return np.linalg.lstsq(A, y, rcond=None)[0]
+
+
+# ----------------------------------------------------------------------------- regression == network
+def test_no_hidden_layer_identity_network_is_ols(linear_data):
+    """Multiple regression is a neural network without hidden layers."""
+    X, y = linear_data
+    n = len(y)
+    model, history, info = train_mlp(X, y, _settings(**LINEAR, batch_size=n))
+    intercept, slopes = linear_coefficients(model)
+    ref = _lstsq(X, y)
+    assert slopes.shape == (X.shape[1],)
+    np.testing.assert_allclose(intercept, ref[0], atol=1e-3)
+    np.testing.assert_allclose(slopes, ref[1:], atol=1e-3)
+    # the loss reached is the least-squares residual mean square
+    rss = np.mean((y - np.column_stack([np.ones(n), X]) @ ref) ** 2)
+    np.testing.assert_allclose(history["train_loss"].min(), rss, rtol=1e-4)
+    # and the network's predictions are those of the regression line
+    np.testing.assert_allclose(predict(model, X), ref[0] + X @ ref[1:], atol=2e-3)
+    assert info["n_fit"] == n and info["n_val"] == 0
+
+
+def test_linear_network_on_raw_scale_data_recovers_ols():
+    """The internal standardisation is undone by linear_coefficients (data-scale coefficients)."""
+    rng = np.random.default_rng(11)
+    n = 200
+    X = rng.normal(size=(n, 3)) * np.array([0.5, 20.0, 3.0]) + np.array([10.0, -50.0, 0.0])
+    y = 7.0 + X @ np.array([2.0, 0.05, -1.0]) + rng.normal(scale=0.3, size=n)
+    model, _, _ = train_mlp(X, y, _settings(**LINEAR, batch_size=n))
+    intercept, slopes = linear_coefficients(model)
+    ref = _lstsq(X, y)
+    np.testing.assert_allclose(slopes, ref[1:], rtol=1e-3)
+    np.testing.assert_allclose(intercept, ref[0], rtol=1e-3)
+    np.testing.assert_allclose(predict(model, X), intercept + X @ slopes, rtol=1e-5, atol=1e-4)
+
+
+def test_linear_coefficients_needs_no_hidden_layer(small_data):
+    X, y = small_data
+    model, _, _ = train_mlp(X, y, _settings(hidden=[4], epochs=2, patience=0))
+    with pytest.raises(ValueError):
+        linear_coefficients(model)
+
+
+# ----------------------------------------------------------------------------- determinism and RNG
+def _weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_model_and_history(small_data):
+    X, y = small_data
+    s = _settings(hidden=[8, 4], dropout=0.1, epochs=30, batch_size=16, patience=5, seed=3)
+    m1, h1, i1 = train_mlp(X, y, s)
+    m2, h2, i2 = train_mlp(X, y, s)
+    w1, w2 = _weights(m1), _weights(m2)
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        assert torch.equal(w1[k], w2[k]), k
+    pd.testing.assert_frame_equal(h1, h2)
+    assert {k: v for k, v in i1.items() if k != "seconds"} == {k: v for k, v in i2.items() if k != "seconds"}
+
+
+def test_different_seed_different_model(small_data):
+    X, y = small_data
+    m1, h1, _ = train_mlp(X, y, _settings(hidden=[8], epochs=10, patience=0, seed=1))
+    m2, h2, _ = train_mlp(X, y, _settings(hidden=[8], epochs=10, patience=0, seed=2))
+    assert not torch.equal(m1.net[0].weight, m2.net[0].weight)
+    assert not np.allclose(h1["train_loss"], h2["train_loss"])
+
+
+def test_training_leaves_global_rng_untouched(small_data):
+    X, y = small_data
+    torch.manual_seed(12345)
+    np.random.seed(777)
+    before_torch = torch.random.get_rng_state().clone()
+    before_np = np.random.get_state()[1].copy()
+    train_mlp(X, y, _settings(hidden=[8], dropout=0.2, epochs=5, batch_size=8, patience=0, seed=9))
+    assert torch.equal(torch.random.get_rng_state(), before_torch)
+    assert np.array_equal(np.random.get_state()[1], before_np)
+    # and the global stream continues as if training never happened
+    expected = torch.Generator().manual_seed(12345)
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=expected))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_leaves_cuda_rng_untouched(small_data):
+    X, y = small_data
+    torch.cuda.manual_seed_all(99)
+    before = torch.cuda.get_rng_state().clone()
+    model, _, info = train_mlp(X, y, _settings(hidden=[8], dropout=0.2, epochs=3, patience=0, device="cuda"))
+    assert info["device"].startswith("cuda")
+    assert torch.equal(torch.cuda.get_rng_state(), before)
+    assert next(model.parameters()).device.type == "cpu"
+
+
+# ----------------------------------------------------------------------------- early stopping
+def test_early_stopping_keeps_best_validation_epoch():
+    rng = np.random.default_rng(8)
+    n = 60
+    X = rng.normal(size=(n, 6))
+    y = X[:, 0] + rng.normal(scale=1.0, size=n)  # noisy: a wide network overfits quickly
+    patience = 15
+    s = _settings(hidden=[64, 64], optimizer="adam", lr=0.01, epochs=400, batch_size=16,
+                  patience=patience, val_fraction=0.3, seed=4)
+    model, hist, info = train_mlp(X, y, s)
+    assert list(hist.columns) == HISTORY_COLUMNS
+    assert info["stopped_early"] is True
+    assert info["n_val"] == round(0.3 * n) and info["n_fit"] == n - info["n_val"]
+    best_row = hist.loc[hist["val_loss"].idxmin()]
+    assert int(best_row["epoch"]) == info["best_epoch"]
+    assert info["epochs_run"] == len(hist) == info["best_epoch"] + patience
+    assert hist["val_loss"].iloc[-1] > best_row["val_loss"]
+
+    # Predictions come from the best epoch's weights: the total squared error over all
+    # training samples is n_fit * train_loss + n_val * val_loss *of that epoch*.
+    sse = float(np.sum((predict(model, X) - y) ** 2))
+    at_best = info["n_fit"] * best_row["train_loss"] + info["n_val"] * best_row["val_loss"]
+    last = hist.iloc[-1]
+    at_last = info["n_fit"] * last["train_loss"] + info["n_val"] * last["val_loss"]
+    np.testing.assert_allclose(sse, at_best, rtol=1e-4)
+    assert abs(at_last - at_best) > 1e-3 * at_best  # the check above can tell the epochs apart
+
+
+def test_history_is_mse_on_data_scale_without_validation(small_data):
+    X, y = small_data
+    y = 100.0 + 25.0 * y  # far from standardised
+    model, hist, info = train_mlp(X, y, _settings(hidden=[8], epochs=20, patience=50, val_fraction=0.0))
+    assert hist["val_loss"].isna().all()
+    assert hist["epoch"].tolist() == list(range(1, 21))
+    assert info["stopped_early"] is False and info["epochs_run"] == 20
+    best = hist.loc[hist["train_loss"].idxmin()]
+    assert int(best["epoch"]) == info["best_epoch"]
+    np.testing.assert_allclose(np.mean((predict(model, X) - y) ** 2), best["train_loss"], rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- persistence
+def test_save_and_load_round_trip(tmp_path, small_data):
+    X, y = small_data
+    s = _settings(hidden=[8, 4], activation="tanh", dropout=0.1, epochs=10, patience=0)
+    model, _, _ = train_mlp(X, y, s)
+    arch = json.loads(json.dumps(architecture(model, s)))
+    assert arch == {"n_in": 4, "hidden": [8, 4], "activation": "tanh", "n_out": 1, "dropout": 0.1}
+    path = tmp_path / "sub" / "model.pt"
+    save_state(model, path)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors only
+    assert set(state) == set(model.state_dict())
+    assert {"x_mean", "x_scale", "y_mean", "y_scale"} <= set(state)
+    loaded = load_model(path, arch)
+    assert not loaded.training
+    np.testing.assert_array_equal(predict(loaded, X), predict(model, X))
+    # the settings are plain JSON and rebuild the same settings
+    sd = json.loads(json.dumps(settings_dict(s)))
+    assert MLPSettings.from_config(sd) == s
+
+
+def test_predict_output(small_data):
+    X, y = small_data
+    model, _, _ = train_mlp(X, y, _settings(hidden=[4], epochs=3, patience=0))
+    out = predict(model, X[:7])
+    assert out.shape == (7,) and out.dtype == np.float64
+
+
+# ----------------------------------------------------------------------------- non-linear fits
+def test_relu_network_beats_ols_on_nonlinear_function():
+    rng = np.random.default_rng(0)
+    n_train, n_test = 800, 400
+    X = rng.uniform(-2, 2, size=(n_train + n_test, 3))
+    y = X[:, 0] * X[:, 1] + np.sin(2 * X[:, 2]) + 0.05 * rng.normal(size=len(X))
+    Xtr, ytr, Xte, yte = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+    beta = _lstsq(Xtr, ytr)
+    ols_mse = np.mean((yte - beta[0] - Xte @ beta[1:]) ** 2)
+    s = _settings(hidden=[64, 64], activation="relu", optimizer="adam", lr=3e-3, epochs=150, batch_size=64,
+                  patience=30, val_fraction=0.15, seed=0)
+    model, _, _ = train_mlp(Xtr, ytr, s)
+    mlp_mse = np.mean((yte - predict(model, Xte)) ** 2)
+    assert mlp_mse < 0.2 * ols_mse, (mlp_mse, ols_mse)
+
+
+# ----------------------------------------------------------------------------- failures
+@pytest.mark.parametrize("optimizer,lr,hidden", [("sgd", 1e6, []), ("sgd", 50.0, [16]), ("adam", 1e4, []),
+                                                 ("adam", 1e6, [16])])
+def test_divergence_raises_model_error(small_data, optimizer, lr, hidden):
+    X, y = small_data
+    s = _settings(hidden=hidden, optimizer=optimizer, lr=lr, epochs=20, patience=0)
+    with pytest.raises(ModelError, match="diverged") as exc:
+        train_mlp(X, y, s, target="GENE_X")
+    assert "GENE_X" in str(exc.value) and "mlp.lr" in str(exc.value)
+
+
+def test_too_few_samples():
+    with pytest.raises(ModelError, match="T1"):
+        train_mlp(np.ones((2, 3)), np.ones(2), _settings(epochs=1), target="T1")
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"activation": "softmax"},
+        {"activation": "ReLU"},
+        {"optimizer": "rmsprop"},
+        {"hidden": [8, 0]},
+        {"hidden": 8},
+        {"hidden": "32,16"},
+        {"lr": 0},
+        {"lr": -0.1},
+        {"lr": "1e-3"},
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"dropout": 1.0},
+        {"val_fraction": 1.0},
+        {"patience": -1},
+        {"device": "tpu"},
+    ],
+)
+def test_from_config_rejects_bad_values(cfg):
+    with pytest.raises(ConfigError):
+        MLPSettings.from_config(cfg)
+
+
+def test_from_config_defaults_and_extra_keys():
+    s = MLPSettings.from_config({"hidden": [3], "lr": 0.5, "not_a_setting": 1})
+    assert s.hidden == [3] and s.lr == 0.5 and s.activation == "relu" and s.optimizer == "adam"
+    assert isinstance(ConfigError("x"), GexpredError)
+    assert math.isclose(MLPSettings.from_config({}).lr, 1e-3)
