@@ -62,13 +62,6 @@ def _load_split_data(data: str, splits: str):
     return adata, split.to_numpy()
 
 
-def _target_xy(adata, predictors: list[str], target: str):
-    genes = {g: i for i, g in enumerate(adata.var_names)}
-    X = np.asarray(adata.X)[:, [genes[g] for g in predictors]]
-    y = np.asarray(adata.X)[:, genes[target]]
-    return X, y
-
-
 def _predictions_frame(target: str, model: str, samples, split, y, yhat) -> pd.DataFrame:
     return pd.DataFrame({"target": target, "model": model, "sample": list(samples), "split": split,
                          "observed": y, "predicted": yhat})
@@ -148,55 +141,102 @@ def cmd_select(a: argparse.Namespace) -> None:
     train = split == "train"
     spec = _json_arg(a.spec, "--spec")
     source = "the collected data (" + ", ".join(adata.uns.get("sources", [a.data])) + ")"
-    table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), list(a.target), spec, source)
+    table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), list(a.target), spec, source,
+                              required=list(a.required))
     for t in a.target:
         log.info("target %s: %d predictors", t, int((table["target"] == t).sum()))
     write_table(table, a.out)
 
 
-def cmd_ols(a: argparse.Namespace) -> None:
-    from .design import check_design, predictors_for
-    from .io import read_table, write_json, write_table, write_text
-    from .ols import fit_ols
+def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] | None):
+    """Design columns of one target (predictor genes, covariates, interactions) and its values."""
+    from .design import build_design, check_design, encode_covariates, predictors_for
+    from .io import read_table
 
-    adata, split = _load_split_data(a.data, a.splits)
     table = read_table(a.predictors, dtype={"target": str, "gene": str})
     names = predictors_for(table, a.target)
-    X, y = _target_xy(adata, names, a.target)
     train = split == "train"
-    Xtr, kept = check_design(X[train], names, a.target)
-    if kept != names:
-        X, _ = _target_xy(adata, kept, a.target)
-    fit = fit_ols(Xtr, y[train], kept)
-    log.info("OLS %s: %d training samples, %d predictors, R^2 = %.4f", a.target, int(train.sum()), len(kept),
-             fit.result.rsquared)
-    coefs = fit.table()
+    expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
+    covariates, encoding = (None, {})
+    if a.covariate:
+        covariates, encoding = encode_covariates(adata.obs, list(a.covariate), train, "the sample sheet")
+    Xdf = build_design(expr, names, covariates, interactions)
+    _, kept = check_design(Xdf.to_numpy()[train], list(Xdf.columns), a.target)
+    design = {"predictors": [n for n in names if n in kept], "covariates": encoding,
+              "interactions": [list(map(str, pair)) for pair in (interactions or [])], "terms": kept}
+    return Xdf[kept].to_numpy(), expr[a.target].to_numpy(), train, design
+
+
+def cmd_ols(a: argparse.Namespace) -> None:
+    from .io import write_json, write_table, write_text
+    from .ols import diagnostics, failed_assumptions, fit_ols, fit_statistics, influence, nested_tests
+
+    adata, split = _load_split_data(a.data, a.splits)
+    interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
+    gene_sets = _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {}
+    X, y, train, design = _design(a, adata, split, interactions)
+    terms = design["terms"]
+    fit = fit_ols(X[train], y[train], terms)
+    stats_row = fit_statistics(fit)
+    diag = diagnostics(fit, a.alpha)
+    log.info("OLS %s: %d training samples, %d terms, R^2 = %.4f, F p-value = %.3g", a.target, int(train.sum()),
+             len(terms), fit.result.rsquared, fit.result.f_pvalue)
+    for sentence in failed_assumptions(diag):
+        log.warning("OLS %s: assumption fails: %s", a.target, sentence)
+    infl = influence(fit, list(adata.obs_names[train]))
+    nested = nested_tests(fit, X[train], y[train], gene_sets)
     preds = _predictions_frame(a.target, "ols", adata.obs_names, split, y, fit.predict(X))
     out = Path(a.out_dir)
-    write_table(coefs, out / "coefficients.tsv")
+    write_table(fit.table(alpha=a.alpha), out / "coefficients.tsv")
+    write_table(stats_row, out / "fit.tsv")
+    write_table(diag, out / "diagnostics.tsv")
+    write_table(infl, out / "influence.tsv")
+    write_table(nested, out / "nested_tests.tsv")
     write_text(fit.summary(a.target) + "\n", out / "summary.txt")
-    write_json({"target": a.target, "model": "ols", "predictors": kept, **fit.to_dict(),
-                "normalization": a.normalization_ref}, out / "model.json")
+    write_json({"target": a.target, "model": "ols", "design": design, **fit.to_dict(), "alpha": a.alpha,
+                "normalization": a.normalization_ref, "gexpred_version": __version__}, out / "model.json")
     write_table(preds, out / "predictions.tsv")
+
+
+def cmd_ols_summary(a: argparse.Namespace) -> None:
+    from .io import read_table, write_table
+    from .ols import COEF_COLUMNS, FIT_COLUMNS, bh_qvalues, failed_assumptions
+
+    coefs, fits, verdicts = [], [], []
+    for d in map(Path, a.dirs):
+        target = json.loads((d / "model.json").read_text())["target"]
+        c = read_table(d / "coefficients.tsv", dtype={"term": str})
+        c.insert(0, "target", target)
+        coefs.append(c)
+        f = read_table(d / "fit.tsv")
+        f.insert(0, "target", target)
+        fits.append(f)
+        diag = read_table(d / "diagnostics.tsv", dtype={"term": str})
+        verdicts.append({"target": target, "failed_assumptions": "; ".join(failed_assumptions(diag)) or "none"})
+    allc = pd.concat(coefs, ignore_index=True)[["target", *COEF_COLUMNS]]
+    tested = allc["term"] != "const"
+    q = np.full(len(allc), np.nan)
+    q[tested.to_numpy()] = bh_qvalues(allc.loc[tested, "p_value"].to_numpy())
+    allc["q_value"] = q
+    n_sig = int((allc["q_value"] < a.fdr).sum())
+    log.info("%d of %d tested terms across %d targets have q < %g (Benjamini-Hochberg)", n_sig, int(tested.sum()),
+             len(a.dirs), a.fdr)
+    allf = pd.concat(fits, ignore_index=True)[["target", *FIT_COLUMNS]]
+    allf = allf.merge(pd.DataFrame(verdicts), on="target", how="left")
+    write_table(allc, a.out_coefficients)
+    write_table(allf, a.out_fits)
 
 
 def cmd_mlp(a: argparse.Namespace) -> None:
     import torch
 
-    from .design import check_design, predictors_for
-    from .io import read_table, write_json, write_table
+    from .io import write_json, write_table
     from .nn import MLPSettings, architecture, predict, save_state, settings_dict, train_mlp
 
     torch.set_num_threads(max(1, a.threads))
     settings = MLPSettings.from_config(_json_arg(a.settings, "--settings"))
     adata, split = _load_split_data(a.data, a.splits)
-    table = read_table(a.predictors, dtype={"target": str, "gene": str})
-    names = predictors_for(table, a.target)
-    X, y = _target_xy(adata, names, a.target)
-    train = split == "train"
-    _, kept = check_design(X[train], names, a.target)
-    if kept != names:
-        X, _ = _target_xy(adata, kept, a.target)
+    X, y, train, design = _design(a, adata, split, None)
     model, history, info = train_mlp(X[train], y[train], settings, a.target)
     log.info("MLP %s: %d epochs (best %d) in %.1fs on %s", a.target, info["epochs_run"], info["best_epoch"],
              info["seconds"], info["device"])
@@ -208,7 +248,8 @@ def cmd_mlp(a: argparse.Namespace) -> None:
         "architecture": architecture(model, settings),
         "settings": settings_dict(settings),
         "seed": settings.seed,
-        "predictors": kept,
+        "predictors": design["terms"],
+        "design": design,
         "normalization": a.normalization_ref,
         "training": info,
         "loss": "mse",
@@ -255,6 +296,13 @@ def cmd_plot(a: argparse.Namespace) -> None:
         plots.observed_vs_predicted(pred, a.models, a.target, a.out, metrics)
     elif a.kind == "coefficients":
         plots.coefficient_forest(read_table(a.coefficients, dtype={"term": str}), a.target, a.out)
+    elif a.kind == "diagnostics":
+        from .ols import failed_assumptions
+
+        pred = read_table(a.predictions, dtype={"target": str, "sample": str})
+        infl = read_table(a.influence, dtype={"sample": str})
+        diag = read_table(a.diagnostics, dtype={"term": str})
+        plots.ols_diagnostics(pred, infl, failed_assumptions(diag), a.target, a.out)
     elif a.kind == "loss":
         meta = json.loads(Path(a.model_json).read_text())
         plots.loss_curves(read_table(a.history), a.target, a.out, meta["training"]["best_epoch"])
@@ -304,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", required=True)
     s.add_argument("--target", action="append", required=True)
     s.add_argument("--spec", required=True, help="JSON: a list of genes or {\"top_correlated\": K, \"from\": ...}")
+    s.add_argument("--required", action="append", default=[],
+                   help="gene every target's model must contain (interaction and gene-set genes)")
     s.add_argument("--out", required=True)
 
     for name, func, help in (("ols", cmd_ols, "Fit multiple regression (statsmodels OLS) for one target."),
@@ -314,10 +364,22 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--predictors", required=True)
         s.add_argument("--target", required=True)
         s.add_argument("--normalization-ref", default=None, help="path of the normalization parameters")
+        s.add_argument("--covariate", action="append", default=[], help="sample-sheet column to adjust for")
         s.add_argument("--out-dir", required=True)
+        if name == "ols":
+            s.add_argument("--interactions", help="JSON list of [geneA, geneB] pairs")
+            s.add_argument("--gene-sets", help="JSON mapping of gene-set names to genes, for nested F-tests")
+            s.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level; test threshold")
         if name == "mlp":
             s.add_argument("--settings", required=True, help="JSON of the mlp settings")
             s.add_argument("--threads", type=int, default=1)
+
+    s = verb("ols-summary", cmd_ols_summary,
+             "Gather the OLS results of all targets; Benjamini-Hochberg q-values across targets and terms.")
+    s.add_argument("--dirs", nargs="+", required=True, help="per-target OLS output directories")
+    s.add_argument("--fdr", type=float, default=0.05, help="false discovery rate reported in the log")
+    s.add_argument("--out-coefficients", required=True)
+    s.add_argument("--out-fits", required=True)
 
     s = verb("compare", cmd_compare, "Assemble predictions of all models and compute metrics.")
     s.add_argument("--models", nargs="+", required=True)
@@ -326,13 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-metrics", required=True)
 
     s = verb("plot", cmd_plot, "Draw one report figure.")
-    s.add_argument("kind", choices=["observed", "coefficients", "loss", "activations"])
+    s.add_argument("kind", choices=["observed", "coefficients", "diagnostics", "loss", "activations"])
     s.add_argument("--target")
     s.add_argument("--models", nargs="+", default=["ols", "mlp"])
     s.add_argument("--predictions")
     s.add_argument("--metrics")
     s.add_argument("--coefficients")
     s.add_argument("--history")
+    s.add_argument("--influence")
+    s.add_argument("--diagnostics")
     s.add_argument("--model-json")
     s.add_argument("--out", required=True)
     return p

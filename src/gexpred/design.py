@@ -45,6 +45,7 @@ def select_predictors(
     targets: list[str],
     spec: list[str] | dict[str, Any],
     source: str = "the collected data",
+    required: list[str] | None = None,
 ) -> pd.DataFrame:
     """Choose the predictor genes of every target on the training split.
 
@@ -64,6 +65,10 @@ def select_predictors(
         genes by default). A target is never its own predictor.
     source
         How to name the data in error messages.
+    required
+        Genes every target's model must contain (those of interaction terms
+        and of gene sets under test); they are appended after the chosen
+        ones when missing, except for the target itself.
 
     Returns
     -------
@@ -71,6 +76,13 @@ def select_predictors(
         Columns ``target, rank, gene, train_corr``, one row per chosen predictor.
     """
     index = {g: i for i, g in enumerate(genes)}
+    required = list(dict.fromkeys(str(g) for g in (required or [])))
+    missing_r = [g for g in required if g not in index]
+    if missing_r:
+        raise ConfigError(
+            f"Genes {preview(missing_r)} named in 'ols.interactions' or 'ols.gene_sets' are not in {source}. "
+            f"Check their spelling."
+        )
     missing_t = [t for t in targets if t not in index]
     if missing_t:
         raise ConfigError(
@@ -99,9 +111,10 @@ def select_predictors(
                 f"itself. Remove them from 'predictors' (or from 'targets')."
             )
         for t in targets:
+            chosen = _with_required(predictors, required, t)
             y = X_train[:, index[t]]
-            r = _corr_with(X_train[:, [index[g] for g in predictors]], y)
-            rows += [(t, k + 1, g, float(r[k])) for k, g in enumerate(predictors)]
+            r = _corr_with(X_train[:, [index[g] for g in chosen]], y)
+            rows += [(t, k + 1, g, float(r[k])) for k, g in enumerate(chosen)]
         return pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
 
     if not isinstance(spec, dict) or "top_correlated" not in spec:
@@ -142,9 +155,18 @@ def select_predictors(
         if len(order) < k:
             log.warning("target %s: only %d eligible candidate predictors, fewer than top_correlated=%d; using all",
                         t, len(order), k)
-        chosen = order[:k]
-        rows += [(t, rank + 1, candidates[i], float(r[i])) for rank, i in enumerate(chosen)]
+        chosen = _with_required([candidates[i] for i in order[:k]], required, t)
+        r_all = _corr_with(X_train[:, [index[g] for g in chosen]], y)
+        rows += [(t, rank + 1, g, float(r_all[rank])) for rank, g in enumerate(chosen)]
     return pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
+
+
+def _with_required(chosen: list[str], required: list[str], target: str) -> list[str]:
+    extra = [g for g in required if g not in chosen and g != target]
+    if extra:
+        log.info("target %s: adding %d genes required by interactions or gene sets: %s", target, len(extra),
+                 preview(extra))
+    return [*chosen, *extra]
 
 
 def predictors_for(table: pd.DataFrame, target: str) -> list[str]:
@@ -210,3 +232,110 @@ def check_design(X: np.ndarray, names: list[str], target: str) -> tuple[np.ndarr
             f"their coefficients are not identifiable. Remove the redundant genes from 'predictors'."
         )
     return X, names
+
+
+# --------------------------------------------------------------------------- design matrices
+def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarray,
+                      source: str = "the sample sheet") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Encode sample-sheet covariates as design columns.
+
+    Numeric columns are used as they are. Other columns are categorical and
+    encoded as treatment contrasts against their first level (sorted) among
+    the training samples: one 0/1 column ``name[T.level]`` per other level,
+    as statsmodels' formula interface (patsy) names them.
+
+    Parameters
+    ----------
+    obs
+        Covariates indexed by sample (``adata.obs``).
+    covariates
+        Column names to encode.
+    train
+        Boolean mask of training samples (levels are learnt from them).
+    source
+        How to name the sample sheet in error messages.
+
+    Returns
+    -------
+    columns : pandas.DataFrame
+        One column per encoded term, indexed like ``obs``.
+    encoding : dict
+        ``{covariate: {"type": "numeric"} or {"type": "categorical", "levels": [...], "reference": ...}}``,
+        enough to encode new samples the same way.
+    """
+    missing = [c for c in covariates if c not in obs.columns]
+    if missing:
+        raise ConfigError(
+            f"Covariates {preview(missing)} ('ols.covariates') are not columns of {source} "
+            f"(columns: {preview(list(obs.columns), 10)})."
+        )
+    cols: dict[str, pd.Series] = {}
+    encoding: dict[str, Any] = {}
+    for c in covariates:
+        col = obs[c]
+        na = col.isna().to_numpy()
+        if na.any():
+            raise ConfigError(
+                f"Covariate {c!r} of {source} is missing for {int(na.sum())} samples, e.g. "
+                f"{preview(obs.index[na])}. Fill in the values or remove the covariate from 'ols.covariates'."
+            )
+        if pd.api.types.is_numeric_dtype(col):
+            cols[c] = col.astype(np.float64)
+            encoding[c] = {"type": "numeric"}
+            continue
+        values = col.astype(str)
+        levels = sorted(values[train].unique())
+        unseen = sorted(set(values[~train]) - set(levels))
+        if unseen:
+            log.warning("covariate %s: levels %s occur only outside the training split; those samples are "
+                        "encoded as the reference level %r", c, preview(unseen), levels[0])
+        if len(levels) < 2:
+            log.warning("covariate %s has a single level (%r) in the training split; it adds no term", c,
+                        levels[0] if levels else None)
+        for lev in levels[1:]:
+            cols[f"{c}[T.{lev}]"] = (values == lev).astype(np.float64)
+        encoding[c] = {"type": "categorical", "levels": levels, "reference": levels[0] if levels else None}
+    return pd.DataFrame(cols, index=obs.index), encoding
+
+
+def build_design(
+    expr: pd.DataFrame,
+    predictors: list[str],
+    covariates: pd.DataFrame | None = None,
+    interactions: list[list[str]] | None = None,
+) -> pd.DataFrame:
+    """Design columns (without intercept): predictor genes, covariates, interactions.
+
+    Parameters
+    ----------
+    expr
+        Samples x genes (normalised expression).
+    predictors
+        Predictor genes, in order.
+    covariates
+        Encoded covariate columns (:func:`encode_covariates`), same index.
+    interactions
+        Pairs ``[a, b]`` of genes or numeric covariate columns; each adds the
+        product column ``a:b``.
+    """
+    parts = [expr[predictors]]
+    if covariates is not None and covariates.shape[1]:
+        parts.append(covariates)
+    X = pd.concat(parts, axis=1)
+    for pair in interactions or []:
+        if len(pair) != 2:
+            raise ConfigError(f"Each entry of 'ols.interactions' must be a pair [geneA, geneB]; got {pair!r}.")
+        a, b = (str(x) for x in pair)
+        cols = []
+        for name in (a, b):
+            if name in X.columns:
+                cols.append(X[name])
+            elif name in expr.columns:
+                cols.append(expr[name])
+            else:
+                raise ConfigError(f"Interaction term {a}:{b}: {name!r} is neither a gene nor a numeric covariate.")
+        X[f"{a}:{b}"] = cols[0].to_numpy() * cols[1].to_numpy()
+    dup = X.columns[X.columns.duplicated()].tolist()
+    if dup:
+        raise ConfigError(f"Design terms appear twice: {preview(dup)}. A covariate must not share a gene's name.")
+    return X

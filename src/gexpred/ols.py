@@ -85,3 +85,155 @@ def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str]) -> OLSFit:
     A = np.column_stack([np.ones(X.shape[0]), X])
     result = sm.OLS(y, A).fit()
     return OLSFit(terms=["const", *names], result=result)
+
+
+# --------------------------------------------------------------------------- inference beyond coefficients
+FIT_COLUMNS = ["n", "df_model", "df_resid", "r2", "adj_r2", "f_stat", "f_pvalue", "aic", "bic", "log_likelihood",
+               "condition_number"]
+DIAGNOSTIC_COLUMNS = ["check", "term", "statistic", "p_value", "threshold", "verdict", "assumption"]
+INFLUENCE_COLUMNS = ["sample", "leverage", "cooks_distance", "studentized_residual", "influential"]
+NESTED_COLUMNS = ["gene_set", "f_stat", "df_num", "df_den", "p_value", "terms"]
+
+#: VIF above this flags multicollinearity (a common rule of thumb).
+VIF_LIMIT = 10.0
+#: Durbin-Watson outside this range flags autocorrelated residuals.
+DW_RANGE = (1.5, 2.5)
+
+
+def fit_statistics(fit: OLSFit) -> pd.DataFrame:
+    """One row: ``n, df_model, df_resid, r2, adj_r2, f_stat, f_pvalue, aic, bic, log_likelihood, condition_number``."""
+    r = fit.result
+    row = {
+        "n": int(r.nobs),
+        "df_model": float(r.df_model),
+        "df_resid": float(r.df_resid),
+        "r2": float(r.rsquared),
+        "adj_r2": float(r.rsquared_adj),
+        "f_stat": float(r.fvalue),
+        "f_pvalue": float(r.f_pvalue),
+        "aic": float(r.aic),
+        "bic": float(r.bic),
+        "log_likelihood": float(r.llf),
+        "condition_number": float(r.condition_number),
+    }
+    return pd.DataFrame([row], columns=FIT_COLUMNS)
+
+
+def diagnostics(fit: OLSFit, alpha: float = 0.05) -> pd.DataFrame:
+    """Checks of the OLS assumptions, one row each, with a verdict.
+
+    * ``vif`` per predictor: variance inflation factor (multicollinearity;
+      ``fails`` above :data:`VIF_LIMIT`).
+    * ``breusch_pagan``: LM test of residual variance depending on the
+      predictors (heteroskedasticity; ``fails`` when p < alpha).
+    * ``jarque_bera``: normality of the residuals (``fails`` when p < alpha).
+    * ``durbin_watson``: first-order autocorrelation of the residuals in
+      sample order (``fails`` outside :data:`DW_RANGE`; only meaningful when
+      the sample order means something, e.g. a time series).
+    """
+    from statsmodels.stats.diagnostic import het_breuschpagan
+    from statsmodels.stats.outliers_influence import variance_inflation_factor
+    from statsmodels.stats.stattools import durbin_watson, jarque_bera
+
+    r = fit.result
+    exog = np.asarray(r.model.exog)
+    resid = np.asarray(r.resid)
+    rows = []
+    for j, term in enumerate(fit.terms):
+        if j == 0:
+            continue
+        if exog.shape[1] == 2:
+            vif = 1.0
+        else:
+            with np.errstate(divide="ignore"):
+                vif = float(variance_inflation_factor(exog, j))
+        rows.append(("vif", term, vif, np.nan, VIF_LIMIT, "fails" if vif > VIF_LIMIT else "ok",
+                     "predictors not collinear"))
+    lm, lm_p, _, _ = het_breuschpagan(resid, exog)
+    rows.append(("breusch_pagan", "", float(lm), float(lm_p), alpha, "fails" if lm_p < alpha else "ok",
+                 "constant residual variance (homoskedasticity)"))
+    jb, jb_p, _, _ = jarque_bera(resid)
+    rows.append(("jarque_bera", "", float(jb), float(jb_p), alpha, "fails" if jb_p < alpha else "ok",
+                 "normally distributed residuals"))
+    dw = float(durbin_watson(resid))
+    rows.append(("durbin_watson", "", dw, np.nan, f"{DW_RANGE[0]}-{DW_RANGE[1]}",
+                 "ok" if DW_RANGE[0] <= dw <= DW_RANGE[1] else "fails",
+                 "uncorrelated residuals (in sample order)"))
+    return pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)
+
+
+def failed_assumptions(diag: pd.DataFrame) -> list[str]:
+    """Sentences naming each failed assumption, for logs and reports."""
+    out = []
+    vif = diag[(diag["check"] == "vif") & (diag["verdict"] == "fails")]
+    if len(vif):
+        terms = ", ".join(f"{t} ({v:.1f})" for t, v in zip(vif["term"], vif["statistic"]))
+        out.append(f"multicollinearity: VIF above {VIF_LIMIT:g} for {terms}")
+    for check, text in (("breusch_pagan", "heteroskedastic residuals (Breusch-Pagan p = {p:.2g})"),
+                        ("jarque_bera", "non-normal residuals (Jarque-Bera p = {p:.2g})"),
+                        ("durbin_watson", "autocorrelated residuals in sample order (Durbin-Watson = {s:.2f})")):
+        row = diag[(diag["check"] == check) & (diag["verdict"] == "fails")]
+        if len(row):
+            out.append(text.format(p=row["p_value"].iloc[0], s=row["statistic"].iloc[0]))
+    return out
+
+
+def influence(fit: OLSFit, samples: list[str]) -> pd.DataFrame:
+    """Leverage, Cook's distance and externally studentized residual per training sample.
+
+    ``influential`` is true when Cook's distance exceeds ``4 / n``.
+    """
+    infl = fit.result.get_influence()
+    cooks = np.asarray(infl.cooks_distance[0])
+    n = len(cooks)
+    return pd.DataFrame({
+        "sample": list(samples),
+        "leverage": np.asarray(infl.hat_matrix_diag),
+        "cooks_distance": cooks,
+        "studentized_residual": np.asarray(infl.resid_studentized_external),
+        "influential": cooks > 4.0 / n,
+    }, columns=INFLUENCE_COLUMNS)
+
+
+def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str, list[str]]) -> pd.DataFrame:
+    """F-test of each gene set: does it add explanatory power beyond the other terms?
+
+    For each set, the full model is compared with the model without the set's
+    genes and without every interaction term that involves one of them.
+
+    Parameters
+    ----------
+    fit
+        The full model.
+    X, y
+        Its design (without intercept, columns in ``fit.terms[1:]`` order) and target.
+    gene_sets
+        ``{name: [genes]}``.
+    """
+    names = fit.terms[1:]
+    rows = []
+    for set_name, genes in gene_sets.items():
+        genes = {str(g) for g in genes}
+        drop = [j for j, t in enumerate(names) if t in genes or (":" in t and set(t.split(":")) & genes)]
+        if not drop:
+            rows.append((set_name, np.nan, 0, float(fit.result.df_resid), np.nan, ""))
+            continue
+        keep = [j for j in range(len(names)) if j not in drop]
+        A = np.column_stack([np.ones(len(y)), np.asarray(X)[:, keep]])
+        restricted = sm.OLS(np.asarray(y, dtype=np.float64), A).fit()
+        f, p, df_diff = fit.result.compare_f_test(restricted)
+        rows.append((set_name, float(f), int(round(df_diff)), float(fit.result.df_resid), float(p),
+                     " ".join(names[j] for j in drop)))
+    return pd.DataFrame(rows, columns=NESTED_COLUMNS)
+
+
+def bh_qvalues(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg q-values; NaN p-values stay NaN and are not counted."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        q[ok] = multipletests(p[ok], method="fdr_bh")[1]
+    return q

@@ -156,3 +156,64 @@ def activation_functions(path: str | Path) -> None:
         fig.suptitle("Activation functions: identity makes a network linear (multiple regression); "
                      "ReLU, sigmoid and tanh make it non-linear", y=1.04)
         _save(fig, path)
+
+
+def ols_diagnostics(pred: pd.DataFrame, infl: pd.DataFrame, failed: list[str], target: str,
+                    path: str | Path, scale_label: str = "normalized expression") -> None:
+    """Residuals vs fitted, normal QQ of residuals, and leverage vs studentized residual (Cook's distance).
+
+    ``pred`` holds the OLS predictions (``sample, split, observed, predicted``);
+    only training samples are drawn, since the assumptions concern the fit.
+    ``failed`` lists the failed assumptions in words (shown under the panels).
+    """
+    from scipy import stats
+
+    target = plain(target)
+    train = pred[pred["split"] == "train"].set_index("sample")
+    fitted = train["predicted"].to_numpy()
+    resid = train["observed"].to_numpy() - fitted
+    infl = infl.set_index("sample").reindex(train.index)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.2))
+        ax = axes[0]
+        ax.scatter(fitted, resid, s=14, alpha=0.7, color=PALETTE["ols"], edgecolor="white", linewidth=0.3)
+        ax.axhline(0, color="#444444", lw=1, ls="--")
+        order = np.argsort(fitted)
+        if len(fitted) >= 10:  # running mean of residuals shows curvature
+            k = max(5, len(fitted) // 10)
+            smooth = np.convolve(resid[order], np.ones(k) / k, mode="valid")
+            ax.plot(fitted[order][k // 2: k // 2 + len(smooth)], smooth, color=PALETTE["mlp"], lw=1.5,
+                    label=f"running mean ({k} samples)")
+            ax.legend(frameon=False, loc="best")
+        ax.set_xlabel(f"fitted value ({scale_label})")
+        ax.set_ylabel(f"residual ({scale_label})")
+        ax.set_title("residuals vs fitted")
+
+        ax = axes[1]
+        (osm, osr), (slope, intercept, _) = stats.probplot(resid, dist="norm")
+        ax.scatter(osm, osr, s=14, alpha=0.7, color=PALETTE["ols"], edgecolor="white", linewidth=0.3)
+        ax.plot(osm, slope * np.asarray(osm) + intercept, color="#444444", lw=1, ls="--")
+        ax.set_xlabel("theoretical normal quantile")
+        ax.set_ylabel(f"ordered residual ({scale_label})")
+        ax.set_title("normal QQ plot of residuals")
+
+        ax = axes[2]
+        n = len(infl)
+        cooks = infl["cooks_distance"].to_numpy()
+        big = cooks > 4.0 / n
+        sizes = 10 + 200 * cooks / max(cooks.max(), 1e-12)
+        ax.scatter(infl["leverage"], infl["studentized_residual"], s=sizes, alpha=0.6,
+                   color=np.where(big, PALETTE["mlp"], PALETTE["ols"]), edgecolor="white", linewidth=0.3)
+        for s in infl.index[big][np.argsort(-cooks[big])][:5]:
+            ax.annotate(plain(s), (infl.loc[s, "leverage"], infl.loc[s, "studentized_residual"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="#444444", lw=0.8)
+        ax.set_xlabel("leverage (hat value)")
+        ax.set_ylabel("studentized residual")
+        ax.set_title(f"influence: {int(big.sum())} samples with Cook's D > 4/n")
+
+        verdict = ("Assumptions that fail: " + "; ".join(failed) + ".") if failed else \
+            "No assumption check fails (VIF, Breusch-Pagan, Jarque-Bera, Durbin-Watson)."
+        fig.suptitle(f"{target}: OLS diagnostics on the training split (n = {len(train)})", y=1.03)
+        fig.text(0.5, -0.04, plain(verdict), ha="center", va="top", wrap=True, fontsize=9)
+        _save(fig, path)

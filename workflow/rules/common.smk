@@ -83,6 +83,11 @@ def _check_inputs():
     if isinstance(pred, dict) and isinstance(pred.get("from"), str):
         if not Path(pred["from"]).is_file():
             missing.append(pred["from"])
+    if config["ols"]["covariates"] and not config.get("sample_sheet"):
+        raise WorkflowError(
+            "gexpred: 'ols.covariates' names sample-sheet columns, but no 'sample_sheet' is set. "
+            "Add the sample sheet (a TSV with a 'sample' column) or remove the covariates."
+        )
     if missing:
         raise WorkflowError(
             "gexpred: input file(s) not found: "
@@ -119,6 +124,17 @@ def predictor_spec():
     return json.dumps(config["predictors"])
 
 
+def required_genes():
+    """Genes every target's model must contain: those of interactions and gene sets."""
+    genes = [g for pair in config["ols"]["interactions"] for g in pair]
+    genes += [g for members in config["ols"]["gene_sets"].values() for g in members]
+    return list(dict.fromkeys(genes))
+
+
+def covariate_args():
+    return " ".join(f"--covariate {shlex.quote(c)}" for c in config["ols"]["covariates"])
+
+
 def mlp_settings():
     return json.dumps(config["mlp"], sort_keys=True)
 
@@ -143,13 +159,17 @@ def all_outputs():
         "results/compare/metrics.tsv",
         "results/plots/activation_functions.png",
     ]
+    if "ols" in MODELS:
+        out += ["results/ols/all_coefficients.tsv", "results/ols/all_fits.tsv"]
     for target in TARGETS:
         out.append(f"results/plots/{target}/observed_vs_predicted.png")
         if "ols" in MODELS:
             out += [
                 f"results/ols/{target}/coefficients.tsv",
                 f"results/ols/{target}/summary.txt",
+                f"results/ols/{target}/nested_tests.tsv",
                 f"results/plots/{target}/coefficients.png",
+                f"results/plots/{target}/diagnostics.png",
             ]
         if "mlp" in MODELS:
             out += [

@@ -95,6 +95,7 @@ rule select_predictors:
     params:
         targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
         spec=predictor_spec(),
+        required=" ".join(f"--required {shlex.quote(g)}" for g in required_genes()),
     threads: 1
     resources:
         mem_mb=4000,
@@ -103,7 +104,7 @@ rule select_predictors:
         "../envs/gexpred.yaml"
     shell:
         "gexpred select --data {input.data:q} --splits {input.splits:q} {params.targets}"
-        " --spec {params.spec:q} --out {output:q} --log {log:q}"
+        " --spec {params.spec:q} {params.required} --out {output:q} --log {log:q}"
 
 
 rule target_table:

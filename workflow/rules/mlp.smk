@@ -16,6 +16,7 @@ rule mlp:
     params:
         target=target_name,
         settings=mlp_settings(),
+        covariates=covariate_args(),
         out_dir=subpath(output.model, parent=True),
     threads: 1
     resources:
@@ -26,5 +27,5 @@ rule mlp:
         "../envs/gexpred.yaml"
     shell:
         "gexpred mlp --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
-        " --target {params.target:q} --normalization-ref {input.normalization:q}"
+        " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
         " --settings {params.settings:q} --threads {threads} --out-dir {params.out_dir:q} --log {log:q}"

@@ -12,6 +12,28 @@ rule ols:
             subcategory="{target}",
             labels={"target": "{target}", "model": "ols", "table": "coefficients"},
         ),
+        fit=report(
+            "results/ols/{target}/fit.tsv",
+            caption="../report/fit.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="{target}",
+            labels={"target": "{target}", "model": "ols", "table": "model fit"},
+        ),
+        diagnostics=report(
+            "results/ols/{target}/diagnostics.tsv",
+            caption="../report/diagnostics_table.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="{target}",
+            labels={"target": "{target}", "model": "ols", "table": "assumption checks"},
+        ),
+        influence="results/ols/{target}/influence.tsv",
+        nested=report(
+            "results/ols/{target}/nested_tests.tsv",
+            caption="../report/nested_tests.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="{target}",
+            labels={"target": "{target}", "model": "ols", "table": "nested F-tests"},
+        ),
         summary="results/ols/{target}/summary.txt",
         model="results/ols/{target}/model.json",
         predictions="results/ols/{target}/predictions.tsv",
@@ -21,6 +43,10 @@ rule ols:
         "results/benchmarks/ols/{target}.tsv"
     params:
         target=target_name,
+        covariates=covariate_args(),
+        interactions=json.dumps(config["ols"]["interactions"]),
+        gene_sets=json.dumps(config["ols"]["gene_sets"]),
+        alpha=config["ols"]["alpha"],
         out_dir=subpath(output.coefficients, parent=True),
     threads: 1
     resources:
@@ -30,5 +56,47 @@ rule ols:
         "../envs/gexpred.yaml"
     shell:
         "gexpred ols --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
-        " --target {params.target:q} --normalization-ref {input.normalization:q}"
+        " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
+        " --interactions {params.interactions:q} --gene-sets {params.gene_sets:q} --alpha {params.alpha}"
         " --out-dir {params.out_dir:q} --log {log:q}"
+
+
+rule ols_summary:
+    input:
+        coefficients=expand("results/ols/{target}/coefficients.tsv", target=TARGETS),
+        fits=expand("results/ols/{target}/fit.tsv", target=TARGETS),
+        diagnostics=expand("results/ols/{target}/diagnostics.tsv", target=TARGETS),
+        models=expand("results/ols/{target}/model.json", target=TARGETS),
+    output:
+        coefficients=report(
+            "results/ols/all_coefficients.tsv",
+            caption="../report/all_coefficients.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="all targets",
+            labels={"table": "all coefficients with q-values"},
+        ),
+        fits=report(
+            "results/ols/all_fits.tsv",
+            caption="../report/all_fits.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="all targets",
+            labels={"table": "model fit and failed assumptions"},
+        ),
+    log:
+        "results/logs/ols_summary.log",
+    benchmark:
+        "results/benchmarks/ols_summary.tsv"
+    params:
+        dirs=lambda wc, input: " ".join(
+            shlex.quote(str(Path(p).parent)) for p in input.models
+        ),
+        fdr=config["ols"]["fdr"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred ols-summary --dirs {params.dirs} --fdr {params.fdr}"
+        " --out-coefficients {output.coefficients:q} --out-fits {output.fits:q} --log {log:q}"

@@ -56,6 +56,36 @@ rule plot_coefficients:
         " --out {output:q} --log {log:q}"
 
 
+rule plot_diagnostics:
+    input:
+        predictions="results/ols/{target}/predictions.tsv",
+        influence="results/ols/{target}/influence.tsv",
+        diagnostics="results/ols/{target}/diagnostics.tsv",
+    output:
+        report(
+            "results/plots/{target}/diagnostics.png",
+            caption="../report/diagnostics.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="{target}",
+            labels={"target": "{target}", "figure": "OLS diagnostics"},
+        ),
+    log:
+        "results/logs/plots/{target}/diagnostics.log",
+    benchmark:
+        "results/benchmarks/plots/{target}/diagnostics.tsv"
+    params:
+        target=target_name,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred plot diagnostics --target {params.target:q} --predictions {input.predictions:q}"
+        " --influence {input.influence:q} --diagnostics {input.diagnostics:q} --out {output:q} --log {log:q}"
+
+
 rule plot_loss:
     input:
         history="results/mlp/{target}/history.tsv",
