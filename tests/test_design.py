@@ -192,3 +192,58 @@ def test_check_design_collinear_names_culprit():
     Y = np.column_stack([Y, Y[:, 1]])
     with pytest.raises(ModelError, match="'dup'"):
         check_design(Y, ["a", "b", "c", "dup"], "T")
+
+
+# --------------------------------------------------------------------------- covariates and interactions
+def test_covariates_match_statsmodels_formula():
+    """Treatment contrasts and interaction terms give the same fit as statsmodels' formula API (patsy)."""
+    import statsmodels.formula.api as smf
+
+    from gexpred.design import build_design, encode_covariates
+    from gexpred.ols import fit_ols
+
+    rng = np.random.default_rng(5)
+    n = 90
+    samples = [f"s{i}" for i in range(n)]
+    expr = pd.DataFrame(rng.normal(size=(n, 3)), index=samples, columns=["gA", "gB", "gC"])
+    obs = pd.DataFrame({"batch": rng.choice(["b2", "b1", "b3"], n), "age": rng.uniform(20, 60, n)}, index=samples)
+    y = (expr["gA"] - 0.5 * expr["gB"] + 0.8 * expr["gA"] * expr["gB"] + (obs["batch"] == "b3") * 1.5
+         + 0.02 * obs["age"] + rng.normal(0, 0.3, n))
+    train = np.ones(n, dtype=bool)
+    cov, enc = encode_covariates(obs, ["batch", "age"], train)
+    assert list(cov.columns) == ["batch[T.b2]", "batch[T.b3]", "age"]
+    assert enc["batch"] == {"type": "categorical", "levels": ["b1", "b2", "b3"], "reference": "b1"}
+    X = build_design(expr, ["gA", "gB"], cov, [["gA", "gB"]])
+    assert list(X.columns) == ["gA", "gB", "batch[T.b2]", "batch[T.b3]", "age", "gA:gB"]
+    ours = fit_ols(X.to_numpy(), y.to_numpy(), list(X.columns)).table().set_index("term")
+    df = pd.concat([expr, obs], axis=1).assign(y=y)
+    ref = smf.ols("y ~ gA + gB + C(batch) + age + gA:gB", data=df).fit()
+    rename = {"Intercept": "const", "C(batch)[T.b2]": "batch[T.b2]", "C(batch)[T.b3]": "batch[T.b3]"}
+    for term, coef in ref.params.items():
+        np.testing.assert_allclose(ours.loc[rename.get(term, term), "coef"], coef, rtol=1e-9)
+        np.testing.assert_allclose(ours.loc[rename.get(term, term), "std_err"], ref.bse[term], rtol=1e-9)
+
+
+def test_covariate_errors():
+    from gexpred.design import encode_covariates
+    from gexpred.errors import ConfigError
+
+    obs = pd.DataFrame({"batch": ["a", None, "b"]}, index=["s1", "s2", "s3"])
+    with pytest.raises(ConfigError, match="'batch'.*missing.*'s2'"):
+        encode_covariates(obs, ["batch"], np.ones(3, dtype=bool))
+    with pytest.raises(ConfigError, match="'nope'"):
+        encode_covariates(obs, ["nope"], np.ones(3, dtype=bool))
+
+
+def test_required_genes_added_to_every_target():
+    from gexpred.design import select_predictors
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 6))
+    genes = [f"g{i}" for i in range(6)]
+    table = select_predictors(X, genes, ["g0", "g5"], {"top_correlated": 2}, required=["g4", "g5"])
+    for t in ["g0", "g5"]:
+        chosen = table[table["target"] == t].sort_values("rank")["gene"].tolist()
+        assert "g4" in chosen and t not in chosen
+        assert chosen.index("g4") >= min(2, chosen.index("g4"))  # appended after the top-K unless chosen
+    assert "g5" in table[table["target"] == "g0"]["gene"].tolist()

@@ -158,3 +158,131 @@ def test_table_is_dataframe_of_floats(data):
     for c in COEF_COLUMNS[1:]:
         assert tab[c].dtype == np.float64
         assert np.isfinite(tab[c]).all()
+
+
+# --------------------------------------------------------------------------- inference beyond coefficients
+class TestInference:
+    """fit statistics, diagnostics, influence, nested F-tests and BH against direct formulas."""
+
+    @staticmethod
+    def data(seed=11, n=120, p=4):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(n, p))
+        X[:, 1] += 0.9 * X[:, 0]  # some collinearity
+        y = 1.0 + X @ np.arange(1, p + 1) * 0.5 + rng.normal(0, np.exp(0.7 * X[:, 0]), n)
+        return X, y
+
+    def test_fit_statistics(self):
+        from gexpred.ols import FIT_COLUMNS, fit_ols, fit_statistics
+
+        X, y = self.data()
+        n, p = X.shape
+        A = np.column_stack([np.ones(n), X])
+        beta = np.linalg.lstsq(A, y, rcond=None)[0]
+        rss = float(((y - A @ beta) ** 2).sum())
+        tss = float(((y - y.mean()) ** 2).sum())
+        llf = -n / 2 * (np.log(2 * np.pi) + np.log(rss / n) + 1)
+        row = fit_statistics(fit_ols(X, y, [f"g{i}" for i in range(p)])).iloc[0]
+        assert list(row.index) == FIT_COLUMNS
+        assert row["n"] == n and row["df_model"] == p and row["df_resid"] == n - p - 1
+        np.testing.assert_allclose(row["r2"], 1 - rss / tss, rtol=1e-10)
+        np.testing.assert_allclose(row["adj_r2"], 1 - (rss / (n - p - 1)) / (tss / (n - 1)), rtol=1e-10)
+        f = ((tss - rss) / p) / (rss / (n - p - 1))
+        np.testing.assert_allclose(row["f_stat"], f, rtol=1e-10)
+        np.testing.assert_allclose(row["f_pvalue"], stats.f.sf(f, p, n - p - 1), rtol=1e-8)
+        np.testing.assert_allclose(row["log_likelihood"], llf, rtol=1e-10)
+        np.testing.assert_allclose(row["aic"], -2 * llf + 2 * (p + 1), rtol=1e-10)
+        np.testing.assert_allclose(row["bic"], -2 * llf + np.log(n) * (p + 1), rtol=1e-10)
+        np.testing.assert_allclose(row["condition_number"], np.linalg.cond(A), rtol=1e-8)
+
+    def test_diagnostics(self):
+        from gexpred.ols import DIAGNOSTIC_COLUMNS, diagnostics, failed_assumptions, fit_ols
+
+        X, y = self.data()
+        n, p = X.shape
+        names = [f"g{i}" for i in range(p)]
+        diag = diagnostics(fit_ols(X, y, names)).set_index(["check", "term"])
+        assert list(diag.reset_index().columns) == DIAGNOSTIC_COLUMNS
+        A = np.column_stack([np.ones(n), X])
+        for j, name in enumerate(names):  # VIF_j = 1 / (1 - R^2 of x_j on the other predictors)
+            others = np.delete(A, j + 1, axis=1)
+            fitted = others @ np.linalg.lstsq(others, X[:, j], rcond=None)[0]
+            r2 = 1 - ((X[:, j] - fitted) ** 2).sum() / ((X[:, j] - X[:, j].mean()) ** 2).sum()
+            np.testing.assert_allclose(diag.loc[("vif", name), "statistic"], 1 / (1 - r2), rtol=1e-8)
+        resid = y - A @ np.linalg.lstsq(A, y, rcond=None)[0]
+        # Breusch-Pagan (Koenker's studentized form): LM = n * R^2 of resid^2 on the design
+        e2 = resid**2
+        fitted = A @ np.linalg.lstsq(A, e2, rcond=None)[0]
+        lm = n * (1 - ((e2 - fitted) ** 2).sum() / ((e2 - e2.mean()) ** 2).sum())
+        np.testing.assert_allclose(diag.loc[("breusch_pagan", ""), "statistic"], lm, rtol=1e-8)
+        np.testing.assert_allclose(diag.loc[("breusch_pagan", ""), "p_value"], stats.chi2.sf(lm, p), rtol=1e-8)
+        jb = stats.jarque_bera(resid)
+        np.testing.assert_allclose(diag.loc[("jarque_bera", ""), "statistic"], jb.statistic, rtol=1e-8)
+        np.testing.assert_allclose(diag.loc[("jarque_bera", ""), "p_value"], jb.pvalue, rtol=1e-8)
+        dw = (np.diff(resid) ** 2).sum() / (resid**2).sum()
+        np.testing.assert_allclose(diag.loc[("durbin_watson", ""), "statistic"], dw, rtol=1e-10)
+        # the residual SD grows with x0 (exp(0.7 x0)): heteroskedasticity must be flagged, in words too
+        assert diag.loc[("breusch_pagan", ""), "verdict"] == "fails"
+        assert any("heteroskedastic" in s for s in failed_assumptions(diag.reset_index()))
+
+    def test_influence(self):
+        from gexpred.ols import fit_ols, influence
+
+        X, y = self.data(n=60, p=3)
+        n, p = X.shape
+        A = np.column_stack([np.ones(n), X])
+        H = A @ np.linalg.inv(A.T @ A) @ A.T
+        h = np.diag(H)
+        resid = y - H @ y
+        s2 = (resid**2).sum() / (n - p - 1)
+        cooks = resid**2 / ((p + 1) * s2) * h / (1 - h) ** 2
+        # externally studentized: leave-one-out variance
+        s2_i = ((n - p - 1) * s2 - resid**2 / (1 - h)) / (n - p - 2)
+        stud = resid / np.sqrt(s2_i * (1 - h))
+        out = influence(fit_ols(X, y, ["a", "b", "c"]), [f"s{i}" for i in range(n)])
+        np.testing.assert_allclose(out["leverage"], h, rtol=1e-10)
+        np.testing.assert_allclose(out["cooks_distance"], cooks, rtol=1e-8)
+        np.testing.assert_allclose(out["studentized_residual"], stud, rtol=1e-8)
+        np.testing.assert_array_equal(out["influential"], cooks > 4 / n)
+
+    def test_nested_f_test(self):
+        from gexpred.ols import fit_ols, nested_tests
+
+        X, y = self.data(p=5)
+        n = len(y)
+        names = ["a", "b", "c", "d", "e"]
+        Xi = np.column_stack([X, X[:, 0] * X[:, 2]])  # with the interaction a:c
+        fit = fit_ols(Xi, y, [*names, "a:c"])
+        out = nested_tests(fit, Xi, y, {"ac": ["a", "c"], "e_only": ["e"]}).set_index("gene_set")
+
+        def rss(M):
+            A = np.column_stack([np.ones(n), M])
+            return float(((y - A @ np.linalg.lstsq(A, y, rcond=None)[0]) ** 2).sum())
+
+        full, df_den = rss(Xi), n - 7
+        # removing set {a, c} removes a, c and the interaction a:c: 3 terms
+        red = rss(Xi[:, [1, 3, 4]])
+        f = ((red - full) / 3) / (full / df_den)
+        assert out.loc["ac", "df_num"] == 3 and out.loc["ac", "df_den"] == df_den
+        np.testing.assert_allclose(out.loc["ac", "f_stat"], f, rtol=1e-8)
+        np.testing.assert_allclose(out.loc["ac", "p_value"], stats.f.sf(f, 3, df_den), rtol=1e-8)
+        assert out.loc["ac", "terms"] == "a c a:c"
+        red_e = rss(Xi[:, [0, 1, 2, 3, 5]])
+        np.testing.assert_allclose(out.loc["e_only", "f_stat"], (red_e - full) / (full / df_den), rtol=1e-8)
+
+    def test_bh_qvalues(self):
+        from gexpred.ols import bh_qvalues
+
+        rng = np.random.default_rng(0)
+        p = np.concatenate([rng.uniform(size=40), rng.uniform(0, 1e-3, 10), [np.nan]])
+        q = bh_qvalues(p)
+        # direct BH: q_(i) = min_{j >= i} p_(j) * m / j, capped at 1
+        ok = np.isfinite(p)
+        m = ok.sum()
+        order = np.argsort(p[ok])
+        ranked = p[ok][order] * m / np.arange(1, m + 1)
+        expected = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1)
+        back = np.empty(m)
+        back[order] = expected
+        np.testing.assert_allclose(q[ok], back, rtol=1e-12)
+        assert np.isnan(q[~ok]).all()
