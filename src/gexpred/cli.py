@@ -262,6 +262,64 @@ def cmd_mlp(a: argparse.Namespace) -> None:
     write_table(preds, out / "predictions.tsv")
 
 
+def cmd_recovery(a: argparse.Namespace) -> None:
+    from . import plots
+    from .design import predictors_for
+    from .io import read_gene_list, read_table, write_table
+    from .recovery import (RECOVERY_COLUMNS, curves, describe_missing, evaluate, labelled, method_scores,
+                           read_gold_standard, score_regulators)
+
+    adata, split = _load_split_data(a.data, a.splits)
+    train = split == "train"
+    genes = list(adata.var_names)
+    Xtr = np.asarray(adata.X)[train]
+    gold = read_gold_standard(a.gold_standard)
+    log.info("gold standard %s: %d targets x %d regulators, %d known edges; %s", a.gold_standard, *gold.shape,
+             int(gold.to_numpy().sum()), describe_missing(gold, genes))
+    spec = _json_arg(a.spec, "--spec")
+    if isinstance(spec, list):
+        pool, top_k = [str(g) for g in spec], None
+    else:
+        pool = read_gene_list(spec["from"], "predictor candidates file") if spec.get("from") else genes
+        top_k = int(spec["top_correlated"])
+    in_data = set(genes)
+    candidates = [g for g in dict.fromkeys(pool) if g in in_data and g in set(gold.columns)]
+    if not candidates:
+        raise InputError(
+            f"None of the candidate predictors is a regulator (column) of the gold standard '{a.gold_standard}', so "
+            f"regulator recovery cannot be judged. Check that the gold standard uses the same gene ids."
+        )
+    table = read_table(a.predictors, dtype={"target": str, "gene": str})
+    run_targets = list(dict.fromkeys(table["target"]))
+    run_chosen = {t: predictors_for(table, t) for t in run_targets}
+    run_scores = score_regulators(Xtr, genes, run_targets, candidates, chosen=run_chosen)
+    all_targets = [t for t in gold.index if t in in_data]
+    if isinstance(spec, list):
+        all_targets = [t for t in all_targets if t not in set(spec)]
+        all_scores = score_regulators(Xtr, genes, all_targets, candidates, chosen={t: pool for t in all_targets})
+    else:
+        all_scores = score_regulators(Xtr, genes, all_targets, candidates, top_k=top_k)
+    summary = pd.concat([evaluate(run_scores, gold, "run_targets"),
+                         evaluate(all_scores, gold, "all_gold_standard_targets")], ignore_index=True)
+    for _, r in summary.iterrows():
+        log.info("%s %s: %d targets, %d pairs, %d known edges: AUROC %.3f, AUPR %.3f (random %.3f)", r["scope"],
+                 r["method"], r["n_targets"], r["n_pairs"], r["n_positive"], r["auroc"], r["aupr"],
+                 r["random_aupr"])
+    lab = labelled(all_scores, gold)
+    if lab.empty:
+        raise InputError(
+            f"No target of the gold standard '{a.gold_standard}' has a known regulator among the candidate "
+            f"predictors in the data, so regulator recovery cannot be judged."
+        )
+    y = lab["label"].to_numpy()
+    cv = {m: curves(s, y) for m, s in method_scores(lab).items()}
+    sub = summary[summary["scope"] == "all_gold_standard_targets"]
+    plots.recovery_curves(cv, sub, float(y.mean()), a.out_figure,
+                          f"Regulator recovery: {int(lab['target'].nunique())} gold-standard targets, "
+                          f"{int(y.sum())} known edges among {len(y)} candidate pairs")
+    write_table(summary.reindex(columns=RECOVERY_COLUMNS), a.out)
+
+
 def cmd_compare(a: argparse.Namespace) -> None:
     from .compare import assemble_predictions, metrics_table
     from .io import read_table, write_table
@@ -380,6 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fdr", type=float, default=0.05, help="false discovery rate reported in the log")
     s.add_argument("--out-coefficients", required=True)
     s.add_argument("--out-fits", required=True)
+
+    s = verb("recovery", cmd_recovery,
+             "Judge how well OLS evidence ranks known regulators (AUROC, AUPR) against a gold standard.")
+    s.add_argument("--data", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("--predictors", required=True)
+    s.add_argument("--gold-standard", required=True, help="targets x regulators 0/1 matrix")
+    s.add_argument("--spec", required=True, help="the predictors setting, JSON")
+    s.add_argument("--out", required=True)
+    s.add_argument("--out-figure", required=True)
 
     s = verb("compare", cmd_compare, "Assemble predictions of all models and compute metrics.")
     s.add_argument("--models", nargs="+", required=True)

@@ -217,3 +217,32 @@ def ols_diagnostics(pred: pd.DataFrame, infl: pd.DataFrame, failed: list[str], t
         fig.suptitle(f"{target}: OLS diagnostics on the training split (n = {len(train)})", y=1.03)
         fig.text(0.5, -0.04, plain(verdict), ha="center", va="top", wrap=True, fontsize=9)
         _save(fig, path)
+
+
+def recovery_curves(curves_by_method: dict[str, dict[str, np.ndarray]], summary: pd.DataFrame, prevalence: float,
+                    path: str | Path, title: str) -> None:
+    """ROC and precision-recall curves of regulator rankings, with the random expectation."""
+    colors = {"ols": PALETTE["ols"], "correlation": PALETTE["mean"]}
+    labels = {"ols": "OLS |t| (pipeline's predictors)", "correlation": "|correlation| (baseline)"}
+    with plt.rc_context(STYLE):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+        for method, c in curves_by_method.items():
+            row = summary[summary["method"] == method].iloc[0]
+            ax1.plot(c["fpr"], c["tpr"], color=colors.get(method), lw=1.8,
+                     label=f"{labels.get(method, method)}: AUROC {row['auroc']:.3f}")
+            ax2.plot(c["recall"], c["precision"], color=colors.get(method), lw=1.8,
+                     label=f"{labels.get(method, method)}: AUPR {row['aupr']:.3f}")
+        ax1.plot([0, 1], [0, 1], color="#444444", ls="--", lw=1, label="random: AUROC 0.5")
+        ax2.axhline(prevalence, color="#444444", ls="--", lw=1, label=f"random: AUPR {prevalence:.3f}")
+        ax1.set_xlabel("false positive rate")
+        ax1.set_ylabel("true positive rate (share of known edges found)")
+        ax1.set_title("ROC")
+        ax2.set_xlabel("recall (share of known edges found)")
+        ax2.set_ylabel("precision (share of calls that are known edges)")
+        ax2.set_title("precision-recall")
+        for ax in (ax1, ax2):
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+            ax.legend(frameon=False, loc="lower right" if ax is ax1 else "upper right", fontsize=8)
+        fig.suptitle(plain(title), y=1.02)
+        _save(fig, path)

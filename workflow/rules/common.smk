@@ -77,8 +77,9 @@ def _load_naming():
 
 def _check_inputs():
     missing = [p for p in config["matrices"] if not Path(p).is_file()]
-    if config.get("sample_sheet") and not Path(config["sample_sheet"]).is_file():
-        missing.append(config["sample_sheet"])
+    for key in ("sample_sheet", "gold_standard"):
+        if config.get(key) and not Path(config[key]).is_file():
+            missing.append(config[key])
     pred = config["predictors"]
     if isinstance(pred, dict) and isinstance(pred.get("from"), str):
         if not Path(pred["from"]).is_file():
@@ -161,6 +162,8 @@ def all_outputs():
     ]
     if "ols" in MODELS:
         out += ["results/ols/all_coefficients.tsv", "results/ols/all_fits.tsv"]
+        if config.get("gold_standard"):
+            out += ["results/ols/regulator_recovery.tsv", "results/plots/regulator_recovery.png"]
     for target in TARGETS:
         out.append(f"results/plots/{target}/observed_vs_predicted.png")
         if "ols" in MODELS:

@@ -100,3 +100,42 @@ rule ols_summary:
     shell:
         "gexpred ols-summary --dirs {params.dirs} --fdr {params.fdr}"
         " --out-coefficients {output.coefficients:q} --out-fits {output.fits:q} --log {log:q}"
+
+
+rule regulator_recovery:
+    input:
+        data="results/data/normalized.h5ad",
+        splits="results/data/splits.tsv",
+        predictors="results/data/predictors.tsv",
+        gold_standard=config["gold_standard"] or [],
+    output:
+        table=report(
+            "results/ols/regulator_recovery.tsv",
+            caption="../report/regulator_recovery_table.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="regulator recovery",
+            labels={"table": "regulator recovery (AUROC, AUPR)"},
+        ),
+        figure=report(
+            "results/plots/regulator_recovery.png",
+            caption="../report/regulator_recovery.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="regulator recovery",
+            labels={"figure": "regulator recovery ROC and PR curves"},
+        ),
+    log:
+        "results/logs/regulator_recovery.log",
+    benchmark:
+        "results/benchmarks/regulator_recovery.tsv"
+    params:
+        spec=predictor_spec(),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred recovery --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
+        " --gold-standard {input.gold_standard:q} --spec {params.spec:q} --out {output.table:q}"
+        " --out-figure {output.figure:q} --log {log:q}"
