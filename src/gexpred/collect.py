@@ -36,7 +36,9 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
     combined : anndata.AnnData
         Samples x genes, float64.
     dropped : pandas.DataFrame
-        Columns ``kind`` (``gene``/``sample``), ``id``, ``file``, ``reason``.
+        Columns ``kind`` (``gene``/``sample``), ``id``, ``file``, ``reason``;
+        ``file`` names every file the dropped id was read from (joined by
+        ``" + "`` when it was in several).
 
     Raises
     ------
@@ -47,10 +49,13 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
     if not matrices:
         raise InputError("No matrices given: list at least one file under 'matrices' in the config.")
     acc = matrices[0]
-    acc_name = acc.uns.get("source", "matrix 1")
+    acc_name = str(acc.uns.get("source", "matrix 1"))
+    # the files each kept gene / sample comes from, for the 'file' column of the dropped table
+    gene_src: dict[str, list[str]] = {g: [acc_name] for g in acc.var_names}
+    sample_src: dict[str, list[str]] = {s: [acc_name] for s in acc.obs_names}
     dropped: list[tuple[str, str, str, str]] = []
-    for nxt in matrices[1:]:
-        name = nxt.uns.get("source", "next matrix")
+    for k, nxt in enumerate(matrices[1:], start=2):
+        name = str(nxt.uns.get("source", f"matrix {k}"))
         shared_s = acc.obs_names.intersection(nxt.obs_names, sort=False)
         shared_g = acc.var_names.intersection(nxt.var_names, sort=False)
         if len(shared_s) and len(shared_g):
@@ -67,15 +72,23 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
                 f"in both files."
             )
         if len(shared_g):  # stack samples on the shared genes
-            for src, m in ((acc_name, acc), (name, nxt)):
-                for g in m.var_names.difference(shared_g, sort=False):
-                    dropped.append(("gene", g, src, "not measured in every stacked matrix"))
+            for g in acc.var_names.difference(shared_g, sort=False):
+                dropped.append(("gene", g, " + ".join(gene_src.pop(g)), "not measured in every stacked matrix"))
+            for g in nxt.var_names.difference(shared_g, sort=False):
+                dropped.append(("gene", g, name, "not measured in every stacked matrix"))
+            for g in shared_g:
+                gene_src[g].append(name)
+            sample_src.update({s: [name] for s in nxt.obs_names})
             acc = ad.concat([acc[:, shared_g], nxt[:, shared_g]], axis=0, join="inner")
             how = f"stacked samples on {len(shared_g)} shared genes"
         else:  # join genes on the shared samples
-            for src, m in ((acc_name, acc), (name, nxt)):
-                for s in m.obs_names.difference(shared_s, sort=False):
-                    dropped.append(("sample", s, src, "not present in every joined matrix"))
+            for s in acc.obs_names.difference(shared_s, sort=False):
+                dropped.append(("sample", s, " + ".join(sample_src.pop(s)), "not present in every joined matrix"))
+            for s in nxt.obs_names.difference(shared_s, sort=False):
+                dropped.append(("sample", s, name, "not present in every joined matrix"))
+            for s in shared_s:
+                sample_src[s].append(name)
+            gene_src.update({g: [name] for g in nxt.var_names})
             acc = ad.concat([acc[shared_s, :], nxt[shared_s, :]], axis=1, join="inner")
             how = f"joined genes on {len(shared_s)} shared samples"
         log.info("combined %s with %s: %s", acc_name, name, how)

@@ -2,7 +2,7 @@
 
 Every mistake a user can make with their data or configuration is raised as a
 :class:`GexpredError`. The command-line interface prints its message as one
-paragraph, without a traceback, and exits with status 2. Anything else that
+paragraph, without a traceback, and exits with status 1. Anything else that
 escapes is a bug in gexpred and keeps its traceback.
 """
 

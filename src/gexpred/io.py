@@ -13,6 +13,12 @@ Supported inputs
   string column or in a named index.
 * AnnData (``.h5ad``): obs = samples, var = genes, as written by scanpy.
 
+Text matrices are first checked in one streaming pass (complete gzip stream,
+UTF-8, no NUL byte), then parsed by pyarrow (fast, correctly rounded floats).
+When pyarrow rejects a file, pandas' parser (``float_precision='round_trip'``)
+reads it again, either to accept a layout only it handles or to name the
+offending line, gene, sample or value. Ids are trimmed of surrounding spaces.
+
 Every writer goes through :func:`atomic_output`: a file is written under a
 temporary name in the same directory and renamed when complete, so an
 interrupted run never leaves a truncated file behind.
@@ -20,6 +26,7 @@ interrupted run never leaves a truncated file behind.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gzip
@@ -27,6 +34,8 @@ import io as _io
 import json
 import os
 import tempfile
+import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,9 +121,15 @@ def _suffixes(path: Path) -> tuple[str, bool]:
     return (suffixes[-1] if suffixes else ""), gz
 
 
-def _head(path: Path, n: int = 8) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(n)
+def _head(path: Path, what: str, n: int = 8) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError as exc:
+        raise InputError(
+            f"{what} '{path}' cannot be opened ({exc.strerror or exc}). Check that it exists and that you "
+            f"may read it."
+        ) from None
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -127,6 +142,115 @@ def _check_file(path: Path, what: str) -> None:
         raise InputError(f"{what} '{path}' is a directory, not a file. Give the path of the file itself.")
     if path.stat().st_size == 0:
         raise InputError(f"{what} '{path}' is empty (0 bytes). Re-export the file and try again.")
+
+
+def _check_gzip(path: Path, what: str, gz: bool, head: bytes) -> None:
+    if gz and not head.startswith(_GZIP_MAGIC):
+        raise InputError(
+            f"{what} '{path}' is named .gz but is not gzip-compressed. Rename it without '.gz' "
+            f"or compress it with 'gzip'."
+        )
+
+
+def _delimiter_name(sep: str) -> str:
+    return {"\t": "tab", ",": "comma"}.get(sep, repr(sep))
+
+
+# --------------------------------------------------------------------------- text checks
+_SCAN_CHUNK = 1 << 20
+
+
+def _scan_text(path: Path, gz: bool, what: str) -> None:
+    """Check that the whole file decompresses, is UTF-8 and holds no NUL byte.
+
+    One streaming pass (constant memory), so the parsers that follow never meet
+    a decoding or decompression error half way through a large file.
+    """
+    if not gz:
+        head = _head(path, what, 4)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise InputError(
+                f"{what} '{path}' is UTF-16 text (as Excel's 'Unicode text' export writes). Re-save it as "
+                f"UTF-8 (e.g. 'iconv -f UTF-16 -t UTF-8') and try again."
+            )
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
+            while chunk := fh.read(_SCAN_CHUNK):
+                nul = chunk.find(b"\x00")
+                if nul >= 0:
+                    if line == 1 and nul < 2 and chunk[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                        raise InputError(
+                            f"{what} '{path}' is UTF-16 text. Re-save it as UTF-8 (e.g. 'iconv -f UTF-16 "
+                            f"-t UTF-8') and try again."
+                        )
+                    nul_line = line + chunk.count(b"\n", 0, nul)
+                    raise InputError(
+                        f"{what} '{path}' contains a NUL byte on line {nul_line}, so it is not a text table. "
+                        f"{_binary_hint(what)}re-export it as plain UTF-8 text."
+                    )
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    bad = line + chunk.count(b"\n", 0, max(0, exc.start - pending))
+                    raise InputError(
+                        f"{what} '{path}' is not UTF-8 text (undecodable byte on line {bad}). "
+                        f"{_binary_hint(what)}re-save it as UTF-8 (e.g. 'iconv -f LATIN1 -t UTF-8')."
+                    ) from None
+                line += chunk.count(b"\n")
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise InputError(
+                    f"{what} '{path}' is not UTF-8 text (it ends in the middle of a character on line {line}). "
+                    f"Check that the file is complete, or re-save it as UTF-8."
+                ) from None
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        kind = "gzip stream" if gz else "file"
+        raise InputError(
+            f"{what} '{path}': the {kind} could not be read to the end ({exc}). The file is probably "
+            f"truncated or corrupt; copy or download it again."
+        ) from None
+
+
+def _binary_hint(what: str) -> str:
+    if what == "Matrix":
+        return f"If it is a binary format, give it the matching extension ({SUPPORTED}); otherwise "
+    return "It must be a plain text table; "
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _open_text(path: Path, gz: bool) -> _io.TextIOBase:
+    raw = gzip.open(path, "rb") if gz else open(path, "rb")
+    return _io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def _rows(path: Path, sep: str, gz: bool, what: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield (first line number, fields) for every non-blank row, parsed like a CSV file."""
+    for start, _end, row in _rows_with_end(path, sep, gz, what):
+        yield start, row
+
+
+def _rows_with_end(path: Path, sep: str, gz: bool, what: str) -> Iterator[tuple[int, int, list[str]]]:
+    """Yield (first line number, last line number, fields) for every non-blank row."""
+    prev = 0
+    try:
+        with _open_text(path, gz) as fh:
+            reader = csv.reader(fh, delimiter=sep, quotechar='"')
+            for row in reader:
+                start, prev = prev + 1, reader.line_num
+                if row:
+                    yield start, prev, row
+    except csv.Error as exc:
+        raise InputError(
+            f"{what} '{path}' could not be parsed near line {prev + 1} ({exc}). Check that line for an "
+            f"opening quote (\") that is never closed."
+        ) from None
 
 
 # --------------------------------------------------------------------------- matrix readers
@@ -153,12 +277,8 @@ def read_matrix(path: str | os.PathLike[str]) -> ad.AnnData:
     path = Path(path)
     _check_file(path, "Matrix")
     suffix, gz = _suffixes(path)
-    head = _head(path)
-    if gz and not head.startswith(_GZIP_MAGIC):
-        raise InputError(
-            f"Matrix '{path}' is named .gz but is not gzip-compressed. Rename it without '.gz' "
-            f"or compress it with 'gzip'."
-        )
+    head = _head(path, "Matrix")
+    _check_gzip(path, "Matrix", gz, head)
     if suffix in H5AD_SUFFIXES and not gz:
         if not head.startswith(_HDF5_MAGIC):
             raise InputError(
@@ -185,26 +305,26 @@ def read_matrix(path: str | os.PathLike[str]) -> ad.AnnData:
     return adata
 
 
-def _open_text(path: Path, gz: bool) -> _io.TextIOBase:
-    raw = gzip.open(path, "rb") if gz else open(path, "rb")
-    return _io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+_TEXT_NA = ["", "NA", "NaN", "nan", "N/A", "NULL", "null"]
 
 
 def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
+    _scan_text(path, gz, "Matrix")
+    rows = _rows_with_end(path, sep, gz, "Matrix")
     try:
-        with _open_text(path, gz) as fh:
-            reader = csv.reader(fh, delimiter=sep, quotechar='"')
-            header = next(reader, None)
-            first = next(reader, None)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputError(f"Matrix '{path}' could not be read ({exc}). Check that the file is complete.") from None
-    except UnicodeDecodeError:
+        header_start, header_end, header = next(rows, (0, 0, None))
+        first_line, _, first = next(rows, (0, 0, None))
+    finally:
+        rows.close()
+    if header is None:
         raise InputError(
-            f"Matrix '{path}' is not UTF-8 text. If it is a binary format, give it the matching "
-            f"extension ({SUPPORTED}); otherwise re-save it as UTF-8."
-        ) from None
-    if header is None or not any(h.strip() for h in header):
-        raise InputError(f"Matrix '{path}' is empty. It must have a header of sample ids and one row per gene.")
+            f"Matrix '{path}' is empty (only blank lines). It must have a header of sample ids and one row per gene."
+        )
+    if not any(h.strip() for h in header):
+        raise InputError(
+            f"Matrix '{path}' has no sample ids: every field of its header (line 1) is empty. The first line must "
+            f"name the samples, one per column."
+        )
     if first is None:
         raise InputError(
             f"Matrix '{path}' has a header but no rows. It must have one row per gene: the gene id, "
@@ -217,144 +337,301 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
         samples = header[1:]
     else:
         raise InputError(
-            f"Matrix '{path}': the header has {len(header)} fields but line 2 has {len(first)}. "
-            f"Each row must hold the gene id and then one value per sample named in the header. "
-            f"Is the delimiter right? ('{'tab' if sep == chr(9) else sep}' is expected for this extension.)"
+            f"Matrix '{path}': the header has {len(header)} fields but line {first_line} (gene "
+            f"{first[0].strip()!r}) has {len(first)}. Each row must hold the gene id and then one value per "
+            f"sample named in the header. {_delimiter_hint(header, sep)}"
         )
     if len(samples) == 0:
-        raise InputError(f"Matrix '{path}' has no sample columns: the header names only the gene id column.")
+        raise InputError(
+            f"Matrix '{path}' has no sample columns: the header names only the gene id column. "
+            f"{_delimiter_hint(header, sep)}"
+        )
     samples = [s.strip() for s in samples]
-    names = ["__gene__", *samples] if len(set(samples)) == len(samples) else None
-    if names is None:
-        _raise_duplicates(path, samples, "sample")
-    compression = "gzip" if gz else None
+    if len(set(samples)) != len(samples):
+        _raise_duplicates(path, samples, "sample", "the header")
+    n = len(samples)
+    read = None
+    if header_start == header_end and not any("\n" in h or "\r" in h for h in header):
+        # pyarrow skips physical lines: safe only for a one-line header (after any blank lines).
+        # A block must hold whole rows: size it from the widest of the first two lines, with a wide margin.
+        width = max(len(sep.join(header).encode()), len(sep.join(first).encode()))
+        read = _read_values_arrow(path, sep, gz, n, skip=header_end, block_size=max(1 << 20, 16 * width))
+    if read is None:  # a problem to diagnose, or a layout only pandas handles
+        read = _read_values_pandas(path, sep, gz, samples)
+    genes, X = read
+    if X.shape != (n, len(genes)):  # never expected: both readers return one value per sample and gene
+        _raise_ragged(path, sep, gz, n, "the rows do not line up with the header")
+    missing = [g is None or (isinstance(g, float) and np.isnan(g)) for g in genes]
+    if any(missing):
+        i = missing.index(True)
+        after = f", the row after gene {str(genes[i - 1]).strip()!r}" if i else ", the first row"
+        raise InputError(
+            f"Matrix '{path}' has a row without a gene id (data row {i + 1}{after}; the first field is empty "
+            f"or NA). Every row must start with its gene id."
+        )
+    return _make_anndata(X, samples, [str(g).strip() for g in genes])
+
+
+def _read_values_arrow(
+    path: Path, sep: str, gz: bool, n: int, skip: int = 1, block_size: int = 1 << 20
+) -> tuple[list[Any], np.ndarray] | None:
+    """Fast path: pyarrow's CSV reader (multi-threaded, correctly rounded floats).
+
+    ``skip`` is the number of physical lines up to and including the header.
+    Returns (gene ids, samples x genes values), gene ids ``None`` where missing,
+    or ``None`` when pyarrow rejects the file; the pandas path then reads it or
+    says precisely what is wrong.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = ["gene", *(f"v{i}" for i in range(n))]
+    try:
+        with pa.input_stream(str(path), compression="gzip" if gz else None) as stream:
+            table = pacsv.read_csv(
+                stream,
+                read_options=pacsv.ReadOptions(skip_rows=skip, column_names=names, block_size=block_size),
+                parse_options=pacsv.ParseOptions(delimiter=sep, quote_char='"', double_quote=True,
+                                                 newlines_in_values=True, ignore_empty_lines=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={"gene": pa.string(), **{c: pa.float64() for c in names[1:]}},
+                    null_values=_TEXT_NA,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+    except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeDecodeError):
+        return None
+    if table.num_rows == 0:
+        return None
+    X = np.empty((n, table.num_rows), dtype=np.float64)
+    for j in range(n):
+        X[j] = table.column(j + 1).to_numpy(zero_copy_only=False)
+    return table.column(0).to_pylist(), X
+
+
+def _read_values_pandas(path: Path, sep: str, gz: bool, samples: list[str]) -> tuple[list[Any], np.ndarray]:
+    """Slow path: pandas' C parser (exact floats), with a precise error for every problem."""
+    n = len(samples)
     common = dict(
         sep=sep,
-        header=None,
-        skiprows=1,
-        names=names,
+        header=0,  # the first non-blank row, tokenized like the others (skiprows=1 mis-skips some headers)
+        names=list(range(n + 1)),  # replace the header's names: unique, and one more for R's layout
         index_col=0,
-        compression=compression,
+        compression="gzip" if gz else None,
         quotechar='"',
-        na_values=["", "NA", "NaN", "nan", "N/A", "NULL", "null"],
+        na_values=_TEXT_NA,
         keep_default_na=False,
         encoding="utf-8-sig",
         engine="c",
+        float_precision="round_trip",  # the default parser is off by an ulp for ~1/3 of values
     )
     try:
         try:
-            df = pd.read_csv(path, dtype={n: np.float64 for n in samples} | {"__gene__": str}, **common)
-        except ValueError as exc:
-            if "Expected" in str(exc) and "fields" in str(exc):
-                raise
-            df = pd.read_csv(path, dtype=str, **common)
-            _raise_non_numeric(path, df)
+            df = pd.read_csv(path, dtype={0: str} | {i: np.float64 for i in range(1, n + 1)}, **common)
+        except pd.errors.ParserError:
+            raise
+        except ValueError:
+            df = _coerce_numeric(path, pd.read_csv(path, dtype=str, **common), samples)
     except pd.errors.ParserError as exc:
-        raise InputError(
-            f"Matrix '{path}' has ragged rows: {_parser_detail(exc)}. Every row must have the gene id "
-            f"and exactly {len(samples)} values (one per sample in the header)."
-        ) from None
+        _raise_ragged(path, sep, gz, n, str(exc))
+        raise AssertionError("unreachable") from None  # _raise_ragged raises when given a message
     except pd.errors.EmptyDataError:
         raise InputError(f"Matrix '{path}' has a header but no rows.") from None
-    df.index = df.index.astype(str).str.strip()
-    return _frame_to_anndata(df, path)
+    except (UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:  # changed under our feet
+        raise InputError(f"Matrix '{path}' could not be read ({exc}). Check that the file is complete.") from None
+    if df.shape[1] != n or isinstance(df.index, pd.MultiIndex):
+        # pandas took a first row with one field too many as an implicit index column: it splits
+        # lines differently from the header (e.g. a lone carriage return in an id).
+        _raise_ragged(path, sep, gz, n, "the rows do not line up with the header (a lone carriage return in an id?)")
+    values = df.to_numpy(dtype=np.float64)
+    if np.isnan(values).any():
+        # pandas pads short rows with NaN: report them as ragged rather than as missing values.
+        _raise_ragged(path, sep, gz, n, None)
+    genes = [None if pd.isna(g) else g for g in df.index]
+    return genes, np.ascontiguousarray(values.T)
 
 
-def _parser_detail(exc: Exception) -> str:
+def _delimiter_hint(header: list[str], sep: str) -> str:
+    text = sep.join(header)
+    hint = f"Is the delimiter right? ({_delimiter_name(sep)} is expected for this extension"
+    for other, ext in (("\t", ".tsv"), (",", ".csv")):
+        if other != sep and other in text:
+            return f"{hint}, but the header holds {_delimiter_name(other)}s: name the file {ext} instead.)"
+    if ";" in text:
+        return f"{hint}, but the header holds semicolons: re-save the file tab- or comma-separated.)"
+    return hint + ".)"
+
+
+def _raise_ragged(path: Path, sep: str, gz: bool, n: int, pandas_msg: str | None) -> None:
+    """Find the first row without ``n + 1`` fields and raise; return if there is none."""
+    rows = _rows(path, sep, gz, "Matrix")
+    next(rows, None)  # header
+    last: tuple[int, list[str]] | None = None
+    for line, row in rows:
+        last = (line, row)
+        if len(row) != n + 1:
+            rows.close()
+            what = "too many" if len(row) > n + 1 else "too few"
+            raise InputError(
+                f"Matrix '{path}' has ragged rows: line {line} (gene {row[0].strip()!r}) has {_n(len(row), 'field')}, "
+                f"{what} for the {_n(n, 'sample')} in the header. Every row must have the gene id and exactly "
+                f"{_n(n, 'value')} (one per sample in the header); fix that row, or check the delimiter "
+                f"({_delimiter_name(sep)} is expected for this extension)."
+            )
+    if pandas_msg is None:
+        return
+    if "EOF inside string" in pandas_msg and last is not None:
+        raise InputError(
+            f"Matrix '{path}' has an opening quote (\") that is never closed, on line {last[0]} (gene "
+            f"{last[1][0].strip()!r}). Remove the stray quote or close it."
+        )
+    raise InputError(
+        f"Matrix '{path}' could not be parsed: {_parser_detail(pandas_msg)}. Every row must have the gene id "
+        f"and exactly {_n(n, 'value')} (one per sample in the header)."
+    )
+
+
+def _parser_detail(exc: Exception | str) -> str:
     msg = str(exc).strip().splitlines()[-1]
     # pandas: "Error tokenizing data. C error: Expected 5 fields in line 7, saw 6"
     if "C error:" in msg:
         msg = msg.split("C error:", 1)[1].strip()
-    # pandas counts the skipped header, so its line numbers are file line numbers.
     return msg
 
 
-def _raise_non_numeric(path: Path, df: pd.DataFrame) -> None:
-    bad: list[str] = []
-    for sample in df.columns:
-        col = df[sample]
-        converted = pd.to_numeric(col, errors="coerce")
-        mask = converted.isna() & col.notna()
-        for gene in col.index[mask.to_numpy()]:
-            bad.append(f"gene {gene!r}, sample {sample!r}: {col[gene]!r}")
-            if len(bad) >= 5:
-                break
-        if len(bad) >= 5:
-            break
-    if bad:
-        raise InputError(
-            f"Matrix '{path}' has non-numeric values, e.g. {'; '.join(bad)}. Expression values must be "
-            f"numbers; mark missing values as empty or NA."
-        )
-    raise InputError(f"Matrix '{path}' could not be parsed as numbers. Check the delimiter and the values.")
+def _coerce_numeric(path: Path, df: pd.DataFrame, samples: list[str]) -> pd.DataFrame:
+    """Convert a frame of strings to float64 or raise naming the first non-numeric cells."""
+    converted = df.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    bad = converted.isna().to_numpy() & df.notna().to_numpy()
+    if not bad.any():
+        return converted
+    gi, si = np.nonzero(bad)
+    order = np.lexsort((si, gi))[:5]  # in file order: row by row
+    examples = [
+        f"gene {str(df.index[gi[k]]).strip()!r}, sample {str(samples[si[k]])!r}: {df.iat[gi[k], si[k]]!r}"
+        for k in order
+    ]
+    raise InputError(
+        f"Matrix '{path}' has {_n(len(gi), 'non-numeric value')}, e.g. {'; '.join(examples)}. Expression values must "
+        f"be plain numbers with a '.' decimal point; mark missing values as empty or NA."
+    )
 
 
 def _read_parquet_matrix(path: Path) -> ad.AnnData:
     try:
         df = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types for corrupt files
-        raise InputError(f"Matrix '{path}' could not be read as parquet ({exc}).") from None
-    if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None:
-        genes = df.index.astype(str)
+        raise InputError(
+            f"Matrix '{path}' could not be read as parquet ({exc}). The file is probably truncated or corrupt; "
+            f"write it again with pandas' to_parquet()."
+        ) from None
+    index_is_ids = df.index.name is not None or not (
+        isinstance(df.index, pd.RangeIndex) or pd.api.types.is_integer_dtype(df.index.dtype)
+    )
+    if index_is_ids:
+        genes = pd.Series(df.index, dtype=object)
     else:
         if df.shape[1] == 0:
-            raise InputError(f"Matrix '{path}' has no columns.")
+            raise InputError(f"Matrix '{path}' has no columns. It must hold a column of gene ids and one per sample.")
         first = df.columns[0]
-        if pd.api.types.is_numeric_dtype(df[first]):
+        if pd.api.types.is_numeric_dtype(df[first]) or pd.api.types.is_bool_dtype(df[first]):
             raise InputError(
-                f"Matrix '{path}': the first column {first!r} holds numbers, not gene ids. Put the gene "
+                f"Matrix '{path}': the first column {str(first)!r} holds numbers, not gene ids. Put the gene "
                 f"ids in the first column (or the index) of the parquet table."
             )
-        genes = df[first].astype(str)
+        genes = pd.Series(df[first].to_numpy(dtype=object))
         df = df.drop(columns=[first])
-    df.index = pd.Index(genes).str.strip()
+    missing = genes.isna().to_numpy() | np.array([str(g).strip() == "" for g in genes], dtype=bool)
+    if missing.any():
+        i = int(np.argmax(missing))
+        raise InputError(
+            f"Matrix '{path}' has a row without a gene id (row {i + 1} of the table; the id is empty or null). "
+            f"Every row must have its gene id."
+        )
+    df.index = pd.Index([str(g).strip() for g in genes])
     df.columns = [str(c).strip() for c in df.columns]
     if len(set(df.columns)) != len(df.columns):
-        _raise_duplicates(path, list(df.columns), "sample")
-    non_numeric = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+        _raise_duplicates(path, list(df.columns), "sample", "the column names")
+    boolean = [c for c in df.columns if pd.api.types.is_bool_dtype(df[c])]
+    if boolean:
+        raise InputError(
+            f"Matrix '{path}': the columns of samples {preview(boolean)} hold true/false values, not "
+            f"expression values. Store numbers in every sample column."
+        )
+    non_numeric = [i for i, c in enumerate(df.columns) if not pd.api.types.is_numeric_dtype(df.iloc[:, i])]
     if non_numeric:
-        _raise_non_numeric(path, df[non_numeric].astype(object))
-    return _frame_to_anndata(df.astype(np.float64), path)
+        cols = list(df.columns)
+        coerced = _coerce_numeric(path, df.iloc[:, non_numeric].astype(object), [cols[i] for i in non_numeric])
+        for j, i in enumerate(non_numeric):
+            df.isetitem(i, coerced.iloc[:, j].to_numpy())
+    try:
+        values = df.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"Matrix '{path}' holds values that are not real numbers ({exc}).") from None
+    return _frame_to_anndata(pd.DataFrame(values, index=df.index, columns=df.columns), path)
+
+
+@contextlib.contextmanager
+def _quiet_duplicates() -> Iterator[None]:
+    """Silence anndata's 'names are not unique' warning: validate_matrix reports duplicates itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".* names are not unique")
+        yield
 
 
 def _read_h5ad_matrix(path: Path) -> ad.AnnData:
     try:
-        adata = ad.read_h5ad(path)
+        with _quiet_duplicates():
+            adata = ad.read_h5ad(path)
     except Exception as exc:
-        raise InputError(f"Matrix '{path}' could not be read as AnnData ({type(exc).__name__}: {exc}).") from None
+        raise InputError(
+            f"Matrix '{path}' could not be read as AnnData ({type(exc).__name__}: {exc}). It is an HDF5 file but "
+            f"not one written by anndata, or it is truncated; write it with anndata's write_h5ad()."
+        ) from None
     X = adata.X
     if X is None:
-        raise InputError(f"Matrix '{path}' has no expression values (.X is empty).")
+        raise InputError(
+            f"Matrix '{path}' has no expression values (.X is empty). Store the expression matrix in .X "
+            f"(samples x genes)."
+        )
     if hasattr(X, "toarray"):
         X = X.toarray()
     X = np.asarray(X)
-    if not np.issubdtype(X.dtype, np.number):
-        raise InputError(f"Matrix '{path}': .X holds {X.dtype} values, not numbers.")
-    out = ad.AnnData(
-        X=X.astype(np.float64),
-        obs=pd.DataFrame(index=pd.Index(adata.obs_names.astype(str), name=None)),
-        var=pd.DataFrame(index=pd.Index(adata.var_names.astype(str), name=None)),
-    )
-    return out
+    if not (np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating)):
+        raise InputError(
+            f"Matrix '{path}': .X holds {X.dtype} values, not real numbers. Store the expression values as "
+            f"numbers in .X."
+        )
+    return _make_anndata(X, [str(s).strip() for s in adata.obs_names], [str(g).strip() for g in adata.var_names])
+
+
+def _make_anndata(X: np.ndarray, samples: list[Any], genes: list[Any]) -> ad.AnnData:
+    """Samples x genes values and ids -> AnnData (float64, string ids)."""
+    with _quiet_duplicates():
+        return ad.AnnData(
+            X=np.ascontiguousarray(X, dtype=np.float64),
+            obs=pd.DataFrame(index=pd.Index([str(s) for s in samples], dtype=object)),
+            var=pd.DataFrame(index=pd.Index([str(g) for g in genes], dtype=object)),
+        )
 
 
 def _frame_to_anndata(df: pd.DataFrame, path: Path) -> ad.AnnData:
     """Genes x samples frame -> AnnData (samples x genes)."""
-    return ad.AnnData(
-        X=np.ascontiguousarray(df.to_numpy(dtype=np.float64).T),
-        obs=pd.DataFrame(index=pd.Index([str(c) for c in df.columns])),
-        var=pd.DataFrame(index=pd.Index([str(g) for g in df.index])),
-    )
+    return _make_anndata(df.to_numpy(dtype=np.float64).T, list(df.columns), list(df.index))
 
 
-def _raise_duplicates(path: Path, ids: list[str], kind: str) -> None:
-    s = pd.Series(ids)
+def _raise_duplicates(path: Path, ids: list[str], kind: str, where: str) -> None:
+    s = pd.Series(ids, dtype=object)
     dups = s[s.duplicated()].unique().tolist()
-    where = "the header" if kind == "sample" else "the first column"
+    fix = (
+        "remove or rename the duplicates (or aggregate them, e.g. average the probes of a gene)"
+        if kind == "gene"
+        else "remove or rename the duplicated columns (e.g. a sample sequenced twice: keep one run or sum them)"
+    )
     raise InputError(
-        f"Matrix '{path}' has duplicate {kind} ids in {where}: {preview(dups)}. Each {kind} must "
-        f"appear once; remove or rename the duplicates (or aggregate them, e.g. average the probes of a "
-        f"gene) before running gexpred."
+        f"Matrix '{path}' has duplicate {kind} ids in {where}: {preview(dups)}. Each {kind} must appear once; "
+        f"{fix} before running gexpred."
     )
 
 
@@ -368,31 +645,45 @@ def validate_matrix(adata: ad.AnnData, path: str | os.PathLike[str]) -> None:
     """
     path = Path(path)
     if adata.n_obs == 0 or adata.n_vars == 0:
-        raise InputError(f"Matrix '{path}' has {adata.n_vars} genes and {adata.n_obs} samples; it needs both.")
-    genes = list(adata.var_names)
-    samples = list(adata.obs_names)
-    if any(g == "" or g.lower() == "nan" for g in genes):
-        row = next(i for i, g in enumerate(genes) if g == "" or g.lower() == "nan")
         raise InputError(
-            f"Matrix '{path}' has a row without a gene id (data row {row + 1}). Every row must start with "
-            f"its gene id."
+            f"Matrix '{path}' has {adata.n_vars} genes and {adata.n_obs} samples; it needs both (genes as rows, "
+            f"samples as columns)."
         )
-    if any(s == "" for s in samples):
-        raise InputError(f"Matrix '{path}' has a column without a sample id in its header.")
+    genes = [str(g) for g in adata.var_names]
+    samples = [str(s) for s in adata.obs_names]
+    suffix = _suffixes(path)[0]
+    text = suffix in TEXT_SUFFIXES
+    where_gene, where_sample = (
+        ("the first column", "the header") if text
+        else ("var_names", "obs_names") if suffix in H5AD_SUFFIXES
+        else ("the gene ids", "the column names")
+    )
+    bad_gene = [i for i, g in enumerate(genes) if g == "" or g.lower() == "nan"]
+    if bad_gene:
+        raise InputError(
+            f"Matrix '{path}' has a gene without an id (gene {bad_gene[0] + 1} of {len(genes)}; the id is empty "
+            f"or NaN). Every gene must have its id."
+        )
+    bad_sample = [i for i, s in enumerate(samples) if s == "" or s.lower() == "nan"]
+    if bad_sample:
+        raise InputError(
+            f"Matrix '{path}' has a sample without an id (column {bad_sample[0] + (2 if text else 1)}"
+            f"{' of the header' if text else ''}; the id is empty or NaN). Give every sample column its id "
+            f"(a trailing delimiter at the end of the header line also makes an empty column)."
+        )
     if len(set(genes)) != len(genes):
-        _raise_duplicates(path, genes, "gene")
+        _raise_duplicates(path, genes, "gene", where_gene)
     if len(set(samples)) != len(samples):
-        _raise_duplicates(path, samples, "sample")
+        _raise_duplicates(path, samples, "sample", where_sample)
     X = np.asarray(adata.X)
     finite = np.isfinite(X)
     if not finite.all():
         si, gi = np.nonzero(~finite)
-        examples = [
-            f"gene {genes[g]!r}, sample {samples[s]!r}: {X[s, g]}" for s, g in list(zip(si, gi))[:5]
-        ]
+        order = np.lexsort((si, gi))[:5]  # gene by gene, as the rows of a text file
+        examples = [f"gene {genes[gi[k]]!r}, sample {samples[si[k]]!r}: {X[si[k], gi[k]]}" for k in order]
         n_genes = len(np.unique(gi))
         raise InputError(
-            f"Matrix '{path}' has {len(si)} missing or infinite values in {n_genes} genes, e.g. "
+            f"Matrix '{path}' has {_n(len(si), 'missing or infinite value')} in {_n(n_genes, 'gene')}, e.g. "
             f"{'; '.join(examples)}. Impute or remove them before running gexpred (gexpred does not "
             f"guess missing expression values)."
         )
@@ -407,8 +698,12 @@ def read_gene_list(spec: str | list[str], what: str = "gene list") -> list[str]:
     if isinstance(spec, list):
         return [str(g) for g in spec]
     path = Path(spec)
-    _check_file(path, what.capitalize())
-    with _open_text(path, path.suffix.lower() == ".gz") as fh:
+    label = what[:1].upper() + what[1:]
+    _check_file(path, label)
+    gz = path.suffix.lower() == ".gz"
+    _check_gzip(path, label, gz, _head(path, label))
+    _scan_text(path, gz, label)
+    with _open_text(path, gz) as fh:
         genes = []
         for line in fh:
             line = line.strip()
@@ -416,7 +711,7 @@ def read_gene_list(spec: str | list[str], what: str = "gene list") -> list[str]:
                 continue
             genes.append(line.split("\t")[0].strip().strip('"').strip("'"))
     if not genes:
-        raise InputError(f"{what.capitalize()} '{path}' lists no gene ids (one id per line is expected).")
+        raise InputError(f"{label} '{path}' lists no gene ids (one id per line is expected).")
     return genes
 
 
@@ -426,29 +721,65 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Indexed by sample id (strings), one column per covariate.
+        Indexed by sample id (strings), one column per covariate. Columns whose
+        every non-missing value is a number are numeric; the others hold strings
+        (empty cells and ``NA`` are missing).
+
+    Raises
+    ------
+    InputError
+        Missing, empty, binary or ragged file; no ``sample`` column; a row without
+        a sample id; a sample or a column listed twice.
     """
     path = Path(path)
-    _check_file(path, "Sample sheet")
+    what = "Sample sheet"
+    _check_file(path, what)
     suffix, gz = _suffixes(path)
+    _check_gzip(path, what, gz, _head(path, what))
     sep = "," if suffix == ".csv" else "\t"
-    try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=["", "NA"],
-                         compression="gzip" if gz else None)
-    except pd.errors.ParserError as exc:
-        raise InputError(f"Sample sheet '{path}' has ragged rows: {_parser_detail(exc)}.") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"Sample sheet '{path}' is empty.") from None
-    if "sample" not in df.columns:
+    _scan_text(path, gz, what)
+    rows = list(_rows(path, sep, gz, what))
+    if not rows:
+        raise InputError(f"Sample sheet '{path}' is empty. It needs a header with a 'sample' column.")
+    _, header = rows[0]
+    header = [h.strip() for h in header]
+    if "sample" not in header:
+        near = [h for h in header if h.lower() == "sample"]
+        hint = f" (found {near[0]!r}; the name is case-sensitive)" if near else ""
+        if len(header) == 1 and (("," if sep == "\t" else "\t") in header[0]):
+            hint += f" The file does not look {_delimiter_name(sep)}-separated; check its extension (.tsv or .csv)."
         raise InputError(
-            f"Sample sheet '{path}' has no 'sample' column (columns: {preview(df.columns)}). Name the "
-            f"column of sample ids 'sample'."
+            f"Sample sheet '{path}' has no 'sample' column (columns: {preview(header)}){hint}. Name the column "
+            f"of sample ids 'sample'."
         )
-    df["sample"] = df["sample"].astype(str).str.strip()
+    dup_cols = pd.Series(header)[pd.Series(header).duplicated()].unique().tolist()
+    if dup_cols:
+        raise InputError(
+            f"Sample sheet '{path}' has duplicate column names: {preview(dup_cols)}. Give each column a unique name."
+        )
+    for line, row in rows[1:]:
+        if len(row) != len(header):
+            raise InputError(
+                f"Sample sheet '{path}' has ragged rows: line {line} (sample {row[0].strip()!r}) has {len(row)} "
+                f"fields but the header has {len(header)}. Give every row one value per column (leave a cell "
+                f"empty for a missing value)."
+            )
+    df = pd.DataFrame([[c.strip() for c in row] for _, row in rows[1:]], columns=header, dtype=object)
+    df = df.replace({"": np.nan, "NA": np.nan})
+    no_id = df["sample"].isna().to_numpy()
+    if no_id.any():
+        line = rows[1 + int(np.argmax(no_id))][0]
+        raise InputError(
+            f"Sample sheet '{path}' has a row without a sample id (line {line}). Fill in the 'sample' column of "
+            f"that row or delete the row."
+        )
     dups = df["sample"][df["sample"].duplicated()].unique().tolist()
     if dups:
-        raise InputError(f"Sample sheet '{path}' lists samples more than once: {preview(dups)}.")
+        raise InputError(
+            f"Sample sheet '{path}' lists samples more than once: {preview(dups)}. Keep one row per sample."
+        )
     df = df.set_index("sample")
+    df.index = pd.Index(df.index.astype(str), dtype=object, name="sample")
     # numeric-looking covariates become numbers, the rest stay strings (categories)
     for col in df.columns:
         converted = pd.to_numeric(df[col], errors="coerce")

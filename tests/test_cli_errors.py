@@ -1,0 +1,122 @@
+"""User-facing errors of ``gexpred collect`` at the command-line level.
+
+A bad input must give a non-zero exit status, one clear message on stderr (no
+traceback) and no output file, not even a partial one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from gexpred.cli import main
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
+
+def flat(text: str) -> str:
+    """Collapse whitespace: the CLI wraps its message at 100 columns."""
+    return " ".join(text.split())
+
+
+def run_collect(tmp_path: Path, matrices: list[Path], sheet: Path | None = None) -> tuple[int, dict[str, Path]]:
+    out = {"out": tmp_path / "results" / "data.h5ad", "dropped": tmp_path / "results" / "dropped.tsv",
+           "log": tmp_path / "logs" / "collect.log"}
+    argv = ["collect"]
+    for m in matrices:
+        argv += ["--matrix", str(m)]
+    if sheet is not None:
+        argv += ["--sample-sheet", str(sheet)]
+    argv += ["--out", str(out["out"]), "--dropped", str(out["dropped"]), "--log", str(out["log"])]
+    return main(argv), out
+
+
+def assert_failed_cleanly(rc: int, out: dict[str, Path], err: str, needles: list[str]) -> None:
+    assert rc != 0
+    assert "Traceback" not in err
+    text = flat(err)
+    for needle in needles:
+        assert flat(needle) in text, f"{needle!r} missing from stderr: {err}"
+    assert not out["out"].exists() and not out["dropped"].exists()
+    results = out["out"].parent
+    leftovers = list(results.iterdir()) if results.exists() else []
+    assert leftovers == [], f"partial output left behind: {leftovers}"
+    # the message also goes to the log file
+    assert flat(needles[0]) in flat(out["log"].read_text())
+
+
+def test_collect_bad_matrix_fails_cleanly(bad_matrix, tmp_path, capsys):
+    path, needles = bad_matrix
+    rc, out = run_collect(tmp_path, [path])
+    assert_failed_cleanly(rc, out, capsys.readouterr().err, [str(path), *needles])
+
+
+def test_collect_good_then_bad_matrix_writes_nothing(make_frame, write, tmp_path, capsys):
+    good = tmp_path / "good.tsv"
+    make_frame(genes=["G1", "G2"], samples=["a", "b"]).to_csv(good, sep="\t")
+    bad = write("bad.tsv", "gene\tc\td\nG1\t1\t2\nG2\t3\toops\n")
+    rc, out = run_collect(tmp_path, [good, bad])
+    assert_failed_cleanly(rc, out, capsys.readouterr().err, [str(bad), "'G2'", "'d'", "'oops'"])
+
+
+def test_collect_overlapping_matrices_fails_cleanly(make_frame, tmp_path, capsys):
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    make_frame(genes=["G1", "G2"], samples=["s1", "s2"]).to_csv(a, sep="\t")
+    make_frame(genes=["G2", "G3"], samples=["s2", "s3"]).to_csv(b, sep="\t")
+    rc, out = run_collect(tmp_path, [a, b])
+    assert_failed_cleanly(rc, out, capsys.readouterr().err, [str(a), str(b), "ambiguous"])
+
+
+@pytest.mark.parametrize(
+    "sheet_text, needles",
+    [
+        ("id\tage\ns1\t1\ns2\t2\n", ["no 'sample' column"]),
+        ("sample\tage\ns1\t1\ns1\t2\ns2\t3\n", ["more than once", "'s1'"]),
+        ("sample\tage\ns1\t1\n", ["no row for 1 of the 2 samples", "'s2'"]),
+    ],
+    ids=["no sample column", "duplicate samples", "sample missing from sheet"],
+)
+def test_collect_bad_sample_sheet_fails_cleanly(sheet_text, needles, make_frame, write, tmp_path, capsys):
+    m = tmp_path / "m.tsv"
+    make_frame(genes=["G1"], samples=["s1", "s2"]).to_csv(m, sep="\t")
+    sheet = write("sheet.tsv", sheet_text)
+    rc, out = run_collect(tmp_path, [m], sheet)
+    assert_failed_cleanly(rc, out, capsys.readouterr().err, [str(sheet), *needles])
+
+
+def test_collect_success_writes_both_outputs(make_frame, write, tmp_path, capsys):
+    a = make_frame(genes=["G1", "G2", "G3"], samples=["s1", "s2"])
+    b = make_frame(genes=["G3", "G1", "G9"], samples=["s3"])
+    pa, pb = tmp_path / "a.tsv", tmp_path / "b.csv.gz"
+    a.to_csv(pa, sep="\t")
+    b.to_csv(pb)
+    sheet = write("sheet.tsv", "sample\tgroup\ns1\tx\ns2\ty\ns3\tx\ns4\ty\n")
+    rc, out = run_collect(tmp_path, [pa, pb], sheet)
+    assert rc == 0, capsys.readouterr().err
+
+    data = ad.read_h5ad(out["out"])
+    expected = pd.concat([a.loc[["G1", "G3"]].T, b.loc[["G1", "G3"]].T])
+    assert list(data.obs_names) == list(expected.index)
+    assert list(data.var_names) == list(expected.columns)
+    np.testing.assert_array_equal(np.asarray(data.X), expected.to_numpy())
+    assert data.obs["group"].tolist() == ["x", "y", "x"]
+
+    dropped = pd.read_csv(out["dropped"], sep="\t", dtype=str)
+    assert list(dropped.columns) == ["kind", "id", "file", "reason"]
+    assert {(r.kind, r.id, r.file) for r in dropped.itertuples()} == {
+        ("gene", "G2", str(pa)), ("gene", "G9", str(pb)), ("sample", "s4", str(sheet))}
+    assert sorted(p.name for p in out["out"].parent.iterdir()) == ["data.h5ad", "dropped.tsv"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_collect_success_with_nothing_dropped_writes_header_only_table(make_frame, tmp_path):
+    m = tmp_path / "m.parquet"
+    make_frame(genes=["G1"], samples=["s1"]).to_parquet(m)
+    rc, out = run_collect(tmp_path, [m])
+    assert rc == 0
+    assert out["dropped"].read_text().strip() == "kind\tid\tfile\treason"
+    assert ad.read_h5ad(out["out"]).shape == (1, 1)

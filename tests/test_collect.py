@@ -1,0 +1,192 @@
+"""Combining matrices by sample id and attaching the sample sheet (gexpred.collect).
+
+Expected matrices are computed with pandas (concat / loc) from the frames the
+tests wrote, independently of gexpred.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from gexpred.collect import DROPPED_COLUMNS, attach_sample_sheet, combine
+from gexpred.errors import InputError
+from gexpred.io import read_matrix, read_sample_sheet
+
+
+def to_file(df: pd.DataFrame, path: Path) -> ad.AnnData:
+    """Write a genes x samples frame as TSV and read it back (so uns['source'] is the file)."""
+    df.to_csv(path, sep="\t")
+    return read_matrix(path)
+
+
+def assert_samples_by_genes(adata: ad.AnnData, expected: pd.DataFrame) -> None:
+    """``adata`` equals ``expected`` (samples x genes), ids and order included."""
+    assert list(adata.obs_names) == list(expected.index)
+    assert list(adata.var_names) == list(expected.columns)
+    assert np.asarray(adata.X).dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(adata.X), expected.to_numpy(dtype=np.float64))
+
+
+def dropped_ids(dropped: pd.DataFrame, kind: str, file: str | Path) -> set[str]:
+    rows = dropped[(dropped["kind"] == kind) & (dropped["file"] == str(file))]
+    return set(rows["id"])
+
+
+# --------------------------------------------------------------------------- stacking
+def test_stack_disjoint_samples_on_shared_genes(make_frame, tmp_path):
+    a = make_frame(genes=[f"g{i}" for i in range(10)], samples=[f"a{j}" for j in range(5)])
+    b = make_frame(genes=[f"g{i}" for i in (12, 3, 9, 4, 11, 5, 6, 7, 8, 10)], samples=[f"b{j}" for j in range(4)])
+    combined, dropped = combine([to_file(a, tmp_path / "a.tsv"), to_file(b, tmp_path / "b.tsv")])
+
+    shared = [g for g in a.index if g in set(b.index)]
+    expected = pd.concat([a.loc[shared].T, b.loc[shared].T], axis=0)
+    assert_samples_by_genes(combined, expected)
+
+    assert list(dropped.columns) == DROPPED_COLUMNS
+    assert set(dropped["kind"]) == {"gene"}
+    assert dropped_ids(dropped, "gene", tmp_path / "a.tsv") == set(a.index) - set(b.index) == {"g0", "g1", "g2"}
+    assert dropped_ids(dropped, "gene", tmp_path / "b.tsv") == set(b.index) - set(a.index) == {"g10", "g11", "g12"}
+    assert len(dropped) == 6 and dropped["reason"].str.len().gt(0).all()
+
+
+def test_stack_same_genes_drops_nothing(make_frame):
+    genes = ["x", "y", "z"]
+    a = make_frame(genes=genes, samples=["s1", "s2"])
+    b = make_frame(genes=genes[::-1], samples=["s3"])
+    ma = ad.AnnData(a.T.copy(), uns={"source": "a.tsv"})
+    mb = ad.AnnData(b.T.copy(), uns={"source": "b.tsv"})
+    combined, dropped = combine([ma, mb])
+    assert_samples_by_genes(combined, pd.concat([a.T, b.T[genes]]))
+    assert dropped.empty and list(dropped.columns) == DROPPED_COLUMNS
+
+
+def test_three_way_stack_attributes_dropped_genes_to_every_file(make_frame):
+    a = make_frame(genes=["g1", "g2", "g3"], samples=["a1"])
+    b = make_frame(genes=["g1", "g2", "g4"], samples=["b1", "b2"])
+    c = make_frame(genes=["g1", "g3", "g4"], samples=["c1"])
+    mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("abc", (a, b, c))]
+    combined, dropped = combine(mats)
+    assert_samples_by_genes(combined, pd.concat([a.T[["g1"]], b.T[["g1"]], c.T[["g1"]]]))
+    got = {(r.id, r.file) for r in dropped.itertuples()}
+    assert got == {("g3", "a.tsv"), ("g4", "b.tsv"), ("g2", "a.tsv + b.tsv"), ("g3", "c.tsv"), ("g4", "c.tsv")}
+
+
+# --------------------------------------------------------------------------- joining
+def test_join_same_samples_on_different_genes(make_frame, tmp_path):
+    a = make_frame(genes=[f"g{i}" for i in range(4)], samples=[f"s{j}" for j in range(6)])
+    b = make_frame(genes=["h0", "h1", "h2"], samples=["s7", "s4", "s2", "s8", "s3", "s5", "s6"])
+    combined, dropped = combine([to_file(a, tmp_path / "rna.tsv"), to_file(b, tmp_path / "prot.tsv")])
+
+    shared = [s for s in a.columns if s in set(b.columns)]
+    expected = pd.concat([a.T.loc[shared], b.T.loc[shared]], axis=1)
+    assert_samples_by_genes(combined, expected)
+
+    assert set(dropped["kind"]) == {"sample"}
+    assert dropped_ids(dropped, "sample", tmp_path / "rna.tsv") == {"s0", "s1"}
+    assert dropped_ids(dropped, "sample", tmp_path / "prot.tsv") == {"s6", "s7", "s8"}
+    assert len(dropped) == 5
+
+
+def test_stack_then_join_attributes_dropped_samples_to_their_file(make_frame):
+    a = make_frame(genes=["g1", "g2"], samples=["s1", "s2", "s3"])
+    b = make_frame(genes=["g2", "g1"], samples=["s4", "s5", "s6"])
+    c = make_frame(genes=["h1"], samples=["s5", "s1", "s2", "s4", "s3"])
+    mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("abc", (a, b, c))]
+    combined, dropped = combine(mats)
+    stacked = pd.concat([a.T, b.T[["g1", "g2"]]])
+    kept = [s for s in stacked.index if s in set(c.columns)]
+    assert_samples_by_genes(combined, pd.concat([stacked.loc[kept], c.T.loc[kept]], axis=1))
+    assert [(r.kind, r.id, r.file) for r in dropped.itertuples()] == [("sample", "s6", "b.tsv")]
+
+
+# --------------------------------------------------------------------------- conflicts
+def test_overlap_in_samples_and_genes_is_an_error_naming_both_files(make_frame, tmp_path):
+    a = make_frame(genes=["g1", "g2", "g3"], samples=["s1", "s2"])
+    b = make_frame(genes=["g2", "g3", "g4"], samples=["s2", "s3"])
+    ma, mb = to_file(a, tmp_path / "batch1.tsv"), to_file(b, tmp_path / "batch2.tsv")
+    with pytest.raises(InputError) as info:
+        combine([ma, mb])
+    msg = str(info.value)
+    assert str(tmp_path / "batch1.tsv") in msg and str(tmp_path / "batch2.tsv") in msg
+    assert "'s2'" in msg and "'g2'" in msg and "ambiguous" in msg
+
+
+def test_no_overlap_at_all_is_an_error_naming_both_files(make_frame, tmp_path):
+    ma = to_file(make_frame(genes=["g1"], samples=["s1"]), tmp_path / "one.tsv")
+    mb = to_file(make_frame(genes=["G1"], samples=["S1"]), tmp_path / "two.tsv")
+    with pytest.raises(InputError) as info:
+        combine([ma, mb])
+    msg = str(info.value)
+    assert str(tmp_path / "one.tsv") in msg and str(tmp_path / "two.tsv") in msg
+    assert "share no samples and no genes" in msg
+
+
+def test_conflict_with_a_third_matrix_names_all_files(make_frame):
+    a = make_frame(genes=["g1"], samples=["s1"])
+    b = make_frame(genes=["g1"], samples=["s2"])
+    c = make_frame(genes=["g1"], samples=["s1"])
+    mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("abc", (a, b, c))]
+    with pytest.raises(InputError, match=r"'a\.tsv \+ b\.tsv' and 'c\.tsv'"):
+        combine(mats)
+
+
+def test_no_matrices():
+    with pytest.raises(InputError, match="No matrices"):
+        combine([])
+
+
+def test_single_matrix_is_returned_as_float64_with_empty_dropped(make_frame):
+    df = make_frame(genes=["g1", "g2"], samples=["s1", "s2", "s3"])
+    m = ad.AnnData(df.T.astype(np.float32).copy(), uns={"source": "m.tsv"})
+    combined, dropped = combine([m])
+    assert_samples_by_genes(combined, df.T.astype(np.float32).astype(np.float64))
+    assert dropped.empty and list(dropped.columns) == DROPPED_COLUMNS
+
+
+def test_combine_does_not_modify_its_inputs(make_frame):
+    a = make_frame(genes=["g1", "g2"], samples=["s1"])
+    b = make_frame(genes=["g2", "g3"], samples=["s2"])
+    ma, mb = ad.AnnData(a.T.copy()), ad.AnnData(b.T.copy())
+    combine([ma, mb])
+    assert list(ma.var_names) == ["g1", "g2"] and list(mb.var_names) == ["g2", "g3"]
+    np.testing.assert_array_equal(ma.X, a.T.to_numpy())
+
+
+# --------------------------------------------------------------------------- sample sheet
+def test_attach_sample_sheet(make_frame, write):
+    df = make_frame(genes=["g1", "g2"], samples=["s2", "s1", "s3"])
+    m = ad.AnnData(df.T.copy())
+    sheet_path = write("sheet.tsv", "sample\tage\tgroup\ns1\t40\tctrl\ns2\t51\tcase\ns3\t\tcase\ns9\t60\tctrl\n")
+    sheet = read_sample_sheet(sheet_path)
+    out, dropped = attach_sample_sheet(m, sheet, str(sheet_path))
+
+    assert list(out.obs_names) == ["s2", "s1", "s3"]
+    np.testing.assert_array_equal(out.obs["age"].to_numpy(), [51.0, 40.0, np.nan])
+    assert out.obs["group"].tolist() == ["case", "ctrl", "case"]
+    np.testing.assert_array_equal(out.X, df.T.to_numpy())  # values untouched
+    assert [(r.kind, r.id, r.file) for r in dropped.itertuples()] == [("sample", "s9", str(sheet_path))]
+    assert list(dropped.columns) == DROPPED_COLUMNS
+    assert "age" not in m.obs  # input not modified
+
+
+def test_attach_sample_sheet_missing_samples_is_an_error(make_frame, write):
+    m = ad.AnnData(make_frame(genes=["g1"], samples=["s1", "P-17", "P-18"]).T.copy())
+    sheet_path = write("sheet.tsv", "sample\tage\ns1\t40\n")
+    with pytest.raises(InputError) as info:
+        attach_sample_sheet(m, read_sample_sheet(sheet_path), str(sheet_path))
+    msg = str(info.value)
+    assert str(sheet_path) in msg and "'P-17'" in msg and "'P-18'" in msg and "2 of the 3" in msg
+
+
+def test_attach_sample_sheet_matches_string_ids_exactly(make_frame, write):
+    # '01' in the matrix must match '01' in the sheet, not 1
+    m = ad.AnnData(make_frame(genes=["g1"], samples=["01", "02"]).T.copy())
+    sheet_path = write("sheet.tsv", "sample\tbatch\n02\t7\n01\t3\n1\t9\n")
+    out, dropped = attach_sample_sheet(m, read_sample_sheet(sheet_path), str(sheet_path))
+    assert out.obs["batch"].tolist() == [3, 7]
+    assert dropped["id"].tolist() == ["1"]
