@@ -238,3 +238,55 @@ def test_config_errors_name_the_key(tmp_path):
     proc = run_snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
     assert "data/missing.tsv" in proc.stdout + proc.stderr
+
+
+def test_covariates_interactions_gene_sets_end_to_end(tmp_path):
+    """ols.covariates / interactions / gene_sets through the workflow, against statsmodels' formula API."""
+    import statsmodels.formula.api as smf
+
+    data = make_dataset(tmp_path, n_samples=48, n_genes=8)
+    rng = np.random.default_rng(1)
+    sheet = pd.DataFrame({"sample": data["samples"], "batch": rng.choice(["x", "y", "z"], len(data["samples"])),
+                          "dose": rng.uniform(0, 1, len(data["samples"]))})
+    sheet.to_csv(tmp_path / "data" / "samples.tsv", sep="\t", index=False)
+    write_config(tmp_path, models=["ols"], targets=["G0", "G1"], predictors=["G2", "G3", "G4"],
+                 sample_sheet="data/samples.tsv",
+                 ols={"covariates": ["batch", "dose"], "interactions": [["G2", "G5"]],
+                      "gene_sets": {"pair": ["G3", "G4"], "g5": ["G5"]}})
+    run_snakemake(tmp_path)
+    sp = pd.read_csv(tmp_path / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    expr = pd.read_csv(tmp_path / "data/expr.tsv", sep="\t", index_col=0).T
+    df = expr.join(sheet.set_index("sample")).loc[sp.index[sp == "train"]]
+    allc = pd.read_csv(tmp_path / "results/ols/all_coefficients.tsv", sep="\t")
+    assert list(allc.columns) == ["target", "term", "coef", "std_err", "t", "p_value", "ci_low", "ci_high",
+                                  "q_value"]
+    for target in ["G0", "G1"]:
+        ref = smf.ols(f"{target} ~ G2 + G3 + G4 + G5 + C(batch) + dose + G2:G5", data=df).fit()
+        ours = pd.read_csv(tmp_path / f"results/ols/{target}/coefficients.tsv", sep="\t").set_index("term")
+        rename = {"Intercept": "const", "C(batch)[T.y]": "batch[T.y]", "C(batch)[T.z]": "batch[T.z]"}
+        assert sorted(ours.index) == sorted(rename.get(t, t) for t in ref.params.index)
+        for term in ref.params.index:
+            np.testing.assert_allclose(ours.loc[rename.get(term, term), "coef"], ref.params[term], rtol=1e-8)
+            np.testing.assert_allclose(ours.loc[rename.get(term, term), "p_value"], ref.pvalues[term], rtol=1e-6)
+        fit = pd.read_csv(tmp_path / f"results/ols/{target}/fit.tsv", sep="\t").iloc[0]
+        np.testing.assert_allclose(fit["r2"], ref.rsquared, rtol=1e-10)
+        np.testing.assert_allclose(fit["f_pvalue"], ref.f_pvalue, rtol=1e-6)
+        np.testing.assert_allclose(fit["aic"], ref.aic, rtol=1e-10)
+        nested = pd.read_csv(tmp_path / f"results/ols/{target}/nested_tests.tsv", sep="\t").set_index("gene_set")
+        restricted = smf.ols(f"{target} ~ G2 + C(batch) + dose + G5 + G2:G5", data=df).fit()
+        f, p, dfn = ref.compare_f_test(restricted)
+        np.testing.assert_allclose(nested.loc["pair", "f_stat"], f, rtol=1e-8)
+        np.testing.assert_allclose(nested.loc["pair", "p_value"], p, rtol=1e-8)
+        assert nested.loc["pair", "df_num"] == dfn == 2
+        # removing G5 also removes the interaction G2:G5
+        assert nested.loc["g5", "df_num"] == 2
+    # q-values: BH across both targets and all non-intercept terms, recomputed directly
+    tested = allc[allc["term"] != "const"]
+    p = tested["p_value"].to_numpy()
+    m = len(p)
+    order = np.argsort(p)
+    q = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1].clip(max=1)
+    back = np.empty(m)
+    back[order] = q
+    np.testing.assert_allclose(tested["q_value"], back, rtol=1e-9)
+    assert allc.loc[allc["term"] == "const", "q_value"].isna().all()

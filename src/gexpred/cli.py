@@ -83,9 +83,10 @@ def cmd_collect(a: argparse.Namespace) -> None:
     from .collect import DROPPED_COLUMNS, attach_sample_sheet, combine
     from .io import read_matrix, read_sample_sheet, write_h5ad, write_table
 
-    mats = [read_matrix(p) for p in a.matrix]
-    for p, m in zip(a.matrix, mats):
-        log.info("read %s: %d genes x %d samples", p, m.n_vars, m.n_obs)
+    mats = []
+    for p in a.matrix:
+        mats.append(read_matrix(p))
+        log.info("read %s: %d genes x %d samples", p, mats[-1].n_vars, mats[-1].n_obs)
     adata, dropped = combine(mats)
     if a.sample_sheet:
         sheet = read_sample_sheet(a.sample_sheet)
@@ -480,8 +481,6 @@ def main(argv: list[str] | None = None) -> int:
     except GexpredError as exc:
         msg = textwrap.fill(str(exc), width=100, break_long_words=False, break_on_hyphens=False)
         logging.getLogger("gexpred").error("%s", msg)
-        if args.log:  # the stream handler shows WARNING+, so the message is on stderr already
-            pass
         return 1
     return 0
 

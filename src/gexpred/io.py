@@ -80,7 +80,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str], index: bool = False) -> None:
     """Write ``df`` as a tab-separated table, atomically, with stable float formatting."""
     with atomic_output(path) as tmp:
-        df.to_csv(tmp, sep="\t", index=index, float_format="%.10g", na_rep="", lineterminator="\n")
+        # float_format=None: the shortest repr that round-trips, so tables hold the exact float64 values
+        df.to_csv(tmp, sep="\t", index=index, float_format=None, na_rep="", lineterminator="\n")
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -107,8 +108,9 @@ def read_h5ad(path: str | os.PathLike[str]) -> ad.AnnData:
 
 
 def read_table(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
-    """Read a tab-separated table written by gexpred, ids kept as strings."""
-    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], **kwargs)
+    """Read a tab-separated table written by gexpred; floats parsed exactly (round trip)."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], float_precision="round_trip",
+                       **kwargs)
 
 
 # --------------------------------------------------------------------------- format detection
