@@ -290,3 +290,44 @@ def test_covariates_interactions_gene_sets_end_to_end(tmp_path):
     back[order] = q
     np.testing.assert_allclose(tested["q_value"], back, rtol=1e-9)
     assert allc.loc[allc["term"] == "const", "q_value"].isna().all()
+
+
+def test_genome_wide_mode_matches_statsmodels(tmp_path):
+    """targets: {file: ...} with a shared design: chunked batched OLS equals statsmodels per target."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(4)
+    n, g = 50, 30
+    X = rng.normal(5, 1, (n, g))
+    X[:, 8:] += X[:, :4] @ rng.normal(0, 0.6, (4, g - 8))
+    X[:, 29] = 2.0  # a constant target: reported, not crashed on
+    genes = [f"g{i}" for i in range(g)]
+    samples = [f"s{j}" for j in range(n)]
+    (tmp_path / "data").mkdir()
+    pd.DataFrame(X.T, index=genes, columns=samples).to_csv(tmp_path / "data/expr.tsv", sep="\t")
+    (tmp_path / "data/preds.txt").write_text("\n".join(genes[:4]) + "\n")
+    (tmp_path / "data/targets.txt").write_text("\n".join(genes[4:]) + "\nNOT_A_GENE\n")
+    write_config(tmp_path, targets={"file": "data/targets.txt"}, predictors={"from": "data/preds.txt"},
+                 models=["ols"], ols={"chunk_size": 7})
+    run_snakemake(tmp_path)
+    res = tmp_path / "results/ols/genome"
+    assert len(list((res / "chunks").glob("*.coefficients.tsv"))) == 4  # 26 targets / 7 per chunk
+    sp = pd.read_csv(tmp_path / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    train = [samples.index(s) for s in sp.index[sp == "train"]]
+    coefs = pd.read_csv(res / "coefficients.tsv", sep="\t").set_index(["target", "term"])
+    fits = pd.read_csv(res / "fits.tsv", sep="\t").set_index("target")
+    assert sorted(fits.index) == sorted(genes[4:])
+    assert fits.loc["g29", "status"] == "constant_target"
+    A = sm.add_constant(X[train][:, :4])
+    for j in range(4, 29):
+        ref = sm.OLS(X[train][:, j], A).fit()
+        ours = coefs.loc[genes[j]].loc[["const", *genes[:4]]]
+        for col, val in (("coef", ref.params), ("std_err", ref.bse), ("t", ref.tvalues), ("p_value", ref.pvalues)):
+            np.testing.assert_allclose(ours[col], val, rtol=1e-8, err_msg=f"{genes[j]} {col}")
+        ci = ref.conf_int(0.05)
+        np.testing.assert_allclose(ours["ci_low"], ci[:, 0], rtol=1e-8)
+        np.testing.assert_allclose(ours["ci_high"], ci[:, 1], rtol=1e-8)
+        for col, val in (("r2", ref.rsquared), ("adj_r2", ref.rsquared_adj), ("f_stat", ref.fvalue),
+                         ("f_pvalue", ref.f_pvalue)):
+            np.testing.assert_allclose(fits.loc[genes[j], col], val, rtol=1e-8, err_msg=f"{genes[j]} {col}")
+    assert (tmp_path / "results/plots/genome_ols.png").is_file()

@@ -263,6 +263,86 @@ def cmd_mlp(a: argparse.Namespace) -> None:
     write_table(preds, out / "predictions.tsv")
 
 
+def cmd_genome_plan(a: argparse.Namespace) -> None:
+    from .batched import iter_chunks
+    from .design import genome_targets, shared_predictors
+    from .io import read_h5ad, write_json, write_table
+
+    adata = read_h5ad(a.data)
+    genes = list(adata.var_names)
+    source = "the collected data (" + ", ".join(adata.uns.get("sources", [a.data])) + ")"
+    predictors = shared_predictors(genes, _json_arg(a.spec, "--spec"), source)
+    targets, missing = genome_targets(genes, predictors, _json_arg(a.targets, "--targets"), source)
+    chunks = iter_chunks(len(targets), a.chunk_size)
+    plan = pd.DataFrame({"target": targets, "chunk": np.repeat(np.arange(len(chunks)),
+                                                                 [hi - lo for lo, hi in chunks])})
+    log.info("genome-wide OLS: %d targets on %d shared predictors, %d chunks of at most %d targets", len(targets),
+             len(predictors), len(chunks), a.chunk_size)
+    if missing:
+        log.warning("%d requested targets are not in the data and are skipped: %s", len(missing),
+                    ", ".join(missing[:5]))
+    write_json({"predictors": predictors, "n_targets": len(targets), "n_chunks": len(chunks),
+                "missing_targets": missing}, a.out_design)
+    write_table(plan, a.out)
+
+
+def cmd_ols_chunk(a: argparse.Namespace) -> None:
+    from .batched import fit_many
+    from .compare import regression_metrics
+    from .io import read_table, write_table
+
+    adata, split = _load_split_data(a.data, a.splits)
+    design = json.loads(Path(a.design).read_text())
+    plan = read_table(a.plan, dtype={"target": str})
+    targets = plan.loc[plan["chunk"] == a.chunk, "target"].tolist()
+    index = {g: i for i, g in enumerate(adata.var_names)}
+    X = np.asarray(adata.X)[:, [index[g] for g in design["predictors"]]]
+    Y = np.asarray(adata.X)[:, [index[t] for t in targets]]
+    train = split == "train"
+    res = fit_many(X[train], Y[train], design["predictors"], targets, alpha=a.alpha, on_rank_deficient="drop")
+    if res.dropped_terms:
+        log.warning("dropped %d predictors that are linear combinations of others on the training split: %s",
+                    len(res.dropped_terms), ", ".join(res.dropped_terms[:5]))
+    kept = [index[g] for g in res.terms[1:]]
+    A = np.column_stack([np.ones(adata.n_obs), np.asarray(adata.X)[:, kept]])
+    pred = A @ res.coef.T
+    rows = []
+    for j, t in enumerate(targets):
+        for name, mask in (("train", train), ("test", ~train)):
+            rows.append({"target": t, "model": "ols", "split": name,
+                         **regression_metrics(Y[mask, j], pred[mask, j])})
+    bad = int((res.status != "ok").sum())
+    log.info("chunk %d: %d targets fitted (%d not ok: constant or non-finite)", a.chunk, len(targets), bad)
+    out = Path(a.out_dir)
+    write_table(res.coefficients(), out / f"{a.chunk:05d}.coefficients.tsv")
+    write_table(res.fit(), out / f"{a.chunk:05d}.fit.tsv")
+    write_table(pd.DataFrame(rows), out / f"{a.chunk:05d}.metrics.tsv")
+
+
+def cmd_ols_merge(a: argparse.Namespace) -> None:
+    from . import plots
+    from .io import read_table, write_table
+    from .ols import bh_qvalues
+
+    coefs = pd.concat([read_table(p, dtype={"target": str, "term": str}) for p in a.coefficients], ignore_index=True)
+    fits = pd.concat([read_table(p, dtype={"target": str}) for p in a.fits], ignore_index=True)
+    metrics = pd.concat([read_table(p, dtype={"target": str}) for p in a.metrics], ignore_index=True)
+    tested = (coefs["term"] != "const").to_numpy()
+    q = np.full(len(coefs), np.nan)
+    q[tested] = bh_qvalues(coefs.loc[tested, "p_value"].to_numpy())
+    coefs["q_value"] = q
+    log.info("genome-wide OLS: %d targets; %d of %d terms with q < %g", len(fits), int((q < a.fdr).sum()),
+             int(tested.sum()), a.fdr)
+    not_ok = fits[fits["status"] != "ok"]
+    if len(not_ok):
+        log.warning("%d targets not fitted (%s)", len(not_ok),
+                    ", ".join(f"{k}: {v}" for k, v in not_ok["status"].value_counts().items()))
+    plots.genome_summary(coefs, fits, metrics, a.out_figure)
+    write_table(coefs, a.out_coefficients)
+    write_table(fits, a.out_fits)
+    write_table(metrics, a.out_metrics)
+
+
 def cmd_recovery(a: argparse.Namespace) -> None:
     from . import plots
     from .design import predictors_for
@@ -439,6 +519,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fdr", type=float, default=0.05, help="false discovery rate reported in the log")
     s.add_argument("--out-coefficients", required=True)
     s.add_argument("--out-fits", required=True)
+
+    s = verb("genome-plan", cmd_genome_plan, "Plan a genome-wide OLS run: shared predictors, targets, chunks.")
+    s.add_argument("--data", required=True)
+    s.add_argument("--spec", required=True, help="the predictors setting, JSON")
+    s.add_argument("--targets", required=True, help='the targets setting, JSON ("all" or {"file": path})')
+    s.add_argument("--chunk-size", type=int, required=True)
+    s.add_argument("--out", required=True, help="plan TSV: target, chunk")
+    s.add_argument("--out-design", required=True, help="JSON with the shared predictors")
+
+    s = verb("ols-chunk", cmd_ols_chunk, "Fit OLS for one chunk of targets at once (batched engine).")
+    s.add_argument("--data", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("--plan", required=True)
+    s.add_argument("--design", required=True)
+    s.add_argument("--chunk", type=int, required=True)
+    s.add_argument("--alpha", type=float, default=0.05)
+    s.add_argument("--out-dir", required=True)
+
+    s = verb("ols-merge", cmd_ols_merge, "Merge genome-wide OLS chunks; Benjamini-Hochberg q-values over all.")
+    s.add_argument("--coefficients", nargs="+", required=True)
+    s.add_argument("--fits", nargs="+", required=True)
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--fdr", type=float, default=0.05)
+    s.add_argument("--out-coefficients", required=True)
+    s.add_argument("--out-fits", required=True)
+    s.add_argument("--out-metrics", required=True)
+    s.add_argument("--out-figure", required=True)
 
     s = verb("recovery", cmd_recovery,
              "Judge how well OLS evidence ranks known regulators (AUROC, AUPR) against a gold standard.")

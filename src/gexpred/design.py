@@ -339,3 +339,59 @@ def build_design(
     if dup:
         raise ConfigError(f"Design terms appear twice: {preview(dup)}. A covariate must not share a gene's name.")
     return X
+
+
+# --------------------------------------------------------------------------- genome-wide mode
+def shared_predictors(genes: list[str], spec: list[str] | dict[str, Any], source: str = "the data") -> list[str]:
+    """The predictors shared by every target in genome-wide mode.
+
+    ``spec`` must be a list of genes, or ``{"from": genes or file}`` without
+    ``top_correlated`` (all candidates in the data): the batched engine needs one
+    design for all targets.
+    """
+    index = set(genes)
+    if isinstance(spec, dict):
+        if spec.get("top_correlated") is not None:
+            raise ConfigError(
+                "Genome-wide mode (targets: all or {file: ...}) fits every target on one shared design, but "
+                "'predictors.top_correlated' chooses different predictors per target. Give 'predictors' as a list "
+                "of genes or as {from: file-or-list} (all of those genes), e.g. the transcription factors."
+            )
+        if spec.get("from") is None:
+            raise ConfigError("Genome-wide mode needs the shared predictors: set 'predictors' to a list or {from: ...}.")
+        pool = read_gene_list(spec["from"], "predictor candidates file")
+        absent = [g for g in pool if g not in index]
+        if absent:
+            log.warning("%d of %d predictor genes are not in %s and are skipped: %s", len(absent), len(pool),
+                        source, preview(absent))
+        pool = [g for g in dict.fromkeys(pool) if g in index]
+    else:
+        pool = [str(g) for g in spec]
+        missing = [g for g in pool if g not in index]
+        if missing:
+            raise ConfigError(f"Predictor genes {preview(missing)} are not in {source}. Check 'predictors'.")
+    if not pool:
+        raise ConfigError(f"None of the predictor genes is in {source}.")
+    return pool
+
+
+def genome_targets(genes: list[str], predictors: list[str], spec: str | dict[str, Any],
+                   source: str = "the data") -> tuple[list[str], list[str]]:
+    """Targets of a genome-wide run and the requested ids that are not in the data.
+
+    ``spec`` is ``"all"`` (every gene that is not a predictor) or
+    ``{"file": path}`` (gene ids one per line; predictors among them are left out).
+    """
+    preds = set(predictors)
+    if spec == "all":
+        return [g for g in genes if g not in preds], []
+    requested = read_gene_list(spec["file"], "targets file")
+    index = set(genes)
+    missing = [g for g in requested if g not in index]
+    targets = [g for g in dict.fromkeys(requested) if g in index and g not in preds]
+    overlap = [g for g in requested if g in preds]
+    if overlap:
+        log.warning("%d requested targets are predictors and are not modelled: %s", len(overlap), preview(overlap))
+    if not targets:
+        raise ConfigError(f"None of the targets listed in '{spec['file']}' is in {source} (outside the predictors).")
+    return targets, missing

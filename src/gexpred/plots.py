@@ -246,3 +246,39 @@ def recovery_curves(curves_by_method: dict[str, dict[str, np.ndarray]], summary:
             ax.legend(frameon=False, loc="lower right" if ax is ax1 else "upper right", fontsize=8)
         fig.suptitle(plain(title), y=1.02)
         _save(fig, path)
+
+
+def genome_summary(coefs: pd.DataFrame, fits: pd.DataFrame, metrics: pd.DataFrame, path: str | Path) -> None:
+    """Genome-wide OLS at a glance: p-value histogram, p-value QQ, R² on train vs test."""
+    p = coefs.loc[coefs["term"] != "const", "p_value"].dropna().to_numpy()
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+        ax = axes[0]
+        ax.hist(p, bins=40, range=(0, 1), color=PALETTE["ols"], alpha=0.85)
+        ax.axhline(len(p) / 40, color="#444444", ls="--", lw=1, label="uniform (no signal)")
+        ax.set_xlabel("coefficient p-value")
+        ax.set_ylabel("number of terms")
+        ax.set_title(f"p-values of {len(p):,} terms")
+        ax.legend(frameon=False)
+        ax = axes[1]
+        if len(p):
+            obs = -np.log10(np.sort(np.clip(p, 1e-300, 1)))
+            exp = -np.log10(np.arange(1, len(p) + 1) / (len(p) + 1))
+            ax.scatter(exp, obs, s=6, color=PALETTE["ols"], alpha=0.6)
+            lim = max(exp.max(), 1)
+            ax.plot([0, lim], [0, lim], color="#444444", ls="--", lw=1)
+        ax.set_xlabel("expected -log10 p (uniform)")
+        ax.set_ylabel("observed -log10 p")
+        ax.set_title("p-value QQ plot")
+        ax = axes[2]
+        wide = metrics.pivot_table(index="target", columns="split", values="r2")
+        if {"train", "test"} <= set(wide.columns):
+            ax.scatter(wide["train"], wide["test"], s=6, color=PALETTE["ols"], alpha=0.5)
+            lo = float(np.nanmin([wide["test"].min(), 0]))
+            ax.plot([lo, 1], [lo, 1], color="#444444", ls="--", lw=1)
+            ax.set_title(f"R² of {len(wide):,} targets: median test {np.nanmedian(wide['test']):.2f}")
+        ax.set_xlabel("R² on the training split")
+        ax.set_ylabel("R² on the test split")
+        n_bad = int((fits["status"] != "ok").sum())
+        fig.suptitle(f"Genome-wide OLS: {len(fits):,} targets" + (f" ({n_bad} not fitted)" if n_bad else ""), y=1.03)
+        _save(fig, path)

@@ -100,12 +100,27 @@ def _check_inputs():
 
 _check_inputs()
 
+# Genome-wide mode: `targets: all` or `{file: ...}`; OLS for all targets at once, in chunks.
+GENOME = not isinstance(config["targets"], list)
+if GENOME and isinstance(config["targets"], dict) and not Path(config["targets"]["file"]).is_file():
+    raise WorkflowError(
+        f"gexpred: targets file {config['targets']['file']!r} not found (paths are relative to {Path.cwd()})."
+    )
 try:
-    TARGET_DIRS = _load_naming().safe_names([str(t) for t in config["targets"]])
+    TARGET_DIRS = (
+        {} if GENOME else _load_naming().safe_names([str(t) for t in config["targets"]])
+    )
 except ValueError as exc:
     raise WorkflowError(f"gexpred: {exc}")
 TARGETS = {d: t for t, d in TARGET_DIRS.items()}  # directory name -> gene id
 MODELS = list(config["models"])
+if GENOME and "mlp" in MODELS:
+    logger.warning(
+        "gexpred: genome-wide mode fits OLS for every target with the batched engine; "
+        "networks are fitted per target only, so 'mlp' is skipped in this run."
+    )
+if GENOME and "ols" not in MODELS:
+    raise WorkflowError("gexpred: genome-wide mode (targets: all or {file: ...}) needs 'ols' in 'models'.")
 NORMALIZATION = config["normalization"]
 NORMALIZATION_STEPS = [NORMALIZATION] if isinstance(NORMALIZATION, str) else list(NORMALIZATION)
 
@@ -153,7 +168,27 @@ def model_predictions():
     ]
 
 
+def genome_chunk_files(wildcards):
+    """Per-chunk outputs of the genome-wide run (known once the plan checkpoint has run)."""
+    plan = checkpoints.genome_plan.get().output.plan
+    import csv
+
+    with open(plan) as fh:
+        chunks = sorted({int(row["chunk"]) for row in csv.DictReader(fh, delimiter="\t")})
+    return {
+        kind: [f"results/ols/genome/chunks/{c:05d}.{kind}.tsv" for c in chunks]
+        for kind in ("coefficients", "fit", "metrics")
+    }
+
+
 def all_outputs():
+    if GENOME:
+        return [
+            "results/ols/genome/coefficients.tsv",
+            "results/ols/genome/fits.tsv",
+            "results/ols/genome/metrics.tsv",
+            "results/plots/genome_ols.png",
+        ]
     out = [
         "results/data/targets.tsv",
         "results/compare/predictions.tsv",

@@ -1,0 +1,103 @@
+# Genome-wide mode (targets: all or {file: ...}): OLS for thousands of targets on one shared
+# design, with one factorisation per chunk of targets (gexpred.batched).
+
+
+checkpoint genome_plan:
+    input:
+        data="results/data/normalized.h5ad",
+    output:
+        plan="results/ols/genome/plan.tsv",
+        design="results/ols/genome/design.json",
+    log:
+        "results/logs/genome_plan.log",
+    benchmark:
+        "results/benchmarks/genome_plan.tsv"
+    params:
+        spec=predictor_spec(),
+        targets=json.dumps(config["targets"]),
+        chunk_size=config["ols"]["chunk_size"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred genome-plan --data {input.data:q} --spec {params.spec:q} --targets {params.targets:q}"
+        " --chunk-size {params.chunk_size} --out {output.plan:q} --out-design {output.design:q} --log {log:q}"
+
+
+rule ols_chunk:
+    input:
+        data="results/data/normalized.h5ad",
+        splits="results/data/splits.tsv",
+        plan="results/ols/genome/plan.tsv",
+        design="results/ols/genome/design.json",
+    output:
+        coefficients="results/ols/genome/chunks/{chunk}.coefficients.tsv",
+        fit="results/ols/genome/chunks/{chunk}.fit.tsv",
+        metrics="results/ols/genome/chunks/{chunk}.metrics.tsv",
+    log:
+        "results/logs/ols_chunk/{chunk}.log",
+    benchmark:
+        "results/benchmarks/ols_chunk/{chunk}.tsv"
+    wildcard_constraints:
+        chunk=r"\d{5}",
+    params:
+        chunk=lambda wc: int(wc.chunk),
+        alpha=config["ols"]["alpha"],
+        out_dir=subpath(output.coefficients, parent=True),
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=60,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred ols-chunk --data {input.data:q} --splits {input.splits:q} --plan {input.plan:q}"
+        " --design {input.design:q} --chunk {params.chunk} --alpha {params.alpha}"
+        " --out-dir {params.out_dir:q} --log {log:q}"
+
+
+rule ols_genome_merge:
+    input:
+        unpack(genome_chunk_files),
+    output:
+        coefficients=report(
+            "results/ols/genome/coefficients.tsv",
+            caption="../report/genome_coefficients.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="genome-wide",
+            labels={"table": "all coefficients with q-values"},
+        ),
+        fits=report(
+            "results/ols/genome/fits.tsv",
+            caption="../report/genome_fits.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="genome-wide",
+            labels={"table": "fit per target"},
+        ),
+        metrics="results/ols/genome/metrics.tsv",
+        figure=report(
+            "results/plots/genome_ols.png",
+            caption="../report/genome_ols.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="genome-wide",
+            labels={"figure": "genome-wide OLS summary"},
+        ),
+    log:
+        "results/logs/ols_genome_merge.log",
+    benchmark:
+        "results/benchmarks/ols_genome_merge.tsv"
+    params:
+        fdr=config["ols"]["fdr"],
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred ols-merge --coefficients {input.coefficients:q} --fits {input.fit:q}"
+        " --metrics {input.metrics:q} --fdr {params.fdr} --out-coefficients {output.coefficients:q}"
+        " --out-fits {output.fits:q} --out-metrics {output.metrics:q} --out-figure {output.figure:q} --log {log:q}"
