@@ -147,7 +147,9 @@ def test_metrics_recomputed_from_predictions(finished_run):
     pred = pd.read_csv(root / "results/compare/predictions.tsv", sep="\t")
     assert list(pred.columns) == ["target", "sample", "split", "observed", "ols", "mlp"]
     metrics = pd.read_csv(root / "results/compare/metrics.tsv", sep="\t")
-    assert list(metrics.columns) == ["target", "model", "split", "n", "mse", "mae", "r2", "pearson"]
+    assert list(metrics.columns) == ["target", "model", "split", "n", "mse", "mae", "r2", "pearson", "accuracy",
+                                     "auroc", "log_loss"]
+    assert metrics[["accuracy", "auroc", "log_loss"]].isna().all().all()  # empty for regression
     assert set(metrics["model"]) == {"ols", "mlp", "mean"}
     for (target, model, split), row in metrics.set_index(["target", "model", "split"]).iterrows():
         sub = pred[(pred["target"] == target) & (pred["split"] == split)]

@@ -101,12 +101,66 @@ def cmd_collect(a: argparse.Namespace) -> None:
     write_h5ad(adata, a.out)
 
 
+def cmd_labels(a: argparse.Namespace) -> None:
+    from .io import read_h5ad, write_table
+    from .logit import binarize, encode_labels
+
+    adata = read_h5ad(a.data)
+    thresholds = _json_arg(a.binarize, "--binarize") if a.binarize else {}
+    out = pd.DataFrame({"sample": list(adata.obs_names)})
+    for t in a.target:
+        if t in thresholds:
+            if t not in adata.var_names:
+                raise InputError(
+                    f"'binarize' names gene {t!r}, which is not in the collected matrices. Check its spelling."
+                )
+            values = np.asarray(adata[:, t].X).ravel()
+            codes, classes = binarize(values, float(thresholds[t]))
+            labels = np.asarray(classes, dtype=object)[codes]
+            how = f"gene binarized at {thresholds[t]:g}"
+        elif t in adata.obs.columns:
+            codes, classes = encode_labels(adata.obs[t], f"sample-sheet column {t!r}")
+            labels = np.asarray(classes, dtype=object)[codes]
+            how = "sample-sheet column"
+        else:
+            raise InputError(
+                f"Classification target {t!r} is neither a column of the sample sheet nor a gene listed in "
+                f"'binarize'. Add a column {t!r} of class labels to the sample sheet, or binarize a gene with "
+                f"binarize: {{{t}: threshold}}."
+            )
+        counts = pd.Series(labels).value_counts().sort_index()
+        log.info("target %s (%s): %s", t, how, ", ".join(f"{k}: {v}" for k, v in counts.items()))
+        out[t] = labels
+    write_table(out, a.out)
+
+
+def _read_labels(path: str, samples) -> pd.DataFrame:
+    from .io import read_table
+
+    lab = read_table(path, dtype=str).set_index("sample")
+    return lab.reindex(list(samples))
+
+
 def cmd_split(a: argparse.Namespace) -> None:
     from .io import read_h5ad, write_table
     from .split import train_test_split
 
     adata = read_h5ad(a.data)
-    df = train_test_split(adata.obs_names, a.test_fraction, a.seed)
+    strata = None
+    if a.labels:
+        lab = _read_labels(a.labels, adata.obs_names)
+        strata = lab[a.stratify or lab.columns[0]]
+        log.info("split stratified by the classes of %s", strata.name)
+    df = train_test_split(adata.obs_names, a.test_fraction, a.seed, labels=strata)
+    if strata is not None:
+        test_counts = pd.crosstab(strata.reindex(df["sample"]).to_numpy(), df["split"].to_numpy())
+        few = [c for c in test_counts.index if test_counts.loc[c].get("train", 0) < 2]
+        if few:
+            raise InputError(
+                f"After the split, classes {', '.join(map(repr, few))} of target {strata.name!r} have fewer than 2 "
+                f"training samples; a model cannot learn them. Add samples of those classes, merge rare classes, "
+                f"or lower split.test_fraction."
+            )
     counts = df["split"].value_counts()
     log.info("split %d samples: %d train, %d test (seed %d)", len(df), counts.get("train", 0),
              counts.get("test", 0), a.seed)
@@ -142,14 +196,21 @@ def cmd_select(a: argparse.Namespace) -> None:
     train = split == "train"
     spec = _json_arg(a.spec, "--spec")
     source = "the collected data (" + ", ".join(adata.uns.get("sources", [a.data])) + ")"
+    class_labels = None
+    if a.labels:
+        from .logit import encode_labels
+
+        lab = _read_labels(a.labels, adata.obs_names)
+        class_labels = {t: encode_labels(lab.loc[train, t], f"target {t!r}")[0] for t in a.target}
     table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), list(a.target), spec, source,
-                              required=list(a.required))
+                              required=list(a.required), class_labels=class_labels)
     for t in a.target:
         log.info("target %s: %d predictors", t, int((table["target"] == t).sum()))
     write_table(table, a.out)
 
 
-def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] | None):
+def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] | None,
+            need_target_gene: bool = True):
     """Design columns of one target (predictor genes, covariates, interactions) and its values."""
     from .design import build_design, check_design, encode_covariates, predictors_for
     from .io import read_table
@@ -165,7 +226,91 @@ def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] |
     _, kept = check_design(Xdf.to_numpy()[train], list(Xdf.columns), a.target)
     design = {"predictors": [n for n in names if n in kept], "covariates": encoding,
               "interactions": [list(map(str, pair)) for pair in (interactions or [])], "terms": kept}
-    return Xdf[kept].to_numpy(), expr[a.target].to_numpy(), train, design
+    y = expr[a.target].to_numpy() if need_target_gene else None
+    return Xdf[kept].to_numpy(), y, train, design
+
+
+def _class_target(a: argparse.Namespace, adata, train):
+    """Class codes of the target (all samples) and the class names, from the labels table."""
+    from .logit import encode_labels
+
+    lab = _read_labels(a.labels, adata.obs_names)[a.target]
+    _, classes = encode_labels(lab[train], f"target {a.target!r} (training split)")
+    unseen = sorted(set(lab[~train]) - set(classes))
+    if unseen:
+        raise InputError(f"Target {a.target!r}: classes {unseen} occur only in the test split; no model can learn them.")
+    codes = np.array([classes.index(v) for v in lab.astype(str)])
+    return codes, classes, lab.astype(str).to_numpy()
+
+
+def _class_predictions(target, model, samples, split, labels, classes, proba) -> pd.DataFrame:
+    df = pd.DataFrame({"target": target, "model": model, "sample": list(samples), "split": split,
+                       "observed": labels, "predicted": np.asarray(classes, dtype=object)[proba.argmax(axis=1)]})
+    for k, c in enumerate(classes):
+        df[f"p[{c}]"] = proba[:, k]
+    return df
+
+
+def cmd_logit(a: argparse.Namespace, adata, split) -> None:
+    from .io import write_json, write_table, write_text
+    from .logit import fit_logit
+    from .ols import DIAGNOSTIC_COLUMNS, INFLUENCE_COLUMNS, VIF_LIMIT
+
+    interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
+    gene_sets = _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {}
+    X, _, train, design = _design(a, adata, split, interactions, need_target_gene=False)
+    codes, classes, labels = _class_target(a, adata, train)
+    terms = design["terms"]
+    fit = fit_logit(X[train], codes[train], terms, classes, alpha=a.alpha, penalized=a.penalized, target=a.target)
+    stats_row = fit.fit_statistics()
+    log.info("Logit %s: %d training samples, %d classes, %d terms%s", a.target, int(train.sum()), len(classes),
+             len(terms), " (penalised)" if fit.penalized else "")
+    # multicollinearity is the one OLS assumption check that carries over to logistic regression
+    from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+    A = np.column_stack([np.ones(int(train.sum())), X[train]])
+    rows = []
+    for j, term in enumerate(terms, start=1):
+        vif = 1.0 if A.shape[1] == 2 else float(variance_inflation_factor(A, j))
+        rows.append(("vif", term, vif, np.nan, VIF_LIMIT, "fails" if vif > VIF_LIMIT else "ok",
+                     "predictors not collinear"))
+    diag = pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)
+    nested = _logit_nested(X[train], codes[train], terms, classes, gene_sets, fit, a)
+    proba = fit.predict_proba(X)
+    preds = _class_predictions(a.target, "ols", adata.obs_names, split, labels, classes, proba)
+    out = Path(a.out_dir)
+    write_table(fit.table(), out / "coefficients.tsv")
+    write_table(stats_row, out / "fit.tsv")
+    write_table(diag, out / "diagnostics.tsv")
+    write_table(pd.DataFrame(columns=INFLUENCE_COLUMNS), out / "influence.tsv")
+    write_table(nested, out / "nested_tests.tsv")
+    write_text(fit.summary(a.target) + "\n", out / "summary.txt")
+    write_json({"target": a.target, "model": "logit", "task": "classification", "classes": classes,
+                "design": design, **fit.to_dict(), "alpha": a.alpha, "normalization": a.normalization_ref,
+                "gexpred_version": __version__}, out / "model.json")
+    write_table(preds, out / "predictions.tsv")
+
+
+def _logit_nested(X, codes, terms, classes, gene_sets, fit, a) -> pd.DataFrame:
+    """Likelihood-ratio test of each gene set (classification counterpart of the nested F-test)."""
+    from scipy import stats
+
+    from .logit import fit_logit
+
+    rows = []
+    full_llf = float(fit.fit_statistics()["log_likelihood"].iloc[0])
+    for name, genes in gene_sets.items():
+        genes = {str(g) for g in genes}
+        drop = [j for j, t in enumerate(terms) if t in genes or (":" in t and set(t.split(":")) & genes)]
+        if not drop or fit.penalized:
+            rows.append((name, np.nan, len(drop), np.nan, np.nan, " ".join(terms[j] for j in drop)))
+            continue
+        keep = [j for j in range(len(terms)) if j not in drop]
+        red = fit_logit(X[:, keep], codes, [terms[j] for j in keep], classes, alpha=a.alpha, target=a.target)
+        lr = 2 * (full_llf - float(red.fit_statistics()["log_likelihood"].iloc[0]))
+        df_num = len(drop) * (len(classes) - 1)
+        rows.append((name, lr, df_num, np.nan, float(stats.chi2.sf(lr, df_num)), " ".join(terms[j] for j in drop)))
+    return pd.DataFrame(rows, columns=["gene_set", "lr_stat", "df_num", "df_den", "p_value", "terms"])
 
 
 def cmd_ols(a: argparse.Namespace) -> None:
@@ -173,6 +318,9 @@ def cmd_ols(a: argparse.Namespace) -> None:
     from .ols import diagnostics, failed_assumptions, fit_ols, fit_statistics, influence, nested_tests
 
     adata, split = _load_split_data(a.data, a.splits)
+    if a.labels:
+        cmd_logit(a, adata, split)
+        return
     interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
     gene_sets = _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {}
     X, y, train, design = _design(a, adata, split, interactions)
@@ -201,7 +349,7 @@ def cmd_ols(a: argparse.Namespace) -> None:
 
 def cmd_ols_summary(a: argparse.Namespace) -> None:
     from .io import read_table, write_table
-    from .ols import COEF_COLUMNS, FIT_COLUMNS, bh_qvalues, failed_assumptions
+    from .ols import COEF_COLUMNS, bh_qvalues, failed_assumptions
 
     coefs, fits, verdicts = [], [], []
     for d in map(Path, a.dirs):
@@ -214,7 +362,8 @@ def cmd_ols_summary(a: argparse.Namespace) -> None:
         fits.append(f)
         diag = read_table(d / "diagnostics.tsv", dtype={"term": str})
         verdicts.append({"target": target, "failed_assumptions": "; ".join(failed_assumptions(diag)) or "none"})
-    allc = pd.concat(coefs, ignore_index=True)[["target", *COEF_COLUMNS]]
+    allc = pd.concat(coefs, ignore_index=True)
+    allc = allc[["target", *COEF_COLUMNS, *[c for c in allc.columns if c not in COEF_COLUMNS and c != "target"]]]
     tested = allc["term"] != "const"
     q = np.full(len(allc), np.nan)
     q[tested.to_numpy()] = bh_qvalues(allc.loc[tested, "p_value"].to_numpy())
@@ -222,7 +371,7 @@ def cmd_ols_summary(a: argparse.Namespace) -> None:
     n_sig = int((allc["q_value"] < a.fdr).sum())
     log.info("%d of %d tested terms across %d targets have q < %g (Benjamini-Hochberg)", n_sig, int(tested.sum()),
              len(a.dirs), a.fdr)
-    allf = pd.concat(fits, ignore_index=True)[["target", *FIT_COLUMNS]]
+    allf = pd.concat(fits, ignore_index=True)
     allf = allf.merge(pd.DataFrame(verdicts), on="target", how="left")
     write_table(allc, a.out_coefficients)
     write_table(allf, a.out_fits)
@@ -402,20 +551,34 @@ def cmd_recovery(a: argparse.Namespace) -> None:
 
 
 def cmd_compare(a: argparse.Namespace) -> None:
-    from .compare import assemble_predictions, metrics_table
+    from .compare import (assemble_class_predictions, assemble_predictions, class_columns, class_metrics_table,
+                          metrics_table)
     from .io import read_table, write_table
 
-    frames = [read_table(p, dtype={"target": str, "sample": str, "model": str}) for p in a.predictions]
+    frames = [read_table(p, dtype={"target": str, "sample": str, "model": str, "observed": object,
+                                   "predicted": object}) for p in a.predictions]
+    classification = any(class_columns(f) for f in frames)
     allp = pd.concat(frames, ignore_index=True)
-    wide = []
+    wide, classes = [], {}
     for target in dict.fromkeys(allp["target"]):
-        sub = allp[allp["target"] == target]
+        sub = allp[allp["target"] == target].dropna(axis=1, how="all")
         per_model = {m: sub[sub["model"] == m] for m in a.models}
-        wide.append(assemble_predictions(per_model, target))
+        if classification:
+            classes[target] = class_columns(sub)
+            wide.append(assemble_class_predictions(per_model, target))
+        else:
+            per_model = {m: df.astype({"observed": float, "predicted": float}) for m, df in per_model.items()}
+            wide.append(assemble_predictions(per_model, target))
     predictions = pd.concat(wide, ignore_index=True)
-    metrics = metrics_table(predictions, a.models)
-    for _, r in metrics[metrics["split"] == "test"].iterrows():
-        log.info("%s %s test: R^2 = %.4f, MSE = %.4g", r["target"], r["model"], r["r2"], r["mse"])
+    if classification:
+        metrics = class_metrics_table(predictions, a.models, classes)
+        for _, r in metrics[metrics["split"] == "test"].iterrows():
+            log.info("%s %s test: accuracy = %.3f, AUROC = %.3f, log-loss = %.4g", r["target"], r["model"],
+                     r["accuracy"], r["auroc"], r["log_loss"])
+    else:
+        metrics = metrics_table(predictions, a.models)
+        for _, r in metrics[metrics["split"] == "test"].iterrows():
+            log.info("%s %s test: R^2 = %.4f, MSE = %.4g", r["target"], r["model"], r["r2"], r["mse"])
     write_table(predictions, a.out_predictions)
     write_table(metrics, a.out_metrics)
 
@@ -428,13 +591,19 @@ def cmd_plot(a: argparse.Namespace) -> None:
         plots.activation_functions(a.out)
         return
     if a.kind == "observed":
-        pred = read_table(a.predictions, dtype={"target": str, "sample": str})
+        pred = read_table(a.predictions, dtype={"target": str, "sample": str, "observed": object})
         metrics = read_table(a.metrics, dtype={"target": str})
-        pred = pred[pred["target"] == a.target]
+        pred = pred[pred["target"] == a.target].dropna(axis=1, how="all")
         metrics = metrics[metrics["target"] == a.target]
-        plots.observed_vs_predicted(pred, a.models, a.target, a.out, metrics)
+        if any(":p[" in c for c in pred.columns):
+            plots.confusion_matrices(pred, a.models, a.target, a.out, metrics)
+        else:
+            plots.observed_vs_predicted(pred.astype({"observed": float}), a.models, a.target, a.out, metrics)
     elif a.kind == "coefficients":
-        plots.coefficient_forest(read_table(a.coefficients, dtype={"term": str}), a.target, a.out)
+        coefs = read_table(a.coefficients, dtype={"term": str})
+        logit = "odds_ratio" in coefs.columns
+        plots.coefficient_forest(coefs, a.target, a.out,
+                                 xlabel="log odds ratio per unit of predictor, 95% CI" if logit else None)
     elif a.kind == "diagnostics":
         from .ols import failed_assumptions
 
@@ -472,8 +641,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", action="append", required=True)
     s.add_argument("--out", required=True)
 
+    s = verb("labels", cmd_labels, "Build the class labels of classification targets.")
+    s.add_argument("--data", required=True, help="collected .h5ad (values before normalization)")
+    s.add_argument("--target", action="append", required=True)
+    s.add_argument("--binarize", help="JSON {gene: threshold}")
+    s.add_argument("--out", required=True)
+
     s = verb("split", cmd_split, "Assign samples to the train or test split, deterministically.")
     s.add_argument("--data", required=True)
+    s.add_argument("--labels", help="class labels table: stratify the split by a target's classes")
+    s.add_argument("--stratify", help="the target whose classes stratify the split (default: the first)")
     s.add_argument("--test-fraction", type=float, default=0.2)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
@@ -491,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", required=True)
     s.add_argument("--target", action="append", required=True)
     s.add_argument("--spec", required=True, help="JSON: a list of genes or {\"top_correlated\": K, \"from\": ...}")
+    s.add_argument("--labels", help="class labels table (classification targets)")
     s.add_argument("--required", action="append", default=[],
                    help="gene every target's model must contain (interaction and gene-set genes)")
     s.add_argument("--out", required=True)
@@ -505,7 +683,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--normalization-ref", default=None, help="path of the normalization parameters")
         s.add_argument("--covariate", action="append", default=[], help="sample-sheet column to adjust for")
         s.add_argument("--out-dir", required=True)
+        s.add_argument("--labels", help="class labels table: the target is a classification target")
         if name == "ols":
+            s.add_argument("--penalized", action="store_true",
+                           help="classification: ridge logistic fit when the classes are separated")
             s.add_argument("--interactions", help="JSON list of [geneA, geneB] pairs")
             s.add_argument("--gene-sets", help="JSON mapping of gene-set names to genes, for nested F-tests")
             s.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level; test threshold")

@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-METRIC_COLUMNS = ["target", "model", "split", "n", "mse", "mae", "r2", "pearson"]
+REGRESSION_METRICS = ["mse", "mae", "r2", "pearson"]
+CLASSIFICATION_METRICS = ["accuracy", "auroc", "log_loss"]
+#: Regression rows leave the classification metrics empty, and vice versa.
+METRIC_COLUMNS = ["target", "model", "split", "n", *REGRESSION_METRICS, *CLASSIFICATION_METRICS]
 PREDICTION_KEYS = ["target", "sample", "split", "observed"]
 
 
@@ -99,7 +102,7 @@ def metrics_table(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
                 pred = np.full(len(sub), train_mean) if model == "mean" else sub[model].to_numpy()
                 rows.append({"target": target, "model": model, "split": split,
                              **regression_metrics(sub["observed"].to_numpy(), pred)})
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    return pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS)
 
 
 def best_models(metrics: pd.DataFrame, metric: str = "mse", split: str = "test") -> pd.DataFrame:
@@ -107,3 +110,54 @@ def best_models(metrics: pd.DataFrame, metric: str = "mse", split: str = "test")
     sub = metrics[metrics["split"] == split]
     idx = sub.groupby("target", sort=False)[metric].idxmin()
     return sub.loc[idx, ["target", "model", metric]].rename(columns={"model": "best_model"}).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- classification
+def class_columns(df: pd.DataFrame) -> list[str]:
+    """The class names of a per-model classification predictions table (its ``p[class]`` columns)."""
+    return [c[2:-1] for c in df.columns if c.startswith("p[") and c.endswith("]")]
+
+
+def assemble_class_predictions(per_model: dict[str, pd.DataFrame], target: str) -> pd.DataFrame:
+    """Wide table of one classification target: ``target, sample, split, observed``, then per model the
+    predicted class (column ``model``) and the probability of each class (``model:p[class]``)."""
+    out: pd.DataFrame | None = None
+    for model, df in per_model.items():
+        classes = class_columns(df)
+        part = df[["sample", "split", "observed", "predicted", *[f"p[{c}]" for c in classes]]].rename(
+            columns={"predicted": model, **{f"p[{c}]": f"{model}:p[{c}]" for c in classes}})
+        if out is None:
+            out = part
+        else:
+            merged = out.merge(part, on=["sample", "split"], how="outer", suffixes=("", "_other"),
+                               validate="one_to_one")
+            if len(merged) != len(out) or (merged["observed"] != merged["observed_other"]).any():
+                raise ValueError(f"models disagree on the samples or observed classes of target {target!r}")
+            out = merged.drop(columns=["observed_other"])
+    assert out is not None
+    out.insert(0, "target", target)
+    order = {"train": 0, "test": 1}
+    return out.sort_values(["split", "sample"], key=lambda s: s.map(order) if s.name == "split" else s,
+                           kind="stable").reset_index(drop=True)
+
+
+def class_metrics_table(predictions: pd.DataFrame, models: list[str], classes: dict[str, list[str]]) -> pd.DataFrame:
+    """Accuracy, AUROC and log-loss per target, model and split; ``mean`` predicts the training class shares."""
+    from .logit import classification_metrics
+
+    rows = []
+    for target, df in predictions.groupby("target", sort=False):
+        cl = classes[target]
+        codes_all = df["observed"].map({c: i for i, c in enumerate(cl)}).to_numpy()
+        prior = np.bincount(codes_all[(df["split"] == "train").to_numpy()], minlength=len(cl)).astype(float)
+        prior /= prior.sum()
+        for model in [*models, "mean"]:
+            for split in ("train", "test"):
+                mask = (df["split"] == split).to_numpy()
+                if model == "mean":
+                    proba = np.tile(prior, (int(mask.sum()), 1))
+                else:
+                    proba = df.loc[mask, [f"{model}:p[{c}]" for c in cl]].to_numpy(dtype=np.float64)
+                m = classification_metrics(codes_all[mask], proba)
+                rows.append({"target": target, "model": model, "split": split, **m})
+    return pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS)

@@ -46,6 +46,7 @@ def select_predictors(
     spec: list[str] | dict[str, Any],
     source: str = "the collected data",
     required: list[str] | None = None,
+    class_labels: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Choose the predictor genes of every target on the training split.
 
@@ -69,6 +70,12 @@ def select_predictors(
         Genes every target's model must contain (those of interaction terms
         and of gene sets under test); they are appended after the chosen
         ones when missing, except for the target itself.
+    class_labels
+        Classification: ``{target: integer class codes of the training rows}``.
+        Such a target need not be a gene; candidates are ranked by the
+        correlation ratio (eta: the square root of the share of a gene's
+        variance explained by the classes), reported as ``train_corr``. A
+        gene binarised into a target is never its own predictor.
 
     Returns
     -------
@@ -76,6 +83,7 @@ def select_predictors(
         Columns ``target, rank, gene, train_corr``, one row per chosen predictor.
     """
     index = {g: i for i, g in enumerate(genes)}
+    class_labels = class_labels or {}
     required = list(dict.fromkeys(str(g) for g in (required or [])))
     missing_r = [g for g in required if g not in index]
     if missing_r:
@@ -83,7 +91,7 @@ def select_predictors(
             f"Genes {preview(missing_r)} named in 'ols.interactions' or 'ols.gene_sets' are not in {source}. "
             f"Check their spelling."
         )
-    missing_t = [t for t in targets if t not in index]
+    missing_t = [t for t in targets if t not in index and t not in class_labels]
     if missing_t:
         raise ConfigError(
             f"Target genes {preview(missing_t)} are not in {source} ({len(genes)} genes). Check the spelling "
@@ -112,8 +120,7 @@ def select_predictors(
             )
         for t in targets:
             chosen = _with_required(predictors, required, t)
-            y = X_train[:, index[t]]
-            r = _corr_with(X_train[:, [index[g] for g in chosen]], y)
+            r = _score(X_train[:, [index[g] for g in chosen]], t, X_train, index, class_labels)
             rows += [(t, k + 1, g, float(r[k])) for k, g in enumerate(chosen)]
         return pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
 
@@ -143,22 +150,45 @@ def select_predictors(
         )
     C = X_train[:, [index[g] for g in candidates]]
     for t in targets:
-        y = X_train[:, index[t]]
-        if _is_constant(y):
+        if t not in class_labels and _is_constant(X_train[:, index[t]]):
             raise ConfigError(
-                f"Target {t!r} is constant across the {len(y)} training samples; there is nothing to predict. "
-                f"Remove it from 'targets'."
+                f"Target {t!r} is constant across the {X_train.shape[0]} training samples; there is nothing to "
+                f"predict. Remove it from 'targets'."
             )
-        r = _corr_with(C, y)
+        r = _score(C, t, X_train, index, class_labels)
         eligible = np.array([g != t for g in candidates]) & np.isfinite(r)
         order = [i for i in np.argsort(-np.abs(np.where(eligible, r, 0)), kind="stable") if eligible[i]]
         if len(order) < k:
             log.warning("target %s: only %d eligible candidate predictors, fewer than top_correlated=%d; using all",
                         t, len(order), k)
         chosen = _with_required([candidates[i] for i in order[:k]], required, t)
-        r_all = _corr_with(X_train[:, [index[g] for g in chosen]], y)
+        r_all = _score(X_train[:, [index[g] for g in chosen]], t, X_train, index, class_labels)
         rows += [(t, rank + 1, g, float(r_all[rank])) for rank, g in enumerate(chosen)]
     return pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
+
+
+def _score(C: np.ndarray, target: str, X_train: np.ndarray, index: dict[str, int],
+           class_labels: dict[str, np.ndarray]) -> np.ndarray:
+    """Association of each column of ``C`` with the target: Pearson r, or eta for class labels."""
+    if target in class_labels:
+        return correlation_ratio(C, class_labels[target])
+    return _corr_with(C, X_train[:, index[target]])
+
+
+def correlation_ratio(X: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Eta of each column of ``X`` with class ``codes``: sqrt(between-class SS / total SS); NaN if constant."""
+    X = np.asarray(X, dtype=np.float64)
+    codes = np.asarray(codes)
+    mean = X.mean(axis=0)
+    total = ((X - mean) ** 2).sum(axis=0)
+    between = np.zeros(X.shape[1])
+    for c in np.unique(codes):
+        rows = codes == c
+        between += rows.sum() * (X[rows].mean(axis=0) - mean) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eta = np.sqrt(np.clip(between / total, 0.0, 1.0))
+    eta[_is_constant(X)] = np.nan
+    return eta
 
 
 def _with_required(chosen: list[str], required: list[str], target: str) -> list[str]:

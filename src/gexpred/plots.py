@@ -111,10 +111,11 @@ def loss_curves(history: pd.DataFrame, target: str, path: str | Path, best_epoch
         _save(fig, path)
 
 
-def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_terms: int = 40) -> None:
+def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_terms: int = 40,
+                       xlabel: str | None = None) -> None:
     """OLS coefficients with 95% confidence intervals (intercept omitted), sorted by estimate."""
     target = plain(target)
-    df = coefs[coefs["term"] != "const"].copy()
+    df = coefs[(coefs["term"] != "const") & ~coefs["term"].astype(str).str.startswith("const[")].copy()
     if len(df) > max_terms:
         df = df.reindex(df["t"].abs().sort_values(ascending=False).index[:max_terms])
     df = df.sort_values("coef")
@@ -128,7 +129,7 @@ def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_t
         ax.axvline(0, color="#444444", lw=1, ls="--")
         ax.set_yticks(ypos)
         ax.set_yticklabels([plain(t) for t in df["term"]])
-        ax.set_xlabel("coefficient (change in target per unit of predictor), 95% CI")
+        ax.set_xlabel(xlabel or "coefficient (change in target per unit of predictor), 95% CI")
         shown = f"top {max_terms} by |t| of {int((coefs['term'] != 'const').sum())}" if len(coefs) - 1 > max_terms else ""
         ax.set_title(f"{target}: OLS coefficients {shown}".strip())
         ax.grid(axis="y", alpha=0)
@@ -281,4 +282,38 @@ def genome_summary(coefs: pd.DataFrame, fits: pd.DataFrame, metrics: pd.DataFram
         ax.set_ylabel("R² on the test split")
         n_bad = int((fits["status"] != "ok").sum())
         fig.suptitle(f"Genome-wide OLS: {len(fits):,} targets" + (f" ({n_bad} not fitted)" if n_bad else ""), y=1.03)
+        _save(fig, path)
+
+
+def confusion_matrices(pred: pd.DataFrame, models: list[str], target: str, path: str | Path,
+                       metrics: pd.DataFrame | None = None) -> None:
+    """Confusion matrix of every model on the test split (rows: observed class, columns: predicted)."""
+    target = plain(target)
+    test = pred[pred["split"] == "test"]
+    classes = sorted({c.split(":p[", 1)[1][:-1] for c in pred.columns if ":p[" in c})
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.9), squeeze=False)
+        for ax, model in zip(axes[0], models):
+            cm = pd.crosstab(pd.Categorical(test["observed"], classes), pd.Categorical(test[model], classes),
+                             dropna=False).to_numpy()
+            ax.imshow(cm, cmap="Blues", vmin=0)
+            for i in range(len(classes)):
+                for j in range(len(classes)):
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                            color="white" if cm[i, j] > cm.max() / 2 else "black")
+            ax.set_xticks(range(len(classes)))
+            ax.set_xticklabels([plain(c) for c in classes], rotation=30, ha="right")
+            ax.set_yticks(range(len(classes)))
+            ax.set_yticklabels([plain(c) for c in classes])
+            ax.set_xlabel("predicted class")
+            ax.set_ylabel("observed class")
+            ax.grid(False)
+            title = {"ols": "Logistic regression"}.get(model, MODEL_LABELS.get(model, model))
+            if metrics is not None:
+                row = metrics[(metrics["model"] == model) & (metrics["split"] == "test")]
+                if len(row):
+                    r = row.iloc[0]
+                    title += f"\naccuracy {r['accuracy']:.3f}, AUROC {r['auroc']:.3f}"
+            ax.set_title(title)
+        fig.suptitle(f"{target}: classes on the test split (n = {len(test)})", y=1.03)
         _save(fig, path)

@@ -114,6 +114,20 @@ except ValueError as exc:
     raise WorkflowError(f"gexpred: {exc}")
 TARGETS = {d: t for t, d in TARGET_DIRS.items()}  # directory name -> gene id
 MODELS = list(config["models"])
+CLASSIFICATION = config["task"] == "classification"
+if CLASSIFICATION and GENOME:
+    raise WorkflowError(
+        "gexpred: classification targets are sample-sheet columns or binarized genes, listed one by one; "
+        "genome-wide mode (targets: all or {file: ...}) is for regression."
+    )
+if CLASSIFICATION and "mlp" in MODELS:
+    logger.warning(
+        "gexpred: classification targets are fitted by logistic regression (statsmodels Logit) in this "
+        "version; 'mlp' is skipped for them."
+    )
+    MODELS = [m for m in MODELS if m != "mlp"]
+if config["binarize"] and not CLASSIFICATION:
+    raise WorkflowError("gexpred: 'binarize' makes classification targets; set task: classification.")
 if GENOME and "mlp" in MODELS:
     logger.warning(
         "gexpred: genome-wide mode fits OLS for every target with the batched engine; "
@@ -145,6 +159,15 @@ def required_genes():
     genes = [g for pair in config["ols"]["interactions"] for g in pair]
     genes += [g for members in config["ols"]["gene_sets"].values() for g in members]
     return list(dict.fromkeys(genes))
+
+
+def labels_input():
+    """The class labels table, for classification runs only."""
+    return "results/data/labels.tsv" if CLASSIFICATION else []
+
+
+def labels_arg(input):
+    return f"--labels {shlex.quote(input.labels)}" if input.labels else ""
 
 
 def covariate_args():
@@ -197,7 +220,7 @@ def all_outputs():
     ]
     if "ols" in MODELS:
         out += ["results/ols/all_coefficients.tsv", "results/ols/all_fits.tsv"]
-        if config.get("gold_standard"):
+        if config.get("gold_standard") and not CLASSIFICATION:
             out += ["results/ols/regulator_recovery.tsv", "results/plots/regulator_recovery.png"]
     for target in TARGETS:
         out.append(f"results/plots/{target}/observed_vs_predicted.png")
@@ -207,8 +230,9 @@ def all_outputs():
                 f"results/ols/{target}/summary.txt",
                 f"results/ols/{target}/nested_tests.tsv",
                 f"results/plots/{target}/coefficients.png",
-                f"results/plots/{target}/diagnostics.png",
             ]
+            if not CLASSIFICATION:
+                out.append(f"results/plots/{target}/diagnostics.png")
         if "mlp" in MODELS:
             out += [
                 f"results/mlp/{target}/model.pt",

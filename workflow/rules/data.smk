@@ -30,9 +30,38 @@ rule collect:
         " --dropped {output.dropped:q} --log {log:q}"
 
 
-rule split:
+rule labels:
     input:
         "results/data/collected.h5ad",
+    output:
+        report(
+            "results/data/labels.tsv",
+            caption="../report/labels.rst",
+            category="1. Data",
+            labels={"table": "class labels"},
+        ),
+    log:
+        "results/logs/labels.log",
+    benchmark:
+        "results/benchmarks/labels.tsv"
+    params:
+        targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
+        binarize=json.dumps(config["binarize"]),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred labels --data {input:q} {params.targets} --binarize {params.binarize:q} --out {output:q}"
+        " --log {log:q}"
+
+
+rule split:
+    input:
+        data="results/data/collected.h5ad",
+        labels=labels_input(),
     output:
         "results/data/splits.tsv",
     log:
@@ -42,6 +71,7 @@ rule split:
     params:
         test_fraction=config["split"]["test_fraction"],
         seed=config["split"]["seed"],
+        labels=lambda wc, input: labels_arg(input),
     threads: 1
     resources:
         mem_mb=2000,
@@ -49,7 +79,7 @@ rule split:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred split --data {input:q} --test-fraction {params.test_fraction}"
+        "gexpred split --data {input.data:q} {params.labels} --test-fraction {params.test_fraction}"
         " --seed {params.seed} --out {output:q} --log {log:q}"
 
 
@@ -81,6 +111,7 @@ rule select_predictors:
     input:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
+        labels=labels_input(),
     output:
         report(
             "results/data/predictors.tsv",
@@ -96,6 +127,7 @@ rule select_predictors:
         targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
         spec=predictor_spec(),
         required=" ".join(f"--required {shlex.quote(g)}" for g in required_genes()),
+        labels=lambda wc, input: labels_arg(input),
     threads: 1
     resources:
         mem_mb=4000,
@@ -104,7 +136,7 @@ rule select_predictors:
         "../envs/gexpred.yaml"
     shell:
         "gexpred select --data {input.data:q} --splits {input.splits:q} {params.targets}"
-        " --spec {params.spec:q} {params.required} --out {output:q} --log {log:q}"
+        " --spec {params.spec:q} {params.required} {params.labels} --out {output:q} --log {log:q}"
 
 
 rule target_table:

@@ -4,6 +4,7 @@ rule ols:
         splits="results/data/splits.tsv",
         predictors="results/data/predictors.tsv",
         normalization="results/data/normalization.json",
+        labels=labels_input(),
     output:
         coefficients=report(
             "results/ols/{target}/coefficients.tsv",
@@ -47,6 +48,8 @@ rule ols:
         interactions=json.dumps(config["ols"]["interactions"]),
         gene_sets=json.dumps(config["ols"]["gene_sets"]),
         alpha=config["ols"]["alpha"],
+        labels=lambda wc, input: labels_arg(input),
+        penalized="--penalized" if config["ols"]["penalized"] else "",
         out_dir=subpath(output.coefficients, parent=True),
     threads: 1
     resources:
@@ -58,6 +61,7 @@ rule ols:
         "gexpred ols --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
         " --interactions {params.interactions:q} --gene-sets {params.gene_sets:q} --alpha {params.alpha}"
+        " {params.labels} {params.penalized}"
         " --out-dir {params.out_dir:q} --log {log:q}"
 
 
