@@ -333,3 +333,77 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path):
                          ("f_pvalue", ref.f_pvalue)):
             np.testing.assert_allclose(fits.loc[genes[j], col], val, rtol=1e-8, err_msg=f"{genes[j]} {col}")
     assert (tmp_path / "results/plots/genome_ols.png").is_file()
+
+
+def test_classification_end_to_end(tmp_path):
+    """task: classification with a sample-sheet label and a binarized gene, against statsmodels Logit."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(0)
+    n, g = 90, 8
+    X = rng.normal(0, 1, (n, g))
+    genes = [f"g{i}" for i in range(g)]
+    samples = [f"s{j}" for j in range(n)]
+    pheno = np.where(1.5 * X[:, 0] - X[:, 1] + rng.logistic(size=n) > 0, "case", "control")
+    (tmp_path / "data").mkdir()
+    pd.DataFrame(X.T, index=genes, columns=samples).to_csv(tmp_path / "data/expr.tsv", sep="\t")
+    pd.DataFrame({"sample": samples, "phenotype": pheno}).to_csv(tmp_path / "data/sheet.tsv", sep="\t", index=False)
+    write_config(tmp_path, task="classification", sample_sheet="data/sheet.tsv", targets=["phenotype", "g3"],
+                 binarize={"g3": 0.0}, predictors=["g0", "g1", "g2"], models=["ols", "mlp"])
+    run_snakemake(tmp_path)
+    labels = pd.read_csv(tmp_path / "results/data/labels.tsv", sep="\t", dtype=str).set_index("sample")
+    np.testing.assert_array_equal(labels.loc[samples, "phenotype"], pheno)
+    np.testing.assert_array_equal(labels.loc[samples, "g3"], np.where(X[:, 3] > 0, "> 0", "<= 0"))
+    sp = pd.read_csv(tmp_path / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    train = [samples.index(s) for s in sp.index[sp == "train"]]
+    # stratified by the first target: class shares in the test split follow the whole data's
+    test_share = (labels.loc[sp.index[sp == "test"], "phenotype"] == "case").mean()
+    assert abs(test_share - (pheno == "case").mean()) < 0.1
+    for target, y in (("phenotype", (pheno == "control").astype(float)), ("g3", (X[:, 3] > 0).astype(float))):
+        ref = sm.Logit(y[train], sm.add_constant(X[train][:, :3])).fit(disp=0)
+        ours = pd.read_csv(tmp_path / f"results/ols/{target}/coefficients.tsv", sep="\t").set_index("term")
+        np.testing.assert_allclose(ours.loc[["const", "g0", "g1", "g2"], "coef"], ref.params, rtol=1e-6)
+        np.testing.assert_allclose(ours.loc[["const", "g0", "g1", "g2"], "std_err"], ref.bse, rtol=1e-5)
+        np.testing.assert_allclose(ours.loc[["const", "g0", "g1", "g2"], "odds_ratio"], np.exp(ref.params),
+                                   rtol=1e-6)
+    pred = pd.read_csv(tmp_path / "results/compare/predictions.tsv", sep="\t", dtype={"observed": str, "ols": str})
+    metrics = pd.read_csv(tmp_path / "results/compare/metrics.tsv", sep="\t").set_index(["target", "model", "split"])
+    assert set(metrics.index.get_level_values("model")) == {"ols", "mean"}  # mlp skipped for classification
+    assert metrics[["mse", "mae", "r2", "pearson"]].isna().all().all()
+    sub = pred[(pred["target"] == "phenotype") & (pred["split"] == "test")]
+    y = (sub["observed"] == "control").to_numpy()
+    p1 = sub["ols:p[control]"].to_numpy()
+    row = metrics.loc[("phenotype", "ols", "test")]
+    np.testing.assert_allclose(row["accuracy"], np.mean((p1 > 0.5) == y), rtol=1e-12)
+    p_true = np.where(y, p1, 1 - p1)
+    np.testing.assert_allclose(row["log_loss"], -np.mean(np.log(p_true)), rtol=1e-9)
+    pos, neg = p1[y], p1[~y]
+    auc = np.mean([(a > b) + 0.5 * (a == b) for a in pos for b in neg])
+    np.testing.assert_allclose(row["auroc"], auc, rtol=1e-12)
+    assert (tmp_path / "results/plots/phenotype/observed_vs_predicted.png").is_file()
+
+
+def test_classification_separation(tmp_path):
+    """Perfect separation stops the run with a clear message; ols.penalized: true fits ridge instead."""
+    rng = np.random.default_rng(3)
+    n = 60
+    X = rng.normal(0, 1, (n, 4))
+    samples = [f"s{j}" for j in range(n)]
+    (tmp_path / "data").mkdir()
+    pd.DataFrame(X.T, index=[f"g{i}" for i in range(4)], columns=samples).to_csv(tmp_path / "data/expr.tsv",
+                                                                                 sep="\t")
+    pd.DataFrame({"sample": samples, "state": np.where(X[:, 0] > 0, "on", "off")}).to_csv(
+        tmp_path / "data/sheet.tsv", sep="\t", index=False)
+    write_config(tmp_path, task="classification", sample_sheet="data/sheet.tsv", targets=["state"],
+                 predictors=["g0", "g1"], models=["ols"])
+    proc = run_snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "separation" in out and "'g0'" in out and "ols.penalized" in out
+    assert "Traceback" not in out.split("RuleException")[0]
+    write_config(tmp_path, task="classification", sample_sheet="data/sheet.tsv", targets=["state"],
+                 predictors=["g0", "g1"], models=["ols"], ols={"penalized": True})
+    run_snakemake(tmp_path)
+    coefs = pd.read_csv(tmp_path / "results/ols/state/coefficients.tsv", sep="\t").set_index("term")
+    assert np.isfinite(coefs["coef"]).all() and coefs["p_value"].isna().all()
+    assert coefs.loc["g0", "coef"] > 0  # 'on' (the non-reference class) goes with high g0

@@ -261,7 +261,16 @@ def cmd_logit(a: argparse.Namespace, adata, split) -> None:
     X, _, train, design = _design(a, adata, split, interactions, need_target_gene=False)
     codes, classes, labels = _class_target(a, adata, train)
     terms = design["terms"]
-    fit = fit_logit(X[train], codes[train], terms, classes, alpha=a.alpha, penalized=a.penalized, target=a.target)
+    from .errors import ModelError
+
+    try:
+        fit = fit_logit(X[train], codes[train], terms, classes, alpha=a.alpha, penalized=False, target=a.target)
+    except ModelError as exc:
+        if not (a.penalized and "separation" in str(exc)):
+            raise
+        log.warning("Logit %s: the classes are separated; fitting an L2-penalised logistic regression instead "
+                    "(ols.penalized: true): coefficients without standard errors or p-values", a.target)
+        fit = fit_logit(X[train], codes[train], terms, classes, alpha=a.alpha, penalized=True, target=a.target)
     stats_row = fit.fit_statistics()
     log.info("Logit %s: %d training samples, %d classes, %d terms%s", a.target, int(train.sum()), len(classes),
              len(terms), " (penalised)" if fit.penalized else "")
