@@ -516,8 +516,12 @@ def fit_many(
     q = float(special.stdtrit(df_resid, 1.0 - alpha / 2.0))
     table = t_table(df_resid) if k * m >= _TABLE_FIT_MIN_SIZE else None  # one table, whatever the chunks
 
-    out = {name: np.empty((k, m)) for name in ("coef", "std_err", "t", "p_value", "ci_low", "ci_high")}
-    fit = {name: np.empty(m) for name in ("r2", "adj_r2", "f_stat", "f_pvalue")}
+    # one block for all outputs: a fresh large block is mapped with huge pages, six separate ones with
+    # ~1000 page faults (about a third of the whole fit's time for 50 predictors x 2000 targets)
+    names_out = ("coef", "std_err", "t", "p_value", "ci_low", "ci_high")
+    block = np.empty((len(names_out), k, m))
+    out = dict(zip(names_out, block))
+    fit = dict(zip(("r2", "adj_r2", "f_stat", "f_pvalue"), np.empty((4, m))))
     status = np.full(m, "ok", dtype=object)
     n_refit = 0
     for a, b in iter_chunks(m, int(chunk_size)):
