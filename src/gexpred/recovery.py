@@ -140,35 +140,29 @@ def score_regulators(
         ``target, regulator, correlation, in_model, abs_t, ols_score`` for every
         (target, candidate) pair with candidate != target.
     """
+    from .design import _corr_with, _is_constant, predictors_for, select_predictors
+
     index = {g: i for i, g in enumerate(genes)}
     cand = [c for c in candidates if c in index]
+    targets = [t for t in targets if not _is_constant(X_train[:, index[t]])]
+    if chosen is None:  # the pipeline's own choice of predictors
+        table = select_predictors(X_train, genes, targets, {"top_correlated": int(top_k or 1), "from": cand})
+        chosen = {t: predictors_for(table, t) for t in targets}
     C = X_train[:, [index[c] for c in cand]]
-    Cc = C - C.mean(axis=0)
-    c_norm = np.sqrt((Cc**2).sum(axis=0))
+    pos = {c: i for i, c in enumerate(cand)}
     rows = []
     for t in targets:
         y = X_train[:, index[t]]
-        yc = y - y.mean()
-        denom = c_norm * np.sqrt(yc @ yc)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.where(denom > 0, (Cc.T @ yc) / denom, np.nan)
-        eligible = np.array([c != t for c in cand]) & np.isfinite(r)
-        absr = np.abs(np.where(eligible, r, 0.0))
-        if chosen is not None:
-            model = [g for g in chosen.get(t, []) if g in index]
-        else:
-            order = [i for i in np.argsort(-absr, kind="stable") if eligible[i]]
-            model = [cand[i] for i in order[: int(top_k or 0)]]
+        r = _corr_with(C, y)
+        model = [g for g in chosen.get(t, []) if g in index]
         abs_t = np.full(len(cand), np.nan)
         if model:
-            tvals = _ols_abs_t(X_train[:, [index[g] for g in model]], y)
-            pos = {c: i for i, c in enumerate(cand)}
-            for g, tv in zip(model, tvals):
+            for g, tv in zip(model, _ols_abs_t(X_train[:, [index[g] for g in model]], y)):
                 if g in pos:
                     abs_t[pos[g]] = tv
         in_model = np.isfinite(abs_t)
         # in-model candidates rank above every other, by |t|; the rest by |r| (which is <= 1)
-        ols_score = np.where(in_model, 2.0 + np.nan_to_num(abs_t), absr)
+        ols_score = np.where(in_model, 2.0 + np.nan_to_num(abs_t), np.abs(np.nan_to_num(r)))
         for i, c in enumerate(cand):
             if c == t or not np.isfinite(r[i]):
                 continue
