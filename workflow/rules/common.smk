@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -140,7 +141,7 @@ NORMALIZATION_STEPS = [NORMALIZATION] if isinstance(NORMALIZATION, str) else lis
 
 
 wildcard_constraints:
-    target="|".join(sorted(TARGETS)) if TARGETS else "NO_TARGETS",
+    target="|".join(re.escape(t) for t in sorted(TARGETS)) if TARGETS else "NO_TARGETS",
 
 
 # ----------------------------------------------------------------------------- helpers
