@@ -199,6 +199,7 @@ def test_report_builds_and_escapes(finished_run):
     html = (root / "results/report.html").read_text(errors="replace")
     assert len(html) > 10_000
     assert "G0" in html
+    assert "System Message" not in html  # docutils marks broken reStructuredText in captions this way
 
 
 def test_rerun_is_a_noop(finished_run):
@@ -381,6 +382,9 @@ def test_classification_end_to_end(tmp_path):
     auc = np.mean([(a > b) + 0.5 * (a == b) for a in pos for b in neg])
     np.testing.assert_allclose(row["auroc"], auc, rtol=1e-12)
     assert (tmp_path / "results/plots/phenotype/observed_vs_predicted.png").is_file()
+    run_snakemake(tmp_path, "--report", "results/report.html")
+    html = (tmp_path / "results/report.html").read_text(errors="replace")
+    assert "logistic regression" in html and "System Message" not in html
 
 
 def test_classification_separation(tmp_path):
