@@ -1,0 +1,66 @@
+"""Every figure is written as a decodable PNG, also for ids that look like markup or math text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import image
+
+from gexpred import plots
+
+ODD = "$x^2$ <b>&amp;</b> 'q'"  # math-text and markup characters must be drawn as text
+
+
+def decoded(path):
+    img = image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert np.isfinite(img).all() and img.std() > 0  # not blank
+    return img
+
+
+@pytest.fixture
+def predictions():
+    rng = np.random.default_rng(0)
+    n = 40
+    obs = rng.normal(size=n)
+    return pd.DataFrame({"target": ODD, "sample": [f"s{i}" for i in range(n)],
+                         "split": ["train"] * 30 + ["test"] * 10, "observed": obs,
+                         "ols": obs + rng.normal(0, 0.3, n), "mlp": obs + rng.normal(0, 0.2, n)})
+
+
+def test_observed_vs_predicted(tmp_path, predictions):
+    metrics = pd.DataFrame({"target": ODD, "model": ["ols", "mlp"], "split": "test", "r2": [0.9, 0.95],
+                            "mse": [0.1, 0.05]})
+    plots.observed_vs_predicted(predictions, ["ols", "mlp"], ODD, tmp_path / "o.png", metrics)
+    decoded(tmp_path / "o.png")
+
+
+def test_coefficients_loss_diagnostics_activations(tmp_path, predictions):
+    coefs = pd.DataFrame({"term": ["const", ODD, "g2"], "coef": [0.0, 1.0, -0.5], "std_err": [0.1, 0.2, 0.2],
+                          "t": [0.0, 5.0, -2.5], "p_value": [1.0, 1e-5, 0.02], "ci_low": [-0.2, 0.6, -0.9],
+                          "ci_high": [0.2, 1.4, -0.1]})
+    plots.coefficient_forest(coefs, ODD, tmp_path / "c.png")
+    hist = pd.DataFrame({"epoch": range(1, 51), "train_loss": np.linspace(1, 0.1, 50),
+                         "val_loss": np.linspace(1, 0.2, 50)})
+    plots.loss_curves(hist, ODD, tmp_path / "l.png", best_epoch=40)
+    pred = predictions.rename(columns={"ols": "predicted"})
+    infl = pd.DataFrame({"sample": pred["sample"][:30], "leverage": np.linspace(0.01, 0.3, 30),
+                         "cooks_distance": np.linspace(0, 0.5, 30), "studentized_residual": np.linspace(-3, 3, 30),
+                         "influential": False})
+    plots.ols_diagnostics(pred, infl, ["heteroskedastic residuals (Breusch-Pagan p = 0.001)"], ODD,
+                          tmp_path / "d.png")
+    plots.activation_functions(tmp_path / "a.png")
+    for name in ("c", "l", "d", "a"):
+        decoded(tmp_path / f"{name}.png")
+
+
+def test_plain_escapes_dollars():
+    assert plots.plain("$a$") == r"\$a\$"
+    assert plots.plain("BSU1") == "BSU1"
+
+
+def test_failed_figure_leaves_no_file(tmp_path):
+    with pytest.raises(Exception):
+        plots.coefficient_forest(pd.DataFrame({"term": ["x"]}), "t", tmp_path / "bad.png")
+    assert list(tmp_path.iterdir()) == []
