@@ -410,7 +410,8 @@ def cmd_mlp(a: argparse.Namespace) -> None:
         "predictors": design["terms"],
         "design": design,
         "normalization": a.normalization_ref,
-        "training": info,
+        # wall time stays in the log: the model card holds only what the config and seed determine
+        "training": {k: v for k, v in info.items() if k != "seconds"},
         "loss": "mse",
         "torch_version": torch.__version__,
         "gexpred_version": __version__,
