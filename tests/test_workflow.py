@@ -411,3 +411,22 @@ def test_classification_separation(tmp_path):
     coefs = pd.read_csv(tmp_path / "results/ols/state/coefficients.tsv", sep="\t").set_index("term")
     assert np.isfinite(coefs["coef"]).all() and coefs["p_value"].isna().all()
     assert coefs.loc["g0", "coef"] > 0  # 'on' (the non-reference class) goes with high g0
+
+
+def test_two_clean_runs_are_identical(tmp_path, finished_run):
+    """Same config and seed, same numbers: every table and model card byte-identical, the same weights."""
+    first, _ = finished_run
+    second = tmp_path / "again"
+    second.mkdir()
+    shutil.copytree(first / "data", second / "data")
+    shutil.copy(first / "config.yaml", second / "config.yaml")
+    run_snakemake(second)
+    files = sorted(p.relative_to(first) for p in (first / "results").rglob("*")
+                   if p.suffix in {".tsv", ".json"} and "benchmarks" not in p.parts)
+    assert len(files) > 20
+    for rel in files:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+    for model in (first / "results/mlp").rglob("model.pt"):
+        a = torch.load(model, weights_only=True)
+        b = torch.load(second / model.relative_to(first), weights_only=True)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
