@@ -1,0 +1,123 @@
+"""Tests of gexpred.batched_nn.train_many: many networks trained as one program give what
+train_mlp gives for each alone (weights, history, early stopping), deterministically."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gexpred.batched_nn import train_many
+from gexpred.errors import ModelError
+from gexpred.nn import GeneMLP, MLPSettings, predict, train_mlp
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _problem(optimizer: str, n_nets: int = 6, n: int = 60, p: int = 5):
+    rng = np.random.default_rng(7)
+    Xs, ys, ss = [], [], []
+    for i in range(n_nets):
+        X = rng.normal(size=(n, p)).astype(np.float32)
+        y = X[:, 0] * np.sin(X[:, 1]) + rng.normal(size=n) * (0.5 + 0.3 * i)
+        Xs.append(X)
+        ys.append(y)
+        ss.append(MLPSettings.from_config({
+            "hidden": [8, 4], "activation": "tanh" if optimizer == "sgd" else "relu",
+            "optimizer": optimizer, "lr": 0.01 * (i + 1), "weight_decay": 0.001 * i,
+            "momentum": 0.9 - 0.1 * i, "epochs": 40 + 5 * i, "batch_size": 16,
+            "patience": 3 + i % 3, "seed": 11 * i, "device": "cpu",
+        }))
+    return Xs, ys, ss
+
+
+def _assert_same(one, many):
+    m, h, info = one
+    mb, hb, ib = many
+    assert isinstance(mb, GeneMLP) and not mb.training
+    for (k, a), (kb, b) in zip(m.state_dict().items(), mb.state_dict().items()):
+        assert k == kb
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5, rtol=0, err_msg=k)
+    assert list(hb.columns) == list(h.columns)
+    assert hb["epoch"].tolist() == h["epoch"].tolist()
+    np.testing.assert_allclose(hb[["train_loss", "val_loss"]].to_numpy(),
+                               h[["train_loss", "val_loss"]].to_numpy(), rtol=1e-5, atol=1e-7)
+    for key in ("best_epoch", "epochs_run", "stopped_early", "n_fit", "n_val", "device"):
+        assert ib[key] == info[key], key
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_equals_train_mlp_one_at_a_time(optimizer):
+    Xs, ys, ss = _problem(optimizer)
+    many = train_many(Xs, ys, ss)
+    ones = [train_mlp(X, y, s) for X, y, s in zip(Xs, ys, ss)]
+    for one, res in zip(ones, many):
+        _assert_same(one, res)
+    # the case is a real test: networks stop at different epochs, some early, some at their own limit
+    runs = [info["epochs_run"] for _, _, info in ones]
+    assert len(set(runs)) >= 3
+    assert any(info["stopped_early"] for _, _, info in ones)
+    # predictions come out of the returned models unchanged
+    np.testing.assert_allclose(predict(many[0][0], Xs[0]), predict(ones[0][0], Xs[0]), atol=1e-5)
+
+
+def test_no_early_stop_runs_each_networks_epochs():
+    Xs, ys, ss = _problem("adam", n_nets=3)
+    for s in ss:
+        s.patience = 0
+    many = train_many(Xs, ys, ss)
+    for (_, h, info), s, X, y in zip(many, ss, Xs, ys):
+        assert len(h) == s.epochs == info["epochs_run"] and not info["stopped_early"]
+    _assert_same(train_mlp(Xs[2], ys[2], ss[2]), many[2])
+
+
+def test_deterministic_and_leaves_global_rng_alone():
+    Xs, ys, ss = _problem("adam", n_nets=3)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = train_many(Xs, ys, ss)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = train_many(Xs, ys, ss)
+    for (ma, ha, _), (mb, hb, _) in zip(a, b):
+        for x, y in zip(ma.state_dict().values(), mb.state_dict().values()):
+            assert torch.equal(x, y)
+        assert ha.equals(hb)
+
+
+def test_single_network():
+    Xs, ys, ss = _problem("sgd", n_nets=2)
+    [res] = train_many(Xs[1:], ys[1:], ss[1:])
+    _assert_same(train_mlp(Xs[1], ys[1], ss[1]), res)
+
+
+def test_refuses_what_it_cannot_batch():
+    Xs, ys, ss = _problem("adam", n_nets=2)
+    with pytest.raises(ValueError, match="samples"):
+        train_many([Xs[0], Xs[1][:50]], [ys[0], ys[1][:50]], ss)
+    ss[1].hidden = [8, 5]
+    with pytest.raises(ValueError, match="hidden"):
+        train_many(Xs, ys, ss)
+    ss[1].hidden = [8, 4]
+    ss[1].optimizer = "sgd"
+    with pytest.raises(ValueError, match="optimizer"):
+        train_many(Xs, ys, ss)
+    ss[1].optimizer = "adam"
+    ss[0].dropout = 0.1
+    with pytest.raises(NotImplementedError):
+        train_many(Xs, ys, ss)
+    with pytest.raises(ValueError):
+        train_many([], [], [])
+
+
+def test_divergence_names_the_network():
+    Xs, ys, ss = _problem("sgd", n_nets=2)
+    ss[1].lr = 1e6
+    ss[1].momentum = 0.0
+    with pytest.raises(ModelError, match="'second'.*diverged"):
+        train_many(Xs, ys, ss, targets=["first", "second"])
