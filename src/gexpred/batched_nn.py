@@ -41,7 +41,8 @@ import torch
 from torch import nn
 
 from .errors import ModelError
-from .nn import DIVERGENCE_FACTOR, HISTORY_COLUMNS, GeneMLP, MLPSettings, _split_validation, resolve_device
+from .nn import (DIVERGENCE_FACTOR, HISTORY_COLUMNS, GeneMLP, MLPSettings, _split_validation, initial_model,
+                 resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +117,7 @@ def train_many(
         y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s.seed)
-            model = GeneMLP(p, s.hidden, s.activation, 1, 0.0)
-        Xf, yf = X[fit_idx], y[fit_idx]
-        x_scale = Xf.std(axis=0)
-        y_scale = yf.std(axis=0)
-        model.x_mean.copy_(torch.from_numpy(Xf.mean(axis=0)))
-        model.x_scale.copy_(torch.from_numpy(np.where(x_scale > 0, x_scale, 1.0).astype(np.float32)))
-        model.y_mean.copy_(torch.from_numpy(yf.mean(axis=0)))
-        model.y_scale.copy_(torch.from_numpy(np.where(y_scale > 0, y_scale, 1.0).astype(np.float32)))
+            model = initial_model(X, y, fit_idx, s)
         Xstd[i] = (torch.from_numpy(X) - model.x_mean) / model.x_scale
         Ystd[i] = (torch.from_numpy(y) - model.y_mean) / model.y_scale
         y_var[i] = float(model.y_scale.item() ** 2)

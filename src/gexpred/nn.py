@@ -183,6 +183,33 @@ def _split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def initial_model(X: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, settings: MLPSettings) -> GeneMLP:
+    """A freshly initialised network whose standardisation buffers hold the fit part's statistics.
+
+    The weights come from torch's global generator: the caller seeds it (inside
+    ``torch.random.fork_rng``), so that :func:`train_mlp` and
+    :func:`gexpred.batched_nn.train_many` start every network identically.
+
+    Parameters
+    ----------
+    X, y
+        float32 samples x predictors and target column (n x 1).
+    fit_idx
+        Rows the network learns from (the validation part excluded).
+    settings
+        Architecture.
+    """
+    model = GeneMLP(X.shape[1], settings.hidden, settings.activation, 1, settings.dropout)
+    Xf, yf = X[fit_idx], y[fit_idx]
+    x_scale = Xf.std(axis=0)
+    y_scale = yf.std(axis=0)
+    model.x_mean.copy_(torch.from_numpy(Xf.mean(axis=0)))
+    model.x_scale.copy_(torch.from_numpy(np.where(x_scale > 0, x_scale, 1.0).astype(np.float32)))
+    model.y_mean.copy_(torch.from_numpy(yf.mean(axis=0)))
+    model.y_scale.copy_(torch.from_numpy(np.where(y_scale > 0, y_scale, 1.0).astype(np.float32)))
+    return model
+
+
 def train_mlp(
     X: np.ndarray,
     y: np.ndarray,
@@ -234,14 +261,7 @@ def train_mlp(
         if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(settings.seed)
-        model = GeneMLP(p, settings.hidden, settings.activation, 1, settings.dropout)
-        Xf, yf = X[fit_idx], y[fit_idx]
-        x_scale = Xf.std(axis=0)
-        y_scale = yf.std(axis=0)
-        model.x_mean.copy_(torch.from_numpy(Xf.mean(axis=0)))
-        model.x_scale.copy_(torch.from_numpy(np.where(x_scale > 0, x_scale, 1.0).astype(np.float32)))
-        model.y_mean.copy_(torch.from_numpy(yf.mean(axis=0)))
-        model.y_scale.copy_(torch.from_numpy(np.where(y_scale > 0, y_scale, 1.0).astype(np.float32)))
+        model = initial_model(X, y, fit_idx, settings)
         model.to(device)
 
         Xt = torch.from_numpy(X).to(device)
