@@ -51,6 +51,11 @@ def _json_arg(text: str, what: str) -> Any:
         raise InputError(f"{what} is not valid JSON ({exc}).") from None
 
 
+def _sources(adata, path: str, what: str = "the collected data") -> str:
+    """How error messages name the collected data: ``what`` and the matrices it came from."""
+    return f"{what} (" + ", ".join(adata.uns.get("sources", [path])) + ")"
+
+
 def _load_split_data(data: str, splits: str):
     from .io import read_h5ad, read_table
 
@@ -175,7 +180,7 @@ def cmd_normalize(a: argparse.Namespace) -> None:
     train = split == "train"
     genes = list(adata.var_names)
     samples = list(adata.obs_names)
-    source = "the collected matrices (" + ", ".join(adata.uns.get("sources", [a.data])) + ")"
+    source = _sources(adata, a.data, "the collected matrices")
     X = np.asarray(adata.X)
     params = fit_normalization(X[train], genes, [s for s, t in zip(samples, train) if t], a.method, source)
     Z = apply_normalization(X, genes, samples, params, source)
@@ -195,7 +200,7 @@ def cmd_select(a: argparse.Namespace) -> None:
     adata, split = _load_split_data(a.data, a.splits)
     train = split == "train"
     spec = _json_arg(a.spec, "--spec")
-    source = "the collected data (" + ", ".join(adata.uns.get("sources", [a.data])) + ")"
+    source = _sources(adata, a.data)
     class_labels = None
     if a.labels:
         from .logit import encode_labels
@@ -251,13 +256,12 @@ def _class_predictions(target, model, samples, split, labels, classes, proba) ->
     return df
 
 
-def cmd_logit(a: argparse.Namespace, adata, split) -> None:
+def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]],
+              gene_sets: dict[str, list[str]]) -> None:
     from .io import write_json, write_table, write_text
     from .logit import fit_logit
     from .ols import DIAGNOSTIC_COLUMNS, INFLUENCE_COLUMNS, VIF_LIMIT
 
-    interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
-    gene_sets = _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {}
     X, _, train, design = _design(a, adata, split, interactions, need_target_gene=False)
     codes, classes, labels = _class_target(a, adata, train)
     terms = design["terms"]
@@ -327,11 +331,11 @@ def cmd_ols(a: argparse.Namespace) -> None:
     from .ols import diagnostics, failed_assumptions, fit_ols, fit_statistics, influence, nested_tests
 
     adata, split = _load_split_data(a.data, a.splits)
-    if a.labels:
-        cmd_logit(a, adata, split)
-        return
     interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
     gene_sets = _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {}
+    if a.labels:
+        cmd_logit(a, adata, split, interactions, gene_sets)
+        return
     X, y, train, design = _design(a, adata, split, interactions)
     terms = design["terms"]
     fit = fit_ols(X[train], y[train], terms)
@@ -429,7 +433,7 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
 
     adata = read_h5ad(a.data)
     genes = list(adata.var_names)
-    source = "the collected data (" + ", ".join(adata.uns.get("sources", [a.data])) + ")"
+    source = _sources(adata, a.data)
     predictors = shared_predictors(genes, _json_arg(a.spec, "--spec"), source)
     targets, missing = genome_targets(genes, predictors, _json_arg(a.targets, "--targets"), source)
     chunks = iter_chunks(len(targets), a.chunk_size)

@@ -64,26 +64,37 @@ def assemble_predictions(per_model: dict[str, pd.DataFrame], target: str) -> pd.
     """
     if not per_model:
         raise ValueError(f"no predictions to assemble for target {target!r}")
-    out: pd.DataFrame | None = None
+    parts = {}
     for model, df in per_model.items():
         part = df[["sample", "split", "observed", "predicted"]].rename(columns={"predicted": model})
         if part.empty or part.duplicated(["sample", "split"]).any():
             raise ValueError(f"model {model!r} has no predictions, or some samples more than once, "
                              f"for target {target!r}")
+        parts[model] = part
+    return _join_models(parts, target, lambda a, b: bool(np.allclose(a, b)), "observed values")
+
+
+def _join_models(parts: dict[str, pd.DataFrame], target: str, same, what: str) -> pd.DataFrame:
+    """Join per-model tables on ``sample, split``; check that they agree on ``observed``.
+
+    ``same(a, b)`` compares two ``observed`` columns; ``what`` names them in the error.
+    The result starts with ``target`` and is sorted train before test, then by sample.
+    """
+    out: pd.DataFrame | None = None
+    for part in parts.values():
         if out is None:
             out = part
-        else:
-            merged = out.merge(part, on=["sample", "split"], how="outer", suffixes=("", "_other"),
-                               validate="one_to_one")
-            if len(merged) != len(out) or not np.allclose(merged["observed"], merged["observed_other"]):
-                raise ValueError(f"models disagree on the samples or observed values of target {target!r}")
-            out = merged.drop(columns=["observed_other"])
+            continue
+        merged = out.merge(part, on=["sample", "split"], how="outer", suffixes=("", "_other"),
+                           validate="one_to_one")
+        if len(merged) != len(out) or not same(merged["observed"], merged["observed_other"]):
+            raise ValueError(f"models disagree on the samples or {what} of target {target!r}")
+        out = merged.drop(columns=["observed_other"])
     assert out is not None
     out.insert(0, "target", target)
     order = {"train": 0, "test": 1}
-    out = out.sort_values(["split", "sample"], key=lambda s: s.map(order) if s.name == "split" else s,
-                          kind="stable").reset_index(drop=True)
-    return out
+    return out.sort_values(["split", "sample"], key=lambda s: s.map(order) if s.name == "split" else s,
+                           kind="stable").reset_index(drop=True)
 
 
 def metrics_table(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
@@ -121,24 +132,12 @@ def class_columns(df: pd.DataFrame) -> list[str]:
 def assemble_class_predictions(per_model: dict[str, pd.DataFrame], target: str) -> pd.DataFrame:
     """Wide table of one classification target: ``target, sample, split, observed``, then per model the
     predicted class (column ``model``) and the probability of each class (``model:p[class]``)."""
-    out: pd.DataFrame | None = None
+    parts = {}
     for model, df in per_model.items():
         classes = class_columns(df)
-        part = df[["sample", "split", "observed", "predicted", *[f"p[{c}]" for c in classes]]].rename(
+        parts[model] = df[["sample", "split", "observed", "predicted", *[f"p[{c}]" for c in classes]]].rename(
             columns={"predicted": model, **{f"p[{c}]": f"{model}:p[{c}]" for c in classes}})
-        if out is None:
-            out = part
-        else:
-            merged = out.merge(part, on=["sample", "split"], how="outer", suffixes=("", "_other"),
-                               validate="one_to_one")
-            if len(merged) != len(out) or (merged["observed"] != merged["observed_other"]).any():
-                raise ValueError(f"models disagree on the samples or observed classes of target {target!r}")
-            out = merged.drop(columns=["observed_other"])
-    assert out is not None
-    out.insert(0, "target", target)
-    order = {"train": 0, "test": 1}
-    return out.sort_values(["split", "sample"], key=lambda s: s.map(order) if s.name == "split" else s,
-                           kind="stable").reset_index(drop=True)
+    return _join_models(parts, target, lambda a, b: bool((a == b).all()), "observed classes")
 
 
 def class_metrics_table(predictions: pd.DataFrame, models: list[str], classes: dict[str, list[str]]) -> pd.DataFrame:
