@@ -121,3 +121,47 @@ def test_divergence_names_the_network():
     ss[1].momentum = 0.0
     with pytest.raises(ModelError, match="'second'.*diverged"):
         train_many(Xs, ys, ss, targets=["first", "second"])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "plateau"])
+def test_lr_schedules_equal_train_mlp(schedule):
+    Xs, ys, ss = _problem("adam", n_nets=4)
+    for i, s in enumerate(ss):
+        s.lr_schedule = schedule
+        s.lr_patience = 1 + i  # plateau: different networks cut their rate at different epochs
+        s.lr_factor = 0.3
+        s.patience = 0
+    many = train_many(Xs, ys, ss)
+    for X, y, s, res in zip(Xs, ys, ss, many):
+        _assert_same(train_mlp(X, y, s), res)
+    # the schedule changes training: a constant rate gives other weights
+    const = MLPSettings.from_config({**ss[0].__dict__, "lr_schedule": "constant"})
+    w_sched = many[0][0].state_dict()["net.0.weight"].numpy()
+    w_const = train_mlp(Xs[0], ys[0], const)[0].state_dict()["net.0.weight"].numpy()
+    assert np.abs(w_sched - w_const).max() > 1e-3
+
+
+def _class_problem(n_classes: int, n_nets: int = 4, n: int = 80, p: int = 4):
+    rng = np.random.default_rng(3)
+    Xs, ys, ss = [], [], []
+    for i in range(n_nets):
+        X = rng.normal(size=(n, p)).astype(np.float32)
+        score = X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(size=n) * 0.5
+        cuts = np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1])
+        Xs.append(X)
+        ys.append(np.searchsorted(cuts, score))
+        ss.append(MLPSettings.from_config({"hidden": [8], "activation": "tanh", "lr": 0.01 * (i + 1),
+                                           "epochs": 30 + 5 * i, "batch_size": 16, "patience": 4,
+                                           "seed": i, "device": "cpu"}))
+    return Xs, ys, ss
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_classification_equals_train_mlp(n_classes):
+    Xs, ys, ss = _class_problem(n_classes)
+    many = train_many(Xs, ys, ss, task="classification", n_classes=n_classes)
+    for X, y, s, res in zip(Xs, ys, ss, many):
+        one = train_mlp(X, y, s, task="classification", n_classes=n_classes)
+        _assert_same(one, res)
+        np.testing.assert_allclose(res[1][["train_accuracy", "val_accuracy"]].to_numpy(),
+                                   one[1][["train_accuracy", "val_accuracy"]].to_numpy(), atol=1e-12)

@@ -293,3 +293,65 @@ def test_from_config_defaults_and_extra_keys():
     assert s.hidden == [3] and s.lr == 0.5 and s.activation == "relu" and s.optimizer == "adam"
     assert isinstance(ConfigError("x"), GexpredError)
     assert math.isclose(MLPSettings.from_config({}).lr, 1e-3)
+
+
+# --------------------------------------------------------------------------- classification and schedules
+from gexpred.nn import LRSchedule, predict_proba  # noqa: E402
+
+
+def _xor_data(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)).astype(np.float32)
+    y = ((X[:, 0] > 0) ^ (X[:, 1] > 0)).astype(int)  # XOR: no linear boundary separates it
+    return X, y
+
+
+def test_binary_classification_learns_xor_and_reports_cross_entropy():
+    X, y = _xor_data()
+    s = MLPSettings.from_config({"hidden": [16], "activation": "tanh", "lr": 0.02, "epochs": 300,
+                                 "patience": 40, "device": "cpu"})
+    model, hist, info = train_mlp(X[:300], y[:300], s, task="classification", n_classes=2)
+    assert list(hist.columns) == ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
+    proba = predict_proba(model, X[300:])
+    assert proba.shape == (100, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    acc = float((proba.argmax(axis=1) == y[300:]).mean())
+    assert acc > 0.85  # a linear classifier gets ~0.5 on XOR
+    # the recorded loss is the mean binary cross-entropy of the returned model, computed independently
+    fit_idx = np.setdiff1d(np.arange(300), np.sort(np.random.default_rng(0).permutation(300)[:60]))
+    p1 = predict_proba(model, X[fit_idx])[:, 1]
+    yy = y[fit_idx]
+    bce = -np.mean(yy * np.log(p1) + (1 - yy) * np.log(1 - p1))
+    row = hist.loc[hist["epoch"] == info["best_epoch"]].iloc[0]
+    assert row["train_loss"] == pytest.approx(bce, rel=1e-4)
+    assert row["train_accuracy"] == pytest.approx(float(((p1 > 0.5) == yy).mean()))
+
+
+def test_multiclass_softmax_probabilities():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(240, 2)).astype(np.float32)
+    y = np.digitize(X[:, 0] + 0.3 * rng.normal(size=240), [-0.5, 0.5])  # 3 ordered classes
+    s = MLPSettings.from_config({"hidden": [8], "lr": 0.02, "epochs": 150, "device": "cpu"})
+    model, hist, _ = train_mlp(X, y, s, task="classification", n_classes=3)
+    proba = predict_proba(model, X)
+    assert proba.shape == (240, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    assert float((proba.argmax(axis=1) == y).mean()) > 0.75
+    with pytest.raises(ModelError, match="class codes"):
+        train_mlp(X, y + 1, s, task="classification", n_classes=3)
+
+
+def test_lr_schedule_factors():
+    cos = LRSchedule(MLPSettings.from_config({"lr_schedule": "cosine", "epochs": 4}))
+    np.testing.assert_allclose([cos.factor(e) for e in (1, 2, 3, 4)],
+                               [0.5 * (1 + np.cos(np.pi * k / 4)) for k in range(4)])
+    plat = LRSchedule(MLPSettings.from_config({"lr_schedule": "plateau", "lr_patience": 2, "lr_factor": 0.5}))
+    factors = []
+    for score in [3.0, 2.0, 2.5, 2.5, 2.5, 2.5, 1.0, 1.5, 1.5, 1.5]:
+        factors.append(plat.factor(0))
+        plat.end_epoch(score)
+    # improvement at epochs 1, 2, 7; the third epoch without improvement (5th epoch) halves the rate
+    assert factors == [1, 1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.5]
+    assert plat.factor(0) == 0.25
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        MLPSettings.from_config({"lr_schedule": "linear"})

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from .errors import ModelError
-from .nn import (DIVERGENCE_FACTOR, HISTORY_COLUMNS, GeneMLP, MLPSettings, _split_validation, initial_model,
-                 resolve_device)
+from .nn import (CLASS_HISTORY_COLUMNS, DIVERGENCE_FACTOR, HISTORY_COLUMNS, GeneMLP, LRSchedule, MLPSettings,
+                 _check_codes, _split_validation, initial_model, n_outputs, resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ def train_many(
     ys: Sequence[np.ndarray],
     settings_list: Sequence[MLPSettings],
     targets: Sequence[str] | None = None,
+    task: str = "regression",
+    n_classes: int | None = None,
 ) -> list[tuple[GeneMLP, pd.DataFrame, dict[str, Any]]]:
     """Train one network per ``(Xs[i], ys[i], settings_list[i])`` at once.
 
@@ -93,7 +95,10 @@ def train_many(
     (``epoch, train_loss, val_loss``) and info (``best_epoch``, ``epochs_run``,
     ``stopped_early``, ``n_fit``, ``n_val``, ``device``, ``seconds``; ``seconds``
     is the wall time of the whole batch). ``targets`` names the networks in
-    messages. The device is that of ``settings_list[0].device``.
+    messages. The device is that of ``settings_list[0].device``. ``task`` and
+    ``n_classes`` are those of :func:`gexpred.nn.train_mlp` (the same for every
+    network; ``ys`` then hold class codes). Each network follows its own
+    ``lr_schedule``.
     """
     _check(Xs, ys, settings_list)
     N = len(Xs)
@@ -106,6 +111,8 @@ def train_many(
     splits = [_split_validation(n, s.val_fraction, s.seed) for s in settings_list]
     n_fit, n_val = len(splits[0][0]), len(splits[0][1])
     use_val = n_val > 0
+    classify = task == "classification"
+    n_out = n_outputs(task, n_classes)
 
     # Per-network initial weights and standardisation, exactly as train_mlp builds them.
     models: list[GeneMLP] = []
@@ -114,13 +121,17 @@ def train_many(
     y_var = np.empty(N)
     for i, (X, y, s, (fit_idx, _)) in enumerate(zip(Xs, ys, settings_list, splits)):
         X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
+        if classify:
+            y = _check_codes(y, int(n_classes), names[i]).astype(np.float32).reshape(-1, 1)
+        else:
+            y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s.seed)
-            model = initial_model(X, y, fit_idx, s)
+            model = initial_model(X, y, fit_idx, s, task, n_classes)
         Xstd[i] = (torch.from_numpy(X) - model.x_mean) / model.x_scale
-        Ystd[i] = (torch.from_numpy(y) - model.y_mean) / model.y_scale
-        y_var[i] = float(model.y_scale.item() ** 2)
+        # classification: the class codes themselves (the output buffers are unused)
+        Ystd[i] = torch.from_numpy(y) if classify else (torch.from_numpy(y) - model.y_mean) / model.y_scale
+        y_var[i] = 1.0 if classify else float(model.y_scale.item() ** 2)
         models.append(model)
 
     # Parameters of network i are row i of one flat tensor; layer k is a view of it.
@@ -155,10 +166,25 @@ def train_many(
         val_all = torch.from_numpy(np.stack([v for _, v in splits])).to(device)
         X_val, Y_val = Xstd[rows, val_all], Ystd[rows, val_all]
 
-    def evaluate(x: torch.Tensor, yv: torch.Tensor) -> np.ndarray:
+    def losses(out: torch.Tensor, yv: torch.Tensor) -> torch.Tensor:
+        """Mean loss per network of outputs ``out`` (N, b, n_out) against ``yv`` (N, b, 1)."""
+        if not classify:
+            return torch.square(out - yv).mean(dim=(1, 2))
+        if n_out == 1:
+            return nn.functional.binary_cross_entropy_with_logits(out, yv, reduction="none").mean(dim=(1, 2))
+        ce = nn.functional.cross_entropy(out.reshape(-1, n_out), yv.reshape(-1).long(), reduction="none")
+        return ce.view(out.shape[0], -1).mean(dim=1)
+
+    def evaluate(x: torch.Tensor, yv: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Loss (data scale) and accuracy (classification; NaN otherwise) per network."""
         with torch.no_grad():
-            mse = torch.square(forward(flat, x) - yv).mean(dim=(1, 2))
-        return mse.cpu().numpy().astype(np.float64) * y_var
+            out = forward(flat, x)
+            loss = losses(out, yv).cpu().numpy().astype(np.float64) * y_var
+            if not classify:
+                return loss, np.full(N, math.nan)
+            pred = (out[:, :, 0] > 0).long() if n_out == 1 else out.argmax(dim=2)
+            acc = (pred == yv[:, :, 0].long()).double().mean(dim=1)
+        return loss, acc.cpu().numpy()
 
     lr = np.array([s.lr for s in settings_list], dtype=np.float64)
     wd_t = torch.tensor([s.weight_decay for s in settings_list], dtype=torch.float32, device=device)[:, None]
@@ -172,9 +198,11 @@ def train_many(
     batch = max(1, min(int(s0.batch_size), n_fit))
     epochs = np.array([s.epochs for s in settings_list])
     patience = np.array([s.patience for s in settings_list])
+    schedules = [LRSchedule(s) for s in settings_list]
+    scheduled = any(s.lr_schedule != "constant" for s in settings_list)
 
-    limit = DIVERGENCE_FACTOR * np.maximum(1.0, evaluate(X_fit, Y_fit) / y_var)
-    histories: list[list[tuple[int, float, float]]] = [[] for _ in range(N)]
+    limit = DIVERGENCE_FACTOR * np.maximum(1.0, evaluate(X_fit, Y_fit)[0] / y_var)
+    histories: list[list[tuple[float, ...]]] = [[] for _ in range(N)]
     best_score = np.full(N, math.inf)
     best_epoch = np.zeros(N, dtype=int)
     best_flat = flat.detach().clone()
@@ -183,16 +211,23 @@ def train_many(
     stopped_early = np.zeros(N, dtype=bool)
     step = 0
     start = time.perf_counter()
+    last_report = start
+    max_epochs = int(epochs.max())
     epoch = 0
     while active.any():
         epoch += 1
         active_t = torch.from_numpy(active).to(device)[:, None]
+        if scheduled:
+            lr_e = lr * np.array([sch.factor(epoch) for sch in schedules])
+            neg_lr_t = torch.tensor(-lr_e, dtype=torch.float32, device=device)[:, None]
+        else:
+            lr_e = lr
         order = torch.stack([torch.randperm(n_fit, generator=g) for g in gens]).to(device)
         Xe, Ye = X_fit[rows, order], Y_fit[rows, order]
         for b in range(0, n_fit, batch):
             xb, yb = Xe[:, b:b + batch], Ye[:, b:b + batch]
             flat.grad = None
-            loss = torch.square(forward(flat, xb) - yb).mean(dim=(1, 2)).sum()
+            loss = losses(forward(flat, xb), yb).sum()
             loss.backward()
             step += 1
             with torch.no_grad():
@@ -204,7 +239,7 @@ def train_many(
                     state2.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
                     bc1 = 1 - _BETA1 ** step
                     bc2_sqrt = (1 - _BETA2 ** step) ** 0.5
-                    neg_step = torch.tensor(-(lr / bc1), dtype=torch.float32, device=device)[:, None]
+                    neg_step = torch.tensor(-(lr_e / bc1), dtype=torch.float32, device=device)[:, None]
                     denom = (state2.sqrt() / bc2_sqrt).add_(_EPS)
                     new = flat + (neg_step * state1) / denom
                 else:
@@ -214,8 +249,8 @@ def train_many(
                         state1.mul_(mom_t).add_(g)
                     new = flat + neg_lr_t * state1
                 flat.copy_(torch.where(active_t, new, flat))
-        train_loss = evaluate(X_fit, Y_fit)
-        val_loss = evaluate(X_val, Y_val) if use_val else np.full(N, math.nan)
+        train_loss, train_acc = evaluate(X_fit, Y_fit)
+        val_loss, val_acc = evaluate(X_val, Y_val) if use_val else (np.full(N, math.nan), np.full(N, math.nan))
         with torch.no_grad():
             finite = torch.isfinite(flat).all(dim=1).cpu().numpy()
         for i in np.flatnonzero(active):
@@ -226,9 +261,11 @@ def train_many(
                     f"against a variance of the target of {y_var[i]:.4g}). Lower mlp.lr (now "
                     f"{settings_list[i].lr:g})."
                 )
-            histories[i].append((epoch, tl, vl))
+            histories[i].append((epoch, tl, vl, float(train_acc[i]), float(val_acc[i])) if classify
+                                else (epoch, tl, vl))
             epochs_run[i] = epoch
             score = vl if use_val else tl
+            schedules[i].end_epoch(score)
             if score < best_score[i]:
                 best_score[i], best_epoch[i] = score, epoch
                 best_flat[i] = flat.detach()[i]
@@ -237,6 +274,14 @@ def train_many(
                 active[i] = False
             elif epoch >= epochs[i]:
                 active[i] = False
+        now = time.perf_counter()
+        if now - last_report >= 10.0 or not active.any():
+            last_report = now
+            elapsed = now - start
+            log.info("train_many: epoch %d/%d, %d of %d networks still training, median train_loss=%.5g "
+                     "val_loss=%.5g, elapsed=%.1fs eta<=%.1fs", epoch, max_epochs, int(active.sum()), N,
+                     float(np.median(train_loss)), float(np.median(val_loss)) if use_val else math.nan, elapsed,
+                     elapsed / epoch * (max_epochs - epoch))
     seconds = round(time.perf_counter() - start, 3)
     log.info("train_many: %d networks, %d epochs at most, %.1fs", N, epoch, seconds)
 
@@ -257,5 +302,6 @@ def train_many(
             "device": str(device),
             "seconds": seconds,
         }
-        results.append((model, pd.DataFrame(histories[i], columns=HISTORY_COLUMNS), info))
+        results.append((model, pd.DataFrame(histories[i], columns=CLASS_HISTORY_COLUMNS if classify
+                                            else HISTORY_COLUMNS), info))
     return results

@@ -35,6 +35,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
 }
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss"]
+CLASS_HISTORY_COLUMNS = [*HISTORY_COLUMNS, "train_accuracy", "val_accuracy"]
+"""History of a classification network: the losses are mean cross-entropy (nats)."""
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+TASKS = ("regression", "classification")
 DIVERGENCE_FACTOR = 1e4
 """Training counts as diverged when the training loss, in units of the target's
 variance, exceeds this multiple of the untrained network's loss (or of 1, the
@@ -58,6 +62,9 @@ class MLPSettings:
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
+    lr_schedule: str = "constant"
+    lr_factor: float = 0.5
+    lr_patience: int = 10
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> MLPSettings:
@@ -81,6 +88,8 @@ class MLPSettings:
             raise ConfigError(f"mlp.activation must be one of {', '.join(ACTIVATIONS)}; got {s.activation!r}.")
         if s.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"mlp.optimizer must be 'adam' or 'sgd'; got {s.optimizer!r}.")
+        if s.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"mlp.lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {s.lr_schedule!r}.")
         if s.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"mlp.device must be 'auto', 'cpu' or 'cuda'; got {s.device!r}.")
         # name, lower bound, whether the lower bound is excluded, exclusive upper bound
@@ -90,13 +99,14 @@ class MLPSettings:
             ("momentum", 0.0, False, 1.0),
             ("weight_decay", 0.0, False, math.inf),
             ("val_fraction", 0.0, False, 1.0),
+            ("lr_factor", 0.0, True, 1.0),
         ):
             v = getattr(s, name)
             if not _is_number(v) or not (v > low if low_open else v >= low) or not v < high:
                 hi = "" if math.isinf(high) else f" and < {high:g}"
                 raise ConfigError(f"mlp.{name} must be a number {'>' if low_open else '>='} {low:g}{hi}; got {v!r}.")
             setattr(s, name, float(v))
-        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("seed", 0)):
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("seed", 0), ("lr_patience", 1)):
             v = getattr(s, name)
             if not _is_int(v) or int(v) < low:
                 raise ConfigError(f"mlp.{name} must be an integer >= {low}; got {v!r}.")
@@ -183,7 +193,61 @@ def _split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def initial_model(X: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, settings: MLPSettings) -> GeneMLP:
+class LRSchedule:
+    """Learning-rate multiplier per epoch (``mlp.lr_schedule``), shared by both trainers.
+
+    * ``constant``: 1.
+    * ``cosine``: ``(1 + cos(pi (e - 1) / epochs)) / 2`` at epoch ``e`` (1-based),
+      from 1 down towards 0 at the last epoch.
+    * ``plateau``: starts at 1 and is multiplied by ``lr_factor`` whenever the
+      monitored loss (validation loss, or training loss without a validation
+      part) has not improved for ``lr_patience`` epochs, as
+      ``torch.optim.lr_scheduler.ReduceLROnPlateau`` (threshold 0) does.
+    """
+
+    def __init__(self, settings: MLPSettings) -> None:
+        self.kind = settings.lr_schedule
+        self.epochs = settings.epochs
+        self.lr_factor = settings.lr_factor
+        self.lr_patience = settings.lr_patience
+        self._plateau = 1.0
+        self._best = math.inf
+        self._bad = 0
+
+    def factor(self, epoch: int) -> float:
+        """Multiplier of ``lr`` for the updates of ``epoch`` (1-based)."""
+        if self.kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / self.epochs))
+        if self.kind == "plateau":
+            return self._plateau
+        return 1.0
+
+    def end_epoch(self, score: float) -> None:
+        """Record the monitored loss of the epoch just finished."""
+        if self.kind != "plateau":
+            return
+        if score < self._best:
+            self._best, self._bad = score, 0
+        else:
+            self._bad += 1
+            if self._bad > self.lr_patience:
+                self._plateau *= self.lr_factor
+                self._bad = 0
+
+
+def n_outputs(task: str, n_classes: int | None) -> int:
+    """Output units: 1 for regression and binary classification (a logit), else one per class."""
+    if task == "regression":
+        return 1
+    if task != "classification":
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if n_classes is None or n_classes < 2:
+        raise ModelError(f"A classification network needs at least 2 classes; got {n_classes}.")
+    return 1 if n_classes == 2 else int(n_classes)
+
+
+def initial_model(X: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, settings: MLPSettings,
+                  task: str = "regression", n_classes: int | None = None) -> GeneMLP:
     """A freshly initialised network whose standardisation buffers hold the fit part's statistics.
 
     The weights come from torch's global generator: the caller seeds it (inside
@@ -193,21 +257,35 @@ def initial_model(X: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, settings: M
     Parameters
     ----------
     X, y
-        float32 samples x predictors and target column (n x 1).
+        float32 samples x predictors and target column (n x 1; class codes for
+        classification).
     fit_idx
         Rows the network learns from (the validation part excluded).
     settings
         Architecture.
+    task, n_classes
+        ``classification`` leaves the output unstandardised (``y_mean`` 0,
+        ``y_scale`` 1): the outputs are logits.
     """
-    model = GeneMLP(X.shape[1], settings.hidden, settings.activation, 1, settings.dropout)
+    n_out = n_outputs(task, n_classes)
+    model = GeneMLP(X.shape[1], settings.hidden, settings.activation, n_out, settings.dropout)
     Xf, yf = X[fit_idx], y[fit_idx]
     x_scale = Xf.std(axis=0)
-    y_scale = yf.std(axis=0)
     model.x_mean.copy_(torch.from_numpy(Xf.mean(axis=0)))
     model.x_scale.copy_(torch.from_numpy(np.where(x_scale > 0, x_scale, 1.0).astype(np.float32)))
-    model.y_mean.copy_(torch.from_numpy(yf.mean(axis=0)))
-    model.y_scale.copy_(torch.from_numpy(np.where(y_scale > 0, y_scale, 1.0).astype(np.float32)))
+    if task == "regression":
+        y_scale = yf.std(axis=0)
+        model.y_mean.copy_(torch.from_numpy(yf.mean(axis=0)))
+        model.y_scale.copy_(torch.from_numpy(np.where(y_scale > 0, y_scale, 1.0).astype(np.float32)))
     return model
+
+
+def _check_codes(y: np.ndarray, n_classes: int, target: str) -> np.ndarray:
+    codes = np.asarray(y).reshape(-1)
+    if not np.all(np.isfinite(codes)) or np.any(codes != np.round(codes)) or codes.min() < 0 \
+            or codes.max() >= n_classes:
+        raise ModelError(f"Target {target!r}: class codes must be integers 0..{n_classes - 1}.")
+    return codes.astype(np.int64)
 
 
 def train_mlp(
@@ -215,24 +293,34 @@ def train_mlp(
     y: np.ndarray,
     settings: MLPSettings,
     target: str = "target",
+    task: str = "regression",
+    n_classes: int | None = None,
 ) -> tuple[GeneMLP, pd.DataFrame, dict[str, Any]]:
-    """Train a network on (X, y) with MSE loss.
+    """Train a network on (X, y): MSE loss for regression, cross-entropy for classification.
 
     A validation part (``settings.val_fraction``) is carved from the samples
     given, deterministically from the seed; with ``patience > 0`` training
     stops when the validation loss has not improved for ``patience`` epochs,
-    and the weights of the best epoch are kept.
+    and the weights of the best epoch are kept. The learning rate follows
+    ``settings.lr_schedule`` (:class:`LRSchedule`).
 
     Parameters
     ----------
     X
         Training samples x predictors, on the (normalised) data scale.
     y
-        Target values, same samples.
+        Target values, same samples; for classification, class codes
+        ``0 .. n_classes - 1``.
     settings
         Architecture and training settings.
     target
         Name used in log lines.
+    task
+        ``regression`` (identity output, mean squared error) or
+        ``classification``: sigmoid output and binary cross-entropy for two
+        classes, softmax and cross-entropy for more.
+    n_classes
+        Number of classes (classification only).
 
     Returns
     -------
@@ -240,14 +328,21 @@ def train_mlp(
         On the CPU, in eval mode.
     history : pandas.DataFrame
         ``epoch, train_loss, val_loss``: mean squared error on the data scale
-        of the target, evaluated after each epoch (``val_loss`` empty without
-        a validation part).
+        of the target (mean cross-entropy for classification, with
+        ``train_accuracy, val_accuracy``), evaluated after each epoch (the
+        validation columns empty without a validation part).
     info : dict
         ``best_epoch``, ``epochs_run``, ``stopped_early``, ``n_fit``, ``n_val``,
         ``device``, ``seconds``.
     """
     X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
+    classify = task == "classification"
+    n_out = n_outputs(task, n_classes)
+    if classify:
+        codes = _check_codes(y, int(n_classes), target)
+        y = codes.astype(np.float32).reshape(-1, 1)
+    else:
+        y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
     n, p = X.shape
     if n < 3:
         raise ModelError(f"Target {target!r}: {n} training samples are too few to train a network.")
@@ -261,11 +356,19 @@ def train_mlp(
         if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(settings.seed)
-        model = initial_model(X, y, fit_idx, settings)
+        model = initial_model(X, y, fit_idx, settings, task, n_classes)
         model.to(device)
 
         Xt = torch.from_numpy(X).to(device)
-        yt = ((torch.from_numpy(y).to(device)) - model.y_mean) / model.y_scale
+        if not classify:
+            yt = ((torch.from_numpy(y).to(device)) - model.y_mean) / model.y_scale
+            loss_fn: nn.Module = nn.MSELoss()
+        elif n_out == 1:
+            yt = torch.from_numpy(y).to(device)
+            loss_fn = nn.BCEWithLogitsLoss()
+        else:
+            yt = torch.from_numpy(codes).to(device)
+            loss_fn = nn.CrossEntropyLoss()
         fit_t = torch.from_numpy(fit_idx).to(device)
         val_t = torch.from_numpy(val_idx).to(device)
         if settings.optimizer == "adam":
@@ -274,23 +377,30 @@ def train_mlp(
         else:
             opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                   weight_decay=settings.weight_decay)
+        schedule = LRSchedule(settings)
         gen = torch.Generator(device="cpu").manual_seed(settings.seed)
         batch = max(1, min(int(settings.batch_size), len(fit_idx)))
-        loss_fn = nn.MSELoss()
-        y_var = float(model.y_scale.item() ** 2)
+        y_var = float(model.y_scale.item() ** 2) if not classify else 1.0
 
-        def evaluate(idx: torch.Tensor) -> float:
+        def evaluate(idx: torch.Tensor) -> tuple[float, float]:
+            """Loss (data scale) and, for classification, accuracy of the samples ``idx``."""
             model.eval()
             with torch.no_grad():
-                return float(loss_fn(model(Xt[idx]), yt[idx]).item()) * y_var
+                out = model(Xt[idx])
+                loss = float(loss_fn(out, yt[idx]).item()) * y_var
+                if not classify:
+                    return loss, math.nan
+                pred = (out[:, 0] > 0).long() if n_out == 1 else out.argmax(dim=1)
+                truth = yt[idx].view(-1).long()
+                return loss, float((pred == truth).double().mean().item())
 
         def diverged(loss: float) -> bool:
             if not math.isfinite(loss) or loss / y_var > limit:
                 return True
             return not all(bool(torch.isfinite(t).all()) for t in model.parameters())
 
-        limit = DIVERGENCE_FACTOR * max(1.0, evaluate(fit_t) / y_var)
-        history: list[tuple[int, float, float]] = []
+        limit = DIVERGENCE_FACTOR * max(1.0, evaluate(fit_t)[0] / y_var)
+        history: list[tuple[float, ...]] = []
         best = (math.inf, 0)
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         start = time.perf_counter()
@@ -298,6 +408,9 @@ def train_mlp(
         stopped_early = False
         epoch = 0
         for epoch in range(1, settings.epochs + 1):
+            lr_now = settings.lr * schedule.factor(epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr_now
             model.train()
             order = fit_t[torch.randperm(len(fit_idx), generator=gen).to(device)]
             for b in range(0, len(order), batch):
@@ -306,23 +419,26 @@ def train_mlp(
                 loss = loss_fn(model(Xt[idx]), yt[idx])
                 loss.backward()
                 opt.step()
-            train_loss = evaluate(fit_t)
-            val_loss = evaluate(val_t) if use_val else math.nan
+            train_loss, train_acc = evaluate(fit_t)
+            val_loss, val_acc = evaluate(val_t) if use_val else (math.nan, math.nan)
             if diverged(train_loss):
                 raise ModelError(
                     f"Target {target!r}: training diverged at epoch {epoch} (training loss {train_loss:.4g}, "
                     f"against a variance of the target of {y_var:.4g}). Lower mlp.lr (now {settings.lr:g})."
                 )
-            history.append((epoch, train_loss, val_loss))
+            history.append((epoch, train_loss, val_loss, train_acc, val_acc) if classify
+                           else (epoch, train_loss, val_loss))
             score = val_loss if use_val else train_loss
+            schedule.end_epoch(score)
             if score < best[0]:
                 best = (score, epoch)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if epoch % report_every == 0 or epoch == 1:
                 elapsed = time.perf_counter() - start
                 eta = elapsed / epoch * (settings.epochs - epoch)
-                log.info("%s epoch %d/%d train_loss=%.5g val_loss=%.5g elapsed=%.1fs eta<=%.1fs",
-                         target, epoch, settings.epochs, train_loss, val_loss, elapsed, eta)
+                acc = f" train_accuracy={train_acc:.3f} val_accuracy={val_acc:.3f}" if classify else ""
+                log.info("%s epoch %d/%d train_loss=%.5g val_loss=%.5g%s lr=%.3g elapsed=%.1fs eta<=%.1fs",
+                         target, epoch, settings.epochs, train_loss, val_loss, acc, lr_now, elapsed, eta)
             if settings.patience > 0 and use_val and epoch - best[1] >= settings.patience:
                 stopped_early = True
                 log.info("%s: early stop at epoch %d (best validation loss %.5g at epoch %d)",
@@ -339,7 +455,7 @@ def train_mlp(
         "device": str(device),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    hist = pd.DataFrame(history, columns=CLASS_HISTORY_COLUMNS if classify else HISTORY_COLUMNS)
     return model, hist, info
 
 
@@ -349,6 +465,21 @@ def predict(model: GeneMLP, X: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         out = model.predict(torch.from_numpy(np.asarray(X, dtype=np.float32)))
     return out.numpy()[:, 0].astype(np.float64)
+
+
+def predict_proba(model: GeneMLP, X: np.ndarray) -> np.ndarray:
+    """Class probabilities (samples x classes) of a classification network.
+
+    One output unit is a binary network: ``[1 - sigmoid(z), sigmoid(z)]``; more
+    are softmax over the classes.
+    """
+    model.eval()
+    with torch.no_grad():
+        z = model.forward(torch.from_numpy(np.asarray(X, dtype=np.float32))).double()
+        if z.shape[1] == 1:
+            p1 = torch.sigmoid(z[:, 0])
+            return torch.stack([1.0 - p1, p1], dim=1).numpy()
+        return torch.softmax(z, dim=1).numpy()
 
 
 def linear_coefficients(model: GeneMLP) -> tuple[float, np.ndarray]:
