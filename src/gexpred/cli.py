@@ -172,6 +172,56 @@ def cmd_split(a: argparse.Namespace) -> None:
     write_table(df, a.out)
 
 
+def cmd_folds(a: argparse.Namespace) -> None:
+    from .io import read_h5ad, read_table, write_table
+    from .search import kfold
+
+    adata = read_h5ad(a.data)
+    sp = read_table(a.splits, dtype={"sample": str}).set_index("sample")["split"].reindex(adata.obs_names)
+    train = list(adata.obs_names[(sp == "train").to_numpy()])
+    lab = _read_labels(a.labels, train) if a.labels else None
+    parts = []
+    for t in a.target:
+        labels = None
+        if lab is not None:
+            labels = lab[t].to_numpy()
+        try:
+            fold = kfold(train, a.k, a.seed, labels)
+        except InputError as exc:
+            raise InputError(f"Target {t!r}: {exc}") from None
+        parts.append(pd.DataFrame({"target": t, "sample": train, "fold": fold + 1}))
+        sizes = np.bincount(fold, minlength=a.k)
+        log.info("target %s: %d training samples in %d folds of %s samples%s", t, len(train), a.k,
+                 "/".join(map(str, sizes)), " (stratified by class)" if labels is not None else "")
+    write_table(pd.concat(parts, ignore_index=True), a.out)
+
+
+def _train_folds(path: str, target: str, samples) -> np.ndarray:
+    """0-based fold of each training sample of ``target`` (in the order of ``samples``)."""
+    from .io import read_table
+
+    df = read_table(path, dtype={"target": str, "sample": str})
+    sub = df[df["target"] == target].set_index("sample")["fold"]
+    fold = sub.reindex(list(samples))
+    if fold.isna().any() or len(sub) != len(samples):
+        raise InputError(f"The folds table '{path}' does not match the training samples of target {target!r}. "
+                         f"Re-run the folds step.")
+    return fold.to_numpy(dtype=np.int64) - 1
+
+
+def _cv_frame(target: str, model: str, samples, folds: np.ndarray, observed, predicted) -> pd.DataFrame:
+    return pd.DataFrame({"target": target, "model": model, "sample": list(samples), "fold": folds + 1,
+                         "observed": observed, "predicted": predicted})
+
+
+def _cv_class_frame(target: str, model: str, samples, folds: np.ndarray, labels, classes, proba) -> pd.DataFrame:
+    df = _cv_frame(target, model, samples, folds, labels,
+                   np.asarray(classes, dtype=object)[np.nanargmax(proba, axis=1)])
+    for k, c in enumerate(classes):
+        df[f"p[{c}]"] = proba[:, k]
+    return df
+
+
 def cmd_normalize(a: argparse.Namespace) -> None:
     from .io import write_h5ad, write_json
     from .preprocess import apply_normalization, describe, fit_normalization
@@ -292,6 +342,13 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
     proba = fit.predict_proba(X)
     preds = _class_predictions(a.target, "ols", adata.obs_names, split, labels, classes, proba)
     out = Path(a.out_dir)
+    if a.folds:
+        from .search import cv_logit
+
+        folds = _train_folds(a.folds, a.target, adata.obs_names[train])
+        oof = cv_logit(X[train], codes[train], folds, terms, classes, a.target)
+        write_table(_cv_class_frame(a.target, "ols", adata.obs_names[train], folds, labels[train], classes, oof),
+                    out / "cv_predictions.tsv")
     write_table(fit.table(), out / "coefficients.tsv")
     write_table(stats_row, out / "fit.tsv")
     write_table(diag, out / "diagnostics.tsv")
@@ -348,7 +405,15 @@ def cmd_ols(a: argparse.Namespace) -> None:
     infl = influence(fit, list(adata.obs_names[train]))
     nested = nested_tests(fit, X[train], y[train], gene_sets)
     preds = _predictions_frame(a.target, "ols", adata.obs_names, split, y, fit.predict(X))
+    cv = None
+    if a.folds:
+        from .search import cv_ols
+
+        folds = _train_folds(a.folds, a.target, adata.obs_names[train])
+        cv = _cv_frame(a.target, "ols", adata.obs_names[train], folds, y[train], cv_ols(X[train], y[train], folds))
     out = Path(a.out_dir)
+    if cv is not None:
+        write_table(cv, out / "cv_predictions.tsv")
     write_table(fit.table(alpha=a.alpha), out / "coefficients.tsv")
     write_table(stats_row, out / "fit.tsv")
     write_table(diag, out / "diagnostics.tsv")
@@ -393,37 +458,116 @@ def cmd_ols_summary(a: argparse.Namespace) -> None:
 def cmd_mlp(a: argparse.Namespace) -> None:
     import torch
 
+    from .errors import ConfigError
     from .io import write_json, write_table
-    from .nn import MLPSettings, architecture, predict, save_state, settings_dict, train_mlp
+    from .nn import MLPSettings, architecture, predict, predict_proba, save_state, settings_dict, train_mlp
+    from .search import candidate_summary, cv_networks, mlp_candidates, search_table
 
     torch.set_num_threads(max(1, a.threads))
-    settings = MLPSettings.from_config(_json_arg(a.settings, "--settings"))
+    base = _json_arg(a.settings, "--settings")
+    search = _json_arg(a.search, "--search") if a.search else {}
+    configs = mlp_candidates(base, search.get("mlp") or {}, search.get("strategy", "grid"),
+                             int(search.get("n_candidates", 10)), int(search.get("seed", 0)))
+    candidates = []
+    for k, cfg in enumerate(configs, start=1):
+        try:
+            candidates.append(MLPSettings.from_config(cfg))
+        except ConfigError as exc:
+            raise ConfigError(f"search.mlp candidate {k} ({ {key: cfg[key] for key in search.get('mlp', {})} }): "
+                              f"{exc}") from None
     adata, split = _load_split_data(a.data, a.splits)
-    X, y, train, design = _design(a, adata, split, None)
-    model, history, info = train_mlp(X[train], y[train], settings, a.target)
+    classify = bool(a.labels)
+    X, y, train, design = _design(a, adata, split, None, need_target_gene=not classify)
+    task, n_classes, classes, labels = "regression", None, None, None
+    if classify:
+        codes, classes, labels = _class_target(a, adata, train)
+        task, n_classes, yy = "classification", len(classes), codes
+    else:
+        yy = y
+    winner, search_meta = 0, None
+    cv_out = search_out = None
+    if a.folds:
+        folds = _train_folds(a.folds, a.target, adata.obs_names[train])
+        cv = cv_networks(X[train], yy[train], folds, candidates, task, n_classes, a.target)
+        winner = cv.winner()
+        loss_name = "cross_entropy" if classify else "mse"
+        search_out = search_table(candidates, cv, candidate_summary(configs), loss_name)
+        samples_tr = adata.obs_names[train]
+        if classify:
+            cv_out = _cv_class_frame(a.target, "mlp", samples_tr, folds, labels[train], classes, cv.oof[winner])
+        else:
+            cv_out = _cv_frame(a.target, "mlp", samples_tr, folds, y[train], cv.oof[winner])
+        search_meta = {"strategy": search.get("strategy", "grid"), "n_candidates": len(candidates),
+                       "folds": int(folds.max()) + 1, "selected": winner + 1, "loss": loss_name,
+                       "cv_loss_mean": float(cv.mean[winner]), "cv_loss_sd": float(cv.sd[winner])}
+        if len(candidates) > 1:
+            varied = {k: configs[winner][k] for k in candidate_summary(configs)}
+            log.info("MLP %s: search chose candidate %d of %d (%s) with CV %s %.5g +- %.3g", a.target, winner + 1,
+                     len(candidates), ", ".join(f"{k}={v}" for k, v in varied.items()), loss_name,
+                     cv.mean[winner], cv.sd[winner])
+    settings = candidates[winner]
+    model, history, info = train_mlp(X[train], yy[train], settings, a.target, task, n_classes)
     log.info("MLP %s: %d epochs (best %d) in %.1fs on %s", a.target, info["epochs_run"], info["best_epoch"],
              info["seconds"], info["device"])
-    preds = _predictions_frame(a.target, "mlp", adata.obs_names, split, y, predict(model, X))
+    if classify:
+        preds = _class_predictions(a.target, "mlp", adata.obs_names, split, labels, classes, predict_proba(model, X))
+    else:
+        preds = _predictions_frame(a.target, "mlp", adata.obs_names, split, y, predict(model, X))
     out = Path(a.out_dir)
     meta = {
         "target": a.target,
         "model": "mlp",
+        "task": task,
+        "classes": classes,
         "architecture": architecture(model, settings),
         "settings": settings_dict(settings),
         "seed": settings.seed,
+        "search": search_meta,
         "predictors": design["terms"],
         "design": design,
         "normalization": a.normalization_ref,
         # wall time stays in the log: the model card holds only what the config and seed determine
         "training": {k: v for k, v in info.items() if k != "seconds"},
-        "loss": "mse",
+        "loss": "cross_entropy" if classify else "mse",
         "torch_version": torch.__version__,
         "gexpred_version": __version__,
     }
+    if search_out is not None:
+        write_table(search_out, out / "search.tsv")
+        write_table(cv_out, out / "cv_predictions.tsv")
     save_state(model, out / "model.pt")
     write_json(meta, out / "model.json")
     write_table(history, out / "history.tsv")
     write_table(preds, out / "predictions.tsv")
+
+
+def cmd_penalized(a: argparse.Namespace) -> None:
+    from .io import write_json, write_table
+    from .search import PENALTY_L1, cv_penalized
+
+    if a.labels:
+        raise InputError("The penalized model is fitted for regression targets; for classification targets "
+                         "remove 'penalized' from 'models' (ols.penalized: true gives a ridge logistic fit).")
+    adata, split = _load_split_data(a.data, a.splits)
+    X, y, train, design = _design(a, adata, split, None)
+    folds = _train_folds(a.folds, a.target, adata.obs_names[train])
+    res = cv_penalized(X[train], y[train], folds, a.method, a.n_alphas, a.target)
+    terms = design["terms"]
+    coefs = pd.DataFrame({"term": ["const", *terms], "coef": [res.intercept, *res.coef]})
+    coefs["standardized_coef"] = [np.nan, *(res.coef * X[train].std(axis=0))]
+    pred = res.intercept + X @ res.coef
+    out = Path(a.out_dir)
+    write_table(res.table, out / "search.tsv")
+    write_table(coefs, out / "coefficients.tsv")
+    write_table(_cv_frame(a.target, "penalized", adata.obs_names[train], folds, y[train], res.oof),
+                out / "cv_predictions.tsv")
+    write_json({"target": a.target, "model": "penalized", "method": res.method, "alpha": res.alpha,
+                "l1_wt": PENALTY_L1[res.method], "intercept": res.intercept,
+                "coefficients": dict(zip(terms, map(float, res.coef))), "design": design,
+                "objective": "RSS / (2 n) + alpha * ((1 - l1_wt) * |b|^2 / 2 + l1_wt * |b|_1) on standardized "
+                             "predictors (statsmodels OLS.fit_regularized)",
+                "normalization": a.normalization_ref, "gexpred_version": __version__}, out / "model.json")
+    write_table(_predictions_frame(a.target, "penalized", adata.obs_names, split, y, pred), out / "predictions.tsv")
 
 
 def cmd_genome_plan(a: argparse.Namespace) -> None:
@@ -593,6 +737,19 @@ def cmd_compare(a: argparse.Namespace) -> None:
         metrics = metrics_table(predictions, a.models)
         for _, r in metrics[metrics["split"] == "test"].iterrows():
             log.info("%s %s test: R^2 = %.4f, MSE = %.4g", r["target"], r["model"], r["r2"], r["mse"])
+    if a.cv_predictions:
+        from .compare import cv_metrics_table, summary_table
+
+        cvp = pd.concat([read_table(p, dtype={"target": str, "sample": str, "model": str, "observed": object,
+                                              "predicted": object}) for p in a.cv_predictions], ignore_index=True)
+        if not classification:
+            cvp = cvp.astype({"observed": float, "predicted": float})
+        cv_metrics = cv_metrics_table(cvp, a.models, classes if classification else None)
+        summary = summary_table(cv_metrics, metrics, a.models, alpha=a.alpha)
+        for _, r in summary.iterrows():
+            log.info("%s: %s", r["target"], r["statement"])
+        write_table(cv_metrics, a.out_cv_metrics)
+        write_table(summary, a.out_summary)
     write_table(predictions, a.out_predictions)
     write_table(metrics, a.out_metrics)
 
@@ -628,6 +785,61 @@ def cmd_plot(a: argparse.Namespace) -> None:
     elif a.kind == "loss":
         meta = json.loads(Path(a.model_json).read_text())
         plots.loss_curves(read_table(a.history), a.target, a.out, meta["training"]["best_epoch"])
+    elif a.kind in ("samples", "normalization"):
+        from .io import read_h5ad
+
+        adata, split = _load_split_data(a.normalized, a.splits)
+        after = _dense(adata.X)
+        if a.kind == "samples":
+            raw = read_h5ad(a.data)
+            plots.sample_overview(after, list(adata.obs_names), split, a.out,
+                                  n_dropped_samples=int(raw.uns.get("n_dropped_samples", 0)),
+                                  n_dropped_genes=int(raw.uns.get("n_dropped_genes", 0)))
+        else:
+            raw = read_h5ad(a.data)[adata.obs_names, adata.var_names]
+            plots.normalization_effect(_dense(raw.X), after, split, a.method or "none", a.out)
+    elif a.kind == "pvalues":
+        plots.pvalue_summary(read_table(a.coefficients, dtype={"target": str, "term": str}), a.out, a.fdr)
+    elif a.kind == "comparison":
+        plots.model_comparison(read_table(a.metrics, dtype={"target": str, "model": str}), a.out)
+    elif a.kind == "cv":
+        plots.cv_metrics(read_table(a.cv_metrics, dtype={"target": str, "model": str}), a.out, a.metric)
+
+
+def _dense(X) -> np.ndarray:
+    return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+
+
+def cmd_report_summary(a: argparse.Namespace) -> None:
+    from .facts import build_facts, comparison_rows
+    from .htmltable import sortable_table
+    from .io import read_h5ad, read_table, write_json, write_text
+
+    adata = read_h5ad(a.data)
+    opt = lambda path, **kw: read_table(path, **kw) if path else None  # noqa: E731
+    metrics = read_table(a.metrics, dtype={"target": str, "model": str})
+    cv = opt(a.cv_metrics, dtype={"target": str, "model": str})
+    summary = opt(a.summary, dtype={"target": str, "best_model": str})
+    facts = build_facts(
+        n_samples=adata.n_obs, n_genes=adata.n_vars, sources=list(adata.uns.get("sources", [a.data])),
+        dropped=read_table(a.dropped, dtype=str), splits=read_table(a.splits, dtype={"sample": str}),
+        targets=read_table(a.targets, dtype=str), metrics=metrics,
+        predictors=opt(a.predictors, dtype={"target": str, "gene": str}),
+        fits=opt(a.fits, dtype={"target": str, "failed_assumptions": str}),
+        coefs=opt(a.coefficients, dtype={"target": str, "term": str}), cv=cv, summary=summary,
+        test_fraction=a.test_fraction, seed=a.seed, fdr=a.fdr)
+    rows = comparison_rows(metrics, cv, summary)
+    intro = ("One row per target and model: metrics on the test split (which no model saw while being fitted "
+             "or chosen)"
+             + (", cross-validation inside the training split (mean and sd over folds; cv_verdict: the model "
+                "chosen by cross-validation)" if cv is not None else "")
+             + (", the corrected resampled t-test verdict of network against regression" if summary is not None
+                else "")
+             + f" and test_verdict, which compares each model with the best of its target on test "
+             f"{facts['key_metric']} and with the training-mean baseline. Values are on the normalized scale.")
+    write_json(facts, a.out_facts)
+    write_text(sortable_table(rows, "Model comparison", intro, highlight="cv_verdict" if cv is not None else "test_verdict"),
+               a.out_table)
 
 
 # --------------------------------------------------------------------------- parser
@@ -669,6 +881,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
 
+    s = verb("folds", cmd_folds, "Assign the training samples to K cross-validation folds, deterministically.")
+    s.add_argument("--data", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("--target", action="append", required=True)
+    s.add_argument("--labels", help="class labels table: stratify each target's folds by its classes")
+    s.add_argument("--k", type=int, default=5, help="number of folds")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="TSV: target, sample, fold (1-based)")
+
     s = verb("normalize", cmd_normalize, "Fit the normalization on the training split and apply it to all samples.")
     s.add_argument("--data", required=True)
     s.add_argument("--splits", required=True)
@@ -688,7 +909,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
 
     for name, func, help in (("ols", cmd_ols, "Fit multiple regression (statsmodels OLS) for one target."),
-                             ("mlp", cmd_mlp, "Train a neural network (PyTorch) for one target.")):
+                             ("mlp", cmd_mlp, "Search, cross-validate and train a neural network (PyTorch) for "
+                                              "one target."),
+                             ("penalized", cmd_penalized, "Ridge or lasso regression for one target, the penalty "
+                                                          "chosen by cross-validation.")):
         s = verb(name, func, help)
         s.add_argument("--data", required=True)
         s.add_argument("--splits", required=True)
@@ -698,6 +922,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--covariate", action="append", default=[], help="sample-sheet column to adjust for")
         s.add_argument("--out-dir", required=True)
         s.add_argument("--labels", help="class labels table: the target is a classification target")
+        s.add_argument("--folds", required=name == "penalized",
+                       help="folds table (gexpred folds): cross-validate on the training split")
+        if name == "penalized":
+            s.add_argument("--method", nargs="+", default=["ridge", "lasso"], help="ridge, lasso, elastic_net")
+            s.add_argument("--n-alphas", type=int, default=20, help="penalties tried per method")
         if name == "ols":
             s.add_argument("--penalized", action="store_true",
                            help="classification: ridge logistic fit when the classes are separated")
@@ -706,6 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level; test threshold")
         if name == "mlp":
             s.add_argument("--settings", required=True, help="JSON of the mlp settings")
+            s.add_argument("--search", help="JSON of the search settings (strategy, n_candidates, seed, mlp)")
             s.add_argument("--threads", type=int, default=1)
 
     s = verb("ols-summary", cmd_ols_summary,
@@ -757,9 +987,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--predictions", nargs="+", required=True, help="per-target, per-model predictions.tsv files")
     s.add_argument("--out-predictions", required=True)
     s.add_argument("--out-metrics", required=True)
+    s.add_argument("--cv-predictions", nargs="*", default=[],
+                   help="per-target, per-model cv_predictions.tsv files (out-of-fold predictions)")
+    s.add_argument("--out-cv-metrics", help="TSV: metrics per target, model and fold")
+    s.add_argument("--out-summary", help="TSV: best model per target and network vs regression test")
+    s.add_argument("--alpha", type=float, default=0.05, help="level of the network vs regression test")
 
     s = verb("plot", cmd_plot, "Draw one report figure.")
-    s.add_argument("kind", choices=["observed", "coefficients", "diagnostics", "loss", "activations"])
+    s.add_argument("kind", choices=["observed", "coefficients", "diagnostics", "loss", "activations", "samples",
+                                    "normalization", "pvalues", "comparison", "cv"])
+    s.add_argument("--data", help="collected .h5ad (values before normalization)")
+    s.add_argument("--normalized", help="normalized .h5ad")
+    s.add_argument("--splits")
+    s.add_argument("--method", help="normalization steps, for the axis labels")
+    s.add_argument("--fdr", type=float, default=0.05)
+    s.add_argument("--cv-metrics", help="cross-validation metrics TSV (target, model, fold, ...)")
+    s.add_argument("--metric", default="r2", help="metric of the cv figure")
     s.add_argument("--target")
     s.add_argument("--models", nargs="+", default=["ols", "mlp"])
     s.add_argument("--predictions")
@@ -770,7 +1013,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--diagnostics")
     s.add_argument("--model-json")
     s.add_argument("--out", required=True)
+    _report_parser(sub, verb)
     return p
+
+
+def _report_parser(sub, verb) -> None:
+    s = verb("report-summary", cmd_report_summary,
+             "Write the report's numbers in words (facts JSON) and the sortable model-comparison table (HTML).")
+    for name in ("data", "dropped", "splits", "targets", "metrics"):
+        s.add_argument(f"--{name}", required=True)
+    for name in ("predictors", "fits", "coefficients", "cv-metrics", "summary"):
+        s.add_argument(f"--{name}")
+    s.add_argument("--test-fraction", type=float)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--fdr", type=float, default=0.05)
+    s.add_argument("--out-facts", required=True)
+    s.add_argument("--out-table", required=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,9 @@ any useful model must beat.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -160,3 +163,164 @@ def class_metrics_table(predictions: pd.DataFrame, models: list[str], classes: d
                 m = classification_metrics(codes_all[mask], proba)
                 rows.append({"target": target, "model": model, "split": split, **m})
     return pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS)
+
+
+# --------------------------------------------------------------------------- cross-validation
+CV_PREDICTION_COLUMNS = ["target", "model", "sample", "fold", "observed", "predicted"]
+"""Columns of a model's out-of-fold predictions (classification adds ``p[class]`` columns); ``fold`` is 1-based."""
+CV_METRIC_COLUMNS = ["target", "model", "fold", "n", *REGRESSION_METRICS, *CLASSIFICATION_METRICS]
+SUMMARY_COLUMNS = ["target", "best_model", "metric", "ols", "penalized", "mlp", "p_value", "mean", "verdict",
+                   "statement", "n_folds", "test_best_model", "test_ols", "test_penalized", "test_mlp", "test_mean"]
+"""Columns of the comparison summary: the model columns hold the mean CV metric (``test_*`` the test split's)."""
+VERDICTS = ("network", "regression", "no evidence of a difference", "not compared")
+
+
+def cv_metrics_table(cv: pd.DataFrame, models: list[str], classes: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """Metrics of every model on every held-out fold.
+
+    Parameters
+    ----------
+    cv
+        Out-of-fold predictions of all models (:data:`CV_PREDICTION_COLUMNS`,
+        plus ``p[class]`` columns for classification), every model over the same
+        samples and folds.
+    models
+        Models to report, in order; ``mean`` (the mean of the other folds'
+        observed values, or their class shares) is added as the baseline.
+    classes
+        Classification: the class names per target (order of the ``p[...]`` columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`CV_METRIC_COLUMNS`, one row per target, model and fold.
+    """
+    from .logit import classification_metrics
+
+    rows = []
+    models = [m for m in dict.fromkeys(models) if m != "mean"]
+    for target, df in cv.groupby("target", sort=False):
+        ref = df[df["model"] == models[0]].sort_values("sample", kind="stable")
+        for m in models[1:]:
+            other = df[df["model"] == m].sort_values("sample", kind="stable")
+            if other["sample"].tolist() != ref["sample"].tolist() or other["fold"].tolist() != ref["fold"].tolist():
+                raise ValueError(f"models {models[0]!r} and {m!r} were cross-validated on different samples or folds "
+                                 f"for target {target!r}")
+        cl = classes[target] if classes else None
+        for model in [*models, "mean"]:
+            sub = ref if model == "mean" else df[df["model"] == model].sort_values("sample", kind="stable")
+            for fold in sorted(sub["fold"].unique()):
+                held = (sub["fold"] == fold).to_numpy()
+                rest = ref[ref["fold"] != fold]
+                if cl is None:
+                    obs = sub.loc[held, "observed"].to_numpy(dtype=np.float64)
+                    pred = (np.full(int(held.sum()), float(rest["observed"].astype(float).mean())) if model == "mean"
+                            else sub.loc[held, "predicted"].to_numpy(dtype=np.float64))
+                    m = regression_metrics(obs, pred)
+                else:
+                    index = {c: i for i, c in enumerate(cl)}
+                    codes = sub.loc[held, "observed"].astype(str).map(index).to_numpy()
+                    if model == "mean":
+                        prior = np.bincount(rest["observed"].astype(str).map(index).to_numpy(),
+                                            minlength=len(cl)).astype(float)
+                        proba = np.tile(prior / prior.sum(), (int(held.sum()), 1))
+                    else:
+                        proba = sub.loc[held, [f"p[{c}]" for c in cl]].to_numpy(dtype=np.float64)
+                    m = classification_metrics(codes, proba)
+                rows.append({"target": target, "model": model, "fold": int(fold), **m})
+    return pd.DataFrame(rows).reindex(columns=CV_METRIC_COLUMNS)
+
+
+def corrected_resampled_ttest(diffs: np.ndarray, n_train: float, n_test: float) -> tuple[float, float]:
+    """Nadeau & Bengio's corrected resampled t-test of a mean difference across CV folds.
+
+    The folds' training parts overlap, so the differences are correlated and
+    the plain t-test's variance ``s^2 / K`` is too small; Nadeau & Bengio (2003,
+    *Machine Learning* 52:239) replace it by ``(1 / K + n_test / n_train) s^2``.
+    ``t`` has ``K - 1`` degrees of freedom; the p-value is two-sided.
+
+    Parameters
+    ----------
+    diffs
+        Per fold, metric of one model minus that of the other.
+    n_train, n_test
+        Samples in a fold's training and held-out parts (their means over folds).
+
+    Returns
+    -------
+    t, p_value
+        ``(nan, nan)`` for fewer than 2 folds; for differences that are all equal,
+        ``t`` is ``0`` (p = 1) if they are 0, else infinite (p = 0).
+    """
+    from scipy import stats
+
+    d = np.asarray(diffs, dtype=np.float64)
+    K = len(d)
+    if K < 2 or not np.all(np.isfinite(d)):
+        return math.nan, math.nan
+    mean = float(d.mean())
+    var = float(d.var(ddof=1))
+    if var == 0.0:
+        return (0.0, 1.0) if mean == 0.0 else (math.copysign(math.inf, mean), 0.0)
+    t = mean / math.sqrt((1.0 / K + n_test / n_train) * var)
+    return t, float(2.0 * stats.t.sf(abs(t), K - 1))
+
+
+def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: list[str], alpha: float = 0.05,
+                  metric: str | None = None) -> pd.DataFrame:
+    """Per target: the best model by cross-validation, and whether the network beats regression.
+
+    ``best_model`` has the lowest mean CV ``metric`` (``mse`` for regression,
+    ``log_loss`` for classification) among the models run and the ``mean``
+    baseline. ``p_value`` is the corrected resampled t-test
+    (:func:`corrected_resampled_ttest`) of the per-fold ``metric`` of ``mlp``
+    against ``ols``; ``verdict`` is ``network`` or ``regression`` (whichever has
+    the lower CV metric) when ``p_value < alpha``, ``no evidence of a
+    difference`` otherwise, and ``not compared`` without both models.
+    ``statement`` says it in a sentence. The ``test_*`` columns hold the
+    test split's metric of each model, for reference; the test split plays no
+    part in the choice.
+    """
+    if metric is None:
+        metric = "log_loss" if cv_metrics["log_loss"].notna().any() else "mse"
+    rows = []
+    for target, df in cv_metrics.groupby("target", sort=False):
+        means = df.groupby("model", sort=False)[metric].mean()
+        run = [m for m in [*dict.fromkeys(models), "mean"] if m in means.index]
+        best = min(run, key=lambda m: (means[m], run.index(m)))
+        n_folds = int(df["fold"].nunique())
+        test = test_metrics[(test_metrics["target"] == target) & (test_metrics["split"] == "test")]
+        test_by = test.set_index("model")[metric]
+        row: dict[str, Any] = {"target": target, "best_model": best, "metric": metric}
+        for m in ("ols", "penalized", "mlp"):
+            row[m] = float(means[m]) if m in means.index else np.nan
+        row["mean"] = float(means["mean"])
+        p = np.nan
+        verdict = "not compared"
+        label = "MSE" if metric == "mse" else metric.replace("_", "-")
+        statement = f"Best by {n_folds}-fold CV: {best} ({label} {means[best]:.4g})."
+        if "mlp" in means.index and "ols" in means.index:
+            a = df[df["model"] == "mlp"].set_index("fold")[metric]
+            b = df[df["model"] == "ols"].set_index("fold")[metric].reindex(a.index)
+            n_test = df[df["model"] == "mlp"].set_index("fold")["n"].reindex(a.index).to_numpy(dtype=float)
+            n_total = float(n_test.sum())
+            _, p = corrected_resampled_ttest((a - b).to_numpy(), float(np.mean(n_total - n_test)),
+                                             float(np.mean(n_test)))
+            better = "network" if means["mlp"] < means["ols"] else "regression"
+            rel = abs(means["mlp"] - means["ols"]) / max(means["mlp"], means["ols"]) * 100
+            if np.isfinite(p) and p < alpha:
+                verdict = better
+                statement += (f" The {'network' if better == 'network' else 'regression'} is better: CV {label} "
+                              f"{means['mlp']:.4g} (network) vs {means['ols']:.4g} (OLS), {rel:.0f}% lower, "
+                              f"corrected resampled t-test p = {p:.2g}.")
+            else:
+                verdict = "no evidence of a difference"
+                statement += (f" No evidence that network and regression differ: CV {label} {means['mlp']:.4g} "
+                              f"(network) vs {means['ols']:.4g} (OLS), corrected resampled t-test p = {p:.2g}"
+                              f"{'' if np.isfinite(p) else ' (undefined)'}.")
+        row.update({"p_value": p, "verdict": verdict, "statement": statement, "n_folds": n_folds})
+        row["test_best_model"] = str(test.loc[test[metric].idxmin(), "model"]) if len(test) else ""
+        for m in ("ols", "penalized", "mlp", "mean"):
+            row[f"test_{m}"] = float(test_by[m]) if m in test_by.index else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)

@@ -121,18 +121,18 @@ if CLASSIFICATION and GENOME:
         "gexpred: classification targets are sample-sheet columns or binarized genes, listed one by one; "
         "genome-wide mode (targets: all or {file: ...}) is for regression."
     )
-if CLASSIFICATION and "mlp" in MODELS:
+if CLASSIFICATION and "penalized" in MODELS:
     logger.warning(
-        "gexpred: classification targets are fitted by logistic regression (statsmodels Logit) in this "
-        "version; 'mlp' is skipped for them."
+        "gexpred: the 'penalized' model (ridge/lasso regression) is for regression targets; it is skipped "
+        "for classification (ols.penalized: true gives a ridge logistic fit where classes are separated)."
     )
-    MODELS = [m for m in MODELS if m != "mlp"]
+    MODELS = [m for m in MODELS if m != "penalized"]
 if config["binarize"] and not CLASSIFICATION:
     raise WorkflowError("gexpred: 'binarize' makes classification targets; set task: classification.")
-if GENOME and "mlp" in MODELS:
+if GENOME and ("mlp" in MODELS or "penalized" in MODELS):
     logger.warning(
         "gexpred: genome-wide mode fits OLS for every target with the batched engine; "
-        "networks are fitted per target only, so 'mlp' is skipped in this run."
+        "networks and penalized regression are fitted per target only, so they are skipped in this run."
     )
 if GENOME and "ols" not in MODELS:
     raise WorkflowError("gexpred: genome-wide mode (targets: all or {file: ...}) needs 'ols' in 'models'.")
@@ -179,6 +179,11 @@ def mlp_settings():
     return json.dumps(config["mlp"], sort_keys=True)
 
 
+def search_settings():
+    """The search section as JSON for the command line."""
+    return json.dumps(config["search"], sort_keys=True)
+
+
 def mlp_gpus(wildcards):
     """Ask the scheduler for a GPU only when the config asks for CUDA."""
     return 1 if config["mlp"]["device"] == "cuda" else 0
@@ -187,6 +192,15 @@ def mlp_gpus(wildcards):
 def model_predictions():
     return [
         f"results/{model}/{target}/predictions.tsv"
+        for target in TARGETS
+        for model in MODELS
+    ]
+
+
+def model_cv_predictions():
+    """Out-of-fold predictions of every model and target (the same folds for all)."""
+    return [
+        f"results/{model}/{target}/cv_predictions.tsv"
         for target in TARGETS
         for model in MODELS
     ]
@@ -217,6 +231,8 @@ def all_outputs():
         "results/data/targets.tsv",
         "results/compare/predictions.tsv",
         "results/compare/metrics.tsv",
+        "results/compare/cv_metrics.tsv",
+        "results/compare/summary.tsv",
         "results/plots/activation_functions.png",
     ]
     if "ols" in MODELS:
@@ -234,8 +250,14 @@ def all_outputs():
             ]
             if not CLASSIFICATION:
                 out.append(f"results/plots/{target}/diagnostics.png")
+        if "penalized" in MODELS:
+            out += [
+                f"results/penalized/{target}/coefficients.tsv",
+                f"results/penalized/{target}/search.tsv",
+            ]
         if "mlp" in MODELS:
             out += [
+                f"results/mlp/{target}/search.tsv",
                 f"results/mlp/{target}/model.pt",
                 f"results/mlp/{target}/model.json",
                 f"results/mlp/{target}/history.tsv",

@@ -1,6 +1,7 @@
 rule compare:
     input:
-        model_predictions(),
+        predictions=model_predictions(),
+        cv_predictions=model_cv_predictions(),
     output:
         predictions="results/compare/predictions.tsv",
         metrics=report(
@@ -9,12 +10,25 @@ rule compare:
             category="5. Model comparison",
             labels={"table": "metrics (all targets, models, splits)"},
         ),
+        cv_metrics=report(
+            "results/compare/cv_metrics.tsv",
+            caption="../report/cv_metrics.rst",
+            category="5. Model comparison",
+            labels={"table": "cross-validation metrics per fold"},
+        ),
+        summary=report(
+            "results/compare/summary.tsv",
+            caption="../report/summary.rst",
+            category="5. Model comparison",
+            labels={"table": "verdict per target: network or regression"},
+        ),
     log:
         "results/logs/compare.log",
     benchmark:
         "results/benchmarks/compare.tsv"
     params:
         models=" ".join(MODELS),
+        alpha=config["ols"]["alpha"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -22,5 +36,7 @@ rule compare:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred compare --models {params.models} --predictions {input:q}"
-        " --out-predictions {output.predictions:q} --out-metrics {output.metrics:q} --log {log:q}"
+        "gexpred compare --models {params.models} --predictions {input.predictions:q}"
+        " --cv-predictions {input.cv_predictions:q} --alpha {params.alpha}"
+        " --out-predictions {output.predictions:q} --out-metrics {output.metrics:q}"
+        " --out-cv-metrics {output.cv_metrics:q} --out-summary {output.summary:q} --log {log:q}"

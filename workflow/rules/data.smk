@@ -83,6 +83,33 @@ rule split:
         " --seed {params.seed} --out {output:q} --log {log:q}"
 
 
+rule folds:
+    input:
+        data="results/data/collected.h5ad",
+        splits="results/data/splits.tsv",
+        labels=labels_input(),
+    output:
+        "results/data/folds.tsv",
+    log:
+        "results/logs/folds.log",
+    benchmark:
+        "results/benchmarks/folds.tsv"
+    params:
+        targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
+        k=config["split"]["folds"],
+        seed=config["split"]["seed"],
+        labels=lambda wc, input: labels_arg(input),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred folds --data {input.data:q} --splits {input.splits:q} {params.targets} {params.labels}"
+        " --k {params.k} --seed {params.seed} --out {output:q} --log {log:q}"
+
+
 rule normalize:
     input:
         data="results/data/collected.h5ad",

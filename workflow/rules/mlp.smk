@@ -2,13 +2,23 @@ rule mlp:
     input:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
+        folds="results/data/folds.tsv",
         predictors="results/data/predictors.tsv",
         normalization="results/data/normalization.json",
+        labels=labels_input(),
     output:
         model="results/mlp/{target}/model.pt",
         meta="results/mlp/{target}/model.json",
         history="results/mlp/{target}/history.tsv",
         predictions="results/mlp/{target}/predictions.tsv",
+        cv_predictions="results/mlp/{target}/cv_predictions.tsv",
+        search=report(
+            "results/mlp/{target}/search.tsv",
+            caption="../report/search.rst",
+            category="4. Prediction",
+            subcategory="{target}",
+            labels={"target": "{target}", "model": "mlp", "table": "network search (CV)"},
+        ),
     log:
         "results/logs/mlp/{target}.log",
     benchmark:
@@ -16,16 +26,19 @@ rule mlp:
     params:
         target=target_name,
         settings=mlp_settings(),
+        search=search_settings(),
         covariates=covariate_args(),
+        labels=lambda wc, input: labels_arg(input),
         out_dir=subpath(output.model, parent=True),
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=120,
         gpu=mlp_gpus,
     conda:
         "../envs/gexpred.yaml"
     shell:
         "gexpred mlp --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
-        " --settings {params.settings:q} --threads {threads} --out-dir {params.out_dir:q} --log {log:q}"
+        " {params.labels} --folds {input.folds:q} --settings {params.settings:q} --search {params.search:q}"
+        " --threads {threads} --out-dir {params.out_dir:q} --log {log:q}"

@@ -4,6 +4,7 @@ rule ols:
         splits="results/data/splits.tsv",
         predictors="results/data/predictors.tsv",
         normalization="results/data/normalization.json",
+        folds="results/data/folds.tsv",
         labels=labels_input(),
     output:
         coefficients=report(
@@ -38,6 +39,7 @@ rule ols:
         summary="results/ols/{target}/summary.txt",
         model="results/ols/{target}/model.json",
         predictions="results/ols/{target}/predictions.tsv",
+        cv_predictions="results/ols/{target}/cv_predictions.tsv",
     log:
         "results/logs/ols/{target}.log",
     benchmark:
@@ -61,7 +63,7 @@ rule ols:
         "gexpred ols --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
         " --interactions {params.interactions:q} --gene-sets {params.gene_sets:q} --alpha {params.alpha}"
-        " {params.labels} {params.penalized}"
+        " {params.labels} {params.penalized} --folds {input.folds:q}"
         " --out-dir {params.out_dir:q} --log {log:q}"
 
 

@@ -1,0 +1,485 @@
+"""Model search by K-fold cross-validation inside the training split.
+
+The lifecycle's step 5: *repeat architecture and fitting to find the best
+model, judged on data it never saw*. Every model family is judged on the same
+folds of the training split; the test split is not seen here at all (the
+functions receive the training rows only), so it is touched once, by the
+chosen model.
+
+* :func:`kfold` assigns the training samples to ``K`` folds, deterministically
+  from the set of sample ids and a seed (stratified by class for
+  classification).
+* :func:`mlp_candidates` expands the ``search.mlp`` space (a grid, or a random
+  sample of it) into network settings; :func:`cv_networks` trains every
+  candidate on every fold, as few vectorised programs
+  (:func:`gexpred.batched_nn.train_many`) rather than a loop over networks.
+* :func:`cv_penalized` chooses ridge or lasso regression and its penalty
+  (statsmodels ``OLS.fit_regularized``) by the same folds.
+* :func:`cv_ols` and :func:`cv_logit` give the out-of-fold predictions of
+  ordinary least squares and logistic regression, for the comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, InputError, ModelError, preview
+
+log = logging.getLogger(__name__)
+
+FOLD_COLUMNS = ["target", "sample", "fold"]
+"""Columns of the folds table (``fold`` is 0-based; test samples are not listed)."""
+PENALTY_L1 = {"ridge": 0.0, "lasso": 1.0, "elastic_net": 0.5}
+"""``L1_wt`` of statsmodels' elastic net for each penalised family."""
+RIDGE_RANGE = (1e2, 1e-4)
+"""Ridge penalties (on standardised predictors) run from strong to negligible shrinkage."""
+LASSO_RATIO = 1e-3
+"""The smallest lasso penalty is this fraction of the smallest one that zeroes every coefficient."""
+
+
+# --------------------------------------------------------------------------- folds
+def kfold(samples: Sequence[str], k: int, seed: int = 0, labels: Sequence[Any] | None = None) -> np.ndarray:
+    """Fold (``0 .. k-1``) of each sample.
+
+    The assignment depends on the set of ids, not on their order: the ids are
+    sorted, permuted with ``seed`` and dealt out to the folds in turn, so fold
+    sizes differ by at most one. With ``labels``, each class is dealt out in
+    turn (continuing where the previous class stopped), so every fold holds
+    each class in proportion as nearly as whole samples allow.
+
+    Raises
+    ------
+    ConfigError
+        ``k < 2`` or more folds than samples.
+    InputError
+        With ``labels``: a class with fewer than 2 samples (a fold's training
+        part could then lack it).
+    """
+    ids = np.asarray([str(s) for s in samples])
+    n = len(ids)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ConfigError(f"split.folds must be an integer >= 2; got {k!r}.")
+    if k > n:
+        raise ConfigError(f"split.folds is {k}, but the training split has only {n} samples; use at most {n} folds.")
+    if len(set(ids)) != n:
+        dup = pd.Index(ids)[pd.Index(ids).duplicated()].unique().tolist()
+        raise InputError(f"Sample ids {preview(dup)} occur more than once; every sample needs a unique id.")
+    order = np.argsort(ids, kind="stable")
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        groups = [order]
+    else:
+        lab = np.asarray([str(v) for v in labels])
+        if len(lab) != n:
+            raise ValueError(f"kfold: {len(lab)} labels for {n} samples")
+        groups = []
+        for c in sorted(set(lab)):
+            members = order[lab[order] == c]
+            if len(members) < 2:
+                raise InputError(
+                    f"Class {c!r} has {len(members)} sample in the training split: cross-validation needs at least 2 "
+                    f"samples of every class. Merge rare classes or add samples."
+                )
+            groups.append(members)
+    fold = np.empty(n, dtype=np.int64)
+    start = 0
+    for members in groups:
+        perm = rng.permutation(members)
+        fold[perm] = (start + np.arange(len(perm))) % k
+        start = (start + len(perm)) % k
+    return fold
+
+
+# --------------------------------------------------------------------------- candidates
+def _settings_fields() -> list[str]:
+    from .nn import MLPSettings
+
+    return [f.name for f in fields(MLPSettings)]
+
+
+def search_space_size(space: dict[str, list]) -> int:
+    """Number of points of the grid ``space``."""
+    return math.prod(len(v) for v in space.values()) if space else 1
+
+
+def mlp_candidates(base: dict[str, Any], space: dict[str, list], strategy: str = "grid", n: int = 10,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Network settings to try: ``base`` (the ``mlp`` config) updated with each point of ``space``.
+
+    Parameters
+    ----------
+    base
+        The ``mlp`` section: every candidate starts from it.
+    space
+        ``{setting: [values...]}`` (``search.mlp``), e.g.
+        ``{"hidden": [[], [32, 16]], "lr": [0.001, 0.01]}``. Empty: ``base`` alone.
+    strategy
+        ``grid``: every combination, in the order of the keys and values given.
+        ``random``: ``n`` distinct combinations drawn with ``seed`` (the whole
+        grid if it has at most ``n`` points), kept in grid order.
+    n, seed
+        For ``random``.
+
+    Returns
+    -------
+    list of dict
+        Config mappings (validate them with :meth:`gexpred.nn.MLPSettings.from_config`).
+    """
+    allowed = [f for f in _settings_fields() if f != "device"]
+    unknown = [k for k in space if k not in allowed]
+    if unknown:
+        raise ConfigError(f"search.mlp has unknown settings {preview(unknown)}; searchable settings are "
+                          f"{', '.join(allowed)}.")
+    for key, values in space.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"search.mlp.{key} must be a non-empty list of values to try; got {values!r}.")
+    if strategy not in ("grid", "random"):
+        raise ConfigError(f"search.strategy must be 'grid' or 'random'; got {strategy!r}.")
+    keys = list(space)
+    sizes = [len(space[k]) for k in keys]
+    total = search_space_size(space)
+    if strategy == "grid" or total <= n:
+        points = range(total)
+    else:
+        points = sorted(int(i) for i in np.random.default_rng(seed).choice(total, size=int(n), replace=False))
+    out = []
+    for index in points:
+        cand = dict(base)
+        rest = index
+        for key, size in zip(reversed(keys), reversed(sizes)):  # mixed radix, last key fastest (as product)
+            cand[key] = space[key][rest % size]
+            rest //= size
+        out.append(cand)
+    return out
+
+
+# --------------------------------------------------------------------------- networks
+@dataclass
+class NetworkCV:
+    """Cross-validation of network candidates.
+
+    ``loss`` is candidates x folds (MSE on the target's scale for regression,
+    mean cross-entropy in nats for classification) on each held-out fold;
+    ``oof`` holds each candidate's out-of-fold predictions (candidates x samples;
+    x classes of probabilities for classification); ``best_epoch`` the epoch
+    kept by early stopping, candidates x folds.
+    """
+
+    loss: np.ndarray
+    oof: np.ndarray
+    best_epoch: np.ndarray
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.loss.mean(axis=1)
+
+    @property
+    def sd(self) -> np.ndarray:
+        return self.loss.std(axis=1, ddof=1) if self.loss.shape[1] > 1 else np.zeros(len(self.loss))
+
+    def winner(self) -> int:
+        """Index of the candidate with the lowest mean loss (the first of equals)."""
+        return int(np.argmin(self.mean))
+
+
+def _group_key(s) -> tuple:
+    return (tuple(s.hidden), s.activation, s.optimizer, int(s.batch_size), float(s.val_fraction), s.dropout > 0)
+
+
+def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Sequence[Any],
+                task: str = "regression", n_classes: int | None = None, target: str = "target",
+                batched: bool = True) -> NetworkCV:
+    """Train every candidate on every fold's training part and predict its held-out part.
+
+    Networks that can share one vectorised program (same architecture,
+    optimizer, batch size, validation fraction, no dropout, and the same number
+    of training samples) are trained together by
+    :func:`gexpred.batched_nn.train_many`; ``batched=False`` (or dropout)
+    trains them one at a time with :func:`gexpred.nn.train_mlp`; the results
+    are equal to float rounding either way.
+
+    Parameters
+    ----------
+    X, y
+        The training split only (samples x predictors; target values or class codes).
+    folds
+        Fold of each row (:func:`kfold`).
+    candidates
+        :class:`gexpred.nn.MLPSettings`.
+    task, n_classes
+        As :func:`gexpred.nn.train_mlp`.
+    target
+        Name used in messages.
+    """
+    from .batched_nn import train_many
+    from .logit import classification_metrics
+    from .nn import predict, predict_proba, train_mlp
+
+    X = np.asarray(X, dtype=np.float32)
+    folds = np.asarray(folds)
+    K = int(folds.max()) + 1
+    C = len(candidates)
+    classify = task == "classification"
+    n = len(X)
+    loss = np.full((C, K), np.nan)
+    best_epoch = np.zeros((C, K), dtype=np.int64)
+    oof = np.full((C, n, n_classes), np.nan) if classify else np.full((C, n), np.nan)
+
+    jobs = [(c, f) for c in range(C) for f in range(K)]
+    groups: dict[tuple, list[tuple[int, int]]] = {}
+    for c, f in jobs:
+        s = candidates[c]
+        key = (*_group_key(s), int((folds != f).sum())) if batched and s.dropout == 0 else ("single", c, f)
+        groups.setdefault(key, []).append((c, f))
+    log.info("%s: cross-validating %d candidate networks x %d folds = %d networks in %d batch(es)",
+             target, C, K, len(jobs), len(groups))
+
+    def store(c: int, f: int, model, info) -> None:
+        held = folds == f
+        if classify:
+            proba = predict_proba(model, X[held])
+            oof[c, held] = proba
+            loss[c, f] = classification_metrics(np.asarray(y)[held].astype(np.int64), proba)["log_loss"]
+        else:
+            pred = predict(model, X[held])
+            oof[c, held] = pred
+            loss[c, f] = float(np.mean((np.asarray(y, dtype=np.float64)[held] - pred) ** 2))
+        best_epoch[c, f] = info["best_epoch"]
+
+    for key, members in groups.items():
+        names = [f"{target} (candidate {c + 1}, fold {f + 1})" for c, f in members]
+        try:
+            if key[0] == "single":
+                (c, f), = members
+                train = folds != f
+                model, _, info = train_mlp(X[train], np.asarray(y)[train], candidates[c], names[0], task, n_classes)
+                store(c, f, model, info)
+                continue
+            trained = train_many([X[folds != f] for _, f in members], [np.asarray(y)[folds != f] for _, f in members],
+                                 [candidates[c] for c, _ in members], names, task, n_classes)
+        except ModelError as exc:
+            raise ModelError(f"Model search for target {target!r}: {exc} Remove or change that candidate in "
+                             f"search.mlp.") from None
+        for (c, f), (model, _, info) in zip(members, trained):
+            store(c, f, model, info)
+    return NetworkCV(loss=loss, oof=oof, best_epoch=best_epoch)
+
+
+def search_table(candidates: Sequence[Any], cv: NetworkCV, varied: Sequence[str], loss_name: str) -> pd.DataFrame:
+    """One row per candidate: its number, every setting, the CV loss (mean, sd, per fold) and its rank.
+
+    ``varied`` lists the settings the search changes: they come first, after
+    ``candidate``. ``hidden`` is written as a JSON list.
+    """
+    import json
+
+    from .nn import settings_dict
+
+    rows = []
+    winner = cv.winner()
+    order = np.argsort(cv.mean, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    for c, s in enumerate(candidates):
+        d = settings_dict(s)
+        d.pop("device", None)
+        d["hidden"] = json.dumps(list(d["hidden"]))
+        first = {k: d.pop(k) for k in varied if k in d}
+        row = {"candidate": c + 1, **first, **d, "loss": loss_name, "cv_loss_mean": float(cv.mean[c]),
+               "cv_loss_sd": float(cv.sd[c])}
+        for f in range(cv.loss.shape[1]):
+            row[f"fold_{f + 1}"] = float(cv.loss[c, f])
+        row["best_epoch_median"] = float(np.median(cv.best_epoch[c]))
+        row["rank"] = int(rank[c])
+        row["selected"] = c == winner
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- regression models
+def _standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean = X.mean(axis=0)
+    sd = X.std(axis=0)
+    keep = sd > 1e-12 * np.maximum(np.abs(mean), 1.0)
+    Xs = np.zeros_like(X)
+    Xs[:, keep] = (X[:, keep] - mean[keep]) / sd[keep]
+    return Xs, mean, np.where(keep, sd, np.inf)
+
+
+def fit_penalized(X: np.ndarray, y: np.ndarray, alpha: float, l1_wt: float,
+                  start: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Ridge / lasso / elastic-net regression by statsmodels ``OLS.fit_regularized``.
+
+    The predictors are standardised (mean 0, variance 1 on these samples) and
+    the target centred, so the intercept is not penalised and one penalty means
+    the same for every predictor; statsmodels then minimises
+    ``RSS / (2 n) + alpha ((1 - l1_wt) |b|^2 / 2 + l1_wt |b|_1)``. The
+    coefficients are returned on the predictors' own scale.
+
+    Returns
+    -------
+    intercept : float
+    coef : numpy.ndarray
+        One per column of ``X`` (0 for constant columns).
+    """
+    import statsmodels.api as sm
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    Xs, mean, sd = _standardize(X)
+    ybar = float(y.mean())
+    kwargs: dict[str, Any] = {"alpha": float(alpha), "L1_wt": float(l1_wt)}
+    if start is not None and l1_wt > 0:
+        kwargs["start_params"] = start
+    params = np.asarray(sm.OLS(y - ybar, Xs).fit_regularized(**kwargs).params, dtype=np.float64)
+    coef = params / sd
+    return ybar - float(mean @ coef), coef
+
+
+def penalty_grid(X: np.ndarray, y: np.ndarray, method: str, n_alphas: int) -> np.ndarray:
+    """Penalties to try for ``method``, strongest first.
+
+    Lasso and elastic net: from the smallest penalty that sets every
+    coefficient to 0, ``max |x_j' (y - ybar)| / (n l1_wt)`` on standardised
+    predictors, down to :data:`LASSO_RATIO` of it, evenly on a log scale. Ridge:
+    from ``1e2`` to ``1e-4`` (on standardised predictors the shrinkage of each
+    principal direction is ``e / (e + alpha)``, ``e`` its eigenvalue of the
+    correlation matrix, so this runs from near-total to negligible shrinkage).
+    """
+    if method not in PENALTY_L1:
+        raise ConfigError(f"search.penalized.methods: unknown method {method!r}; use {', '.join(PENALTY_L1)}.")
+    n_alphas = int(n_alphas)
+    l1 = PENALTY_L1[method]
+    if l1 == 0:
+        return np.logspace(np.log10(RIDGE_RANGE[0]), np.log10(RIDGE_RANGE[1]), n_alphas)
+    Xs, _, _ = _standardize(np.asarray(X, dtype=np.float64))
+    yc = np.asarray(y, dtype=np.float64) - np.mean(y)
+    top = float(np.max(np.abs(Xs.T @ yc))) / (len(yc) * l1)
+    if not top > 0:
+        top = 1.0
+    return np.logspace(np.log10(top), np.log10(top * LASSO_RATIO), n_alphas)
+
+
+@dataclass
+class PenalizedCV:
+    """Cross-validated penalised regression: the search table and the chosen fit."""
+
+    table: pd.DataFrame
+    """One row per (method, alpha): ``method, alpha, l1_wt, cv_mse_mean, cv_mse_sd, fold_*, n_nonzero, rank, selected``."""
+    method: str
+    alpha: float
+    intercept: float
+    coef: np.ndarray
+    oof: np.ndarray
+    """Out-of-fold predictions of the chosen (method, alpha)."""
+
+
+def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Sequence[str] = ("ridge", "lasso"),
+                 n_alphas: int = 20, target: str = "target") -> PenalizedCV:
+    """Choose the penalised family and penalty by the mean held-out MSE over ``folds``; refit on all rows.
+
+    Each method's penalties (:func:`penalty_grid`) are computed once from all the
+    rows given (the training split), so every fold tries the same values; the
+    fits along a lasso path start from the previous penalty's solution.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    folds = np.asarray(folds)
+    K = int(folds.max()) + 1
+    if not methods:
+        raise ConfigError("search.penalized.methods is empty; list at least one of ridge, lasso, elastic_net.")
+    rows, oofs = [], []
+    for method in methods:
+        alphas = penalty_grid(X, y, method, n_alphas)
+        l1 = PENALTY_L1[method]
+        fold_mse = np.empty((len(alphas), K))
+        fold_pred = np.full((len(alphas), len(y)), np.nan)
+        for f in range(K):
+            tr, te = folds != f, folds == f
+            start = None
+            for i, a in enumerate(alphas):
+                b0, b = fit_penalized(X[tr], y[tr], a, l1, start)
+                start = b * X[tr].std(axis=0)  # warm start on the standardised scale
+                fold_pred[i, te] = b0 + X[te] @ b
+                fold_mse[i, f] = float(np.mean((y[te] - fold_pred[i, te]) ** 2))
+        start = None
+        for i, a in enumerate(alphas):
+            b0, b = fit_penalized(X, y, a, l1, start)
+            start = b * X.std(axis=0)
+            row = {"method": method, "alpha": float(a), "l1_wt": l1, "cv_mse_mean": float(fold_mse[i].mean()),
+                   "cv_mse_sd": float(fold_mse[i].std(ddof=1)) if K > 1 else 0.0}
+            row.update({f"fold_{f + 1}": float(fold_mse[i, f]) for f in range(K)})
+            row["n_nonzero"] = int(np.sum(b != 0))
+            rows.append(row)
+            oofs.append(fold_pred[i])
+    table = pd.DataFrame(rows)
+    best = int(np.argmin(table["cv_mse_mean"].to_numpy()))
+    order = np.argsort(table["cv_mse_mean"].to_numpy(), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    table["rank"] = rank
+    table["selected"] = np.arange(len(table)) == best
+    method, alpha = str(table.loc[best, "method"]), float(table.loc[best, "alpha"])
+    b0, b = fit_penalized(X, y, alpha, PENALTY_L1[method])
+    log.info("%s: penalised regression chosen by %d-fold CV: %s, alpha = %.4g (CV MSE %.5g, %d of %d predictors "
+             "kept)", target, K, method, alpha, table.loc[best, "cv_mse_mean"], int(np.sum(b != 0)), len(b))
+    return PenalizedCV(table=table, method=method, alpha=alpha, intercept=b0, coef=b, oof=oofs[best])
+
+
+def cv_ols(X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Out-of-fold predictions of ``y ~ const + X`` by least squares on each fold's training part."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    A = np.column_stack([np.ones(len(y)), X])
+    out = np.full(len(y), np.nan)
+    for f in np.unique(folds):
+        tr, te = folds != f, folds == f
+        if tr.sum() < A.shape[1] + 1:
+            raise ModelError(f"A cross-validation fold leaves {int(tr.sum())} training samples for {A.shape[1]} "
+                             f"OLS terms; use fewer folds (split.folds) or fewer predictors.")
+        beta = np.linalg.lstsq(A[tr], y[tr], rcond=None)[0]
+        out[te] = A[te] @ beta
+    return out
+
+
+def cv_logit(X: np.ndarray, codes: np.ndarray, folds: np.ndarray, names: list[str], classes: list[str],
+             target: str = "target") -> np.ndarray:
+    """Out-of-fold class probabilities (samples x classes) of logistic regression.
+
+    A fold whose training part is separated (see :func:`gexpred.logit.fit_logit`)
+    gets the ridge-penalised fit instead, and a log line says so.
+    """
+    from .logit import fit_logit
+
+    out = np.full((len(codes), len(classes)), np.nan)
+    for f in np.unique(folds):
+        tr, te = folds != f, folds == f
+        missing = sorted(set(range(len(classes))) - set(np.asarray(codes)[tr].tolist()))
+        if missing:
+            raise InputError(f"Target {target!r}: fold {int(f) + 1} leaves no training sample of class(es) "
+                             f"{[classes[i] for i in missing]}; use fewer folds (split.folds) or add samples.")
+        try:
+            fit = fit_logit(X[tr], codes[tr], names, classes, target=target)
+        except ModelError as exc:
+            if "separat" not in str(exc):
+                raise
+            log.info("%s: fold %d is separated; its logistic regression is ridge-penalised", target, int(f) + 1)
+            fit = fit_logit(X[tr], codes[tr], names, classes, penalized=True, target=target)
+        out[te] = fit.predict_proba(X[te])
+    return out
+
+
+def candidate_summary(candidates: Sequence[dict[str, Any]]) -> list[str]:
+    """The settings that differ between candidates, in config order."""
+    if not candidates:
+        return []
+    keys = list(candidates[0])
+    return [k for k in keys if len({repr(c.get(k)) for c in candidates}) > 1]
+

@@ -1,0 +1,46 @@
+rule penalized:
+    input:
+        data="results/data/normalized.h5ad",
+        splits="results/data/splits.tsv",
+        folds="results/data/folds.tsv",
+        predictors="results/data/predictors.tsv",
+        normalization="results/data/normalization.json",
+    output:
+        coefficients=report(
+            "results/penalized/{target}/coefficients.tsv",
+            caption="../report/penalized_coefficients.rst",
+            category="4. Prediction",
+            subcategory="{target}",
+            labels={"target": "{target}", "model": "penalized", "table": "coefficients"},
+        ),
+        search=report(
+            "results/penalized/{target}/search.tsv",
+            caption="../report/penalized_search.rst",
+            category="4. Prediction",
+            subcategory="{target}",
+            labels={"target": "{target}", "model": "penalized", "table": "penalty search (CV)"},
+        ),
+        meta="results/penalized/{target}/model.json",
+        predictions="results/penalized/{target}/predictions.tsv",
+        cv_predictions="results/penalized/{target}/cv_predictions.tsv",
+    log:
+        "results/logs/penalized/{target}.log",
+    benchmark:
+        "results/benchmarks/penalized/{target}.tsv"
+    params:
+        target=target_name,
+        covariates=covariate_args(),
+        methods=" ".join(config["search"]["penalized"]["methods"]),
+        n_alphas=config["search"]["penalized"]["n_alphas"],
+        out_dir=subpath(output.coefficients, parent=True),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred penalized --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
+        " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
+        " --folds {input.folds:q} --method {params.methods} --n-alphas {params.n_alphas}"
+        " --out-dir {params.out_dir:q} --log {log:q}"
