@@ -176,3 +176,76 @@ def test_metrics_table_several_targets_and_best_model():
         sub = tab[(tab["target"] == target) & (tab["split"] == "test")]
         exp = sub.loc[sub["mse"].idxmin(), "model"]
         assert best.set_index("target").loc[target, "best_model"] == exp
+
+
+# --------------------------------------------------------------------------- cross-validation and verdicts
+from scipy import stats  # noqa: E402
+
+from gexpred.compare import corrected_resampled_ttest, cv_metrics_table, summary_table  # noqa: E402
+
+
+def test_corrected_resampled_ttest_closed_form():
+    d = np.array([0.3, -0.1, 0.5, 0.2, 0.4])
+    t, p = corrected_resampled_ttest(d, n_train=80, n_test=20)
+    # Nadeau & Bengio (2003), eq. for the corrected resampled t: var * (1/K + n2/n1)
+    se = np.sqrt((1 / 5 + 20 / 80) * np.var(d, ddof=1))
+    assert t == pytest.approx(d.mean() / se, rel=1e-12)
+    assert p == pytest.approx(2 * stats.t.sf(abs(d.mean() / se), 4), rel=1e-12)
+    # the correction makes it more conservative than the plain paired t-test
+    assert p > stats.ttest_1samp(d, 0).pvalue
+    assert corrected_resampled_ttest(np.zeros(4), 10, 2) == (0.0, 1.0)
+    assert corrected_resampled_ttest(np.ones(4), 10, 2) == (np.inf, 0.0)
+    assert np.isnan(corrected_resampled_ttest(np.ones(1), 10, 2)[1])
+
+
+def _cv_frame(rng, models=("ols", "mlp"), n=30, k=3):
+    obs = rng.normal(size=n)
+    fold = np.arange(n) % k + 1
+    rows = []
+    for m, noise in zip(models, (0.5, 0.2, 0.8)):
+        pred = obs + rng.normal(size=n) * noise
+        rows.append(pd.DataFrame({"target": "g", "model": m, "sample": [f"s{i}" for i in range(n)], "fold": fold,
+                                  "observed": obs, "predicted": pred}))
+    return pd.concat(rows, ignore_index=True), obs, fold
+
+
+def test_cv_metrics_table_per_fold_and_mean_baseline():
+    rng = np.random.default_rng(0)
+    cv, obs, fold = _cv_frame(rng)
+    out = cv_metrics_table(cv, ["ols", "mlp"])
+    assert out["model"].unique().tolist() == ["ols", "mlp", "mean"]
+    assert len(out) == 9
+    for f in (1, 2, 3):
+        held = fold == f
+        pred = cv[(cv["model"] == "mlp")].sort_values("sample")
+        pred = pred.set_index("sample").loc[[f"s{i}" for i in range(30)], "predicted"].to_numpy()
+        row = out[(out["model"] == "mlp") & (out["fold"] == f)].iloc[0]
+        assert row["mse"] == pytest.approx(np.mean((obs[held] - pred[held]) ** 2))
+        base = out[(out["model"] == "mean") & (out["fold"] == f)].iloc[0]
+        assert base["mse"] == pytest.approx(np.mean((obs[held] - obs[~held].mean()) ** 2))
+
+
+def test_summary_verdicts():
+    rows = []
+    for target, (ols_mse, mlp_mse) in {"net": ([1.0, 1.1, 0.9, 1.05, 0.95], [0.5, 0.52, 0.48, 0.51, 0.49]),
+                                       "same": ([1.0, 1.2, 0.8, 1.1, 0.9], [1.05, 1.1, 0.85, 1.0, 0.95])}.items():
+        for f in range(5):
+            rows += [{"target": target, "model": "ols", "fold": f + 1, "n": 20, "mse": ols_mse[f]},
+                     {"target": target, "model": "mlp", "fold": f + 1, "n": 20, "mse": mlp_mse[f]},
+                     {"target": target, "model": "mean", "fold": f + 1, "n": 20, "mse": 2.0}]
+    cvm = pd.DataFrame(rows).reindex(columns=CV_COLS)
+    test = pd.DataFrame([{"target": t, "model": m, "split": "test", "mse": v}
+                         for t in ("net", "same") for m, v in (("ols", 1.0), ("mlp", 0.6), ("mean", 2.0))])
+    s = summary_table(cvm, test, ["ols", "mlp"]).set_index("target")
+    assert s.loc["net", "verdict"] == "network" and s.loc["net", "best_model"] == "mlp"
+    d = np.array([0.5, 0.52, 0.48, 0.51, 0.49]) - np.array([1.0, 1.1, 0.9, 1.05, 0.95])
+    assert s.loc["net", "p_value"] == pytest.approx(corrected_resampled_ttest(d, 80, 20)[1])
+    assert s.loc["same", "verdict"] == "no evidence of a difference"
+    assert s.loc["net", "ols"] == pytest.approx(1.0) and np.isnan(s.loc["net", "penalized"])
+    assert s.loc["net", "test_best_model"] == "mlp" and s.loc["net", "test_mlp"] == 0.6
+    assert "network is better" in s.loc["net", "statement"]
+    only = summary_table(cvm[cvm["model"] != "mlp"], test, ["ols"])
+    assert (only["verdict"] == "not compared").all() and only["p_value"].isna().all()
+
+
+CV_COLS = ["target", "model", "fold", "n", "mse", "mae", "r2", "pearson", "accuracy", "auroc", "log_loss"]

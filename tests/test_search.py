@@ -1,0 +1,225 @@
+"""Tests of gexpred.search: folds, candidates, cross-validated networks and penalised regression.
+
+Expected values come from independent computations: itertools.product for the grid, the ridge
+closed form, the lasso's optimality (KKT) conditions, statsmodels OLS per fold.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+import torch
+
+from gexpred.errors import ConfigError, InputError
+from gexpred.nn import MLPSettings, predict, train_mlp
+from gexpred.search import (cv_networks, cv_ols, cv_penalized, fit_penalized, kfold, mlp_candidates, penalty_grid,
+                            search_table)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- folds
+def test_kfold_balanced_deterministic_and_independent_of_order():
+    ids = [f"s{i:03d}" for i in range(53)]
+    fold = kfold(ids, 5, seed=3)
+    assert sorted(np.bincount(fold).tolist()) == [10, 10, 11, 11, 11]
+    rev = kfold(ids[::-1], 5, seed=3)
+    assert dict(zip(ids[::-1], rev)) == dict(zip(ids, fold))
+    assert not np.array_equal(kfold(ids, 5, seed=4), fold)
+
+
+def test_kfold_stratified_shares_each_class_out():
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["a", "b", "c"], size=61, p=[0.6, 0.3, 0.1])
+    ids = [f"x{i}" for i in range(61)]
+    fold = kfold(ids, 4, seed=0, labels=labels)
+    for c in "abc":
+        counts = np.bincount(fold[labels == c], minlength=4)
+        assert counts.max() - counts.min() <= 1, c
+    assert np.bincount(fold).max() - np.bincount(fold).min() <= 1
+
+
+@pytest.mark.parametrize("k", [1, 0, 11, True])
+def test_kfold_rejects_bad_k(k):
+    with pytest.raises(ConfigError, match="folds"):
+        kfold([f"s{i}" for i in range(10)], k)
+
+
+def test_kfold_rejects_singleton_class():
+    with pytest.raises(InputError, match="'rare'"):
+        kfold(list("abcdefgh"), 2, labels=["x"] * 7 + ["rare"])
+
+
+# --------------------------------------------------------------------------- candidates
+def test_grid_is_the_product_in_order():
+    space = {"hidden": [[], [8]], "lr": [0.1, 0.01, 0.001], "activation": ["relu", "tanh"]}
+    cands = mlp_candidates({"epochs": 7}, space)
+    want = [dict(zip(space, combo)) for combo in itertools.product(*space.values())]
+    assert [{k: c[k] for k in space} for c in cands] == want
+    assert all(c["epochs"] == 7 for c in cands)
+
+
+def test_random_draws_distinct_grid_points_deterministically():
+    space = {"lr": [1e-1, 1e-2, 1e-3, 1e-4], "weight_decay": [0.0, 1e-4, 1e-3], "hidden": [[4], [8], [16]]}
+    grid = [tuple(map(repr, combo)) for combo in itertools.product(*space.values())]
+    a = mlp_candidates({}, space, "random", n=5, seed=1)
+    b = mlp_candidates({}, space, "random", n=5, seed=1)
+    assert a == b and len(a) == 5
+    keys = [tuple(repr(c[k]) for k in space) for c in a]
+    assert len(set(keys)) == 5 and all(k in grid for k in keys)
+    assert keys == sorted(keys, key=grid.index)  # kept in grid order
+    assert mlp_candidates({}, space, "random", n=5, seed=2) != a
+    assert len(mlp_candidates({}, space, "random", n=100)) == 36  # whole grid
+
+
+def test_candidates_errors_and_empty_space():
+    assert mlp_candidates({"lr": 0.5}, {}) == [{"lr": 0.5}]
+    with pytest.raises(ConfigError, match="unknown settings"):
+        mlp_candidates({}, {"learning_rate": [0.1]})
+    with pytest.raises(ConfigError, match="non-empty list"):
+        mlp_candidates({}, {"lr": []})
+    with pytest.raises(ConfigError, match="device"):
+        mlp_candidates({}, {"device": ["cpu"]})
+
+
+# --------------------------------------------------------------------------- networks
+def _regression(n=90, p=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    y = X[:, 0] - np.tanh(2 * X[:, 1]) + 0.3 * rng.normal(size=n)
+    return X, y
+
+
+def test_cv_networks_batched_equals_one_at_a_time():
+    X, y = _regression()
+    folds = kfold([f"s{i}" for i in range(len(y))], 3, seed=0)  # fold sizes 30/30/30: one batch per architecture
+    cands = [MLPSettings.from_config(c) for c in mlp_candidates(
+        {"epochs": 40, "patience": 5, "batch_size": 16, "device": "cpu"},
+        {"hidden": [[], [8]], "lr": [0.01, 0.03]})]
+    batched = cv_networks(X, y, folds, cands, batched=True)
+    single = cv_networks(X, y, folds, cands, batched=False)
+    np.testing.assert_allclose(batched.loss, single.loss, rtol=1e-4)
+    np.testing.assert_allclose(batched.oof, single.oof, atol=1e-4)
+    assert np.array_equal(batched.best_epoch, single.best_epoch)
+    # the loss of candidate 3 on fold 2 is the held-out MSE of a network trained on the other folds
+    tr, te = folds != 1, folds == 1
+    model, _, _ = train_mlp(X[tr], y[tr], cands[2])
+    pred = predict(model, X[te])
+    assert single.loss[2, 1] == pytest.approx(np.mean((y[te] - pred) ** 2), rel=1e-6)
+    np.testing.assert_allclose(single.oof[2, te], pred, rtol=1e-6)
+    assert batched.winner() == int(np.argmin(batched.loss.mean(axis=1)))
+
+
+def test_search_table_columns_and_selection():
+    X, y = _regression(n=60)
+    folds = kfold([f"s{i}" for i in range(60)], 3)
+    configs = mlp_candidates({"epochs": 20, "device": "cpu"}, {"hidden": [[], [4]]})
+    cands = [MLPSettings.from_config(c) for c in configs]
+    cv = cv_networks(X, y, folds, cands)
+    table = search_table(cands, cv, ["hidden"], "mse")
+    assert table.columns[:2].tolist() == ["candidate", "hidden"]
+    assert table["hidden"].tolist() == ["[]", "[4]"]
+    np.testing.assert_allclose(table["cv_loss_mean"], cv.loss.mean(axis=1))
+    np.testing.assert_allclose(table["cv_loss_sd"], cv.loss.std(axis=1, ddof=1))
+    np.testing.assert_allclose(table[["fold_1", "fold_2", "fold_3"]].to_numpy(), cv.loss)
+    assert table["selected"].sum() == 1 and table.loc[table["selected"], "rank"].item() == 1
+    assert "device" not in table.columns
+
+
+def test_cv_networks_classification_out_of_fold_probabilities():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(90, 3))
+    codes = (X[:, 0] + 0.5 * rng.normal(size=90) > 0).astype(int)
+    folds = kfold([f"s{i}" for i in range(90)], 3, labels=codes)
+    cands = [MLPSettings.from_config({"hidden": [4], "epochs": 30, "lr": 0.02, "device": "cpu"})]
+    cv = cv_networks(X, codes, folds, cands, task="classification", n_classes=2)
+    assert cv.oof.shape == (1, 90, 2)
+    np.testing.assert_allclose(cv.oof.sum(axis=2), 1.0, atol=1e-9)
+    for f in range(3):  # the loss is the held-out log-loss, computed independently
+        te = folds == f
+        p_true = cv.oof[0, te, :][np.arange(te.sum()), codes[te]]
+        assert cv.loss[0, f] == pytest.approx(-np.mean(np.log(p_true)), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- regression models
+def _standardized(X):
+    return (X - X.mean(axis=0)) / X.std(axis=0)
+
+
+def test_ridge_equals_closed_form():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(50, 6)) * [1, 2, 3, 0.5, 1, 10] + 4
+    y = X @ rng.normal(size=6) + rng.normal(size=50)
+    alpha = 0.3
+    b0, b = fit_penalized(X, y, alpha, 0.0)
+    Z = _standardized(X)
+    yc = y - y.mean()
+    beta_std = np.linalg.solve(Z.T @ Z + len(y) * alpha * np.eye(6), Z.T @ yc)  # min RSS/2n + alpha |b|^2/2
+    np.testing.assert_allclose(b * X.std(axis=0), beta_std, rtol=1e-10)
+    assert b0 == pytest.approx(y.mean() - X.mean(axis=0) @ b, rel=1e-12)
+
+
+def test_lasso_satisfies_kkt_conditions():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(80, 8))
+    y = 2 * X[:, 0] - X[:, 3] + rng.normal(size=80)
+    alpha = 0.2
+    b0, b = fit_penalized(X, y, alpha, 1.0)
+    Z = _standardized(X)
+    beta = b * X.std(axis=0)
+    grad = Z.T @ (y - y.mean() - Z @ beta) / len(y)  # = alpha * sign(beta) where beta != 0, |.| <= alpha else
+    on = beta != 0
+    assert 0 < on.sum() < 8
+    np.testing.assert_allclose(grad[on], alpha * np.sign(beta[on]), atol=1e-4)
+    assert np.all(np.abs(grad[~on]) <= alpha + 1e-6)
+
+
+def test_lasso_grid_starts_where_every_coefficient_is_zero():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 5))
+    y = X[:, 1] + rng.normal(size=60)
+    alphas = penalty_grid(X, y, "lasso", 10)
+    assert alphas[0] / alphas[-1] == pytest.approx(1000)
+    assert np.all(fit_penalized(X, y, alphas[0] * 1.001, 1.0)[1] == 0)
+    assert np.any(fit_penalized(X, y, alphas[0] * 0.9, 1.0)[1] != 0)
+    ridge = penalty_grid(X, y, "ridge", 7)
+    np.testing.assert_allclose(ridge, np.logspace(2, -4, 7))
+
+
+def test_cv_penalized_chooses_by_mean_fold_error():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(100, 10))
+    y = X[:, 0] + 0.5 * X[:, 1] + rng.normal(size=100) * 2  # sparse truth, noisy: penalty helps
+    folds = kfold([f"s{i}" for i in range(100)], 5)
+    res = cv_penalized(X, y, folds, ["ridge", "lasso"], n_alphas=8)
+    t = res.table
+    assert len(t) == 16 and t["selected"].sum() == 1
+    best = t.loc[t["selected"]].iloc[0]
+    assert best["cv_mse_mean"] == t["cv_mse_mean"].min()
+    assert (res.method, res.alpha) == (best["method"], best["alpha"])
+    # recompute the chosen row's fold errors independently
+    for f in range(5):
+        tr, te = folds != f, folds == f
+        b0, b = fit_penalized(X[tr], y[tr], res.alpha, 0.0 if res.method == "ridge" else 1.0)
+        assert best[f"fold_{f + 1}"] == pytest.approx(np.mean((y[te] - b0 - X[te] @ b) ** 2), rel=1e-3)
+    b0, b = fit_penalized(X, y, res.alpha, 0.0 if res.method == "ridge" else 1.0)
+    np.testing.assert_allclose(res.coef, b, rtol=1e-8, atol=1e-12)
+
+
+def test_cv_ols_matches_statsmodels_per_fold():
+    X, y = _regression(n=40, p=3)
+    folds = kfold([f"s{i}" for i in range(40)], 4)
+    oof = cv_ols(X, y, folds)
+    for f in range(4):
+        tr, te = folds != f, folds == f
+        fit = sm.OLS(y[tr], sm.add_constant(X[tr])).fit()
+        np.testing.assert_allclose(oof[te], fit.predict(sm.add_constant(X[te], has_constant="add")), rtol=1e-10)
