@@ -64,3 +64,65 @@ def test_failed_figure_leaves_no_file(tmp_path):
     with pytest.raises(Exception):
         plots.coefficient_forest(pd.DataFrame({"term": ["x"]}), "t", tmp_path / "bad.png")
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- report figures
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def test_sample_overview_and_normalization(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(8, 1, (40, 30))
+    split = np.array(["train"] * 30 + ["test"] * 10)
+    samples = [HOSTILE] + [f"s{i}" for i in range(39)]
+    plots.sample_overview((X - X.mean(0)) / X.std(0), samples, split, tmp_path / "s.png", n_dropped_genes=2)
+    plots.normalization_effect(X, (X - X.mean(0)) / X.std(0), split, "zscore", tmp_path / "n.png")
+    decoded(tmp_path / "s.png")
+    decoded(tmp_path / "n.png")
+
+
+def test_sample_overview_subsamples_many_samples(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(500, 20))
+    plots.sample_overview(X, [f"s{i}" for i in range(500)], np.array(["train"] * 400 + ["test"] * 100),
+                          tmp_path / "s.png", max_heatmap=100)
+    decoded(tmp_path / "s.png")
+
+
+def test_pvalue_summary_comparison_and_cv(tmp_path):
+    rng = np.random.default_rng(3)
+    coefs = pd.DataFrame({"target": [ODD] * 11 + ["t2"] * 11, "term": (["const"] + [f"g{i}" for i in range(10)]) * 2,
+                          "p_value": rng.uniform(size=22), "q_value": rng.uniform(size=22)})
+    plots.pvalue_summary(coefs, tmp_path / "p.png")
+    metrics = pd.DataFrame({"target": [ODD] * 3 + ["t2"] * 3, "model": ["ols", "mlp", "mean"] * 2, "split": "test",
+                            "r2": [0.9, 0.8, 0.0, 0.5, 0.7, -0.1], "mse": [0.1, 0.2, 1.0, 0.5, 0.3, 1.1]})
+    plots.model_comparison(metrics, tmp_path / "m.png")
+    cv = pd.DataFrame([{"target": t, "model": m, "fold": k, "n": 10, "mse": rng.uniform(), "rmse": 1.0, "mae": 1.0,
+                        "r2": rng.uniform(-0.2, 1), "pearson": 0.5}
+                       for t in (ODD, "t2", HOSTILE, "t4") for m in ("ols", "penalized", "mlp", "mean")
+                       for k in range(1, 6)])
+    plots.cv_metrics(cv, tmp_path / "c.png")
+    for name in ("p", "m", "c"):
+        decoded(tmp_path / f"{name}.png")
+
+
+def test_names_are_drawn_as_text_not_math(tmp_path, monkeypatch):
+    """Every text drawn from an id has its '$' escaped, so ids are never parsed as math text."""
+    import matplotlib.text
+
+    seen = []
+    orig = plots._save
+
+    def record(fig, path):
+        fig.canvas.draw()
+        seen.extend(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+        orig(fig, path)
+
+    monkeypatch.setattr(plots, "_save", record)
+    metrics = pd.DataFrame({"target": ["$a$"] * 2, "model": ["ols", "mean"], "split": "test", "r2": [0.9, 0.0],
+                            "mse": [0.1, 1.0]})
+    plots.model_comparison(metrics, tmp_path / "m.png")
+    cv = pd.DataFrame({"target": "$a$", "model": ["ols", "$m$"], "fold": [1, 1], "r2": [0.5, 0.0]})
+    plots.cv_metrics(cv, tmp_path / "c.png")
+    shown = [s for s in seen if "$" in s]
+    assert len(shown) >= 3 and all(r"\$a\$" in s or r"\$m\$" in s for s in shown), shown

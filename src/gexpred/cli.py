@@ -838,8 +838,8 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
              + f" and test_verdict, which compares each model with the best of its target on test "
              f"{facts['key_metric']} and with the training-mean baseline. Values are on the normalized scale.")
     write_json(facts, a.out_facts)
-    write_text(sortable_table(rows, "Model comparison", intro, highlight="cv_verdict" if cv is not None else "test_verdict"),
-               a.out_table)
+    highlight = "cv_verdict" if "cv_verdict" in rows else "test_verdict"
+    write_text(sortable_table(rows, "Model comparison", intro, highlight=highlight), a.out_table)
 
 
 # --------------------------------------------------------------------------- parser

@@ -33,7 +33,8 @@ PALETTE = {
     "sigmoid": "#009E73",
     "tanh": "#CC79A7",
 }
-MODEL_LABELS = {"ols": "OLS (multiple regression)", "mlp": "Neural network (MLP)", "mean": "Training mean"}
+MODEL_LABELS = {"ols": "OLS (multiple regression)", "mlp": "Neural network (MLP)", "mean": "Training mean",
+                "penalized": "Penalized regression"}
 
 STYLE = {
     "figure.dpi": 110,
@@ -316,4 +317,233 @@ def confusion_matrices(pred: pd.DataFrame, models: list[str], target: str, path:
                     title += f"\naccuracy {r['accuracy']:.3f}, AUROC {r['auroc']:.3f}"
             ax.set_title(title)
         fig.suptitle(f"{target}: classes on the test split (n = {len(test)})", y=1.03)
+        _save(fig, path)
+
+
+# --------------------------------------------------------------------------- data and preprocessing
+SPLIT_COLORS = {"train": "#0072B2", "test": "#E69F00"}
+CYCLE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+
+def _color(model: str, i: int = 0) -> str:
+    return PALETTE.get(model, CYCLE[i % len(CYCLE)])
+
+
+def _top_variance(X: np.ndarray, k: int = 2000) -> np.ndarray:
+    """The ``k`` most variable columns of ``X`` (all when fewer), finite values only."""
+    X = np.asarray(X, dtype=np.float64)
+    var = np.nanvar(X, axis=0)
+    keep = np.argsort(-np.nan_to_num(var, nan=-1.0))[: min(k, X.shape[1])]
+    return X[:, np.sort(keep)]
+
+
+def sample_overview(X: np.ndarray, samples: list[str], split: np.ndarray, path: str | Path,
+                    scale_label: str = "normalized expression", n_dropped_samples: int = 0,
+                    n_dropped_genes: int = 0, max_heatmap: int = 300) -> None:
+    """The samples at a glance: PCA (coloured by split) and the sample-sample correlation heatmap.
+
+    ``X`` is samples x genes. PCA uses the 2,000 most variable genes, centred on their means.
+    """
+    X = _top_variance(X)
+    n, g = X.shape
+    split = np.asarray(split)
+    Xc = X - X.mean(axis=0)
+    with plt.rc_context(STYLE):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.0, 4.8), gridspec_kw={"width_ratios": [1, 1.1]})
+        if n >= 3 and g >= 2:
+            u, s, _ = np.linalg.svd(Xc, full_matrices=False)
+            pcs = u[:, :2] * s[:2]
+            share = s**2 / max(float((s**2).sum()), 1e-300)
+            for name, color in SPLIT_COLORS.items():
+                m = split == name
+                ax1.scatter(pcs[m, 0], pcs[m, 1], s=18, alpha=0.8, color=color, edgecolor="white", linewidth=0.4,
+                            label=f"{name} ({int(m.sum())} samples)")
+            ax1.set_xlabel(f"PC1 ({100 * share[0]:.1f}% of variance)")
+            ax1.set_ylabel(f"PC2 ({100 * share[1]:.1f}% of variance)")
+            ax1.legend(frameon=False)
+        ax1.set_title(f"PCA of {n} samples ({g} most variable genes, {scale_label})")
+        # correlation heatmap, samples in split order (train first), at most max_heatmap of them
+        order = np.argsort(split != "train", kind="stable")
+        if n > max_heatmap:
+            order = order[np.linspace(0, n - 1, max_heatmap).astype(int)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            C = np.corrcoef(Xc[order])
+        im = ax2.imshow(C, cmap="cividis", vmin=np.nanmin(C), vmax=1, interpolation="nearest")
+        ax2.grid(False)
+        n_train = int((split[order] == "train").sum())
+        if 0 < n_train < len(order):
+            ax2.axhline(n_train - 0.5, color="white", lw=1)
+            ax2.axvline(n_train - 0.5, color="white", lw=1)
+        ax2.set_xlabel("sample (training split first, then test)")
+        ax2.set_ylabel("sample")
+        shown = f"{len(order)} of {n} samples" if n > len(order) else f"{n} samples"
+        ax2.set_title(f"Pearson correlation between samples ({shown})")
+        fig.colorbar(im, ax=ax2, label="Pearson correlation", shrink=0.85)
+        dropped = (f"; dropped while collecting: {n_dropped_samples} samples, {n_dropped_genes} genes"
+                   if (n_dropped_samples or n_dropped_genes) else "; nothing dropped while collecting")
+        fig.suptitle(f"Samples: {n} used ({int((split == 'train').sum())} train, {int((split == 'test').sum())} "
+                     f"test){dropped}", y=1.02)
+        _save(fig, path)
+
+
+def _quantile_bands(ax: plt.Axes, X: np.ndarray, color: str) -> None:
+    """Per-sample 5/25/50/75/95% quantiles of the values, samples ordered by their median."""
+    X = np.asarray(X, dtype=np.float64)
+    q = np.nanquantile(X, [0.05, 0.25, 0.5, 0.75, 0.95], axis=1)
+    order = np.argsort(q[2], kind="stable")
+    q = q[:, order]
+    x = np.arange(X.shape[0])
+    ax.fill_between(x, q[0], q[4], color=color, alpha=0.2, lw=0, label="5-95% of genes")
+    ax.fill_between(x, q[1], q[3], color=color, alpha=0.45, lw=0, label="25-75% of genes")
+    ax.plot(x, q[2], color=color, lw=1.5, label="median")
+    ax.set_xlabel("sample (ordered by its median)")
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
+
+
+def normalization_effect(before: np.ndarray, after: np.ndarray, split: np.ndarray, method: str,
+                         path: str | Path, input_label: str = "value in the input matrices") -> None:
+    """Distribution of every sample's values before and after normalization (quantile bands)."""
+    split = np.asarray(split)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.2), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+        _quantile_bands(axes[0], before, PALETTE["mean"])
+        axes[0].set_ylabel(plain(input_label))
+        axes[0].set_title("before normalization")
+        _quantile_bands(axes[1], after, PALETTE["ols"])
+        axes[1].set_ylabel(f"normalized value ({plain(method)})")
+        axes[1].set_title(f"after normalization ({plain(method)}, fitted on the training split)")
+        ax = axes[2]
+        a = np.asarray(after, dtype=np.float64)
+        lo, hi = np.nanquantile(a, [0.001, 0.999]) if a.size else (0.0, 1.0)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1, 50)
+        for name, color in SPLIT_COLORS.items():
+            vals = a[split == name].ravel()
+            if vals.size:
+                ax.hist(vals, bins=bins, density=True, histtype="step", lw=1.8, color=color,
+                        label=f"{name} ({int((split == name).sum())} samples)")
+        ax.set_xlabel(f"normalized value ({plain(method)})")
+        ax.set_ylabel("density (share of values per unit)")
+        ax.set_title("after normalization, by split")
+        ax.legend(frameon=False, fontsize=8)
+        n, g = np.asarray(after).shape
+        fig.suptitle(f"Expression of {g} genes in {n} samples before and after normalization", y=1.03)
+        _save(fig, path)
+
+
+# --------------------------------------------------------------------------- across targets
+def pvalue_summary(coefs: pd.DataFrame, path: str | Path, fdr: float = 0.05) -> None:
+    """P-values of every OLS term of every target (intercepts left out): histogram and QQ plot."""
+    tested = coefs[(coefs["term"] != "const") & ~coefs["term"].astype(str).str.startswith("const[")]
+    p = pd.to_numeric(tested["p_value"], errors="coerce").dropna().to_numpy()
+    n_targets = int(tested["target"].nunique()) if "target" in tested else 1
+    q = pd.to_numeric(tested["q_value"], errors="coerce") if "q_value" in tested else pd.Series(dtype=float)
+    n_sig = int((q < fdr).sum())
+    with plt.rc_context(STYLE):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.0, 4.2))
+        ax1.hist(p, bins=20, range=(0, 1), color=PALETTE["ols"], alpha=0.85, edgecolor="white")
+        if len(p):
+            ax1.axhline(len(p) / 20, color="#444444", ls="--", lw=1, label="expected with no signal (uniform)")
+            ax1.legend(frameon=False)
+        ax1.set_xlabel("p-value of the coefficient's t-test")
+        ax1.set_ylabel("number of terms")
+        ax1.set_title("histogram of p-values")
+        if len(p):
+            obs = -np.log10(np.sort(np.clip(p, 1e-300, 1)))
+            exp = -np.log10(np.arange(1, len(p) + 1) / (len(p) + 1))
+            ax2.scatter(exp, obs, s=14, color=PALETTE["ols"], alpha=0.7, edgecolor="white", linewidth=0.3)
+            lim = max(float(exp.max()), 1.0)
+            ax2.plot([0, lim], [0, lim], color="#444444", ls="--", lw=1, label="y = x (no signal)")
+            ax2.legend(frameon=False, loc="upper left")
+        ax2.set_xlabel("expected -log10(p) under no signal")
+        ax2.set_ylabel("observed -log10(p)")
+        ax2.set_title("QQ plot of p-values")
+        fig.suptitle(f"{len(p)} coefficient p-values of {n_targets} targets; {n_sig} terms with "
+                     f"Benjamini-Hochberg q < {fdr:g}", y=1.03)
+        _save(fig, path)
+
+
+def _lower_is_better(metric: str) -> bool:
+    return metric in {"mse", "rmse", "mae", "log_loss"}
+
+
+METRIC_LABELS = {"mse": "mean squared error (normalized expression²)",
+                 "rmse": "root mean squared error (normalized expression)",
+                 "mae": "mean absolute error (normalized expression)",
+                 "r2": "R² (1 - SSE/SST, unitless)", "pearson": "Pearson correlation (unitless)",
+                 "accuracy": "accuracy (share of samples)", "auroc": "AUROC (unitless)",
+                 "log_loss": "log-loss (nats per sample)"}
+
+
+def model_comparison(metrics: pd.DataFrame, path: str | Path, metrics_shown: tuple[str, ...] = ("r2", "mse"),
+                     split: str = "test") -> None:
+    """Test-split metrics of every model for every target, one dot per model, best model ringed."""
+    sub = metrics[metrics["split"] == split].copy()
+    metrics_shown = tuple(m for m in metrics_shown if m in sub and sub[m].notna().any()) or ("accuracy",)
+    targets = list(dict.fromkeys(sub["target"].astype(str)))
+    models = list(dict.fromkeys(sub["model"].astype(str)))
+    y = {t: i for i, t in enumerate(targets)}
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(metrics_shown), figsize=(5.2 * len(metrics_shown),
+                                                                 1.8 + 0.45 * max(len(targets), 2)), squeeze=False)
+        for ax, metric in zip(axes[0], metrics_shown):
+            offsets = np.linspace(-0.2, 0.2, len(models)) if len(models) > 1 else [0.0]
+            for k, (model, dy) in enumerate(zip(models, offsets)):
+                m = sub[sub["model"].astype(str) == model]
+                ax.scatter(m[metric], [y[str(t)] + dy for t in m["target"]], s=40, color=_color(model, k),
+                           label=MODEL_LABELS.get(model, plain(model)), zorder=3, edgecolor="white", linewidth=0.5)
+            crit = "idxmin" if _lower_is_better(metric) else "idxmax"
+            valid = sub.dropna(subset=[metric])
+            if len(valid):
+                best = valid.loc[getattr(valid.groupby(valid["target"].astype(str))[metric], crit)()]
+                for _, r in best.iterrows():
+                    dy = offsets[models.index(str(r["model"]))]
+                    ax.scatter([r[metric]], [y[str(r["target"])] + dy], s=140, facecolor="none",
+                               edgecolor="#000000", lw=1.2, zorder=4)
+            ax.set_yticks(range(len(targets)))
+            ax.set_yticklabels([plain(t) for t in targets])
+            ax.set_ylim(len(targets) - 0.5, -0.5)
+            ax.set_xlabel(METRIC_LABELS.get(metric, plain(metric)))
+            ax.set_title(f"{metric} on the {split} split ({'lower' if _lower_is_better(metric) else 'higher'}"
+                         " is better)")
+            ax.grid(axis="y", alpha=0)
+        axes[0][-1].legend(frameon=False, fontsize=8, loc="best")
+        fig.suptitle(f"Model comparison on the {split} split: {len(targets)} targets, {len(models)} models "
+                     "(ring: best per target)", y=1.06)
+        _save(fig, path)
+
+
+CV_COLUMNS = ["target", "model", "fold", "n", "mse", "rmse", "mae", "r2", "pearson"]
+
+
+def cv_metrics(cv: pd.DataFrame, path: str | Path, metric: str = "r2") -> None:
+    """Cross-validation metric per model, one panel per target: a box per model and one dot per fold."""
+    cv = cv.copy()
+    cv["target"] = cv["target"].astype(str)
+    cv["model"] = cv["model"].astype(str)
+    targets = list(dict.fromkeys(cv["target"]))
+    models = list(dict.fromkeys(cv["model"]))
+    ncol = min(len(targets), 3) or 1
+    nrow = int(np.ceil(max(len(targets), 1) / ncol))
+    rng = np.random.default_rng(0)  # horizontal jitter only, fixed so the figure is reproducible
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 3.6 * nrow), squeeze=False)
+        for ax, target in zip(axes.ravel(), targets):
+            sub = cv[cv["target"] == target]
+            data = [sub.loc[sub["model"] == m, metric].dropna().to_numpy() for m in models]
+            ax.boxplot(data, positions=range(len(models)), widths=0.5, showfliers=False,
+                       medianprops={"color": "#000000"})
+            for k, (m, vals) in enumerate(zip(models, data)):
+                ax.scatter(k + rng.uniform(-0.12, 0.12, len(vals)), vals, s=20, color=_color(m, k), alpha=0.85,
+                           zorder=3, edgecolor="white", linewidth=0.4)
+            ax.set_xticks(range(len(models)))
+            ax.set_xticklabels([plain(m) for m in models])
+            ax.set_xlim(-0.6, len(models) - 0.4)
+            n_folds = int(sub["fold"].nunique()) if "fold" in sub else 0
+            ax.set_title(f"{plain(target)} ({n_folds} folds)")
+            ax.set_ylabel(METRIC_LABELS.get(metric, plain(metric)))
+            ax.set_xlabel("model")
+        for ax in axes.ravel()[len(targets):]:
+            ax.set_visible(False)
+        fig.suptitle(f"Cross-validation inside the training split: {metric} per fold "
+                     f"({'lower' if _lower_is_better(metric) else 'higher'} is better)", y=1.02)
         _save(fig, path)

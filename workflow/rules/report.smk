@@ -1,3 +1,46 @@
+# The report: figures, the sortable model-comparison table and the numbers the captions state.
+# Categories follow the modelling lifecycle: 1. Data, 2. Preprocessing, 3. Hypothesis evaluation,
+# 4. Prediction, 5. Model comparison, 6. Deploy & monitoring; subcategories per target; labels
+# (target, model, figure/table) let a reviewer filter.
+
+REPORT_FACTS = "results/report/facts.json"
+# Cross-validation metrics, when a rule of the workflow makes them (compare.smk).
+CV_METRICS = "results/compare/cv_metrics.tsv"
+CV_SUMMARY = "results/compare/summary.tsv"
+HAS_CV = any(CV_METRICS in [str(f) for f in r.output] for r in workflow.rules)
+HAS_CV_SUMMARY = any(CV_SUMMARY in [str(f) for f in r.output] for r in workflow.rules)
+
+
+class CaptionFacts:
+    """The sentences of REPORT_FACTS for one report caption, read when the report is built.
+
+    Snakemake renders captions with the rule's params but cannot read result files itself.
+    A parameter of this type is not a plain value, so Snakemake leaves it out of its
+    params-change check: it never triggers a re-run, and the file is read only when a
+    caption calls load() or target().
+    """
+
+    def __init__(self, path, target=None):
+        self.path = path
+        self.target_dir = target
+
+    def __repr__(self):
+        return f"numbers from {self.path}"
+
+    def load(self):
+        try:
+            return json.loads(Path(self.path).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def target(self):
+        return self.load().get("targets", {}).get(self.target_dir, {})
+
+
+def caption_facts(wildcards):
+    return CaptionFacts(REPORT_FACTS, wildcards.get("target"))
+
+
 rule plot_observed:
     input:
         predictions="results/compare/predictions.tsv",
@@ -8,7 +51,7 @@ rule plot_observed:
             caption="../report/observed_vs_predicted.rst",
             category="5. Model comparison",
             subcategory="{target}",
-            labels={"target": "{target}", "figure": "observed vs predicted (test split)"},
+            labels={"target": "{target}", "model": "all", "figure": "observed vs predicted (test split)"},
         ),
     log:
         "results/logs/plots/{target}/observed.log",
@@ -17,6 +60,7 @@ rule plot_observed:
     params:
         target=target_name,
         models=" ".join(MODELS),
+        facts=caption_facts,
     threads: 1
     resources:
         mem_mb=1000,
@@ -37,7 +81,7 @@ rule plot_coefficients:
             caption="../report/coefficients.rst",
             category="3. Hypothesis evaluation",
             subcategory="{target}",
-            labels={"target": "{target}", "figure": "OLS coefficients with 95% CI"},
+            labels={"target": "{target}", "model": "ols", "figure": "coefficients with 95% CI"},
         ),
     log:
         "results/logs/plots/{target}/coefficients.log",
@@ -45,6 +89,7 @@ rule plot_coefficients:
         "results/benchmarks/plots/{target}/coefficients.tsv"
     params:
         target=target_name,
+        facts=caption_facts,
     threads: 1
     resources:
         mem_mb=1000,
@@ -67,7 +112,7 @@ rule plot_diagnostics:
             caption="../report/diagnostics.rst",
             category="3. Hypothesis evaluation",
             subcategory="{target}",
-            labels={"target": "{target}", "figure": "OLS diagnostics"},
+            labels={"target": "{target}", "model": "ols", "figure": "residuals, QQ, influence"},
         ),
     log:
         "results/logs/plots/{target}/diagnostics.log",
@@ -75,6 +120,7 @@ rule plot_diagnostics:
         "results/benchmarks/plots/{target}/diagnostics.tsv"
     params:
         target=target_name,
+        facts=caption_facts,
     threads: 1
     resources:
         mem_mb=1000,
@@ -96,6 +142,8 @@ rule plot_loss:
             caption="../report/loss.rst",
             category="4. Prediction",
             subcategory="{target}",
+            # no "model" label: Snakemake's report turns a label with two values, each on half of a
+            # subcategory's results, into a toggle, which fails when a combination is missing.
             labels={"target": "{target}", "figure": "network loss per epoch"},
         ),
     log:
@@ -122,7 +170,7 @@ rule plot_activations:
             caption="../report/activation_functions.rst",
             category="4. Prediction",
             subcategory="architecture",
-            labels={"figure": "activation functions"},
+            labels={"model": "mlp", "figure": "activation functions"},
         ),
     log:
         "results/logs/plots/activation_functions.log",
@@ -136,3 +184,221 @@ rule plot_activations:
         "../envs/gexpred.yaml"
     shell:
         "gexpred plot activations --out {output:q} --log {log:q}"
+
+
+rule plot_samples:
+    input:
+        data="results/data/collected.h5ad",
+        normalized="results/data/normalized.h5ad",
+        splits="results/data/splits.tsv",
+    output:
+        report(
+            "results/plots/data/samples.png",
+            caption="../report/samples.rst",
+            category="1. Data",
+            labels={"figure": "samples: PCA and correlation"},
+        ),
+    log:
+        "results/logs/plots/samples.log",
+    benchmark:
+        "results/benchmarks/plots/samples.tsv"
+    params:
+        facts=caption_facts,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred plot samples --data {input.data:q} --normalized {input.normalized:q}"
+        " --splits {input.splits:q} --out {output:q} --log {log:q}"
+
+
+rule plot_normalization:
+    input:
+        data="results/data/collected.h5ad",
+        normalized="results/data/normalized.h5ad",
+        splits="results/data/splits.tsv",
+    output:
+        report(
+            "results/plots/data/normalization.png",
+            caption="../report/normalization.rst",
+            category="2. Preprocessing",
+            labels={"figure": "expression before and after normalization"},
+        ),
+    log:
+        "results/logs/plots/normalization.log",
+    benchmark:
+        "results/benchmarks/plots/normalization.tsv"
+    params:
+        method=" + ".join(NORMALIZATION_STEPS),
+        facts=caption_facts,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred plot normalization --data {input.data:q} --normalized {input.normalized:q}"
+        " --splits {input.splits:q} --method {params.method:q} --out {output:q} --log {log:q}"
+
+
+rule plot_pvalues:
+    input:
+        "results/ols/all_coefficients.tsv",
+    output:
+        report(
+            "results/plots/pvalues.png",
+            caption="../report/pvalues.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="all targets",
+            labels={"figure": "p-value histogram and QQ plot"},
+        ),
+    log:
+        "results/logs/plots/pvalues.log",
+    benchmark:
+        "results/benchmarks/plots/pvalues.tsv"
+    params:
+        fdr=config["ols"]["fdr"],
+        facts=caption_facts,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred plot pvalues --coefficients {input:q} --fdr {params.fdr} --out {output:q} --log {log:q}"
+
+
+rule plot_comparison:
+    input:
+        "results/compare/metrics.tsv",
+    output:
+        report(
+            "results/plots/model_comparison.png",
+            caption="../report/model_comparison.rst",
+            category="5. Model comparison",
+            labels={"figure": "test metrics of all targets and models"},
+        ),
+    log:
+        "results/logs/plots/model_comparison.log",
+    benchmark:
+        "results/benchmarks/plots/model_comparison.tsv"
+    params:
+        facts=caption_facts,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred plot comparison --metrics {input:q} --out {output:q} --log {log:q}"
+
+
+rule plot_cv:
+    input:
+        CV_METRICS,
+    output:
+        report(
+            "results/plots/cv_metrics.png",
+            caption="../report/cv_figure.rst",
+            category="5. Model comparison",
+            labels={"figure": "cross-validation R² per model"},
+        ),
+    log:
+        "results/logs/plots/cv_metrics.log",
+    benchmark:
+        "results/benchmarks/plots/cv_metrics.tsv"
+    params:
+        facts=caption_facts,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred plot cv --cv-metrics {input:q} --metric r2 --out {output:q} --log {log:q}"
+
+
+def report_summary_input():
+    inputs = {
+        "data": "results/data/collected.h5ad",
+        "dropped": "results/data/dropped.tsv",
+        "splits": "results/data/splits.tsv",
+        "targets": "results/data/targets.tsv",
+        "metrics": "results/compare/metrics.tsv",
+        "predictors": "results/data/predictors.tsv",
+    }
+    if "ols" in MODELS:
+        inputs["fits"] = "results/ols/all_fits.tsv"
+        inputs["coefficients"] = "results/ols/all_coefficients.tsv"
+    if HAS_CV:
+        inputs["cv_metrics"] = CV_METRICS
+    if HAS_CV_SUMMARY:
+        inputs["summary"] = CV_SUMMARY
+    return inputs
+
+
+rule report_summary:
+    input:
+        **report_summary_input(),
+    output:
+        facts=REPORT_FACTS,
+        table=report(
+            "results/compare/model_comparison.html",
+            caption="../report/model_table.rst",
+            category="5. Model comparison",
+            labels={"table": "model comparison (sortable)"},
+        ),
+    log:
+        "results/logs/report_summary.log",
+    benchmark:
+        "results/benchmarks/report_summary.tsv"
+    params:
+        optional=lambda wc, input: " ".join(
+            f"--{key.replace('_', '-')} {shlex.quote(input[key])}"
+            for key in ("fits", "coefficients", "cv_metrics", "summary")
+            if key in input.keys()
+        ),
+        test_fraction=config["split"]["test_fraction"],
+        seed=config["split"]["seed"],
+        fdr=config["ols"]["fdr"],
+        facts=caption_facts,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred report-summary --data {input.data:q} --dropped {input.dropped:q} --splits {input.splits:q}"
+        " --targets {input.targets:q} --metrics {input.metrics:q} --predictors {input.predictors:q}"
+        " {params.optional} --test-fraction {params.test_fraction} --seed {params.seed} --fdr {params.fdr}"
+        " --out-facts {output.facts:q} --out-table {output.table:q} --log {log:q}"
+
+
+def report_outputs():
+    """What the report adds to the default target."""
+    out = ["results/plots/data/samples.png", "results/plots/data/normalization.png"]
+    if GENOME:
+        return out
+    out += ["results/plots/model_comparison.png", REPORT_FACTS, "results/compare/model_comparison.html"]
+    if "ols" in MODELS:
+        out.append("results/plots/pvalues.png")
+    if HAS_CV:
+        out.append("results/plots/cv_metrics.png")
+    return out
+
+
+# The Snakefile's `rule all` asks all_outputs() (common.smk) for its targets; it is evaluated after
+# every include, so the report's own outputs join it here.
+_all_outputs_without_report = all_outputs
+
+
+def all_outputs():
+    return _all_outputs_without_report() + report_outputs()

@@ -1,0 +1,365 @@
+"""The numbers a reviewer needs, in words, for the report's captions.
+
+Snakemake renders captions (Jinja, then reStructuredText) when the report is
+built and gives them the config and the rule's parameters, but not the result
+files. :func:`build_facts` therefore reads the result tables once, in a
+workflow step, and writes the sentences into ``facts.json``; the captions show
+them. Every name from users' data (gene, sample, file) goes through :func:`rst`,
+so reStructuredText markup in a name is shown as text and docutils escapes it
+for HTML.
+
+:func:`comparison_rows` builds the model-comparison table (one row per target
+and model, test metrics, cross-validation summary, verdict) that the report
+also shows as a sortable HTML page (:mod:`gexpred.htmltable`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MODEL_NAMES = {"ols": "OLS (multiple regression)", "mlp": "the neural network", "mean": "the training mean",
+               "penalized": "penalized regression"}
+LOWER_IS_BETTER = {"mse": True, "rmse": True, "mae": True, "log_loss": True, "r2": False, "pearson": False,
+                   "accuracy": False, "auroc": False}
+
+
+def rst(text: object) -> str:
+    """``text`` as reStructuredText that shows exactly these characters (no markup, no roles, no links).
+
+    Every character other than a letter, digit or space is backslash-escaped (in reStructuredText a
+    backslash makes the next character literal); line breaks become spaces.
+    """
+    out = []
+    for ch in " ".join(str(text).split()):
+        out.append(ch if (ch.isalnum() and ch.isascii()) or ch == " " else "\\" + ch)
+    return "".join(out)
+
+
+def model_name(model: str) -> str:
+    return MODEL_NAMES.get(model, f"model {rst(model)}")
+
+
+def _num(x: float, digits: int = 3) -> str:
+    """A number for a sentence: 3 significant digits, thousands separators, a real minus sign."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "not available"
+    x = float(x)
+    if x == 0:
+        return "0"
+    if abs(x) >= 1000:
+        s = f"{x:,.0f}"
+    else:
+        mag = int(math.floor(math.log10(abs(x))))
+        dec = max(digits - 1 - mag, 0)
+        s = f"{x:.{dec}f}" if abs(x) >= 1e-3 else f"{x:.2g}"
+    return s.replace("-", "\u2212")
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def _and(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# --------------------------------------------------------------------------- data and preprocessing
+def data_text(n_samples: int, n_genes: int, dropped: pd.DataFrame, sources: list[str]) -> str:
+    """Samples and genes used and dropped, with the reasons."""
+    text = (f"{_count(n_samples, 'sample')} and {_count(n_genes, 'gene')} were used, combined from "
+            f"{_and([rst(s) for s in sources])}. ")
+    if len(dropped) == 0:
+        return text + "Nothing was dropped while combining the matrices."
+    parts = []
+    for kind in ("sample", "gene"):
+        sub = dropped[dropped["kind"] == kind]
+        if len(sub):
+            reasons = sub.groupby("reason", sort=True).size()
+            why = "; ".join(f"{n:,} {rst(r)}" for r, n in reasons.items())
+            examples = ", ".join(rst(i) for i in sub["id"].astype(str).head(3))
+            parts.append(f"{_count(len(sub), kind)} (e.g. {examples}; reasons: {why})")
+    return text + "Dropped while combining: " + " and ".join(parts) + "."
+
+
+def split_text(splits: pd.DataFrame, test_fraction: float | None = None, seed: int | None = None) -> str:
+    n_train = int((splits["split"] == "train").sum())
+    n_test = int((splits["split"] == "test").sum())
+    how = f" (test fraction {test_fraction:g}, seed {seed})" if test_fraction is not None else ""
+    return (f"The samples were split into {_count(n_train, 'training sample')} and {_count(n_test, 'test sample')}"
+            f"{how}; the test split plays no part in fitting or choosing anything.")
+
+
+def predictors_text(predictors: pd.DataFrame, target: str) -> str:
+    sub = predictors[predictors["target"].astype(str) == str(target)].sort_values("rank")
+    if not len(sub):
+        return ""
+    top = sub.iloc[0]
+    corr = f" (training correlation {_num(top['train_corr'])})" if "train_corr" in sub and pd.notna(
+        top.get("train_corr")) else ""
+    return f"{_count(len(sub), 'predictor')}, the first {rst(top['gene'])}{corr}."
+
+
+# --------------------------------------------------------------------------- model comparison
+def key_metric(metrics: pd.DataFrame) -> str:
+    """The metric that decides the best model: test MSE for regression, log-loss for classification."""
+    for m in ("mse", "log_loss", "accuracy"):
+        if m in metrics and metrics[m].notna().any():
+            return m
+    raise ValueError("metrics table has neither mse, log_loss nor accuracy values")
+
+
+def _best(sub: pd.DataFrame, metric: str) -> pd.Series:
+    valid = sub.dropna(subset=[metric])
+    idx = valid[metric].idxmin() if LOWER_IS_BETTER[metric] else valid[metric].idxmax()
+    return valid.loc[idx]
+
+
+def _relative(a: float, b: float) -> float:
+    """How much lower ``a`` is than ``b``, as a share of ``b``: (b - a) / |b|."""
+    return (b - a) / abs(b) if b else float("nan")
+
+
+def _above(best: float, value: float) -> float:
+    """How much higher ``value`` is than ``best``, as a share of ``best``: (value - best) / |best|."""
+    return (value - best) / abs(best) if best else float("nan")
+
+
+def comparison_rows(metrics: pd.DataFrame, cv: pd.DataFrame | None = None, summary: pd.DataFrame | None = None,
+                    split: str = "test") -> pd.DataFrame:
+    """One row per target and model: the ``split`` metrics, the CV summary when given, and verdicts.
+
+    ``test_verdict`` compares every model with the best one of its target on the key metric of the test
+    split (MSE for regression, log-loss for classification) and with the training-mean baseline. With the
+    cross-validation ``summary`` (``compare.summary_table``), ``cv_verdict`` marks the model chosen by
+    cross-validation and ``network_vs_regression`` carries the target's corrected resampled t-test verdict.
+    """
+    metric = key_metric(metrics)
+    lower = LOWER_IS_BETTER[metric]
+    sub = metrics[metrics["split"] == split].copy()
+    sub["target"] = sub["target"].astype(str)
+    sub["model"] = sub["model"].astype(str)
+    cols = [c for c in ("n", "mse", "mae", "r2", "pearson", "accuracy", "auroc", "log_loss")
+            if c in sub and sub[c].notna().any()]
+    rows = []
+    for target, grp in sub.groupby("target", sort=False):
+        best = _best(grp, metric)
+        base = grp[grp["model"] == "mean"]
+        base_value = float(base[metric].iloc[0]) if len(base) else float("nan")
+        for _, r in grp.iterrows():
+            value = float(r[metric])
+            if r["model"] == best["model"]:
+                others = grp[grp["model"] != r["model"]].dropna(subset=[metric])
+                if r["model"] == "mean":
+                    verdict = "best: no model beats the training mean"
+                elif len(others):
+                    runner = _best(others, metric)
+                    gap = (_relative(value, float(runner[metric])) if lower
+                           else value - float(runner[metric]))
+                    verdict = (f"best: {metric} {_pct(gap)} below {runner['model']}" if lower
+                               else f"best: {metric} {gap:+.3f} over {runner['model']}")
+                else:
+                    verdict = "best (only model)"
+            elif r["model"] == "mean":
+                verdict = "baseline"
+            else:
+                gap = _above(float(best[metric]), value) if lower else float(best[metric]) - value
+                verdict = (f"{metric} {_pct(gap)} above {best['model']}" if lower
+                           else f"{metric} {gap:.3f} below {best['model']}")
+                if not math.isnan(base_value) and ((value >= base_value) if lower else (value <= base_value)):
+                    verdict += "; no better than the training mean"
+            rows.append({"target": target, "model": r["model"], **{f"test_{c}": r[c] for c in cols},
+                         "test_verdict": verdict})
+    out = pd.DataFrame(rows)
+    if cv is not None and len(cv):
+        cvs = cv.assign(target=cv["target"].astype(str), model=cv["model"].astype(str))
+        agg = {}
+        for m in dict.fromkeys([metric, "mse", "r2"]):
+            if m in cvs and cvs[m].notna().any():
+                agg[f"cv_{m}_mean"] = (m, "mean")
+                agg[f"cv_{m}_sd"] = (m, "std")
+        agg["cv_folds"] = ("fold", "nunique")
+        stats = cvs.groupby(["target", "model"], sort=False).agg(**agg).reset_index()
+        out = stats.merge(out, on=["target", "model"], how="outer", sort=False)
+        out = out.set_index(["target", "model"]).reindex(
+            list(dict.fromkeys([*zip(out["target"], out["model"])]))).reset_index()
+        out["cv_verdict"] = _cv_verdicts(out, metric, lower)
+    if summary is not None and len(summary):
+        s = summary.assign(target=summary["target"].astype(str)).set_index("target")
+        text = {t: (f"{r['verdict']}" + (f" (p = {float(r['p_value']):.2g})" if pd.notna(r.get("p_value")) else ""))
+                for t, r in s.iterrows()}
+        out["network_vs_regression"] = out["target"].map(text).fillna("")
+    return out
+
+
+def _cv_verdicts(out: pd.DataFrame, metric: str, lower: bool) -> list[str]:
+    col = f"cv_{metric}_mean"
+    verdicts = []
+    for _, r in out.iterrows():
+        grp = out[(out["target"] == r["target"]) & out[col].notna()]
+        if not len(grp) or pd.isna(r[col]):
+            verdicts.append("")
+            continue
+        best = grp.loc[grp[col].idxmin() if lower else grp[col].idxmax()]
+        if r["model"] == best["model"]:
+            verdicts.append("chosen: best mean CV " + metric + (" (no model beats the mean)"
+                                                                 if r["model"] == "mean" else ""))
+        elif r["model"] == "mean":
+            verdicts.append("baseline")
+        else:
+            gap = _above(float(best[col]), float(r[col])) if lower else float(best[col]) - float(r[col])
+            verdicts.append(f"CV {metric} {_pct(gap)} above {best['model']}" if lower
+                            else f"CV {metric} {gap:.3f} below {best['model']}")
+    return verdicts
+
+
+def _pct(share: float) -> str:
+    """A share as a percentage for the comparison: '25%', '0.4%'."""
+    if share is None or math.isnan(share):
+        return "n/a"
+    p = 100 * share
+    return f"{p:.0f}%" if abs(p) >= 10 else f"{p:.1f}%" if abs(p) >= 0.1 else f"{p:.2g}%"
+
+
+def comparison_text(metrics: pd.DataFrame, target: str, split: str = "test") -> str:
+    """In words: the best model of ``target`` on the test split and by how much, with every model's numbers."""
+    metric = key_metric(metrics)
+    grp = metrics[(metrics["target"].astype(str) == str(target)) & (metrics["split"] == split)].copy()
+    grp["model"] = grp["model"].astype(str)
+    if not len(grp):
+        return ""
+    best = _best(grp, metric)
+    others = grp[grp["model"] != best["model"]].dropna(subset=[metric])
+    n = int(best["n"])
+    label = {"mse": "mean squared error", "log_loss": "log-loss", "accuracy": "accuracy"}[metric]
+    if best["model"] == "mean":
+        head = (f"On the {split} split ({_count(n, 'sample')}) no model beats the training mean: its {label} is "
+                f"{_num(best[metric])}")
+    else:
+        head = (f"On the {split} split ({_count(n, 'sample')}) {model_name(best['model'])} has the "
+                f"{'lowest' if LOWER_IS_BETTER[metric] else 'highest'} {label}, {_num(best[metric])},")
+    comp = []
+    for _, r in others.iterrows():
+        if LOWER_IS_BETTER[metric]:
+            comp.append(f"{_num(r[metric])} for {model_name(r['model'])} "
+                        f"({_pct(_relative(float(best[metric]), float(r[metric])))} lower)")
+        else:
+            comp.append(f"{_num(r[metric])} for {model_name(r['model'])}")
+    text = head + (" against " + _and(comp) if comp else "") + "."
+    if "r2" in grp and grp["r2"].notna().any():
+        text += " R²: " + _and([f"{_num(r['r2'])} ({model_name(r['model'])})" for _, r in
+                                [(None, best), *list(others.iterrows())]]) + "."
+    elif "accuracy" in grp and grp["accuracy"].notna().any():
+        text += " Accuracy: " + _and([f"{_num(r['accuracy'])} ({model_name(r['model'])})" for _, r in
+                                      [(None, best), *list(others.iterrows())]]) + "."
+    return text
+
+
+def assumptions_text(failed: str | float | None) -> str:
+    """The failed OLS assumptions of one target in words (``all_fits.tsv``'s ``failed_assumptions``)."""
+    if failed is None or (isinstance(failed, float) and math.isnan(failed)) or str(failed).strip() in ("", "none"):
+        return "No OLS assumption check fails on the training split."
+    items = [rst(s.strip()) for s in str(failed).split("; ") if s.strip()]
+    return f"{_count(len(items), 'OLS assumption check')} {'fails' if len(items) == 1 else 'fail'} on the " \
+           f"training split: " + "; ".join(items) + "."
+
+
+def significance_text(coefs: pd.DataFrame, fdr: float) -> str:
+    tested = coefs[(coefs["term"].astype(str) != "const") & ~coefs["term"].astype(str).str.startswith("const[")]
+    q = pd.to_numeric(tested.get("q_value"), errors="coerce")
+    sig = tested[q < fdr]
+    text = (f"{_count(len(tested), 'term')} of {_count(int(tested['target'].nunique()), 'target')} were tested; "
+            f"{_count(len(sig), 'term')} {'has' if len(sig) == 1 else 'have'} a Benjamini–Hochberg q-value "
+            f"below {fdr:g}")
+    if len(sig):
+        top = sig.sort_values("p_value").head(3)
+        text += " (smallest p: " + _and([f"{rst(t)} for {rst(g)}" for t, g in zip(top["term"], top["target"])]) + ")"
+    return text + "."
+
+
+# --------------------------------------------------------------------------- everything
+def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources: list[str], splits: pd.DataFrame,
+                targets: pd.DataFrame, metrics: pd.DataFrame, predictors: pd.DataFrame | None = None,
+                fits: pd.DataFrame | None = None, coefs: pd.DataFrame | None = None, cv: pd.DataFrame | None = None,
+                summary: pd.DataFrame | None = None, test_fraction: float | None = None, seed: int | None = None, fdr: float = 0.05) -> dict[str, Any]:
+    """Every sentence the captions show, keyed by report section and by target directory name."""
+    metric = key_metric(metrics)
+    test = metrics[metrics["split"] == "test"]
+    per_target: dict[str, Any] = {}
+    best_lines, cv_lines = [], []
+    for target, directory in zip(targets["target"].astype(str), targets["directory"].astype(str)):
+        grp = test[test["target"].astype(str) == target]
+        entry: dict[str, Any] = {"id": target, "id_rst": rst(target)}
+        if len(grp):
+            best = _best(grp.assign(model=grp["model"].astype(str)), metric)
+            entry["best_model"] = str(best["model"])
+            entry["comparison"] = comparison_text(metrics, target)
+            best_lines.append(f"{rst(target)}: {model_name(str(best['model']))}")
+        if fits is not None and "failed_assumptions" in fits:
+            row = fits[fits["target"].astype(str) == target]
+            if len(row):
+                entry["assumptions"] = assumptions_text(row["failed_assumptions"].iloc[0])
+                entry["train_r2"] = float(row["r2"].iloc[0]) if "r2" in row else None
+        if predictors is not None:
+            entry["predictors"] = predictors_text(predictors, target)
+        if summary is not None and "statement" in summary:
+            row = summary[summary["target"].astype(str) == target]
+            if len(row):
+                entry["cv_choice"] = str(row["best_model"].iloc[0])
+                entry["cv_statement"] = rst(row["statement"].iloc[0])
+                cv_lines.append(f"{rst(target)}: {model_name(entry['cv_choice'])}")
+        per_target[directory] = entry
+    n_fail = None
+    if fits is not None and "failed_assumptions" in fits:
+        fail = fits["failed_assumptions"].fillna("none").astype(str).str.strip()
+        n_fail = int((~fail.isin(["none", ""])).sum())
+    facts: dict[str, Any] = {
+        "data": data_text(n_samples, n_genes, dropped, sources),
+        "split": split_text(splits, test_fraction, seed),
+        "n_samples": int(n_samples), "n_genes": int(n_genes),
+        "n_dropped_samples": int((dropped["kind"] == "sample").sum()),
+        "n_dropped_genes": int((dropped["kind"] == "gene").sum()),
+        "n_train": int((splits["split"] == "train").sum()), "n_test": int((splits["split"] == "test").sum()),
+        "key_metric": metric,
+        "best_models": ("Chosen by cross-validation inside the training split: " + "; ".join(cv_lines) + ". "
+                        if cv_lines else "")
+        + ("Best on the test split: " + "; ".join(best_lines) + "." if best_lines else ""),
+        "targets": per_target,
+    }
+    if n_fail is not None:
+        facts["assumptions"] = (f"OLS assumption checks fail for {n_fail} of {_count(len(fits), 'target')}"
+                                if n_fail else f"No OLS assumption check fails for any of the "
+                                               f"{_count(len(fits), 'target')}") + " (details per target)."
+    if coefs is not None and len(coefs):
+        facts["significance"] = significance_text(coefs, fdr)
+    if cv is not None and len(cv):
+        facts["cv"] = cv_text(cv)
+    return _finite(facts)
+
+
+def cv_text(cv: pd.DataFrame, metric: str = "r2") -> str:
+    """Mean (sd) of the CV metric per target and model."""
+    parts = []
+    for target, grp in cv.assign(target=cv["target"].astype(str)).groupby("target", sort=False):
+        stats = grp.groupby(grp["model"].astype(str), sort=False)[metric].agg(["mean", "std", "count"])
+        parts.append(f"{rst(target)}: " + ", ".join(f"{rst(m)} {_num(s['mean'])} (sd {_num(s['std'])}, "
+                                                    f"{int(s['count'])} folds)" for m, s in stats.iterrows()))
+    return f"Cross-validated {metric} inside the training split, mean (sd) over folds: " + "; ".join(parts) + "."
+
+
+def _finite(obj: Any) -> Any:
+    """JSON-safe: NaN and infinities become None, numpy scalars plain Python."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

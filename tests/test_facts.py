@@ -1,0 +1,94 @@
+"""The report's sentences: numbers recomputed here from the tables, names escaped for reStructuredText."""
+
+from __future__ import annotations
+
+import docutils.core
+import numpy as np
+import pandas as pd
+import pytest
+
+from gexpred import facts
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+RST_TRAPS = ["`x`_", "*bold*", "|sub|", "a_", ":role:`x`", "[1]_", ".. raw:: html", "\\", "$x^2$", HOSTILE,
+             "__init__", "- item", "1. item", "::"]
+
+
+def to_html(rst_text: str) -> str:
+    parts = docutils.core.publish_parts(rst_text, writer="html",
+                                        settings_overrides={"report_level": 1, "halt_level": 5})
+    return parts["body"]
+
+
+@pytest.mark.parametrize("name", RST_TRAPS)
+def test_rst_shows_names_as_text(name):
+    import html
+
+    out = to_html(f"Gene {facts.rst(name)} here.")
+    assert "system-message" not in out
+    assert f"Gene {html.escape(name, quote=False)} here." in html.unescape(out).replace(name, html.escape(
+        name, quote=False)) or f"Gene {name} here." in html.unescape(out)
+    assert "<img" not in out
+
+
+def metrics_frame():
+    rows = []
+    for target, vals in {"G0": {"ols": 0.2, "mlp": 0.25, "mean": 1.0}, HOSTILE: {"ols": 1.2, "mlp": 0.9, "mean": 1.0}}.items():
+        for model, mse in vals.items():
+            for split in ("train", "test"):
+                rows.append({"target": target, "model": model, "split": split, "n": 15 if split == "test" else 45,
+                             "mse": mse, "mae": mse / 2, "r2": 1 - mse, "pearson": 0.9})
+    return pd.DataFrame(rows)
+
+
+def test_comparison_text_best_and_margin():
+    text = facts.comparison_text(metrics_frame(), "G0")
+    assert text.startswith("On the test split (15 samples) OLS (multiple regression) has the lowest mean squared "
+                           "error, 0.200,")
+    assert "0.250 for the neural network (20% lower)" in text  # (0.25 - 0.2) / 0.25
+    assert "1.00 for the training mean (80% lower)" in text
+
+
+def test_comparison_rows_verdicts():
+    rows = facts.comparison_rows(metrics_frame()).set_index(["target", "model"])
+    assert rows.loc[("G0", "ols"), "test_verdict"] == "best: mse 20% below mlp"
+    assert rows.loc[("G0", "mlp"), "test_verdict"] == "mse 25% above ols"  # (0.25 - 0.2) / 0.2
+    assert rows.loc[("G0", "mean"), "test_verdict"] == "baseline"
+    assert rows.loc[(HOSTILE, "ols"), "test_verdict"] == "mse 33% above mlp; no better than the training mean"
+    assert list(rows.reset_index().columns[:3]) == ["target", "model", "test_n"]
+
+
+def test_comparison_rows_with_cv_and_summary():
+    cv = pd.DataFrame([{"target": "G0", "model": m, "fold": k, "mse": v + 0.01 * k, "r2": 1 - v}
+                       for m, v in (("ols", 0.3), ("mlp", 0.2), ("mean", 1.0)) for k in range(1, 4)])
+    summary = pd.DataFrame({"target": ["G0"], "best_model": ["mlp"], "verdict": ["network"], "p_value": [0.01],
+                            "statement": ["Best by 3-fold CV: mlp."]})
+    rows = facts.comparison_rows(metrics_frame(), cv, summary).set_index(["target", "model"])
+    np.testing.assert_allclose(rows.loc[("G0", "mlp"), "cv_mse_mean"], 0.22)
+    np.testing.assert_allclose(rows.loc[("G0", "mlp"), "cv_mse_sd"], 0.01)
+    assert rows.loc[("G0", "mlp"), "cv_verdict"] == "chosen: best mean CV mse"
+    assert rows.loc[("G0", "ols"), "cv_verdict"] == "CV mse 45% above mlp"  # (0.32 - 0.22) / 0.22
+    assert rows.loc[("G0", "ols"), "network_vs_regression"] == "network (p = 0.01)"
+
+
+def test_build_facts_counts_and_sentences():
+    dropped = pd.DataFrame({"kind": ["gene", "gene", "sample"], "id": ["g1", HOSTILE, "s9"], "file": "m.tsv",
+                            "reason": ["constant", "constant", "not in sample sheet"]})
+    splits = pd.DataFrame({"sample": [f"s{i}" for i in range(60)], "split": ["train"] * 45 + ["test"] * 15})
+    targets = pd.DataFrame({"target": ["G0", HOSTILE], "directory": ["G0", "img-src-x_abc123"]})
+    fits = pd.DataFrame({"target": ["G0", HOSTILE], "r2": [0.9, 0.5],
+                         "failed_assumptions": ["none", "heteroskedastic residuals (Breusch-Pagan p = 0.001)"]})
+    f = facts.build_facts(n_samples=60, n_genes=12, dropped=dropped, sources=["data/m.tsv"], splits=splits,
+                          targets=targets, metrics=metrics_frame(), fits=fits, test_fraction=0.25, seed=3)
+    assert f["n_train"] == 45 and f["n_test"] == 15 and f["n_dropped_genes"] == 2 and f["n_dropped_samples"] == 1
+    assert f["data"].startswith("60 samples and 12 genes were used")
+    assert "2 genes (e.g. g1, " in f["data"] and "2 constant" in f["data"]
+    assert "45 training samples and 15 test samples (test fraction 0.25, seed 3)" in f["split"]
+    assert f["targets"]["G0"]["best_model"] == "ols" and f["targets"]["img-src-x_abc123"]["best_model"] == "mlp"
+    assert f["targets"]["G0"]["assumptions"] == "No OLS assumption check fails on the training split."
+    assert "1 OLS assumption check fails" in f["targets"]["img-src-x_abc123"]["assumptions"]
+    assert f["assumptions"].startswith("OLS assumption checks fail for 1 of 2 targets")
+    for text in (f["data"], f["best_models"], f["targets"]["img-src-x_abc123"]["assumptions"]):
+        out = to_html(text)
+        assert "system-message" not in out and "<img" not in out
+    assert "&lt;img src=x onerror=alert(1)&gt;" in to_html(f["best_models"])
