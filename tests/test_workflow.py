@@ -44,8 +44,9 @@ def write_config(root: Path, **overrides) -> Path:
         "matrices": ["data/expr.tsv"],
         "targets": ["G0", "G1"],
         "predictors": {"top_correlated": 4},
-        "split": {"test_fraction": 0.25, "seed": 3},
+        "split": {"test_fraction": 0.25, "seed": 3, "folds": 3},
         "mlp": {"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16},
+        "search": {"mlp": {"hidden": [[], [8]]}, "penalized": {"n_alphas": 6}},
     }
     cfg.update(overrides)
     path = root / "config.yaml"
@@ -145,12 +146,12 @@ def test_top_correlated_predictors_chosen_on_training_split(finished_run):
 def test_metrics_recomputed_from_predictions(finished_run):
     root, _ = finished_run
     pred = pd.read_csv(root / "results/compare/predictions.tsv", sep="\t")
-    assert list(pred.columns) == ["target", "sample", "split", "observed", "ols", "mlp"]
+    assert list(pred.columns) == ["target", "sample", "split", "observed", "ols", "penalized", "mlp"]
     metrics = pd.read_csv(root / "results/compare/metrics.tsv", sep="\t")
     assert list(metrics.columns) == ["target", "model", "split", "n", "mse", "mae", "r2", "pearson", "accuracy",
                                      "auroc", "log_loss"]
     assert metrics[["accuracy", "auroc", "log_loss"]].isna().all().all()  # empty for regression
-    assert set(metrics["model"]) == {"ols", "mlp", "mean"}
+    assert set(metrics["model"]) == {"ols", "penalized", "mlp", "mean"}
     for (target, model, split), row in metrics.set_index(["target", "model", "split"]).iterrows():
         sub = pred[(pred["target"] == target) & (pred["split"] == split)]
         o = sub["observed"].to_numpy()
@@ -171,6 +172,71 @@ def test_metrics_recomputed_from_predictions(finished_run):
     # The models learn something real: OLS beats the mean baseline on the test split for the linear target.
     test = metrics[(metrics["split"] == "test") & (metrics["target"] == "G0")].set_index("model")
     assert test.loc["ols", "mse"] < 0.5 * test.loc["mean", "mse"]
+
+
+def test_cross_validation_tables_recomputed(finished_run):
+    """cv_metrics.tsv and summary.tsv recomputed from every model's out-of-fold predictions and the folds."""
+    from scipy import stats
+
+    root, _ = finished_run
+    folds = pd.read_csv(root / "results/data/folds.tsv", sep="\t", dtype={"sample": str})
+    sp = pd.read_csv(root / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    cvm = pd.read_csv(root / "results/compare/cv_metrics.tsv", sep="\t")
+    summary = pd.read_csv(root / "results/compare/summary.tsv", sep="\t").set_index("target")
+    assert list(summary.columns[:7]) == ["best_model", "metric", "ols", "penalized", "mlp", "p_value", "mean"]
+    for target in ["G0", "G1"]:
+        f = folds[folds["target"] == target].set_index("sample")["fold"]
+        assert sorted(f.index) == sorted(sp.index[sp == "train"])  # every training sample, no test sample
+        assert sorted(np.bincount(f)[1:].tolist())[-1] - sorted(np.bincount(f)[1:].tolist())[0] <= 1
+        per_model = {}
+        for model in ("ols", "penalized", "mlp"):
+            cv = pd.read_csv(root / f"results/{model}/{target}/cv_predictions.tsv", sep="\t",
+                             dtype={"sample": str}).set_index("sample")
+            assert (cv["fold"] == f.reindex(cv.index)).all()
+            mse = [np.mean((g["observed"] - g["predicted"]) ** 2) for _, g in cv.groupby("fold")]
+            got = cvm[(cvm["target"] == target) & (cvm["model"] == model)].sort_values("fold")["mse"]
+            np.testing.assert_allclose(got, mse, rtol=1e-10)
+            per_model[model] = np.array(mse)
+            np.testing.assert_allclose(summary.loc[target, model], np.mean(mse), rtol=1e-12)
+        # OLS out-of-fold predictions are closed-form least squares on the other folds
+        expr = pd.read_csv(root / "data/expr.tsv", sep="\t", index_col=0).T
+        coefs = pd.read_csv(root / f"results/ols/{target}/coefficients.tsv", sep="\t")
+        preds = list(coefs["term"].iloc[1:])
+        cv = pd.read_csv(root / f"results/ols/{target}/cv_predictions.tsv", sep="\t", dtype={"sample": str})
+        for k, g in cv.groupby("fold"):
+            rest = expr.loc[f.index[f != k]]
+            A = np.column_stack([np.ones(len(rest)), rest[preds].to_numpy()])
+            beta = np.linalg.lstsq(A, rest[target].to_numpy(), rcond=None)[0]
+            held = expr.loc[g["sample"]]
+            np.testing.assert_allclose(g["predicted"], np.column_stack([np.ones(len(held)), held[preds]]) @ beta,
+                                       rtol=1e-9)
+        # the network vs OLS test, by the formula of Nadeau & Bengio
+        d = per_model["mlp"] - per_model["ols"]
+        n_test = np.bincount(f)[1:].astype(float)
+        t = d.mean() / np.sqrt((1 / len(d) + np.mean(n_test) / np.mean(n_test.sum() - n_test)) * d.var(ddof=1))
+        np.testing.assert_allclose(summary.loc[target, "p_value"], 2 * stats.t.sf(abs(t), len(d) - 1), rtol=1e-9)
+        means = {m: summary.loc[target, m] for m in ("ols", "penalized", "mlp", "mean")}
+        assert summary.loc[target, "best_model"] == min(means, key=means.get)
+        assert summary.loc[target, "verdict"] in ("network", "regression", "no evidence of a difference")
+        # the search: the selected candidate is the one with the lowest mean CV loss; its settings were refitted
+        search = pd.read_csv(root / f"results/mlp/{target}/search.tsv", sep="\t")
+        assert len(search) == 2 and search["hidden"].tolist() == ["[]", "[8]"]
+        win = search.loc[search["cv_loss_mean"].idxmin()]
+        assert bool(win["selected"])
+        meta = json.loads((root / f"results/mlp/{target}/model.json").read_text())
+        assert json.dumps(meta["settings"]["hidden"]) == win["hidden"]
+        assert meta["search"]["selected"] == win["candidate"]
+        # the penalised model's predictions come from its coefficients
+        pc = pd.read_csv(root / f"results/penalized/{target}/coefficients.tsv", sep="\t").set_index("term")
+        pred = pd.read_csv(root / f"results/penalized/{target}/predictions.tsv", sep="\t").set_index("sample")
+        X = expr.loc[pred.index, list(pc.index[1:])].to_numpy()
+        np.testing.assert_allclose(pred["predicted"], pc.loc["const", "coef"] + X @ pc["coef"].iloc[1:].to_numpy(),
+                                   rtol=1e-9)
+        ps = pd.read_csv(root / f"results/penalized/{target}/search.tsv", sep="\t")
+        assert len(ps) == 12 and ps["selected"].sum() == 1
+        assert ps.loc[ps["selected"], "cv_mse_mean"].item() == ps["cv_mse_mean"].min()
+        np.testing.assert_allclose(ps.loc[ps["selected"], "cv_mse_mean"].item(), summary.loc[target, "penalized"],
+                                   rtol=1e-12)
 
 
 def test_mlp_artifacts_load_without_code(finished_run):
@@ -369,7 +435,21 @@ def test_classification_end_to_end(tmp_path):
                                    rtol=1e-6)
     pred = pd.read_csv(tmp_path / "results/compare/predictions.tsv", sep="\t", dtype={"observed": str, "ols": str})
     metrics = pd.read_csv(tmp_path / "results/compare/metrics.tsv", sep="\t").set_index(["target", "model", "split"])
-    assert set(metrics.index.get_level_values("model")) == {"ols", "mean"}  # mlp skipped for classification
+    assert set(metrics.index.get_level_values("model")) == {"ols", "mlp", "mean"}
+    hist = pd.read_csv(tmp_path / "results/mlp/phenotype/history.tsv", sep="\t")
+    assert list(hist.columns) == ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
+    mlp_test = metrics.loc[("phenotype", "mlp", "test")]
+    sub_m = pred[(pred["target"] == "phenotype") & (pred["split"] == "test")]
+    p_m = sub_m["mlp:p[control]"].to_numpy()
+    y_m = (sub_m["observed"] == "control").to_numpy()
+    np.testing.assert_allclose(mlp_test["accuracy"], np.mean((p_m > 0.5) == y_m), rtol=1e-12)
+    summary = pd.read_csv(tmp_path / "results/compare/summary.tsv", sep="\t").set_index("target")
+    assert (summary["metric"] == "log_loss").all()
+    cvm = pd.read_csv(tmp_path / "results/compare/cv_metrics.tsv", sep="\t")
+    for target in ("phenotype", "g3"):
+        for m in ("ols", "mlp", "mean"):
+            mean_ll = cvm[(cvm["target"] == target) & (cvm["model"] == m)]["log_loss"].mean()
+            np.testing.assert_allclose(summary.loc[target, m], mean_ll, rtol=1e-12)
     assert metrics[["mse", "mae", "r2", "pearson"]].isna().all().all()
     sub = pred[(pred["target"] == "phenotype") & (pred["split"] == "test")]
     y = (sub["observed"] == "control").to_numpy()
