@@ -3,42 +3,7 @@
 # 4. Prediction, 5. Model comparison, 6. Deploy & monitoring; subcategories per target; labels
 # (target, model, figure/table) let a reviewer filter.
 
-REPORT_FACTS = "results/report/facts.json"
-# Cross-validation metrics, when a rule of the workflow makes them (compare.smk).
-CV_METRICS = "results/compare/cv_metrics.tsv"
-CV_SUMMARY = "results/compare/summary.tsv"
-HAS_CV = any(CV_METRICS in [str(f) for f in r.output] for r in workflow.rules)
-HAS_CV_SUMMARY = any(CV_SUMMARY in [str(f) for f in r.output] for r in workflow.rules)
-
-
-class CaptionFacts:
-    """The sentences of REPORT_FACTS for one report caption, read when the report is built.
-
-    Snakemake renders captions with the rule's params but cannot read result files itself.
-    A parameter of this type is not a plain value, so Snakemake leaves it out of its
-    params-change check: it never triggers a re-run, and the file is read only when a
-    caption calls load() or target().
-    """
-
-    def __init__(self, path, target=None):
-        self.path = path
-        self.target_dir = target
-
-    def __repr__(self):
-        return f"numbers from {self.path}"
-
-    def load(self):
-        try:
-            return json.loads(Path(self.path).read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def target(self):
-        return self.load().get("targets", {}).get(self.target_dir, {})
-
-
-def caption_facts(wildcards):
-    return CaptionFacts(REPORT_FACTS, wildcards.get("target"))
+include: "report_helpers.smk"
 
 
 rule plot_observed:
@@ -325,25 +290,6 @@ rule plot_cv:
         "gexpred plot cv --cv-metrics {input:q} --metric r2 --out {output:q} --log {log:q}"
 
 
-def report_summary_input():
-    inputs = {
-        "data": "results/data/collected.h5ad",
-        "dropped": "results/data/dropped.tsv",
-        "splits": "results/data/splits.tsv",
-        "targets": "results/data/targets.tsv",
-        "metrics": "results/compare/metrics.tsv",
-        "predictors": "results/data/predictors.tsv",
-    }
-    if "ols" in MODELS:
-        inputs["fits"] = "results/ols/all_fits.tsv"
-        inputs["coefficients"] = "results/ols/all_coefficients.tsv"
-    if HAS_CV:
-        inputs["cv_metrics"] = CV_METRICS
-    if HAS_CV_SUMMARY:
-        inputs["summary"] = CV_SUMMARY
-    return inputs
-
-
 rule report_summary:
     input:
         **report_summary_input(),
@@ -380,25 +326,3 @@ rule report_summary:
         " --targets {input.targets:q} --metrics {input.metrics:q} --predictors {input.predictors:q}"
         " {params.optional} --test-fraction {params.test_fraction} --seed {params.seed} --fdr {params.fdr}"
         " --out-facts {output.facts:q} --out-table {output.table:q} --log {log:q}"
-
-
-def report_outputs():
-    """What the report adds to the default target."""
-    out = ["results/plots/data/samples.png", "results/plots/data/normalization.png"]
-    if GENOME:
-        return out
-    out += ["results/plots/model_comparison.png", REPORT_FACTS, "results/compare/model_comparison.html"]
-    if "ols" in MODELS:
-        out.append("results/plots/pvalues.png")
-    if HAS_CV:
-        out.append("results/plots/cv_metrics.png")
-    return out
-
-
-# The Snakefile's `rule all` asks all_outputs() (common.smk) for its targets; it is evaluated after
-# every include, so the report's own outputs join it here.
-_all_outputs_without_report = all_outputs
-
-
-def all_outputs():
-    return _all_outputs_without_report() + report_outputs()
