@@ -43,7 +43,7 @@ def metrics_frame():
 
 def test_comparison_text_best_and_margin():
     text = facts.comparison_text(metrics_frame(), "G0")
-    assert text.startswith("On the test split (15 samples) OLS (multiple regression) has the lowest mean squared "
+    assert text.startswith("On the test split (15 samples) OLS regression has the lowest mean squared "
                            "error, 0.200,")
     assert "0.250 for the neural network (20% lower)" in text  # (0.25 - 0.2) / 0.25
     assert "1.00 for the training mean (80% lower)" in text
@@ -55,7 +55,7 @@ def test_comparison_rows_verdicts():
     assert rows.loc[("G0", "mlp"), "test_verdict"] == "mse 25% above ols"  # (0.25 - 0.2) / 0.2
     assert rows.loc[("G0", "mean"), "test_verdict"] == "baseline"
     assert rows.loc[(HOSTILE, "ols"), "test_verdict"] == "mse 33% above mlp; no better than the training mean"
-    assert list(rows.reset_index().columns[:3]) == ["target", "model", "test_n"]
+    assert list(rows.reset_index().columns[:4]) == ["target", "model", "test_verdict", "test_n"]
 
 
 def test_comparison_rows_with_cv_and_summary():
@@ -92,3 +92,14 @@ def test_build_facts_counts_and_sentences():
         out = to_html(text)
         assert "system-message" not in out and "<img" not in out
     assert "&lt;img src=x onerror=alert(1)&gt;" in to_html(f["best_models"])
+
+
+def test_comparison_rows_keep_model_order_and_lead_with_verdicts():
+    cv = pd.DataFrame([{"target": t, "model": m, "fold": 1, "mse": 0.5, "r2": 0.5}
+                       for t in ("G0", HOSTILE) for m in ("ols", "mlp", "mean")])
+    summary = pd.DataFrame({"target": ["G0", HOSTILE], "best_model": "ols", "verdict": "regression",
+                            "p_value": [0.01, 0.02], "statement": "x"})
+    rows = facts.comparison_rows(metrics_frame(), cv, summary)
+    assert list(rows.columns[:5]) == ["target", "model", "cv_verdict", "test_verdict", "network_vs_regression"]
+    assert rows["model"].tolist() == ["ols", "mlp", "mean"] * 2
+    assert rows["target"].tolist() == ["G0"] * 3 + [HOSTILE] * 3

@@ -212,7 +212,7 @@ def test_captions_state_the_numbers(hostile_run):
     assert f"{n_train} training samples and {n_test} test samples" in data_caption
     metrics = pd.read_csv(root / "results/compare/metrics.tsv", sep="\t")
     test = metrics[metrics["split"] == "test"]
-    names = {"ols": "OLS (multiple regression)", "mlp": "the neural network", "mean": "the training mean",
+    names = {"ols": "OLS regression", "mlp": "the neural network", "mean": "the training mean",
              "penalized": "penalized regression"}
     for target in ("G0", "G1"):
         sub = test[test["target"] == target].set_index("model")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-MODEL_NAMES = {"ols": "OLS (multiple regression)", "mlp": "the neural network", "mean": "the training mean",
+MODEL_NAMES = {"ols": "OLS regression", "mlp": "the neural network", "mean": "the training mean",
                "penalized": "penalized regression"}
 LOWER_IS_BETTER = {"mse": True, "rmse": True, "mae": True, "log_loss": True, "r2": False, "pearson": False,
                    "accuracy": False, "auroc": False}
@@ -57,6 +57,11 @@ def _num(x: float, digits: int = 3) -> str:
         dec = max(digits - 1 - mag, 0)
         s = f"{x:.{dec}f}" if abs(x) >= 1e-3 else f"{x:.2g}"
     return s.replace("-", "\u2212")
+
+
+def _r2(x: float) -> str:
+    """R² for a sentence; the training mean's test R² is ~1e-7 off zero by construction: '≈ 0'."""
+    return "≈ 0" if x is not None and not math.isnan(float(x)) and abs(float(x)) < 5e-4 else _num(x)
 
 
 def _count(n: int, noun: str, plural: str | None = None) -> str:
@@ -184,17 +189,19 @@ def comparison_rows(metrics: pd.DataFrame, cv: pd.DataFrame | None = None, summa
                 agg[f"cv_{m}_mean"] = (m, "mean")
                 agg[f"cv_{m}_sd"] = (m, "std")
         agg["cv_folds"] = ("fold", "nunique")
-        stats = cvs.groupby(["target", "model"], sort=False).agg(**agg).reset_index()
-        out = stats.merge(out, on=["target", "model"], how="outer", sort=False)
-        out = out.set_index(["target", "model"]).reindex(
-            list(dict.fromkeys([*zip(out["target"], out["model"])]))).reset_index()
+        stats = cvs.groupby(["target", "model"], sort=False).agg(**agg)
+        order = list(dict.fromkeys([*zip(out["target"], out["model"]), *stats.index]))
+        out = out.set_index(["target", "model"]).join(stats, how="outer").reindex(order).reset_index()
         out["cv_verdict"] = _cv_verdicts(out, metric, lower)
     if summary is not None and len(summary):
         s = summary.assign(target=summary["target"].astype(str)).set_index("target")
         text = {t: (f"{r['verdict']}" + (f" (p = {float(r['p_value']):.2g})" if pd.notna(r.get("p_value")) else ""))
                 for t, r in s.iterrows()}
         out["network_vs_regression"] = out["target"].map(text).fillna("")
-    return out
+    first = [c for c in ("target", "model", "cv_verdict", "test_verdict", "network_vs_regression") if c in out]
+    rest = [c for c in out.columns if c not in first]
+    cv_cols = [c for c in rest if c.startswith("cv_")]
+    return out[first + cv_cols + [c for c in rest if c not in cv_cols]]
 
 
 def _cv_verdicts(out: pd.DataFrame, metric: str, lower: bool) -> list[str]:
@@ -252,7 +259,7 @@ def comparison_text(metrics: pd.DataFrame, target: str, split: str = "test") -> 
             comp.append(f"{_num(r[metric])} for {model_name(r['model'])}")
     text = head + (" against " + _and(comp) if comp else "") + "."
     if "r2" in grp and grp["r2"].notna().any():
-        text += " R²: " + _and([f"{_num(r['r2'])} ({model_name(r['model'])})" for _, r in
+        text += " R²: " + _and([f"{_r2(r['r2'])} ({model_name(r['model'])})" for _, r in
                                 [(None, best), *list(others.iterrows())]]) + "."
     elif "accuracy" in grp and grp["accuracy"].notna().any():
         text += " Accuracy: " + _and([f"{_num(r['accuracy'])} ({model_name(r['model'])})" for _, r in
