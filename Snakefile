@@ -21,6 +21,7 @@ include: "workflow/rules/genome.smk"
 include: "workflow/rules/penalized.smk"
 include: "workflow/rules/mlp.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/deploy.smk"
 include: "workflow/rules/report.smk"
 
 

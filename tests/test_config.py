@@ -16,7 +16,7 @@ from snakemake.utils import validate
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-DATASET_KEYS = {"matrices", "sample_sheet", "gold_standard", "targets", "predictors", "normalization", "task",
+DATASET_KEYS = {"matrices", "sample_sheet", "gold_standard", "targets", "predictors", "normalization", "task", "new_batches",
                 "binarize"}
 
 

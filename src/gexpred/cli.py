@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .errors import GexpredError, InputError
+from .errors import GexpredError, InputError, ModelError
 
 log = logging.getLogger("gexpred")
 
@@ -570,6 +570,246 @@ def cmd_penalized(a: argparse.Namespace) -> None:
     write_table(_predictions_frame(a.target, "penalized", adata.obs_names, split, y, pred), out / "predictions.tsv")
 
 
+def cmd_bundle(a: argparse.Namespace) -> None:
+    from .deploy import encode_covariates_like, fingerprint, predict_design, subset_normalization, write_bundle
+    from .design import build_design
+    from .io import read_table
+
+    model_dir = Path(a.model_dir)
+    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    design = meta["design"]
+    adata, split = _load_split_data(a.data, a.splits)
+    train = split == "train"
+    samples = list(adata.obs_names)
+    expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
+    cov = encode_covariates_like(adata.obs, design["covariates"], "the sample sheet") if design["covariates"] else None
+    X = build_design(expr, list(design["predictors"]), cov, design.get("interactions") or [])[design["terms"]]
+    task = meta.get("task", "classification" if meta.get("classes") else "regression")
+    classes = meta.get("classes")
+    weights = None
+    if a.model == "mlp":
+        params = {"kind": "mlp", "task": task, "architecture": meta["architecture"], "classes": classes}
+        weights = model_dir / "model.pt"
+        from .nn import load_model
+
+        network = load_model(weights, meta["architecture"])
+    elif a.model == "penalized":
+        params = {"kind": "linear", "terms": design["terms"], "intercept": meta["intercept"],
+                  "coef": [meta["coefficients"][t] for t in design["terms"]], "method": meta["method"],
+                  "alpha": meta["alpha"]}
+        network = None
+    elif meta.get("model") in ("logit", "mnlogit"):
+        params = {"kind": "logistic", "terms": design["terms"], "classes": classes, "coef": meta["coef"]}
+        network = None
+    else:
+        terms, coef = meta["terms"], meta["coef"]
+        if terms[0] != "const" or terms[1:] != design["terms"]:
+            raise InputError(f"'{model_dir / 'model.json'}' does not match its design; re-run the ols step.")
+        params = {"kind": "linear", "terms": design["terms"], "intercept": coef[0], "coef": coef[1:]}
+        network = None
+    out = predict_design(params, X.to_numpy(), network)
+    # the bundle must reproduce the pipeline's own predictions before it is written
+    own = read_table(model_dir / "predictions.tsv", dtype={"sample": str}).set_index("sample").reindex(samples)
+    if task == "classification":
+        want = own[[f"p[{c}]" for c in classes]].to_numpy(dtype=np.float64)
+    else:
+        want = own["predicted"].to_numpy(dtype=np.float64)
+    tol = 1e-5 * max(1.0, float(np.nanmax(np.abs(want))))
+    if not np.allclose(out, want, rtol=1e-5, atol=tol):
+        raise ModelError(f"Bundle of {a.target} / {a.model}: its predictions differ from the pipeline's by up to "
+                         f"{float(np.nanmax(np.abs(out - want))):.3g}; not writing it.")
+    ref = X[train].copy()
+    ref.insert(0, "sample", np.asarray(samples)[train])
+    if task == "classification":
+        lab = _read_labels(a.labels, adata.obs_names)[a.target]
+        for k, c in enumerate(classes):
+            ref[f"p[{c}]"] = out[train, k]
+        ref["prediction"] = out[train, -1]
+        ref["observed"] = lab.to_numpy()[train]
+    else:
+        ref["prediction"] = out[train]
+        ref["observed"] = expr[a.target].to_numpy()[train]
+    norm_params = json.loads(Path(a.normalization).read_text(encoding="utf-8"))
+    genes = list(design["predictors"]) + ([a.target] if task == "regression" else [])
+    metrics = read_table(a.metrics, dtype={"target": str})
+    mrow = metrics[(metrics["target"] == a.target) & (metrics["model"] == a.model)]
+    card_metrics: dict[str, Any] = {}
+    for sp_name in ("train", "test"):
+        r = mrow[mrow["split"] == sp_name]
+        card_metrics[sp_name] = {k: float(v) for k, v in r.iloc[0].drop(["target", "model", "split"]).items()
+                                 if pd.notna(v)} if len(r) else {}
+    if a.cv_metrics:
+        cvm = read_table(a.cv_metrics, dtype={"target": str})
+        cvm = cvm[(cvm["target"] == a.target) & (cvm["model"] == a.model)]
+        card_metrics["cv"] = {k: float(v) for k, v in cvm.drop(columns=["target", "model", "fold"]).mean().items()
+                              if pd.notna(v)}
+        card_metrics["cv"]["n_folds"] = int(cvm["fold"].nunique())
+    Xall = np.asarray(adata.X)[train]
+    write_bundle(a.out, target=a.target, model=a.model, task=task, classes=classes, model_params=params,
+                 preprocessing={"normalization": subset_normalization(norm_params, genes), "design": design},
+                 reference=ref.reset_index(drop=True), metrics=card_metrics,
+                 training_fingerprint=fingerprint(Xall, list(np.asarray(samples)[train]), list(adata.var_names)),
+                 weights=weights)
+    log.info("bundle %s / %s written to %s", a.target, a.model, a.out)
+
+
+def cmd_best(a: argparse.Namespace) -> None:
+    from .io import read_table, write_json
+
+    summary = read_table(a.summary, dtype={"target": str}).set_index("target")
+    if a.target not in summary.index:
+        raise InputError(f"Target {a.target!r} is not in '{a.summary}'; re-run the compare step.")
+    row = summary.loc[a.target]
+    scores = {m: float(row[m]) for m in a.models if m in row.index and pd.notna(row[m])}
+    if not scores:
+        raise InputError(f"'{a.summary}' has no cross-validation score of the models {a.models} for {a.target!r}.")
+    best = min(scores, key=lambda m: (scores[m], a.models.index(m)))
+    note = "" if row["best_model"] == best else f" (the {row['best_model']} baseline scored better: the target may " \
+                                                 f"not be predictable from its predictors)"
+    log.info("%s: deploying %s, the best model by CV %s%s", a.target, best, row["metric"], note)
+    write_json({"target": a.target, "model": best, "metric": row["metric"], "cv": scores,
+                "verdict": row["verdict"]}, a.out)
+
+
+def _read_batch(paths: list[str], sample_sheet: str | None):
+    """New samples x genes (combined like the training matrices) and their sample sheet."""
+    from .collect import attach_sample_sheet, combine
+    from .io import read_matrix, read_sample_sheet
+
+    adata, dropped = combine([read_matrix(p) for p in paths])
+    if len(dropped):
+        log.info("new batch: %d genes or samples dropped while combining %s", len(dropped), ", ".join(paths))
+    obs = None
+    if sample_sheet:
+        adata, _ = attach_sample_sheet(adata, read_sample_sheet(sample_sheet), sample_sheet)
+        obs = adata.obs
+    expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
+    return expr, obs, "the new batch (" + ", ".join(paths) + ")"
+
+
+def _batch_predictions(bundle, X: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame({"sample": list(X.index), "target": bundle.target, "model": bundle.card["model"]})
+    if bundle.task == "classification":
+        df["predicted"] = np.asarray(bundle.classes, dtype=object)[pred.argmax(axis=1)]
+        for k, c in enumerate(bundle.classes):
+            df[f"p[{c}]"] = pred[:, k]
+    else:
+        df["predicted"] = pred
+    return df
+
+
+def cmd_predict(a: argparse.Namespace) -> None:
+    from .deploy import load_bundle, prepare_inputs
+    from .io import write_table
+
+    bundle = load_bundle(a.bundle)
+    expr, obs, source = _read_batch(a.input, a.sample_sheet)
+    X, _ = prepare_inputs(bundle, expr, obs, source)
+    out = _batch_predictions(bundle, X, bundle.predict_design(X.to_numpy()))
+    log.info("predicted %s with %s (%s) for %d samples", bundle.target, bundle.card["model"], bundle.path, len(out))
+    write_table(out, a.out)
+
+
+def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: str):
+    """Truth of the batch's samples (normalized scale for regression), or None."""
+    from .io import read_table
+
+    if a.truth_from_input:
+        if bundle.task != "regression" or y_input is None:
+            raise InputError(f"--truth-from-input: {source} has no gene {bundle.target!r} to take the truth from.")
+        return y_input
+    if not a.truth:
+        return None
+    t = read_table(a.truth, dtype={"sample": str})
+    col = bundle.target if bundle.target in t.columns else "truth" if "truth" in t.columns else None
+    if "sample" not in t.columns or col is None:
+        raise InputError(f"Truth table '{a.truth}' needs a 'sample' column and a column named {bundle.target!r} "
+                         f"(or 'truth').")
+    t = t.set_index("sample")[col]
+    missing = [s for s in expr.index if s not in t.index]
+    if missing:
+        raise InputError(f"Truth table '{a.truth}' has no value for samples {missing[:5]} of {source}.")
+    t = t.reindex(expr.index)
+    if bundle.task == "classification":
+        unknown = sorted(set(t.astype(str)) - set(bundle.classes))
+        if unknown:
+            raise InputError(f"Truth table '{a.truth}' has classes {unknown} the model does not know "
+                             f"({bundle.classes}).")
+        return t.astype(str).to_numpy()
+    from .preprocess import apply_normalization
+
+    norm = bundle.preprocessing["normalization"]
+    if norm.get("library_size_genes") or bundle.target not in norm["genes"]:
+        raise InputError(f"The saved normalization cannot be applied to a truth table alone; put the target gene "
+                         f"{bundle.target!r} in the input matrix and use --truth-from-input.")
+    i = norm["genes"].index(bundle.target)
+    steps = [dict(p, mean=[p["mean"][i]], sd=[p["sd"][i]]) if p["method"] == "zscore" else p for p in norm["steps"]]
+    values = pd.to_numeric(t, errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InputError(f"Truth table '{a.truth}' has missing or non-numeric values for {bundle.target!r}.")
+    return apply_normalization(values[:, None], [bundle.target], list(expr.index),
+                               {"steps": steps, "genes": [bundle.target]}, f"truth table '{a.truth}'")[:, 0]
+
+
+def cmd_monitor(a: argparse.Namespace) -> None:
+    from .compare import regression_metrics
+    from .deploy import load_bundle, prepare_inputs
+    from .io import write_json, write_table
+    from .monitor import PERFORMANCE_COLUMNS, Thresholds, drift_table, performance_table, verdict
+
+    thresholds = Thresholds.from_config(_json_arg(a.thresholds, "--thresholds") if a.thresholds else None)
+    bundle = load_bundle(a.bundle)
+    expr, obs, source = _read_batch(a.input, a.sample_sheet)
+    X, y_input = prepare_inputs(bundle, expr, obs, source, with_target=bundle.task == "regression")
+    pred = bundle.predict_design(X.to_numpy())
+    new_pred = pred[:, -1] if bundle.task == "classification" else pred
+    drift = drift_table(bundle.reference, X, bundle.terms, thresholds,
+                        prediction=(bundle.reference["prediction"].to_numpy(dtype=float), new_pred))
+    truth = _truth(a, bundle, expr, y_input, source)
+    perf = None
+    if truth is not None:
+        if bundle.task == "classification":
+            from .logit import classification_metrics
+
+            index = {c: i for i, c in enumerate(bundle.classes)}
+            new_metrics = classification_metrics(np.array([index[v] for v in truth]), pred)
+        else:
+            new_metrics = regression_metrics(truth, pred)
+        perf = performance_table(bundle.card["metrics"].get("test", {}), new_metrics, bundle.task, thresholds)
+    result = verdict(drift, perf, thresholds)
+    result.update({"target": bundle.target, "model": bundle.card["model"], "bundle": str(bundle.path),
+                   "n_samples": int(len(X)), "inputs": list(a.input)})
+    log.info("monitor %s (%s): %s%s", bundle.target, bundle.card["model"], result["verdict"],
+             "".join(f"\n  {r}" for r in result["reasons"]))
+    out = Path(a.out_dir)
+    from . import plots
+
+    plots.drift_figure(bundle.reference, X, drift, bundle.target, result["verdict"], out / "drift.png",
+                       truth=truth if bundle.task == "regression" else None,
+                       predicted=pred if bundle.task == "regression" else None)
+    write_table(drift, out / "drift.tsv")
+    write_table(perf if perf is not None else pd.DataFrame(columns=PERFORMANCE_COLUMNS), out / "performance.tsv")
+    write_json(result, out / "verdict.json")
+
+
+def cmd_deploy_summary(a: argparse.Namespace) -> None:
+    from .io import read_table, write_table
+
+    rows = []
+    for vpath, ppath in zip(a.verdicts, a.performance):
+        v = json.loads(Path(vpath).read_text(encoding="utf-8"))
+        perf = read_table(ppath)
+        ratio = perf.loc[perf["status"].fillna("") != "", "ratio"]
+        rows.append({"batch": Path(vpath).parent.parent.name, "target": v["target"], "model": v["model"],
+                     "verdict": v["verdict"], "n_samples": v["n_samples"], "n_inputs": v["n_features"] - 1,
+                     "n_drifted": v["n_drifted"], "error_ratio": float(ratio.iloc[0]) if len(ratio) else np.nan,
+                     "reasons": "; ".join(v["reasons"]) or "no drift or accuracy problem found"})
+    table = pd.DataFrame(rows)
+    for _, r in table.iterrows():
+        log.info("batch %s, target %s (%s): %s", r["batch"], r["target"], r["model"], r["verdict"])
+    write_table(table, a.out)
+
+
 def cmd_genome_plan(a: argparse.Namespace) -> None:
     from .batched import iter_chunks
     from .design import genome_targets, shared_predictors
@@ -937,6 +1177,47 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--settings", required=True, help="JSON of the mlp settings")
             s.add_argument("--search", help="JSON of the search settings (strategy, n_candidates, seed, mlp)")
             s.add_argument("--threads", type=int, default=1)
+
+    s = verb("bundle", cmd_bundle, "Write a model bundle: weights, preprocessing, reference data and a model card.")
+    s.add_argument("--target", required=True)
+    s.add_argument("--model", required=True, choices=["ols", "penalized", "mlp"])
+    s.add_argument("--model-dir", required=True, help="the model's output directory (results/MODEL/TARGET)")
+    s.add_argument("--data", required=True, help="normalized .h5ad")
+    s.add_argument("--splits", required=True)
+    s.add_argument("--normalization", required=True, help="normalization.json fitted on the training split")
+    s.add_argument("--labels", help="class labels table (classification targets)")
+    s.add_argument("--metrics", required=True)
+    s.add_argument("--cv-metrics")
+    s.add_argument("--out", required=True, help="bundle directory")
+
+    s = verb("best", cmd_best, "Name the best model of a target by cross-validation (best.json).")
+    s.add_argument("--summary", required=True)
+    s.add_argument("--target", required=True)
+    s.add_argument("--models", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+
+    for name, func, help in (
+            ("predict", cmd_predict, "Predict new samples with a saved model bundle."),
+            ("monitor", cmd_monitor, "Check a new batch for drift against the training data, and the model's "
+                                     "accuracy when the truth is known.")):
+        s = verb(name, func, help)
+        s.add_argument("--bundle", required=True,
+                       help="bundle directory, or a target's directory under results/models (its best model)")
+        s.add_argument("--input", action="append", required=True, help="new matrix, genes x samples (repeatable)")
+        s.add_argument("--sample-sheet", help="sample sheet of the new samples (models with covariates)")
+        if name == "predict":
+            s.add_argument("--out", required=True, help="predictions TSV")
+        else:
+            s.add_argument("--truth", help="TSV with 'sample' and the target's true values (raw scale) or labels")
+            s.add_argument("--truth-from-input", action="store_true",
+                           help="regression: take the truth from the target gene in the input matrices")
+            s.add_argument("--thresholds", help="JSON of the monitor thresholds (config section 'monitor')")
+            s.add_argument("--out-dir", required=True, help="drift.tsv, performance.tsv, verdict.json, drift.png")
+
+    s = verb("deploy-summary", cmd_deploy_summary, "Gather the monitoring verdicts of all batches and targets.")
+    s.add_argument("--verdicts", nargs="+", required=True)
+    s.add_argument("--performance", nargs="+", required=True)
+    s.add_argument("--out", required=True)
 
     s = verb("ols-summary", cmd_ols_summary,
              "Gather the OLS results of all targets; Benjamini-Hochberg q-values across targets and terms.")

@@ -136,12 +136,23 @@ if GENOME and ("mlp" in MODELS or "penalized" in MODELS):
     )
 if GENOME and "ols" not in MODELS:
     raise WorkflowError("gexpred: genome-wide mode (targets: all or {file: ...}) needs 'ols' in 'models'.")
+BATCHES = list(config["new_batches"])
+if BATCHES and GENOME:
+    raise WorkflowError("gexpred: new_batches (deploy and monitor) needs targets listed one by one, not genome-wide mode.")
+_missing_batch = [p for paths in config["new_batches"].values() for p in paths if not Path(p).is_file()]
+if _missing_batch:
+    raise WorkflowError(
+        "gexpred: new_batches file(s) not found: "
+        + ", ".join(repr(p) for p in _missing_batch)
+        + f". Paths are relative to {Path.cwd()}."
+    )
 NORMALIZATION = config["normalization"]
 NORMALIZATION_STEPS = [NORMALIZATION] if isinstance(NORMALIZATION, str) else list(NORMALIZATION)
 
 
 wildcard_constraints:
     target="|".join(re.escape(t) for t in sorted(TARGETS)) if TARGETS else "NO_TARGETS",
+    batch="|".join(re.escape(b) for b in sorted(BATCHES)) if BATCHES else "NO_BATCHES",
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -206,6 +217,11 @@ def model_cv_predictions():
     ]
 
 
+def batch_files(wildcards):
+    """The matrices of a new batch."""
+    return config["new_batches"][wildcards.batch]
+
+
 def genome_chunk_files(wildcards):
     """Per-chunk outputs of the genome-wide run (known once the plan checkpoint has run)."""
     plan = checkpoints.genome_plan.get().output.plan
@@ -239,7 +255,13 @@ def all_outputs():
         out += ["results/ols/all_coefficients.tsv", "results/ols/all_fits.tsv"]
         if config.get("gold_standard") and not CLASSIFICATION:
             out += ["results/ols/regulator_recovery.tsv", "results/plots/regulator_recovery.png"]
+    if BATCHES:
+        out.append("results/deploy/verdicts.tsv")
     for target in TARGETS:
+        out += [f"results/models/{target}/{model}" for model in MODELS]
+        out.append(f"results/models/{target}/best.json")
+        for batch in BATCHES:
+            out += [f"results/deploy/{batch}/{target}/predictions.tsv", f"results/deploy/{batch}/{target}/drift.png"]
         out.append(f"results/plots/{target}/observed_vs_predicted.png")
         if "ols" in MODELS:
             out += [

@@ -1,0 +1,393 @@
+"""Model bundles: a trained model and everything needed to use it on new samples.
+
+The lifecycle's *deploy* step. A bundle is a directory::
+
+    card.json           target, model, task, metrics (test split and CV), training-data fingerprint,
+                        package versions, creation time, and the SHA-256 of every other file
+    model.json          the parameters (linear and logistic models) or the architecture (networks)
+    weights.pt          networks only: the state dict (tensors only; loaded with weights_only=True)
+    preprocessing.json  the normalization fitted on the training split (restricted to the genes the
+                        model needs) and the design: predictor order, covariate encoding, interactions
+    reference.tsv       the training samples' design values (normalized) and the model's predictions
+                        on them: the reference distribution for monitoring
+
+Nothing in a bundle is executable: JSON, TSV and a tensors-only state dict. :func:`load_bundle`
+checks every file against the checksums of the card before reading any of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError, ModelError, preview
+
+log = logging.getLogger(__name__)
+
+BUNDLE_VERSION = 1
+CARD = "card.json"
+LIBRARY_SIZE_STEPS = ("log_cpm",)
+"""Normalization steps that use every gene of a sample (its library size), not just the model's genes."""
+
+
+# --------------------------------------------------------------------------- hashing
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(X: np.ndarray, samples: list[str], genes: list[str]) -> str:
+    """SHA-256 of a samples x genes matrix (float64, C order) and its row and column ids."""
+    h = hashlib.sha256()
+    h.update(json.dumps([list(map(str, samples)), list(map(str, genes))]).encode())
+    h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages a bundle's numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("gexpred", "numpy", "pandas", "scipy", "statsmodels", "torch", "anndata"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:  # pragma: no cover
+            out[pkg] = "not installed"
+    return out
+
+
+# --------------------------------------------------------------------------- preprocessing
+def subset_normalization(params: dict[str, Any], genes: list[str]) -> dict[str, Any]:
+    """The fitted normalization restricted to ``genes`` (all genes kept if a step needs library sizes)."""
+    steps = params["steps"]
+    if any(p["method"] in LIBRARY_SIZE_STEPS for p in steps):
+        return {"steps": steps, "genes": list(params["genes"]), "library_size_genes": True}
+    index = {g: i for i, g in enumerate(params["genes"])}
+    missing = [g for g in genes if g not in index]
+    if missing:
+        raise InputError(f"The normalization parameters lack the genes {preview(missing)}; re-run the normalize step.")
+    idx = [index[g] for g in genes]
+    out = []
+    for p in steps:
+        q = dict(p)
+        if p["method"] == "zscore":
+            q["mean"] = [p["mean"][i] for i in idx]
+            q["sd"] = [p["sd"][i] for i in idx]
+            q["constant_genes"] = [g for g in p.get("constant_genes", []) if g in set(genes)]
+        out.append(q)
+    return {"steps": out, "genes": list(genes), "library_size_genes": False}
+
+
+def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: str) -> pd.DataFrame:
+    """Encode sample-sheet covariates of new samples exactly as the training samples were."""
+    cols: dict[str, pd.Series] = {}
+    for c, enc in encoding.items():
+        if c not in obs.columns:
+            raise InputError(f"The model adjusts for covariate {c!r}, which is not a column of {source}. Give a "
+                             f"sample sheet with a {c!r} column (--sample-sheet).")
+        col = obs[c]
+        if col.isna().any():
+            raise InputError(f"Covariate {c!r} of {source} is missing for samples "
+                             f"{preview(obs.index[col.isna().to_numpy()])}.")
+        if enc["type"] == "numeric":
+            try:
+                cols[c] = col.astype(np.float64)
+            except (TypeError, ValueError):
+                raise InputError(f"Covariate {c!r} of {source} must be numeric, as in training.") from None
+            continue
+        values = col.astype(str)
+        unseen = sorted(set(values) - set(enc["levels"]))
+        if unseen:
+            raise InputError(f"Covariate {c!r} of {source} has levels {preview(unseen)} the model never saw "
+                             f"(training levels: {preview(enc['levels'])}); the model cannot score those samples.")
+        for lev in enc["levels"][1:]:
+            cols[f"{c}[T.{lev}]"] = (values == lev).astype(np.float64)
+    return pd.DataFrame(cols, index=obs.index)
+
+
+# --------------------------------------------------------------------------- writing
+def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, task: str,
+                 classes: list[str] | None, model_params: dict[str, Any], preprocessing: dict[str, Any],
+                 reference: pd.DataFrame, metrics: dict[str, Any], training_fingerprint: str,
+                 weights: str | os.PathLike[str] | None = None, created: str | None = None) -> Path:
+    """Write a bundle directory atomically (built beside ``out_dir``, then renamed into place).
+
+    Parameters
+    ----------
+    model_params
+        Contents of ``model.json`` (see :func:`predict_design`).
+    preprocessing
+        ``{"normalization": ..., "design": {...}, "target_normalization": bool}``.
+    reference
+        Training samples: ``sample`` plus one column per design term, ``prediction`` and ``observed``.
+    metrics
+        ``{"test": {...}, "cv": {...}}`` as found in ``metrics.tsv`` / ``cv_metrics.tsv``.
+    weights
+        A network's state-dict file, copied as ``weights.pt``.
+    created
+        ISO time stamp (default: now, UTC).
+    """
+    from .io import write_json, write_table
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write_json(model_params, tmp / "model.json")
+        write_json(preprocessing, tmp / "preprocessing.json")
+        write_table(reference, tmp / "reference.tsv")
+        if weights is not None:
+            shutil.copyfile(weights, tmp / "weights.pt")
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        card = {
+            "bundle_version": BUNDLE_VERSION,
+            "target": target,
+            "model": model,
+            "task": task,
+            "classes": classes,
+            "metrics": metrics,
+            "training_fingerprint": training_fingerprint,
+            "n_training_samples": int(len(reference)),
+            "versions": package_versions(),
+            "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "files": files,
+        }
+        write_json(card, tmp / CARD)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+@dataclass
+class Bundle:
+    """A verified bundle in memory."""
+
+    path: Path
+    card: dict[str, Any]
+    params: dict[str, Any]
+    preprocessing: dict[str, Any]
+    reference: pd.DataFrame
+    network: Any = None
+
+    @property
+    def target(self) -> str:
+        return self.card["target"]
+
+    @property
+    def task(self) -> str:
+        return self.card["task"]
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.card.get("classes")
+
+    @property
+    def design(self) -> dict[str, Any]:
+        return self.preprocessing["design"]
+
+    @property
+    def terms(self) -> list[str]:
+        return list(self.design["terms"])
+
+    def predict_design(self, X: np.ndarray) -> np.ndarray:
+        """Predictions (regression) or class probabilities (classification) from design values."""
+        return predict_design(self.params, X, self.network)
+
+
+def resolve_bundle(path: str | os.PathLike[str]) -> Path:
+    """A bundle directory, or a target's directory whose ``best.json`` names the chosen model's bundle."""
+    p = Path(path)
+    if (p / CARD).is_file():
+        return p
+    best = p / "best.json"
+    if best.is_file():
+        try:
+            name = json.loads(best.read_text())["model"]
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"'{best}' does not name a model; re-run the pipeline's bundle step.") from None
+        if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+            raise InputError(f"'{best}' names an invalid model directory {name!r}.")
+        if (p / name / CARD).is_file():
+            log.info("bundle: %s is the best model of %s (best.json)", name, p)
+            return p / name
+    raise InputError(f"'{path}' is not a model bundle (no {CARD}) nor a target directory with best.json. Give a "
+                     f"directory under results/models/.")
+
+
+def verify_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check every file of a bundle against its card's SHA-256; return the card.
+
+    Raises
+    ------
+    InputError
+        A missing card, a file listed but missing, a checksum mismatch, or an
+        unlisted file (anything that is not in the card was not written by gexpred;
+        hidden files, such as Snakemake's ``.snakemake_timestamp``, are ignored:
+        nothing reads them).
+    """
+    p = Path(path)
+    try:
+        card = json.loads((p / CARD).read_text(encoding="utf-8"))
+        files = card["files"]
+        if not isinstance(files, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"Bundle '{p}': {CARD} is missing or unreadable; the bundle is incomplete or damaged. "
+                         f"Re-create it with the pipeline.") from None
+    problems = []
+    for name, digest in sorted(files.items()):
+        f = p / name
+        if Path(name).name != name:
+            problems.append(f"{name!r} is not a plain file name")
+        elif not f.is_file():
+            problems.append(f"{name} is missing")
+        elif sha256_file(f) != digest:
+            problems.append(f"{name} does not match its checksum")
+    # hidden files (Snakemake's .snakemake_timestamp in directory outputs) are never read
+    extra = sorted(f.name for f in p.iterdir() if f.name not in files and f.name != CARD and not f.name.startswith("."))
+    if extra:
+        problems.append(f"unlisted files {preview(extra)}")
+    if problems:
+        raise InputError(f"Bundle '{p}' fails verification: {'; '.join(problems)}. It was changed after it was "
+                         f"written (or copied incompletely); refusing to use it. Re-create it with the pipeline.")
+    return card
+
+
+def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Verify and load a bundle (no code from it is executed; networks load with ``weights_only=True``)."""
+    from .io import read_table
+
+    p = resolve_bundle(path)
+    card = verify_bundle(p)
+    params = json.loads((p / "model.json").read_text(encoding="utf-8"))
+    prep = json.loads((p / "preprocessing.json").read_text(encoding="utf-8"))
+    ref = read_table(p / "reference.tsv", dtype={"sample": str})
+    network = None
+    if params.get("kind") == "mlp":
+        from .nn import load_model
+
+        network = load_model(p / "weights.pt", params["architecture"])
+    return Bundle(path=p, card=card, params=params, preprocessing=prep, reference=ref, network=network)
+
+
+def predict_design(params: dict[str, Any], X: np.ndarray, network: Any = None) -> np.ndarray:
+    """Apply a bundle's model to design values (samples x terms, normalized scale).
+
+    ``linear``: ``intercept + X @ coef``. ``logistic``: softmax over the classes of
+    ``[0, const + X @ coef]`` (the first class is the reference). ``mlp``: the
+    network (class probabilities for classification).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    kind = params.get("kind")
+    if kind == "linear":
+        return params["intercept"] + X @ np.asarray(params["coef"], dtype=np.float64)
+    if kind == "logistic":
+        from .logit import _softmax
+
+        B = np.asarray(params["coef"], dtype=np.float64)
+        eta = B[0] + X @ B[1:]
+        return _softmax(np.column_stack([np.zeros(len(X)), eta]))
+    if kind == "mlp":
+        from .nn import predict, predict_proba
+
+        return predict_proba(network, X) if params.get("task") == "classification" else predict(network, X)
+    raise ModelError(f"Unknown model kind {kind!r} in a bundle's model.json.")
+
+
+# --------------------------------------------------------------------------- new data
+def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: str,
+                   with_target: bool = False) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Normalize new samples with the saved parameters and build the model's design.
+
+    Parameters
+    ----------
+    expr
+        New samples x genes on the scale of the training matrices (before normalization).
+    obs
+        Sample sheet of the new samples (needed when the model has covariates).
+    source
+        How to name the input in messages.
+    with_target
+        Also return the target gene's normalized values (regression truth), if the
+        input has the gene.
+
+    Returns
+    -------
+    design : pandas.DataFrame
+        Samples x terms, in the model's order.
+    target_values : numpy.ndarray or None
+    """
+    from .design import build_design
+    from .preprocess import apply_normalization
+
+    norm = bundle.preprocessing["normalization"]
+    needed = list(norm["genes"])
+    missing = [g for g in needed if g not in expr.columns]
+    target = bundle.target
+    # the target gene is needed only as the truth (or for library sizes): never to predict
+    if target in needed and not norm.get("library_size_genes") and (target in missing or not with_target):
+        needed = [g for g in needed if g != target]
+        missing = [g for g in missing if g != target]
+    if missing:
+        what = ("the genes whose library sizes the saved log-CPM normalization uses"
+                if norm.get("library_size_genes") else "predictor genes of the model")
+        raise InputError(f"{source} lacks {len(missing)} of the {len(needed)} {what}: {preview(missing)}. Give a "
+                         f"matrix with every one of them.")
+    extra = [g for g in expr.columns if g not in set(needed)]
+    if extra:
+        log.info("%s: %d genes the model does not use are ignored", source, len(extra))
+    values = expr[needed].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise InputError(f"{source} has {int(bad.sum())} missing or infinite values in the genes the model uses, "
+                         f"e.g. gene {needed[c]!r} of sample {expr.index[r]!r}. Fill or remove them.")
+    if needed != list(norm["genes"]):  # the target gene is absent: normalize without it
+        keep = [i for i, g in enumerate(norm["genes"]) if g in set(needed)]
+        norm = {"steps": _subset_steps(norm["steps"], keep), "genes": needed}
+    Z = apply_normalization(values, needed, list(expr.index), norm, source)
+    zdf = pd.DataFrame(Z, index=expr.index, columns=needed)
+    design = bundle.design
+    covariates = None
+    if design.get("covariates"):
+        if obs is None:
+            raise InputError(f"The model adjusts for covariates {preview(list(design['covariates']))}: give the new "
+                             f"samples' sample sheet (--sample-sheet).")
+        covariates = encode_covariates_like(obs.reindex(expr.index), design["covariates"], "the sample sheet")
+    X = build_design(zdf, list(design["predictors"]), covariates, design.get("interactions") or [])
+    X = X.reindex(columns=list(design["terms"]))
+    y = zdf[target].to_numpy() if with_target and target in zdf.columns else None
+    return X, y
+
+
+def _subset_steps(steps: list[dict[str, Any]], keep: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for p in steps:
+        q = dict(p)
+        if p["method"] == "zscore":
+            q["mean"] = [p["mean"][i] for i in keep]
+            q["sd"] = [p["sd"][i] for i in keep]
+        out.append(q)
+    return out

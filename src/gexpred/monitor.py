@@ -1,0 +1,185 @@
+"""Monitoring: has a new batch of samples drifted away from the training data, and is the model still right?
+
+The lifecycle's last step. For every input of the model (a predictor gene, a covariate term) and for
+the model's predictions, the new batch is compared with the training samples stored in the bundle
+(``reference.tsv``, on the normalized scale the model sees):
+
+* the two-sample **Kolmogorov–Smirnov** statistic and p-value (any change of distribution), with
+  Benjamini–Hochberg q-values across the features of the batch;
+* the **population stability index** ``PSI = sum (p_new - p_ref) ln(p_new / p_ref)`` over the ten
+  deciles of the training values, the usual credit-scoring effect size (< 0.1 stable, 0.1–0.25
+  moderate, > 0.25 large shift); the shares get half a count per bin (Jeffreys), so that a bin a
+  small batch leaves empty adds a bounded term instead of dominating the index;
+* the **shift of the mean** in training standard deviations.
+
+A feature drifts when its KS q-value is below ``ks_alpha`` *and* the effect is large enough to matter
+(PSI or mean shift over the ``warn`` or ``alert`` thresholds): significance alone flags trivial
+shifts in big batches, effect size alone flags noise in small ones. When the truth of the batch is
+known, the model's metrics on it are compared with those on the test split: a ratio of the error
+(MSE, or log-loss for classification) to the test split's over ``error_warn`` / ``error_alert``.
+The verdict is the worst of these: ``ok``, ``warn`` or ``alert``, with the reasons in words.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError
+
+DRIFT_COLUMNS = ["feature", "kind", "n_reference", "n_new", "reference_mean", "new_mean", "mean_shift_sd", "psi",
+                 "ks_stat", "ks_pvalue", "ks_qvalue", "status"]
+PERFORMANCE_COLUMNS = ["metric", "test", "new_batch", "ratio", "status"]
+VERDICTS = ("ok", "warn", "alert")
+PSI_BINS = 10
+PSI_PSEUDOCOUNT = 0.5
+
+
+@dataclass
+class Thresholds:
+    """Verdict thresholds (the ``monitor`` section of the config)."""
+
+    ks_alpha: float = 0.01
+    psi_warn: float = 0.1
+    psi_alert: float = 0.25
+    shift_warn: float = 0.5
+    shift_alert: float = 1.0
+    error_warn: float = 1.5
+    error_alert: float = 2.0
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None) -> Thresholds:
+        cfg = dict(cfg or {})
+        unknown = sorted(set(cfg) - {f for f in asdict(cls())})
+        if unknown:
+            raise ConfigError(f"monitor: unknown thresholds {unknown}; known: {', '.join(asdict(cls()))}.")
+        t = cls(**{k: float(v) for k, v in cfg.items()})
+        for lo, hi in (("psi_warn", "psi_alert"), ("shift_warn", "shift_alert"), ("error_warn", "error_alert")):
+            if not 0 < getattr(t, lo) <= getattr(t, hi):
+                raise ConfigError(f"monitor.{lo} must be > 0 and at most monitor.{hi}; got {getattr(t, lo)} and "
+                                  f"{getattr(t, hi)}.")
+        if not 0 < t.ks_alpha < 1:
+            raise ConfigError(f"monitor.ks_alpha must be between 0 and 1; got {t.ks_alpha}.")
+        return t
+
+
+def psi(reference: np.ndarray, new: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of ``new`` against ``reference`` over the reference's quantile bins.
+
+    The bin edges are the ``1/bins .. (bins-1)/bins`` quantiles of ``reference``
+    (repeated edges merged); each side's share of bin ``b`` is
+    ``(count_b + 0.5) / (n + 0.5 B)`` over ``B`` bins, so empty bins give a finite term.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    new = np.asarray(new, dtype=np.float64)
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    B = len(edges) + 1
+    p = (np.bincount(np.searchsorted(edges, ref, side="right"), minlength=B) + PSI_PSEUDOCOUNT) \
+        / (len(ref) + PSI_PSEUDOCOUNT * B)
+    q = (np.bincount(np.searchsorted(edges, new, side="right"), minlength=B) + PSI_PSEUDOCOUNT) \
+        / (len(new) + PSI_PSEUDOCOUNT * B)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _status(significant: bool, psi_value: float, shift: float, t: Thresholds) -> str:
+    if not significant:
+        return "ok"
+    if psi_value >= t.psi_alert or abs(shift) >= t.shift_alert:
+        return "alert"
+    if psi_value >= t.psi_warn or abs(shift) >= t.shift_warn:
+        return "warn"
+    return "ok"
+
+
+def drift_table(reference: pd.DataFrame, new: pd.DataFrame, features: list[str], thresholds: Thresholds,
+                prediction: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """Drift of each feature (and of the predictions) of a new batch against the reference.
+
+    Parameters
+    ----------
+    reference, new
+        Samples x features (normalized scale).
+    features
+        Columns to compare.
+    prediction
+        ``(reference predictions, new predictions)``: added as feature ``prediction``
+        (for classification, the probability of the last class).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`DRIFT_COLUMNS`, one row per feature; ``kind`` is ``input`` or ``prediction``.
+    """
+    from scipy import stats
+
+    from .ols import bh_qvalues
+
+    rows = []
+    items = [(f, "input", reference[f].to_numpy(dtype=float), new[f].to_numpy(dtype=float)) for f in features]
+    if prediction is not None:
+        items.append(("prediction", "prediction", np.asarray(prediction[0], float), np.asarray(prediction[1], float)))
+    for name, kind, ref, cur in items:
+        ks = stats.ks_2samp(ref, cur)
+        sd = float(ref.std(ddof=1)) if len(ref) > 1 else 0.0
+        shift = (float(cur.mean()) - float(ref.mean())) / sd if sd > 0 else (0.0 if cur.mean() == ref.mean()
+                                                                               else math.inf)
+        rows.append({"feature": name, "kind": kind, "n_reference": len(ref), "n_new": len(cur),
+                     "reference_mean": float(ref.mean()), "new_mean": float(cur.mean()), "mean_shift_sd": shift,
+                     "psi": psi(ref, cur), "ks_stat": float(ks.statistic), "ks_pvalue": float(ks.pvalue)})
+    df = pd.DataFrame(rows)
+    df["ks_qvalue"] = bh_qvalues(df["ks_pvalue"].to_numpy())
+    df["status"] = [_status(q < thresholds.ks_alpha, p, s, thresholds)
+                    for q, p, s in zip(df["ks_qvalue"], df["psi"], df["mean_shift_sd"])]
+    return df.reindex(columns=DRIFT_COLUMNS)
+
+
+def performance_table(test_metrics: dict[str, float], new_metrics: dict[str, float], task: str,
+                      thresholds: Thresholds) -> pd.DataFrame:
+    """The batch's metrics beside the test split's; the error metric's ratio decides the status."""
+    from .compare import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+    names = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    key = "log_loss" if task == "classification" else "mse"
+    rows = []
+    for m in ["n", *names]:
+        test, cur = test_metrics.get(m, np.nan), new_metrics.get(m, np.nan)
+        ratio = cur / test if m == key and test and np.isfinite(test) and test > 0 else np.nan
+        status = ""
+        if m == key:
+            status = ("alert" if ratio >= thresholds.error_alert else "warn" if ratio >= thresholds.error_warn
+                      else "ok") if np.isfinite(ratio) else "ok"
+        rows.append({"metric": m, "test": test, "new_batch": cur, "ratio": ratio, "status": status})
+    return pd.DataFrame(rows, columns=PERFORMANCE_COLUMNS)
+
+
+def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: Thresholds) -> dict[str, Any]:
+    """The worst status of the drift and performance rows, with one reason per flagged row."""
+    reasons: list[str] = []
+    worst = 0
+    for _, r in drift.iterrows():
+        level = VERDICTS.index(r["status"])
+        if level:
+            what = "the model's predictions" if r["kind"] == "prediction" else f"input {r['feature']!r}"
+            reasons.append(f"{r['status']}: {what} drifted (KS q = {r['ks_qvalue']:.2g}, PSI = {r['psi']:.2f}, "
+                           f"mean shifted by {r['mean_shift_sd']:+.2f} training SD)")
+            worst = max(worst, level)
+    if performance is not None:
+        for _, r in performance[performance["status"] != ""].iterrows():
+            level = VERDICTS.index(r["status"])
+            if level:
+                reasons.append(f"{r['status']}: {r['metric']} on the batch is {r['ratio']:.2f} x the test split's "
+                               f"({r['new_batch']:.4g} vs {r['test']:.4g})")
+                worst = max(worst, level)
+    n_drift = int((drift["status"] != "ok").sum())
+    return {
+        "verdict": VERDICTS[worst],
+        "reasons": reasons,
+        "n_features": int(len(drift)),
+        "n_drifted": n_drift,
+        "truth_given": performance is not None,
+        "thresholds": asdict(thresholds),
+    }

@@ -1,0 +1,254 @@
+"""Tests of model bundles (gexpred.deploy), `gexpred predict` and `gexpred monitor` (gexpred.monitor).
+
+Expected values are computed here independently: closed-form least squares on z-scored values, the
+PSI and KS statistics from their definitions.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gexpred.cli import main
+from gexpred.deploy import fingerprint, load_bundle, subset_normalization, verify_bundle, write_bundle
+from gexpred.errors import InputError
+from gexpred.monitor import Thresholds, drift_table, psi
+from gexpred.preprocess import apply_normalization, fit_normalization
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
+GENES = ["gA", "gB", "gC", "gD"]
+PREDICTORS = ["gA", "gB", "gC"]
+TARGET = "gD"
+BETA = np.array([0.8, -0.5, 0.3])
+
+
+def _raw(n: int, seed: int, shift: dict[str, float] | None = None, noise: float = 0.3) -> pd.DataFrame:
+    """Samples x genes on a log-expression-like scale; gD depends linearly on gA..gC."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(8.0, 1.0, size=(n, 3))
+    for g, s in (shift or {}).items():
+        X[:, PREDICTORS.index(g)] += s
+    y = 1.0 + (X - 8.0) @ BETA + 8.0 + rng.normal(0, noise, n)
+    return pd.DataFrame(np.column_stack([X, y]), index=[f"s{seed}_{i}" for i in range(n)], columns=GENES)
+
+
+def _write_matrix(df: pd.DataFrame, path) -> str:
+    df.T.to_csv(path, sep="\t", index_label="gene")
+    return str(path)
+
+
+@pytest.fixture
+def linear_bundle(tmp_path):
+    """A bundle of OLS on z-scored genes, fitted here with numpy."""
+    train = _raw(200, seed=1)
+    norm = fit_normalization(train.to_numpy(), GENES, list(train.index), ["zscore"])
+    Z = apply_normalization(train.to_numpy(), GENES, list(train.index), norm)
+    A = np.column_stack([np.ones(len(Z)), Z[:, :3]])
+    coef = np.linalg.lstsq(A, Z[:, 3], rcond=None)[0]
+    ref = pd.DataFrame(Z[:, :3], columns=PREDICTORS)
+    ref.insert(0, "sample", list(train.index))
+    ref["prediction"] = A @ coef
+    ref["observed"] = Z[:, 3]
+    design = {"predictors": PREDICTORS, "covariates": {}, "interactions": [], "terms": PREDICTORS}
+    mse_test = 0.3**2 / float(np.var(train[TARGET], ddof=1))  # noise variance on the z-scored scale
+    path = write_bundle(tmp_path / "models" / TARGET / "ols", target=TARGET, model="ols", task="regression",
+                        classes=None,
+                        model_params={"kind": "linear", "terms": PREDICTORS, "intercept": coef[0],
+                                      "coef": coef[1:].tolist()},
+                        preprocessing={"normalization": subset_normalization(norm, [*PREDICTORS, TARGET]),
+                                       "design": design},
+                        reference=ref, metrics={"test": {"n": 50, "mse": mse_test}},
+                        training_fingerprint=fingerprint(Z, list(train.index), GENES))
+    (path.parent / "best.json").write_text(json.dumps({"model": "ols"}))  # as `gexpred best` writes it
+    return path, norm, coef
+
+
+def test_bundle_card_and_checksums(linear_bundle):
+    path, _, _ = linear_bundle
+    card = verify_bundle(path)
+    assert sorted(card["files"]) == ["model.json", "preprocessing.json", "reference.tsv"]
+    assert card["target"] == TARGET and card["versions"]["numpy"] == np.__version__
+    assert len(card["training_fingerprint"]) == 64 and card["created"]
+    import hashlib
+
+    for name, digest in card["files"].items():
+        assert hashlib.sha256((path / name).read_bytes()).hexdigest() == digest
+    # the saved normalization holds only the genes the model needs
+    prep = json.loads((path / "preprocessing.json").read_text())
+    assert prep["normalization"]["genes"] == [*PREDICTORS, TARGET]
+    assert len(prep["normalization"]["steps"][0]["mean"]) == 4
+
+
+def test_predict_applies_saved_preprocessing(tmp_path, linear_bundle):
+    path, norm, coef = linear_bundle
+    new = _raw(30, seed=2)
+    new["extra1"] = 1.0
+    new["extra2"] = 2.0
+    src = _write_matrix(new[["extra1", *PREDICTORS, "extra2"]], tmp_path / "new.tsv")  # no target gene needed
+    out = tmp_path / "pred.tsv"
+    assert main(["predict", "--bundle", str(path.parent), "--input", src, "--out", str(out),
+                 "--log", str(tmp_path / "p.log")]) == 0
+    got = pd.read_csv(out, sep="\t", index_col="sample")
+    # independent: z-score with the training means and SDs, then the linear model
+    mean = np.asarray(norm["steps"][0]["mean"][:3])
+    sd = np.asarray(norm["steps"][0]["sd"][:3])
+    want = coef[0] + ((new[PREDICTORS].to_numpy() - mean) / sd) @ coef[1:]
+    np.testing.assert_allclose(got.loc[new.index, "predicted"], want, rtol=1e-12)
+    assert (got["model"] == "ols").all() and (got["target"] == TARGET).all()
+    assert "2 genes the model does not use are ignored" in (tmp_path / "p.log").read_text()
+
+
+@pytest.mark.parametrize("damage", ["edit_model", "delete_file", "extra_file", "edit_card"])
+def test_tampered_bundle_is_refused(tmp_path, linear_bundle, damage):
+    path, _, _ = linear_bundle
+    if damage == "edit_model":
+        params = json.loads((path / "model.json").read_text())
+        params["intercept"] += 1.0
+        (path / "model.json").write_text(json.dumps(params))
+    elif damage == "delete_file":
+        (path / "reference.tsv").unlink()
+    elif damage == "extra_file":
+        (path / "weights.pt").write_bytes(b"\x80\x04not a state dict")
+    else:
+        card = json.loads((path / "card.json").read_text())
+        card["files"]["model.json"] = "0" * 64
+        (path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="fails verification"):
+        load_bundle(path)
+    src = _write_matrix(_raw(5, seed=3), tmp_path / "new.tsv")
+    err = tmp_path / "err.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(err)]) == 1
+    assert not (tmp_path / "p.tsv").exists()
+    assert "refusing to use it" in err.read_text()
+
+
+def test_missing_predictor_and_bad_values(tmp_path, linear_bundle):
+    path, _, _ = linear_bundle
+    new = _raw(10, seed=4)
+    src = _write_matrix(new.drop(columns=["gB"]), tmp_path / "missing.tsv")
+    log = tmp_path / "e.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(log)]) == 1
+    text = " ".join(log.read_text().split())
+    assert "missing.tsv) lacks 1 of the 3 predictor genes of the model: 'gB'" in text
+    assert not (tmp_path / "p.tsv").exists()
+    new.iloc[2, 0] = np.nan
+    src = _write_matrix(new, tmp_path / "nan.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(log)]) == 1
+    text = " ".join(log.read_text().split())
+    assert "nan.tsv" in text and ("'gA'" in text or "missing" in text.lower())
+    assert not (tmp_path / "p.tsv").exists()
+
+
+def test_log_cpm_bundle_refuses_negative_counts(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = pd.DataFrame(rng.poisson(50, size=(40, 4)).astype(float), columns=GENES,
+                          index=[f"c{i}" for i in range(40)])
+    norm = fit_normalization(counts.to_numpy(), GENES, list(counts.index), ["log_cpm"])
+    sub = subset_normalization(norm, PREDICTORS)
+    assert sub["genes"] == GENES and sub["library_size_genes"]  # library sizes need every gene
+    ref = pd.DataFrame({"sample": counts.index, **{g: 0.0 for g in PREDICTORS}, "prediction": 0.0, "observed": 0.0})
+    path = write_bundle(tmp_path / "b", target=TARGET, model="ols", task="regression", classes=None,
+                        model_params={"kind": "linear", "terms": PREDICTORS, "intercept": 0.0, "coef": [1, 1, 1]},
+                        preprocessing={"normalization": sub, "design": {"predictors": PREDICTORS, "covariates": {},
+                                                                        "interactions": [], "terms": PREDICTORS}},
+                        reference=ref, metrics={}, training_fingerprint="x")
+    bad = counts.iloc[:3].copy()
+    bad.iloc[1, 0] = -5
+    src = _write_matrix(bad, tmp_path / "neg.tsv")
+    log = tmp_path / "e.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(log)]) == 1
+    assert "negative" in log.read_text()
+
+
+def _monitor(tmp_path, bundle, batch: pd.DataFrame, name: str, truth: bool = True) -> dict:
+    src = _write_matrix(batch, tmp_path / f"{name}.tsv")
+    out = tmp_path / name
+    args = ["monitor", "--bundle", str(bundle), "--input", src, "--out-dir", str(out)]
+    if truth:
+        args.append("--truth-from-input")
+    assert main(args) == 0
+    for f in ("drift.tsv", "performance.tsv", "verdict.json", "drift.png"):
+        assert (out / f).is_file()
+    return json.loads((out / "verdict.json").read_text())
+
+
+def test_monitor_ok_for_training_distribution_alert_for_shift(tmp_path, linear_bundle):
+    path, _, _ = linear_bundle
+    same = _monitor(tmp_path, path, _raw(80, seed=5), "same")
+    assert same["verdict"] == "ok", same["reasons"]
+    shifted = _monitor(tmp_path, path, _raw(80, seed=6, shift={"gA": 2.0}), "shifted")
+    assert shifted["verdict"] == "alert"
+    drift = pd.read_csv(tmp_path / "shifted" / "drift.tsv", sep="\t").set_index("feature")
+    assert drift.loc["gA", "status"] == "alert" and drift.loc["gC", "status"] == "ok"
+    assert drift.loc["gA", "mean_shift_sd"] == pytest.approx(2.0, abs=0.35)
+    # a batch where the target no longer follows the model: inputs fine, accuracy alert
+    noisy = _monitor(tmp_path, path, _raw(80, seed=7, noise=1.0), "noisy")
+    perf = pd.read_csv(tmp_path / "noisy" / "performance.tsv", sep="\t").set_index("metric")
+    assert perf.loc["mse", "ratio"] > 2 and noisy["verdict"] == "alert"
+    assert any("mse on the batch" in r for r in noisy["reasons"])
+    # without truth there is no performance row
+    _monitor(tmp_path, path, _raw(20, seed=8), "notruth", truth=False)
+    assert pd.read_csv(tmp_path / "notruth" / "performance.tsv", sep="\t").empty
+
+
+def test_psi_and_ks_from_definitions():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=500)
+    new = rng.normal(0.5, 1.0, size=120)
+    edges = np.quantile(ref, np.arange(1, 10) / 10)
+    p = (np.histogram(ref, np.r_[-np.inf, edges, np.inf])[0] + 0.5) / (500 + 5)
+    q = (np.histogram(new, np.r_[-np.inf, edges, np.inf])[0] + 0.5) / (120 + 5)
+    assert psi(ref, new) == pytest.approx(np.sum((q - p) * np.log(q / p)), rel=1e-12)
+    table = drift_table(pd.DataFrame({"x": ref}), pd.DataFrame({"x": new}), ["x"], Thresholds())
+    grid = np.sort(np.r_[ref, new])
+    ks = np.max(np.abs(np.searchsorted(np.sort(ref), grid, side="right") / 500
+                       - np.searchsorted(np.sort(new), grid, side="right") / 120))
+    assert table.loc[0, "ks_stat"] == pytest.approx(ks, rel=1e-12)
+    assert table.loc[0, "mean_shift_sd"] == pytest.approx((new.mean() - ref.mean()) / ref.std(ddof=1))
+
+
+def test_network_bundle_loads_weights_only(tmp_path):
+    from gexpred.nn import GeneMLP
+
+    model = GeneMLP(3, [4], "tanh")
+    torch.save({k: v for k, v in model.state_dict().items()}, tmp_path / "w.pt")
+    arch = {"n_in": 3, "hidden": [4], "activation": "tanh", "n_out": 1, "dropout": 0.0}
+    ref = pd.DataFrame({"sample": ["a", "b"], **{g: [0.0, 1.0] for g in PREDICTORS}, "prediction": 0.0,
+                        "observed": 0.0})
+    norm = {"steps": [], "genes": [*PREDICTORS, TARGET]}
+    path = write_bundle(tmp_path / "mlp", target=TARGET, model="mlp", task="regression", classes=None,
+                        model_params={"kind": "mlp", "task": "regression", "architecture": arch},
+                        preprocessing={"normalization": norm, "design": {"predictors": PREDICTORS, "covariates": {},
+                                                                         "interactions": [], "terms": PREDICTORS}},
+                        reference=ref, metrics={}, training_fingerprint="x", weights=tmp_path / "w.pt")
+    b = load_bundle(path)
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    with torch.no_grad():
+        want = model(torch.tensor(X, dtype=torch.float32)).numpy()[:, 0]
+    np.testing.assert_allclose(b.predict_design(X), want, rtol=1e-6)
+    # a pickled object in place of the weights is refused by weights_only loading, after the checksums pass
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"net.0.weight": Evil()}))
+    path2 = write_bundle(tmp_path / "mlp2", target=TARGET, model="mlp", task="regression", classes=None,
+                         model_params={"kind": "mlp", "task": "regression", "architecture": arch},
+                         preprocessing={"normalization": norm, "design": {"predictors": PREDICTORS,
+                                                                          "covariates": {}, "interactions": [],
+                                                                          "terms": PREDICTORS}},
+                         reference=ref, metrics={}, training_fingerprint="x", weights=tmp_path / "evil.pt")
+    with pytest.raises(Exception) as exc:
+        load_bundle(path2)
+    assert "Weights only load failed" in str(exc.value) or "weights_only" in str(exc.value)
