@@ -547,3 +547,58 @@ def cv_metrics(cv: pd.DataFrame, path: str | Path, metric: str = "r2") -> None:
         fig.suptitle(f"Cross-validation inside the training split: {metric} per fold "
                      f"({'lower' if _lower_is_better(metric) else 'higher'} is better)", y=1.02)
         _save(fig, path)
+
+
+# --------------------------------------------------------------------------- deploy & monitoring
+VERDICT_COLOURS = {"ok": "#009E73", "warn": "#E69F00", "alert": "#D55E00"}
+
+
+def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame, target: str, verdict: str,
+                 path: str | Path, truth: np.ndarray | None = None, predicted: np.ndarray | None = None,
+                 max_features: int = 4) -> None:
+    """Monitoring figure of a new batch against the training samples.
+
+    Left: PSI and KS statistic of every input and of the predictions, coloured by status. Middle:
+    training vs new-batch distributions of the most drifted inputs and of the predictions. Right
+    (when the truth is known): observed vs predicted on the new batch.
+    """
+    with plt.rc_context(STYLE):
+        n_right = 1 if truth is not None else 0
+        fig, axes = plt.subplots(1, 2 + n_right, figsize=(5.2 * (2 + n_right), 4.4), squeeze=False)
+        ax = axes[0, 0]
+        d = drift.sort_values("psi", ascending=True)
+        colours = [VERDICT_COLOURS.get(s, "#999999") for s in d["status"]]
+        ax.barh(range(len(d)), d["psi"], color=colours)
+        ax.set_yticks(range(len(d)), [plain(f) for f in d["feature"]], fontsize=7 if len(d) > 20 else 9)
+        ax.set_xlabel("population stability index (PSI, unitless)")
+        ax.set_title("Drift per input and of the predictions")
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color=c, label=k) for k, c in VERDICT_COLOURS.items()], title="status",
+                  loc="lower right", fontsize=8)
+        ax2 = axes[0, 1]
+        order = drift[drift["kind"] == "input"].sort_values("ks_stat", ascending=False)["feature"].tolist()
+        shown = order[:max_features]
+        data, labels = [], []
+        for f in shown:
+            data += [reference[f].to_numpy(dtype=float), new[f].to_numpy(dtype=float)]
+            labels += [plain(f), ""]
+        parts = ax2.boxplot(data, patch_artist=True, widths=0.6, showfliers=False)
+        for k, box in enumerate(parts["boxes"]):
+            box.set_facecolor(PALETTE["train"] if k % 2 == 0 else PALETTE["val"])
+        ax2.set_xticks(np.arange(1, len(data) + 1, 2) + 0.5, [plain(f) for f in shown], rotation=30, ha="right")
+        ax2.set_ylabel("normalized expression (training SD units for z-score)")
+        ax2.set_title("Most drifted inputs: training (blue) vs new batch (orange)")
+        if truth is not None and predicted is not None:
+            ax3 = axes[0, 2]
+            ax3.scatter(truth, predicted, s=14, color=PALETTE["mlp"], alpha=0.8)
+            lo = float(np.nanmin([np.nanmin(truth), np.nanmin(predicted)]))
+            hi = float(np.nanmax([np.nanmax(truth), np.nanmax(predicted)]))
+            ax3.plot([lo, hi], [lo, hi], color="#000000", lw=0.8, ls="--")
+            ax3.set_xlabel("observed (normalized scale)")
+            ax3.set_ylabel("predicted (normalized scale)")
+            ax3.set_title("New batch: observed vs predicted")
+        fig.suptitle(f"{plain(target)}: verdict {verdict.upper()}", color=VERDICT_COLOURS.get(verdict, "#000000"),
+                     fontweight="bold")
+        fig.tight_layout()
+        _save(fig, path)
