@@ -415,3 +415,39 @@ def test_f_pvalues_match_scipy(df_model):
         np.testing.assert_allclose(f_pvalues(f.reshape(4, -1), df_model, df_resid), want.reshape(4, -1),
                                    rtol=1e-11, atol=0, equal_nan=True)
     assert np.isnan(f_pvalues(np.ones(3), 0, 10)).all()
+
+
+def test_t_table_covers_what_is_asked_with_the_same_intervals_and_is_cached():
+    """A table for |t| up to 10 has the first 4 octaves (1 + t < 16) of the full one, bit for bit."""
+    full, small = batched.t_table(449), batched.t_table(449, 10.0)
+    K = batched._TABLE_PER_OCTAVE
+    assert small.shape == (batched._TABLE_DEGREE + 1, 4 * K + 1)
+    assert full.shape[1] > small.shape[1]  # (up to where p falls below 1e-300: 7 octaves for df = 449)
+    np.testing.assert_array_equal(small[:, :-1], full[:, : 4 * K])
+    assert np.isnan(small[:, -1]).all() and np.isnan(full[:, -1]).all()  # beyond the table: scipy
+    assert batched.t_table(449.0, 12.0) is small and not small.flags.writeable
+    t = np.linspace(-40.0, 40.0, 5001)
+    inside = np.abs(t) < 15.0  # beyond, the small table leaves the values to scipy
+    got, want = t_pvalues(t, 449, small), t_pvalues(t, 449, full)
+    np.testing.assert_array_equal(got[inside], want[inside])
+    np.testing.assert_array_equal(got[~inside], 2.0 * special.stdtr(449, -np.abs(t[~inside])))
+
+
+def test_table_evaluation_is_the_plain_horner_loop():
+    """The 32-byte gathers and the rescaled coefficients give the values of the straightforward evaluation."""
+    table = batched.t_table(30)
+    K = batched._TABLE_PER_OCTAVE
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.standard_t(30, 30_000), np.exp(rng.uniform(-30, 23, 5000)), [0.0, np.nan, np.inf]])
+    got = np.empty_like(x)
+    batched._eval_table(table, x, got)
+    bits = (np.abs(x) + 1.0).view(np.uint64)
+    k = (bits >> np.uint64(batched._TABLE_SHIFT)) - np.uint64(1023 * K)
+    u = ((bits & np.uint64((1 << batched._TABLE_SHIFT) - 1)) | np.uint64(0x3FF0000000000000)).view(np.float64)
+    s = u * (2.0 * K) - (2.0 * K + 1.0)
+    c = np.take(table, k.view(np.int64), axis=1, mode="clip")
+    want = c[-1] * s + c[-2]
+    for j in range(table.shape[0] - 3, -1, -1):
+        want = want * s + c[j]
+    np.testing.assert_array_equal(got, np.exp(want))
+    assert np.isnan(got[-2:]).all()
