@@ -25,17 +25,18 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 pytestmark = pytest.mark.slow
 
 
-def make_dataset(root: Path, n_samples: int = 60, n_genes: int = 12, seed: int = 7) -> dict:
+def make_dataset(root: Path, n_samples: int = 60, n_genes: int = 12, seed: int = 7, name: str = "expr.tsv",
+                 prefix: str = "S") -> dict:
     """Write a tiny genes x samples TSV with two targets driven by known genes."""
     rng = np.random.default_rng(seed)
     genes = [f"G{i}" for i in range(n_genes)]
-    samples = [f"S{i:03d}" for i in range(n_samples)]
+    samples = [f"{prefix}{i:03d}" for i in range(n_samples)]
     X = rng.normal(8.0, 1.0, size=(n_samples, n_genes))
     X[:, 0] = 2.0 + 0.8 * X[:, 2] - 0.5 * X[:, 3] + rng.normal(0, 0.3, n_samples)
     X[:, 1] = 1.0 + 0.6 * X[:, 4] + 0.4 * X[:, 5] * (X[:, 6] > 8) + rng.normal(0, 0.3, n_samples)
     df = pd.DataFrame(X.T, index=genes, columns=samples)
     (root / "data").mkdir(parents=True, exist_ok=True)
-    df.to_csv(root / "data" / "expr.tsv", sep="\t", index_label="gene")
+    df.to_csv(root / "data" / name, sep="\t", index_label="gene")
     return {"genes": genes, "samples": samples, "X": X}
 
 
@@ -73,7 +74,9 @@ def finished_run(tmp_path_factory):
     # settings (sample sheet, predictor candidates file, targets) must not leak into this run.
     (root / "config").mkdir()
     shutil.copy(REPO / "config" / "config.yaml", root / "config" / "config.yaml")
-    write_config(root)
+    # a new batch from the same process (other samples): scored and monitored by the deploy rules
+    make_dataset(root, seed=8, name="new.tsv", prefix="N")
+    write_config(root, new_batches={"fresh": ["data/new.tsv"]})
     run_snakemake(root)
     return root, data
 
@@ -237,6 +240,37 @@ def test_cross_validation_tables_recomputed(finished_run):
         assert ps.loc[ps["selected"], "cv_mse_mean"].item() == ps["cv_mse_mean"].min()
         np.testing.assert_allclose(ps.loc[ps["selected"], "cv_mse_mean"].item(), summary.loc[target, "penalized"],
                                    rtol=1e-12)
+
+
+def test_bundles_reproduce_pipeline_predictions_and_monitor_new_batch(finished_run, tmp_path):
+    """`gexpred predict` with each saved bundle on the raw matrix gives the pipeline's own predictions."""
+    root, _ = finished_run
+    pred = pd.read_csv(root / "results/compare/predictions.tsv", sep="\t", dtype={"sample": str})
+    summary = pd.read_csv(root / "results/compare/summary.tsv", sep="\t").set_index("target")
+    for target in ["G0", "G1"]:
+        want = pred[pred["target"] == target].set_index("sample")
+        for model in ("ols", "penalized", "mlp"):
+            out = tmp_path / f"{target}_{model}.tsv"
+            proc = subprocess.run([sys.executable, "-m", "gexpred.cli", "predict", "--bundle",
+                                   str(root / f"results/models/{target}/{model}"), "--input",
+                                   str(root / "data/expr.tsv"), "--out", str(out)], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+            got = pd.read_csv(out, sep="\t", dtype={"sample": str}).set_index("sample").loc[want.index]
+            np.testing.assert_allclose(got["predicted"], want[model], rtol=1e-6, atol=1e-6)
+            card = json.loads((root / f"results/models/{target}/{model}/card.json").read_text())
+            assert card["metrics"]["test"]["mse"] == pytest.approx(
+                float(np.mean((want.loc[want["split"] == "test", "observed"]
+                               - want.loc[want["split"] == "test", model]) ** 2)), rel=1e-9)
+        best = json.loads((root / f"results/models/{target}/best.json").read_text())
+        cv = {m: summary.loc[target, m] for m in ("ols", "penalized", "mlp")}
+        assert best["model"] == min(cv, key=cv.get)
+        # the new batch was scored with the best model and monitored
+        batch = pd.read_csv(root / f"results/deploy/fresh/{target}/predictions.tsv", sep="\t")
+        assert len(batch) == 60 and (batch["model"] == best["model"]).all()
+        verdict = json.loads((root / f"results/deploy/fresh/{target}/verdict.json").read_text())
+        assert verdict["verdict"] in ("ok", "warn", "alert") and verdict["truth_given"]
+    verdicts = pd.read_csv(root / "results/deploy/verdicts.tsv", sep="\t")
+    assert sorted(verdicts["target"]) == ["G0", "G1"] and (verdicts["batch"] == "fresh").all()
 
 
 def test_mlp_artifacts_load_without_code(finished_run):
@@ -502,11 +536,18 @@ def test_two_clean_runs_are_identical(tmp_path, finished_run):
     shutil.copy(first / "config.yaml", second / "config.yaml")
     run_snakemake(second)
     files = sorted(p.relative_to(first) for p in (first / "results").rglob("*")
-                   if p.suffix in {".tsv", ".json"} and "benchmarks" not in p.parts)
+                   if p.suffix in {".tsv", ".json"} and "benchmarks" not in p.parts and p.name != "card.json")
     assert len(files) > 20
     for rel in files:
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
-    for model in (first / "results/mlp").rglob("model.pt"):
+    cards = sorted(p.relative_to(first) for p in (first / "results/models").rglob("card.json"))
+    assert len(cards) == 6
+    for rel in cards:  # model cards: identical but for their creation time
+        a, b = (json.loads((root / rel).read_text()) for root in (first, second))
+        a.pop("created"), b.pop("created")
+        assert a == b, rel
+    for model in [*(first / "results/mlp").rglob("model.pt"), *(first / "results/models").rglob("weights.pt")]:
+        assert model.read_bytes() == (second / model.relative_to(first)).read_bytes(), model
         a = torch.load(model, weights_only=True)
         b = torch.load(second / model.relative_to(first), weights_only=True)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

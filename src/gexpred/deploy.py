@@ -142,7 +142,7 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
     weights
         A network's state-dict file, copied as ``weights.pt``.
     created
-        ISO time stamp (default: now, UTC).
+        ISO time stamp (default: ``SOURCE_DATE_EPOCH`` if set, else now; UTC).
     """
     from .io import write_json, write_table
 
@@ -166,7 +166,7 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
             "training_fingerprint": training_fingerprint,
             "n_training_samples": int(len(reference)),
             "versions": package_versions(),
-            "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": created or _now(),
             "files": files,
         }
         write_json(card, tmp / CARD)
@@ -177,6 +177,14 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _now() -> str:
+    """The creation time: ``SOURCE_DATE_EPOCH`` if set (reproducible builds), else now; UTC, ISO 8601."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), tz=timezone.utc) if epoch and epoch.isdigit() \
+        else datetime.now(timezone.utc)
+    return when.isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- loading

@@ -12,6 +12,7 @@ state dict is all that is needed to predict (no pickled objects).
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
@@ -515,8 +516,12 @@ def save_state(model: GeneMLP, path: str | Path) -> None:
     """Save the state dict (tensors only) atomically."""
     from .io import atomic_output
 
+    # through memory: torch.save names its zip records after the file, and the temporary file's
+    # random name would make the bytes differ from run to run
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     with atomic_output(path) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 def load_model(state_path: str | Path, arch: dict[str, Any]) -> GeneMLP:
