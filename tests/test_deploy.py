@@ -252,3 +252,45 @@ def test_network_bundle_loads_weights_only(tmp_path):
     with pytest.raises(Exception) as exc:
         load_bundle(path2)
     assert "Weights only load failed" in str(exc.value) or "weights_only" in str(exc.value)
+
+
+def test_classification_bundle_predict_and_monitor_with_truth_table(tmp_path):
+    """A logistic bundle: class probabilities by the softmax formula; the truth table's labels give accuracy."""
+    rng = np.random.default_rng(4)
+    coef = [[-0.2], [1.5], [-1.0], [0.0]]  # const, gA, gB, gC for the non-reference class 'up'
+    train = _raw(150, seed=9)
+    norm = {"steps": [], "genes": PREDICTORS}
+    eta = coef[0][0] + train[PREDICTORS].to_numpy() @ np.array([c[0] for c in coef[1:]])
+    p_up = 1 / (1 + np.exp(-(eta - eta.mean())))
+    ref = pd.DataFrame({"sample": train.index, **{g: train[g] for g in PREDICTORS}, "p[down]": 1 - p_up,
+                        "p[up]": p_up, "prediction": p_up, "observed": np.where(p_up > 0.5, "up", "down")})
+    path = write_bundle(tmp_path / "clf", target="state", model="ols", task="classification", classes=["down", "up"],
+                        model_params={"kind": "logistic", "terms": PREDICTORS, "classes": ["down", "up"],
+                                      "coef": coef},
+                        preprocessing={"normalization": norm, "design": {"predictors": PREDICTORS, "covariates": {},
+                                                                         "interactions": [], "terms": PREDICTORS}},
+                        reference=ref, metrics={"test": {"n": 40, "accuracy": 0.8, "auroc": 0.9, "log_loss": 0.45}},
+                        training_fingerprint="x")
+    new = _raw(40, seed=10)
+    src = _write_matrix(new, tmp_path / "new.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv")]) == 0
+    got = pd.read_csv(tmp_path / "p.tsv", sep="\t").set_index("sample").loc[new.index]
+    eta_new = coef[0][0] + new[PREDICTORS].to_numpy() @ np.array([c[0] for c in coef[1:]])
+    np.testing.assert_allclose(got["p[up]"], 1 / (1 + np.exp(-eta_new)), rtol=1e-12)
+    np.testing.assert_array_equal(got["predicted"], np.where(eta_new > 0, "up", "down"))
+    labels = np.where(rng.random(40) < 1 / (1 + np.exp(-eta_new)), "up", "down")
+    pd.DataFrame({"sample": new.index, "state": labels}).to_csv(tmp_path / "truth.tsv", sep="\t", index=False)
+    out = tmp_path / "mon"
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--truth", str(tmp_path / "truth.tsv"),
+                 "--out-dir", str(out)]) == 0
+    perf = pd.read_csv(out / "performance.tsv", sep="\t").set_index("metric")
+    assert perf.loc["accuracy", "new_batch"] == pytest.approx(np.mean(got["predicted"].to_numpy() == labels))
+    assert perf.loc["accuracy", "test"] == 0.8
+    p_true = np.where(labels == "up", got["p[up]"], got["p[down]"])
+    assert perf.loc["log_loss", "new_batch"] == pytest.approx(-np.mean(np.log(p_true)), rel=1e-9)
+    assert perf.loc["log_loss", "ratio"] == pytest.approx(perf.loc["log_loss", "new_batch"] / 0.45)
+    # a truth table with a class the model does not know is refused
+    pd.DataFrame({"sample": new.index, "state": "sideways"}).to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--truth", str(tmp_path / "bad.tsv"),
+                 "--out-dir", str(tmp_path / "mon2")]) == 1
+    assert not (tmp_path / "mon2").exists()
