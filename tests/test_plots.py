@@ -126,3 +126,16 @@ def test_names_are_drawn_as_text_not_math(tmp_path, monkeypatch):
     plots.cv_metrics(cv, tmp_path / "c.png")
     shown = [s for s in seen if "$" in s]
     assert len(shown) >= 3 and all(r"\$a\$" in s or r"\$m\$" in s for s in shown), shown
+
+
+def test_loss_curves_classification_draws_accuracy_panel(tmp_path):
+    import matplotlib.image as mpimg
+
+    from gexpred.plots import loss_curves
+
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.7, 0.5, 0.4], "val_loss": [0.72, 0.6, 0.55]})
+    loss_curves(hist, "g", tmp_path / "reg.png", best_epoch=3)
+    loss_curves(hist.assign(train_accuracy=[0.5, 0.7, 0.8], val_accuracy=[0.5, 0.6, 0.7]), "g",
+                tmp_path / "clf.png", best_epoch=3)
+    reg, clf = mpimg.imread(tmp_path / "reg.png"), mpimg.imread(tmp_path / "clf.png")
+    assert clf.shape[1] > 1.6 * reg.shape[1]  # a second panel: accuracy beside the loss

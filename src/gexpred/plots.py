@@ -95,20 +95,38 @@ def observed_vs_predicted(pred: pd.DataFrame, models: list[str], target: str, pa
 
 def loss_curves(history: pd.DataFrame, target: str, path: str | Path, best_epoch: int | None = None,
                 scale_label: str = "normalized expression") -> None:
-    """Training and validation loss (MSE) per epoch, log scale."""
+    """Training and validation loss per epoch (log scale); for classification also accuracy.
+
+    Regression histories hold mean squared errors; classification histories
+    (with ``train_accuracy``/``val_accuracy`` columns) hold mean cross-entropy,
+    drawn beside the accuracy curves, as in the seed's figure.
+    """
     target = plain(target)
+    classify = "train_accuracy" in history.columns
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(6.0, 4.0))
-        ax.plot(history["epoch"], history["train_loss"], color=PALETTE["train"], label="training part")
-        if history["val_loss"].notna().any():
-            ax.plot(history["epoch"], history["val_loss"], color=PALETTE["val"], label="validation part")
-        if best_epoch:
-            ax.axvline(best_epoch, color="#444444", ls=":", lw=1, label=f"kept weights (epoch {best_epoch})")
+        fig, axes = plt.subplots(1, 2 if classify else 1, figsize=(11.0 if classify else 6.0, 4.0), squeeze=False)
+        panels = [(axes[0, 0], "loss")] + ([(axes[0, 1], "accuracy")] if classify else [])
+        for ax, kind in panels:
+            ax.plot(history["epoch"], history[f"train_{kind}"], color=PALETTE["train"], label="training part")
+            if history[f"val_{kind}"].notna().any():
+                ax.plot(history["epoch"], history[f"val_{kind}"], color=PALETTE["val"], label="validation part")
+            if best_epoch:
+                ax.axvline(best_epoch, color="#444444", ls=":", lw=1, label=f"kept weights (epoch {best_epoch})")
+            ax.set_xlabel("epoch")
+            ax.legend(frameon=False)
+        ax = axes[0, 0]
         ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"mean squared error ({scale_label}²)")
-        ax.set_title(f"{target}: network loss per epoch")
-        ax.legend(frameon=False)
+        if classify:
+            ax.set_ylabel("mean cross-entropy (nats)")
+            ax.set_title(f"{target}: network loss per epoch")
+            acc = axes[0, 1]
+            acc.set_ylabel("accuracy (share of samples correct)")
+            acc.set_ylim(0, 1.02)
+            acc.set_title(f"{target}: network accuracy per epoch")
+        else:
+            ax.set_ylabel(f"mean squared error ({scale_label}²)")
+            ax.set_title(f"{target}: network loss per epoch")
+        fig.tight_layout()
         _save(fig, path)
 
 

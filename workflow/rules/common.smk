@@ -236,13 +236,14 @@ def genome_chunk_files(wildcards):
 
 
 def all_outputs():
+    """Every output of a run (report_outputs() is in report_helpers.smk)."""
     if GENOME:
         return [
             "results/ols/genome/coefficients.tsv",
             "results/ols/genome/fits.tsv",
             "results/ols/genome/metrics.tsv",
             "results/plots/genome_ols.png",
-        ]
+        ] + report_outputs()
     out = [
         "results/data/targets.tsv",
         "results/compare/predictions.tsv",
@@ -285,4 +286,4 @@ def all_outputs():
                 f"results/mlp/{target}/history.tsv",
                 f"results/plots/{target}/loss.png",
             ]
-    return out
+    return out + report_outputs()

@@ -8,18 +8,21 @@ rule compare:
             "results/compare/metrics.tsv",
             caption="../report/metrics.rst",
             category="5. Model comparison",
+            subcategory="all targets",
             labels={"table": "metrics (all targets, models, splits)"},
         ),
         cv_metrics=report(
             "results/compare/cv_metrics.tsv",
             caption="../report/cv_metrics.rst",
             category="5. Model comparison",
+            subcategory="all targets",
             labels={"table": "cross-validation metrics per fold"},
         ),
         summary=report(
             "results/compare/summary.tsv",
             caption="../report/summary.rst",
             category="5. Model comparison",
+            subcategory="all targets",
             labels={"table": "verdict per target: network or regression"},
         ),
     log:

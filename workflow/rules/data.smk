@@ -8,6 +8,7 @@ rule collect:
             "results/data/dropped.tsv",
             caption="../report/dropped.rst",
             category="1. Data",
+            subcategory="all targets",
             labels={"table": "genes and samples dropped"},
         ),
     log:
@@ -38,6 +39,7 @@ rule labels:
             "results/data/labels.tsv",
             caption="../report/labels.rst",
             category="1. Data",
+            subcategory="all targets",
             labels={"table": "class labels"},
         ),
     log:
@@ -144,6 +146,7 @@ rule select_predictors:
             "results/data/predictors.tsv",
             caption="../report/predictors.rst",
             category="2. Preprocessing",
+            subcategory="all targets",
             labels={"table": "predictors per target"},
         ),
     log:

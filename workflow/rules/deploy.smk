@@ -124,6 +124,7 @@ rule deploy_summary:
             "results/deploy/verdicts.tsv",
             caption="../report/verdicts.rst",
             category="6. Deploy & monitoring",
+            subcategory="all batches",
             labels={"table": "monitoring verdicts"},
         ),
     log:

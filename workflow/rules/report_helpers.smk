@@ -73,12 +73,3 @@ def report_outputs():
     if HAS_CV:
         out.append("results/plots/cv_metrics.png")
     return out
-
-
-# The Snakefile's `rule all` asks all_outputs() (common.smk) for its targets; it is evaluated after
-# every include, so the report's own outputs join it here.
-_all_outputs_without_report = all_outputs
-
-
-def all_outputs():
-    return _all_outputs_without_report() + report_outputs()
