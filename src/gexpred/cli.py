@@ -85,14 +85,18 @@ def cmd_targets(a: argparse.Namespace) -> None:
 
 
 def cmd_collect(a: argparse.Namespace) -> None:
-    from .collect import DROPPED_COLUMNS, attach_sample_sheet, combine
+    from .collect import DROPPED_COLUMNS, apply_missing_policy, attach_sample_sheet, combine
     from .io import read_matrix, read_sample_sheet, write_h5ad, write_table
 
     mats = []
     for p in a.matrix:
-        mats.append(read_matrix(p))
+        mats.append(read_matrix(p, missing=a.missing))
         log.info("read %s: %d genes x %d samples", p, mats[-1].n_vars, mats[-1].n_obs)
     adata, dropped = combine(mats)
+    adata, handled = apply_missing_policy(adata, mats, a.missing)
+    dropped = pd.concat([dropped, handled], ignore_index=True) if len(handled) else dropped
+    log.info("missing values (policy %s): %d values in %d genes", a.missing, adata.uns["missing"]["n_values"],
+             adata.uns["missing"]["n_genes"])
     if a.sample_sheet:
         sheet = read_sample_sheet(a.sample_sheet)
         adata, extra = attach_sample_sheet(adata, sheet, a.sample_sheet)
@@ -224,17 +228,19 @@ def _cv_class_frame(target: str, model: str, samples, folds: np.ndarray, labels,
 
 def cmd_normalize(a: argparse.Namespace) -> None:
     from .io import write_h5ad, write_json
-    from .preprocess import apply_normalization, describe, fit_normalization
+    from .preprocess import apply_normalization, describe, fit_normalization, impute_training_mean
 
     adata, split = _load_split_data(a.data, a.splits)
     train = split == "train"
     genes = list(adata.var_names)
     samples = list(adata.obs_names)
     source = _sources(adata, a.data, "the collected matrices")
-    X = np.asarray(adata.X)
+    X, imputed = impute_training_mean(np.asarray(adata.X), train, genes, samples, a.missing, source)
     params = fit_normalization(X[train], genes, [s for s, t in zip(samples, train) if t], a.method, source)
     Z = apply_normalization(X, genes, samples, params, source)
     params["fitted_on"] = {"split": "train", "n_samples": int(train.sum())}
+    if imputed is not None:
+        params["imputed"] = imputed
     log.info("normalization: %s, fitted on %d training samples", describe(params), int(train.sum()))
     out = adata.copy()
     out.X = Z
@@ -1102,6 +1108,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample-sheet", help="TSV with a 'sample' column and covariates")
     s.add_argument("--out", required=True, help="combined .h5ad")
     s.add_argument("--dropped", required=True, help="TSV of genes and samples left out, with the reason")
+    s.add_argument("--missing", default="error", choices=["error", "drop_genes", "impute_mean"],
+                   help="missing or infinite values: error, drop the genes, or mark them for imputation by the "
+                        "training mean (in normalize)")
 
     s = verb("targets", cmd_targets, "Write the table of target gene ids and their output directory names.")
     s.add_argument("--target", action="append", required=True)
@@ -1137,6 +1146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="none, log1p, log_cpm or zscore; repeat to chain steps")
     s.add_argument("--out", required=True)
     s.add_argument("--params", required=True, help="JSON file of the fitted parameters")
+    s.add_argument("--missing", default="error", choices=["error", "drop_genes", "impute_mean"],
+                   help="impute_mean: replace missing values by the gene's mean over the training samples first")
 
     s = verb("select", cmd_select, "Choose the predictor genes of every target on the training split.")
     s.add_argument("--data", required=True)

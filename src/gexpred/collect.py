@@ -137,3 +137,110 @@ def attach_sample_sheet(
     adata.obs = sheet.loc[adata.obs_names].copy()
     adata.obs.index.name = None
     return adata, dropped
+
+
+# --------------------------------------------------------------------------- missing values
+MISSING_REASONS = {
+    "drop_genes": "missing or infinite values (missing: drop_genes)",
+    "impute_mean": "missing or infinite values replaced by the gene's mean over the training samples "
+                   "(missing: impute_mean)",
+}
+
+
+def apply_missing_policy(
+    adata: ad.AnnData, matrices: list[ad.AnnData], policy: str
+) -> tuple[ad.AnnData, pd.DataFrame]:
+    """Handle the missing (NaN) or infinite values of the combined matrix.
+
+    Parameters
+    ----------
+    adata
+        The combined matrix (:func:`combine`).
+    matrices
+        The matrices it was combined from (to name the file of each value).
+    policy
+        ``error``: any missing value is an error. ``drop_genes``: every gene
+        with a missing value is left out and listed in the returned table
+        (kind ``gene``). ``impute_mean``: the values are kept as NaN, to be
+        replaced by the gene's mean over the *training* samples in the
+        normalize step (the split is not known yet); every such gene is listed
+        in the returned table with kind ``imputed``.
+
+    Returns
+    -------
+    adata, table
+        The matrix (float64, infinite values set to NaN) and the rows to add to
+        the dropped table. ``adata.uns['missing']`` counts what was done.
+
+    Raises
+    ------
+    InputError
+        ``error`` with a missing value; ``drop_genes`` when no gene is left;
+        ``impute_mean`` for a gene without any value.
+    """
+    from .io import MISSING_POLICIES
+
+    if policy not in MISSING_POLICIES:
+        raise InputError(f"Unknown missing-value policy {policy!r}; choose from {', '.join(MISSING_POLICIES)}.")
+    X = np.array(adata.X, dtype=np.float64, copy=True)
+    bad = ~np.isfinite(X)
+    n_values = int(bad.sum())
+    sources = [str(m.uns.get("source", f"matrix {k}")) for k, m in enumerate(matrices, start=1)]
+    info = {"policy": policy, "n_values": n_values, "n_genes": 0}
+    if n_values == 0:
+        out = adata.copy()
+        out.uns["missing"] = info
+        return out, pd.DataFrame(columns=DROPPED_COLUMNS)
+    genes = np.asarray(adata.var_names, dtype=object)
+    samples = np.asarray(adata.obs_names, dtype=object)
+    bad_genes = np.flatnonzero(bad.any(axis=0))
+    info["n_genes"] = int(len(bad_genes))
+    # the files each gene's missing values come from
+    files: dict[str, list[str]] = {}
+    for m, name in zip(matrices, sources):
+        mbad = ~np.isfinite(np.asarray(m.X, dtype=np.float64))
+        for g in np.asarray(m.var_names, dtype=object)[mbad.any(axis=0)]:
+            files.setdefault(str(g), []).append(name)
+    si, gi = np.nonzero(bad)
+    order = np.lexsort((si, gi))[:3]
+    examples = "; ".join(f"gene {genes[gi[k]]!r} in sample {samples[si[k]]!r}" for k in order)
+    where = " + ".join(sources)
+    if policy == "error":
+        raise InputError(
+            f"The matrices {where} have {n_values} missing or infinite values in {len(bad_genes)} genes, e.g. "
+            f"{examples}. Set 'missing' to drop_genes or impute_mean, or fix the files."
+        )
+    if policy == "drop_genes":
+        if len(bad_genes) == adata.n_vars:
+            raise InputError(
+                f"Every one of the {adata.n_vars} genes of {where} has a missing or infinite value (e.g. "
+                f"{examples}), so 'missing: drop_genes' leaves no gene. Use 'missing: impute_mean', or fix the "
+                f"files."
+            )
+        keep = np.ones(adata.n_vars, dtype=bool)
+        keep[bad_genes] = False
+        out = ad.AnnData(X=np.ascontiguousarray(X[:, keep]), obs=adata.obs.copy(),
+                         var=adata.var.iloc[keep].copy(), uns=dict(adata.uns))
+        log.warning("missing: drop_genes: dropped %d genes with %d missing or infinite values (e.g. %s); listed "
+                    "in the dropped table", len(bad_genes), n_values, examples)
+        kind = "gene"
+    else:
+        empty = np.flatnonzero(bad.all(axis=0))
+        if len(empty):
+            g = str(genes[empty[0]])
+            raise InputError(
+                f"Gene {g!r} of {' + '.join(files.get(g, sources))} has no value in any of the {adata.n_obs} "
+                f"samples, so 'missing: impute_mean' has no mean to impute it with"
+                f"{f' ({len(empty)} such genes)' if len(empty) > 1 else ''}. Remove it from the matrix, or use "
+                f"'missing: drop_genes'."
+            )
+        X[bad] = np.nan
+        out = ad.AnnData(X=X, obs=adata.obs.copy(), var=adata.var.copy(), uns=dict(adata.uns))
+        log.warning("missing: impute_mean: %d missing or infinite values in %d genes (e.g. %s) will be replaced "
+                    "by each gene's mean over the training samples in the normalize step", n_values,
+                    len(bad_genes), examples)
+        kind = "imputed"
+    out.uns["missing"] = info
+    rows = [(kind, str(genes[j]), " + ".join(files.get(str(genes[j]), sources)), MISSING_REASONS[policy])
+            for j in bad_genes]
+    return out, pd.DataFrame(rows, columns=DROPPED_COLUMNS)

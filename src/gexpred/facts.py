@@ -79,6 +79,12 @@ def data_text(n_samples: int, n_genes: int, dropped: pd.DataFrame, sources: list
     """Samples and genes used and dropped, with the reasons."""
     text = (f"{_count(n_samples, 'sample')} and {_count(n_genes, 'gene')} were used, combined from "
             f"{_and([rst(s) for s in sources])}. ")
+    imputed = dropped[dropped["kind"] == "imputed"]
+    if len(imputed):
+        examples = ", ".join(rst(i) for i in imputed["id"].astype(str).head(3))
+        text += (f"{_count(len(imputed), 'gene')} (e.g. {examples}) had missing or infinite values, replaced by "
+                 f"the gene's mean over the training samples (missing: impute_mean). ")
+        dropped = dropped[dropped["kind"] != "imputed"]
     if len(dropped) == 0:
         return text + "Nothing was dropped while combining the matrices."
     parts = []

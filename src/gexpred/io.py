@@ -256,13 +256,21 @@ def _rows_with_end(path: Path, sep: str, gz: bool, what: str) -> Iterator[tuple[
 
 
 # --------------------------------------------------------------------------- matrix readers
-def read_matrix(path: str | os.PathLike[str]) -> ad.AnnData:
+MISSING_POLICIES = ("error", "drop_genes", "impute_mean")
+
+
+def read_matrix(path: str | os.PathLike[str], missing: str = "error") -> ad.AnnData:
     """Read one expression matrix into an AnnData (obs = samples, var = genes).
 
     Parameters
     ----------
     path
         A genes x samples text or parquet table, or an ``.h5ad`` file.
+    missing
+        ``"error"`` (default): a missing (empty, NA, NaN) or infinite value is
+        an error. Any other policy of :data:`MISSING_POLICIES` lets them
+        through, every one of them as NaN; :mod:`gexpred.collect` then drops
+        or marks them.
 
     Returns
     -------
@@ -276,6 +284,8 @@ def read_matrix(path: str | os.PathLike[str]) -> ad.AnnData:
         duplicated ids, non-numeric cells, NaN or infinite values. The message
         names the file and the offending gene, sample or line.
     """
+    if missing not in MISSING_POLICIES:
+        raise InputError(f"Unknown missing-value policy {missing!r}; choose from {', '.join(MISSING_POLICIES)}.")
     path = Path(path)
     _check_file(path, "Matrix")
     suffix, gz = _suffixes(path)
@@ -302,7 +312,7 @@ def read_matrix(path: str | os.PathLike[str]) -> ad.AnnData:
             f"Matrix '{path}' has an unsupported extension '{''.join(path.suffixes) or '(none)'}'. "
             f"Supported: {SUPPORTED}."
         )
-    validate_matrix(adata, path)
+    validate_matrix(adata, path, allow_missing=missing != "error")
     adata.uns["source"] = str(path)
     return adata
 
@@ -637,8 +647,11 @@ def _raise_duplicates(path: Path, ids: list[str], kind: str, where: str) -> None
     )
 
 
-def validate_matrix(adata: ad.AnnData, path: str | os.PathLike[str]) -> None:
+def validate_matrix(adata: ad.AnnData, path: str | os.PathLike[str], allow_missing: bool = False) -> None:
     """Check ids and values of a freshly read matrix.
+
+    With ``allow_missing``, NaN and infinite values are accepted and every one
+    of them is set to NaN (in place), to be handled by the ``missing`` policy.
 
     Raises
     ------
@@ -679,15 +692,20 @@ def validate_matrix(adata: ad.AnnData, path: str | os.PathLike[str]) -> None:
         _raise_duplicates(path, samples, "sample", where_sample)
     X = np.asarray(adata.X)
     finite = np.isfinite(X)
-    if not finite.all():
+    if not finite.all() and allow_missing:
+        X = np.array(X, dtype=np.float64, copy=True)
+        X[~finite] = np.nan
+        adata.X = X
+    elif not finite.all():
         si, gi = np.nonzero(~finite)
         order = np.lexsort((si, gi))[:5]  # gene by gene, as the rows of a text file
         examples = [f"gene {genes[gi[k]]!r}, sample {samples[si[k]]!r}: {X[si[k], gi[k]]}" for k in order]
         n_genes = len(np.unique(gi))
         raise InputError(
             f"Matrix '{path}' has {_n(len(si), 'missing or infinite value')} in {_n(n_genes, 'gene')}, e.g. "
-            f"{'; '.join(examples)}. Impute or remove them before running gexpred (gexpred does not "
-            f"guess missing expression values)."
+            f"{'; '.join(examples)}. Impute or remove them before running gexpred, or set the config key "
+            f"'missing' to drop_genes (leave those genes out) or impute_mean (replace each by the gene's "
+            f"mean over the training samples)."
         )
 
 

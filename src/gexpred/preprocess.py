@@ -147,6 +147,75 @@ def apply_normalization(
     return Z
 
 
+def impute_training_mean(
+    X: np.ndarray, train: np.ndarray, genes: list[str], samples: list[str], policy: str = "impute_mean",
+    source: str = "the data",
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Replace the missing (NaN) values of each gene by its mean over the training samples.
+
+    This runs before the normalization is fitted, on the scale of the input
+    matrices. Only training samples enter the means, so the test split never
+    influences the values of the training split (as for the normalization).
+
+    Parameters
+    ----------
+    X
+        Samples x genes, NaN where a value is missing.
+    train
+        Boolean mask of the training samples (rows of ``X``).
+    policy
+        The ``missing`` setting: with ``impute_mean`` the values are imputed;
+        with any other, a NaN is an error (the collect step lets NaN through
+        only for ``impute_mean``).
+
+    Returns
+    -------
+    X, info
+        The imputed copy, and ``{"method", "n_values", "genes", "means"}`` (the
+        genes that had missing values and the means they got), or ``None``
+        when nothing was missing.
+
+    Raises
+    ------
+    InputError
+        NaN with another policy, or a gene without any training value.
+    """
+    X = np.array(X, dtype=np.float64, copy=True)
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return X, None
+    si, gi = np.nonzero(bad)
+    order = np.lexsort((si, gi))[:3]
+    examples = "; ".join(f"gene {genes[gi[k]]!r} in sample {samples[si[k]]!r}" for k in order)
+    if policy != "impute_mean":
+        raise InputError(
+            f"{source} has {int(bad.sum())} missing values, e.g. {examples}, but the missing-value policy is "
+            f"{policy!r}. Re-run the collect step with the same 'missing' setting as the normalize step."
+        )
+    train = np.asarray(train, dtype=bool)
+    cols = np.flatnonzero(bad.any(axis=0))
+    observed = ~bad[train][:, cols]
+    n_obs = observed.sum(axis=0)
+    if (n_obs == 0).any():
+        empty = [genes[cols[j]] for j in np.flatnonzero(n_obs == 0)]
+        raise InputError(
+            f"Genes {preview(empty)} of {source} have no value in any of the {int(train.sum())} training samples, "
+            f"so 'missing: impute_mean' has no training mean to impute them with. Remove them from the matrices or "
+            f"use 'missing: drop_genes'."
+        )
+    means = np.where(observed, X[train][:, cols], 0.0).sum(axis=0) / n_obs
+    for j, c in enumerate(cols):
+        X[bad[:, c], c] = means[j]
+    n_values = int(bad.sum())
+    n_train = int(bad[train].sum())
+    log.warning("missing: impute_mean: replaced %d missing values (%d in training samples, %d in test samples) in "
+                "%d genes by each gene's mean over the %d training samples, e.g. %s", n_values, n_train,
+                n_values - n_train, len(cols), int(train.sum()), examples)
+    info = {"method": "mean over the training samples", "n_values": n_values, "n_values_train": n_train,
+            "genes": [str(genes[c]) for c in cols], "means": [float(m) for m in means]}
+    return X, info
+
+
 def describe(params: dict[str, Any]) -> str:
     """One line describing the fitted normalisation, for logs and reports."""
     if not params["steps"]:

@@ -20,6 +20,7 @@ rule collect:
         sheet=lambda wc, input: (
             f"--sample-sheet {shlex.quote(input.sample_sheet)}" if input.sample_sheet else ""
         ),
+        missing=config["missing"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -28,7 +29,7 @@ rule collect:
         "../envs/gexpred.yaml"
     shell:
         "gexpred collect {params.matrices} {params.sheet} --out {output.h5ad:q}"
-        " --dropped {output.dropped:q} --log {log:q}"
+        " --dropped {output.dropped:q} --missing {params.missing} --log {log:q}"
 
 
 rule labels:
@@ -125,6 +126,7 @@ rule normalize:
         "results/benchmarks/normalize.tsv"
     params:
         methods=" ".join(f"--method {m}" for m in NORMALIZATION_STEPS),
+        missing=config["missing"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -133,7 +135,7 @@ rule normalize:
         "../envs/gexpred.yaml"
     shell:
         "gexpred normalize --data {input.data:q} --splits {input.splits:q} {params.methods}"
-        " --out {output.h5ad:q} --params {output.params:q} --log {log:q}"
+        " --missing {params.missing} --out {output.h5ad:q} --params {output.params:q} --log {log:q}"
 
 
 rule select_predictors:
