@@ -355,3 +355,23 @@ def test_lr_schedule_factors():
     assert plat.factor(0) == 0.25
     with pytest.raises(ConfigError, match="lr_schedule"):
         MLPSettings.from_config({"lr_schedule": "linear"})
+
+
+def test_multi_output_linear_network_is_ols_for_every_target():
+    """One network, many outputs (D-GEX style): without hidden layers each output is that target's OLS fit."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    B = rng.normal(size=(4, 6))
+    Y = (X @ B + 0.5 + rng.normal(size=(300, 6)) * 0.3).astype(np.float32)
+    s = MLPSettings.from_config({"hidden": [], "activation": "identity", "lr": 0.02, "epochs": 400,
+                                 "patience": 0, "val_fraction": 0.0, "batch_size": 300, "device": "cpu"})
+    model, hist, _ = train_mlp(X, Y, s)
+    assert model.y_mean.shape == (6,)
+    pred = predict(model, X)
+    A = np.column_stack([np.ones(300), X.astype(np.float64)])
+    want = A @ np.linalg.lstsq(A, Y.astype(np.float64), rcond=None)[0]
+    assert pred.shape == (300, 6)
+    np.testing.assert_allclose(pred, want, atol=2e-3)
+    # the loss is the mean over targets of the MSE in units of each target's variance
+    rel = np.mean(((Y - pred) ** 2).mean(axis=0) / Y.var(axis=0))
+    assert hist["train_loss"].iloc[-1] == pytest.approx(rel, rel=1e-3)

@@ -411,7 +411,8 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path):
     (tmp_path / "data/preds.txt").write_text("\n".join(genes[:4]) + "\n")
     (tmp_path / "data/targets.txt").write_text("\n".join(genes[4:]) + "\nNOT_A_GENE\n")
     write_config(tmp_path, targets={"file": "data/targets.txt"}, predictors={"from": "data/preds.txt"},
-                 models=["ols"], ols={"chunk_size": 7})
+                 models=["ols", "mlp"], ols={"chunk_size": 7},
+                 mlp={"hidden": [16], "epochs": 60, "patience": 15, "batch_size": 16, "lr": 0.01})
     run_snakemake(tmp_path)
     res = tmp_path / "results/ols/genome"
     assert len(list((res / "chunks").glob("*.coefficients.tsv"))) == 4  # 26 targets / 7 per chunk
@@ -434,6 +435,28 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path):
                          ("f_pvalue", ref.f_pvalue)):
             np.testing.assert_allclose(fits.loc[genes[j], col], val, rtol=1e-8, err_msg=f"{genes[j]} {col}")
     assert (tmp_path / "results/plots/genome_ols.png").is_file()
+    # networks: one multi-output network per chunk; the comparison across targets from the metrics tables
+    assert len(list((tmp_path / "results/mlp/genome/chunks").glob("*.model.pt"))) == 4
+    metrics = pd.read_csv(tmp_path / "results/compare/genome_metrics.tsv", sep="\t")
+    assert set(metrics["model"]) == {"ols", "mlp", "mean"}
+    test = metrics[metrics["split"] == "test"]
+    g5 = test[test["target"] == "g5"].set_index("model")
+    yt = X[[samples.index(s) for s in sp.index[sp == "test"]], 5]
+    np.testing.assert_allclose(g5.loc["mean", "mse"], np.mean((yt - X[train, 5].mean()) ** 2), rtol=1e-10)
+    summary = pd.read_csv(tmp_path / "results/compare/genome_summary.tsv", sep="\t").set_index("model")
+    r2 = test.pivot(index="target", columns="model", values="r2")
+    for m in ("ols", "mlp"):
+        np.testing.assert_allclose(summary.loc[m, "median_test_r2"], r2[m].dropna().median(), rtol=1e-12)
+    mse = test.pivot(index="target", columns="model", values="mse")
+    assert summary["n_best"].sum() == int(mse.notna().any(axis=1).sum())  # every fitted target has a best model
+    per = pd.read_csv(tmp_path / "results/compare/genome_targets.tsv", sep="\t").set_index("target")
+    untied = mse.dropna()
+    untied = untied[untied.nunique(axis=1) == 3]
+    assert len(untied) >= 20
+    assert (per.loc[untied.index, "best_model"] == untied.idxmin(axis=1)).all()
+    meta = json.loads((tmp_path / "results/mlp/genome/chunks/00000.model.json").read_text())
+    assert meta["mode"] == "multi_output" and meta["architecture"]["n_out"] == 7
+    assert (tmp_path / "results/plots/genome_comparison.png").is_file()
 
 
 def test_classification_end_to_end(tmp_path):

@@ -860,16 +860,105 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     A = np.column_stack([np.ones(adata.n_obs), np.asarray(adata.X)[:, kept]])
     pred = A @ res.coef.T
     rows = []
+    train_mean = Y[train].mean(axis=0)
     for j, t in enumerate(targets):
-        for name, mask in (("train", train), ("test", ~train)):
-            rows.append({"target": t, "model": "ols", "split": name,
-                         **regression_metrics(Y[mask, j], pred[mask, j])})
+        for model, p in (("ols", pred[:, j]), ("mean", np.full(len(Y), train_mean[j]))):
+            for name, mask in (("train", train), ("test", ~train)):
+                rows.append({"target": t, "model": model, "split": name,
+                             **regression_metrics(Y[mask, j], p[mask])})
     bad = int((res.status != "ok").sum())
     log.info("chunk %d: %d targets fitted (%d not ok: constant or non-finite)", a.chunk, len(targets), bad)
     out = Path(a.out_dir)
     write_table(res.coefficients(), out / f"{a.chunk:05d}.coefficients.tsv")
     write_table(res.fit(), out / f"{a.chunk:05d}.fit.tsv")
     write_table(pd.DataFrame(rows), out / f"{a.chunk:05d}.metrics.tsv")
+
+
+def cmd_mlp_chunk(a: argparse.Namespace) -> None:
+    import torch
+
+    from .compare import regression_metrics
+    from .io import read_table, write_json, write_table
+    from .nn import MLPSettings, architecture, predict, save_state, settings_dict, train_mlp
+
+    torch.set_num_threads(max(1, a.threads))
+    settings = MLPSettings.from_config(_json_arg(a.settings, "--settings"))
+    adata, split = _load_split_data(a.data, a.splits)
+    design = json.loads(Path(a.design).read_text())
+    plan = read_table(a.plan, dtype={"target": str})
+    targets = plan.loc[plan["chunk"] == a.chunk, "target"].tolist()
+    index = {g: i for i, g in enumerate(adata.var_names)}
+    X = np.asarray(adata.X)[:, [index[g] for g in design["predictors"]]]
+    Y = np.asarray(adata.X)[:, [index[t] for t in targets]]
+    train = split == "train"
+    # targets without variance on the training split cannot be learnt (the OLS side flags them too)
+    sd = Y[train].std(axis=0)
+    ok = np.isfinite(Y).all(axis=0) & (sd > 1e-12 * np.maximum(np.abs(Y[train]).max(axis=0), 1.0))
+    if not ok.all():
+        log.warning("chunk %d: %d targets are constant or non-finite on the training split and get no network: %s",
+                    a.chunk, int((~ok).sum()), ", ".join(np.asarray(targets)[~ok][:5]))
+    fit_targets = [t for t, k in zip(targets, ok) if k]
+    pred = np.full(Y.shape, np.nan)
+    out = Path(a.out_dir)
+    meta: dict[str, Any] = {"chunk": a.chunk, "mode": a.mode, "targets": fit_targets,
+                            "predictors": design["predictors"], "settings": settings_dict(settings),
+                            "torch_version": torch.__version__, "gexpred_version": __version__}
+    if fit_targets and a.mode == "multi_output":
+        model, history, info = train_mlp(X[train], Y[train][:, ok], settings, f"chunk {a.chunk}")
+        p = predict(model, X)
+        pred[:, ok] = p if p.ndim == 2 else p[:, None]
+        meta.update({"architecture": architecture(model, settings),
+                     "training": {k: v for k, v in info.items() if k != "seconds"}})
+        log.info("chunk %d: one network for %d targets, %d epochs (best %d) in %.1fs", a.chunk, len(fit_targets),
+                 info["epochs_run"], info["best_epoch"], info["seconds"])
+        state = model
+    elif fit_targets:
+        from .batched_nn import train_many
+
+        cols = np.flatnonzero(ok)
+        trained = train_many([X[train]] * len(cols), [Y[train][:, j] for j in cols], [settings] * len(cols),
+                             fit_targets)
+        state = torch.nn.Module()
+        for k, (j, (model, _, info)) in enumerate(zip(cols, trained)):
+            pred[:, j] = predict(model, X)
+            state.add_module(f"t{k}", model)
+        meta["architecture"] = architecture(trained[0][0], settings)
+        meta["training"] = [{k: v for k, v in info.items() if k != "seconds"} for _, _, info in trained]
+        log.info("chunk %d: %d networks trained as one program", a.chunk, len(cols))
+        history = pd.concat([h.assign(target=t) for t, (_, h, _) in zip(fit_targets, trained)], ignore_index=True)
+    else:
+        state, history = None, pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
+    rows = []
+    for j, t in enumerate(targets):
+        for name, mask in (("train", train), ("test", ~train)):
+            m = regression_metrics(Y[mask, j], pred[mask, j]) if ok[j] else {"n": int(mask.sum())}
+            rows.append({"target": t, "model": "mlp", "split": name, **m})
+    stem = f"{a.chunk:05d}"
+    if state is not None:
+        save_state(state, out / f"{stem}.model.pt")
+    else:
+        save_state(torch.nn.Module(), out / f"{stem}.model.pt")
+    write_json(meta, out / f"{stem}.model.json")
+    write_table(history, out / f"{stem}.history.tsv")
+    write_table(pd.DataFrame(rows).reindex(columns=["target", "model", "split", "n", "mse", "mae", "r2", "pearson"]),
+                out / f"{stem}.metrics.tsv")
+
+
+def cmd_genome_compare(a: argparse.Namespace) -> None:
+    from . import plots
+    from .compare import genome_summary
+    from .io import read_table, write_table
+
+    metrics = pd.concat([read_table(p, dtype={"target": str}) for p in a.metrics], ignore_index=True)
+    metrics = metrics.reindex(columns=["target", "model", "split", "n", "mse", "mae", "r2", "pearson"])
+    summary, per_target = genome_summary(metrics)
+    for _, r in summary.iterrows():
+        log.info("%s: median test R^2 %.3f over %d targets; best for %d targets", r["model"], r["median_test_r2"],
+                 r["n_targets"], r["n_best"])
+    plots.genome_comparison(per_target, summary, a.out_figure)
+    write_table(metrics, a.out_metrics)
+    write_table(summary, a.out_summary)
+    write_table(per_target, a.out_targets)
 
 
 def cmd_ols_merge(a: argparse.Namespace) -> None:
@@ -1253,6 +1342,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk", type=int, required=True)
     s.add_argument("--alpha", type=float, default=0.05)
     s.add_argument("--out-dir", required=True)
+
+    s = verb("mlp-chunk", cmd_mlp_chunk, "Train the networks of one chunk of genome-wide targets.")
+    s.add_argument("--data", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("--plan", required=True)
+    s.add_argument("--design", required=True)
+    s.add_argument("--chunk", type=int, required=True)
+    s.add_argument("--settings", required=True, help="JSON of the mlp settings")
+    s.add_argument("--mode", choices=["multi_output", "per_target"], default="multi_output",
+                   help="one network with an output per target, or one network per target trained as one program")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--out-dir", required=True)
+
+    s = verb("genome-compare", cmd_genome_compare, "Compare models across all genome-wide targets.")
+    s.add_argument("--metrics", nargs="+", required=True, help="metrics tables (OLS merged, network chunks)")
+    s.add_argument("--out-metrics", required=True)
+    s.add_argument("--out-summary", required=True)
+    s.add_argument("--out-targets", required=True, help="one row per target: test R^2 of every model, the best")
+    s.add_argument("--out-figure", required=True)
 
     s = verb("ols-merge", cmd_ols_merge, "Merge genome-wide OLS chunks; Benjamini-Hochberg q-values over all.")
     s.add_argument("--coefficients", nargs="+", required=True)

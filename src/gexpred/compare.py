@@ -324,3 +324,55 @@ def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: 
             row[f"test_{m}"] = float(test_by[m]) if m in test_by.index else np.nan
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
+
+
+# --------------------------------------------------------------------------- genome-wide
+GENOME_SUMMARY_COLUMNS = ["model", "n_targets", "median_test_r2", "q25_test_r2", "q75_test_r2", "mean_test_r2",
+                          "share_test_r2_above_0.5", "n_best", "median_test_mse"]
+
+
+def genome_summary(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Distributions of test metrics over many targets, and each target's models side by side.
+
+    Parameters
+    ----------
+    metrics
+        ``target, model, split, n, mse, ...`` for many targets (train and test rows).
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        One row per model (and the ``mean`` baseline, whose test R² is computed from the
+        test split's MSE and the training mean): :data:`GENOME_SUMMARY_COLUMNS`; ``n_best``
+        counts the targets whose lowest test MSE is the model's.
+    per_target : pandas.DataFrame
+        ``target``, then ``r2_<model>`` and ``mse_<model>`` on the test split per model, and
+        ``best_model``; sorted by the best test R², highest first.
+    """
+    test = metrics[metrics["split"] == "test"]
+    r2 = test.pivot_table(index="target", columns="model", values="r2", aggfunc="first", dropna=False)
+    mse = test.pivot_table(index="target", columns="model", values="mse", aggfunc="first", dropna=False)
+    models = [m for m in dict.fromkeys(test["model"]) if m in r2.columns]
+    per = pd.DataFrame(index=r2.index)
+    for m in models:
+        per[f"r2_{m}"] = r2[m]
+        per[f"mse_{m}"] = mse[m]
+    finite = mse[models].notna().any(axis=1)
+    best = pd.Series("", index=mse.index, dtype=object)
+    best[finite] = mse.loc[finite, models].idxmin(axis=1)
+    per["best_model"] = best
+    per = per.reset_index()
+    per = per.assign(_top=per[[f"r2_{m}" for m in models]].max(axis=1)).sort_values(
+        ["_top", "target"], ascending=[False, True], kind="stable").drop(columns="_top").reset_index(drop=True)
+    rows = []
+    for m in models:
+        v = r2[m].dropna()
+        rows.append({"model": m, "n_targets": int(v.size), "median_test_r2": float(v.median()) if v.size else np.nan,
+                     "q25_test_r2": float(v.quantile(0.25)) if v.size else np.nan,
+                     "q75_test_r2": float(v.quantile(0.75)) if v.size else np.nan,
+                     "mean_test_r2": float(v.mean()) if v.size else np.nan,
+                     "share_test_r2_above_0.5": float((v > 0.5).mean()) if v.size else np.nan,
+                     "n_best": int((per["best_model"] == m).sum()),
+                     "median_test_mse": float(mse[m].median())})
+    return pd.DataFrame(rows, columns=GENOME_SUMMARY_COLUMNS), per
+

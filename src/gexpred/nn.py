@@ -236,10 +236,10 @@ class LRSchedule:
                 self._bad = 0
 
 
-def n_outputs(task: str, n_classes: int | None) -> int:
-    """Output units: 1 for regression and binary classification (a logit), else one per class."""
+def n_outputs(task: str, n_classes: int | None, n_targets: int = 1) -> int:
+    """Output units: one per target for regression, 1 for binary classification (a logit), else one per class."""
     if task == "regression":
-        return 1
+        return int(n_targets)
     if task != "classification":
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if n_classes is None or n_classes < 2:
@@ -268,7 +268,7 @@ def initial_model(X: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, settings: M
         ``classification`` leaves the output unstandardised (``y_mean`` 0,
         ``y_scale`` 1): the outputs are logits.
     """
-    n_out = n_outputs(task, n_classes)
+    n_out = n_outputs(task, n_classes, y.shape[1] if np.ndim(y) == 2 else 1)
     model = GeneMLP(X.shape[1], settings.hidden, settings.activation, n_out, settings.dropout)
     Xf, yf = X[fit_idx], y[fit_idx]
     x_scale = Xf.std(axis=0)
@@ -310,8 +310,9 @@ def train_mlp(
     X
         Training samples x predictors, on the (normalised) data scale.
     y
-        Target values, same samples; for classification, class codes
-        ``0 .. n_classes - 1``.
+        Target values, same samples: one column, or samples x targets for a
+        multi-output network (one network predicting many targets, as D-GEX
+        does); for classification, class codes ``0 .. n_classes - 1``.
     settings
         Architecture and training settings.
     target
@@ -329,7 +330,9 @@ def train_mlp(
         On the CPU, in eval mode.
     history : pandas.DataFrame
         ``epoch, train_loss, val_loss``: mean squared error on the data scale
-        of the target (mean cross-entropy for classification, with
+        of the target (for several targets: the mean over targets of the MSE
+        in units of each target's training variance; mean cross-entropy for
+        classification, with
         ``train_accuracy, val_accuracy``), evaluated after each epoch (the
         validation columns empty without a validation part).
     info : dict
@@ -338,12 +341,14 @@ def train_mlp(
     """
     X = np.asarray(X, dtype=np.float32)
     classify = task == "classification"
-    n_out = n_outputs(task, n_classes)
     if classify:
         codes = _check_codes(y, int(n_classes), target)
         y = codes.astype(np.float32).reshape(-1, 1)
     else:
-        y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
+        y = np.asarray(y, dtype=np.float32)
+        y = y.reshape(-1, 1) if y.ndim == 1 else y
+    n_out = n_outputs(task, n_classes, y.shape[1])
+    multi = not classify and n_out > 1
     n, p = X.shape
     if n < 3:
         raise ModelError(f"Target {target!r}: {n} training samples are too few to train a network.")
@@ -381,7 +386,8 @@ def train_mlp(
         schedule = LRSchedule(settings)
         gen = torch.Generator(device="cpu").manual_seed(settings.seed)
         batch = max(1, min(int(settings.batch_size), len(fit_idx)))
-        y_var = float(model.y_scale.item() ** 2) if not classify else 1.0
+        # single target: losses on its data scale; several: in units of each target's variance
+        y_var = float(model.y_scale.item() ** 2) if not (classify or multi) else 1.0
 
         def evaluate(idx: torch.Tensor) -> tuple[float, float]:
             """Loss (data scale) and, for classification, accuracy of the samples ``idx``."""
@@ -461,11 +467,13 @@ def train_mlp(
 
 
 def predict(model: GeneMLP, X: np.ndarray) -> np.ndarray:
-    """Predict the target (data scale) for samples x predictors ``X``."""
+    """Predict the target (data scale) for samples x predictors ``X``: one value per sample, or samples x
+    targets for a multi-output network."""
     model.eval()
     with torch.no_grad():
         out = model.predict(torch.from_numpy(np.asarray(X, dtype=np.float32)))
-    return out.numpy()[:, 0].astype(np.float64)
+    out = out.numpy().astype(np.float64)
+    return out[:, 0] if out.shape[1] == 1 else out
 
 
 def predict_proba(model: GeneMLP, X: np.ndarray) -> np.ndarray:

@@ -291,7 +291,7 @@ def genome_summary(coefs: pd.DataFrame, fits: pd.DataFrame, metrics: pd.DataFram
         ax.set_ylabel("observed -log10 p")
         ax.set_title("p-value QQ plot")
         ax = axes[2]
-        wide = metrics.pivot_table(index="target", columns="split", values="r2")
+        wide = metrics[metrics["model"] == "ols"].pivot_table(index="target", columns="split", values="r2")
         if {"train", "test"} <= set(wide.columns):
             ax.scatter(wide["train"], wide["test"], s=6, color=PALETTE["ols"], alpha=0.5)
             lo = float(np.nanmin([wide["test"].min(), 0]))
@@ -618,5 +618,51 @@ def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame
             ax3.set_title("New batch: observed vs predicted")
         fig.suptitle(f"{plain(target)}: verdict {verdict.upper()}", color=VERDICT_COLOURS.get(verdict, "#000000"),
                      fontweight="bold")
+        fig.tight_layout()
+        _save(fig, path)
+
+
+def genome_comparison(per_target: pd.DataFrame, summary: pd.DataFrame, path: str | Path, n_extreme: int = 8) -> None:
+    """Genome-wide model comparison: test R² distributions per model, network vs OLS per target, and the
+    best and worst predicted targets."""
+    models = list(summary["model"])
+    with plt.rc_context(STYLE):
+        both = "r2_ols" in per_target and "r2_mlp" in per_target
+        fig, axes = plt.subplots(1, 3 if both else 2, figsize=(15 if both else 10.5, 4.4), squeeze=False)
+        ax = axes[0, 0]
+        values = [per_target[f"r2_{m}"].dropna().to_numpy() for m in models]
+        lo = max(-1.0, min((float(v.min()) for v in values if v.size), default=0.0))
+        bins = np.linspace(lo, 1.0, 41)
+        for m, v in zip(models, values):
+            if v.size:
+                med = float(np.median(v))
+                ax.hist(np.clip(v, lo, 1.0), bins=bins, histtype="step", lw=1.8, color=PALETTE.get(m, "#444444"),
+                        label=f"{MODEL_LABELS.get(m, m)} (median {med:.2f})")
+        ax.set_xlabel("test R² (1 − SSE/SST; values below the axis clipped)")
+        ax.set_ylabel("targets")
+        ax.set_title(f"Test R² over {len(per_target)} targets")
+        ax.legend(frameon=False, fontsize=8)
+        k = 1
+        if both:
+            ax = axes[0, 1]
+            x, y = per_target["r2_ols"].to_numpy(), per_target["r2_mlp"].to_numpy()
+            ax.scatter(np.clip(x, lo, 1), np.clip(y, lo, 1), s=6, alpha=0.5, color=PALETTE["mlp"])
+            ax.plot([lo, 1], [lo, 1], color="#000000", lw=0.8, ls="--")
+            wins = int(np.sum(y > x))
+            ax.set_xlabel("OLS test R²")
+            ax.set_ylabel("network test R²")
+            ax.set_title(f"Network above the diagonal for {wins} of {int(np.sum(np.isfinite(x) & np.isfinite(y)))}")
+            k = 2
+        ax = axes[0, k]
+        score = per_target[[f"r2_{m}" for m in models if m != "mean"]].max(axis=1)
+        order = score.dropna().sort_values()
+        pick = list(order.index[:n_extreme]) + list(order.index[-n_extreme:]) if len(order) > 2 * n_extreme \
+            else list(order.index)
+        pick = list(dict.fromkeys(pick))
+        ax.barh(range(len(pick)), score[pick], color=[PALETTE["ols"] if score[i] >= order.median() else
+                                                      PALETTE["mean"] for i in pick])
+        ax.set_yticks(range(len(pick)), [plain(per_target.loc[i, "target"]) for i in pick], fontsize=7)
+        ax.set_xlabel("best model's test R²")
+        ax.set_title(f"Worst and best {n_extreme} targets")
         fig.tight_layout()
         _save(fig, path)

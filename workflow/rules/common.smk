@@ -129,10 +129,10 @@ if CLASSIFICATION and "penalized" in MODELS:
     MODELS = [m for m in MODELS if m != "penalized"]
 if config["binarize"] and not CLASSIFICATION:
     raise WorkflowError("gexpred: 'binarize' makes classification targets; set task: classification.")
-if GENOME and ("mlp" in MODELS or "penalized" in MODELS):
+if GENOME and "penalized" in MODELS:
     logger.warning(
-        "gexpred: genome-wide mode fits OLS for every target with the batched engine; "
-        "networks and penalized regression are fitted per target only, so they are skipped in this run."
+        "gexpred: genome-wide mode fits OLS with the batched engine and networks per chunk of targets; "
+        "penalized regression is fitted per target only, so it is skipped in this run."
     )
 if GENOME and "ols" not in MODELS:
     raise WorkflowError("gexpred: genome-wide mode (targets: all or {file: ...}) needs 'ols' in 'models'.")
@@ -235,6 +235,15 @@ def genome_chunk_files(wildcards):
     }
 
 
+def genome_compare_inputs(wildcards):
+    """The merged OLS metrics and, with networks, every chunk's network metrics."""
+    inputs = {"metrics": ["results/ols/genome/metrics.tsv"]}
+    if "mlp" in MODELS:
+        chunks = genome_chunk_files(wildcards)["metrics"]
+        inputs["metrics"] += [p.replace("results/ols/genome/", "results/mlp/genome/") for p in chunks]
+    return inputs
+
+
 def all_outputs():
     """Every output of a run (report_outputs() is in report_helpers.smk)."""
     if GENOME:
@@ -243,6 +252,8 @@ def all_outputs():
             "results/ols/genome/fits.tsv",
             "results/ols/genome/metrics.tsv",
             "results/plots/genome_ols.png",
+            "results/compare/genome_summary.tsv",
+            "results/plots/genome_comparison.png",
         ] + report_outputs()
     out = [
         "results/data/targets.tsv",

@@ -101,3 +101,80 @@ rule ols_genome_merge:
         "gexpred ols-merge --coefficients {input.coefficients:q} --fits {input.fit:q}"
         " --metrics {input.metrics:q} --fdr {params.fdr} --out-coefficients {output.coefficients:q}"
         " --out-fits {output.fits:q} --out-metrics {output.metrics:q} --out-figure {output.figure:q} --log {log:q}"
+
+
+rule mlp_chunk:
+    input:
+        data="results/data/normalized.h5ad",
+        splits="results/data/splits.tsv",
+        plan="results/ols/genome/plan.tsv",
+        design="results/ols/genome/design.json",
+    output:
+        metrics="results/mlp/genome/chunks/{chunk}.metrics.tsv",
+        model="results/mlp/genome/chunks/{chunk}.model.pt",
+        meta="results/mlp/genome/chunks/{chunk}.model.json",
+        history="results/mlp/genome/chunks/{chunk}.history.tsv",
+    log:
+        "results/logs/mlp_chunk/{chunk}.log",
+    benchmark:
+        "results/benchmarks/mlp_chunk/{chunk}.tsv"
+    wildcard_constraints:
+        chunk=r"\d{5}",
+    params:
+        chunk=lambda wc: int(wc.chunk),
+        settings=mlp_settings(),
+        mode=config["mlp"]["genome_mode"],
+        out_dir=subpath(output.metrics, parent=True),
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=120,
+        gpu=mlp_gpus,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred mlp-chunk --data {input.data:q} --splits {input.splits:q} --plan {input.plan:q}"
+        " --design {input.design:q} --chunk {params.chunk} --settings {params.settings:q} --mode {params.mode}"
+        " --threads {threads} --out-dir {params.out_dir:q} --log {log:q}"
+
+
+rule genome_compare:
+    input:
+        unpack(genome_compare_inputs),
+    output:
+        metrics="results/compare/genome_metrics.tsv",
+        summary=report(
+            "results/compare/genome_summary.tsv",
+            caption="../report/genome_summary.rst",
+            category="5. Model comparison",
+            subcategory="genome-wide",
+            labels={"table": "models across all targets"},
+        ),
+        targets=report(
+            "results/compare/genome_targets.tsv",
+            caption="../report/genome_targets.rst",
+            category="5. Model comparison",
+            subcategory="genome-wide",
+            labels={"table": "test R² per target and model"},
+        ),
+        figure=report(
+            "results/plots/genome_comparison.png",
+            caption="../report/genome_comparison.rst",
+            category="5. Model comparison",
+            subcategory="genome-wide",
+            labels={"figure": "models across all targets"},
+        ),
+    log:
+        "results/logs/genome_compare.log",
+    benchmark:
+        "results/benchmarks/genome_compare.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred genome-compare --metrics {input.metrics:q} --out-metrics {output.metrics:q}"
+        " --out-summary {output.summary:q} --out-targets {output.targets:q} --out-figure {output.figure:q}"
+        " --log {log:q}"
