@@ -962,25 +962,40 @@ def cmd_genome_compare(a: argparse.Namespace) -> None:
 
 
 def cmd_ols_merge(a: argparse.Namespace) -> None:
+    """Merge the chunks with memory bounded by one chunk: q-values need every p-value (one float each), so a
+    first pass reads only the p-value columns; a second streams each chunk with its q-values to the output."""
     from . import plots
-    from .io import read_table, write_table
+    from .io import atomic_output, read_table, write_table
     from .ols import bh_qvalues
 
-    coefs = pd.concat([read_table(p, dtype={"target": str, "term": str}) for p in a.coefficients], ignore_index=True)
+    pvals, const = [], []
+    for path in a.coefficients:
+        part = read_table(path, usecols=["term", "p_value"], dtype={"term": str})
+        pvals.append(part["p_value"].to_numpy(dtype=np.float64))
+        const.append((part["term"] == "const").to_numpy())
+    p_all = np.concatenate(pvals) if pvals else np.zeros(0)
+    tested = ~np.concatenate(const) if const else np.zeros(0, dtype=bool)
+    q_all = np.full(len(p_all), np.nan)
+    q_all[tested] = bh_qvalues(p_all[tested])
     fits = pd.concat([read_table(p, dtype={"target": str}) for p in a.fits], ignore_index=True)
     metrics = pd.concat([read_table(p, dtype={"target": str}) for p in a.metrics], ignore_index=True)
-    tested = (coefs["term"] != "const").to_numpy()
-    q = np.full(len(coefs), np.nan)
-    q[tested] = bh_qvalues(coefs.loc[tested, "p_value"].to_numpy())
-    coefs["q_value"] = q
-    log.info("genome-wide OLS: %d targets; %d of %d terms with q < %g", len(fits), int((q < a.fdr).sum()),
+    log.info("genome-wide OLS: %d targets; %d of %d terms with q < %g", len(fits), int((q_all < a.fdr).sum()),
              int(tested.sum()), a.fdr)
     not_ok = fits[fits["status"] != "ok"]
     if len(not_ok):
         log.warning("%d targets not fitted (%s)", len(not_ok),
                     ", ".join(f"{k}: {v}" for k, v in not_ok["status"].value_counts().items()))
-    plots.genome_summary(coefs, fits, metrics, a.out_figure)
-    write_table(coefs, a.out_coefficients)
+    plots.genome_summary(p_all[tested], fits, metrics, a.out_figure)
+    start = 0
+    with atomic_output(a.out_coefficients) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        for k, path in enumerate(a.coefficients):
+            part = read_table(path, dtype={"target": str, "term": str})
+            part["q_value"] = q_all[start:start + len(part)]
+            start += len(part)
+            part.to_csv(fh, sep="\t", index=False, header=k == 0, float_format=None, na_rep="",
+                        lineterminator="\n")
+        if not a.coefficients:  # pragma: no cover - a plan has at least one chunk
+            fh.write("target\tterm\tq_value\n")
     write_table(fits, a.out_fits)
     write_table(metrics, a.out_metrics)
 
