@@ -97,6 +97,12 @@ def select_predictors(
             f"Target genes {preview(missing_t)} are not in {source} ({len(genes)} genes). Check the spelling "
             f"in 'targets' (ids must match the first column of the matrices exactly)."
         )
+    for t in targets:
+        if t not in class_labels and _is_constant(X_train[:, index[t]]):
+            raise ConfigError(
+                f"Target {t!r} is constant across the {X_train.shape[0]} training samples of {source} (e.g. all "
+                f"zero); there is nothing to predict. Remove it from 'targets'."
+            )
     rows: list[tuple[str, int, str, float]] = []
     if isinstance(spec, (list, tuple)):
         predictors = [str(g) for g in spec]
@@ -150,11 +156,6 @@ def select_predictors(
         )
     C = X_train[:, [index[g] for g in candidates]]
     for t in targets:
-        if t not in class_labels and _is_constant(X_train[:, index[t]]):
-            raise ConfigError(
-                f"Target {t!r} is constant across the {X_train.shape[0]} training samples; there is nothing to "
-                f"predict. Remove it from 'targets'."
-            )
         r = _score(C, t, X_train, index, class_labels)
         eligible = np.array([g != t for g in candidates]) & np.isfinite(r)
         order = [i for i in np.argsort(-np.abs(np.where(eligible, r, 0)), kind="stable") if eligible[i]]

@@ -33,6 +33,7 @@ import gzip
 import io as _io
 import json
 import os
+import re
 import tempfile
 import warnings
 import zlib
@@ -381,7 +382,33 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
             f"Matrix '{path}' has a row without a gene id (data row {i + 1}{after}; the first field is empty "
             f"or NA). Every row must start with its gene id."
         )
-    return _make_anndata(X, samples, [str(g).strip() for g in genes])
+    genes = [str(g).strip() for g in genes]
+    _check_gene_ids_not_numbers(path, genes)
+    return _make_anndata(X, samples, genes)
+
+
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _check_gene_ids_not_numbers(path: Path, genes: list[str]) -> None:
+    """Refuse a first column of measurements: the gene id column is missing.
+
+    Integer ids (Entrez) are ids; but when every id parses as a number and some
+    are not integers (``1.25``, ``3e-4``), the first column holds values.
+    """
+    if len(genes) < 2 or all(_INTEGER.match(g) for g in genes):
+        return
+    for g in genes:
+        try:
+            float(g)
+        except ValueError:
+            return
+    examples = [g for g in genes if not _INTEGER.match(g)][:3]
+    raise InputError(
+        f"Matrix '{path}': the first column holds numbers (e.g. {preview(examples)}), not gene ids, so the gene id "
+        f"column seems to be missing. The first column must hold the gene ids (e.g. write the table with its "
+        f"row names, pandas' to_csv(index=True) or R's write.table(row.names=TRUE))."
+    )
 
 
 def _read_values_arrow(
