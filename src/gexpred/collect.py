@@ -71,6 +71,17 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
                 f"combined. Check that sample ids (header) and gene ids (first column) are spelt the same way "
                 f"in both files."
             )
+        for j, prev in enumerate(matrices[: k - 1], start=1):
+            # an earlier matrix may hold the same values although the combination so far lost them
+            both_s = prev.obs_names.intersection(nxt.obs_names, sort=False)
+            both_g = prev.var_names.intersection(nxt.var_names, sort=False)
+            if len(both_s) and len(both_g):
+                prev_name = str(prev.uns.get("source", f"matrix {j}"))
+                raise InputError(
+                    f"Matrices {prev_name!r} and {name!r} both hold values of {len(both_s)} samples (e.g. "
+                    f"{preview(both_s, 3)}) on {len(both_g)} genes (e.g. {preview(both_g, 3)}), so it is ambiguous "
+                    f"which values to keep. Remove the overlap from one file."
+                )
         if len(shared_g):  # stack samples on the shared genes
             for g in acc.var_names.difference(shared_g, sort=False):
                 dropped.append(("gene", g, " + ".join(gene_src.pop(g)), "not measured in every stacked matrix"))

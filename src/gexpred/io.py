@@ -812,7 +812,7 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
                 f"empty for a missing value)."
             )
     df = pd.DataFrame([[c.strip() for c in row] for _, row in rows[1:]], columns=header, dtype=object)
-    df = df.replace({"": np.nan, "NA": np.nan})
+    df = df.where(~df.isin(["", "NA"]), np.nan)
     no_id = df["sample"].isna().to_numpy()
     if no_id.any():
         line = rows[1 + int(np.argmax(no_id))][0]
@@ -831,5 +831,20 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
     for col in df.columns:
         converted = pd.to_numeric(df[col], errors="coerce")
         if converted.notna().sum() == df[col].notna().sum():
-            df[col] = converted
+            df[col] = _exact_floats(df[col], converted)
     return df
+
+
+def _exact_floats(text: pd.Series, converted: pd.Series) -> pd.Series:
+    """Correctly rounded floats of numeric strings (pandas' own parser is off by an ulp for some values)."""
+    def parse(s: Any, fallback: float) -> float:
+        if pd.isna(s):
+            return np.nan
+        try:
+            return float(s)
+        except ValueError:
+            return float(fallback)
+
+    if pd.api.types.is_integer_dtype(converted) and converted.abs().max(skipna=True) < 2**53:
+        return converted
+    return pd.Series([parse(s, f) for s, f in zip(text, converted)], index=text.index, dtype=np.float64)
