@@ -574,3 +574,45 @@ def test_two_clean_runs_are_identical(tmp_path, finished_run):
         a = torch.load(model, weights_only=True)
         b = torch.load(second / model.relative_to(first), weights_only=True)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path, finished_run):
+    """A run killed (SIGKILL, whole process group) while a network trains, then restarted with
+    --rerun-incomplete, ends with tables identical to an uninterrupted run's."""
+    import signal
+    import time
+
+    first, _ = finished_run
+    root = tmp_path / "killed"
+    root.mkdir()
+    shutil.copytree(first / "data", root / "data")
+    shutil.copy(first / "config.yaml", root / "config.yaml")
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(root), "--cores", "2",
+           "--configfile", str(root / "config.yaml")]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    training = root / "results/logs/mlp"
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            logs = list(training.glob("*.log")) if training.is_dir() else []
+            if any("epoch" in p.read_text(errors="replace") for p in logs):  # a network is training
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:  # pragma: no cover
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (root / "results/compare/summary.tsv").exists()
+    run_snakemake(root, "--unlock")  # a killed Snakemake leaves its lock behind
+    run_snakemake(root, "--rerun-incomplete")
+    files = sorted(p.relative_to(first) for p in (first / "results").rglob("*")
+                   if p.suffix in {".tsv", ".json"} and "benchmarks" not in p.parts and p.name != "card.json")
+    assert len(files) > 20
+    for rel in files:
+        assert (first / rel).read_bytes() == (root / rel).read_bytes(), rel
+    for model in (first / "results").rglob("*.pt"):
+        assert model.read_bytes() == (root / model.relative_to(first)).read_bytes(), model
