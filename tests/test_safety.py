@@ -1,7 +1,8 @@
 """Hostile names and safe artifacts (issue 8, items 2 and 5), on one tiny end-to-end run.
 
 The run's target and predictor genes and its sample ids hold ``/``, ``..``, spaces, quotes, unicode,
-HTML and a 200-character name. The run must succeed, create nothing outside ``results/`` (and
+HTML and a 200-character name, and three of its values are missing (``missing: impute_mean``).
+The run must succeed, create nothing outside ``results/`` (and
 Snakemake's own ``.snakemake/``), map every target to a safe directory in ``results/data/targets.tsv``,
 keep the ids exactly in its tables, and escape them in its HTML. None of its outputs may be a pickle:
 models load with ``torch.load(weights_only=True)``, no ``.pkl``/``.pickle``/``.joblib`` file, no file
@@ -12,6 +13,7 @@ starting with a pickle protocol header, and no pickled (opaque) data inside the 
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import zipfile
@@ -53,6 +55,9 @@ def hostile_run(tmp_path_factory):
     for k in range(len(TARGETS)):  # each target a linear function of two predictors
         X[:, k] = 1.0 + X[:, len(TARGETS) + k] - 0.5 * X[:, len(TARGETS) + k + 1] + rng.normal(0, 0.3, n)
     expr = pd.DataFrame(X.T, index=pd.Index(genes, name="gene"), columns=SAMPLES)
+    # missing values in a predictor and another gene, imputed by their training means (missing: impute_mean)
+    expr.loc["p q", ["s 1", "plain20"]] = np.nan
+    expr.loc["ok_gene", "../s0"] = np.inf
     expr.to_csv(root / "data" / "expr.tsv", sep="\t")
     batch = pd.DataFrame(rng.normal(6.0, 1.0, (len(genes), 6)), index=pd.Index(genes, name="gene"),
                          columns=[f"new <{i}>/../x" for i in range(6)])
@@ -60,7 +65,7 @@ def hostile_run(tmp_path_factory):
     write_config(root, targets=TARGETS, predictors=PREDICTORS,
                  mlp={"hidden": [4], "epochs": 20, "patience": 5, "batch_size": 16},
                  search={"mlp": {"hidden": [[], [4]]}, "penalized": {"n_alphas": 4}},
-                 new_batches={"fresh": ["data/batch.tsv"]})
+                 new_batches={"fresh": ["data/batch.tsv"]}, missing="impute_mean")
     before = _snapshot(sandbox)
     run_snakemake(root)
     created = _snapshot(sandbox) - before
@@ -126,6 +131,21 @@ def test_hostile_ids_escaped_in_html(hostile_run):
         for raw in ["<img src=x onerror=alert(1)>", "<b>P</b>", "<i>s2</i>"]:
             assert raw not in text, f"{raw!r} unescaped in {page}"
         assert html.escape("<img src=x onerror=alert(1)>", quote=False) in text or "&lt;img" in text
+
+
+def test_missing_values_imputed_and_reported(hostile_run):
+    """missing: impute_mean through the workflow: listed in dropped.tsv, means in normalization.json, caption."""
+    root, expr, _ = hostile_run
+    dropped = pd.read_csv(root / "results/data/dropped.tsv", sep="\t", dtype=str)
+    assert dropped[["kind", "id"]].values.tolist() == [["imputed", "p q"], ["imputed", "ok_gene"]]
+    params = json.loads((root / "results/data/normalization.json").read_text())
+    assert params["imputed"]["genes"] == ["p q", "ok_gene"] and params["imputed"]["n_values"] == 3
+    splits = pd.read_csv(root / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    train = [s for s in SAMPLES if splits[s] == "train" and s not in ("s 1", "plain20")]
+    assert params["imputed"]["means"][0] == pytest.approx(expr.loc["p q", train].mean(), rel=1e-12)
+    assert "replaced 3 missing values" in (root / "results/logs/normalize.log").read_text()
+    facts = json.loads((root / "results/report/facts.json").read_text())
+    assert "2 genes (e.g. p q, ok\\_gene) had missing or infinite values, replaced by the gene's mean" in facts["data"]
 
 
 # --------------------------------------------------------------------------- safe artifacts (item 5)
