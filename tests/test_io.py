@@ -688,3 +688,17 @@ def test_property_fast_and_fallback_text_readers_agree(frame, cut):
     with mock.patch.object(gexpred.io, "_read_values_arrow", return_value=None):
         slow = _outcome(text)
     assert fast == slow
+
+
+def test_atomic_outputs_get_normal_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from gexpred.io import write_table
+
+    old = os.umask(0o022)
+    try:
+        write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.tsv")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "t.tsv").stat().st_mode) == 0o644  # not mkstemp's 0600

@@ -170,6 +170,9 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
             "files": files,
         }
         write_json(card, tmp / CARD)
+        from .io import _umask
+
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's directory is private; a bundle is shared like any output
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
