@@ -298,3 +298,148 @@ def all_outputs():
                 f"results/plots/{target}/loss.png",
             ]
     return out + report_outputs()
+
+
+# ----------------------------------------------------------------------------- cluster resources
+# mem_mb (MB) and runtime (minutes) of the jobs whose work grows with the data: what SLURM is asked
+# for (--mem, -t) and what `--resources mem_mb=...` limits locally. Each estimate is the job's work
+# (targets, samples, predictors, candidates x folds, epochs; read from the small tables the job takes
+# as input, which exist when the job is scheduled) times a safety factor, never below the floor, and
+# multiplied by `attempt`, so a job killed for memory or time is retried (profile: retries) with more.
+# Calibration (2 cores): an ols_chunk of 2,000 targets x 301 terms on 600 samples peaked at 393 MB
+# resident and took 13 s; a job's interpreter and imports are 150-250 MB (torch: 400 MB).
+def _table_rows(path, column=None, value=None):
+    """Data rows of a small TSV (all, or those whose `column` equals `value`); 0 if not written yet."""
+    import csv
+
+    p = Path(str(path))
+    if not p.is_file():
+        return 0
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        return sum(1 for row in reader if column is None or row.get(column) == value)
+
+
+def _design_predictors(path, default=100):
+    """Number of shared predictors of a genome-wide run (design.json)."""
+    try:
+        return len(json.loads(Path(str(path)).read_text())["predictors"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+
+
+def _mb(value, attempt, floor):
+    """Round up to 100 MB, at least `floor`, times the attempt."""
+    return int(attempt * max(floor, -(-value // 100) * 100))
+
+
+def _minutes(value, attempt, floor):
+    return int(attempt * max(floor, -(-value // 1)))
+
+
+def _genome_chunk_shape(wildcards, input):
+    """(targets in this chunk, samples, shared predictors) of a genome-wide chunk job."""
+    targets = _table_rows(input.plan, "chunk", str(int(wildcards.chunk))) or config["ols"]["chunk_size"]
+    samples = _table_rows(input.splits) or 1000
+    return targets, samples, _design_predictors(input.design)
+
+
+def ols_chunk_mem_mb(wildcards, input, attempt):
+    """Whole data matrix read, X/Y/fitted copies, and the coefficient table (a row per target x term)."""
+    targets, samples, p = _genome_chunk_shape(wildcards, input)
+    rows = targets * (p + 1)
+    need = 300 + 2 * input.size_mb + samples * (p + targets) * 8 * 4 / 1e6 + rows * 400 / 1e6
+    return _mb(1.5 * need, attempt, 2000)
+
+
+def ols_chunk_runtime(wildcards, input, attempt):
+    """Minutes: reading the data plus writing the table (measured: ~45,000 rows a second); x5 margin."""
+    targets, samples, p = _genome_chunk_shape(wildcards, input)
+    return _minutes(5 * (1 + input.size_mb / 200 + targets * (p + 1) / 45000 / 60), attempt, 15)
+
+
+def genome_merge_mem_mb(wildcards, input, attempt):
+    """The merge streams one chunk's tables at a time (pandas: 3-4 times the TSV's size) after a first
+    pass over every p-value (16 bytes a row of ~130 bytes of TSV)."""
+    chunk_mb = input.size_mb / max(1, len(input.coefficients))
+    return _mb(1.5 * (600 + 4 * chunk_mb + input.size_mb * 16 / 130), attempt, 2000)
+
+
+def genome_merge_runtime(wildcards, input, attempt):
+    return _minutes(10 + input.size_mb / 100, attempt, 30)
+
+
+def genome_plan_mem_mb(wildcards, input, attempt):
+    return _mb(1000 + 3 * input.size_mb, attempt, 2000)
+
+
+def _mlp_params(p, outputs=1):
+    """Parameters of the largest network the mlp section (or its search) builds on p inputs."""
+    sizes = []
+    for hidden in [config["mlp"]["hidden"]] + list(config["search"]["mlp"].get("hidden", [])):
+        widths = [p] + list(hidden) + [outputs]
+        sizes.append(sum(a * b + b for a, b in zip(widths[:-1], widths[1:])))
+    return max(sizes)
+
+
+def _mlp_seconds(networks, epochs, samples, params):
+    """Training time of `networks` same-size networks as one program: bench_mlp.py measured 3.6 s for
+    200 networks x 100 epochs x 300 samples x 1,441 parameters (4.2e-10 s per unit) on 2 cores."""
+    return networks * epochs * samples * params * 4.2e-10
+
+
+def mlp_chunk_mem_mb(wildcards, input, attempt):
+    """per_target: a network per target (weights, gradients, Adam moments, best weights) and the stacked
+    training inputs; multi_output: one network with an output per target."""
+    targets, samples, p = _genome_chunk_shape(wildcards, input)
+    if config["mlp"].get("genome_mode") == "multi_output":
+        nets = _mlp_params(p, targets) * 4 * 6 + samples * (p + targets) * 4 * 4
+    else:
+        nets = targets * (_mlp_params(p) * 4 * 6 + samples * (p + 1) * 4 * 2)
+    return _mb(1.5 * (600 + 2 * input.size_mb + nets / 1e6), attempt, 2000)
+
+
+def mlp_chunk_runtime(wildcards, input, attempt):
+    """Minutes: every epoch of every network (no early stopping assumed), x3 margin."""
+    targets, samples, p = _genome_chunk_shape(wildcards, input)
+    epochs = config["mlp"]["epochs"]
+    if config["mlp"].get("genome_mode") == "multi_output":
+        seconds = _mlp_seconds(1, epochs, samples, _mlp_params(p, targets))
+    else:
+        seconds = _mlp_seconds(targets, epochs, samples, _mlp_params(p))
+    return _minutes(10 + 3 * seconds / 60, attempt, 30)
+
+
+def _search_fits():
+    """Networks one mlp job trains: search candidates x folds, plus the refit of the chosen one."""
+    grid = 1
+    for values in config["search"]["mlp"].values():
+        grid *= len(values)
+    if config["search"]["strategy"] == "random":
+        grid = min(grid, config["search"]["n_candidates"])
+    return grid * config["split"]["folds"] + 1
+
+
+def _mlp_shape(wildcards, input):
+    """(samples, predictors of this target) of an mlp job."""
+    samples = _table_rows(input.splits) or 1000
+    p = _table_rows(input.predictors, "target", TARGETS[wildcards.target]) or 50
+    return samples, p + len(config["ols"]["covariates"]) * 4
+
+
+def _search_epochs():
+    return max([config["mlp"]["epochs"]] + list(config["search"]["mlp"].get("epochs", [])))
+
+
+def mlp_mem_mb(wildcards, input, attempt):
+    """candidates x folds networks trained as a few vectorised programs, each with its inputs stacked."""
+    samples, p = _mlp_shape(wildcards, input)
+    per_net = _mlp_params(p) * 4 * 6 + samples * (p + 1) * 4 * 2
+    return _mb(1.5 * (600 + 2 * input.size_mb + _search_fits() * per_net / 1e6), attempt, 2000)
+
+
+def mlp_runtime(wildcards, input, attempt):
+    """Minutes: every epoch of every candidate on every fold (no early stopping assumed), x3 margin."""
+    samples, p = _mlp_shape(wildcards, input)
+    seconds = _mlp_seconds(_search_fits(), _search_epochs(), samples, _mlp_params(p))
+    return _minutes(10 + 3 * seconds / 60, attempt, 30)

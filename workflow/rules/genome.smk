@@ -18,7 +18,7 @@ checkpoint genome_plan:
         chunk_size=config["ols"]["chunk_size"],
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=genome_plan_mem_mb,
         runtime=30,
     conda:
         "../envs/gexpred.yaml"
@@ -49,8 +49,8 @@ rule ols_chunk:
         out_dir=subpath(output.coefficients, parent=True),
     threads: 2
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=60,
+        mem_mb=ols_chunk_mem_mb,
+        runtime=ols_chunk_runtime,
     conda:
         "../envs/gexpred.yaml"
     shell:
@@ -93,8 +93,8 @@ rule ols_genome_merge:
         fdr=config["ols"]["fdr"],
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=genome_merge_mem_mb,
+        runtime=genome_merge_runtime,
     conda:
         "../envs/gexpred.yaml"
     shell:
@@ -127,8 +127,8 @@ rule mlp_chunk:
         out_dir=subpath(output.metrics, parent=True),
     threads: 2
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=120,
+        mem_mb=mlp_chunk_mem_mb,
+        runtime=mlp_chunk_runtime,
         gpu=mlp_gpus,
     conda:
         "../envs/gexpred.yaml"

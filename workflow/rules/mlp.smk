@@ -32,8 +32,8 @@ rule mlp:
         out_dir=subpath(output.model, parent=True),
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=mlp_mem_mb,
+        runtime=mlp_runtime,
         gpu=mlp_gpus,
     conda:
         "../envs/gexpred.yaml"
