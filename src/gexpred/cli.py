@@ -577,11 +577,19 @@ def cmd_penalized(a: argparse.Namespace) -> None:
 
 
 def cmd_bundle(a: argparse.Namespace) -> None:
+    if not (len(a.model) == len(a.model_dir) == len(a.out)):
+        raise InputError("bundle: give as many --model-dir and --out as --model.")
+    for model, model_dir, out in zip(a.model, a.model_dir, a.out):
+        _bundle_one(a, model, Path(model_dir), out)
+    if a.summary:
+        _write_best(a.summary, a.target, list(a.model), a.out_best)
+
+
+def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str) -> None:
     from .deploy import encode_covariates_like, fingerprint, predict_design, subset_normalization, write_bundle
     from .design import build_design
     from .io import read_table
 
-    model_dir = Path(a.model_dir)
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     design = meta["design"]
     adata, split = _load_split_data(a.data, a.splits)
@@ -593,13 +601,13 @@ def cmd_bundle(a: argparse.Namespace) -> None:
     task = meta.get("task", "classification" if meta.get("classes") else "regression")
     classes = meta.get("classes")
     weights = None
-    if a.model == "mlp":
+    if model == "mlp":
         params = {"kind": "mlp", "task": task, "architecture": meta["architecture"], "classes": classes}
         weights = model_dir / "model.pt"
         from .nn import load_model
 
         network = load_model(weights, meta["architecture"])
-    elif a.model == "penalized":
+    elif model == "penalized":
         params = {"kind": "linear", "terms": design["terms"], "intercept": meta["intercept"],
                   "coef": [meta["coefficients"][t] for t in design["terms"]], "method": meta["method"],
                   "alpha": meta["alpha"]}
@@ -622,7 +630,7 @@ def cmd_bundle(a: argparse.Namespace) -> None:
         want = own["predicted"].to_numpy(dtype=np.float64)
     tol = 1e-5 * max(1.0, float(np.nanmax(np.abs(want))))
     if not np.allclose(out, want, rtol=1e-5, atol=tol):
-        raise ModelError(f"Bundle of {a.target} / {a.model}: its predictions differ from the pipeline's by up to "
+        raise ModelError(f"Bundle of {a.target} / {model}: its predictions differ from the pipeline's by up to "
                          f"{float(np.nanmax(np.abs(out - want))):.3g}; not writing it.")
     ref = X[train].copy()
     ref.insert(0, "sample", np.asarray(samples)[train])
@@ -638,7 +646,7 @@ def cmd_bundle(a: argparse.Namespace) -> None:
     norm_params = json.loads(Path(a.normalization).read_text(encoding="utf-8"))
     genes = list(design["predictors"]) + ([a.target] if task == "regression" else [])
     metrics = read_table(a.metrics, dtype={"target": str})
-    mrow = metrics[(metrics["target"] == a.target) & (metrics["model"] == a.model)]
+    mrow = metrics[(metrics["target"] == a.target) & (metrics["model"] == model)]
     card_metrics: dict[str, Any] = {}
     for sp_name in ("train", "test"):
         r = mrow[mrow["split"] == sp_name]
@@ -646,35 +654,40 @@ def cmd_bundle(a: argparse.Namespace) -> None:
                                  if pd.notna(v)} if len(r) else {}
     if a.cv_metrics:
         cvm = read_table(a.cv_metrics, dtype={"target": str})
-        cvm = cvm[(cvm["target"] == a.target) & (cvm["model"] == a.model)]
+        cvm = cvm[(cvm["target"] == a.target) & (cvm["model"] == model)]
         card_metrics["cv"] = {k: float(v) for k, v in cvm.drop(columns=["target", "model", "fold"]).mean().items()
                               if pd.notna(v)}
         card_metrics["cv"]["n_folds"] = int(cvm["fold"].nunique())
     Xall = np.asarray(adata.X)[train]
-    write_bundle(a.out, target=a.target, model=a.model, task=task, classes=classes, model_params=params,
+    write_bundle(out_dir, target=a.target, model=model, task=task, classes=classes, model_params=params,
                  preprocessing={"normalization": subset_normalization(norm_params, genes), "design": design},
                  reference=ref.reset_index(drop=True), metrics=card_metrics,
                  training_fingerprint=fingerprint(Xall, list(np.asarray(samples)[train]), list(adata.var_names)),
                  weights=weights)
-    log.info("bundle %s / %s written to %s", a.target, a.model, a.out)
+    log.info("bundle %s / %s written to %s", a.target, model, out_dir)
 
 
 def cmd_best(a: argparse.Namespace) -> None:
+    _write_best(a.summary, a.target, list(a.models), a.out)
+
+
+def _write_best(summary_path: str, target: str, models: list[str], out: str) -> None:
+    """best.json: the target's model with the lowest mean CV error (the mean baseline is not deployed)."""
     from .io import read_table, write_json
 
-    summary = read_table(a.summary, dtype={"target": str}).set_index("target")
-    if a.target not in summary.index:
-        raise InputError(f"Target {a.target!r} is not in '{a.summary}'; re-run the compare step.")
-    row = summary.loc[a.target]
-    scores = {m: float(row[m]) for m in a.models if m in row.index and pd.notna(row[m])}
+    summary = read_table(summary_path, dtype={"target": str}).set_index("target")
+    if target not in summary.index:
+        raise InputError(f"Target {target!r} is not in '{summary_path}'; re-run the compare step.")
+    row = summary.loc[target]
+    scores = {m: float(row[m]) for m in models if m in row.index and pd.notna(row[m])}
     if not scores:
-        raise InputError(f"'{a.summary}' has no cross-validation score of the models {a.models} for {a.target!r}.")
-    best = min(scores, key=lambda m: (scores[m], a.models.index(m)))
+        raise InputError(f"'{summary_path}' has no cross-validation score of the models {models} for {target!r}.")
+    best = min(scores, key=lambda m: (scores[m], models.index(m)))
     note = "" if row["best_model"] == best else f" (the {row['best_model']} baseline scored better: the target may " \
                                                  f"not be predictable from its predictors)"
-    log.info("%s: deploying %s, the best model by CV %s%s", a.target, best, row["metric"], note)
-    write_json({"target": a.target, "model": best, "metric": row["metric"], "cv": scores,
-                "verdict": row["verdict"]}, a.out)
+    log.info("%s: deploying %s, the best model by CV %s%s", target, best, row["metric"], note)
+    write_json({"target": target, "model": best, "metric": row["metric"], "cv": scores,
+                "verdict": row["verdict"]}, out)
 
 
 def _read_batch(paths: list[str], sample_sheet: str | None):
@@ -793,6 +806,8 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     plots.drift_figure(bundle.reference, X, drift, bundle.target, result["verdict"], out / "drift.png",
                        truth=truth if bundle.task == "regression" else None,
                        predicted=pred if bundle.task == "regression" else None)
+    if a.out_predictions:
+        write_table(_batch_predictions(bundle, X, pred), a.out_predictions)
     write_table(drift, out / "drift.tsv")
     write_table(perf if perf is not None else pd.DataFrame(columns=PERFORMANCE_COLUMNS), out / "performance.tsv")
     write_json(result, out / "verdict.json")
@@ -1295,15 +1310,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = verb("bundle", cmd_bundle, "Write a model bundle: weights, preprocessing, reference data and a model card.")
     s.add_argument("--target", required=True)
-    s.add_argument("--model", required=True, choices=["ols", "penalized", "mlp"])
-    s.add_argument("--model-dir", required=True, help="the model's output directory (results/MODEL/TARGET)")
+    s.add_argument("--model", nargs="+", required=True, choices=["ols", "penalized", "mlp"])
+    s.add_argument("--model-dir", nargs="+", required=True,
+                   help="each model's output directory (results/MODEL/TARGET), in the order of --model")
     s.add_argument("--data", required=True, help="normalized .h5ad")
     s.add_argument("--splits", required=True)
     s.add_argument("--normalization", required=True, help="normalization.json fitted on the training split")
     s.add_argument("--labels", help="class labels table (classification targets)")
     s.add_argument("--metrics", required=True)
     s.add_argument("--cv-metrics")
-    s.add_argument("--out", required=True, help="bundle directory")
+    s.add_argument("--out", nargs="+", required=True, help="bundle directory of each model")
+    s.add_argument("--summary", help="comparison summary.tsv: also write --out-best naming the best model")
+    s.add_argument("--out-best", help="best.json")
 
     s = verb("best", cmd_best, "Name the best model of a target by cross-validation (best.json).")
     s.add_argument("--summary", required=True)
@@ -1328,6 +1346,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="regression: take the truth from the target gene in the input matrices")
             s.add_argument("--thresholds", help="JSON of the monitor thresholds (config section 'monitor')")
             s.add_argument("--out-dir", required=True, help="drift.tsv, performance.tsv, verdict.json, drift.png")
+            s.add_argument("--out-predictions", help="also write the batch's predictions (as `gexpred predict`)")
 
     s = verb("deploy-summary", cmd_deploy_summary, "Gather the monitoring verdicts of all batches and targets.")
     s.add_argument("--verdicts", nargs="+", required=True)

@@ -1,23 +1,25 @@
 rule bundle:
     input:
-        model_dir="results/{model}/{target}/predictions.tsv",
+        predictions=lambda wc: expand("results/{model}/{target}/predictions.tsv", model=MODELS, target=wc.target),
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
         normalization="results/data/normalization.json",
         metrics="results/compare/metrics.tsv",
         cv_metrics="results/compare/cv_metrics.tsv",
+        summary="results/compare/summary.tsv",
         labels=labels_input(),
     output:
-        directory("results/models/{target}/{model}"),
+        bundles=[directory(f"results/models/{{target}}/{m}") for m in MODELS],
+        best="results/models/{target}/best.json",
     log:
-        "results/logs/bundle/{target}/{model}.log",
+        "results/logs/bundle/{target}.log",
     benchmark:
-        "results/benchmarks/bundle/{target}/{model}.tsv"
-    wildcard_constraints:
-        model="ols|penalized|mlp",
+        "results/benchmarks/bundle/{target}.tsv"
     params:
         target=target_name,
-        model_dir=lambda wc, input: str(Path(input.model_dir).parent),
+        models=" ".join(MODELS),
+        model_dirs=lambda wc, input: " ".join(shlex.quote(str(Path(p).parent)) for p in input.predictions),
+        outs=lambda wc, output: " ".join(shlex.quote(p) for p in output.bundles),
         labels=lambda wc, input: labels_arg(input),
     threads: 1
     resources:
@@ -26,64 +28,18 @@ rule bundle:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred bundle --target {params.target:q} --model {wildcards.model} --model-dir {params.model_dir:q}"
+        "gexpred bundle --target {params.target:q} --model {params.models} --model-dir {params.model_dirs}"
         " --data {input.data:q} --splits {input.splits:q} --normalization {input.normalization:q}"
-        " {params.labels} --metrics {input.metrics:q} --cv-metrics {input.cv_metrics:q} --out {output:q}"
-        " --log {log:q}"
+        " {params.labels} --metrics {input.metrics:q} --cv-metrics {input.cv_metrics:q} --out {params.outs}"
+        " --summary {input.summary:q} --out-best {output.best:q} --log {log:q}"
 
 
-rule best_model:
-    input:
-        summary="results/compare/summary.tsv",
-        bundles=lambda wc: expand("results/models/{target}/{model}", target=wc.target, model=MODELS),
-    output:
-        "results/models/{target}/best.json",
-    log:
-        "results/logs/bundle/{target}/best.log",
-    benchmark:
-        "results/benchmarks/bundle/{target}/best.tsv"
-    params:
-        target=target_name,
-        models=" ".join(MODELS),
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/gexpred.yaml"
-    shell:
-        "gexpred best --summary {input.summary:q} --target {params.target:q} --models {params.models}"
-        " --out {output:q} --log {log:q}"
-
-
-rule predict_batch:
+rule deploy_batch:
     input:
         best="results/models/{target}/best.json",
         batch=batch_files,
     output:
-        "results/deploy/{batch}/{target}/predictions.tsv",
-    log:
-        "results/logs/deploy/{batch}/{target}/predict.log",
-    benchmark:
-        "results/benchmarks/deploy/{batch}/{target}/predict.tsv"
-    params:
-        bundle=lambda wc, input: str(Path(input.best).parent),
-        inputs=lambda wc, input: " ".join(f"--input {shlex.quote(p)}" for p in input.batch),
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    conda:
-        "../envs/gexpred.yaml"
-    shell:
-        "gexpred predict --bundle {params.bundle:q} {params.inputs} --out {output:q} --log {log:q}"
-
-
-rule monitor_batch:
-    input:
-        best="results/models/{target}/best.json",
-        batch=batch_files,
-    output:
+        predictions="results/deploy/{batch}/{target}/predictions.tsv",
         drift="results/deploy/{batch}/{target}/drift.tsv",
         performance="results/deploy/{batch}/{target}/performance.tsv",
         verdict="results/deploy/{batch}/{target}/verdict.json",
@@ -95,9 +51,9 @@ rule monitor_batch:
             labels={"batch": "{batch}", "target": "{target}", "figure": "drift and accuracy"},
         ),
     log:
-        "results/logs/deploy/{batch}/{target}/monitor.log",
+        "results/logs/deploy/{batch}/{target}.log",
     benchmark:
-        "results/benchmarks/deploy/{batch}/{target}/monitor.tsv"
+        "results/benchmarks/deploy/{batch}/{target}.tsv"
     params:
         bundle=lambda wc, input: str(Path(input.best).parent),
         inputs=lambda wc, input: " ".join(f"--input {shlex.quote(p)}" for p in input.batch),
@@ -112,7 +68,8 @@ rule monitor_batch:
         "../envs/gexpred.yaml"
     shell:
         "gexpred monitor --bundle {params.bundle:q} {params.inputs} {params.truth}"
-        " --thresholds {params.thresholds:q} --out-dir {params.out_dir:q} --log {log:q}"
+        " --thresholds {params.thresholds:q} --out-dir {params.out_dir:q}"
+        " --out-predictions {output.predictions:q} --log {log:q}"
 
 
 rule deploy_summary:
