@@ -446,3 +446,22 @@ def test_config_out_of_range(config_run):
 def test_config_unknown_key(config_run):
     out = config_run(missing_values="drop_genes")
     assert "unknown key 'missing_values': did you mean 'missing'?" in out
+
+
+def test_binarized_gene_with_missing_values_names_gene_and_samples(tmp_path):
+    """A gene binarized into class labels cannot be imputed: the labels step names the gene and the samples."""
+    import anndata as ad
+
+    from gexpred.cli import main
+    from gexpred.io import write_h5ad
+
+    X = np.arange(12, dtype=float).reshape(4, 3)
+    X[2, 1] = np.nan
+    data = ad.AnnData(X=X, obs=pd.DataFrame(index=["s0", "s1", "s2", "s3"]), var=pd.DataFrame(index=["a", "g3", "c"]))
+    write_h5ad(data, tmp_path / "collected.h5ad")
+    log = tmp_path / "labels.log"
+    rc = main(["labels", "--data", str(tmp_path / "collected.h5ad"), "--target", "g3", "--binarize", '{"g3": 5}',
+               "--out", str(tmp_path / "labels.tsv"), "--log", str(log)])
+    text = " ".join(log.read_text().split())
+    assert rc == 1 and "'g3'" in text and "'s2'" in text and "never imputed" in text
+    assert not (tmp_path / "labels.tsv").exists()

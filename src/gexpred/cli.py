@@ -124,7 +124,16 @@ def cmd_labels(a: argparse.Namespace) -> None:
                     f"'binarize' names gene {t!r}, which is not in the collected matrices. Check its spelling."
                 )
             values = np.asarray(adata[:, t].X).ravel()
-            codes, classes = binarize(values, float(thresholds[t]))
+            bad = ~np.isfinite(values)
+            if bad.any():
+                from .errors import preview
+
+                raise InputError(
+                    f"Gene {t!r} of {_sources(adata, a.data)}, binarized as a classification target, has missing "
+                    f"or non-finite values in {int(bad.sum())} samples: {preview(adata.obs_names[bad])}. A class "
+                    f"label is never imputed; fix those values or remove the samples."
+                )
+            codes, classes = binarize(values, float(thresholds[t]), f"gene {t!r} of {_sources(adata, a.data)}")
             labels = np.asarray(classes, dtype=object)[codes]
             how = f"gene binarized at {thresholds[t]:g}"
         elif t in adata.obs.columns:
