@@ -83,15 +83,10 @@ def subset_normalization(params: dict[str, Any], genes: list[str]) -> dict[str, 
     missing = [g for g in genes if g not in index]
     if missing:
         raise InputError(f"The normalization parameters lack the genes {preview(missing)}; re-run the normalize step.")
-    idx = [index[g] for g in genes]
-    out = []
-    for p in steps:
-        q = dict(p)
-        if p["method"] == "zscore":
-            q["mean"] = [p["mean"][i] for i in idx]
-            q["sd"] = [p["sd"][i] for i in idx]
-            q["constant_genes"] = [g for g in p.get("constant_genes", []) if g in set(genes)]
-        out.append(q)
+    out = _subset_steps(steps, [index[g] for g in genes])
+    for q in out:
+        if q["method"] == "zscore":
+            q["constant_genes"] = [g for g in q.get("constant_genes", []) if g in set(genes)]
     return {"steps": out, "genes": list(genes), "library_size_genes": False}
 
 
@@ -394,6 +389,7 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
 
 
 def _subset_steps(steps: list[dict[str, Any]], keep: list[int]) -> list[dict[str, Any]]:
+    """Fitted normalization steps restricted to the genes at positions ``keep`` (per-gene parameters subset)."""
     out = []
     for p in steps:
         q = dict(p)
