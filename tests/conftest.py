@@ -139,3 +139,15 @@ BAD_CASES = _bad_cases()
 def bad_matrix(request: pytest.FixtureRequest, write: Callable[[str, str | bytes], Path]) -> tuple[Path, list[str]]:
     """One faulty matrix per parameter: (path, words its error message must contain)."""
     return BAD_CASES[request.param](write)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Small networks train fastest on one thread, and do not slow down when the CPU is shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+

@@ -19,7 +19,6 @@ standard errors; a 40-digit mpmath solution shows the engine's error there is
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy import special

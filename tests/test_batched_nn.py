@@ -11,13 +11,7 @@ from gexpred.batched_nn import train_many
 from gexpred.errors import ModelError
 from gexpred.nn import GeneMLP, MLPSettings, predict, train_mlp
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _problem(optimizer: str, n_nets: int = 6, n: int = 60, p: int = 5):

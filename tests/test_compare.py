@@ -179,7 +179,6 @@ def test_metrics_table_several_targets_and_best_model():
 
 
 # --------------------------------------------------------------------------- cross-validation and verdicts
-from scipy import stats  # noqa: E402
 
 from gexpred.compare import corrected_resampled_ttest, cv_metrics_table, summary_table  # noqa: E402
 

@@ -22,18 +22,10 @@ from gexpred.io import write_h5ad, write_table
 from gexpred.nn import MLPSettings, predict, train_mlp
 from gexpred.search import cv_networks, cv_ols, kfold, mlp_candidates
 
-pytestmark = pytest.mark.usefixtures("restore_logging")
+pytestmark = pytest.mark.usefixtures("restore_logging", "one_torch_thread")
 
 SEARCH = {"hidden": [[], [32, 16]], "lr": [0.01]}
 BASE = {"epochs": 400, "patience": 40, "batch_size": 32, "device": "cpu", "seed": 0}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _data(kind: str, n: int = 500, p: int = 5, seed: int = 11):

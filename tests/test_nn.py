@@ -24,14 +24,7 @@ from gexpred.nn import (
     train_mlp,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small networks train fastest on one thread, and do not slow down when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _settings(**kw) -> MLPSettings:

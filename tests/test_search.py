@@ -11,20 +11,13 @@ import itertools
 import numpy as np
 import pytest
 import statsmodels.api as sm
-import torch
 
 from gexpred.errors import ConfigError, InputError
 from gexpred.nn import MLPSettings, predict, train_mlp
 from gexpred.search import (cv_networks, cv_ols, cv_penalized, fit_penalized, kfold, mlp_candidates, penalty_grid,
                             search_table)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- folds

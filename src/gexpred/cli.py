@@ -863,10 +863,9 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
     write_table(plan, a.out)
 
 
-def cmd_ols_chunk(a: argparse.Namespace) -> None:
-    from .batched import fit_many
-    from .compare import regression_metrics
-    from .io import read_table, write_table
+def _genome_chunk(a: argparse.Namespace):
+    """One chunk of a genome-wide run: the data, the shared design, the chunk's targets, and their values."""
+    from .io import read_table
 
     adata, split = _load_split_data(a.data, a.splits)
     design = json.loads(Path(a.design).read_text())
@@ -875,7 +874,15 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     index = {g: i for i, g in enumerate(adata.var_names)}
     X = np.asarray(adata.X)[:, [index[g] for g in design["predictors"]]]
     Y = np.asarray(adata.X)[:, [index[t] for t in targets]]
-    train = split == "train"
+    return adata, split == "train", design, targets, index, X, Y
+
+
+def cmd_ols_chunk(a: argparse.Namespace) -> None:
+    from .batched import fit_many
+    from .compare import regression_metrics
+    from .io import write_table
+
+    adata, train, design, targets, index, X, Y = _genome_chunk(a)
     res = fit_many(X[train], Y[train], design["predictors"], targets, alpha=a.alpha, on_rank_deficient="drop")
     if res.dropped_terms:
         log.warning("dropped %d predictors that are linear combinations of others on the training split: %s",
@@ -902,19 +909,12 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     import torch
 
     from .compare import regression_metrics
-    from .io import read_table, write_json, write_table
+    from .io import write_json, write_table
     from .nn import MLPSettings, architecture, predict, save_state, settings_dict, train_mlp
 
     torch.set_num_threads(max(1, a.threads))
     settings = MLPSettings.from_config(_json_arg(a.settings, "--settings"))
-    adata, split = _load_split_data(a.data, a.splits)
-    design = json.loads(Path(a.design).read_text())
-    plan = read_table(a.plan, dtype={"target": str})
-    targets = plan.loc[plan["chunk"] == a.chunk, "target"].tolist()
-    index = {g: i for i, g in enumerate(adata.var_names)}
-    X = np.asarray(adata.X)[:, [index[g] for g in design["predictors"]]]
-    Y = np.asarray(adata.X)[:, [index[t] for t in targets]]
-    train = split == "train"
+    _, train, design, targets, _, X, Y = _genome_chunk(a)
     # targets without variance on the training split cannot be learnt (the OLS side flags them too)
     sd = Y[train].std(axis=0)
     ok = np.isfinite(Y).all(axis=0) & (sd > 1e-12 * np.maximum(np.abs(Y[train]).max(axis=0), 1.0))
@@ -950,18 +950,15 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
         meta["training"] = [{k: v for k, v in info.items() if k != "seconds"} for _, _, info in trained]
         log.info("chunk %d: %d networks trained as one program", a.chunk, len(cols))
         history = pd.concat([h.assign(target=t) for t, (_, h, _) in zip(fit_targets, trained)], ignore_index=True)
-    else:
-        state, history = None, pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
+    else:  # no target of the chunk can be learnt: an empty state dict keeps the outputs uniform
+        state, history = torch.nn.Module(), pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
     rows = []
     for j, t in enumerate(targets):
         for name, mask in (("train", train), ("test", ~train)):
             m = regression_metrics(Y[mask, j], pred[mask, j]) if ok[j] else {"n": int(mask.sum())}
             rows.append({"target": t, "model": "mlp", "split": name, **m})
     stem = f"{a.chunk:05d}"
-    if state is not None:
-        save_state(state, out / f"{stem}.model.pt")
-    else:
-        save_state(torch.nn.Module(), out / f"{stem}.model.pt")
+    save_state(state, out / f"{stem}.model.pt")
     write_json(meta, out / f"{stem}.model.json")
     write_table(history, out / f"{stem}.history.tsv")
     write_table(pd.DataFrame(rows).reindex(columns=["target", "model", "split", "n", "mse", "mae", "r2", "pearson"]),

@@ -56,6 +56,20 @@ def plain(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
+def qq_points(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected (uniform) and observed ``-log10`` p-values of a QQ plot, smallest p first.
+
+    For millions of p-values, every one of the 2,000 smallest and 20,000 evenly spaced others are kept:
+    the plot looks the same and draws in a moment.
+    """
+    obs = -np.log10(np.sort(np.clip(p, 1e-300, 1)))
+    exp = -np.log10(np.arange(1, len(p) + 1) / (len(p) + 1))
+    if len(p) > 50_000:
+        keep = np.unique(np.r_[np.arange(2000), np.linspace(0, len(p) - 1, 20_000).astype(np.int64)])
+        obs, exp = obs[keep], exp[keep]
+    return exp, obs
+
+
 def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
@@ -284,11 +298,7 @@ def genome_summary(pvalues: np.ndarray, fits: pd.DataFrame, metrics: pd.DataFram
         ax.legend(frameon=False)
         ax = axes[1]
         if len(p):
-            obs = -np.log10(np.sort(np.clip(p, 1e-300, 1)))
-            exp = -np.log10(np.arange(1, len(p) + 1) / (len(p) + 1))
-            if len(p) > 50_000:  # millions of terms: every one of the 2,000 smallest, then evenly spaced
-                keep = np.unique(np.r_[np.arange(2000), np.linspace(0, len(p) - 1, 20_000).astype(np.int64)])
-                obs, exp = obs[keep], exp[keep]
+            exp, obs = qq_points(p)
             ax.scatter(exp, obs, s=6, color=PALETTE["ols"], alpha=0.6)
             lim = max(exp.max(), 1)
             ax.plot([0, lim], [0, lim], color="#444444", ls="--", lw=1)
@@ -471,11 +481,7 @@ def pvalue_summary(coefs: pd.DataFrame, path: str | Path, fdr: float = 0.05) -> 
         ax1.set_ylabel("number of terms")
         ax1.set_title("histogram of p-values")
         if len(p):
-            obs = -np.log10(np.sort(np.clip(p, 1e-300, 1)))
-            exp = -np.log10(np.arange(1, len(p) + 1) / (len(p) + 1))
-            if len(p) > 50_000:  # millions of terms: every one of the 2,000 smallest, then evenly spaced
-                keep = np.unique(np.r_[np.arange(2000), np.linspace(0, len(p) - 1, 20_000).astype(np.int64)])
-                obs, exp = obs[keep], exp[keep]
+            exp, obs = qq_points(p)
             ax2.scatter(exp, obs, s=14, color=PALETTE["ols"], alpha=0.7, edgecolor="white", linewidth=0.3)
             lim = max(float(exp.max()), 1.0)
             ax2.plot([0, lim], [0, lim], color="#444444", ls="--", lw=1, label="y = x (no signal)")
