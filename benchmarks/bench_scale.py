@@ -71,8 +71,11 @@ def write_config(root: Path, chunk: int, models: list[str]) -> None:
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
-def snakemake(root: Path, *args: str) -> float:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+def snakemake(root: Path, *args: str, path_first: Path | None = None) -> float:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    if path_first is not None:
+        path = f"{path_first}{os.pathsep}{path}"
+    env = {**os.environ, "PATH": path}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(root),
            "--configfile", str(root / "config.yaml"), *args]
     t0 = time.perf_counter()
@@ -92,19 +95,44 @@ def job_benchmarks(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-TORCH_JOBS = ("mlp", "bundle")
-"""Jobs whose verbs import torch (the others import numpy, pandas, scipy, statsmodels, anndata, matplotlib)."""
+def import_wrapper(root: Path) -> Path:
+    """A ``gexpred`` first on PATH that runs the real one with ``PYTHONPROFILEIMPORTTIME=1``, its
+    stderr (where CPython writes the import times) to ``root/importtime/<pid>.txt``."""
+    real = shutil.which("gexpred", path=str(Path(sys.executable).parent)) or shutil.which("gexpred")
+    if real is None:
+        raise SystemExit("bench_scale: the gexpred command is not installed (pip install -e .)")
+    bin_dir, log_dir = root / "wrapper", root / "importtime"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = bin_dir / "gexpred"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPROFILEIMPORTTIME=1 exec {real} \"$@\" 2>>\"{log_dir}/$1-$$.txt\"\n")
+    wrapper.chmod(0o755)
+    return bin_dir
 
 
-def startup_seconds(torch: bool, repeats: int = 3) -> float:
-    """Wall time of a fresh interpreter importing what a gexpred job imports (best of a few): the CLI,
-    numpy, pandas, scipy, statsmodels, anndata and matplotlib, plus torch for network jobs."""
-    code = ("import gexpred.cli, numpy, pandas, scipy.stats, statsmodels.api, anndata, matplotlib.pyplot"
-            + (", torch" if torch else "") + "; gexpred.cli.build_parser()")
+def startup_per_process(log_dir: Path, interpreter_s: float) -> list[tuple[str, float]]:
+    """Start-up of every gexpred process of a run: the bare interpreter plus the cumulative time of
+    each top-level import (CPython's ``-X importtime`` lines; lazy imports during the work count too)."""
+    out = []
+    for f in sorted(log_dir.glob("*.txt")):
+        total, first = 0.0, ""
+        for line in f.read_text(errors="replace").splitlines():
+            if not line.startswith("import time:") or "|" not in line:
+                continue
+            _, cumulative, name = line.split("|", 2)
+            if cumulative.strip().isdigit() and name.startswith(" ") and not name.startswith("  "):
+                total += int(cumulative) * 1e-6  # a top-level import: its cumulative time, nested ones inside
+                first = first or name.strip()
+        out.append((f.stem, interpreter_s + total))
+    return out
+
+
+def interpreter_seconds(repeats: int = 5) -> float:
+    """Wall time of a bare interpreter (``python -S -c pass``), best of a few."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True)
+        subprocess.run([sys.executable, "-S", "-c", "pass"], check=True)
         times.append(time.perf_counter() - t0)
     return min(times)
 
@@ -118,52 +146,64 @@ def main() -> int:
     ap.add_argument("--targets-c", type=int, default=2_000, help="targets of the start-up measurement (c)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--keep", help="keep the runs in this directory")
+    ap.add_argument("--only", choices=["ab", "c"], help="only the genome-wide OLS run (a, b) or the start-up run (c)")
     args = ap.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="gexpred-scale-"))
     base.mkdir(parents=True, exist_ok=True)
     print(f"CPUs={os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; runs in {base}")
     try:
-        # (a) and (b): genome-wide OLS
-        a = base / "ols"
-        t0 = time.perf_counter()
-        make_data(a, args.genes, args.samples, args.predictors)
-        print(f"generated {args.genes} genes x {args.samples} samples in {time.perf_counter() - t0:.1f} s")
-        write_config(a, args.chunk_size, ["ols"])
-        plan_before = snakemake(a, "-n", "--quiet")
-        wall = snakemake(a, "--cores", str(args.cores))
-        plan_after = snakemake(a, "-n", "--forceall", "--quiet")
-        jobs = job_benchmarks(a)
-        peak = jobs.loc[jobs["max_rss_mb"].idxmax()]
-        n_chunks = int((jobs["job"].str.startswith("ols_chunk")).sum())
-        print(f"(a) genome-wide OLS: {args.genes - args.predictors} targets x {args.predictors} predictors, "
-              f"{args.samples} samples, {n_chunks} chunk jobs: {wall:.1f} s wall on {args.cores} cores; "
-              f"peak RSS {peak['max_rss_mb'] / 1024:.2f} GiB ({peak['job']})")
-        for _, r in jobs.sort_values("max_rss_mb", ascending=False).head(5).iterrows():
-            print(f"      {r['job']:<32} {r['s']:8.1f} s {r['max_rss_mb']:9.0f} MB")
-        print(f"(b) snakemake -n: {plan_before:.1f} s before the run (plan pending), "
-              f"{plan_after:.1f} s with --forceall after it (all {n_chunks} chunks planned)")
-        # (c) start-up share in a 2,000-target run with networks
-        c = base / "startup"
-        make_data(c, args.predictors + args.targets_c, args.samples, args.predictors)
-        write_config(c, args.chunk_size, ["ols", "mlp"])
-        wall_c = snakemake(c, "--cores", str(args.cores))
-        jobs_c = job_benchmarks(c)
-        s_plain, s_torch = startup_seconds(False), startup_seconds(True)
-        uses_torch = jobs_c["job"].str.startswith(TORCH_JOBS)
-        startup = float(np.where(uses_torch, s_torch, s_plain).sum())
-        share = startup / float(jobs_c["s"].sum())
-        print(f"(c) {args.targets_c}-target run with networks: {len(jobs_c)} jobs, {wall_c:.1f} s wall, "
-              f"{jobs_c['s'].sum():.1f} s of job time; start-up {s_plain:.2f} s a job ({s_torch:.2f} s with torch), "
-              f"{startup:.1f} s in all = {share:.1%} of job time (one job per target would pay "
-              f"{args.targets_c * s_torch:.0f} s of start-up for the networks alone)")
-        for _, r in jobs_c.sort_values("s", ascending=False).head(6).iterrows():
-            print(f"      {r['job']:<32} {r['s']:8.1f} s {r['max_rss_mb']:9.0f} MB")
-        print(f"peak_rss_gib={peak['max_rss_mb'] / 1024:.2f} plan_s={max(plan_before, plan_after):.1f} "
-              f"startup_share={share:.3f}")
+        peak_gib, plan_s, share = float("nan"), float("nan"), float("nan")
+        if args.only != "c":
+            peak_gib, plan_s = genome_ols(base / "ols", args)
+        if args.only != "ab":
+            share = startup_run(base / "startup", args)
+        print(f"peak_rss_gib={peak_gib:.2f} plan_s={plan_s:.1f} startup_share={share:.3f}")
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     return 0
+
+
+def genome_ols(a: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """(a) and (b): genome-wide OLS; the peak RSS (GiB) and the slowest dry run (s)."""
+    t0 = time.perf_counter()
+    make_data(a, args.genes, args.samples, args.predictors)
+    print(f"generated {args.genes} genes x {args.samples} samples in {time.perf_counter() - t0:.1f} s")
+    write_config(a, args.chunk_size, ["ols"])
+    plan_before = snakemake(a, "-n", "--quiet")
+    wall = snakemake(a, "--cores", str(args.cores))
+    plan_after = snakemake(a, "-n", "--forceall", "--quiet")
+    jobs = job_benchmarks(a)
+    peak = jobs.loc[jobs["max_rss_mb"].idxmax()]
+    n_chunks = int((jobs["job"].str.startswith("ols_chunk")).sum())
+    print(f"(a) genome-wide OLS: {args.genes - args.predictors} targets x {args.predictors} predictors, "
+          f"{args.samples} samples, {n_chunks} chunk jobs: {wall:.1f} s wall on {args.cores} cores; "
+          f"peak RSS {peak['max_rss_mb'] / 1024:.2f} GiB ({peak['job']})")
+    for _, r in jobs.sort_values("max_rss_mb", ascending=False).head(5).iterrows():
+        print(f"      {r['job']:<32} {r['s']:8.1f} s {r['max_rss_mb']:9.0f} MB")
+    print(f"(b) snakemake -n: {plan_before:.1f} s before the run (plan pending), "
+          f"{plan_after:.1f} s with --forceall after it (all {n_chunks} chunks planned)")
+    return peak["max_rss_mb"] / 1024, max(plan_before, plan_after)
+
+
+def startup_run(c: Path, args: argparse.Namespace) -> float:
+    """(c): start-up share in a 2,000-target run with networks; start-up / wall time."""
+    make_data(c, args.predictors + args.targets_c, args.samples, args.predictors)
+    write_config(c, args.chunk_size, ["ols", "mlp"])
+    wall_c = snakemake(c, "--cores", str(args.cores), path_first=import_wrapper(c))
+    jobs_c = job_benchmarks(c)
+    procs = startup_per_process(c / "importtime", interpreter_seconds())
+    startup = sum(s for _, s in procs)
+    share = startup / wall_c
+    print(f"(c) {args.targets_c}-target run with networks: {len(jobs_c)} jobs, {wall_c:.1f} s wall "
+          f"({jobs_c['s'].sum():.1f} s of job time on {args.cores} cores); start-up of its {len(procs)} gexpred "
+          f"processes (interpreter + every import, from -X importtime) {startup:.1f} s in all, "
+          f"{min(s for _, s in procs):.2f}-{max(s for _, s in procs):.2f} s a process = {share:.1%} of the "
+          f"wall time, {startup / jobs_c['s'].sum():.1%} of the job time (one job per target would pay "
+          f"~{args.targets_c * max(s for _, s in procs):.0f} s)")
+    for _, r in jobs_c.sort_values("s", ascending=False).head(6).iterrows():
+        print(f"      {r['job']:<32} {r['s']:8.1f} s {r['max_rss_mb']:9.0f} MB")
+    return share
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ training loop is deterministic, keeps the best epoch, round-trips and fails clea
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -368,3 +369,38 @@ def test_multi_output_linear_network_is_ols_for_every_target():
     # the loss is the mean over targets of the MSE in units of each target's variance
     rel = np.mean(((Y - pred) ** 2).mean(axis=0) / Y.var(axis=0))
     assert hist["train_loss"].iloc[-1] == pytest.approx(rel, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "optimizer, momentum, weight_decay",
+    [("adam", 0.0, 0.0), ("adam", 0.0, 0.01), ("sgd", 0.0, 0.0), ("sgd", 0.9, 0.0), ("sgd", 0.9, 0.01)],
+)
+def test_optimizer_matches_torch_optim(optimizer, momentum, weight_decay):
+    """nn.Optimizer (no torch.optim, so no torch._dynamo import) takes the steps of torch.optim's
+    Adam / SGD, with a learning rate changed between steps as a schedule does."""
+    from gexpred.nn import Optimizer
+
+    torch.manual_seed(3)
+    ours = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2))
+    ref, start = copy.deepcopy(ours), copy.deepcopy(ours)
+    settings = MLPSettings(optimizer=optimizer, momentum=momentum, weight_decay=weight_decay)
+    opt = Optimizer(ours.parameters(), settings)
+    if optimizer == "adam":
+        ref_opt = torch.optim.Adam(ref.parameters(), lr=0.01, weight_decay=weight_decay, foreach=False)
+    else:
+        ref_opt = torch.optim.SGD(ref.parameters(), lr=0.01, momentum=momentum, weight_decay=weight_decay,
+                                  foreach=False)
+    X, Y = torch.randn(32, 4), torch.randn(32, 2)
+    for step in range(25):
+        lr = 0.01 * (0.9 ** step)
+        for group in ref_opt.param_groups:
+            group["lr"] = lr
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            torch.nn.functional.mse_loss(model(X[step % 4::4]), Y[step % 4::4]).backward()
+        opt.step(lr)
+        ref_opt.step()
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same operations: the same floats
+    moved = [float((a - b).abs().max().detach()) for a, b in zip(ours.parameters(), start.parameters())]
+    assert min(moved) > 1e-4  # the steps did move every parameter

@@ -286,3 +286,8 @@ class TestInference:
         back[order] = expected
         np.testing.assert_allclose(q[ok], back, rtol=1e-12)
         assert np.isnan(q[~ok]).all()
+        # and statsmodels' own, with ties and p-values that reach the cap of 1
+        from statsmodels.stats.multitest import multipletests
+
+        p2 = np.concatenate([p[ok], p[ok][:5], [0.999, 1.0, 0.5, 0.5]])
+        np.testing.assert_allclose(bh_qvalues(p2), multipletests(p2, method="fdr_bh")[1], rtol=1e-13)

@@ -415,10 +415,10 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path):
                  mlp={"hidden": [16], "epochs": 60, "patience": 15, "batch_size": 16, "lr": 0.01})
     run_snakemake(tmp_path)
     res = tmp_path / "results/ols/genome"
-    assert len(list((res / "chunks").glob("*.coefficients.tsv"))) == 4  # 26 targets / 7 per chunk
+    assert len(list((res / "chunks").glob("*.coefficients.parquet"))) == 4  # 26 targets / 7 per chunk
     sp = pd.read_csv(tmp_path / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
     train = [samples.index(s) for s in sp.index[sp == "train"]]
-    coefs = pd.read_csv(res / "coefficients.tsv", sep="\t").set_index(["target", "term"])
+    coefs = pd.read_parquet(res / "coefficients.parquet").set_index(["target", "term"])
     fits = pd.read_csv(res / "fits.tsv", sep="\t").set_index("target")
     assert sorted(fits.index) == sorted(genes[4:])
     assert fits.loc["g29", "status"] == "constant_target"
@@ -434,6 +434,19 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path):
         for col, val in (("r2", ref.rsquared), ("adj_r2", ref.rsquared_adj), ("f_stat", ref.fvalue),
                          ("f_pvalue", ref.f_pvalue)):
             np.testing.assert_allclose(fits.loc[genes[j], col], val, rtol=1e-8, err_msg=f"{genes[j]} {col}")
+    # q-values: Benjamini-Hochberg (statsmodels) over every non-intercept term of every target; the
+    # significant table is the terms below the FDR, smallest q first
+    from statsmodels.stats.multitest import multipletests
+
+    tested = coefs[coefs.index.get_level_values("term") != "const"].dropna(subset=["p_value"])
+    want_q = multipletests(tested["p_value"].to_numpy(), method="fdr_bh")[1]
+    np.testing.assert_allclose(tested["q_value"].to_numpy(), want_q, rtol=1e-12)
+    assert coefs.loc[coefs.index.get_level_values("term") == "const", "q_value"].isna().all()
+    sig = pd.read_csv(res / "significant.tsv", sep="\t")
+    expected = tested[want_q < 0.05].reset_index()
+    assert len(sig) == len(expected) > 0
+    assert sig["q_value"].is_monotonic_increasing
+    assert set(zip(sig["target"], sig["term"])) == set(zip(expected["target"], expected["term"]))
     assert (tmp_path / "results/plots/genome_ols.png").is_file()
     # networks: one multi-output network per chunk; the comparison across targets from the metrics tables
     assert len(list((tmp_path / "results/mlp/genome/chunks").glob("*.model.pt"))) == 4

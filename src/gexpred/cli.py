@@ -880,7 +880,7 @@ def _genome_chunk(a: argparse.Namespace):
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
     from .batched import fit_many
     from .compare import regression_metrics
-    from .io import write_table
+    from .io import write_parquet, write_table
 
     adata, train, design, targets, index, X, Y = _genome_chunk(a)
     res = fit_many(X[train], Y[train], design["predictors"], targets, alpha=a.alpha, on_rank_deficient="drop")
@@ -900,7 +900,7 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     bad = int((res.status != "ok").sum())
     log.info("chunk %d: %d targets fitted (%d not ok: constant or non-finite)", a.chunk, len(targets), bad)
     out = Path(a.out_dir)
-    write_table(res.coefficients(), out / f"{a.chunk:05d}.coefficients.tsv")
+    write_parquet(res.coefficients(), out / f"{a.chunk:05d}.coefficients.parquet")
     write_table(res.fit(), out / f"{a.chunk:05d}.fit.tsv")
     write_table(pd.DataFrame(rows), out / f"{a.chunk:05d}.metrics.tsv")
 
@@ -984,16 +984,21 @@ def cmd_genome_compare(a: argparse.Namespace) -> None:
 
 def cmd_ols_merge(a: argparse.Namespace) -> None:
     """Merge the chunks with memory bounded by one chunk: q-values need every p-value (one float each), so a
-    first pass reads only the p-value columns; a second streams each chunk with its q-values to the output."""
+    first pass reads only the p-value columns; a second streams each chunk with its q-values to the output
+    (one Parquet row group per chunk) and keeps the terms with q below the FDR for the significant table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from . import plots
+    from .batched import LONG_COEF_COLUMNS
     from .io import atomic_output, read_table, write_table
     from .ols import bh_qvalues
 
     pvals, const = [], []
     for path in a.coefficients:
-        part = read_table(path, usecols=["term", "p_value"], dtype={"term": str})
-        pvals.append(part["p_value"].to_numpy(dtype=np.float64))
-        const.append((part["term"] == "const").to_numpy())
+        part = pq.read_table(path, columns=["term", "p_value"])
+        pvals.append(part.column("p_value").to_numpy(zero_copy_only=False).astype(np.float64))
+        const.append(np.asarray(part.column("term").to_pylist(), dtype=object) == "const")
     p_all = np.concatenate(pvals) if pvals else np.zeros(0)
     tested = ~np.concatenate(const) if const else np.zeros(0, dtype=bool)
     q_all = np.full(len(p_all), np.nan)
@@ -1007,16 +1012,28 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
         log.warning("%d targets not fitted (%s)", len(not_ok),
                     ", ".join(f"{k}: {v}" for k, v in not_ok["status"].value_counts().items()))
     plots.genome_summary(p_all[tested], fits, metrics, a.out_figure)
-    start = 0
-    with atomic_output(a.out_coefficients) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-        for k, path in enumerate(a.coefficients):
-            part = read_table(path, dtype={"target": str, "term": str})
-            part["q_value"] = q_all[start:start + len(part)]
-            start += len(part)
-            part.to_csv(fh, sep="\t", index=False, header=k == 0, float_format=None, na_rep="",
-                        lineterminator="\n")
-        if not a.coefficients:  # pragma: no cover - a plan has at least one chunk
-            fh.write("target\tterm\tq_value\n")
+    start, significant = 0, []
+    with atomic_output(a.out_coefficients) as tmp:
+        writer = None
+        try:
+            for path in a.coefficients:
+                part = pq.read_table(path)
+                q = q_all[start:start + part.num_rows]
+                start += part.num_rows
+                part = part.append_column("q_value", pa.array(q, type=pa.float64()))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
+                writer.write_table(part)
+                hits = np.flatnonzero(q < a.fdr)
+                if hits.size:
+                    significant.append(part.take(pa.array(hits)).to_pandas())
+        finally:
+            if writer is not None:
+                writer.close()
+    sig = (pd.concat(significant, ignore_index=True) if significant
+           else pd.DataFrame(columns=[*LONG_COEF_COLUMNS, "q_value"]))
+    sig = sig.sort_values(["q_value", "target", "term"], kind="stable").reset_index(drop=True)
+    write_table(sig, a.out_significant)
     write_table(fits, a.out_fits)
     write_table(metrics, a.out_metrics)
 
@@ -1407,7 +1424,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fits", nargs="+", required=True)
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--fdr", type=float, default=0.05)
-    s.add_argument("--out-coefficients", required=True)
+    s.add_argument("--out-coefficients", required=True, help="every coefficient with its q-value (Parquet)")
+    s.add_argument("--out-significant", required=True, help="the terms with q below --fdr, best first (TSV)")
     s.add_argument("--out-fits", required=True)
     s.add_argument("--out-metrics", required=True)
     s.add_argument("--out-figure", required=True)

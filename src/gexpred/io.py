@@ -96,6 +96,14 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], index: bool = Fa
         df.to_csv(tmp, sep="\t", index=index, float_format=None, na_rep="", lineterminator="\n")
 
 
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write ``df`` as Parquet, atomically: exact float64 values, compressed, and ~50x faster than a
+    TSV of shortest round-trip floats, for the tables of genome-wide runs (millions of rows; read them
+    with ``pandas.read_parquet`` or R's ``arrow::read_parquet``)."""
+    with atomic_output(path) as tmp:
+        df.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+
+
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_output(path) as tmp:

@@ -236,6 +236,67 @@ class LRSchedule:
                 self._bad = 0
 
 
+class Optimizer:
+    """Adam or SGD as ``torch.optim.Adam`` / ``torch.optim.SGD`` compute them on the CPU.
+
+    The same update rules (L2 ``weight_decay`` added to the gradient; Adam's
+    bias-corrected moments with ``betas=(0.9, 0.999)``, ``eps=1e-8``; SGD's
+    momentum buffer starting at the first gradient, no dampening or Nesterov)
+    in the same operations as torch's single-tensor implementations, without
+    ``torch.optim``: constructing its first optimizer imports ``torch._dynamo``,
+    about a second of every network job's start-up, longer than many small
+    networks take to train. :mod:`gexpred.batched_nn` applies the same rules to
+    stacked parameters. tests/test_nn.py holds it to ``torch.optim``.
+    """
+
+    BETAS = (0.9, 0.999)
+    EPS = 1e-8
+
+    def __init__(self, params: Any, settings: MLPSettings) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.adam = settings.optimizer == "adam"
+        self.weight_decay = float(settings.weight_decay)
+        self.momentum = float(settings.momentum)
+        self.steps = 0
+        self.exp_avg = [torch.zeros_like(p) for p in self.params] if self.adam else []
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params] if self.adam else []
+        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
+
+    def zero_grad(self) -> None:
+        """Forget the gradients (``set_to_none``, as torch.optim does by default)."""
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        """One update of every parameter that has a gradient, with learning rate ``lr``."""
+        self.steps += 1
+        beta1, beta2 = self.BETAS
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                continue
+            if self.weight_decay != 0:
+                g = g.add(p, alpha=self.weight_decay)
+            if self.adam:
+                m, v = self.exp_avg[i], self.exp_avg_sq[i]
+                m.lerp_(g, 1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                bias1 = 1 - beta1 ** self.steps
+                bias2_sqrt = math.sqrt(1 - beta2 ** self.steps)
+                denom = (v.sqrt() / bias2_sqrt).add_(self.EPS)
+                p.addcdiv_(m, denom, value=-(lr / bias1))
+            else:
+                if self.momentum != 0:
+                    buf = self.buffers[i]
+                    if buf is None:
+                        buf = self.buffers[i] = torch.clone(g).detach()
+                    else:
+                        buf.mul_(self.momentum).add_(g)
+                    g = buf
+                p.add_(g, alpha=-lr)
+
+
 def n_outputs(task: str, n_classes: int | None, n_targets: int = 1) -> int:
     """Output units: one per target for regression, 1 for binary classification (a logit), else one per class."""
     if task == "regression":
@@ -377,12 +438,7 @@ def train_mlp(
             loss_fn = nn.CrossEntropyLoss()
         fit_t = torch.from_numpy(fit_idx).to(device)
         val_t = torch.from_numpy(val_idx).to(device)
-        if settings.optimizer == "adam":
-            opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr,
-                                                          weight_decay=settings.weight_decay)
-        else:
-            opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                  weight_decay=settings.weight_decay)
+        opt = Optimizer(model.parameters(), settings)
         schedule = LRSchedule(settings)
         gen = torch.Generator(device="cpu").manual_seed(settings.seed)
         batch = max(1, min(int(settings.batch_size), len(fit_idx)))
@@ -416,16 +472,14 @@ def train_mlp(
         epoch = 0
         for epoch in range(1, settings.epochs + 1):
             lr_now = settings.lr * schedule.factor(epoch)
-            for group in opt.param_groups:
-                group["lr"] = lr_now
             model.train()
             order = fit_t[torch.randperm(len(fit_idx), generator=gen).to(device)]
             for b in range(0, len(order), batch):
                 idx = order[b:b + batch]
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss = loss_fn(model(Xt[idx]), yt[idx])
                 loss.backward()
-                opt.step()
+                opt.step(lr_now)
             train_loss, train_acc = evaluate(fit_t)
             val_loss, val_acc = evaluate(val_t) if use_val else (math.nan, math.nan)
             if diverged(train_loss):

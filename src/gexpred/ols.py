@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 
 COEF_COLUMNS = ["term", "coef", "std_err", "t", "p_value", "ci_low", "ci_high"]
 
@@ -83,6 +82,8 @@ def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str]) -> OLSFit:
     if y.shape != (X.shape[0],):
         raise ValueError(f"fit_ols: {X.shape[0]} samples of predictors but target of shape {y.shape}")
     A = np.column_stack([np.ones(X.shape[0]), X])
+    import statsmodels.api as sm  # here, not at import: the genome-wide engine needs only COEF_COLUMNS
+
     result = sm.OLS(y, A).fit()
     return OLSFit(terms=["const", *names], result=result)
 
@@ -211,6 +212,8 @@ def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str,
         ``{name: [genes]}``.
     """
     names = fit.terms[1:]
+    import statsmodels.api as sm
+
     rows = []
     for set_name, genes in gene_sets.items():
         genes = {str(g) for g in genes}
@@ -228,12 +231,18 @@ def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str,
 
 
 def bh_qvalues(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg q-values; NaN p-values stay NaN and are not counted."""
-    from statsmodels.stats.multitest import multipletests
+    """Benjamini-Hochberg q-values; NaN p-values stay NaN and are not counted.
 
+    ``q_(i) = min_{j >= i} min(1, p_(j) m / j)`` over the ``m`` finite p-values sorted
+    increasingly: statsmodels' ``multipletests(method="fdr_bh")`` (tests hold it to that), in
+    numpy, because importing statsmodels.stats costs the genome-wide merge half a second.
+    """
     p = np.asarray(p, dtype=np.float64)
     q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        q[ok] = multipletests(p[ok], method="fdr_bh")[1]
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        ranked = p[order] * (m / np.arange(1, m + 1))
+        q[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
     return q

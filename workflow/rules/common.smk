@@ -229,9 +229,10 @@ def genome_chunk_files(wildcards):
 
     with open(plan) as fh:
         chunks = sorted({int(row["chunk"]) for row in csv.DictReader(fh, delimiter="\t")})
+    ext = {"coefficients": "parquet", "fit": "tsv", "metrics": "tsv"}
     return {
-        kind: [f"results/ols/genome/chunks/{c:05d}.{kind}.tsv" for c in chunks]
-        for kind in ("coefficients", "fit", "metrics")
+        kind: [f"results/ols/genome/chunks/{c:05d}.{kind}.{ext[kind]}" for c in chunks]
+        for kind in ext
     }
 
 
@@ -248,7 +249,8 @@ def all_outputs():
     """Every output of a run (report_outputs() is in report_helpers.smk)."""
     if GENOME:
         return [
-            "results/ols/genome/coefficients.tsv",
+            "results/ols/genome/coefficients.parquet",
+            "results/ols/genome/significant.tsv",
             "results/ols/genome/fits.tsv",
             "results/ols/genome/metrics.tsv",
             "results/plots/genome_ols.png",

@@ -34,7 +34,7 @@ rule ols_chunk:
         plan="results/ols/genome/plan.tsv",
         design="results/ols/genome/design.json",
     output:
-        coefficients="results/ols/genome/chunks/{chunk}.coefficients.tsv",
+        coefficients="results/ols/genome/chunks/{chunk}.coefficients.parquet",
         fit="results/ols/genome/chunks/{chunk}.fit.tsv",
         metrics="results/ols/genome/chunks/{chunk}.metrics.tsv",
     log:
@@ -63,12 +63,13 @@ rule ols_genome_merge:
     input:
         unpack(genome_chunk_files),
     output:
-        coefficients=report(
-            "results/ols/genome/coefficients.tsv",
+        coefficients="results/ols/genome/coefficients.parquet",
+        significant=report(
+            "results/ols/genome/significant.tsv",
             caption="../report/genome_coefficients.rst",
             category="3. Hypothesis evaluation",
             subcategory="genome-wide",
-            labels={"table": "all coefficients with q-values"},
+            labels={"table": "significant coefficients (q below the FDR)"},
         ),
         fits=report(
             "results/ols/genome/fits.tsv",
@@ -100,6 +101,7 @@ rule ols_genome_merge:
     shell:
         "gexpred ols-merge --coefficients {input.coefficients:q} --fits {input.fit:q}"
         " --metrics {input.metrics:q} --fdr {params.fdr} --out-coefficients {output.coefficients:q}"
+        " --out-significant {output.significant:q}"
         " --out-fits {output.fits:q} --out-metrics {output.metrics:q} --out-figure {output.figure:q} --log {log:q}"
 
 
