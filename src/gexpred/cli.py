@@ -987,6 +987,7 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
     first pass reads only the p-value columns; a second streams each chunk with its q-values to the output
     (one Parquet row group per chunk) and keeps the terms with q below the FDR for the significant table."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from . import plots
@@ -998,7 +999,7 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
     for path in a.coefficients:
         part = pq.read_table(path, columns=["term", "p_value"])
         pvals.append(part.column("p_value").to_numpy(zero_copy_only=False).astype(np.float64))
-        const.append(np.asarray(part.column("term").to_pylist(), dtype=object) == "const")
+        const.append(pc.equal(part.column("term"), "const").to_numpy(zero_copy_only=False))
     p_all = np.concatenate(pvals) if pvals else np.zeros(0)
     tested = ~np.concatenate(const) if const else np.zeros(0, dtype=bool)
     q_all = np.full(len(p_all), np.nan)

@@ -242,7 +242,7 @@ def bh_qvalues(p: np.ndarray) -> np.ndarray:
     ok = np.flatnonzero(np.isfinite(p))
     m = ok.size
     if m:
-        order = ok[np.argsort(p[ok], kind="stable")]
+        order = ok[np.argsort(p[ok])]  # ties get equal q-values whatever their order
         ranked = p[order] * (m / np.arange(1, m + 1))
         q[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
     return q
