@@ -117,14 +117,13 @@ def startup_per_process(log_dir: Path, interpreter_s: float) -> list[tuple[str, 
     each top-level import (CPython's ``-X importtime`` lines; lazy imports during the work count too)."""
     out = []
     for f in sorted(log_dir.glob("*.txt")):
-        total, first = 0.0, ""
+        total = 0.0
         for line in f.read_text(errors="replace").splitlines():
             if not line.startswith("import time:") or "|" not in line:
                 continue
             _, cumulative, name = line.split("|", 2)
             if cumulative.strip().isdigit() and name.startswith(" ") and not name.startswith("  "):
                 total += int(cumulative) * 1e-6  # a top-level import: its cumulative time, nested ones inside
-                first = first or name.strip()
         out.append((f.stem, interpreter_s + total))
     return out
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from .errors import ModelError
 from .nn import (CLASS_HISTORY_COLUMNS, DIVERGENCE_FACTOR, HISTORY_COLUMNS, GeneMLP, LRSchedule, MLPSettings,
-                 _check_codes, _split_validation, initial_model, n_outputs, resolve_device)
+                 Optimizer, _check_codes, _split_validation, initial_model, n_outputs, resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ _ACT = {
     "sigmoid": torch.sigmoid,
     "identity": lambda t: t,
 }
-_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam defaults, as train_mlp uses
+(_BETA1, _BETA2), _EPS = Optimizer.BETAS, Optimizer.EPS  # the update rules of nn.Optimizer (train_mlp)
 
 
 def _check(Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], settings_list: Sequence[MLPSettings]) -> None:

@@ -1246,6 +1246,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
+    def chunk_verb(name: str, func, help: str) -> argparse.ArgumentParser:
+        """A verb over one chunk of a genome-wide plan: the arguments ``_genome_chunk`` reads."""
+        sp = verb(name, func, help)
+        sp.add_argument("--data", required=True)
+        sp.add_argument("--splits", required=True)
+        sp.add_argument("--plan", required=True)
+        sp.add_argument("--design", required=True)
+        sp.add_argument("--chunk", type=int, required=True)
+        return sp
+
     s = verb("collect", cmd_collect, "Read expression matrices, combine them by sample id, attach the sample sheet.")
     s.add_argument("--matrix", action="append", required=True, help="genes x samples matrix (repeat for several)")
     s.add_argument("--sample-sheet", help="TSV with a 'sample' column and covariates")
@@ -1392,21 +1402,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="plan TSV: target, chunk")
     s.add_argument("--out-design", required=True, help="JSON with the shared predictors")
 
-    s = verb("ols-chunk", cmd_ols_chunk, "Fit OLS for one chunk of targets at once (batched engine).")
-    s.add_argument("--data", required=True)
-    s.add_argument("--splits", required=True)
-    s.add_argument("--plan", required=True)
-    s.add_argument("--design", required=True)
-    s.add_argument("--chunk", type=int, required=True)
+    s = chunk_verb("ols-chunk", cmd_ols_chunk, "Fit OLS for one chunk of targets at once (batched engine).")
     s.add_argument("--alpha", type=float, default=0.05)
     s.add_argument("--out-dir", required=True)
 
-    s = verb("mlp-chunk", cmd_mlp_chunk, "Train the networks of one chunk of genome-wide targets.")
-    s.add_argument("--data", required=True)
-    s.add_argument("--splits", required=True)
-    s.add_argument("--plan", required=True)
-    s.add_argument("--design", required=True)
-    s.add_argument("--chunk", type=int, required=True)
+    s = chunk_verb("mlp-chunk", cmd_mlp_chunk, "Train the networks of one chunk of genome-wide targets.")
     s.add_argument("--settings", required=True, help="JSON of the mlp settings")
     s.add_argument("--mode", choices=["multi_output", "per_target"], default="multi_output",
                    help="one network with an output per target, or one network per target trained as one program")

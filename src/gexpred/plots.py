@@ -70,6 +70,14 @@ def qq_points(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return exp, obs
 
 
+def _test_row(metrics: pd.DataFrame | None, model: str) -> pd.Series | None:
+    """The test-split row of ``model`` in a metrics table, or None (no table, or no such row)."""
+    if metrics is None:
+        return None
+    row = metrics[(metrics["model"] == model) & (metrics["split"] == "test")]
+    return row.iloc[0] if len(row) else None
+
+
 def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", metadata={"Software": None})
@@ -91,11 +99,9 @@ def observed_vs_predicted(pred: pd.DataFrame, models: list[str], target: str, pa
             ax.scatter(test["observed"], test[model], s=18, alpha=0.8, color=PALETTE.get(model, "#0072B2"),
                        edgecolor="white", linewidth=0.4)
             title = MODEL_LABELS.get(model, model)
-            if metrics is not None:
-                row = metrics[(metrics["model"] == model) & (metrics["split"] == "test")]
-                if len(row):
-                    r = row.iloc[0]
-                    title += f"\ntest R² = {r['r2']:.3f}, MSE = {r['mse']:.3g}"
+            r = _test_row(metrics, model)
+            if r is not None:
+                title += f"\ntest R² = {r['r2']:.3f}, MSE = {r['mse']:.3g}"
             ax.set_title(title)
             ax.set_xlim(lo - pad, hi + pad)
             ax.set_ylim(lo - pad, hi + pad)
@@ -343,11 +349,9 @@ def confusion_matrices(pred: pd.DataFrame, models: list[str], target: str, path:
             ax.set_ylabel("observed class")
             ax.grid(False)
             title = {"ols": "Logistic regression"}.get(model, MODEL_LABELS.get(model, model))
-            if metrics is not None:
-                row = metrics[(metrics["model"] == model) & (metrics["split"] == "test")]
-                if len(row):
-                    r = row.iloc[0]
-                    title += f"\naccuracy {r['accuracy']:.3f}, AUROC {r['auroc']:.3f}"
+            r = _test_row(metrics, model)
+            if r is not None:
+                title += f"\naccuracy {r['accuracy']:.3f}, AUROC {r['auroc']:.3f}"
             ax.set_title(title)
         fig.suptitle(f"{target}: classes on the test split (n = {len(test)})", y=1.03)
         _save(fig, path)
