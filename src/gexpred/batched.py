@@ -28,23 +28,27 @@ How (the approach of Matrix eQTL and tensorQTL):
 * **Vectorised p-values.** statsmodels computes ``2 * t.sf(|t|, df)`` and
   ``F.sf`` with ``scipy.special.stdtr`` / ``fdtrc``, ~200 ns a value. For many
   t statistics the log tail probability is interpolated instead (:func:`t_table`):
-  piecewise polynomials on 8 intervals per octave of ``1 + |t|``, built for this
+  cubic polynomials on 1024 intervals per octave of ``1 + |t|``, built for this
   ``df`` from ``stdtr`` at Chebyshev nodes and checked against ``stdtr`` at every
   interval's ends and middle; an interval that misses by more than 1e-12 in
-  ``log p``, and every p-value below 1e-300, falls back to ``stdtr`` itself. The
-  table is built after all chunks are fitted, only up to the octave of the
-  largest ``|t|``, and cached per ``df``; its evaluation gathers each value's 8
-  coefficients as two 32-byte items (:func:`_eval_table`). The F p-values (one
-  per target) come from a finite sum or ``fdtrc`` (:func:`f_pvalues`).
+  ``log p``, every p-value below 1e-300 and every ``|t|`` beyond the table fall
+  back to ``stdtr`` itself. :func:`fit_many` uses one table per ``df`` for
+  ``|t|`` up to 255 (~10 ms to build, then cached), whatever the data, so that the
+  p-values do not depend on the chunks; its evaluation is one 32-byte gather of
+  a value's 4 coefficients, a Horner loop and ``exp`` (:func:`_eval_packed`).
+  The F p-values (one per target) come from a finite sum or ``fdtrc``
+  (:func:`f_pvalues`).
 * **Bounded memory.** Targets are processed in chunks of ``chunk_size`` columns;
   the temporaries of a chunk are ``(p + 1) x chunk_size`` arrays and, for the
   targets refitted exactly, ``n x chunk_size`` ones.
 
 Where the time goes (benchmarks/bench_ols.py: n = 500, p = 50, 2,000 targets, 2
-cores): ``Q'Y`` ~1.15 ms (both cores, as long as the benchmark's bare ``A'Y``);
-then, on one core, the t p-values ~0.9 ms (a gather and ~25 passes over 102,000
-values), the factorisation ~0.4 ms, ``y'y`` ~0.25 ms, ``R^-1 G`` ~0.15 ms and the
-other statistics ~0.6 ms: about 3.7-4x the bare product. Splitting the
+cores): ``Q'Y`` ~1.1 ms (both cores, as long as the benchmark's bare ``A'Y``);
+then, on one core, the t p-values ~0.6-0.75 ms (a gather and 13 passes over
+102,000 values), the factorisation ~0.4-0.5 ms, ``y'y`` ~0.27 ms, ``R^-1 G``
+~0.13 ms and the other statistics ~0.4 ms: about 3.1-3.4x the bare product.
+The guard needs no pass over the ``k x m`` statistics (it bounds every ``t^2``
+of a target by ``df (y'y - RSS) / RSS``). Splitting the
 element-wise work over two Python threads did not help: in blocks small enough
 for the cache, numpy calls of a few microseconds contend for the GIL; in large
 blocks they ran twice as fast on their own but not right after a product
@@ -87,18 +91,18 @@ _GUARD_TOL = 1e-9  # refit a target exactly when the estimated relative error of
 _CHOLQR_MAX_COND = 1e5  # Cholesky QR twice is as accurate as Householder QR up to this condition number
 
 # p-value tables: see _tail_probability
-_TABLE_SHIFT = 49  # 52 mantissa bits - log2(8): the exponent and top 3 mantissa bits index 8 intervals/octave
+_TABLE_SHIFT = 42  # 52 mantissa bits - log2(1024): the exponent and top 10 mantissa bits index 1024 intervals/octave
 _TABLE_PER_OCTAVE = 1 << (52 - _TABLE_SHIFT)
-_TABLE_DEGREE = 7
+_TABLE_DEGREE = 3  # four coefficients: one 32-byte gather a value
 _TABLE_MAX_OCTAVES = 32  # x up to 2**32 - 1; beyond, exact
+_TABLE_FIT_OCTAVES = 8  # fit_many: |t| up to 255 from the table (one table per df, whatever the data); beyond, exact
 _TABLE_LOG_MIN = -690.0  # p-values below ~1e-300 (and denormals) come from scipy itself
 _TABLE_CHECK_TOL = 1e-12  # largest error allowed in log p at an interval's ends and middle
 _F_MAX_TERMS = 64  # f_pvalues: the finite sum for even df_model up to 128
 _TABLE_MIN_SIZE = 1024  # t_pvalues: fewer values than this (or than twice the table's evaluations): scipy
-_TABLE_FIT_MIN_SIZE = 4096  # fit_many: fewer coefficients than this: scipy
-_TABLE_BLOCK = 8192  # values evaluated per block, so temporaries stay small and in cache
+_TABLE_FIT_MIN_SIZE = 65536  # fit_many: fewer coefficients than this (~13 ms of scipy, what a table costs): scipy
+_TABLE_BLOCK = 32768  # values evaluated per block, so the temporaries stay in cache
 _QUAD = np.dtype((np.void, 32))  # four float64 coefficients, gathered as one item
-
 
 # --------------------------------------------------------------------------- chunks
 def iter_chunks(m: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -155,13 +159,18 @@ def t_pvalues(t: np.ndarray, df: float, table: np.ndarray | None | str = "auto")
     return _tail_probability(x, sf, table).reshape(t.shape)
 
 
-def _t_pvalues_into(t: np.ndarray, df: float, table: np.ndarray | None, out: np.ndarray) -> None:
-    """``out[...] = t_pvalues(t, df, table)`` without temporaries of ``t``'s size when both are contiguous."""
-    if table is None or not (out.flags.c_contiguous and t.flags.c_contiguous):
-        out[...] = t_pvalues(t, df, table)
+def _t_pvalues_into(t: np.ndarray, df: float, octaves: int | None, out: np.ndarray) -> None:
+    """``out[...] = t_pvalues(t, df, t_table(df, 2**octaves - 1))`` (scipy if ``octaves`` is None), in place.
+
+    Without temporaries of ``t``'s size when ``t`` and ``out`` are contiguous.
+    """
+    if octaves is None or not (out.flags.c_contiguous and t.flags.c_contiguous):
+        out[...] = t_pvalues(t, df, None if octaves is None else t_table(df, 2.0**octaves - 1.0))
         return
     x = out.reshape(-1)
-    _eval_table(table, t.reshape(-1), x)
+    _eval_packed(_cached_t_table(float(df), octaves)[1], t.reshape(-1), x)
+    if not np.isnan(np.min(x, initial=np.inf)):  # one pass when no value is left to scipy (min propagates NaN)
+        return
     redo = np.flatnonzero(np.isnan(x))
     if redo.size:
         x[redo] = 2.0 * special.stdtr(float(df), -np.abs(t.reshape(-1)[redo]))
@@ -176,14 +185,17 @@ def t_table(df: float, top: float = np.inf) -> np.ndarray:
     Tables are cached (they depend only on ``df`` and the octaves), so the
     array returned is read-only.
     """
-    return _cached_t_table(float(df), _octaves(top))
+    return _cached_t_table(float(df), _octaves(top))[0]
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_t_table(df: float, octaves: int) -> np.ndarray:
+def _cached_t_table(df: float, octaves: int) -> tuple[np.ndarray, np.ndarray]:
+    """The table of :func:`t_table` and its packed form for :func:`_eval_packed`, both read-only."""
     table = _build_table(lambda v: 2.0 * special.stdtr(df, -v), octaves)
+    packed = _pack(table)
     table.flags.writeable = False
-    return table
+    packed.flags.writeable = False
+    return table, packed
 
 
 def f_pvalues(f: np.ndarray, df_model: float, df_resid: float) -> np.ndarray:
@@ -210,10 +222,23 @@ def f_pvalues(f: np.ndarray, df_model: float, df_resid: float) -> np.ndarray:
         ratio = (d1 / d2) * flat
         y = ratio / (1.0 + ratio)  # 1 - x, without cancellation
         coef = np.cumprod(np.append(1.0, (a + np.arange(b - 1)) / np.arange(1, b)))  # (a)_j / j!
-        r = np.full(flat.shape, coef[-1])
-        for c in coef[-2::-1]:
-            r *= y
-            r += c
+        # the polynomial sum_j coef[j] y^j in blocks of 8 terms: powers y^0..y^7 (6 products), one small
+        # matrix product for the blocks' sums, Horner in y^8 over the blocks (a third of the numpy calls of
+        # a plain Horner loop; the terms are positive, so the order of the sums does not matter for accuracy)
+        L = min(b, 8)
+        powers = np.empty((L, flat.size))
+        powers[0] = 1.0
+        if L > 1:
+            powers[1] = y
+        for j in range(2, L):
+            np.multiply(powers[j - 1], y, out=powers[j])
+        blocks = np.pad(coef, (0, -b % L)).reshape(-1, L) @ powers
+        r = blocks[-1]
+        if len(blocks) > 1:
+            yL = powers[L - 1] * y
+            for row in blocks[-2::-1]:
+                r *= yL
+                r += row
         p = np.exp(np.log(r) - a * np.log1p(ratio))
         # below 1e-250, what statsmodels reports: fdtrc's own values (which lose accuracy below ~1e-280
         # and are 0 below ~1e-293 for some degrees of freedom); and NaN/inf statistics
@@ -248,9 +273,9 @@ def _tail_probability(x: np.ndarray, sf: Callable[[np.ndarray], np.ndarray], tab
     """``sf(x)`` for a decreasing tail probability ``sf``, interpolated with ``table`` where that is safe.
 
     ``x`` is 1-D and nonnegative (or NaN). ``log sf`` is interpolated by a
-    degree-7 polynomial on each of 8 intervals per octave of ``1 + x``, fitted at
+    cubic polynomial on each of 1024 intervals per octave of ``1 + x``, fitted at
     Chebyshev nodes from ``sf`` itself (:func:`_build_table`). The interval of a
-    value is read from the bits of ``1 + x`` (exponent and top 3 mantissa bits),
+    value is read from the bits of ``1 + x`` (exponent and top 10 mantissa bits),
     its local coordinate from the remaining mantissa bits, so evaluation is a
     gather and a Horner loop. Intervals whose polynomial misses ``log sf`` by more
     than ``_TABLE_CHECK_TOL`` at its ends or middle, intervals reaching below
@@ -304,33 +329,43 @@ def _build_table(sf: Callable[[np.ndarray], np.ndarray], octaves: int) -> np.nda
 
 
 def _eval_table(table: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-    """Evaluate the table at ``|x|`` into ``out`` (1-D, not overlapping ``x``; NaN where ``sf`` must be used).
+    """Evaluate the table at ``|x|`` into ``out`` (1-D, not overlapping ``x``; NaN where ``sf`` must be used)."""
+    _eval_packed(_pack(table), x, out)
 
-    The gather of the coefficients dominated: numpy's ``take`` costs about the
-    same per element for items of 8 and of 32 bytes, so the 8 coefficients of a
-    value's interval are gathered as two 32-byte items (four times fewer than
-    one gather per coefficient, and ~3x cheaper than ``take`` along an axis of
-    the 2-D table). Blocks of ``_TABLE_BLOCK`` values keep the temporaries in
-    cache; the operations and their order are those of the plain Horner loop in
-    ``s``, so the values do not change.
+
+def _pack(table: np.ndarray) -> np.ndarray:
+    """The table's intervals as 32-byte items of the 4 coefficients of the polynomial in ``u - mid``.
+
+    ``u`` in ``[1, 1 + 1/K)`` is read from the mantissa of ``1 + |x|``, ``mid`` is
+    the middle of that range, and ``s = 2 K (u - mid)`` is the table's local
+    coordinate: scaling the coefficients by powers of 2 is exact, so this is bit for
+    bit the polynomial in ``s``.
     """
     D, K = table.shape[0] - 1, _TABLE_PER_OCTAVE
-    if D != 7:  # pragma: no cover - the packing below is for 8 coefficients
-        raise ValueError(f"_eval_table: tables of degree 7 only, got {D}")
-    # monomial coefficients of the polynomial in u - mid, u in [1, 1 + 1/K) from the mantissa (s = 2 K (u - mid)):
-    # scaling by powers of 2 is exact, so this is bit for bit the polynomial in s
+    if D != 3:  # pragma: no cover - the packing below is for 4 coefficients
+        raise ValueError(f"_pack: tables of degree 3 only, got {D}")
+    return np.ascontiguousarray((table * (2.0 * K) ** np.arange(D + 1)[:, None]).T).view(_QUAD).ravel()
+
+
+def _eval_packed(packed: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """Evaluate a packed table (:func:`_pack`) at ``|x|`` into ``out``.
+
+    Per value: the interval ``k`` and local coordinate from the bits of
+    ``1 + |x|``, one gather of the interval's 4 coefficients as a 32-byte item
+    (numpy's ``take`` costs about the same per item for 8 and 32 bytes), a Horner
+    loop of degree 3 and ``exp``: 14 passes over the values, in blocks of
+    ``_TABLE_BLOCK`` so that the temporaries stay in cache.
+    """
+    K = _TABLE_PER_OCTAVE
     mid = 1.0 + 0.5 / K
-    packed = np.ascontiguousarray((table * (2.0 * K) ** np.arange(D + 1)[:, None]).T).view(_QUAD)
-    lo4, hi4 = np.ascontiguousarray(packed[:, 0]), np.ascontiguousarray(packed[:, 1])  # coefficients 0-3, 4-7
     size = min(x.size, _TABLE_BLOCK)
-    bits_buf, k_buf = np.empty(size, np.uint64), np.empty(size, np.uint64)
-    lo_buf, hi_buf = np.empty(size, _QUAD), np.empty(size, _QUAD)
+    bits_buf, k_buf, c_buf = np.empty(size, np.uint64), np.empty(size, np.uint64), np.empty(size, _QUAD)
     shift, offset = np.uint64(_TABLE_SHIFT), np.uint64(1023 * K)
     mask, one = np.uint64((1 << _TABLE_SHIFT) - 1), np.uint64(0x3FF0000000000000)
     for a in range(0, x.size, _TABLE_BLOCK):
         y = out[a : a + _TABLE_BLOCK]
         n = y.size
-        bits, k, lo, hi = bits_buf[:n], k_buf[:n], lo_buf[:n], hi_buf[:n]
+        bits, k, c = bits_buf[:n], k_buf[:n], c_buf[:n]
         v = bits.view(np.float64)
         np.abs(x[a : a + _TABLE_BLOCK], out=v)
         v += 1.0
@@ -339,14 +374,14 @@ def _eval_table(table: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
         bits &= mask  # last (NaN) column
         bits |= one  # u: position within the interval as a float in [1, 1 + 1/K)
         v -= mid
-        np.take(lo4, k.view(np.int64), out=lo, mode="clip")
-        np.take(hi4, k.view(np.int64), out=hi, mode="clip")
-        c_lo, c_hi = lo.view(np.float64).reshape(n, 4), hi.view(np.float64).reshape(n, 4)
-        np.multiply(c_hi[:, 3], v, out=y)
-        y += c_hi[:, 2]
-        for c in (c_hi[:, 1], c_hi[:, 0], c_lo[:, 3], c_lo[:, 2], c_lo[:, 1], c_lo[:, 0]):
-            y *= v
-            y += c
+        np.take(packed, k.view(np.int64), out=c, mode="clip")
+        coef = c.view(np.float64).reshape(n, 4)
+        np.multiply(coef[:, 3], v, out=y)
+        y += coef[:, 2]
+        y *= v
+        y += coef[:, 1]
+        y *= v
+        y += coef[:, 0]
         np.exp(y, out=y)
 
 
@@ -539,7 +574,7 @@ def fit_many(
     if Y.ndim == 1:
         Y = Y[:, None]
     terms = list(map(str, terms))
-    targets = list(map(str, targets))
+    targets = list(targets) if set(map(type, targets)) <= {str} else list(map(str, targets))
     if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
         raise ValueError(f"fit_many: X of shape {X.shape} and Y of shape {Y.shape} do not have the same samples")
     n, p = X.shape
@@ -583,22 +618,20 @@ def fit_many(
     block = np.empty((len(names_out), k, m))
     out = dict(zip(names_out, block))
     fit = dict(zip(("r2", "adj_r2", "f_stat", "f_pvalue"), np.empty((4, m))))
-    status = np.full(m, "ok", dtype=object)
-    n_refit, top = 0, 0.0
+    status = np.empty(m, dtype=object)
+    status[:] = "ok"
+    n_refit = 0
     for a, b in iter_chunks(m, int(chunk_size)):
-        refits, chunk_top = _fit_chunk(
+        n_refit += _fit_chunk(
             np.asarray(Y[:, a:b], dtype=np.float64), fac, n, df_model, df_resid, q,
             {key: arr[:, a:b] for key, arr in out.items()}, {key: arr[a:b] for key, arr in fit.items()},
             status[a:b],
         )
-        n_refit += refits
-        top = max(top, chunk_top)
-    # the t p-values of all chunks at once, with one table (so they do not depend on the chunks) that
-    # reaches the largest |t| (for 50 predictors x 2000 targets, building all 32 octaves took a fifth
-    # as long as the whole fit; t_table caches tables)
-    table = t_table(df_resid, top) if k * m >= _TABLE_FIT_MIN_SIZE else None
+    # the t p-values of all chunks at once, with one table per df for |t| up to 255 whatever the data
+    # (so they do not depend on the chunks; cached: ~10 ms to build, scipy computes ~65,000 p-values in that)
+    octaves = _TABLE_FIT_OCTAVES if k * m >= _TABLE_FIT_MIN_SIZE else None
     with np.errstate(all="ignore"):
-        _t_pvalues_into(out["t"], df_resid, table, out["p_value"])
+        _t_pvalues_into(out["t"], df_resid, octaves, out["p_value"])
     return BatchedResult(
         targets=targets, terms=[names[j] for j in fac.kept], n=n, df_model=df_model, df_resid=df_resid,
         alpha=float(alpha), **{key: arr.T for key, arr in out.items()}, **fit, status=status,
@@ -607,11 +640,11 @@ def fit_many(
 
 
 def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int, q: float,
-               out: dict[str, np.ndarray], fit: dict[str, np.ndarray], status: np.ndarray) -> tuple[int, float]:
+               out: dict[str, np.ndarray], fit: dict[str, np.ndarray], status: np.ndarray) -> int:
     """Fit the targets ``Y`` (samples x c) of one chunk into the given (k x c and c) views.
 
     Everything but ``out["p_value"]``, which :func:`fit_many` computes for all chunks at once.
-    Returns the number of targets refitted from explicit residuals and the largest finite ``|t|``.
+    Returns the number of targets refitted from explicit residuals.
     """
     B, se, t = out["coef"], out["std_err"], out["t"]
     with np.errstate(all="ignore"):
@@ -633,8 +666,10 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
         # error e of RSS changes t by e / 2 and F by e; log p changes by (d log p / d log t) e / 2,
         # d log p / d log t being below 1 + (df + 1) t^2 / (df + t^2) for the t tests, and by
         # (d log p / d log F) e, below 1 + 0.6 min(df_model F, df_model + df_resid) for the F test
-        # (both bounds checked numerically).
-        t2 = np.maximum(np.max(t, axis=0, initial=0.0), -np.min(t, axis=0, initial=0.0)) ** 2
+        # (both bounds checked numerically). That bound grows with t^2, and every t^2 of a target is at
+        # most df |G|^2 / RSS = df (S - RSS) / RSS (Cauchy-Schwarz: |b_j| = |R^-1[j] G| <= sqrt(v_j) |G|),
+        # which needs no pass over the k x c statistics.
+        t2 = df_resid * ((S - RSS) / np.maximum(RSS, 0.0))
         amplify = np.maximum(1.0 + 0.5 * (df_resid + 1) * t2 / (df_resid + t2),
                              1.0 + 0.6 * np.minimum(df_model * F, df_model + df_resid))
         err = (2.0 * (np.sqrt(n) + len(fac.kept)) * _EPS) * (S / np.maximum(RSS, 0.0)) * amplify
@@ -658,9 +693,7 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
         for key in ("r2", "adj_r2", "f_stat", "f_pvalue"):
             fit[key][const] = np.nan
         t[:, const] = np.nan  # and so the p-values
-        with np.errstate(invalid="ignore"):
-            t2[redo] = np.fmax.reduce(np.abs(t[:, redo]), axis=0, initial=0.0) ** 2
-    return int(redo.size), float(np.sqrt(np.fmax.reduce(t2, initial=0.0)))  # fmax: NaN (non_finite) ignored
+    return int(redo.size)
 
 
 def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, df_resid: int, status: np.ndarray,
