@@ -39,13 +39,15 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
 from .errors import InputError, preview
+
+if TYPE_CHECKING:  # anndata is imported where .h5ad files are read or written: ~0.3 s a process otherwise
+    import anndata as ad
 
 TEXT_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".tab": "\t", ".csv": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -124,6 +126,8 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str]) -> None:
 
 def read_h5ad(path: str | os.PathLike[str]) -> ad.AnnData:
     """Read an ``.h5ad`` written by gexpred (no user-facing checks)."""
+    import anndata as ad
+
     return ad.read_h5ad(path)
 
 
@@ -639,6 +643,8 @@ def _quiet_duplicates() -> Iterator[None]:
 
 
 def _read_h5ad_matrix(path: Path) -> ad.AnnData:
+    import anndata as ad
+
     try:
         with _quiet_duplicates():
             adata = ad.read_h5ad(path)
@@ -666,6 +672,8 @@ def _read_h5ad_matrix(path: Path) -> ad.AnnData:
 
 def _make_anndata(X: np.ndarray, samples: list[Any], genes: list[Any]) -> ad.AnnData:
     """Samples x genes values and ids -> AnnData (float64, string ids)."""
+    import anndata as ad
+
     with _quiet_duplicates():
         return ad.AnnData(
             X=np.ascontiguousarray(X, dtype=np.float64),
