@@ -66,10 +66,10 @@ def make_data(root: Path, n_genes: int, n_samples: int, n_predictors: int, seed:
     (root / "data/predictors.txt").write_text("\n".join(genes[:n_predictors]) + "\n")
 
 
-def write_config(root: Path, chunk: int, models: list[str]) -> None:
+def write_config(root: Path, chunk: int, models: list[str], hidden: list[int] | None = None) -> None:
     cfg = {"matrices": ["data/expr.h5ad"], "targets": "all", "predictors": {"from": "data/predictors.txt"},
            "normalization": "zscore", "models": models, "ols": {"chunk_size": chunk},
-           "mlp": {"hidden": [64], "epochs": 200, "patience": 20, "batch_size": 64, "lr": 0.003}}
+           "mlp": {"hidden": hidden or [64], "epochs": 200, "patience": 20, "batch_size": 64, "lr": 0.003}}
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
@@ -145,6 +145,8 @@ def main() -> int:
     ap.add_argument("--predictors", type=int, default=1_000)
     ap.add_argument("--chunk-size", type=int, default=1_000)
     ap.add_argument("--targets-c", type=int, default=2_000, help="targets of the start-up measurement (c)")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[64],
+                    help="hidden layer widths of the multi-output network of (c) (D-GEX's smallest: 3000)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--keep", help="keep the runs in this directory")
     ap.add_argument("--only", choices=["ab", "c"], help="only the genome-wide OLS run (a, b) or the start-up run (c)")
@@ -193,13 +195,13 @@ def genome_ols(a: Path, args: argparse.Namespace) -> tuple[float, float]:
 def startup_run(c: Path, args: argparse.Namespace) -> float:
     """(c): start-up share in a 2,000-target run with networks: start-up / wall time."""
     make_data(c, args.predictors + args.targets_c, args.samples, args.predictors)
-    write_config(c, args.chunk_size, ["ols", "mlp"])
+    write_config(c, args.chunk_size, ["ols", "mlp"], args.hidden)
     wall_c = snakemake(c, "--cores", str(args.cores), path_first=import_wrapper(c))
     jobs_c = job_benchmarks(c)
     procs = startup_per_process(c / "importtime", interpreter_seconds())
     startup = sum(s for _, s in procs)
     share = startup / wall_c
-    print(f"(c) {args.targets_c}-target run with networks: {len(jobs_c)} jobs, {wall_c:.1f} s wall "
+    print(f"(c) {args.targets_c}-target run with networks (hidden {args.hidden}): {len(jobs_c)} jobs, {wall_c:.1f} s wall "
           f"({jobs_c['s'].sum():.1f} s of job time on {args.cores} cores); start-up of its {len(procs)} gexpred "
           f"processes (interpreter + every import, from -X importtime) {startup:.1f} s in all, "
           f"{min(s for _, s in procs):.2f}-{max(s for _, s in procs):.2f} s a process = {share:.1%} of the "

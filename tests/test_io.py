@@ -702,3 +702,39 @@ def test_atomic_outputs_get_normal_file_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "t.tsv").stat().st_mode) == 0o644  # not mkstemp's 0600
+
+
+# --------------------------------------------------------------------------- h5ad columns without anndata
+@pytest.mark.parametrize("block_bytes", [1, 8 * 7 * 3, 64 * 2**20])
+def test_read_h5ad_columns_matches_anndata(tmp_path, block_bytes):
+    """Some genes of a gexpred .h5ad read with h5py in blocks of samples: anndata's values, names and sources."""
+    from gexpred.io import read_h5ad_columns, write_h5ad
+
+    rng = np.random.default_rng(11)
+    genes = [f"g{j}" for j in range(7)] + ["ünï code", "1e5"]
+    samples = [f"s{i}" for i in range(23)]
+    adata = ad.AnnData(X=rng.normal(size=(23, 9)), obs=pd.DataFrame(index=samples), var=pd.DataFrame(index=genes))
+    adata.uns["sources"] = ["a.tsv", "b.parquet"]
+    path = tmp_path / "x.h5ad"
+    write_h5ad(adata, path)
+    pick = ["1e5", "g3", "g0", "ünï code", "g3"]  # any order, repeats allowed
+    values, got_samples, got_genes, sources = read_h5ad_columns(path, pick, block_bytes=block_bytes)
+    want = ad.read_h5ad(path)
+    np.testing.assert_array_equal(values, want[:, pick].X)
+    assert values.dtype == np.float64 and values.flags.c_contiguous
+    assert got_samples == samples and got_genes == genes and sources == ["a.tsv", "b.parquet"]
+    none, *_ = read_h5ad_columns(path)
+    assert none is None
+
+
+def test_read_h5ad_columns_sparse_falls_back_to_anndata(tmp_path):
+    from gexpred.io import read_h5ad_columns
+
+    X = sp.random(12, 5, density=0.4, format="csr", random_state=3)
+    adata = ad.AnnData(X=X, obs=pd.DataFrame(index=[f"s{i}" for i in range(12)]),
+                       var=pd.DataFrame(index=list("abcde")))
+    path = tmp_path / "sparse.h5ad"
+    adata.write_h5ad(path)
+    values, samples, genes, sources = read_h5ad_columns(path, ["e", "a"])
+    np.testing.assert_array_equal(values, X.toarray()[:, [4, 0]])
+    assert genes == list("abcde") and sources == [str(path)] and len(samples) == 12

@@ -53,7 +53,11 @@ def _json_arg(text: str, what: str) -> Any:
 
 def _sources(adata, path: str, what: str = "the collected data") -> str:
     """How error messages name the collected data: ``what`` and the matrices it came from."""
-    return f"{what} (" + ", ".join(adata.uns.get("sources", [path])) + ")"
+    return _source_text(adata.uns.get("sources", [path]), what)
+
+
+def _source_text(sources: list[str], what: str = "the collected data") -> str:
+    return f"{what} (" + ", ".join(sources) + ")"
 
 
 def _load_split_data(data: str, splits: str):
@@ -843,11 +847,10 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
 def cmd_genome_plan(a: argparse.Namespace) -> None:
     from .batched import iter_chunks
     from .design import genome_targets, shared_predictors
-    from .io import read_h5ad, write_json, write_table
+    from .io import read_h5ad_columns, write_json, write_table
 
-    adata = read_h5ad(a.data)
-    genes = list(adata.var_names)
-    source = _sources(adata, a.data)
+    _, _, genes, sources = read_h5ad_columns(a.data)
+    source = _source_text(sources)
     predictors = shared_predictors(genes, _json_arg(a.spec, "--spec"), source)
     targets, missing = genome_targets(genes, predictors, _json_arg(a.targets, "--targets"), source)
     chunks = iter_chunks(len(targets), a.chunk_size)
@@ -864,17 +867,21 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
 
 
 def _genome_chunk(a: argparse.Namespace):
-    """One chunk of a genome-wide run: the data, the shared design, the chunk's targets, and their values."""
-    from .io import read_table
+    """One chunk of a genome-wide run: whether each sample trains, the shared design, the chunk's targets, and the
+    values of the predictors (X) and targets (Y), read without the rest of the matrix."""
+    from .io import read_h5ad_columns, read_table
 
-    adata, split = _load_split_data(a.data, a.splits)
     design = json.loads(Path(a.design).read_text())
     plan = read_table(a.plan, dtype={"target": str})
     targets = plan.loc[plan["chunk"] == a.chunk, "target"].tolist()
-    index = {g: i for i, g in enumerate(adata.var_names)}
-    X = np.asarray(adata.X)[:, [index[g] for g in design["predictors"]]]
-    Y = np.asarray(adata.X)[:, [index[t] for t in targets]]
-    return adata, split == "train", design, targets, index, X, Y
+    predictors = design["predictors"]
+    values, samples, _, _ = read_h5ad_columns(a.data, [*predictors, *targets])
+    sp = read_table(a.splits, dtype={"sample": str})
+    split = sp.set_index("sample")["split"].reindex(samples)
+    if split.isna().any():
+        raise InputError(f"Splits table '{a.splits}' does not cover every sample of '{a.data}'. Re-run the split step.")
+    X, Y = values[:, : len(predictors)], values[:, len(predictors) :]
+    return split.to_numpy() == "train", design, targets, X, Y
 
 
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
@@ -882,13 +889,13 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     from .compare import regression_metrics
     from .io import write_parquet, write_table
 
-    adata, train, design, targets, index, X, Y = _genome_chunk(a)
+    train, design, targets, X, Y = _genome_chunk(a)
     res = fit_many(X[train], Y[train], design["predictors"], targets, alpha=a.alpha, on_rank_deficient="drop")
     if res.dropped_terms:
         log.warning("dropped %d predictors that are linear combinations of others on the training split: %s",
                     len(res.dropped_terms), ", ".join(res.dropped_terms[:5]))
-    kept = [index[g] for g in res.terms[1:]]
-    A = np.column_stack([np.ones(adata.n_obs), np.asarray(adata.X)[:, kept]])
+    column = {g: j for j, g in enumerate(design["predictors"])}
+    A = np.column_stack([np.ones(len(X)), X[:, [column[g] for g in res.terms[1:]]]])
     pred = A @ res.coef.T
     rows = []
     train_mean = Y[train].mean(axis=0)
@@ -914,7 +921,7 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
 
     torch.set_num_threads(max(1, a.threads))
     settings = MLPSettings.from_config(_json_arg(a.settings, "--settings"))
-    _, train, design, targets, _, X, Y = _genome_chunk(a)
+    train, design, targets, X, Y = _genome_chunk(a)
     # targets without variance on the training split cannot be learnt (the OLS side flags them too)
     sd = Y[train].std(axis=0)
     ok = np.isfinite(Y).all(axis=0) & (sd > 1e-12 * np.maximum(np.abs(Y[train]).max(axis=0), 1.0))

@@ -131,6 +131,68 @@ def read_h5ad(path: str | os.PathLike[str]) -> ad.AnnData:
     return ad.read_h5ad(path)
 
 
+def read_h5ad_columns(
+    path: str | os.PathLike[str], genes: list[str] | None = None, block_bytes: int = 64 * 2**20
+) -> tuple[np.ndarray | None, list[str], list[str], list[str]]:
+    """Some genes' values of an ``.h5ad`` written by gexpred, without anndata.
+
+    The genome-wide jobs need a few thousand columns of a matrix of every gene:
+    reading it with h5py, in blocks of samples, keeps their memory to the columns
+    they use plus one block, and spares the ~0.3 s of importing anndata.
+
+    Parameters
+    ----------
+    path
+        An ``.h5ad`` file written by gexpred (dense ``X``, samples x genes).
+    genes
+        Genes (``var`` names) to read, in this order; None reads no values.
+    block_bytes
+        Bytes of ``X`` read at a time.
+
+    Returns
+    -------
+    values, samples, all_genes, sources
+        ``values`` is samples x ``genes`` float64 (None when ``genes`` is None);
+        ``samples`` and ``all_genes`` are the ``obs`` and ``var`` names; ``sources``
+        is ``uns["sources"]`` (the matrices the data came from; ``[path]`` if absent).
+        A file of another layout (sparse ``X``) is read with anndata instead.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        X = f.get("X")
+        if not isinstance(X, h5py.Dataset) or X.ndim != 2:
+            return _read_h5ad_columns_anndata(path, genes)
+
+        def names(group: str) -> list[str]:
+            g = f[group]
+            return list(g[g.attrs.get("_index", "_index")].asstr()[:])
+
+        samples, all_genes = names("obs"), names("var")
+        src = f.get("uns/sources")
+        sources = list(src.asstr()[:]) if isinstance(src, h5py.Dataset) else [str(path)]
+        if genes is None:
+            return None, samples, all_genes, sources
+        index = {g: j for j, g in enumerate(all_genes)}
+        cols = np.fromiter((index[g] for g in genes), dtype=np.intp, count=len(genes))
+        out = np.empty((X.shape[0], cols.size), dtype=np.float64)
+        step = max(1, int(block_bytes) // max(1, X.shape[1] * X.dtype.itemsize))
+        for a in range(0, X.shape[0], step):
+            out[a : a + step] = X[a : a + step][:, cols]
+    return out, samples, all_genes, sources
+
+
+def _read_h5ad_columns_anndata(path: str | os.PathLike[str], genes: list[str] | None):
+    adata = read_h5ad(path)
+    samples, all_genes = list(map(str, adata.obs_names)), list(map(str, adata.var_names))
+    sources = list(adata.uns.get("sources", [str(path)]))
+    if genes is None:
+        return None, samples, all_genes, sources
+    X = adata[:, list(genes)].X
+    X = X.toarray() if hasattr(X, "toarray") else X
+    return np.asarray(X, dtype=np.float64), samples, all_genes, sources
+
+
 def read_table(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
     """Read a tab-separated table written by gexpred; floats parsed exactly (round trip)."""
     return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], float_precision="round_trip",

@@ -347,10 +347,11 @@ def _genome_chunk_shape(wildcards, input):
 
 
 def ols_chunk_mem_mb(wildcards, input, attempt):
-    """Whole data matrix read, X/Y/fitted copies, and the coefficient table (a row per target x term)."""
+    """The chunk's columns of the data (read 64 MB of samples at a time, gexpred.io.read_h5ad_columns), X/Y/fitted
+    copies, and the coefficient table (a row per target x term)."""
     targets, samples, p = _genome_chunk_shape(wildcards, input)
     rows = targets * (p + 1)
-    need = 300 + 2 * input.size_mb + samples * (p + targets) * 8 * 4 / 1e6 + rows * 400 / 1e6
+    need = 300 + 64 + samples * (p + targets) * 8 * 4 / 1e6 + rows * 400 / 1e6
     return _mb(1.5 * need, attempt, 2000)
 
 
@@ -392,13 +393,14 @@ def _mlp_seconds(networks, epochs, samples, params):
 
 def mlp_chunk_mem_mb(wildcards, input, attempt):
     """per_target: a network per target (weights, gradients, Adam moments, best weights) and the stacked
-    training inputs; multi_output: one network with an output per target."""
+    training inputs; multi_output: one network with an output per target. The data: the chunk's columns, read
+    64 MB of samples at a time."""
     targets, samples, p = _genome_chunk_shape(wildcards, input)
     if config["mlp"].get("genome_mode") == "multi_output":
         nets = _mlp_params(p, targets) * 4 * 6 + samples * (p + targets) * 4 * 4
     else:
         nets = targets * (_mlp_params(p) * 4 * 6 + samples * (p + 1) * 4 * 2)
-    return _mb(1.5 * (600 + 2 * input.size_mb + nets / 1e6), attempt, 2000)
+    return _mb(1.5 * (600 + 64 + samples * (p + targets) * 8 * 2 / 1e6 + nets / 1e6), attempt, 2000)
 
 
 def mlp_chunk_runtime(wildcards, input, attempt):
