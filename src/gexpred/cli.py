@@ -164,16 +164,16 @@ def _read_labels(path: str, samples) -> pd.DataFrame:
 
 
 def cmd_split(a: argparse.Namespace) -> None:
-    from .io import read_h5ad, write_table
+    from .io import read_h5ad_columns, write_table
     from .split import train_test_split
 
-    adata = read_h5ad(a.data)
+    _, samples, _, _ = read_h5ad_columns(a.data)  # the sample ids only
     strata = None
     if a.labels:
-        lab = _read_labels(a.labels, adata.obs_names)
+        lab = _read_labels(a.labels, samples)
         strata = lab[a.stratify or lab.columns[0]]
         log.info("split stratified by the classes of %s", strata.name)
-    df = train_test_split(adata.obs_names, a.test_fraction, a.seed, labels=strata)
+    df = train_test_split(samples, a.test_fraction, a.seed, labels=strata)
     if strata is not None:
         test_counts = pd.crosstab(strata.reindex(df["sample"]).to_numpy(), df["split"].to_numpy())
         few = [c for c in test_counts.index if test_counts.loc[c].get("train", 0) < 2]
@@ -1209,15 +1209,15 @@ def _dense(X) -> np.ndarray:
 def cmd_report_summary(a: argparse.Namespace) -> None:
     from .facts import build_facts, comparison_rows
     from .htmltable import sortable_table
-    from .io import read_h5ad, read_table, write_json, write_text
+    from .io import read_h5ad_columns, read_table, write_json, write_text
 
-    adata = read_h5ad(a.data)
+    _, samples, genes, sources = read_h5ad_columns(a.data)  # names only: the matrix is not needed
     opt = lambda path, **kw: read_table(path, **kw) if path else None  # noqa: E731
     metrics = read_table(a.metrics, dtype={"target": str, "model": str})
     cv = opt(a.cv_metrics, dtype={"target": str, "model": str})
     summary = opt(a.summary, dtype={"target": str, "best_model": str})
     facts = build_facts(
-        n_samples=adata.n_obs, n_genes=adata.n_vars, sources=list(adata.uns.get("sources", [a.data])),
+        n_samples=len(samples), n_genes=len(genes), sources=sources,
         dropped=read_table(a.dropped, dtype=str), splits=read_table(a.splits, dtype={"sample": str}),
         targets=read_table(a.targets, dtype=str), metrics=metrics,
         predictors=opt(a.predictors, dtype={"target": str, "gene": str}),
