@@ -46,7 +46,8 @@ Where the time goes (benchmarks/bench_ols.py: n = 500, p = 50, 2,000 targets, 2
 cores): ``Q'Y`` ~1.1 ms (both cores, as long as the benchmark's bare ``A'Y``);
 then, on one core, the t p-values ~0.6-0.75 ms (a gather and 13 passes over
 102,000 values), the factorisation ~0.4-0.5 ms, ``y'y`` ~0.27 ms, ``R^-1 G``
-~0.13 ms and the other statistics ~0.4 ms: about 3.1-3.4x the bare product.
+~0.13 ms and the other statistics ~0.4 ms: about 3.2-3.9x the bare product (the
+shared machine drifts by ~10 %).
 The guard needs no pass over the ``k x m`` statistics (it bounds every ``t^2``
 of a target by ``df (y'y - RSS) / RSS``). Splitting the
 element-wise work over two Python threads did not help: in blocks small enough
