@@ -290,4 +290,7 @@ class TestInference:
         from statsmodels.stats.multitest import multipletests
 
         p2 = np.concatenate([p[ok], p[ok][:5], [0.999, 1.0, 0.5, 0.5]])
-        np.testing.assert_allclose(bh_qvalues(p2), multipletests(p2, method="fdr_bh")[1], rtol=1e-13)
+        np.testing.assert_array_equal(bh_qvalues(p2), multipletests(p2, method="fdr_bh")[1])  # the same operations
+        q2, ps = bh_qvalues(np.r_[p2, np.nan], return_sorted=True)
+        np.testing.assert_array_equal(ps, np.sort(p2))
+        np.testing.assert_array_equal(q2[:-1], bh_qvalues(p2))

@@ -139,3 +139,25 @@ def test_loss_curves_classification_draws_accuracy_panel(tmp_path):
                 tmp_path / "clf.png", best_epoch=3)
     reg, clf = mpimg.imread(tmp_path / "reg.png"), mpimg.imread(tmp_path / "clf.png")
     assert clf.shape[1] > 1.6 * reg.shape[1]  # a second panel: accuracy beside the loss
+
+
+@pytest.mark.parametrize("n", [7, 60_001])
+def test_qq_points_sorted_or_not(n):
+    """Expected and observed -log10 p against a direct computation; sorted input (the genome-wide merge hands over
+    its sorted p-values) gives the same points; above 50,000 p-values every one of the 2,000 smallest is kept."""
+    rng = np.random.default_rng(n)
+    p = rng.uniform(size=n) ** 3
+    exp, obs = plots.qq_points(p)
+    exp_sorted, obs_sorted = plots.qq_points(np.sort(p))
+    np.testing.assert_array_equal(exp, exp_sorted)
+    np.testing.assert_array_equal(obs, obs_sorted)
+    full_obs = -np.log10(np.sort(p))
+    full_exp = -np.log10(np.arange(1, n + 1) / (n + 1))
+    if n <= 50_000:
+        np.testing.assert_allclose(obs, full_obs, rtol=1e-15)
+        np.testing.assert_allclose(exp, full_exp, rtol=1e-15)
+    else:
+        np.testing.assert_allclose(obs[:2000], full_obs[:2000], rtol=1e-15)
+        idx = np.searchsorted(-full_exp, -exp)  # the kept ranks
+        np.testing.assert_allclose(obs, full_obs[idx], rtol=1e-15)
+        assert len(obs) < 23_000 and obs[-1] == full_obs[-1]

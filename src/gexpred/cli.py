@@ -999,7 +999,7 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
 
     from . import plots
     from .batched import LONG_COEF_COLUMNS
-    from .io import atomic_output, read_table, write_table
+    from .io import atomic_output, parquet_options, read_table, write_table
     from .ols import bh_qvalues
 
     pvals, const = [], []
@@ -1010,7 +1010,7 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
     p_all = np.concatenate(pvals) if pvals else np.zeros(0)
     tested = ~np.concatenate(const) if const else np.zeros(0, dtype=bool)
     q_all = np.full(len(p_all), np.nan)
-    q_all[tested] = bh_qvalues(p_all[tested])
+    q_all[tested], p_sorted = bh_qvalues(p_all[tested], return_sorted=True)
     fits = pd.concat([read_table(p, dtype={"target": str}) for p in a.fits], ignore_index=True)
     metrics = pd.concat([read_table(p, dtype={"target": str}) for p in a.metrics], ignore_index=True)
     log.info("genome-wide OLS: %d targets; %d of %d terms with q < %g", len(fits), int((q_all < a.fdr).sum()),
@@ -1019,7 +1019,8 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
     if len(not_ok):
         log.warning("%d targets not fitted (%s)", len(not_ok),
                     ", ".join(f"{k}: {v}" for k, v in not_ok["status"].value_counts().items()))
-    plots.genome_summary(p_all[tested], fits, metrics, a.out_figure)
+    plots.genome_summary(p_sorted, fits, metrics, a.out_figure)
+    del p_sorted, p_all, tested  # a float and a flag per term: freed before the chunks are read whole
     start, significant = 0, []
     with atomic_output(a.out_coefficients) as tmp:
         writer = None
@@ -1030,7 +1031,7 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
                 start += part.num_rows
                 part = part.append_column("q_value", pa.array(q, type=pa.float64()))
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
+                    writer = pq.ParquetWriter(tmp, part.schema, **parquet_options(part.schema))
                 writer.write_table(part)
                 hits = np.flatnonzero(q < a.fdr)
                 if hits.size:

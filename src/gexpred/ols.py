@@ -230,19 +230,27 @@ def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str,
     return pd.DataFrame(rows, columns=NESTED_COLUMNS)
 
 
-def bh_qvalues(p: np.ndarray) -> np.ndarray:
+def bh_qvalues(p: np.ndarray, return_sorted: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Benjamini-Hochberg q-values; NaN p-values stay NaN and are not counted.
 
     ``q_(i) = min_{j >= i} min(1, p_(j) m / j)`` over the ``m`` finite p-values sorted
     increasingly: statsmodels' ``multipletests(method="fdr_bh")`` (tests hold it to that), in
     numpy, because importing statsmodels.stats costs the genome-wide merge half a second.
+    With ``return_sorted``, also the finite p-values in increasing order (for a QQ plot, without
+    sorting millions of them twice).
     """
     p = np.asarray(p, dtype=np.float64)
     q = np.full(p.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
     m = ok.size
+    ps = np.zeros(0)
     if m:
         order = ok[np.argsort(p[ok])]  # ties get equal q-values whatever their order
-        ranked = p[order] * (m / np.arange(1, m + 1))
-        q[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
-    return q
+        ps = p[order]
+        ranked = np.arange(1.0, m + 1.0)  # in place from here (millions of terms in a genome-wide merge), and
+        ranked /= m  # statsmodels' operations: p_(j) / (j / m)
+        np.divide(ps, ranked, out=ranked)
+        np.minimum.accumulate(ranked[::-1], out=ranked[::-1])
+        np.minimum(ranked, 1.0, out=ranked)
+        q[order] = ranked
+    return (q, ps) if return_sorted else q
