@@ -616,3 +616,22 @@ def test_killed_run_resumes_to_identical_results(tmp_path, finished_run):
         a, b = (json.loads((r / rel).read_text()) for r in (first, root))
         a.pop("created"), b.pop("created")
         assert a == b, rel
+
+
+def test_jobs_that_hold_the_matrix_ask_for_memory_in_proportion(tmp_path):
+    """A 3 GB input matrix (a sparse file: no disk used): collect asks SLURM / --resources for ~14 GB, not a fixed
+    4 GB that would get it killed; small inputs keep the floor."""
+    write_config(tmp_path)
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data/expr.tsv", "wb") as fh:
+        fh.truncate(3 * 10**9)
+    out = run_snakemake(tmp_path, "-n", "--forceall").stdout
+
+    def mem_mb(rule: str) -> int:
+        block = out[out.index(f"rule {rule}:"):]
+        line = next(ln for ln in block.splitlines() if ln.strip().startswith("resources:"))
+        return int(line.split("mem_mb=")[1].split(",")[0])
+
+    size_mb = 3 * 10**9 / 2**20  # Snakemake's input.size_mb: bytes / 2**20
+    assert mem_mb("collect") == -(-int(1.5 * (400 + 3 * size_mb)) // 100) * 100
+    assert mem_mb("target_table") == 500

@@ -376,6 +376,27 @@ def genome_plan_mem_mb(wildcards, input, attempt):
     return _mb(1000 + 3 * input.size_mb, attempt, 2000)
 
 
+def whole_matrix_mem_mb(factor, floor=4000):
+    """mem_mb of a job that holds the whole expression matrix: interpreter and imports (400 MB) plus `factor`
+    times the size of its inputs, x1.5. Measured at 20,000 genes x 1,300 samples (208 MB .h5ad; bench_scale):
+    collect 685 MB, normalize 1,120 MB, the samples and normalization figures 707 and 935 MB (two .h5ad
+    inputs); a fixed 4,000 MB would be too little from ~5,000 samples of 20,000 genes."""
+
+    def mem_mb(wildcards, input, attempt):
+        return _mb(1.5 * (400 + factor * input.size_mb), attempt, floor)
+
+    return mem_mb
+
+
+def whole_matrix_runtime(floor):
+    """Minutes: `floor`, or 1 a 100 MB of input (text parsing and writing included) if more."""
+
+    def runtime(wildcards, input, attempt):
+        return _minutes(input.size_mb / 100, attempt, floor)
+
+    return runtime
+
+
 def _mlp_params(p, outputs=1):
     """Parameters of the largest network the mlp section (or its search) builds on p inputs."""
     sizes = []

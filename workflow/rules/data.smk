@@ -23,8 +23,8 @@ rule collect:
         missing=config["missing"],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=whole_matrix_mem_mb(3),
+        runtime=whole_matrix_runtime(30),
     conda:
         "../envs/gexpred.yaml"
     shell:
@@ -52,8 +52,8 @@ rule labels:
         binarize=json.dumps(config["binarize"]),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=whole_matrix_mem_mb(3, 2000),
+        runtime=whole_matrix_runtime(10),
     conda:
         "../envs/gexpred.yaml"
     shell:
@@ -104,8 +104,8 @@ rule folds:
         labels=lambda wc, input: labels_arg(input),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=whole_matrix_mem_mb(3, 2000),
+        runtime=whole_matrix_runtime(10),
     conda:
         "../envs/gexpred.yaml"
     shell:
@@ -129,8 +129,8 @@ rule normalize:
         missing=config["missing"],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=whole_matrix_mem_mb(5),
+        runtime=whole_matrix_runtime(30),
     conda:
         "../envs/gexpred.yaml"
     shell:
@@ -162,8 +162,8 @@ rule select_predictors:
         labels=lambda wc, input: labels_arg(input),
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=whole_matrix_mem_mb(3),
+        runtime=whole_matrix_runtime(30),
     conda:
         "../envs/gexpred.yaml"
     shell:

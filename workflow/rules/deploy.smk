@@ -62,8 +62,8 @@ rule deploy_batch:
         out_dir=subpath(output.verdict, parent=True),
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=whole_matrix_mem_mb(3),
+        runtime=whole_matrix_runtime(10),
     conda:
         "../envs/gexpred.yaml"
     shell:

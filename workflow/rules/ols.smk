@@ -55,8 +55,8 @@ rule ols:
         out_dir=subpath(output.coefficients, parent=True),
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=whole_matrix_mem_mb(3),
+        runtime=whole_matrix_runtime(30),
     conda:
         "../envs/gexpred.yaml"
     shell:
@@ -137,8 +137,8 @@ rule regulator_recovery:
         spec=predictor_spec(),
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=whole_matrix_mem_mb(3),
+        runtime=whole_matrix_runtime(30),
     conda:
         "../envs/gexpred.yaml"
     shell:

@@ -35,8 +35,8 @@ rule penalized:
         out_dir=subpath(output.coefficients, parent=True),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=whole_matrix_mem_mb(3, 2000),
+        runtime=whole_matrix_runtime(30),
     conda:
         "../envs/gexpred.yaml"
     shell:

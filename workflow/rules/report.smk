@@ -171,8 +171,8 @@ rule plot_samples:
         facts=caption_facts,
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=whole_matrix_mem_mb(2),
+        runtime=whole_matrix_runtime(10),
     conda:
         "../envs/gexpred.yaml"
     shell:
@@ -201,8 +201,8 @@ rule plot_normalization:
         facts=caption_facts,
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=whole_matrix_mem_mb(3),
+        runtime=whole_matrix_runtime(10),
     conda:
         "../envs/gexpred.yaml"
     shell:
