@@ -105,6 +105,7 @@ _TABLE_FIT_MIN_SIZE = 65536  # fit_many: fewer coefficients than this (~13 ms of
 _TABLE_BLOCK = 32768  # values evaluated per block, so the temporaries stay in cache
 _QUAD = np.dtype((np.void, 32))  # four float64 coefficients, gathered as one item
 
+
 # --------------------------------------------------------------------------- chunks
 def iter_chunks(m: int, chunk_size: int) -> list[tuple[int, int]]:
     """Split ``m`` targets into consecutive ``[start, stop)`` ranges of ``chunk_size``.
