@@ -138,13 +138,19 @@ def test_other_alpha_and_one_dimensional_inputs(data):
     _assert_matches(res, ref)
 
 
-def test_many_targets_use_the_p_value_table_and_still_match(data):
-    """600 targets x 7 terms: enough t statistics for the interpolated p-values."""
+def test_many_targets_use_the_p_value_table_and_still_match(data, monkeypatch):
+    """10,000 targets x 7 terms: enough t statistics for the interpolated p-values (checked: the table's
+    evaluation runs), every 50th target against statsmodels."""
     rng = np.random.default_rng(11)
     X = data[0]
-    Y = _targets(rng, X, 600)
-    res = fit_many(X, Y, data[2], [f"T{j}" for j in range(600)])
-    cols = np.arange(0, 600, 3)
+    Y = _targets(rng, X, 10_000)
+    assert 7 * 10_000 >= batched._TABLE_FIT_MIN_SIZE
+    calls = []
+    real = batched._eval_packed
+    monkeypatch.setattr(batched, "_eval_packed", lambda *a: calls.append(a[1].size) or real(*a))
+    res = fit_many(X, Y, data[2], [f"T{j}" for j in range(10_000)])
+    assert calls == [70_000]
+    cols = np.arange(0, 10_000, 50)
     _assert_matches(res, _statsmodels(X, Y[:, cols]), cols)
 
 
