@@ -61,14 +61,21 @@ def _source_text(sources: list[str], what: str = "the collected data") -> str:
 
 
 def _load_split_data(data: str, splits: str):
-    from .io import read_h5ad, read_table
+    from .io import read_h5ad
 
     adata = read_h5ad(data)
+    return adata, _split_of(adata.obs_names, data, splits)
+
+
+def _split_of(samples, data: str, splits: str) -> np.ndarray:
+    """``train``/``test`` of each sample of ``data``, in its order, from the splits table."""
+    from .io import read_table
+
     sp = read_table(splits, dtype={"sample": str})
-    split = sp.set_index("sample")["split"].reindex(adata.obs_names)
+    split = sp.set_index("sample")["split"].reindex(samples)
     if split.isna().any():
         raise InputError(f"Splits table '{splits}' does not cover every sample of '{data}'. Re-run the split step.")
-    return adata, split.to_numpy()
+    return split.to_numpy()
 
 
 def _predictions_frame(target: str, model: str, samples, split, y, yhat) -> pd.DataFrame:
@@ -876,12 +883,8 @@ def _genome_chunk(a: argparse.Namespace):
     targets = plan.loc[plan["chunk"] == a.chunk, "target"].tolist()
     predictors = design["predictors"]
     values, samples, _, _ = read_h5ad_columns(a.data, [*predictors, *targets])
-    sp = read_table(a.splits, dtype={"sample": str})
-    split = sp.set_index("sample")["split"].reindex(samples)
-    if split.isna().any():
-        raise InputError(f"Splits table '{a.splits}' does not cover every sample of '{a.data}'. Re-run the split step.")
     X, Y = values[:, : len(predictors)], values[:, len(predictors) :]
-    return split.to_numpy() == "train", design, targets, X, Y
+    return _split_of(samples, a.data, a.splits) == "train", design, targets, X, Y
 
 
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
