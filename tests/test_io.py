@@ -738,3 +738,14 @@ def test_read_h5ad_columns_sparse_falls_back_to_anndata(tmp_path):
     values, samples, genes, sources = read_h5ad_columns(path, ["e", "a"])
     np.testing.assert_array_equal(values, X.toarray()[:, [4, 0]])
     assert genes == list("abcde") and sources == [str(path)] and len(samples) == 12
+
+
+def test_read_h5ad_scalars(tmp_path):
+    from gexpred.io import read_h5ad_scalars, write_h5ad
+
+    adata = ad.AnnData(X=np.zeros((2, 2)), obs=pd.DataFrame(index=["a", "b"]), var=pd.DataFrame(index=["x", "y"]))
+    adata.uns.update({"n_dropped_samples": 3, "ratio": 0.25, "policy": "drop", "sources": ["m.tsv"]})
+    write_h5ad(adata, tmp_path / "u.h5ad")
+    got = read_h5ad_scalars(tmp_path / "u.h5ad", ["n_dropped_samples", "ratio", "policy", "sources", "absent"])
+    assert got == {"n_dropped_samples": 3, "ratio": 0.25, "policy": "drop"}  # not a scalar / absent: left out
+    assert type(got["n_dropped_samples"]) is int

@@ -1186,28 +1186,26 @@ def cmd_plot(a: argparse.Namespace) -> None:
         meta = json.loads(Path(a.model_json).read_text())
         plots.loss_curves(read_table(a.history), a.target, a.out, meta["training"]["best_epoch"])
     elif a.kind in ("samples", "normalization"):
-        from .io import read_h5ad
+        from .io import read_h5ad_columns, read_h5ad_scalars
 
-        adata, split = _load_split_data(a.normalized, a.splits)
-        after = _dense(adata.X)
+        _, samples, genes, _ = read_h5ad_columns(a.normalized)
+        after, *_ = read_h5ad_columns(a.normalized, genes)
+        split = _split_of(samples, a.normalized, a.splits)
         if a.kind == "samples":
-            raw = read_h5ad(a.data)
-            plots.sample_overview(after, list(adata.obs_names), split, a.out,
-                                  n_dropped_samples=int(raw.uns.get("n_dropped_samples", 0)),
-                                  n_dropped_genes=int(raw.uns.get("n_dropped_genes", 0)))
-        else:
-            raw = read_h5ad(a.data)[adata.obs_names, adata.var_names]
-            plots.normalization_effect(_dense(raw.X), after, split, a.method or "none", a.out)
+            counts = read_h5ad_scalars(a.data, ["n_dropped_samples", "n_dropped_genes"])
+            plots.sample_overview(after, samples, split, a.out,
+                                  n_dropped_samples=int(counts.get("n_dropped_samples", 0)),
+                                  n_dropped_genes=int(counts.get("n_dropped_genes", 0)))
+        else:  # the input values of the same samples and genes, in the same order
+            before, raw_samples, _, _ = read_h5ad_columns(a.data, genes)
+            row = {s: i for i, s in enumerate(raw_samples)}
+            plots.normalization_effect(before[[row[s] for s in samples]], after, split, a.method or "none", a.out)
     elif a.kind == "pvalues":
         plots.pvalue_summary(read_table(a.coefficients, dtype={"target": str, "term": str}), a.out, a.fdr)
     elif a.kind == "comparison":
         plots.model_comparison(read_table(a.metrics, dtype={"target": str, "model": str}), a.out)
     elif a.kind == "cv":
         plots.cv_metrics(read_table(a.cv_metrics, dtype={"target": str, "model": str}), a.out, a.metric)
-
-
-def _dense(X) -> np.ndarray:
-    return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
 
 
 def cmd_report_summary(a: argparse.Namespace) -> None:

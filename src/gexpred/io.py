@@ -196,6 +196,23 @@ def read_h5ad_columns(
     return out, samples, all_genes, sources
 
 
+def read_h5ad_scalars(path: str | os.PathLike[str], keys: list[str]) -> dict[str, Any]:
+    """Scalar entries of ``uns`` of a gexpred ``.h5ad`` (numbers and strings), without anndata or the matrix.
+
+    Keys that are absent, or not scalars, are left out.
+    """
+    import h5py
+
+    out: dict[str, Any] = {}
+    with h5py.File(path, "r") as f:
+        for key in keys:
+            d = f.get(f"uns/{key}")
+            if isinstance(d, h5py.Dataset) and d.shape == ():
+                v = d[()]
+                out[key] = v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v
+    return out
+
+
 def _read_h5ad_columns_anndata(path: str | os.PathLike[str], genes: list[str] | None):
     adata = read_h5ad(path)
     samples, all_genes = list(map(str, adata.obs_names)), list(map(str, adata.var_names))
