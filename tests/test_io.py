@@ -725,6 +725,8 @@ def test_read_h5ad_columns_matches_anndata(tmp_path, block_bytes):
     assert got_samples == samples and got_genes == genes and sources == ["a.tsv", "b.parquet"]
     none, *_ = read_h5ad_columns(path)
     assert none is None
+    every, *_ = read_h5ad_columns(path, "all", block_bytes=block_bytes)
+    np.testing.assert_array_equal(every, want.X)
 
 
 def test_read_h5ad_columns_sparse_falls_back_to_anndata(tmp_path):

@@ -164,18 +164,27 @@ def t_pvalues(t: np.ndarray, df: float, table: np.ndarray | None | str = "auto")
 def _t_pvalues_into(t: np.ndarray, df: float, octaves: int | None, out: np.ndarray) -> None:
     """``out[...] = t_pvalues(t, df, t_table(df, 2**octaves - 1))`` (scipy if ``octaves`` is None), in place.
 
-    Without temporaries of ``t``'s size when ``t`` and ``out`` are contiguous.
+    ``t`` and ``out`` are C-contiguous (:func:`fit_many`'s output block), so no temporary of their size is made.
     """
-    if octaves is None or not (out.flags.c_contiguous and t.flags.c_contiguous):
-        out[...] = t_pvalues(t, df, None if octaves is None else t_table(df, 2.0**octaves - 1.0))
+    if not (t.flags.c_contiguous and out.flags.c_contiguous):  # pragma: no cover - fit_many's block is contiguous
+        raise ValueError("_t_pvalues_into: t and out must be C-contiguous")
+    x, p = t.reshape(-1), out.reshape(-1)
+
+    def sf(v: np.ndarray) -> np.ndarray:
+        return 2.0 * special.stdtr(float(df), -np.abs(v))
+
+    if octaves is None:
+        p[...] = sf(x)
         return
-    x = out.reshape(-1)
-    _eval_packed(_cached_t_table(float(df), octaves)[1], t.reshape(-1), x)
-    if not np.isnan(np.min(x, initial=np.inf)):  # one pass when no value is left to scipy (min propagates NaN)
-        return
-    redo = np.flatnonzero(np.isnan(x))
-    if redo.size:
-        x[redo] = 2.0 * special.stdtr(float(df), -np.abs(t.reshape(-1)[redo]))
+    _eval_packed(_cached_t_table(float(df), octaves)[1], x, p)
+    _exact_where_nan(p, x, sf)
+
+
+def _exact_where_nan(out: np.ndarray, x: np.ndarray, sf: Callable[[np.ndarray], np.ndarray]) -> None:
+    """``out[i] = sf(x[i])`` wherever the table left NaN; one pass when it left none (``min`` propagates NaN)."""
+    if np.isnan(np.min(out, initial=np.inf)):
+        redo = np.flatnonzero(np.isnan(out))
+        out[redo] = sf(x[redo])
 
 
 def t_table(df: float, top: float = np.inf) -> np.ndarray:
@@ -289,9 +298,7 @@ def _tail_probability(x: np.ndarray, sf: Callable[[np.ndarray], np.ndarray], tab
         return sf(x)
     out = np.empty_like(x)
     _eval_table(table, x, out)
-    redo = np.flatnonzero(np.isnan(out))
-    if redo.size:
-        out[redo] = sf(x[redo])
+    _exact_where_nan(out, x, sf)
     return out
 
 

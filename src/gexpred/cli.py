@@ -1188,8 +1188,7 @@ def cmd_plot(a: argparse.Namespace) -> None:
     elif a.kind in ("samples", "normalization"):
         from .io import read_h5ad_columns, read_h5ad_scalars
 
-        _, samples, genes, _ = read_h5ad_columns(a.normalized)
-        after, *_ = read_h5ad_columns(a.normalized, genes)
+        after, samples, genes, _ = read_h5ad_columns(a.normalized, "all")
         split = _split_of(samples, a.normalized, a.splits)
         if a.kind == "samples":
             counts = read_h5ad_scalars(a.data, ["n_dropped_samples", "n_dropped_genes"])

@@ -146,7 +146,7 @@ def read_h5ad(path: str | os.PathLike[str]) -> ad.AnnData:
 
 
 def read_h5ad_columns(
-    path: str | os.PathLike[str], genes: list[str] | None = None, block_bytes: int = 64 * 2**20
+    path: str | os.PathLike[str], genes: list[str] | str | None = None, block_bytes: int = 64 * 2**20
 ) -> tuple[np.ndarray | None, list[str], list[str], list[str]]:
     """Some genes' values of an ``.h5ad`` written by gexpred, without anndata.
 
@@ -159,7 +159,8 @@ def read_h5ad_columns(
     path
         An ``.h5ad`` file written by gexpred (dense ``X``, samples x genes).
     genes
-        Genes (``var`` names) to read, in this order; None reads no values.
+        Genes (``var`` names) to read, in this order; ``"all"`` reads every gene in the
+        file's order; None reads no values.
     block_bytes
         Bytes of ``X`` read at a time.
 
@@ -187,9 +188,16 @@ def read_h5ad_columns(
         sources = list(src.asstr()[:]) if isinstance(src, h5py.Dataset) else [str(path)]
         if genes is None:
             return None, samples, all_genes, sources
-        index = {g: j for j, g in enumerate(all_genes)}
-        cols = np.fromiter((index[g] for g in genes), dtype=np.intp, count=len(genes))
-        out = np.empty((X.shape[0], cols.size), dtype=np.float64)
+        if isinstance(genes, str):
+            if genes != "all":
+                raise ValueError(f"read_h5ad_columns: genes must be a list, 'all' or None, got {genes!r}")
+            cols = slice(None)
+            width = X.shape[1]
+        else:
+            index = {g: j for j, g in enumerate(all_genes)}
+            cols = np.fromiter((index[g] for g in genes), dtype=np.intp, count=len(genes))
+            width = cols.size
+        out = np.empty((X.shape[0], width), dtype=np.float64)
         step = max(1, int(block_bytes) // max(1, X.shape[1] * X.dtype.itemsize))
         for a in range(0, X.shape[0], step):
             out[a : a + step] = X[a : a + step][:, cols]
@@ -219,7 +227,7 @@ def _read_h5ad_columns_anndata(path: str | os.PathLike[str], genes: list[str] | 
     sources = list(adata.uns.get("sources", [str(path)]))
     if genes is None:
         return None, samples, all_genes, sources
-    X = adata[:, list(genes)].X
+    X = adata.X if isinstance(genes, str) else adata[:, list(genes)].X
     X = X.toarray() if hasattr(X, "toarray") else X
     return np.asarray(X, dtype=np.float64), samples, all_genes, sources
 
