@@ -14,8 +14,8 @@ import statsmodels.api as sm
 
 from gexpred.errors import ConfigError, InputError
 from gexpred.nn import MLPSettings, predict, train_mlp
-from gexpred.search import (cv_networks, cv_ols, cv_penalized, fit_penalized, kfold, mlp_candidates, penalty_grid,
-                            search_table)
+from gexpred.search import (cv_networks, cv_ols, cv_penalized, fit_penalized, genome_search_table, kfold,
+                            mlp_candidates, penalty_grid, search_genome_networks, search_table)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -141,6 +141,95 @@ def test_cv_networks_classification_out_of_fold_probabilities():
         te = folds == f
         p_true = cv.oof[0, te, :][np.arange(te.sum()), codes[te]]
         assert cv.loss[0, f] == pytest.approx(-np.mean(np.log(p_true)), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- genome-wide networks
+def _chunk(n=120, seed=5):
+    """Three linear targets and two interactions (x0 * x1, x2 * x3) that need a hidden layer."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    Y = np.column_stack([X @ rng.normal(size=4) for _ in range(3)] + [X[:, 0] * X[:, 1], X[:, 2] * X[:, 3]])
+    return X, Y + 0.1 * rng.normal(size=Y.shape)
+
+
+def _validation_rows(n, fraction, seed):
+    """The documented validation part, rebuilt here: round(fraction * n) samples of a seeded permutation."""
+    n_val = int(round(fraction * n))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _nmse(Y, pred, fit, val):
+    return np.mean((Y[val] - pred[val]) ** 2, axis=0) / np.var(Y[fit], axis=0)
+
+
+GENOME_BASE = {"epochs": 150, "patience": 30, "batch_size": 16, "lr": 0.01, "activation": "tanh", "device": "cpu"}
+
+
+def test_genome_search_multi_output_keeps_the_best_candidate_on_validation():
+    X, Y = _chunk()
+    configs = mlp_candidates(GENOME_BASE, {"hidden": [[], [16]]})
+    cands = [MLPSettings.from_config(c) for c in configs]
+    res = search_genome_networks(X, Y, cands, "multi_output", [f"t{j}" for j in range(5)])
+    fit, val = _validation_rows(len(X), 0.2, 0)
+    # every candidate's loss is its network's validation MSE over the target's variance on the fitted part
+    for c, s in enumerate(cands):
+        model, _, _ = train_mlp(X, Y, s)
+        np.testing.assert_allclose(res.loss[c], _nmse(Y, predict(model, X), fit, val), rtol=1e-9)
+    winner = int(np.argmin(res.loss.mean(axis=1)))
+    assert winner == 1  # the interactions need the hidden layer
+    assert (res.selected == winner).all() and len(res.models) == 1
+    # the kept network is the winner's, trained as it would be alone (same seed, same numbers)
+    alone, _, _ = train_mlp(X, Y, cands[winner])
+    np.testing.assert_allclose(predict(res.models[0], X), predict(alone, X), rtol=1e-6)
+    table = genome_search_table(3, configs, res)
+    assert table.columns[:3].tolist() == ["chunk", "candidate", "hidden"]
+    assert table["hidden"].tolist() == ["[]", "[16]"] and (table["chunk"] == 3).all()
+    np.testing.assert_allclose(table["val_nmse_mean"], res.loss.mean(axis=1))
+    np.testing.assert_allclose(table["val_nmse_median"], np.median(res.loss, axis=1))
+    assert table["n_selected"].tolist() == [0, 5]
+
+
+def test_genome_search_per_target_keeps_each_targets_best():
+    X, Y = _chunk()
+    configs = mlp_candidates(GENOME_BASE, {"hidden": [[], [16]]})
+    cands = [MLPSettings.from_config(c) for c in configs]
+    res = search_genome_networks(X, Y, cands, "per_target", [f"t{j}" for j in range(5)])
+    fit, val = _validation_rows(len(X), 0.2, 0)
+    assert res.loss.shape == (2, 5)
+    np.testing.assert_array_equal(res.selected, np.argmin(res.loss, axis=0))
+    assert (res.selected[3:] == 1).all()  # the interactions
+    assert res.loss[0, 3:].min() > 0.5 > res.loss[1, 3:].max()  # a linear fit cannot explain x0 * x1
+    for j in range(5):
+        c = res.selected[j]
+        model, _, _ = train_mlp(X, Y[:, j], cands[c])  # one at a time: the batched program's numbers
+        pred = predict(res.models[j], X)
+        np.testing.assert_allclose(pred, predict(model, X), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(res.loss[c, j], _nmse(Y[:, [j]], pred[:, None], fit, val)[0], rtol=1e-9)
+    table = genome_search_table(0, configs, res)
+    assert table["n_selected"].sum() == 5
+    np.testing.assert_allclose(table["val_nmse_median"], np.median(res.loss, axis=1))
+
+
+def test_genome_search_one_candidate_is_the_mlp_section_alone():
+    X, Y = _chunk(n=60)
+    s = MLPSettings.from_config({**GENOME_BASE, "hidden": [8], "epochs": 30})
+    res = search_genome_networks(X, Y, [s], "multi_output", [f"t{j}" for j in range(5)])
+    alone, hist, _ = train_mlp(X, Y, s)
+    np.testing.assert_array_equal(predict(res.models[0], X), predict(alone, X))
+    assert res.histories[0].equals(hist)
+
+
+@pytest.mark.parametrize("space, base, match", [
+    ({"val_fraction": [0.2, 0.3]}, {}, "must not vary val_fraction or seed"),
+    ({"seed": [0, 1]}, {}, "must not vary val_fraction or seed"),
+    ({"lr": [0.01, 0.02]}, {"val_fraction": 0.0}, "leaves none of its 40 samples"),
+])
+def test_genome_search_needs_one_validation_part(space, base, match):
+    X, Y = _chunk(n=40)
+    cands = [MLPSettings.from_config(c) for c in mlp_candidates({**GENOME_BASE, **base, "epochs": 2}, space)]
+    with pytest.raises(ConfigError, match=match):
+        search_genome_networks(X, Y, cands, "multi_output", [f"t{j}" for j in range(5)])
 
 
 # --------------------------------------------------------------------------- regression models

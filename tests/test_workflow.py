@@ -395,8 +395,10 @@ def test_covariates_interactions_gene_sets_end_to_end(tmp_path):
     assert allc.loc[allc["term"] == "const", "q_value"].isna().all()
 
 
-def test_genome_wide_mode_matches_statsmodels(tmp_path):
-    """targets: {file: ...} with a shared design: chunked batched OLS equals statsmodels per target."""
+@pytest.mark.parametrize("mode", ["multi_output", "per_target"])
+def test_genome_wide_mode_matches_statsmodels(tmp_path, mode):
+    """targets: {file: ...} with a shared design: chunked batched OLS equals statsmodels per target; networks
+    per chunk (one multi-output network, or one per target) chosen by the search on the validation part."""
     import statsmodels.api as sm
 
     rng = np.random.default_rng(4)
@@ -412,7 +414,7 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path):
     (tmp_path / "data/targets.txt").write_text("\n".join(genes[4:]) + "\nNOT_A_GENE\n")
     write_config(tmp_path, targets={"file": "data/targets.txt"}, predictors={"from": "data/preds.txt"},
                  models=["ols", "mlp"], ols={"chunk_size": 7},
-                 mlp={"hidden": [16], "epochs": 60, "patience": 15, "batch_size": 16, "lr": 0.01})
+                 mlp={"hidden": [16], "epochs": 60, "patience": 15, "batch_size": 16, "lr": 0.01, "genome_mode": mode})
     run_snakemake(tmp_path)
     res = tmp_path / "results/ols/genome"
     assert len(list((res / "chunks").glob("*.coefficients.parquet"))) == 4  # 26 targets / 7 per chunk
@@ -467,9 +469,28 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path):
     untied = untied[untied.nunique(axis=1) == 3]
     assert len(untied) >= 20
     assert (per.loc[untied.index, "best_model"] == untied.idxmin(axis=1)).all()
-    meta = json.loads((tmp_path / "results/mlp/genome/chunks/00000.model.json").read_text())
-    assert meta["mode"] == "multi_output" and meta["architecture"]["n_out"] == 7
     assert (tmp_path / "results/plots/genome_comparison.png").is_file()
+    # the network search (search.mlp: hidden [[], [8]]): two candidates per chunk, judged on the validation part
+    # of the training split; a multi-output chunk keeps the one with the lowest mean validation loss, a
+    # per-target chunk each target's best
+    search = pd.read_csv(tmp_path / "results/compare/genome_search.tsv", sep="\t", dtype={"hidden": str})
+    assert len(search) == 8 and sorted(set(search["chunk"])) == [0, 1, 2, 3]
+    for chunk, rows in search.groupby("chunk"):
+        meta = json.loads((tmp_path / f"results/mlp/genome/chunks/{chunk:05d}.model.json").read_text())
+        assert meta["mode"] == mode and meta["search"]["n_candidates"] == 2
+        n_fit = len(meta["targets"])
+        assert (rows["n_targets"] == n_fit).all() and rows["n_selected"].sum() == n_fit
+        if mode == "per_target":
+            hidden = {c: json.loads(h) for c, h in zip(rows["candidate"], rows["hidden"])}
+            assert [a["hidden"] for a in meta["architectures"]] == [hidden[c] for c in meta["selected"]]
+            assert all(a["n_out"] == 1 for a in meta["architectures"])
+            continue
+        assert meta["architecture"]["n_out"] == n_fit == (7 if chunk < 3 else 4)  # g29 is constant
+        best = rows.loc[rows["val_nmse_mean"].idxmin()]
+        assert meta["selected"] == best["candidate"]
+        assert meta["architecture"]["hidden"] == json.loads(best["hidden"])
+        assert rows["n_selected"].tolist() == [rows["n_targets"].max() if c == best["candidate"] else 0
+                                              for c in rows["candidate"]]
 
 
 def test_classification_end_to_end(tmp_path):

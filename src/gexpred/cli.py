@@ -481,15 +481,12 @@ def cmd_ols_summary(a: argparse.Namespace) -> None:
     write_table(allf, a.out_fits)
 
 
-def cmd_mlp(a: argparse.Namespace) -> None:
-    import torch
-
+def _network_candidates(a: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]], list[Any]]:
+    """The search section (``--search``), the candidates' config mappings and their validated settings."""
     from .errors import ConfigError
-    from .io import write_json, write_table
-    from .nn import MLPSettings, architecture, predict, predict_proba, save_state, settings_dict, train_mlp
-    from .search import candidate_summary, cv_networks, mlp_candidates, search_table
+    from .nn import MLPSettings
+    from .search import mlp_candidates
 
-    torch.set_num_threads(max(1, a.threads))
     base = _json_arg(a.settings, "--settings")
     search = _json_arg(a.search, "--search") if a.search else {}
     configs = mlp_candidates(base, search.get("mlp") or {}, search.get("strategy", "grid"),
@@ -501,6 +498,18 @@ def cmd_mlp(a: argparse.Namespace) -> None:
         except ConfigError as exc:
             raise ConfigError(f"search.mlp candidate {k} ({ {key: cfg[key] for key in search.get('mlp', {})} }): "
                               f"{exc}") from None
+    return search, configs, candidates
+
+
+def cmd_mlp(a: argparse.Namespace) -> None:
+    import torch
+
+    from .io import write_json, write_table
+    from .nn import architecture, predict, predict_proba, save_state, settings_dict, train_mlp
+    from .search import candidate_summary, cv_networks, search_table
+
+    torch.set_num_threads(max(1, a.threads))
+    search, configs, candidates = _network_candidates(a)
     adata, split = _load_split_data(a.data, a.splits)
     classify = bool(a.labels)
     X, y, train, design = _design(a, adata, split, None, need_target_gene=not classify)
@@ -920,10 +929,11 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
 
     from .compare import regression_metrics
     from .io import write_json, write_table
-    from .nn import MLPSettings, architecture, predict, save_state, settings_dict, train_mlp
+    from .nn import architecture, predict, save_state, settings_dict
+    from .search import candidate_summary, genome_search_table, search_genome_networks
 
     torch.set_num_threads(max(1, a.threads))
-    settings = MLPSettings.from_config(_json_arg(a.settings, "--settings"))
+    search, configs, candidates = _network_candidates(a)
     train, design, targets, X, Y = _genome_chunk(a)
     # targets without variance on the training split cannot be learnt (the OLS side flags them too)
     sd = Y[train].std(axis=0)
@@ -934,34 +944,47 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     fit_targets = [t for t, k in zip(targets, ok) if k]
     pred = np.full(Y.shape, np.nan)
     out = Path(a.out_dir)
+    varied = candidate_summary(configs)
     meta: dict[str, Any] = {"chunk": a.chunk, "mode": a.mode, "targets": fit_targets,
-                            "predictors": design["predictors"], "settings": settings_dict(settings),
+                            "predictors": design["predictors"],
+                            "search": {"strategy": search.get("strategy", "grid"), "n_candidates": len(candidates),
+                                       "varied": varied, "judged_on": "validation part of the training split",
+                                       "loss": "validation MSE / variance"},
                             "torch_version": torch.__version__, "gexpred_version": __version__}
-    if fit_targets and a.mode == "multi_output":
-        model, history, info = train_mlp(X[train], Y[train][:, ok], settings, f"chunk {a.chunk}")
-        p = predict(model, X)
-        pred[:, ok] = p if p.ndim == 2 else p[:, None]
-        meta.update({"architecture": architecture(model, settings),
-                     "training": {k: v for k, v in info.items() if k != "seconds"}})
-        log.info("chunk %d: one network for %d targets, %d epochs (best %d) in %.1fs", a.chunk, len(fit_targets),
-                 info["epochs_run"], info["best_epoch"], info["seconds"])
-        state = model
-    elif fit_targets:
-        from .batched_nn import train_many
-
+    search_out = pd.DataFrame(columns=["chunk", "candidate", "mode", "n_targets", "val_nmse_mean", "n_selected"])
+    if fit_targets:
         cols = np.flatnonzero(ok)
-        trained = train_many([X[train]] * len(cols), [Y[train][:, j] for j in cols], [settings] * len(cols),
-                             fit_targets)
-        state = torch.nn.Module()
-        for k, (j, (model, _, info)) in enumerate(zip(cols, trained)):
-            pred[:, j] = predict(model, X)
-            state.add_module(f"t{k}", model)
-        meta["architecture"] = architecture(trained[0][0], settings)
-        meta["training"] = [{k: v for k, v in info.items() if k != "seconds"} for _, _, info in trained]
-        log.info("chunk %d: %d networks trained as one program", a.chunk, len(cols))
-        history = pd.concat([h.assign(target=t) for t, (_, h, _) in zip(fit_targets, trained)], ignore_index=True)
+        res = search_genome_networks(X[train], Y[train][:, cols], candidates, a.mode, fit_targets, f"chunk {a.chunk}")
+        search_out = genome_search_table(a.chunk, configs, res)
+        if a.mode == "multi_output":
+            (model,), (history,), (info,) = res.models, res.histories, res.infos
+            winner = int(res.selected[0])
+            settings = candidates[winner]
+            p = predict(model, X)
+            pred[:, cols] = p if p.ndim == 2 else p[:, None]
+            meta.update({"settings": settings_dict(settings), "selected": winner + 1,
+                         "architecture": architecture(model, settings),
+                         "training": {k: v for k, v in info.items() if k != "seconds"}})
+            log.info("chunk %d: one network for %d targets%s, %d epochs (best %d)", a.chunk, len(fit_targets),
+                     _chosen(winner, len(candidates), configs, varied), info["epochs_run"], info["best_epoch"])
+            state = model
+        else:
+            state = torch.nn.Module()
+            for k, (j, model) in enumerate(zip(cols, res.models)):
+                pred[:, j] = predict(model, X)
+                state.add_module(f"t{k}", model)
+            meta["selected"] = [int(c) + 1 for c in res.selected]
+            meta["settings"] = [settings_dict(c) for c in candidates]
+            meta["architectures"] = [architecture(m, candidates[c]) for m, c in zip(res.models, res.selected)]
+            meta["training"] = [{k: v for k, v in info.items() if k != "seconds"} for info in res.infos]
+            counts = np.bincount(res.selected, minlength=len(candidates))
+            log.info("chunk %d: %d networks (one per target), each target's best of %d candidates: %s", a.chunk,
+                     len(cols), len(candidates), ", ".join(f"candidate {c + 1} for {n}" for c, n in
+                                                           enumerate(counts) if n))
+            history = pd.concat([h.assign(target=t) for t, h in zip(fit_targets, res.histories)], ignore_index=True)
     else:  # no target of the chunk can be learnt: an empty state dict keeps the outputs uniform
         state, history = torch.nn.Module(), pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
+        meta["settings"] = settings_dict(candidates[0])
     rows = []
     for j, t in enumerate(targets):
         for name, mask in (("train", train), ("test", ~train)):
@@ -971,8 +994,16 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     save_state(state, out / f"{stem}.model.pt")
     write_json(meta, out / f"{stem}.model.json")
     write_table(history, out / f"{stem}.history.tsv")
+    write_table(search_out, out / f"{stem}.search.tsv")
     write_table(pd.DataFrame(rows).reindex(columns=["target", "model", "split", "n", "mse", "mae", "r2", "pearson"]),
                 out / f"{stem}.metrics.tsv")
+
+
+def _chosen(winner: int, n: int, configs: list[dict[str, Any]], varied: list[str]) -> str:
+    """`` (candidate 2 of 6: hidden=[16], lr=0.01)``, or nothing without a search."""
+    if n < 2:
+        return ""
+    return f" (candidate {winner + 1} of {n}: " + ", ".join(f"{k}={configs[winner][k]}" for k in varied) + ")"
 
 
 def cmd_genome_compare(a: argparse.Namespace) -> None:
@@ -986,7 +1017,16 @@ def cmd_genome_compare(a: argparse.Namespace) -> None:
     for _, r in summary.iterrows():
         log.info("%s: median test R^2 %.3f over %d targets; best for %d targets", r["model"], r["median_test_r2"],
                  r["n_targets"], r["n_best"])
+    search = [read_table(p, dtype={"hidden": str}) for p in a.search or []]
+    search = [t for t in search if len(t)]
+    search_out = (pd.concat(search, ignore_index=True) if search
+                  else pd.DataFrame(columns=["chunk", "candidate", "mode", "n_targets", "val_nmse_mean", "n_selected"]))
+    if len(search_out) and search_out["candidate"].max() > 1:
+        kept = search_out.groupby("candidate")["n_selected"].sum()
+        log.info("network search: targets per candidate kept: %s",
+                 ", ".join(f"candidate {c}: {n}" for c, n in kept.items()))
     plots.genome_comparison(per_target, summary, a.out_figure)
+    write_table(search_out, a.out_search)
     write_table(metrics, a.out_metrics)
     write_table(summary, a.out_summary)
     write_table(per_target, a.out_targets)
@@ -1416,6 +1456,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = chunk_verb("mlp-chunk", cmd_mlp_chunk, "Train the networks of one chunk of genome-wide targets.")
     s.add_argument("--settings", required=True, help="JSON of the mlp settings")
+    s.add_argument("--search", help="JSON of the search settings (strategy, n_candidates, seed, mlp): candidates "
+                                    "judged on the validation part of the training split")
     s.add_argument("--mode", choices=["multi_output", "per_target"], default="multi_output",
                    help="one network with an output per target, or one network per target trained as one program")
     s.add_argument("--threads", type=int, default=1)
@@ -1423,7 +1465,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = verb("genome-compare", cmd_genome_compare, "Compare models across all genome-wide targets.")
     s.add_argument("--metrics", nargs="+", required=True, help="metrics tables (OLS merged, network chunks)")
+    s.add_argument("--search", nargs="*", default=[], help="search tables of the network chunks")
     s.add_argument("--out-metrics", required=True)
+    s.add_argument("--out-search", required=True, help="the network chunks' search tables, concatenated")
     s.add_argument("--out-summary", required=True)
     s.add_argument("--out-targets", required=True, help="one row per target: test R^2 of every model, the best")
     s.add_argument("--out-figure", required=True)

@@ -303,6 +303,181 @@ def search_table(candidates: Sequence[Any], cv: NetworkCV, varied: Sequence[str]
     return pd.DataFrame(rows)
 
 
+# --------------------------------------------------------------------------- genome-wide networks
+GENOME_SEARCH_MODES = ("multi_output", "per_target")
+
+
+@dataclass
+class GenomeSearch:
+    """Network candidates of one genome-wide chunk, judged on the validation part of the training split.
+
+    ``loss`` is candidates x targets: each target's mean squared error on the
+    validation part divided by its variance on the fitted part (so targets of
+    any scale weigh the same; 1 is as good as predicting the mean). ``selected``
+    is the candidate kept for each target (one for the whole chunk with a
+    multi-output network). ``models`` holds the kept network(s) (one for
+    ``multi_output``, one per target for ``per_target``), ``histories`` and
+    ``infos`` what :func:`gexpred.nn.train_mlp` returned for them, and
+    ``candidate_info`` the ``best_epoch`` / ``epochs_run`` of every candidate
+    (per target for ``per_target``: lists).
+    """
+
+    mode: str
+    loss: np.ndarray
+    selected: np.ndarray
+    models: list[Any]
+    histories: list[pd.DataFrame]
+    infos: list[dict[str, Any]]
+    candidate_info: list[dict[str, Any]]
+
+
+def validation_nmse(Y: np.ndarray, pred: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray) -> np.ndarray:
+    """Per column of ``Y``: mean squared error of ``pred`` on ``val_idx`` over the variance on ``fit_idx``."""
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+    pred = np.asarray(pred, dtype=np.float64).reshape(len(Y), -1)
+    mse = np.mean((Y[val_idx] - pred[val_idx]) ** 2, axis=0)
+    var = np.var(Y[fit_idx], axis=0)
+    return mse / np.where(var > 0, var, 1.0)  # a target constant on the fitted part: its plain MSE
+
+
+def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[Any], mode: str,
+                           targets: Sequence[str], name: str = "chunk") -> GenomeSearch:
+    """Train every candidate on a chunk of targets and keep the best on the validation part.
+
+    Genome-wide model search: K-fold cross-validation of thousands of outputs
+    and several architectures would multiply the cost of the chunk by K, so
+    candidates are compared as D-GEX compared its architectures: on one
+    validation part carved from the training split (``val_fraction`` and
+    ``seed``, the same for every candidate, so every candidate is judged on the
+    same samples; that part also drives early stopping). The test split is not
+    seen here. Candidates are trained one after the other and only the best so
+    far is kept, so memory stays that of one candidate.
+
+    Parameters
+    ----------
+    X, Y
+        The training split only: samples x predictors and samples x targets.
+    candidates
+        :class:`gexpred.nn.MLPSettings`; one candidate trains it alone (its
+        validation loss is still reported).
+    mode
+        ``multi_output``: one network per candidate with an output per target;
+        the candidate with the lowest mean ``loss`` over the targets is kept.
+        ``per_target``: one network per target and candidate (a candidate's
+        networks trained as one program, :func:`gexpred.batched_nn.train_many`);
+        each target keeps its own best candidate.
+    targets
+        Names of the columns of ``Y`` (messages).
+    name
+        Name of the chunk in messages.
+
+    Raises
+    ------
+    ConfigError
+        Several candidates but no validation part, or candidates that would be
+        judged on different samples (``val_fraction`` or ``seed`` varied).
+    """
+    from .nn import _split_validation, predict, train_mlp
+
+    if mode not in GENOME_SEARCH_MODES:
+        raise ConfigError(f"mlp.genome_mode must be one of {', '.join(GENOME_SEARCH_MODES)}; got {mode!r}.")
+    if not candidates:
+        raise ConfigError("The genome-wide network search needs at least one candidate.")
+    X = np.asarray(X, dtype=np.float32)
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
+    n, T = Y.shape
+    if len(targets) != T:
+        raise ValueError(f"search_genome_networks: {T} target columns but {len(targets)} names")
+    splits = {(float(c.val_fraction), int(c.seed)) for c in candidates}
+    if len(candidates) > 1:
+        if len(splits) > 1:
+            raise ConfigError(
+                "The genome-wide network search judges every candidate on one validation part of the training "
+                "split, so search.mlp must not vary val_fraction or seed (they choose that part). Remove them "
+                "from search.mlp and set them in the mlp section."
+            )
+        (fraction, _), = splits
+        if _split_validation(n, fraction, candidates[0].seed)[1].size == 0:
+            raise ConfigError(
+                f"The genome-wide network search compares {len(candidates)} candidates on a validation part of "
+                f"the training split, but mlp.val_fraction = {fraction:g} leaves none of its {n} samples for it. "
+                f"Set mlp.val_fraction to e.g. 0.2, or search.mlp: {{}} to train the mlp section alone."
+            )
+    fit_idx, val_idx = _split_validation(n, candidates[0].val_fraction, candidates[0].seed)
+    C = len(candidates)
+    loss = np.full((C, T), np.nan)
+    selected = np.zeros(T, dtype=np.int64)
+    cand_info: list[dict[str, Any]] = []
+    if mode == "multi_output":
+        kept: tuple[Any, pd.DataFrame, dict[str, Any]] | None = None
+        best = math.inf
+        for c, s in enumerate(candidates):
+            model, hist, info = train_mlp(X, Y, s, f"{name} candidate {c + 1}/{C}")
+            if val_idx.size:
+                loss[c] = validation_nmse(Y, predict(model, X), fit_idx, val_idx)
+            cand_info.append({"best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"]})
+            score = float(np.mean(loss[c])) if val_idx.size else 0.0
+            if kept is None or score < best:  # the first of equals
+                kept, best, selected[:] = (model, hist, info), score, c
+            if C > 1:
+                log.info("%s: candidate %d/%d validation loss (MSE / variance, mean over %d targets) %.5g",
+                         name, c + 1, C, T, score)
+        assert kept is not None
+        return GenomeSearch(mode=mode, loss=loss, selected=selected, models=[kept[0]], histories=[kept[1]],
+                            infos=[kept[2]], candidate_info=cand_info)
+
+    from .batched_nn import train_many
+
+    models: list[Any] = [None] * T
+    histories: list[Any] = [None] * T
+    infos: list[Any] = [None] * T
+    best_loss = np.full(T, np.inf)
+    for c, s in enumerate(candidates):
+        trained = train_many([X] * T, [Y[:, j] for j in range(T)], [s] * T,
+                             [f"{t} (candidate {c + 1}/{C})" for t in targets])
+        cand_info.append({"best_epoch": [info["best_epoch"] for _, _, info in trained],
+                          "epochs_run": [info["epochs_run"] for _, _, info in trained]})
+        if val_idx.size:
+            pred = np.column_stack([predict(m, X) for m, _, _ in trained])
+            loss[c] = validation_nmse(Y, pred, fit_idx, val_idx)
+        score = loss[c] if val_idx.size else np.zeros(T)
+        better = (score < best_loss) | (c == 0)  # the first of equals
+        for j in np.flatnonzero(better):
+            models[j], histories[j], infos[j] = trained[j]
+        best_loss[better] = score[better]
+        selected[better] = c
+        if C > 1:
+            log.info("%s: candidate %d/%d validation loss (MSE / variance) median %.5g over %d targets", name,
+                     c + 1, C, float(np.median(score)), T)
+    return GenomeSearch(mode=mode, loss=loss, selected=selected, models=models, histories=histories, infos=infos,
+                        candidate_info=cand_info)
+
+
+def genome_search_table(chunk: int, candidates: Sequence[dict[str, Any]], result: GenomeSearch) -> pd.DataFrame:
+    """One row per candidate of a chunk: its settings (those the search varies first, ``hidden`` as JSON), the
+    validation loss over the chunk's targets (mean and median of MSE / variance), the targets it was kept for
+    and its training epochs (median over targets for ``per_target``)."""
+    import json
+
+    varied = candidate_summary(candidates)
+    rows = []
+    for c, cfg in enumerate(candidates):
+        d = {k: v for k, v in cfg.items() if k != "device"}
+        if "hidden" in d:
+            d["hidden"] = json.dumps(list(d["hidden"]))
+        first = {k: d.pop(k) for k in varied if k in d}
+        lc = result.loss[c]
+        info = result.candidate_info[c]
+        rows.append({"chunk": chunk, "candidate": c + 1, **first, **d, "mode": result.mode,
+                     "n_targets": int(lc.size),
+                     "val_nmse_mean": float(np.mean(lc)) if lc.size else math.nan,
+                     "val_nmse_median": float(np.median(lc)) if lc.size else math.nan,
+                     "n_selected": int(np.sum(result.selected == c)),
+                     "best_epoch_median": float(np.median(info["best_epoch"])),
+                     "epochs_run_median": float(np.median(info["epochs_run"]))})
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- regression models
 def _standardize(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = X.mean(axis=0)

@@ -237,11 +237,13 @@ def genome_chunk_files(wildcards):
 
 
 def genome_compare_inputs(wildcards):
-    """The merged OLS metrics and, with networks, every chunk's network metrics."""
-    inputs = {"metrics": ["results/ols/genome/metrics.tsv"]}
+    """The merged OLS metrics and, with networks, every chunk's network metrics and search table."""
+    inputs = {"metrics": ["results/ols/genome/metrics.tsv"], "search": []}
     if "mlp" in MODELS:
         chunks = genome_chunk_files(wildcards)["metrics"]
         inputs["metrics"] += [p.replace("results/ols/genome/", "results/mlp/genome/") for p in chunks]
+        inputs["search"] = [p.replace("results/ols/genome/", "results/mlp/genome/").replace(".metrics.", ".search.")
+                            for p in chunks]
     return inputs
 
 
@@ -425,24 +427,30 @@ def mlp_chunk_mem_mb(wildcards, input, attempt):
 
 
 def mlp_chunk_runtime(wildcards, input, attempt):
-    """Minutes: every epoch of every network (no early stopping assumed), x3 margin."""
+    """Minutes: every epoch of every network of every search candidate (trained one candidate after the
+    other; no early stopping assumed), x3 margin."""
     targets, samples, p = _genome_chunk_shape(wildcards, input)
-    epochs = config["mlp"]["epochs"]
+    epochs = _search_epochs()
     if config["mlp"].get("genome_mode") == "multi_output":
         seconds = _mlp_seconds(1, epochs, samples, _mlp_params(p, targets))
     else:
         seconds = _mlp_seconds(targets, epochs, samples, _mlp_params(p))
-    return _minutes(10 + 3 * seconds / 60, attempt, 30)
+    return _minutes(10 + 3 * _search_candidates() * seconds / 60, attempt, 30)
 
 
-def _search_fits():
-    """Networks one mlp job trains: search candidates x folds, plus the refit of the chosen one."""
+def _search_candidates():
+    """Network candidates of the search (search.mlp)."""
     grid = 1
     for values in config["search"]["mlp"].values():
         grid *= len(values)
     if config["search"]["strategy"] == "random":
         grid = min(grid, config["search"]["n_candidates"])
-    return grid * config["split"]["folds"] + 1
+    return grid
+
+
+def _search_fits():
+    """Networks one mlp job trains: search candidates x folds, plus the refit of the chosen one."""
+    return _search_candidates() * config["split"]["folds"] + 1
 
 
 def _mlp_shape(wildcards, input):

@@ -116,6 +116,7 @@ rule mlp_chunk:
         model="results/mlp/genome/chunks/{chunk}.model.pt",
         meta="results/mlp/genome/chunks/{chunk}.model.json",
         history="results/mlp/genome/chunks/{chunk}.history.tsv",
+        search="results/mlp/genome/chunks/{chunk}.search.tsv",
     log:
         "results/logs/mlp_chunk/{chunk}.log",
     benchmark:
@@ -125,6 +126,7 @@ rule mlp_chunk:
     params:
         chunk=lambda wc: int(wc.chunk),
         settings=mlp_settings(),
+        search=search_settings(),
         mode=config["mlp"]["genome_mode"],
         out_dir=subpath(output.metrics, parent=True),
     threads: 2
@@ -136,7 +138,8 @@ rule mlp_chunk:
         "../envs/gexpred.yaml"
     shell:
         "gexpred mlp-chunk --data {input.data:q} --splits {input.splits:q} --plan {input.plan:q}"
-        " --design {input.design:q} --chunk {params.chunk} --settings {params.settings:q} --mode {params.mode}"
+        " --design {input.design:q} --chunk {params.chunk} --settings {params.settings:q}"
+        " --search {params.search:q} --mode {params.mode}"
         " --threads {threads} --out-dir {params.out_dir:q} --log {log:q}"
 
 
@@ -159,6 +162,13 @@ rule genome_compare:
             subcategory="genome-wide",
             labels={"table": "test R² per target and model"},
         ),
+        search=report(
+            "results/compare/genome_search.tsv",
+            caption="../report/genome_search.rst",
+            category="5. Model comparison",
+            subcategory="genome-wide",
+            labels={"table": "network search per chunk"},
+        ),
         figure=report(
             "results/plots/genome_comparison.png",
             caption="../report/genome_comparison.rst",
@@ -177,6 +187,7 @@ rule genome_compare:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred genome-compare --metrics {input.metrics:q} --out-metrics {output.metrics:q}"
+        "gexpred genome-compare --metrics {input.metrics:q} --search {input.search:q}"
+        " --out-metrics {output.metrics:q} --out-search {output.search:q}"
         " --out-summary {output.summary:q} --out-targets {output.targets:q} --out-figure {output.figure:q}"
         " --log {log:q}"
