@@ -12,8 +12,10 @@ directory with this repository's Snakefile:
 (b) **Planning**: ``snakemake -n`` for the 20,000-gene config, before the run (the chunks are not known
     yet: the plan is a checkpoint) and ``snakemake -n --forceall`` after it (every chunk job planned).
     Target: under 15 s.
-(c) **Start-up share** in a 2,000-target run with networks (``models: [ols, mlp]``, one multi-output
-    network per chunk of 1,000 targets): every gexpred process of the run is started through a wrapper
+(c) **Start-up share** in a 2,000-target run with networks (``models: [ols, mlp]``, a multi-output
+    network per chunk of 1,000 targets, with the ``mlp`` and ``search`` sections' defaults: each chunk
+    searches 6 candidates on the validation part; ``--hidden`` trains one network of that shape alone
+    instead): every gexpred process of the run is started through a wrapper
     that sets ``PYTHONPROFILEIMPORTTIME=1``; its start-up is the bare interpreter plus the cumulative time
     of every top-level import CPython reports (lazy imports during the work included), summed over the
     processes and divided by the run's wall time. Target: under 10 %, because jobs work on chunks of
@@ -67,9 +69,13 @@ def make_data(root: Path, n_genes: int, n_samples: int, n_predictors: int, seed:
 
 
 def write_config(root: Path, chunk: int, models: list[str], hidden: list[int] | None = None) -> None:
+    """The run's config: the product's defaults for the networks and their search, or with ``hidden`` one
+    network of that shape alone (no search; larger batches, fewer epochs)."""
     cfg = {"matrices": ["data/expr.h5ad"], "targets": "all", "predictors": {"from": "data/predictors.txt"},
-           "normalization": "zscore", "models": models, "ols": {"chunk_size": chunk},
-           "mlp": {"hidden": hidden or [64], "epochs": 200, "patience": 20, "batch_size": 64, "lr": 0.003}}
+           "normalization": "zscore", "models": models, "ols": {"chunk_size": chunk}}
+    if hidden:
+        cfg["mlp"] = {"hidden": hidden, "epochs": 200, "patience": 20, "batch_size": 64, "lr": 0.003}
+        cfg["search"] = {"mlp": {}}
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
@@ -145,8 +151,9 @@ def main() -> int:
     ap.add_argument("--predictors", type=int, default=1_000)
     ap.add_argument("--chunk-size", type=int, default=1_000)
     ap.add_argument("--targets-c", type=int, default=2_000, help="targets of the start-up measurement (c)")
-    ap.add_argument("--hidden", type=int, nargs="+", default=[64],
-                    help="hidden layer widths of the multi-output network of (c) (D-GEX's smallest: 3000)")
+    ap.add_argument("--hidden", type=int, nargs="+",
+                    help="(c) with one multi-output network of these hidden widths and no search (D-GEX's smallest: "
+                         "3000); default: the mlp and search sections' defaults (6 candidates per chunk)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--keep", help="keep the runs in this directory")
     ap.add_argument("--only", choices=["ab", "c"], help="only the genome-wide OLS run (a, b) or the start-up run (c)")
@@ -201,7 +208,8 @@ def startup_run(c: Path, args: argparse.Namespace) -> float:
     procs = startup_per_process(c / "importtime", interpreter_seconds())
     startup = sum(s for _, s in procs)
     share = startup / wall_c
-    print(f"(c) {args.targets_c}-target run with networks (hidden {args.hidden}): {len(jobs_c)} jobs, {wall_c:.1f} s wall "
+    nets = f"hidden {args.hidden}, no search" if args.hidden else "default mlp and search sections"
+    print(f"(c) {args.targets_c}-target run with networks ({nets}): {len(jobs_c)} jobs, {wall_c:.1f} s wall "
           f"({jobs_c['s'].sum():.1f} s of job time on {args.cores} cores); start-up of its {len(procs)} gexpred "
           f"processes (interpreter + every import, from -X importtime) {startup:.1f} s in all, "
           f"{min(s for _, s in procs):.2f}-{max(s for _, s in procs):.2f} s a process = {share:.1%} of the "
