@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from gexpred.errors import ConfigError, InputError
+from gexpred.errors import ConfigError, InputError, ModelError
 from gexpred.nn import MLPSettings, predict, train_mlp
 from gexpred.search import (cv_networks, cv_ols, cv_penalized, fit_penalized, genome_search_table, kfold,
                             mlp_candidates, penalty_grid, search_genome_networks, search_table)
@@ -218,6 +218,25 @@ def test_genome_search_one_candidate_is_the_mlp_section_alone():
     alone, hist, _ = train_mlp(X, Y, s)
     np.testing.assert_array_equal(predict(res.models[0], X), predict(alone, X))
     assert res.histories[0].equals(hist)
+
+
+@pytest.mark.parametrize("mode", ["multi_output", "per_target"])
+def test_genome_search_skips_a_diverging_candidate_and_reports_it(mode):
+    X, Y = _chunk(n=60)
+    base = {**GENOME_BASE, "epochs": 20, "optimizer": "sgd", "hidden": [8]}
+    configs = mlp_candidates(base, {"lr": [1e4, 0.01]})  # the first one blows up
+    cands = [MLPSettings.from_config(c) for c in configs]
+    res = search_genome_networks(X, Y, cands, mode, [f"t{j}" for j in range(5)])
+    assert list(res.failed) == [0] and "diverged" in res.failed[0]
+    assert np.isnan(res.loss[0]).all() and np.isfinite(res.loss[1]).all()
+    assert (res.selected == 1).all()
+    table = genome_search_table(0, configs, res)
+    assert table["status"].tolist() == ["diverged", "ok"] and table["n_selected"].tolist() == [0, 5]
+    # every candidate diverging stops the chunk with a clear message; so does a single diverging setting
+    with pytest.raises(ModelError, match="every one of the 2 candidates diverged"):
+        search_genome_networks(X, Y, cands[:1] * 2, mode, [f"t{j}" for j in range(5)])
+    with pytest.raises(ModelError, match="Lower mlp.lr"):
+        search_genome_networks(X, Y, cands[:1], mode, [f"t{j}" for j in range(5)])
 
 
 @pytest.mark.parametrize("space, base, match", [

@@ -956,6 +956,7 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
         cols = np.flatnonzero(ok)
         res = search_genome_networks(X[train], Y[train][:, cols], candidates, a.mode, fit_targets, f"chunk {a.chunk}")
         search_out = genome_search_table(a.chunk, configs, res)
+        meta["search"]["diverged"] = [c + 1 for c in sorted(res.failed)]
         if a.mode == "multi_output":
             (model,), (history,), (info,) = res.models, res.histories, res.infos
             winner = int(res.selected[0])
@@ -1025,6 +1026,11 @@ def cmd_genome_compare(a: argparse.Namespace) -> None:
         kept = search_out.groupby("candidate")["n_selected"].sum()
         log.info("network search: targets per candidate kept: %s",
                  ", ".join(f"candidate {c}: {n}" for c, n in kept.items()))
+        if "status" in search_out:
+            bad = search_out[search_out["status"] != "ok"]
+            if len(bad):
+                log.warning("network search: %d candidate trainings diverged and were skipped (chunk, candidate): %s",
+                            len(bad), ", ".join(f"({c}, {k})" for c, k in zip(bad["chunk"], bad["candidate"])))
     plots.genome_comparison(per_target, summary, a.out_figure)
     write_table(search_out, a.out_search)
     write_table(metrics, a.out_metrics)

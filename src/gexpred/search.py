@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -319,7 +319,8 @@ class GenomeSearch:
     ``multi_output``, one per target for ``per_target``), ``histories`` and
     ``infos`` what :func:`gexpred.nn.train_mlp` returned for them, and
     ``candidate_info`` the ``best_epoch`` / ``epochs_run`` of every candidate
-    (per target for ``per_target``: lists).
+    (per target for ``per_target``: lists). ``failed`` maps the candidates whose
+    training diverged (skipped: NaN loss, never selected) to the reason.
     """
 
     mode: str
@@ -329,6 +330,7 @@ class GenomeSearch:
     histories: list[pd.DataFrame]
     infos: list[dict[str, Any]]
     candidate_info: list[dict[str, Any]]
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 def validation_nmse(Y: np.ndarray, pred: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray) -> np.ndarray:
@@ -371,11 +373,17 @@ def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[An
     name
         Name of the chunk in messages.
 
+    A candidate whose training diverges (:class:`~gexpred.errors.ModelError`; for
+    ``per_target``, on any target) is skipped, logged and listed in ``failed``:
+    a genome-wide run is not stopped by one of several candidates.
+
     Raises
     ------
     ConfigError
         Several candidates but no validation part, or candidates that would be
         judged on different samples (``val_fraction`` or ``seed`` varied).
+    ModelError
+        Every candidate diverged (or the only one did).
     """
     from .nn import _split_validation, predict, train_mlp
 
@@ -408,11 +416,27 @@ def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[An
     loss = np.full((C, T), np.nan)
     selected = np.zeros(T, dtype=np.int64)
     cand_info: list[dict[str, Any]] = []
+    failed: dict[int, str] = {}
+
+    def diverged(c: int, exc: ModelError) -> None:
+        if C == 1:
+            raise exc
+        failed[c] = str(exc)
+        cand_info.append({"best_epoch": math.nan, "epochs_run": math.nan})
+        log.warning("%s: candidate %d/%d skipped: %s", name, c + 1, C, exc)
+        if len(failed) == C:
+            raise ModelError(f"Genome-wide model search, {name}: every one of the {C} candidates diverged (the "
+                             f"last: {exc}) Lower the learning rates in search.mlp / mlp.lr.") from None
+
     if mode == "multi_output":
         kept: tuple[Any, pd.DataFrame, dict[str, Any]] | None = None
         best = math.inf
         for c, s in enumerate(candidates):
-            model, hist, info = train_mlp(X, Y, s, f"{name} candidate {c + 1}/{C}")
+            try:
+                model, hist, info = train_mlp(X, Y, s, f"{name} candidate {c + 1}/{C}")
+            except ModelError as exc:
+                diverged(c, exc)
+                continue
             if val_idx.size:
                 loss[c] = validation_nmse(Y, predict(model, X), fit_idx, val_idx)
             cand_info.append({"best_epoch": info["best_epoch"], "epochs_run": info["epochs_run"]})
@@ -424,7 +448,7 @@ def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[An
                          name, c + 1, C, T, score)
         assert kept is not None
         return GenomeSearch(mode=mode, loss=loss, selected=selected, models=[kept[0]], histories=[kept[1]],
-                            infos=[kept[2]], candidate_info=cand_info)
+                            infos=[kept[2]], candidate_info=cand_info, failed=failed)
 
     from .batched_nn import train_many
 
@@ -433,15 +457,19 @@ def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[An
     infos: list[Any] = [None] * T
     best_loss = np.full(T, np.inf)
     for c, s in enumerate(candidates):
-        trained = train_many([X] * T, [Y[:, j] for j in range(T)], [s] * T,
-                             [f"{t} (candidate {c + 1}/{C})" for t in targets])
+        try:
+            trained = train_many([X] * T, [Y[:, j] for j in range(T)], [s] * T,
+                                 [f"{t} (candidate {c + 1}/{C})" for t in targets])
+        except ModelError as exc:
+            diverged(c, exc)
+            continue
         cand_info.append({"best_epoch": [info["best_epoch"] for _, _, info in trained],
                           "epochs_run": [info["epochs_run"] for _, _, info in trained]})
         if val_idx.size:
             pred = np.column_stack([predict(m, X) for m, _, _ in trained])
             loss[c] = validation_nmse(Y, pred, fit_idx, val_idx)
         score = loss[c] if val_idx.size else np.zeros(T)
-        better = (score < best_loss) | (c == 0)  # the first of equals
+        better = (score < best_loss) | (models[0] is None)  # the first of equals
         for j in np.flatnonzero(better):
             models[j], histories[j], infos[j] = trained[j]
         best_loss[better] = score[better]
@@ -450,13 +478,13 @@ def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[An
             log.info("%s: candidate %d/%d validation loss (MSE / variance) median %.5g over %d targets", name,
                      c + 1, C, float(np.median(score)), T)
     return GenomeSearch(mode=mode, loss=loss, selected=selected, models=models, histories=histories, infos=infos,
-                        candidate_info=cand_info)
+                        candidate_info=cand_info, failed=failed)
 
 
 def genome_search_table(chunk: int, candidates: Sequence[dict[str, Any]], result: GenomeSearch) -> pd.DataFrame:
     """One row per candidate of a chunk: its settings (those the search varies first, ``hidden`` as JSON), the
-    validation loss over the chunk's targets (mean and median of MSE / variance), the targets it was kept for
-    and its training epochs (median over targets for ``per_target``)."""
+    validation loss over the chunk's targets (mean and median of MSE / variance), the targets it was kept for,
+    its training epochs (median over targets for ``per_target``) and ``status`` (``ok`` or ``diverged``)."""
     import json
 
     varied = candidate_summary(candidates)
@@ -474,7 +502,8 @@ def genome_search_table(chunk: int, candidates: Sequence[dict[str, Any]], result
                      "val_nmse_median": float(np.median(lc)) if lc.size else math.nan,
                      "n_selected": int(np.sum(result.selected == c)),
                      "best_epoch_median": float(np.median(info["best_epoch"])),
-                     "epochs_run_median": float(np.median(info["epochs_run"]))})
+                     "epochs_run_median": float(np.median(info["epochs_run"])),
+                     "status": "diverged" if c in result.failed else "ok"})
     return pd.DataFrame(rows)
 
 
