@@ -14,8 +14,8 @@ How (the approach of Matrix eQTL and tensorQTL):
   Gram matrices; as accurate as Householder QR for designs with condition number
   up to 1e5 after scaling, and much cheaper than forming Householder's ``Q``).
   Worse-conditioned designs use Householder QR (:func:`numpy.linalg.qr`), whose
-  ``R`` diagonal also reveals rank deficiency. Only numpy's LAPACK is used:
-  scipy.linalg brings a second OpenBLAS whose threads fight numpy's.
+  ``R`` diagonal also reveals rank deficiency. Triangular factors are inverted
+  by LAPACK ``dtrtri`` (:func:`_inv_triangular`).
 * **Matrix products for all targets.** ``G = Q'Y`` is one matrix product;
   coefficients are ``B = R^-1 G``; residual sums of squares are
   ``RSS = y'y - |G|^2`` (no residual matrix is formed) and the explained sum of
@@ -440,17 +440,33 @@ def _factor_design(A: np.ndarray, names: list[str], on_rank_deficient: str) -> _
     kept = [j for j in range(k) if j not in dependent]
     As = A[:, kept] * d[kept]
     Q, R = np.linalg.qr(As)
-    Rinv = np.linalg.inv(R)
+    Rinv = _inv_triangular(R, lower=False)
     return _finish(np.ascontiguousarray(Q.T), Rinv * d[kept][:, None], kept, dependent)
+
+
+def _inv_triangular(T: np.ndarray, lower: bool) -> np.ndarray:
+    """Inverse of a triangular matrix by LAPACK ``dtrtri``.
+
+    ~5x faster than :func:`numpy.linalg.inv` (an LU solve) at 51 x 51: 12 against 60 µs, twice a
+    factorisation. scipy's OpenBLAS is already loaded by :mod:`scipy.special`; at these sizes it
+    runs on the calling thread, and the next product on numpy's OpenBLAS is not slowed (measured).
+    """
+    from scipy.linalg.lapack import dtrtri
+
+    inv, info = dtrtri(T, lower=int(lower))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular triangular matrix (dtrtri info {info})")
+    return inv
 
 
 def _cholqr2(As: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Cholesky QR twice of a matrix with unit-norm columns: ``(Q', R^-1)``, or None if too ill-conditioned.
 
-    numpy's LAPACK only: scipy.linalg brings a second OpenBLAS whose threads fight numpy's.
+    The products are numpy's; the triangular inverses :func:`_inv_triangular`'s. With ``A'A = L L'``,
+    ``R = L'`` and ``R^-1 = (L^-1)'``.
     """
     try:
-        R1inv = np.linalg.inv(np.linalg.cholesky(As.T @ As).T)
+        R1inv = _inv_triangular(np.linalg.cholesky(As.T @ As), lower=True).T
     except np.linalg.LinAlgError:
         return None
     cond = np.sqrt(As.shape[1]) * np.linalg.norm(R1inv)  # Frobenius norms; |R1|_F = |As|_F = sqrt(k)
@@ -458,7 +474,7 @@ def _cholqr2(As: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     Q1t = R1inv.T @ As.T  # Q1' = (As R1^-1)', C-contiguous
     try:
-        R2inv = np.linalg.inv(np.linalg.cholesky(Q1t @ Q1t.T).T)
+        R2inv = _inv_triangular(np.linalg.cholesky(Q1t @ Q1t.T), lower=True).T
     except np.linalg.LinAlgError:  # pragma: no cover - Q1 is orthonormal to ~cond^2 * eps
         return None
     return R2inv.T @ Q1t, R1inv @ R2inv
