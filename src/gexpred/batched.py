@@ -9,13 +9,15 @@ where they differ more, statsmodels is the one off, see tests/test_batched.py).
 
 How (the approach of Matrix eQTL and tensorQTL):
 
-* **One factorisation of the design.** ``A = [1, X]`` is scaled to unit column
-  norms and factorised once, ``A = Q R``, by Cholesky QR done twice (two small
-  Gram matrices; as accurate as Householder QR for designs with condition number
-  up to 1e5 after scaling, and much cheaper than forming Householder's ``Q``).
-  Worse-conditioned designs use Householder QR (:func:`numpy.linalg.qr`), whose
-  ``R`` diagonal also reveals rank deficiency. Triangular factors are inverted
-  by LAPACK ``dtrtri`` (:func:`_inv_triangular`).
+* **One factorisation of the design.** ``A = [1, X]`` is factorised once,
+  ``A D = Q R`` with ``D`` scaling the columns to unit norm, by Cholesky QR done
+  twice (the first Cholesky factor from ``D A'A D``, the second from the Gram
+  matrix of the first ``Q``; as accurate as Householder QR for designs with
+  condition number up to 1e5 after scaling, and much cheaper than forming
+  Householder's ``Q``). Worse-conditioned designs use Householder QR
+  (:func:`numpy.linalg.qr`), whose ``R`` diagonal also reveals rank deficiency.
+  Cholesky factors and triangular inverses are LAPACK's ``dpotrf`` / ``dtrtri``
+  (:func:`_cholesky`, :func:`_inv_triangular`).
 * **Matrix products for all targets.** ``G = Q'Y`` is one matrix product;
   coefficients are ``B = R^-1 G``; residual sums of squares are
   ``RSS = y'y - |G|^2`` (no residual matrix is formed) and the explained sum of
@@ -25,7 +27,7 @@ How (the approach of Matrix eQTL and tensorQTL):
   products, times how strongly its t and F p-values amplify an error in ``RSS``);
   targets whose estimate exceeds 1e-9 are refitted from centred values and
   explicit residuals, a chunk's worth at a time (``n_refit`` counts them).
-* **Vectorised p-values.** statsmodels computes ``2 * t.sf(|t|, df)`` and
+* **Interpolated p-values.** statsmodels computes ``2 * t.sf(|t|, df)`` and
   ``F.sf`` with ``scipy.special.stdtr`` / ``fdtrc``, ~200 ns a value. For many
   t statistics the log tail probability is interpolated instead (:func:`t_table`):
   cubic polynomials on 1024 intervals per octave of ``1 + |t|``, built for this
@@ -34,26 +36,31 @@ How (the approach of Matrix eQTL and tensorQTL):
   ``log p``, every p-value below 1e-300 and every ``|t|`` beyond the table fall
   back to ``stdtr`` itself. :func:`fit_many` uses one table per ``df`` for
   ``|t|`` up to 255 (~10 ms to build, then cached), whatever the data, so that the
-  p-values do not depend on the chunks; its evaluation is one 32-byte gather of
-  a value's 4 coefficients, a Horner loop and ``exp`` (:func:`_eval_packed`).
-  The F p-values (one per target) come from a finite sum or ``fdtrc``
-  (:func:`f_pvalues`).
+  p-values do not depend on the chunks. The F p-values (one per target) come from
+  a finite sum or ``fdtrc`` (:func:`f_pvalues`).
+* **One pass over the statistics.** After the two products, the per-target sums
+  of squares and the guard, then the standard errors, t statistics, interval ends
+  and table look-ups of all ``k x c`` coefficients of a chunk are compiled loops
+  (:mod:`gexpred._kernels`, numba) that read and write each array once; numpy
+  needed a dozen passes over arrays too large for the cache, each a few
+  microseconds of call overhead too. Only ``exp`` of the log p-values stays
+  numpy's (vectorised).
 * **Bounded memory.** Targets are processed in chunks of ``chunk_size`` columns;
   the temporaries of a chunk are ``(p + 1) x chunk_size`` arrays and, for the
   targets refitted exactly, ``n x chunk_size`` ones.
 
 Where the time goes (benchmarks/bench_ols.py: n = 500, p = 50, 2,000 targets, 2
-cores): ``Q'Y`` ~1.1 ms (both cores, as long as the benchmark's bare ``A'Y``);
-then, on one core, the t p-values ~0.6-0.75 ms (a gather and 13 passes over
-102,000 values), the factorisation ~0.4-0.5 ms, ``y'y`` ~0.27 ms, ``R^-1 G``
-~0.13 ms and the other statistics ~0.4 ms: about 3.2-3.9x the bare product (the
-shared machine drifts by ~10 %).
+cores, right after another product as in the benchmark): ``Q'Y`` ~0.78 ms (both
+cores, as long as the benchmark's bare ``A'Y``); then, on one core, the
+factorisation ~0.3 ms (four small products), ``y'y`` ~0.25 ms (a pass over the
+8 MB of ``Y``), the coefficients' statistics and table look-ups ~0.27 ms,
+``R^-1 G`` ~0.1 ms, the F p-values ~0.07 ms, ``exp`` ~0.06 ms and the rest
+~0.2 ms: about 2.6-2.7x the bare product (it was 3.2-3.9x with numpy alone).
 The guard needs no pass over the ``k x m`` statistics (it bounds every ``t^2``
-of a target by ``df (y'y - RSS) / RSS``). Splitting the
-element-wise work over two Python threads did not help: in blocks small enough
-for the cache, numpy calls of a few microseconds contend for the GIL; in large
-blocks they ran twice as fast on their own but not right after a product
-(OpenBLAS's worker thread apparently keeps the second core busy for a while).
+of a target by ``df (y'y - RSS) / RSS``). Splitting the work over two threads
+(Python threads on nogil loops, numba's own parallel loops) was slower here: right
+after a product, OpenBLAS's idle worker keeps the second core busy, and handing
+work to another thread costs more than the ~0.1 ms pieces gain.
 
 Targets that cannot be fitted are reported in :meth:`BatchedResult.fit`'s
 ``status`` rather than raised: ``constant_target`` (no variance: R², F and the t
@@ -102,8 +109,8 @@ _TABLE_CHECK_TOL = 1e-12  # largest error allowed in log p at an interval's ends
 _F_MAX_TERMS = 64  # f_pvalues: the finite sum for even df_model up to 128
 _TABLE_MIN_SIZE = 1024  # t_pvalues: fewer values than this (or than twice the table's evaluations): scipy
 _TABLE_FIT_MIN_SIZE = 65536  # fit_many: fewer coefficients than this (~13 ms of scipy, what a table costs): scipy
-_TABLE_BLOCK = 32768  # values evaluated per block, so the temporaries stay in cache
-_QUAD = np.dtype((np.void, 32))  # four float64 coefficients, gathered as one item
+_NO_TABLE = np.full((1, _TABLE_DEGREE + 1), np.nan)  # a table without intervals: every p-value from scipy
+_NO_TABLE.flags.writeable = False
 
 
 # --------------------------------------------------------------------------- chunks
@@ -161,25 +168,6 @@ def t_pvalues(t: np.ndarray, df: float, table: np.ndarray | None | str = "auto")
     return _tail_probability(x, sf, table).reshape(t.shape)
 
 
-def _t_pvalues_into(t: np.ndarray, df: float, octaves: int | None, out: np.ndarray) -> None:
-    """``out[...] = t_pvalues(t, df, t_table(df, 2**octaves - 1))`` (scipy if ``octaves`` is None), in place.
-
-    ``t`` and ``out`` are C-contiguous (:func:`fit_many`'s output block), so no temporary of their size is made.
-    """
-    if not (t.flags.c_contiguous and out.flags.c_contiguous):  # pragma: no cover - fit_many's block is contiguous
-        raise ValueError("_t_pvalues_into: t and out must be C-contiguous")
-    x, p = t.reshape(-1), out.reshape(-1)
-
-    def sf(v: np.ndarray) -> np.ndarray:
-        return 2.0 * special.stdtr(float(df), -np.abs(v))
-
-    if octaves is None:
-        p[...] = sf(x)
-        return
-    _eval_packed(_cached_t_table(float(df), octaves)[1], x, p)
-    _exact_where_nan(p, x, sf)
-
-
 def _exact_where_nan(out: np.ndarray, x: np.ndarray, sf: Callable[[np.ndarray], np.ndarray]) -> None:
     """``out[i] = sf(x[i])`` wherever the table left NaN; one pass when it left none (``min`` propagates NaN)."""
     if np.isnan(np.min(out, initial=np.inf)):
@@ -216,8 +204,9 @@ def f_pvalues(f: np.ndarray, df_model: float, df_resid: float) -> np.ndarray:
     ``df_model`` up to ``2 * _F_MAX_TERMS`` the exact finite sum
     ``I_x(a, b) = x^a sum_{j<b} (a)_j / j! (1 - x)^j`` (``a = df_resid / 2``,
     ``b = df_model / 2``, ``x = df_resid / (df_resid + df_model f)``) is used: its
-    terms are all positive, so it is accurate to ~(b + |log p|) eps, and it is a few
-    dozen vectorised operations instead of ~200 ns a value for ``fdtrc``. Otherwise,
+    terms are all positive, so it is accurate to ~(b + |log p|) eps, and it is a
+    compiled Horner loop and a few vectorised operations instead of ~200 ns a value for
+    ``fdtrc``. Otherwise,
     and for p-values below 1e-250, ``scipy.special.fdtrc`` itself.
     """
     f = np.asarray(f, dtype=np.float64)
@@ -232,24 +221,12 @@ def f_pvalues(f: np.ndarray, df_model: float, df_resid: float) -> np.ndarray:
         flat = f.ravel()
         ratio = (d1 / d2) * flat
         y = ratio / (1.0 + ratio)  # 1 - x, without cancellation
-        coef = np.cumprod(np.append(1.0, (a + np.arange(b - 1)) / np.arange(1, b)))  # (a)_j / j!
-        # the polynomial sum_j coef[j] y^j in blocks of 8 terms: powers y^0..y^7 (6 products), one small
-        # matrix product for the blocks' sums, Horner in y^8 over the blocks (a third of the numpy calls of
-        # a plain Horner loop; the terms are positive, so the order of the sums does not matter for accuracy)
-        L = min(b, 8)
-        powers = np.empty((L, flat.size))
-        powers[0] = 1.0
-        if L > 1:
-            powers[1] = y
-        for j in range(2, L):
-            np.multiply(powers[j - 1], y, out=powers[j])
-        blocks = np.pad(coef, (0, -b % L)).reshape(-1, L) @ powers
-        r = blocks[-1]
-        if len(blocks) > 1:
-            yL = powers[L - 1] * y
-            for row in blocks[-2::-1]:
-                r *= yL
-                r += row
+        coef = _f_sum_coefficients(a, b)
+        # the polynomial sum_j coef[j] y^j by Horner's rule, compiled (the terms are positive, so the order of
+        # the sums does not matter for accuracy)
+        from . import _kernels
+
+        r = _kernels.horner(coef, y)
         p = np.exp(np.log(r) - a * np.log1p(ratio))
         # below 1e-250, what statsmodels reports: fdtrc's own values (which lose accuracy below ~1e-280
         # and are 0 below ~1e-293 for some degrees of freedom); and NaN/inf statistics
@@ -257,6 +234,14 @@ def f_pvalues(f: np.ndarray, df_model: float, df_resid: float) -> np.ndarray:
         if redo.size:
             p[redo] = special.fdtrc(d1, d2, flat[redo])
     return p.reshape(f.shape)
+
+
+@functools.lru_cache(maxsize=32)
+def _f_sum_coefficients(a: float, b: int) -> np.ndarray:
+    """``(a)_j / j!`` for ``j < b``: the coefficients of :func:`f_pvalues`' finite sum (read-only, cached)."""
+    coef = np.cumprod(np.append(1.0, (a + np.arange(b - 1)) / np.arange(1, b)))
+    coef.flags.writeable = False
+    return coef
 
 
 def _octaves(top: float) -> int:
@@ -343,7 +328,7 @@ def _eval_table(table: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
 
 
 def _pack(table: np.ndarray) -> np.ndarray:
-    """The table's intervals as 32-byte items of the 4 coefficients of the polynomial in ``u - mid``.
+    """The table's intervals as rows of the 4 coefficients of the polynomial in ``u - mid`` (C-contiguous).
 
     ``u`` in ``[1, 1 + 1/K)`` is read from the mantissa of ``1 + |x|``, ``mid`` is
     the middle of that range, and ``s = 2 K (u - mid)`` is the table's local
@@ -353,45 +338,20 @@ def _pack(table: np.ndarray) -> np.ndarray:
     D, K = table.shape[0] - 1, _TABLE_PER_OCTAVE
     if D != 3:  # pragma: no cover - the packing below is for 4 coefficients
         raise ValueError(f"_pack: tables of degree 3 only, got {D}")
-    return np.ascontiguousarray((table * (2.0 * K) ** np.arange(D + 1)[:, None]).T).view(_QUAD).ravel()
+    return np.ascontiguousarray((table * (2.0 * K) ** np.arange(D + 1)[:, None]).T)
 
 
 def _eval_packed(packed: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-    """Evaluate a packed table (:func:`_pack`) at ``|x|`` into ``out``.
+    """Evaluate a packed table (:func:`_pack`) at ``|x|`` into ``out`` (1-D, contiguous; NaN where ``sf`` must be used).
 
-    Per value: the interval ``k`` and local coordinate from the bits of
-    ``1 + |x|``, one gather of the interval's 4 coefficients as a 32-byte item
-    (numpy's ``take`` costs about the same per item for 8 and 32 bytes), a Horner
-    loop of degree 3 and ``exp``: 14 passes over the values, in blocks of
-    ``_TABLE_BLOCK`` so that the temporaries stay in cache.
+    One compiled pass (:func:`gexpred._kernels.table_log_p`: the interval and local
+    coordinate from the bits of ``1 + |x|``, the interval's 4 coefficients, Horner's
+    rule) and numpy's vectorised ``exp``.
     """
-    K = _TABLE_PER_OCTAVE
-    mid = 1.0 + 0.5 / K
-    size = min(x.size, _TABLE_BLOCK)
-    bits_buf, k_buf, c_buf = np.empty(size, np.uint64), np.empty(size, np.uint64), np.empty(size, _QUAD)
-    shift, offset = np.uint64(_TABLE_SHIFT), np.uint64(1023 * K)
-    mask, one = np.uint64((1 << _TABLE_SHIFT) - 1), np.uint64(0x3FF0000000000000)
-    for a in range(0, x.size, _TABLE_BLOCK):
-        y = out[a : a + _TABLE_BLOCK]
-        n = y.size
-        bits, k, c = bits_buf[:n], k_buf[:n], c_buf[:n]
-        v = bits.view(np.float64)
-        np.abs(x[a : a + _TABLE_BLOCK], out=v)
-        v += 1.0
-        np.right_shift(bits, shift, out=k)  # interval: exponent and top mantissa bits of v = 1 + |x|
-        k -= offset  # v in [1, 2) -> intervals 0..K-1; NaN and inf -> huge, which mode="clip" sends to the
-        bits &= mask  # last (NaN) column
-        bits |= one  # u: position within the interval as a float in [1, 1 + 1/K)
-        v -= mid
-        np.take(packed, k.view(np.int64), out=c, mode="clip")
-        coef = c.view(np.float64).reshape(n, 4)
-        np.multiply(coef[:, 3], v, out=y)
-        y += coef[:, 2]
-        y *= v
-        y += coef[:, 1]
-        y *= v
-        y += coef[:, 0]
-        np.exp(y, out=y)
+    from . import _kernels
+
+    _kernels.table_log_p(packed, x, out)
+    np.exp(out, out=out)
 
 
 # --------------------------------------------------------------------------- design
@@ -403,8 +363,8 @@ class _Factor:
     """``Q'`` (k x n), C-contiguous for the products ``Q'Y``."""
     Rinv: np.ndarray
     """``R^-1`` (k x k) for the unscaled columns: coefficients are ``Rinv @ Q'y``."""
-    v: np.ndarray
-    """``diag((A'A)^-1)``: squared standard errors per unit residual variance."""
+    sqrt_v: np.ndarray
+    """``sqrt(diag((A'A)^-1))``: standard errors per unit residual standard deviation."""
     kept: list[int]
     """Columns of ``A`` kept (0 = const)."""
     dropped: list[int]
@@ -412,16 +372,28 @@ class _Factor:
 
 
 def _factor_design(A: np.ndarray, names: list[str], on_rank_deficient: str) -> _Factor:
-    """Factorise the design ``A = [1, X]`` once (see the module docstring)."""
+    """Factorise the design ``A = [1, X]`` once (see the module docstring).
+
+    Raises :class:`~gexpred.errors.ModelError` for NaN or infinite values and, with
+    ``on_rank_deficient="error"``, for a rank deficient design.
+    """
     n, k = A.shape
-    norms = np.sqrt(np.einsum("ij,ij->j", A, A))
-    if norms.all():
-        d = 1.0 / norms
-        fac = _cholqr2(A * d)
-        if fac is not None:
-            Qt, Rinv = fac
-            return _finish(Qt, Rinv * d[:, None], list(range(k)), [])
+    gram = A.T @ A
+    if not np.isfinite(gram).all():  # NaN/inf in A, or squares that overflow
+        finite = np.isfinite(A).all(axis=0)
+        if not finite.all():
+            raise ModelError(
+                f"The predictors {preview(np.asarray(names)[~finite])} have NaN or infinite values; "
+                f"impute or remove them before fitting."
+            )
+    else:
+        diag = np.diag(gram)
+        if (diag > 0).all():
+            fac = _cholqr2(A, gram, 1.0 / np.sqrt(diag))
+            if fac is not None:
+                return _finish(*fac, list(range(k)), [])
     # ill-conditioned or rank deficient: Householder QR of the scaled columns
+    norms = np.sqrt(np.einsum("ij,ij->j", A, A))
     d = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
     R = np.linalg.qr(A * d, mode="r")
     diag = np.abs(np.diag(R))
@@ -444,6 +416,16 @@ def _factor_design(A: np.ndarray, names: list[str], on_rank_deficient: str) -> _
     return _finish(np.ascontiguousarray(Q.T), Rinv * d[kept][:, None], kept, dependent)
 
 
+def _cholesky(M: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor by LAPACK ``dpotrf`` (a third of :func:`numpy.linalg.cholesky`'s time at 51 x 51)."""
+    from scipy.linalg.lapack import dpotrf
+
+    L, info = dpotrf(M, lower=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"matrix not positive definite (dpotrf info {info})")
+    return L
+
+
 def _inv_triangular(T: np.ndarray, lower: bool) -> np.ndarray:
     """Inverse of a triangular matrix by LAPACK ``dtrtri``.
 
@@ -459,29 +441,33 @@ def _inv_triangular(T: np.ndarray, lower: bool) -> np.ndarray:
     return inv
 
 
-def _cholqr2(As: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Cholesky QR twice of a matrix with unit-norm columns: ``(Q', R^-1)``, or None if too ill-conditioned.
+def _cholqr2(A: np.ndarray, gram: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cholesky QR twice of ``A D`` (``D = diag(d)``: unit-norm columns): ``(Q', D R^-1)``, or None if too
+    ill-conditioned.
 
-    The products are numpy's; the triangular inverses :func:`_inv_triangular`'s. With ``A'A = L L'``,
-    ``R = L'`` and ``R^-1 = (L^-1)'``.
+    ``gram = A'A``; the first factor comes from ``D A'A D = L L'`` (``R1 = L'``), so ``A D``
+    itself is never formed: ``Q1' = (D R1^-1)' A'``. The products are numpy's, the
+    Cholesky factors and triangular inverses LAPACK's (:func:`_cholesky`,
+    :func:`_inv_triangular`).
     """
     try:
-        R1inv = _inv_triangular(np.linalg.cholesky(As.T @ As), lower=True).T
+        R1inv_t = _inv_triangular(_cholesky(gram * d * d[:, None]), lower=True)  # L^-1 = (R1^-1)'
     except np.linalg.LinAlgError:
         return None
-    cond = np.sqrt(As.shape[1]) * np.linalg.norm(R1inv)  # Frobenius norms; |R1|_F = |As|_F = sqrt(k)
+    cond = np.sqrt(A.shape[1]) * np.linalg.norm(R1inv_t)  # Frobenius norms; |R1|_F = |A D|_F = sqrt(k)
     if not cond <= _CHOLQR_MAX_COND:
         return None
-    Q1t = R1inv.T @ As.T  # Q1' = (As R1^-1)', C-contiguous
+    W = R1inv_t.T * d[:, None]  # D R1^-1
+    Q1t = W.T @ A.T  # Q1' = (A D R1^-1)', C-contiguous
     try:
-        R2inv = _inv_triangular(np.linalg.cholesky(Q1t @ Q1t.T), lower=True).T
+        R2inv_t = _inv_triangular(_cholesky(Q1t @ Q1t.T), lower=True)
     except np.linalg.LinAlgError:  # pragma: no cover - Q1 is orthonormal to ~cond^2 * eps
         return None
-    return R2inv.T @ Q1t, R1inv @ R2inv
+    return R2inv_t @ Q1t, W @ R2inv_t.T
 
 
 def _finish(Qt: np.ndarray, Rinv: np.ndarray, kept: list[int], dropped: list[int]) -> _Factor:
-    return _Factor(Qt=Qt, Rinv=Rinv, v=np.einsum("ij,ij->i", Rinv, Rinv), kept=kept, dropped=dropped)
+    return _Factor(Qt=Qt, Rinv=Rinv, sqrt_v=np.sqrt(np.einsum("ij,ij->i", Rinv, Rinv)), kept=kept, dropped=dropped)
 
 
 # --------------------------------------------------------------------------- result
@@ -624,15 +610,10 @@ def fit_many(
             f"{n} samples for {p} predictors: ordinary least squares needs at least {p + 2} (predictors + "
             f"intercept + 1 residual degree of freedom). Use fewer predictors or more samples."
         )
-    finite = np.isfinite(X).all(axis=0)
-    if not finite.all():
-        raise ModelError(
-            f"The predictors {preview(np.asarray(terms)[~finite])} have NaN or infinite values; "
-            f"impute or remove them before fitting."
-        )
-
-    A = np.column_stack([np.ones(n), X])
-    fac = _factor_design(A, names, on_rank_deficient)
+    A = np.empty((n, p + 1))
+    A[:, 0] = 1.0
+    A[:, 1:] = X
+    fac = _factor_design(A, names, on_rank_deficient)  # raises for NaN/inf predictors, naming them
     k = len(fac.kept)
     df_resid, df_model = n - k, k - 1
     q = float(special.stdtrit(df_resid, 1.0 - alpha / 2.0))
@@ -645,18 +626,16 @@ def fit_many(
     fit = dict(zip(("r2", "adj_r2", "f_stat", "f_pvalue"), np.empty((4, m))))
     status = np.empty(m, dtype=object)
     status[:] = "ok"
+    # one table per df for |t| up to 255 whatever the data, so that the p-values do not depend on the
+    # chunks (cached: ~10 ms to build, scipy computes ~65,000 p-values in that); for fewer, scipy
+    table = _cached_t_table(float(df_resid), _TABLE_FIT_OCTAVES)[1] if k * m >= _TABLE_FIT_MIN_SIZE else _NO_TABLE
     n_refit = 0
     for a, b in iter_chunks(m, int(chunk_size)):
         n_refit += _fit_chunk(
-            np.asarray(Y[:, a:b], dtype=np.float64), fac, n, df_model, df_resid, q,
+            np.asarray(Y[:, a:b], dtype=np.float64), fac, n, df_model, df_resid, q, table,
             {key: arr[:, a:b] for key, arr in out.items()}, {key: arr[a:b] for key, arr in fit.items()},
             status[a:b],
         )
-    # the t p-values of all chunks at once, with one table per df for |t| up to 255 whatever the data
-    # (so they do not depend on the chunks; cached: ~10 ms to build, scipy computes ~65,000 p-values in that)
-    octaves = _TABLE_FIT_OCTAVES if k * m >= _TABLE_FIT_MIN_SIZE else None
-    with np.errstate(all="ignore"):
-        _t_pvalues_into(out["t"], df_resid, octaves, out["p_value"])
     return BatchedResult(
         targets=targets, terms=[names[j] for j in fac.kept], n=n, df_model=df_model, df_resid=df_resid,
         alpha=float(alpha), **{key: arr.T for key, arr in out.items()}, **fit, status=status,
@@ -664,14 +643,16 @@ def fit_many(
     )
 
 
-def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int, q: float,
+def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int, q: float, table: np.ndarray,
                out: dict[str, np.ndarray], fit: dict[str, np.ndarray], status: np.ndarray) -> int:
     """Fit the targets ``Y`` (samples x c) of one chunk into the given (k x c and c) views.
 
-    Everything but ``out["p_value"]``, which :func:`fit_many` computes for all chunks at once.
+    ``table``: the packed p-value table for ``df_resid`` (:data:`_NO_TABLE`: scipy for every p-value).
     Returns the number of targets refitted from explicit residuals.
     """
-    B, se, t = out["coef"], out["std_err"], out["t"]
+    from . import _kernels
+
+    B, se, t, p = out["coef"], out["std_err"], out["t"], out["p_value"]
     with np.errstate(all="ignore"):
         # the one big product (the columns of NaN/inf targets are NaN), into the t buffer until t
         G = np.matmul(fac.Qt, Y, out=t) if t.flags.c_contiguous else fac.Qt @ Y
@@ -679,57 +660,50 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
             np.matmul(fac.Rinv, G, out=B)
         else:
             B[...] = fac.Rinv @ G
-        # fast path: sums of squares from the products
-        S = np.einsum("ij,ij->j", Y, Y)
-        ESS = np.einsum("ij,ij->j", G[1:], G[1:])
-        RSS = S - G[0] * G[0]
-        RSS -= ESS
-        np.multiply(np.sqrt(fac.v)[:, None], np.sqrt(RSS / df_resid), out=se)
-        np.divide(B, se, out=t)
-        F = (ESS / df_model) / (RSS / df_resid) if df_model > 0 else 0.0
-        # |error of RSS| <= 2 (sqrt(n) + k) eps S (measured: up to ~(sqrt(n) + k) eps S). A relative
+        # fast path: sums of squares from the products. RSS = y'y - |G|^2 loses accuracy to cancellation;
+        # |error of RSS| <= 2 (sqrt(n) + k) eps y'y (measured: up to ~(sqrt(n) + k) eps y'y). A relative
         # error e of RSS changes t by e / 2 and F by e; log p changes by (d log p / d log t) e / 2,
         # d log p / d log t being below 1 + (df + 1) t^2 / (df + t^2) for the t tests, and by
         # (d log p / d log F) e, below 1 + 0.6 min(df_model F, df_model + df_resid) for the F test
         # (both bounds checked numerically). That bound grows with t^2, and every t^2 of a target is at
-        # most df |G|^2 / RSS = df (S - RSS) / RSS (Cauchy-Schwarz: |b_j| = |R^-1[j] G| <= sqrt(v_j) |G|),
-        # which needs no pass over the k x c statistics.
-        t2 = df_resid * ((S - RSS) / np.maximum(RSS, 0.0))
-        amplify = np.maximum(1.0 + 0.5 * (df_resid + 1) * t2 / (df_resid + t2),
-                             1.0 + 0.6 * np.minimum(df_model * F, df_model + df_resid))
-        err = (2.0 * (np.sqrt(n) + len(fac.kept)) * _EPS) * (S / np.maximum(RSS, 0.0)) * amplify
+        # most df |G|^2 / RSS = df (y'y - RSS) / RSS (Cauchy-Schwarz: |b_j| = |R^-1[j] G| <= sqrt(v_j) |G|),
+        # which needs no pass over the k x c statistics. err is that bound (_kernels.residual_sums).
+        RSS, ESS, TSS, err = _kernels.residual_sums(G, _kernels.sums_of_squares(Y), n, df_resid)
     redo = np.flatnonzero(~(err <= _GUARD_TOL))  # NaN (inf or NaN values, RSS <= 0) included
-    TSS = ESS + RSS
     if redo.size:
-        _refit_exact(Y, redo, fac, df_resid, status, B, se, t, RSS, ESS, TSS)
+        _refit_exact(Y, redo, fac, status, B, RSS, ESS, TSS)
 
     with np.errstate(all="ignore"):
-        np.multiply(se, q, out=out["ci_high"])
-        np.subtract(B, out["ci_high"], out=out["ci_low"])
-        out["ci_high"] += B
-        r2 = 1.0 - RSS / TSS
-        fit["r2"][...] = r2
-        fit["adj_r2"][...] = 1.0 - (n - 1) / df_resid * (1.0 - r2)
-        F = (ESS / df_model) / (RSS / df_resid) if df_model > 0 else np.full(r2.shape, np.nan)
-        fit["f_stat"][...] = F
-        fit["f_pvalue"][...] = f_pvalues(F, df_model, df_resid)
+        # standard errors, t, log p-values (from the table; NaN where scipy must give them) and intervals
+        # in one compiled pass over the k x c statistics (a dozen numpy passes otherwise)
+        s = _kernels.fit_stats(RSS, ESS, TSS, n, df_resid, df_model, fit["r2"], fit["adj_r2"], fit["f_stat"])
+        n_exact = _kernels.coefficient_stats(B, fac.sqrt_v, s, q, table, se, t, p, out["ci_low"], out["ci_high"])
+        np.exp(p, out=p)
+        if n_exact:
+            where = np.nonzero(np.isnan(p))
+            p[where] = 2.0 * special.stdtr(df_resid, -np.abs(t[where]))
+        fit["f_pvalue"][...] = f_pvalues(fit["f_stat"], df_model, df_resid)
     if redo.size:
         const = redo[status[redo] == "constant_target"]
         for key in ("r2", "adj_r2", "f_stat", "f_pvalue"):
             fit[key][const] = np.nan
-        t[:, const] = np.nan  # and so the p-values
+        t[:, const] = np.nan
+        p[:, const] = np.nan
     return int(redo.size)
 
 
-def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, df_resid: int, status: np.ndarray,
-                 B: np.ndarray, se: np.ndarray, t: np.ndarray,
+def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, status: np.ndarray, B: np.ndarray,
                  RSS: np.ndarray, ESS: np.ndarray, TSS: np.ndarray) -> None:
-    """Recompute columns ``cols`` from centred values and explicit residuals, in place."""
+    """Recompute columns ``cols`` of ``B`` and the sums of squares from centred values and explicit residuals.
+
+    Targets with NaN or infinite values (or whose squares overflow) get NaN
+    everywhere and status ``non_finite``; constant ones their mean as intercept,
+    zero slopes and zero sums of squares, and status ``constant_target``.
+    """
     Yc = Y[:, cols]
     bad = ~np.isfinite(Yc).all(axis=0)
     status[cols[bad]] = "non_finite"
-    for arr in (B, se, t):
-        arr[:, cols[bad]] = np.nan
+    B[:, cols[bad]] = np.nan
     for arr in (RSS, ESS, TSS):
         arr[cols[bad]] = np.nan
     if bad.any():
@@ -752,13 +726,11 @@ def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, df_resid: int, s
         b[0, const] = mean[const]
         rss[const] = 0.0
         ess[const] = 0.0
-        s = np.sqrt(fac.v)[:, None] * np.sqrt(rss / df_resid)
-        B[:, cols], se[:, cols], t[:, cols] = b, s, b / s
+        B[:, cols] = b
         RSS[cols], ESS[cols], TSS[cols] = rss, ess, tss
     status[cols[const]] = "constant_target"
     overflow = cols[~np.isfinite(tss)]  # finite values whose squares overflow
     status[overflow] = "non_finite"
-    for arr in (B, se, t):
-        arr[:, overflow] = np.nan
+    B[:, overflow] = np.nan
     for arr in (RSS, ESS, TSS):
         arr[overflow] = np.nan

@@ -1,0 +1,230 @@
+"""Compiled loops of the genome-wide OLS engine (:mod:`gexpred.batched`), with numba.
+
+Each function here does in one pass over its arrays what takes numpy a dozen
+(every numpy call reads and writes whole arrays, and the ``targets x terms``
+statistics of a chunk do not fit in the CPU's cache). The arithmetic is written out
+in the order of the numpy expressions it replaces and compiled without
+``fastmath``, so the results are the same floats numpy gives, bit for bit; the
+tests hold them to that (tests/test_kernels.py).
+
+Functions are compiled on first use and cached on disk (``cache=True``: next to
+this file, or in numba's user cache directory where that is read-only), so a later
+process loads them in ~0.1 s instead of compiling them again (~1 s).
+
+The p-value tables are those of :func:`gexpred.batched.t_table`, packed for
+evaluation (:func:`gexpred.batched._pack`): one row of 4 coefficients per
+interval, the last row NaN. A value's interval and local coordinate are read from
+the bits of ``1 + |t|`` (its exponent and top 10 mantissa bits; the remaining
+mantissa bits), then ``log p`` is the interval's cubic, by Horner's rule. The
+caller takes ``exp`` (numpy's, vectorised) and computes the values left NaN (beyond
+the table, or where its checks failed) with scipy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+TABLE_SHIFT = 42
+"""52 mantissa bits - log2(1024 intervals per octave): ``bits >> TABLE_SHIFT`` is the interval of ``1 + |t|``."""
+_PER_OCTAVE = 1 << (52 - TABLE_SHIFT)
+_SHIFT = np.uint64(TABLE_SHIFT)
+_OFFSET = np.uint64(1023 * _PER_OCTAVE)  # the interval number of 1.0
+_MASK = np.uint64((1 << TABLE_SHIFT) - 1)
+_ONE = np.uint64(0x3FF0000000000000)  # the bits of 1.0
+_MID = 1.0 + 0.5 / _PER_OCTAVE  # the middle of [1, 1 + 1/K), where the local coordinate is 0
+
+_EPS = float(np.finfo(np.float64).eps)
+_JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The IEEE-754 bits of a float64, as a uint64 (a register move, no memory)."""
+    sig = types.uint64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.uint64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _float(typingctx, x):
+    """The float64 whose IEEE-754 bits are the uint64 ``x``."""
+    sig = types.float64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return sig, codegen
+
+
+_INLINE = {k: v for k, v in _JIT.items() if k != "cache"} | {"inline": "always"}
+
+
+@njit(**_INLINE)
+def _locate(t, last):
+    """The table interval of ``|t|`` (``last``, the NaN row, beyond the table and for NaN/inf) and the local
+    coordinate in it, from the bits of ``1 + |t|``."""
+    bits = _bits(abs(t) + 1.0)
+    k = (bits >> _SHIFT) - _OFFSET
+    if k > last:  # beyond the table; NaN and inf too (their exponent is the largest)
+        k = last
+    return k, _float((bits & _MASK) | _ONE) - _MID
+
+
+@njit(**_INLINE)
+def _cubic(table, k, u):
+    """The cubic of interval ``k`` at local coordinate ``u``, by Horner's rule."""
+    y = table[k, 3] * u
+    y += table[k, 2]
+    y *= u
+    y += table[k, 1]
+    y *= u
+    y += table[k, 0]
+    return y
+
+
+@njit(**_JIT)
+def table_log_p(table: np.ndarray, x: np.ndarray, out: np.ndarray) -> int:
+    """``out[i] = log p(|x[i]|)`` from a packed table; returns how many are NaN (to compute exactly).
+
+    ``table``: intervals x 4 coefficients, last row NaN. ``x``, ``out``: 1-D, same size.
+    """
+    last = np.uint64(table.shape[0] - 1)
+    nan = 0
+    for i in range(x.shape[0]):
+        k, u = _locate(x[i], last)
+        y = _cubic(table, k, u)
+        out[i] = y
+        nan += y != y
+    return nan
+
+
+@njit(**_JIT)
+def coefficient_stats(coef: np.ndarray, sqrt_v: np.ndarray, s: np.ndarray, q: float, table: np.ndarray,
+                      std_err: np.ndarray, t: np.ndarray, log_p: np.ndarray,
+                      ci_low: np.ndarray, ci_high: np.ndarray) -> int:
+    """Standard errors, t statistics, ``log`` p-values and confidence intervals of a chunk, in one pass.
+
+    For term ``i`` and target ``j`` (arrays terms x targets):
+    ``std_err = sqrt_v[i] * s[j]`` (``s``: the residual standard deviation),
+    ``t = coef / std_err``, ``log_p`` from the table at ``|t|`` (NaN where it must be
+    computed exactly), ``ci_low, ci_high = coef -/+ q * std_err``. Returns the
+    number of NaN ``log_p``.
+
+    A term's row is done in two loops: the first (SIMD-vectorised) computes the
+    statistics and each value's table interval and local coordinate into two small
+    buffers that stay in the L1 cache; the second (a table look-up per value, which
+    the compiler does not vectorise) evaluates the cubics. ~20 % faster than one loop.
+    """
+    k, c = coef.shape
+    last = np.uint64(table.shape[0] - 1)
+    interval = np.empty(c, np.uint64)
+    local = np.empty(c)
+    nan = 0
+    for i in range(k):
+        vi = sqrt_v[i]
+        b_i, se_i, t_i, lo_i, hi_i, lp_i = coef[i], std_err[i], t[i], ci_low[i], ci_high[i], log_p[i]
+        for j in range(c):
+            se = vi * s[j]
+            b = b_i[j]
+            tt = b / se
+            se_i[j] = se
+            t_i[j] = tt
+            half = se * q
+            lo_i[j] = b - half
+            hi_i[j] = b + half
+            interval[j], local[j] = _locate(tt, last)
+        for j in range(c):
+            y = _cubic(table, interval[j], local[j])
+            lp_i[j] = y
+            nan += y != y
+    return nan
+
+
+@njit(**_JIT)
+def residual_sums(G: np.ndarray, S: np.ndarray, n: int,
+                  df_resid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sums of squares of a chunk from ``G = Q'Y`` (terms x targets, ``const`` first) and ``S = y'y``.
+
+    Returns ``(RSS, ESS, TSS, err)`` per target: ``ESS = |G[1:]|^2``, ``RSS = S - G[0]^2 - ESS``,
+    ``TSS = ESS + RSS`` and the guard's bound on the relative error that cancellation in ``RSS`` passes on
+    to the target's statistics and p-values (see :func:`gexpred.batched._fit_chunk`;
+    NaN where ``RSS <= 0`` or the values are not finite).
+    """
+    k, c = G.shape
+    df_model = k - 1
+    ESS = np.zeros(c)
+    for i in range(1, k):
+        g = G[i]
+        for j in range(c):
+            ESS[j] += g[j] * g[j]
+    RSS = np.empty(c)
+    TSS = np.empty(c)
+    err = np.empty(c)
+    rounding = 2.0 * (np.sqrt(n) + k) * _EPS
+    for j in range(c):
+        s, ess = S[j], ESS[j]
+        rss = s - G[0, j] * G[0, j]
+        rss -= ess
+        RSS[j] = rss
+        TSS[j] = ess + rss
+        pos = max(rss, 0.0)
+        t2 = df_resid * ((s - rss) / pos)
+        a_t = 1.0 + 0.5 * (df_resid + 1) * t2 / (df_resid + t2)
+        if df_model > 0:
+            f = (ess / df_model) / (rss / df_resid)
+            a_f = 1.0 + 0.6 * min(df_model * f, df_model + df_resid)
+            amplify = max(a_t, a_f) if a_t == a_t and a_f == a_f else np.nan
+        else:
+            amplify = a_t
+        err[j] = rounding * (s / pos) * amplify
+    return RSS, ESS, TSS, err
+
+
+@njit(**_JIT)
+def fit_stats(RSS: np.ndarray, ESS: np.ndarray, TSS: np.ndarray, n: int, df_resid: int, df_model: int,
+              r2: np.ndarray, adj_r2: np.ndarray, f_stat: np.ndarray) -> np.ndarray:
+    """Per target: ``r2 = 1 - RSS / TSS``, adjusted R², the F statistic (NaN without predictors), into the
+    given arrays; returns the residual standard deviations ``sqrt(RSS / df_resid)``."""
+    c = RSS.shape[0]
+    ratio = (n - 1) / df_resid
+    s = np.empty(c)
+    for j in range(c):
+        rss = RSS[j]
+        r = 1.0 - rss / TSS[j]
+        r2[j] = r
+        adj_r2[j] = 1.0 - ratio * (1.0 - r)
+        f_stat[j] = (ESS[j] / df_model) / (rss / df_resid) if df_model > 0 else np.nan
+        s[j] = np.sqrt(rss / df_resid)
+    return s
+
+
+@njit(**_JIT)
+def horner(coef: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``sum_j coef[j] * y**j`` for every value of the 1-D ``y``, by Horner's rule (vectorised over ``y``)."""
+    r = np.full(y.shape[0], coef[-1])
+    for j in range(coef.shape[0] - 2, -1, -1):
+        c = coef[j]
+        for i in range(y.shape[0]):
+            r[i] = r[i] * y[i] + c
+    return r
+
+
+@njit(**_JIT)
+def sums_of_squares(Y: np.ndarray) -> np.ndarray:
+    """``(Y * Y).sum(axis=0)`` of a samples x targets array, row by row (no temporary of ``Y``'s size).
+
+    The sum runs over the samples in order, as ``np.einsum("ij,ij->j", Y, Y)`` does
+    for a C-contiguous ``Y`` of more than one column (same floats; numpy sums a
+    single contiguous column pairwise instead).
+    """
+    n, c = Y.shape
+    out = np.zeros(c)
+    for i in range(n):
+        for j in range(c):
+            out[j] += Y[i, j] * Y[i, j]
+    return out
