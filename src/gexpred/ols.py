@@ -102,7 +102,13 @@ DW_RANGE = (1.5, 2.5)
 
 
 def fit_statistics(fit: OLSFit) -> pd.DataFrame:
-    """One row: ``n, df_model, df_resid, r2, adj_r2, f_stat, f_pvalue, aic, bic, log_likelihood, condition_number``."""
+    """One row: ``n, df_model, df_resid, r2, adj_r2, f_stat, f_pvalue, aic, bic, log_likelihood, condition_number``.
+
+    ``aic`` and ``bic`` follow statsmodels: the ``k = p + 1`` coefficients are the
+    parameters, ``AIC = -2 log L + 2 k`` and ``BIC = -2 log L + k log n``. R's
+    ``AIC()``/``BIC()`` of an ``lm`` also count the residual variance, so they are 2
+    and ``log n`` larger; differences between models are the same.
+    """
     r = fit.result
     row = {
         "n": int(r.nobs),
