@@ -27,7 +27,7 @@ R_SCRIPT = r"""
 args <- commandArgs(trailingOnly = TRUE); dir <- args[1]
 X <- as.matrix(read.delim(file.path(dir, "X.tsv"))); Y <- as.matrix(read.delim(file.path(dir, "Y.tsv")))
 lab <- scan(file.path(dir, "label.txt"), quiet = TRUE)
-out <- function(d, f) write.table(format(d, digits = 17), file.path(dir, f), sep = "\t", quote = FALSE,
+out <- function(d, f) write.table(format(d, digits = 17, trim = TRUE), file.path(dir, f), sep = "\t", quote = FALSE,
                                   row.names = FALSE)
 table_of <- function(s, ci, target) data.frame(target = target, term = c("const", colnames(X)),
   coef = s[, 1], std_err = s[, 2], t = s[, 3], p_value = s[, 4], ci_low = ci[, 1], ci_high = ci[, 2])
@@ -40,6 +40,24 @@ for (j in seq_len(ncol(Y))) {
     aic = AIC(fit), bic = BIC(fit))
 }
 out(do.call(rbind, coefs), "lm_coefficients.tsv"); out(do.call(rbind, fits), "lm_fits.tsv")
+# inference beyond the coefficients, for target T3, all in R: nested F-test of {g1, g2} (anova), influence,
+# VIF, Breusch-Pagan (Koenker's n R^2 of e^2 on the design), Jarque-Bera, Durbin-Watson, BH q-values
+y <- Y[, 4]; fit <- lm(y ~ X); e <- residuals(fit); n <- length(e)
+a <- anova(lm(y ~ X[, -c(2, 3)]), fit)
+out(data.frame(f_stat = a$F[2], df_num = a$Df[2], df_den = a$Res.Df[2], p_value = a$"Pr(>F)"[2]), "nested.tsv")
+out(data.frame(leverage = hatvalues(fit), cooks_distance = cooks.distance(fit),
+               studentized_residual = rstudent(fit)), "influence.tsv")
+vif <- sapply(seq_len(ncol(X)), function(j) 1 / (1 - summary(lm(X[, j] ~ X[, -j]))$r.squared))
+bp <- n * summary(lm(e^2 ~ X))$r.squared
+d <- e - mean(e); m2 <- mean(d^2); S <- mean(d^3) / m2^1.5; K <- mean(d^4) / m2^2
+jb <- n / 6 * (S^2 + (K - 3)^2 / 4)
+out(data.frame(check = c(rep("vif", ncol(X)), "breusch_pagan", "jarque_bera", "durbin_watson"),
+               statistic = c(vif, bp, jb, sum(diff(e)^2) / sum(e^2)),
+               p_value = c(rep(NA, ncol(X)), pchisq(bp, ncol(X), lower.tail = FALSE),
+                           pchisq(jb, 2, lower.tail = FALSE), NA)), "diagnostics.tsv")
+pv <- do.call(rbind, coefs)
+pv <- pv[pv$term != "const", ]
+out(data.frame(target = pv$target, term = pv$term, q_value = p.adjust(pv$p_value, "BH")), "qvalues.tsv")
 g <- glm(lab ~ X, family = binomial, control = glm.control(epsilon = 1e-14, maxit = 100))
 out(table_of(summary(g)$coefficients, confint.default(g), "label"), "glm_coefficients.tsv")
 out(data.frame(log_likelihood = as.numeric(logLik(g)), aic = AIC(g), bic = BIC(g)), "glm_fit.tsv")
@@ -115,6 +133,35 @@ def test_per_target_ols_matches_lm(reference):
         assert abs(row["aic"] - (ref["aic"] - 2.0)) <= RTOL * abs(ref["aic"])
         assert abs(row["bic"] - (ref["bic"] - np.log(n))) <= RTOL * abs(ref["bic"])
         assert row["df_resid"] == n - k
+
+
+def test_inference_beyond_coefficients_matches_r(reference):
+    """Nested F-test (anova), influence, VIF, Breusch-Pagan, Jarque-Bera, Durbin-Watson and BH q-values."""
+    X, Y, _, d = reference
+    names = [f"g{i}" for i in range(X.shape[1])]
+    fit = ols.fit_ols(X, Y[:, 3], names)
+    nested = ols.nested_tests(fit, X, Y[:, 3], {"pair": ["g1", "g2"]}).iloc[0]
+    want = pd.read_csv(d / "nested.tsv", sep="\t").iloc[0]
+    for col in ("f_stat", "p_value"):
+        assert abs(nested[col] - want[col]) <= RTOL * abs(want[col]), col
+    assert (nested["df_num"], nested["df_den"]) == (want["df_num"], want["df_den"])
+    infl = ols.influence(fit, [f"S{i}" for i in range(X.shape[0])])
+    want = pd.read_csv(d / "influence.tsv", sep="\t")
+    for col in ("leverage", "cooks_distance", "studentized_residual"):
+        assert _close(infl[col].to_numpy(), want[col].to_numpy()) <= RTOL, col
+    diag = ols.diagnostics(fit)
+    want = pd.read_csv(d / "diagnostics.tsv", sep="\t")
+    assert diag["check"].tolist() == want["check"].tolist()
+    assert _close(diag["statistic"].to_numpy(), want["statistic"].to_numpy()) <= RTOL
+    tested = want["p_value"].notna().to_numpy()
+    assert _close(diag["p_value"].to_numpy()[tested], want["p_value"].to_numpy()[tested]) <= RTOL
+    # q-values over all targets' non-intercept terms, as the workflow's all_coefficients.tsv
+    res = fit_many(X, Y, names, [f"T{j}" for j in range(Y.shape[1])])
+    table = res.coefficients()
+    table = table[table["term"] != "const"]
+    want = pd.read_csv(d / "qvalues.tsv", sep="\t")
+    assert table["term"].tolist() == want["term"].tolist()
+    assert _close(ols.bh_qvalues(table["p_value"].to_numpy()), want["q_value"].to_numpy()) <= RTOL
 
 
 def test_logistic_regression_matches_glm(reference):
