@@ -174,3 +174,26 @@ def test_horner(degree):
     coef = rng.uniform(0.5, 2.0, size=degree + 1)
     y = rng.uniform(0, 1, size=257)
     np.testing.assert_allclose(_kernels.horner(coef, y), np.polynomial.polynomial.polyval(y, coef), rtol=1e-14)
+
+
+def test_kernels_work_where_no_cache_can_be_written(tmp_path):
+    """A read-only install and home (numba finds no cache locator): compiled in the process, same numbers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from gexpred.batched import fit_many\n"
+        "from gexpred import _kernels\n"
+        "assert _kernels.sums_of_squares._cache.__class__.__name__ == 'NullCache'\n"
+        "rng = np.random.default_rng(0); X = rng.normal(size=(40, 3)); Y = rng.normal(size=(40, 30000))\n"
+        "r = fit_many(X, Y, ['a', 'b', 'c'], [f't{j}' for j in range(30000)])\n"
+        "np.save(r'" + str(tmp_path / "p.npy") + "', r.p_value)\n"
+    )
+    env = {**__import__("os").environ, "NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator"}  # never applies
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 3)), rng.normal(size=(40, 30000))
+    want = batched.fit_many(X, Y, ["a", "b", "c"], [f"t{j}" for j in range(30000)]).p_value
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), want)

@@ -7,9 +7,10 @@ in the order of the numpy expressions it replaces and compiled without
 ``fastmath``, so the results are the same floats numpy gives, bit for bit; the
 tests hold them to that (tests/test_kernels.py).
 
-Functions are compiled on first use and cached on disk (``cache=True``: next to
-this file, or in numba's user cache directory where that is read-only), so a later
-process loads them in ~0.1 s instead of compiling them again (~1 s).
+Functions are compiled on first use and cached on disk (next to this file, or in
+numba's user cache directory where that is read-only, or in ``NUMBA_CACHE_DIR``), so
+a later process loads them in ~0.1 s instead of compiling them again (~1 s). Where
+no cache directory can be written at all, they are compiled in every process.
 
 The p-value tables are those of :func:`gexpred.batched.t_table`, packed for
 evaluation (:func:`gexpred.batched._pack`): one row of 4 coefficients per
@@ -21,6 +22,9 @@ the table, or where its checks failed) with scipy.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit, types
@@ -36,7 +40,17 @@ _ONE = np.uint64(0x3FF0000000000000)  # the bits of 1.0
 _MID = 1.0 + 0.5 / _PER_OCTAVE  # the middle of [1, 1 + 1/K), where the local coordinate is 0
 
 _EPS = float(np.finfo(np.float64).eps)
-_JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
+_INLINE = {**_OPTIONS, "inline": "always"}
+
+
+def _compiled(f: Callable) -> Callable:
+    """``numba.njit`` with an on-disk cache, or without one where numba finds no writable cache directory."""
+    try:
+        return njit(cache=True, **_OPTIONS)(f)
+    except RuntimeError as err:  # numba: "cannot cache function ...: no locator available for file ..."
+        logging.getLogger(__name__).info("%s; %s is compiled in every process", err, f.__name__)
+        return njit(**_OPTIONS)(f)
 
 
 @intrinsic
@@ -59,9 +73,6 @@ def _float(typingctx, x):
         return builder.bitcast(args[0], context.get_value_type(types.float64))
 
     return sig, codegen
-
-
-_INLINE = {k: v for k, v in _JIT.items() if k != "cache"} | {"inline": "always"}
 
 
 @njit(**_INLINE)
@@ -87,7 +98,7 @@ def _cubic(table, k, u):
     return y
 
 
-@njit(**_JIT)
+@_compiled
 def table_log_p(table: np.ndarray, x: np.ndarray, out: np.ndarray) -> int:
     """``out[i] = log p(|x[i]|)`` from a packed table; returns how many are NaN (to compute exactly).
 
@@ -103,7 +114,7 @@ def table_log_p(table: np.ndarray, x: np.ndarray, out: np.ndarray) -> int:
     return nan
 
 
-@njit(**_JIT)
+@_compiled
 def coefficient_stats(coef: np.ndarray, sqrt_v: np.ndarray, s: np.ndarray, q: float, table: np.ndarray,
                       std_err: np.ndarray, t: np.ndarray, log_p: np.ndarray,
                       ci_low: np.ndarray, ci_high: np.ndarray) -> int:
@@ -145,7 +156,7 @@ def coefficient_stats(coef: np.ndarray, sqrt_v: np.ndarray, s: np.ndarray, q: fl
     return nan
 
 
-@njit(**_JIT)
+@_compiled
 def residual_sums(G: np.ndarray, S: np.ndarray, n: int,
                   df_resid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sums of squares of a chunk from ``G = Q'Y`` (terms x targets, ``const`` first) and ``S = y'y``.
@@ -185,7 +196,7 @@ def residual_sums(G: np.ndarray, S: np.ndarray, n: int,
     return RSS, ESS, TSS, err
 
 
-@njit(**_JIT)
+@_compiled
 def fit_stats(RSS: np.ndarray, ESS: np.ndarray, TSS: np.ndarray, n: int, df_resid: int, df_model: int,
               r2: np.ndarray, adj_r2: np.ndarray, f_stat: np.ndarray) -> np.ndarray:
     """Per target: ``r2 = 1 - RSS / TSS``, adjusted R², the F statistic (NaN without predictors), into the
@@ -203,7 +214,7 @@ def fit_stats(RSS: np.ndarray, ESS: np.ndarray, TSS: np.ndarray, n: int, df_resi
     return s
 
 
-@njit(**_JIT)
+@_compiled
 def horner(coef: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``sum_j coef[j] * y**j`` for every value of the 1-D ``y``, by Horner's rule (vectorised over ``y``)."""
     r = np.full(y.shape[0], coef[-1])
@@ -214,7 +225,7 @@ def horner(coef: np.ndarray, y: np.ndarray) -> np.ndarray:
     return r
 
 
-@njit(**_JIT)
+@_compiled
 def sums_of_squares(Y: np.ndarray) -> np.ndarray:
     """``(Y * Y).sum(axis=0)`` of a samples x targets array, row by row (no temporary of ``Y``'s size).
 
