@@ -355,6 +355,44 @@ def test_targets_with_large_means_are_refitted_and_match():
     _assert_matches(res, _statsmodels(X, Y))
 
 
+def test_refit_centres_and_uses_explicit_residuals_only_for_near_perfect_fits(monkeypatch):
+    """Large means alone are cured by centring; near-perfect fits (R^2 ~ 1 - 1e-8) also need explicit
+    residuals, and only they take that second step. The large-mean targets match statsmodels; the
+    near-perfect ones a 40-digit mpmath solution to 1e-10 (statsmodels' pseudo-inverse loses ~1e-9 in t
+    there, so ~5e-8 in p-values of 1e-250)."""
+    mp = pytest.importorskip("mpmath")
+    from gexpred import _kernels
+
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(70, 4))
+    noise = rng.normal(size=(70, 20)) * np.where(np.arange(20) < 5, 1e-4, 1.0)  # the first 5: R^2 ~ 1 - 1e-8
+    Y = 1e4 + X @ rng.normal(size=(4, 20)) + noise
+    sizes = []
+    real = _kernels.sums_of_squares
+    monkeypatch.setattr(_kernels, "sums_of_squares", lambda A: sizes.append(A.shape[1]) or real(A))
+    res = fit_many(X, Y, list("abcd"), [f"T{j}" for j in range(20)])
+    assert res.n_refit == 20
+    assert sizes == [20, 20, 5]  # the fast path, the centred refit of all, explicit residuals of 5
+    _assert_matches(res, _statsmodels(X, Y[:, 5:]), np.arange(5, 20))
+    mp.mp.dps = 40
+    A = mp.matrix([[1.0, *map(float, row)] for row in X])
+    AtA_inv = mp.inverse(A.T * A)
+    for j in range(5):
+        y = mp.matrix([float(v) for v in Y[:, j]])
+        beta = AtA_inv * (A.T * y)
+        s2 = sum(r**2 for r in y - A * beta) / 65
+        se = [mp.sqrt(AtA_inv[i, i] * s2) for i in range(5)]
+        t = [beta[i] / se[i] for i in range(5)]
+        p = [mp.betainc(32.5, 0.5, 0, 65 / (65 + ti**2), regularized=True) for ti in t]  # 2 t.sf(|t|, 65)
+        np.testing.assert_allclose(res.coef[j], [float(v) for v in beta], rtol=1e-10)
+        np.testing.assert_allclose(res.std_err[j], [float(v) for v in se], rtol=1e-10)
+        np.testing.assert_allclose(res.t[j], [float(v) for v in t], rtol=1e-10)
+        # p-values compared as mpf ratios (they reach 1e-280); the intercepts' (t ~ 1e9, p ~ 1e-520) are
+        # below the float range, where scipy and statsmodels report 0 too
+        for got, want in zip(res.p_value[j], p):
+            assert abs(mp.mpf(float(got)) / want - 1) < 1e-8 if want > 1e-300 else got < 1e-300
+
+
 def test_householder_path_equals_cholesky_qr_path(data, result, monkeypatch):
     """Designs conditioned worse than 1e5 use Householder QR; on this one both paths agree to rounding.
 

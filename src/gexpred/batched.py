@@ -25,8 +25,10 @@ How (the approach of Matrix eQTL and tensorQTL):
   tiny next to ``y'y`` (a target with a large mean, or one fitted almost
   perfectly), so each target gets an error estimate (measured rounding of the
   products, times how strongly its t and F p-values amplify an error in ``RSS``);
-  targets whose estimate exceeds 1e-9 are refitted from centred values and
-  explicit residuals, a chunk's worth at a time (``n_refit`` counts them).
+  targets whose estimate exceeds 1e-9 are refitted from centred values (which
+  removes the cancellation a large mean causes; those whose estimate still
+  exceeds 1e-9 from explicit residuals), a chunk's worth at a time (``n_refit``
+  counts them).
 * **Interpolated p-values.** statsmodels computes ``2 * t.sf(|t|, df)`` and
   ``F.sf`` with ``scipy.special.stdtr`` / ``fdtrc``, ~200 ns a value. For many
   t statistics the log tail probability is interpolated instead (:func:`t_table`):
@@ -505,7 +507,7 @@ class BatchedResult:
     dropped_terms: list[str] = field(default_factory=list)
     """Predictors dropped as linear combinations of the others (``on_rank_deficient='drop'``)."""
     n_refit: int = 0
-    """Targets whose sums of squares were recomputed from explicit residuals for accuracy."""
+    """Targets refitted from centred values (and, fitted almost perfectly, explicit residuals) for accuracy."""
 
     def coefficients(self) -> pd.DataFrame:
         """Long table ``target, term, coef, std_err, t, p_value, ci_low, ci_high``, targets in input order."""
@@ -671,7 +673,7 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
         RSS, ESS, TSS, err = _kernels.residual_sums(G, _kernels.sums_of_squares(Y), n, df_resid)
     redo = np.flatnonzero(~(err <= _GUARD_TOL))  # NaN (inf or NaN values, RSS <= 0) included
     if redo.size:
-        _refit_exact(Y, redo, fac, status, B, RSS, ESS, TSS)
+        _refit_exact(Y, redo, fac, df_resid, status, B, RSS, ESS, TSS)
 
     with np.errstate(all="ignore"):
         # standard errors, t, log p-values (from the table; NaN where scipy must give them) and intervals
@@ -692,14 +694,20 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
     return int(redo.size)
 
 
-def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, status: np.ndarray, B: np.ndarray,
+def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, df_resid: int, status: np.ndarray, B: np.ndarray,
                  RSS: np.ndarray, ESS: np.ndarray, TSS: np.ndarray) -> None:
-    """Recompute columns ``cols`` of ``B`` and the sums of squares from centred values and explicit residuals.
+    """Recompute columns ``cols`` of ``B`` and the sums of squares from centred values.
 
-    Targets with NaN or infinite values (or whose squares overflow) get NaN
-    everywhere and status ``non_finite``; constant ones their mean as intercept,
-    zero slopes and zero sums of squares, and status ``constant_target``.
+    Centring removes the cancellation that a large mean causes: ``RSS = TSS - |G|^2``
+    from the centred products, checked by the same guard as the fast path
+    (:func:`gexpred._kernels.residual_sums`). Targets that still cancel (fitted almost
+    perfectly) get ``RSS`` from explicit residuals. Targets with NaN or infinite
+    values (or whose squares overflow) get NaN everywhere and status
+    ``non_finite``; constant ones their mean as intercept, zero slopes and zero sums
+    of squares, and status ``constant_target``.
     """
+    from . import _kernels
+
     Yc = Y[:, cols]
     bad = ~np.isfinite(Yc).all(axis=0)
     status[cols[bad]] = "non_finite"
@@ -714,11 +722,12 @@ def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, status: np.ndarr
         scale = np.maximum(Yc.max(axis=0), -Yc.min(axis=0))  # largest |y|, without an n x c temporary
         mean = Yc.mean(axis=0)
         Yc -= mean
-        tss = np.einsum("ij,ij->j", Yc, Yc)
+        tss = _kernels.sums_of_squares(Yc)
         G = fac.Qt @ Yc
-        Yc -= fac.Qt.T @ G
-        rss = np.einsum("ij,ij->j", Yc, Yc)
-        ess = np.einsum("ij,ij->j", G[1:], G[1:])
+        rss, ess, _, err = _kernels.residual_sums(G, tss, Y.shape[0], df_resid)
+        explicit = np.flatnonzero(~(err <= _GUARD_TOL))
+        if explicit.size:
+            rss[explicit] = _kernels.sums_of_squares(Yc[:, explicit] - fac.Qt.T @ G[:, explicit])
         const = np.sqrt(tss / (Y.shape[0] - 1)) <= CONSTANT_RTOL * scale
         b = fac.Rinv @ G
         b[0] += mean
