@@ -4,8 +4,9 @@ Each function here does in one pass over its arrays what takes numpy a dozen
 (every numpy call reads and writes whole arrays, and the ``targets x terms``
 statistics of a chunk do not fit in the CPU's cache). The arithmetic is written out
 in the order of the numpy expressions it replaces and compiled without
-``fastmath``, so the results are the same floats numpy gives, bit for bit; the
-tests hold them to that (tests/test_kernels.py).
+``fastmath``, so the statistics are the floats those expressions give, bit for bit
+(tests/test_kernels.py holds them to equality; :func:`horner` and the sum of squares
+of a single column round differently from numpy's blocked and pairwise sums).
 
 Functions are compiled on first use and cached on disk (next to this file, or in
 numba's user cache directory where that is read-only, or in ``NUMBA_CACHE_DIR``), so
@@ -53,26 +54,22 @@ def _compiled(f: Callable) -> Callable:
         return njit(**_OPTIONS)(f)
 
 
-@intrinsic
-def _bits(typingctx, x):
-    """The IEEE-754 bits of a float64, as a uint64 (a register move, no memory)."""
-    sig = types.uint64(types.float64)
+def _bitcast(src: types.Type, dst: types.Type, doc: str) -> Callable:
+    """A numba intrinsic reinterpreting a ``src`` value's bits as ``dst`` (a register move, no memory)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.uint64))
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(dst))
 
-    return sig, codegen
+        return dst(src), codegen
+
+    cast.__doc__ = doc
+    return cast
 
 
-@intrinsic
-def _float(typingctx, x):
-    """The float64 whose IEEE-754 bits are the uint64 ``x``."""
-    sig = types.float64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-
-    return sig, codegen
+_bits = _bitcast(types.float64, types.uint64, "The IEEE-754 bits of a float64, as a uint64.")
+_float = _bitcast(types.uint64, types.float64, "The float64 whose IEEE-754 bits are the uint64 given.")
 
 
 @njit(**_INLINE)
