@@ -170,10 +170,10 @@ def t_pvalues(t: np.ndarray, df: float, table: np.ndarray | None | str = "auto")
     return _tail_probability(x, sf, table).reshape(t.shape)
 
 
-def _exact_where_nan(out: np.ndarray, x: np.ndarray, sf: Callable[[np.ndarray], np.ndarray]) -> None:
-    """``out[i] = sf(x[i])`` wherever the table left NaN; one pass when it left none (``min`` propagates NaN)."""
-    if np.isnan(np.min(out, initial=np.inf)):
-        redo = np.flatnonzero(np.isnan(out))
+def _exact_where_nan(out: np.ndarray, x: np.ndarray, sf: Callable[[np.ndarray], np.ndarray], n_nan: int) -> None:
+    """``out[i] = sf(x[i])`` wherever the table left NaN (``n_nan`` of them, as the evaluation counted), any shape."""
+    if n_nan:
+        redo = np.nonzero(np.isnan(out))
         out[redo] = sf(x[redo])
 
 
@@ -191,7 +191,7 @@ def t_table(df: float, top: float = np.inf) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _cached_t_table(df: float, octaves: int) -> tuple[np.ndarray, np.ndarray]:
-    """The table of :func:`t_table` and its packed form for :func:`_eval_packed`, both read-only."""
+    """The table of :func:`t_table` and its packed form (:func:`_pack`) for :func:`fit_many`, both read-only."""
     table = _build_table(lambda v: 2.0 * special.stdtr(df, -v), octaves)
     packed = _pack(table)
     table.flags.writeable = False
@@ -284,8 +284,7 @@ def _tail_probability(x: np.ndarray, sf: Callable[[np.ndarray], np.ndarray], tab
     if table is None:
         return sf(x)
     out = np.empty_like(x)
-    _eval_table(table, x, out)
-    _exact_where_nan(out, x, sf)
+    _exact_where_nan(out, x, sf, _eval_table(table, x, out))
     return out
 
 
@@ -324,9 +323,19 @@ def _build_table(sf: Callable[[np.ndarray], np.ndarray], octaves: int) -> np.nda
     return table
 
 
-def _eval_table(table: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-    """Evaluate the table at ``|x|`` into ``out`` (1-D, not overlapping ``x``; NaN where ``sf`` must be used)."""
-    _eval_packed(_pack(table), x, out)
+def _eval_table(table: np.ndarray, x: np.ndarray, out: np.ndarray) -> int:
+    """Evaluate the table at ``|x|`` into ``out`` (1-D, not overlapping ``x``; NaN where ``sf`` must be used).
+
+    One compiled pass over the packed table (:func:`_pack`,
+    :func:`gexpred._kernels.table_log_p`: the interval and local coordinate from the bits
+    of ``1 + |x|``, the interval's 4 coefficients, Horner's rule) and numpy's vectorised
+    ``exp``. Returns how many values are NaN.
+    """
+    from . import _kernels
+
+    n_nan = _kernels.table_log_p(_pack(table), x, out)
+    np.exp(out, out=out)
+    return n_nan
 
 
 def _pack(table: np.ndarray) -> np.ndarray:
@@ -341,19 +350,6 @@ def _pack(table: np.ndarray) -> np.ndarray:
     if D != 3:  # pragma: no cover - the packing below is for 4 coefficients
         raise ValueError(f"_pack: tables of degree 3 only, got {D}")
     return np.ascontiguousarray((table * (2.0 * K) ** np.arange(D + 1)[:, None]).T)
-
-
-def _eval_packed(packed: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-    """Evaluate a packed table (:func:`_pack`) at ``|x|`` into ``out`` (1-D, contiguous; NaN where ``sf`` must be used).
-
-    One compiled pass (:func:`gexpred._kernels.table_log_p`: the interval and local
-    coordinate from the bits of ``1 + |x|``, the interval's 4 coefficients, Horner's
-    rule) and numpy's vectorised ``exp``.
-    """
-    from . import _kernels
-
-    _kernels.table_log_p(packed, x, out)
-    np.exp(out, out=out)
 
 
 # --------------------------------------------------------------------------- design
@@ -650,7 +646,7 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
     """Fit the targets ``Y`` (samples x c) of one chunk into the given (k x c and c) views.
 
     ``table``: the packed p-value table for ``df_resid`` (:data:`_NO_TABLE`: scipy for every p-value).
-    Returns the number of targets refitted from explicit residuals.
+    Returns the number of targets refitted from centred values.
     """
     from . import _kernels
 
@@ -676,14 +672,12 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
         _refit_exact(Y, redo, fac, df_resid, status, B, RSS, ESS, TSS)
 
     with np.errstate(all="ignore"):
+        s = _kernels.fit_stats(RSS, ESS, TSS, n, df_resid, df_model, fit["r2"], fit["adj_r2"], fit["f_stat"])
         # standard errors, t, log p-values (from the table; NaN where scipy must give them) and intervals
         # in one compiled pass over the k x c statistics (a dozen numpy passes otherwise)
-        s = _kernels.fit_stats(RSS, ESS, TSS, n, df_resid, df_model, fit["r2"], fit["adj_r2"], fit["f_stat"])
         n_exact = _kernels.coefficient_stats(B, fac.sqrt_v, s, q, table, se, t, p, out["ci_low"], out["ci_high"])
         np.exp(p, out=p)
-        if n_exact:
-            where = np.nonzero(np.isnan(p))
-            p[where] = 2.0 * special.stdtr(df_resid, -np.abs(t[where]))
+        _exact_where_nan(p, t, lambda v: 2.0 * special.stdtr(df_resid, -np.abs(v)), n_exact)
         fit["f_pvalue"][...] = f_pvalues(fit["f_stat"], df_model, df_resid)
     if redo.size:
         const = redo[status[redo] == "constant_target"]
