@@ -204,7 +204,7 @@ def test_save_and_load_round_trip(tmp_path, small_data):
     s = _settings(hidden=[8, 4], activation="tanh", dropout=0.1, epochs=10, patience=0)
     model, _, _ = train_mlp(X, y, s)
     arch = json.loads(json.dumps(architecture(model, s)))
-    assert arch == {"n_in": 4, "hidden": [8, 4], "activation": "tanh", "n_out": 1, "dropout": 0.1}
+    assert arch == {"n_in": 4, "hidden": [8, 4], "activation": "tanh", "n_out": 1, "dropout": 0.1, "ensemble": 1}
     path = tmp_path / "sub" / "model.pt"
     save_state(model, path)
     state = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors only
@@ -404,3 +404,79 @@ def test_optimizer_matches_torch_optim(optimizer, momentum, weight_decay):
         torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same operations: the same floats
     moved = [float((a - b).abs().max().detach()) for a, b in zip(ours.parameters(), start.parameters())]
     assert min(moved) > 1e-4  # the steps did move every parameter
+
+
+# ----------------------------------------------------------------------------- ensembles
+def test_ensemble_is_the_mean_of_networks_trained_alone(small_data, tmp_path):
+    """train_ensemble's members are train_mlp with seeds seed, seed + 1, ... (vectorised: equal to
+    float rounding), the ensemble predicts their mean, and it round-trips tensors-only."""
+    from gexpred.nn import EnsembleMLP, train_ensemble
+
+    X, y = small_data
+    s = _settings(hidden=[8], activation="tanh", epochs=40, patience=10, seed=3, ensemble=3)
+    model, hist, info = train_ensemble(X, y, s, "t")
+    assert isinstance(model, EnsembleMLP) and len(model.members) == 3
+    alone = [train_mlp(X, y, _settings(hidden=[8], activation="tanh", epochs=40, patience=10, seed=3 + m), "t")
+             for m in range(3)]
+    np.testing.assert_allclose(predict(model, X), np.mean([predict(a[0], X) for a in alone], axis=0), atol=1e-5)
+    assert [m["best_epoch"] for m in info["members"]] == [a[2]["best_epoch"] for a in alone]
+    assert list(hist.columns[:1]) == ["member"] and sorted(hist["member"].unique()) == [1, 2, 3]
+    np.testing.assert_allclose(hist.loc[hist["member"] == 2, "val_loss"].to_numpy(),
+                               alone[1][1]["val_loss"].to_numpy(), rtol=1e-4)
+    arch = json.loads(json.dumps(architecture(model, s)))
+    assert arch["ensemble"] == 3
+    save_state(model, tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt", arch)
+    assert isinstance(loaded, EnsembleMLP)
+    np.testing.assert_array_equal(predict(loaded, X), predict(model, X))
+
+
+def test_ensemble_of_one_is_train_mlp(small_data):
+    from gexpred.nn import GeneMLP, train_ensemble
+
+    X, y = small_data
+    s = _settings(hidden=[4], epochs=15, ensemble=1)
+    model, _, _ = train_ensemble(X, y, s)
+    assert isinstance(model, GeneMLP)
+    np.testing.assert_array_equal(predict(model, X), predict(train_mlp(X, y, s)[0], X))
+
+
+def test_ensemble_with_dropout_trains_members_one_at_a_time(small_data):
+    from gexpred.nn import train_ensemble
+
+    X, y = small_data
+    s = _settings(hidden=[6], dropout=0.2, epochs=10, patience=0, ensemble=2)
+    model, _, _ = train_ensemble(X, y, s)
+    alone = [train_mlp(X, y, _settings(hidden=[6], dropout=0.2, epochs=10, patience=0, seed=m))[0] for m in range(2)]
+    np.testing.assert_allclose(predict(model, X), np.mean([predict(a, X) for a in alone], axis=0), atol=1e-6)
+
+
+def test_linear_ensemble_coefficients_are_the_members_mean(linear_data):
+    from gexpred.nn import train_ensemble
+
+    X, y = linear_data
+    model, _, _ = train_ensemble(X, y, _settings(**{**LINEAR, "epochs": 50}, ensemble=3))
+    parts = [linear_coefficients(m) for m in model.members]
+    b0, b = linear_coefficients(model)
+    assert b0 == pytest.approx(np.mean([p[0] for p in parts]))
+    np.testing.assert_allclose(b, np.mean([p[1] for p in parts], axis=0))
+    # the ensemble of linear networks is the linear model with those coefficients
+    np.testing.assert_allclose(predict(model, X), b0 + X @ b, atol=1e-5)
+
+
+def test_ensemble_classifier_averages_probabilities():
+    from gexpred.nn import predict_proba, train_ensemble
+
+    X, y = _xor_data(200)
+    s = _settings(hidden=[8], activation="tanh", epochs=30, patience=0, ensemble=2, lr=0.01)
+    model, _, _ = train_ensemble(X, y, s, task="classification", n_classes=2)
+    proba = predict_proba(model, X)
+    members = [predict_proba(m, X) for m in model.members]
+    np.testing.assert_allclose(proba, np.mean(members, axis=0))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_ensemble_setting_must_be_a_positive_integer(value):
+    with pytest.raises(ConfigError, match="mlp.ensemble"):
+        MLPSettings.from_config({"ensemble": value})

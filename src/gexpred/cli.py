@@ -505,8 +505,8 @@ def cmd_mlp(a: argparse.Namespace) -> None:
     import torch
 
     from .io import write_json, write_table
-    from .nn import architecture, predict, predict_proba, save_state, settings_dict, train_mlp
-    from .search import candidate_summary, cv_networks, search_table
+    from .nn import architecture, predict, predict_proba, save_state, settings_dict
+    from .search import candidate_summary, describe_refit, search_network, search_table
 
     torch.set_num_threads(max(1, a.threads))
     search, configs, candidates = _network_candidates(a)
@@ -519,29 +519,31 @@ def cmd_mlp(a: argparse.Namespace) -> None:
         task, n_classes, yy = "classification", len(classes), codes
     else:
         yy = y
-    winner, search_meta = 0, None
+    search_meta = None
     cv_out = search_out = None
-    if a.folds:
-        folds = _train_folds(a.folds, a.target, adata.obs_names[train])
-        cv = cv_networks(X[train], yy[train], folds, candidates, task, n_classes, a.target)
-        winner = cv.winner()
+    folds = _train_folds(a.folds, a.target, adata.obs_names[train]) if a.folds else None
+    res = search_network(X[train], yy[train], folds, candidates, task, n_classes, a.target)
+    winner, cv, final_cv = res.winner, res.cv, res.final_cv
+    if cv is not None:
         loss_name = "cross_entropy" if classify else "mse"
         search_out = search_table(candidates, cv, candidate_summary(configs), loss_name)
         samples_tr = adata.obs_names[train]
         if classify:
-            cv_out = _cv_class_frame(a.target, "mlp", samples_tr, folds, labels[train], classes, cv.oof[winner])
+            cv_out = _cv_class_frame(a.target, "mlp", samples_tr, folds, labels[train], classes, final_cv.oof[0])
         else:
-            cv_out = _cv_frame(a.target, "mlp", samples_tr, folds, y[train], cv.oof[winner])
+            cv_out = _cv_frame(a.target, "mlp", samples_tr, folds, y[train], final_cv.oof[0])
         search_meta = {"strategy": search.get("strategy", "grid"), "n_candidates": len(candidates),
                        "folds": int(folds.max()) + 1, "selected": winner + 1, "loss": loss_name,
-                       "cv_loss_mean": float(cv.mean[winner]), "cv_loss_sd": float(cv.sd[winner])}
+                       "cv_loss_mean": float(cv.mean[winner]), "cv_loss_sd": float(cv.sd[winner]),
+                       "refit": describe_refit(res.settings), "final_cv_loss_mean": float(final_cv.mean[0]),
+                       "final_cv_loss_sd": float(final_cv.sd[0])}
         if len(candidates) > 1:
             varied = {k: configs[winner][k] for k in candidate_summary(configs)}
             log.info("MLP %s: search chose candidate %d of %d (%s) with CV %s %.5g +- %.3g", a.target, winner + 1,
                      len(candidates), ", ".join(f"{k}={v}" for k, v in varied.items()), loss_name,
                      cv.mean[winner], cv.sd[winner])
-    settings = candidates[winner]
-    model, history, info = train_mlp(X[train], yy[train], settings, a.target, task, n_classes)
+    settings = res.settings
+    model, history, info = res.model, res.history, res.info
     log.info("MLP %s: %d epochs (best %d) in %.1fs on %s", a.target, info["epochs_run"], info["best_epoch"],
              info["seconds"], info["device"])
     if classify:
@@ -1230,7 +1232,9 @@ def cmd_plot(a: argparse.Namespace) -> None:
         plots.ols_diagnostics(pred, infl, failed_assumptions(diag), a.target, a.out)
     elif a.kind == "loss":
         meta = json.loads(Path(a.model_json).read_text())
-        plots.loss_curves(read_table(a.history), a.target, a.out, meta["training"]["best_epoch"])
+        training = meta["training"]
+        kept = [m["best_epoch"] for m in training["members"]] if "members" in training else training["best_epoch"]
+        plots.loss_curves(read_table(a.history), a.target, a.out, kept)
     elif a.kind in ("samples", "normalization"):
         from .io import read_h5ad_columns, read_h5ad_scalars
 

@@ -39,6 +39,8 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss"]
 CLASS_HISTORY_COLUMNS = [*HISTORY_COLUMNS, "train_accuracy", "val_accuracy"]
 """History of a classification network: the losses are mean cross-entropy (nats)."""
 LR_SCHEDULES = ("constant", "cosine", "plateau")
+REFITS = ("cv_epochs", "early_stopping")
+"""How the chosen network is refitted on the training split (:func:`gexpred.search.search_network`)."""
 TASKS = ("regression", "classification")
 DIVERGENCE_FACTOR = 1e4
 """Training counts as diverged when the training loss, in units of the target's
@@ -66,6 +68,8 @@ class MLPSettings:
     lr_schedule: str = "constant"
     lr_factor: float = 0.5
     lr_patience: int = 10
+    ensemble: int = 1
+    refit: str = "early_stopping"
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> MLPSettings:
@@ -91,6 +95,8 @@ class MLPSettings:
             raise ConfigError(f"mlp.optimizer must be 'adam' or 'sgd'; got {s.optimizer!r}.")
         if s.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"mlp.lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {s.lr_schedule!r}.")
+        if s.refit not in REFITS:
+            raise ConfigError(f"mlp.refit must be one of {', '.join(REFITS)}; got {s.refit!r}.")
         if s.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"mlp.device must be 'auto', 'cpu' or 'cuda'; got {s.device!r}.")
         # name, lower bound, whether the lower bound is excluded, exclusive upper bound
@@ -107,7 +113,8 @@ class MLPSettings:
                 hi = "" if math.isinf(high) else f" and < {high:g}"
                 raise ConfigError(f"mlp.{name} must be a number {'>' if low_open else '>='} {low:g}{hi}; got {v!r}.")
             setattr(s, name, float(v))
-        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("seed", 0), ("lr_patience", 1)):
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("seed", 0), ("lr_patience", 1),
+                          ("ensemble", 1)):
             v = getattr(s, name)
             if not _is_int(v) or int(v) < low:
                 raise ConfigError(f"mlp.{name} must be an integer >= {low}; got {v!r}.")
@@ -166,6 +173,35 @@ class GeneMLP(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Output on the data scale of the target."""
         return self.forward(x) * self.y_scale + self.y_mean
+
+
+class EnsembleMLP(nn.Module):
+    """Average of several :class:`GeneMLP` networks of one architecture (a deep ensemble).
+
+    Each member was trained on the same samples from its own initial weights,
+    batch order and validation part (seeds ``seed, seed + 1, ...``); the
+    ensemble predicts the mean of the members' predictions (regression) or of
+    their class probabilities (classification, :func:`predict_proba`).
+    Averaging networks that differ only by the randomness of their training
+    removes most of that randomness from the prediction, which is what small
+    training sets suffer from most (Lakshminarayanan et al. 2017).
+    """
+
+    def __init__(self, members: list[GeneMLP]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("EnsembleMLP needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of the members' outputs on the data scale of the target."""
+        return torch.stack([m.predict(x) for m in self.members]).mean(dim=0)
+
+
+def members_of(model: GeneMLP | EnsembleMLP) -> list[GeneMLP]:
+    """The networks of ``model``: its members for an ensemble, else itself alone."""
+    return list(model.members) if isinstance(model, EnsembleMLP) else [model]
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -520,7 +556,66 @@ def train_mlp(
     return model, hist, info
 
 
-def predict(model: GeneMLP, X: np.ndarray) -> np.ndarray:
+def member_settings(settings: MLPSettings) -> list[MLPSettings]:
+    """Settings of each member of the ensemble ``settings`` asks for: seeds ``seed, seed + 1, ...``."""
+    from dataclasses import replace
+
+    return [replace(settings, seed=settings.seed + m, ensemble=1) for m in range(settings.ensemble)]
+
+
+def train_ensemble(
+    X: np.ndarray,
+    y: np.ndarray,
+    settings: MLPSettings,
+    target: str = "target",
+    task: str = "regression",
+    n_classes: int | None = None,
+) -> tuple[GeneMLP | EnsembleMLP, pd.DataFrame, dict[str, Any]]:
+    """Train ``settings.ensemble`` networks on (X, y) and average them.
+
+    Member ``m`` is :func:`train_mlp` with seed ``settings.seed + m``: its own
+    initial weights, batch order and validation part (so between them the
+    members early-stop on different samples). Members are trained as one
+    vectorised program (:func:`gexpred.batched_nn.train_many`) where they can
+    be (no dropout), one at a time otherwise; either way each equals what
+    ``train_mlp`` gives for its seed to float rounding. With ``ensemble: 1``
+    this is ``train_mlp`` itself.
+
+    Returns
+    -------
+    model : GeneMLP or EnsembleMLP
+    history : pandas.DataFrame
+        As :func:`train_mlp`, with a leading ``member`` column (1-based) when
+        there are several members.
+    info : dict
+        As :func:`train_mlp` for the first member, plus ``members``: the
+        ``best_epoch``, ``epochs_run``, ``stopped_early``, ``n_fit`` and
+        ``n_val`` of every member.
+    """
+    if settings.ensemble <= 1:
+        return train_mlp(X, y, settings, target, task, n_classes)
+    each = member_settings(settings)
+    names = [f"{target} (ensemble member {m + 1})" for m in range(len(each))]
+    start = time.perf_counter()
+    if settings.dropout == 0 and (task == "classification" or np.ndim(y) == 1 or np.shape(y)[1] == 1):
+        from .batched_nn import train_many
+
+        trained = train_many([X] * len(each), [y] * len(each), each, names, task, n_classes)
+    else:
+        trained = [train_mlp(X, y, s, name, task, n_classes) for s, name in zip(each, names)]
+    model = EnsembleMLP([m for m, _, _ in trained]).eval()
+    history = pd.concat([h.assign(member=m + 1) for m, (_, h, _) in enumerate(trained)], ignore_index=True)
+    history = history[["member", *[c for c in history.columns if c != "member"]]]
+    keep = ("best_epoch", "epochs_run", "stopped_early", "n_fit", "n_val")
+    info = dict(trained[0][2])
+    info["seconds"] = round(time.perf_counter() - start, 3)
+    info["members"] = [{k: i[k] for k in keep} for _, _, i in trained]
+    log.info("%s: ensemble of %d networks trained in %.1fs (best epochs %s)", target, len(each), info["seconds"],
+             ", ".join(str(i["best_epoch"]) for _, _, i in trained))
+    return model, history, info
+
+
+def predict(model: GeneMLP | EnsembleMLP, X: np.ndarray) -> np.ndarray:
     """Predict the target (data scale) for samples x predictors ``X``: one value per sample, or samples x
     targets for a multi-output network."""
     model.eval()
@@ -530,12 +625,14 @@ def predict(model: GeneMLP, X: np.ndarray) -> np.ndarray:
     return out[:, 0] if out.shape[1] == 1 else out
 
 
-def predict_proba(model: GeneMLP, X: np.ndarray) -> np.ndarray:
+def predict_proba(model: GeneMLP | EnsembleMLP, X: np.ndarray) -> np.ndarray:
     """Class probabilities (samples x classes) of a classification network.
 
     One output unit is a binary network: ``[1 - sigmoid(z), sigmoid(z)]``; more
-    are softmax over the classes.
+    are softmax over the classes. An ensemble averages its members' probabilities.
     """
+    if isinstance(model, EnsembleMLP):
+        return np.mean([predict_proba(m, X) for m in model.members], axis=0)
     model.eval()
     with torch.no_grad():
         z = model.forward(torch.from_numpy(np.asarray(X, dtype=np.float32))).double()
@@ -545,12 +642,16 @@ def predict_proba(model: GeneMLP, X: np.ndarray) -> np.ndarray:
         return torch.softmax(z, dim=1).numpy()
 
 
-def linear_coefficients(model: GeneMLP) -> tuple[float, np.ndarray]:
+def linear_coefficients(model: GeneMLP | EnsembleMLP) -> tuple[float, np.ndarray]:
     """Intercept and slopes, on the data scale, of a network without hidden layers.
 
     Only defined for a single ``Linear`` layer (``hidden: []``), which is
-    multiple regression: ``y = b0 + sum_j b_j x_j``.
+    multiple regression: ``y = b0 + sum_j b_j x_j``. The mean of linear models
+    is linear: an ensemble's are its members' means.
     """
+    if isinstance(model, EnsembleMLP):
+        parts = [linear_coefficients(m) for m in model.members]
+        return float(np.mean([b for b, _ in parts])), np.mean([w for _, w in parts], axis=0)
     linears = [m for m in model.net if isinstance(m, nn.Linear)]
     if len(linears) != 1:
         raise ValueError("linear_coefficients() needs a network without hidden layers (hidden: [])")
@@ -563,18 +664,23 @@ def linear_coefficients(model: GeneMLP) -> tuple[float, np.ndarray]:
     return intercept, slopes
 
 
-def architecture(model: GeneMLP, settings: MLPSettings) -> dict[str, Any]:
-    """The JSON description needed to rebuild ``model`` before loading its state dict."""
+def architecture(model: GeneMLP | EnsembleMLP, settings: MLPSettings) -> dict[str, Any]:
+    """The JSON description needed to rebuild ``model`` before loading its state dict.
+
+    ``ensemble`` is the number of member networks (1: a single :class:`GeneMLP`).
+    """
+    first = members_of(model)[0]
     return {
-        "n_in": int(model.x_mean.shape[0]),
+        "n_in": int(first.x_mean.shape[0]),
         "hidden": list(settings.hidden),
         "activation": settings.activation,
-        "n_out": int(model.y_mean.shape[0]),
+        "n_out": int(first.y_mean.shape[0]),
         "dropout": float(settings.dropout),
+        "ensemble": len(members_of(model)),
     }
 
 
-def save_state(model: GeneMLP, path: str | Path) -> None:
+def save_state(model: GeneMLP | EnsembleMLP, path: str | Path) -> None:
     """Save the state dict (tensors only) atomically."""
     from .io import atomic_output
 
@@ -586,10 +692,15 @@ def save_state(model: GeneMLP, path: str | Path) -> None:
         tmp.write_bytes(buf.getvalue())
 
 
-def load_model(state_path: str | Path, arch: dict[str, Any]) -> GeneMLP:
-    """Rebuild a network from its architecture and load its weights (no code executed)."""
-    model = GeneMLP(arch["n_in"], list(arch["hidden"]), arch["activation"], arch.get("n_out", 1),
-                    arch.get("dropout", 0.0))
+def load_model(state_path: str | Path, arch: dict[str, Any]) -> GeneMLP | EnsembleMLP:
+    """Rebuild a network (or an ensemble, ``arch["ensemble"] > 1``) from its architecture and load its
+    weights (no code executed)."""
+    def one() -> GeneMLP:
+        return GeneMLP(arch["n_in"], list(arch["hidden"]), arch["activation"], arch.get("n_out", 1),
+                       arch.get("dropout", 0.0))
+
+    n_members = int(arch.get("ensemble", 1))
+    model: GeneMLP | EnsembleMLP = EnsembleMLP([one() for _ in range(n_members)]) if n_members > 1 else one()
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()

@@ -117,25 +117,40 @@ def observed_vs_predicted(pred: pd.DataFrame, models: list[str], target: str, pa
         _save(fig, path)
 
 
-def loss_curves(history: pd.DataFrame, target: str, path: str | Path, best_epoch: int | None = None,
+def loss_curves(history: pd.DataFrame, target: str, path: str | Path, best_epoch: int | list[int] | None = None,
                 scale_label: str = "normalized expression") -> None:
     """Training and validation loss per epoch (log scale); for classification also accuracy.
 
     Regression histories hold mean squared errors; classification histories
     (with ``train_accuracy``/``val_accuracy`` columns) hold mean cross-entropy,
-    drawn beside the accuracy curves, as in the seed's figure.
+    drawn beside the accuracy curves, as in the seed's figure. A history with a
+    ``member`` column is an ensemble's: one pair of curves per member (the
+    first drawn darkest), and ``best_epoch`` lists each member's kept epoch.
     """
     target = plain(target)
     classify = "train_accuracy" in history.columns
+    if "member" in history.columns:
+        parts = [h for _, h in history.groupby("member", sort=True)]
+    else:
+        parts = [history]
+    kept = list(best_epoch) if isinstance(best_epoch, (list, tuple)) else [best_epoch] * len(parts)
+    n = len(parts)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2 if classify else 1, figsize=(11.0 if classify else 6.0, 4.0), squeeze=False)
         panels = [(axes[0, 0], "loss")] + ([(axes[0, 1], "accuracy")] if classify else [])
         for ax, kind in panels:
-            ax.plot(history["epoch"], history[f"train_{kind}"], color=PALETTE["train"], label="training part")
-            if history[f"val_{kind}"].notna().any():
-                ax.plot(history["epoch"], history[f"val_{kind}"], color=PALETTE["val"], label="validation part")
-            if best_epoch:
-                ax.axvline(best_epoch, color="#444444", ls=":", lw=1, label=f"kept weights (epoch {best_epoch})")
+            for k, (h, best) in enumerate(zip(parts, kept)):
+                alpha, lw = (1.0, 1.5) if k == 0 else (0.35, 0.8)
+                suffix = "" if n == 1 else (f" ({n} ensemble members)" if k == 0 else None)
+                ax.plot(h["epoch"], h[f"train_{kind}"], color=PALETTE["train"], alpha=alpha, lw=lw,
+                        label=None if suffix is None else f"training part{suffix}")
+                if h[f"val_{kind}"].notna().any():
+                    ax.plot(h["epoch"], h[f"val_{kind}"], color=PALETTE["val"], alpha=alpha, lw=lw,
+                            label=None if suffix is None else "validation part")
+                if best:
+                    ax.axvline(best, color="#444444", ls=":", lw=1, alpha=alpha,
+                               label=None if k else (f"kept weights (epoch {best})" if n == 1
+                                                     else "kept weights (each member)"))
             ax.set_xlabel("epoch")
             ax.legend(frameon=False)
         ax = axes[0, 0]

@@ -1,0 +1,222 @@
+"""Benchmark: the pipeline's models against the scikit-learn models a user could pick instead.
+
+The panel (as a new user would build it, and as issue 15 describes): from the bundled
+*B. subtilis* compendium (``resources/demo``), ``--targets`` genes (default 40) drawn with
+``--seed`` among the genes with 3-8 known regulators in the bundled gold standard that
+are not transcription factors themselves. Everything then follows the pipeline's own
+steps, with the pipeline's own functions and the schema's defaults:
+
+* train/test split of the samples (``split.test_fraction`` 0.2, seed 0;
+  :func:`gexpred.split.train_test_split`);
+* z-score of every gene fitted on the training split (:mod:`gexpred.preprocess`);
+* per target, the 20 transcription factors most correlated with it on the training
+  split (:func:`gexpred.design.select_predictors`);
+* the 5 cross-validation folds of the training split (:func:`gexpred.search.kfold`).
+
+Our models, exactly as the ``ols``, ``penalized`` and ``mlp`` rules fit them:
+OLS (:func:`gexpred.ols.fit_ols`), ridge/lasso chosen by CV
+(:func:`gexpred.search.cv_penalized`) and the network search with the schema's
+``mlp`` and ``search`` defaults (:func:`gexpred.search.search_network`, the
+function ``gexpred mlp`` calls).
+
+The peers are fitted on exactly the same training samples, predictors and scaling,
+and judged on the same test samples: scikit-learn ``LinearRegression``, ``RidgeCV``,
+``SVR`` (RBF kernel, grid over C, gamma and epsilon), ``ExtraTreesRegressor``,
+``HistGradientBoostingRegressor`` and ``MLPRegressor`` (grid over width, activation
+and L2 penalty); the grids are searched by ``GridSearchCV`` on our 5 folds
+(``PredefinedSplit``), so every tuned model is chosen on the same samples as ours.
+Both sides use the machine's cores (torch threads; scikit-learn ``n_jobs``).
+
+Prints one row per model (mean test MAE and R² over the targets, ratio of MAE to
+OLS, targets where the model's MAE is below OLS's, wall time) and, as its last line,
+``mlp_vs_ols=<MAE ratio> mlp_vs_best_peer=<MAE ratio>`` where the best peer is the
+scikit-learn model with the lowest mean test MAE. Target: ``mlp_vs_best_peer <= 1``.
+
+Run: ``python benchmarks/bench_peers.py`` (about 10 minutes on 2 cores; ``--targets 10``
+for a quick look). Needs scikit-learn (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from gexpred.design import select_predictors
+from gexpred.io import read_gene_list, read_matrix, read_table
+from gexpred.nn import MLPSettings, predict
+from gexpred.ols import fit_ols
+from gexpred.preprocess import apply_normalization, fit_normalization
+from gexpred.search import cv_penalized, kfold, mlp_candidates, search_network
+from gexpred.split import train_test_split
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "resources" / "demo"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def schema_defaults() -> dict:
+    """The config the pipeline runs with when a user sets nothing: the schema's defaults."""
+    from snakemake.utils import validate
+
+    cfg: dict = {"matrices": ["x.tsv"], "targets": ["x"], "predictors": ["x"]}
+    validate(cfg, schema=str(SCHEMA))
+    return cfg
+
+
+def build_panel(n_targets: int, seed: int, k: int, cfg: dict):
+    """Samples x genes z-scores, split, targets and each target's predictors, as the pipeline makes them."""
+    expr = read_matrix(str(DEMO / "expression.tsv.gz"))
+    genes = [str(g) for g in expr.var_names]
+    samples = [str(s) for s in expr.obs_names]
+    X = np.asarray(expr.X, dtype=np.float64)
+    tfs = read_gene_list(str(DEMO / "tf_names.txt"))
+    gold = read_table(str(DEMO / "gold_standard.tsv.gz"), index_col=0)
+    gold.index = gold.index.astype(str)
+    tf_set, gene_set = set(tfs), set(genes)
+    n_known = gold.reindex(columns=[c for c in gold.columns if c in tf_set]).fillna(0).sum(axis=1)
+    pool = sorted(g for g in gold.index[(n_known >= 3) & (n_known <= 8)] if g in gene_set and g not in tf_set)
+    targets = sorted(np.random.default_rng(seed).choice(pool, size=min(n_targets, len(pool)), replace=False))
+    split = train_test_split(samples, cfg["split"]["test_fraction"], cfg["split"]["seed"])
+    train = (split["split"] == "train").to_numpy()
+    params = fit_normalization(X[train], genes, [s for s, t in zip(samples, train) if t], "zscore", "demo")
+    Z = apply_normalization(X, genes, samples, params, "demo")
+    table = select_predictors(Z[train], genes, targets, {"top_correlated": k, "from": tfs}, "demo")
+    folds = kfold([s for s, t in zip(samples, train) if t], cfg["split"]["folds"], cfg["split"]["seed"])
+    col = {g: i for i, g in enumerate(genes)}
+    panel = []
+    for t in targets:
+        preds = table.loc[table["target"] == t].sort_values("rank")["gene"].tolist()
+        Xt, y = Z[:, [col[g] for g in preds]], Z[:, col[t]]
+        panel.append((t, Xt[train], y[train], Xt[~train], y[~train]))
+    return panel, folds, len(pool)
+
+
+def score(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """MAE and R² (1 - SSE/SST around the test split's mean, as metrics.tsv)."""
+    resid = y - pred
+    return float(np.mean(np.abs(resid))), float(1.0 - np.sum(resid ** 2) / np.sum((y - y.mean()) ** 2))
+
+
+def ours(panel, folds, cfg) -> dict[str, tuple[list[np.ndarray], float]]:
+    """Test predictions and wall time of the pipeline's three models."""
+    out: dict[str, tuple[list[np.ndarray], float]] = {}
+    t0 = time.perf_counter()
+    out["ols (ours)"] = ([fit_ols(Xtr, ytr, [f"x{j}" for j in range(Xtr.shape[1])]).predict(Xte)
+                          for _, Xtr, ytr, Xte, _ in panel], time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    preds = []
+    for name, Xtr, ytr, Xte, _ in panel:
+        res = cv_penalized(Xtr, ytr, folds, cfg["search"]["penalized"]["methods"],
+                           cfg["search"]["penalized"]["n_alphas"], name)
+        preds.append(res.intercept + Xte @ res.coef)
+    out["penalized (ours)"] = (preds, time.perf_counter() - t0)
+    search = cfg["search"]
+    configs = mlp_candidates(cfg["mlp"], search["mlp"], search["strategy"], search["n_candidates"], search["seed"])
+    candidates = [MLPSettings.from_config(c) for c in configs]
+    t0 = time.perf_counter()
+    preds = []
+    for name, Xtr, ytr, Xte, _ in panel:
+        res = search_network(Xtr, ytr, folds, candidates, target=name)
+        preds.append(predict(res.model, Xte))
+    out["mlp (ours)"] = (preds, time.perf_counter() - t0)
+    return out
+
+
+PEERS = ("LinearRegression", "RidgeCV", "SVR (RBF, grid)", "ExtraTrees", "HistGradientBoosting", "MLPRegressor (grid)")
+
+
+def peers(panel, folds, n_jobs: int, names=PEERS) -> dict[str, tuple[list[np.ndarray], float]]:
+    """Test predictions and wall time of the scikit-learn models, tuned on our folds."""
+    from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
+    from sklearn.linear_model import LinearRegression, RidgeCV
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.svm import SVR
+
+    cv = PredefinedSplit(folds)
+    makers = {
+        "LinearRegression": lambda: LinearRegression(),
+        "RidgeCV": lambda: RidgeCV(alphas=np.logspace(-3, 3, 13), cv=cv),
+        "SVR (RBF, grid)": lambda: GridSearchCV(
+            SVR(kernel="rbf"), {"C": [0.3, 1.0, 3.0, 10.0], "gamma": ["scale", 0.01, 0.03],
+                                "epsilon": [0.05, 0.1]}, cv=cv, n_jobs=n_jobs),
+        "ExtraTrees": lambda: ExtraTreesRegressor(n_estimators=500, random_state=0, n_jobs=n_jobs),
+        "HistGradientBoosting": lambda: HistGradientBoostingRegressor(random_state=0),
+        "MLPRegressor (grid)": lambda: GridSearchCV(
+            MLPRegressor(max_iter=500, random_state=0),
+            {"hidden_layer_sizes": [(32,), (64,), (64, 32)], "activation": ["relu", "tanh"],
+             "alpha": [1e-4, 1e-2, 1.0]}, cv=cv, n_jobs=n_jobs),
+    }
+    out = {}
+    for name, make in makers.items():
+        if name not in names:
+            continue
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLPRegressor's ConvergenceWarning at max_iter
+            preds = [make().fit(Xtr, ytr).predict(Xte) for _, Xtr, ytr, Xte, _ in panel]
+        out[name] = (preds, time.perf_counter() - t0)
+        print(f"  fitted {name} in {out[name][1]:.1f} s", flush=True)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--targets", type=int, default=40, help="genes in the panel (default 40)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the draw of the panel's genes (default 0)")
+    ap.add_argument("--predictors", type=int, default=20, help="TFs per target (default 20)")
+    ap.add_argument("--config", help="YAML whose mlp/search sections replace the schema's defaults (experiments)")
+    ap.add_argument("--out", help="write the per-target table (TSV) here")
+    ap.add_argument("--no-peers", action="store_true", help="our models only (experiments; no last line)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    n_jobs = os.cpu_count() or 1
+    torch.set_num_threads(n_jobs)
+    cfg = schema_defaults()
+    if args.config:
+        cfg.update(yaml.safe_load(Path(args.config).read_text()))
+    panel, folds, n_pool = build_panel(args.targets, args.seed, args.predictors, cfg)
+    print(f"panel: {len(panel)} of {n_pool} genes with 3-8 known regulators (not TFs), "
+          f"{len(panel[0][2])} training / {len(panel[0][4])} test samples, {args.predictors} TFs per target, "
+          f"z-scored; {n_jobs} cores", flush=True)
+    results = {**ours(panel, folds, cfg), **({} if args.no_peers else peers(panel, folds, n_jobs))}
+    rows, per_target = [], []
+    for name, (preds, seconds) in results.items():
+        scores = np.array([score(p[4], pr) for p, pr in zip(panel, preds)])
+        for p, (mae, r2) in zip(panel, scores):
+            per_target.append({"target": p[0], "model": name, "mae": mae, "r2": r2})
+        rows.append({"model": name, "mae": scores[:, 0].mean(), "r2": scores[:, 1].mean(), "seconds": seconds,
+                     "_mae": scores[:, 0]})
+    ols_mae = rows[0]["_mae"]
+    table = pd.DataFrame(rows)
+    table["mae_vs_ols"] = table["mae"] / table.loc[0, "mae"]
+    # better: below OLS's MAE by more than float rounding (LinearRegression is OLS)
+    table["better_than_ols"] = [f"{int(np.sum(r['_mae'] < ols_mae * (1 - 1e-9)))}/{len(panel)}" for r in rows]
+    show = table.drop(columns="_mae")[["model", "mae", "r2", "mae_vs_ols", "better_than_ols", "seconds"]]
+    print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out:
+        pd.DataFrame(per_target).to_csv(args.out, sep="\t", index=False)
+    if args.no_peers:
+        return 0
+    mlp = table.loc[table["model"] == "mlp (ours)"].iloc[0]
+    is_peer = ~table["model"].str.endswith("(ours)")
+    best = table.loc[table.loc[is_peer, "mae"].idxmin()]
+    print(f"best peer: {best['model']} (MAE {best['mae']:.4f}, {best['seconds']:.1f} s); network search "
+          f"{mlp['seconds']:.1f} s = {mlp['seconds'] / best['seconds']:.2f} x its time; MLPRegressor grid "
+          f"{table.loc[table['model'] == 'MLPRegressor (grid)', 'seconds'].iloc[0]:.1f} s")
+    print(f"mlp_vs_ols={mlp['mae'] / table.loc[0, 'mae']:.3f} mlp_vs_best_peer={mlp['mae'] / best['mae']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
