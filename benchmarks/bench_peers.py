@@ -52,7 +52,7 @@ import torch
 import yaml
 
 from gexpred.design import select_predictors
-from gexpred.io import read_gene_list, read_matrix, read_table
+from gexpred.io import read_gene_list, read_matrix
 from gexpred.nn import MLPSettings, predict
 from gexpred.ols import fit_ols
 from gexpred.preprocess import apply_normalization, fit_normalization
@@ -73,18 +73,22 @@ def schema_defaults() -> dict:
     return cfg
 
 
-def build_panel(n_targets: int, seed: int, k: int, cfg: dict):
+def build_panel(n_targets: int, seed: int, k: int, cfg: dict, expression: str = str(DEMO / "expression.tsv.gz"),
+                gold_standard: str = str(DEMO / "gold_standard.tsv.gz"), tf_file: str = str(DEMO / "tf_names.txt"),
+                known: tuple[int, int] = (3, 8), tf_targets: bool = False):
     """Samples x genes z-scores, split, targets and each target's predictors, as the pipeline makes them."""
-    expr = read_matrix(str(DEMO / "expression.tsv.gz"))
+    expr = read_matrix(expression)
     genes = [str(g) for g in expr.var_names]
     samples = [str(s) for s in expr.obs_names]
     X = np.asarray(expr.X, dtype=np.float64)
-    tfs = read_gene_list(str(DEMO / "tf_names.txt"))
-    gold = read_table(str(DEMO / "gold_standard.tsv.gz"), index_col=0)
+    tfs = read_gene_list(tf_file)
+    gold = pd.read_csv(gold_standard, sep="\t", index_col=0)
     gold.index = gold.index.astype(str)
+    gold.columns = gold.columns.astype(str)
     tf_set, gene_set = set(tfs), set(genes)
     n_known = gold.reindex(columns=[c for c in gold.columns if c in tf_set]).fillna(0).sum(axis=1)
-    pool = sorted(g for g in gold.index[(n_known >= 3) & (n_known <= 8)] if g in gene_set and g not in tf_set)
+    pool = sorted(g for g in gold.index[(n_known >= known[0]) & (n_known <= known[1])]
+                  if g in gene_set and (tf_targets or g not in tf_set))
     targets = sorted(np.random.default_rng(seed).choice(pool, size=min(n_targets, len(pool)), replace=False))
     split = train_test_split(samples, cfg["split"]["test_fraction"], cfg["split"]["seed"])
     train = (split["split"] == "train").to_numpy()
@@ -178,6 +182,15 @@ def main() -> int:
     ap.add_argument("--config", help="YAML whose mlp/search sections replace the schema's defaults (experiments)")
     ap.add_argument("--out", help="write the per-target table (TSV) here")
     ap.add_argument("--no-peers", action="store_true", help="our models only (experiments; no last line)")
+    ap.add_argument("--expression", default=str(DEMO / "expression.tsv.gz"),
+                    help="genes x samples matrix of another compendium (default: the bundled demo)")
+    ap.add_argument("--gold-standard", default=str(DEMO / "gold_standard.tsv.gz"),
+                    help="targets x regulators table, 1 = known edge")
+    ap.add_argument("--tfs", default=str(DEMO / "tf_names.txt"), help="candidate predictors, one a line")
+    ap.add_argument("--known", type=int, nargs=2, default=(3, 8), metavar=("MIN", "MAX"),
+                    help="known regulators a panel gene has (default 3 8)")
+    ap.add_argument("--tf-targets", action="store_true",
+                    help="let TFs be targets too (for compendia where every gene is a regulator, as DREAM4)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     n_jobs = os.cpu_count() or 1
@@ -185,8 +198,10 @@ def main() -> int:
     cfg = schema_defaults()
     if args.config:
         cfg.update(yaml.safe_load(Path(args.config).read_text()))
-    panel, folds, n_pool = build_panel(args.targets, args.seed, args.predictors, cfg)
-    print(f"panel: {len(panel)} of {n_pool} genes with 3-8 known regulators (not TFs), "
+    panel, folds, n_pool = build_panel(args.targets, args.seed, args.predictors, cfg, args.expression,
+                                       args.gold_standard, args.tfs, tuple(args.known), args.tf_targets)
+    print(f"panel: {len(panel)} of {n_pool} genes with {args.known[0]}-{args.known[1]} known regulators"
+          f"{'' if args.tf_targets else ' (not TFs)'} in {args.expression}, "
           f"{len(panel[0][2])} training / {len(panel[0][4])} test samples, {args.predictors} TFs per target, "
           f"z-scored; {n_jobs} cores", flush=True)
     results = {**ours(panel, folds, cfg), **({} if args.no_peers else peers(panel, folds, n_jobs))}

@@ -161,3 +161,30 @@ def test_qq_points_sorted_or_not(n):
         idx = np.searchsorted(-full_exp, -exp)  # the kept ranks
         np.testing.assert_allclose(obs, full_obs[idx], rtol=1e-15)
         assert len(obs) < 23_000 and obs[-1] == full_obs[-1]
+
+
+def test_model_comparison_shows_each_model_relative_to_ols(tmp_path, monkeypatch):
+    """Left panel: every model's test MSE divided by OLS's on the same target (the baseline pinned inside the
+    axis); right panel: R² of the models alone; target labels drawn once, on the left."""
+    captured = {}
+
+    def keep(fig, path):
+        captured["fig"] = fig
+        fig.canvas.draw()
+
+    monkeypatch.setattr(plots, "_save", keep)
+    metrics = pd.DataFrame({"target": ["a"] * 4 + ["b"] * 4, "model": ["ols", "penalized", "mlp", "mean"] * 2,
+                            "split": "test", "mse": [0.10, 0.098, 0.08, 1.0, 0.20, 0.21, 0.23, 0.9],
+                            "r2": [0.9, 0.902, 0.92, 0.0, 0.8, 0.79, 0.77, -0.01]})
+    plots.model_comparison(metrics, tmp_path / "m.png")
+    left, right = captured["fig"].axes[:2]
+    points = np.vstack([c.get_offsets() for c in left.collections if len(c.get_offsets())])
+    expected = {(0.98, 0), (0.8, 0), (1.05, 1), (1.15, 1), (1.0, 0), (1.0, 1)}
+    for ratio, row in expected:
+        assert np.any(np.isclose(points[:, 0], ratio) & (np.abs(points[:, 1] - row) < 0.3)), (ratio, row)
+    lo, hi = left.get_xlim()
+    assert lo < 0.8 and 1.15 < hi < 2  # the axis is set by the models, not by the baseline (ratio 10 and 4.5)
+    assert points[:, 0].max() <= hi
+    assert [t.get_text() for t in left.get_yticklabels()] == ["a", "b"]
+    r2 = np.vstack([c.get_offsets() for c in right.collections])
+    assert r2[:, 0].min() >= 0.77 - 1e-12  # the baseline's R² (about 0) is left out

@@ -112,6 +112,59 @@ def test_cv_networks_batched_equals_one_at_a_time():
     assert batched.winner() == int(np.argmin(batched.loss.mean(axis=1)))
 
 
+def test_search_network_refits_an_ensemble_for_the_folds_epochs_and_cross_validates_it():
+    """search_network: the winner by mean held-out loss; the refit uses every sample for the folds' median
+    best epoch times the sample ratio; its CV is the refit procedure per fold; the model is the mean of
+    networks trained alone with seeds seed, seed + 1, ... (each checked with train_mlp)."""
+    from dataclasses import replace
+
+    from gexpred.search import search_network
+
+    X, y = _regression(n=75)
+    folds = kfold([f"s{i}" for i in range(len(y))], 3, seed=1)
+    cands = [MLPSettings.from_config(c) for c in mlp_candidates(
+        {"epochs": 60, "patience": 8, "batch_size": 16, "lr": 0.02, "device": "cpu", "ensemble": 2,
+         "refit": "cv_epochs", "seed": 4}, {"hidden": [[], [8]]})]
+    res = search_network(X, y, folds, cands, target="t")
+    single = cv_networks(X, y, folds, cands)
+    assert res.winner == int(np.argmin(single.loss.mean(axis=1)))
+    np.testing.assert_allclose(res.cv.loss, single.loss)
+    # epochs: median over folds of the kept epoch x (75 training samples / 40 fitted by a fold network)
+    fitted = 50 - round(0.2 * 50)
+    expected = max(1, round(float(np.median(single.best_epoch[res.winner])) * 75 / fitted))
+    assert res.settings.epochs == expected and res.settings.val_fraction == 0 and res.settings.patience == 0
+    members = [replace(cands[res.winner], epochs=expected, val_fraction=0.0, patience=0, seed=4 + m, ensemble=1)
+               for m in range(2)]
+    for f in range(3):
+        tr, te = folds != f, folds == f
+        mean = np.mean([predict(train_mlp(X[tr], y[tr], s)[0], X[te]) for s in members], axis=0)
+        np.testing.assert_allclose(res.final_cv.oof[0, te], mean, atol=1e-5)
+        assert res.final_cv.loss[0, f] == pytest.approx(np.mean((y[te] - mean) ** 2), rel=1e-4)
+    full = np.mean([predict(train_mlp(X, y, s)[0], X) for s in members], axis=0)
+    np.testing.assert_allclose(predict(res.model, X), full, atol=1e-5)
+
+
+def test_search_network_early_stopping_refit_and_no_folds():
+    from gexpred.search import final_settings, search_network
+
+    X, y = _regression(n=60)
+    s = MLPSettings.from_config({"hidden": [4], "epochs": 30, "patience": 5, "device": "cpu",
+                                 "refit": "early_stopping"})
+    assert final_settings(s, np.array([3, 9, 7]), 2.0) == s
+    cv_s = final_settings(replace_refit(s), np.array([3, 9, 7]), 1.5)
+    assert (cv_s.epochs, cv_s.val_fraction, cv_s.patience) == (round(7 * 1.5), 0.0, 0)
+    # without folds there is no search: the first candidate, stopped early, alone
+    res = search_network(X, y, None, [replace_refit(s)])
+    assert res.cv is None and res.final_cv is None and res.settings.refit == "early_stopping"
+    np.testing.assert_array_equal(predict(res.model, X), predict(train_mlp(X, y, s)[0], X))
+
+
+def replace_refit(s: MLPSettings) -> MLPSettings:
+    from dataclasses import replace
+
+    return replace(s, refit="cv_epochs")
+
+
 def test_search_table_columns_and_selection():
     X, y = _regression(n=60)
     folds = kfold([f"s{i}" for i in range(60)], 3)

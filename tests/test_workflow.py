@@ -288,9 +288,14 @@ def test_mlp_artifacts_load_without_code(finished_run):
     expr = pd.read_csv(root / "data/expr.tsv", sep="\t", index_col=0).T.loc[pred.index]
     np.testing.assert_allclose(predict(model, expr[meta["predictors"]].to_numpy()), pred["mlp"], rtol=1e-5,
                                atol=1e-5)
+    # the schema's defaults: an ensemble of 5 networks, refitted on every training sample for the CV's epochs
+    assert meta["architecture"]["ensemble"] == 5 and len(meta["training"]["members"]) == 5
+    assert meta["settings"]["val_fraction"] == 0 and meta["settings"]["patience"] == 0
+    assert "5 networks" in meta["search"]["refit"]
     hist = pd.read_csv(root / "results/mlp/G0/history.tsv", sep="\t")
-    assert list(hist.columns) == ["epoch", "train_loss", "val_loss"]
-    assert hist["epoch"].tolist() == list(range(1, len(hist) + 1))
+    assert list(hist.columns) == ["member", "epoch", "train_loss", "val_loss"]
+    for _, h in hist.groupby("member"):
+        assert h["epoch"].tolist() == list(range(1, meta["settings"]["epochs"] + 1))
 
 
 def test_report_builds_and_escapes(finished_run):

@@ -936,6 +936,9 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
 
     torch.set_num_threads(max(1, a.threads))
     search, configs, candidates = _network_candidates(a)
+    if candidates and (candidates[0].ensemble > 1 or candidates[0].refit != "early_stopping"):
+        log.info("chunk %d: mlp.ensemble and mlp.refit apply to per-target networks; genome-wide networks are "
+                 "single networks stopped early on the validation part", a.chunk)
     train, design, targets, X, Y = _genome_chunk(a)
     # targets without variance on the training split cannot be learnt (the OLS side flags them too)
     sd = Y[train].std(axis=0)

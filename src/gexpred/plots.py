@@ -14,7 +14,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -529,41 +530,100 @@ METRIC_LABELS = {"mse": "mean squared error (normalized expression²)",
                  "log_loss": "log-loss (nats per sample)"}
 
 
-def model_comparison(metrics: pd.DataFrame, path: str | Path, metrics_shown: tuple[str, ...] = ("r2", "mse"),
-                     split: str = "test") -> None:
-    """Test-split metrics of every model for every target, one dot per model, best model ringed."""
+METRIC_SHORT = {"mse": "MSE", "mae": "MAE", "r2": "R²", "log_loss": "log-loss", "accuracy": "accuracy"}
+
+
+def model_comparison(metrics: pd.DataFrame, path: str | Path, split: str = "test", reference: str = "ols",
+                     baseline: str = "mean") -> None:
+    """Test-split metrics of every model for every target, relative to OLS where the differences are small.
+
+    Left: each model's error relative to the ``reference`` model's on the same
+    target (MSE ratio for regression, log-loss ratio for classification; log
+    scale, 1 = as good as the reference, left of 1 better), so models whose
+    absolute errors differ by a few percent are told apart; the ``baseline``
+    (training mean), usually far off, is drawn at the axis edge with its ratio
+    printed when it falls outside. Right: the absolute metric (R²; accuracy for
+    classification) of the real models, on an axis set by them, the baseline
+    left out (its R² is about 0 by construction). One row per target, labelled
+    once on the left; the best model by the left metric is ringed.
+    """
     sub = metrics[metrics["split"] == split].copy()
-    metrics_shown = tuple(m for m in metrics_shown if m in sub and sub[m].notna().any()) or ("accuracy",)
-    targets = list(dict.fromkeys(sub["target"].astype(str)))
-    models = list(dict.fromkeys(sub["model"].astype(str)))
+    sub["target"] = sub["target"].astype(str)
+    sub["model"] = sub["model"].astype(str)
+    classify = "mse" not in sub or sub["mse"].isna().all()
+    err, absolute = ("log_loss", "accuracy") if classify else ("mse", "r2")
+    if err not in sub or sub[err].isna().all():
+        err = "mae" if "mae" in sub and sub["mae"].notna().any() else err
+    targets = list(dict.fromkeys(sub["target"]))
+    models = list(dict.fromkeys(sub["model"]))
+    ref = reference if reference in models else models[0]
+    real = [m for m in models if m != baseline]
     y = {t: i for i, t in enumerate(targets)}
+    offsets = dict(zip(models, np.linspace(-0.22, 0.22, len(models)) if len(models) > 1 else [0.0]))
+    table = sub.pivot_table(index="target", columns="model", values=err, aggfunc="first").reindex(targets)
+    ratio = table.div(table[ref], axis=0) if ref in table else table * np.nan
+    height = 2.6 + 0.32 * max(len(targets), 3)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(metrics_shown), figsize=(5.2 * len(metrics_shown),
-                                                                 1.8 + 0.45 * max(len(targets), 2)), squeeze=False)
-        for ax, metric in zip(axes[0], metrics_shown):
-            offsets = np.linspace(-0.2, 0.2, len(models)) if len(models) > 1 else [0.0]
-            for k, (model, dy) in enumerate(zip(models, offsets)):
-                m = sub[sub["model"].astype(str) == model]
-                ax.scatter(m[metric], [y[str(t)] + dy for t in m["target"]], s=40, color=_color(model, k),
-                           label=MODEL_LABELS.get(model, plain(model)), zorder=3, edgecolor="white", linewidth=0.5)
-            crit = "idxmin" if _lower_is_better(metric) else "idxmax"
-            valid = sub.dropna(subset=[metric])
-            if len(valid):
-                best = valid.loc[getattr(valid.groupby(valid["target"].astype(str))[metric], crit)()]
-                for _, r in best.iterrows():
-                    dy = offsets[models.index(str(r["model"]))]
-                    ax.scatter([r[metric]], [y[str(r["target"])] + dy], s=140, facecolor="none",
-                               edgecolor="#000000", lw=1.2, zorder=4)
-            ax.set_yticks(range(len(targets)))
-            ax.set_yticklabels([plain(t) for t in targets])
-            ax.set_ylim(len(targets) - 0.5, -0.5)
-            ax.set_xlabel(METRIC_LABELS.get(metric, plain(metric)))
-            ax.set_title(f"{metric} on the {split} split ({'lower' if _lower_is_better(metric) else 'higher'}"
-                         " is better)")
-            ax.grid(axis="y", alpha=0)
-        axes[0][-1].legend(frameon=False, fontsize=8, loc="best")
-        fig.suptitle(f"Model comparison on the {split} split: {len(targets)} targets, {len(models)} models "
-                     "(ring: best per target)", y=1.06)
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12.0, height), sharey=True,
+                                      gridspec_kw={"width_ratios": [1.15, 1.0]})
+        finite = ratio[[m for m in real if m in ratio]].to_numpy(dtype=float)
+        finite = finite[np.isfinite(finite) & (finite > 0)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.5, 2.0)
+        lo, hi = min(lo, 0.95) / 1.08, max(hi, 1.05) * 1.08
+        for k, model in enumerate(models):
+            if model not in ratio:
+                continue
+            r = ratio[model].to_numpy(dtype=float)
+            rows = np.array([y[t] for t in ratio.index]) + offsets[model]
+            ok = np.isfinite(r) & (r > 0)
+            if model == baseline:  # usually far right: pinned to the edge, value written beside it
+                shown = np.clip(r, lo, hi)
+                ax.scatter(shown[ok], rows[ok], s=34, marker=">", color=_color(model, k), zorder=3,
+                           label=f"{MODEL_LABELS.get(model, plain(model))} (at the edge when off the scale)")
+                for xv, yv, rv in zip(shown[ok], rows[ok], r[ok]):
+                    if rv > hi:
+                        ax.annotate(f"{rv:.3g}×", (xv, yv), xytext=(-4, 0), textcoords="offset points",
+                                    ha="right", va="center", fontsize=7, color=_color(model, k))
+                continue
+            ax.scatter(r[ok], rows[ok], s=40, color=_color(model, k), zorder=3, edgecolor="white", linewidth=0.5,
+                       label=MODEL_LABELS.get(model, plain(model)))
+        best = table[[m for m in real if m in table]].idxmin(axis=1)
+        for t, m in best.dropna().items():
+            rv = ratio.loc[t, m]
+            if np.isfinite(rv) and rv > 0:
+                ax.scatter([rv], [y[t] + offsets[m]], s=140, facecolor="none", edgecolor="#000000", lw=1.2, zorder=4)
+        ax.axvline(1.0, color="#444444", lw=1, ls="--", zorder=1)
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"
+                                                                     if hi / lo < 4 else ""))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ref_label = "logistic regression" if classify and ref == "ols" else MODEL_LABELS.get(ref, plain(ref))
+        ax.set_xlabel(f"{err} relative to {ref_label} (log scale; left of 1 is better)")
+        ax.set_title(f"{METRIC_SHORT.get(err, plain(err))} relative to {plain(ref)} (ring: best per target)")
+        ax.set_yticks(range(len(targets)))
+        ax.set_yticklabels([plain(t) for t in targets], fontsize=8 if len(targets) > 20 else 9)
+        ax.set_ylim(len(targets) - 0.5, -0.5)
+        ax.grid(axis="y", alpha=0)
+        handles, labels = ax.get_legend_handles_labels()
+        if absolute in sub and sub[absolute].notna().any():
+            for k, model in enumerate(models):
+                if model == baseline:
+                    continue
+                m = sub[sub["model"] == model]
+                ax2.scatter(m[absolute], [y[t] + offsets[model] for t in m["target"]], s=40,
+                            color=_color(model, k), zorder=3, edgecolor="white", linewidth=0.5)
+            ax2.set_xlabel(METRIC_LABELS.get(absolute, plain(absolute)))
+            ax2.set_title(f"{METRIC_SHORT.get(absolute, plain(absolute))} (higher is better; "
+                          f"{plain(baseline)} baseline not shown)")
+        else:
+            ax2.set_visible(False)
+        ax2.grid(axis="y", alpha=0)
+        fig.suptitle(f"Model comparison on the {split} split: {len(targets)} targets, {len(real)} models"
+                     + (" and the training-mean baseline" if baseline in models else ""))
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False, fontsize=8)
+        fig.tight_layout(rect=(0, 0.55 / height, 1, 1))
         _save(fig, path)
 
 

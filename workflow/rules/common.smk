@@ -449,8 +449,10 @@ def _search_candidates():
 
 
 def _search_fits():
-    """Networks one mlp job trains: search candidates x folds, plus the refit of the chosen one."""
-    return _search_candidates() * config["split"]["folds"] + 1
+    """Networks one mlp job trains: search candidates x folds, then the chosen one's ensemble cross-validated
+    (folds x members) and refitted (members)."""
+    members = int(config["mlp"].get("ensemble", 1))
+    return _search_candidates() * config["split"]["folds"] + (config["split"]["folds"] + 1) * members
 
 
 def _mlp_shape(wildcards, input):
