@@ -63,7 +63,7 @@ def hostile_run(tmp_path_factory):
                          columns=[f"new <{i}>/../x" for i in range(6)])
     batch.to_csv(root / "data" / "batch.tsv", sep="\t")
     write_config(root, targets=TARGETS, predictors=PREDICTORS,
-                 mlp={"hidden": [4], "epochs": 20, "patience": 5, "batch_size": 16},
+                 mlp={"hidden": [4], "epochs": 20, "patience": 5, "batch_size": 16, "ensemble": 2},
                  search={"mlp": {"hidden": [[], [4]]}, "penalized": {"n_alphas": 4}},
                  new_batches={"fresh": ["data/batch.tsv"]}, missing="impute_mean")
     before = _snapshot(sandbox)

@@ -46,7 +46,8 @@ def write_config(root: Path, **overrides) -> Path:
         "targets": ["G0", "G1"],
         "predictors": {"top_correlated": 4},
         "split": {"test_fraction": 0.25, "seed": 3, "folds": 3},
-        "mlp": {"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16},
+        # two networks per ensemble keep the runs short (the schema's default is five)
+        "mlp": {"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16, "ensemble": 2},
         "search": {"mlp": {"hidden": [[], [8]]}, "penalized": {"n_alphas": 6}},
     }
     cfg.update(overrides)
@@ -76,7 +77,8 @@ def finished_run(tmp_path_factory):
     shutil.copy(REPO / "config" / "config.yaml", root / "config" / "config.yaml")
     # a new batch from the same process (other samples): scored and monitored by the deploy rules
     make_dataset(root, seed=8, name="new.tsv", prefix="N")
-    write_config(root, new_batches={"fresh": ["data/new.tsv"]})
+    write_config(root, new_batches={"fresh": ["data/new.tsv"]},
+                 mlp={"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16, "ensemble": 3})
     run_snakemake(root)
     return root, data
 
@@ -288,10 +290,11 @@ def test_mlp_artifacts_load_without_code(finished_run):
     expr = pd.read_csv(root / "data/expr.tsv", sep="\t", index_col=0).T.loc[pred.index]
     np.testing.assert_allclose(predict(model, expr[meta["predictors"]].to_numpy()), pred["mlp"], rtol=1e-5,
                                atol=1e-5)
-    # the schema's defaults: an ensemble of 5 networks, refitted on every training sample for the CV's epochs
-    assert meta["architecture"]["ensemble"] == 5 and len(meta["training"]["members"]) == 5
+    # an ensemble of 3 networks (mlp.ensemble), refitted on every training sample for the CV's epochs (the
+    # schema's default refit)
+    assert meta["architecture"]["ensemble"] == 3 and len(meta["training"]["members"]) == 3
     assert meta["settings"]["val_fraction"] == 0 and meta["settings"]["patience"] == 0
-    assert "5 networks" in meta["search"]["refit"]
+    assert "3 networks" in meta["search"]["refit"]
     hist = pd.read_csv(root / "results/mlp/G0/history.tsv", sep="\t")
     assert list(hist.columns) == ["member", "epoch", "train_loss", "val_loss"]
     for _, h in hist.groupby("member"):
@@ -533,7 +536,8 @@ def test_classification_end_to_end(tmp_path):
     metrics = pd.read_csv(tmp_path / "results/compare/metrics.tsv", sep="\t").set_index(["target", "model", "split"])
     assert set(metrics.index.get_level_values("model")) == {"ols", "mlp", "mean"}
     hist = pd.read_csv(tmp_path / "results/mlp/phenotype/history.tsv", sep="\t")
-    assert list(hist.columns) == ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
+    assert list(hist.columns) == ["member", "epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
+    assert sorted(hist["member"].unique()) == [1, 2]  # the ensemble of write_config's two networks
     mlp_test = metrics.loc[("phenotype", "mlp", "test")]
     sub_m = pred[(pred["target"] == "phenotype") & (pred["split"] == "test")]
     p_m = sub_m["mlp:p[control]"].to_numpy()
