@@ -175,3 +175,44 @@ def test_logistic_regression_matches_glm(reference):
     ref = pd.read_csv(d / "glm_fit.tsv", sep="\t").iloc[0]
     for col in ("log_likelihood", "aic", "bic"):  # a logistic model has no dispersion: same convention
         assert abs(row[col] - ref[col]) <= RTOL * abs(ref[col]), col
+
+
+BRGLM2_SCRIPT = r"""
+suppressPackageStartupMessages(library(brglm2))
+dir <- commandArgs(trailingOnly = TRUE)[1]
+d <- read.delim(file.path(dir, "firth.tsv")); X <- as.matrix(d[, -1]); y <- d$y
+fit <- glm(y ~ X, family = binomial, method = "brglmFit", type = "AS_mean", epsilon = 1e-12, maxit = 1000)
+s <- summary(fit)$coefficients
+write.table(format(data.frame(coef = s[, 1], std_err = s[, 2]), digits = 17, trim = TRUE),
+            file.path(dir, "firth_out.tsv"), sep = "\t", quote = FALSE, row.names = FALSE)
+"""
+
+
+def _has_brglm2() -> bool:
+    proc = subprocess.run(["Rscript", "-e", "library(brglm2)"], capture_output=True, text=True)
+    return proc.returncode == 0
+
+
+@pytest.mark.parametrize("seed", [1, 5])
+def test_firth_logistic_matches_brglm2(tmp_path, seed):
+    """Firth's logistic regression on completely separated classes against R's brglm2 (``type = "AS_mean"``:
+    Firth's mean-bias-reducing adjusted score, the same estimator as logistf; Debian: r-cran-brglm2):
+    coefficients and Wald standard errors from the Fisher information at the estimate."""
+    if not _has_brglm2():
+        pytest.skip("R package brglm2 is not installed (Debian: r-cran-brglm2)")
+    rng = np.random.default_rng(seed)
+    n, p = 60, 4
+    X = rng.normal(size=(n, p))
+    y = (X[:, 0] - 0.3 * X[:, 1] > 0).astype(int)  # a combination separates the classes
+    names = [f"g{j}" for j in range(p)]
+    pd.DataFrame(np.column_stack([y, X]), columns=["y", *names]).to_csv(tmp_path / "firth.tsv", sep="\t",
+                                                                         index=False)
+    (tmp_path / "firth.R").write_text(BRGLM2_SCRIPT)
+    proc = subprocess.run(["Rscript", str(tmp_path / "firth.R"), str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    want = pd.read_csv(tmp_path / "firth_out.tsv", sep="\t")
+    fit = logit.fit_logit(X, y, names, ["a", "b"], inference=False)
+    assert fit.method == "firth" and fit.separation == "complete"
+    got = fit.table()
+    np.testing.assert_allclose(got["coef"], want["coef"], rtol=RTOL, atol=1e-10)
+    np.testing.assert_allclose(got["std_err"], want["std_err"], rtol=RTOL)

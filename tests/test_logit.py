@@ -143,7 +143,7 @@ def test_binary_table_shape(binary):
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.1])
-@pytest.mark.parametrize("column", LOGIT_COLUMNS[1:])
+@pytest.mark.parametrize("column", LOGIT_COLUMNS[1:-1])  # every number; the last column is the method
 def test_binary_matches_newton_raphson(binary, column, alpha):
     X, y, names = binary
     tab = fit_logit(X, y, names, ["no", "yes"], alpha=alpha).table()
@@ -228,10 +228,11 @@ def test_perfect_separation_names_predictor(binary):
     X, _, names = binary
     y = (X[:, 1] > np.median(X[:, 1])).astype(int)  # g2 alone separates the classes
     with pytest.raises(ModelError) as err:
-        fit_logit(X, y, names, ["low", "high"], target="marker")
+        fit_logit(X, y, names, ["low", "high"], target="marker", separation="stop")
     msg = str(err.value)
     assert "'marker'" in msg and "separation" in msg and "'g2'" in msg
     assert "ols.penalized: true" in msg and "ridge" in msg and "\n" not in msg
+    assert "ols.stop_on_separation: false" in msg and "Firth" in msg
 
 
 def test_quasi_complete_separation():
@@ -241,7 +242,7 @@ def test_quasi_complete_separation():
     # at x == 0 the classes interleave in z (-0.7: a, -0.2: b, 0.5: a, 1.1: b), so no combination separates fully
     z = np.array([0.3, -1.0, 2.0, 0.1, 0.5, -0.7, 1.1, -0.2, 0.9, -1.5, 0.4, 0.0])
     with pytest.raises(ModelError, match="quasi-complete separation") as err:
-        fit_logit(np.column_stack([z, x]), y, ["z", "x"], ["a", "b"])
+        fit_logit(np.column_stack([z, x]), y, ["z", "x"], ["a", "b"], separation="stop")
     assert "'x'" in str(err.value) and "ols.penalized" in str(err.value)
 
 
@@ -253,7 +254,7 @@ def test_near_separation_from_the_fit():
     k = np.searchsorted(x, 0.0)
     y[k - 1], y[k] = 1, 0
     with pytest.raises(ModelError, match="quasi-perfect separation") as err:
-        fit_logit(x[:, None], y, ["g"], ["a", "b"])
+        fit_logit(x[:, None], y, ["g"], ["a", "b"], separation="stop")
     assert "'g'" in str(err.value) and "ols.penalized" in str(err.value)
 
 
@@ -265,15 +266,17 @@ def test_separation_caught_by_the_fit_without_the_exact_test(binary, monkeypatch
     y = (X[:, 1] > np.median(X[:, 1])).astype(int)
     monkeypatch.setattr(logit, "separation_lp", lambda X, codes, K: (None, np.zeros((X.shape[1] + 1, K - 1))))
     with pytest.raises(ModelError, match="separation") as err:
-        fit_logit(X, y, names, ["low", "high"])
+        fit_logit(X, y, names, ["low", "high"], separation="stop")
     assert "'g2'" in str(err.value) and "ols.penalized" in str(err.value)
+    # the same signals send the default fit to Firth's penalised likelihood
+    assert fit_logit(X, y, names, ["low", "high"], inference=False).method == "firth"
 
     def raising_fit(self, *args, **kwargs):  # statsmodels < 0.14 raised instead of warning
         raise logit._SepError("Perfect separation detected, results not available")
 
     monkeypatch.setattr(logit.sm.Logit, "fit", raising_fit)
     with pytest.raises(ModelError, match="statsmodels reports perfect separation"):
-        fit_logit(X, y, names, ["low", "high"])
+        fit_logit(X, y, names, ["low", "high"], separation="stop")
 
 
 def test_separation_by_a_combination():
@@ -281,15 +284,21 @@ def test_separation_by_a_combination():
     X = rng.normal(size=(40, 2))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
     with pytest.raises(ModelError, match="linear combination"):
-        fit_logit(X, y, ["u", "v"], ["a", "b"])
+        fit_logit(X, y, ["u", "v"], ["a", "b"], separation="stop")
 
 
 def test_multinomial_separation(multiclass):
     X, codes, names, classes = multiclass
     codes = np.where(X[:, 0] > 1.0, 2, np.minimum(codes, 1))  # class 'top' exactly where a > 1
     with pytest.raises(ModelError, match="separation") as err:
-        fit_logit(X, codes, names, classes)
+        fit_logit(X, codes, names, classes, separation="stop")
     assert "'a'" in str(err.value)
+    # by default the run goes on: Firth's correction is for two classes, so the multinomial model is ridge
+    fit = fit_logit(X, codes, names, classes)
+    assert fit.method == "ridge" and fit.penalized and np.isfinite(fit.coef).all()
+    assert "'a'" in fit.separating and "implemented for two classes" in fit.separating
+    assert (fit.table()["method"] == "ridge").all()
+    np.testing.assert_allclose(fit.coef, fit_logit(X, codes, names, classes, penalized=True).coef, rtol=1e-12)
 
 
 def test_penalized_binary_under_separation(binary):
@@ -411,3 +420,151 @@ def test_multiclass_metrics():
     assert m["log_loss"] == pytest.approx(_log_loss_loop(codes, proba), rel=1e-12)
     absent = classification_metrics(np.where(codes == 2, 1, codes), proba)
     assert np.isnan(absent["auroc"]) and np.isfinite(absent["log_loss"])
+
+
+# --------------------------------------------------------------------------- Firth
+def _separated(kind: str, seed: int, n: int = 60, p: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Data whose first predictor separates the classes completely, quasi-completely, or not at all."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    if kind == "complete":
+        y = (X[:, 0] > 0).astype(np.int64)
+    elif kind == "quasi":  # ties at x0 == 0, where both classes occur
+        X[:, 0] = np.round(X[:, 0])
+        y = np.where(X[:, 0] > 0, 1, np.where(X[:, 0] < 0, 0, rng.integers(0, 2, n))).astype(np.int64)
+    else:
+        y = (X[:, 0] + rng.normal(size=n) > 0).astype(np.int64)
+    return X, y
+
+
+def _firthmodels_reference(X: np.ndarray, y: np.ndarray):
+    """firthmodels' FirthLogisticRegression, at the tightest tolerance its (linearly converging) solver meets."""
+    import warnings
+
+    firthmodels = pytest.importorskip("firthmodels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for tol in (1e-9, 1e-8, 1e-7):
+            m = firthmodels.FirthLogisticRegression(max_iter=1000, gtol=tol, xtol=tol, backend="numpy").fit(X, y)
+            if m.converged_:
+                break
+        assert m.converged_
+        # its constrained fits for the tests and intervals converge at 1e-6, not always tighter; a penalised
+        # log-likelihood is quadratic at its maximum, so the p-values and interval ends stay exact to ~1e-12
+        t = firthmodels.FirthLogisticRegression(max_iter=1000, gtol=1e-6, xtol=1e-6, backend="numpy").fit(X, y)
+        t.lrt()
+        ci = t.conf_int(alpha=0.05, method="pl", tol=1e-9, max_iter=1000)
+    # firthmodels puts the intercept last
+    return (np.r_[m.intercept_, m.coef_], np.r_[t.lrt_pvalues_[-1], t.lrt_pvalues_[:-1]],
+            np.vstack([ci[-1:], ci[:-1]]))
+
+
+@pytest.mark.parametrize("kind,seed", [("complete", 1), ("quasi", 3), ("none", 2)])
+def test_firth_matches_firthmodels(kind, seed):
+    """Coefficients, penalised likelihood-ratio p-values and profile intervals against firthmodels (a
+    maintained Python implementation of logistf's method; R's logistf is not packaged for Debian), Wald
+    standard errors against the inverse Fisher information computed here at firthmodels' estimate."""
+    X, y = _separated(kind, seed)
+    names = [f"g{j}" for j in range(X.shape[1])]
+    fit = fit_logit(X, y, names, ["a", "b"], target="t")
+    tab = fit.table()
+    coef, lrt_p, ci = _firthmodels_reference(X, y)
+    if kind == "none":
+        assert fit.method == "ml"  # no separation: ordinary maximum likelihood, as before
+        return
+    assert fit.method == "firth" and (tab["method"] == "firth").all()
+    assert fit.separation == ("complete" if kind == "complete" else "quasi-complete")
+    np.testing.assert_allclose(tab["coef"], coef, atol=1e-6)
+    A = np.column_stack([np.ones(len(y)), X])
+    w = _sigmoid(A @ coef) * (1 - _sigmoid(A @ coef))
+    se = np.sqrt(np.diag(np.linalg.inv(A.T @ (A * w[:, None]))))
+    np.testing.assert_allclose(tab["std_err"], se, rtol=1e-5)
+    np.testing.assert_allclose(tab["t"], tab["coef"] / tab["std_err"], rtol=1e-12)
+    finite = np.isfinite(lrt_p)  # firthmodels withholds a test whose constrained fit it did not converge
+    assert finite.sum() >= len(lrt_p) - 1
+    np.testing.assert_allclose(tab["p_value"][finite], lrt_p[finite], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(tab[["ci_low", "ci_high"]].to_numpy(), ci, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tab["or_ci_high"], np.exp(ci[:, 1]), rtol=1e-5)
+
+
+def test_firth_without_separation_equals_firthmodels_too():
+    """firth_logit itself (not only where fit_logit calls it) on data with a finite MLE."""
+    from gexpred.logit import firth_logit, firth_lr_test, firth_profile_interval
+
+    X, y = _separated("none", 2)
+    A = np.column_stack([np.ones(len(y)), X])
+    ff = firth_logit(A, y.astype(float))
+    coef, lrt_p, ci = _firthmodels_reference(X, y)
+    assert ff.converged
+    np.testing.assert_allclose(ff.coef, coef, atol=1e-8)
+    np.testing.assert_allclose([firth_lr_test(A, y.astype(float), ff, [j])[1] for j in range(A.shape[1])],
+                               lrt_p, rtol=1e-6)
+    np.testing.assert_allclose([firth_profile_interval(A, y.astype(float), ff, j) for j in range(A.shape[1])],
+                               ci, rtol=1e-6)
+    # Firth shrinks towards 0 relative to maximum likelihood (the bias it removes points away from 0)
+    ml = _newton_logit(X, y.astype(float))["coef"]
+    assert np.abs(ff.coef[1]) < np.abs(ml[1])
+
+
+def test_firth_newton_uses_the_exact_hessian():
+    """The Hessian of the penalised log-likelihood against central differences of its gradient, and the
+    gradient (Firth's modified score) against differences of the penalised log-likelihood."""
+    from gexpred.logit import _firth_terms
+
+    rng = np.random.default_rng(0)
+    A = np.column_stack([np.ones(30), rng.normal(size=(30, 3))])
+    y = rng.integers(0, 2, 30).astype(float)
+    b = rng.normal(size=4) * 0.5
+    _, _, g, _, H = _firth_terms(A, y, b, hessian=True)
+    eps = 1e-6
+    H_fd = np.array([(_firth_terms(A, y, b + eps * e)[2] - _firth_terms(A, y, b - eps * e)[2]) / (2 * eps)
+                     for e in np.eye(4)])
+    g_fd = np.array([(_firth_terms(A, y, b + eps * e)[0] - _firth_terms(A, y, b - eps * e)[0]) / (2 * eps)
+                     for e in np.eye(4)])
+    np.testing.assert_allclose(H, H_fd, atol=1e-7)
+    np.testing.assert_allclose(g, g_fd, atol=1e-7)
+
+
+def test_firth_fit_reports_the_separation(binary):
+    X, _, names = binary
+    y = (X[:, 1] > np.median(X[:, 1])).astype(int)  # g2 alone separates the classes
+    fit = fit_logit(X, y, names, ["low", "high"], target="marker")
+    assert fit.method == "firth" and not fit.penalized and fit.converged
+    assert "'g2'" in fit.separating and "150 training samples" in fit.separating
+    tab = fit.table()
+    assert np.isfinite(tab[["coef", "std_err", "p_value", "ci_low"]].to_numpy()).all()
+    row = fit.fit_statistics().iloc[0]
+    assert list(fit.fit_statistics().columns) == LOGIT_FIT_COLUMNS
+    assert row["method"] == "firth" and "'g2'" in row["separation"] and 0 < row["pseudo_r2"] <= 1
+    # the penalised likelihood-ratio test of all predictors, against its definition
+    from gexpred.logit import firth_logit
+
+    A = np.column_stack([np.ones(len(y)), X])
+    null = firth_logit(A, y.astype(float), fixed={1: 0.0, 2: 0.0, 3: 0.0})
+    np.testing.assert_allclose(row["llr"], 2 * (fit.firth.penalized_log_likelihood - null.penalized_log_likelihood),
+                               rtol=1e-9)
+    np.testing.assert_allclose(row["llr_pvalue"], stats.chi2.sf(row["llr"], 3), rtol=1e-9)
+    d = json.loads(json.dumps(fit.to_dict()))
+    assert d["method"] == "firth" and "'g2'" in d["separating"]
+    text = fit.summary("marker")
+    assert "Firth" in text and "'g2'" in text
+    # high g2 goes with the non-reference class, and the fit classifies nearly every training sample
+    assert tab.set_index("term").loc["g2", "coef"] > 0
+    assert np.mean(fit.predict(X) == y) > 0.95  # shrunk towards 0: a few samples at the boundary may flip
+
+
+def test_cv_logit_fits_separated_folds_by_firth():
+    from gexpred.search import cv_logit
+
+    X, y = _separated("complete", 1)
+    folds = np.arange(len(y)) % 3
+    names = [f"g{j}" for j in range(X.shape[1])]
+    oof = cv_logit(X, y, folds, names, ["a", "b"])
+    ridge = cv_logit(X, y, folds, names, ["a", "b"], separation="ridge")
+    for f in range(3):
+        tr, te = folds != f, folds == f
+        ref = fit_logit(X[tr], y[tr], names, ["a", "b"], inference=False)
+        assert ref.method == "firth"
+        np.testing.assert_allclose(oof[te], ref.predict_proba(X[te]), rtol=1e-12)
+        np.testing.assert_allclose(ridge[te], fit_logit(X[tr], y[tr], names, ["a", "b"],
+                                                        penalized=True).predict_proba(X[te]), rtol=1e-12)

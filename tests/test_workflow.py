@@ -568,7 +568,10 @@ def test_classification_end_to_end(tmp_path):
 
 
 def test_classification_separation(tmp_path):
-    """Perfect separation stops the run with a clear message; ols.penalized: true fits ridge instead."""
+    """Separated classes (g0 alone splits them, as a lineage marker splits lineages): by default the logistic
+    regression is Firth's, matching firthmodels, the separation is named in the log, the tables and the
+    report, and the run goes on to the network, the comparison and the report. ols.stop_on_separation: true
+    stops instead with a clear message; ols.penalized: true fits ridge."""
     rng = np.random.default_rng(3)
     n = 60
     X = rng.normal(0, 1, (n, 4))
@@ -576,22 +579,43 @@ def test_classification_separation(tmp_path):
     (tmp_path / "data").mkdir()
     pd.DataFrame(X.T, index=[f"g{i}" for i in range(4)], columns=samples).to_csv(tmp_path / "data/expr.tsv",
                                                                                  sep="\t")
-    pd.DataFrame({"sample": samples, "state": np.where(X[:, 0] > 0, "on", "off")}).to_csv(
-        tmp_path / "data/sheet.tsv", sep="\t", index=False)
-    write_config(tmp_path, task="classification", sample_sheet="data/sheet.tsv", targets=["state"],
-                 predictors=["g0", "g1"], models=["ols"])
+    state = np.where(X[:, 0] > 0, "on", "off")
+    pd.DataFrame({"sample": samples, "state": state}).to_csv(tmp_path / "data/sheet.tsv", sep="\t", index=False)
+    base = dict(task="classification", sample_sheet="data/sheet.tsv", targets=["state"], predictors=["g0", "g1"])
+    write_config(tmp_path, **base, models=["ols", "mlp"])
+    run_snakemake(tmp_path)
+    res = tmp_path / "results"
+    coefs = pd.read_csv(res / "ols/state/coefficients.tsv", sep="\t").set_index("term")
+    assert (coefs["method"] == "firth").all()
+    assert np.isfinite(coefs[["coef", "std_err", "p_value", "ci_low", "ci_high"]].to_numpy()).all()
+    sp = pd.read_csv(res / "data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    train = [samples.index(s) for s in sp.index[sp == "train"]]
+    firthmodels = pytest.importorskip("firthmodels")
+    ref = firthmodels.FirthLogisticRegression(max_iter=1000, gtol=1e-7, xtol=1e-7).fit(
+        X[train][:, :2], (state[train] == "on").astype(int))
+    np.testing.assert_allclose(coefs.loc[["const", "g0", "g1"], "coef"], np.r_[ref.intercept_, ref.coef_], atol=1e-6)
+    fit = pd.read_csv(res / "ols/state/fit.tsv", sep="\t").iloc[0]
+    assert fit["method"] == "firth" and "'g0'" in fit["separation"] and f"{len(train)} training" in fit["separation"]
+    log = (res / "logs/ols/state.log").read_text()
+    assert "separation" in log and "'g0'" in log and "Firth" in log
+    metrics = pd.read_csv(res / "compare/metrics.tsv", sep="\t").set_index(["target", "model", "split"])
+    assert np.isfinite(metrics.loc[("state", "mlp", "test"), ["accuracy", "auroc"]].astype(float)).all()
+    assert (res / "compare/summary.tsv").is_file()
+    facts = json.loads((res / "report/facts.json").read_text())
+    assert "Firth" in facts["separation"] and "g0" in facts["targets"]["state"]["separation"]
+    # the old behaviour, on request
+    write_config(tmp_path, **base, models=["ols"], ols={"stop_on_separation": True})
+    shutil.rmtree(res)
     proc = run_snakemake(tmp_path, check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert "separation" in out and "'g0'" in out and "ols.penalized" in out
+    assert "separation" in out and "'g0'" in out and "ols.stop_on_separation: false" in out
     assert "Traceback" not in out.split("RuleException")[0]
-    write_config(tmp_path, task="classification", sample_sheet="data/sheet.tsv", targets=["state"],
-                 predictors=["g0", "g1"], models=["ols"], ols={"penalized": True})
+    write_config(tmp_path, **base, models=["ols"], ols={"penalized": True})
     run_snakemake(tmp_path)
-    coefs = pd.read_csv(tmp_path / "results/ols/state/coefficients.tsv", sep="\t").set_index("term")
-    assert np.isfinite(coefs["coef"]).all() and coefs["p_value"].isna().all()
+    coefs = pd.read_csv(res / "ols/state/coefficients.tsv", sep="\t").set_index("term")
+    assert np.isfinite(coefs["coef"]).all() and coefs["p_value"].isna().all() and (coefs["method"] == "ridge").all()
     assert coefs.loc["g0", "coef"] > 0  # 'on' (the non-reference class) goes with high g0
-
 
 
 def test_killed_run_resumes_to_identical_results(tmp_path, finished_run):

@@ -335,7 +335,7 @@ def _class_predictions(target, model, samples, split, labels, classes, proba) ->
 def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]],
               gene_sets: dict[str, list[str]]) -> None:
     from .io import write_json, write_table, write_text
-    from .logit import fit_logit
+    from .logit import METHODS, fit_logit
     from .ols import DIAGNOSTIC_COLUMNS, INFLUENCE_COLUMNS, VIF_LIMIT
 
     X, _, train, design = _design(a, adata, split, interactions, need_target_gene=False)
@@ -343,17 +343,21 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
     terms = design["terms"]
     from .errors import ModelError
 
+    stop = a.stop_on_separation or a.penalized
     try:
-        fit = fit_logit(X[train], codes[train], terms, classes, alpha=a.alpha, penalized=False, target=a.target)
+        fit = fit_logit(X[train], codes[train], terms, classes, alpha=a.alpha, penalized=False, target=a.target,
+                        separation="stop" if stop else "firth")
     except ModelError as exc:
-        if not (a.penalized and "separation" in str(exc)):
+        if not (a.penalized and not a.stop_on_separation and "separation" in str(exc)):
             raise
         log.warning("Logit %s: the classes are separated; fitting an L2-penalised logistic regression instead "
                     "(ols.penalized: true): coefficients without standard errors or p-values", a.target)
         fit = fit_logit(X[train], codes[train], terms, classes, alpha=a.alpha, penalized=True, target=a.target)
+    if fit.separating:
+        log.warning("Logit %s: %s", a.target, fit.separating)
     stats_row = fit.fit_statistics()
-    log.info("Logit %s: %d training samples, %d classes, %d terms%s", a.target, int(train.sum()), len(classes),
-             len(terms), " (penalised)" if fit.penalized else "")
+    log.info("Logit %s: %d training samples, %d classes, %d terms, fitted by %s", a.target, int(train.sum()),
+             len(classes), len(terms), METHODS[fit.method])
     # multicollinearity is the one OLS assumption check that carries over to logistic regression
     from statsmodels.stats.outliers_influence import variance_inflation_factor
 
@@ -372,7 +376,8 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
         from .search import cv_logit
 
         folds = _train_folds(a.folds, a.target, adata.obs_names[train])
-        oof = cv_logit(X[train], codes[train], folds, terms, classes, a.target)
+        oof = cv_logit(X[train], codes[train], folds, terms, classes, a.target,
+                       separation="ridge" if a.penalized else "firth")
         write_table(_cv_class_frame(a.target, "ols", adata.obs_names[train], folds, labels[train], classes, oof),
                     out / "cv_predictions.tsv")
     write_table(fit.table(), out / "coefficients.tsv")
@@ -391,18 +396,24 @@ def _logit_nested(X, codes, terms, classes, gene_sets, fit, a) -> pd.DataFrame:
     """Likelihood-ratio test of each gene set (classification counterpart of the nested F-test)."""
     from scipy import stats
 
-    from .logit import fit_logit
+    from .logit import fit_logit, firth_lr_test
 
     rows = []
     full_llf = float(fit.fit_statistics()["log_likelihood"].iloc[0])
+    A = np.column_stack([np.ones(len(X)), X])
     for name, genes in gene_sets.items():
         genes = {str(g) for g in genes}
         drop = [j for j, t in enumerate(terms) if t in genes or (":" in t and set(t.split(":")) & genes)]
         if not drop or fit.penalized:
             rows.append((name, np.nan, len(drop), np.nan, np.nan, " ".join(terms[j] for j in drop)))
             continue
+        if fit.method == "firth":  # penalised likelihood-ratio test, the set's coefficients held at 0
+            lr, p, _ = firth_lr_test(A, codes.astype(float), fit.firth, [j + 1 for j in drop])
+            rows.append((name, lr, len(drop), np.nan, p, " ".join(terms[j] for j in drop)))
+            continue
         keep = [j for j in range(len(terms)) if j not in drop]
-        red = fit_logit(X[:, keep], codes, [terms[j] for j in keep], classes, alpha=a.alpha, target=a.target)
+        red = fit_logit(X[:, keep], codes, [terms[j] for j in keep], classes, alpha=a.alpha, target=a.target,
+                        separation="stop")
         lr = 2 * (full_llf - float(red.fit_statistics()["log_likelihood"].iloc[0]))
         df_num = len(drop) * (len(classes) - 1)
         rows.append((name, lr, df_num, np.nan, float(stats.chi2.sf(lr, df_num)), " ".join(terms[j] for j in drop)))
@@ -1394,7 +1405,10 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--n-alphas", type=int, default=20, help="penalties tried per method")
         if name == "ols":
             s.add_argument("--penalized", action="store_true",
-                           help="classification: ridge logistic fit when the classes are separated")
+                           help="classification: ridge (not Firth) logistic fit when the classes are separated")
+            s.add_argument("--stop-on-separation", action="store_true",
+                           help="classification: stop when the classes are separated instead of fitting Firth's "
+                                "logistic regression")
             s.add_argument("--interactions", help="JSON list of [geneA, geneB] pairs")
             s.add_argument("--gene-sets", help="JSON mapping of gene-set names to genes, for nested F-tests")
             s.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level; test threshold")

@@ -318,6 +318,9 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
             if len(row):
                 entry["assumptions"] = assumptions_text(row["failed_assumptions"].iloc[0])
                 entry["train_r2"] = float(row["r2"].iloc[0]) if "r2" in row else None
+                sep = row["separation"].iloc[0] if "separation" in row else None
+                if isinstance(sep, str) and sep.strip():
+                    entry["separation"] = rst(sep[:1].upper() + sep[1:])
         if predictors is not None:
             entry["predictors"] = predictors_text(predictors, target)
         if summary is not None and "statement" in summary:
@@ -344,6 +347,14 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
         + ("Best on the test split: " + "; ".join(best_lines) + "." if best_lines else ""),
         "targets": per_target,
     }
+    separated = [t["id_rst"] for t in per_target.values() if t.get("separation")]
+    if separated:
+        facts["separation"] = (
+            f"The classes are separated for {_count(len(separated), 'target')} ({_and(separated)}): a logistic "
+            f"regression has no finite maximum-likelihood estimate there, so "
+            f"{'its' if len(separated) == 1 else 'their'} coefficients come from Firth's penalised likelihood "
+            f"(ridge with ols.penalized: true or more than two classes; the method column of the coefficient "
+            f"table says which), and the run went on (details per target).")
     if n_fail is not None:
         facts["assumptions"] = (f"OLS assumption checks fail for {n_fail} of {_count(len(fits), 'target')}"
                                 if n_fail else f"No OLS assumption check fails for any of the "

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning as _ConvWarning
 
 from .errors import InputError, ModelError, preview
@@ -54,9 +54,11 @@ except ImportError:  # pragma: no cover
     _SepWarning = type("_NeverWarned", (Warning,), {})
 
 LOGIT_COLUMNS = ["term", "coef", "std_err", "t", "p_value", "ci_low", "ci_high",
-                 "odds_ratio", "or_ci_low", "or_ci_high"]
+                 "odds_ratio", "or_ci_low", "or_ci_high", "method"]
 LOGIT_FIT_COLUMNS = ["n", "df_model", "df_resid", "pseudo_r2", "llr", "llr_pvalue", "aic", "bic",
-                     "log_likelihood", "converged", "penalized"]
+                     "log_likelihood", "converged", "penalized", "method", "separation"]
+METHODS = {"ml": "maximum likelihood", "firth": "Firth's penalised likelihood", "ridge": "ridge-penalised"}
+"""The values of the ``method`` column: how the coefficients were estimated."""
 METRIC_KEYS = ["n", "accuracy", "auroc", "log_loss"]
 
 RIDGE_DEFAULT = 1.0
@@ -205,7 +207,16 @@ class LogitFit:
     """Log-likelihood of the intercept-only model."""
     converged: bool = True
     separation: str | None = None
-    """``'complete'`` or ``'quasi-complete'`` if the training data are separated, else None."""
+    """``'complete'``, ``'quasi-complete'`` or ``'quasi-perfect'`` if the training data are separated, else None."""
+    method: str = "ml"
+    """How the coefficients were estimated: a key of :data:`METHODS`."""
+    separating: str | None = None
+    """The separation in words: which predictors separate the classes, over how many samples."""
+    firth: FirthFit | None = None
+    """The Firth fit (``method == 'firth'``)."""
+    inference: dict[str, Any] | None = None
+    """Firth fits: Wald ``se`` and ``z``, penalised likelihood-ratio ``p``, profile ``lo`` / ``hi`` per
+    term, and the penalised likelihood-ratio test of all predictors (``llr``, ``llr_pvalue``)."""
 
     @property
     def multinomial(self) -> bool:
@@ -238,12 +249,19 @@ class LogitFit:
 
         Rows run over the terms (binary), or over the non-reference classes and
         then the terms (multinomial). ``t`` is the Wald z statistic; p-values
-        and intervals are normal-theory. Penalised fits have NaN standard
-        errors, tests and intervals.
+        and intervals are normal-theory. Firth fits (``method`` ``firth``) have
+        Wald standard errors and z, penalised likelihood-ratio p-values and
+        profile penalised-likelihood intervals (as R's logistf). Ridge fits
+        have NaN standard errors, tests and intervals.
         """
         alpha = self.alpha if alpha is None else float(alpha)
         coef = self.coef.T.ravel()  # class-major, as row_terms
-        if self.result is None:
+        if self.inference is not None:
+            if alpha != self.alpha:
+                raise ValueError(f"table: the profile intervals of this Firth fit are at alpha={self.alpha}")
+            inf = self.inference
+            se, z, p, lo, hi = inf["se"], inf["z"], inf["p"], inf["lo"], inf["hi"]
+        elif self.result is None:
             nan = np.full(coef.shape, np.nan)
             se, z, p, lo, hi = nan, nan, nan, nan, nan
         else:
@@ -266,12 +284,31 @@ class LogitFit:
                     "odds_ratio": np.exp(coef),
                     "or_ci_low": np.exp(lo),
                     "or_ci_high": np.exp(hi),
+                    "method": self.method,
                 },
                 columns=LOGIT_COLUMNS,
             )
 
     def summary(self, target: str) -> str:
         """The statsmodels summary titled with the target, or a short text for penalised fits."""
+        if self.method == "firth":
+            fs = self.fit_statistics().iloc[0]
+            lines = [
+                f"Logistic regression by Firth's penalised likelihood: {target}",
+                f"classes: {', '.join(self.classes)} (reference {self.classes[0]!r}); n = {self.n}; "
+                f"converged: {self.converged}",
+                f"why Firth: {self.separating}",
+                f"log-likelihood {self.log_likelihood:.6g} (null {self.null_log_likelihood:.6g}); penalised "
+                f"log-likelihood {self.firth.penalized_log_likelihood:.6g}",
+                f"penalised likelihood-ratio test of all predictors: chi2 {fs['llr']:.4g} on "
+                f"{int(fs['df_model'])} df, p = {fs['llr_pvalue']:.4g}",
+                "Coefficients maximise loglik + 1/2 log det(Fisher information) (Firth 1993; Heinze & Schemper "
+                "2002): finite under separation. std_err and z are Wald; p-values are penalised likelihood-ratio "
+                f"tests and the {100 * (1 - self.alpha):g}% intervals profile penalised likelihood, as R's logistf.",
+                "",
+                self.table().drop(columns="method").to_string(index=False),
+            ]
+            return "\n".join(lines)
         if self.result is not None:
             kind = "Multinomial logit" if self.multinomial else "Logit"
             title = f"{kind}: {target} (reference class {self.classes[0]!r})"
@@ -290,19 +327,31 @@ class LogitFit:
             self.table()[["term", "coef", "odds_ratio"]].to_string(index=False),
         ]
         if self.separation:
-            lines.insert(1, f"the training data show {self.separation} separation of the classes")
+            lines.insert(1, f"the training data show {self.separation} separation of the classes"
+                         + (f": {self.separating}" if self.separating else ""))
         return "\n".join(lines)
 
     def fit_statistics(self) -> pd.DataFrame:
         """One row with the columns of :data:`LOGIT_FIT_COLUMNS`.
 
         ``pseudo_r2`` is McFadden's ``1 - llf / llnull``; ``llr`` the likelihood
-        ratio statistic against the intercept-only model. For penalised fits,
+        ratio statistic against the intercept-only model. For ridge fits,
         ``llr_pvalue``, ``aic`` and ``bic`` are NaN (the penalised model has no
-        chi-squared reference distribution or integer degrees of freedom).
+        chi-squared reference distribution or integer degrees of freedom). For
+        Firth fits ``llr`` and ``llr_pvalue`` are the penalised likelihood-ratio
+        test of all predictors, ``log_likelihood`` and ``pseudo_r2`` use the
+        ordinary log-likelihood at the Firth estimate, ``aic`` and ``bic`` are
+        NaN. ``method`` says how the coefficients were estimated and
+        ``separation`` describes the separation of the classes (empty if none).
         """
         k = self.coef.size
-        if self.result is not None:
+        if self.method == "firth":
+            llf, ll0 = self.log_likelihood, self.null_log_likelihood
+            row = {"n": self.n, "df_model": float(k - 1), "df_resid": float(self.n - k),
+                   "pseudo_r2": 1.0 - llf / ll0 if ll0 != 0 else np.nan, "llr": float(self.inference["llr"]),
+                   "llr_pvalue": float(self.inference["llr_pvalue"]), "aic": np.nan, "bic": np.nan,
+                   "log_likelihood": llf}
+        elif self.result is not None:
             r = self.result
             row = {"n": int(r.nobs), "df_model": float(r.df_model), "df_resid": float(r.df_resid),
                    "pseudo_r2": float(r.prsquared), "llr": float(r.llr), "llr_pvalue": float(r.llr_pvalue),
@@ -312,7 +361,8 @@ class LogitFit:
             row = {"n": self.n, "df_model": float(k - self.coef.shape[1]), "df_resid": float(self.n - k),
                    "pseudo_r2": 1.0 - llf / ll0 if ll0 != 0 else np.nan, "llr": 2.0 * (llf - ll0),
                    "llr_pvalue": np.nan, "aic": np.nan, "bic": np.nan, "log_likelihood": llf}
-        row.update(converged=bool(self.converged), penalized=bool(self.penalized))
+        row.update(converged=bool(self.converged), penalized=bool(self.penalized), method=self.method,
+                   separation=self.separating or "")
         return pd.DataFrame([row], columns=LOGIT_FIT_COLUMNS)
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,7 +375,7 @@ class LogitFit:
                 "classes": list(self.classes), "reference": self.classes[0],
                 "coef": [[float(v) for v in row] for row in self.coef], "penalized": bool(self.penalized),
                 "ridge": None if self.ridge is None else float(self.ridge), "n": int(self.n),
-                "separation": self.separation}
+                "separation": self.separation, "method": self.method, "separating": self.separating}
 
 
 def fit_statistics(fit: LogitFit) -> pd.DataFrame:
@@ -469,14 +519,9 @@ def separating_predictors(X: np.ndarray, codes: np.ndarray, names: list[str],
     return sorted(found, key=lambda f: not f[1])
 
 
-def _separation_error(target: str, kind: str, evidence: str, X: np.ndarray, codes: np.ndarray,
-                      names: list[str], classes: list[str], weights: np.ndarray | None) -> ModelError:
-    """The :class:`ModelError` for separated classes.
-
-    ``kind`` is ``'complete'``, ``'quasi-complete'`` (exact test) or
-    ``'quasi-perfect'`` (signs in the fit); ``weights`` ranks the predictors
-    by their part in the separation (None if unknown).
-    """
+def _separation_who(kind: str, X: np.ndarray, codes: np.ndarray, names: list[str], classes: list[str],
+                    weights: np.ndarray | None) -> tuple[str, str]:
+    """Which predictors separate the classes, in words, and what a user could remove."""
     single = separating_predictors(X, codes, names, classes)
     if single:
         name, _, desc = single[0]
@@ -498,6 +543,26 @@ def _separation_error(target: str, kind: str, evidence: str, X: np.ndarray, code
                    f"{preview(involved)} does." if involved else
                    "No single predictor separates the classes on its own.")
             remove = "remove some of the separating predictors"
+    return who, remove
+
+
+def separation_text(kind: str, evidence: str, X: np.ndarray, codes: np.ndarray, names: list[str],
+                    classes: list[str], weights: np.ndarray | None = None) -> str:
+    """One sentence for logs, tables and the report: the kind of separation, over how many samples, and
+    which predictors separate the classes (see :func:`separating_predictors`)."""
+    who, _ = _separation_who(kind, X, codes, names, classes, weights)
+    return f"{kind} separation of the classes over the {len(codes)} training samples ({evidence}). {who}"
+
+
+def _separation_error(target: str, kind: str, evidence: str, X: np.ndarray, codes: np.ndarray,
+                      names: list[str], classes: list[str], weights: np.ndarray | None) -> ModelError:
+    """The :class:`ModelError` for separated classes (``ols.stop_on_separation: true``).
+
+    ``kind`` is ``'complete'``, ``'quasi-complete'`` (exact test) or
+    ``'quasi-perfect'`` (signs in the fit); ``weights`` ranks the predictors
+    by their part in the separation (None if unknown).
+    """
+    who, remove = _separation_who(kind, X, codes, names, classes, weights)
     if kind == "quasi-perfect":
         consequence = ("so the maximum-likelihood logistic regression is at or near the point of having no finite "
                        "solution: its coefficients are huge and unstable, and their standard errors, p-values and "
@@ -508,10 +573,235 @@ def _separation_error(target: str, kind: str, evidence: str, X: np.ndarray, code
                        "meaningless")
     return ModelError(
         f"Target {target!r}: {kind} separation of the classes {preview(classes)} detected over the {len(codes)} "
-        f"training samples ({evidence}), {consequence}. {who} Set ols.penalized: true to fit an L2-penalised "
-        f"(ridge) logistic regression instead, whose coefficients are finite but come without standard errors "
-        f"or p-values; or {remove}."
+        f"training samples ({evidence}), {consequence}. {who} Set ols.stop_on_separation: false (the default) to "
+        f"fit Firth's bias-reduced logistic regression instead, whose coefficients, tests and intervals stay "
+        f"finite; ols.penalized: true for an L2-penalised (ridge) fit without standard errors or p-values; or "
+        f"{remove}."
     )
+
+
+# --------------------------------------------------------------------------- Firth
+FIRTH_MAXITER = 200
+"""Newton iterations allowed to a Firth fit (each constrained or profile fit too)."""
+FIRTH_MAXSTEP = 5.0
+"""Largest change of a coefficient in one Newton step of a Firth fit (as logistf's ``maxstep``)."""
+FIRTH_TOL = 1e-10
+"""A Firth fit has converged when the largest modified score and the largest Newton step are below this."""
+
+
+@dataclass
+class FirthFit:
+    """Maximum of Firth's penalised log-likelihood (see :func:`firth_logit`)."""
+
+    coef: np.ndarray
+    """Coefficients, intercept first (one per column of the design)."""
+    penalized_log_likelihood: float
+    """``loglik(b) + 1/2 log det I(b)`` at :attr:`coef`."""
+    log_likelihood: float
+    """The ordinary log-likelihood at :attr:`coef`."""
+    cov: np.ndarray
+    """Inverse Fisher information at :attr:`coef` (the Wald covariance, as logistf reports)."""
+    converged: bool
+    n_iter: int
+
+
+def _firth_terms(A: np.ndarray, y: np.ndarray, beta: np.ndarray,
+                 hessian: bool = False) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Penalised and plain log-likelihood, Firth's modified score, the Fisher information and
+    (with ``hessian``) the Hessian of the penalised log-likelihood at ``beta``.
+
+    With ``p = expit(A b)``, ``w = p (1 - p)``, ``I = A' W A`` and ``M = A I^-1 A'``
+    (``m = diag M``), the penalty ``1/2 log det I`` has gradient ``A' (h (1/2 - p))``
+    with hat values ``h = w m``, and Hessian
+    ``1/2 [A' diag(w'' m) A - A' diag(w') (M o M) diag(w') A]``, where
+    ``w' = w (1 - 2p)`` and ``w'' = w (1 - 6w)`` are the derivatives of ``w`` in
+    the linear predictor. ``M o M`` is never formed: with ``Z = A L^-T``
+    (``L L' = I``), ``M_ij^2 = (z_i kron z_i) . (z_j kron z_j)``.
+    """
+    eta = A @ beta
+    p = special.expit(eta)
+    w = p * (1.0 - p)
+    info = A.T @ (w[:, None] * A)
+    try:
+        chol = np.linalg.cholesky(info)
+    except np.linalg.LinAlgError:
+        return -np.inf, -np.inf, np.full(len(beta), np.nan), info, None
+    Z = np.linalg.solve(chol, A.T).T  # rows z_i with |z_i|^2 = a_i' I^-1 a_i
+    m = (Z**2).sum(axis=1)
+    h = w * m
+    plain = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+    penalized = plain + float(np.log(np.diag(chol)).sum())  # 1/2 log det I = sum log diag L
+    score = A.T @ (y - p + h * (0.5 - p))
+    hess = None
+    if hessian:
+        w1 = w * (1.0 - 2.0 * p)
+        w2 = w * (1.0 - 6.0 * w)
+        ZZ = (Z[:, :, None] * Z[:, None, :]).reshape(len(Z), -1)  # rows z_i kron z_i
+        UQ = (w1[:, None] * A).T @ ZZ
+        hess = -info + 0.5 * (A.T @ ((w2 * m)[:, None] * A) - UQ @ UQ.T)
+    return penalized, plain, score, info, hess
+
+
+def _firth_newton(A: np.ndarray, y: np.ndarray, beta: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, bool, int]:
+    """Maximise the penalised log-likelihood over the ``free`` coefficients, the others held at ``beta``.
+
+    Newton-Raphson on the modified score with steps capped at
+    :data:`FIRTH_MAXSTEP` and halved until the penalised log-likelihood does
+    not fall (Heinze & Schemper 2002, as R's logistf). logistf steps with the
+    Fisher information, which converges only linearly when the classes are
+    separated; here the step uses the exact Hessian of the penalised
+    log-likelihood where it is negative definite (quadratic convergence to the
+    same maximum) and the Fisher information elsewhere. The penalty's
+    information matrix is always that of the whole design, so a constrained
+    maximum is the profile of the full model's penalised likelihood.
+    """
+    beta = np.array(beta, dtype=np.float64)
+    pl, _, score, info, hess = _firth_terms(A, y, beta, hessian=True)
+    ix = np.ix_(free, free)
+    for it in range(FIRTH_MAXITER + 1):
+        g = score[free]
+        if not np.isfinite(g).all():
+            return beta, False, it
+        step = None
+        try:
+            np.linalg.cholesky(-hess[ix])
+            step = np.linalg.solve(-hess[ix], g)
+        except np.linalg.LinAlgError:
+            pass
+        if step is None:
+            try:
+                step = np.linalg.solve(info[ix], g)
+            except np.linalg.LinAlgError:
+                step = np.linalg.lstsq(info[ix], g, rcond=None)[0]
+        if not np.isfinite(step).all():
+            return beta, False, it
+        if np.abs(g).max(initial=0.0) < FIRTH_TOL and np.abs(step).max(initial=0.0) < FIRTH_TOL:
+            return beta, True, it
+        if it == FIRTH_MAXITER:
+            break
+        big = np.abs(step).max()
+        if big > FIRTH_MAXSTEP:
+            step *= FIRTH_MAXSTEP / big
+        # a fall within rounding of the penalised log-likelihood is no fall: near the maximum the
+        # gain of a step is below float resolution, and halving it would stall the iteration
+        slack = 1e-13 * max(1.0, abs(pl))
+        for _ in range(40):
+            trial = beta.copy()
+            trial[free] += step
+            t = _firth_terms(A, y, trial, hessian=True)
+            if t[0] >= pl - slack:
+                break
+            step *= 0.5
+        else:
+            return beta, bool(np.abs(g).max() < 1e3 * FIRTH_TOL), it  # no ascent left
+        beta, (pl, _, score, info, hess) = trial, t
+    return beta, False, FIRTH_MAXITER
+
+
+def firth_logit(A: np.ndarray, y: np.ndarray, fixed: dict[int, float] | None = None,
+                start: np.ndarray | None = None) -> FirthFit:
+    """Binary logistic regression by Firth's bias-reduced penalised likelihood.
+
+    Maximises ``loglik(b) + 1/2 log det I(b)`` (Firth 1993; Jeffreys-prior
+    penalty), which has a finite maximum whenever the design has full rank,
+    separation or not (Kosmidis & Firth 2021).
+
+    Parameters
+    ----------
+    A
+        Design matrix, samples x terms, intercept column included.
+    y
+        0/1 outcomes.
+    fixed
+        Coefficients held at given values (index -> value); the others are
+        maximised with the penalty of the whole design (a profile fit).
+    start
+        Starting coefficients (zeros by default).
+    """
+    A = np.asarray(A, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    beta = np.zeros(A.shape[1]) if start is None else np.array(start, dtype=np.float64)
+    free = np.ones(A.shape[1], dtype=bool)
+    for j, v in (fixed or {}).items():
+        beta[j] = v
+        free[j] = False
+    if free.any():
+        beta, converged, it = _firth_newton(A, y, beta, free)
+    else:
+        converged, it = True, 0
+    pl, plain, _, info, _ = _firth_terms(A, y, beta)
+    try:
+        cov = np.linalg.inv(info)
+    except np.linalg.LinAlgError:
+        cov = np.full(info.shape, np.nan)
+    return FirthFit(coef=beta, penalized_log_likelihood=pl, log_likelihood=plain, cov=cov,
+                    converged=converged, n_iter=it)
+
+
+def firth_lr_test(A: np.ndarray, y: np.ndarray, fit: FirthFit, terms: list[int]) -> tuple[float, float, bool]:
+    """Penalised likelihood-ratio test of ``b_j = 0`` for every ``j`` in ``terms``.
+
+    Returns the statistic ``2 (pl(b) - pl(b0))``, with ``b0`` the constrained
+    maximum of the same penalised likelihood, its chi-squared p-value on
+    ``len(terms)`` degrees of freedom (Heinze & Schemper 2002), and whether the
+    constrained fit converged.
+    """
+    start = fit.coef.copy()
+    start[terms] = 0.0
+    red = firth_logit(A, y, fixed={j: 0.0 for j in terms}, start=start)
+    stat = max(0.0, 2.0 * (fit.penalized_log_likelihood - red.penalized_log_likelihood))
+    return stat, float(stats.chi2.sf(stat, len(terms))), red.converged
+
+
+def firth_profile_interval(A: np.ndarray, y: np.ndarray, fit: FirthFit, j: int,
+                           alpha: float = 0.05) -> tuple[float, float]:
+    """Profile penalised-likelihood confidence interval of coefficient ``j``.
+
+    The interval holds the values ``b`` with ``2 (pl(b_hat) - max pl | b_j = b)``
+    at most the ``1 - alpha`` quantile of chi-squared on 1 degree of freedom
+    (Heinze & Schemper 2002; logistf's default). Each end is found by Brent's
+    method on the profile, bracketed by stepping out from the estimate one
+    Wald standard error at a time (32 steps, then doubling). An end that
+    cannot be bracketed within 2^20 standard errors is infinite.
+    """
+    crit = float(stats.chi2.ppf(1.0 - alpha, 1))
+    top = fit.penalized_log_likelihood
+    b_hat = float(fit.coef[j])
+    se = float(np.sqrt(fit.cov[j, j])) if np.isfinite(fit.cov[j, j]) and fit.cov[j, j] > 0 else 1.0
+    # the penalised likelihood is not concave, and far out on a separating predictor the constrained
+    # fit can have more than one maximum; the profile is the highest, so each value of b_j is fitted
+    # from two starts, the estimate and the nearest profile fit already made, and the better kept
+    seen: list[tuple[float, np.ndarray]] = [(b_hat, fit.coef.copy())]
+
+    def excess(b: float) -> float:
+        best = None
+        for origin in {id(fit.coef): fit.coef, 0: min(seen, key=lambda s: abs(s[0] - b))[1]}.values():
+            start = origin.copy()
+            start[j] = b
+            prof = firth_logit(A, y, fixed={j: b}, start=start)
+            if best is None or prof.penalized_log_likelihood > best.penalized_log_likelihood:
+                best = prof
+        seen.append((b, best.coef))
+        return 2.0 * (top - best.penalized_log_likelihood) - crit
+
+    ends = []
+    for sign in (-1.0, 1.0):
+        del seen[1:]
+        # step out one standard error at a time (the continuation needs small steps), then doubling
+        inner, width, k = b_hat, se, 1
+        outer = b_hat + sign * width
+        while excess(outer) < 0.0:
+            k += 1
+            inner, width = outer, (width + se if k <= 32 else width * 2.0)
+            outer = b_hat + sign * width
+            if width > 2.0**20 * se:
+                outer = np.nan
+                break
+        if np.isnan(outer):
+            ends.append(sign * np.inf)
+            continue
+        ends.append(float(optimize.brentq(excess, inner, outer, xtol=1e-12, rtol=1e-12, maxiter=200)))
+    return ends[0], ends[1]
 
 
 def _mle(A: np.ndarray, codes: np.ndarray, K: int, sd: np.ndarray) -> tuple[Any, list[str]]:
@@ -584,7 +874,8 @@ def _ridge(A: np.ndarray, codes: np.ndarray, K: int, ridge: float) -> tuple[np.n
 
 
 def fit_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list[str], alpha: float = 0.05,
-              penalized: bool = False, target: str = "target", ridge: float = RIDGE_DEFAULT) -> LogitFit:
+              penalized: bool = False, target: str = "target", ridge: float = RIDGE_DEFAULT,
+              separation: str = "firth", inference: bool = True) -> LogitFit:
     """Fit ``class ~ const + X`` by (multinomial) logistic regression.
 
     Two classes give statsmodels ``Logit``; more give ``MNLogit`` against the
@@ -600,6 +891,15 @@ def fit_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list[
     :data:`COEF_LIMIT` per standard deviation of its predictor, or at least
     :data:`EXTREME_SHARE` of the samples with a fitted probability within
     :data:`EXTREME_P` of 0 or 1.
+
+    Separated binary classes are fitted by Firth's bias-reduced penalised
+    likelihood (:func:`firth_logit`; ``separation='firth'``, the default):
+    finite coefficients with Wald standard errors, penalised likelihood-ratio
+    p-values and profile penalised-likelihood intervals, the method of R's
+    logistf. Firth's correction is implemented for two classes; separated
+    multinomial targets get the ridge-penalised fit (:func:`_ridge`), whose
+    coefficients come without tests, and the fit's ``separating`` text says so.
+    ``separation='stop'`` raises instead.
 
     Parameters
     ----------
@@ -621,13 +921,18 @@ def fit_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list[
         Target name, for messages.
     ridge
         L2 penalty of penalised fits (see :data:`RIDGE_DEFAULT`).
+    separation
+        ``'firth'``: fit separated classes as above; ``'stop'``: raise.
+    inference
+        Compute the Firth fit's likelihood-ratio tests and profile intervals
+        (False for fits that only predict, as in cross-validation folds).
 
     Raises
     ------
     ModelError
         If a class has no training samples, there are too few samples for the
-        parameters, the predictors are collinear, or (without ``penalized``)
-        the classes are separated.
+        parameters, the predictors are collinear, or (with ``separation='stop'``
+        and without ``penalized``) the classes are separated.
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
@@ -643,6 +948,8 @@ def fit_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list[
         raise ValueError(f"fit_logit: alpha must lie in (0, 1), not {alpha}")
     if not ridge > 0:
         raise ValueError(f"fit_logit: ridge must be positive, not {ridge}")
+    if separation not in ("firth", "stop"):
+        raise ValueError(f"fit_logit: separation must be 'firth' or 'stop', not {separation!r}")
     K = len(classes)
     if K < 2:
         raise ValueError(f"fit_logit: {K} classes; at least two are needed")
@@ -681,32 +988,70 @@ def fit_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list[
         )
     kind, direction = separation_lp(X, codes, K)
     _, sd = _standardize(X)
+    terms = ["const", *names]
+    ll0 = _null_log_likelihood(codes, K)
+    evidence = ("an exact linear-programming test finds coefficients that classify every sample correctly"
+                + (" with a positive margin" if kind == "complete" else ", some of them on the boundary"))
+    weights = np.abs(direction[1:]).max(axis=1) if kind is not None else None
     if penalized:
         B, converged = _ridge(A, codes, K, ridge)
-        return LogitFit(terms=["const", *names], classes=classes, coef=B, penalized=True, n=n, alpha=alpha,
+        return LogitFit(terms=terms, classes=classes, coef=B, penalized=True, n=n, alpha=alpha,
                         result=None, ridge=float(ridge), log_likelihood=_log_likelihood(A, codes, B),
-                        null_log_likelihood=_null_log_likelihood(codes, K), converged=converged,
-                        separation=kind)
-    if kind is not None:
-        evidence = ("an exact linear-programming test finds coefficients that classify every sample "
-                    "correctly" + (" with a positive margin" if kind == "complete" else
-                                   ", some of them on the boundary"))
-        raise _separation_error(target, kind, evidence, X, codes, names, classes,
-                                np.abs(direction[1:]).max(axis=1))
-    result, signs = _mle(A, codes, K, sd)
-    if signs:
-        weights = None
+                        null_log_likelihood=ll0, converged=converged, separation=kind, method="ridge",
+                        separating=separation_text(kind, evidence, X, codes, names, classes, weights)
+                        if kind else None)
+    result = None
+    if kind is None:
+        result, signs = _mle(A, codes, K, sd)
+        if not signs:
+            B = np.asarray(result.params, dtype=np.float64).reshape(A.shape[1], K - 1)
+            return LogitFit(terms=terms, classes=classes, coef=B, penalized=False, n=n, alpha=alpha,
+                            result=result, ridge=None, log_likelihood=float(result.llf),
+                            null_log_likelihood=float(result.llnull),
+                            converged=bool(result.mle_retvals.get("converged", True)), separation=None)
+        kind, evidence = "quasi-perfect", "; ".join(signs)
         if result is not None:
             params = np.asarray(result.params, dtype=np.float64).reshape(A.shape[1], K - 1)
             with np.errstate(invalid="ignore"):
-                weights = np.nan_to_num((np.abs(params[1:]) * sd[:, None]).max(axis=1),
-                                        nan=1e300, posinf=1e300)
-        raise _separation_error(target, "quasi-perfect", "; ".join(signs), X, codes, names, classes, weights)
-    B = np.asarray(result.params, dtype=np.float64).reshape(A.shape[1], K - 1)
-    return LogitFit(terms=["const", *names], classes=classes, coef=B, penalized=False, n=n, alpha=alpha,
-                    result=result, ridge=None, log_likelihood=float(result.llf),
-                    null_log_likelihood=float(result.llnull),
-                    converged=bool(result.mle_retvals.get("converged", True)), separation=None)
+                weights = np.nan_to_num((np.abs(params[1:]) * sd[:, None]).max(axis=1), nan=1e300, posinf=1e300)
+    if separation == "stop":
+        raise _separation_error(target, kind, evidence, X, codes, names, classes, weights)
+    words = separation_text(kind, evidence, X, codes, names, classes, weights)
+    if K > 2:
+        B, converged = _ridge(A, codes, K, ridge)
+        return LogitFit(terms=terms, classes=classes, coef=B, penalized=True, n=n, alpha=alpha, result=None,
+                        ridge=float(ridge), log_likelihood=_log_likelihood(A, codes, B), null_log_likelihood=ll0,
+                        converged=converged, separation=kind, method="ridge",
+                        separating=words + f" Firth's correction is implemented for two classes; with {K} the "
+                        f"multinomial model is ridge-penalised (L2 penalty {ridge:g} on standardised predictors), "
+                        f"its coefficients finite but without standard errors, tests or intervals.")
+    y = codes.astype(np.float64)
+    ff = firth_logit(A, y)
+    if not ff.converged:
+        raise ModelError(
+            f"Target {target!r}: {words} Firth's penalised logistic regression, fitted because of it, did not "
+            f"converge in {FIRTH_MAXITER} Newton iterations. Remove the separating predictors, or set "
+            f"ols.penalized: true for a ridge-penalised fit."
+        )
+    q = A.shape[1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.sqrt(np.diag(ff.cov))
+        z = ff.coef / se
+    info: dict[str, Any] = {"se": se, "z": z, "p": np.full(q, np.nan), "lo": np.full(q, np.nan),
+                            "hi": np.full(q, np.nan), "llr": np.nan, "llr_pvalue": np.nan}
+    if inference:
+        for j in range(q):
+            info["p"][j] = firth_lr_test(A, y, ff, [j])[1]
+            info["lo"][j], info["hi"][j] = firth_profile_interval(A, y, ff, j, alpha)
+        if q > 1:
+            info["llr"], info["llr_pvalue"], _ = firth_lr_test(A, y, ff, list(range(1, q)))
+        else:
+            info["llr"], info["llr_pvalue"] = 0.0, np.nan
+    return LogitFit(terms=terms, classes=classes, coef=ff.coef[:, None].copy(), penalized=False, n=n, alpha=alpha,
+                    result=None, ridge=None, log_likelihood=ff.log_likelihood, null_log_likelihood=ll0,
+                    converged=ff.converged, separation=kind, method="firth",
+                    separating=words + " Fitted by Firth's penalised likelihood instead of maximum likelihood.",
+                    firth=ff, inference=info)
 
 
 # --------------------------------------------------------------------------- metrics

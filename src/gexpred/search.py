@@ -785,13 +785,15 @@ def cv_ols(X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
 
 
 def cv_logit(X: np.ndarray, codes: np.ndarray, folds: np.ndarray, names: list[str], classes: list[str],
-             target: str = "target") -> np.ndarray:
+             target: str = "target", separation: str = "firth") -> np.ndarray:
     """Out-of-fold class probabilities (samples x classes) of logistic regression.
 
     A fold whose training part is separated (see :func:`gexpred.logit.fit_logit`)
-    gets the ridge-penalised fit instead, and a log line says so.
+    is fitted as the whole training split would be: by Firth's penalised
+    likelihood (``separation='firth'``; ridge for more than two classes) or
+    ridge-penalised (``'ridge'``, as ``ols.penalized``); a log line says so.
     """
-    from .logit import fit_logit
+    from .logit import METHODS, fit_logit
 
     out = np.full((len(codes), len(classes)), np.nan)
     for f in np.unique(folds):
@@ -801,12 +803,15 @@ def cv_logit(X: np.ndarray, codes: np.ndarray, folds: np.ndarray, names: list[st
             raise InputError(f"Target {target!r}: fold {int(f) + 1} leaves no training sample of class(es) "
                              f"{[classes[i] for i in missing]}; use fewer folds (split.folds) or add samples.")
         try:
-            fit = fit_logit(X[tr], codes[tr], names, classes, target=target)
+            fit = fit_logit(X[tr], codes[tr], names, classes, target=target,
+                            separation="stop" if separation == "ridge" else "firth", inference=False)
         except ModelError as exc:
             if "separat" not in str(exc):
                 raise
-            log.info("%s: fold %d is separated; its logistic regression is ridge-penalised", target, int(f) + 1)
             fit = fit_logit(X[tr], codes[tr], names, classes, penalized=True, target=target)
+        if fit.separation:
+            log.info("%s: fold %d is separated; its logistic regression is fitted by %s", target, int(f) + 1,
+                     METHODS[fit.method])
         out[te] = fit.predict_proba(X[te])
     return out
 

@@ -52,6 +52,7 @@ rule ols:
         alpha=config["ols"]["alpha"],
         labels=lambda wc, input: labels_arg(input),
         penalized="--penalized" if config["ols"]["penalized"] else "",
+        stop="--stop-on-separation" if config["ols"]["stop_on_separation"] else "",
         out_dir=subpath(output.coefficients, parent=True),
     threads: 1
     resources:
@@ -63,7 +64,7 @@ rule ols:
         "gexpred ols --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
         " --interactions {params.interactions:q} --gene-sets {params.gene_sets:q} --alpha {params.alpha}"
-        " {params.labels} {params.penalized} --folds {input.folds:q}"
+        " {params.labels} {params.penalized} {params.stop} --folds {input.folds:q}"
         " --out-dir {params.out_dir:q} --log {log:q}"
 
 
