@@ -175,6 +175,9 @@ class NetworkCV:
     loss: np.ndarray
     oof: np.ndarray
     best_epoch: np.ndarray
+    perm_rise: np.ndarray | None = None
+    """With ``perm_repeats``: the rise of each fold's held-out loss when one predictor is shuffled
+    (candidates x folds x predictors; :mod:`gexpred.importance`)."""
 
     @property
     def mean(self) -> np.ndarray:
@@ -195,7 +198,7 @@ def _group_key(s) -> tuple:
 
 def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Sequence[Any],
                 task: str = "regression", n_classes: int | None = None, target: str = "target",
-                batched: bool = True, members: int = 1) -> NetworkCV:
+                batched: bool = True, members: int = 1, perm_repeats: int = 0, perm_seed: int = 0) -> NetworkCV:
     """Train every candidate on every fold's training part and predict its held-out part.
 
     Networks that can share one vectorised program (same architecture,
@@ -222,8 +225,16 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         whose predictions (class probabilities) are averaged: the
         cross-validation of an ensemble as :func:`gexpred.nn.train_ensemble`
         builds it. ``best_epoch`` is then the median over the members.
+    perm_repeats, perm_seed
+        With ``perm_repeats > 0`` the fold networks also predict their held-out
+        samples with each predictor shuffled (:func:`gexpred.importance.permutations`
+        of fold ``f`` drawn with ``perm_seed + f``), and ``perm_rise`` holds the
+        rise of the held-out loss: permutation importance of the networks
+        cross-validated here, at the cost of a few predictions.
     """
     from dataclasses import replace
+
+    from .importance import log_loss, mse_loss, permutations, permuted_inputs
 
     from .batched_nn import train_many
     from .logit import classification_metrics
@@ -251,11 +262,17 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
              target, C, K, f" x {M} ensemble members" if M > 1 else "", len(jobs), len(groups))
 
     outputs: dict[tuple[int, int], list[np.ndarray]] = {}
+    permuted: dict[tuple[int, int], list[np.ndarray]] = {}
     epochs: dict[tuple[int, int], list[int]] = {}
+    perms = {f: permutations(int((folds == f).sum()), X.shape[1], perm_repeats, perm_seed + f)
+             for f in range(K)} if perm_repeats > 0 else {}
 
     def store(c: int, f: int, model, info) -> None:
         held = folds == f
-        outputs.setdefault((c, f), []).append(predict_proba(model, X[held]) if classify else predict(model, X[held]))
+        out = predict_proba if classify else predict
+        outputs.setdefault((c, f), []).append(out(model, X[held]))
+        if perms:
+            permuted.setdefault((c, f), []).append(out(model, permuted_inputs(X[held], perms[f])))
         epochs.setdefault((c, f), []).append(int(info["best_epoch"]))
 
     for key, group in groups.items():
@@ -286,7 +303,19 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         else:
             loss[c, f] = float(np.mean((np.asarray(y, dtype=np.float64)[held] - mean) ** 2))
         best_epoch[c, f] = int(np.median(epochs[(c, f)]))
-    return NetworkCV(loss=loss, oof=oof, best_epoch=best_epoch)
+    perm_rise = None
+    if perms:
+        perm_rise = np.full((C, K, X.shape[1]), np.nan)
+        lossf = log_loss if classify else mse_loss
+        for (c, f), preds in permuted.items():
+            held = folds == f
+            yh = np.asarray(y)[held]
+            p_, R, n_h = perms[f].shape
+            mean = np.mean(preds, axis=0)
+            mean = mean.reshape(p_, R, n_h, *mean.shape[1:])
+            base = lossf(yh, oof[c, held])
+            perm_rise[c, f] = [np.mean([lossf(yh, mean[j, r]) for r in range(R)]) - base for j in range(p_)]
+    return NetworkCV(loss=loss, oof=oof, best_epoch=best_epoch, perm_rise=perm_rise)
 
 
 @dataclass
@@ -313,7 +342,8 @@ class NetworkSearch:
 
 
 def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candidates: Sequence[Any],
-                   task: str = "regression", n_classes: int | None = None, target: str = "target") -> NetworkSearch:
+                   task: str = "regression", n_classes: int | None = None, target: str = "target",
+                   perm_repeats: int = 0, perm_seed: int = 0) -> NetworkSearch:
     """Choose a network by K-fold cross-validation of the training split and refit it there.
 
     The model search of the ``mlp`` rule: every candidate is trained on every
@@ -337,6 +367,9 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
         :class:`gexpred.nn.MLPSettings`.
     task, n_classes, target
         As :func:`cv_networks`.
+    perm_repeats, perm_seed
+        Permutation importance of the refit procedure's fold networks
+        (``final_cv.perm_rise``; see :func:`cv_networks`).
     """
     from dataclasses import replace
 
@@ -349,9 +382,10 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
         winner = cv.winner()
         final = final_settings(candidates[winner], cv.best_epoch[winner],
                                len(X) / _fold_fit_size(folds, candidates[winner]))
-        if final != candidates[winner] or final.ensemble > 1:
+        if final != candidates[winner] or final.ensemble > 1 or perm_repeats > 0:
             # the comparison judges the model delivered: cross-validate the refit procedure on the same folds
-            final_cv = cv_networks(X, y, folds, [final], task, n_classes, target, members=final.ensemble)
+            final_cv = cv_networks(X, y, folds, [final], task, n_classes, target, members=final.ensemble,
+                                   perm_repeats=perm_repeats, perm_seed=perm_seed)
             log.info("%s: candidate %d refitted as %s: CV loss %.5g +- %.3g (the search's networks: %.5g)",
                      target, winner + 1, describe_refit(final), final_cv.mean[0], final_cv.sd[0], cv.mean[winner])
         else:

@@ -1,0 +1,336 @@
+"""Which predictors a model uses, and which pairs the network combines.
+
+Three kinds of evidence, each a pure function over arrays:
+
+Permutation importance (:func:`permutation_losses`, :func:`importance_table`)
+    For every cross-validation fold, the model fitted without that fold
+    predicts the held-out samples twice: as they are, and with one
+    predictor's values shuffled among them (``n_repeats`` shuffles, the same
+    for every model). The importance of the predictor on that fold is the
+    rise of the held-out loss (MSE, or log-loss for classification); the
+    table gives its mean and sd across folds. It applies to every model, asks
+    nothing of its form, and is judged on samples the model did not see
+    (Breiman 2001; Fisher, Rudin & Dominici 2019).
+Integrated gradients (:func:`integrated_gradients`)
+    For a network: the path integral of the output's gradient from a baseline
+    input (the training mean: 0 on z-scores) to each sample, times the
+    difference of the input (Sundararajan, Taly & Yan 2017). The
+    attributions of a sample add up to its prediction minus the baseline's
+    (completeness); a predictor's importance is the mean absolute attribution
+    over the training samples.
+Friedman's H statistic (:func:`h_statistic`)
+    For a pair of predictors, the share of the variance of their joint
+    partial dependence that is not the sum of the two single ones (Friedman &
+    Popescu 2008): 0 for an additive model, up to 1 where the pair acts only
+    together. The interaction a network suggests is then put to regression:
+    :func:`interaction_f_test` is the nested F-test of adding the product term
+    ``a:b`` to the OLS model on the training split.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+IMPORTANCE_COLUMNS = ["predictor", "rank", "perm_mean", "perm_sd", "perm_folds", "ig_mean_abs"]
+INTERACTION_COLUMNS = ["gene_a", "gene_b", "h2", "h_strength", "rank", "f_stat", "df_num", "df_den", "p_value",
+                       "q_value", "verdict"]
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------- permutation importance
+def permutations(n: int, p: int, n_repeats: int, seed: int) -> np.ndarray:
+    """The shuffles of one fold's held-out samples: ``p x n_repeats x n`` index arrays, reproducible from
+    ``seed`` (the same for every model, so models are compared on the same shuffles)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.stack([rng.permutation(n) for _ in range(n_repeats)]) for _ in range(p)]) if n else \
+        np.zeros((p, n_repeats, 0), dtype=np.int64)
+
+
+def permuted_inputs(X: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """Every shuffled copy of ``X`` (samples x predictors) stacked: ``(p * n_repeats * n) x p`` rows, copy
+    ``(j, r)`` with column ``j`` reordered by ``perms[j, r]``."""
+    X = np.asarray(X)
+    p, R, n = perms.shape
+    out = np.repeat(X[None], p * R, axis=0).reshape(p, R, n, X.shape[1])
+    for j in range(p):
+        out[j, :, :, j] = X[perms[j], j]
+    return out.reshape(p * R * n, X.shape[1])
+
+
+def mse_loss(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean((np.asarray(y, dtype=np.float64) - np.asarray(pred, dtype=np.float64)) ** 2))
+
+
+def log_loss(codes: np.ndarray, proba: np.ndarray, eps: float = 1e-15) -> float:
+    proba = np.asarray(proba, dtype=np.float64)
+    p = np.clip(proba[np.arange(len(codes)), np.asarray(codes, dtype=np.int64)], eps, 1.0)
+    return float(-np.mean(np.log(p)))
+
+
+def permutation_losses(predict: Predict, X: np.ndarray, y: np.ndarray, perms: np.ndarray,
+                       loss: Callable[[np.ndarray, np.ndarray], float] = mse_loss) -> np.ndarray:
+    """Rise of the loss on held-out samples when each predictor is shuffled, averaged over the shuffles.
+
+    Parameters
+    ----------
+    predict
+        The model fitted without these samples: inputs -> predictions (or class probabilities).
+    X, y
+        The held-out samples and their targets (class codes for classification).
+    perms
+        :func:`permutations` for these samples.
+    loss
+        :func:`mse_loss` or :func:`log_loss`.
+
+    Returns
+    -------
+    ``(p,)`` loss with the predictor shuffled minus the loss as it is.
+    """
+    p, R, n = perms.shape
+    base = loss(y, predict(np.asarray(X)))
+    pred = np.asarray(predict(permuted_inputs(X, perms)))
+    pred = pred.reshape(p, R, n, *pred.shape[1:])
+    return np.array([np.mean([loss(y, pred[j, r]) for r in range(R)]) - base for j in range(p)])
+
+
+def importance_table(genes: list[str], fold_rises: np.ndarray, ig: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per predictor: permutation importance over folds (mean, sd, folds) and, for networks, the mean
+    absolute integrated gradient; ranked by ``perm_mean`` (1 = most important)."""
+    fold_rises = np.atleast_2d(np.asarray(fold_rises, dtype=np.float64))
+    k = fold_rises.shape[0]
+    mean = fold_rises.mean(axis=0)
+    sd = fold_rises.std(axis=0, ddof=1) if k > 1 else np.full(len(genes), np.nan)
+    df = pd.DataFrame({"predictor": [str(g) for g in genes], "perm_mean": mean, "perm_sd": sd, "perm_folds": k,
+                       "ig_mean_abs": np.nan if ig is None else np.asarray(ig, dtype=np.float64)})
+    df["rank"] = stats.rankdata(-df["perm_mean"].to_numpy(), method="min").astype(int) if len(df) else []
+    return df.sort_values(["rank", "predictor"], kind="stable")[IMPORTANCE_COLUMNS].reset_index(drop=True)
+
+
+def fold_importance(fit: Callable[[np.ndarray, np.ndarray], Predict], X: np.ndarray, y: np.ndarray,
+                    folds: np.ndarray, n_repeats: int = 5, seed: int = 0,
+                    loss: Callable[[np.ndarray, np.ndarray], float] = mse_loss) -> np.ndarray:
+    """Permutation importance on held-out folds, folds x predictors.
+
+    ``fit(X_train, y_train)`` returns the model fitted on a fold's training
+    part as a prediction function; the held-out part is shuffled as
+    :func:`permutations` with ``seed + fold`` draws it (the shuffles
+    :func:`gexpred.search.cv_networks` uses for the networks).
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    folds = np.asarray(folds)
+    K = int(folds.max()) + 1
+    out = np.full((K, X.shape[1]), np.nan)
+    for f in range(K):
+        tr, te = folds != f, folds == f
+        perms = permutations(int(te.sum()), X.shape[1], n_repeats, seed + f)
+        out[f] = permutation_losses(fit(X[tr], y[tr]), X[te], y[te], perms, loss)
+    return out
+
+
+# --------------------------------------------------------------------------- integrated gradients
+def network_output(model, task: str = "regression"):
+    """A differentiable function of a torch input for :func:`integrated_gradients`: a
+    :class:`gexpred.nn.GeneMLP` or :class:`gexpred.nn.EnsembleMLP` on the data scale of the target (the
+    mean of the members' for an ensemble); for classification the probability of the last class (the
+    positive class of a binary target), averaged over the members. Any other module is returned as it is."""
+    import torch
+
+    from .nn import EnsembleMLP, GeneMLP
+
+    if not isinstance(model, (GeneMLP, EnsembleMLP)):
+        return model
+    members = list(model.members) if isinstance(model, EnsembleMLP) else [model]
+
+    def one(m, x):
+        z = m.forward(x)
+        if task != "classification":
+            return (z * m.y_scale + m.y_mean)[:, 0]
+        return torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, dim=1)[:, -1]
+
+    return lambda x: torch.stack([one(m, x) for m in members]).mean(dim=0)
+
+
+def integrated_gradients(model, X: np.ndarray, baseline: np.ndarray | None = None, steps: int = 64,
+                         task: str = "regression") -> np.ndarray:
+    """Integrated gradients of a network's output, samples x predictors.
+
+    ``IG_j(x) = (x_j - b_j) * integral_0^1 df/dx_j(b + a (x - b)) da``, the
+    integral by the midpoint rule on ``steps`` points (exact for a network
+    without hidden layer).
+
+    Parameters
+    ----------
+    model
+        A network of :mod:`gexpred.nn` (explained as :func:`network_output`
+        says), or any :class:`torch.nn.Module` with one output per sample.
+    X
+        Samples to explain.
+    baseline
+        The reference input (default: zeros, the training mean on z-scores).
+    """
+    import torch
+
+    X = np.asarray(X, dtype=np.float32)
+    b = np.zeros(X.shape[1], dtype=np.float32) if baseline is None else np.asarray(baseline, dtype=np.float32)
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    dtype = params[0].dtype if params else torch.float32
+    f = network_output(model, task)
+    alphas = (np.arange(steps, dtype=np.float64) + 0.5) / steps
+    xt = torch.as_tensor(X, device=device, dtype=dtype)
+    bt = torch.as_tensor(b, device=device, dtype=dtype)
+    total = torch.zeros_like(xt)
+    model.eval()
+    for a in alphas:
+        point = (bt + float(a) * (xt - bt)).detach().requires_grad_(True)
+        out = f(point)
+        if out.ndim == 2:
+            out = out[:, -1]
+        (grad,) = torch.autograd.grad(out.sum(), point)
+        total += grad
+    return ((xt - bt) * total / steps).detach().cpu().numpy().astype(np.float64)
+
+
+# --------------------------------------------------------------------------- interactions
+def h_statistic(predict: Predict, X: np.ndarray, pairs: list[tuple[int, int]], max_points: int = 100,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Friedman's H statistic of each pair of predictors.
+
+    With ``F`` the centred partial dependence over the data points ``x_i``
+    (each estimated by averaging the model over the other predictors' values
+    at all points),
+
+    ``H2_jk = sum_i (F_jk(x_ij, x_ik) - F_j(x_ij) - F_k(x_ik))^2 / sum_i F_jk(x_ij, x_ik)^2``.
+
+    Parameters
+    ----------
+    predict
+        Inputs -> one prediction per row.
+    X
+        Data points (the training samples); at most ``max_points`` of them,
+        drawn with ``seed``, are used (the cost is ``max_points^2`` predictions
+        per pair).
+    pairs
+        Column index pairs.
+
+    Returns
+    -------
+    h2
+        ``H^2`` per pair (0: additive; NaN when the pair has no joint effect).
+    strength
+        ``sqrt(mean_i (F_jk - F_j - F_k)^2)``: the interaction on the scale of
+        the prediction, which unlike ``H^2`` is not inflated where the pair's
+        joint effect is itself tiny.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if len(X) > max_points:
+        X = X[np.sort(np.random.default_rng(seed).choice(len(X), max_points, replace=False))]
+    m = len(X)
+    cache: dict[tuple[int, ...], np.ndarray] = {}
+
+    def pd_of(cols: tuple[int, ...]) -> np.ndarray:
+        if cols not in cache:
+            grid = np.repeat(X[None], m, axis=0)  # grid[i, l] = x_l with cols set to x_i
+            for c in cols:
+                grid[:, :, c] = X[:, c][:, None]
+            f = np.asarray(predict(grid.reshape(m * m, -1)), dtype=np.float64).reshape(m, m).mean(axis=1)
+            cache[cols] = f - f.mean()
+        return cache[cols]
+
+    h2 = np.full(len(pairs), np.nan)
+    strength = np.full(len(pairs), np.nan)
+    for i, (j, k) in enumerate(pairs):
+        joint = pd_of((j, k))
+        resid = joint - pd_of((j,)) - pd_of((k,))
+        denom = float(np.sum(joint**2))
+        strength[i] = float(np.sqrt(np.mean(resid**2)))
+        h2[i] = float(np.sum(resid**2) / denom) if denom > 1e-12 * max(1.0, m) else np.nan
+    return h2, strength
+
+
+def interaction_f_test(X: np.ndarray, y: np.ndarray, j: int, k: int) -> tuple[float, int, int, float]:
+    """Nested F-test of the product term ``x_j * x_k`` added to the OLS model ``y ~ 1 + X``.
+
+    Returns ``(F, df_num, df_den, p)`` with ``df_num = 1`` and ``df_den = n - p - 2``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    A0 = np.column_stack([np.ones(n), X])
+    A1 = np.column_stack([A0, X[:, j] * X[:, k]])
+    rss = []
+    for A in (A0, A1):
+        beta, *_ = np.linalg.lstsq(A, y, rcond=None)
+        rss.append(float(np.sum((y - A @ beta) ** 2)))
+    df_den = n - A1.shape[1]
+    if df_den <= 0 or rss[1] <= 0:
+        return np.nan, 1, df_den, np.nan
+    f = (rss[0] - rss[1]) / (rss[1] / df_den)
+    return float(f), 1, int(df_den), float(stats.f.sf(f, 1, df_den))
+
+
+def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.ndarray, strength: np.ndarray,
+                      X: np.ndarray | None = None, y: np.ndarray | None = None, scale: float = 1.0,
+                      fdr: float = 0.05, top: int = 5, min_strength: float = 0.05) -> pd.DataFrame:
+    """Pairs ranked by the network's interaction strength, the ones it suggests tested in OLS.
+
+    A pair is *suggested* when its strength is at least ``min_strength`` times
+    ``scale`` (the sd of the network's predictions): an interaction worth a
+    twentieth of what the model explains, not the wiggle a network fits to
+    noise. The ``top`` suggested pairs are tested by :func:`interaction_f_test`
+    on ``X``, ``y`` (the training split; None for classification targets, whose
+    pairs are not tested). The q-values are Benjamini-Hochberg with every pair
+    scored counted as a test (the untested ones as p = 1), since the network
+    chose the pairs on the same samples. Verdicts: ``confirmed`` (q < fdr),
+    ``not confirmed``, ``negligible`` (below ``min_strength``), ``not tested``.
+    """
+    from .ols import bh_qvalues
+
+    df = pd.DataFrame({"gene_a": [str(genes[j]) for j, _ in pairs], "gene_b": [str(genes[k]) for _, k in pairs],
+                       "h2": h2, "h_strength": strength})
+    order = np.argsort(-np.nan_to_num(np.asarray(strength, dtype=np.float64), nan=-np.inf), kind="stable")
+    df = df.iloc[order].reset_index(drop=True)
+    pairs = [pairs[i] for i in order]
+    df["rank"] = np.arange(1, len(df) + 1)
+    for col in ("f_stat", "df_num", "df_den", "p_value", "q_value"):
+        df[col] = np.nan
+    suggested = (df["h_strength"] >= min_strength * scale).to_numpy()
+    df["verdict"] = np.where(suggested, "not tested", "negligible")
+    tested = [i for i in range(len(df)) if suggested[i]][:top] if X is not None and y is not None else []
+    for i in tested:
+        df.loc[i, ["f_stat", "df_num", "df_den", "p_value"]] = interaction_f_test(X, y, *pairs[i])
+    if tested:
+        p = np.ones(len(df))
+        p[tested] = np.nan_to_num(df.loc[tested, "p_value"].to_numpy(dtype=np.float64), nan=1.0)
+        q = bh_qvalues(p)
+        df.loc[tested, "q_value"] = q[tested]
+        df.loc[tested, "verdict"] = np.where(q[tested] < fdr, "confirmed", "not confirmed")
+    return df[INTERACTION_COLUMNS]
+
+
+def interaction_text(table: pd.DataFrame, fdr: float = 0.05) -> str:
+    """The interactions in words: what the network suggests and what the regression confirms."""
+    suggested = table[table["verdict"] != "negligible"]
+    if not len(suggested):
+        return ("The network suggests no interaction: no pair of predictors acts beyond the sum of their "
+                "separate effects by a twentieth of the spread of its predictions.")
+    tested = suggested[suggested["verdict"] != "not tested"]
+    if not len(tested):
+        return (f"The network suggests {len(suggested)} interaction(s), strongest "
+                f"{suggested.iloc[0]['gene_a']} x {suggested.iloc[0]['gene_b']}; they were not tested in OLS.")
+    parts = []
+    for _, r in tested.iterrows():
+        pair = f"{r['gene_a']} x {r['gene_b']}"
+        parts.append(f"{pair} (H² {r['h2']:.2f}, strength {r['h_strength']:.3g}): "
+                     + (f"confirmed by OLS (F-test of {r['gene_a']}:{r['gene_b']}, q = {r['q_value']:.2g})"
+                        if r["verdict"] == "confirmed" else
+                        f"not confirmed by OLS (q = {r['q_value']:.2g})"))
+    n_conf = int((tested["verdict"] == "confirmed").sum())
+    return (f"The network suggests {len(suggested)} interaction(s); tested in OLS: {'; '.join(parts)}. "
+            f"{n_conf} of {len(tested)} {'is' if len(tested) == 1 else 'are'} confirmed at q < {fdr:g}.")
