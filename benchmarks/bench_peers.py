@@ -32,8 +32,10 @@ OLS, targets where the model's MAE is below OLS's, wall time) and, as its last l
 ``mlp_vs_ols=<MAE ratio> mlp_vs_best_peer=<MAE ratio>`` where the best peer is the
 scikit-learn model with the lowest mean test MAE. Target: ``mlp_vs_best_peer <= 1``.
 
-Run: ``python benchmarks/bench_peers.py`` (about 10 minutes on 2 cores; ``--targets 10``
-for a quick look). Needs scikit-learn (the ``bench`` extra).
+Run: ``python benchmarks/bench_peers.py`` (about 20 minutes on 2 cores, most of it the
+penalized models and the MLPRegressor grid; ``--targets 10`` for a quick look). Another
+compendium: ``--expression``, ``--gold-standard``, ``--tfs`` (and ``--tf-targets`` where
+every gene is a regulator). Needs scikit-learn (the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def score(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
 def ours(panel, folds, cfg) -> dict[str, tuple[list[np.ndarray], float]]:
     """Test predictions and wall time of the pipeline's three models."""
     out: dict[str, tuple[list[np.ndarray], float]] = {}
+    print("  fitting our models (OLS, penalized, network search) ...", flush=True)
     t0 = time.perf_counter()
     out["ols (ours)"] = ([fit_ols(Xtr, ytr, [f"x{j}" for j in range(Xtr.shape[1])]).predict(Xte)
                           for _, Xtr, ytr, Xte, _ in panel], time.perf_counter() - t0)
