@@ -103,3 +103,17 @@ def test_comparison_rows_keep_model_order_and_lead_with_verdicts():
     assert list(rows.columns[:5]) == ["target", "model", "cv_verdict", "test_verdict", "network_vs_regression"]
     assert rows["model"].tolist() == ["ols", "mlp", "mean"] * 2
     assert rows["target"].tolist() == ["G0"] * 3 + [HOSTILE] * 3
+
+
+def test_importance_text_names_each_models_top_predictors_escaped():
+    from gexpred.facts import importance_text
+    from gexpred.importance import importance_table
+
+    rises = np.array([[0.5, 0.1, 0.0], [0.7, 0.3, 0.02]])
+    tabs = {"ols": importance_table(["a*", "b", "c"], rises), "mlp": importance_table(["a*", "b", "c"], rises * 2)}
+    text = importance_text(tabs, k=2)
+    assert text.index("the neural network") < text.index("OLS regression")  # the network first
+    assert "a\\*" in text and text.count(" ± ") == 1 + 4  # the header, and two predictors per model
+    assert "1.20 ± 0.283" in text  # mean and sd over folds of 2 * [0.5, 0.7]
+    html = docutils.core.publish_string(text, writer="html").decode()
+    assert "System Message" not in html and "a*" in html

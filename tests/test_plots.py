@@ -188,3 +188,34 @@ def test_model_comparison_shows_each_model_relative_to_ols(tmp_path, monkeypatch
     assert [t.get_text() for t in left.get_yticklabels()] == ["a", "b"]
     r2 = np.vstack([c.get_offsets() for c in right.collections])
     assert r2[:, 0].min() >= 0.77 - 1e-12  # the baseline's R² (about 0) is left out
+
+
+def test_importance_figure_draws_every_model_ig_and_verdicts(tmp_path, monkeypatch):
+    """One bar group per model in the ranking of the network, the integrated gradients beside, the pairs
+    coloured by verdict; names from data files drawn as text."""
+    import matplotlib.text
+
+    from gexpred.importance import importance_table, interaction_table
+
+    seen = []
+    orig = plots._save
+
+    def record(fig, path):
+        fig.canvas.draw()
+        seen.extend(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+        orig(fig, path)
+
+    monkeypatch.setattr(plots, "_save", record)
+    genes = ["$g$0", "g1", "g2"]
+    rises = np.array([[0.5, 0.1, 0.0], [0.7, 0.2, 0.01]])
+    tables = {"mlp": importance_table(genes, rises, np.array([1.0, 0.3, 0.1])),
+              "ols": importance_table(genes, rises[::-1] * 0.9)}
+    inter = interaction_table(genes, [(0, 1), (0, 2), (1, 2)], np.array([0.3, 0.01, 0.0]),
+                              np.array([0.4, 0.02, 0.0]))
+    plots.importance(tables, inter, "$t$", tmp_path / "i.png")
+    img = image.imread(tmp_path / "i.png")
+    assert img.shape[1] > 800  # three panels
+    assert r"\$g\$0" in seen and r"\$t\$: permutation importance" in seen
+    assert "mlp" in seen and "ols" in seen and "not tested" in seen and "negligible" in seen
+    plots.importance({"ols": tables["ols"]}, None, "t", tmp_path / "one.png")
+    assert image.imread(tmp_path / "one.png").shape[1] < img.shape[1]  # one panel only

@@ -310,6 +310,38 @@ def test_report_builds_and_escapes(finished_run):
     assert "System Message" not in html  # docutils marks broken reStructuredText in captions this way
 
 
+def test_importance_and_interactions(finished_run):
+    """Every model's permutation importance ranks G0's true inputs (G2, G3) first; the network's interaction
+    tests equal statsmodels' nested F-test on the training split; the report's caption says it in words."""
+    import anndata as ad
+    import statsmodels.api as sm
+
+    root, _ = finished_run
+    res = root / "results"
+    for model in ("ols", "penalized", "mlp"):
+        imp = pd.read_csv(res / f"{model}/G0/importance.tsv", sep="\t")
+        assert set(imp["predictor"][:2]) == {"G2", "G3"}, model
+        assert (imp["perm_folds"] == 3).all() and imp["perm_mean"].iloc[0] > 0
+        assert imp["ig_mean_abs"].notna().all() == (model == "mlp")
+    inter = pd.read_csv(res / "mlp/G1/interactions.tsv", sep="\t")
+    meta = json.loads((res / "mlp/G1/model.json").read_text())
+    adata = ad.read_h5ad(res / "data/normalized.h5ad")
+    sp = pd.read_csv(res / "data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    train = adata[sp.loc[adata.obs_names].to_numpy() == "train"]
+    X = pd.DataFrame(np.asarray(train.X), columns=train.var_names)[meta["predictors"]]
+    y = np.asarray(train[:, "G1"].X).ravel()
+    tested = inter[inter["verdict"].isin(["confirmed", "not confirmed"])]
+    for _, r in tested.iterrows():
+        red = sm.OLS(y, sm.add_constant(X.to_numpy())).fit()
+        full = sm.OLS(y, sm.add_constant(np.column_stack([X.to_numpy(), X[r["gene_a"]] * X[r["gene_b"]]]))).fit()
+        f, p, _ = full.compare_f_test(red)
+        np.testing.assert_allclose([r["f_stat"], r["p_value"]], [f, p], rtol=1e-8)
+    facts = json.loads((res / "report/facts.json").read_text())
+    assert "permutation" in facts["targets"]["G0"]["importance"]
+    assert "network" in facts["targets"]["G1"]["interactions"]
+    assert (res / "plots/G0/importance.png").stat().st_size > 10_000
+
+
 def test_rerun_is_a_noop(finished_run):
     root, _ = finished_run
     proc = run_snakemake(root, "-n")

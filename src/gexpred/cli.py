@@ -378,6 +378,20 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
         folds = _train_folds(a.folds, a.target, adata.obs_names[train])
         oof = cv_logit(X[train], codes[train], folds, terms, classes, a.target,
                        separation="ridge" if a.penalized else "firth")
+        if a.importance_repeats:
+            from .importance import fold_importance, importance_table, log_loss
+
+            def fit_fold(Xtr, ctr):
+                try:
+                    f = fit_logit(Xtr, ctr, terms, classes, target=a.target, inference=False,
+                                  separation="stop" if a.penalized else "firth")
+                except ModelError:
+                    f = fit_logit(Xtr, ctr, terms, classes, target=a.target, penalized=True)
+                return f.predict_proba
+
+            rises = fold_importance(fit_fold, X[train], codes[train], folds, a.importance_repeats,
+                                    a.importance_seed, loss=log_loss)
+            write_table(importance_table(terms, rises), out / "importance.tsv")
         write_table(_cv_class_frame(a.target, "ols", adata.obs_names[train], folds, labels[train], classes, oof),
                     out / "cv_predictions.tsv")
     write_table(fit.table(), out / "coefficients.tsv")
@@ -451,6 +465,15 @@ def cmd_ols(a: argparse.Namespace) -> None:
     out = Path(a.out_dir)
     if cv is not None:
         write_table(cv, out / "cv_predictions.tsv")
+        if a.importance_repeats:
+            from .importance import fold_importance, importance_table
+
+            def fit_fold(Xtr, ytr):
+                beta = np.linalg.lstsq(np.column_stack([np.ones(len(ytr)), Xtr]), ytr, rcond=None)[0]
+                return lambda Z: beta[0] + Z @ beta[1:]
+
+            rises = fold_importance(fit_fold, X[train], y[train], folds, a.importance_repeats, a.importance_seed)
+            write_table(importance_table(terms, rises), out / "importance.tsv")
     write_table(fit.table(alpha=a.alpha), out / "coefficients.tsv")
     write_table(stats_row, out / "fit.tsv")
     write_table(diag, out / "diagnostics.tsv")
@@ -533,7 +556,9 @@ def cmd_mlp(a: argparse.Namespace) -> None:
     search_meta = None
     cv_out = search_out = None
     folds = _train_folds(a.folds, a.target, adata.obs_names[train]) if a.folds else None
-    res = search_network(X[train], yy[train], folds, candidates, task, n_classes, a.target)
+    repeats = a.importance_repeats if folds is not None else 0
+    res = search_network(X[train], yy[train], folds, candidates, task, n_classes, a.target,
+                         perm_repeats=repeats, perm_seed=a.importance_seed)
     winner, cv, final_cv = res.winner, res.cv, res.final_cv
     if cv is not None:
         loss_name = "cross_entropy" if classify else "mse"
@@ -583,10 +608,42 @@ def cmd_mlp(a: argparse.Namespace) -> None:
     if search_out is not None:
         write_table(search_out, out / "search.tsv")
         write_table(cv_out, out / "cv_predictions.tsv")
+    if repeats:
+        imp, inter = _network_importance(a, model, X[train], yy[train], design["terms"], task,
+                                         final_cv.perm_rise[0], settings.seed)
+        write_table(imp, out / "importance.tsv")
+        write_table(inter, out / "interactions.tsv")
     save_state(model, out / "model.pt")
     write_json(meta, out / "model.json")
     write_table(history, out / "history.tsv")
     write_table(preds, out / "predictions.tsv")
+
+
+def _network_importance(a: argparse.Namespace, model, X: np.ndarray, y: np.ndarray, terms: list[str], task: str,
+                        perm_rise: np.ndarray, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The network's importance table (permutation on held-out folds, integrated gradients on the training
+    split) and its interactions (Friedman's H among the most important predictors, the suggested pairs tested
+    by OLS on the training split; regression targets only)."""
+    from itertools import combinations
+
+    from .importance import h_statistic, importance_table, integrated_gradients, interaction_table, \
+        interaction_text
+    from .nn import predict, predict_proba
+
+    classify = task == "classification"
+    ig = np.abs(integrated_gradients(model, X, task=task)).mean(axis=0)
+    imp = importance_table(terms, perm_rise, ig)
+    top = [terms.index(t) for t in imp["predictor"][: max(2, a.interaction_genes)]]
+    pairs = [tuple(sorted(p)) for p in combinations(top, 2)]
+    f = (lambda Z: predict_proba(model, Z)[:, -1]) if classify else (lambda Z: predict(model, Z))  # noqa: E731
+    h2, strength = h_statistic(f, X, pairs, max_points=a.h_points, seed=seed)
+    inter = interaction_table(terms, pairs, h2, strength, None if classify else X, None if classify else y,
+                              scale=float(np.std(f(X))), fdr=a.fdr, top=a.interactions_tested,
+                              min_strength=a.min_strength)
+    log.info("MLP %s: most important predictors (permutation on held-out folds): %s", a.target,
+             ", ".join(imp["predictor"][:5]))
+    log.info("MLP %s: %s", a.target, interaction_text(inter, a.fdr))
+    return imp, inter
 
 
 def cmd_penalized(a: argparse.Namespace) -> None:
@@ -605,6 +662,16 @@ def cmd_penalized(a: argparse.Namespace) -> None:
     coefs["standardized_coef"] = [np.nan, *(res.coef * X[train].std(axis=0))]
     pred = res.intercept + X @ res.coef
     out = Path(a.out_dir)
+    if a.importance_repeats:
+        from .importance import fold_importance, importance_table
+        from .search import fit_penalized
+
+        def fit(Xtr, ytr):
+            b0, b = fit_penalized(Xtr, ytr, res.alpha, PENALTY_L1[res.method])
+            return lambda Z: b0 + Z @ b
+
+        rises = fold_importance(fit, X[train], y[train], folds, a.importance_repeats, a.importance_seed)
+        write_table(importance_table(terms, rises), out / "importance.tsv")
     write_table(res.table, out / "search.tsv")
     write_table(coefs, out / "coefficients.tsv")
     write_table(_cv_frame(a.target, "penalized", adata.obs_names[train], folds, y[train], res.oof),
@@ -1223,6 +1290,16 @@ def cmd_plot(a: argparse.Namespace) -> None:
     if a.kind == "activations":
         plots.activation_functions(a.out)
         return
+    if a.kind == "importance":
+        tables = {}
+        for spec in a.importance or []:
+            model, _, path = spec.partition("=")
+            tables[model] = read_table(path, dtype={"predictor": str})
+        if not tables:
+            raise InputError("plot importance: give at least one --importance MODEL=PATH.")
+        inter = read_table(a.interactions, dtype={"gene_a": str, "gene_b": str}) if a.interactions else None
+        plots.importance(tables, inter, a.target, a.out)
+        return
     if a.kind == "observed":
         pred = read_table(a.predictions, dtype={"target": str, "sample": str, "observed": object})
         metrics = read_table(a.metrics, dtype={"target": str})
@@ -1288,7 +1365,11 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
         predictors=opt(a.predictors, dtype={"target": str, "gene": str}),
         fits=opt(a.fits, dtype={"target": str, "failed_assumptions": str}),
         coefs=opt(a.coefficients, dtype={"target": str, "term": str}), cv=cv, summary=summary,
-        test_fraction=a.test_fraction, seed=a.seed, fdr=a.fdr)
+        test_fraction=a.test_fraction, seed=a.seed, fdr=a.fdr,
+        importance={(Path(f).parent.name, Path(f).parent.parent.name): read_table(f, dtype={"predictor": str})
+                    for f in a.importance},
+        interactions={Path(f).parent.name: read_table(f, dtype={"gene_a": str, "gene_b": str})
+                      for f in a.interactions})
     rows = comparison_rows(metrics, cv, summary)
     intro = ("One row per target and model: metrics on the test split (which no model saw while being fitted "
              "or chosen)"
@@ -1400,6 +1481,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--labels", help="class labels table: the target is a classification target")
         s.add_argument("--folds", required=name == "penalized",
                        help="folds table (gexpred folds): cross-validate on the training split")
+        s.add_argument("--importance-repeats", type=int, default=5,
+                       help="shuffles per predictor and fold for permutation importance (0: none)")
+        s.add_argument("--importance-seed", type=int, default=0, help="seed of the shuffles")
         if name == "penalized":
             s.add_argument("--method", nargs="+", default=["ridge", "lasso"], help="ridge, lasso, elastic_net")
             s.add_argument("--n-alphas", type=int, default=20, help="penalties tried per method")
@@ -1416,6 +1500,15 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--settings", required=True, help="JSON of the mlp settings")
             s.add_argument("--search", help="JSON of the search settings (strategy, n_candidates, seed, mlp)")
             s.add_argument("--threads", type=int, default=1)
+            s.add_argument("--interaction-genes", type=int, default=8,
+                           help="pairs among this many most important predictors are scored for interaction")
+            s.add_argument("--interactions-tested", type=int, default=5,
+                           help="suggested pairs tested in OLS (nested F-test of a:b)")
+            s.add_argument("--h-points", type=int, default=100, help="samples Friedman's H is estimated on")
+            s.add_argument("--min-strength", type=float, default=0.05,
+                           help="interaction strength, relative to the sd of the predictions, a pair needs to be "
+                                "suggested")
+            s.add_argument("--fdr", type=float, default=0.05, help="q-value threshold of the interaction tests")
 
     s = verb("bundle", cmd_bundle, "Write a model bundle: weights, preprocessing, reference data and a model card.")
     s.add_argument("--target", required=True)
@@ -1533,7 +1626,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = verb("plot", cmd_plot, "Draw one report figure.")
     s.add_argument("kind", choices=["observed", "coefficients", "diagnostics", "loss", "activations", "samples",
-                                    "normalization", "pvalues", "comparison", "cv"])
+                                    "normalization", "pvalues", "comparison", "cv", "importance"])
+    s.add_argument("--importance", action="append", help="MODEL=importance.tsv (importance figure)")
+    s.add_argument("--interactions", help="the network's interactions.tsv (importance figure)")
     s.add_argument("--data", help="collected .h5ad (values before normalization)")
     s.add_argument("--normalized", help="normalized .h5ad")
     s.add_argument("--splits")
@@ -1562,6 +1657,8 @@ def _report_parser(sub, verb) -> None:
         s.add_argument(f"--{name}", required=True)
     for name in ("predictors", "fits", "coefficients", "cv-metrics", "summary"):
         s.add_argument(f"--{name}")
+    s.add_argument("--importance", nargs="+", default=[], help="results/MODEL/TARGET/importance.tsv files")
+    s.add_argument("--interactions", nargs="+", default=[], help="results/mlp/TARGET/interactions.tsv files")
     s.add_argument("--test-fraction", type=float)
     s.add_argument("--seed", type=int)
     s.add_argument("--fdr", type=float, default=0.05)

@@ -282,6 +282,19 @@ def assumptions_text(failed: str | float | None) -> str:
            f"training split: " + "; ".join(items) + "."
 
 
+def importance_text(tables: dict[str, pd.DataFrame], k: int = 3) -> str:
+    """The most important predictors of each model (permutation importance on held-out folds), in words."""
+    parts = []
+    for m in [m for m in ("mlp", "ols", "penalized") if m in tables] + [m for m in tables
+                                                                        if m not in ("mlp", "ols", "penalized")]:
+        top = tables[m].sort_values("rank").head(k)
+        parts.append(f"{model_name(m)}: " + ", ".join(
+            f"{rst(p)} ({_num(v)} ± {_num(s)})" for p, v, s in zip(top["predictor"], top["perm_mean"],
+                                                                  top["perm_sd"])))
+    return ("Most important by permutation on held-out folds (rise of the held-out loss, mean ± sd over folds): "
+            + "; ".join(parts) + ".")
+
+
 def significance_text(coefs: pd.DataFrame, fdr: float) -> str:
     tested = coefs[(coefs["term"].astype(str) != "const") & ~coefs["term"].astype(str).str.startswith("const[")]
     q = pd.to_numeric(tested.get("q_value"), errors="coerce")
@@ -299,8 +312,13 @@ def significance_text(coefs: pd.DataFrame, fdr: float) -> str:
 def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources: list[str], splits: pd.DataFrame,
                 targets: pd.DataFrame, metrics: pd.DataFrame, predictors: pd.DataFrame | None = None,
                 fits: pd.DataFrame | None = None, coefs: pd.DataFrame | None = None, cv: pd.DataFrame | None = None,
-                summary: pd.DataFrame | None = None, test_fraction: float | None = None, seed: int | None = None, fdr: float = 0.05) -> dict[str, Any]:
-    """Every sentence the captions show, keyed by report section and by target directory name."""
+                summary: pd.DataFrame | None = None, test_fraction: float | None = None, seed: int | None = None, fdr: float = 0.05,
+                importance: dict[tuple[str, str], pd.DataFrame] | None = None,
+                interactions: dict[str, pd.DataFrame] | None = None) -> dict[str, Any]:
+    """Every sentence the captions show, keyed by report section and by target directory name.
+
+    ``importance`` maps (target directory, model) to the model's importance table, ``interactions`` a
+    target directory to the network's interactions table."""
     metric = key_metric(metrics)
     test = metrics[metrics["split"] == "test"]
     per_target: dict[str, Any] = {}
@@ -329,6 +347,13 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
                 entry["cv_choice"] = str(row["best_model"].iloc[0])
                 entry["cv_statement"] = rst(row["statement"].iloc[0])
                 cv_lines.append(f"{rst(target)}: {model_name(entry['cv_choice'])}")
+        imp = {m: tab for (d, m), tab in (importance or {}).items() if d == directory}
+        if imp:
+            entry["importance"] = importance_text(imp)
+        if interactions and directory in interactions:
+            from .importance import interaction_text
+
+            entry["interactions"] = rst(interaction_text(interactions[directory], fdr))
         per_target[directory] = entry
     n_fail = None
     if fits is not None and "failed_assumptions" in fits:

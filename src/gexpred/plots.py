@@ -763,3 +763,79 @@ def genome_comparison(per_target: pd.DataFrame, summary: pd.DataFrame, path: str
         ax.set_title(f"Worst and best {n_extreme} targets")
         fig.tight_layout()
         _save(fig, path)
+
+
+# --------------------------------------------------------------------------- importance
+VERDICT_COLORS = {"confirmed": "#009E73", "not confirmed": "#D55E00", "not tested": "#999999",
+                  "negligible": "#DDDDDD"}
+
+
+def importance(tables: dict[str, pd.DataFrame], interactions: pd.DataFrame | None, target: str,
+               path: str | Path, max_predictors: int = 15, max_pairs: int = 8) -> None:
+    """Which predictors each model uses, and the network's interactions.
+
+    Left: permutation importance on held-out folds (mean and sd over folds) of
+    every model, predictors in the order of the first model's ranking (the
+    network's when present). Middle: the network's mean absolute integrated
+    gradient. Right: the strongest pairs by interaction strength, coloured by
+    what the OLS F-test made of them.
+    """
+    target = plain(target)
+    models = [m for m in ("mlp", "ols", "penalized") if m in tables] + \
+        [m for m in tables if m not in ("mlp", "ols", "penalized")]
+    lead = tables[models[0]]
+    order = list(lead["predictor"].astype(str))[:max_predictors]
+    has_ig = bool("mlp" in tables and tables["mlp"]["ig_mean_abs"].notna().any())
+    has_pairs = bool(interactions is not None and len(interactions) > 0)
+    ncols = 1 + has_ig + has_pairs
+    widths = [3.0] + [1.6] * has_ig + [2.4] * has_pairs
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, ncols, figsize=(3.2 + 2.2 * ncols, 1.2 + 0.3 * max(len(order), 4)),
+                                 gridspec_kw={"width_ratios": widths}, squeeze=False)
+        axes = axes[0]
+        ax = axes[0]
+        ypos = np.arange(len(order))[::-1]
+        h = 0.8 / len(models)
+        for i, m in enumerate(models):
+            t = tables[m].set_index(tables[m]["predictor"].astype(str)).reindex(order)
+            off = (i - (len(models) - 1) / 2) * h
+            ax.barh(ypos - off, t["perm_mean"], height=h, xerr=t["perm_sd"].fillna(0),
+                    color=_color(m, i), label=plain(m), error_kw={"lw": 0.8, "capsize": 1.5})
+        ax.axvline(0, color="#444444", lw=0.8)
+        ax.set_yticks(ypos)
+        ax.set_yticklabels([plain(p) for p in order])
+        ax.set_xlabel("rise of held-out loss when shuffled\n(mean ± sd over folds)")
+        ax.set_title(f"{target}: permutation importance")
+        ax.legend(loc="lower right", fontsize=8, frameon=False)
+        ax.grid(axis="y", alpha=0)
+        k = 1
+        if has_ig:
+            ax = axes[k]
+            k += 1
+            t = tables["mlp"].set_index(tables["mlp"]["predictor"].astype(str)).reindex(order)
+            ax.barh(ypos, t["ig_mean_abs"], color=_color("mlp"), height=0.6)
+            ax.set_yticks(ypos)
+            ax.set_yticklabels([])
+            ax.set_xlabel("mean |integrated gradient|")
+            ax.set_title("network attribution")
+            ax.grid(axis="y", alpha=0)
+        if has_pairs:
+            ax = axes[k]
+            top = interactions.head(max_pairs)
+            yp = np.arange(len(top))[::-1]
+            colors = [VERDICT_COLORS.get(str(v), "#999999") for v in top["verdict"]]
+            ax.barh(yp, top["h_strength"], color=colors, height=0.6)
+            ax.set_yticks(yp)
+            ax.set_yticklabels([f"{plain(a)} × {plain(b)}" for a, b in zip(top["gene_a"], top["gene_b"])],
+                               fontsize=8)
+            ax.set_xlabel("interaction strength (prediction scale)")
+            ax.set_title("network interactions")
+            from matplotlib.patches import Patch
+
+            handles = [Patch(color=c, label=v) for v, c in VERDICT_COLORS.items()
+                       if v in set(top["verdict"].astype(str))]
+            ax.legend(handles=handles, title="OLS F-test of a:b", fontsize=7, title_fontsize=7,
+                      loc="lower right", frameon=False)
+            ax.grid(axis="y", alpha=0)
+        fig.tight_layout()
+        _save(fig, path)

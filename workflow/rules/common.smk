@@ -190,6 +190,28 @@ def mlp_settings():
     return json.dumps(config["mlp"], sort_keys=True)
 
 
+IMPORTANCE = config["importance"]["repeats"] > 0
+
+
+def importance_output(model):
+    """The importance tables of a per-target model job (none when importance.repeats is 0)."""
+    if not IMPORTANCE:
+        return {}
+    out = {"importance": f"results/{model}/{{target}}/importance.tsv"}
+    if model == "mlp":
+        out["interactions"] = "results/mlp/{target}/interactions.tsv"
+    return out
+
+
+def importance_args(model):
+    c = config["importance"]
+    args = f"--importance-repeats {c['repeats']} --importance-seed {c['seed']}"
+    if model == "mlp":
+        args += (f" --interaction-genes {c['interaction_genes']} --interactions-tested {c['interactions_tested']}"
+                 f" --h-points {c['h_points']} --min-strength {c['min_strength']} --fdr {config['ols']['fdr']}")
+    return args
+
+
 def search_settings():
     """The search section as JSON for the command line."""
     return json.dumps(config["search"], sort_keys=True)
@@ -215,6 +237,14 @@ def model_cv_predictions():
         for target in TARGETS
         for model in MODELS
     ]
+
+
+def importance_inputs(wildcards):
+    """Every model's importance table of a target, and the network's interactions."""
+    inputs = {m: f"results/{m}/{wildcards.target}/importance.tsv" for m in MODELS}
+    if "mlp" in MODELS:
+        inputs["interactions"] = f"results/mlp/{wildcards.target}/interactions.tsv"
+    return inputs
 
 
 def batch_files(wildcards):
@@ -279,6 +309,8 @@ def all_outputs():
         for batch in BATCHES:
             out += [f"results/deploy/{batch}/{target}/predictions.tsv", f"results/deploy/{batch}/{target}/drift.png"]
         out.append(f"results/plots/{target}/observed_vs_predicted.png")
+        if IMPORTANCE:
+            out.append(f"results/plots/{target}/importance.png")
         if "ols" in MODELS:
             out += [
                 f"results/ols/{target}/coefficients.tsv",

@@ -19,6 +19,7 @@ rule mlp:
             subcategory="{target}",
             labels={"target": "{target}", "model": "mlp", "table": "network search (CV)"},
         ),
+        **importance_output("mlp"),
     log:
         "results/logs/mlp/{target}.log",
     benchmark:
@@ -30,6 +31,7 @@ rule mlp:
         covariates=covariate_args(),
         labels=lambda wc, input: labels_arg(input),
         out_dir=subpath(output.model, parent=True),
+        importance=importance_args("mlp"),
     threads: 1
     resources:
         mem_mb=mlp_mem_mb,
@@ -41,4 +43,4 @@ rule mlp:
         "gexpred mlp --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
         " {params.labels} --folds {input.folds:q} --settings {params.settings:q} --search {params.search:q}"
-        " --threads {threads} --out-dir {params.out_dir:q} --log {log:q}"
+        " --threads {threads} {params.importance} --out-dir {params.out_dir:q} --log {log:q}"

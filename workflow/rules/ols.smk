@@ -38,6 +38,7 @@ rule ols:
         ),
         summary="results/ols/{target}/summary.txt",
         model="results/ols/{target}/model.json",
+        **importance_output("ols"),
         predictions="results/ols/{target}/predictions.tsv",
         cv_predictions="results/ols/{target}/cv_predictions.tsv",
     log:
@@ -53,6 +54,7 @@ rule ols:
         labels=lambda wc, input: labels_arg(input),
         penalized="--penalized" if config["ols"]["penalized"] else "",
         stop="--stop-on-separation" if config["ols"]["stop_on_separation"] else "",
+        importance=importance_args("ols"),
         out_dir=subpath(output.coefficients, parent=True),
     threads: 1
     resources:
@@ -64,7 +66,7 @@ rule ols:
         "gexpred ols --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
         " --interactions {params.interactions:q} --gene-sets {params.gene_sets:q} --alpha {params.alpha}"
-        " {params.labels} {params.penalized} {params.stop} --folds {input.folds:q}"
+        " {params.labels} {params.penalized} {params.stop} --folds {input.folds:q} {params.importance}"
         " --out-dir {params.out_dir:q} --log {log:q}"
 
 

@@ -23,6 +23,7 @@ rule penalized:
         meta="results/penalized/{target}/model.json",
         predictions="results/penalized/{target}/predictions.tsv",
         cv_predictions="results/penalized/{target}/cv_predictions.tsv",
+        **importance_output("penalized"),
     log:
         "results/logs/penalized/{target}.log",
     benchmark:
@@ -32,6 +33,7 @@ rule penalized:
         covariates=covariate_args(),
         methods=" ".join(config["search"]["penalized"]["methods"]),
         n_alphas=config["search"]["penalized"]["n_alphas"],
+        importance=importance_args("penalized"),
         out_dir=subpath(output.coefficients, parent=True),
     threads: 1
     resources:
@@ -42,5 +44,5 @@ rule penalized:
     shell:
         "gexpred penalized --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
-        " --folds {input.folds:q} --method {params.methods} --n-alphas {params.n_alphas}"
+        " --folds {input.folds:q} --method {params.methods} --n-alphas {params.n_alphas} {params.importance}"
         " --out-dir {params.out_dir:q} --log {log:q}"

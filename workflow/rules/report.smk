@@ -128,6 +128,41 @@ rule plot_loss:
         " --model-json {input.meta:q} --out {output:q} --log {log:q}"
 
 
+rule plot_importance:
+    input:
+        unpack(importance_inputs),
+    output:
+        report(
+            "results/plots/{target}/importance.png",
+            caption="../report/importance.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="{target}",
+            labels={"target": "{target}", "figure": "predictor importance and network interactions"},
+        ),
+    log:
+        "results/logs/plots/{target}/importance.log",
+    benchmark:
+        "results/benchmarks/plots/{target}/importance.tsv"
+    params:
+        target=target_name,
+        tables=lambda wc, input: " ".join(
+            f"--importance {m}={shlex.quote(input[m])}" for m in MODELS if m in input.keys()
+        ),
+        interactions=lambda wc, input: (
+            f"--interactions {shlex.quote(input['interactions'])}" if "interactions" in input.keys() else ""
+        ),
+        facts=caption_facts,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred plot importance --target {params.target:q} {params.tables} {params.interactions}"
+        " --out {output:q} --log {log:q}"
+
+
 rule plot_activations:
     output:
         report(
@@ -309,6 +344,11 @@ rule report_summary:
         optional=lambda wc, input: " ".join(
             f"--{key.replace('_', '-')} {shlex.quote(input[key])}"
             for key in ("fits", "coefficients", "cv_metrics", "summary")
+            if key in input.keys()
+        )
+        + "".join(
+            f" --{key} " + " ".join(shlex.quote(p) for p in input[key])
+            for key in ("importance", "interactions")
             if key in input.keys()
         ),
         test_fraction=config["split"]["test_fraction"],

@@ -59,6 +59,10 @@ def report_summary_input():
         inputs["cv_metrics"] = CV_METRICS
     if HAS_CV_SUMMARY:
         inputs["summary"] = CV_SUMMARY
+    if IMPORTANCE and not GENOME:
+        inputs["importance"] = [f"results/{m}/{t}/importance.tsv" for t in TARGETS for m in MODELS]
+        if "mlp" in MODELS:
+            inputs["interactions"] = [f"results/mlp/{t}/interactions.tsv" for t in TARGETS]
     return inputs
 
 
