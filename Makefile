@@ -30,9 +30,10 @@ demo: install
 report: install
 	$(BIN)/snakemake --report results/report.html
 
-## Install and run the whole test suite.
+## Install and run the whole test suite on two pytest-xdist workers, a test module to a worker
+## (--dist loadfile: the tests that share a module's workflow run build it once).
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## Unit tests only (skips the end-to-end workflow runs).
 test-fast: install

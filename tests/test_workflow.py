@@ -49,6 +49,8 @@ def write_config(root: Path, **overrides) -> Path:
         # two networks per ensemble keep the runs short (the schema's default is five)
         "mlp": {"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16, "ensemble": 2},
         "search": {"mlp": {"hidden": [[], [8]]}, "penalized": {"n_alphas": 6}},
+        # importance (two jobs' worth a run) is checked on finished_run, which turns it on
+        "importance": {"repeats": 0},
     }
     cfg.update(overrides)
     path = root / "config.yaml"
@@ -78,7 +80,8 @@ def finished_run(tmp_path_factory):
     # a new batch from the same process (other samples): scored and monitored by the deploy rules
     make_dataset(root, seed=8, name="new.tsv", prefix="N")
     write_config(root, new_batches={"fresh": ["data/new.tsv"]},
-                 mlp={"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16, "ensemble": 3})
+                 mlp={"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16, "ensemble": 3},
+                 importance={"repeats": 3})
     run_snakemake(root)
     return root, data
 
@@ -321,7 +324,7 @@ def test_importance_and_interactions(finished_run):
     for model in ("ols", "penalized", "mlp"):
         imp = pd.read_csv(res / f"{model}/G0/importance.tsv", sep="\t")
         assert set(imp["predictor"][:2]) == {"G2", "G3"}, model
-        assert (imp["perm_folds"] == 3).all() and imp["perm_mean"].iloc[0] > 0
+        assert (imp["perm_folds"] == 3).all() and imp["perm_mean"].iloc[0] > 0  # split.folds: 3
         assert imp["ig_mean_abs"].notna().all() == (model == "mlp")
     inter = pd.read_csv(res / "mlp/G1/interactions.tsv", sep="\t")
     meta = json.loads((res / "mlp/G1/model.json").read_text())
@@ -435,227 +438,13 @@ def test_covariates_interactions_gene_sets_end_to_end(tmp_path):
     assert allc.loc[allc["term"] == "const", "q_value"].isna().all()
 
 
-@pytest.mark.parametrize("mode", ["multi_output", "per_target"])
-def test_genome_wide_mode_matches_statsmodels(tmp_path, mode):
-    """targets: {file: ...} with a shared design: chunked batched OLS equals statsmodels per target; networks
-    per chunk (one multi-output network, or one per target) chosen by the search on the validation part."""
-    import statsmodels.api as sm
-
-    rng = np.random.default_rng(4)
-    n, g = 50, 30
-    X = rng.normal(5, 1, (n, g))
-    X[:, 8:] += X[:, :4] @ rng.normal(0, 0.6, (4, g - 8))
-    X[:, 29] = 2.0  # a constant target: reported, not crashed on
-    genes = [f"g{i}" for i in range(g)]
-    samples = [f"s{j}" for j in range(n)]
-    (tmp_path / "data").mkdir()
-    pd.DataFrame(X.T, index=genes, columns=samples).to_csv(tmp_path / "data/expr.tsv", sep="\t")
-    (tmp_path / "data/preds.txt").write_text("\n".join(genes[:4]) + "\n")
-    (tmp_path / "data/targets.txt").write_text("\n".join(genes[4:]) + "\nNOT_A_GENE\n")
-    write_config(tmp_path, targets={"file": "data/targets.txt"}, predictors={"from": "data/preds.txt"},
-                 models=["ols", "mlp"], ols={"chunk_size": 7},
-                 mlp={"hidden": [16], "epochs": 60, "patience": 15, "batch_size": 16, "lr": 0.01, "genome_mode": mode})
-    run_snakemake(tmp_path)
-    res = tmp_path / "results/ols/genome"
-    assert len(list((res / "chunks").glob("*.coefficients.parquet"))) == 4  # 26 targets / 7 per chunk
-    sp = pd.read_csv(tmp_path / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
-    train = [samples.index(s) for s in sp.index[sp == "train"]]
-    coefs = pd.read_parquet(res / "coefficients.parquet").set_index(["target", "term"])
-    fits = pd.read_csv(res / "fits.tsv", sep="\t").set_index("target")
-    assert sorted(fits.index) == sorted(genes[4:])
-    assert fits.loc["g29", "status"] == "constant_target"
-    A = sm.add_constant(X[train][:, :4])
-    for j in range(4, 29):
-        ref = sm.OLS(X[train][:, j], A).fit()
-        ours = coefs.loc[genes[j]].loc[["const", *genes[:4]]]
-        for col, val in (("coef", ref.params), ("std_err", ref.bse), ("t", ref.tvalues), ("p_value", ref.pvalues)):
-            np.testing.assert_allclose(ours[col], val, rtol=1e-8, err_msg=f"{genes[j]} {col}")
-        ci = ref.conf_int(0.05)
-        np.testing.assert_allclose(ours["ci_low"], ci[:, 0], rtol=1e-8)
-        np.testing.assert_allclose(ours["ci_high"], ci[:, 1], rtol=1e-8)
-        for col, val in (("r2", ref.rsquared), ("adj_r2", ref.rsquared_adj), ("f_stat", ref.fvalue),
-                         ("f_pvalue", ref.f_pvalue)):
-            np.testing.assert_allclose(fits.loc[genes[j], col], val, rtol=1e-8, err_msg=f"{genes[j]} {col}")
-    # q-values: Benjamini-Hochberg (statsmodels) over every non-intercept term of every target; the
-    # significant table is the terms below the FDR, smallest q first
-    from statsmodels.stats.multitest import multipletests
-
-    tested = coefs[coefs.index.get_level_values("term") != "const"].dropna(subset=["p_value"])
-    want_q = multipletests(tested["p_value"].to_numpy(), method="fdr_bh")[1]
-    np.testing.assert_allclose(tested["q_value"].to_numpy(), want_q, rtol=1e-12)
-    assert coefs.loc[coefs.index.get_level_values("term") == "const", "q_value"].isna().all()
-    sig = pd.read_csv(res / "significant.tsv", sep="\t")
-    expected = tested[want_q < 0.05].reset_index()
-    assert len(sig) == len(expected) > 0
-    assert sig["q_value"].is_monotonic_increasing
-    assert set(zip(sig["target"], sig["term"])) == set(zip(expected["target"], expected["term"]))
-    assert (tmp_path / "results/plots/genome_ols.png").is_file()
-    # networks: one multi-output network per chunk; the comparison across targets from the metrics tables
-    assert len(list((tmp_path / "results/mlp/genome/chunks").glob("*.model.pt"))) == 4
-    metrics = pd.read_csv(tmp_path / "results/compare/genome_metrics.tsv", sep="\t")
-    assert set(metrics["model"]) == {"ols", "mlp", "mean"}
-    test = metrics[metrics["split"] == "test"]
-    g5 = test[test["target"] == "g5"].set_index("model")
-    yt = X[[samples.index(s) for s in sp.index[sp == "test"]], 5]
-    np.testing.assert_allclose(g5.loc["mean", "mse"], np.mean((yt - X[train, 5].mean()) ** 2), rtol=1e-10)
-    summary = pd.read_csv(tmp_path / "results/compare/genome_summary.tsv", sep="\t").set_index("model")
-    r2 = test.pivot(index="target", columns="model", values="r2")
-    for m in ("ols", "mlp"):
-        np.testing.assert_allclose(summary.loc[m, "median_test_r2"], r2[m].dropna().median(), rtol=1e-12)
-    mse = test.pivot(index="target", columns="model", values="mse")
-    assert summary["n_best"].sum() == int(mse.notna().any(axis=1).sum())  # every fitted target has a best model
-    per = pd.read_csv(tmp_path / "results/compare/genome_targets.tsv", sep="\t").set_index("target")
-    untied = mse.dropna()
-    untied = untied[untied.nunique(axis=1) == 3]
-    assert len(untied) >= 20
-    assert (per.loc[untied.index, "best_model"] == untied.idxmin(axis=1)).all()
-    assert (tmp_path / "results/plots/genome_comparison.png").is_file()
-    # the network search (search.mlp: hidden [[], [8]]): two candidates per chunk, judged on the validation part
-    # of the training split; a multi-output chunk keeps the one with the lowest mean validation loss, a
-    # per-target chunk each target's best
-    search = pd.read_csv(tmp_path / "results/compare/genome_search.tsv", sep="\t", dtype={"hidden": str})
-    assert len(search) == 8 and sorted(set(search["chunk"])) == [0, 1, 2, 3]
-    for chunk, rows in search.groupby("chunk"):
-        meta = json.loads((tmp_path / f"results/mlp/genome/chunks/{chunk:05d}.model.json").read_text())
-        assert meta["mode"] == mode and meta["search"]["n_candidates"] == 2
-        n_fit = len(meta["targets"])
-        assert (rows["n_targets"] == n_fit).all() and rows["n_selected"].sum() == n_fit
-        if mode == "per_target":
-            hidden = {c: json.loads(h) for c, h in zip(rows["candidate"], rows["hidden"])}
-            assert [a["hidden"] for a in meta["architectures"]] == [hidden[c] for c in meta["selected"]]
-            assert all(a["n_out"] == 1 for a in meta["architectures"])
-            continue
-        assert meta["architecture"]["n_out"] == n_fit == (7 if chunk < 3 else 4)  # g29 is constant
-        best = rows.loc[rows["val_nmse_mean"].idxmin()]
-        assert meta["selected"] == best["candidate"]
-        assert meta["architecture"]["hidden"] == json.loads(best["hidden"])
-        assert rows["n_selected"].tolist() == [rows["n_targets"].max() if c == best["candidate"] else 0
-                                              for c in rows["candidate"]]
-
-
-def test_classification_end_to_end(tmp_path):
-    """task: classification with a sample-sheet label and a binarized gene, against statsmodels Logit."""
-    import statsmodels.api as sm
-
-    rng = np.random.default_rng(0)
-    n, g = 90, 8
-    X = rng.normal(0, 1, (n, g))
-    genes = [f"g{i}" for i in range(g)]
-    samples = [f"s{j}" for j in range(n)]
-    pheno = np.where(1.5 * X[:, 0] - X[:, 1] + rng.logistic(size=n) > 0, "case", "control")
-    (tmp_path / "data").mkdir()
-    pd.DataFrame(X.T, index=genes, columns=samples).to_csv(tmp_path / "data/expr.tsv", sep="\t")
-    pd.DataFrame({"sample": samples, "phenotype": pheno}).to_csv(tmp_path / "data/sheet.tsv", sep="\t", index=False)
-    write_config(tmp_path, task="classification", sample_sheet="data/sheet.tsv", targets=["phenotype", "g3"],
-                 binarize={"g3": 0.0}, predictors=["g0", "g1", "g2"], models=["ols", "mlp"])
-    run_snakemake(tmp_path)
-    labels = pd.read_csv(tmp_path / "results/data/labels.tsv", sep="\t", dtype=str).set_index("sample")
-    np.testing.assert_array_equal(labels.loc[samples, "phenotype"], pheno)
-    np.testing.assert_array_equal(labels.loc[samples, "g3"], np.where(X[:, 3] > 0, "> 0", "<= 0"))
-    sp = pd.read_csv(tmp_path / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
-    train = [samples.index(s) for s in sp.index[sp == "train"]]
-    # stratified by the first target: class shares in the test split follow the whole data's
-    test_share = (labels.loc[sp.index[sp == "test"], "phenotype"] == "case").mean()
-    assert abs(test_share - (pheno == "case").mean()) < 0.1
-    for target, y in (("phenotype", (pheno == "control").astype(float)), ("g3", (X[:, 3] > 0).astype(float))):
-        ref = sm.Logit(y[train], sm.add_constant(X[train][:, :3])).fit(disp=0)
-        ours = pd.read_csv(tmp_path / f"results/ols/{target}/coefficients.tsv", sep="\t").set_index("term")
-        np.testing.assert_allclose(ours.loc[["const", "g0", "g1", "g2"], "coef"], ref.params, rtol=1e-6)
-        np.testing.assert_allclose(ours.loc[["const", "g0", "g1", "g2"], "std_err"], ref.bse, rtol=1e-5)
-        np.testing.assert_allclose(ours.loc[["const", "g0", "g1", "g2"], "odds_ratio"], np.exp(ref.params),
-                                   rtol=1e-6)
-    pred = pd.read_csv(tmp_path / "results/compare/predictions.tsv", sep="\t", dtype={"observed": str, "ols": str})
-    metrics = pd.read_csv(tmp_path / "results/compare/metrics.tsv", sep="\t").set_index(["target", "model", "split"])
-    assert set(metrics.index.get_level_values("model")) == {"ols", "mlp", "mean"}
-    hist = pd.read_csv(tmp_path / "results/mlp/phenotype/history.tsv", sep="\t")
-    assert list(hist.columns) == ["member", "epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
-    assert sorted(hist["member"].unique()) == [1, 2]  # the ensemble of write_config's two networks
-    mlp_test = metrics.loc[("phenotype", "mlp", "test")]
-    sub_m = pred[(pred["target"] == "phenotype") & (pred["split"] == "test")]
-    p_m = sub_m["mlp:p[control]"].to_numpy()
-    y_m = (sub_m["observed"] == "control").to_numpy()
-    np.testing.assert_allclose(mlp_test["accuracy"], np.mean((p_m > 0.5) == y_m), rtol=1e-12)
-    summary = pd.read_csv(tmp_path / "results/compare/summary.tsv", sep="\t").set_index("target")
-    assert (summary["metric"] == "log_loss").all()
-    cvm = pd.read_csv(tmp_path / "results/compare/cv_metrics.tsv", sep="\t")
-    for target in ("phenotype", "g3"):
-        for m in ("ols", "mlp", "mean"):
-            mean_ll = cvm[(cvm["target"] == target) & (cvm["model"] == m)]["log_loss"].mean()
-            np.testing.assert_allclose(summary.loc[target, m], mean_ll, rtol=1e-12)
-    assert metrics[["mse", "mae", "r2", "pearson"]].isna().all().all()
-    sub = pred[(pred["target"] == "phenotype") & (pred["split"] == "test")]
-    y = (sub["observed"] == "control").to_numpy()
-    p1 = sub["ols:p[control]"].to_numpy()
-    row = metrics.loc[("phenotype", "ols", "test")]
-    np.testing.assert_allclose(row["accuracy"], np.mean((p1 > 0.5) == y), rtol=1e-12)
-    p_true = np.where(y, p1, 1 - p1)
-    np.testing.assert_allclose(row["log_loss"], -np.mean(np.log(p_true)), rtol=1e-9)
-    pos, neg = p1[y], p1[~y]
-    auc = np.mean([(a > b) + 0.5 * (a == b) for a in pos for b in neg])
-    np.testing.assert_allclose(row["auroc"], auc, rtol=1e-12)
-    assert (tmp_path / "results/plots/phenotype/observed_vs_predicted.png").is_file()
-    run_snakemake(tmp_path, "--report", "results/report.html")
-    html = (tmp_path / "results/report.html").read_text(errors="replace")
-    assert "logistic regression" in html and "System Message" not in html
-
-
-def test_classification_separation(tmp_path):
-    """Separated classes (g0 alone splits them, as a lineage marker splits lineages): by default the logistic
-    regression is Firth's, matching firthmodels, the separation is named in the log, the tables and the
-    report, and the run goes on to the network, the comparison and the report. ols.stop_on_separation: true
-    stops instead with a clear message; ols.penalized: true fits ridge."""
-    rng = np.random.default_rng(3)
-    n = 60
-    X = rng.normal(0, 1, (n, 4))
-    samples = [f"s{j}" for j in range(n)]
-    (tmp_path / "data").mkdir()
-    pd.DataFrame(X.T, index=[f"g{i}" for i in range(4)], columns=samples).to_csv(tmp_path / "data/expr.tsv",
-                                                                                 sep="\t")
-    state = np.where(X[:, 0] > 0, "on", "off")
-    pd.DataFrame({"sample": samples, "state": state}).to_csv(tmp_path / "data/sheet.tsv", sep="\t", index=False)
-    base = dict(task="classification", sample_sheet="data/sheet.tsv", targets=["state"], predictors=["g0", "g1"])
-    write_config(tmp_path, **base, models=["ols", "mlp"])
-    run_snakemake(tmp_path)
-    res = tmp_path / "results"
-    coefs = pd.read_csv(res / "ols/state/coefficients.tsv", sep="\t").set_index("term")
-    assert (coefs["method"] == "firth").all()
-    assert np.isfinite(coefs[["coef", "std_err", "p_value", "ci_low", "ci_high"]].to_numpy()).all()
-    sp = pd.read_csv(res / "data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
-    train = [samples.index(s) for s in sp.index[sp == "train"]]
-    firthmodels = pytest.importorskip("firthmodels")
-    ref = firthmodels.FirthLogisticRegression(max_iter=1000, gtol=1e-7, xtol=1e-7).fit(
-        X[train][:, :2], (state[train] == "on").astype(int))
-    np.testing.assert_allclose(coefs.loc[["const", "g0", "g1"], "coef"], np.r_[ref.intercept_, ref.coef_], atol=1e-6)
-    fit = pd.read_csv(res / "ols/state/fit.tsv", sep="\t").iloc[0]
-    assert fit["method"] == "firth" and "'g0'" in fit["separation"] and f"{len(train)} training" in fit["separation"]
-    log = (res / "logs/ols/state.log").read_text()
-    assert "separation" in log and "'g0'" in log and "Firth" in log
-    metrics = pd.read_csv(res / "compare/metrics.tsv", sep="\t").set_index(["target", "model", "split"])
-    assert np.isfinite(metrics.loc[("state", "mlp", "test"), ["accuracy", "auroc"]].astype(float)).all()
-    assert (res / "compare/summary.tsv").is_file()
-    facts = json.loads((res / "report/facts.json").read_text())
-    assert "Firth" in facts["separation"] and "g0" in facts["targets"]["state"]["separation"]
-    # the old behaviour, on request
-    write_config(tmp_path, **base, models=["ols"], ols={"stop_on_separation": True})
-    shutil.rmtree(res)
-    proc = run_snakemake(tmp_path, check=False)
-    assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
-    assert "separation" in out and "'g0'" in out and "ols.stop_on_separation: false" in out
-    assert "Traceback" not in out.split("RuleException")[0]
-    write_config(tmp_path, **base, models=["ols"], ols={"penalized": True})
-    run_snakemake(tmp_path)
-    coefs = pd.read_csv(res / "ols/state/coefficients.tsv", sep="\t").set_index("term")
-    assert np.isfinite(coefs["coef"]).all() and coefs["p_value"].isna().all() and (coefs["method"] == "ridge").all()
-    assert coefs.loc["g0", "coef"] > 0  # 'on' (the non-reference class) goes with high g0
-
-
 def test_killed_run_resumes_to_identical_results(tmp_path, finished_run):
     """A second run of the same config, killed (SIGKILL, whole process group) while a network trains and
     restarted with --rerun-incomplete, ends byte-identical to the first, uninterrupted run: every table,
-    model card (but for its creation time) and weights file. This is also the check that two runs of the
+    model file and weights file. This is also the check that two runs of the
     same config and seed give the same numbers: every output of the second run comes from a fresh
-    process, before or after the kill."""
+    process, before or after the kill. (The second run makes target G0's three models and what they need,
+    not the whole DAG again, to keep the suite short.)"""
     import signal
     import time
 
@@ -664,8 +453,9 @@ def test_killed_run_resumes_to_identical_results(tmp_path, finished_run):
     root.mkdir()
     shutil.copytree(first / "data", root / "data")
     shutil.copy(first / "config.yaml", root / "config.yaml")
+    goals = [f"results/{m}/G0/model.json" for m in ("ols", "penalized", "mlp")]
     cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(root), "--cores", "2",
-           "--configfile", str(root / "config.yaml")]
+           "--configfile", str(root / "config.yaml"), "--nocolor", *goals]  # a flag before the goals
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -683,25 +473,20 @@ def test_killed_run_resumes_to_identical_results(tmp_path, finished_run):
     finally:
         if proc.poll() is None:  # pragma: no cover
             os.killpg(proc.pid, signal.SIGKILL)
-    assert not (root / "results/compare/summary.tsv").exists()
+    assert not (root / "results/mlp/G0/model.json").exists()
     run_snakemake(root, "--unlock")  # a killed Snakemake leaves its lock behind
-    run_snakemake(root, "--rerun-incomplete")
-    files = sorted(p.relative_to(first) for p in (first / "results").rglob("*")
+    run_snakemake(root, "--rerun-incomplete", "--nocolor", *goals)
+    files = sorted(p.relative_to(root) for p in (root / "results").rglob("*")
                    if p.suffix in {".tsv", ".json"} and "benchmarks" not in p.parts and p.name != "card.json")
-    assert len(files) > 20
+    assert len(files) > 20 and all((root / g).is_file() for g in goals)
     for rel in files:
         assert (first / rel).read_bytes() == (root / rel).read_bytes(), rel
-    for model in (first / "results").rglob("*.pt"):
+    for model in (root / "results").rglob("*.pt"):
+        model = first / model.relative_to(root)
         assert model.read_bytes() == (root / model.relative_to(first)).read_bytes(), model
         a = torch.load(model, weights_only=True)
         assert all(torch.equal(v, torch.load(root / model.relative_to(first), weights_only=True)[k])
                    for k, v in a.items())
-    cards = sorted(p.relative_to(first) for p in (first / "results/models").rglob("card.json"))
-    assert len(cards) == 6
-    for rel in cards:  # model cards: identical but for their creation time
-        a, b = (json.loads((r / rel).read_text()) for r in (first, root))
-        a.pop("created"), b.pop("created")
-        assert a == b, rel
 
 
 def test_jobs_that_hold_the_matrix_ask_for_memory_in_proportion(tmp_path):
