@@ -106,11 +106,12 @@ def test_pvalue_summary_comparison_and_cv(tmp_path):
         decoded(tmp_path / f"{name}.png")
 
 
-def test_names_are_drawn_as_text_not_math(tmp_path, monkeypatch):
-    """Every text drawn from an id has its '$' escaped, so ids are never parsed as math text."""
+@pytest.fixture
+def drawn_texts(monkeypatch) -> list[str]:
+    """Every text of every figure saved during the test, as drawn."""
     import matplotlib.text
 
-    seen = []
+    seen: list[str] = []
     orig = plots._save
 
     def record(fig, path):
@@ -119,6 +120,12 @@ def test_names_are_drawn_as_text_not_math(tmp_path, monkeypatch):
         orig(fig, path)
 
     monkeypatch.setattr(plots, "_save", record)
+    return seen
+
+
+def test_names_are_drawn_as_text_not_math(tmp_path, drawn_texts):
+    """Every text drawn from an id has its '$' escaped, so ids are never parsed as math text."""
+    seen = drawn_texts
     metrics = pd.DataFrame({"target": ["$a$"] * 2, "model": ["ols", "mean"], "split": "test", "r2": [0.9, 0.0],
                             "mse": [0.1, 1.0]})
     plots.model_comparison(metrics, tmp_path / "m.png")
@@ -190,22 +197,12 @@ def test_model_comparison_shows_each_model_relative_to_ols(tmp_path, monkeypatch
     assert r2[:, 0].min() >= 0.77 - 1e-12  # the baseline's R² (about 0) is left out
 
 
-def test_importance_figure_draws_every_model_ig_and_verdicts(tmp_path, monkeypatch):
+def test_importance_figure_draws_every_model_ig_and_verdicts(tmp_path, drawn_texts):
     """One bar group per model in the ranking of the network, the integrated gradients beside, the pairs
     coloured by verdict; names from data files drawn as text."""
-    import matplotlib.text
-
     from gexpred.importance import importance_table, interaction_table
 
-    seen = []
-    orig = plots._save
-
-    def record(fig, path):
-        fig.canvas.draw()
-        seen.extend(t.get_text() for t in fig.findobj(matplotlib.text.Text))
-        orig(fig, path)
-
-    monkeypatch.setattr(plots, "_save", record)
+    seen = drawn_texts
     genes = ["$g$0", "g1", "g2"]
     rises = np.array([[0.5, 0.1, 0.0], [0.7, 0.2, 0.01]])
     tables = {"mlp": importance_table(genes, rises, np.array([1.0, 0.3, 0.1])),

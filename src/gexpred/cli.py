@@ -376,21 +376,15 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
         from .search import cv_logit
 
         folds = _train_folds(a.folds, a.target, adata.obs_names[train])
-        oof = cv_logit(X[train], codes[train], folds, terms, classes, a.target,
-                       separation="ridge" if a.penalized else "firth")
+        separation = "ridge" if a.penalized else "firth"
+        oof = cv_logit(X[train], codes[train], folds, terms, classes, a.target, separation)
         if a.importance_repeats:
             from .importance import fold_importance, importance_table, log_loss
+            from .search import fold_logit
 
-            def fit_fold(Xtr, ctr):
-                try:
-                    f = fit_logit(Xtr, ctr, terms, classes, target=a.target, inference=False,
-                                  separation="stop" if a.penalized else "firth")
-                except ModelError:
-                    f = fit_logit(Xtr, ctr, terms, classes, target=a.target, penalized=True)
-                return f.predict_proba
-
-            rises = fold_importance(fit_fold, X[train], codes[train], folds, a.importance_repeats,
-                                    a.importance_seed, loss=log_loss)
+            rises = fold_importance(
+                lambda Xtr, ctr: fold_logit(Xtr, ctr, terms, classes, a.target, separation).predict_proba,
+                X[train], codes[train], folds, a.importance_repeats, a.importance_seed, loss=log_loss)
             write_table(importance_table(terms, rises), out / "importance.tsv")
         write_table(_cv_class_frame(a.target, "ols", adata.obs_names[train], folds, labels[train], classes, oof),
                     out / "cv_predictions.tsv")
@@ -467,12 +461,10 @@ def cmd_ols(a: argparse.Namespace) -> None:
         write_table(cv, out / "cv_predictions.tsv")
         if a.importance_repeats:
             from .importance import fold_importance, importance_table
+            from .search import ols_predictor
 
-            def fit_fold(Xtr, ytr):
-                beta = np.linalg.lstsq(np.column_stack([np.ones(len(ytr)), Xtr]), ytr, rcond=None)[0]
-                return lambda Z: beta[0] + Z @ beta[1:]
-
-            rises = fold_importance(fit_fold, X[train], y[train], folds, a.importance_repeats, a.importance_seed)
+            rises = fold_importance(ols_predictor, X[train], y[train], folds, a.importance_repeats,
+                                    a.importance_seed)
             write_table(importance_table(terms, rises), out / "importance.tsv")
     write_table(fit.table(alpha=a.alpha), out / "coefficients.tsv")
     write_table(stats_row, out / "fit.tsv")

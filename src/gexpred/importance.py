@@ -91,11 +91,18 @@ def permutation_losses(predict: Predict, X: np.ndarray, y: np.ndarray, perms: np
     -------
     ``(p,)`` loss with the predictor shuffled minus the loss as it is.
     """
-    p, R, n = perms.shape
-    base = loss(y, predict(np.asarray(X)))
-    pred = np.asarray(predict(permuted_inputs(X, perms)))
-    pred = pred.reshape(p, R, n, *pred.shape[1:])
-    return np.array([np.mean([loss(y, pred[j, r]) for r in range(R)]) - base for j in range(p)])
+    return loss_rises(y, predict(np.asarray(X)), predict(permuted_inputs(X, perms)), perms.shape, loss)
+
+
+def loss_rises(y: np.ndarray, pred: np.ndarray, permuted_pred: np.ndarray, shape: tuple[int, int, int],
+               loss: Callable[[np.ndarray, np.ndarray], float] = mse_loss) -> np.ndarray:
+    """``(p,)`` mean over the shuffles of the loss of ``permuted_pred`` (the predictions of
+    :func:`permuted_inputs`, ``shape`` = ``perms.shape``) minus the loss of ``pred``."""
+    p, R, n = shape
+    permuted_pred = np.asarray(permuted_pred)
+    permuted_pred = permuted_pred.reshape(p, R, n, *permuted_pred.shape[1:])
+    base = loss(y, pred)
+    return np.array([np.mean([loss(y, permuted_pred[j, r]) for r in range(R)]) - base for j in range(p)])
 
 
 def importance_table(genes: list[str], fold_rises: np.ndarray, ig: np.ndarray | None = None) -> pd.DataFrame:
@@ -141,11 +148,11 @@ def network_output(model, task: str = "regression"):
     positive class of a binary target), averaged over the members. Any other module is returned as it is."""
     import torch
 
-    from .nn import EnsembleMLP, GeneMLP
+    from .nn import EnsembleMLP, GeneMLP, members_of
 
     if not isinstance(model, (GeneMLP, EnsembleMLP)):
         return model
-    members = list(model.members) if isinstance(model, EnsembleMLP) else [model]
+    members = members_of(model)
 
     def one(m, x):
         z = m.forward(x)

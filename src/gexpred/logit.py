@@ -774,8 +774,9 @@ def firth_profile_interval(A: np.ndarray, y: np.ndarray, fit: FirthFit, j: int,
     seen: list[tuple[float, np.ndarray]] = [(b_hat, fit.coef.copy())]
 
     def excess(b: float) -> float:
+        nearest = min(seen, key=lambda s: abs(s[0] - b))[1]
         best = None
-        for origin in {id(fit.coef): fit.coef, 0: min(seen, key=lambda s: abs(s[0] - b))[1]}.values():
+        for origin in [fit.coef] if nearest is fit.coef else [fit.coef, nearest]:
             start = origin.copy()
             start[j] = b
             prof = firth_logit(A, y, fixed={j: b}, start=start)

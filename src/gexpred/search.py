@@ -234,7 +234,8 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     """
     from dataclasses import replace
 
-    from .importance import log_loss, mse_loss, permutations, permuted_inputs
+    from .importance import log_loss, loss_rises, mse_loss, permutations, permuted_inputs
+    from .nn import member_settings
 
     from .batched_nn import train_many
     from .logit import classification_metrics
@@ -250,7 +251,7 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     loss = np.full((C, K), np.nan)
     best_epoch = np.zeros((C, K), dtype=np.int64)
     oof = np.full((C, n, n_classes), np.nan) if classify else np.full((C, n), np.nan)
-    member_settings = [[replace(s, seed=s.seed + m, ensemble=1) for m in range(M)] for s in candidates]
+    each = [member_settings(replace(s, ensemble=M)) for s in candidates]
 
     jobs = [(c, f, m) for c in range(C) for f in range(K) for m in range(M)]
     groups: dict[tuple, list[tuple[int, int, int]]] = {}
@@ -282,12 +283,11 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
             if key[0] == "single":
                 (c, f, m), = group
                 train = folds != f
-                model, _, info = train_mlp(X[train], np.asarray(y)[train], member_settings[c][m], names[0], task,
-                                           n_classes)
+                model, _, info = train_mlp(X[train], np.asarray(y)[train], each[c][m], names[0], task, n_classes)
                 store(c, f, model, info)
                 continue
             trained = train_many([X[folds != f] for _, f, _ in group], [np.asarray(y)[folds != f] for _, f, _ in group],
-                                 [member_settings[c][m] for c, _, m in group], names, task, n_classes)
+                                 [each[c][m] for c, _, m in group], names, task, n_classes)
         except ModelError as exc:
             raise ModelError(f"Model search for target {target!r}: {exc} Remove or change that candidate in "
                              f"search.mlp.") from None
@@ -309,12 +309,8 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         lossf = log_loss if classify else mse_loss
         for (c, f), preds in permuted.items():
             held = folds == f
-            yh = np.asarray(y)[held]
-            p_, R, n_h = perms[f].shape
-            mean = np.mean(preds, axis=0)
-            mean = mean.reshape(p_, R, n_h, *mean.shape[1:])
-            base = lossf(yh, oof[c, held])
-            perm_rise[c, f] = [np.mean([lossf(yh, mean[j, r]) for r in range(R)]) - base for j in range(p_)]
+            perm_rise[c, f] = loss_rises(np.asarray(y)[held], oof[c, held], np.mean(preds, axis=0), perms[f].shape,
+                                         lossf)
     return NetworkCV(loss=loss, oof=oof, best_epoch=best_epoch, perm_rise=perm_rise)
 
 
@@ -378,18 +374,23 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
     winner, cv, final_cv = 0, None, None
     final = candidates[0]
     if folds is not None:
-        cv = cv_networks(X, y, folds, candidates, task, n_classes, target)
+        # the search's own fold networks are the delivered procedure's only for one network stopped early
+        # (ensemble and refit are not searched): only then do they carry the permutation importance
+        as_delivered = candidates[0].ensemble <= 1 and candidates[0].refit == "early_stopping"
+        cv = cv_networks(X, y, folds, candidates, task, n_classes, target,
+                         perm_repeats=perm_repeats if as_delivered else 0, perm_seed=perm_seed)
         winner = cv.winner()
         final = final_settings(candidates[winner], cv.best_epoch[winner],
                                len(X) / _fold_fit_size(folds, candidates[winner]))
-        if final != candidates[winner] or final.ensemble > 1 or perm_repeats > 0:
+        if final != candidates[winner] or final.ensemble > 1 or (perm_repeats > 0 and cv.perm_rise is None):
             # the comparison judges the model delivered: cross-validate the refit procedure on the same folds
             final_cv = cv_networks(X, y, folds, [final], task, n_classes, target, members=final.ensemble,
                                    perm_repeats=perm_repeats, perm_seed=perm_seed)
             log.info("%s: candidate %d refitted as %s: CV loss %.5g +- %.3g (the search's networks: %.5g)",
                      target, winner + 1, describe_refit(final), final_cv.mean[0], final_cv.sd[0], cv.mean[winner])
         else:
-            final_cv = NetworkCV(loss=cv.loss[[winner]], oof=cv.oof[[winner]], best_epoch=cv.best_epoch[[winner]])
+            final_cv = NetworkCV(loss=cv.loss[[winner]], oof=cv.oof[[winner]], best_epoch=cv.best_epoch[[winner]],
+                                 perm_rise=None if cv.perm_rise is None else cv.perm_rise[[winner]])
     else:
         final = replace(final, refit="early_stopping")
     model, history, info = train_ensemble(X, y, final, target, task, n_classes)
@@ -802,20 +803,40 @@ def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Seque
     return PenalizedCV(table=table, method=method, alpha=alpha, intercept=b0, coef=b, oof=oofs[best])
 
 
+def ols_predictor(X: np.ndarray, y: np.ndarray):
+    """``y ~ const + X`` by least squares, as a prediction function of new ``X``."""
+    beta = np.linalg.lstsq(np.column_stack([np.ones(len(y)), X]), y, rcond=None)[0]
+    return lambda Z: beta[0] + np.asarray(Z) @ beta[1:]
+
+
 def cv_ols(X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
     """Out-of-fold predictions of ``y ~ const + X`` by least squares on each fold's training part."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    A = np.column_stack([np.ones(len(y)), X])
     out = np.full(len(y), np.nan)
     for f in np.unique(folds):
         tr, te = folds != f, folds == f
-        if tr.sum() < A.shape[1] + 1:
-            raise ModelError(f"A cross-validation fold leaves {int(tr.sum())} training samples for {A.shape[1]} "
+        if tr.sum() < X.shape[1] + 2:
+            raise ModelError(f"A cross-validation fold leaves {int(tr.sum())} training samples for {X.shape[1] + 1} "
                              f"OLS terms; use fewer folds (split.folds) or fewer predictors.")
-        beta = np.linalg.lstsq(A[tr], y[tr], rcond=None)[0]
-        out[te] = A[te] @ beta
+        out[te] = ols_predictor(X[tr], y[tr])(X[te])
     return out
+
+
+def fold_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list[str], target: str = "target",
+               separation: str = "firth"):
+    """The logistic regression of one fold's training part, for prediction only: a separated fold is fitted
+    by Firth's penalised likelihood (``separation='firth'``; ridge for more than two classes) or
+    ridge-penalised (``'ridge'``, as ``ols.penalized``)."""
+    from .logit import fit_logit
+
+    try:
+        return fit_logit(X, codes, names, classes, target=target,
+                         separation="stop" if separation == "ridge" else "firth", inference=False)
+    except ModelError as exc:
+        if "separat" not in str(exc):
+            raise
+        return fit_logit(X, codes, names, classes, penalized=True, target=target)
 
 
 def cv_logit(X: np.ndarray, codes: np.ndarray, folds: np.ndarray, names: list[str], classes: list[str],
@@ -827,7 +848,7 @@ def cv_logit(X: np.ndarray, codes: np.ndarray, folds: np.ndarray, names: list[st
     likelihood (``separation='firth'``; ridge for more than two classes) or
     ridge-penalised (``'ridge'``, as ``ols.penalized``); a log line says so.
     """
-    from .logit import METHODS, fit_logit
+    from .logit import METHODS
 
     out = np.full((len(codes), len(classes)), np.nan)
     for f in np.unique(folds):
@@ -836,13 +857,7 @@ def cv_logit(X: np.ndarray, codes: np.ndarray, folds: np.ndarray, names: list[st
         if missing:
             raise InputError(f"Target {target!r}: fold {int(f) + 1} leaves no training sample of class(es) "
                              f"{[classes[i] for i in missing]}; use fewer folds (split.folds) or add samples.")
-        try:
-            fit = fit_logit(X[tr], codes[tr], names, classes, target=target,
-                            separation="stop" if separation == "ridge" else "firth", inference=False)
-        except ModelError as exc:
-            if "separat" not in str(exc):
-                raise
-            fit = fit_logit(X[tr], codes[tr], names, classes, penalized=True, target=target)
+        fit = fold_logit(X[tr], codes[tr], names, classes, target, separation)
         if fit.separation:
             log.info("%s: fold %d is separated; its logistic regression is fitted by %s", target, int(f) + 1,
                      METHODS[fit.method])
