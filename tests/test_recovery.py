@@ -10,7 +10,11 @@ import pytest
 import statsmodels.api as sm
 
 from gexpred.errors import InputError
-from gexpred.recovery import (auroc, average_precision, evaluate, read_gold_standard, score_regulators)
+from gexpred.nn import GeneMLP
+from gexpred.recovery import (Evidence, auroc, average_precision, clr, collect_evidence, edge_table, evaluate_evidence,
+                              global_ranks, gradient_importance, judged_targets, network_evidence, rank_average,
+                              read_gold_standard, ridge_evidence, score_regulators)
+from gexpred.search import kfold
 
 
 def brute_auroc(scores, labels):
@@ -86,12 +90,18 @@ def test_scores_are_ols_abs_t_of_the_chosen_model():
 
 def test_recovery_beats_random_on_planted_network():
     X, genes, targets, regs, gold = planted()
-    s = score_regulators(X, genes, targets, regs, top_k=5)
-    res = evaluate(s, gold, "all").set_index("method")
-    assert res.loc["ols", "n_targets"] == len(targets) and res.loc["ols", "n_positive"] == 2 * len(targets)
-    assert res.loc["ols", "auroc"] > 0.9
-    assert res.loc["ols", "aupr"] > 5 * res.loc["ols", "random_aupr"]
-    np.testing.assert_allclose(res.loc["ols", "random_aupr"], 2 / len(regs), rtol=1e-12)
+    folds = kfold([str(i) for i in range(len(X))], 5, 0)
+    ev = collect_evidence(X, genes, targets, regs, folds, top_k=5, sources=("ols", "penalized", "correlation"))
+    res, curves = evaluate_evidence(ev, gold, "all")
+    res = res.set_index(["method", "normalization"])
+    assert set(res.index) == {(m, n) for m in ("ols", "penalized", "correlation") for n in ("none", "clr")} | {
+        ("rank_average", "clr")}
+    assert (res["n_targets"] == len(targets)).all() and (res["n_positive"] == 2 * len(targets)).all()
+    np.testing.assert_allclose(res["random_aupr"], 2 / len(regs), rtol=1e-12)
+    for key in [("ols", "none"), ("penalized", "clr"), ("rank_average", "clr")]:
+        assert res.loc[key, "auroc"] > 0.9
+        assert res.loc[key, "aupr"] > 5 * res.loc[key, "random_aupr"]
+    assert set(curves) == set(res.index)
 
 
 def test_gold_standard_must_be_binary(tmp_path):
@@ -99,3 +109,139 @@ def test_gold_standard_must_be_binary(tmp_path):
     pd.DataFrame({"r1": [0, 2]}, index=["t1", "t2"]).to_csv(p, sep="\t")
     with pytest.raises(InputError, match=r"gs\.tsv.*'t2'.*'r1'"):
         read_gold_standard(str(p))
+
+
+# --------------------------------------------------------------------------- evidence over every candidate
+def test_clr_matches_its_definition():
+    rng = np.random.default_rng(3)
+    S = rng.gamma(2.0, size=(7, 5))
+    S[2, 1] = np.nan  # a target's own column
+    out = clr(S)
+    for i in range(7):
+        for j in range(5):
+            if i == 2 and j == 1:
+                assert np.isnan(out[i, j])
+                continue
+            row = [v for v in S[i] if np.isfinite(v)]
+            col = [v for v in S[:, j] if np.isfinite(v)]
+            zr = (S[i, j] - np.mean(row)) / np.std(row)
+            zc = (S[i, j] - np.mean(col)) / np.std(col)
+            assert out[i, j] == pytest.approx(np.hypot(max(zr, 0), max(zc, 0)), rel=1e-12)
+
+
+def ridge_reference(Z, y, lam):
+    """Ridge on standardised data by the normal equations, with the sandwich standard errors."""
+    n, p = Z.shape
+    A = np.linalg.inv(Z.T @ Z + lam * np.eye(p))
+    b = A @ Z.T @ y
+    H = Z @ A @ Z.T
+    sigma2 = np.sum((y - H @ y) ** 2) / (n - 1 - np.trace(H))
+    se = np.sqrt(sigma2 * np.diag(A @ Z.T @ Z @ A))
+    return b, np.abs(b) / se
+
+
+def zscore(A):
+    return (A - A.mean(axis=0)) / A.std(axis=0, ddof=1)
+
+
+def test_ridge_evidence_penalty_by_cv_and_t_match_direct_fits():
+    from sklearn.linear_model import Ridge
+
+    X, genes, targets, regs, _ = planted(seed=4, n=90, n_reg=12, n_targets=4)
+    Z, Y = X[:, :12], X[:, 12:]
+    folds = kfold([str(i) for i in range(len(X))], 4, 1)
+    lambdas = np.logspace(-2, 3, 12)
+    res = ridge_evidence(Z, Y, folds, lambdas=lambdas)
+    Zs, Ys = zscore(Z), zscore(Y)
+    for j in range(Y.shape[1]):
+        # CV error of every penalty by scikit-learn (intercept fitted on each fold's training part)
+        err = np.array([[np.mean((Ys[folds == f, j] - Ridge(alpha=lam).fit(Zs[folds != f], Ys[folds != f, j])
+                                  .predict(Zs[folds == f])) ** 2) for f in range(4)] for lam in lambdas])
+        mean, se = err.mean(axis=1), err.std(axis=1, ddof=1) / 2.0
+        best = np.argmin(mean)
+        one_se = max(i for i in range(len(lambdas)) if mean[i] <= mean[best] + se[best])
+        np.testing.assert_allclose(res.cv_mse[:, j], mean, rtol=1e-8)
+        assert res.lam[j] == lambdas[one_se] and res.lam_min[j] == lambdas[best]
+        b, t = ridge_reference(Zs, Ys[:, j], lambdas[one_se])
+        np.testing.assert_allclose(res.coef[j], b, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(res.abs_t[j], t, rtol=1e-8)
+    assert ridge_evidence(Z, Y, folds, lambdas=lambdas, rule="min").lam.tolist() == res.lam_min.tolist()
+
+
+def test_ridge_evidence_leaves_a_target_out_of_its_own_design():
+    X, *_ = planted(seed=5, n=80, n_reg=10, n_targets=3)
+    Z = X[:, :10]
+    Y = np.column_stack([X[:, 3], X[:, 10]])  # the first target is candidate 3 itself
+    folds = kfold([str(i) for i in range(len(X))], 4, 0)
+    res = ridge_evidence(Z, Y, folds, self_col=np.array([3, -1]), lambdas=np.array([5.0]))
+    assert np.isnan(res.abs_t[0, 3]) and np.isfinite(res.abs_t[0, np.arange(10) != 3]).all()
+    keep = np.arange(10) != 3
+    b, t = ridge_reference(zscore(Z[:, keep]), zscore(Y)[:, 0], 5.0)
+    np.testing.assert_allclose(res.coef[0, keep], b, rtol=1e-8)
+    np.testing.assert_allclose(res.abs_t[0, keep], t, rtol=1e-8)
+    assert np.isfinite(res.abs_t[1]).all()
+
+
+def test_gradient_importance_of_a_linear_network_is_its_standardised_weights():
+    torch = pytest.importorskip("torch")
+    net = GeneMLP(3, [], n_out=2)
+    with torch.no_grad():
+        net.net[0].weight.copy_(torch.tensor([[0.5, -2.0, 0.0], [1.0, 0.25, -3.0]]))
+        net.x_scale.copy_(torch.tensor([2.0, 0.5, 1.0]))
+        net.x_mean.copy_(torch.tensor([1.0, -1.0, 0.0]))
+    X = np.random.default_rng(0).normal(size=(9, 3))
+    # z = W (x - m) / s + b: d z / d x = W / s, times sd(x) = s per standardised input
+    np.testing.assert_allclose(gradient_importance(net, X, block=1),
+                               np.abs([[0.5, -2.0, 0.0], [1.0, 0.25, -3.0]]), rtol=1e-6)
+
+
+def test_network_evidence_ranks_non_linear_regulators_first():
+    rng = np.random.default_rng(11)
+    n, p = 160, 10
+    Z = rng.normal(size=(n, p))
+    Y = np.column_stack([
+        Z[:, 0] * Z[:, 1] + 0.1 * rng.normal(size=n),  # an interaction: no correlation with either input
+        np.abs(Z[:, 2]) + np.sin(2 * Z[:, 3]) + 0.1 * rng.normal(size=n),
+    ])
+    folds = kfold([str(i) for i in range(n)], 4, 0)
+    S, info = network_evidence(Z, Y, folds, hidden=16, epochs=300)
+    assert set(np.argsort(-S[0])[:2]) == {0, 1}
+    assert set(np.argsort(-S[1])[:2]) == {2, 3}
+    assert info["networks"] == 2 * 3 and sum(info["weight_decay_chosen"].values()) == 2
+    # the same seed, the same scores
+    np.testing.assert_array_equal(S, network_evidence(Z, Y, folds, hidden=16, epochs=300)[0])
+    # a target that is a candidate cannot use itself
+    S2, _ = network_evidence(Z, Z[:, [4]], folds, self_col=np.array([4]), hidden=8, epochs=50)
+    assert np.isnan(S2[0, 4]) and np.isfinite(np.delete(S2[0], 4)).all()
+
+
+def test_rank_average_is_the_mean_of_pooled_ranks():
+    from scipy.stats import rankdata
+
+    a = np.array([[3.0, 1.0], [np.nan, 2.0]])
+    b = np.array([[0.1, 0.4], [0.3, 0.2]])
+    ra = rank_average({"a": a, "b": b})
+    fa = np.array([3.0, 1.0, 2.0])  # a's finite entries in order
+    ranks_a = rankdata(fa) / 3
+    ranks_b = rankdata(b.ravel()) / 4
+    assert np.isnan(ra[1, 0])
+    np.testing.assert_allclose([ra[0, 0], ra[0, 1], ra[1, 1]],
+                               (ranks_a + ranks_b[[0, 1, 3]]) / 2, rtol=1e-12)
+    np.testing.assert_allclose(global_ranks(b), ranks_b.reshape(2, 2))
+
+
+def test_evaluation_judges_only_gold_targets_and_never_self_pairs():
+    targets, cands = ["t1", "r1", "t3"], ["r1", "r2", "r3"]
+    gold = pd.DataFrame({"r1": [1, 1, 0], "r2": [0, 0, 0], "r3": [0, 1, 0]}, index=["t1", "r1", "t3"])
+    # r1 regulates itself (its own pair is never judged) and is regulated by r3; t3 has no known regulator
+    S = np.array([[0.9, 0.1, 0.5], [np.nan, 0.2, 0.8], [0.3, 0.4, 0.6]])
+    ev = Evidence(targets=targets, candidates=cands, scores={"x": S}, info={})
+    tab, _ = evaluate_evidence(ev, gold, "all")
+    row = tab[tab["normalization"] == "none"].iloc[0]
+    assert (row["n_targets"], row["n_pairs"], row["n_positive"]) == (2, 5, 2)
+    # judged pairs: t1 (0.9 +, 0.1, 0.5), r1 (0.2, 0.8 +): both known edges ranked first
+    assert row["auroc"] == 1.0 and row["aupr"] == 1.0
+    assert judged_targets(gold, ["t1", "r1", "t3", "r2", "r3"], cands) == ["t1", "r1"]
+    edges = edge_table(ev, gold, "x", "none", top=3)
+    assert edges[["target", "regulator"]].values.tolist() == [["t1", "r1"], ["r1", "r3"], ["t3", "r3"]]
+    assert edges["known"].tolist() == [1, 1, 0] and edges["rank"].tolist() == [1, 2, 3]

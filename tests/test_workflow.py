@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,9 +80,14 @@ def finished_run(tmp_path_factory):
     shutil.copy(REPO / "config" / "config.yaml", root / "config" / "config.yaml")
     # a new batch from the same process (other samples): scored and monitored by the deploy rules
     make_dataset(root, seed=8, name="new.tsv", prefix="N")
+    # the known edges of make_dataset (G0 <- G2, G3; G1 <- G4, G5, G6), for regulator recovery
+    gold = pd.DataFrame(0, index=["G0", "G1"], columns=data["genes"])
+    gold.loc["G0", ["G2", "G3"]] = 1
+    gold.loc["G1", ["G4", "G5", "G6"]] = 1
+    gold.to_csv(root / "data" / "gold.tsv", sep="\t", index_label="target")
     write_config(root, new_batches={"fresh": ["data/new.tsv"]},
                  mlp={"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16, "ensemble": 3},
-                 importance={"repeats": 3})
+                 importance={"repeats": 3}, gold_standard="data/gold.tsv")
     run_snakemake(root)
     return root, data
 
@@ -311,6 +317,46 @@ def test_report_builds_and_escapes(finished_run):
     assert len(html) > 10_000
     assert "G0" in html
     assert "System Message" not in html  # docutils marks broken reStructuredText in captions this way
+
+
+def test_regulator_recovery(finished_run):
+    """Every evidence source ranks the planted regulators; the correlation ranking's AUROC and AUPR equal
+    scikit-learn's on |r| recomputed here from the training split."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    root, data = finished_run
+    res = root / "results"
+    tab = pd.read_csv(res / "recovery/regulator_recovery.tsv", sep="\t")
+    assert set(tab["scope"]) == {"all_gold_standard_targets", "run_targets"}
+    every = tab[tab["scope"] == "all_gold_standard_targets"].set_index(["method", "normalization"])
+    assert {m for m, _ in every.index} == {"ols", "penalized", "network", "correlation", "rank_average"}
+    # candidates: every gene of the gold standard's columns but the target itself; 5 known edges
+    assert (every["n_targets"] == 2).all() and (every["n_positive"] == 5).all() and (every["n_pairs"] == 22).all()
+    np.testing.assert_allclose(every["random_aupr"], 5 / 22, rtol=1e-12)
+    for key in [("ols", "none"), ("penalized", "clr"), ("network", "none")]:
+        assert every.loc[key, "auroc"] > 0.85, key
+    sp = pd.read_csv(res / "data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    adata = ad.read_h5ad(res / "data/normalized.h5ad")
+    Xtr = np.asarray(adata.X)[(sp.reindex(adata.obs_names) == "train").to_numpy()]
+    genes = list(adata.var_names)
+    scores, labels = [], []
+    for target, known in [("G0", {"G2", "G3"}), ("G1", {"G4", "G5", "G6"})]:
+        for g in genes:
+            if g != target:
+                scores.append(abs(np.corrcoef(Xtr[:, genes.index(g)], Xtr[:, genes.index(target)])[0, 1]))
+                labels.append(g in known)
+    assert every.loc[("correlation", "none"), "auroc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+    assert every.loc[("correlation", "none"), "aupr"] == pytest.approx(average_precision_score(labels, scores),
+                                                                        abs=1e-9)
+    edges = pd.read_csv(res / "recovery/edges.tsv", sep="\t", dtype={"target": str, "regulator": str})
+    assert len(edges) == 22 and edges["rank"].tolist() == list(range(1, 23))
+    assert edges["score"].is_monotonic_decreasing
+    top = set(zip(edges["target"][:5], edges["regulator"][:5]))
+    assert len(top & {("G0", "G2"), ("G0", "G3"), ("G1", "G4"), ("G1", "G5"), ("G1", "G6")}) >= 4
+    assert {"ols", "penalized", "network", "correlation"} <= set(edges.columns)
+    assert (res / "plots/regulator_recovery.png").stat().st_size > 10_000
+    facts = json.loads((res / "report/facts.json").read_text())
+    assert "2 gold-standard targets" in facts["recovery"] and "ridge \\|t\\|" in facts["recovery"]
 
 
 def test_importance_and_interactions(finished_run):

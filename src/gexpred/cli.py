@@ -1172,16 +1172,21 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
 
 
 def cmd_recovery(a: argparse.Namespace) -> None:
-    from . import plots
-    from .design import predictors_for
-    from .io import read_gene_list, read_table, write_table
-    from .recovery import (RECOVERY_COLUMNS, curves, describe_missing, evaluate, labelled, method_scores,
-                           read_gold_standard, score_regulators)
+    import torch
 
+    from . import plots
+    from .io import read_gene_list, read_table, write_table
+    from .recovery import (METHOD_LABELS, RECOVERY_COLUMNS, collect_evidence, describe_missing, edge_table,
+                           evaluate_evidence, judged_targets, read_gold_standard)
+    from .search import kfold
+
+    from .errors import ConfigError
+
+    torch.set_num_threads(max(1, a.threads))
     adata, split = _load_split_data(a.data, a.splits)
     train = split == "train"
     genes = list(adata.var_names)
-    Xtr = np.asarray(adata.X)[train]
+    Xtr = np.asarray(adata.X, dtype=np.float64)[train]
     gold = read_gold_standard(a.gold_standard)
     log.info("gold standard %s: %d targets x %d regulators, %d known edges; %s", a.gold_standard, *gold.shape,
              int(gold.to_numpy().sum()), describe_missing(gold, genes))
@@ -1199,33 +1204,46 @@ def cmd_recovery(a: argparse.Namespace) -> None:
             f"regulator recovery cannot be judged. Check that the gold standard uses the same gene ids."
         )
     table = read_table(a.predictors, dtype={"target": str, "gene": str})
-    run_targets = list(dict.fromkeys(table["target"]))
-    run_chosen = {t: predictors_for(table, t) for t in run_targets}
-    run_scores = score_regulators(Xtr, genes, run_targets, candidates, chosen=run_chosen)
-    all_targets = [t for t in gold.index if t in in_data]
-    if isinstance(spec, list):
-        all_targets = [t for t in all_targets if t not in set(spec)]
-        all_scores = score_regulators(Xtr, genes, all_targets, candidates, chosen={t: pool for t in all_targets})
-    else:
-        all_scores = score_regulators(Xtr, genes, all_targets, candidates, top_k=top_k)
-    summary = pd.concat([evaluate(run_scores, gold, "run_targets"),
-                         evaluate(all_scores, gold, "all_gold_standard_targets")], ignore_index=True)
-    for _, r in summary.iterrows():
-        log.info("%s %s: %d targets, %d pairs, %d known edges: AUROC %.3f, AUPR %.3f (random %.3f)", r["scope"],
-                 r["method"], r["n_targets"], r["n_pairs"], r["n_positive"], r["auroc"], r["aupr"],
-                 r["random_aupr"])
-    lab = labelled(all_scores, gold)
-    if lab.empty:
+    run_targets = [t for t in dict.fromkeys(table["target"]) if t in in_data]
+    gold_targets = judged_targets(gold, genes, candidates)
+    if isinstance(spec, list):  # an explicit list: the listed genes are predictors, never targets
+        gold_targets = [t for t in gold_targets if t not in set(spec)]
+    if not gold_targets:
         raise InputError(
             f"No target of the gold standard '{a.gold_standard}' has a known regulator among the candidate "
             f"predictors in the data, so regulator recovery cannot be judged."
         )
-    y = lab["label"].to_numpy()
-    cv = {m: curves(s, y) for m, s in method_scores(lab).items()}
-    sub = summary[summary["scope"] == "all_gold_standard_targets"]
-    plots.recovery_curves(cv, sub, float(y.mean()), a.out_figure,
-                          f"Regulator recovery: {int(lab['target'].nunique())} gold-standard targets, "
-                          f"{int(y.sum())} known edges among {len(y)} candidate pairs")
+    targets = list(dict.fromkeys(gold_targets + run_targets))
+    chosen = {t: pool for t in targets} if isinstance(spec, list) else None
+    sources = tuple(a.sources)
+    network = _json_arg(a.network, "--network") if "network" in sources else None
+    folds = kfold(list(adata.obs_names[train]), a.k, a.seed)
+    log.info("scoring %d candidate regulators of %d targets (%d gold-standard targets with a known regulator "
+             "among them) from %s", len(candidates), len(targets), len(gold_targets), ", ".join(sources))
+    ev = collect_evidence(Xtr, genes, targets, candidates, folds, chosen=chosen, top_k=top_k,
+                          network_settings=network, sources=sources)
+    for source, what in ev.info.items():
+        log.info("%s: %s", source, what)
+    everything, curve = evaluate_evidence(ev, gold, "all_gold_standard_targets", gold_targets)
+    run, _ = evaluate_evidence(ev, gold, "run_targets", run_targets)
+    summary = pd.concat([everything, run], ignore_index=True)
+    for _, r in summary.iterrows():
+        log.info("%s %s (%s): %d targets, %d pairs, %d known edges: AUROC %.3f, AUPR %.3f (random %.4f)",
+                 r["scope"], r["method"], r["normalization"], r["n_targets"], r["n_pairs"], r["n_positive"],
+                 r["auroc"], r["aupr"], r["random_aupr"])
+    if a.ranking not in {m for m, _ in ev.rankings()}:
+        raise ConfigError(f"recovery.ranking is {a.ranking!r}, which is not among the rankings of this run "
+                          f"({', '.join(sorted({m for m, _ in ev.rankings()}))}). Add its source to "
+                          f"recovery.sources or choose another.")
+    shown = {k: v for k, v in curve.items() if k[1] == a.normalization or k[0] == "rank_average"}
+    sub = everything[everything["normalization"].eq(a.normalization) | everything["method"].eq("rank_average")]
+    n_pos = int(everything["n_positive"].iloc[0])
+    plots.recovery_curves(shown, sub, float(everything["random_aupr"].iloc[0]), a.out_figure,
+                          f"Regulator recovery: {len(gold_targets):,} gold-standard targets, {n_pos:,} known edges "
+                          f"among {int(everything['n_pairs'].iloc[0]):,} candidate pairs (scores after "
+                          f"{a.normalization.upper() if a.normalization != 'none' else 'no normalisation'})",
+                          labels=METHOD_LABELS, highlight=a.ranking)
+    write_table(edge_table(ev, gold, a.ranking, a.normalization, a.top_edges), a.out_edges)
     write_table(summary.reindex(columns=RECOVERY_COLUMNS), a.out)
 
 
@@ -1361,7 +1379,8 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
         importance={(Path(f).parent.name, Path(f).parent.parent.name): read_table(f, dtype={"predictor": str})
                     for f in a.importance},
         interactions={Path(f).parent.name: read_table(f, dtype={"gene_a": str, "gene_b": str})
-                      for f in a.interactions})
+                      for f in a.interactions},
+        recovery=read_table(a.recovery) if a.recovery else None)
     rows = comparison_rows(metrics, cv, summary)
     intro = ("One row per target and model: metrics on the test split (which no model saw while being fitted "
              "or chosen)"
@@ -1596,14 +1615,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-figure", required=True)
 
     s = verb("recovery", cmd_recovery,
-             "Judge how well OLS evidence ranks known regulators (AUROC, AUPR) against a gold standard.")
+             "Score every candidate regulator of every gold-standard target from each evidence source (OLS, "
+             "ridge, networks, correlation, their rank average) and judge the rankings (AUROC, AUPR).")
     s.add_argument("--data", required=True)
     s.add_argument("--splits", required=True)
-    s.add_argument("--predictors", required=True)
+    s.add_argument("--predictors", required=True, help="the run's predictors table (its targets)")
     s.add_argument("--gold-standard", required=True, help="targets x regulators 0/1 matrix")
     s.add_argument("--spec", required=True, help="the predictors setting, JSON")
+    s.add_argument("--sources", nargs="+", default=["ols", "penalized", "network", "correlation"],
+                   choices=["ols", "penalized", "network", "correlation"])
+    s.add_argument("--network", default="{}", help="settings of the network source, JSON (recovery.network)")
+    s.add_argument("--ranking", default="penalized", help="the ranking written to --out-edges")
+    s.add_argument("--normalization", default="clr", choices=["clr", "none"],
+                   help="scores of --out-edges and the figure: after CLR, or as they are")
+    s.add_argument("--top-edges", type=int, default=10000, help="pairs written to --out-edges")
+    s.add_argument("--k", type=int, default=5, help="folds of the training split (split.folds)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the folds (split.seed)")
+    s.add_argument("--threads", type=int, default=1)
     s.add_argument("--out", required=True)
     s.add_argument("--out-figure", required=True)
+    s.add_argument("--out-edges", required=True, help="the top pairs of --ranking, with every source's score")
 
     s = verb("compare", cmd_compare, "Assemble predictions of all models and compute metrics.")
     s.add_argument("--models", nargs="+", required=True)
@@ -1651,6 +1682,7 @@ def _report_parser(sub, verb) -> None:
         s.add_argument(f"--{name}")
     s.add_argument("--importance", nargs="+", default=[], help="results/MODEL/TARGET/importance.tsv files")
     s.add_argument("--interactions", nargs="+", default=[], help="results/mlp/TARGET/interactions.tsv files")
+    s.add_argument("--recovery", help="results/recovery/regulator_recovery.tsv")
     s.add_argument("--test-fraction", type=float)
     s.add_argument("--seed", type=int)
     s.add_argument("--fdr", type=float, default=0.05)

@@ -314,7 +314,8 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
                 fits: pd.DataFrame | None = None, coefs: pd.DataFrame | None = None, cv: pd.DataFrame | None = None,
                 summary: pd.DataFrame | None = None, test_fraction: float | None = None, seed: int | None = None, fdr: float = 0.05,
                 importance: dict[tuple[str, str], pd.DataFrame] | None = None,
-                interactions: dict[str, pd.DataFrame] | None = None) -> dict[str, Any]:
+                interactions: dict[str, pd.DataFrame] | None = None,
+                recovery: pd.DataFrame | None = None) -> dict[str, Any]:
     """Every sentence the captions show, keyed by report section and by target directory name.
 
     ``importance`` maps (target directory, model) to the model's importance table, ``interactions`` a
@@ -388,7 +389,29 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
         facts["significance"] = significance_text(coefs, fdr)
     if cv is not None and len(cv):
         facts["cv"] = cv_text(cv)
+    if recovery is not None and len(recovery):
+        facts["recovery"] = recovery_text(recovery)
     return _finite(facts)
+
+
+RECOVERY_NAMES = {"ols": "OLS |t|", "penalized": "ridge |t|", "network": "network gradients",
+                  "correlation": "correlation", "rank_average": "the rank average"}
+
+
+def recovery_text(table: pd.DataFrame, normalization: str = "clr") -> str:
+    """Regulator recovery in words: each ranking's AUPR over every gold-standard target, best first."""
+    sub = table[(table["scope"] == "all_gold_standard_targets")
+                & (table["normalization"].eq(normalization) | table["method"].eq("rank_average"))]
+    if sub.empty:
+        return ""
+    sub = sub.sort_values("aupr", ascending=False, kind="stable")
+    first = sub.iloc[0]
+    parts = [f"{rst(RECOVERY_NAMES.get(str(r['method']), r['method']))} {_num(r['aupr'])} "
+             f"({_num(r['aupr_vs_random'], 2)} x random)" for _, r in sub.iterrows()]
+    return (f"Over {int(first['n_targets']):,} gold-standard targets ({int(first['n_positive']):,} known edges among "
+            f"{int(first['n_pairs']):,} candidate pairs; a random ranking has AUPR {_num(first['random_aupr'])}), "
+            f"the AUPR of each ranking after {normalization.upper() if normalization != 'none' else 'no normalisation'}"
+            f" is: " + "; ".join(parts) + ".")
 
 
 def cv_text(cv: pd.DataFrame, metric: str = "r2") -> str:

@@ -279,32 +279,51 @@ def ols_diagnostics(pred: pd.DataFrame, infl: pd.DataFrame, failed: list[str], t
         _save(fig, path)
 
 
-def recovery_curves(curves_by_method: dict[str, dict[str, np.ndarray]], summary: pd.DataFrame, prevalence: float,
-                    path: str | Path, title: str) -> None:
-    """ROC and precision-recall curves of regulator rankings, with the random expectation."""
-    colors = {"ols": PALETTE["ols"], "correlation": PALETTE["mean"]}
-    labels = {"ols": "OLS |t| (pipeline's predictors)", "correlation": "|correlation| (baseline)"}
+def recovery_curves(curves_by_method: dict, summary: pd.DataFrame, prevalence: float, path: str | Path, title: str,
+                    labels: dict[str, str] | None = None, highlight: str | None = None) -> None:
+    """ROC and precision-recall curves of regulator rankings, with the random expectation.
+
+    ``curves_by_method`` maps a method (or a ``(method, normalization)`` pair)
+    to :func:`gexpred.recovery.curves`; ``summary`` has a row per method
+    (``method`` and, where keys are pairs, ``normalization``) with its
+    ``auroc`` and ``aupr``. ``highlight`` is drawn thicker and listed first.
+    """
+    colors = {"ols": PALETTE["ols"], "penalized": PALETTE["penalized"], "network": PALETTE["mlp"],
+              "correlation": PALETTE["mean"], "rank_average": "#CC79A7"}
+    labels = labels or {}
+    keys = sorted(curves_by_method, key=lambda k: (k if isinstance(k, str) else k[0]) != highlight)
     with plt.rc_context(STYLE):
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4))
-        for method, c in curves_by_method.items():
-            row = summary[summary["method"] == method].iloc[0]
-            ax1.plot(c["fpr"], c["tpr"], color=colors.get(method), lw=1.8,
-                     label=f"{labels.get(method, method)}: AUROC {row['auroc']:.3f}")
-            ax2.plot(c["recall"], c["precision"], color=colors.get(method), lw=1.8,
-                     label=f"{labels.get(method, method)}: AUPR {row['aupr']:.3f}")
-        ax1.plot([0, 1], [0, 1], color="#444444", ls="--", lw=1, label="random: AUROC 0.5")
-        ax2.axhline(prevalence, color="#444444", ls="--", lw=1, label=f"random: AUPR {prevalence:.3f}")
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.8))
+        handles, names = [], []
+        for key in keys:
+            c = curves_by_method[key]
+            method = key if isinstance(key, str) else key[0]
+            row = summary[summary["method"] == method]
+            if not isinstance(key, str) and "normalization" in summary:
+                row = row[row["normalization"] == key[1]]
+            row = row.iloc[0]
+            lw = 2.6 if method == highlight else 1.5
+            name = plain(labels.get(method, method)) + (" - the pipeline's ranking" if method == highlight else "")
+            (h,) = ax1.plot(c["fpr"], c["tpr"], color=colors.get(method), lw=lw)
+            ax2.plot(c["recall"], c["precision"], color=colors.get(method), lw=lw)
+            handles.append(h)
+            names.append(f"{name}: AUROC {row['auroc']:.3f}, AUPR {row['aupr']:.3f}")
+        (h,) = ax1.plot([0, 1], [0, 1], color="#444444", ls="--", lw=1)
+        ax2.axhline(prevalence, color="#444444", ls="--", lw=1)
+        handles.append(h)
+        names.append(f"random: AUROC 0.5, AUPR {prevalence:.4f}")
         ax1.set_xlabel("false positive rate")
-        ax1.set_ylabel("true positive rate (share of known edges found)")
+        ax1.set_ylabel("true positive rate\n(share of known edges found)")
         ax1.set_title("ROC")
         ax2.set_xlabel("recall (share of known edges found)")
-        ax2.set_ylabel("precision (share of calls that are known edges)")
+        ax2.set_ylabel("precision\n(share of calls that are known edges)")
         ax2.set_title("precision-recall")
         for ax in (ax1, ax2):
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.02)
-            ax.legend(frameon=False, loc="lower right" if ax is ax1 else "upper right", fontsize=8)
-        fig.suptitle(plain(title), y=1.02)
+        fig.legend(handles, names, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1,
+                   fontsize=8.5)
+        fig.suptitle(plain(title), y=1.02, fontsize=10)
         _save(fig, path)
 
 

@@ -21,6 +21,10 @@ A random ranking has AUROC 0.5 and AUPR equal to the share of known edges.
 from __future__ import annotations
 
 import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +34,7 @@ from .errors import InputError, preview
 
 log = logging.getLogger(__name__)
 
-RECOVERY_COLUMNS = ["scope", "method", "n_targets", "n_pairs", "n_positive", "auroc", "aupr", "random_aupr",
+RECOVERY_COLUMNS = ["scope", "method", "normalization", "n_targets", "n_pairs", "n_positive", "auroc", "aupr", "random_aupr",
                     "aupr_vs_random"]
 
 
@@ -170,40 +174,6 @@ def score_regulators(
     return pd.DataFrame(rows, columns=["target", "regulator", "correlation", "in_model", "abs_t", "ols_score"])
 
 
-def labelled(scores: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
-    """The scored pairs that are judged, with their 0/1 ``label``.
-
-    Only targets that are rows of the gold standard with at least one known
-    regulator among their scored candidates, and only candidates that are
-    columns of the gold standard.
-    """
-    s = scores[scores["target"].isin(gold.index) & scores["regulator"].isin(gold.columns)].copy()
-    g = gold.stack()
-    g.index.names = ["target", "regulator"]
-    s["label"] = g.reindex(pd.MultiIndex.from_frame(s[["target", "regulator"]])).fillna(0).to_numpy().astype(bool)
-    return s[s.groupby("target")["label"].transform("any")] if len(s) else s
-
-
-def method_scores(s: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The ranking score of each method for labelled pairs."""
-    return {"ols": s["ols_score"].to_numpy(), "correlation": s["correlation"].abs().to_numpy()}
-
-
-def evaluate(scores: pd.DataFrame, gold: pd.DataFrame, scope: str) -> pd.DataFrame:
-    """AUROC and AUPR of the OLS and correlation rankings against the gold standard (see :func:`labelled`)."""
-    s = labelled(scores, gold)
-    if s.empty:
-        return pd.DataFrame(columns=RECOVERY_COLUMNS)
-    y = s["label"].to_numpy()
-    prevalence = float(y.mean())
-    rows = []
-    for method, score in method_scores(s).items():
-        ap = average_precision(score, y)
-        rows.append((scope, method, int(s["target"].nunique()), len(s), int(y.sum()), auroc(score, y), ap,
-                     prevalence, ap / prevalence))
-    return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
-
-
 def describe_missing(gold: pd.DataFrame, genes: list[str]) -> str:
     """Log-friendly summary of gold-standard ids absent from the data."""
     gs = set(genes)
@@ -211,3 +181,509 @@ def describe_missing(gold: pd.DataFrame, genes: list[str]) -> str:
     miss_r = [r for r in gold.columns if r not in gs]
     return (f"{len(miss_t)} of {len(gold.index)} gold-standard targets and {len(miss_r)} of {len(gold.columns)} "
             f"regulators are not in the data (e.g. {preview(miss_t[:3] + miss_r[:2])})")
+
+
+# --------------------------------------------------------------------------- evidence over every candidate
+EVIDENCE_SOURCES = ("ols", "penalized", "network", "correlation")
+"""The evidence sources of :func:`evidence`, in the order tables and figures show them."""
+
+METHOD_LABELS = {
+    "ols": "OLS |t| (the run's predictor choice)",
+    "penalized": "ridge |t| (every candidate)",
+    "network": "network mean |gradient| (every candidate)",
+    "correlation": "|correlation| (baseline)",
+    "rank_average": "rank average of the sources",
+}
+
+
+def standardize(A: np.ndarray) -> np.ndarray:
+    """Columns of ``A`` centred and scaled to standard deviation 1 (ddof 1); constant columns become 0."""
+    from .design import _is_constant
+
+    A = np.asarray(A, dtype=np.float64)
+    sd = A.std(axis=0, ddof=1) if len(A) > 1 else np.zeros(A.shape[1])
+    ok = ~_is_constant(A)
+    return np.where(ok, (A - A.mean(axis=0)) / np.where(ok & (sd > 0), sd, 1.0), 0.0)
+
+
+def clr(S: np.ndarray) -> np.ndarray:
+    """Context likelihood of relatedness of a targets x regulators score matrix.
+
+    Each score is turned into a z-score twice, against the other candidates of
+    its target (row) and against the other targets of its regulator (column);
+    the result is ``sqrt(max(z_row, 0)**2 + max(z_col, 0)**2)`` (Faith et al.
+    2007, PLoS Biol 5:e8, there on mutual information). A pair scores high when
+    it stands out in its own context, which makes scores of targets with many
+    strong associations comparable with those of targets with few: the ranking
+    that AUROC and AUPR judge is one pooled list of all pairs. NaN entries (a
+    target's own column) are left out of the means and standard deviations and
+    stay NaN; a row or column without spread contributes 0.
+    """
+    S = np.asarray(S, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows or columns
+        parts = []
+        for axis in (1, 0):
+            mean = np.nanmean(S, axis=axis, keepdims=True)
+            sd = np.nanstd(S, axis=axis, keepdims=True)
+            z = (S - mean) / np.where(sd > 0, sd, np.inf)
+            parts.append(np.maximum(np.nan_to_num(z, nan=0.0), 0.0))
+    out = np.sqrt(parts[0] ** 2 + parts[1] ** 2)
+    out[np.isnan(S)] = np.nan
+    return out
+
+
+@dataclass
+class RidgeEvidence:
+    """Result of :func:`ridge_evidence`.
+
+    ``coef`` and ``abs_t`` are targets x candidates (standardised units; NaN for
+    a target's own column and for constant targets); ``lam`` is each target's
+    penalty, chosen from ``lambdas`` by cross-validation (``cv_mse``: lambdas x
+    targets, the mean held-out MSE over the folds on the standardised scale);
+    ``lam_min`` the penalty of the lowest CV error.
+    """
+
+    coef: np.ndarray
+    abs_t: np.ndarray
+    lam: np.ndarray
+    lam_min: np.ndarray
+    lambdas: np.ndarray
+    cv_mse: np.ndarray
+
+
+def ridge_lambdas(s: np.ndarray, n_lambdas: int = 30) -> np.ndarray:
+    """Log-spaced penalties from 1e-4 to 10 times the largest squared singular value of a design."""
+    s2 = np.asarray(s, dtype=np.float64) ** 2
+    top = float(s2.max()) if s2.size and s2.max() > 0 else 1.0
+    return np.logspace(np.log10(top * 1e-4), np.log10(top * 10.0), n_lambdas)
+
+
+def _ridge_fit(U: np.ndarray, s: np.ndarray, Vt: np.ndarray, Y: np.ndarray,
+               lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients and |t| (targets x p) of ridge with penalty ``lam``, from a centred design's SVD."""
+    n = len(U)
+    f = s / (s**2 + lam)
+    UtY = U.T @ Y
+    B = (Vt.T @ (f[:, None] * UtY)).T
+    df = float(np.sum(s * f))  # trace of the hat matrix
+    rss = np.sum((Y - U @ ((s * f)[:, None] * UtY)) ** 2, axis=0)
+    sigma2 = rss / max(n - 1 - df, 1e-9)
+    var = (Vt.T**2) @ (f**2)  # diag of V diag(f^2) V' = diag((Z'Z + lam I)^-1 Z'Z (Z'Z + lam I)^-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.abs(B) / np.sqrt(sigma2[:, None] * var[None, :])
+    return B, t
+
+
+def ridge_cv(Z: np.ndarray, Y: np.ndarray, folds: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """Held-out MSE of ridge for every penalty and target: folds x lambdas x targets (one SVD per fold)."""
+    K = int(np.max(folds)) + 1
+    out = np.empty((K, len(lambdas), Y.shape[1]))
+    for f in range(K):
+        tr, te = folds != f, folds == f
+        mz, my = Z[tr].mean(axis=0), Y[tr].mean(axis=0)
+        u, s, vt = np.linalg.svd(Z[tr] - mz, full_matrices=False)
+        uty = u.T @ (Y[tr] - my)
+        Zte = (Z[te] - mz) @ vt.T  # held-out samples in the fold's singular basis
+        for i, lam in enumerate(lambdas):
+            pred = Zte @ ((s / (s**2 + lam))[:, None] * uty) + my
+            out[f, i] = np.mean((Y[te] - pred) ** 2, axis=0)
+    return out
+
+
+def ridge_evidence(Z: np.ndarray, Y: np.ndarray, folds: np.ndarray, self_col: np.ndarray | None = None,
+                   lambdas: np.ndarray | None = None, rule: str = "1se") -> RidgeEvidence:
+    """Ridge regression of every target on every candidate, with ``|t|`` of each coefficient.
+
+    Candidates (``Z``, samples x p) and targets (``Y``, samples x T) are
+    standardised on the given samples. Each target's penalty is chosen by
+    K-fold cross-validation (``folds``) from ``lambdas`` (default
+    :func:`ridge_lambdas`): with ``rule="1se"`` the largest penalty whose CV
+    error is within one standard error of the lowest (the one-standard-error
+    rule of Breiman et al. 1984 and glmnet's ``lambda.1se``: the most
+    regularised model the data cannot tell from the best), with ``"min"`` the
+    lowest. All targets share one singular value decomposition per fold and one
+    of the whole design, so thousands of targets cost seconds.
+
+    ``|t|`` is the coefficient over its standard error
+    ``sigma sqrt(diag((Z'Z + lam I)^-1 Z'Z (Z'Z + lam I)^-1))`` with
+    ``sigma^2 = RSS / (n - 1 - df)`` and ``df`` the trace of the hat matrix:
+    unlike the coefficient itself it discounts a candidate whose effect is
+    shared with correlated candidates.
+
+    ``self_col[j]`` is the column of ``Z`` that is target ``j`` itself (-1 if
+    none): such a target is refitted without that column (same penalty), and
+    its own entry is NaN.
+    """
+    if rule not in ("1se", "min"):
+        raise ValueError(f"rule must be '1se' or 'min', not {rule!r}")
+    Z = standardize(Z)
+    Y = standardize(Y)
+    n, p = Z.shape
+    T = Y.shape[1]
+    folds = np.asarray(folds)
+    self_col = np.full(T, -1) if self_col is None else np.asarray(self_col, dtype=np.int64)
+    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    lambdas = ridge_lambdas(s) if lambdas is None else np.sort(np.asarray(lambdas, dtype=np.float64))
+    E = ridge_cv(Z, Y, folds, lambdas)
+    mse = E.mean(axis=0)
+    se = E.std(axis=0, ddof=1) / np.sqrt(len(E)) if len(E) > 1 else np.zeros_like(mse)
+    cols = np.arange(T)
+    i_min = np.argmin(mse, axis=0)
+    if rule == "1se":
+        within = mse <= (mse[i_min, cols] + se[i_min, cols])[None, :]
+        i_lam = len(lambdas) - 1 - np.argmax(within[::-1], axis=0)  # the largest penalty within one SE
+    else:
+        i_lam = i_min
+    B = np.full((T, p), np.nan)
+    t = np.full((T, p), np.nan)
+    for i in np.unique(i_lam):
+        js = np.flatnonzero(i_lam == i)
+        B[js], t[js] = _ridge_fit(U, s, Vt, Y[:, js], float(lambdas[i]))
+    for j in np.flatnonzero(self_col >= 0):
+        keep = np.arange(p) != self_col[j]
+        u, ss, vt = np.linalg.svd(Z[:, keep], full_matrices=False)
+        b, tj = _ridge_fit(u, ss, vt, Y[:, [j]], float(lambdas[i_lam[j]]))
+        B[j, keep], t[j, keep] = b[0], tj[0]
+        B[j, self_col[j]] = t[j, self_col[j]] = np.nan
+    constant = ~(np.sum(Y**2, axis=0) > 0)
+    B[constant], t[constant] = np.nan, np.nan
+    return RidgeEvidence(coef=B, abs_t=t, lam=lambdas[i_lam], lam_min=lambdas[i_min], lambdas=lambdas, cv_mse=mse)
+
+
+def gradient_importance(model, X: np.ndarray, block: int = 64) -> np.ndarray:
+    """Mean absolute sensitivity of each output of a network to each input, outputs x inputs.
+
+    ``mean over samples |d z_k / d x~_j|`` where ``x~`` are the inputs and ``z``
+    the outputs standardised as the network standardises them (its
+    ``x_scale``/``y_scale``): the change of output ``k``, in its standard
+    deviations, per standard deviation of input ``j`` at the observed samples,
+    the local counterpart of a standardised regression coefficient. ``model``
+    is a :class:`gexpred.nn.GeneMLP` (any number of outputs) or an
+    :class:`~gexpred.nn.EnsembleMLP` (the mean over its members); outputs are
+    taken ``block`` at a time (batched backward passes).
+    """
+    import torch
+
+    from .nn import members_of
+
+    X = np.asarray(X, dtype=np.float32)
+    total = None
+    members = members_of(model)
+    for m in members:
+        m.eval()
+        x = torch.as_tensor(X).requires_grad_(True)
+        out = m.forward(x)  # standardised outputs, samples x n_out
+        k_out = out.shape[1]
+        rows = []
+        for lo in range(0, k_out, block):
+            hi = min(k_out, lo + block)
+            eye = torch.zeros(hi - lo, *out.shape)
+            eye[torch.arange(hi - lo), :, torch.arange(lo, hi)] = 1.0
+            (g,) = torch.autograd.grad(out, x, grad_outputs=eye, is_grads_batched=True, retain_graph=True)
+            rows.append((g.abs() * m.x_scale).mean(dim=1))  # d z / d x~ = d z / d x * sd(x)
+        imp = torch.cat(rows).detach().numpy().astype(np.float64)
+        total = imp if total is None else total + imp
+    return total / len(members)
+
+
+def network_evidence(Z: np.ndarray, Y: np.ndarray, folds: np.ndarray, self_col: np.ndarray | None = None,
+                     hidden: int = 16, weight_decays: tuple[float, ...] = (0.01, 0.1, 1.0), epochs: int = 300,
+                     lr: float = 0.01, seed: int = 0, chunk: int = 512) -> tuple[np.ndarray, dict]:
+    """One small network per target on every candidate; candidates scored by their gradients.
+
+    Every target gets a network ``p -> hidden (ReLU) -> 1`` on the
+    standardised candidates for each L2 penalty of ``weight_decays`` (loss: mean
+    squared error plus ``weight_decay`` times the sum of squared weights).
+    The networks of a chunk of targets, and all penalties, are trained as one
+    program: the weights of network ``i`` are slice ``i`` of batched tensors,
+    full-batch Adam for ``epochs`` steps. Fold 0 of ``folds`` is held out: each
+    network keeps the weights of its epoch of lowest held-out error, and each
+    target the penalty of lowest held-out error (both chosen without the gold
+    standard). A candidate's score is the mean absolute gradient of the kept
+    network's output with respect to it over the samples (standardised units:
+    the local counterpart of a standardised coefficient). A target that is a
+    candidate itself has that input removed (its weights held at zero) and its
+    own entry NaN.
+
+    Returns the targets x candidates scores and a summary (networks trained,
+    median kept epoch, penalties chosen, seconds).
+    """
+    import time
+
+    import torch
+
+    Z = standardize(Z)
+    Y = standardize(Y)
+    n, p = Z.shape
+    T = Y.shape[1]
+    self_col = np.full(T, -1) if self_col is None else np.asarray(self_col, dtype=np.int64)
+    held = np.asarray(folds) == 0
+    if held.all() or not held.any():
+        raise ValueError("network_evidence needs folds with a fold 0 and other folds")
+    out = np.full((T, p), np.nan)
+    varying = np.flatnonzero(np.sum(Y**2, axis=0) > 0)
+    G = len(weight_decays)
+    x = torch.as_tensor(Z, dtype=torch.float32)
+    fit_t, val_t = torch.as_tensor(~held), torch.as_tensor(held)
+    chosen_wd: list[float] = []
+    kept_epoch: list[int] = []
+    start = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    for lo in range(0, len(varying), chunk):
+        js = varying[lo:lo + chunk]
+        N = len(js) * G  # network k: target js[k // G], penalty weight_decays[k % G]
+        y = torch.as_tensor(Y[:, js].T, dtype=torch.float32).repeat_interleave(G, dim=0)  # N x n
+        mask = torch.ones(N, p, 1)
+        for i, j in enumerate(js):
+            if self_col[j] >= 0:
+                mask[i * G:(i + 1) * G, self_col[j]] = 0.0
+        wd = torch.tensor(weight_decays, dtype=torch.float32).repeat(len(js))[:, None, None]
+        W1 = (torch.randn(N, p, hidden, generator=gen) * math.sqrt(2.0 / p) * mask).requires_grad_(True)
+        b1 = torch.zeros(N, 1, hidden, requires_grad=True)
+        W2 = (torch.randn(N, hidden, 1, generator=gen) * math.sqrt(1.0 / hidden)).requires_grad_(True)
+        b2 = torch.zeros(N, 1, 1, requires_grad=True)
+        params = [W1, b1, W2, b2]
+        opt = torch.optim.Adam(params, lr=lr)
+        xb = x.expand(N, n, p)
+
+        def forward(xx: torch.Tensor) -> torch.Tensor:
+            return torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, xx, W1 * mask)), W2)[..., 0]
+
+        best = torch.full((N,), math.inf)
+        best_epoch = torch.zeros(N, dtype=torch.long)
+        kept = [q.detach().clone() for q in params]
+        for epoch in range(1, epochs + 1):
+            opt.zero_grad()
+            sq = (forward(xb) - y) ** 2
+            fit_loss = sq[:, fit_t].mean(dim=1)
+            penalty = (wd[:, 0, 0] * ((W1 * mask) ** 2).sum(dim=(1, 2))) + wd[:, 0, 0] * (W2**2).sum(dim=(1, 2))
+            (fit_loss + penalty).sum().backward()
+            with torch.no_grad():
+                val = sq[:, val_t].mean(dim=1)  # the weights before this step's update
+                better = val < best
+                if better.any():
+                    best = torch.where(better, val, best)
+                    best_epoch[better] = epoch - 1
+                    for k, q in zip(kept, params):
+                        k[better] = q.detach()[better]
+            opt.step()
+        with torch.no_grad():
+            for k, q in zip(kept, params):
+                q.copy_(k)
+        pick = best.view(len(js), G).argmin(dim=1)
+        rows = torch.arange(len(js)) * G + pick
+        xg = x.expand(len(js), n, p).clone().requires_grad_(True)
+        net = torch.baddbmm(b2[rows], torch.relu(torch.baddbmm(b1[rows], xg, (W1 * mask)[rows])), W2[rows])
+        (g,) = torch.autograd.grad(net.sum(), xg)
+        out[js] = g.abs().mean(dim=1).numpy()
+        chosen_wd += [weight_decays[int(k)] for k in pick]
+        kept_epoch += best_epoch[rows].tolist()
+        log.info("network evidence: %d of %d targets (%d networks each) in %.0f s", min(lo + chunk, len(varying)),
+                 len(varying), G, time.perf_counter() - start)
+    for j in np.flatnonzero(self_col >= 0):
+        out[j, self_col[j]] = np.nan
+    wd_counts = {f"{w:g}": int(sum(c == w for c in chosen_wd)) for w in weight_decays}
+    return out, {"networks": int(len(varying) * G), "median_kept_epoch": float(np.median(kept_epoch)) if kept_epoch
+                 else math.nan, "weight_decay_chosen": wd_counts, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def global_ranks(S: np.ndarray) -> np.ndarray:
+    """Fractional ranks (0, 1] of the finite entries of ``S`` pooled over all pairs (ties share a rank); NaN
+    stays NaN."""
+    S = np.asarray(S, dtype=np.float64)
+    out = np.full(S.shape, np.nan)
+    ok = np.isfinite(S)
+    out[ok] = stats.rankdata(S[ok]) / max(int(ok.sum()), 1)
+    return out
+
+
+def rank_average(scores: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean over the sources of each pair's pooled fractional rank (:func:`global_ranks`); a pair
+    any source could not score (NaN) is NaN."""
+    return np.mean([global_ranks(S) for S in scores.values()], axis=0)
+
+
+@dataclass
+class Evidence:
+    """Scores of every (target, candidate) pair from every evidence source.
+
+    ``scores[source]`` is targets x candidates (higher = more likely a
+    regulator; NaN for a target's own column and pairs the source could not
+    score); ``info`` what each source reports of itself (penalties, networks).
+    """
+
+    targets: list[str]
+    candidates: list[str]
+    scores: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+    def context(self) -> dict[str, np.ndarray]:
+        """Every source's scores after :func:`clr`."""
+        return {m: clr(S) for m, S in self.scores.items()}
+
+    def rankings(self) -> dict[tuple[str, str], np.ndarray]:
+        """The rankings judged: every source as it is (``none``) and after :func:`clr` (``clr``), and the
+        :func:`rank_average` of the sources after CLR."""
+        ctx = self.context()
+        out: dict[tuple[str, str], np.ndarray] = {}
+        for m, S in self.scores.items():
+            out[(m, "none")] = S
+            out[(m, "clr")] = ctx[m]
+        if len(ctx) > 1:
+            out[("rank_average", "clr")] = rank_average(ctx)
+        return out
+
+
+def collect_evidence(X_train: np.ndarray, genes: list[str], targets: list[str], candidates: list[str],
+                     folds: np.ndarray, chosen: dict[str, list[str]] | None = None, top_k: int | None = None,
+                     network_settings=None, sources: tuple[str, ...] = EVIDENCE_SOURCES) -> Evidence:
+    """Score every candidate regulator of every target from each evidence source.
+
+    Sources (``sources``; ``network`` needs ``network_settings``):
+
+    ``ols``
+        The pipeline's own OLS models, as :func:`score_regulators` (``|t|``
+        of the chosen predictors, above every other candidate by ``|r|``).
+    ``penalized``
+        ``|t|`` of ridge regression on every candidate, penalty per target by
+        cross-validation on ``folds`` with the one-standard-error rule
+        (:func:`ridge_evidence`).
+    ``network``
+        One network per target on every candidate (``network_settings``),
+        candidates scored by :func:`gradient_importance` (:func:`network_evidence`).
+    ``correlation``
+        ``|r|`` with the target.
+
+    Targets constant on ``X_train`` are left out (as :func:`score_regulators`).
+    """
+    from .design import _is_constant
+
+    unknown = sorted(set(sources) - set(EVIDENCE_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown evidence sources {unknown}; choose from {EVIDENCE_SOURCES}")
+    index = {g: i for i, g in enumerate(genes)}
+    cand = [c for c in candidates if c in index]
+    targets = [t for t in dict.fromkeys(targets) if t in index and not _is_constant(X_train[:, index[t]])]
+    Z = X_train[:, [index[c] for c in cand]]
+    Y = X_train[:, [index[t] for t in targets]]
+    pos = {c: i for i, c in enumerate(cand)}
+    self_col = np.array([pos.get(t, -1) for t in targets], dtype=np.int64)
+    own = np.zeros((len(targets), len(cand)), dtype=bool)
+    own[np.flatnonzero(self_col >= 0), self_col[self_col >= 0]] = True
+    scores: dict[str, np.ndarray] = {}
+    info: dict[str, Any] = {}
+    for source in [s for s in EVIDENCE_SOURCES if s in sources]:
+        if source == "correlation":
+            Zs, Ys = standardize(Z), standardize(Y)
+            S = np.abs(Ys.T @ Zs) / max(len(Z) - 1, 1)
+            S[:, ~(np.sum(Zs**2, axis=0) > 0)] = np.nan
+        elif source == "ols":
+            long = score_regulators(X_train, genes, targets, cand, chosen=chosen, top_k=top_k)
+            S = np.full((len(targets), len(cand)), np.nan)
+            row = {t: i for i, t in enumerate(targets)}
+            S[long["target"].map(row).to_numpy(), long["regulator"].map(pos).to_numpy()] = long["ols_score"]
+        elif source == "penalized":
+            res = ridge_evidence(Z, Y, folds, self_col)
+            S = res.abs_t
+            info["penalized"] = {"lambda_median": float(np.median(res.lam)), "lambda_min_median":
+                                 float(np.median(res.lam_min))}
+        else:
+            if network_settings is None:
+                continue
+            S, info["network"] = network_evidence(Z, Y, folds, self_col, **network_settings)
+        S = np.asarray(S, dtype=np.float64)
+        S[own] = np.nan
+        scores[source] = S
+    return Evidence(targets=targets, candidates=cand, scores=scores, info=info)
+
+
+def gold_labels(ev: Evidence, gold: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Known-edge labels (targets x candidates) and the mask of judged pairs.
+
+    A pair is judged when its target is a row of the gold standard with at
+    least one known regulator among its candidates (other than itself), its
+    candidate is a column of the gold standard, and the candidate is not the
+    target itself.
+    """
+    L = gold.reindex(index=ev.targets, columns=ev.candidates).fillna(0).to_numpy().astype(bool)
+    own = np.array([[t == c for c in ev.candidates] for t in ev.targets], dtype=bool).reshape(L.shape)
+    judged = np.asarray(pd.Index(ev.targets).isin(gold.index))[:, None] & \
+        np.asarray(pd.Index(ev.candidates).isin(gold.columns))[None, :] & ~own
+    judged &= (L & judged).any(axis=1, keepdims=True)
+    return L & judged, judged
+
+
+def evaluate_evidence(ev: Evidence, gold: pd.DataFrame, scope: str,
+                      targets: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """AUROC and AUPR of every ranking of :meth:`Evidence.rankings` against the gold standard.
+
+    ``targets`` limits the judged pairs to those targets. A pair a ranking
+    could not score (NaN) ranks below every scored pair. Returns the table
+    (:data:`RECOVERY_COLUMNS`) and, per ranking, its :func:`curves`.
+    """
+    L, judged = gold_labels(ev, gold)
+    if targets is not None:
+        judged &= np.asarray(pd.Index(ev.targets).isin(targets))[:, None]
+    y = L[judged]
+    rows, curve = [], {}
+    if not y.any():
+        return pd.DataFrame(columns=RECOVERY_COLUMNS), curve
+    n_targets = int(judged.any(axis=1).sum())
+    prevalence = float(y.mean())
+    for (method, norm), S in ev.rankings().items():
+        s = S[judged]
+        s = np.where(np.isfinite(s), s, -np.inf)
+        ap = average_precision(s, y)
+        rows.append((scope, method, norm, n_targets, int(judged.sum()), int(y.sum()), auroc(s, y), ap,
+                     prevalence, ap / prevalence))
+        curve[(method, norm)] = curves(s, y)
+    return pd.DataFrame(rows, columns=RECOVERY_COLUMNS), curve
+
+
+def judged_targets(gold: pd.DataFrame, genes: list[str], candidates: list[str]) -> list[str]:
+    """Gold-standard targets in the data with at least one known regulator among the candidates other than
+    themselves: the targets whose rankings AUROC and AUPR can judge."""
+    in_data = set(genes)
+    cols = [c for c in candidates if c in set(gold.columns)]
+    sub = gold.reindex(columns=cols).fillna(0).astype(bool)
+    out = []
+    for t, row in zip(sub.index, sub.to_numpy()):
+        if t in in_data and any(v and c != t for v, c in zip(row, cols)):
+            out.append(t)
+    return list(dict.fromkeys(out))
+
+
+EDGE_COLUMNS = ["rank", "target", "regulator", "score", "known"]
+
+
+def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: str = "clr",
+               top: int = 10000) -> pd.DataFrame:
+    """The ``top`` pairs of one ranking, best first: the inferred network.
+
+    Columns ``rank, target, regulator, score`` (the ranking's), ``known`` (1 a
+    gold-standard edge, 0 not, empty when the target is not a gold-standard
+    row or the regulator not a column), then every source's own score (as it
+    is, before normalisation) so a reader sees which evidence put the pair
+    there. Ties keep the order of targets and candidates.
+    """
+    rankings = ev.rankings()
+    key = (ranking, "clr") if ranking == "rank_average" else (ranking, normalization)
+    S = rankings[key]
+    flat = S.ravel()
+    ok = np.flatnonzero(np.isfinite(flat))
+    order = ok[np.argsort(-flat[ok], kind="stable")][: max(0, int(top))]
+    ti, ci = np.unravel_index(order, S.shape)
+    targets = np.asarray(ev.targets, dtype=object)[ti]
+    regs = np.asarray(ev.candidates, dtype=object)[ci]
+    known = pd.Series(pd.NA, index=range(len(order)), dtype="Int64")
+    in_gold = pd.Index(targets).isin(gold.index) & pd.Index(regs).isin(gold.columns)
+    if in_gold.any():
+        g = gold.stack()
+        known[in_gold] = g.reindex(pd.MultiIndex.from_arrays([targets[in_gold], regs[in_gold]])).fillna(0).astype(
+            int).to_numpy()
+    out = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "target": targets, "regulator": regs,
+                        "score": flat[order], "known": known})
+    for m, M in ev.scores.items():
+        out[m] = M[ti, ci]
+    return out

@@ -191,6 +191,9 @@ def mlp_settings():
 
 
 IMPORTANCE = config["importance"]["repeats"] > 0
+RECOVERY = config["recovery"]
+# regulator recovery of a regression run against its gold standard (genome-wide mode: genome.smk)
+RECOVERY_RUN = bool(config.get("gold_standard")) and not CLASSIFICATION and not GENOME
 
 
 def importance_output(model):
@@ -299,8 +302,9 @@ def all_outputs():
     ]
     if "ols" in MODELS:
         out += ["results/ols/all_coefficients.tsv", "results/ols/all_fits.tsv"]
-        if config.get("gold_standard") and not CLASSIFICATION:
-            out += ["results/ols/regulator_recovery.tsv", "results/plots/regulator_recovery.png"]
+    if RECOVERY_RUN:
+        out += ["results/recovery/regulator_recovery.tsv", "results/recovery/edges.tsv",
+                "results/plots/regulator_recovery.png"]
     if BATCHES:
         out.append("results/deploy/verdicts.tsv")
     for target in TARGETS:

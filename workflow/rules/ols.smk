@@ -119,7 +119,7 @@ rule regulator_recovery:
         gold_standard=config["gold_standard"] or [],
     output:
         table=report(
-            "results/ols/regulator_recovery.tsv",
+            "results/recovery/regulator_recovery.tsv",
             caption="../report/regulator_recovery_table.rst",
             category="3. Hypothesis evaluation",
             subcategory="regulator recovery",
@@ -132,19 +132,35 @@ rule regulator_recovery:
             subcategory="regulator recovery",
             labels={"figure": "regulator recovery ROC and PR curves"},
         ),
+        edges=report(
+            "results/recovery/edges.tsv",
+            caption="../report/regulator_edges.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="regulator recovery",
+            labels={"table": "inferred network (top pairs)"},
+        ),
     log:
         "results/logs/regulator_recovery.log",
     benchmark:
         "results/benchmarks/regulator_recovery.tsv"
     params:
         spec=predictor_spec(),
-    threads: 1
+        sources=" ".join(RECOVERY["sources"]),
+        network=json.dumps(RECOVERY["network"]),
+        ranking=RECOVERY["ranking"],
+        normalization=RECOVERY["normalization"],
+        top_edges=RECOVERY["top_edges"],
+        k=config["split"]["folds"],
+        seed=config["split"]["seed"],
+    threads: 2
     resources:
-        mem_mb=whole_matrix_mem_mb(3),
-        runtime=whole_matrix_runtime(30),
+        mem_mb=whole_matrix_mem_mb(3, 3000),
+        runtime=whole_matrix_runtime(60),
     conda:
         "../envs/gexpred.yaml"
     shell:
         "gexpred recovery --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
-        " --gold-standard {input.gold_standard:q} --spec {params.spec:q} --out {output.table:q}"
-        " --out-figure {output.figure:q} --log {log:q}"
+        " --gold-standard {input.gold_standard:q} --spec {params.spec:q} --sources {params.sources}"
+        " --network {params.network:q} --ranking {params.ranking} --normalization {params.normalization}"
+        " --top-edges {params.top_edges} --k {params.k} --seed {params.seed} --threads {threads}"
+        " --out {output.table:q} --out-figure {output.figure:q} --out-edges {output.edges:q} --log {log:q}"

@@ -343,7 +343,7 @@ rule report_summary:
     params:
         optional=lambda wc, input: " ".join(
             f"--{key.replace('_', '-')} {shlex.quote(input[key])}"
-            for key in ("fits", "coefficients", "cv_metrics", "summary")
+            for key in ("fits", "coefficients", "cv_metrics", "summary", "recovery")
             if key in input.keys()
         )
         + "".join(

@@ -63,6 +63,8 @@ def report_summary_input():
         inputs["importance"] = [f"results/{m}/{t}/importance.tsv" for t in TARGETS for m in MODELS]
         if "mlp" in MODELS:
             inputs["interactions"] = [f"results/mlp/{t}/interactions.tsv" for t in TARGETS]
+    if RECOVERY_RUN:
+        inputs["recovery"] = "results/recovery/regulator_recovery.tsv"
     return inputs
 
 
