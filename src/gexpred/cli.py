@@ -1174,13 +1174,9 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
 def cmd_recovery(a: argparse.Namespace) -> None:
     import torch
 
-    from . import plots
-    from .io import read_gene_list, read_table, write_table
-    from .recovery import (METHOD_LABELS, RECOVERY_COLUMNS, collect_evidence, describe_missing, edge_table,
-                           evaluate_evidence, judged_targets, read_gold_standard)
+    from .io import read_gene_list, read_table
+    from .recovery import collect_evidence, describe_missing, judged_targets, read_gold_standard
     from .search import kfold
-
-    from .errors import ConfigError
 
     torch.set_num_threads(max(1, a.threads))
     adata, split = _load_split_data(a.data, a.splits)
@@ -1222,29 +1218,106 @@ def cmd_recovery(a: argparse.Namespace) -> None:
              "among them) from %s", len(candidates), len(targets), len(gold_targets), ", ".join(sources))
     ev = collect_evidence(Xtr, genes, targets, candidates, folds, chosen=chosen, top_k=top_k,
                           network_settings=network, sources=sources)
+    _write_recovery(ev, gold, gold_targets, run_targets, a)
+
+
+def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets: list[str] | None,
+                    a: argparse.Namespace) -> None:
+    """The recovery table (every ranking, both scopes), its figure and the inferred network."""
+    from . import plots
+    from .errors import ConfigError
+    from .io import write_table
+    from .recovery import METHOD_LABELS, RECOVERY_COLUMNS, edge_table, evaluate_evidence
+
     for source, what in ev.info.items():
         log.info("%s: %s", source, what)
     everything, curve = evaluate_evidence(ev, gold, "all_gold_standard_targets", gold_targets)
-    run, _ = evaluate_evidence(ev, gold, "run_targets", run_targets)
-    summary = pd.concat([everything, run], ignore_index=True)
+    parts = [everything]
+    if run_targets is not None:
+        parts.append(evaluate_evidence(ev, gold, "run_targets", run_targets)[0])
+    summary = pd.concat(parts, ignore_index=True)
     for _, r in summary.iterrows():
         log.info("%s %s (%s): %d targets, %d pairs, %d known edges: AUROC %.3f, AUPR %.3f (random %.4f)",
                  r["scope"], r["method"], r["normalization"], r["n_targets"], r["n_pairs"], r["n_positive"],
                  r["auroc"], r["aupr"], r["random_aupr"])
-    if a.ranking not in {m for m, _ in ev.rankings()}:
+    available = {m for m, _ in ev.rankings()}
+    if a.ranking not in available:
         raise ConfigError(f"recovery.ranking is {a.ranking!r}, which is not among the rankings of this run "
-                          f"({', '.join(sorted({m for m, _ in ev.rankings()}))}). Add its source to "
-                          f"recovery.sources or choose another.")
+                          f"({', '.join(sorted(available))}). Add its source to recovery.sources or choose another.")
     shown = {k: v for k, v in curve.items() if k[1] == a.normalization or k[0] == "rank_average"}
     sub = everything[everything["normalization"].eq(a.normalization) | everything["method"].eq("rank_average")]
-    n_pos = int(everything["n_positive"].iloc[0])
     plots.recovery_curves(shown, sub, float(everything["random_aupr"].iloc[0]), a.out_figure,
-                          f"Regulator recovery: {len(gold_targets):,} gold-standard targets, {n_pos:,} known edges "
-                          f"among {int(everything['n_pairs'].iloc[0]):,} candidate pairs (scores after "
+                          f"Regulator recovery: {len(gold_targets):,} gold-standard targets, "
+                          f"{int(everything['n_positive'].iloc[0]):,} known edges among "
+                          f"{int(everything['n_pairs'].iloc[0]):,} candidate pairs (scores after "
                           f"{a.normalization.upper() if a.normalization != 'none' else 'no normalisation'})",
                           labels=METHOD_LABELS, highlight=a.ranking)
     write_table(edge_table(ev, gold, a.ranking, a.normalization, a.top_edges), a.out_edges)
     write_table(summary.reindex(columns=RECOVERY_COLUMNS), a.out)
+
+
+def cmd_genome_recovery(a: argparse.Namespace) -> None:
+    import torch
+
+    from .io import read_h5ad_columns, read_table
+    from .recovery import (Evidence, chunk_network_importance, describe_missing, judged_targets,
+                           read_gold_standard, ridge_evidence, standardize)
+    from .search import kfold
+
+    torch.set_num_threads(max(1, a.threads))
+    design = json.loads(Path(a.design).read_text())
+    predictors = [str(g) for g in design["predictors"]]
+    plan = read_table(a.plan, dtype={"target": str})
+    gold = read_gold_standard(a.gold_standard)
+    _, _, genes, _ = read_h5ad_columns(a.data)
+    log.info("gold standard %s: %d targets x %d regulators, %d known edges; %s", a.gold_standard, *gold.shape,
+             int(gold.to_numpy().sum()), describe_missing(gold, genes))
+    candidates = [g for g in predictors if g in set(gold.columns)]
+    planned = set(plan["target"])
+    targets = [t for t in judged_targets(gold, genes, candidates) if t in planned]
+    if not candidates or not targets:
+        raise InputError(
+            f"No target of the genome-wide run has a known regulator among the shared predictors in the gold "
+            f"standard '{a.gold_standard}', so regulator recovery cannot be judged. Check that the gold standard "
+            f"uses the same gene ids as the data."
+        )
+    values, samples, _, _ = read_h5ad_columns(a.data, [*candidates, *targets])
+    train = _split_of(samples, a.data, a.splits) == "train"
+    Z, Y = values[train][:, : len(candidates)], values[train][:, len(candidates):]
+    log.info("scoring %d shared predictors of %d gold-standard targets from the genome-wide fits", len(candidates),
+             len(targets))
+    scores: dict[str, np.ndarray] = {}
+    info: dict[str, Any] = {}
+    row = {t: i for i, t in enumerate(targets)}
+    col = {g: j for j, g in enumerate(candidates)}
+    if a.coefficients:
+        coef = pd.read_parquet(a.coefficients, columns=["target", "term", "t"])
+        coef = coef[coef["target"].astype(str).isin(row) & coef["term"].astype(str).isin(col)]
+        S = np.full((len(targets), len(candidates)), np.nan)
+        S[coef["target"].astype(str).map(row).to_numpy(), coef["term"].astype(str).map(col).to_numpy()] = \
+            np.abs(coef["t"].to_numpy(dtype=np.float64))
+        scores["ols"] = S
+    folds = kfold(list(np.asarray(samples)[train]), a.k, a.seed)
+    res = ridge_evidence(Z, Y, folds)
+    scores["penalized"] = res.abs_t
+    info["penalized"] = {"lambda_median": float(np.median(res.lam))}
+    if a.mlp_models:
+        S = np.full((len(targets), len(candidates)), np.nan)
+        full = read_h5ad_columns(a.data, predictors)[0][train]  # the networks' inputs: every shared predictor
+        pcol = [predictors.index(g) for g in candidates]
+        for state_path in a.mlp_models:
+            meta = json.loads(Path(state_path).with_suffix(".json").read_text())
+            done, imp = chunk_network_importance(state_path, meta, full, set(row))
+            for t, v in zip(done, imp):
+                S[row[t]] = v[pcol]
+        scores["network"] = S
+        info["network"] = {"chunks": len(a.mlp_models), "scored_targets": int(np.isfinite(S).any(axis=1).sum())}
+    Zs, Ys = standardize(Z), standardize(Y)
+    scores["correlation"] = np.abs(Ys.T @ Zs) / max(len(Z) - 1, 1)
+    ev = Evidence(targets=targets, candidates=candidates,
+                  scores={m: scores[m] for m in ("ols", "penalized", "network", "correlation") if m in scores},
+                  info=info)
+    _write_recovery(ev, gold, targets, None, a)
 
 
 def cmd_compare(a: argparse.Namespace) -> None:
@@ -1635,6 +1708,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--out-figure", required=True)
     s.add_argument("--out-edges", required=True, help="the top pairs of --ranking, with every source's score")
+
+    s = verb("genome-recovery", cmd_genome_recovery,
+             "Regulator recovery of a genome-wide run from its batched fits (OLS chunks, network chunks), ridge on "
+             "the shared design and correlation.")
+    s.add_argument("--data", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("--design", required=True, help="results/ols/genome/design.json")
+    s.add_argument("--plan", required=True, help="results/ols/genome/plan.tsv")
+    s.add_argument("--gold-standard", required=True, help="targets x regulators 0/1 matrix")
+    s.add_argument("--coefficients", help="results/ols/genome/coefficients.parquet")
+    s.add_argument("--mlp-models", nargs="*", default=[], help="the chunks' model.pt (model.json beside each)")
+    s.add_argument("--ranking", default="penalized")
+    s.add_argument("--normalization", default="clr", choices=["clr", "none"])
+    s.add_argument("--top-edges", type=int, default=10000)
+    s.add_argument("--k", type=int, default=5)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s.add_argument("--out-figure", required=True)
+    s.add_argument("--out-edges", required=True)
 
     s = verb("compare", cmd_compare, "Assemble predictions of all models and compute metrics.")
     s.add_argument("--models", nargs="+", required=True)

@@ -687,3 +687,37 @@ def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: st
     for m, M in ev.scores.items():
         out[m] = M[ti, ci]
     return out
+
+
+def chunk_network_importance(state_path: str, meta: dict[str, Any], X: np.ndarray,
+                             wanted: set[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """:func:`gradient_importance` of the networks of one genome-wide chunk (``gexpred mlp-chunk``).
+
+    ``meta`` is the chunk's ``model.json``: with ``mode`` ``multi_output`` one
+    network with an output per target, with ``per_target`` one network per
+    target (state keys ``t0.``, ``t1.``...). ``X`` holds the shared predictors on
+    the data scale (the training samples); ``wanted`` limits the targets scored.
+    The weights are loaded as tensors only (no code executed). Returns the
+    chunk's targets scored and their targets x predictors importances.
+    """
+    import torch
+
+    from .nn import GeneMLP, load_model
+
+    targets = [str(t) for t in meta.get("targets", [])]
+    keep = [k for k, t in enumerate(targets) if wanted is None or t in wanted]
+    if not keep:
+        return [], np.empty((0, X.shape[1]))
+    if meta["mode"] == "multi_output":
+        imp = gradient_importance(load_model(state_path, meta["architecture"]), X)
+        return [targets[k] for k in keep], imp[keep]
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    rows = []
+    for k in keep:
+        arch = meta["architectures"][k]
+        net = GeneMLP(arch["n_in"], list(arch["hidden"]), arch["activation"], arch.get("n_out", 1),
+                      arch.get("dropout", 0.0))
+        prefix = f"t{k}."
+        net.load_state_dict({key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)})
+        rows.append(gradient_importance(net.eval(), X)[0])
+    return [targets[k] for k in keep], np.array(rows)

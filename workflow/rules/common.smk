@@ -269,6 +269,26 @@ def genome_chunk_files(wildcards):
     }
 
 
+GENOME_RECOVERY_OUTPUTS = [
+    "results/recovery/regulator_recovery.tsv",
+    "results/recovery/edges.tsv",
+    "results/plots/regulator_recovery.png",
+]
+
+
+def genome_recovery_inputs(wildcards):
+    """The batched fits the genome-wide regulator recovery reads: the merged OLS coefficients and, with
+    networks, every chunk's model."""
+    inputs = {"coefficients": "results/ols/genome/coefficients.parquet", "models": []}
+    if "mlp" in MODELS:
+        inputs["models"] = [
+            p.replace("results/ols/genome/", "results/mlp/genome/").replace(".metrics.tsv", ".model.pt")
+            for p in genome_chunk_files(wildcards)["metrics"]
+        ]
+        inputs["meta"] = [p.replace(".model.pt", ".model.json") for p in inputs["models"]]
+    return inputs
+
+
 def genome_compare_inputs(wildcards):
     """The merged OLS metrics and, with networks, every chunk's network metrics and search table."""
     inputs = {"metrics": ["results/ols/genome/metrics.tsv"], "search": []}
@@ -291,7 +311,7 @@ def all_outputs():
             "results/plots/genome_ols.png",
             "results/compare/genome_summary.tsv",
             "results/plots/genome_comparison.png",
-        ] + report_outputs()
+        ] + (GENOME_RECOVERY_OUTPUTS if config.get("gold_standard") else []) + report_outputs()
     out = [
         "results/data/targets.tsv",
         "results/compare/predictions.tsv",

@@ -191,3 +191,68 @@ rule genome_compare:
         " --out-metrics {output.metrics:q} --out-search {output.search:q}"
         " --out-summary {output.summary:q} --out-targets {output.targets:q} --out-figure {output.figure:q}"
         " --log {log:q}"
+
+
+rule genome_recovery:
+    input:
+        unpack(genome_recovery_inputs),
+        data="results/data/normalized.h5ad",
+        splits="results/data/splits.tsv",
+        plan="results/ols/genome/plan.tsv",
+        design="results/ols/genome/design.json",
+        gold_standard=config["gold_standard"] or [],
+    output:
+        table=report(
+            "results/recovery/regulator_recovery.tsv",
+            caption="../report/regulator_recovery_table.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="regulator recovery",
+            labels={"table": "regulator recovery (AUROC, AUPR)"},
+        ),
+        figure=report(
+            "results/plots/regulator_recovery.png",
+            caption="../report/regulator_recovery.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="regulator recovery",
+            labels={"figure": "regulator recovery ROC and PR curves"},
+        ),
+        edges=report(
+            "results/recovery/edges.tsv",
+            caption="../report/regulator_edges.rst",
+            category="3. Hypothesis evaluation",
+            subcategory="regulator recovery",
+            labels={"table": "inferred network (top pairs)"},
+        ),
+    log:
+        "results/logs/genome_recovery.log",
+    benchmark:
+        "results/benchmarks/genome_recovery.tsv"
+    params:
+        models=lambda wc, input: " ".join(shlex.quote(p) for p in getattr(input, "models", [])),
+        ranking=RECOVERY["ranking"],
+        normalization=RECOVERY["normalization"],
+        top_edges=RECOVERY["top_edges"],
+        k=config["split"]["folds"],
+        seed=config["split"]["seed"],
+    threads: 2
+    resources:
+        mem_mb=whole_matrix_mem_mb(3, 3000),
+        runtime=whole_matrix_runtime(60),
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred genome-recovery --data {input.data:q} --splits {input.splits:q} --design {input.design:q}"
+        " --plan {input.plan:q} --gold-standard {input.gold_standard:q} --coefficients {input.coefficients:q}"
+        " --mlp-models {params.models} --ranking {params.ranking} --normalization {params.normalization}"
+        " --top-edges {params.top_edges} --k {params.k} --seed {params.seed} --threads {threads}"
+        " --out {output.table:q} --out-figure {output.figure:q} --out-edges {output.edges:q} --log {log:q}"
+
+
+# regulator recovery: from the batched fits in genome-wide mode, from its own fits otherwise
+if GENOME:
+
+    ruleorder: genome_recovery > regulator_recovery
+
+else:
+
+    ruleorder: regulator_recovery > genome_recovery
