@@ -12,7 +12,7 @@ never scored). Everything is fitted on the training split only.
   defaults, the function the ``regulator_recovery`` rule calls: OLS on the run's
   predictor choice (15 most correlated TFs), ridge on every candidate, one network
   per target, correlation, and their rank average. The pipeline's ranking is
-  ``recovery.ranking`` after ``recovery.normalization`` (default ridge ``|t|``, CLR).
+  ``recovery.ranking`` (default: the rank average of the sources after CLR).
   Its time is the whole step, every source included.
 * **GENIE3** (Huynh-Thu et al. 2010, PLoS ONE 5:e12776), computed here: per target a
   scikit-learn ``ExtraTreesRegressor`` on every candidate but itself, the target
@@ -95,6 +95,7 @@ def main() -> int:
     ap.add_argument("--tfs", default=str(DEMO / "tf_names.txt"), help="candidate regulators, one a line")
     ap.add_argument("--top-correlated", type=int, default=15,
                     help="predictors of the OLS source (the demo config's predictors.top_correlated)")
+    ap.add_argument("--ranking", help="judge this ranking in the last line (default: the schema's recovery.ranking)")
     ap.add_argument("--out", help="write the table (TSV) here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -102,6 +103,8 @@ def main() -> int:
     torch.set_num_threads(n_jobs)
     cfg = schema_defaults()
     rec = cfg["recovery"]
+    if args.ranking:
+        rec["ranking"] = args.ranking
 
     expr = read_matrix(args.expression)
     genes = [str(g) for g in expr.var_names]

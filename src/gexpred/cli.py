@@ -1698,7 +1698,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sources", nargs="+", default=["ols", "penalized", "network", "correlation"],
                    choices=["ols", "penalized", "network", "correlation"])
     s.add_argument("--network", default="{}", help="settings of the network source, JSON (recovery.network)")
-    s.add_argument("--ranking", default="penalized", help="the ranking written to --out-edges")
+    s.add_argument("--ranking", default="rank_average", help="the ranking written to --out-edges")
     s.add_argument("--normalization", default="clr", choices=["clr", "none"],
                    help="scores of --out-edges and the figure: after CLR, or as they are")
     s.add_argument("--top-edges", type=int, default=10000, help="pairs written to --out-edges")
@@ -1719,7 +1719,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gold-standard", required=True, help="targets x regulators 0/1 matrix")
     s.add_argument("--coefficients", help="results/ols/genome/coefficients.parquet")
     s.add_argument("--mlp-models", nargs="*", default=[], help="the chunks' model.pt (model.json beside each)")
-    s.add_argument("--ranking", default="penalized")
+    s.add_argument("--ranking", default="rank_average")
     s.add_argument("--normalization", default="clr", choices=["clr", "none"])
     s.add_argument("--top-edges", type=int, default=10000)
     s.add_argument("--k", type=int, default=5)
