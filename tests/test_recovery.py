@@ -245,3 +245,11 @@ def test_evaluation_judges_only_gold_targets_and_never_self_pairs():
     edges = edge_table(ev, gold, "x", "none", top=3)
     assert edges[["target", "regulator"]].values.tolist() == [["t1", "r1"], ["r1", "r3"], ["t3", "r3"]]
     assert edges["known"].tolist() == [1, 1, 0] and edges["rank"].tolist() == [1, 2, 3]
+
+
+def test_edge_table_shows_ols_t_only_for_candidates_in_the_model():
+    ev = Evidence(targets=["t1"], candidates=["r1", "r2"], scores={"ols": np.array([[4.5, 0.3]])}, info={})
+    gold = pd.DataFrame({"r1": [1], "r2": [0]}, index=["t1"])
+    edges = edge_table(ev, gold, "ols", "none")
+    assert edges["regulator"].tolist() == ["r1", "r2"]
+    assert edges["ols_abs_t"].iloc[0] == pytest.approx(2.5) and np.isnan(edges["ols_abs_t"].iloc[1])

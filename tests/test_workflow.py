@@ -353,7 +353,7 @@ def test_regulator_recovery(finished_run):
     assert edges["score"].is_monotonic_decreasing
     top = set(zip(edges["target"][:5], edges["regulator"][:5]))
     assert len(top & {("G0", "G2"), ("G0", "G3"), ("G1", "G4"), ("G1", "G5"), ("G1", "G6")}) >= 4
-    assert {"ols", "penalized", "network", "correlation"} <= set(edges.columns)
+    assert {"ols_abs_t", "penalized", "network", "correlation"} <= set(edges.columns)
     assert (res / "plots/regulator_recovery.png").stat().st_size > 10_000
     facts = json.loads((res / "report/facts.json").read_text())
     assert "2 gold-standard targets" in facts["recovery"] and "ridge \\|t\\|" in facts["recovery"]

@@ -1,23 +1,32 @@
-"""Regulator recovery: does OLS evidence rank known regulators first?
+"""Regulator recovery: which evidence ranks the known regulators of a target first?
 
 Given a gold standard (targets x regulators, 1 = known edge), every candidate
-regulator of a target gets a score, and the pooled ranking of all
-(target, regulator) pairs is judged by AUROC and AUPR against the known
-edges:
+regulator of every target gets a score from each evidence source
+(:func:`collect_evidence`), and the pooled ranking of all (target, regulator)
+pairs is judged by AUROC and AUPR against the known edges
+(:func:`evaluate_evidence`):
 
 ``ols``
     The pipeline's own procedure: the target's predictors are chosen on the
     training split as configured (``top_correlated`` or an explicit list), the
     target is regressed on them by OLS, and a candidate in the model scores
     its ``|t|``. Candidates left out of the model rank below every candidate
-    in it, in order of ``|r|``.
+    in it, in order of ``|r|`` (:func:`score_regulators`).
+``penalized``
+    ``|t|`` of ridge regression on every candidate (:func:`ridge_evidence`).
+``network``
+    Mean absolute gradient of a small network per target on every candidate
+    (:func:`network_evidence`).
 ``correlation``
     The baseline: ``|r|``, the absolute Pearson correlation with the target
     over the training samples.
 
-A random ranking has AUROC 0.5 and AUPR equal to the share of known edges.
+Each source is judged as it is and after the context normalisation
+:func:`clr`; the :func:`rank_average` of the normalised sources is judged
+too, and :func:`edge_table` writes the top of one ranking as the inferred
+network. A random ranking has AUROC 0.5 and AUPR equal to the share of known
+edges.
 """
-
 from __future__ import annotations
 
 import logging
@@ -665,7 +674,8 @@ def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: st
     gold-standard edge, 0 not, empty when the target is not a gold-standard
     row or the regulator not a column), then every source's own score (as it
     is, before normalisation) so a reader sees which evidence put the pair
-    there. Ties keep the order of targets and candidates.
+    there (``ols_abs_t``: ``|t|`` in the target's OLS model, empty for a
+    candidate outside it). Ties keep the order of targets and candidates.
     """
     rankings = ev.rankings()
     key = (ranking, "clr") if ranking == "rank_average" else (ranking, normalization)
@@ -685,7 +695,11 @@ def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: st
     out = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "target": targets, "regulator": regs,
                         "score": flat[order], "known": known})
     for m, M in ev.scores.items():
-        out[m] = M[ti, ci]
+        v = M[ti, ci]
+        if m == "ols":  # score_regulators' ols_score: 2 + |t| in the model, |r| (<= 1) outside it
+            out["ols_abs_t"] = np.where(v >= 2.0, v - 2.0, np.nan)
+        else:
+            out[m] = v
     return out
 
 
