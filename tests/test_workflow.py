@@ -431,6 +431,12 @@ def test_config_errors_name_the_key(tmp_path):
     assert proc.returncode != 0
     assert "data/missing.tsv" in proc.stdout + proc.stderr
 
+    # a regulator ranking whose source is not computed is refused before anything runs
+    write_config(tmp_path, recovery={"sources": ["ols", "correlation"], "ranking": "network"})
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "recovery.ranking is 'network'" in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+
 
 def test_covariates_interactions_gene_sets_end_to_end(tmp_path):
     """ols.covariates / interactions / gene_sets through the workflow, against statsmodels' formula API."""

@@ -192,6 +192,17 @@ def mlp_settings():
 
 IMPORTANCE = config["importance"]["repeats"] > 0
 RECOVERY = config["recovery"]
+if not GENOME and RECOVERY["ranking"] not in [*RECOVERY["sources"], "rank_average"]:
+    raise WorkflowError(
+        f"gexpred: recovery.ranking is {RECOVERY['ranking']!r} but recovery.sources "
+        f"({', '.join(RECOVERY['sources'])}) does not compute it. Add it to recovery.sources or set "
+        "recovery.ranking to one of them or rank_average."
+    )
+if not GENOME and RECOVERY["ranking"] == "rank_average" and len(RECOVERY["sources"]) < 2:
+    raise WorkflowError(
+        "gexpred: recovery.ranking is rank_average, which needs at least two recovery.sources; "
+        f"there is one ({RECOVERY['sources'][0]}). Add a source or rank by that one."
+    )
 # regulator recovery of a regression run against its gold standard (genome-wide mode: genome.smk)
 RECOVERY_RUN = bool(config.get("gold_standard")) and not CLASSIFICATION and not GENOME
 
