@@ -52,18 +52,8 @@ from gexpred.recovery import (Evidence, collect_evidence, evaluate_evidence, jud
 from gexpred.search import kfold
 from gexpred.split import train_test_split
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "resources" / "demo"
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def schema_defaults() -> dict:
-    """The config the pipeline runs with when a user sets nothing: the schema's defaults."""
-    from snakemake.utils import validate
-
-    cfg: dict = {"matrices": ["x.tsv"], "targets": ["x"], "predictors": ["x"]}
-    validate(cfg, schema=str(SCHEMA))
-    return cfg
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_peers import DEMO, schema_defaults  # noqa: E402  (the same data and defaults as the peer benchmark)
 
 
 def genie3(Z: np.ndarray, Y: np.ndarray, self_col: np.ndarray, trees: int, n_jobs: int, seed: int = 0) -> np.ndarray:

@@ -1178,11 +1178,12 @@ def cmd_recovery(a: argparse.Namespace) -> None:
     from .recovery import collect_evidence, describe_missing, judged_targets, read_gold_standard
     from .search import kfold
 
+    _check_ranking(a.ranking, a.sources)
     torch.set_num_threads(max(1, a.threads))
     adata, split = _load_split_data(a.data, a.splits)
     train = split == "train"
     genes = list(adata.var_names)
-    Xtr = np.asarray(adata.X, dtype=np.float64)[train]
+    Xtr = np.asarray(adata.X)[train].astype(np.float64)
     gold = read_gold_standard(a.gold_standard)
     log.info("gold standard %s: %d targets x %d regulators, %d known edges; %s", a.gold_standard, *gold.shape,
              int(gold.to_numpy().sum()), describe_missing(gold, genes))
@@ -1221,11 +1222,21 @@ def cmd_recovery(a: argparse.Namespace) -> None:
     _write_recovery(ev, gold, gold_targets, run_targets, a)
 
 
+def _check_ranking(ranking: str, sources) -> None:
+    """Refuse a ranking the sources will not compute, before computing them."""
+    from .errors import ConfigError
+    from .recovery import available_rankings
+
+    available = available_rankings(sources)
+    if ranking not in available:
+        raise ConfigError(f"recovery.ranking is {ranking!r}, which is not among the rankings of this run "
+                          f"({', '.join(sorted(available))}). Add its source to recovery.sources or choose another.")
+
+
 def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets: list[str] | None,
                     a: argparse.Namespace) -> None:
     """The recovery table (every ranking, both scopes), its figure and the inferred network."""
     from . import plots
-    from .errors import ConfigError
     from .io import write_table
     from .recovery import METHOD_LABELS, RECOVERY_COLUMNS, edge_table, evaluate_evidence
 
@@ -1240,10 +1251,6 @@ def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets
         log.info("%s %s (%s): %d targets, %d pairs, %d known edges: AUROC %.3f, AUPR %.3f (random %.4f)",
                  r["scope"], r["method"], r["normalization"], r["n_targets"], r["n_pairs"], r["n_positive"],
                  r["auroc"], r["aupr"], r["random_aupr"])
-    available = {m for m, _ in ev.rankings()}
-    if a.ranking not in available:
-        raise ConfigError(f"recovery.ranking is {a.ranking!r}, which is not among the rankings of this run "
-                          f"({', '.join(sorted(available))}). Add its source to recovery.sources or choose another.")
     shown = {k: v for k, v in curve.items() if k[1] == a.normalization or k[0] == "rank_average"}
     sub = everything[everything["normalization"].eq(a.normalization) | everything["method"].eq("rank_average")]
     plots.recovery_curves(shown, sub, float(everything["random_aupr"].iloc[0]), a.out_figure,
@@ -1260,10 +1267,12 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
     import torch
 
     from .io import read_h5ad_columns, read_table
-    from .recovery import (Evidence, chunk_network_importance, describe_missing, judged_targets,
-                           read_gold_standard, ridge_evidence, standardize)
+    from .recovery import (EVIDENCE_SOURCES, Evidence, chunk_network_importance, collect_evidence, describe_missing,
+                           judged_targets, read_gold_standard)
     from .search import kfold
 
+    _check_ranking(a.ranking, ["penalized", "correlation"] + (["ols"] if a.coefficients else [])
+                   + (["network"] if a.mlp_models else []))
     torch.set_num_threads(max(1, a.threads))
     design = json.loads(Path(a.design).read_text())
     predictors = [str(g) for g in design["predictors"]]
@@ -1281,42 +1290,37 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
             f"standard '{a.gold_standard}', so regulator recovery cannot be judged. Check that the gold standard "
             f"uses the same gene ids as the data."
         )
-    values, samples, _, _ = read_h5ad_columns(a.data, [*candidates, *targets])
+    # one read: every shared predictor (the networks' inputs; the candidates among them) and the targets
+    values, samples, _, _ = read_h5ad_columns(a.data, [*predictors, *targets])
     train = _split_of(samples, a.data, a.splits) == "train"
-    Z, Y = values[train][:, : len(candidates)], values[train][:, len(candidates):]
+    Xtr = values[train]
+    folds = kfold(list(np.asarray(samples)[train]), a.k, a.seed)
     log.info("scoring %d shared predictors of %d gold-standard targets from the genome-wide fits", len(candidates),
              len(targets))
-    scores: dict[str, np.ndarray] = {}
-    info: dict[str, Any] = {}
-    row = {t: i for i, t in enumerate(targets)}
+    ev = collect_evidence(Xtr, [*predictors, *targets], targets, candidates, folds,
+                          sources=("penalized", "correlation"))
+    row = {t: i for i, t in enumerate(ev.targets)}
     col = {g: j for j, g in enumerate(candidates)}
+    scores = dict(ev.scores)
     if a.coefficients:
-        coef = pd.read_parquet(a.coefficients, columns=["target", "term", "t"])
-        coef = coef[coef["target"].astype(str).isin(row) & coef["term"].astype(str).isin(col)]
-        S = np.full((len(targets), len(candidates)), np.nan)
-        S[coef["target"].astype(str).map(row).to_numpy(), coef["term"].astype(str).map(col).to_numpy()] = \
-            np.abs(coef["t"].to_numpy(dtype=np.float64))
+        coef = pd.read_parquet(a.coefficients, columns=["target", "term", "t"]).astype({"target": str, "term": str})
+        coef = coef[coef["target"].isin(row) & coef["term"].isin(col)]
+        S = np.full((len(ev.targets), len(candidates)), np.nan)
+        S[coef["target"].map(row).to_numpy(), coef["term"].map(col).to_numpy()] = np.abs(coef["t"].to_numpy(float))
         scores["ols"] = S
-    folds = kfold(list(np.asarray(samples)[train]), a.k, a.seed)
-    res = ridge_evidence(Z, Y, folds)
-    scores["penalized"] = res.abs_t
-    info["penalized"] = {"lambda_median": float(np.median(res.lam))}
     if a.mlp_models:
-        S = np.full((len(targets), len(candidates)), np.nan)
-        full = read_h5ad_columns(a.data, predictors)[0][train]  # the networks' inputs: every shared predictor
+        S = np.full((len(ev.targets), len(candidates)), np.nan)
+        inputs = Xtr[:, : len(predictors)]
         pcol = [predictors.index(g) for g in candidates]
         for state_path in a.mlp_models:
             meta = json.loads(Path(state_path).with_suffix(".json").read_text())
-            done, imp = chunk_network_importance(state_path, meta, full, set(row))
+            done, imp = chunk_network_importance(state_path, meta, inputs, set(row))
             for t, v in zip(done, imp):
                 S[row[t]] = v[pcol]
         scores["network"] = S
-        info["network"] = {"chunks": len(a.mlp_models), "scored_targets": int(np.isfinite(S).any(axis=1).sum())}
-    Zs, Ys = standardize(Z), standardize(Y)
-    scores["correlation"] = np.abs(Ys.T @ Zs) / max(len(Z) - 1, 1)
-    ev = Evidence(targets=targets, candidates=candidates,
-                  scores={m: scores[m] for m in ("ols", "penalized", "network", "correlation") if m in scores},
-                  info=info)
+        ev.info["network"] = {"chunks": len(a.mlp_models), "scored_targets": int(np.isfinite(S).any(axis=1).sum())}
+    ev = Evidence(targets=ev.targets, candidates=candidates,
+                  scores={m: scores[m] for m in EVIDENCE_SOURCES if m in scores}, info=ev.info)
     _write_recovery(ev, gold, targets, None, a)
 
 
@@ -1698,16 +1702,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sources", nargs="+", default=["ols", "penalized", "network", "correlation"],
                    choices=["ols", "penalized", "network", "correlation"])
     s.add_argument("--network", default="{}", help="settings of the network source, JSON (recovery.network)")
-    s.add_argument("--ranking", default="rank_average", help="the ranking written to --out-edges")
-    s.add_argument("--normalization", default="clr", choices=["clr", "none"],
-                   help="scores of --out-edges and the figure: after CLR, or as they are")
-    s.add_argument("--top-edges", type=int, default=10000, help="pairs written to --out-edges")
-    s.add_argument("--k", type=int, default=5, help="folds of the training split (split.folds)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the folds (split.seed)")
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--out", required=True)
-    s.add_argument("--out-figure", required=True)
-    s.add_argument("--out-edges", required=True, help="the top pairs of --ranking, with every source's score")
+    _recovery_arguments(s)
 
     s = verb("genome-recovery", cmd_genome_recovery,
              "Regulator recovery of a genome-wide run from its batched fits (OLS chunks, network chunks), ridge on "
@@ -1719,15 +1714,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gold-standard", required=True, help="targets x regulators 0/1 matrix")
     s.add_argument("--coefficients", help="results/ols/genome/coefficients.parquet")
     s.add_argument("--mlp-models", nargs="*", default=[], help="the chunks' model.pt (model.json beside each)")
-    s.add_argument("--ranking", default="rank_average")
-    s.add_argument("--normalization", default="clr", choices=["clr", "none"])
-    s.add_argument("--top-edges", type=int, default=10000)
-    s.add_argument("--k", type=int, default=5)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--out", required=True)
-    s.add_argument("--out-figure", required=True)
-    s.add_argument("--out-edges", required=True)
+    _recovery_arguments(s)
 
     s = verb("compare", cmd_compare, "Assemble predictions of all models and compute metrics.")
     s.add_argument("--models", nargs="+", required=True)
@@ -1764,6 +1751,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     _report_parser(sub, verb)
     return p
+
+
+def _recovery_arguments(s: argparse.ArgumentParser) -> None:
+    """Options both recovery verbs share: the ranking written out, the folds, threads and outputs."""
+    s.add_argument("--ranking", default="rank_average", help="the ranking written to --out-edges")
+    s.add_argument("--normalization", default="clr", choices=["clr", "none"],
+                   help="scores of --out-edges and the figure: after CLR, or as they are")
+    s.add_argument("--top-edges", type=int, default=10000, help="pairs written to --out-edges")
+    s.add_argument("--k", type=int, default=5, help="folds of the training split (split.folds)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the folds (split.seed)")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s.add_argument("--out-figure", required=True)
+    s.add_argument("--out-edges", required=True, help="the top pairs of --ranking, with every source's score")
 
 
 def _report_parser(sub, verb) -> None:

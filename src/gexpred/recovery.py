@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -526,6 +526,7 @@ class Evidence:
     candidates: list[str]
     scores: dict[str, np.ndarray]
     info: dict[str, Any]
+    _rankings: dict[tuple[str, str], np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def context(self) -> dict[str, np.ndarray]:
         """Every source's scores after :func:`clr`."""
@@ -533,15 +534,23 @@ class Evidence:
 
     def rankings(self) -> dict[tuple[str, str], np.ndarray]:
         """The rankings judged: every source as it is (``none``) and after :func:`clr` (``clr``), and the
-        :func:`rank_average` of the sources after CLR."""
-        ctx = self.context()
-        out: dict[tuple[str, str], np.ndarray] = {}
-        for m, S in self.scores.items():
-            out[(m, "none")] = S
-            out[(m, "clr")] = ctx[m]
-        if len(ctx) > 1:
-            out[("rank_average", "clr")] = rank_average(ctx)
-        return out
+        :func:`rank_average` of the sources after CLR. Computed once (``scores`` is not to change after)."""
+        if self._rankings is None:
+            ctx = self.context()
+            out: dict[tuple[str, str], np.ndarray] = {}
+            for m, S in self.scores.items():
+                out[(m, "none")] = S
+                out[(m, "clr")] = ctx[m]
+            if len(ctx) > 1:
+                out[("rank_average", "clr")] = rank_average(ctx)
+            self._rankings = out
+        return self._rankings
+
+
+def available_rankings(sources) -> set[str]:
+    """The rankings :meth:`Evidence.rankings` has for these sources: each source, and ``rank_average`` from
+    two sources on."""
+    return set(sources) | ({"rank_average"} if len(set(sources)) > 1 else set())
 
 
 def collect_evidence(X_train: np.ndarray, genes: list[str], targets: list[str], candidates: list[str],
@@ -616,7 +625,7 @@ def gold_labels(ev: Evidence, gold: pd.DataFrame) -> tuple[np.ndarray, np.ndarra
     target itself.
     """
     L = gold.reindex(index=ev.targets, columns=ev.candidates).fillna(0).to_numpy().astype(bool)
-    own = np.array([[t == c for c in ev.candidates] for t in ev.targets], dtype=bool).reshape(L.shape)
+    own = np.asarray(ev.targets, dtype=object)[:, None] == np.asarray(ev.candidates, dtype=object)[None, :]
     judged = np.asarray(pd.Index(ev.targets).isin(gold.index))[:, None] & \
         np.asarray(pd.Index(ev.candidates).isin(gold.columns))[None, :] & ~own
     judged &= (L & judged).any(axis=1, keepdims=True)
@@ -653,17 +662,11 @@ def evaluate_evidence(ev: Evidence, gold: pd.DataFrame, scope: str,
 def judged_targets(gold: pd.DataFrame, genes: list[str], candidates: list[str]) -> list[str]:
     """Gold-standard targets in the data with at least one known regulator among the candidates other than
     themselves: the targets whose rankings AUROC and AUPR can judge."""
-    in_data = set(genes)
-    cols = [c for c in candidates if c in set(gold.columns)]
-    sub = gold.reindex(columns=cols).fillna(0).astype(bool)
-    out = []
-    for t, row in zip(sub.index, sub.to_numpy()):
-        if t in in_data and any(v and c != t for v, c in zip(row, cols)):
-            out.append(t)
-    return list(dict.fromkeys(out))
-
-
-EDGE_COLUMNS = ["rank", "target", "regulator", "score", "known"]
+    cols = [c for c in dict.fromkeys(candidates) if c in set(gold.columns)]
+    known = gold.reindex(columns=cols).fillna(0).to_numpy().astype(bool)
+    known &= np.asarray(gold.index, dtype=object)[:, None] != np.asarray(cols, dtype=object)[None, :]
+    keep = known.any(axis=1) & np.asarray(gold.index.isin(list(genes)))
+    return list(dict.fromkeys(gold.index[keep]))
 
 
 def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: str = "clr",
