@@ -71,6 +71,40 @@ def test_no_early_stop_runs_each_networks_epochs():
     _assert_same(train_mlp(Xs[2], ys[2], ss[2]), many[2])
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_networks_of_different_sizes_equal_train_mlp(optimizer):
+    """Folds of unequal size, a refit on every sample (no validation part) and a network with fewer
+    samples than a batch, trained as one program: each as train_mlp trains it alone (a network with
+    fewer batches than another waits, without an optimizer step, while the other takes its last)."""
+    Xs, ys, ss = _problem(optimizer, n_nets=5, n=70)
+    cuts = [70, 61, 52, 14, 45]  # batches per epoch (16 a batch, less 20 % validation): 4, 4, 3, 1, 3
+    Xs = [X[:c] for X, c in zip(Xs, cuts)]
+    ys = [y[:c] for y, c in zip(ys, cuts)]
+    ss[1].val_fraction = 0.0
+    ss[1].patience = 0
+    ss[4].val_fraction = 0.35
+    many = train_many(Xs, ys, ss)
+    ones = [train_mlp(X, y, s) for X, y, s in zip(Xs, ys, ss)]
+    for one, res in zip(ones, many):
+        _assert_same(one, res)
+    assert many[1][1]["val_loss"].isna().all() and many[1][2]["n_val"] == 0
+    assert len({info["n_fit"] for _, _, info in ones}) == 5
+    assert len({info["epochs_run"] for _, _, info in ones}) >= 3
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_classification_of_different_sizes_equals_train_mlp(n_classes):
+    Xs, ys, ss = _class_problem(n_classes, n_nets=3)
+    Xs, ys = [Xs[0], Xs[1][:61], Xs[2][:40]], [ys[0], ys[1][:61], ys[2][:40]]
+    ss[2].val_fraction = 0.0
+    many = train_many(Xs, ys, ss, task="classification", n_classes=n_classes)
+    for X, y, s, res in zip(Xs, ys, ss, many):
+        one = train_mlp(X, y, s, task="classification", n_classes=n_classes)
+        _assert_same(one, res)
+        np.testing.assert_allclose(res[1][["train_accuracy", "val_accuracy"]].to_numpy(),
+                                   one[1][["train_accuracy", "val_accuracy"]].to_numpy(), atol=1e-12)
+
+
 def test_deterministic_and_leaves_global_rng_alone():
     Xs, ys, ss = _problem("adam", n_nets=3)
     torch.manual_seed(123)
@@ -92,8 +126,10 @@ def test_single_network():
 
 def test_refuses_what_it_cannot_batch():
     Xs, ys, ss = _problem("adam", n_nets=2)
-    with pytest.raises(ValueError, match="samples"):
-        train_many([Xs[0], Xs[1][:50]], [ys[0], ys[1][:50]], ss)
+    with pytest.raises(ValueError, match="predictors"):
+        train_many([Xs[0], Xs[1][:, :4]], ys, ss)
+    with pytest.raises(ValueError, match="values for"):
+        train_many(Xs, [ys[0], ys[1][:50]], ss)
     ss[1].hidden = [8, 5]
     with pytest.raises(ValueError, match="hidden"):
         train_many(Xs, ys, ss)

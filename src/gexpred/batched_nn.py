@@ -8,16 +8,23 @@ parameters of network ``i`` are row ``i`` of one ``(N, P)`` tensor, every layer 
 batched matrix product (``torch.baddbmm``) over the network dimension, and the
 Adam/SGD update is written out elementwise with a learning rate, weight decay and
 momentum per network. A network that stops early (or reaches its own
-``epochs``) is masked: its parameters are not updated any more, and the weights of
-its best epoch are returned.
+``epochs``) is not updated any more, and the weights of its best epoch are
+returned.
+
+Networks may differ in their number of samples and in ``val_fraction`` (the
+folds of a search and the refit on every sample train as one program): the
+samples of each are padded to the largest network's and masked, each draws its
+own batch order as ``train_mlp`` does, and a network with fewer batches in an
+epoch than another takes no optimizer step while the other takes its last ones.
+Networks that have stopped leave the program (the rest are gathered into
+smaller tensors), so they cost nothing afterwards.
 
 Restrictions (a ``ValueError`` or ``NotImplementedError`` says which):
 
-* every network has the same number of samples and predictors, and the same
-  ``hidden``, ``activation``, ``optimizer``, ``batch_size`` and ``val_fraction``
-  (so all have the same number of batches per epoch); folds and targets of a
-  search have equal sizes within such a group. ``seed``, ``lr``,
-  ``weight_decay``, ``momentum``, ``patience`` and ``epochs`` may differ.
+* every network has the same number of predictors, and the same ``hidden``,
+  ``activation``, ``optimizer`` and ``batch_size``. ``seed``, ``lr``,
+  ``weight_decay``, ``momentum``, ``patience``, ``epochs``, ``lr_schedule``
+  and ``val_fraction`` may differ.
 * ``dropout`` must be 0.
 * if any network diverges, a :class:`~gexpred.errors.ModelError` naming it is
   raised and no network is returned (``train_mlp`` fails for that network alone).
@@ -66,18 +73,28 @@ def _check(Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], settings_list: Se
         if s.dropout > 0:
             raise NotImplementedError("train_many supports dropout 0 only; train networks with dropout "
                                       "one at a time with train_mlp")
-        for name in ("hidden", "activation", "optimizer", "batch_size", "val_fraction"):
+        for name in ("hidden", "activation", "optimizer", "batch_size"):
             a, b = getattr(s, name), getattr(s0, name)
             if (list(a) != list(b)) if name == "hidden" else a != b:
                 raise ValueError(f"train_many: network {i} has {name}={a!r}, network 0 {b!r}; "
                                  f"batch only networks with equal {name}")
-    shape0 = np.shape(Xs[0])
+    p0 = np.shape(Xs[0])[1] if np.ndim(Xs[0]) == 2 else None
     for i, (X, y) in enumerate(zip(Xs, ys)):
-        if np.ndim(X) != 2 or np.shape(X) != shape0:
-            raise ValueError(f"train_many: X of network {i} has shape {np.shape(X)}, network 0 {shape0}; "
-                             "batch only networks with equal numbers of samples and predictors")
-        if np.size(y) != shape0[0]:
-            raise ValueError(f"train_many: y of network {i} has {np.size(y)} values for {shape0[0]} samples")
+        if np.ndim(X) != 2 or np.shape(X)[1] != p0:
+            raise ValueError(f"train_many: X of network {i} has shape {np.shape(X)}, network 0 "
+                             f"{np.shape(Xs[0])}; batch only networks with equal numbers of predictors")
+        if np.size(y) != np.shape(X)[0]:
+            raise ValueError(f"train_many: y of network {i} has {np.size(y)} values for {np.shape(X)[0]} samples")
+
+
+def _padded(rows: Sequence[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index rows padded to ``width`` with -1, and their mask (1 = a real sample)."""
+    idx = np.full((len(rows), width), -1, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.float32)
+    for i, r in enumerate(rows):
+        idx[i, :len(r)] = r
+        mask[i, :len(r)] = 1.0
+    return idx, mask
 
 
 def train_many(
@@ -104,20 +121,25 @@ def train_many(
     N = len(Xs)
     names = list(targets) if targets is not None else [f"network {i}" for i in range(N)]
     s0 = settings_list[0]
-    n, p = np.shape(Xs[0])
-    if n < 3:
-        raise ModelError(f"Target {names[0]!r}: {n} training samples are too few to train a network.")
+    p = int(np.shape(Xs[0])[1])
+    sizes = [int(np.shape(X)[0]) for X in Xs]
+    for i, n in enumerate(sizes):
+        if n < 3:
+            raise ModelError(f"Target {names[i]!r}: {n} training samples are too few to train a network.")
     device = resolve_device(s0.device)
-    splits = [_split_validation(n, s.val_fraction, s.seed) for s in settings_list]
-    n_fit, n_val = len(splits[0][0]), len(splits[0][1])
+    splits = [_split_validation(n, s.val_fraction, s.seed) for n, s in zip(sizes, settings_list)]
+    n_fit = np.array([len(f) for f, _ in splits])
+    n_val = np.array([len(v) for _, v in splits])
     use_val = n_val > 0
     classify = task == "classification"
     n_out = n_outputs(task, n_classes)
 
-    # Per-network initial weights and standardisation, exactly as train_mlp builds them.
+    # Per-network initial weights and standardisation, exactly as train_mlp builds them; the samples of
+    # every network side by side, padded to the largest network's (a mask marks the real ones).
     models: list[GeneMLP] = []
-    Xstd = torch.empty(N, n, p)
-    Ystd = torch.empty(N, n, 1)
+    n_max = max(sizes)
+    Xstd = torch.zeros(N, n_max + 1, p)  # the last row: the padding every padded index points at
+    Ystd = torch.zeros(N, n_max + 1, 1)
     y_var = np.empty(N)
     for i, (X, y, s, (fit_idx, _)) in enumerate(zip(Xs, ys, settings_list, splits)):
         X = np.asarray(X, dtype=np.float32)
@@ -128,11 +150,15 @@ def train_many(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s.seed)
             model = initial_model(X, y, fit_idx, s, task, n_classes)
-        Xstd[i] = (torch.from_numpy(X) - model.x_mean) / model.x_scale
+        Xstd[i, :sizes[i]] = (torch.from_numpy(X) - model.x_mean) / model.x_scale
         # classification: the class codes themselves (the output buffers are unused)
-        Ystd[i] = torch.from_numpy(y) if classify else (torch.from_numpy(y) - model.y_mean) / model.y_scale
+        Ystd[i, :sizes[i]] = torch.from_numpy(y) if classify else (torch.from_numpy(y) - model.y_mean) / model.y_scale
         y_var[i] = 1.0 if classify else float(model.y_scale.item() ** 2)
         models.append(model)
+    fit_idx_np, fit_mask_np = _padded([f for f, _ in splits], int(n_fit.max()))
+    val_idx_np, val_mask_np = _padded([v for _, v in splits], max(1, int(n_val.max())))
+    fit_idx_np[fit_idx_np < 0] = n_max
+    val_idx_np[val_idx_np < 0] = n_max
 
     # Parameters of network i are row i of one flat tensor; layer k is a view of it.
     params0 = [list(m.parameters()) for m in models]
@@ -143,133 +169,169 @@ def train_many(
         layout.append((off, off + out_f * in_f, out_f, in_f))
         off += out_f * in_f + out_f
     P = off
-    flat = torch.stack([torch.cat([t.detach().reshape(-1) for t in ps]) for ps in params0]).to(device)
-    flat.requires_grad_(True)
     act = _ACT[s0.activation]
     n_layers = len(layout)
 
     def forward(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         h = x
+        L = theta.shape[0]
         for k, (wo, bo, out_f, in_f) in enumerate(layout):
-            W = theta[:, wo:bo].view(N, out_f, in_f)
-            b = theta[:, bo:bo + out_f].view(N, 1, out_f)
+            W = theta[:, wo:bo].view(L, out_f, in_f)
+            b = theta[:, bo:bo + out_f].view(L, 1, out_f)
             h = torch.baddbmm(b, h, W.transpose(1, 2))
             if k < n_layers - 1:
                 h = act(h)
         return h
 
-    Xstd, Ystd = Xstd.to(device), Ystd.to(device)
-    rows = torch.arange(N, device=device)[:, None]
-    fit_all = torch.from_numpy(np.stack([f for f, _ in splits])).to(device)  # (N, n_fit)
-    X_fit, Y_fit = Xstd[rows, fit_all], Ystd[rows, fit_all]
-    if use_val:
-        val_all = torch.from_numpy(np.stack([v for _, v in splits])).to(device)
-        X_val, Y_val = Xstd[rows, val_all], Ystd[rows, val_all]
-
-    def losses(out: torch.Tensor, yv: torch.Tensor) -> torch.Tensor:
-        """Mean loss per network of outputs ``out`` (N, b, n_out) against ``yv`` (N, b, 1)."""
+    def losses(out: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean loss per network over the real samples (``mask``) of ``out`` (L, b, n_out) against ``yv``."""
         if not classify:
-            return torch.square(out - yv).mean(dim=(1, 2))
-        if n_out == 1:
-            return nn.functional.binary_cross_entropy_with_logits(out, yv, reduction="none").mean(dim=(1, 2))
-        ce = nn.functional.cross_entropy(out.reshape(-1, n_out), yv.reshape(-1).long(), reduction="none")
-        return ce.view(out.shape[0], -1).mean(dim=1)
+            each = torch.square(out - yv).mean(dim=2)
+        elif n_out == 1:
+            each = nn.functional.binary_cross_entropy_with_logits(out, yv, reduction="none")[:, :, 0]
+        else:
+            each = nn.functional.cross_entropy(out.reshape(-1, n_out), yv.reshape(-1).long(),
+                                               reduction="none").view(out.shape[0], -1)
+        return (each * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
-    def evaluate(x: torch.Tensor, yv: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Loss (data scale) and accuracy (classification; NaN otherwise) per network."""
-        with torch.no_grad():
-            out = forward(flat, x)
-            loss = losses(out, yv).cpu().numpy().astype(np.float64) * y_var
-            if not classify:
-                return loss, np.full(N, math.nan)
-            pred = (out[:, :, 0] > 0).long() if n_out == 1 else out.argmax(dim=2)
-            acc = (pred == yv[:, :, 0].long()).double().mean(dim=1)
-        return loss, acc.cpu().numpy()
-
+    # Everything per network lives in full (N, ...) tensors; the networks still training are a working
+    # set ``live`` of rows, gathered anew whenever some stop (a stopped network costs nothing afterwards).
+    flat_all = torch.stack([torch.cat([t.detach().reshape(-1) for t in ps]) for ps in params0]).to(device)
+    state1_all = torch.zeros(N, P, device=device)  # Adam exp_avg / SGD momentum buffer
+    state2_all = torch.zeros(N, P, device=device)  # Adam exp_avg_sq
+    Xstd, Ystd = Xstd.to(device), Ystd.to(device)
+    fit_idx_all = torch.from_numpy(fit_idx_np).to(device)
+    fit_mask_all = torch.from_numpy(fit_mask_np).to(device)
+    val_idx_all = torch.from_numpy(val_idx_np).to(device)
+    val_mask_all = torch.from_numpy(val_mask_np).to(device)
     lr = np.array([s.lr for s in settings_list], dtype=np.float64)
-    wd_t = torch.tensor([s.weight_decay for s in settings_list], dtype=torch.float32, device=device)[:, None]
-    use_wd = bool((wd_t != 0).any())
+    wd_all = torch.tensor([s.weight_decay for s in settings_list], dtype=torch.float32, device=device)[:, None]
+    mom_all = torch.tensor([s.momentum for s in settings_list], dtype=torch.float32, device=device)[:, None]
+    use_wd = bool((wd_all != 0).any())
     adam = s0.optimizer == "adam"
-    state1 = torch.zeros(N, P, device=device)  # Adam exp_avg / SGD momentum buffer
-    state2 = torch.zeros(N, P, device=device)  # Adam exp_avg_sq
-    neg_lr_t = torch.tensor(-lr, dtype=torch.float32, device=device)[:, None]
-    mom_t = torch.tensor([s.momentum for s in settings_list], dtype=torch.float32, device=device)[:, None]
     gens = [torch.Generator(device="cpu").manual_seed(s.seed) for s in settings_list]
-    batch = max(1, min(int(s0.batch_size), n_fit))
+    batch = max(1, int(s0.batch_size))
     epochs = np.array([s.epochs for s in settings_list])
     patience = np.array([s.patience for s in settings_list])
     schedules = [LRSchedule(s) for s in settings_list]
-    scheduled = any(s.lr_schedule != "constant" for s in settings_list)
+    steps = np.zeros(N, dtype=np.int64)
 
-    limit = DIVERGENCE_FACTOR * np.maximum(1.0, evaluate(X_fit, Y_fit)[0] / y_var)
+    class Work:
+        """The rows ``live`` of the per-network tensors (views are copies: written back by ``store``)."""
+
+        def __init__(self, live: np.ndarray) -> None:
+            self.live = live
+            idx = torch.from_numpy(live).to(device)
+            self.flat = flat_all[idx].clone().requires_grad_(True)
+            self.s1, self.s2 = state1_all[idx].clone(), state2_all[idx].clone()
+            self.rows = torch.arange(len(live), device=device)[:, None]
+            X, Y = Xstd[idx], Ystd[idx]
+            fi, vi = fit_idx_all[idx], val_idx_all[idx]
+            self.X_fit, self.Y_fit, self.m_fit = X[self.rows, fi], Y[self.rows, fi], fit_mask_all[idx]
+            self.X_val, self.Y_val, self.m_val = X[self.rows, vi], Y[self.rows, vi], val_mask_all[idx]
+            self.wd, self.mom = wd_all[idx], mom_all[idx]
+            self.y_var = y_var[live]
+
+        def store(self) -> None:
+            idx = torch.from_numpy(self.live).to(device)
+            flat_all[idx] = self.flat.detach()
+            state1_all[idx], state2_all[idx] = self.s1, self.s2
+
+        def evaluate(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+            """Loss (data scale) and accuracy (classification; NaN otherwise) of every live network."""
+            x, yv, m = (self.X_fit, self.Y_fit, self.m_fit) if part == "fit" else (self.X_val, self.Y_val, self.m_val)
+            with torch.no_grad():
+                out = forward(self.flat, x)
+                loss = losses(out, yv, m).cpu().numpy().astype(np.float64) * self.y_var
+                if not classify:
+                    return loss, np.full(len(self.live), math.nan)
+                pred = (out[:, :, 0] > 0).long() if n_out == 1 else out.argmax(dim=2)
+                acc = ((pred == yv[:, :, 0].long()).double() * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+            return loss, acc.cpu().numpy()
+
+    work = Work(np.arange(N))
+    limit = DIVERGENCE_FACTOR * np.maximum(1.0, work.evaluate("fit")[0] / y_var)
     histories: list[list[tuple[float, ...]]] = [[] for _ in range(N)]
     best_score = np.full(N, math.inf)
     best_epoch = np.zeros(N, dtype=int)
-    best_flat = flat.detach().clone()
+    best_flat = flat_all.detach().clone()
     active = np.ones(N, dtype=bool)
     epochs_run = np.zeros(N, dtype=int)
     stopped_early = np.zeros(N, dtype=bool)
-    step = 0
     start = time.perf_counter()
     last_report = start
     max_epochs = int(epochs.max())
     epoch = 0
     while active.any():
         epoch += 1
-        active_t = torch.from_numpy(active).to(device)[:, None]
-        if scheduled:
-            lr_e = lr * np.array([sch.factor(epoch) for sch in schedules])
-            neg_lr_t = torch.tensor(-lr_e, dtype=torch.float32, device=device)[:, None]
-        else:
-            lr_e = lr
-        order = torch.stack([torch.randperm(n_fit, generator=g) for g in gens]).to(device)
-        Xe, Ye = X_fit[rows, order], Y_fit[rows, order]
-        for b in range(0, n_fit, batch):
-            xb, yb = Xe[:, b:b + batch], Ye[:, b:b + batch]
-            flat.grad = None
-            loss = losses(forward(flat, xb), yb).sum()
-            loss.backward()
-            step += 1
+        live = work.live
+        L = len(live)
+        lr_e = lr[live] * np.array([schedules[i].factor(epoch) for i in live])
+        # each network's batch order as train_mlp draws it, its padding at the end
+        nf = int(n_fit[live].max())
+        order = torch.empty(L, nf, dtype=torch.int64)
+        for j, i in enumerate(live):
+            order[j, :n_fit[i]] = torch.randperm(int(n_fit[i]), generator=gens[i])
+            order[j, n_fit[i]:] = torch.arange(int(n_fit[i]), nf)
+        order = order.to(device)
+        Xe, Ye, Me = work.X_fit[work.rows, order], work.Y_fit[work.rows, order], work.m_fit[work.rows, order]
+        for b in range(0, nf, batch):
+            has = n_fit[live] > b  # networks with samples in this batch take a step, the others wait
+            xb, yb, mb = Xe[:, b:b + batch], Ye[:, b:b + batch], Me[:, b:b + batch]
+            work.flat.grad = None
+            losses(forward(work.flat, xb), yb, mb).sum().backward()
+            steps[live[has]] += 1
             with torch.no_grad():
-                g = flat.grad
+                flat, g = work.flat, work.flat.grad
+                stepping = torch.from_numpy(has).to(device)[:, None]
                 if use_wd:
-                    g = g + wd_t * flat
+                    g = g + work.wd * flat
                 if adam:
-                    state1.lerp_(g, 1 - _BETA1)
-                    state2.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
-                    bc1 = 1 - _BETA1 ** step
-                    bc2_sqrt = (1 - _BETA2 ** step) ** 0.5
+                    t = steps[live].astype(np.float64)
+                    bc1 = 1 - _BETA1 ** t
+                    bc2_sqrt = np.sqrt(1 - _BETA2 ** t)
+                    s1 = torch.lerp(work.s1, g, 1 - _BETA1)
+                    s2 = (work.s2 * _BETA2).addcmul_(g, g, value=1 - _BETA2)
                     neg_step = torch.tensor(-(lr_e / bc1), dtype=torch.float32, device=device)[:, None]
-                    denom = (state2.sqrt() / bc2_sqrt).add_(_EPS)
-                    new = flat + (neg_step * state1) / denom
-                else:
-                    if step == 1:
-                        state1.copy_(g)
+                    bc2_t = torch.tensor(bc2_sqrt, dtype=torch.float32, device=device)[:, None]
+                    new = flat + (neg_step * s1) / (s2.sqrt() / bc2_t).add_(_EPS)
+                    if has.all():
+                        work.s1, work.s2 = s1, s2
                     else:
-                        state1.mul_(mom_t).add_(g)
-                    new = flat + neg_lr_t * state1
-                flat.copy_(torch.where(active_t, new, flat))
-        train_loss, train_acc = evaluate(X_fit, Y_fit)
-        val_loss, val_acc = evaluate(X_val, Y_val) if use_val else (np.full(N, math.nan), np.full(N, math.nan))
+                        work.s1 = torch.where(stepping, s1, work.s1)
+                        work.s2 = torch.where(stepping, s2, work.s2)
+                else:
+                    first = torch.from_numpy(steps[live] == 1).to(device)[:, None]
+                    s1 = torch.where(first, g, work.mom * work.s1 + g)
+                    work.s1 = s1 if has.all() else torch.where(stepping, s1, work.s1)
+                    neg_lr = torch.tensor(-lr_e, dtype=torch.float32, device=device)[:, None]
+                    new = flat + neg_lr * s1
+                flat.copy_(new if has.all() else torch.where(stepping, new, flat))
+        train_loss, train_acc = work.evaluate("fit")
+        if use_val[live].any():
+            val_loss, val_acc = work.evaluate("val")
+        else:
+            val_loss, val_acc = np.full(L, math.nan), np.full(L, math.nan)
         with torch.no_grad():
-            finite = torch.isfinite(flat).all(dim=1).cpu().numpy()
-        for i in np.flatnonzero(active):
-            tl, vl = float(train_loss[i]), float(val_loss[i])
-            if not math.isfinite(tl) or tl / y_var[i] > limit[i] or not finite[i]:
+            finite = torch.isfinite(work.flat).all(dim=1).cpu().numpy()
+        for j, i in enumerate(live):
+            tl = float(train_loss[j])
+            vl = float(val_loss[j]) if use_val[i] else math.nan
+            if not math.isfinite(tl) or tl / y_var[i] > limit[i] or not finite[j]:
                 raise ModelError(
                     f"Target {names[i]!r}: training diverged at epoch {epoch} (training loss {tl:.4g}, "
                     f"against a variance of the target of {y_var[i]:.4g}). Lower mlp.lr (now "
                     f"{settings_list[i].lr:g})."
                 )
-            histories[i].append((epoch, tl, vl, float(train_acc[i]), float(val_acc[i])) if classify
-                                else (epoch, tl, vl))
+            histories[i].append((epoch, tl, vl, float(train_acc[j]), float(val_acc[j]) if use_val[i] else math.nan)
+                                if classify else (epoch, tl, vl))
             epochs_run[i] = epoch
-            score = vl if use_val else tl
+            score = vl if use_val[i] else tl
             schedules[i].end_epoch(score)
             if score < best_score[i]:
                 best_score[i], best_epoch[i] = score, epoch
-                best_flat[i] = flat.detach()[i]
-            if patience[i] > 0 and use_val and epoch - best_epoch[i] >= patience[i]:
+                best_flat[i] = work.flat.detach()[j]
+            if patience[i] > 0 and use_val[i] and epoch - best_epoch[i] >= patience[i]:
                 stopped_early[i] = True
                 active[i] = False
             elif epoch >= epochs[i]:
@@ -279,9 +341,11 @@ def train_many(
             last_report = now
             elapsed = now - start
             log.info("train_many: epoch %d/%d, %d of %d networks still training, median train_loss=%.5g "
-                     "val_loss=%.5g, elapsed=%.1fs eta<=%.1fs", epoch, max_epochs, int(active.sum()), N,
-                     float(np.median(train_loss)), float(np.median(val_loss)) if use_val else math.nan, elapsed,
-                     elapsed / epoch * (max_epochs - epoch))
+                     "elapsed=%.1fs eta<=%.1fs", epoch, max_epochs, int(active.sum()), N,
+                     float(np.median(train_loss)), elapsed, elapsed / epoch * (max_epochs - epoch))
+        if active.any() and not active[live].all():
+            work.store()
+            work = Work(np.flatnonzero(active))
     seconds = round(time.perf_counter() - start, 3)
     log.info("train_many: %d networks, %d epochs at most, %.1fs", N, epoch, seconds)
 
@@ -297,8 +361,8 @@ def train_many(
             "best_epoch": int(best_epoch[i]),
             "epochs_run": int(epochs_run[i]),
             "stopped_early": bool(stopped_early[i]),
-            "n_fit": int(n_fit),
-            "n_val": int(n_val),
+            "n_fit": int(n_fit[i]),
+            "n_val": int(n_val[i]),
             "device": str(device),
             "seconds": seconds,
         }

@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -595,7 +596,7 @@ def train_ensemble(
     if settings.ensemble <= 1:
         return train_mlp(X, y, settings, target, task, n_classes)
     each = member_settings(settings)
-    names = [f"{target} (ensemble member {m + 1})" for m in range(len(each))]
+    names = member_names(target, len(each))
     start = time.perf_counter()
     if settings.dropout == 0 and (task == "classification" or np.ndim(y) == 1 or np.shape(y)[1] == 1):
         from .batched_nn import train_many
@@ -603,14 +604,33 @@ def train_ensemble(
         trained = train_many([X] * len(each), [y] * len(each), each, names, task, n_classes)
     else:
         trained = [train_mlp(X, y, s, name, task, n_classes) for s, name in zip(each, names)]
+    return assemble_ensemble(trained, target, time.perf_counter() - start)
+
+
+def member_names(target: str, n: int) -> list[str]:
+    """How log lines and errors name the members of an ensemble."""
+    return [f"{target} (ensemble member {m + 1})" for m in range(n)]
+
+
+def assemble_ensemble(trained: Sequence[tuple[GeneMLP, pd.DataFrame, dict[str, Any]]], target: str,
+                      seconds: float) -> tuple[GeneMLP | EnsembleMLP, pd.DataFrame, dict[str, Any]]:
+    """What :func:`train_ensemble` returns, from its members as :func:`train_mlp` returned them.
+
+    One member is returned as it is (``seconds`` its wall time); several are
+    averaged by an :class:`EnsembleMLP`, their histories stacked with a leading
+    ``member`` column and their infos under ``members``.
+    """
+    if len(trained) == 1:
+        model, history, info = trained[0]
+        return model, history, {**info, "seconds": round(seconds, 3)}
     model = EnsembleMLP([m for m, _, _ in trained]).eval()
     history = pd.concat([h.assign(member=m + 1) for m, (_, h, _) in enumerate(trained)], ignore_index=True)
     history = history[["member", *[c for c in history.columns if c != "member"]]]
     keep = ("best_epoch", "epochs_run", "stopped_early", "n_fit", "n_val")
     info = dict(trained[0][2])
-    info["seconds"] = round(time.perf_counter() - start, 3)
+    info["seconds"] = round(seconds, 3)
     info["members"] = [{k: i[k] for k in keep} for _, _, i in trained]
-    log.info("%s: ensemble of %d networks trained in %.1fs (best epochs %s)", target, len(each), info["seconds"],
+    log.info("%s: ensemble of %d networks trained in %.1fs (best epochs %s)", target, len(trained), info["seconds"],
              ", ".join(str(i["best_epoch"]) for _, _, i in trained))
     return model, history, info
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -178,6 +179,9 @@ class NetworkCV:
     perm_rise: np.ndarray | None = None
     """With ``perm_repeats``: the rise of each fold's held-out loss when one predictor is shuffled
     (candidates x folds x predictors; :mod:`gexpred.importance`)."""
+    refit: tuple | None = None
+    """With ``refit``: ``(model, history, info)`` of the model trained on every sample, as
+    :func:`gexpred.nn.train_ensemble` returns them."""
 
     @property
     def mean(self) -> np.ndarray:
@@ -193,20 +197,20 @@ class NetworkCV:
 
 
 def _group_key(s) -> tuple:
-    return (tuple(s.hidden), s.activation, s.optimizer, int(s.batch_size), float(s.val_fraction), s.dropout > 0)
+    return (tuple(s.hidden), s.activation, s.optimizer, int(s.batch_size), s.dropout > 0)
 
 
 def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Sequence[Any],
                 task: str = "regression", n_classes: int | None = None, target: str = "target",
-                batched: bool = True, members: int = 1, perm_repeats: int = 0, perm_seed: int = 0) -> NetworkCV:
+                batched: bool = True, members: int = 1, perm_repeats: int = 0, perm_seed: int = 0,
+                refit: Any | None = None) -> NetworkCV:
     """Train every candidate on every fold's training part and predict its held-out part.
 
     Networks that can share one vectorised program (same architecture,
-    optimizer, batch size, validation fraction, no dropout, and the same number
-    of training samples) are trained together by
-    :func:`gexpred.batched_nn.train_many`; ``batched=False`` (or dropout)
-    trains them one at a time with :func:`gexpred.nn.train_mlp`; the results
-    are equal to float rounding either way.
+    optimizer and batch size, no dropout; folds of any size) are trained
+    together by :func:`gexpred.batched_nn.train_many`; ``batched=False`` (or
+    dropout) trains them one at a time with :func:`gexpred.nn.train_mlp`; the
+    results are equal to float rounding either way.
 
     Parameters
     ----------
@@ -231,17 +235,24 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         of fold ``f`` drawn with ``perm_seed + f``), and ``perm_rise`` holds the
         rise of the held-out loss: permutation importance of the networks
         cross-validated here, at the cost of a few predictions.
+    refit
+        Settings of a model to train on the whole of ``X`` alongside the fold
+        networks, in the same vectorised programs (:func:`gexpred.nn.train_ensemble`
+        of them; returned as ``refit``): the model whose procedure the folds
+        cross-validate, trained at the cost of a few more networks in programs
+        that run anyway.
     """
     from dataclasses import replace
 
     from .importance import log_loss, loss_rises, mse_loss, permutations, permuted_inputs
-    from .nn import member_settings
+    from .nn import assemble_ensemble, member_names, member_settings
 
     from .batched_nn import train_many
     from .logit import classification_metrics
     from .nn import predict, predict_proba, train_mlp
 
     X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y)
     folds = np.asarray(folds)
     K = int(folds.max()) + 1
     C = len(candidates)
@@ -252,23 +263,42 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     best_epoch = np.zeros((C, K), dtype=np.int64)
     oof = np.full((C, n, n_classes), np.nan) if classify else np.full((C, n), np.nan)
     each = [member_settings(replace(s, ensemble=M)) for s in candidates]
+    refit_each = member_settings(refit) if refit is not None else []
+    refit_names = member_names(target, len(refit_each)) if len(refit_each) > 1 else [target]
 
+    # a job: (candidate, fold, member); fold -1 is the refit on every sample (candidate -1: its settings)
     jobs = [(c, f, m) for c in range(C) for f in range(K) for m in range(M)]
+    jobs += [(-1, -1, m) for m in range(len(refit_each))]
+
+    def settings_of(c: int, m: int):
+        return refit_each[m] if c < 0 else each[c][m]
+
+    def name_of(c: int, f: int, m: int) -> str:
+        if f < 0:
+            return refit_names[m]
+        return f"{target} (candidate {c + 1}, fold {f + 1}{f', member {m + 1}' if M > 1 else ''})"
+
     groups: dict[tuple, list[tuple[int, int, int]]] = {}
     for c, f, m in jobs:
-        s = candidates[c]
-        key = (*_group_key(s), int((folds != f).sum())) if batched and s.dropout == 0 else ("single", c, f, m)
+        s = settings_of(c, m)
+        key = _group_key(s) if batched and s.dropout == 0 else ("single", c, f, m)
         groups.setdefault(key, []).append((c, f, m))
-    log.info("%s: cross-validating %d candidate networks x %d folds%s = %d networks in %d batch(es)",
-             target, C, K, f" x {M} ensemble members" if M > 1 else "", len(jobs), len(groups))
+    log.info("%s: cross-validating %d candidate networks x %d folds%s = %d networks%s in %d program(s)",
+             target, C, K, f" x {M} ensemble members" if M > 1 else "", C * K * M,
+             f" (and the {len(refit_each)} of the refit)" if refit_each else "", len(groups))
 
     outputs: dict[tuple[int, int], list[np.ndarray]] = {}
     permuted: dict[tuple[int, int], list[np.ndarray]] = {}
     epochs: dict[tuple[int, int], list[int]] = {}
+    refitted: dict[int, tuple] = {}
     perms = {f: permutations(int((folds == f).sum()), X.shape[1], perm_repeats, perm_seed + f)
              for f in range(K)} if perm_repeats > 0 else {}
 
-    def store(c: int, f: int, model, info) -> None:
+    def store(c: int, f: int, m: int, result) -> None:
+        model, _, info = result
+        if f < 0:
+            refitted[m] = result
+            return
         held = folds == f
         out = predict_proba if classify else predict
         outputs.setdefault((c, f), []).append(out(model, X[held]))
@@ -276,32 +306,32 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
             permuted.setdefault((c, f), []).append(out(model, permuted_inputs(X[held], perms[f])))
         epochs.setdefault((c, f), []).append(int(info["best_epoch"]))
 
+    start = time.perf_counter()
     for key, group in groups.items():
-        names = [f"{target} (candidate {c + 1}, fold {f + 1}{f', member {m + 1}' if M > 1 else ''})"
-                 for c, f, m in group]
+        data = [(X, y) if f < 0 else (X[folds != f], y[folds != f]) for _, f, _ in group]
+        names = [name_of(*job) for job in group]
+        settings = [settings_of(c, m) for c, _, m in group]
         try:
             if key[0] == "single":
-                (c, f, m), = group
-                train = folds != f
-                model, _, info = train_mlp(X[train], np.asarray(y)[train], each[c][m], names[0], task, n_classes)
-                store(c, f, model, info)
-                continue
-            trained = train_many([X[folds != f] for _, f, _ in group], [np.asarray(y)[folds != f] for _, f, _ in group],
-                                 [each[c][m] for c, _, m in group], names, task, n_classes)
+                trained = [train_mlp(*data[0], settings[0], names[0], task, n_classes)]
+            else:
+                trained = train_many([d[0] for d in data], [d[1] for d in data], settings, names, task, n_classes)
         except ModelError as exc:
             raise ModelError(f"Model search for target {target!r}: {exc} Remove or change that candidate in "
                              f"search.mlp.") from None
-        for (c, f, _), (model, _, info) in zip(group, trained):
-            store(c, f, model, info)
+        for job, result in zip(group, trained):
+            store(*job, result)
+    refit_result = assemble_ensemble([refitted[m] for m in range(len(refit_each))], target,
+                                     time.perf_counter() - start) if refit_each else None
 
     for (c, f), preds in outputs.items():
         held = folds == f
         mean = np.mean(preds, axis=0)
         oof[c, held] = mean
         if classify:
-            loss[c, f] = classification_metrics(np.asarray(y)[held].astype(np.int64), mean)["log_loss"]
+            loss[c, f] = classification_metrics(y[held].astype(np.int64), mean)["log_loss"]
         else:
-            loss[c, f] = float(np.mean((np.asarray(y, dtype=np.float64)[held] - mean) ** 2))
+            loss[c, f] = float(np.mean((y.astype(np.float64)[held] - mean) ** 2))
         best_epoch[c, f] = int(np.median(epochs[(c, f)]))
     perm_rise = None
     if perms:
@@ -309,9 +339,8 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         lossf = log_loss if classify else mse_loss
         for (c, f), preds in permuted.items():
             held = folds == f
-            perm_rise[c, f] = loss_rises(np.asarray(y)[held], oof[c, held], np.mean(preds, axis=0), perms[f].shape,
-                                         lossf)
-    return NetworkCV(loss=loss, oof=oof, best_epoch=best_epoch, perm_rise=perm_rise)
+            perm_rise[c, f] = loss_rises(y[held], oof[c, held], np.mean(preds, axis=0), perms[f].shape, lossf)
+    return NetworkCV(loss=loss, oof=oof, best_epoch=best_epoch, perm_rise=perm_rise, refit=refit_result)
 
 
 @dataclass
@@ -384,8 +413,9 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
                                len(X) / _fold_fit_size(folds, candidates[winner]))
         if final != candidates[winner] or final.ensemble > 1 or (perm_repeats > 0 and cv.perm_rise is None):
             # the comparison judges the model delivered: cross-validate the refit procedure on the same folds
+            # (and train the refit itself in the same programs)
             final_cv = cv_networks(X, y, folds, [final], task, n_classes, target, members=final.ensemble,
-                                   perm_repeats=perm_repeats, perm_seed=perm_seed)
+                                   perm_repeats=perm_repeats, perm_seed=perm_seed, refit=final)
             log.info("%s: candidate %d refitted as %s: CV loss %.5g +- %.3g (the search's networks: %.5g)",
                      target, winner + 1, describe_refit(final), final_cv.mean[0], final_cv.sd[0], cv.mean[winner])
         else:
@@ -393,7 +423,10 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
                                  perm_rise=None if cv.perm_rise is None else cv.perm_rise[[winner]])
     else:
         final = replace(final, refit="early_stopping")
-    model, history, info = train_ensemble(X, y, final, target, task, n_classes)
+    if final_cv is not None and final_cv.refit is not None:
+        model, history, info = final_cv.refit
+    else:
+        model, history, info = train_ensemble(X, y, final, target, task, n_classes)
     return NetworkSearch(winner=winner, cv=cv, final_cv=final_cv, model=model, history=history, info=info,
                          settings=final)
 
