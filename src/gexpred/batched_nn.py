@@ -217,18 +217,22 @@ def train_many(
     steps = np.zeros(N, dtype=np.int64)
 
     class Work:
-        """The rows ``live`` of the per-network tensors (views are copies: written back by ``store``)."""
+        """The rows ``live`` of the per-network tensors. Parameters and optimizer states are copies, written
+        back by ``store``; the samples are taken from the previous working set (``prev``), so that at most
+        two copies of them exist at once, and one after the first networks stop."""
 
-        def __init__(self, live: np.ndarray) -> None:
+        def __init__(self, live: np.ndarray, prev: Work | None = None) -> None:
             self.live = live
             idx = torch.from_numpy(live).to(device)
             self.flat = flat_all[idx].clone().requires_grad_(True)
             self.s1, self.s2 = state1_all[idx].clone(), state2_all[idx].clone()
             self.rows = torch.arange(len(live), device=device)[:, None]
-            X, Y = Xstd[idx], Ystd[idx]
-            fi, vi = fit_idx_all[idx], val_idx_all[idx]
-            self.X_fit, self.Y_fit, self.m_fit = X[self.rows, fi], Y[self.rows, fi], fit_mask_all[idx]
-            self.X_val, self.Y_val, self.m_val = X[self.rows, vi], Y[self.rows, vi], val_mask_all[idx]
+            if prev is None:
+                self.X_fit, self.Y_fit, self.m_fit, self.X_val, self.Y_val, self.m_val = first.pop()
+            else:
+                pos = torch.from_numpy(np.searchsorted(prev.live, live)).to(device)
+                self.X_fit, self.Y_fit, self.m_fit = prev.X_fit[pos], prev.Y_fit[pos], prev.m_fit[pos]
+                self.X_val, self.Y_val, self.m_val = prev.X_val[pos], prev.Y_val[pos], prev.m_val[pos]
             self.wd, self.mom = wd_all[idx], mom_all[idx]
             self.y_var = y_var[live]
 
@@ -249,6 +253,10 @@ def train_many(
                 acc = ((pred == yv[:, :, 0].long()).double() * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
             return loss, acc.cpu().numpy()
 
+    all_rows = torch.arange(N, device=device)[:, None]
+    first = [(Xstd[all_rows, fit_idx_all], Ystd[all_rows, fit_idx_all], fit_mask_all,
+              Xstd[all_rows, val_idx_all], Ystd[all_rows, val_idx_all], val_mask_all)]
+    del Xstd, Ystd  # every sample is in the fit and validation tensors now, which the working sets hold
     work = Work(np.arange(N))
     limit = DIVERGENCE_FACTOR * np.maximum(1.0, work.evaluate("fit")[0] / y_var)
     histories: list[list[tuple[float, ...]]] = [[] for _ in range(N)]
@@ -345,7 +353,7 @@ def train_many(
                      float(np.median(train_loss)), elapsed, elapsed / epoch * (max_epochs - epoch))
         if active.any() and not active[live].all():
             work.store()
-            work = Work(np.flatnonzero(active))
+            work = Work(np.flatnonzero(active), work)
     seconds = round(time.perf_counter() - start, 3)
     log.info("train_many: %d networks, %d epochs at most, %.1fs", N, epoch, seconds)
 
