@@ -113,8 +113,12 @@ def score(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return float(np.mean(np.abs(resid))), float(1.0 - np.sum(resid ** 2) / np.sum((y - y.mean()) ** 2))
 
 
-def ours(panel, folds, cfg) -> dict[str, tuple[list[np.ndarray], float]]:
-    """Test predictions and wall time of the pipeline's three models."""
+def ours(panel, folds, cfg, workers: int = 1) -> dict[str, tuple[list[np.ndarray], float]]:
+    """Test predictions and wall time of the pipeline's three models.
+
+    The network searches of the targets run in ``workers`` processes of one thread each, as the ``mlp``
+    jobs of the pipeline do (``workers`` 1: one after the other in this process, on its threads).
+    """
     out: dict[str, tuple[list[np.ndarray], float]] = {}
     print("  fitting our models (OLS, penalized, network search) ...", flush=True)
     t0 = time.perf_counter()
@@ -131,12 +135,26 @@ def ours(panel, folds, cfg) -> dict[str, tuple[list[np.ndarray], float]]:
     configs = mlp_candidates(cfg["mlp"], search["mlp"], search["strategy"], search["n_candidates"], search["seed"])
     candidates = [MLPSettings.from_config(c) for c in configs]
     t0 = time.perf_counter()
-    preds = []
-    for name, Xtr, ytr, Xte, _ in panel:
-        res = search_network(Xtr, ytr, folds, candidates, target=name)
-        preds.append(predict(res.model, Xte))
+    tasks = [(name, Xtr, ytr, Xte, folds, candidates) for name, Xtr, ytr, Xte, _ in panel]
+    if workers <= 1:
+        preds = [_network_search(t) for t in tasks]
+    else:
+        # as the pipeline runs it: one ``mlp`` job a target, ``threads: 1``, as many at once as there are cores
+        # (``snakemake --cores N``); fresh interpreters (spawn), which pay the import of torch once each
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            preds = list(pool.map(_network_search, tasks))
     out["mlp (ours)"] = (preds, time.perf_counter() - t0)
     return out
+
+
+def _network_search(task) -> np.ndarray:
+    """The ``mlp`` rule's work for one target: the network search on its training split, then its test predictions."""
+    name, Xtr, ytr, Xte, folds, candidates = task
+    return predict(search_network(Xtr, ytr, folds, candidates, target=name).model, Xte)
 
 
 PEERS = ("LinearRegression", "RidgeCV", "SVR (RBF, grid)", "ExtraTrees", "HistGradientBoosting", "MLPRegressor (grid)")
@@ -194,6 +212,9 @@ def main() -> int:
                     help="known regulators a panel gene has (default 3 8)")
     ap.add_argument("--tf-targets", action="store_true",
                     help="let TFs be targets too (for compendia where every gene is a regulator, as DREAM4)")
+    ap.add_argument("--network-jobs", type=int, default=0,
+                    help="targets whose network search runs at once, one thread each, as the pipeline's mlp jobs "
+                         "(default: the cores; 1: one target at a time on every core's thread)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     n_jobs = os.cpu_count() or 1
@@ -207,7 +228,7 @@ def main() -> int:
           f"{'' if args.tf_targets else ' (not TFs)'} in {args.expression}, "
           f"{len(panel[0][2])} training / {len(panel[0][4])} test samples, {args.predictors} TFs per target, "
           f"z-scored; {n_jobs} cores", flush=True)
-    results = {**ours(panel, folds, cfg), **({} if args.no_peers else peers(panel, folds, n_jobs))}
+    results = {**ours(panel, folds, cfg, args.network_jobs or n_jobs), **({} if args.no_peers else peers(panel, folds, n_jobs))}
     rows, per_target = [], []
     for name, (preds, seconds) in results.items():
         scores = np.array([score(p[4], pr) for p, pr in zip(panel, preds)])
