@@ -47,8 +47,8 @@ import torch
 
 from gexpred.io import read_gene_list, read_matrix
 from gexpred.preprocess import apply_normalization, fit_normalization
-from gexpred.recovery import (Evidence, collect_evidence, evaluate_evidence, judged_targets, read_gold_standard,
-                              standardize)
+from gexpred.recovery import (COMBINED, Evidence, collect_evidence, evaluate_evidence, judged_targets,
+                              read_gold_standard, standardize)
 from gexpred.search import kfold
 from gexpred.split import train_test_split
 
@@ -146,7 +146,7 @@ def main() -> int:
     def aupr(method: str, norm: str) -> float:
         return float(table.loc[(table["method"] == method) & (table["normalization"] == norm), "aupr"].iloc[0])
 
-    norm = "clr" if rec["ranking"] == "rank_average" else rec["normalization"]
+    norm = "clr" if rec["ranking"] in COMBINED else rec["normalization"]
     ours_aupr = aupr(rec["ranking"], norm)
     print(f"the pipeline's ranking: {rec['ranking']} ({norm}); GENIE3 as published (no normalisation); "
           f"correlation |r| (no normalisation)")

@@ -11,8 +11,8 @@ import statsmodels.api as sm
 
 from gexpred.errors import InputError
 from gexpred.nn import GeneMLP
-from gexpred.recovery import (Evidence, auroc, average_precision, clr, collect_evidence, edge_table, evaluate_evidence,
-                              global_ranks, gradient_importance, judged_targets, network_evidence, rank_average,
+from gexpred.recovery import (Evidence, auroc, available_rankings, average_precision, clr, clr_mean, collect_evidence,
+                              edge_table, evaluate_evidence, global_ranks, gradient_importance, judged_targets, network_evidence, rank_average,
                               read_gold_standard, ridge_evidence, score_regulators)
 from gexpred.search import kfold
 
@@ -95,10 +95,10 @@ def test_recovery_beats_random_on_planted_network():
     res, curves = evaluate_evidence(ev, gold, "all")
     res = res.set_index(["method", "normalization"])
     assert set(res.index) == {(m, n) for m in ("ols", "penalized", "correlation") for n in ("none", "clr")} | {
-        ("rank_average", "clr")}
+        ("clr_mean", "clr"), ("rank_average", "clr")}
     assert (res["n_targets"] == len(targets)).all() and (res["n_positive"] == 2 * len(targets)).all()
     np.testing.assert_allclose(res["random_aupr"], 2 / len(regs), rtol=1e-12)
-    for key in [("ols", "none"), ("penalized", "clr"), ("rank_average", "clr")]:
+    for key in [("ols", "none"), ("penalized", "clr"), ("clr_mean", "clr"), ("rank_average", "clr")]:
         assert res.loc[key, "auroc"] > 0.9
         assert res.loc[key, "aupr"] > 5 * res.loc[key, "random_aupr"]
     assert set(curves) == set(res.index)
@@ -213,6 +213,39 @@ def test_network_evidence_ranks_non_linear_regulators_first():
     # a target that is a candidate cannot use itself
     S2, _ = network_evidence(Z, Z[:, [4]], folds, self_col=np.array([4]), hidden=8, epochs=50)
     assert np.isnan(S2[0, 4]) and np.isfinite(np.delete(S2[0], 4)).all()
+
+
+def test_clr_mean_is_the_mean_of_the_sources_clr_scores():
+    """The combination averages each source's CLR matrix (recomputed here from CLR's definition); a pair any
+    source could not score stays unscored, and the edge table of the default ranking follows it."""
+    rng = np.random.default_rng(3)
+    a, b = np.abs(rng.normal(size=(5, 4))), np.abs(rng.normal(size=(5, 4)))
+    a[2, 1] = np.nan
+
+    def clr_by_hand(S):
+        out = np.full(S.shape, np.nan)
+        for i in range(S.shape[0]):
+            for j in range(S.shape[1]):
+                if np.isnan(S[i, j]):
+                    continue
+                row, col = S[i][~np.isnan(S[i])], S[:, j][~np.isnan(S[:, j])]
+                zr = max(0.0, (S[i, j] - row.mean()) / row.std())
+                zc = max(0.0, (S[i, j] - col.mean()) / col.std())
+                out[i, j] = np.sqrt(zr ** 2 + zc ** 2)
+        return out
+
+    ev = Evidence([f"t{i}" for i in range(5)], [f"r{j}" for j in range(4)], {"a": a, "b": b}, {})
+    got = ev.rankings()[("clr_mean", "clr")]
+    want = (clr_by_hand(a) + clr_by_hand(b)) / 2
+    assert np.isnan(got[2, 1]) and np.isnan(want[2, 1])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(clr_mean({"a": clr(a), "b": clr(b)}), want, rtol=1e-12)
+    gold = pd.DataFrame(0, index=ev.targets, columns=ev.candidates)
+    edges = edge_table(ev, gold, "clr_mean", "none", top=3)  # a combination is always after CLR
+    order = np.argsort(-np.nan_to_num(want, nan=-np.inf).ravel(), kind="stable")[:3]
+    np.testing.assert_allclose(edges["score"], want.ravel()[order], rtol=1e-12)
+    assert available_rankings(["a", "b"]) == {"a", "b", "clr_mean", "rank_average"}
+    assert available_rankings(["a"]) == {"a"}
 
 
 def test_rank_average_is_the_mean_of_pooled_ranks():

@@ -329,7 +329,7 @@ def test_regulator_recovery(finished_run):
     tab = pd.read_csv(res / "recovery/regulator_recovery.tsv", sep="\t")
     assert set(tab["scope"]) == {"all_gold_standard_targets", "run_targets"}
     every = tab[tab["scope"] == "all_gold_standard_targets"].set_index(["method", "normalization"])
-    assert {m for m, _ in every.index} == {"ols", "penalized", "network", "correlation", "rank_average"}
+    assert {m for m, _ in every.index} == {"ols", "penalized", "network", "correlation", "clr_mean", "rank_average"}
     # candidates: every gene of the gold standard's columns but the target itself; 5 known edges
     assert (every["n_targets"] == 2).all() and (every["n_positive"] == 5).all() and (every["n_pairs"] == 22).all()
     np.testing.assert_allclose(every["random_aupr"], 5 / 22, rtol=1e-12)

@@ -85,7 +85,7 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path, mode):
 
     rec = pd.read_csv(tmp_path / "results/recovery/regulator_recovery.tsv", sep="\t")
     rec = rec.set_index(["method", "normalization"])
-    assert {m for m, _ in rec.index} == {"ols", "penalized", "network", "correlation", "rank_average"}
+    assert {m for m, _ in rec.index} == {"ols", "penalized", "network", "correlation", "clr_mean", "rank_average"}
     assert (rec["n_targets"] == 21).all() and (rec["n_positive"] == 21).all() and (rec["n_pairs"] == 84).all()
     t_ref, labels = [], []
     for j in range(8, 29):

@@ -1238,7 +1238,7 @@ def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets
     """The recovery table (every ranking, both scopes), its figure and the inferred network."""
     from . import plots
     from .io import write_table
-    from .recovery import METHOD_LABELS, RECOVERY_COLUMNS, edge_table, evaluate_evidence
+    from .recovery import COMBINED, METHOD_LABELS, RECOVERY_COLUMNS, edge_table, evaluate_evidence
 
     for source, what in ev.info.items():
         log.info("%s: %s", source, what)
@@ -1251,8 +1251,8 @@ def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets
         log.info("%s %s (%s): %d targets, %d pairs, %d known edges: AUROC %.3f, AUPR %.3f (random %.4f)",
                  r["scope"], r["method"], r["normalization"], r["n_targets"], r["n_pairs"], r["n_positive"],
                  r["auroc"], r["aupr"], r["random_aupr"])
-    shown = {k: v for k, v in curve.items() if k[1] == a.normalization or k[0] == "rank_average"}
-    sub = everything[everything["normalization"].eq(a.normalization) | everything["method"].eq("rank_average")]
+    shown = {k: v for k, v in curve.items() if k[1] == a.normalization or k[0] in COMBINED}
+    sub = everything[everything["normalization"].eq(a.normalization) | everything["method"].isin(COMBINED)]
     plots.recovery_curves(shown, sub, float(everything["random_aupr"].iloc[0]), a.out_figure,
                           f"Regulator recovery: {len(gold_targets):,} gold-standard targets, "
                           f"{int(everything['n_positive'].iloc[0]):,} known edges among "
@@ -1755,7 +1755,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _recovery_arguments(s: argparse.ArgumentParser) -> None:
     """Options both recovery verbs share: the ranking written out, the folds, threads and outputs."""
-    s.add_argument("--ranking", default="rank_average", help="the ranking written to --out-edges")
+    s.add_argument("--ranking", default="clr_mean", help="the ranking written to --out-edges")
     s.add_argument("--normalization", default="clr", choices=["clr", "none"],
                    help="scores of --out-edges and the figure: after CLR, or as they are")
     s.add_argument("--top-edges", type=int, default=10000, help="pairs written to --out-edges")

@@ -289,7 +289,7 @@ def recovery_curves(curves_by_method: dict, summary: pd.DataFrame, prevalence: f
     ``auroc`` and ``aupr``. ``highlight`` is drawn thicker and listed first.
     """
     colors = {"ols": PALETTE["ols"], "penalized": PALETTE["penalized"], "network": PALETTE["mlp"],
-              "correlation": PALETTE["mean"], "rank_average": "#CC79A7"}
+              "correlation": PALETTE["mean"], "clr_mean": "#CC79A7", "rank_average": "#882255"}
     labels = labels or {}
     keys = sorted(curves_by_method, key=lambda k: (k if isinstance(k, str) else k[0]) != highlight)
     with plt.rc_context(STYLE):

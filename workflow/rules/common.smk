@@ -192,15 +192,16 @@ def mlp_settings():
 
 IMPORTANCE = config["importance"]["repeats"] > 0
 RECOVERY = config["recovery"]
-if not GENOME and RECOVERY["ranking"] not in [*RECOVERY["sources"], "rank_average"]:
+COMBINED_RANKINGS = ["clr_mean", "rank_average"]
+if not GENOME and RECOVERY["ranking"] not in [*RECOVERY["sources"], *COMBINED_RANKINGS]:
     raise WorkflowError(
         f"gexpred: recovery.ranking is {RECOVERY['ranking']!r} but recovery.sources "
         f"({', '.join(RECOVERY['sources'])}) does not compute it. Add it to recovery.sources or set "
-        "recovery.ranking to one of them or rank_average."
+        "recovery.ranking to one of them, clr_mean or rank_average."
     )
-if not GENOME and RECOVERY["ranking"] == "rank_average" and len(RECOVERY["sources"]) < 2:
+if not GENOME and RECOVERY["ranking"] in COMBINED_RANKINGS and len(RECOVERY["sources"]) < 2:
     raise WorkflowError(
-        "gexpred: recovery.ranking is rank_average, which needs at least two recovery.sources; "
+        f"gexpred: recovery.ranking is {RECOVERY['ranking']}, which combines at least two recovery.sources; "
         f"there is one ({RECOVERY['sources'][0]}). Add a source or rank by that one."
     )
 # regulator recovery of a regression run against its gold standard (genome-wide mode: genome.smk)
