@@ -25,7 +25,9 @@ and judged on the same test samples: scikit-learn ``LinearRegression``, ``RidgeC
 ``HistGradientBoostingRegressor`` and ``MLPRegressor`` (grid over width, activation
 and L2 penalty); the grids are searched by ``GridSearchCV`` on our 5 folds
 (``PredefinedSplit``), so every tuned model is chosen on the same samples as ours.
-Both sides use the machine's cores (torch threads; scikit-learn ``n_jobs``).
+Both sides use the machine's cores: the network searches run as the pipeline's ``mlp``
+jobs do, one target per one-thread process, as many at once as there are cores
+(``--network-jobs``); scikit-learn with ``n_jobs``.
 
 Prints one row per model (mean test MAE and R² over the targets, ratio of MAE to
 OLS, targets where the model's MAE is below OLS's, wall time) and, as its last line,
