@@ -12,8 +12,8 @@ import statsmodels.api as sm
 from gexpred.errors import InputError
 from gexpred.nn import GeneMLP
 from gexpred.recovery import (Evidence, auroc, available_rankings, average_precision, clr, clr_mean, collect_evidence,
-                              edge_table, evaluate_evidence, global_ranks, gradient_importance, judged_targets, network_evidence, rank_average,
-                              read_gold_standard, ridge_evidence, score_regulators)
+                              edge_table, evaluate_evidence, global_ranks, gradient_importance, judged_targets,
+                              network_evidence, rank_average, read_gold_standard, ridge_evidence, score_regulators)
 from gexpred.search import kfold
 
 

@@ -448,12 +448,14 @@ def network_evidence(Z: np.ndarray, Y: np.ndarray, folds: np.ndarray, self_col: 
         js = varying[lo:lo + chunk]
         N = len(js) * G  # network k: target js[k // G], penalty weight_decays[k % G]
         y = torch.as_tensor(Y[:, js].T, dtype=torch.float32).repeat_interleave(G, dim=0)  # N x n
-        mask = torch.ones(N, p, 1)
-        for i, j in enumerate(js):
-            if self_col[j] >= 0:
-                mask[i * G:(i + 1) * G, self_col[j]] = 0.0
-        wd = torch.tensor(weight_decays, dtype=torch.float32).repeat(len(js))[:, None, None]
-        W1 = (torch.randn(N, p, hidden, generator=gen) * math.sqrt(2.0 / p) * mask).requires_grad_(True)
+        # a target's own input: its weights start at zero and get no gradient, so Adam leaves them at zero
+        own = [(i * G + g, int(self_col[j])) for i, j in enumerate(js) if self_col[j] >= 0 for g in range(G)]
+        own_net = torch.tensor([k for k, _ in own], dtype=torch.long)
+        own_in = torch.tensor([c for _, c in own], dtype=torch.long)
+        wd2 = 2.0 * torch.tensor(weight_decays, dtype=torch.float32).repeat(len(js))[:, None, None]
+        W1 = torch.randn(N, p, hidden, generator=gen) * math.sqrt(2.0 / p)
+        W1[own_net, own_in] = 0.0
+        W1.requires_grad_(True)
         b1 = torch.zeros(N, 1, hidden, requires_grad=True)
         W2 = (torch.randn(N, hidden, 1, generator=gen) * math.sqrt(1.0 / hidden)).requires_grad_(True)
         b2 = torch.zeros(N, 1, 1, requires_grad=True)
@@ -462,7 +464,7 @@ def network_evidence(Z: np.ndarray, Y: np.ndarray, folds: np.ndarray, self_col: 
         xb = x.expand(N, n, p)
 
         def forward(xx: torch.Tensor) -> torch.Tensor:
-            return torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, xx, W1 * mask)), W2)[..., 0]
+            return torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, xx, W1)), W2)[..., 0]
 
         best = torch.full((N,), math.inf)
         best_epoch = torch.zeros(N, dtype=torch.long)
@@ -470,10 +472,12 @@ def network_evidence(Z: np.ndarray, Y: np.ndarray, folds: np.ndarray, self_col: 
         for epoch in range(1, epochs + 1):
             opt.zero_grad()
             sq = (forward(xb) - y) ** 2
-            fit_loss = sq[:, fit_t].mean(dim=1)
-            penalty = (wd[:, 0, 0] * ((W1 * mask) ** 2).sum(dim=(1, 2))) + wd[:, 0, 0] * (W2**2).sum(dim=(1, 2))
-            (fit_loss + penalty).sum().backward()
+            sq[:, fit_t].mean(dim=1).sum().backward()
             with torch.no_grad():
+                # the penalty weight_decay * (|W1|^2 + |W2|^2): its gradient, added to the error's directly
+                W1.grad.addcmul_(W1, wd2)
+                W2.grad.addcmul_(W2, wd2)
+                W1.grad[own_net, own_in] = 0.0
                 val = sq[:, val_t].mean(dim=1)  # the weights before this step's update
                 better = val < best
                 if better.any():
@@ -488,7 +492,7 @@ def network_evidence(Z: np.ndarray, Y: np.ndarray, folds: np.ndarray, self_col: 
         pick = best.view(len(js), G).argmin(dim=1)
         rows = torch.arange(len(js)) * G + pick
         xg = x.expand(len(js), n, p).clone().requires_grad_(True)
-        net = torch.baddbmm(b2[rows], torch.relu(torch.baddbmm(b1[rows], xg, (W1 * mask)[rows])), W2[rows])
+        net = torch.baddbmm(b2[rows], torch.relu(torch.baddbmm(b1[rows], xg, W1[rows])), W2[rows])
         (g,) = torch.autograd.grad(net.sum(), xg)
         out[js] = g.abs().mean(dim=1).numpy()
         chosen_wd += [weight_decays[int(k)] for k in pick]
@@ -553,7 +557,8 @@ class Evidence:
 
     def rankings(self) -> dict[tuple[str, str], np.ndarray]:
         """The rankings judged: every source as it is (``none``) and after :func:`clr` (``clr``), and the
-        combinations of the sources after CLR (:func:`clr_mean`, :func:`rank_average`). Computed once (``scores`` is not to change after)."""
+        combinations of the sources after CLR (:func:`clr_mean`, :func:`rank_average`). Computed once
+        (``scores`` is not to change after)."""
         if self._rankings is None:
             ctx = self.context()
             out: dict[tuple[str, str], np.ndarray] = {}
