@@ -230,7 +230,8 @@ def main() -> int:
           f"{'' if args.tf_targets else ' (not TFs)'} in {args.expression}, "
           f"{len(panel[0][2])} training / {len(panel[0][4])} test samples, {args.predictors} TFs per target, "
           f"z-scored; {n_jobs} cores", flush=True)
-    results = {**ours(panel, folds, cfg, args.network_jobs or n_jobs), **({} if args.no_peers else peers(panel, folds, n_jobs))}
+    results = {**ours(panel, folds, cfg, args.network_jobs or n_jobs),
+               **({} if args.no_peers else peers(panel, folds, n_jobs))}
     rows, per_target = [], []
     for name, (preds, seconds) in results.items():
         scores = np.array([score(p[4], pr) for p, pr in zip(panel, preds)])
