@@ -296,7 +296,8 @@ def train_many(
             steps[live[has]] += 1
             with torch.no_grad():
                 flat, g = work.flat, work.flat.grad
-                stepping = torch.from_numpy(has).to(device)[:, None]
+                every = bool(has.all())  # the usual case: every network steps, no masking needed
+                stepping = None if every else torch.from_numpy(has).to(device)[:, None]
                 if use_wd:
                     g = g + work.wd * flat
                 if adam:
@@ -305,23 +306,24 @@ def train_many(
                     bc2_sqrt = np.sqrt(1 - _BETA2 ** t)
                     neg_step = torch.tensor(-(lr_e / bc1), dtype=torch.float32, device=device)[:, None]
                     bc2_t = torch.tensor(bc2_sqrt, dtype=torch.float32, device=device)[:, None]
-                    if has.all():  # every network steps (the usual case): the moments are updated in place
-                        s1 = work.s1.lerp_(g, 1 - _BETA1)
-                        s2 = work.s2.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
-                        flat.addcdiv_(s1 * neg_step, (s2.sqrt() / bc2_t).add_(_EPS))
-                        continue
-                    s1 = torch.lerp(work.s1, g, 1 - _BETA1)
-                    s2 = (work.s2 * _BETA2).addcmul_(g, g, value=1 - _BETA2)
-                    new = flat + (neg_step * s1) / (s2.sqrt() / bc2_t).add_(_EPS)
-                    work.s1 = torch.where(stepping, s1, work.s1)
-                    work.s2 = torch.where(stepping, s2, work.s2)
+                    if every:  # moments and parameters updated in place
+                        work.s1.lerp_(g, 1 - _BETA1)
+                        work.s2.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
+                        flat.addcdiv_(work.s1 * neg_step, (work.s2.sqrt() / bc2_t).add_(_EPS))
+                    else:
+                        s1 = torch.lerp(work.s1, g, 1 - _BETA1)
+                        s2 = (work.s2 * _BETA2).addcmul_(g, g, value=1 - _BETA2)
+                        new = flat + (neg_step * s1) / (s2.sqrt() / bc2_t).add_(_EPS)
+                        work.s1 = torch.where(stepping, s1, work.s1)
+                        work.s2 = torch.where(stepping, s2, work.s2)
+                        flat.copy_(torch.where(stepping, new, flat))
                 else:
                     first = torch.from_numpy(steps[live] == 1).to(device)[:, None]
                     s1 = torch.where(first, g, work.mom * work.s1 + g)
-                    work.s1 = s1 if has.all() else torch.where(stepping, s1, work.s1)
+                    work.s1 = s1 if every else torch.where(stepping, s1, work.s1)
                     neg_lr = torch.tensor(-lr_e, dtype=torch.float32, device=device)[:, None]
                     new = flat + neg_lr * s1
-                flat.copy_(new if has.all() else torch.where(stepping, new, flat))
+                    flat.copy_(new if every else torch.where(stepping, new, flat))
         train_loss, train_acc = work.evaluate("fit")
         if use_val[live].any():
             val_loss, val_acc = work.evaluate("val")

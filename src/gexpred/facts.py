@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .recovery import COMBINED
+
 MODEL_NAMES = {"ols": "OLS regression", "mlp": "the neural network", "mean": "the training mean",
                "penalized": "penalized regression"}
 LOWER_IS_BETTER = {"mse": True, "rmse": True, "mae": True, "log_loss": True, "r2": False, "pearson": False,
@@ -402,7 +404,7 @@ RECOVERY_NAMES = {"ols": "OLS |t|", "penalized": "ridge |t|", "network": "networ
 def recovery_text(table: pd.DataFrame, normalization: str = "clr") -> str:
     """Regulator recovery in words: each ranking's AUPR over every gold-standard target, best first."""
     sub = table[(table["scope"] == "all_gold_standard_targets")
-                & (table["normalization"].eq(normalization) | table["method"].isin(["clr_mean", "rank_average"]))]
+                & (table["normalization"].eq(normalization) | table["method"].isin(COMBINED))]
     if sub.empty:
         return ""
     sub = sub.sort_values("aupr", ascending=False, kind="stable")

@@ -22,10 +22,10 @@ pairs is judged by AUROC and AUPR against the known edges
     over the training samples.
 
 Each source is judged as it is and after the context normalisation
-:func:`clr`; two combinations of the normalised sources are judged too:
-:func:`clr_mean`, the mean of their CLR scores (the default ranking), and
-:func:`rank_average`, the mean of their ranks, and :func:`edge_table` writes the top of one ranking as the inferred
-network. A random ranking has AUROC 0.5 and AUPR equal to the share of known
+:func:`clr`; two combinations of the normalised sources are judged too
+(:data:`COMBINED`): :func:`clr_mean`, the mean of their CLR scores (the
+default ranking), and :func:`rank_average`, the mean of their ranks.
+:func:`edge_table` writes the top of one ranking as the inferred network. A random ranking has AUROC 0.5 and AUPR equal to the share of known
 edges.
 """
 from __future__ import annotations

@@ -192,7 +192,7 @@ def mlp_settings():
 
 IMPORTANCE = config["importance"]["repeats"] > 0
 RECOVERY = config["recovery"]
-COMBINED_RANKINGS = ["clr_mean", "rank_average"]
+COMBINED_RANKINGS = ["clr_mean", "rank_average"]  # gexpred.recovery.COMBINED (not importable before installation)
 if not GENOME and RECOVERY["ranking"] not in [*RECOVERY["sources"], *COMBINED_RANKINGS]:
     raise WorkflowError(
         f"gexpred: recovery.ranking is {RECOVERY['ranking']!r} but recovery.sources "
