@@ -142,6 +142,10 @@ def test_search_network_refits_an_ensemble_for_the_folds_epochs_and_cross_valida
         assert res.final_cv.loss[0, f] == pytest.approx(np.mean((y[te] - mean) ** 2), rel=1e-4)
     full = np.mean([predict(train_mlp(X, y, s)[0], X) for s in members], axis=0)
     np.testing.assert_allclose(predict(res.model, X), full, atol=1e-5)
+    # without the cross-validation of the refit: the same choice and the same model, nothing else trained
+    quick = search_network(X, y, folds, cands, target="t", cv_refit=False)
+    assert quick.final_cv is None and quick.winner == res.winner and quick.settings == res.settings
+    np.testing.assert_allclose(predict(quick.model, X), full, atol=1e-5)
 
 
 def test_search_network_early_stopping_refit_and_no_folds():

@@ -249,8 +249,10 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     from .nn import assemble_ensemble, member_names, member_settings
 
     from .batched_nn import train_many
-    from .logit import classification_metrics
     from .nn import predict, predict_proba, train_mlp
+
+    if task == "classification":  # (statsmodels, which gexpred.logit imports, costs ~1 s of a job's start-up)
+        from .logit import classification_metrics
 
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y)
@@ -355,7 +357,9 @@ class NetworkSearch:
     its ``oof`` row 0 and ``loss`` row 0 are what the comparison judges.
     ``model``, ``history`` and ``info`` are the refit on the whole training
     split (:func:`gexpred.nn.train_ensemble`) with ``settings``
-    (:func:`final_settings`). Without folds, ``cv`` and ``final_cv`` are ``None``.
+    (:func:`final_settings`). Without folds, ``cv`` and ``final_cv`` are ``None``;
+    ``final_cv`` is ``None`` too when the refit procedure was not cross-validated
+    (``cv_refit=False``).
     """
 
     winner: int
@@ -369,7 +373,7 @@ class NetworkSearch:
 
 def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candidates: Sequence[Any],
                    task: str = "regression", n_classes: int | None = None, target: str = "target",
-                   perm_repeats: int = 0, perm_seed: int = 0) -> NetworkSearch:
+                   perm_repeats: int = 0, perm_seed: int = 0, cv_refit: bool = True) -> NetworkSearch:
     """Choose a network by K-fold cross-validation of the training split and refit it there.
 
     The model search of the ``mlp`` rule: every candidate is trained on every
@@ -396,6 +400,14 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
     perm_repeats, perm_seed
         Permutation importance of the refit procedure's fold networks
         (``final_cv.perm_rise``; see :func:`cv_networks`).
+    cv_refit
+        Cross-validate the refit procedure (the default, which the ``mlp`` rule
+        uses: the comparison judges the model delivered). ``False`` only chooses
+        and refits (``final_cv`` is ``None``), the work a scikit-learn
+        ``GridSearchCV`` does: with an ensemble, the cross-validation of the refit
+        trains ``ensemble`` networks per fold, most of the search's time
+        (benchmarks/bench_peers.py times both). The model is the same either way,
+        up to float rounding (networks trained in one program or another).
     """
     from dataclasses import replace
 
@@ -412,14 +424,15 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
         winner = cv.winner()
         final = final_settings(candidates[winner], cv.best_epoch[winner],
                                len(X) / _fold_fit_size(folds, candidates[winner]))
-        if final != candidates[winner] or final.ensemble > 1 or (perm_repeats > 0 and cv.perm_rise is None):
+        refit_differs = final != candidates[winner] or final.ensemble > 1
+        if cv_refit and (refit_differs or (perm_repeats > 0 and cv.perm_rise is None)):
             # the comparison judges the model delivered: cross-validate the refit procedure on the same folds
             # (and train the refit itself in the same programs)
             final_cv = cv_networks(X, y, folds, [final], task, n_classes, target, members=final.ensemble,
                                    perm_repeats=perm_repeats, perm_seed=perm_seed, refit=final)
             log.info("%s: candidate %d refitted as %s: CV loss %.5g +- %.3g (the search's networks: %.5g)",
                      target, winner + 1, describe_refit(final), final_cv.mean[0], final_cv.sd[0], cv.mean[winner])
-        else:
+        elif cv_refit:
             final_cv = NetworkCV(loss=cv.loss[[winner]], oof=cv.oof[[winner]], best_epoch=cv.best_epoch[[winner]],
                                  perm_rise=None if cv.perm_rise is None else cv.perm_rise[[winner]])
     else:
