@@ -39,8 +39,8 @@ OLS, targets where the model's MAE is below OLS's, wall time) and, as its last l
 ``mlp_vs_ols=<MAE ratio> mlp_vs_best_peer=<MAE ratio>`` where the best peer is the
 scikit-learn model with the lowest mean test MAE. Target: ``mlp_vs_best_peer <= 1``.
 
-Run: ``python benchmarks/bench_peers.py`` (about 20 minutes on 2 cores, most of it the
-penalized models and the MLPRegressor grid; ``--targets 10`` for a quick look). Another
+Run: ``python benchmarks/bench_peers.py`` (about 9 minutes on 2 cores, most of it the
+MLPRegressor grid; ``--targets 10`` for a quick look). Another
 compendium: ``--expression``, ``--gold-standard``, ``--tfs`` (and ``--tf-targets`` where
 every gene is a regulator). Needs scikit-learn (the ``bench`` extra).
 """
@@ -261,7 +261,8 @@ def main() -> int:
     fit_only = table.loc[table["model"] == "mlp (ours), search + refit"].iloc[0]
     is_peer = ~table["model"].str.endswith("(ours)") & ~table["model"].str.startswith("mlp (ours)")
     best = table.loc[table.loc[is_peer, "mae"].idxmin()]
-    print(f"best peer: {best['model']} (MAE {best['mae']:.4f}, {best['seconds']:.1f} s, its grid search and refit); "
+    print(f"best peer: {best['model']} (MAE {best['mae']:.4f}, {best['seconds']:.1f} s to fit, grid search and refit "
+          f"for a grid); "
           f"our network search and refit {fit_only['seconds']:.1f} s = {fit_only['seconds'] / best['seconds']:.2f} x "
           f"its time; the mlp jobs, which also cross-validate the delivered ensemble for the report's comparison, "
           f"{mlp['seconds']:.1f} s = {mlp['seconds'] / best['seconds']:.2f} x; MLPRegressor grid "
