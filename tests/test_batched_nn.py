@@ -61,6 +61,17 @@ def test_equals_train_mlp_one_at_a_time(optimizer):
     np.testing.assert_allclose(predict(many[0][0], Xs[0]), predict(ones[0][0], Xs[0]), atol=1e-5)
 
 
+@pytest.mark.parametrize("activation,hidden", [("sigmoid", [6, 3]), ("identity", [5]), ("relu", [])])
+def test_every_activation_and_no_hidden_layer_equal_train_mlp(activation, hidden):
+    """The backward pass train_many writes out, for each activation's derivative and for a network without a
+    hidden layer, trains as train_mlp (autograd) does."""
+    Xs, ys, ss = _problem("adam", n_nets=3)
+    ss = [MLPSettings.from_config({**s.__dict__, "activation": activation, "hidden": hidden}) for s in ss]
+    many = train_many(Xs, ys, ss)
+    for X, y, s, res in zip(Xs, ys, ss, many):
+        _assert_same(train_mlp(X, y, s), res)
+
+
 def test_no_early_stop_runs_each_networks_epochs():
     Xs, ys, ss = _problem("adam", n_nets=3)
     for s in ss:
