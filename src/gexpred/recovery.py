@@ -401,6 +401,19 @@ def gradient_importance(model, X: np.ndarray, block: int = 64) -> np.ndarray:
     return total / len(members)
 
 
+def _adam(params: list, lr: float):
+    """Adam over ``params``: PyTorch's fused kernel (one pass over the parameters and both moments; torch >= 2.4 on
+    the CPU) where this torch has it, else the default. The update is the same up to float rounding; in the
+    recovery networks the first layer's parameters are millions of numbers, and the unfused update's several
+    passes over them took a fifth of each epoch."""
+    import torch
+
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # a torch without the fused CPU kernel
+        return torch.optim.Adam(params, lr=lr)
+
+
 def network_evidence(Z: np.ndarray, Y: np.ndarray, folds: np.ndarray, self_col: np.ndarray | None = None,
                      hidden: int = 16, weight_decays: tuple[float, ...] = (0.01, 0.1, 1.0), epochs: int = 300,
                      lr: float = 0.01, seed: int = 0, chunk: int = 512) -> tuple[np.ndarray, dict]:
@@ -460,7 +473,7 @@ def network_evidence(Z: np.ndarray, Y: np.ndarray, folds: np.ndarray, self_col: 
         W2 = (torch.randn(N, hidden, 1, generator=gen) * math.sqrt(1.0 / hidden)).requires_grad_(True)
         b2 = torch.zeros(N, 1, 1, requires_grad=True)
         params = [W1, b1, W2, b2]
-        opt = torch.optim.Adam(params, lr=lr)
+        opt = _adam(params, lr)
         xb = x.expand(N, n, p)
 
         def forward(xx: torch.Tensor) -> torch.Tensor:
