@@ -5,7 +5,8 @@
 split, standardisation, batch order, optimizer steps, early stopping and restored
 best epoch; equal to float rounding), but trains all networks at once: the
 parameters of network ``i`` are row ``i`` of one ``(N, P)`` tensor, every layer is a
-batched matrix product (``torch.baddbmm``) over the network dimension, and the
+batched matrix product (``torch.baddbmm``) over the network dimension, the
+backward pass is written out (the transposed products; no autograd), and the
 Adam/SGD update is written out elementwise with a learning rate, weight decay and
 momentum per network. A network that stops early (or reaches its own
 ``epochs``) is not updated any more, and the weights of its best epoch are
@@ -178,8 +179,8 @@ def train_many(
     act = _ACT[s0.activation]
     n_layers = len(layout)
 
-    # one split of the flat parameters (its gradient is one concatenation; a slice per layer would fill a
-    # zero tensor of every parameter per slice in the backward pass: about a fifth of the step's time)
+    # the flat parameters are split once per pass into each layer's weight and bias (views), and the gradient
+    # is the concatenation of theirs (``gradient``)
     part_sizes = [n for _, _, out_f, in_f in layout for n in (out_f * in_f, out_f)]
 
     def forward(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
