@@ -183,7 +183,9 @@ def train_many(
     # is the concatenation of theirs (``gradient``)
     part_sizes = [n for _, _, out_f, in_f in layout for n in (out_f * in_f, out_f)]
 
-    def forward(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def forward(theta: torch.Tensor, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+        """Outputs (L, b, n_out) of the networks ``theta`` (L, P) on ``x`` (L, b, p); with ``keep``, each layer's
+        weight view and output are appended to it as ``(W, h)`` (what ``gradient`` needs)."""
         h = x
         L = theta.shape[0]
         parts = theta.split(part_sizes, dim=1)
@@ -193,6 +195,8 @@ def train_many(
             h = torch.baddbmm(b, h, W.transpose(1, 2))
             if k < n_layers - 1:
                 h = act(h)
+            if keep is not None:
+                keep.append((W, h))
         return h
 
     def losses(out: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -216,18 +220,10 @@ def train_many(
         gradient autograd would give up to float rounding, at about three quarters of its time on networks this
         small, where autograd's bookkeeping per operation weighs against the arithmetic.
         """
-        L = theta.shape[0]
-        parts = theta.split(part_sizes, dim=1)
-        weights, acts = [], [x]
-        h = x
-        for k, (_, _, out_f, in_f) in enumerate(layout):
-            W = parts[2 * k].view(L, out_f, in_f)
-            h = torch.baddbmm(parts[2 * k + 1].view(L, 1, out_f), h, W.transpose(1, 2))
-            if k < n_layers - 1:
-                h = act(h)
-            weights.append(W)
-            acts.append(h)
-        out = acts[-1]
+        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        out = forward(theta, x, layers)
+        weights = [W for W, _ in layers]
+        acts = [x] + [h for _, h in layers]
         # d(loss of a network)/d(out): each real sample weighs 1 / (its network's real samples)
         w = (mask / mask.sum(dim=1, keepdim=True).clamp_min(1.0))[:, :, None]
         if not classify:
@@ -237,15 +233,14 @@ def train_many(
         else:
             target = torch.zeros_like(out).scatter_(2, yv.long(), 1.0)
             d = (torch.softmax(out, dim=2) - target) * w
-        grads: list[torch.Tensor] = [theta] * (2 * n_layers)
+        grads: list[torch.Tensor] = []  # last layer first: bias, weight, bias, weight, ...
         for k in range(n_layers - 1, -1, -1):
-            grads[2 * k] = torch.bmm(d.transpose(1, 2), acts[k]).reshape(L, -1)
-            grads[2 * k + 1] = d.sum(dim=1)
+            grads += [d.sum(dim=1), torch.bmm(d.transpose(1, 2), acts[k]).reshape(len(theta), -1)]
             if k > 0:
                 d = torch.bmm(d, weights[k])
                 if d_act is not None:
                     d = d * d_act(acts[k])
-        return torch.cat(grads, dim=1)
+        return torch.cat(grads[::-1], dim=1)
 
     # Everything per network lives in full (N, ...) tensors; the networks still training are a working
     # set ``live`` of rows, gathered anew whenever some stop (a stopped network costs nothing afterwards).
