@@ -626,8 +626,19 @@ def test_property_tsv_reads_right_values_or_gexpred_error(frame):
     np.testing.assert_array_equal(np.asarray(adata.X), df.to_numpy().T)
 
 
+def _non_integer_number(s: str) -> bool:
+    """'1.5', 'INF', '3e4': an id the reader takes for a measurement when every id of a matrix is one (a first
+    column of values: refused with an InputError, tested elsewhere), so not an id of a clean frame."""
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return not s.lstrip("+-").isdigit()
+
+
 _SAFE_ID = st.text(st.sampled_from(string.ascii_letters + string.digits + "_-.:é样 ,'\"\t"), min_size=1, max_size=6) \
-    .map(str.strip).filter(lambda s: s != "" and s.lower() not in {"na", "nan", "null", "n/a"})
+    .map(str.strip).filter(lambda s: s != "" and s.lower() not in {"na", "nan", "null", "n/a"}
+                           and not _non_integer_number(s))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
