@@ -280,6 +280,38 @@ def test_evaluation_judges_only_gold_targets_and_never_self_pairs():
     assert edges["known"].tolist() == [1, 1, 0] and edges["rank"].tolist() == [1, 2, 3]
 
 
+def test_known_regulators_scope_leaves_out_candidates_without_a_known_target():
+    """The DREAM5 convention: the same targets, only the candidates with a known target among them; AUROC and AUPR
+    equal scikit-learn's on exactly those pairs (self pairs never judged), and every candidate counts by default."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(7)
+    targets = [f"t{i}" for i in range(25)] + ["r0"]
+    cands = [f"r{j}" for j in range(10)]
+    known = np.zeros((len(targets), len(cands)), dtype=int)
+    known[rng.random(known.shape) < 0.15] = 1
+    known[:, 6:] = 0  # r6-r9 regulate nothing the gold standard knows
+    known[-1, 0] = 1  # r0 regulates itself: never judged
+    known[:, 1] = 0
+    known[3, 1] = 1  # r1's only known target, t3, is left out of the scope below: r1 then counts as unknown too
+    gold = pd.DataFrame(known, index=targets, columns=cands)
+    S = rng.normal(size=known.shape) + 1.5 * known
+    S[-1, 0] = np.nan
+    ev = Evidence(targets=targets, candidates=cands, scores={"x": S}, info={})
+    scope = [t for t in targets if t != "t3"]
+    own = np.asarray(targets)[:, None] == np.asarray(cands)[None, :]
+    rows = np.isin(targets, scope) & (known & ~own).any(axis=1)
+    for only, cols in ((False, np.ones(len(cands), bool)), (True, (known[rows] & ~own[rows]).any(axis=0))):
+        tab, _ = evaluate_evidence(ev, gold, "s", scope, known_regulators_only=only)
+        row = tab[tab["normalization"] == "none"].iloc[0]
+        mask = rows[:, None] & cols[None, :] & ~own
+        y, s = known[mask].astype(bool), S[mask]
+        assert row["n_pairs"] == mask.sum() and row["n_positive"] == y.sum() and row["n_targets"] == rows.sum()
+        assert row["aupr"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        assert row["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert cols.sum() == 5  # r0 and r2-r5: r1's only known target is out of scope, r6-r9 have none
+
+
 def test_edge_table_shows_ols_t_only_for_candidates_in_the_model():
     ev = Evidence(targets=["t1"], candidates=["r1", "r2"], scores={"ols": np.array([[4.5, 0.3]])}, info={})
     gold = pd.DataFrame({"r1": [1], "r2": [0]}, index=["t1"])

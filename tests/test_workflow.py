@@ -327,7 +327,7 @@ def test_regulator_recovery(finished_run):
     root, data = finished_run
     res = root / "results"
     tab = pd.read_csv(res / "recovery/regulator_recovery.tsv", sep="\t")
-    assert set(tab["scope"]) == {"all_gold_standard_targets", "run_targets"}
+    assert set(tab["scope"]) == {"all_gold_standard_targets", "known_regulators", "run_targets"}
     every = tab[tab["scope"] == "all_gold_standard_targets"].set_index(["method", "normalization"])
     assert {m for m, _ in every.index} == {"ols", "penalized", "network", "correlation", "clr_mean", "rank_average"}
     # candidates: every gene of the gold standard's columns but the target itself; 5 known edges
@@ -348,6 +348,13 @@ def test_regulator_recovery(finished_run):
     assert every.loc[("correlation", "none"), "auroc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
     assert every.loc[("correlation", "none"), "aupr"] == pytest.approx(average_precision_score(labels, scores),
                                                                         abs=1e-9)
+    # the DREAM5 convention: only the 5 candidates with a known target (G2-G6), 2 x 5 pairs
+    dream = tab[tab["scope"] == "known_regulators"].set_index(["method", "normalization"])
+    assert (dream["n_pairs"] == 10).all() and (dream["n_positive"] == 5).all()
+    pairs = [(t, g) for t in ("G0", "G1") for g in genes if g != t]
+    sub = [i for i, (_, g) in enumerate(pairs) if g in {"G2", "G3", "G4", "G5", "G6"}]
+    assert dream.loc[("correlation", "none"), "aupr"] == pytest.approx(
+        average_precision_score(np.asarray(labels)[sub], np.asarray(scores)[sub]), abs=1e-9)
     edges = pd.read_csv(res / "recovery/edges.tsv", sep="\t", dtype={"target": str, "regulator": str})
     assert len(edges) == 22 and edges["rank"].tolist() == list(range(1, 23))
     assert edges["score"].is_monotonic_decreasing
@@ -357,6 +364,7 @@ def test_regulator_recovery(finished_run):
     assert (res / "plots/regulator_recovery.png").stat().st_size > 10_000
     facts = json.loads((res / "report/facts.json").read_text())
     assert "2 gold-standard targets" in facts["recovery"] and "ridge \\|t\\|" in facts["recovery"]
+    assert "DREAM5" in facts["recovery"] and "10 pairs left" in facts["recovery"]
 
 
 def test_importance_and_interactions(finished_run):

@@ -1235,7 +1235,7 @@ def _check_ranking(ranking: str, sources) -> None:
 
 def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets: list[str] | None,
                     a: argparse.Namespace) -> None:
-    """The recovery table (every ranking, both scopes), its figure and the inferred network."""
+    """The recovery table (every ranking, every scope), its figure and the inferred network."""
     from . import plots
     from .io import write_table
     from .recovery import COMBINED, METHOD_LABELS, RECOVERY_COLUMNS, edge_table, evaluate_evidence
@@ -1243,7 +1243,8 @@ def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets
     for source, what in ev.info.items():
         log.info("%s: %s", source, what)
     everything, curve = evaluate_evidence(ev, gold, "all_gold_standard_targets", gold_targets)
-    parts = [everything]
+    # the DREAM5 convention, for comparison with published figures: candidates without a known target left out
+    parts = [everything, evaluate_evidence(ev, gold, "known_regulators", gold_targets, known_regulators_only=True)[0]]
     if run_targets is not None:
         parts.append(evaluate_evidence(ev, gold, "run_targets", run_targets)[0])
     summary = pd.concat(parts, ignore_index=True)

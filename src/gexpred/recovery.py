@@ -671,16 +671,26 @@ def gold_labels(ev: Evidence, gold: pd.DataFrame) -> tuple[np.ndarray, np.ndarra
 
 
 def evaluate_evidence(ev: Evidence, gold: pd.DataFrame, scope: str,
-                      targets: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
+                      targets: list[str] | None = None,
+                      known_regulators_only: bool = False) -> tuple[pd.DataFrame, dict]:
     """AUROC and AUPR of every ranking of :meth:`Evidence.rankings` against the gold standard.
 
-    ``targets`` limits the judged pairs to those targets. A pair a ranking
-    could not score (NaN) ranks below every scored pair. Returns the table
-    (:data:`RECOVERY_COLUMNS`) and, per ranking, its :func:`curves`.
+    ``targets`` limits the judged pairs to those targets. ``known_regulators_only``
+    also leaves out the candidates with no known target among the judged ones,
+    as the DREAM5 evaluation did (Marbach et al. 2012, Nat Methods 9:796: TFs
+    and genes without an experimentally supported interaction were ignored):
+    the gold standard says nothing of what such a candidate regulates, so its
+    pairs are unknown rather than negative. By default every candidate is
+    judged (a stricter measure: those pairs count as false when ranked high).
+    A pair a ranking could not score (NaN) ranks below every scored pair.
+    Returns the table (:data:`RECOVERY_COLUMNS`) and, per ranking, its
+    :func:`curves`.
     """
     L, judged = gold_labels(ev, gold)
     if targets is not None:
         judged &= np.asarray(pd.Index(ev.targets).isin(targets))[:, None]
+    if known_regulators_only:
+        judged &= (L & judged).any(axis=0, keepdims=True)
     y = L[judged]
     rows, curve = [], {}
     if not y.any():
