@@ -39,6 +39,8 @@ TARGETS = [
     "results/ols/all_fits.tsv",
 ]
 RULES = ["collect", "split", "folds", "normalize", "select_predictors", "ols", "ols", "compare", "ols_summary"]
+# the profile's group: the set-up steps run in one sbatch job
+PREPARE = {"collect", "split", "folds", "normalize", "select_predictors"}
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 
 
@@ -136,12 +138,14 @@ def test_tiny_workflow_on_slurm_equals_local_run(slurm_cluster, tmp_path):
         log, slurm_s = _run_on_slurm(roots["slurm"], slurm_cluster)
         local_s = local.result()
 
-    # every job went through SLURM: one sbatch per rule job, and squeue knows each as COMPLETED
-    # (the test cluster keeps finished jobs visible for MinJobAge = 600 s)
+    # every job went through SLURM: one sbatch for the profile's group of set-up steps, one per other rule
+    # job, and squeue knows each as COMPLETED (the test cluster keeps finished jobs visible for MinJobAge = 600 s)
     ids = SUBMITTED.findall(log)
-    assert len(ids) == len(RULES), log[-4000:]
-    for rule in set(RULES):
-        assert re.search(rf"^rule {rule}:$", log, re.M), f"rule {rule} was not run:\n{log[-4000:]}"
+    assert len(ids) == len([r for r in RULES if r not in PREPARE]) + 1, log[-4000:]
+    assert "slurm_logs/group_prepare_" in log, log[-4000:]
+    for rule in RULES:
+        assert len(re.findall(rf"^Finished jobid: \S+ \(Rule: {rule}\)$", log, re.M)) == RULES.count(rule), \
+            f"rule {rule} was not run as often as planned:\n{log[-4000:]}"
     squeue = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i %T %M %S %e"], capture_output=True,
                             text=True, env={**os.environ, "SLURM_CONF": str(slurm_cluster["conf"])}, timeout=60)
     assert squeue.returncode == 0, squeue.stderr
