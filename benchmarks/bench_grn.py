@@ -137,27 +137,30 @@ def main() -> int:
     genie3_seconds = time.perf_counter() - t0
     print(f"  GENIE3: {genie3_seconds:.1f} s", flush=True)
 
-    ours, _ = evaluate_evidence(ev, gold, "ours")
-    ref, _ = evaluate_evidence(Evidence(ev.targets, ev.candidates, {"genie3": G}, {}), gold, "reference")
-    table = pd.concat([ours, ref], ignore_index=True)
+    reference = Evidence(ev.targets, ev.candidates, {"genie3": G}, {})
+
+    def judged(known_regulators_only: bool) -> pd.DataFrame:
+        """Ours and GENIE3 on every candidate, or (the DREAM5 convention) only the candidates with a known target."""
+        return pd.concat([evaluate_evidence(e, gold, scope, known_regulators_only=known_regulators_only)[0]
+                          for e, scope in ((ev, "ours"), (reference, "reference"))], ignore_index=True)
+
+    table, dream = judged(False), judged(True)
     table["seconds"] = np.where(table["scope"] == "ours", ours_seconds, genie3_seconds)
     show = table[["method", "normalization", "n_targets", "n_positive", "auroc", "aupr", "aupr_vs_random", "seconds"]]
     print(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:
         table.to_csv(args.out, sep="\t", index=False)
 
+    def row(t: pd.DataFrame, method: str, norm: str) -> pd.Series:
+        return t.loc[(t["method"] == method) & (t["normalization"] == norm)].iloc[0]
+
     def aupr(method: str, norm: str) -> float:
-        return float(table.loc[(table["method"] == method) & (table["normalization"] == norm), "aupr"].iloc[0])
+        return float(row(table, method, norm)["aupr"])
 
     norm = "clr" if rec["ranking"] in COMBINED else rec["normalization"]
     ours_aupr = aupr(rec["ranking"], norm)
-    # the DREAM5 convention (candidates without a known target left out), for comparison with published AUPRs
-    dream = {}
-    for name, scores in ((rec["ranking"], ev.rankings()[(rec["ranking"], norm)]), ("genie3", G)):
-        t, _ = evaluate_evidence(Evidence(ev.targets, ev.candidates, {name: scores}, {}), gold, "known_regulators",
-                                 known_regulators_only=True)
-        dream[name] = t[t["normalization"] == "none"].iloc[0]
-    d_ours, d_ref = dream[rec["ranking"]], dream["genie3"]
+    # the DREAM5 convention, for comparison with published AUPRs
+    d_ours, d_ref = row(dream, rec["ranking"], norm), row(dream, "genie3", "none")
     print(f"DREAM5 convention (only the candidates with a known target: {int(d_ours['n_pairs']):,} pairs, random AUPR "
           f"{d_ours['random_aupr']:.4f}): ours AUPR {d_ours['aupr']:.4f}, GENIE3 {d_ref['aupr']:.4f} "
           f"({d_ours['aupr'] / d_ref['aupr']:.3f} x)")

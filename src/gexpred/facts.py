@@ -403,8 +403,8 @@ RECOVERY_NAMES = {"ols": "OLS |t|", "penalized": "ridge |t|", "network": "networ
 
 def recovery_text(table: pd.DataFrame, normalization: str = "clr") -> str:
     """Regulator recovery in words: each ranking's AUPR over every gold-standard target, best first."""
-    sub = table[(table["scope"] == "all_gold_standard_targets")
-                & (table["normalization"].eq(normalization) | table["method"].isin(COMBINED))]
+    shown = table["normalization"].eq(normalization) | table["method"].isin(COMBINED)
+    sub = table[shown & (table["scope"] == "all_gold_standard_targets")]
     if sub.empty:
         return ""
     sub = sub.sort_values("aupr", ascending=False, kind="stable")
@@ -415,8 +415,7 @@ def recovery_text(table: pd.DataFrame, normalization: str = "clr") -> str:
             f"{int(first['n_pairs']):,} candidate pairs; a random ranking has AUPR {_num(first['random_aupr'])}), "
             f"the AUPR of each ranking after {normalization.upper() if normalization != 'none' else 'no normalisation'}"
             f" is: " + "; ".join(parts) + ".")
-    known = table[(table["scope"] == "known_regulators")
-                  & (table["normalization"].eq(normalization) | table["method"].isin(COMBINED))]
+    known = table[shown & (table["scope"] == "known_regulators")]
     if not known.empty:
         best = known.sort_values("aupr", ascending=False, kind="stable").iloc[0]
         text += (f" Judged as the DREAM5 challenge judged rankings, without the candidates that have no known target "
