@@ -168,6 +168,28 @@ def test_ridge_evidence_penalty_by_cv_and_t_match_direct_fits():
     assert ridge_evidence(Z, Y, folds, lambdas=lambdas, rule="min").lam.tolist() == res.lam_min.tolist()
 
 
+def test_ridge_evidence_shared_penalty_is_the_median_of_the_targets_choices():
+    X, *_ = planted(seed=6, n=90, n_reg=12, n_targets=5)
+    Z, Y = X[:, :12], X[:, 12:]
+    Y[:, 1] *= 0.3  # different signal-to-noise per target, so that the targets choose different penalties
+    Y[:, 1] += np.random.default_rng(0).normal(size=len(Y)) * 3.0
+    Y = np.column_stack([Y, np.full(len(Y), 2.5)])  # a constant target takes no part
+    folds = kfold([str(i) for i in range(len(X))], 4, 1)
+    lambdas = np.logspace(-2, 3, 12)
+    own = ridge_evidence(Z, Y, folds, lambdas=lambdas)
+    res = ridge_evidence(Z, Y, folds, lambdas=lambdas, shared=True)
+    chosen = own.lam[:-1]
+    assert len(set(chosen.tolist())) > 1
+    lam = np.sort(chosen)[(len(chosen) - 1) // 2]  # the lower median over the five varying targets
+    assert (res.lam == lam).all() and res.lam_target.tolist() == own.lam.tolist()
+    Zs, Ys = zscore(Z), zscore(Y[:, :-1])
+    for j in range(Ys.shape[1]):
+        b, t = ridge_reference(Zs, Ys[:, j], lam)
+        np.testing.assert_allclose(res.coef[j], b, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(res.abs_t[j], t, rtol=1e-8)
+    assert np.isnan(res.abs_t[-1]).all()
+
+
 def test_ridge_evidence_leaves_a_target_out_of_its_own_design():
     X, *_ = planted(seed=5, n=80, n_reg=10, n_targets=3)
     Z = X[:, :10]
