@@ -401,6 +401,11 @@ RECOVERY_NAMES = {"ols": "OLS |t|", "penalized": "ridge |t|", "network": "networ
                   "rank_average": "the rank average"}
 
 
+def _ranking_name(method) -> str:
+    """A recovery ranking's name in words, escaped for reStructuredText."""
+    return rst(RECOVERY_NAMES.get(str(method), method))
+
+
 def recovery_text(table: pd.DataFrame, normalization: str = "clr") -> str:
     """Regulator recovery in words: each ranking's AUPR over every gold-standard target, best first."""
     shown = table["normalization"].eq(normalization) | table["method"].isin(COMBINED)
@@ -409,7 +414,7 @@ def recovery_text(table: pd.DataFrame, normalization: str = "clr") -> str:
         return ""
     sub = sub.sort_values("aupr", ascending=False, kind="stable")
     first = sub.iloc[0]
-    parts = [f"{rst(RECOVERY_NAMES.get(str(r['method']), r['method']))} {_num(r['aupr'])} "
+    parts = [f"{_ranking_name(r['method'])} {_num(r['aupr'])} "
              f"({_num(r['aupr_vs_random'], 2)} x random)" for _, r in sub.iterrows()]
     text = (f"Over {int(first['n_targets']):,} gold-standard targets ({int(first['n_positive']):,} known edges among "
             f"{int(first['n_pairs']):,} candidate pairs; a random ranking has AUPR {_num(first['random_aupr'])}), "
@@ -420,7 +425,7 @@ def recovery_text(table: pd.DataFrame, normalization: str = "clr") -> str:
         best = known.sort_values("aupr", ascending=False, kind="stable").iloc[0]
         text += (f" Judged as the DREAM5 challenge judged rankings, without the candidates that have no known target "
                  f"({int(best['n_pairs']):,} pairs left; random AUPR {_num(best['random_aupr'])}), the best is "
-                 f"{rst(RECOVERY_NAMES.get(str(best['method']), best['method']))} with AUPR {_num(best['aupr'])} "
+                 f"{_ranking_name(best['method'])} with AUPR {_num(best['aupr'])} "
                  f"({_num(best['aupr_vs_random'], 2)} x random).")
     return text
 
