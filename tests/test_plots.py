@@ -216,3 +216,50 @@ def test_importance_figure_draws_every_model_ig_and_verdicts(tmp_path, drawn_tex
     assert "mlp" in seen and "ols" in seen and "not tested" in seen and "negligible" in seen
     plots.importance({"ols": tables["ols"]}, None, "t", tmp_path / "one.png")
     assert image.imread(tmp_path / "one.png").shape[1] < img.shape[1]  # one panel only
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_plot_target_draws_every_asked_figure_or_none(tmp_path, predictions, capsys, monkeypatch):
+    """`gexpred plot target` (one job per target): each --out-* figure needs its inputs, named in the
+    usage error before anything is drawn; a failure part-way removes the figures already drawn."""
+    from gexpred.cli import main
+
+    pred, metrics = tmp_path / "predictions.tsv", tmp_path / "metrics.tsv"
+    predictions.to_csv(pred, sep="\t", index=False)
+    pd.DataFrame({"target": ODD, "model": ["ols", "mlp"], "split": "test", "r2": [0.9, 0.95],
+                  "mse": [0.1, 0.05]}).to_csv(metrics, sep="\t", index=False)
+    coefs = tmp_path / "coefficients.tsv"
+    pd.DataFrame({"term": ["const", "g1"], "coef": [0.0, 1.0], "std_err": [0.1, 0.2], "t": [0.0, 5.0],
+                  "p_value": [1.0, 1e-4], "ci_low": [-0.2, 0.6], "ci_high": [0.2, 1.4]}).to_csv(coefs, sep="\t",
+                                                                                         index=False)
+    base = ["plot", "target", "--target", ODD, "--models", "ols", "mlp"]
+    out_obs, out_coef = tmp_path / "figs" / "observed.png", tmp_path / "figs" / "coefficients.png"
+
+    # asked for a figure without its inputs: a usage error naming the missing flag, nothing drawn
+    assert main([*base, "--out-observed", str(out_obs), "--out-loss", str(tmp_path / "figs" / "loss.png"),
+                 "--predictions", str(pred), "--metrics", str(metrics)]) == 1
+    err = capsys.readouterr().err
+    assert "--history" in err and "--model-json" in err and "Traceback" not in err
+    assert not (tmp_path / "figs").exists() or not any((tmp_path / "figs").iterdir())
+
+    # an input that does not exist: named, nothing drawn
+    argv = [*base, "--out-observed", str(out_obs), "--out-coefficients", str(out_coef),
+            "--predictions", str(pred), "--metrics", str(metrics), "--coefficients", str(coefs)]
+    assert main([*argv[:-1], str(tmp_path / "absent.tsv")]) == 1
+    assert "absent.tsv" in capsys.readouterr().err
+    assert not out_obs.exists()
+
+    # the second figure fails: the first, already drawn, is removed again
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(plots, "coefficient_forest", broken)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        main(argv)
+    assert not out_obs.exists() and not out_coef.exists()
+    monkeypatch.undo()
+
+    assert main([*base, "--out-observed", str(out_obs), "--out-coefficients", str(out_coef),
+                 "--predictions", str(pred), "--metrics", str(metrics), "--coefficients", str(coefs)]) == 0
+    decoded(out_obs)
+    decoded(out_coef)

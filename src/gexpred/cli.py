@@ -1371,49 +1371,135 @@ def cmd_compare(a: argparse.Namespace) -> None:
     write_table(metrics, a.out_metrics)
 
 
+def _plot_importance(target: str, specs: list[str] | None, interactions: str | None, out: str) -> None:
+    from . import plots
+    from .io import read_table
+
+    tables = {}
+    for spec in specs or []:
+        model, _, path = spec.partition("=")
+        tables[model] = read_table(path, dtype={"predictor": str})
+    if not tables:
+        raise InputError("plot importance: give at least one --importance MODEL=PATH.")
+    inter = read_table(interactions, dtype={"gene_a": str, "gene_b": str}) if interactions else None
+    plots.importance(tables, inter, target, out)
+
+
+def _plot_observed(target: str, models: list[str], predictions: str, metrics: str, out: str) -> None:
+    from . import plots
+    from .io import read_table
+
+    pred = read_table(predictions, dtype={"target": str, "sample": str, "observed": object})
+    table = read_table(metrics, dtype={"target": str})
+    pred = pred[pred["target"] == target].dropna(axis=1, how="all")
+    table = table[table["target"] == target]
+    if any(":p[" in c for c in pred.columns):
+        plots.confusion_matrices(pred, models, target, out, table)
+    else:
+        plots.observed_vs_predicted(pred.astype({"observed": float}), models, target, out, table)
+
+
+def _plot_coefficients(target: str, coefficients: str, out: str) -> None:
+    from . import plots
+    from .io import read_table
+
+    coefs = read_table(coefficients, dtype={"term": str})
+    logit = "odds_ratio" in coefs.columns
+    plots.coefficient_forest(coefs, target, out, xlabel="log odds ratio per unit of predictor, 95% CI" if logit else None)
+
+
+def _plot_diagnostics(target: str, predictions: str, influence: str, diagnostics: str, out: str) -> None:
+    from . import plots
+    from .io import read_table
+    from .ols import failed_assumptions
+
+    pred = read_table(predictions, dtype={"target": str, "sample": str})
+    infl = read_table(influence, dtype={"sample": str})
+    diag = read_table(diagnostics, dtype={"term": str})
+    plots.ols_diagnostics(pred, infl, failed_assumptions(diag), target, out)
+
+
+def _plot_loss(target: str, history: str, model_json: str, out: str) -> None:
+    from . import plots
+    from .io import read_table
+
+    meta = json.loads(Path(model_json).read_text())
+    training = meta["training"]
+    kept = [m["best_epoch"] for m in training["members"]] if "members" in training else training["best_epoch"]
+    plots.loss_curves(read_table(history), target, out, kept)
+
+
+def _plot_target(a: argparse.Namespace) -> None:
+    """Every figure of one target whose ``--out-*`` is given, in one process (one job per target).
+
+    Each figure needs its own inputs; one asked for without them is a usage error, raised before
+    anything is drawn.
+    """
+    figures = {
+        "observed": (a.out_observed, lambda out: _plot_observed(a.target, a.models, a.predictions, a.metrics, out),
+                     {"--predictions": a.predictions, "--metrics": a.metrics}),
+        "coefficients": (a.out_coefficients, lambda out: _plot_coefficients(a.target, a.coefficients, out),
+                         {"--coefficients": a.coefficients}),
+        "diagnostics": (a.out_diagnostics,
+                        lambda out: _plot_diagnostics(a.target, a.ols_predictions, a.influence, a.diagnostics, out),
+                        {"--ols-predictions": a.ols_predictions, "--influence": a.influence,
+                         "--diagnostics": a.diagnostics}),
+        "loss": (a.out_loss, lambda out: _plot_loss(a.target, a.history, a.model_json, out),
+                 {"--history": a.history, "--model-json": a.model_json}),
+        "importance": (a.out_importance, lambda out: _plot_importance(a.target, a.importance, a.interactions, out),
+                       {"--importance": a.importance}),
+    }
+    if not a.target:
+        raise InputError("plot target: give --target.")
+    wanted = {kind: spec for kind, spec in figures.items() if spec[0]}
+    if not wanted:
+        raise InputError("plot target: give at least one of --out-observed, --out-coefficients, --out-diagnostics, "
+                         "--out-loss, --out-importance.")
+    for kind, (_, _, needs) in wanted.items():
+        missing = [flag for flag, value in needs.items() if not value]
+        if missing:
+            raise InputError(f"plot target: the {kind} figure (--out-{kind}) needs {', '.join(missing)}.")
+        for flag, value in needs.items():
+            for path in value if isinstance(value, list) else [value]:
+                path = path.partition("=")[2] if flag == "--importance" else path
+                if not Path(path).is_file():
+                    raise InputError(f"plot target: {flag} '{path}' (the {kind} figure) does not exist; run the "
+                                     f"step that writes it first.")
+    drawn: list[str] = []
+    try:
+        for kind, (out, draw, _) in wanted.items():
+            draw(out)
+            drawn.append(out)
+            log.info("%s figure of %s: %s", kind, a.target, out)
+    except BaseException:  # no partial set of figures left behind
+        for out in drawn:
+            Path(out).unlink(missing_ok=True)
+        raise
+
+
 def cmd_plot(a: argparse.Namespace) -> None:
     from . import plots
     from .io import read_table
 
+    if a.kind != "target" and not a.out:
+        raise InputError(f"plot {a.kind}: give --out, the figure's path.")
     if a.kind == "activations":
         plots.activation_functions(a.out)
         return
+    if a.kind == "target":
+        _plot_target(a)
+        return
     if a.kind == "importance":
-        tables = {}
-        for spec in a.importance or []:
-            model, _, path = spec.partition("=")
-            tables[model] = read_table(path, dtype={"predictor": str})
-        if not tables:
-            raise InputError("plot importance: give at least one --importance MODEL=PATH.")
-        inter = read_table(a.interactions, dtype={"gene_a": str, "gene_b": str}) if a.interactions else None
-        plots.importance(tables, inter, a.target, a.out)
+        _plot_importance(a.target, a.importance, a.interactions, a.out)
         return
     if a.kind == "observed":
-        pred = read_table(a.predictions, dtype={"target": str, "sample": str, "observed": object})
-        metrics = read_table(a.metrics, dtype={"target": str})
-        pred = pred[pred["target"] == a.target].dropna(axis=1, how="all")
-        metrics = metrics[metrics["target"] == a.target]
-        if any(":p[" in c for c in pred.columns):
-            plots.confusion_matrices(pred, a.models, a.target, a.out, metrics)
-        else:
-            plots.observed_vs_predicted(pred.astype({"observed": float}), a.models, a.target, a.out, metrics)
+        _plot_observed(a.target, a.models, a.predictions, a.metrics, a.out)
     elif a.kind == "coefficients":
-        coefs = read_table(a.coefficients, dtype={"term": str})
-        logit = "odds_ratio" in coefs.columns
-        plots.coefficient_forest(coefs, a.target, a.out,
-                                 xlabel="log odds ratio per unit of predictor, 95% CI" if logit else None)
+        _plot_coefficients(a.target, a.coefficients, a.out)
     elif a.kind == "diagnostics":
-        from .ols import failed_assumptions
-
-        pred = read_table(a.predictions, dtype={"target": str, "sample": str})
-        infl = read_table(a.influence, dtype={"sample": str})
-        diag = read_table(a.diagnostics, dtype={"term": str})
-        plots.ols_diagnostics(pred, infl, failed_assumptions(diag), a.target, a.out)
+        _plot_diagnostics(a.target, a.predictions, a.influence, a.diagnostics, a.out)
     elif a.kind == "loss":
-        meta = json.loads(Path(a.model_json).read_text())
-        training = meta["training"]
-        kept = [m["best_epoch"] for m in training["members"]] if "members" in training else training["best_epoch"]
-        plots.loss_curves(read_table(a.history), a.target, a.out, kept)
+        _plot_loss(a.target, a.history, a.model_json, a.out)
     elif a.kind in ("samples", "normalization"):
         from .io import read_h5ad_columns, read_h5ad_scalars
 
@@ -1728,9 +1814,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-summary", help="TSV: best model per target and network vs regression test")
     s.add_argument("--alpha", type=float, default=0.05, help="level of the network vs regression test")
 
-    s = verb("plot", cmd_plot, "Draw one report figure.")
+    s = verb("plot", cmd_plot, "Draw one report figure (`plot target`: every figure of one target).")
     s.add_argument("kind", choices=["observed", "coefficients", "diagnostics", "loss", "activations", "samples",
-                                    "normalization", "pvalues", "comparison", "cv", "importance"])
+                                    "normalization", "pvalues", "comparison", "cv", "importance", "target"])
     s.add_argument("--importance", action="append", help="MODEL=importance.tsv (importance figure)")
     s.add_argument("--interactions", help="the network's interactions.tsv (importance figure)")
     s.add_argument("--data", help="collected .h5ad (values before normalization)")
@@ -1749,7 +1835,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--influence")
     s.add_argument("--diagnostics")
     s.add_argument("--model-json")
-    s.add_argument("--out", required=True)
+    s.add_argument("--ols-predictions", help="the OLS predictions.tsv (diagnostics figure of `plot target`)")
+    for kind in ("observed", "coefficients", "diagnostics", "loss", "importance"):
+        s.add_argument(f"--out-{kind}", help=f"`plot target`: where to draw the {kind} figure")
+    s.add_argument("--out", help="the figure (every kind but `target`)")
     _report_parser(sub, verb)
     return p
 

@@ -6,25 +6,30 @@
 include: "report_helpers.smk"
 
 
-rule plot_observed:
+rule plot_target:
+    # One job draws every figure of a target (which ones: target_figures() in report_helpers.smk):
+    # a job's interpreter and library start-up cost more than drawing one figure.
     input:
-        predictions="results/compare/predictions.tsv",
-        metrics="results/compare/metrics.tsv",
+        unpack(target_figure_inputs),
     output:
-        report(
-            "results/plots/{target}/observed_vs_predicted.png",
-            caption="../report/observed_vs_predicted.rst",
-            category="5. Model comparison",
-            subcategory="{target}",
-            labels={"target": "{target}", "model": "all", "figure": "observed vs predicted (test split)"},
-        ),
+        **{
+            kind: report(
+                f"results/plots/{{target}}/{figure['file']}",
+                caption=f"../report/{figure['caption']}",
+                category=figure["category"],
+                subcategory="{target}",
+                labels=figure["labels"],
+            )
+            for kind, figure in target_figures().items()
+        },
     log:
-        "results/logs/plots/{target}/observed.log",
+        "results/logs/plots/{target}/figures.log",
     benchmark:
-        "results/benchmarks/plots/{target}/observed.tsv"
+        "results/benchmarks/plots/{target}/figures.tsv"
     params:
         target=target_name,
         models=" ".join(MODELS),
+        args=target_figure_args,
         facts=caption_facts,
     threads: 1
     resources:
@@ -33,134 +38,7 @@ rule plot_observed:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred plot observed --target {params.target:q} --models {params.models}"
-        " --predictions {input.predictions:q} --metrics {input.metrics:q} --out {output:q} --log {log:q}"
-
-
-rule plot_coefficients:
-    input:
-        "results/ols/{target}/coefficients.tsv",
-    output:
-        report(
-            "results/plots/{target}/coefficients.png",
-            caption="../report/coefficients.rst",
-            category="3. Hypothesis evaluation",
-            subcategory="{target}",
-            labels={"target": "{target}", "model": "ols", "figure": "coefficients with 95% CI"},
-        ),
-    log:
-        "results/logs/plots/{target}/coefficients.log",
-    benchmark:
-        "results/benchmarks/plots/{target}/coefficients.tsv"
-    params:
-        target=target_name,
-        facts=caption_facts,
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/gexpred.yaml"
-    shell:
-        "gexpred plot coefficients --target {params.target:q} --coefficients {input:q}"
-        " --out {output:q} --log {log:q}"
-
-
-rule plot_diagnostics:
-    input:
-        predictions="results/ols/{target}/predictions.tsv",
-        influence="results/ols/{target}/influence.tsv",
-        diagnostics="results/ols/{target}/diagnostics.tsv",
-    output:
-        report(
-            "results/plots/{target}/diagnostics.png",
-            caption="../report/diagnostics.rst",
-            category="3. Hypothesis evaluation",
-            subcategory="{target}",
-            labels={"target": "{target}", "model": "ols", "figure": "residuals, QQ, influence"},
-        ),
-    log:
-        "results/logs/plots/{target}/diagnostics.log",
-    benchmark:
-        "results/benchmarks/plots/{target}/diagnostics.tsv"
-    params:
-        target=target_name,
-        facts=caption_facts,
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/gexpred.yaml"
-    shell:
-        "gexpred plot diagnostics --target {params.target:q} --predictions {input.predictions:q}"
-        " --influence {input.influence:q} --diagnostics {input.diagnostics:q} --out {output:q} --log {log:q}"
-
-
-rule plot_loss:
-    input:
-        history="results/mlp/{target}/history.tsv",
-        meta="results/mlp/{target}/model.json",
-    output:
-        report(
-            "results/plots/{target}/loss.png",
-            caption="../report/loss.rst",
-            category="4. Prediction",
-            subcategory="{target}",
-            # no "model" label: Snakemake's report turns a label with two values, each on half of a
-            # subcategory's results, into a toggle, which fails when a combination is missing.
-            labels={"target": "{target}", "figure": "network loss per epoch"},
-        ),
-    log:
-        "results/logs/plots/{target}/loss.log",
-    benchmark:
-        "results/benchmarks/plots/{target}/loss.tsv"
-    params:
-        target=target_name,
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/gexpred.yaml"
-    shell:
-        "gexpred plot loss --target {params.target:q} --history {input.history:q}"
-        " --model-json {input.meta:q} --out {output:q} --log {log:q}"
-
-
-rule plot_importance:
-    input:
-        unpack(importance_inputs),
-    output:
-        report(
-            "results/plots/{target}/importance.png",
-            caption="../report/importance.rst",
-            category="3. Hypothesis evaluation",
-            subcategory="{target}",
-            labels={"target": "{target}", "figure": "predictor importance and network interactions"},
-        ),
-    log:
-        "results/logs/plots/{target}/importance.log",
-    benchmark:
-        "results/benchmarks/plots/{target}/importance.tsv"
-    params:
-        target=target_name,
-        tables=lambda wc, input: " ".join(
-            f"--importance {m}={shlex.quote(input[m])}" for m in MODELS if m in input.keys()
-        ),
-        interactions=lambda wc, input: (
-            f"--interactions {shlex.quote(input['interactions'])}" if "interactions" in input.keys() else ""
-        ),
-        facts=caption_facts,
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/gexpred.yaml"
-    shell:
-        "gexpred plot importance --target {params.target:q} {params.tables} {params.interactions}"
-        " --out {output:q} --log {log:q}"
+        "gexpred plot target --target {params.target:q} --models {params.models} {params.args} --log {log:q}"
 
 
 rule plot_activations:

@@ -43,6 +43,68 @@ def caption_facts(wildcards):
     return CaptionFacts(REPORT_FACTS, wildcards.get("target"))
 
 
+def target_figures():
+    """The figures drawn per target in this run (kind -> file, caption, report category and labels).
+
+    One rule (plot_target) draws them all; which ones depend on the models and the task.
+    """
+    figures = {
+        "observed": {"file": "observed_vs_predicted.png", "caption": "observed_vs_predicted.rst",
+                     "category": "5. Model comparison",
+                     "labels": {"target": "{target}", "model": "all", "figure": "observed vs predicted (test split)"}},
+    }
+    if "ols" in MODELS:
+        figures["coefficients"] = {
+            "file": "coefficients.png", "caption": "coefficients.rst", "category": "3. Hypothesis evaluation",
+            "labels": {"target": "{target}", "model": "ols", "figure": "coefficients with 95% CI"}}
+        if not CLASSIFICATION:
+            figures["diagnostics"] = {
+                "file": "diagnostics.png", "caption": "diagnostics.rst", "category": "3. Hypothesis evaluation",
+                "labels": {"target": "{target}", "model": "ols", "figure": "residuals, QQ, influence"}}
+    if "mlp" in MODELS:
+        # no "model" label: Snakemake's report turns a label with two values, each on half of a
+        # subcategory's results, into a toggle, which fails when a combination is missing.
+        figures["loss"] = {"file": "loss.png", "caption": "loss.rst", "category": "4. Prediction",
+                           "labels": {"target": "{target}", "figure": "network loss per epoch"}}
+    if IMPORTANCE:
+        figures["importance"] = {
+            "file": "importance.png", "caption": "importance.rst", "category": "3. Hypothesis evaluation",
+            "labels": {"target": "{target}", "figure": "predictor importance and network interactions"}}
+    return figures
+
+
+def target_figure_inputs(wildcards):
+    """The tables behind each figure of target_figures()."""
+    t = wildcards.target
+    figures = target_figures()
+    inputs = {"predictions": "results/compare/predictions.tsv", "metrics": "results/compare/metrics.tsv"}
+    if "coefficients" in figures:
+        inputs["coefficients"] = f"results/ols/{t}/coefficients.tsv"
+    if "diagnostics" in figures:
+        inputs.update(ols_predictions=f"results/ols/{t}/predictions.tsv", influence=f"results/ols/{t}/influence.tsv",
+                      diagnostics=f"results/ols/{t}/diagnostics.tsv")
+    if "loss" in figures:
+        inputs.update(history=f"results/mlp/{t}/history.tsv", model_json=f"results/mlp/{t}/model.json")
+    if "importance" in figures:
+        inputs.update({f"importance_{k}": v for k, v in importance_inputs(wildcards).items()})
+    return inputs
+
+
+def target_figure_args(wildcards, input, output):
+    """The command-line arguments of `gexpred plot target`: every input and figure, quoted."""
+    q = shlex.quote
+    args = [f"--out-{kind} {q(path)}" for kind, path in output.items()]
+    for name, path in input.items():
+        if name == "importance_interactions":
+            args.append(f"--interactions {q(path)}")
+        elif name.startswith("importance_"):
+            model = name.removeprefix("importance_")
+            args.append(f"--importance {q(f'{model}={path}')}")
+        else:
+            args.append(f"--{name.replace('_', '-')} {q(path)}")
+    return " ".join(args)
+
+
 def report_summary_input():
     inputs = {
         "data": "results/data/collected.h5ad",
