@@ -1175,7 +1175,7 @@ def cmd_recovery(a: argparse.Namespace) -> None:
     import torch
 
     from .io import read_gene_list, read_table
-    from .recovery import collect_evidence, describe_missing, judged_targets, read_gold_standard
+    from .recovery import add_prior_evidence, collect_evidence, describe_missing, judged_targets, read_gold_standard
     from .search import kfold
 
     _check_ranking(a.ranking, a.sources)
@@ -1219,6 +1219,7 @@ def cmd_recovery(a: argparse.Namespace) -> None:
              "among them) from %s", len(candidates), len(targets), len(gold_targets), ", ".join(sources))
     ev = collect_evidence(Xtr, genes, targets, candidates, folds, chosen=chosen, top_k=top_k,
                           network_settings=network, sources=sources)
+    ev = add_prior_evidence(ev, Xtr, genes, gold, folds, a.prior_folds, a.seed)
     _write_recovery(ev, gold, gold_targets, run_targets, a)
 
 
@@ -1268,8 +1269,8 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
     import torch
 
     from .io import read_h5ad_columns, read_table
-    from .recovery import (EVIDENCE_SOURCES, Evidence, chunk_network_importance, collect_evidence, describe_missing,
-                           judged_targets, read_gold_standard)
+    from .recovery import (EVIDENCE_SOURCES, Evidence, add_prior_evidence, chunk_network_importance,
+                           collect_evidence, describe_missing, judged_targets, read_gold_standard)
     from .search import kfold
 
     _check_ranking(a.ranking, ["penalized", "correlation"] + (["ols"] if a.coefficients else [])
@@ -1322,6 +1323,7 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
         ev.info["network"] = {"chunks": len(a.mlp_models), "scored_targets": int(np.isfinite(S).any(axis=1).sum())}
     ev = Evidence(targets=ev.targets, candidates=candidates,
                   scores={m: scores[m] for m in EVIDENCE_SOURCES if m in scores}, info=ev.info)
+    ev = add_prior_evidence(ev, Xtr, [*predictors, *targets], gold, folds, a.prior_folds, a.seed)
     _write_recovery(ev, gold, targets, None, a)
 
 
@@ -1851,6 +1853,9 @@ def _recovery_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--top-edges", type=int, default=10000, help="pairs written to --out-edges")
     s.add_argument("--k", type=int, default=5, help="folds of the training split (split.folds)")
     s.add_argument("--seed", type=int, default=0, help="seed of the folds (split.seed)")
+    s.add_argument("--prior-folds", type=int, default=5,
+                   help="folds of the gold-standard targets for the TF-activity ranking, which scores each target "
+                        "from the other folds' known regulators (0: no such ranking)")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--out", required=True)
     s.add_argument("--out-figure", required=True)

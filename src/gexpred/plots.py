@@ -289,7 +289,9 @@ def recovery_curves(curves_by_method: dict, summary: pd.DataFrame, prevalence: f
     ``auroc`` and ``aupr``. ``highlight`` is drawn thicker and listed first.
     """
     colors = {"ols": PALETTE["ols"], "penalized": PALETTE["penalized"], "network": PALETTE["mlp"],
-              "correlation": PALETTE["mean"], "clr_mean": "#CC79A7", "rank_average": "#882255"}
+              "correlation": PALETTE["mean"], "clr_mean": "#CC79A7", "rank_average": "#882255",
+              "tf_activity": "#000000"}
+    dashed = {"tf_activity"}  # rankings that use the gold standard as prior knowledge: set apart
     labels = labels or {}
     keys = sorted(curves_by_method, key=lambda k: (k if isinstance(k, str) else k[0]) != highlight)
     with plt.rc_context(STYLE):
@@ -304,8 +306,9 @@ def recovery_curves(curves_by_method: dict, summary: pd.DataFrame, prevalence: f
             row = row.iloc[0]
             lw = 2.6 if method == highlight else 1.5
             name = plain(labels.get(method, method)) + (" - the pipeline's ranking" if method == highlight else "")
-            (h,) = ax1.plot(c["fpr"], c["tpr"], color=colors.get(method), lw=lw)
-            ax2.plot(c["recall"], c["precision"], color=colors.get(method), lw=lw)
+            ls = (0, (5, 2)) if method in dashed else "-"
+            (h,) = ax1.plot(c["fpr"], c["tpr"], color=colors.get(method), lw=lw, ls=ls)
+            ax2.plot(c["recall"], c["precision"], color=colors.get(method), lw=lw, ls=ls)
             handles.append(h)
             names.append(f"{name}: AUROC {row['auroc']:.3f}, AUPR {row['aupr']:.3f}")
         (h,) = ax1.plot([0, 1], [0, 1], color="#444444", ls="--", lw=1)

@@ -205,7 +205,13 @@ METHOD_LABELS = {
     "correlation": "|correlation| (baseline)",
     "clr_mean": "mean of the sources' CLR scores",
     "rank_average": "rank average of the sources",
+    "tf_activity": "TF activity from other genes' known regulators (uses the gold standard)",
 }
+
+PRIOR_RANKINGS = ("tf_activity",)
+"""Rankings that use the gold standard itself as prior knowledge (:func:`add_prior_evidence`): each
+target is scored without its own known regulators, but they are not comparable with the gold-free
+rankings, and never enter :data:`COMBINED`."""
 
 COMBINED = ("clr_mean", "rank_average")
 """The rankings that combine the sources (after :func:`clr`, whatever ``normalization`` is)."""
@@ -573,12 +579,16 @@ class Evidence:
     ``scores[source]`` is targets x candidates (higher = more likely a
     regulator; NaN for a target's own column and pairs the source could not
     score); ``info`` what each source reports of itself (penalties, networks).
+    ``prior`` holds rankings of :data:`PRIOR_RANKINGS`, which use the gold
+    standard (:func:`add_prior_evidence`); they are judged and shown apart and
+    never combined with ``scores``.
     """
 
     targets: list[str]
     candidates: list[str]
     scores: dict[str, np.ndarray]
     info: dict[str, Any]
+    prior: dict[str, np.ndarray] = field(default_factory=dict)
     _rankings: dict[tuple[str, str], np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def context(self) -> dict[str, np.ndarray]:
@@ -598,6 +608,9 @@ class Evidence:
             if len(ctx) > 1:
                 out[("clr_mean", "clr")] = clr_mean(ctx)
                 out[("rank_average", "clr")] = rank_average(ctx)
+            for m, S in self.prior.items():
+                out[(m, "none")] = S
+                out[(m, "clr")] = clr(S)
             self._rankings = out
         return self._rankings
 
@@ -673,6 +686,92 @@ def collect_evidence(X_train: np.ndarray, genes: list[str], targets: list[str], 
         S[own] = np.nan
         scores[source] = S
     return Evidence(targets=targets, candidates=cand, scores=scores, info=info)
+
+
+# --------------------------------------------------------------------------- prior knowledge: TF activity
+def regulator_groups(known: np.ndarray) -> np.ndarray:
+    """Group number of each target (row of ``known``, targets x candidates): targets with the same set of
+    known regulators share one (the genes of an operon, a regulon's co-annotated genes), in order of first
+    appearance. Targets without a known regulator share a group too."""
+    keys = [np.flatnonzero(row).tobytes() for row in np.asarray(known, dtype=bool)]
+    first: dict[bytes, int] = {}
+    return np.array([first.setdefault(k, len(first)) for k in keys], dtype=np.int64)
+
+
+def regulator_activity(Y: np.ndarray, P: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Activities of the candidates (samples x candidates) from the expression of their known targets.
+
+    ``Y`` (samples x targets, standardised) is modelled as ``A P'`` with ``P`` (targets x candidates) the
+    known edges, and ``A`` is its minimum-norm least-squares solution ``Y pinv(P')`` (the transcription
+    factor activity of the Inferelator, Arrieta-Ortiz et al. 2015, Mol Syst Biol 11:839). A candidate with
+    no known target among ``Y`` keeps its own expression (``Z``'s column). Returns the activities and the
+    mask of candidates whose activity was estimated.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    A = np.asarray(Y, dtype=np.float64) @ np.linalg.pinv(P.T)
+    estimated = P.any(axis=0)
+    A[:, ~estimated] = np.asarray(Z, dtype=np.float64)[:, ~estimated]
+    return A, estimated
+
+
+def activity_evidence(Z: np.ndarray, Y: np.ndarray, known: np.ndarray, folds: np.ndarray,
+                      self_col: np.ndarray | None = None, k: int = 5, seed: int = 0,
+                      groups: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Score every candidate of every target from activities estimated with the other targets' known
+    regulators (prior knowledge), never the target's own.
+
+    The targets are split into ``k`` folds of whole groups (``groups``, default
+    :func:`regulator_groups` of ``known``: targets with the same known regulators, such as the genes of an
+    operon, always fall in one fold, so no target is scored from a co-annotated twin). For each fold, the
+    activities of the candidates are estimated from the standardised expression of the targets of the
+    other folds and their known edges (:func:`regulator_activity`), and each target of the fold is scored by
+    ``|t|`` of ridge regression on those activities with one shared penalty chosen on the sample ``folds``
+    (:func:`ridge_evidence`, ``shared=True``). A target's own row of ``known`` never enters its scores.
+
+    Returns targets x candidates scores (NaN for a target's own column and constant targets) and what the
+    log reports (folds, groups, the penalty of each fold, candidates with an estimated activity).
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    Ys = standardize(np.asarray(Y, dtype=np.float64))
+    known = np.asarray(known, dtype=bool)
+    T = Ys.shape[1]
+    self_col = np.full(T, -1) if self_col is None else np.asarray(self_col, dtype=np.int64)
+    groups = regulator_groups(known) if groups is None else np.asarray(groups, dtype=np.int64)
+    labels = np.unique(groups)
+    k = max(2, min(int(k), len(labels)))
+    order = np.random.default_rng(seed).permutation(len(labels))
+    fold_of_group = dict(zip(labels[order].tolist(), (np.arange(len(labels)) % k).tolist()))
+    fold = np.array([fold_of_group[g] for g in groups.tolist()], dtype=np.int64)
+    S = np.full((T, Z.shape[1]), np.nan)
+    lams, n_estimated = [], []
+    for f in range(k):
+        te, tr = fold == f, fold != f
+        if not te.any():
+            continue
+        A, estimated = regulator_activity(Ys[:, tr], known[tr], Z)
+        res = ridge_evidence(A, Ys[:, te], folds, self_col[te], shared=True)
+        S[te] = res.abs_t
+        lams.append(float(res.lam[0]) if len(res.lam) else float("nan"))
+        n_estimated.append(int(estimated.sum()))
+    info = {"target_folds": k, "groups": int(len(labels)), "lambda": lams,
+            "candidates_with_activity": [min(n_estimated, default=0), max(n_estimated, default=0)]}
+    return S, info
+
+
+def add_prior_evidence(ev: Evidence, X_train: np.ndarray, genes: list[str], gold: pd.DataFrame,
+                       folds: np.ndarray, k: int = 5, seed: int = 0) -> Evidence:
+    """``ev`` with the :data:`PRIOR_RANKINGS` added (``k`` 0: unchanged): :func:`activity_evidence` of
+    its targets and candidates, with the gold standard's judged edges (:func:`gold_labels`) as the prior."""
+    if k <= 0:
+        return ev
+    index = {g: i for i, g in enumerate(genes)}
+    known, _ = gold_labels(ev, gold)
+    pos = {c: j for j, c in enumerate(ev.candidates)}
+    self_col = np.array([pos.get(t, -1) for t in ev.targets], dtype=np.int64)
+    S, info = activity_evidence(X_train[:, [index[c] for c in ev.candidates]],
+                                X_train[:, [index[t] for t in ev.targets]], known, folds, self_col, k, seed)
+    return Evidence(targets=ev.targets, candidates=ev.candidates, scores=ev.scores,
+                    info={**ev.info, "tf_activity": info}, prior={"tf_activity": S})
 
 
 def gold_labels(ev: Evidence, gold: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -232,6 +232,7 @@ rule genome_recovery:
         ranking=RECOVERY["ranking"],
         normalization=RECOVERY["normalization"],
         top_edges=RECOVERY["top_edges"],
+        prior_folds=RECOVERY["prior_folds"],
         k=config["split"]["folds"],
         seed=config["split"]["seed"],
     threads: 2
@@ -244,7 +245,7 @@ rule genome_recovery:
         "gexpred genome-recovery --data {input.data:q} --splits {input.splits:q} --design {input.design:q}"
         " --plan {input.plan:q} --gold-standard {input.gold_standard:q} --coefficients {input.coefficients:q}"
         " --mlp-models {params.models} --ranking {params.ranking} --normalization {params.normalization}"
-        " --top-edges {params.top_edges} --k {params.k} --seed {params.seed} --threads {threads}"
+        " --top-edges {params.top_edges} --prior-folds {params.prior_folds} --k {params.k} --seed {params.seed} --threads {threads}"
         " --out {output.table:q} --out-figure {output.figure:q} --out-edges {output.edges:q} --log {log:q}"
 
 

@@ -150,6 +150,7 @@ rule regulator_recovery:
         ranking=RECOVERY["ranking"],
         normalization=RECOVERY["normalization"],
         top_edges=RECOVERY["top_edges"],
+        prior_folds=RECOVERY["prior_folds"],
         k=config["split"]["folds"],
         seed=config["split"]["seed"],
     threads: 2
@@ -162,5 +163,5 @@ rule regulator_recovery:
         "gexpred recovery --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --gold-standard {input.gold_standard:q} --spec {params.spec:q} --sources {params.sources}"
         " --network {params.network:q} --ranking {params.ranking} --normalization {params.normalization}"
-        " --top-edges {params.top_edges} --k {params.k} --seed {params.seed} --threads {threads}"
+        " --top-edges {params.top_edges} --prior-folds {params.prior_folds} --k {params.k} --seed {params.seed} --threads {threads}"
         " --out {output.table:q} --out-figure {output.figure:q} --out-edges {output.edges:q} --log {log:q}"
