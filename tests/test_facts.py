@@ -117,3 +117,23 @@ def test_importance_text_names_each_models_top_predictors_escaped():
     assert "1.20 ± 0.283" in text  # mean and sd over folds of 2 * [0.5, 0.7]
     html = docutils.core.publish_string(text, writer="html").decode()
     assert "System Message" not in html and "a*" in html
+
+
+def test_recovery_text_sets_the_prior_ranking_apart():
+    """The gold-free rankings are listed best first; tf_activity, which uses the gold standard, is stated after
+    them as another question, even when its AUPR is the highest; the DREAM5 best is a gold-free one."""
+    from gexpred.recovery import RECOVERY_COLUMNS
+
+    rows = []
+    for scope, n_pairs, prev in (("all_gold_standard_targets", 1000, 0.01), ("known_regulators", 400, 0.025)):
+        for method, aupr in (("penalized", 0.12), ("correlation", 0.07), ("clr_mean", 0.11), ("tf_activity", 0.33)):
+            rows.append((scope, method, "clr", 50, n_pairs, int(n_pairs * prev), 0.7, aupr, prev, aupr / prev))
+    table = pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
+    text = facts.recovery_text(table)
+    gold_free, _, prior = text.partition("With the gold standard itself as prior knowledge")
+    assert prior, text
+    assert gold_free.index("ridge") < gold_free.index("the mean of the CLR scores") < gold_free.index("correlation")
+    assert "TF activity" not in gold_free and "0.330" not in gold_free
+    assert "TF activity from the known regulators" in prior and "AUPR 0.330 (33 x random" in prior
+    assert "the best is ridge" in gold_free and "not comparable" in prior
+    assert "system-message" not in to_html(text)

@@ -340,3 +340,125 @@ def test_edge_table_shows_ols_t_only_for_candidates_in_the_model():
     edges = edge_table(ev, gold, "ols", "none")
     assert edges["regulator"].tolist() == ["r1", "r2"]
     assert edges["ols_abs_t"].iloc[0] == pytest.approx(2.5) and np.isnan(edges["ols_abs_t"].iloc[1])
+
+
+# --------------------------------------------------------------------------- prior knowledge: TF activity
+def hidden_activity_data(seed=0, n=240, n_tf=8, n_targets=120, trace=0.15, mrna_noise=1.0, noise=0.5):
+    """Regulators whose mRNA barely follows their activity (as for a TF switched on by a ligand or by
+    phosphorylation): each target follows the activities of one or two of them (activators)."""
+    rng = np.random.default_rng(seed)
+    act = rng.normal(size=(n, n_tf))
+    Z = trace * act + mrna_noise * rng.normal(size=(n, n_tf))  # the regulators' expression: by default a weak trace
+    known = np.zeros((n_targets, n_tf), dtype=bool)
+    for i in range(n_targets):
+        known[i, rng.choice(n_tf, size=1 + i % 2, replace=False)] = True
+    W = known * rng.uniform(0.7, 1.3, size=known.shape)  # activators: an unsigned prior assumes one direction
+    Y = act @ W.T + noise * rng.normal(size=(n, n_targets))
+    return Z, Y, known
+
+
+def test_regulator_groups_put_targets_with_the_same_known_regulators_together():
+    from gexpred.recovery import regulator_groups
+
+    known = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1], [0, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=bool)
+    assert regulator_groups(known).tolist() == [0, 1, 0, 2, 1, 2]
+
+
+def test_regulator_activity_is_the_least_squares_solution_of_the_known_edges():
+    from gexpred.recovery import regulator_activity
+
+    Z, Y, known = hidden_activity_data(n=60, n_targets=30)
+    known[:, 7] = False  # a regulator with no known target keeps its own expression
+    A, estimated = regulator_activity(Y, known, Z)
+    ref = np.linalg.lstsq(known.astype(float), Y.T, rcond=None)[0].T  # minimum-norm solution of Y = A P'
+    np.testing.assert_allclose(A[:, :7], ref[:, :7], atol=1e-10)
+    np.testing.assert_array_equal(A[:, 7], Z[:, 7])
+    assert estimated.tolist() == [True] * 7 + [False]
+
+
+def test_activity_evidence_recovers_regulators_that_expression_cannot_show():
+    """The regulators' mRNA hardly tells them apart (|r| with the targets), their activities estimated from the
+    other targets' known edges do; a prior of shuffled edges does not help (no artefact of the prior's form)."""
+    from gexpred.recovery import activity_evidence
+
+    Z, Y, known = hidden_activity_data()
+    folds = kfold([f"s{i}" for i in range(len(Z))], 5, 0)
+    S, info = activity_evidence(Z, Y, known, folds, k=5, seed=0)
+    corr = np.abs(np.corrcoef(Y.T, Z.T)[: Y.shape[1], Y.shape[1]:])
+    ap_activity = average_precision(S.ravel(), known.ravel())
+    ap_corr = average_precision(corr.ravel(), known.ravel())
+    assert ap_activity > 0.95 and ap_corr < 0.75, (ap_activity, ap_corr)  # random: about 0.19
+    assert info["target_folds"] == 5 and info["groups"] == len({tuple(r) for r in known.tolist()})
+    shuffled = known[np.random.default_rng(1).permutation(len(known))]
+    S_shuffled, _ = activity_evidence(Z, Y, shuffled, folds, k=5, seed=0)
+    assert average_precision(S_shuffled.ravel(), shuffled.ravel()) < 0.3  # about random
+
+
+def test_activity_evidence_keeps_the_expression_where_it_is_the_activity():
+    """Regulators whose mRNA is their activity (as in in-silico networks) and a prior that knows few of their
+    targets: the expression beside the activities keeps the ranking at least as good as correlation."""
+    from gexpred.recovery import activity_evidence
+
+    Z, Y, known = hidden_activity_data(trace=1.0, mrna_noise=0.1, n_targets=60, noise=3.0)
+    prior = known & (np.random.default_rng(2).random(known.shape) < 0.3)  # the prior knows 30 % of the edges
+    folds = kfold([f"s{i}" for i in range(len(Z))], 5, 0)
+    S, _ = activity_evidence(Z, Y, prior, folds, k=5, seed=0)
+    corr = np.abs(np.corrcoef(Y.T, Z.T)[: Y.shape[1], Y.shape[1]:])
+    assert average_precision(S.ravel(), known.ravel()) >= average_precision(corr.ravel(), known.ravel()) - 0.02
+
+
+def test_activity_evidence_never_uses_a_targets_own_known_regulators():
+    """A target's scores are the same whatever its own row of the prior says (the folds held fixed), and equal
+    |t| of ridge on the regulators' expression and their activities from the other folds' targets alone
+    (normal equations at the chosen penalty)."""
+    from gexpred.recovery import activity_evidence, standardize
+
+    Z, Y, known = hidden_activity_data(n=120, n_targets=40)
+    folds = kfold([f"s{i}" for i in range(len(Z))], 4, 0)
+    groups = np.arange(len(known))  # every target its own group: the folds below do not depend on `known`
+    S, info = activity_evidence(Z, Y, known, folds, k=4, seed=3, groups=groups)
+    other = known.copy()
+    other[5] = ~other[5]  # target 5 now claims every other regulator
+    S2, _ = activity_evidence(Z, Y, other, folds, k=4, seed=3, groups=groups)
+    np.testing.assert_array_equal(S[5], S2[5])
+    assert not np.allclose(S, S2, equal_nan=True)  # the other folds did use row 5
+    # target 5's scores from first principles: its fold, the others' activities, ridge at the fold's penalty
+    order = np.random.default_rng(3).permutation(len(known))
+    fold = np.empty(len(known), dtype=int)
+    fold[order] = np.arange(len(known)) % 4
+    tr, te = fold != fold[5], np.flatnonzero(fold == fold[5])
+    Ys = standardize(Y)
+    est = known[tr].any(axis=0)
+    A = Ys[:, tr] @ np.linalg.pinv(known[tr].astype(float).T)
+    lam = info["lambda"][int(fold[5])]
+    Xs, y = standardize(np.hstack([Z, A[:, est]])), standardize(Y[:, [5]])[:, 0]  # expression and activities
+    G = np.linalg.inv(Xs.T @ Xs + lam * np.eye(Xs.shape[1]))
+    b = G @ Xs.T @ y
+    H = Xs @ G @ Xs.T
+    sigma2 = np.sum((y - H @ y) ** 2) / (len(y) - 1 - np.trace(H))
+    t = np.abs(b) / np.sqrt(sigma2 * np.diag(G @ Xs.T @ Xs @ G))
+    expected = t[: Z.shape[1]].copy()
+    expected[est] += t[Z.shape[1]:]  # a candidate scores its expression's |t| plus its activity's
+    np.testing.assert_allclose(S[5], expected, rtol=1e-7)
+    assert 5 in te
+
+
+def test_prior_ranking_is_judged_apart_from_the_gold_free_ones():
+    """tf_activity is evaluated and drawn, but clr_mean and rank_average stay the means of the gold-free sources."""
+    from gexpred.recovery import add_prior_evidence
+
+    Z, Y, known = hidden_activity_data(n=120, n_targets=40)
+    genes = [f"r{j}" for j in range(Z.shape[1])] + [f"t{i}" for i in range(Y.shape[1])]
+    X = np.hstack([Z, Y])
+    gold = pd.DataFrame(known.astype(int), index=genes[Z.shape[1]:], columns=genes[: Z.shape[1]])
+    folds = kfold([f"s{i}" for i in range(len(X))], 4, 0)
+    ev = collect_evidence(X, genes, list(gold.index), list(gold.columns), folds, sources=("penalized", "correlation"))
+    with_prior = add_prior_evidence(ev, X, genes, gold, folds, k=4, seed=0)
+    assert add_prior_evidence(ev, X, genes, gold, folds, k=0) is ev
+    r0, r1 = ev.rankings(), with_prior.rankings()
+    for key in r0:
+        np.testing.assert_array_equal(r0[key], r1[key])
+    assert set(r1) - set(r0) == {("tf_activity", "none"), ("tf_activity", "clr")}
+    table, _ = evaluate_evidence(with_prior, gold, "all")
+    aupr = table.set_index(["method", "normalization"])["aupr"]
+    assert aupr[("tf_activity", "none")] > aupr[("clr_mean", "clr")]

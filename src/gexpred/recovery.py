@@ -723,10 +723,18 @@ def activity_evidence(Z: np.ndarray, Y: np.ndarray, known: np.ndarray, folds: np
     The targets are split into ``k`` folds of whole groups (``groups``, default
     :func:`regulator_groups` of ``known``: targets with the same known regulators, such as the genes of an
     operon, always fall in one fold, so no target is scored from a co-annotated twin). For each fold, the
-    activities of the candidates are estimated from the standardised expression of the targets of the
-    other folds and their known edges (:func:`regulator_activity`), and each target of the fold is scored by
-    ``|t|`` of ridge regression on those activities with one shared penalty chosen on the sample ``folds``
-    (:func:`ridge_evidence`, ``shared=True``). A target's own row of ``known`` never enters its scores.
+    activities of the candidates with a known target in the other folds are estimated from those targets'
+    standardised expression and known edges (:func:`regulator_activity`). Each target of the fold is then
+    fitted by ridge regression on every candidate's expression and those activities at once, with one
+    shared penalty chosen on the sample ``folds`` (:func:`ridge_evidence`, ``shared=True``), and a
+    candidate scores the sum of its two ``|t|`` (its expression's alone when it has no activity). A
+    target's own row of ``known`` never enters its scores.
+
+    Why both: where a regulator's mRNA hardly follows its activity (a factor switched on by a ligand or
+    a phosphorylation) the activity carries the evidence; where the mRNA is the activity (in-silico
+    networks such as DREAM4), an activity averaged from a few known targets of either sign is noisier
+    than the mRNA. Activities alone read AUPR 0.336 on the bundled compendium and 0.047 on DREAM4 (below
+    correlation's 0.085); with the expression beside them 0.325 and 0.110 (after :func:`clr`).
 
     Returns targets x candidates scores (NaN for a target's own column and constant targets) and what the
     log reports (folds, groups, the penalty of each fold, candidates with an estimated activity).
@@ -749,8 +757,10 @@ def activity_evidence(Z: np.ndarray, Y: np.ndarray, known: np.ndarray, folds: np
         if not te.any():
             continue
         A, estimated = regulator_activity(Ys[:, tr], known[tr], Z)
-        res = ridge_evidence(A, Ys[:, te], folds, self_col[te], shared=True)
-        S[te] = res.abs_t
+        res = ridge_evidence(np.hstack([Z, A[:, estimated]]), Ys[:, te], folds, self_col[te], shared=True)
+        part = res.abs_t[:, : Z.shape[1]].copy()  # NaN at a target's own expression: its pair stays NaN
+        part[:, estimated] += res.abs_t[:, Z.shape[1]:]
+        S[te] = part
         lams.append(float(res.lam[0]) if len(res.lam) else float("nan"))
         n_estimated.append(int(estimated.sum()))
     info = {"target_folds": k, "groups": int(len(labels)), "lambda": lams,
