@@ -432,9 +432,9 @@ def recovery_text(table: pd.DataFrame, normalization: str = "clr") -> str:
                  f"({_num(best['aupr_vs_random'], 2)} x random).")
     for _, r in prior.iterrows():
         text += (f" With the gold standard itself as prior knowledge, {_ranking_name(r['method'])} scores each "
-                 f"target by its regulators' activities estimated from the known targets of the other genes, never "
-                 f"from its own known regulators (folds of whole groups of targets with the same known "
-                 f"regulators): AUPR {_num(r['aupr'])} ({_num(r['aupr_vs_random'], 2)} x random, AUROC "
+                 f"target from its candidates' expression and their activities estimated from the known targets of "
+                 f"the other genes, never from its own known regulators (folds of whole groups of targets with the "
+                 f"same known regulators): AUPR {_num(r['aupr'])} ({_num(r['aupr_vs_random'], 2)} x random, AUROC "
                  f"{_num(r['auroc'])}). It answers another question (which regulators of a gene the known network "
                  f"and the data suggest) and is not comparable with the rankings above, which do not use the "
                  f"gold standard.")
