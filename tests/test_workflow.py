@@ -329,7 +329,8 @@ def test_regulator_recovery(finished_run):
     tab = pd.read_csv(res / "recovery/regulator_recovery.tsv", sep="\t")
     assert set(tab["scope"]) == {"all_gold_standard_targets", "known_regulators", "run_targets"}
     every = tab[tab["scope"] == "all_gold_standard_targets"].set_index(["method", "normalization"])
-    assert {m for m, _ in every.index} == {"ols", "penalized", "network", "correlation", "clr_mean", "rank_average"}
+    assert {m for m, _ in every.index} == {"ols", "penalized", "network", "correlation", "clr_mean", "rank_average",
+                                           "tf_activity"}  # the last uses the gold standard as prior, set apart
     # candidates: every gene of the gold standard's columns but the target itself; 5 known edges
     assert (every["n_targets"] == 2).all() and (every["n_positive"] == 5).all() and (every["n_pairs"] == 22).all()
     np.testing.assert_allclose(every["random_aupr"], 5 / 22, rtol=1e-12)
@@ -365,6 +366,8 @@ def test_regulator_recovery(finished_run):
     facts = json.loads((res / "report/facts.json").read_text())
     assert "2 gold-standard targets" in facts["recovery"] and "ridge \\|t\\|" in facts["recovery"]
     assert "DREAM5" in facts["recovery"] and "10 pairs left" in facts["recovery"]
+    gold_free, _, prior = facts["recovery"].partition("With the gold standard itself as prior knowledge")
+    assert "TF activity" in prior and "not comparable" in prior and "TF activity" not in gold_free
 
 
 def test_importance_and_interactions(finished_run):

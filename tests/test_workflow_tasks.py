@@ -86,7 +86,8 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path, mode):
     table = pd.read_csv(tmp_path / "results/recovery/regulator_recovery.tsv", sep="\t")
     assert set(table["scope"]) == {"all_gold_standard_targets", "known_regulators"}
     rec = table[table["scope"] == "all_gold_standard_targets"].set_index(["method", "normalization"])
-    assert {m for m, _ in rec.index} == {"ols", "penalized", "network", "correlation", "clr_mean", "rank_average"}
+    assert {m for m, _ in rec.index} == {"ols", "penalized", "network", "correlation", "clr_mean", "rank_average",
+                                         "tf_activity"}
     assert (rec["n_targets"] == 21).all() and (rec["n_positive"] == 21).all() and (rec["n_pairs"] == 84).all()
     # the DREAM5 convention keeps the predictors that are some target's strongest regulator
     n_known = int((gold.loc[genes[8:29], genes[:4]] == 1).any(axis=0).sum())
