@@ -268,6 +268,7 @@ def test_clr_mean_is_the_mean_of_the_sources_clr_scores():
     np.testing.assert_allclose(edges["score"], want.ravel()[order], rtol=1e-12)
     assert available_rankings(["a", "b"]) == {"a", "b", "clr_mean", "rank_average"}
     assert available_rankings(["a"]) == {"a"}
+    assert available_rankings(["a"], prior=True) == {"a", "tf_activity"}
 
 
 def test_rank_average_is_the_mean_of_pooled_ranks():
@@ -462,3 +463,7 @@ def test_prior_ranking_is_judged_apart_from_the_gold_free_ones():
     table, _ = evaluate_evidence(with_prior, gold, "all")
     aupr = table.set_index(["method", "normalization"])["aupr"]
     assert aupr[("tf_activity", "none")] > aupr[("clr_mean", "clr")]
+    # written as the inferred network on request, with its own score beside the gold-free sources'
+    edges = edge_table(with_prior, gold, "tf_activity", "none", top=10)
+    np.testing.assert_array_equal(edges["score"], edges["tf_activity"])
+    assert {"penalized", "correlation"} <= set(edges.columns) and edges["score"].is_monotonic_decreasing

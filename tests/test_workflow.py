@@ -447,6 +447,11 @@ def test_config_errors_name_the_key(tmp_path):
     proc = run_snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
     assert "recovery.ranking is 'network'" in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    # the prior-knowledge ranking needs its folds
+    write_config(tmp_path, recovery={"ranking": "tf_activity", "prior_folds": 0})
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "recovery.prior_folds" in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_covariates_interactions_gene_sets_end_to_end(tmp_path):

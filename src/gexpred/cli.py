@@ -1178,7 +1178,7 @@ def cmd_recovery(a: argparse.Namespace) -> None:
     from .recovery import add_prior_evidence, collect_evidence, describe_missing, judged_targets, read_gold_standard
     from .search import kfold
 
-    _check_ranking(a.ranking, a.sources)
+    _check_ranking(a.ranking, a.sources, a.prior_folds > 0)
     torch.set_num_threads(max(1, a.threads))
     adata, split = _load_split_data(a.data, a.splits)
     train = split == "train"
@@ -1223,15 +1223,16 @@ def cmd_recovery(a: argparse.Namespace) -> None:
     _write_recovery(ev, gold, gold_targets, run_targets, a)
 
 
-def _check_ranking(ranking: str, sources) -> None:
+def _check_ranking(ranking: str, sources, prior: bool) -> None:
     """Refuse a ranking the sources will not compute, before computing them."""
     from .errors import ConfigError
     from .recovery import available_rankings
 
-    available = available_rankings(sources)
+    available = available_rankings(sources, prior)
     if ranking not in available:
         raise ConfigError(f"recovery.ranking is {ranking!r}, which is not among the rankings of this run "
-                          f"({', '.join(sorted(available))}). Add its source to recovery.sources or choose another.")
+                          f"({', '.join(sorted(available))}). Add its source to recovery.sources (tf_activity: "
+                          f"recovery.prior_folds above 0) or choose another.")
 
 
 def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets: list[str] | None,
@@ -1274,7 +1275,7 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
     from .search import kfold
 
     _check_ranking(a.ranking, ["penalized", "correlation"] + (["ols"] if a.coefficients else [])
-                   + (["network"] if a.mlp_models else []))
+                   + (["network"] if a.mlp_models else []), a.prior_folds > 0)
     torch.set_num_threads(max(1, a.threads))
     design = json.loads(Path(a.design).read_text())
     predictors = [str(g) for g in design["predictors"]]

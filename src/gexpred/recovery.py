@@ -615,10 +615,11 @@ class Evidence:
         return self._rankings
 
 
-def available_rankings(sources) -> set[str]:
-    """The rankings :meth:`Evidence.rankings` has for these sources: each source, and the combinations
-    (:data:`COMBINED`) from two sources on."""
-    return set(sources) | (set(COMBINED) if len(set(sources)) > 1 else set())
+def available_rankings(sources, prior: bool = False) -> set[str]:
+    """The rankings :meth:`Evidence.rankings` has for these sources: each source, the combinations
+    (:data:`COMBINED`) from two sources on, and with ``prior`` (:func:`add_prior_evidence`) :data:`PRIOR_RANKINGS`."""
+    return (set(sources) | (set(COMBINED) if len(set(sources)) > 1 else set())
+            | (set(PRIOR_RANKINGS) if prior else set()))
 
 
 def collect_evidence(X_train: np.ndarray, genes: list[str], targets: list[str], candidates: list[str],
@@ -854,8 +855,8 @@ def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: st
     Columns ``rank, target, regulator, score`` (the ranking's), ``known`` (1 a
     gold-standard edge, 0 not, empty when the target is not a gold-standard
     row or the regulator not a column), then every source's own score (as it
-    is, before normalisation) so a reader sees which evidence put the pair
-    there (``ols_abs_t``: ``|t|`` in the target's OLS model, empty for a
+    is, before normalisation; ``tf_activity`` too when :func:`add_prior_evidence`
+    added it) so a reader sees which evidence put the pair there (``ols_abs_t``: ``|t|`` in the target's OLS model, empty for a
     candidate outside it). Ties keep the order of targets and candidates.
     """
     rankings = ev.rankings()
@@ -875,7 +876,7 @@ def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: st
             int).to_numpy()
     out = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "target": targets, "regulator": regs,
                         "score": flat[order], "known": known})
-    for m, M in ev.scores.items():
+    for m, M in {**ev.scores, **ev.prior}.items():
         v = M[ti, ci]
         if m == "ols":  # score_regulators' ols_score: 2 + |t| in the model, |r| (<= 1) outside it
             out["ols_abs_t"] = np.where(v >= 2.0, v - 2.0, np.nan)

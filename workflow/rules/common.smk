@@ -193,11 +193,16 @@ def mlp_settings():
 IMPORTANCE = config["importance"]["repeats"] > 0
 RECOVERY = config["recovery"]
 COMBINED_RANKINGS = ["clr_mean", "rank_average"]  # gexpred.recovery.COMBINED (not importable before installation)
-if not GENOME and RECOVERY["ranking"] not in [*RECOVERY["sources"], *COMBINED_RANKINGS]:
+if RECOVERY["ranking"] == "tf_activity" and RECOVERY["prior_folds"] == 0:
+    raise WorkflowError(
+        "gexpred: recovery.ranking is 'tf_activity', which needs recovery.prior_folds above 0 (it is 0). "
+        "Set recovery.prior_folds (default 5) or choose another ranking."
+    )
+if not GENOME and RECOVERY["ranking"] not in [*RECOVERY["sources"], *COMBINED_RANKINGS, "tf_activity"]:
     raise WorkflowError(
         f"gexpred: recovery.ranking is {RECOVERY['ranking']!r} but recovery.sources "
         f"({', '.join(RECOVERY['sources'])}) does not compute it. Add it to recovery.sources or set "
-        "recovery.ranking to one of them, clr_mean or rank_average."
+        "recovery.ranking to one of them, clr_mean, rank_average or tf_activity."
     )
 if not GENOME and RECOVERY["ranking"] in COMBINED_RANKINGS and len(RECOVERY["sources"]) < 2:
     raise WorkflowError(
