@@ -1432,13 +1432,44 @@ def _plot_loss(target: str, history: str, model_json: str, out: str) -> None:
     plots.loss_curves(read_table(history), target, out, kept)
 
 
-def _plot_target(a: argparse.Namespace) -> None:
-    """Every figure of one target whose ``--out-*`` is given, in one process (one job per target).
+def _draw_figures(verb: str, figures: dict[str, tuple[str | None, Any, dict[str, Any]]]) -> None:
+    """Draw every figure whose output is given, in one process (one job draws several figures).
 
-    Each figure needs its own inputs; one asked for without them is a usage error, raised before
-    anything is drawn.
+    ``figures`` maps a kind to ``(out, draw, needs)``: ``draw(out)`` draws it from the inputs ``needs``
+    (flag -> path, or a list of them; ``--importance`` values are ``MODEL=PATH``). A figure asked for
+    without its inputs, or with an input that does not exist, is a usage error raised before anything
+    is drawn; if a figure fails, those already drawn are removed.
     """
-    figures = {
+    wanted = {kind: spec for kind, spec in figures.items() if spec[0]}
+    if not wanted:
+        raise InputError(f"plot {verb}: give at least one of " + ", ".join(f"--out-{k}" for k in figures) + ".")
+    for kind, (_, _, needs) in wanted.items():
+        missing = [flag for flag, value in needs.items() if not value]
+        if missing:
+            raise InputError(f"plot {verb}: the {kind} figure (--out-{kind}) needs {', '.join(missing)}.")
+        for flag, value in needs.items():
+            for path in value if isinstance(value, list) else [value]:
+                path = path.partition("=")[2] if flag == "--importance" else path
+                if not Path(path).is_file():
+                    raise InputError(f"plot {verb}: {flag} '{path}' (the {kind} figure) does not exist; run the "
+                                     f"step that writes it first.")
+    drawn: list[str] = []
+    try:
+        for kind, (out, draw, _) in wanted.items():
+            draw(out)
+            drawn.append(out)
+            log.info("%s figure: %s", kind, out)
+    except BaseException:  # no partial set of figures left behind
+        for out in drawn:
+            Path(out).unlink(missing_ok=True)
+        raise
+
+
+def _plot_target(a: argparse.Namespace) -> None:
+    """Every figure of one target whose ``--out-*`` is given (:func:`_draw_figures`; one job per target)."""
+    if not a.target:
+        raise InputError("plot target: give --target.")
+    _draw_figures("target", {
         "observed": (a.out_observed, lambda out: _plot_observed(a.target, a.models, a.predictions, a.metrics, out),
                      {"--predictions": a.predictions, "--metrics": a.metrics}),
         "coefficients": (a.out_coefficients, lambda out: _plot_coefficients(a.target, a.coefficients, out),
@@ -1451,46 +1482,42 @@ def _plot_target(a: argparse.Namespace) -> None:
                  {"--history": a.history, "--model-json": a.model_json}),
         "importance": (a.out_importance, lambda out: _plot_importance(a.target, a.importance, a.interactions, out),
                        {"--importance": a.importance}),
-    }
-    if not a.target:
-        raise InputError("plot target: give --target.")
-    wanted = {kind: spec for kind, spec in figures.items() if spec[0]}
-    if not wanted:
-        raise InputError("plot target: give at least one of --out-observed, --out-coefficients, --out-diagnostics, "
-                         "--out-loss, --out-importance.")
-    for kind, (_, _, needs) in wanted.items():
-        missing = [flag for flag, value in needs.items() if not value]
-        if missing:
-            raise InputError(f"plot target: the {kind} figure (--out-{kind}) needs {', '.join(missing)}.")
-        for flag, value in needs.items():
-            for path in value if isinstance(value, list) else [value]:
-                path = path.partition("=")[2] if flag == "--importance" else path
-                if not Path(path).is_file():
-                    raise InputError(f"plot target: {flag} '{path}' (the {kind} figure) does not exist; run the "
-                                     f"step that writes it first.")
-    drawn: list[str] = []
-    try:
-        for kind, (out, draw, _) in wanted.items():
-            draw(out)
-            drawn.append(out)
-            log.info("%s figure of %s: %s", kind, a.target, out)
-    except BaseException:  # no partial set of figures left behind
-        for out in drawn:
-            Path(out).unlink(missing_ok=True)
-        raise
+    })
+
+
+def _plot_overview(a: argparse.Namespace) -> None:
+    """The figures across targets whose ``--out-*`` is given (:func:`_draw_figures`; one job): activation
+    functions, the model comparison, the p-values and the cross-validation metrics."""
+    from . import plots
+    from .io import read_table
+
+    _draw_figures("overview", {
+        "activations": (a.out_activations, plots.activation_functions, {}),
+        "comparison": (a.out_comparison, lambda out: plots.model_comparison(
+            read_table(a.metrics, dtype={"target": str, "model": str}), out), {"--metrics": a.metrics}),
+        "pvalues": (a.out_pvalues, lambda out: plots.pvalue_summary(
+            read_table(a.coefficients, dtype={"target": str, "term": str}), out, a.fdr),
+            {"--coefficients": a.coefficients}),
+        "cv": (a.out_cv, lambda out: plots.cv_metrics(
+            read_table(a.cv_metrics, dtype={"target": str, "model": str}), out, a.metric),
+            {"--cv-metrics": a.cv_metrics}),
+    })
 
 
 def cmd_plot(a: argparse.Namespace) -> None:
     from . import plots
     from .io import read_table
 
-    if a.kind != "target" and not a.out:
+    if a.kind not in ("target", "overview") and not a.out:
         raise InputError(f"plot {a.kind}: give --out, the figure's path.")
     if a.kind == "activations":
         plots.activation_functions(a.out)
         return
     if a.kind == "target":
         _plot_target(a)
+        return
+    if a.kind == "overview":
+        _plot_overview(a)
         return
     if a.kind == "importance":
         _plot_importance(a.target, a.importance, a.interactions, a.out)
@@ -1817,9 +1844,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-summary", help="TSV: best model per target and network vs regression test")
     s.add_argument("--alpha", type=float, default=0.05, help="level of the network vs regression test")
 
-    s = verb("plot", cmd_plot, "Draw one report figure (`plot target`: every figure of one target).")
+    s = verb("plot", cmd_plot, "Draw one report figure (`plot target`: every figure of one target; `plot overview`: "
+                               "the figures across targets).")
     s.add_argument("kind", choices=["observed", "coefficients", "diagnostics", "loss", "activations", "samples",
-                                    "normalization", "pvalues", "comparison", "cv", "importance", "target"])
+                                    "normalization", "pvalues", "comparison", "cv", "importance", "target",
+                                    "overview"])
     s.add_argument("--importance", action="append", help="MODEL=importance.tsv (importance figure)")
     s.add_argument("--interactions", help="the network's interactions.tsv (importance figure)")
     s.add_argument("--data", help="collected .h5ad (values before normalization)")
@@ -1841,7 +1870,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ols-predictions", help="the OLS predictions.tsv (diagnostics figure of `plot target`)")
     for kind in ("observed", "coefficients", "diagnostics", "loss", "importance"):
         s.add_argument(f"--out-{kind}", help=f"`plot target`: where to draw the {kind} figure")
-    s.add_argument("--out", help="the figure (every kind but `target`)")
+    for kind in ("activations", "comparison", "pvalues", "cv"):
+        s.add_argument(f"--out-{kind}", help=f"`plot overview`: where to draw the {kind} figure")
+    s.add_argument("--out", help="the figure (every kind but `target` and `overview`)")
     _report_parser(sub, verb)
     return p
 

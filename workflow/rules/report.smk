@@ -29,7 +29,7 @@ rule plot_target:
     params:
         target=target_name,
         models=" ".join(MODELS),
-        args=target_figure_args,
+        args=figure_args,
         facts=caption_facts,
     threads: 1
     resources:
@@ -39,29 +39,6 @@ rule plot_target:
         "../envs/gexpred.yaml"
     shell:
         "gexpred plot target --target {params.target:q} --models {params.models} {params.args} --log {log:q}"
-
-
-rule plot_activations:
-    output:
-        report(
-            "results/plots/activation_functions.png",
-            caption="../report/activation_functions.rst",
-            category="4. Prediction",
-            subcategory="architecture",
-            labels={"model": "mlp", "figure": "activation functions"},
-        ),
-    log:
-        "results/logs/plots/activation_functions.log",
-    benchmark:
-        "results/benchmarks/plots/activation_functions.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/gexpred.yaml"
-    shell:
-        "gexpred plot activations --out {output:q} --log {log:q}"
 
 
 rule plot_samples:
@@ -123,22 +100,27 @@ rule plot_normalization:
         " --splits {input.splits:q} --method {params.method:q} --out {output:q} --log {log:q}"
 
 
-rule plot_pvalues:
+rule plot_overview:
+    # One job draws the figures across targets (which ones: overview_figures() in report_helpers.smk).
     input:
-        "results/ols/all_coefficients.tsv",
+        unpack(overview_figure_inputs),
     output:
-        report(
-            "results/plots/pvalues.png",
-            caption="../report/pvalues.rst",
-            category="3. Hypothesis evaluation",
-            subcategory="all targets",
-            labels={"figure": "p-value histogram and QQ plot"},
-        ),
+        **{
+            kind: report(
+                f"results/plots/{figure['file']}",
+                caption=f"../report/{figure['caption']}",
+                category=figure["category"],
+                **({"subcategory": figure["subcategory"]} if "subcategory" in figure else {}),
+                labels=figure["labels"],
+            )
+            for kind, figure in overview_figures().items()
+        },
     log:
-        "results/logs/plots/pvalues.log",
+        "results/logs/plots/overview.log",
     benchmark:
-        "results/benchmarks/plots/pvalues.tsv"
+        "results/benchmarks/plots/overview.tsv"
     params:
+        args=figure_args,
         fdr=config["ols"]["fdr"],
         facts=caption_facts,
     threads: 1
@@ -148,59 +130,7 @@ rule plot_pvalues:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred plot pvalues --coefficients {input:q} --fdr {params.fdr} --out {output:q} --log {log:q}"
-
-
-rule plot_comparison:
-    input:
-        "results/compare/metrics.tsv",
-    output:
-        report(
-            "results/plots/model_comparison.png",
-            caption="../report/model_comparison.rst",
-            category="5. Model comparison",
-            labels={"figure": "test metrics of all targets and models"},
-        ),
-    log:
-        "results/logs/plots/model_comparison.log",
-    benchmark:
-        "results/benchmarks/plots/model_comparison.tsv"
-    params:
-        facts=caption_facts,
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/gexpred.yaml"
-    shell:
-        "gexpred plot comparison --metrics {input:q} --out {output:q} --log {log:q}"
-
-
-rule plot_cv:
-    input:
-        CV_METRICS,
-    output:
-        report(
-            "results/plots/cv_metrics.png",
-            caption="../report/cv_figure.rst",
-            category="5. Model comparison",
-            labels={"figure": "cross-validation R² per model"},
-        ),
-    log:
-        "results/logs/plots/cv_metrics.log",
-    benchmark:
-        "results/benchmarks/plots/cv_metrics.tsv"
-    params:
-        facts=caption_facts,
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/gexpred.yaml"
-    shell:
-        "gexpred plot cv --cv-metrics {input:q} --metric r2 --out {output:q} --log {log:q}"
+        "gexpred plot overview {params.args} --fdr {params.fdr} --metric r2 --log {log:q}"
 
 
 rule report_summary:

@@ -90,8 +90,39 @@ def target_figure_inputs(wildcards):
     return inputs
 
 
-def target_figure_args(wildcards, input, output):
-    """The command-line arguments of `gexpred plot target`: every input and figure, quoted."""
+def overview_figures():
+    """The figures across targets drawn in this run (kind -> file, caption, report category and labels);
+    one rule (plot_overview) draws them all."""
+    figures = {
+        "activations": {"file": "activation_functions.png", "caption": "activation_functions.rst",
+                        "category": "4. Prediction", "subcategory": "architecture",
+                        "labels": {"model": "mlp", "figure": "activation functions"}},
+        "comparison": {"file": "model_comparison.png", "caption": "model_comparison.rst",
+                       "category": "5. Model comparison",
+                       "labels": {"figure": "test metrics of all targets and models"}},
+    }
+    if "ols" in MODELS:
+        figures["pvalues"] = {"file": "pvalues.png", "caption": "pvalues.rst", "category": "3. Hypothesis evaluation",
+                              "subcategory": "all targets", "labels": {"figure": "p-value histogram and QQ plot"}}
+    if HAS_CV:
+        figures["cv"] = {"file": "cv_metrics.png", "caption": "cv_figure.rst", "category": "5. Model comparison",
+                         "labels": {"figure": "cross-validation R² per model"}}
+    return figures
+
+
+def overview_figure_inputs(wildcards):
+    """The tables behind each figure of overview_figures()."""
+    figures = overview_figures()
+    inputs = {"metrics": "results/compare/metrics.tsv"}
+    if "pvalues" in figures:
+        inputs["coefficients"] = "results/ols/all_coefficients.tsv"
+    if "cv" in figures:
+        inputs["cv_metrics"] = CV_METRICS
+    return inputs
+
+
+def figure_args(wildcards, input, output):
+    """The command-line arguments of `gexpred plot target` and `plot overview`: every input and figure, quoted."""
     q = shlex.quote
     args = [f"--out-{kind} {q(path)}" for kind, path in output.items()]
     for name, path in input.items():
