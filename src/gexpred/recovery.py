@@ -738,7 +738,8 @@ def activity_evidence(Z: np.ndarray, Y: np.ndarray, known: np.ndarray, folds: np
     correlation's 0.085); with the expression beside them 0.325 and 0.110 (after :func:`clr`).
 
     Returns targets x candidates scores (NaN for a target's own column and constant targets) and what the
-    log reports (folds, groups, the penalty of each fold, candidates with an estimated activity).
+    log reports (folds, groups, the penalty of each fold (NaN for an empty one), the fewest and most
+    candidates with an estimated activity in a fold).
     """
     Z = np.asarray(Z, dtype=np.float64)
     Ys = standardize(np.asarray(Y, dtype=np.float64))
@@ -755,7 +756,8 @@ def activity_evidence(Z: np.ndarray, Y: np.ndarray, known: np.ndarray, folds: np
     lams, n_estimated = [], []
     for f in range(k):
         te, tr = fold == f, fold != f
-        if not te.any():
+        if not te.any():  # fewer groups than folds
+            lams.append(float("nan"))
             continue
         A, estimated = regulator_activity(Ys[:, tr], known[tr], Z)
         res = ridge_evidence(np.hstack([Z, A[:, estimated]]), Ys[:, te], folds, self_col[te], shared=True)
