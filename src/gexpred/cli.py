@@ -1465,71 +1465,70 @@ def _draw_figures(verb: str, figures: dict[str, tuple[str | None, Any, dict[str,
         raise
 
 
+def _target_figures(a: argparse.Namespace, ols_predictions: str | None) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Each figure of one target: kind -> (draw(out), the inputs it needs by flag). The diagnostics figure reads
+    the OLS predictions from ``ols_predictions`` (``--ols-predictions`` of `plot target`, ``--predictions`` of
+    `plot diagnostics`)."""
+    return {
+        "observed": (lambda out: _plot_observed(a.target, a.models, a.predictions, a.metrics, out),
+                     {"--predictions": a.predictions, "--metrics": a.metrics}),
+        "coefficients": (lambda out: _plot_coefficients(a.target, a.coefficients, out),
+                         {"--coefficients": a.coefficients}),
+        "diagnostics": (lambda out: _plot_diagnostics(a.target, ols_predictions, a.influence, a.diagnostics, out),
+                        {"--ols-predictions": ols_predictions, "--influence": a.influence,
+                         "--diagnostics": a.diagnostics}),
+        "loss": (lambda out: _plot_loss(a.target, a.history, a.model_json, out),
+                 {"--history": a.history, "--model-json": a.model_json}),
+        "importance": (lambda out: _plot_importance(a.target, a.importance, a.interactions, out),
+                       {"--importance": a.importance}),
+    }
+
+
+def _overview_figures(a: argparse.Namespace) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Each figure across targets (activation functions, model comparison, p-values, cross-validation
+    metrics): kind -> (draw(out), the inputs it needs by flag)."""
+    from . import plots
+    from .io import read_table
+
+    return {
+        "activations": (plots.activation_functions, {}),
+        "comparison": (lambda out: plots.model_comparison(read_table(a.metrics, dtype={"target": str, "model": str}),
+                                                          out), {"--metrics": a.metrics}),
+        "pvalues": (lambda out: plots.pvalue_summary(read_table(a.coefficients, dtype={"target": str, "term": str}),
+                                                     out, a.fdr), {"--coefficients": a.coefficients}),
+        "cv": (lambda out: plots.cv_metrics(read_table(a.cv_metrics, dtype={"target": str, "model": str}), out,
+                                            a.metric), {"--cv-metrics": a.cv_metrics}),
+    }
+
+
 def _plot_target(a: argparse.Namespace) -> None:
     """Every figure of one target whose ``--out-*`` is given (:func:`_draw_figures`; one job per target)."""
     if not a.target:
         raise InputError("plot target: give --target.")
-    _draw_figures("target", {
-        "observed": (a.out_observed, lambda out: _plot_observed(a.target, a.models, a.predictions, a.metrics, out),
-                     {"--predictions": a.predictions, "--metrics": a.metrics}),
-        "coefficients": (a.out_coefficients, lambda out: _plot_coefficients(a.target, a.coefficients, out),
-                         {"--coefficients": a.coefficients}),
-        "diagnostics": (a.out_diagnostics,
-                        lambda out: _plot_diagnostics(a.target, a.ols_predictions, a.influence, a.diagnostics, out),
-                        {"--ols-predictions": a.ols_predictions, "--influence": a.influence,
-                         "--diagnostics": a.diagnostics}),
-        "loss": (a.out_loss, lambda out: _plot_loss(a.target, a.history, a.model_json, out),
-                 {"--history": a.history, "--model-json": a.model_json}),
-        "importance": (a.out_importance, lambda out: _plot_importance(a.target, a.importance, a.interactions, out),
-                       {"--importance": a.importance}),
-    })
+    _draw_figures("target", {kind: (getattr(a, f"out_{kind}"), draw, needs)
+                             for kind, (draw, needs) in _target_figures(a, a.ols_predictions).items()})
 
 
 def _plot_overview(a: argparse.Namespace) -> None:
-    """The figures across targets whose ``--out-*`` is given (:func:`_draw_figures`; one job): activation
-    functions, the model comparison, the p-values and the cross-validation metrics."""
-    from . import plots
-    from .io import read_table
-
-    _draw_figures("overview", {
-        "activations": (a.out_activations, plots.activation_functions, {}),
-        "comparison": (a.out_comparison, lambda out: plots.model_comparison(
-            read_table(a.metrics, dtype={"target": str, "model": str}), out), {"--metrics": a.metrics}),
-        "pvalues": (a.out_pvalues, lambda out: plots.pvalue_summary(
-            read_table(a.coefficients, dtype={"target": str, "term": str}), out, a.fdr),
-            {"--coefficients": a.coefficients}),
-        "cv": (a.out_cv, lambda out: plots.cv_metrics(
-            read_table(a.cv_metrics, dtype={"target": str, "model": str}), out, a.metric),
-            {"--cv-metrics": a.cv_metrics}),
-    })
+    """The figures across targets whose ``--out-*`` is given (:func:`_draw_figures`; one job)."""
+    _draw_figures("overview", {kind: (getattr(a, f"out_{kind}"), draw, needs)
+                               for kind, (draw, needs) in _overview_figures(a).items()})
 
 
 def cmd_plot(a: argparse.Namespace) -> None:
     from . import plots
-    from .io import read_table
 
     if a.kind not in ("target", "overview") and not a.out:
         raise InputError(f"plot {a.kind}: give --out, the figure's path.")
-    if a.kind == "activations":
-        plots.activation_functions(a.out)
-        return
     if a.kind == "target":
         _plot_target(a)
         return
     if a.kind == "overview":
         _plot_overview(a)
         return
-    if a.kind == "importance":
-        _plot_importance(a.target, a.importance, a.interactions, a.out)
-        return
-    if a.kind == "observed":
-        _plot_observed(a.target, a.models, a.predictions, a.metrics, a.out)
-    elif a.kind == "coefficients":
-        _plot_coefficients(a.target, a.coefficients, a.out)
-    elif a.kind == "diagnostics":
-        _plot_diagnostics(a.target, a.predictions, a.influence, a.diagnostics, a.out)
-    elif a.kind == "loss":
-        _plot_loss(a.target, a.history, a.model_json, a.out)
+    single = {**_target_figures(a, a.predictions), **_overview_figures(a)}
+    if a.kind in single:
+        single[a.kind][0](a.out)
     elif a.kind in ("samples", "normalization"):
         from .io import read_h5ad_columns, read_h5ad_scalars
 
@@ -1544,12 +1543,6 @@ def cmd_plot(a: argparse.Namespace) -> None:
             before, raw_samples, _, _ = read_h5ad_columns(a.data, genes)
             row = {s: i for i, s in enumerate(raw_samples)}
             plots.normalization_effect(before[[row[s] for s in samples]], after, split, a.method or "none", a.out)
-    elif a.kind == "pvalues":
-        plots.pvalue_summary(read_table(a.coefficients, dtype={"target": str, "term": str}), a.out, a.fdr)
-    elif a.kind == "comparison":
-        plots.model_comparison(read_table(a.metrics, dtype={"target": str, "model": str}), a.out)
-    elif a.kind == "cv":
-        plots.cv_metrics(read_table(a.cv_metrics, dtype={"target": str, "model": str}), a.out, a.metric)
 
 
 def cmd_report_summary(a: argparse.Namespace) -> None:

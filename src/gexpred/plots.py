@@ -291,7 +291,9 @@ def recovery_curves(curves_by_method: dict, summary: pd.DataFrame, prevalence: f
     colors = {"ols": PALETTE["ols"], "penalized": PALETTE["penalized"], "network": PALETTE["mlp"],
               "correlation": PALETTE["mean"], "clr_mean": "#CC79A7", "rank_average": "#882255",
               "tf_activity": "#000000"}
-    dashed = {"tf_activity"}  # rankings that use the gold standard as prior knowledge: set apart
+    from .recovery import PRIOR_RANKINGS
+
+    dashed = set(PRIOR_RANKINGS)  # rankings that use the gold standard as prior knowledge: set apart
     labels = labels or {}
     keys = sorted(curves_by_method, key=lambda k: (k if isinstance(k, str) else k[0]) != highlight)
     with plt.rc_context(STYLE):
