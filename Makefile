@@ -31,9 +31,10 @@ report: install
 	$(BIN)/snakemake --report results/report.html
 
 ## Install and run the whole test suite on two pytest-xdist workers, a test module to a worker
-## (--dist loadfile: the tests that share a module's workflow run build it once).
+## (--dist loadfile: the tests that share a module's workflow run build it once), the modules in
+## collection order (--no-loadscope-reorder: tests/conftest.py puts the long workflow runs first).
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 ## Unit tests only (skips the end-to-end workflow runs).
 test-fast: install

@@ -151,3 +151,16 @@ def one_torch_thread() -> Iterator[None]:
     yield
     torch.set_num_threads(before)
 
+
+
+# The modules that run the workflow end to end, longest first (``pytest --durations``: about 1-5 minutes each on
+# 2 cores, where a unit-test module takes seconds). ``make test`` hands whole modules to its two pytest-xdist
+# workers in collection order (``--dist loadfile --no-loadscope-reorder``): starting the long ones first lets
+# the short ones fill the gaps, so that the two workers end together instead of one finishing a long run alone.
+LONGEST_FIRST = ("test_workflow.py", "test_workflow_tasks.py", "test_workflow_options.py", "test_report_browser.py",
+                 "test_safety.py", "test_slurm.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

@@ -1,0 +1,128 @@
+"""End-to-end runs of the workflow with other settings than the shared run of test_workflow.py: an OLS-only
+run with covariates, interactions and gene sets, and configs refused before anything runs.
+
+Split from test_workflow.py so that pytest-xdist (``--dist loadfile``) can run these beside the shared run.
+The expected numbers come from statsmodels' formula API and numpy, never from gexpred.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_workflow import make_dataset, run_snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_config_errors_name_the_key(tmp_path):
+    make_dataset(tmp_path, n_samples=20, n_genes=8)
+    write_config(tmp_path, normalisation="zscore")  # misspelt key
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "normalisation" in proc.stdout + proc.stderr
+
+    write_config(tmp_path, split={"test_fraction": "a lot"})  # wrong type
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "test_fraction" in proc.stdout + proc.stderr
+
+    write_config(tmp_path, matrices=["data/missing.tsv"])
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "data/missing.tsv" in proc.stdout + proc.stderr
+
+    # a regulator ranking whose source is not computed is refused before anything runs
+    write_config(tmp_path, recovery={"sources": ["ols", "correlation"], "ranking": "network"})
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "recovery.ranking is 'network'" in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    # the prior-knowledge ranking needs its folds
+    write_config(tmp_path, recovery={"ranking": "tf_activity", "prior_folds": 0})
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "recovery.prior_folds" in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tmp_path):
+    """models: [ols] is a valid run; ols.covariates / interactions / gene_sets through the workflow, against
+    statsmodels' formula API; then a target missing from the data fails with a clear message."""
+    import statsmodels.formula.api as smf
+
+    data = make_dataset(tmp_path, n_samples=48, n_genes=8)
+    rng = np.random.default_rng(1)
+    sheet = pd.DataFrame({"sample": data["samples"], "batch": rng.choice(["x", "y", "z"], len(data["samples"])),
+                          "dose": rng.uniform(0, 1, len(data["samples"]))})
+    sheet.to_csv(tmp_path / "data" / "samples.tsv", sep="\t", index=False)
+    write_config(tmp_path, models=["ols"], targets=["G0", "G1"], predictors=["G2", "G3", "G4"],
+                 sample_sheet="data/samples.tsv",
+                 ols={"covariates": ["batch", "dose"], "interactions": [["G2", "G5"]],
+                      "gene_sets": {"pair": ["G3", "G4"], "g5": ["G5"]}})
+    run_snakemake(tmp_path)
+    sp = pd.read_csv(tmp_path / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    expr = pd.read_csv(tmp_path / "data/expr.tsv", sep="\t", index_col=0).T
+    df = expr.join(sheet.set_index("sample")).loc[sp.index[sp == "train"]]
+    allc = pd.read_csv(tmp_path / "results/ols/all_coefficients.tsv", sep="\t")
+    assert list(allc.columns) == ["target", "term", "coef", "std_err", "t", "p_value", "ci_low", "ci_high",
+                                  "q_value"]
+    for target in ["G0", "G1"]:
+        ref = smf.ols(f"{target} ~ G2 + G3 + G4 + G5 + C(batch) + dose + G2:G5", data=df).fit()
+        ours = pd.read_csv(tmp_path / f"results/ols/{target}/coefficients.tsv", sep="\t").set_index("term")
+        rename = {"Intercept": "const", "C(batch)[T.y]": "batch[T.y]", "C(batch)[T.z]": "batch[T.z]"}
+        assert sorted(ours.index) == sorted(rename.get(t, t) for t in ref.params.index)
+        for term in ref.params.index:
+            np.testing.assert_allclose(ours.loc[rename.get(term, term), "coef"], ref.params[term], rtol=1e-8)
+            np.testing.assert_allclose(ours.loc[rename.get(term, term), "p_value"], ref.pvalues[term], rtol=1e-6)
+        fit = pd.read_csv(tmp_path / f"results/ols/{target}/fit.tsv", sep="\t").iloc[0]
+        np.testing.assert_allclose(fit["r2"], ref.rsquared, rtol=1e-10)
+        np.testing.assert_allclose(fit["f_pvalue"], ref.f_pvalue, rtol=1e-6)
+        np.testing.assert_allclose(fit["aic"], ref.aic, rtol=1e-10)
+        nested = pd.read_csv(tmp_path / f"results/ols/{target}/nested_tests.tsv", sep="\t").set_index("gene_set")
+        restricted = smf.ols(f"{target} ~ G2 + C(batch) + dose + G5 + G2:G5", data=df).fit()
+        f, p, dfn = ref.compare_f_test(restricted)
+        np.testing.assert_allclose(nested.loc["pair", "f_stat"], f, rtol=1e-8)
+        np.testing.assert_allclose(nested.loc["pair", "p_value"], p, rtol=1e-8)
+        assert nested.loc["pair", "df_num"] == dfn == 2
+        # removing G5 also removes the interaction G2:G5
+        assert nested.loc["g5", "df_num"] == 2
+    # q-values: BH across both targets and all non-intercept terms, recomputed directly
+    tested = allc[allc["term"] != "const"]
+    p = tested["p_value"].to_numpy()
+    m = len(p)
+    order = np.argsort(p)
+    q = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1].clip(max=1)
+    back = np.empty(m)
+    back[order] = q
+    np.testing.assert_allclose(tested["q_value"], back, rtol=1e-9)
+    assert allc.loc[allc["term"] == "const", "q_value"].isna().all()
+    # only the OLS side ran
+    pred = pd.read_csv(tmp_path / "results/compare/predictions.tsv", sep="\t")
+    assert list(pred.columns) == ["target", "sample", "split", "observed", "ols"]
+    assert not (tmp_path / "results/mlp").exists() and not (tmp_path / "results/penalized").exists()
+
+    write_config(tmp_path, models=["ols"], targets=["NOPE"], predictors=["G2", "G3"])
+    proc = run_snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "'NOPE'" in out and "not in the collected data" in out and "Traceback" not in proc.stderr
+    assert not (tmp_path / "results/data/predictors.tsv").exists()
+
+
+def test_jobs_that_hold_the_matrix_ask_for_memory_in_proportion(tmp_path):
+    """A 3 GB input matrix (a sparse file: no disk used): collect asks SLURM / --resources for ~14 GB, not a fixed
+    4 GB that would get it killed; small inputs keep the floor."""
+    write_config(tmp_path)
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data/expr.tsv", "wb") as fh:
+        fh.truncate(3 * 10**9)
+    out = run_snakemake(tmp_path, "-n", "--forceall").stdout
+
+    def mem_mb(rule: str) -> int:
+        block = out[out.index(f"rule {rule}:"):]
+        line = next(ln for ln in block.splitlines() if ln.strip().startswith("resources:"))
+        return int(line.split("mem_mb=")[1].split(",")[0])
+
+    size_mb = 3 * 10**9 / 2**20  # Snakemake's input.size_mb: bytes / 2**20
+    assert mem_mb("collect") == -(-int(1.5 * (400 + 3 * size_mb)) // 100) * 100
+    assert mem_mb("target_table") == 500
