@@ -72,6 +72,24 @@ def test_every_activation_and_no_hidden_layer_equal_train_mlp(activation, hidden
         _assert_same(train_mlp(X, y, s), res)
 
 
+@pytest.mark.parametrize("loss,delta", [("mae", 1.0), ("huber", 0.5)])
+def test_robust_losses_equal_train_mlp(loss, delta):
+    """The written-out gradient of the mean absolute error (its sign) and of Huber's loss (the residual clipped at
+    delta) trains as train_mlp does with torch's L1Loss and HuberLoss through autograd."""
+    Xs, ys, ss = _problem("adam", n_nets=4)
+    ss = [MLPSettings.from_config({**s.__dict__, "loss": loss, "huber_delta": delta}) for s in ss]
+    many = train_many(Xs, ys, ss)
+    for X, y, s, res in zip(Xs, ys, ss, many):
+        _assert_same(train_mlp(X, y, s), res)
+
+
+def test_networks_of_different_losses_are_not_batched():
+    Xs, ys, ss = _problem("adam", n_nets=2)
+    ss[1] = MLPSettings.from_config({**ss[1].__dict__, "loss": "mae"})
+    with pytest.raises(ValueError, match="loss"):
+        train_many(Xs, ys, ss)
+
+
 def test_no_early_stop_runs_each_networks_epochs():
     Xs, ys, ss = _problem("adam", n_nets=3)
     for s in ss:

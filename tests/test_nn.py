@@ -107,6 +107,59 @@ def test_linear_coefficients_needs_no_hidden_layer(small_data):
         linear_coefficients(model)
 
 
+# ----------------------------------------------------------------------------- robust losses
+@pytest.fixture(scope="module")
+def heavy_tailed_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(31)
+    n = 300
+    X = rng.normal(size=(n, 3)) * np.array([1.0, 2.0, 0.5]) + 3.0
+    y = 1.0 + X @ np.array([1.5, -0.7, 0.3]) + rng.standard_t(df=2, size=n)  # heavy tails: LAD != OLS
+    return X, y
+
+
+# full-batch Adam whose rate anneals to zero: converges on the convex, non-smooth L1 objective too
+ROBUST_LINEAR = {"hidden": [], "activation": "identity", "optimizer": "adam", "lr": 0.05, "lr_schedule": "cosine",
+                 "epochs": 3000, "patience": 0, "val_fraction": 0.0, "seed": 0}
+
+
+def test_linear_network_with_mae_loss_is_median_regression(heavy_tailed_data):
+    """loss: mae without a hidden layer is least-absolute-deviations regression (statsmodels QuantReg, q = 0.5)."""
+    import statsmodels.api as sm
+
+    X, y = heavy_tailed_data
+    A = sm.add_constant(X)
+    ref = np.asarray(sm.QuantReg(y, A).fit(q=0.5).params)
+    ols = _lstsq(X, y)
+    assert np.max(np.abs(ref - ols)) > 0.05  # the two regressions differ on these data: the test can tell them apart
+    model, hist, _ = train_mlp(X, y, _settings(**ROBUST_LINEAR, batch_size=len(y), loss="mae"))
+    intercept, slopes = linear_coefficients(model)
+    np.testing.assert_allclose(np.r_[intercept, slopes], ref, atol=5e-3)
+    # the history is the mean absolute error on the data scale, reaching LAD's
+    np.testing.assert_allclose(hist["train_loss"].min(), np.mean(np.abs(y - A @ ref)), rtol=1e-4)
+    np.testing.assert_allclose(hist["train_loss"].iloc[-1], np.mean(np.abs(y - predict(model, X))), rtol=1e-4)
+
+
+@pytest.mark.parametrize("delta", [0.3, 1.5])
+def test_linear_network_with_huber_loss_minimises_huber_objective(heavy_tailed_data, delta):
+    """loss: huber: the minimiser (scipy BFGS) of the mean Huber loss of the residuals in target SDs, threshold delta."""
+    from scipy.optimize import minimize
+
+    X, y = heavy_tailed_data
+    A = np.column_stack([np.ones(len(y)), X])
+    sd = y.std()  # the network standardises the target by its (population) SD on the samples it fits
+
+    def huber(b: np.ndarray) -> float:
+        a = np.abs((y - A @ b) / sd)
+        return float(np.mean(np.where(a <= delta, 0.5 * a * a, delta * (a - 0.5 * delta))))
+
+    ref = minimize(huber, _lstsq(X, y), method="BFGS", options={"gtol": 1e-10}).x
+    model, hist, _ = train_mlp(X, y, _settings(**ROBUST_LINEAR, batch_size=len(y), loss="huber", huber_delta=delta))
+    intercept, slopes = linear_coefficients(model)
+    np.testing.assert_allclose(np.r_[intercept, slopes], ref, atol=2e-3)
+    # the history is on the data scale: Huber's loss with threshold delta * sd, i.e. sd^2 x the standardised one
+    np.testing.assert_allclose(hist["train_loss"].min(), huber(ref) * sd ** 2, rtol=1e-4)
+
+
 # ----------------------------------------------------------------------------- determinism and RNG
 def _weights(model) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -275,6 +328,10 @@ def test_too_few_samples():
         {"val_fraction": 1.0},
         {"patience": -1},
         {"device": "tpu"},
+        {"loss": "l2"},
+        {"loss": "MAE"},
+        {"huber_delta": 0},
+        {"huber_delta": "1"},
     ],
 )
 def test_from_config_rejects_bad_values(cfg):

@@ -14,7 +14,7 @@ import statsmodels.api as sm
 
 from gexpred.errors import ConfigError, InputError, ModelError
 from gexpred.nn import MLPSettings, predict, train_mlp
-from gexpred.search import (cv_networks, cv_ols, cv_penalized, fit_penalized, genome_search_table, kfold,
+from gexpred.search import (cv_criterion, cv_networks, cv_ols, cv_penalized, fit_penalized, genome_search_table, kfold,
                             mlp_candidates, penalty_grid, search_genome_networks, search_table)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -183,6 +183,27 @@ def test_search_table_columns_and_selection():
     np.testing.assert_allclose(table[["fold_1", "fold_2", "fold_3"]].to_numpy(), cv.loss)
     assert table["selected"].sum() == 1 and table.loc[table["selected"], "rank"].item() == 1
     assert "device" not in table.columns
+
+
+@pytest.mark.parametrize("losses,criterion", [(["mae", "mae"], "mae"), (["mae", "mse"], "mse"),
+                                              (["huber", "huber"], "mse")])
+def test_cv_criterion_follows_the_training_losses(losses, criterion):
+    """Candidates that all train with mae are judged by held-out MAE, any other mix by held-out MSE: computed here
+    from the out-of-fold predictions; the search table names the criterion and keeps each candidate's loss."""
+    X, y = _regression(n=60)
+    folds = kfold([f"s{i}" for i in range(60)], 3)
+    cands = [MLPSettings.from_config({"hidden": [4], "epochs": 15, "device": "cpu", "loss": loss, "seed": i})
+             for i, loss in enumerate(losses)]
+    assert cv_criterion(cands) == criterion
+    assert cv_criterion(cands, "classification") == "cross_entropy"
+    cv = cv_networks(X, y, folds, cands)
+    for c in range(len(cands)):
+        for f in range(3):
+            err = y[folds == f] - cv.oof[c, folds == f]
+            want = np.mean(np.abs(err)) if criterion == "mae" else np.mean(err ** 2)
+            assert cv.loss[c, f] == pytest.approx(want, rel=1e-9)
+    table = search_table(cands, cv, ["loss"], cv_criterion(cands))
+    assert table["loss"].tolist() == losses and set(table["criterion"]) == {criterion}
 
 
 def test_cv_networks_classification_out_of_fold_probabilities():

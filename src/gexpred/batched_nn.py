@@ -50,7 +50,7 @@ from torch import nn
 
 from .errors import ModelError
 from .nn import (CLASS_HISTORY_COLUMNS, DIVERGENCE_FACTOR, HISTORY_COLUMNS, GeneMLP, LRSchedule, MLPSettings,
-                 Optimizer, _check_codes, _split_validation, initial_model, n_outputs, resolve_device)
+                 Optimizer, _check_codes, _split_validation, initial_model, loss_unit, n_outputs, resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _check(Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], settings_list: Se
         if s.dropout > 0:
             raise NotImplementedError("train_many supports dropout 0 only; train networks with dropout "
                                       "one at a time with train_mlp")
-        for name in ("hidden", "activation", "optimizer", "batch_size"):
+        for name in ("hidden", "activation", "optimizer", "batch_size", "loss", "huber_delta"):
             a, b = getattr(s, name), getattr(s0, name)
             if (list(a) != list(b)) if name == "hidden" else a != b:
                 raise ValueError(f"train_many: network {i} has {name}={a!r}, network 0 {b!r}; "
@@ -160,7 +160,7 @@ def train_many(
         Xstd[i, :sizes[i]] = (torch.from_numpy(X) - model.x_mean) / model.x_scale
         # classification: the class codes themselves (the output buffers are unused)
         Ystd[i, :sizes[i]] = torch.from_numpy(y) if classify else (torch.from_numpy(y) - model.y_mean) / model.y_scale
-        y_var[i] = 1.0 if classify else float(model.y_scale.item() ** 2)
+        y_var[i] = 1.0 if classify else loss_unit(s0.loss, model.y_scale.item())
         models.append(model)
     fit_idx_np, fit_mask_np = _padded([f for f, _ in splits], int(n_fit.max()))
     val_idx_np, val_mask_np = _padded([v for _, v in splits], max(1, int(n_val.max())))
@@ -202,7 +202,14 @@ def train_many(
     def losses(out: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean loss per network over the real samples (``mask``) of ``out`` (L, b, n_out) against ``yv``."""
         if not classify:
-            each = torch.square(out - yv).mean(dim=2)
+            r = out - yv
+            if s0.loss == "mae":
+                each = r.abs().mean(dim=2)
+            elif s0.loss == "huber":  # as torch.nn.HuberLoss: r^2 / 2 within delta, delta (|r| - delta / 2) beyond
+                a = r.abs()
+                each = torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta)).mean(dim=2)
+            else:
+                each = torch.square(r).mean(dim=2)
         elif n_out == 1:
             each = nn.functional.binary_cross_entropy_with_logits(out, yv, reduction="none")[:, :, 0]
         else:
@@ -212,6 +219,7 @@ def train_many(
 
     # derivative of the activation from its output (ReLU: output > 0; tanh: 1 - output^2; sigmoid: out (1 - out))
     d_act = _D_ACT[s0.activation]
+    delta = float(s0.huber_delta)
 
     def gradient(theta: torch.Tensor, x: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Gradient with respect to ``theta`` (L, P) of the sum over the networks of ``losses`` on a batch.
@@ -227,7 +235,13 @@ def train_many(
         # d(loss of a network)/d(out): each real sample weighs 1 / (its network's real samples)
         w = (mask / mask.sum(dim=1, keepdim=True).clamp_min(1.0))[:, :, None]
         if not classify:
-            d = (out - yv) * w * (2.0 / n_out)
+            r = out - yv
+            if s0.loss == "mae":  # the subgradient 0 at r = 0, as autograd's of abs
+                d = torch.sign(r) * w * (1.0 / n_out)
+            elif s0.loss == "huber":
+                d = r.clamp(-delta, delta) * w * (1.0 / n_out)
+            else:
+                d = r * w * (2.0 / n_out)
         elif n_out == 1:
             d = (torch.sigmoid(out) - yv) * w
         else:
@@ -379,7 +393,8 @@ def train_many(
             if not math.isfinite(tl) or tl / y_var[i] > limit[i]:
                 raise ModelError(
                     f"Target {names[i]!r}: training diverged at epoch {epoch} (training loss {tl:.4g}, "
-                    f"against a variance of the target of {y_var[i]:.4g}). Lower mlp.lr (now "
+                    f"against {'an SD' if s0.loss == 'mae' and not classify else 'a variance'} of the target "
+                    f"of {y_var[i]:.4g}). Lower mlp.lr (now "
                     f"{settings_list[i].lr:g})."
                 )
             histories[i].append((epoch, tl, vl, float(train_acc[j]), float(val_acc[j]) if use_val[i] else math.nan)

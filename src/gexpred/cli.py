@@ -532,7 +532,7 @@ def cmd_mlp(a: argparse.Namespace) -> None:
 
     from .io import write_json, write_table
     from .nn import architecture, predict, predict_proba, save_state, settings_dict
-    from .search import candidate_summary, describe_refit, search_network, search_table
+    from .search import candidate_summary, cv_criterion, describe_refit, search_network, search_table
 
     torch.set_num_threads(max(1, a.threads))
     search, configs, candidates = _network_candidates(a)
@@ -553,7 +553,7 @@ def cmd_mlp(a: argparse.Namespace) -> None:
                          perm_repeats=repeats, perm_seed=a.importance_seed)
     winner, cv, final_cv = res.winner, res.cv, res.final_cv
     if cv is not None:
-        loss_name = "cross_entropy" if classify else "mse"
+        loss_name = cv_criterion(candidates, task)
         search_out = search_table(candidates, cv, candidate_summary(configs), loss_name)
         samples_tr = adata.obs_names[train]
         if classify:
@@ -593,7 +593,7 @@ def cmd_mlp(a: argparse.Namespace) -> None:
         "normalization": a.normalization_ref,
         # wall time stays in the log: the model card holds only what the config and seed determine
         "training": {k: v for k, v in info.items() if k != "seconds"},
-        "loss": "cross_entropy" if classify else "mse",
+        "loss": "cross_entropy" if classify else settings.loss,
         "torch_version": torch.__version__,
         "gexpred_version": __version__,
     }

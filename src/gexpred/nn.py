@@ -43,10 +43,33 @@ LR_SCHEDULES = ("constant", "cosine", "plateau")
 REFITS = ("cv_epochs", "early_stopping")
 """How the chosen network is refitted on the training split (:func:`gexpred.search.search_network`)."""
 TASKS = ("regression", "classification")
+LOSSES = ("mse", "mae", "huber")
+"""Training losses of a regression network: mean squared error (the network estimates the conditional
+mean; with no hidden layer it is OLS), mean absolute error (the conditional median; robust to the
+heavy tails of expression data) and Huber's loss (squared within ``huber_delta`` target SDs, absolute beyond)."""
 DIVERGENCE_FACTOR = 1e4
 """Training counts as diverged when the training loss, in units of the target's
-variance, exceeds this multiple of the untrained network's loss (or of 1, the
-loss of predicting the mean, whichever is larger)."""
+variance (its SD for ``mae``), exceeds this multiple of the untrained network's loss
+(or of 1, the loss of predicting the mean, whichever is larger)."""
+
+
+def loss_unit(loss: str, y_scale: float) -> float:
+    """Factor that puts a regression loss computed on the standardised target on the target's data scale.
+
+    Absolute errors scale with the target's SD (``mae``), squared errors with its variance (``mse``;
+    ``huber`` too: Huber's loss with threshold ``delta`` on the standardised target is ``1 / sd**2`` times
+    Huber's loss with threshold ``delta * sd`` on the data scale).
+    """
+    return float(y_scale) if loss == "mae" else float(y_scale) ** 2
+
+
+def regression_loss(settings: MLPSettings) -> nn.Module:
+    """The training loss of a regression network (``settings.loss``), on the standardised target."""
+    if settings.loss == "mae":
+        return nn.L1Loss()
+    if settings.loss == "huber":
+        return nn.HuberLoss(delta=settings.huber_delta)
+    return nn.MSELoss()
 
 
 @dataclass
@@ -71,6 +94,8 @@ class MLPSettings:
     lr_patience: int = 10
     ensemble: int = 1
     refit: str = "early_stopping"
+    loss: str = "mse"
+    huber_delta: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> MLPSettings:
@@ -96,6 +121,8 @@ class MLPSettings:
             raise ConfigError(f"mlp.optimizer must be 'adam' or 'sgd'; got {s.optimizer!r}.")
         if s.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"mlp.lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {s.lr_schedule!r}.")
+        if s.loss not in LOSSES:
+            raise ConfigError(f"mlp.loss must be one of {', '.join(LOSSES)}; got {s.loss!r}.")
         if s.refit not in REFITS:
             raise ConfigError(f"mlp.refit must be one of {', '.join(REFITS)}; got {s.refit!r}.")
         if s.device not in ("auto", "cpu", "cuda"):
@@ -108,6 +135,7 @@ class MLPSettings:
             ("weight_decay", 0.0, False, math.inf),
             ("val_fraction", 0.0, False, 1.0),
             ("lr_factor", 0.0, True, 1.0),
+            ("huber_delta", 0.0, True, math.inf),
         ):
             v = getattr(s, name)
             if not _is_number(v) or not (v > low if low_open else v >= low) or not v < high:
@@ -395,7 +423,7 @@ def train_mlp(
     task: str = "regression",
     n_classes: int | None = None,
 ) -> tuple[GeneMLP, pd.DataFrame, dict[str, Any]]:
-    """Train a network on (X, y): MSE loss for regression, cross-entropy for classification.
+    """Train a network on (X, y): ``settings.loss`` for regression, cross-entropy for classification.
 
     A validation part (``settings.val_fraction``) is carved from the samples
     given, deterministically from the seed; with ``patience > 0`` training
@@ -416,7 +444,7 @@ def train_mlp(
     target
         Name used in log lines.
     task
-        ``regression`` (identity output, mean squared error) or
+        ``regression`` (identity output, the loss ``settings.loss``) or
         ``classification``: sigmoid output and binary cross-entropy for two
         classes, softmax and cross-entropy for more.
     n_classes
@@ -427,9 +455,11 @@ def train_mlp(
     model : GeneMLP
         On the CPU, in eval mode.
     history : pandas.DataFrame
-        ``epoch, train_loss, val_loss``: mean squared error on the data scale
-        of the target (for several targets: the mean over targets of the MSE
-        in units of each target's training variance; mean cross-entropy for
+        ``epoch, train_loss, val_loss``: the training loss on the data scale
+        of the target (mean squared or absolute error, or Huber's loss with
+        threshold ``huber_delta`` target SDs; for several targets: the mean
+        over targets of the loss in units of each target's training variance,
+        or SD for ``mae``; mean cross-entropy for
         classification, with
         ``train_accuracy, val_accuracy``), evaluated after each epoch (the
         validation columns empty without a validation part).
@@ -466,7 +496,7 @@ def train_mlp(
         Xt = torch.from_numpy(X).to(device)
         if not classify:
             yt = ((torch.from_numpy(y).to(device)) - model.y_mean) / model.y_scale
-            loss_fn: nn.Module = nn.MSELoss()
+            loss_fn: nn.Module = regression_loss(settings)
         elif n_out == 1:
             yt = torch.from_numpy(y).to(device)
             loss_fn = nn.BCEWithLogitsLoss()
@@ -479,8 +509,8 @@ def train_mlp(
         schedule = LRSchedule(settings)
         gen = torch.Generator(device="cpu").manual_seed(settings.seed)
         batch = max(1, min(int(settings.batch_size), len(fit_idx)))
-        # single target: losses on its data scale; several: in units of each target's variance
-        y_var = float(model.y_scale.item() ** 2) if not (classify or multi) else 1.0
+        # single target: losses on its data scale; several: in units of each target's variance (SD for mae)
+        y_var = loss_unit(settings.loss, model.y_scale.item()) if not (classify or multi) else 1.0
 
         def evaluate(idx: torch.Tensor) -> tuple[float, float]:
             """Loss (data scale) and, for classification, accuracy of the samples ``idx``."""
@@ -522,7 +552,8 @@ def train_mlp(
             if diverged(train_loss):
                 raise ModelError(
                     f"Target {target!r}: training diverged at epoch {epoch} (training loss {train_loss:.4g}, "
-                    f"against a variance of the target of {y_var:.4g}). Lower mlp.lr (now {settings.lr:g})."
+                    f"against {'an SD' if settings.loss == 'mae' and not classify else 'a variance'} of the "
+                    f"target of {y_var:.4g}). Lower mlp.lr (now {settings.lr:g})."
                 )
             history.append((epoch, train_loss, val_loss, train_acc, val_acc) if classify
                            else (epoch, train_loss, val_loss))

@@ -167,8 +167,8 @@ def mlp_candidates(base: dict[str, Any], space: dict[str, list], strategy: str =
 class NetworkCV:
     """Cross-validation of network candidates.
 
-    ``loss`` is candidates x folds (MSE on the target's scale for regression,
-    mean cross-entropy in nats for classification) on each held-out fold;
+    ``loss`` is candidates x folds (:func:`cv_criterion` on the target's scale for regression: MSE, or MAE when
+    every candidate trains with ``loss: mae``; mean cross-entropy in nats for classification) on each held-out fold;
     ``oof`` holds each candidate's out-of-fold predictions (candidates x samples;
     x classes of probabilities for classification); ``best_epoch`` the epoch
     kept by early stopping, candidates x folds.
@@ -198,7 +198,16 @@ class NetworkCV:
 
 
 def _group_key(s) -> tuple:
-    return (tuple(s.hidden), s.activation, s.optimizer, int(s.batch_size), s.dropout > 0)
+    return (tuple(s.hidden), s.activation, s.optimizer, int(s.batch_size), s.dropout > 0, s.loss, s.huber_delta)
+
+
+def cv_criterion(candidates: Sequence[Any], task: str = "regression") -> str:
+    """The held-out loss that judges network candidates: ``cross_entropy`` for classification; for regression
+    ``mae`` (mean absolute error) when every candidate trains with ``loss: mae``, ``mse`` otherwise (one scale
+    for candidates of different training losses)."""
+    if task == "classification":
+        return "cross_entropy"
+    return "mae" if candidates and all(getattr(c, "loss", "mse") == "mae" for c in candidates) else "mse"
 
 
 def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Sequence[Any],
@@ -260,6 +269,7 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     K = int(folds.max()) + 1
     C = len(candidates)
     M = max(1, int(members))
+    by_mae = cv_criterion(candidates, task) == "mae"
     classify = task == "classification"
     n = len(X)
     loss = np.full((C, K), np.nan)
@@ -334,7 +344,8 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         if classify:
             loss[c, f] = classification_metrics(y[held].astype(np.int64), mean)["log_loss"]
         else:
-            loss[c, f] = float(np.mean((y.astype(np.float64)[held] - mean) ** 2))
+            err = y.astype(np.float64)[held] - mean
+            loss[c, f] = float(np.mean(np.abs(err) if by_mae else err ** 2))
         best_epoch[c, f] = int(np.median(epochs[(c, f)]))
     perm_rise = None
     if perms:
@@ -485,7 +496,7 @@ def describe_refit(s: Any) -> str:
     return f"{what} stopped early on a validation part of {s.val_fraction:g}"
 
 
-def search_table(candidates: Sequence[Any], cv: NetworkCV, varied: Sequence[str], loss_name: str) -> pd.DataFrame:
+def search_table(candidates: Sequence[Any], cv: NetworkCV, varied: Sequence[str], criterion: str) -> pd.DataFrame:
     """One row per candidate: its number, every setting, the CV loss (mean, sd, per fold) and its rank.
 
     ``varied`` lists the settings the search changes: they come first, after
@@ -505,7 +516,7 @@ def search_table(candidates: Sequence[Any], cv: NetworkCV, varied: Sequence[str]
         d.pop("device", None)
         d["hidden"] = json.dumps(list(d["hidden"]))
         first = {k: d.pop(k) for k in varied if k in d}
-        row = {"candidate": c + 1, **first, **d, "loss": loss_name, "cv_loss_mean": float(cv.mean[c]),
+        row = {"candidate": c + 1, **first, **d, "criterion": criterion, "cv_loss_mean": float(cv.mean[c]),
                "cv_loss_sd": float(cv.sd[c])}
         for f in range(cv.loss.shape[1]):
             row[f"fold_{f + 1}"] = float(cv.loss[c, f])
