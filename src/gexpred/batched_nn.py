@@ -50,7 +50,8 @@ from torch import nn
 
 from .errors import ModelError
 from .nn import (CLASS_HISTORY_COLUMNS, DIVERGENCE_FACTOR, HISTORY_COLUMNS, GeneMLP, LRSchedule, MLPSettings,
-                 Optimizer, _check_codes, _split_validation, initial_model, loss_unit, n_outputs, resolve_device)
+                 Optimizer, _check_codes, _split_validation, initial_model, loss_unit, loss_unit_name, n_outputs,
+                 resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -199,15 +200,16 @@ def train_many(
                 keep.append((W, h))
         return h
 
+    delta = float(s0.huber_delta)
+
     def losses(out: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean loss per network over the real samples (``mask``) of ``out`` (L, b, n_out) against ``yv``."""
         if not classify:
             r = out - yv
             if s0.loss == "mae":
                 each = r.abs().mean(dim=2)
-            elif s0.loss == "huber":  # as torch.nn.HuberLoss: r^2 / 2 within delta, delta (|r| - delta / 2) beyond
-                a = r.abs()
-                each = torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta)).mean(dim=2)
+            elif s0.loss == "huber":
+                each = nn.functional.huber_loss(out, yv, reduction="none", delta=delta).mean(dim=2)
             else:
                 each = torch.square(r).mean(dim=2)
         elif n_out == 1:
@@ -219,7 +221,6 @@ def train_many(
 
     # derivative of the activation from its output (ReLU: output > 0; tanh: 1 - output^2; sigmoid: out (1 - out))
     d_act = _D_ACT[s0.activation]
-    delta = float(s0.huber_delta)
 
     def gradient(theta: torch.Tensor, x: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Gradient with respect to ``theta`` (L, P) of the sum over the networks of ``losses`` on a batch.
@@ -393,8 +394,7 @@ def train_many(
             if not math.isfinite(tl) or tl / y_var[i] > limit[i]:
                 raise ModelError(
                     f"Target {names[i]!r}: training diverged at epoch {epoch} (training loss {tl:.4g}, "
-                    f"against {'an SD' if s0.loss == 'mae' and not classify else 'a variance'} of the target "
-                    f"of {y_var[i]:.4g}). Lower mlp.lr (now "
+                    f"against {loss_unit_name(s0.loss, task)} of the target of {y_var[i]:.4g}). Lower mlp.lr (now "
                     f"{settings_list[i].lr:g})."
                 )
             histories[i].append((epoch, tl, vl, float(train_acc[j]), float(val_acc[j]) if use_val[i] else math.nan)

@@ -63,6 +63,11 @@ def loss_unit(loss: str, y_scale: float) -> float:
     return float(y_scale) if loss == "mae" else float(y_scale) ** 2
 
 
+def loss_unit_name(loss: str, task: str = "regression") -> str:
+    """What :func:`loss_unit` is, for messages: ``an SD`` for ``mae`` regression, ``a variance`` otherwise."""
+    return "an SD" if loss == "mae" and task != "classification" else "a variance"
+
+
 def regression_loss(settings: MLPSettings) -> nn.Module:
     """The training loss of a regression network (``settings.loss``), on the standardised target."""
     if settings.loss == "mae":
@@ -552,8 +557,8 @@ def train_mlp(
             if diverged(train_loss):
                 raise ModelError(
                     f"Target {target!r}: training diverged at epoch {epoch} (training loss {train_loss:.4g}, "
-                    f"against {'an SD' if settings.loss == 'mae' and not classify else 'a variance'} of the "
-                    f"target of {y_var:.4g}). Lower mlp.lr (now {settings.lr:g})."
+                    f"against {loss_unit_name(settings.loss, task)} of the target of {y_var:.4g}). Lower mlp.lr "
+                    f"(now {settings.lr:g})."
                 )
             history.append((epoch, train_loss, val_loss, train_acc, val_acc) if classify
                            else (epoch, train_loss, val_loss))
