@@ -204,10 +204,6 @@ def train_many(
 
     def losses(out: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean loss per network over the real samples (``mask``) of ``out`` (L, b, n_out) against ``yv``."""
-        return loss_sums(out, yv, mask) / mask.sum(dim=1).clamp_min(1.0)
-
-    def loss_sums(out: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Summed loss per network over the real samples (``mask``) of ``out`` against ``yv``."""
         if not classify:
             r = out - yv
             if s0.loss == "mae":
@@ -221,20 +217,13 @@ def train_many(
         else:
             each = nn.functional.cross_entropy(out.reshape(-1, n_out), yv.reshape(-1).long(),
                                                reduction="none").view(out.shape[0], -1)
-        return (each * mask).sum(dim=1)
-
-    def correct(out: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Correctly classified real samples (``mask``) per network."""
-        pred = (out[:, :, 0] > 0).long() if n_out == 1 else out.argmax(dim=2)
-        return ((pred == yv[:, :, 0].long()).float() * mask).sum(dim=1)
+        return (each * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
     # derivative of the activation from its output (ReLU: output > 0; tanh: 1 - output^2; sigmoid: out (1 - out))
     d_act = _D_ACT[s0.activation]
 
-    def gradient(theta: torch.Tensor, x: torch.Tensor, yv: torch.Tensor,
-                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient with respect to ``theta`` (L, P) of the sum over the networks of ``losses`` on a batch, and
-        the outputs of the forward pass it took (L, b, n_out): the batch's loss comes from them for free.
+    def gradient(theta: torch.Tensor, x: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Gradient with respect to ``theta`` (L, P) of the sum over the networks of ``losses`` on a batch.
 
         Backpropagation written out (the batched products of the forward pass, then their transposes): the
         gradient autograd would give up to float rounding, at about three quarters of its time on networks this
@@ -266,7 +255,7 @@ def train_many(
                 d = torch.bmm(d, weights[k])
                 if d_act is not None:
                     d = d * d_act(acts[k])
-        return torch.cat(grads[::-1], dim=1), out
+        return torch.cat(grads[::-1], dim=1)
 
     # Everything per network lives in full (N, ...) tensors; the networks still training are a working
     # set ``live`` of rows, gathered anew whenever some stop (a stopped network costs nothing afterwards).
@@ -323,7 +312,8 @@ def train_many(
                 loss = losses(out, yv, m).cpu().numpy().astype(np.float64) * self.y_var
                 if not classify:
                     return loss, np.full(len(self.live), math.nan)
-                acc = correct(out, yv, m).double() / m.sum(dim=1).clamp_min(1.0)
+                pred = (out[:, :, 0] > 0).long() if n_out == 1 else out.argmax(dim=2)
+                acc = ((pred == yv[:, :, 0].long()).double() * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
             return loss, acc.cpu().numpy()
 
     all_rows = torch.arange(N, device=device)[:, None]
@@ -356,20 +346,13 @@ def train_many(
             order[j, n_fit[i]:] = torch.arange(int(n_fit[i]), nf)
         order = order.to(device)
         Xe, Ye, Me = work.X_fit[work.rows, order], work.Y_fit[work.rows, order], work.m_fit[work.rows, order]
-        # the epoch's training loss (and accuracy): the mean over its mini-batches of the loss the gradient's own
-        # forward pass gives, each batch weighed by its samples, as Keras and Lightning report it
-        loss_sum = torch.zeros(L, device=device)
-        hits = torch.zeros(L, device=device) if classify else None
         for b in range(0, nf, batch):
             has = n_fit[live] > b  # networks with samples in this batch take a step, the others wait
             xb, yb, mb = Xe[:, b:b + batch], Ye[:, b:b + batch], Me[:, b:b + batch]
             steps[live[has]] += 1
             with torch.no_grad():
                 flat = work.flat
-                g, out = gradient(flat, xb, yb, mb)
-                loss_sum += loss_sums(out, yb, mb)
-                if classify:
-                    hits += correct(out, yb, mb)
+                g = gradient(flat, xb, yb, mb)
                 every = bool(has.all())  # the usual case: every network steps, no masking needed
                 stepping = None if every else torch.from_numpy(has).to(device)[:, None]
                 if use_wd:
@@ -398,19 +381,7 @@ def train_many(
                     neg_lr = torch.tensor(-lr_e, dtype=torch.float32, device=device)[:, None]
                     new = flat + neg_lr * s1
                     flat.copy_(new if every else torch.where(stepping, new, flat))
-        # networks with a validation part: the training loss is the mean of the epoch's mini-batch losses (each
-        # batch weighed by its samples, as Keras and Lightning report it), which the gradient's forward passes
-        # gave for free; the losses were taken before each step, so a step that made the parameters infinite is
-        # caught here. Networks without one keep the epoch of lowest training loss: theirs is evaluated after
-        # the epoch, on the weights they would keep
-        n_fit_live = n_fit[live].astype(np.float64)
-        train_loss = loss_sum.cpu().numpy().astype(np.float64) / n_fit_live * work.y_var
-        train_acc = hits.cpu().numpy() / n_fit_live if classify else np.full(L, math.nan)
-        train_loss[~torch.isfinite(work.flat).all(dim=1).cpu().numpy()] = math.nan
-        no_val = ~use_val[live]
-        if no_val.any():
-            loss_end, acc_end = work.evaluate("fit")
-            train_loss[no_val], train_acc[no_val] = loss_end[no_val], acc_end[no_val]
+        train_loss, train_acc = work.evaluate("fit")
         if use_val[live].any():
             val_loss, val_acc = work.evaluate("val")
         else:

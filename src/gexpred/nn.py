@@ -466,13 +466,8 @@ def train_mlp(
         over targets of the loss in units of each target's training variance,
         or SD for ``mae``; mean cross-entropy for
         classification, with
-        ``train_accuracy, val_accuracy``). With a validation part, the
-        training columns are the mean over the epoch's mini-batches of the
-        loss (accuracy) each batch had before its step, weighed by its samples
-        (with dropout, as trained; as Keras and Lightning report it: no extra
-        pass over the training samples), and the validation columns are evaluated after the epoch;
-        without one (the epoch of lowest training loss is kept), the training
-        columns are evaluated after the epoch and the validation ones are empty.
+        ``train_accuracy, val_accuracy``), evaluated after each epoch (the
+        validation columns empty without a validation part).
     info : dict
         ``best_epoch``, ``epochs_run``, ``stopped_early``, ``n_fit``, ``n_val``,
         ``device``, ``seconds``.
@@ -522,17 +517,17 @@ def train_mlp(
         # single target: losses on its data scale; several: in units of each target's variance (SD for mae)
         y_var = loss_unit(settings.loss, model.y_scale.item()) if not (classify or multi) else 1.0
 
-        def n_correct(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            pred = (out[:, 0] > 0).long() if n_out == 1 else out.argmax(dim=1)
-            return (pred == yt[idx].view(-1).long()).sum()
-
         def evaluate(idx: torch.Tensor) -> tuple[float, float]:
             """Loss (data scale) and, for classification, accuracy of the samples ``idx``."""
             model.eval()
             with torch.no_grad():
                 out = model(Xt[idx])
                 loss = float(loss_fn(out, yt[idx]).item()) * y_var
-                return loss, int(n_correct(out, idx).item()) / len(idx) if classify else math.nan
+                if not classify:
+                    return loss, math.nan
+                pred = (out[:, 0] > 0).long() if n_out == 1 else out.argmax(dim=1)
+                truth = yt[idx].view(-1).long()
+                return loss, float((pred == truth).double().mean().item())
 
         def diverged(loss: float) -> bool:
             if not math.isfinite(loss) or loss / y_var > limit:
@@ -551,24 +546,13 @@ def train_mlp(
             lr_now = settings.lr * schedule.factor(epoch)
             model.train()
             order = fit_t[torch.randperm(len(fit_idx), generator=gen).to(device)]
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync a batch
-            hits = torch.zeros((), dtype=torch.int64, device=device)
             for b in range(0, len(order), batch):
                 idx = order[b:b + batch]
                 opt.zero_grad()
-                out = model(Xt[idx])
-                loss = loss_fn(out, yt[idx])
+                loss = loss_fn(model(Xt[idx]), yt[idx])
                 loss.backward()
                 opt.step(lr_now)
-                if use_val:
-                    loss_sum += loss.detach().double() * len(idx)
-                    if classify:
-                        hits += n_correct(out.detach(), idx)
-            if use_val:  # the mean of the epoch's mini-batch losses (see the history in the docstring)
-                train_loss = float(loss_sum.item()) / len(fit_idx) * y_var
-                train_acc = int(hits.item()) / len(fit_idx) if classify else math.nan
-            else:  # it chooses the epoch kept: evaluated on the weights that would be kept
-                train_loss, train_acc = evaluate(fit_t)
+            train_loss, train_acc = evaluate(fit_t)
             val_loss, val_acc = evaluate(val_t) if use_val else (math.nan, math.nan)
             if diverged(train_loss):
                 raise ModelError(
