@@ -41,7 +41,8 @@ scikit-learn model with the lowest mean test MAE. Target: ``mlp_vs_best_peer <= 
 
 Run: ``python benchmarks/bench_peers.py`` (about 9 minutes on 2 cores, most of it the
 MLPRegressor grid; ``--targets 10`` for a quick look; ``--peers svr`` to time the
-network against the SVR grid alone, in about 3 minutes). Another
+network against the SVR grid alone, in about 3 minutes; ``--seeds 4`` for the spread of
+the network's accuracy over seeds). Another
 compendium: ``--expression``, ``--gold-standard``, ``--tfs`` (and ``--tf-targets`` where
 every gene is a regulator). Needs scikit-learn (the ``bench`` extra).
 """
@@ -142,22 +143,41 @@ def ours(panel, folds, cfg, workers: int = 1) -> dict[str, tuple[list[np.ndarray
     search = cfg["search"]
     configs = mlp_candidates(cfg["mlp"], search["mlp"], search["strategy"], search["n_candidates"], search["seed"])
     candidates = [MLPSettings.from_config(c) for c in configs]
+    for label, cv_refit in (("mlp (ours)", True), ("mlp search + refit (ours)", False)):
+        t0 = time.perf_counter()
+        preds = network_predictions(panel, folds, candidates, cv_refit, workers)
+        out[label] = (preds, time.perf_counter() - t0)
+    return out
+
+
+def network_predictions(panel, folds, candidates, cv_refit: bool, workers: int) -> list[np.ndarray]:
+    """Test predictions of the network search of every target of the panel."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    for label, cv_refit in (("mlp (ours)", True), ("mlp search + refit (ours)", False)):
-        t0 = time.perf_counter()
-        tasks = [(name, Xtr, ytr, Xte, folds, candidates, cv_refit) for name, Xtr, ytr, Xte, _ in panel]
-        if workers <= 1:
-            preds = [_network_search(t) for t in tasks]
-        else:
-            # as the pipeline runs it: one ``mlp`` job a target, ``threads: 1``, as many at once as there are
-            # cores (``snakemake --cores N``); fresh interpreters (spawn), which pay the import of torch once each
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                preds = list(pool.map(_network_search, tasks))
-        out[label] = (preds, time.perf_counter() - t0)
-    return out
+    tasks = [(name, Xtr, ytr, Xte, folds, candidates, cv_refit) for name, Xtr, ytr, Xte, _ in panel]
+    if workers <= 1:
+        return [_network_search(t) for t in tasks]
+    # as the pipeline runs it: one ``mlp`` job a target, ``threads: 1``, as many at once as there are
+    # cores (``snakemake --cores N``); fresh interpreters (spawn), which pay the import of torch once each
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return list(pool.map(_network_search, tasks))
+
+
+def seed_spread(panel, folds, cfg, workers: int, n_seeds: int) -> np.ndarray:
+    """Mean test MAE of the network (search and refit) with ``mlp.seed`` 0, 100, 200, ... (``n_seeds`` of them; the
+    members of an ensemble take seed, seed + 1, ...): how much of a difference to a peer the seed alone makes."""
+    maes = []
+    for k in range(n_seeds):
+        mlp = {**cfg["mlp"], "seed": int(cfg["mlp"].get("seed", 0)) + 100 * k}
+        search = cfg["search"]
+        candidates = [MLPSettings.from_config(c) for c in mlp_candidates(
+            mlp, search["mlp"], search["strategy"], search["n_candidates"], search["seed"])]
+        preds = network_predictions(panel, folds, candidates, False, workers)
+        maes.append(np.mean([score(p[4], pr)[0] for p, pr in zip(panel, preds)]))
+        print(f"  network search + refit with mlp.seed {mlp['seed']}: mean test MAE {maes[-1]:.4f}", flush=True)
+    return np.array(maes)
 
 
 def _network_search(task) -> np.ndarray:
@@ -226,6 +246,9 @@ def main() -> int:
                     help="known regulators a panel gene has (default 3 8)")
     ap.add_argument("--tf-targets", action="store_true",
                     help="let TFs be targets too (for compendia where every gene is a regulator, as DREAM4)")
+    ap.add_argument("--seeds", type=int, default=0,
+                    help="also run the network (search and refit) with this many seeds (mlp.seed 0, 100, ...) and "
+                         "print the spread of its mean test MAE against the best peer's, before the last line")
     ap.add_argument("--network-jobs", type=int, default=0,
                     help="targets whose network search runs at once, one thread each, as the pipeline's mlp jobs "
                          "(default: the cores; 1: one target at a time on every core's thread)")
@@ -275,6 +298,12 @@ def main() -> int:
                     if name == "MLPRegressor (grid)"))
     if len(args.peers) < len(PEER_KEYS):
         print(f"(peers fitted: {', '.join(PEER_KEYS[k] for k in args.peers)} only; the issue's line compares with all)")
+    if args.seeds > 1:
+        spread = seed_spread(panel, folds, cfg, args.network_jobs or n_jobs, args.seeds)
+        ratio = spread / best["mae"]
+        print(f"network over {args.seeds} seeds: mean test MAE {spread.mean():.4f} (sd {spread.std(ddof=1):.4f}, "
+              f"{spread.min():.4f}-{spread.max():.4f}); against {best['model']}: {ratio.min():.3f}-{ratio.max():.3f} "
+              f"({int(np.sum(ratio <= 1.0))} of {args.seeds} seeds at or below 1)")
     print(f"mlp_vs_ols={mlp['mae'] / table.loc[0, 'mae']:.3f} mlp_vs_best_peer={mlp['mae'] / best['mae']:.3f}")
     return 0
 
