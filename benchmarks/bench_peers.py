@@ -41,7 +41,7 @@ scikit-learn model with the lowest mean test MAE. Target: ``mlp_vs_best_peer <= 
 
 Run: ``python benchmarks/bench_peers.py`` (about 9 minutes on 2 cores, most of it the
 MLPRegressor grid; ``--targets 10`` for a quick look; ``--peers svr`` to time the
-network against the SVR grid alone, in about 3 minutes; ``--seeds 4`` for the spread of
+network against the SVR grid alone, in 3-4 minutes; ``--seeds 4`` for the spread of
 the network's accuracy over seeds). Another
 compendium: ``--expression``, ``--gold-standard``, ``--tfs`` (and ``--tf-targets`` where
 every gene is a regulator). Needs scikit-learn (the ``bench`` extra).
