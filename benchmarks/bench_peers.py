@@ -140,14 +140,19 @@ def ours(panel, folds, cfg, workers: int = 1) -> dict[str, tuple[list[np.ndarray
                            cfg["search"]["penalized"]["n_alphas"], name)
         preds.append(res.intercept + Xte @ res.coef)
     out["penalized (ours)"] = (preds, time.perf_counter() - t0)
-    search = cfg["search"]
-    configs = mlp_candidates(cfg["mlp"], search["mlp"], search["strategy"], search["n_candidates"], search["seed"])
-    candidates = [MLPSettings.from_config(c) for c in configs]
+    candidates = network_candidates(cfg, cfg["mlp"])
     for label, cv_refit in (("mlp (ours)", True), ("mlp search + refit (ours)", False)):
         t0 = time.perf_counter()
         preds = network_predictions(panel, folds, candidates, cv_refit, workers)
         out[label] = (preds, time.perf_counter() - t0)
     return out
+
+
+def network_candidates(cfg, mlp: dict) -> list[MLPSettings]:
+    """The network search's candidates for the ``mlp`` section ``mlp`` and ``cfg``'s ``search`` section."""
+    search = cfg["search"]
+    return [MLPSettings.from_config(c) for c in mlp_candidates(
+        mlp, search["mlp"], search["strategy"], search["n_candidates"], search["seed"])]
 
 
 def network_predictions(panel, folds, candidates, cv_refit: bool, workers: int) -> list[np.ndarray]:
@@ -165,18 +170,18 @@ def network_predictions(panel, folds, candidates, cv_refit: bool, workers: int) 
         return list(pool.map(_network_search, tasks))
 
 
-def seed_spread(panel, folds, cfg, workers: int, n_seeds: int) -> np.ndarray:
+def seed_spread(panel, folds, cfg, workers: int, n_seeds: int, first_mae: float) -> np.ndarray:
     """Mean test MAE of the network (search and refit) with ``mlp.seed`` 0, 100, 200, ... (``n_seeds`` of them; the
-    members of an ensemble take seed, seed + 1, ...): how much of a difference to a peer the seed alone makes."""
-    maes = []
-    for k in range(n_seeds):
-        mlp = {**cfg["mlp"], "seed": int(cfg["mlp"].get("seed", 0)) + 100 * k}
-        search = cfg["search"]
-        candidates = [MLPSettings.from_config(c) for c in mlp_candidates(
-            mlp, search["mlp"], search["strategy"], search["n_candidates"], search["seed"])]
+    members of an ensemble take seed, seed + 1, ...): how much of a difference to a peer the seed alone makes.
+    ``first_mae`` is the configured seed's, already measured (the search and refit row of the table)."""
+    seed = int(cfg["mlp"]["seed"])
+    maes = [first_mae]
+    print(f"  network search + refit with mlp.seed {seed}: mean test MAE {first_mae:.4f}", flush=True)
+    for k in range(1, n_seeds):
+        candidates = network_candidates(cfg, {**cfg["mlp"], "seed": seed + 100 * k})
         preds = network_predictions(panel, folds, candidates, False, workers)
         maes.append(np.mean([score(p[4], pr)[0] for p, pr in zip(panel, preds)]))
-        print(f"  network search + refit with mlp.seed {mlp['seed']}: mean test MAE {maes[-1]:.4f}", flush=True)
+        print(f"  network search + refit with mlp.seed {seed + 100 * k}: mean test MAE {maes[-1]:.4f}", flush=True)
     return np.array(maes)
 
 
@@ -294,12 +299,12 @@ def main() -> int:
           f"our network search and refit {fit_only['seconds']:.1f} s = {fit_only['seconds'] / best['seconds']:.2f} x "
           f"its time; the mlp jobs, which also cross-validate the delivered ensemble for the report's comparison, "
           f"{mlp['seconds']:.1f} s = {mlp['seconds'] / best['seconds']:.2f} x"
-          + "".join(f"; {name} {sec:.1f} s" for name, sec in zip(table["model"], table["seconds"])
-                    if name == "MLPRegressor (grid)"))
-    if len(args.peers) < len(PEER_KEYS):
+          + "".join(f"; MLPRegressor grid {sec:.1f} s"
+                    for sec in table.loc[table["model"] == "MLPRegressor (grid)", "seconds"]))
+    if set(args.peers) != set(PEER_KEYS):
         print(f"(peers fitted: {', '.join(PEER_KEYS[k] for k in args.peers)} only; the issue's line compares with all)")
     if args.seeds > 1:
-        spread = seed_spread(panel, folds, cfg, args.network_jobs or n_jobs, args.seeds)
+        spread = seed_spread(panel, folds, cfg, args.network_jobs or n_jobs, args.seeds, float(fit_only["mae"]))
         ratio = spread / best["mae"]
         print(f"network over {args.seeds} seeds: mean test MAE {spread.mean():.4f} (sd {spread.std(ddof=1):.4f}, "
               f"{spread.min():.4f}-{spread.max():.4f}); against {best['model']}: {ratio.min():.3f}-{ratio.max():.3f} "
