@@ -83,6 +83,16 @@ def test_robust_losses_equal_train_mlp(loss, delta):
         _assert_same(train_mlp(X, y, s), res)
 
 
+def test_input_noise_equals_train_mlp():
+    """Networks of different input_noise (0 among them) train in one program as each trains alone: each draws
+    its epoch's noise from its own generator after its batch order, as train_mlp does."""
+    Xs, ys, ss = _problem("adam", n_nets=4)
+    ss = [MLPSettings.from_config({**s.__dict__, "input_noise": noise}) for s, noise in zip(ss, [0.0, 0.3, 1.0, 0.6])]
+    many = train_many(Xs, ys, ss)
+    for X, y, s, res in zip(Xs, ys, ss, many):
+        _assert_same(train_mlp(X, y, s), res)
+
+
 def test_networks_of_different_losses_are_not_batched():
     Xs, ys, ss = _problem("adam", n_nets=2)
     ss[1] = MLPSettings.from_config({**ss[1].__dict__, "loss": "mae"})

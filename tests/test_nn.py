@@ -160,6 +160,38 @@ def test_linear_network_with_huber_loss_minimises_huber_objective(heavy_tailed_d
     np.testing.assert_allclose(hist["train_loss"].min(), huber(ref) * sd ** 2, rtol=1e-4)
 
 
+def test_linear_network_with_input_noise_is_ridge_regression(linear_data):
+    """input_noise sigma on the standardised inputs adds sigma^2 |w|^2 to the expected squared error
+    (E[(t - (z + e) w)^2] = (t - z w)^2 + sigma^2 |w|^2), so a linear network trained with it converges to ridge
+    regression on the standardised data with penalty sigma^2 per sample: the closed form
+    w = (Z'Z / n + sigma^2 I)^-1 Z't / n, mapped back to the data's scale."""
+    X, y = linear_data
+    noise = 1.0
+    n = len(y)
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)  # the network standardises by the population SD of what it fits
+    t = (y - y.mean()) / y.std()
+    w = np.linalg.solve(Z.T @ Z / n + noise ** 2 * np.eye(Z.shape[1]), Z.T @ t / n)
+    slopes = w * y.std() / X.std(axis=0)
+    ref = np.r_[y.mean() - X.mean(axis=0) @ slopes, slopes]
+    assert np.max(np.abs(ref - _lstsq(X, y))) > 0.1  # ridge and OLS differ clearly here: the test tells them apart
+    # full-batch Adam annealed to zero, so that the fresh noise of each epoch averages out
+    model, _, _ = train_mlp(X, y, _settings(**{**ROBUST_LINEAR, "lr": 0.01}, batch_size=n, loss="mse", input_noise=noise))
+    intercept, fitted = linear_coefficients(model)
+    np.testing.assert_allclose(np.r_[intercept, fitted], ref, atol=0.02)
+
+
+def test_input_noise_zero_draws_nothing(small_data):
+    """input_noise 0 leaves training as it was (no draw from the network's generator), any other value changes
+    it, and the same seed gives the same network."""
+    X, y = small_data
+    base = {"hidden": [8], "epochs": 15, "batch_size": 16, "patience": 0, "seed": 4}
+    plain = predict(train_mlp(X, y, _settings(**base))[0], X)
+    np.testing.assert_array_equal(predict(train_mlp(X, y, _settings(**base, input_noise=0.0))[0], X), plain)
+    noisy = [predict(train_mlp(X, y, _settings(**base, input_noise=0.3))[0], X) for _ in range(2)]
+    np.testing.assert_array_equal(noisy[0], noisy[1])
+    assert np.max(np.abs(noisy[0] - plain)) > 1e-3
+
+
 # ----------------------------------------------------------------------------- determinism and RNG
 def _weights(model) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -332,6 +364,8 @@ def test_too_few_samples():
         {"loss": "MAE"},
         {"huber_delta": 0},
         {"huber_delta": "1"},
+        {"input_noise": -0.1},
+        {"input_noise": "1"},
     ],
 )
 def test_from_config_rejects_bad_values(cfg):

@@ -24,8 +24,8 @@ Restrictions (a ``ValueError`` or ``NotImplementedError`` says which):
 
 * every network has the same number of predictors, and the same ``hidden``,
   ``activation``, ``optimizer`` and ``batch_size``. ``seed``, ``lr``,
-  ``weight_decay``, ``momentum``, ``patience``, ``epochs``, ``lr_schedule``
-  and ``val_fraction`` may differ.
+  ``weight_decay``, ``momentum``, ``patience``, ``epochs``, ``lr_schedule``,
+  ``input_noise`` and ``val_fraction`` may differ.
 * ``dropout`` must be 0.
 * if any network diverges, a :class:`~gexpred.errors.ModelError` naming it is
   raised and no network is returned (``train_mlp`` fails for that network alone).
@@ -271,6 +271,7 @@ def train_many(
     wd_all = torch.tensor([s.weight_decay for s in settings_list], dtype=torch.float32, device=device)[:, None]
     mom_all = torch.tensor([s.momentum for s in settings_list], dtype=torch.float32, device=device)[:, None]
     use_wd = bool((wd_all != 0).any())
+    noise_sd = np.array([s.input_noise for s in settings_list], dtype=np.float64)
     adam = s0.optimizer == "adam"
     gens = [torch.Generator(device="cpu").manual_seed(s.seed) for s in settings_list]
     batch = max(1, int(s0.batch_size))
@@ -346,6 +347,12 @@ def train_many(
             order[j, n_fit[i]:] = torch.arange(int(n_fit[i]), nf)
         order = order.to(device)
         Xe, Ye, Me = work.X_fit[work.rows, order], work.Y_fit[work.rows, order], work.m_fit[work.rows, order]
+        if (noise_sd[live] > 0).any():  # input noise: each network's drawn after its batch order, as train_mlp does
+            jitter = torch.zeros(L, nf, p)
+            for j, i in enumerate(live):
+                if noise_sd[i] > 0:
+                    jitter[j, :n_fit[i]] = torch.randn(int(n_fit[i]), p, generator=gens[i]) * noise_sd[i]
+            Xe = Xe + jitter.to(device)
         for b in range(0, nf, batch):
             has = n_fit[live] > b  # networks with samples in this batch take a step, the others wait
             xb, yb, mb = Xe[:, b:b + batch], Ye[:, b:b + batch], Me[:, b:b + batch]

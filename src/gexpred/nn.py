@@ -101,6 +101,7 @@ class MLPSettings:
     refit: str = "early_stopping"
     loss: str = "mse"
     huber_delta: float = 1.0
+    input_noise: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> MLPSettings:
@@ -138,6 +139,7 @@ class MLPSettings:
             ("dropout", 0.0, False, 1.0),
             ("momentum", 0.0, False, 1.0),
             ("weight_decay", 0.0, False, math.inf),
+            ("input_noise", 0.0, False, math.inf),
             ("val_fraction", 0.0, False, 1.0),
             ("lr_factor", 0.0, True, 1.0),
             ("huber_delta", 0.0, True, math.inf),
@@ -513,6 +515,7 @@ def train_mlp(
         opt = Optimizer(model.parameters(), settings)
         schedule = LRSchedule(settings)
         gen = torch.Generator(device="cpu").manual_seed(settings.seed)
+        noise = float(settings.input_noise)
         batch = max(1, min(int(settings.batch_size), len(fit_idx)))
         # single target: losses on its data scale; several: in units of each target's variance (SD for mae)
         y_var = loss_unit(settings.loss, model.y_scale.item()) if not (classify or multi) else 1.0
@@ -546,10 +549,13 @@ def train_mlp(
             lr_now = settings.lr * schedule.factor(epoch)
             model.train()
             order = fit_t[torch.randperm(len(fit_idx), generator=gen).to(device)]
+            if noise > 0:  # the epoch's input noise, drawn after its batch order (as train_many draws it)
+                jitter = (torch.randn(len(order), Xt.shape[1], generator=gen) * noise).to(device) * model.x_scale
             for b in range(0, len(order), batch):
                 idx = order[b:b + batch]
                 opt.zero_grad()
-                loss = loss_fn(model(Xt[idx]), yt[idx])
+                xb = Xt[idx] + jitter[b:b + batch] if noise > 0 else Xt[idx]
+                loss = loss_fn(model(xb), yt[idx])
                 loss.backward()
                 opt.step(lr_now)
             train_loss, train_acc = evaluate(fit_t)
