@@ -347,12 +347,9 @@ def train_many(
             order[j, n_fit[i]:] = torch.arange(int(n_fit[i]), nf)
         order = order.to(device)
         Xe, Ye, Me = work.X_fit[work.rows, order], work.Y_fit[work.rows, order], work.m_fit[work.rows, order]
-        if (noise_sd[live] > 0).any():  # input noise: each network's drawn after its batch order, as train_mlp does
-            jitter = torch.zeros(L, nf, p)
-            for j, i in enumerate(live):
-                if noise_sd[i] > 0:
-                    jitter[j, :n_fit[i]] = torch.randn(int(n_fit[i]), p, generator=gens[i]) * noise_sd[i]
-            Xe = Xe + jitter.to(device)
+        for j, i in enumerate(live):  # input noise, drawn after the batch order as train_mlp draws it (Xe is a copy)
+            if noise_sd[i] > 0:
+                Xe[j, :n_fit[i]] += (torch.randn(int(n_fit[i]), p, generator=gens[i]) * noise_sd[i]).to(device)
         for b in range(0, nf, batch):
             has = n_fit[live] > b  # networks with samples in this batch take a step, the others wait
             xb, yb, mb = Xe[:, b:b + batch], Ye[:, b:b + batch], Me[:, b:b + batch]
