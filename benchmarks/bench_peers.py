@@ -67,7 +67,7 @@ from gexpred.io import read_gene_list, read_matrix
 from gexpred.nn import MLPSettings, predict
 from gexpred.ols import fit_ols
 from gexpred.preprocess import apply_normalization, fit_normalization
-from gexpred.search import cv_penalized, kfold, mlp_candidates, search_network
+from gexpred.search import NO_PRUNING, Pruning, cv_penalized, kfold, mlp_candidates, search_network
 from gexpred.split import train_test_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def ours(panel, folds, cfg, workers: int = 1) -> dict[str, tuple[list[np.ndarray
     candidates = network_candidates(cfg, cfg["mlp"])
     for label, cv_refit in (("mlp (ours)", True), ("mlp search + refit (ours)", False)):
         t0 = time.perf_counter()
-        preds = network_predictions(panel, folds, candidates, cv_refit, workers)
+        preds = network_predictions(panel, folds, candidates, cv_refit, workers, pruning(cfg))
         out[label] = (preds, time.perf_counter() - t0)
     return out
 
@@ -155,12 +155,18 @@ def network_candidates(cfg, mlp: dict) -> list[MLPSettings]:
         mlp, search["mlp"], search["strategy"], search["n_candidates"], search["seed"])]
 
 
-def network_predictions(panel, folds, candidates, cv_refit: bool, workers: int) -> list[np.ndarray]:
+def pruning(cfg) -> Pruning:
+    """The search's early stopping of clearly worse candidates (``search.prune``), as the ``mlp`` rule reads it."""
+    return Pruning.from_config(cfg["search"].get("prune"))
+
+
+def network_predictions(panel, folds, candidates, cv_refit: bool, workers: int,
+                        prune: Pruning = NO_PRUNING) -> list[np.ndarray]:
     """Test predictions of the network search of every target of the panel."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    tasks = [(name, Xtr, ytr, Xte, folds, candidates, cv_refit) for name, Xtr, ytr, Xte, _ in panel]
+    tasks = [(name, Xtr, ytr, Xte, folds, candidates, cv_refit, prune) for name, Xtr, ytr, Xte, _ in panel]
     if workers <= 1:
         return [_network_search(t) for t in tasks]
     # as the pipeline runs it: one ``mlp`` job a target, ``threads: 1``, as many at once as there are
@@ -179,7 +185,7 @@ def seed_spread(panel, folds, cfg, workers: int, n_seeds: int, first_mae: float)
     print(f"  network search + refit with mlp.seed {seed}: mean test MAE {first_mae:.4f}", flush=True)
     for k in range(1, n_seeds):
         candidates = network_candidates(cfg, {**cfg["mlp"], "seed": seed + 100 * k})
-        preds = network_predictions(panel, folds, candidates, False, workers)
+        preds = network_predictions(panel, folds, candidates, False, workers, pruning(cfg))
         maes.append(np.mean([score(p[4], pr)[0] for p, pr in zip(panel, preds)]))
         print(f"  network search + refit with mlp.seed {seed + 100 * k}: mean test MAE {maes[-1]:.4f}", flush=True)
     return np.array(maes)
@@ -188,8 +194,9 @@ def seed_spread(panel, folds, cfg, workers: int, n_seeds: int, first_mae: float)
 def _network_search(task) -> np.ndarray:
     """The ``mlp`` rule's work for one target: the network search on its training split, then its test predictions
     (``cv_refit`` False: without the cross-validation of the delivered ensemble, the work a ``GridSearchCV`` does)."""
-    name, Xtr, ytr, Xte, folds, candidates, cv_refit = task
-    return predict(search_network(Xtr, ytr, folds, candidates, target=name, cv_refit=cv_refit).model, Xte)
+    name, Xtr, ytr, Xte, folds, candidates, cv_refit, prune = task
+    return predict(search_network(Xtr, ytr, folds, candidates, target=name, cv_refit=cv_refit, prune=prune).model,
+                   Xte)
 
 
 PEERS = ("LinearRegression", "RidgeCV", "SVR (RBF, grid)", "ExtraTrees", "HistGradientBoosting", "MLPRegressor (grid)")

@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,16 +55,26 @@ from .nn import (CLASS_HISTORY_COLUMNS, DIVERGENCE_FACTOR, HISTORY_COLUMNS, Gene
 
 log = logging.getLogger(__name__)
 
-_ACT = {
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
+_ACT = {  # applied in place to a layer's fresh output (the pre-activation is not needed afterwards)
+    "relu": torch.relu_,
+    "tanh": torch.tanh_,
+    "sigmoid": torch.sigmoid_,
     "identity": lambda t: t,
 }
-_D_ACT = {
-    "relu": lambda h: h > 0,
-    "tanh": lambda h: 1.0 - h * h,
-    "sigmoid": lambda h: h * (1.0 - h),
+
+
+def _relu_backward(d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``d`` where the ReLU's output ``h`` is positive, else 0: one pass (PyTorch's own ReLU backward kernel)
+    instead of a comparison, a cast of its booleans and a product."""
+    return torch.ops.aten.threshold_backward(d, h, 0.0)
+
+
+# backpropagation through the activation, from its output (ReLU: output > 0; tanh: 1 - output^2; sigmoid:
+# out (1 - out))
+_BACK_ACT = {
+    "relu": _relu_backward,
+    "tanh": lambda d, h: d * (1.0 - h * h),
+    "sigmoid": lambda d, h: d * (h * (1.0 - h)),
     "identity": None,
 }
 (_BETA1, _BETA2), _EPS = Optimizer.BETAS, Optimizer.EPS  # the update rules of nn.Optimizer (train_mlp)
@@ -112,6 +122,8 @@ def train_many(
     targets: Sequence[str] | None = None,
     task: str = "regression",
     n_classes: int | None = None,
+    record_train_loss: bool = True,
+    prune: Callable[[int, np.ndarray], Sequence[int]] | None = None,
 ) -> list[tuple[GeneMLP, pd.DataFrame, dict[str, Any]]]:
     """Train one network per ``(Xs[i], ys[i], settings_list[i])`` at once.
 
@@ -124,6 +136,18 @@ def train_many(
     ``n_classes`` are those of :func:`gexpred.nn.train_mlp` (the same for every
     network; ``ys`` then hold class codes). Each network follows its own
     ``lr_schedule``.
+
+    ``record_train_loss=False`` spares the networks that hold out a validation
+    part the pass over their training samples after each epoch (a quarter of
+    their arithmetic): their history's ``train_loss`` is NaN and divergence is
+    watched on the validation loss. Their weights are the same either way; a
+    network without a validation part still records it (its kept epoch is the
+    one of lowest training loss). ``prune``, when given, is called after each
+    epoch as ``prune(epoch, best)``, ``best`` the lowest validation loss (the
+    training loss without a validation part) of every network so far, and
+    returns networks to stop now (early pruning of a search's bad candidates,
+    :func:`gexpred.search.cv_networks`); each keeps its best weights so far and
+    ``info["pruned"]`` is true.
     """
     _check(Xs, ys, settings_list)
     N = len(Xs)
@@ -219,8 +243,7 @@ def train_many(
                                                reduction="none").view(out.shape[0], -1)
         return (each * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
-    # derivative of the activation from its output (ReLU: output > 0; tanh: 1 - output^2; sigmoid: out (1 - out))
-    d_act = _D_ACT[s0.activation]
+    back_act = _BACK_ACT[s0.activation]
 
     def gradient(theta: torch.Tensor, x: torch.Tensor, yv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Gradient with respect to ``theta`` (L, P) of the sum over the networks of ``losses`` on a batch.
@@ -253,8 +276,8 @@ def train_many(
             grads += [d.sum(dim=1), torch.bmm(d.transpose(1, 2), acts[k]).reshape(len(theta), -1)]
             if k > 0:
                 d = torch.bmm(d, weights[k])
-                if d_act is not None:
-                    d = d * d_act(acts[k])
+                if back_act is not None:
+                    d = back_act(d, acts[k])
         return torch.cat(grads[::-1], dim=1)
 
     # Everything per network lives in full (N, ...) tensors; the networks still training are a working
@@ -273,6 +296,8 @@ def train_many(
     use_wd = bool((wd_all != 0).any())
     noise_sd = np.array([s.input_noise for s in settings_list], dtype=np.float64)
     adam = s0.optimizer == "adam"
+    fused = [adam and hasattr(torch, "_fused_adam_")]  # a list: switched off at the first failure
+    step_t = torch.zeros((), device=device)
     gens = [torch.Generator(device="cpu").manual_seed(s.seed) for s in settings_list]
     batch = max(1, int(s0.batch_size))
     epochs = np.array([s.epochs for s in settings_list])
@@ -330,6 +355,7 @@ def train_many(
     active = np.ones(N, dtype=bool)
     epochs_run = np.zeros(N, dtype=int)
     stopped_early = np.zeros(N, dtype=bool)
+    pruned = np.zeros(N, dtype=bool)
     start = time.perf_counter()
     last_report = start
     max_epochs = int(epochs.max())
@@ -365,13 +391,32 @@ def train_many(
                     t = steps[live].astype(np.float64)
                     bc1 = 1 - _BETA1 ** t
                     bc2_sqrt = np.sqrt(1 - _BETA2 ** t)
-                    neg_step = torch.tensor(-(lr_e / bc1), dtype=torch.float32, device=device)[:, None]
-                    bc2_t = torch.tensor(bc2_sqrt, dtype=torch.float32, device=device)[:, None]
                     if every:  # moments and parameters updated in place
+                        neg = -(lr_e / bc1)
+                        uniform = bool((lr_e == lr_e[0]).all() and (t == t[0]).all())
+                        if uniform and fused[0]:
+                            # every network at the same rate and step (the usual case): PyTorch's fused kernel,
+                            # one pass over the parameters and both moments (the same rule, float rounding apart)
+                            try:
+                                step_t.fill_(float(t[0]))
+                                torch._fused_adam_([flat], [g], [work.s1], [work.s2], [], [step_t],
+                                                   lr=float(lr_e[0]), beta1=_BETA1, beta2=_BETA2, weight_decay=0.0,
+                                                   eps=_EPS, amsgrad=False, maximize=False)
+                                continue
+                            except (AttributeError, RuntimeError, NotImplementedError, TypeError):
+                                fused[0] = False  # a torch or device without it: the rule written out
                         work.s1.lerp_(g, 1 - _BETA1)
                         work.s2.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
-                        flat.addcdiv_(work.s1 * neg_step, (work.s2.sqrt() / bc2_t).add_(_EPS))
+                        if uniform:  # scalars, as nn.Optimizer
+                            flat.addcdiv_(work.s1, (work.s2.sqrt().div_(float(bc2_sqrt[0]))).add_(_EPS),
+                                          value=float(neg[0]))
+                        else:
+                            neg_step = torch.tensor(neg, dtype=torch.float32, device=device)[:, None]
+                            bc2_t = torch.tensor(bc2_sqrt, dtype=torch.float32, device=device)[:, None]
+                            flat.addcdiv_(work.s1 * neg_step, (work.s2.sqrt().div_(bc2_t)).add_(_EPS))
                     else:
+                        neg_step = torch.tensor(-(lr_e / bc1), dtype=torch.float32, device=device)[:, None]
+                        bc2_t = torch.tensor(bc2_sqrt, dtype=torch.float32, device=device)[:, None]
                         s1 = torch.lerp(work.s1, g, 1 - _BETA1)
                         s2 = (work.s2 * _BETA2).addcmul_(g, g, value=1 - _BETA2)
                         new = flat + (neg_step * s1) / (s2.sqrt() / bc2_t).add_(_EPS)
@@ -385,7 +430,11 @@ def train_many(
                     neg_lr = torch.tensor(-lr_e, dtype=torch.float32, device=device)[:, None]
                     new = flat + neg_lr * s1
                     flat.copy_(new if every else torch.where(stepping, new, flat))
-        train_loss, train_acc = work.evaluate("fit")
+        fit_pass = record_train_loss or not use_val[live].all()
+        if fit_pass:
+            train_loss, train_acc = work.evaluate("fit")
+        else:
+            train_loss, train_acc = np.full(L, math.nan), np.full(L, math.nan)
         if use_val[live].any():
             val_loss, val_acc = work.evaluate("val")
         else:
@@ -394,10 +443,11 @@ def train_many(
             tl = float(train_loss[j])
             vl = float(val_loss[j]) if use_val[i] else math.nan
             # every parameter enters every sample's output (an infinite weight times a zero activation is NaN
-            # too), so a finite training loss means finite parameters: no separate scan of them is needed
-            if not math.isfinite(tl) or tl / y_var[i] > limit[i]:
+            # too), so a finite training (or validation) loss means finite parameters: no separate scan is needed
+            watched, what = (tl, "training") if fit_pass else (vl, "validation")
+            if not math.isfinite(watched) or watched / y_var[i] > limit[i]:
                 raise ModelError(
-                    f"Target {names[i]!r}: training diverged at epoch {epoch} (training loss {tl:.4g}, "
+                    f"Target {names[i]!r}: training diverged at epoch {epoch} ({what} loss {watched:.4g}, "
                     f"against {loss_unit_name(s0.loss, task)} of the target of {y_var[i]:.4g}). Lower mlp.lr (now "
                     f"{settings_list[i].lr:g})."
                 )
@@ -414,13 +464,18 @@ def train_many(
                 active[i] = False
             elif epoch >= epochs[i]:
                 active[i] = False
+        if prune is not None:
+            for i in prune(epoch, best_score):
+                if active[i]:
+                    pruned[i], active[i] = True, False
         now = time.perf_counter()
         if now - last_report >= 10.0 or not active.any():
             last_report = now
             elapsed = now - start
-            log.info("train_many: epoch %d/%d, %d of %d networks still training, median train_loss=%.5g "
-                     "elapsed=%.1fs eta<=%.1fs", epoch, max_epochs, int(active.sum()), N,
-                     float(np.median(train_loss)), elapsed, elapsed / epoch * (max_epochs - epoch))
+            shown = ("train_loss", train_loss) if fit_pass else ("val_loss", val_loss)
+            log.info("train_many: epoch %d/%d, %d of %d networks still training, median %s=%.5g "
+                     "elapsed=%.1fs eta<=%.1fs", epoch, max_epochs, int(active.sum()), N, shown[0],
+                     float(np.median(shown[1])), elapsed, elapsed / epoch * (max_epochs - epoch))
         if active.any() and not active[live].all():
             work.store()
             work = Work(np.flatnonzero(active), work)
@@ -439,6 +494,7 @@ def train_many(
             "best_epoch": int(best_epoch[i]),
             "epochs_run": int(epochs_run[i]),
             "stopped_early": bool(stopped_early[i]),
+            "pruned": bool(pruned[i]),
             "n_fit": int(n_fit[i]),
             "n_val": int(n_val[i]),
             "device": str(device),

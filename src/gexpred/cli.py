@@ -532,7 +532,7 @@ def cmd_mlp(a: argparse.Namespace) -> None:
 
     from .io import write_json, write_table
     from .nn import architecture, predict, predict_proba, save_state, settings_dict
-    from .search import candidate_summary, cv_criterion, describe_refit, search_network, search_table
+    from .search import Pruning, candidate_summary, cv_criterion, describe_refit, search_network, search_table
 
     torch.set_num_threads(max(1, a.threads))
     search, configs, candidates = _network_candidates(a)
@@ -550,7 +550,8 @@ def cmd_mlp(a: argparse.Namespace) -> None:
     folds = _train_folds(a.folds, a.target, adata.obs_names[train]) if a.folds else None
     repeats = a.importance_repeats if folds is not None else 0
     res = search_network(X[train], yy[train], folds, candidates, task, n_classes, a.target,
-                         perm_repeats=repeats, perm_seed=a.importance_seed)
+                         perm_repeats=repeats, perm_seed=a.importance_seed,
+                         prune=Pruning.from_config(search.get("prune")))
     winner, cv, final_cv = res.winner, res.cv, res.final_cv
     if cv is not None:
         loss_name = cv_criterion(candidates, task)
@@ -564,7 +565,9 @@ def cmd_mlp(a: argparse.Namespace) -> None:
                        "folds": int(folds.max()) + 1, "selected": winner + 1, "loss": loss_name,
                        "cv_loss_mean": float(cv.mean[winner]), "cv_loss_sd": float(cv.sd[winner]),
                        "refit": describe_refit(res.settings), "final_cv_loss_mean": float(final_cv.mean[0]),
-                       "final_cv_loss_sd": float(final_cv.sd[0])}
+                       "final_cv_loss_sd": float(final_cv.sd[0]),
+                       "pruned": [int(c) + 1 for c in np.flatnonzero(cv.pruned_at)] if cv.pruned_at is not None
+                       else []}
         if len(candidates) > 1:
             varied = {k: configs[winner][k] for k in candidate_summary(configs)}
             log.info("MLP %s: search chose candidate %d of %d (%s) with CV %s %.5g +- %.3g", a.target, winner + 1,

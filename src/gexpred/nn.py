@@ -590,6 +590,7 @@ def train_mlp(
         "best_epoch": int(best[1]),
         "epochs_run": int(epoch),
         "stopped_early": stopped_early,
+        "pruned": False,
         "n_fit": int(len(fit_idx)),
         "n_val": int(len(val_idx)),
         "device": str(device),
