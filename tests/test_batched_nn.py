@@ -234,3 +234,73 @@ def test_classification_equals_train_mlp(n_classes):
         _assert_same(one, res)
         np.testing.assert_allclose(res[1][["train_accuracy", "val_accuracy"]].to_numpy(),
                                    one[1][["train_accuracy", "val_accuracy"]].to_numpy(), atol=1e-12)
+
+
+def _uniform(n_nets: int = 4, n: int = 64, p: int = 5):
+    """Networks at one learning rate and one number of samples: every step is every network's (the fused Adam
+    path of train_many)."""
+    Xs, ys, ss = _problem("adam", n_nets=n_nets, n=n, p=p)
+    for s in ss:
+        s.lr, s.weight_decay = 0.01, 0.0
+    return Xs, ys, ss
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_networks_sharing_rate_and_steps_equal_train_mlp(fused, monkeypatch):
+    """Adam's update for networks that share the rate and the step count (PyTorch's fused kernel when this
+    torch has it, the rule written out otherwise) is nn.Optimizer's: each network as train_mlp trains it alone."""
+    if not fused:
+        monkeypatch.delattr(torch, "_fused_adam_", raising=False)
+    elif not hasattr(torch, "_fused_adam_"):
+        pytest.skip("this torch has no fused Adam kernel")
+    Xs, ys, ss = _uniform()
+    many = train_many(Xs, ys, ss)
+    for X, y, s, res in zip(Xs, ys, ss, many):
+        _assert_same(train_mlp(X, y, s), res)
+
+
+def test_without_the_training_loss_pass_the_networks_are_the_same():
+    """record_train_loss=False: networks with a validation part skip the pass over their training samples
+    (train_loss NaN) and end with the same weights, validation losses and epochs; a network without a validation
+    part still records its training loss, which chooses its kept epoch."""
+    Xs, ys, ss = _problem("adam", n_nets=3)
+    ss[2].val_fraction, ss[2].patience = 0.0, 0
+    full = train_many(Xs, ys, ss)
+    lean = train_many(Xs, ys, ss, record_train_loss=False)
+    for (m, h, info), (mb, hb, ib), s in zip(full, lean, ss):
+        for a, b in zip(m.state_dict().values(), mb.state_dict().values()):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        assert info["best_epoch"] == ib["best_epoch"] and info["epochs_run"] == ib["epochs_run"]
+        if s.val_fraction > 0:
+            assert hb["train_loss"].isna().all()
+            np.testing.assert_array_equal(hb["val_loss"].to_numpy(), h["val_loss"].to_numpy())
+        else:
+            np.testing.assert_array_equal(hb["train_loss"].to_numpy(), h["train_loss"].to_numpy())
+
+
+def test_pruned_networks_keep_their_best_weights_so_far():
+    """A network that ``prune`` stops at epoch 7 is the network train_mlp trains for 7 epochs (its best weights
+    of those); the hook sees every network's best validation loss so far; the others train on, unchanged."""
+    Xs, ys, ss = _uniform(n_nets=3)
+    for s in ss:
+        s.patience, s.epochs = 50, 30
+    seen = {}
+
+    def prune(epoch, best):
+        seen[epoch] = best.copy()
+        return [0] if epoch == 7 else []
+
+    many = train_many(Xs, ys, ss, prune=prune)
+    (_, h0, i0), rest = many[0], many[1:]
+    assert i0["pruned"] and i0["epochs_run"] == 7 and len(h0) == 7 and not i0["stopped_early"]
+    assert not any(info["pruned"] for _, _, info in rest)
+    from dataclasses import replace
+
+    _assert_same(train_mlp(Xs[0], ys[0], replace(ss[0], epochs=7)), many[0])
+    for X, y, s, res in zip(Xs[1:], ys[1:], ss[1:], rest):
+        _assert_same(train_mlp(X, y, s), res)
+    # the hook's view: the running minimum of each network's validation loss
+    for k, (_, h, _) in enumerate(many):
+        running = np.minimum.accumulate(h["val_loss"].to_numpy())
+        assert seen[5][k] == pytest.approx(running[4], rel=1e-12)
+    assert seen[7][0] == pytest.approx(np.min(h0["val_loss"]), rel=1e-12)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 
 from gexpred.errors import ConfigError, InputError, ModelError
 from gexpred.nn import MLPSettings, predict, train_mlp
-from gexpred.search import (cv_criterion, cv_networks, cv_ols, cv_penalized, fit_penalized, genome_search_table, kfold,
-                            mlp_candidates, penalty_grid, search_genome_networks, search_table)
+from gexpred.search import (NetworkCV, Pruning, cv_criterion, cv_networks, cv_ols, cv_penalized, fit_penalized,
+                            genome_search_table, kfold, mlp_candidates, penalty_grid, search_genome_networks,
+                            search_table)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -181,6 +183,129 @@ def test_search_keeps_input_noise_off_for_an_exact_relation():
     assert res.cv.mean[1] > 2 * res.cv.mean[0]
     table = search_table(cands, res.cv, ["input_noise"], "mae")
     assert table["input_noise"].tolist() == [0.0, 1.0] and table["selected"].tolist() == [True, False]
+
+
+def _exact(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    return X, np.sin(X[:, 0]) + 0.5 * X[:, 1] * X[:, 2]
+
+
+def _expected_pruning(X, y, folds, cands, prune):
+    """The pruning rule applied by hand to fold networks trained alone by train_mlp (whole histories): per check
+    epoch, each candidate's mean over folds of the running minimum of the validation loss; a candidate more than
+    ``margin`` above the best of the others (compared from the first check on, in candidate order, among those of
+    its training loss still running or finished) stops there."""
+    K = int(folds.max()) + 1
+    curves = {c: [np.minimum.accumulate(train_mlp(X[folds != f], y[folds != f], s)[1]["val_loss"].to_numpy())
+                  for f in range(K)] for c, s in enumerate(cands)}
+
+    def at(c, e):
+        return float(np.mean([cur[min(e, len(cur)) - 1] for cur in curves[c]]))
+
+    pruned = np.zeros(len(cands), dtype=np.int64)
+    last = max(len(cur) for cs in curves.values() for cur in cs)
+    for e in range(1, last + 1):
+        if not prune.is_check(e):
+            continue
+        running = [c for c in range(len(cands)) if not pruned[c] and max(len(cur) for cur in curves[c]) >= e]
+        now = {c: at(c, e) for c in range(len(cands)) if not pruned[c]}
+        for c in running:
+            rivals = [v for o, v in now.items() if o != c and cands[o].loss == cands[c].loss]
+            if rivals and now[c] > (1 + prune.margin) * min(rivals):
+                pruned[c] = e
+    return pruned
+
+
+def test_pruning_checks_at_doubling_epochs_and_validates():
+    p = Pruning(first_check=20, margin=0.25)
+    assert [e for e in range(1, 400) if p.is_check(e)] == [20, 40, 80, 160, 320]
+    assert not any(Pruning(first_check=0).is_check(e) for e in range(1, 100))
+    assert Pruning.from_config(None) == Pruning() == Pruning.from_config({})
+    assert Pruning.from_config({"first_check": 0}).first_check == 0
+    for bad, match in [({"first_check": -1}, "first_check"), ({"first_check": 2.5}, "first_check"),
+                       ({"margin": -0.1}, "margin"), ({"margin": "x"}, "margin"), ({"rungs": 3}, "unknown")]:
+        with pytest.raises(ConfigError, match=match):
+            Pruning.from_config(bad)
+
+
+def test_a_clearly_worse_candidate_stops_early_and_cannot_win():
+    """Input noise of 2 SD on a noise-free relation: its fold networks' validation loss is far above the noiseless
+    candidate's at the first check, so the whole candidate stops there (as the rule applied by hand to networks
+    trained alone says); its held-out loss is that of the networks train_mlp trains for that many epochs, and the
+    table ranks it last. The noiseless candidate trains as it does without pruning."""
+    from dataclasses import replace
+
+    X, y = _exact()
+    folds = kfold([f"s{i}" for i in range(len(y))], 3)
+    base = {"hidden": [16], "loss": "mae", "epochs": 120, "patience": 15, "lr": 0.01, "batch_size": 32,
+            "device": "cpu"}
+    cands = [MLPSettings.from_config(c) for c in mlp_candidates(base, {"input_noise": [0.0, 2.0]})]
+    prune = Pruning(first_check=10, margin=0.25)
+    cv = cv_networks(X, y, folds, cands, prune=prune)
+    expected = _expected_pruning(X, y, folds, cands, prune)
+    assert expected.tolist() == [0, 10]  # the case is a real test: the rule stops the noisy candidate at once
+    np.testing.assert_array_equal(cv.pruned_at, expected)
+    assert cv.winner() == 0
+    plain = cv_networks(X, y, folds, cands)
+    assert plain.pruned_at is None
+    np.testing.assert_allclose(cv.loss[0], plain.loss[0], rtol=1e-6)
+    for f in range(3):
+        tr, te = folds != f, folds == f
+        pred = predict(train_mlp(X[tr], y[tr], replace(cands[1], epochs=10))[0], X[te])
+        assert cv.loss[1, f] == pytest.approx(np.mean(np.abs(y[te] - pred)), rel=1e-4)
+    table = search_table(cands, cv, ["input_noise"], "mae")
+    assert table["pruned_at_epoch"].tolist() == [pd.NA, 10] or (
+        pd.isna(table.loc[0, "pruned_at_epoch"]) and table.loc[1, "pruned_at_epoch"] == 10)
+    assert table["rank"].tolist() == [1, 2] and table["selected"].tolist() == [True, False]
+
+
+def test_candidates_within_the_margin_all_train_to_the_end():
+    """Two candidates that differ by their seed only are never far apart: none stops, and the search is the one
+    without pruning, number for number."""
+    X, y = _regression(n=90)
+    folds = kfold([f"s{i}" for i in range(90)], 3)
+    cands = [MLPSettings.from_config(c) for c in mlp_candidates(
+        {"hidden": [8], "epochs": 80, "patience": 10, "batch_size": 16, "lr": 0.02, "device": "cpu"}, {"seed": [0, 1]})]
+    with_pruning = cv_networks(X, y, folds, cands, prune=Pruning(first_check=20, margin=0.25))
+    assert with_pruning.pruned_at is None
+    assert _expected_pruning(X, y, folds, cands, Pruning(first_check=20, margin=0.25)).tolist() == [0, 0]
+    plain = cv_networks(X, y, folds, cands)
+    np.testing.assert_array_equal(with_pruning.loss, plain.loss)
+    np.testing.assert_array_equal(with_pruning.best_epoch, plain.best_epoch)
+    assert (plain.best_epoch + 10 > 20).any(axis=1).all()  # each candidate trained past the check at epoch 20
+
+
+def test_pruning_compares_across_programs_and_only_within_a_loss():
+    """Candidates of different architectures train in separate programs: a later program's candidate is compared
+    with the earlier ones at the same epoch (or their end). Candidates of different training losses are never
+    compared (their validation losses are on different scales)."""
+    X, y = _exact()
+    folds = kfold([f"s{i}" for i in range(len(y))], 3)
+    base = {"loss": "mae", "epochs": 120, "patience": 15, "lr": 0.01, "batch_size": 32, "device": "cpu"}
+    cands = [MLPSettings.from_config({**base, **c}) for c in
+             ({"hidden": [16]}, {"hidden": [8], "input_noise": 2.0})]
+    prune = Pruning(first_check=10, margin=0.25)
+    cv = cv_networks(X, y, folds, cands, prune=prune)
+    expected = _expected_pruning(X, y, folds, cands, prune)
+    assert expected[1] > 0
+    np.testing.assert_array_equal(cv.pruned_at, expected)
+    # the same worse candidate trained on squared error: no rival of its loss, so it trains to its end
+    cands[1] = MLPSettings.from_config({**base, "hidden": [8], "input_noise": 2.0, "loss": "mse"})
+    assert cv_networks(X, y, folds, cands, prune=prune).pruned_at is None
+
+
+def test_search_table_ranks_pruned_candidates_last():
+    """A pruned candidate is never the winner, and ranks after every candidate that trained to its end, even with
+    a lower held-out loss."""
+    loss = np.array([[0.5, 0.5], [0.3, 0.3], [0.4, 0.4]])
+    cv = NetworkCV(loss=loss, oof=np.zeros((3, 4)), best_epoch=np.ones((3, 2), dtype=np.int64),
+                   pruned_at=np.array([0, 20, 0]))
+    assert cv.winner() == 2
+    cands = [MLPSettings.from_config({"hidden": [4], "seed": k, "device": "cpu"}) for k in range(3)]
+    table = search_table(cands, cv, ["seed"], "mae")
+    assert table["rank"].tolist() == [2, 3, 1] and table["selected"].tolist() == [False, False, True]
+    assert table["pruned_at_epoch"].isna().tolist() == [True, False, True]
 
 
 def replace_refit(s: MLPSettings) -> MLPSettings:

@@ -235,11 +235,14 @@ def test_cross_validation_tables_recomputed(finished_run):
         # the search: the selected candidate is the one with the lowest mean CV loss; its settings were refitted
         search = pd.read_csv(root / f"results/mlp/{target}/search.tsv", sep="\t")
         assert len(search) == 2 and search["hidden"].tolist() == ["[]", "[8]"]
-        win = search.loc[search["cv_loss_mean"].idxmin()]
+        # (among the candidates search.prune let train to their end: a pruned one cannot win)
+        running = search.loc[search["pruned_at_epoch"].isna()]
+        win = running.loc[running["cv_loss_mean"].idxmin()]
         assert bool(win["selected"])
         meta = json.loads((root / f"results/mlp/{target}/model.json").read_text())
         assert json.dumps(meta["settings"]["hidden"]) == win["hidden"]
         assert meta["search"]["selected"] == win["candidate"]
+        assert meta["search"]["pruned"] == search.loc[search["pruned_at_epoch"].notna(), "candidate"].tolist()
         # the penalised model's predictions come from its coefficients
         pc = pd.read_csv(root / f"results/penalized/{target}/coefficients.tsv", sep="\t").set_index("term")
         pred = pd.read_csv(root / f"results/penalized/{target}/predictions.tsv", sep="\t").set_index("sample")

@@ -137,12 +137,13 @@ def train_many(
     network; ``ys`` then hold class codes). Each network follows its own
     ``lr_schedule``.
 
-    ``record_train_loss=False`` spares the networks that hold out a validation
-    part the pass over their training samples after each epoch (a quarter of
-    their arithmetic): their history's ``train_loss`` is NaN and divergence is
-    watched on the validation loss. Their weights are the same either way; a
-    network without a validation part still records it (its kept epoch is the
-    one of lowest training loss). ``prune``, when given, is called after each
+    ``record_train_loss=False``: networks that hold out a validation part do
+    not record their training loss (``train_loss`` NaN in their history;
+    divergence is watched on the validation loss), and while every network
+    still training holds one out, the pass over the training samples after
+    each epoch is skipped. Their weights are the same either way; a network
+    without a validation part still records it (its kept epoch is the one of
+    lowest training loss). ``prune``, when given, is called after each
     epoch as ``prune(epoch, best)``, ``best`` the lowest validation loss (the
     training loss without a validation part) of every network so far, and
     returns networks to stop now (early pruning of a search's bad candidates,
@@ -440,11 +441,12 @@ def train_many(
         else:
             val_loss, val_acc = np.full(L, math.nan), np.full(L, math.nan)
         for j, i in enumerate(live):
-            tl = float(train_loss[j])
+            records = record_train_loss or not use_val[i]
+            tl = float(train_loss[j]) if records else math.nan
             vl = float(val_loss[j]) if use_val[i] else math.nan
             # every parameter enters every sample's output (an infinite weight times a zero activation is NaN
             # too), so a finite training (or validation) loss means finite parameters: no separate scan is needed
-            watched, what = (tl, "training") if fit_pass else (vl, "validation")
+            watched, what = (tl, "training") if records else (vl, "validation")
             if not math.isfinite(watched) or watched / y_var[i] > limit[i]:
                 raise ModelError(
                     f"Target {names[i]!r}: training diverged at epoch {epoch} ({what} loss {watched:.4g}, "
