@@ -444,7 +444,7 @@ def _firthmodels_reference(X: np.ndarray, y: np.ndarray):
     firthmodels = pytest.importorskip("firthmodels")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for tol in (1e-9, 1e-8, 1e-7):
+        for tol in (1e-9, 1e-8, 1e-7, 1e-6):  # (1e-6: its solver stalls short of 1e-7 on one case here)
             m = firthmodels.FirthLogisticRegression(max_iter=1000, gtol=tol, xtol=tol, backend="numpy").fit(X, y)
             if m.converged_:
                 break

@@ -184,9 +184,9 @@ class Pruning:
     check; a fixed margin instead stops only the candidates that are clearly
     behind, which suits a search of a few candidates: on the bundled
     compendium's 40-target panel the default search's noisy candidate is
-    1.10-2.2 x behind at epoch 20 and is stopped for 33 of them (its fold
-    networks' epochs: 0.71 x), and on DREAM4 no candidate the folds would have
-    chosen is stopped (benchmarks/bench_peers.py).
+    1.10-2.2 x behind at epoch 20 and is stopped for 35 of them (33 at epoch
+    20, 2 at 40), and on DREAM4 no candidate the folds would have chosen is
+    stopped; both choose as without pruning (benchmarks/bench_peers.py).
     """
 
     first_check: int = 20
