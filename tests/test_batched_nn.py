@@ -286,8 +286,9 @@ def test_pruned_networks_keep_their_best_weights_so_far():
         s.patience, s.epochs = 50, 30
     seen = {}
 
-    def prune(epoch, best):
+    def prune(epoch, best, active):
         seen[epoch] = best.copy()
+        assert bool(active[0]) == (epoch <= 7) and bool(active[1:].all()) == (epoch < 30)
         return [0] if epoch == 7 else []
 
     many = train_many(Xs, ys, ss, prune=prune)

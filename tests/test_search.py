@@ -193,9 +193,9 @@ def _exact(n=120, seed=0):
 
 def _expected_pruning(X, y, folds, cands, prune):
     """The pruning rule applied by hand to fold networks trained alone by train_mlp (whole histories): per check
-    epoch, each candidate's mean over folds of the running minimum of the validation loss; a candidate more than
-    ``margin`` above the best of the others (compared from the first check on, in candidate order, among those of
-    its training loss still running or finished) stops there."""
+    epoch, each candidate's mean over folds of the running minimum of the validation loss; a candidate still
+    training after that epoch and more than ``margin`` above the best of the others of its training loss (still
+    training or finished; in candidate order) stops there."""
     K = int(folds.max()) + 1
     curves = {c: [np.minimum.accumulate(train_mlp(X[folds != f], y[folds != f], s)[1]["val_loss"].to_numpy())
                   for f in range(K)] for c, s in enumerate(cands)}
@@ -208,7 +208,7 @@ def _expected_pruning(X, y, folds, cands, prune):
     for e in range(1, last + 1):
         if not prune.is_check(e):
             continue
-        running = [c for c in range(len(cands)) if not pruned[c] and max(len(cur) for cur in curves[c]) >= e]
+        running = [c for c in range(len(cands)) if not pruned[c] and max(len(cur) for cur in curves[c]) > e]
         now = {c: at(c, e) for c in range(len(cands)) if not pruned[c]}
         for c in running:
             rivals = [v for o, v in now.items() if o != c and cands[o].loss == cands[c].loss]

@@ -123,7 +123,7 @@ def train_many(
     task: str = "regression",
     n_classes: int | None = None,
     record_train_loss: bool = True,
-    prune: Callable[[int, np.ndarray], Sequence[int]] | None = None,
+    prune: Callable[[int, np.ndarray, np.ndarray], Sequence[int]] | None = None,
 ) -> list[tuple[GeneMLP, pd.DataFrame, dict[str, Any]]]:
     """Train one network per ``(Xs[i], ys[i], settings_list[i])`` at once.
 
@@ -144,9 +144,10 @@ def train_many(
     each epoch is skipped. Their weights are the same either way; a network
     without a validation part still records it (its kept epoch is the one of
     lowest training loss). ``prune``, when given, is called after each
-    epoch as ``prune(epoch, best)``, ``best`` the lowest validation loss (the
-    training loss without a validation part) of every network so far, and
-    returns networks to stop now (early pruning of a search's bad candidates,
+    epoch as ``prune(epoch, best, active)``, ``best`` the lowest validation
+    loss (the training loss without a validation part) of every network so
+    far, ``active`` whether each is still training, and returns networks to
+    stop now (early pruning of a search's bad candidates,
     :func:`gexpred.search.cv_networks`); each keeps its best weights so far and
     ``info["pruned"]`` is true.
     """
@@ -467,7 +468,7 @@ def train_many(
             elif epoch >= epochs[i]:
                 active[i] = False
         if prune is not None:
-            for i in prune(epoch, best_score):
+            for i in prune(epoch, best_score, active.copy()):
                 if active[i]:
                     pruned[i], active[i] = True, False
         now = time.perf_counter()

@@ -384,7 +384,7 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         if C < 2 or prune.first_check <= 0 or not rows:
             return None
 
-        def check(epoch: int, best: np.ndarray) -> list[int]:
+        def check(epoch: int, best: np.ndarray, active: np.ndarray) -> list[int]:
             if not prune.is_check(epoch):
                 return []
             for c, rs in rows.items():
@@ -393,7 +393,9 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
             stop: list[int] = []
             for c, rs in rows.items():
                 rivals = [v for o, v in now.items() if o != c and candidates[o].loss == candidates[c].loss]
-                if pruned_at[c] or not rivals or not now[c] > (1.0 + prune.margin) * min(rivals):
+                # only a candidate still training stops (one whose networks all ended is judged as it is)
+                behind = bool(rivals) and now[c] > (1.0 + prune.margin) * min(rivals)
+                if pruned_at[c] or not active[rs].any() or not behind:
                     continue
                 pruned_at[c] = epoch
                 log.info("%s: candidate %d stopped at epoch %d: its fold networks' mean validation loss %.5g is "
