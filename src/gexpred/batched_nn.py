@@ -80,6 +80,20 @@ _BACK_ACT = {
 (_BETA1, _BETA2), _EPS = Optimizer.BETAS, Optimizer.EPS  # the update rules of nn.Optimizer (train_mlp)
 
 
+def _fused_adam_step(flat: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step_t: torch.Tensor,
+                     step: float, lr: float) -> bool:
+    """One Adam update of every network's parameters ``flat`` and moments ``m``, ``v`` in place, at one rate and
+    step for all, by PyTorch's fused kernel (one pass over the three; nn.Optimizer's rule up to float rounding).
+    False, and nothing changed, where this torch or device has no such kernel."""
+    try:
+        step_t.fill_(float(step))
+        torch._fused_adam_([flat], [g], [m], [v], [], [step_t], lr=float(lr), beta1=_BETA1, beta2=_BETA2,
+                           weight_decay=0.0, eps=_EPS, amsgrad=False, maximize=False)
+    except (AttributeError, RuntimeError, NotImplementedError, TypeError):
+        return False
+    return True
+
+
 def _check(Xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], settings_list: Sequence[MLPSettings]) -> None:
     if not (len(Xs) == len(ys) == len(settings_list)):
         raise ValueError(f"train_many needs as many X ({len(Xs)}), y ({len(ys)}) and settings "
@@ -298,7 +312,7 @@ def train_many(
     use_wd = bool((wd_all != 0).any())
     noise_sd = np.array([s.input_noise for s in settings_list], dtype=np.float64)
     adam = s0.optimizer == "adam"
-    fused = [adam and hasattr(torch, "_fused_adam_")]  # a list: switched off at the first failure
+    fused = adam and hasattr(torch, "_fused_adam_")  # switched off at the first failure
     step_t = torch.zeros((), device=device)
     gens = [torch.Generator(device="cpu").manual_seed(s.seed) for s in settings_list]
     batch = max(1, int(s0.batch_size))
@@ -393,38 +407,33 @@ def train_many(
                     t = steps[live].astype(np.float64)
                     bc1 = 1 - _BETA1 ** t
                     bc2_sqrt = np.sqrt(1 - _BETA2 ** t)
-                    if every:  # moments and parameters updated in place
-                        neg = -(lr_e / bc1)
-                        uniform = bool((lr_e == lr_e[0]).all() and (t == t[0]).all())
-                        if uniform and fused[0]:
-                            # every network at the same rate and step (the usual case): PyTorch's fused kernel,
-                            # one pass over the parameters and both moments (the same rule, float rounding apart)
-                            try:
-                                step_t.fill_(float(t[0]))
-                                torch._fused_adam_([flat], [g], [work.s1], [work.s2], [], [step_t],
-                                                   lr=float(lr_e[0]), beta1=_BETA1, beta2=_BETA2, weight_decay=0.0,
-                                                   eps=_EPS, amsgrad=False, maximize=False)
-                                continue
-                            except (AttributeError, RuntimeError, NotImplementedError, TypeError):
-                                fused[0] = False  # a torch or device without it: the rule written out
+                    neg = -(lr_e / bc1)
+                    # every network at the same rate and step (the usual case): scalars, as nn.Optimizer
+                    uniform = every and bool((lr_e == lr_e[0]).all() and (t == t[0]).all())
+                    stepped = False
+                    if uniform and fused:
+                        stepped = fused = _fused_adam_step(flat, g, work.s1, work.s2, step_t, t[0], lr_e[0])
+                    if stepped:
+                        pass
+                    elif uniform:  # moments and parameters updated in place
                         work.s1.lerp_(g, 1 - _BETA1)
                         work.s2.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
-                        if uniform:  # scalars, as nn.Optimizer
-                            flat.addcdiv_(work.s1, (work.s2.sqrt().div_(float(bc2_sqrt[0]))).add_(_EPS),
-                                          value=float(neg[0]))
-                        else:
-                            neg_step = torch.tensor(neg, dtype=torch.float32, device=device)[:, None]
-                            bc2_t = torch.tensor(bc2_sqrt, dtype=torch.float32, device=device)[:, None]
-                            flat.addcdiv_(work.s1 * neg_step, (work.s2.sqrt().div_(bc2_t)).add_(_EPS))
+                        flat.addcdiv_(work.s1, (work.s2.sqrt().div_(float(bc2_sqrt[0]))).add_(_EPS),
+                                      value=float(neg[0]))
                     else:
-                        neg_step = torch.tensor(-(lr_e / bc1), dtype=torch.float32, device=device)[:, None]
+                        neg_step = torch.tensor(neg, dtype=torch.float32, device=device)[:, None]
                         bc2_t = torch.tensor(bc2_sqrt, dtype=torch.float32, device=device)[:, None]
-                        s1 = torch.lerp(work.s1, g, 1 - _BETA1)
-                        s2 = (work.s2 * _BETA2).addcmul_(g, g, value=1 - _BETA2)
-                        new = flat + (neg_step * s1) / (s2.sqrt() / bc2_t).add_(_EPS)
-                        work.s1 = torch.where(stepping, s1, work.s1)
-                        work.s2 = torch.where(stepping, s2, work.s2)
-                        flat.copy_(torch.where(stepping, new, flat))
+                        if every:  # moments and parameters updated in place
+                            work.s1.lerp_(g, 1 - _BETA1)
+                            work.s2.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
+                            flat.addcdiv_(work.s1 * neg_step, (work.s2.sqrt().div_(bc2_t)).add_(_EPS))
+                        else:
+                            s1 = torch.lerp(work.s1, g, 1 - _BETA1)
+                            s2 = (work.s2 * _BETA2).addcmul_(g, g, value=1 - _BETA2)
+                            new = flat + (neg_step * s1) / (s2.sqrt() / bc2_t).add_(_EPS)
+                            work.s1 = torch.where(stepping, s1, work.s1)
+                            work.s2 = torch.where(stepping, s2, work.s2)
+                            flat.copy_(torch.where(stepping, new, flat))
                 else:
                     first = torch.from_numpy(steps[live] == 1).to(device)[:, None]
                     s1 = torch.where(first, g, work.mom * work.s1 + g)

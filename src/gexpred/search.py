@@ -375,13 +375,14 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     board: dict[int, dict[int, float]] = {}
     final_best: dict[int, float] = {}
     comparable = [candidates[c].val_fraction > 0 and candidates[c].dropout == 0 for c in range(C)]
+    pruning = C > 1 and prune.first_check > 0
 
     def pruner(group: list[tuple[int, int, int]]):
         rows: dict[int, list[int]] = {}
         for r, (c, _, _) in enumerate(group):
             if c >= 0 and comparable[c]:
                 rows.setdefault(c, []).append(r)
-        if C < 2 or prune.first_check <= 0 or not rows:
+        if not pruning or not rows:
             return None
 
         def check(epoch: int, best: np.ndarray, active: np.ndarray) -> list[int]:
@@ -433,9 +434,9 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
                              f"search.mlp.") from None
         for job, result in zip(group, trained):
             store(*job, result)
-        for c in {c for c, _, _ in group if c >= 0 and comparable[c]}:  # reference for later programs' checks
-            final_best[c] = float(np.mean([np.nanmin(h["val_loss"].to_numpy()) for (cc, _, _), (_, h, _)
-                                           in zip(group, trained) if cc == c]))
+        for c in {c for c, _, _ in group if pruning and c >= 0 and comparable[c]}:  # for later programs' checks
+            final_best[c] = float(np.mean([h["val_loss"].min() for (cc, _, _), (_, h, _) in zip(group, trained)
+                                           if cc == c]))
     refit_result = assemble_ensemble([refitted[m] for m in range(len(refit_each))], target,
                                      time.perf_counter() - start) if refit_each else None
 
