@@ -119,6 +119,37 @@ def test_importance_text_names_each_models_top_predictors_escaped():
     assert "System Message" not in html and "a*" in html
 
 
+def test_recovery_top_text_counts_the_top_pairs_by_kind():
+    """Of the top n_known pairs: known edges, pairs of regulators the gold standard knows no target of (named,
+    most pairs first, escaped), the other pairs, and pairs it cannot look up; counted here from the table."""
+    rng = np.random.default_rng(3)
+    n = 40
+    regs = rng.choice(["r1", "r2", "<b>x</b>", "r*4", "r5"], size=n + 10)
+    reg_known = {"r1": 3, "r2": 5, "<b>x</b>": 0, "r*4": 0, "r5": 2}
+    known = np.where(np.isin(regs, ["<b>x</b>", "r*4"]), 0, rng.integers(0, 2, size=n + 10)).astype(object)
+    known[20] = pd.NA  # a pair the gold standard has no row for (rank 30: in the top)
+    edges = pd.DataFrame({"rank": np.arange(1, n + 11)[::-1], "target": [f"t{i}" for i in range(n + 10)],
+                          "regulator": regs, "known": pd.array(known, dtype="Int64"),
+                          "regulator_known_targets": [reg_known[r] for r in regs]})
+    text = facts.recovery_top_text(edges, n, "clr_mean")
+    top = edges.sort_values("rank").head(n)
+    hits = int((top["known"] == 1).sum())
+    lookup = top["known"].notna()
+    unann = top[lookup & (top["regulator_known_targets"] == 0)]
+    rest = int(lookup.sum()) - hits - len(unann)
+    assert f"The top {n} pairs" in text and f"hold {hits} known edge" in text
+    assert f"{len(unann)} pairs belong to 2 regulators" in text
+    first, second = unann["regulator"].value_counts().index[:2]
+    assert text.index(facts.rst(first)) < text.index(facts.rst(second))
+    assert facts.rst("<b>x</b>") in text and "<b>" not in text and "r\\*4" in text
+    assert f"the other {rest} pairs" in text
+    assert (~lookup).sum() == 1 and "and 1 pair cannot be looked up in it." in text
+    assert "system-message" not in to_html(text)
+    # without the columns (an edges table of an older release) or without known edges: nothing
+    assert facts.recovery_top_text(edges.drop(columns="regulator_known_targets"), n, "clr_mean") == ""
+    assert facts.recovery_top_text(edges, 0, "clr_mean") == ""
+
+
 def test_recovery_text_sets_the_prior_ranking_apart():
     """The gold-free rankings are listed best first; tf_activity, which uses the gold standard, is stated after
     them as another question, even when its AUPR is the highest; the DREAM5 best is a gold-free one."""

@@ -335,6 +335,28 @@ def test_known_regulators_scope_leaves_out_candidates_without_a_known_target():
     assert cols.sum() == 5  # r0 and r2-r5: r1's only known target is out of scope, r6-r9 have none
 
 
+def test_regulator_known_targets_counts_each_regulators_known_targets_but_itself():
+    """Counted here by hand: known edges per column over the evidence's targets (rows of the gold standard
+    only), a regulator's edge to itself not counted, missing for a candidate the gold standard has no column
+    for; edge_table carries the count of each pair's regulator."""
+    from gexpred.recovery import regulator_known_targets
+
+    gold = pd.DataFrame({"r1": [1, 1, 0, 1], "r2": [0, 0, 0, 0], "r3": [1, 0, 1, 0]},
+                        index=["t1", "r1", "t3", "t9"])  # t9 is not a target of the evidence
+    targets, cands = ["t1", "r1", "t3", "t4"], ["r1", "r2", "r3", "r4"]  # t4 has no row, r4 no column
+    S = np.arange(16, dtype=float).reshape(4, 4)
+    S[1, 0] = np.nan
+    ev = Evidence(targets=targets, candidates=cands, scores={"x": S}, info={})
+    got = regulator_known_targets(ev, gold)
+    assert got.index.tolist() == cands
+    # r1: t1 (r1's own row is itself, not counted; t9 not a target); r2: none; r3: t1, t3
+    assert got.iloc[:3].tolist() == [1, 0, 2] and got.isna().tolist() == [False, False, False, True]
+    edges = edge_table(ev, gold, "x", "none", top=20)
+    want = {"r1": 1, "r2": 0, "r3": 2}
+    for reg, n in zip(edges["regulator"], edges["regulator_known_targets"]):
+        assert (pd.isna(n) and reg == "r4") or n == want[reg]
+
+
 def test_edge_table_shows_ols_t_only_for_candidates_in_the_model():
     ev = Evidence(targets=["t1"], candidates=["r1", "r2"], scores={"ols": np.array([[4.5, 0.3]])}, info={})
     gold = pd.DataFrame({"r1": [1], "r2": [0]}, index=["t1"])

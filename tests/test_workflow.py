@@ -365,10 +365,16 @@ def test_regulator_recovery(finished_run):
     top = set(zip(edges["target"][:5], edges["regulator"][:5]))
     assert len(top & {("G0", "G2"), ("G0", "G3"), ("G1", "G4"), ("G1", "G5"), ("G1", "G6")}) >= 4
     assert {"ols_abs_t", "penalized", "network", "correlation"} <= set(edges.columns)
+    # G2-G6 have known targets (G0's two, G1's three: one each); every other candidate none
+    want = {g: int(g in {"G2", "G3", "G4", "G5", "G6"}) for g in edges["regulator"]}
+    assert edges["regulator_known_targets"].tolist() == [want[g] for g in edges["regulator"]]
     assert (res / "plots/regulator_recovery.png").stat().st_size > 10_000
     facts = json.loads((res / "report/facts.json").read_text())
     assert "2 gold-standard targets" in facts["recovery"] and "ridge \\|t\\|" in facts["recovery"]
     assert "DREAM5" in facts["recovery"] and "10 pairs left" in facts["recovery"]
+    top = edges.head(5)  # as many pairs as known edges
+    assert "The top 5 pairs of the inferred network" in facts["recovery"]
+    assert f"hold {int(top['known'].sum())} known edge" in facts["recovery"]
     gold_free, _, prior = facts["recovery"].partition("With the gold standard itself as prior knowledge")
     assert "TF activity" in prior and "not comparable" in prior and "TF activity" not in gold_free
 

@@ -1570,7 +1570,9 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
                     for f in a.importance},
         interactions={Path(f).parent.name: read_table(f, dtype={"gene_a": str, "gene_b": str})
                       for f in a.interactions},
-        recovery=read_table(a.recovery) if a.recovery else None)
+        recovery=read_table(a.recovery) if a.recovery else None,
+        edges=read_table(a.edges, dtype={"target": str, "regulator": str}) if a.edges else None,
+        ranking=a.ranking)
     rows = comparison_rows(metrics, cv, summary)
     intro = ("One row per target and model: metrics on the test split (which no model saw while being fitted "
              "or chosen)"
@@ -1900,6 +1902,8 @@ def _report_parser(sub, verb) -> None:
     s.add_argument("--importance", nargs="+", default=[], help="results/MODEL/TARGET/importance.tsv files")
     s.add_argument("--interactions", nargs="+", default=[], help="results/mlp/TARGET/interactions.tsv files")
     s.add_argument("--recovery", help="results/recovery/regulator_recovery.tsv")
+    s.add_argument("--edges", help="results/recovery/edges.tsv (the inferred network, described in words)")
+    s.add_argument("--ranking", help="the ranking of --edges (recovery.ranking)")
     s.add_argument("--test-fraction", type=float)
     s.add_argument("--seed", type=int)
     s.add_argument("--fdr", type=float, default=0.05)

@@ -317,11 +317,13 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
                 summary: pd.DataFrame | None = None, test_fraction: float | None = None, seed: int | None = None, fdr: float = 0.05,
                 importance: dict[tuple[str, str], pd.DataFrame] | None = None,
                 interactions: dict[str, pd.DataFrame] | None = None,
-                recovery: pd.DataFrame | None = None) -> dict[str, Any]:
+                recovery: pd.DataFrame | None = None, edges: pd.DataFrame | None = None,
+                ranking: str | None = None) -> dict[str, Any]:
     """Every sentence the captions show, keyed by report section and by target directory name.
 
     ``importance`` maps (target directory, model) to the model's importance table, ``interactions`` a
-    target directory to the network's interactions table."""
+    target directory to the network's interactions table; ``edges`` is the inferred network
+    (``edges.tsv``) of the recovery ranking ``ranking``."""
     metric = key_metric(metrics)
     test = metrics[metrics["split"] == "test"]
     per_target: dict[str, Any] = {}
@@ -393,6 +395,10 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
         facts["cv"] = cv_text(cv)
     if recovery is not None and len(recovery):
         facts["recovery"] = recovery_text(recovery)
+        everything = recovery[recovery["scope"] == "all_gold_standard_targets"]
+        if edges is not None and len(edges) and len(everything) and facts["recovery"]:
+            facts["recovery"] += recovery_top_text(edges, int(everything["n_positive"].iloc[0]),
+                                                   ranking or "the ranking")
     return _finite(facts)
 
 
@@ -438,6 +444,38 @@ def recovery_text(table: pd.DataFrame, normalization: str = "clr") -> str:
                  f"{_num(r['auroc'])}). It answers another question (which regulators of a gene the known network "
                  f"and the data suggest) and is not comparable with the rankings above, which do not use the "
                  f"gold standard.")
+    return text
+
+
+def recovery_top_text(edges: pd.DataFrame, n_known: int, ranking: str, shown: int = 3) -> str:
+    """What the top of the inferred network holds, in words: of its ``n_known`` best pairs (as many as the
+    gold standard has known edges among the judged pairs), how many are known edges, how many belong to
+    regulators the gold standard knows no target of (which cannot be judged either way), and the rest.
+    Empty without the ``known`` and ``regulator_known_targets`` columns of ``edges.tsv``."""
+    if n_known <= 0 or not {"known", "regulator_known_targets", "regulator"} <= set(edges.columns):
+        return ""
+    top = edges.sort_values("rank", kind="stable").head(int(n_known)) if "rank" in edges else edges.head(n_known)
+    known = pd.to_numeric(top["known"], errors="coerce")
+    reg_known = pd.to_numeric(top["regulator_known_targets"], errors="coerce")
+    judged = known.notna()
+    hits = int((known == 1).sum())
+    unannotated = judged & (reg_known == 0)
+    n_un = int(unannotated.sum())
+    text = (f" The top {_count(len(top), 'pair')} of the inferred network ({_ranking_name(ranking)}; as many as "
+            f"there are known edges) hold {_count(hits, 'known edge')} ({_num(100.0 * hits / len(top), 2)} %)")
+    if n_un:
+        per_reg = top.loc[unannotated, "regulator"].astype(str).value_counts()
+        named = [f"{rst(r)} with {int(n):,}" for r, n in per_reg.head(shown).items()]
+        more = len(per_reg) - len(named)
+        text += (f"; {_count(n_un, 'pair')} belong to {_count(len(per_reg), 'regulator')} the gold standard knows no "
+                 f"target of among these genes ({_and(named + ([f'{more:,} more'] if more > 0 else []))}): such pairs "
+                 f"cannot be judged either way, so they count as wrong in the AUPR above but are candidates to look "
+                 f"at rather than known errors")
+    rest = int(judged.sum()) - hits - n_un
+    text += (f"; the other {_count(rest, 'pair')}, of regulators with known targets, are not in the gold standard "
+             f"(false positives, or edges nobody has found yet)"
+             + (f", and {_count(int((~judged).sum()), 'pair')} cannot be looked up in it" if (~judged).any() else "")
+             + ".")
     return text
 
 

@@ -850,13 +850,29 @@ def judged_targets(gold: pd.DataFrame, genes: list[str], candidates: list[str]) 
     return list(dict.fromkeys(gold.index[keep]))
 
 
+def regulator_known_targets(ev: Evidence, gold: pd.DataFrame) -> pd.Series:
+    """Per candidate of ``ev`` (in its order): how many of ``ev.targets`` the gold standard lists it as a
+    regulator of, the candidate itself not counted (Int64; missing for a candidate that is not a column of the
+    gold standard). 0 marks the regulators the DREAM5 convention leaves out (``known_regulators`` scope)."""
+    rows = [t for t in ev.targets if t in gold.index]
+    cols = [c for c in ev.candidates if c in gold.columns]
+    K = gold.reindex(index=rows, columns=cols).fillna(0).to_numpy() > 0
+    K &= np.asarray(rows, dtype=object)[:, None] != np.asarray(cols, dtype=object)[None, :]
+    counts = dict(zip(cols, K.sum(axis=0).tolist()))
+    return pd.Series([counts.get(c, pd.NA) for c in ev.candidates], index=ev.candidates, dtype="Int64")
+
+
 def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: str = "clr",
                top: int = 10000) -> pd.DataFrame:
     """The ``top`` pairs of one ranking, best first: the inferred network.
 
     Columns ``rank, target, regulator, score`` (the ranking's), ``known`` (1 a
     gold-standard edge, 0 not, empty when the target is not a gold-standard
-    row or the regulator not a column), then every source's own score (as it
+    row or the regulator not a column), ``regulator_known_targets`` (how many
+    of the evidence's targets the gold standard says the regulator regulates,
+    itself not counted; 0: it knows no target of it among them, so its pairs
+    cannot be judged either way, and the DREAM5 convention leaves them out;
+    empty when the regulator is not a column), then every source's own score (as it
     is, before normalisation; ``tf_activity`` too when :func:`add_prior_evidence`
     added it) so a reader sees which evidence put the pair there (``ols_abs_t``: ``|t|`` in the target's OLS model, empty for a
     candidate outside it). Ties keep the order of targets and candidates.
@@ -877,7 +893,8 @@ def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: st
         known[in_gold] = g.reindex(pd.MultiIndex.from_arrays([targets[in_gold], regs[in_gold]])).fillna(0).astype(
             int).to_numpy()
     out = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "target": targets, "regulator": regs,
-                        "score": flat[order], "known": known})
+                        "score": flat[order], "known": known,
+                        "regulator_known_targets": regulator_known_targets(ev, gold).to_numpy()[ci]})
     for m, M in {**ev.scores, **ev.prior}.items():
         v = M[ti, ci]
         if m == "ols":  # score_regulators' ols_score: 2 + |t| in the model, |r| (<= 1) outside it

@@ -151,9 +151,10 @@ rule report_summary:
     params:
         optional=lambda wc, input: " ".join(
             f"--{key.replace('_', '-')} {shlex.quote(input[key])}"
-            for key in ("fits", "coefficients", "cv_metrics", "summary", "recovery")
+            for key in ("fits", "coefficients", "cv_metrics", "summary", "recovery", "edges")
             if key in input.keys()
         )
+        + (f" --ranking {shlex.quote(RECOVERY['ranking'])}" if "edges" in input.keys() else "")
         + "".join(
             f" --{key} " + " ".join(shlex.quote(p) for p in input[key])
             for key in ("importance", "interactions")

@@ -158,6 +158,7 @@ def report_summary_input():
             inputs["interactions"] = [f"results/mlp/{t}/interactions.tsv" for t in TARGETS]
     if RECOVERY_RUN:
         inputs["recovery"] = "results/recovery/regulator_recovery.tsv"
+        inputs["edges"] = "results/recovery/edges.tsv"
     return inputs
 
 
