@@ -148,6 +148,9 @@ def test_recovery_top_text_counts_the_top_pairs_by_kind():
     # without the columns (an edges table of an older release) or without known edges: nothing
     assert facts.recovery_top_text(edges.drop(columns="regulator_known_targets"), n, "clr_mean") == ""
     assert facts.recovery_top_text(edges, 0, "clr_mean") == ""
+    # a table shorter than the number of known edges says so
+    short = facts.recovery_top_text(edges, 80, "clr_mean")
+    assert f"The top {n + 10} pairs" in short and "below the 80 known edges" in short
 
 
 def test_recovery_text_sets_the_prior_ranking_apart():

@@ -461,8 +461,10 @@ def recovery_top_text(edges: pd.DataFrame, n_known: int, ranking: str, shown: in
     hits = int((known == 1).sum())
     unannotated = judged & (reg_known == 0)
     n_un = int(unannotated.sum())
-    text = (f" The top {_count(len(top), 'pair')} of the inferred network ({_ranking_name(ranking)}; as many as "
-            f"there are known edges) hold {_count(hits, 'known edge')} ({_num(100.0 * hits / len(top), 2)} %)")
+    size = ("as many as there are known edges" if len(top) == n_known else
+            f"all it holds, recovery.top_edges being below the {n_known:,} known edges")
+    text = (f" The top {_count(len(top), 'pair')} of the inferred network ({_ranking_name(ranking)}; {size}) hold "
+            f"{_count(hits, 'known edge')} ({_num(100.0 * hits / len(top), 2)} %)")
     if n_un:
         per_reg = top.loc[unannotated, "regulator"].astype(str).value_counts()
         named = [f"{rst(r)} with {int(n):,}" for r, n in per_reg.head(shown).items()]
