@@ -407,21 +407,13 @@ def train_many(
                     t = steps[live].astype(np.float64)
                     bc1 = 1 - _BETA1 ** t
                     bc2_sqrt = np.sqrt(1 - _BETA2 ** t)
-                    neg = -(lr_e / bc1)
-                    # every network at the same rate and step (the usual case): scalars, as nn.Optimizer
+                    # every network at the same rate and step (the usual case): PyTorch's fused kernel, which a
+                    # failure switches off for good; otherwise, or then, the rule written out
                     uniform = every and bool((lr_e == lr_e[0]).all() and (t == t[0]).all())
-                    stepped = False
-                    if uniform and fused:
-                        stepped = fused = _fused_adam_step(flat, g, work.s1, work.s2, step_t, t[0], lr_e[0])
-                    if stepped:
-                        pass
-                    elif uniform:  # moments and parameters updated in place
-                        work.s1.lerp_(g, 1 - _BETA1)
-                        work.s2.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
-                        flat.addcdiv_(work.s1, (work.s2.sqrt().div_(float(bc2_sqrt[0]))).add_(_EPS),
-                                      value=float(neg[0]))
-                    else:
-                        neg_step = torch.tensor(neg, dtype=torch.float32, device=device)[:, None]
+                    stepped = uniform and fused and _fused_adam_step(flat, g, work.s1, work.s2, step_t, t[0], lr_e[0])
+                    fused = fused and (stepped or not uniform)
+                    if not stepped:
+                        neg_step = torch.tensor(-(lr_e / bc1), dtype=torch.float32, device=device)[:, None]
                         bc2_t = torch.tensor(bc2_sqrt, dtype=torch.float32, device=device)[:, None]
                         if every:  # moments and parameters updated in place
                             work.s1.lerp_(g, 1 - _BETA1)

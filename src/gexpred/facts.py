@@ -452,9 +452,9 @@ def recovery_top_text(edges: pd.DataFrame, n_known: int, ranking: str, shown: in
     gold standard has known edges among the judged pairs), how many are known edges, how many belong to
     regulators the gold standard knows no target of (which cannot be judged either way), and the rest.
     Empty without the ``known`` and ``regulator_known_targets`` columns of ``edges.tsv``."""
-    if n_known <= 0 or not {"known", "regulator_known_targets", "regulator"} <= set(edges.columns):
+    if n_known <= 0 or not {"rank", "known", "regulator_known_targets", "regulator"} <= set(edges.columns):
         return ""
-    top = edges.sort_values("rank", kind="stable").head(int(n_known)) if "rank" in edges else edges.head(n_known)
+    top = edges.sort_values("rank", kind="stable").head(int(n_known))
     known = pd.to_numeric(top["known"], errors="coerce")
     reg_known = pd.to_numeric(top["regulator_known_targets"], errors="coerce")
     judged = known.notna()

@@ -854,12 +854,9 @@ def regulator_known_targets(ev: Evidence, gold: pd.DataFrame) -> pd.Series:
     """Per candidate of ``ev`` (in its order): how many of ``ev.targets`` the gold standard lists it as a
     regulator of, the candidate itself not counted (Int64; missing for a candidate that is not a column of the
     gold standard). 0 marks the regulators the DREAM5 convention leaves out (``known_regulators`` scope)."""
-    rows = [t for t in ev.targets if t in gold.index]
-    cols = [c for c in ev.candidates if c in gold.columns]
-    K = gold.reindex(index=rows, columns=cols).fillna(0).to_numpy() > 0
-    K &= np.asarray(rows, dtype=object)[:, None] != np.asarray(cols, dtype=object)[None, :]
-    counts = dict(zip(cols, K.sum(axis=0).tolist()))
-    return pd.Series([counts.get(c, pd.NA) for c in ev.candidates], index=ev.candidates, dtype="Int64")
+    L, _ = gold_labels(ev, gold)
+    counts = pd.Series(L.sum(axis=0), index=ev.candidates, dtype="Int64")
+    return counts.where(pd.Index(ev.candidates).isin(gold.columns), pd.NA)
 
 
 def edge_table(ev: Evidence, gold: pd.DataFrame, ranking: str, normalization: str = "clr",
