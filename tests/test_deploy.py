@@ -190,6 +190,12 @@ def test_monitor_ok_for_training_distribution_alert_for_shift(tmp_path, linear_b
     drift = pd.read_csv(tmp_path / "shifted" / "drift.tsv", sep="\t").set_index("feature")
     assert drift.loc["gA", "status"] == "alert" and drift.loc["gC", "status"] == "ok"
     assert drift.loc["gA", "mean_shift_sd"] == pytest.approx(2.0, abs=0.35)
+    # the counts are of the model's inputs; the prediction's own drift is said apart
+    inputs = drift[drift["kind"] == "input"]
+    assert shifted["n_inputs"] == len(inputs) == 3
+    assert shifted["n_drifted"] == int((inputs["status"] != "ok").sum()) >= 1
+    assert shifted["prediction_drifted"] == bool((drift.loc[drift["kind"] == "prediction", "status"] != "ok").any())
+    assert same["n_drifted"] == 0 and not same["prediction_drifted"]
     # a batch where the target no longer follows the model: inputs fine, accuracy alert
     noisy = _monitor(tmp_path, path, _raw(80, seed=7, noise=1.0), "noisy")
     perf = pd.read_csv(tmp_path / "noisy" / "performance.tsv", sep="\t").set_index("metric")

@@ -263,3 +263,24 @@ def test_plot_target_draws_every_asked_figure_or_none(tmp_path, predictions, cap
                  "--predictions", str(pred), "--metrics", str(metrics), "--coefficients", str(coefs)]) == 0
     decoded(out_obs)
     decoded(out_coef)
+
+
+@pytest.mark.parametrize("loss, label", [("mae", "mean absolute error (normalized expression)"),
+                                         ("mse", "mean squared error (normalized expression²)"),
+                                         ("huber", "mean Huber loss (normalized expression², threshold 0.5 target SD)")])
+def test_loss_curves_label_the_loss_trained_on(tmp_path, drawn_texts, loss, label):
+    """The y-axis names the loss the network was trained with (mlp.loss), not always the squared error."""
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.7, 0.5, 0.4], "val_loss": [0.72, 0.6, 0.55]})
+    plots.loss_curves(hist, "g", tmp_path / "l.png", best_epoch=3, loss=loss, huber_delta=0.5)
+    assert label in drawn_texts
+    assert not any(other in drawn_texts for other in ("mean absolute error (normalized expression)",
+                                                      "mean squared error (normalized expression²)") if other != label)
+
+
+@pytest.mark.parametrize("alpha, level", [(0.05, "95%"), (0.01, "99%"), (0.1, "90%"), (0.001, "99.9%")])
+def test_coefficient_forest_labels_the_interval_level(tmp_path, drawn_texts, alpha, level):
+    """The axis names the level the intervals were computed at (1 - ols.alpha), not always 95%."""
+    coefs = pd.DataFrame({"term": ["const", "g1"], "coef": [0.0, 1.0], "std_err": [0.1, 0.2], "t": [0.0, 5.0],
+                          "p_value": [1.0, 1e-5], "ci_low": [-0.2, 0.6], "ci_high": [0.2, 1.4]})
+    plots.coefficient_forest(coefs, "g", tmp_path / "c.png", alpha=alpha)
+    assert f"coefficient (change in target per unit of predictor), {level} CI" in drawn_texts

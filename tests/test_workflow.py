@@ -285,6 +285,11 @@ def test_bundles_reproduce_pipeline_predictions_and_monitor_new_batch(finished_r
         assert verdict["verdict"] in ("ok", "warn", "alert") and verdict["truth_given"]
     verdicts = pd.read_csv(root / "results/deploy/verdicts.tsv", sep="\t")
     assert sorted(verdicts["target"]) == ["G0", "G1"] and (verdicts["batch"] == "fresh").all()
+    for _, v in verdicts.iterrows():  # the counts are of the inputs, recounted from each drift table
+        drift = pd.read_csv(root / f"results/deploy/fresh/{v['target']}/drift.tsv", sep="\t")
+        inputs = drift[drift["kind"] == "input"]
+        assert v["n_inputs"] == len(inputs) and v["n_drifted"] == int((inputs["status"] != "ok").sum())
+        assert v["prediction_drifted"] == bool((drift.loc[drift["kind"] == "prediction", "status"] != "ok").any())
 
 
 def test_mlp_artifacts_load_without_code(finished_run):

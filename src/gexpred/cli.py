@@ -926,8 +926,8 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
         perf = read_table(ppath)
         ratio = perf.loc[perf["status"].fillna("") != "", "ratio"]
         rows.append({"batch": Path(vpath).parent.parent.name, "target": v["target"], "model": v["model"],
-                     "verdict": v["verdict"], "n_samples": v["n_samples"], "n_inputs": v["n_features"] - 1,
-                     "n_drifted": v["n_drifted"], "error_ratio": float(ratio.iloc[0]) if len(ratio) else np.nan,
+                     "verdict": v["verdict"], "n_samples": v["n_samples"], "n_inputs": v["n_inputs"],
+                     "n_drifted": v["n_drifted"], "prediction_drifted": v["prediction_drifted"], "error_ratio": float(ratio.iloc[0]) if len(ratio) else np.nan,
                      "reasons": "; ".join(v["reasons"]) or "no drift or accuracy problem found"})
     table = pd.DataFrame(rows)
     for _, r in table.iterrows():
@@ -1405,13 +1405,14 @@ def _plot_observed(target: str, models: list[str], predictions: str, metrics: st
         plots.observed_vs_predicted(pred.astype({"observed": float}), models, target, out, table)
 
 
-def _plot_coefficients(target: str, coefficients: str, out: str) -> None:
+def _plot_coefficients(target: str, coefficients: str, out: str, alpha: float = 0.05) -> None:
     from . import plots
     from .io import read_table
 
     coefs = read_table(coefficients, dtype={"term": str})
     logit = "odds_ratio" in coefs.columns
-    plots.coefficient_forest(coefs, target, out, xlabel="log odds ratio per unit of predictor, 95% CI" if logit else None)
+    plots.coefficient_forest(coefs, target, out, alpha=alpha,
+                             xlabel=f"log odds ratio per unit of predictor, {plots.ci_level(alpha)} CI" if logit else None)
 
 
 def _plot_diagnostics(target: str, predictions: str, influence: str, diagnostics: str, out: str) -> None:
@@ -1432,7 +1433,8 @@ def _plot_loss(target: str, history: str, model_json: str, out: str) -> None:
     meta = json.loads(Path(model_json).read_text())
     training = meta["training"]
     kept = [m["best_epoch"] for m in training["members"]] if "members" in training else training["best_epoch"]
-    plots.loss_curves(read_table(history), target, out, kept)
+    plots.loss_curves(read_table(history), target, out, kept, loss=meta.get("loss", "mse"),
+                      huber_delta=float(meta.get("settings", {}).get("huber_delta", 1.0)))
 
 
 def _draw_figures(verb: str, figures: dict[str, tuple[str | None, Any, dict[str, Any]]]) -> None:
@@ -1475,7 +1477,7 @@ def _target_figures(a: argparse.Namespace, ols_predictions: str | None) -> dict[
     return {
         "observed": (lambda out: _plot_observed(a.target, a.models, a.predictions, a.metrics, out),
                      {"--predictions": a.predictions, "--metrics": a.metrics}),
-        "coefficients": (lambda out: _plot_coefficients(a.target, a.coefficients, out),
+        "coefficients": (lambda out: _plot_coefficients(a.target, a.coefficients, out, a.alpha),
                          {"--coefficients": a.coefficients}),
         "diagnostics": (lambda out: _plot_diagnostics(a.target, ols_predictions, a.influence, a.diagnostics, out),
                         {"--ols-predictions": ols_predictions, "--influence": a.influence,
@@ -1854,6 +1856,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits")
     s.add_argument("--method", help="normalization steps, for the axis labels")
     s.add_argument("--fdr", type=float, default=0.05)
+    s.add_argument("--alpha", type=float, default=0.05,
+                   help="the coefficients' intervals are at level 1 - alpha (ols.alpha), for the figure's labels")
     s.add_argument("--cv-metrics", help="cross-validation metrics TSV (target, model, fold, ...)")
     s.add_argument("--metric", default="r2", help="metric of the cv figure")
     s.add_argument("--target")

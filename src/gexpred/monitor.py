@@ -157,7 +157,11 @@ def performance_table(test_metrics: dict[str, float], new_metrics: dict[str, flo
 
 
 def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: Thresholds) -> dict[str, Any]:
-    """The worst status of the drift and performance rows, with one reason per flagged row."""
+    """The worst status of the drift and performance rows, with one reason per flagged row.
+
+    ``n_inputs`` and ``n_drifted`` count the model's inputs only (the rows of ``drift`` whose ``kind`` is
+    not ``prediction``); ``prediction_drifted`` says whether the model's predictions drifted.
+    """
     reasons: list[str] = []
     worst = 0
     for _, r in drift.iterrows():
@@ -174,12 +178,13 @@ def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: T
                 reasons.append(f"{r['status']}: {r['metric']} on the batch is {r['ratio']:.2f} x the test split's "
                                f"({r['new_batch']:.4g} vs {r['test']:.4g})")
                 worst = max(worst, level)
-    n_drift = int((drift["status"] != "ok").sum())
+    inputs = drift["kind"] != "prediction"
     return {
         "verdict": VERDICTS[worst],
         "reasons": reasons,
-        "n_features": int(len(drift)),
-        "n_drifted": n_drift,
+        "n_inputs": int(inputs.sum()),
+        "n_drifted": int((inputs & (drift["status"] != "ok")).sum()),
+        "prediction_drifted": bool((~inputs & (drift["status"] != "ok")).any()),
         "truth_given": performance is not None,
         "thresholds": asdict(thresholds),
     }

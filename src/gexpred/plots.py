@@ -118,11 +118,21 @@ def observed_vs_predicted(pred: pd.DataFrame, models: list[str], target: str, pa
         _save(fig, path)
 
 
+def loss_label(loss: str, scale_label: str = "normalized expression", huber_delta: float = 1.0) -> str:
+    """The axis label of a regression network's training loss ``loss`` (``mlp.loss``) on the data scale."""
+    if loss == "mae":
+        return f"mean absolute error ({scale_label})"
+    if loss == "huber":
+        return f"mean Huber loss ({scale_label}², threshold {huber_delta:g} target SD)"
+    return f"mean squared error ({scale_label}²)"
+
+
 def loss_curves(history: pd.DataFrame, target: str, path: str | Path, best_epoch: int | list[int] | None = None,
-                scale_label: str = "normalized expression") -> None:
+                scale_label: str = "normalized expression", loss: str = "mse", huber_delta: float = 1.0) -> None:
     """Training and validation loss per epoch (log scale); for classification also accuracy.
 
-    Regression histories hold mean squared errors; classification histories
+    Regression histories hold the training loss ``loss`` (``mlp.loss``: ``mse``,
+    ``mae`` or ``huber``, labelled by :func:`loss_label`); classification histories
     (with ``train_accuracy``/``val_accuracy`` columns) hold mean cross-entropy,
     drawn beside the accuracy curves, as in the seed's figure. A history with a
     ``member`` column is an ensemble's: one pair of curves per member (the
@@ -164,15 +174,21 @@ def loss_curves(history: pd.DataFrame, target: str, path: str | Path, best_epoch
             acc.set_ylim(0, 1.02)
             acc.set_title(f"{target}: network accuracy per epoch")
         else:
-            ax.set_ylabel(f"mean squared error ({scale_label}²)")
+            ax.set_ylabel(loss_label(loss, scale_label, huber_delta))
             ax.set_title(f"{target}: network loss per epoch")
         fig.tight_layout()
         _save(fig, path)
 
 
+def ci_level(alpha: float) -> str:
+    """The confidence level ``1 - alpha`` in percent, as labels write it (``0.05`` -> ``95%``)."""
+    return f"{100 * (1 - alpha):.4g}%"
+
+
 def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_terms: int = 40,
-                       xlabel: str | None = None) -> None:
-    """OLS coefficients with 95% confidence intervals (intercept omitted), sorted by estimate."""
+                       xlabel: str | None = None, alpha: float = 0.05) -> None:
+    """OLS coefficients with their ``1 - alpha`` confidence intervals (the table's ``ci_low``, ``ci_high``;
+    intercept omitted), sorted by estimate."""
     target = plain(target)
     df = coefs[(coefs["term"] != "const") & ~coefs["term"].astype(str).str.startswith("const[")].copy()
     if len(df) > max_terms:
@@ -188,7 +204,7 @@ def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_t
         ax.axvline(0, color="#444444", lw=1, ls="--")
         ax.set_yticks(ypos)
         ax.set_yticklabels([plain(t) for t in df["term"]])
-        ax.set_xlabel(xlabel or "coefficient (change in target per unit of predictor), 95% CI")
+        ax.set_xlabel(xlabel or f"coefficient (change in target per unit of predictor), {ci_level(alpha)} CI")
         shown = f"top {max_terms} by |t| of {int((coefs['term'] != 'const').sum())}" if len(coefs) - 1 > max_terms else ""
         ax.set_title(f"{target}: OLS coefficients {shown}".strip())
         ax.grid(axis="y", alpha=0)
@@ -442,7 +458,7 @@ def sample_overview(X: np.ndarray, samples: list[str], split: np.ndarray, path: 
             ax1.set_xlabel(f"PC1 ({100 * share[0]:.1f}% of variance)")
             ax1.set_ylabel(f"PC2 ({100 * share[1]:.1f}% of variance)")
             ax1.legend(frameon=False)
-        ax1.set_title(f"PCA of {n} samples ({g} most variable genes, {scale_label})")
+        ax1.set_title(f"PCA of {n} samples\n({g} most variable genes, {scale_label})")
         # correlation heatmap, samples in split order (train first), at most max_heatmap of them
         order = np.argsort(split != "train", kind="stable")
         if n > max_heatmap:
@@ -458,7 +474,7 @@ def sample_overview(X: np.ndarray, samples: list[str], split: np.ndarray, path: 
         ax2.set_xlabel("sample (training split first, then test)")
         ax2.set_ylabel("sample")
         shown = f"{len(order)} of {n} samples" if n > len(order) else f"{n} samples"
-        ax2.set_title(f"Pearson correlation between samples ({shown})")
+        ax2.set_title(f"Pearson correlation between samples\n({shown})")
         fig.colorbar(im, ax=ax2, label="Pearson correlation", shrink=0.85)
         dropped = (f"; dropped while collecting: {n_dropped_samples} samples, {n_dropped_genes} genes"
                    if (n_dropped_samples or n_dropped_genes) else "; nothing dropped while collecting")
@@ -527,6 +543,7 @@ def pvalue_summary(coefs: pd.DataFrame, path: str | Path, fdr: float = 0.05) -> 
             ax1.legend(frameon=False)
         ax1.set_xlabel("p-value of the coefficient's t-test")
         ax1.set_ylabel("number of terms")
+        ax1.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax1.set_title("histogram of p-values")
         if len(p):
             exp, obs = qq_points(p)
@@ -537,7 +554,8 @@ def pvalue_summary(coefs: pd.DataFrame, path: str | Path, fdr: float = 0.05) -> 
         ax2.set_xlabel("expected -log10(p) under no signal")
         ax2.set_ylabel("observed -log10(p)")
         ax2.set_title("QQ plot of p-values")
-        fig.suptitle(f"{len(p)} coefficient p-values of {n_targets} targets; {n_sig} terms with "
+        fig.suptitle(f"{len(p)} coefficient p-values of {n_targets} target{'' if n_targets == 1 else 's'}; {n_sig} "
+                     f"term{'' if n_sig == 1 else 's'} with "
                      f"Benjamini-Hochberg q < {fdr:g}", y=1.03)
         _save(fig, path)
 

@@ -599,7 +599,8 @@ def describe_refit(s: Any) -> str:
     """The refit in words, for logs and the report."""
     what = f"an ensemble of {s.ensemble} networks" if s.ensemble > 1 else "one network"
     if s.refit == "cv_epochs":
-        return f"{what} on every training sample for {s.epochs} epochs (the folds' median best epoch)"
+        return (f"{what} on every training sample for {s.epochs} epochs (the folds' median best epoch times the "
+                f"refit's training samples over a fold network's, at least 1)")
     return f"{what} stopped early on a validation part of {s.val_fraction:g}"
 
 

@@ -30,6 +30,7 @@ rule plot_target:
         target=target_name,
         models=" ".join(MODELS),
         args=figure_args,
+        alpha=config["ols"]["alpha"],
         facts=caption_facts,
     threads: 1
     resources:
@@ -38,7 +39,8 @@ rule plot_target:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred plot target --target {params.target:q} --models {params.models} {params.args} --log {log:q}"
+        "gexpred plot target --target {params.target:q} --models {params.models} {params.args} "
+        "--alpha {params.alpha} --log {log:q}"
 
 
 rule plot_samples:
