@@ -66,3 +66,22 @@ def test_schema_rejects(bad):
     cfg = {"matrices": ["m.tsv"], "targets": ["G"], **bad}
     with pytest.raises(WorkflowError):
         validate(cfg, schema=str(SCHEMA))
+
+
+def test_search_mlp_schema_accepts_every_searchable_setting():
+    """search.mlp in the schema lists exactly the settings the package's search varies, and each accepts a list
+    of values the mlp section itself accepts (a candidate is the mlp section with one of them)."""
+    from gexpred.search import _settings_fields
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    space = schema["properties"]["search"]["properties"]["mlp"]["properties"]
+    searchable = set(_settings_fields()) - {"device", "ensemble", "refit"}
+    assert set(space) == searchable
+    demo = load_demo()
+    for key in sorted(searchable):
+        value = copy.deepcopy(demo["mlp"].get(key, schema["properties"]["mlp"]["properties"][key].get("default")))
+        cfg = {"matrices": demo["matrices"], "targets": demo["targets"], "search": {"mlp": {key: [value]}}}
+        validate(cfg, schema=str(SCHEMA))
+    cfg = {"matrices": demo["matrices"], "targets": demo["targets"],
+           "search": {"mlp": {"loss": ["mae", "mse"], "huber_delta": [0.5, 1.0]}}}
+    validate(cfg, schema=str(SCHEMA))
