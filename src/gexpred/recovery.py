@@ -560,7 +560,7 @@ def clr_mean(scores: dict[str, np.ndarray]) -> np.ndarray:
     against its target's and its regulator's backgrounds), so their mean keeps how far above its backgrounds
     each source puts a pair, which ranks flatten: a pair one source scores far above the rest keeps its lead.
     On the bundled compendium the mean of the four sources' CLR scores ranked the known regulators better than
-    their rank average (AUPR 0.130 against 0.119), and on the DREAM4 in-silico compendium too (0.107 against
+    their rank average (AUPR 0.129 against 0.119), and on the DREAM4 in-silico compendium too (0.107 against
     0.096; benchmarks/bench_grn.py).
     """
     return np.mean(list(scores.values()), axis=0)
