@@ -206,6 +206,25 @@ def test_monitor_ok_for_training_distribution_alert_for_shift(tmp_path, linear_b
     assert pd.read_csv(tmp_path / "notruth" / "performance.tsv", sep="\t").empty
 
 
+def test_monitor_truth_if_measured_takes_the_truth_only_where_the_batch_has_the_target(tmp_path, linear_bundle):
+    """The pipeline's flag: a batch that measures the target is judged against it (as --truth-from-input); one
+    that does not, the usual case of deployment, is monitored on its inputs and predictions, not refused."""
+    path, _, _ = linear_bundle
+    batch = _raw(40, seed=9, noise=1.0)
+    for name, frame, truth_given in (("with", batch, True), ("without", batch.drop(columns=[TARGET]), False)):
+        src = _write_matrix(frame, tmp_path / f"{name}.tsv")
+        out = tmp_path / name
+        assert main(["monitor", "--bundle", str(path), "--input", src, "--truth-if-measured",
+                     "--out-dir", str(out), "--log", str(tmp_path / f"{name}.log")]) == 0
+        v = json.loads((out / "verdict.json").read_text())
+        perf = pd.read_csv(out / "performance.tsv", sep="\t")
+        assert v["truth_given"] is truth_given and perf.empty is not truth_given
+    # the explicit flag still refuses a batch without the target
+    assert main(["monitor", "--bundle", str(path), "--input", str(tmp_path / "without.tsv"), "--truth-from-input",
+                 "--out-dir", str(tmp_path / "strict"), "--log", str(tmp_path / "strict.log")]) == 1
+    assert "has no gene" in (tmp_path / "strict.log").read_text()
+
+
 def test_psi_and_ks_from_definitions():
     rng = np.random.default_rng(1)
     ref = rng.normal(size=500)

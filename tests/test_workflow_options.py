@@ -47,7 +47,8 @@ def test_config_errors_name_the_key(tmp_path):
 
 def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tmp_path):
     """models: [ols] is a valid run; ols.covariates / interactions / gene_sets through the workflow, against
-    statsmodels' formula API; then a target missing from the data fails with a clear message."""
+    statsmodels' formula API (a target named in an interaction or a gene set, G5, gets neither itself as a term
+    nor the interaction, and the log says so); then a target missing from the data fails with a clear message."""
     import statsmodels.formula.api as smf
 
     data = make_dataset(tmp_path, n_samples=48, n_genes=8)
@@ -55,7 +56,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     sheet = pd.DataFrame({"sample": data["samples"], "batch": rng.choice(["x", "y", "z"], len(data["samples"])),
                           "dose": rng.uniform(0, 1, len(data["samples"]))})
     sheet.to_csv(tmp_path / "data" / "samples.tsv", sep="\t", index=False)
-    write_config(tmp_path, models=["ols"], targets=["G0", "G1"], predictors=["G2", "G3", "G4"],
+    write_config(tmp_path, models=["ols"], targets=["G0", "G1", "G5"], predictors=["G2", "G3", "G4"],
                  sample_sheet="data/samples.tsv",
                  ols={"covariates": ["batch", "dose"], "interactions": [["G2", "G5"]],
                       "gene_sets": {"pair": ["G3", "G4"], "g5": ["G5"]}})
@@ -86,6 +87,16 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
         assert nested.loc["pair", "df_num"] == dfn == 2
         # removing G5 also removes the interaction G2:G5
         assert nested.loc["g5", "df_num"] == 2
+    # the target G5 is in the interaction G2:G5 and the gene set g5: neither enters its own model
+    ref = smf.ols("G5 ~ G2 + G3 + G4 + C(batch) + dose", data=df).fit()
+    ours = pd.read_csv(tmp_path / "results/ols/G5/coefficients.tsv", sep="\t").set_index("term")
+    rename = {"Intercept": "const", "C(batch)[T.y]": "batch[T.y]", "C(batch)[T.z]": "batch[T.z]"}
+    assert sorted(ours.index) == sorted(rename.get(t, t) for t in ref.params.index)
+    np.testing.assert_allclose(ours.loc["G2", "coef"], ref.params["G2"], rtol=1e-8)
+    nested = pd.read_csv(tmp_path / "results/ols/G5/nested_tests.tsv", sep="\t").set_index("gene_set")
+    assert nested.loc["g5", "df_num"] == 0 and np.isnan(nested.loc["g5", "p_value"])
+    log = (tmp_path / "results/logs/ols/G5.log").read_text()
+    assert "interaction G2:G5 left out" in log and "gene set 'g5' holds the target itself" in log
     # q-values: BH across both targets and all non-intercept terms, recomputed directly
     tested = allc[allc["term"] != "const"]
     p = tested["p_value"].to_numpy()

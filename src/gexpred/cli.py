@@ -290,6 +290,31 @@ def cmd_select(a: argparse.Namespace) -> None:
     write_table(table, a.out)
 
 
+def _without_target(target: str, interactions: list[list[str]] | None) -> list[list[str]]:
+    """``interactions`` without the pairs that hold ``target`` itself (a target is never its own predictor, nor
+    part of one of its model's terms); each pair left out is logged."""
+    kept = []
+    for pair in interactions or []:
+        if target in [str(x) for x in pair]:
+            log.warning("target %s: interaction %s left out of its models: it holds the target itself, which is "
+                        "never its own predictor", target, ":".join(map(str, pair)))
+        else:
+            kept.append(pair)
+    return kept
+
+
+def _gene_sets_without_target(target: str, gene_sets: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``gene_sets`` without ``target`` itself in any set (it is never its own predictor); each set it is taken
+    from is logged, and ``nested_tests.tsv``'s ``terms`` column lists what each test dropped."""
+    out = {}
+    for name, genes in gene_sets.items():
+        if target in [str(g) for g in genes]:
+            log.warning("target %s: gene set %r holds the target itself, which is never its own predictor; the "
+                        "set is tested without it", target, name)
+        out[name] = [g for g in genes if str(g) != target]
+    return out
+
+
 def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] | None,
             need_target_gene: bool = True):
     """Design columns of one target (predictor genes, covariates, interactions) and its values."""
@@ -298,6 +323,7 @@ def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] |
 
     table = read_table(a.predictors, dtype={"target": str, "gene": str})
     names = predictors_for(table, a.target)
+    interactions = _without_target(a.target, interactions)
     train = split == "train"
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
     covariates, encoding = (None, {})
@@ -434,7 +460,7 @@ def cmd_ols(a: argparse.Namespace) -> None:
 
     adata, split = _load_split_data(a.data, a.splits)
     interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
-    gene_sets = _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {}
+    gene_sets = _gene_sets_without_target(a.target, _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {})
     if a.labels:
         cmd_logit(a, adata, split, interactions, gene_sets)
         return
@@ -837,6 +863,12 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
     """Truth of the batch's samples (normalized scale for regression), or None."""
     from .io import read_table
 
+    if getattr(a, "truth_if_measured", False) and not a.truth_from_input and not a.truth:
+        if bundle.task == "regression" and y_input is not None:
+            return y_input
+        log.info("%s does not measure the target %r: monitoring the inputs and predictions without the truth",
+                 source, bundle.target)
+        return None
     if a.truth_from_input:
         if bundle.task != "regression" or y_input is None:
             raise InputError(f"--truth-from-input: {source} has no gene {bundle.target!r} to take the truth from.")
@@ -1751,6 +1783,10 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--truth", help="TSV with 'sample' and the target's true values (raw scale) or labels")
             s.add_argument("--truth-from-input", action="store_true",
                            help="regression: take the truth from the target gene in the input matrices")
+            s.add_argument("--truth-if-measured", action="store_true",
+                           help="regression: as --truth-from-input where the input matrices measure the target "
+                                "gene; without it, monitor the inputs and predictions only (what the pipeline "
+                                "does for a new batch)")
             s.add_argument("--thresholds", help="JSON of the monitor thresholds (config section 'monitor')")
             s.add_argument("--out-dir", required=True, help="drift.tsv, performance.tsv, verdict.json, drift.png")
             s.add_argument("--out-predictions", help="also write the batch's predictions (as `gexpred predict`)")

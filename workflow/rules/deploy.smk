@@ -57,7 +57,7 @@ rule deploy_batch:
     params:
         bundle=lambda wc, input: str(Path(input.best).parent),
         inputs=lambda wc, input: " ".join(f"--input {shlex.quote(p)}" for p in input.batch),
-        truth="--truth-from-input" if not CLASSIFICATION else "",
+        truth="--truth-if-measured" if not CLASSIFICATION else "",
         thresholds=json.dumps(config["monitor"], sort_keys=True),
         out_dir=subpath(output.verdict, parent=True),
     threads: 1
