@@ -72,8 +72,8 @@ def test_three_way_stack_attributes_dropped_genes_to_every_file(make_frame):
     mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("abc", (a, b, c))]
     combined, dropped = combine(mats)
     assert_samples_by_genes(combined, pd.concat([a.T[["g1"]], b.T[["g1"]], c.T[["g1"]]]))
-    got = {(r.id, r.file) for r in dropped.itertuples()}
-    assert got == {("g3", "a.tsv"), ("g4", "b.tsv"), ("g2", "a.tsv + b.tsv"), ("g3", "c.tsv"), ("g4", "c.tsv")}
+    got = {(r.id, r.file) for r in dropped.itertuples()}  # one row per gene, naming every file that had it
+    assert got == {("g2", "a.tsv + b.tsv"), ("g3", "a.tsv + c.tsv"), ("g4", "b.tsv + c.tsv")}
 
 
 # --------------------------------------------------------------------------- joining
@@ -126,12 +126,47 @@ def test_no_overlap_at_all_is_an_error_naming_both_files(make_frame, tmp_path):
     assert "share no samples and no genes" in msg
 
 
-def test_conflict_with_a_third_matrix_names_all_files(make_frame):
+def test_conflict_with_a_third_matrix_names_the_two_files(make_frame):
     a = make_frame(genes=["g1"], samples=["s1"])
     b = make_frame(genes=["g1"], samples=["s2"])
     c = make_frame(genes=["g1"], samples=["s1"])
     mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("abc", (a, b, c))]
-    with pytest.raises(InputError, match=r"'a\.tsv \+ b\.tsv' and 'c\.tsv'"):
+    with pytest.raises(InputError, match=r"'a\.tsv' and 'c\.tsv' share 1 samples"):
+        combine(mats)
+
+
+def _mosaic(make_frame):
+    """Genes g0-g3 of samples a0-a2 (a), genes h0-h2 of the same samples (b), genes g0-g3 of samples c0-c3 (c):
+    a block (h genes of the c samples) is measured nowhere."""
+    a = make_frame(genes=[f"g{i}" for i in range(4)], samples=["a0", "a1", "a2"])
+    b = make_frame(genes=["h0", "h1", "h2"], samples=["a2", "a0", "a1"])
+    c = make_frame(genes=["g2", "g0", "g3", "g1"], samples=[f"c{j}" for j in range(4)])
+    return {n: ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("abc", (a, b, c))}, a, b, c
+
+
+@pytest.mark.parametrize("order", ["abc", "acb", "bac", "bca", "cab", "cba"])
+def test_combination_does_not_depend_on_the_order_of_the_files(make_frame, order):
+    """Those sharing genes are stacked first (a, c: every sample on g0-g3), then the stack joined with b on the
+    samples they share (a0-a2): the same table and the same dropped ids whatever the order, and every id the
+    dropped table lists is absent from the result, every id absent from it listed."""
+    mats, a, b, c = _mosaic(make_frame)
+    combined, dropped = combine([mats[n] for n in order])
+    values = pd.DataFrame(np.asarray(combined.X), index=combined.obs_names, columns=combined.var_names)
+    expected = pd.concat([a.T, b.T.loc[a.columns]], axis=1)
+    pd.testing.assert_frame_equal(values.sort_index().sort_index(axis=1),
+                                  expected.astype(np.float64).sort_index().sort_index(axis=1), check_names=False)
+    assert {(r.kind, r.id, r.file) for r in dropped.itertuples()} == {("sample", f"c{j}", "c.tsv") for j in range(4)}
+    every_sample = {s for m in mats.values() for s in m.obs_names}
+    every_gene = {g for m in mats.values() for g in m.var_names}
+    assert set(dropped.loc[dropped["kind"] == "sample", "id"]) == every_sample - set(combined.obs_names)
+    assert set(dropped.loc[dropped["kind"] == "gene", "id"]) == every_gene - set(combined.var_names)
+
+
+def test_stacked_matrices_without_a_common_gene_are_an_error(make_frame):
+    """a and b share g1, b and c share g2, but no gene is in all three: refused, naming the files."""
+    mats = [ad.AnnData(make_frame(genes=g, samples=[f"{n}1"]).T.copy(), uns={"source": f"{n}.tsv"})
+            for n, g in zip("abc", (["g1"], ["g1", "g2"], ["g2"]))]
+    with pytest.raises(InputError, match=r"a\.tsv \+ b\.tsv \+ c\.tsv are stacked .* no gene is in all of them"):
         combine(mats)
 
 

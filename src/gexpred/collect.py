@@ -2,7 +2,9 @@
 
 Two matrices either hold different samples of the same genes (they are
 *stacked*: genes kept are those in both) or the same samples measured on
-different genes (they are *joined*: samples kept are those in both). Nothing
+different genes (they are *joined*: samples kept are those in both); with
+more, those that share genes are stacked first and the stacks joined, so the
+result does not depend on the order the files are listed in. Nothing
 is dropped silently: :func:`combine` returns a table of every gene or sample
 it leaves out, with the file and the reason.
 """
@@ -22,8 +24,43 @@ log = logging.getLogger(__name__)
 DROPPED_COLUMNS = ["kind", "id", "file", "reason"]
 
 
+def _groups(matrices: list[ad.AnnData]) -> list[list[int]]:
+    """Indices of the matrices linked by shared genes (connected components), in order of first appearance."""
+    n = len(matrices)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if len(matrices[i].var_names.intersection(matrices[j].var_names)):
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])
+
+
+def _ordered_intersection(indexes: list[pd.Index]) -> pd.Index:
+    """The ids in every index, in the order of the first."""
+    common = set(indexes[0])
+    for idx in indexes[1:]:
+        common &= set(idx)
+    return pd.Index([i for i in indexes[0] if i in common])
+
+
 def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
-    """Combine matrices one after the other.
+    """Combine matrices: stack those that share genes, then join the stacks on their shared samples.
+
+    Matrices that share genes (directly or through another matrix) hold different samples of those genes
+    and are *stacked*: the genes kept are those in every one of them. The stacks, which share no gene, hold
+    different genes of the same samples and are *joined*: the samples kept are those in every stack. The
+    result does not depend on the order of ``matrices`` but for the order of its rows and columns (first
+    appearance), and the dropped table lists exactly the ids of the inputs that are not in it.
 
     Parameters
     ----------
@@ -36,79 +73,71 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
     combined : anndata.AnnData
         Samples x genes, float64.
     dropped : pandas.DataFrame
-        Columns ``kind`` (``gene``/``sample``), ``id``, ``file``, ``reason``;
-        ``file`` names every file the dropped id was read from (joined by
-        ``" + "`` when it was in several).
+        Columns ``kind`` (``gene``/``sample``), ``id``, ``file``, ``reason``; one row per id left out;
+        ``file`` names every file the id was read from (joined by ``" + "`` when it was in several).
 
     Raises
     ------
     InputError
-        When two matrices share both samples and genes (it is ambiguous which
-        values to keep) or share neither (nothing to combine on).
+        When two matrices share both samples and genes (it is ambiguous which values to keep), when stacked
+        matrices have no gene in common, or when the stacks have no sample in common (nothing to combine on).
     """
     if not matrices:
         raise InputError("No matrices given: list at least one file under 'matrices' in the config.")
-    acc = matrices[0]
-    acc_name = str(acc.uns.get("source", "matrix 1"))
-    # the files each kept gene / sample comes from, for the 'file' column of the dropped table
-    gene_src: dict[str, list[str]] = {g: [acc_name] for g in acc.var_names}
-    sample_src: dict[str, list[str]] = {s: [acc_name] for s in acc.obs_names}
-    dropped: list[tuple[str, str, str, str]] = []
-    for k, nxt in enumerate(matrices[1:], start=2):
-        name = str(nxt.uns.get("source", f"matrix {k}"))
-        shared_s = acc.obs_names.intersection(nxt.obs_names, sort=False)
-        shared_g = acc.var_names.intersection(nxt.var_names, sort=False)
-        if len(shared_s) and len(shared_g):
-            raise InputError(
-                f"Matrices {acc_name!r} and {name!r} share {len(shared_s)} samples (e.g. "
-                f"{preview(shared_s, 3)}) and {len(shared_g)} genes (e.g. {preview(shared_g, 3)}), so it is "
-                f"ambiguous which values to keep. Combine matrices that hold different samples of the same "
-                f"genes, or the same samples on different genes; remove the overlap from one file."
-            )
-        if not len(shared_s) and not len(shared_g):
-            raise InputError(
-                f"Matrices {acc_name!r} and {name!r} share no samples and no genes, so they cannot be "
-                f"combined. Check that sample ids (header) and gene ids (first column) are spelt the same way "
-                f"in both files."
-            )
-        for j, prev in enumerate(matrices[: k - 1], start=1):
-            # an earlier matrix may hold the same values although the combination so far lost them
-            both_s = prev.obs_names.intersection(nxt.obs_names, sort=False)
-            both_g = prev.var_names.intersection(nxt.var_names, sort=False)
+    names = [str(m.uns.get("source", f"matrix {k}")) for k, m in enumerate(matrices, start=1)]
+    for i in range(len(matrices)):
+        for j in range(i + 1, len(matrices)):
+            both_s = matrices[i].obs_names.intersection(matrices[j].obs_names, sort=False)
+            both_g = matrices[i].var_names.intersection(matrices[j].var_names, sort=False)
             if len(both_s) and len(both_g):
-                prev_name = str(prev.uns.get("source", f"matrix {j}"))
                 raise InputError(
-                    f"Matrices {prev_name!r} and {name!r} both hold values of {len(both_s)} samples (e.g. "
-                    f"{preview(both_s, 3)}) on {len(both_g)} genes (e.g. {preview(both_g, 3)}), so it is ambiguous "
-                    f"which values to keep. Remove the overlap from one file."
+                    f"Matrices {names[i]!r} and {names[j]!r} share {len(both_s)} samples (e.g. "
+                    f"{preview(both_s, 3)}) and {len(both_g)} genes (e.g. {preview(both_g, 3)}), so it is "
+                    f"ambiguous which values to keep. Combine matrices that hold different samples of the same "
+                    f"genes, or the same samples on different genes; remove the overlap from one file."
                 )
-        if len(shared_g):  # stack samples on the shared genes
-            for g in acc.var_names.difference(shared_g, sort=False):
-                dropped.append(("gene", g, " + ".join(gene_src.pop(g)), "not measured in every stacked matrix"))
-            for g in nxt.var_names.difference(shared_g, sort=False):
-                dropped.append(("gene", g, name, "not measured in every stacked matrix"))
-            for g in shared_g:
-                gene_src[g].append(name)
-            sample_src.update({s: [name] for s in nxt.obs_names})
-            acc = ad.concat([acc[:, shared_g], nxt[:, shared_g]], axis=0, join="inner")
-            how = f"stacked samples on {len(shared_g)} shared genes"
-        else:  # join genes on the shared samples
-            for s in acc.obs_names.difference(shared_s, sort=False):
-                dropped.append(("sample", s, " + ".join(sample_src.pop(s)), "not present in every joined matrix"))
-            for s in nxt.obs_names.difference(shared_s, sort=False):
-                dropped.append(("sample", s, name, "not present in every joined matrix"))
-            for s in shared_s:
-                sample_src[s].append(name)
-            gene_src.update({g: [name] for g in nxt.var_names})
-            acc = ad.concat([acc[shared_s, :], nxt[shared_s, :]], axis=1, join="inner")
-            how = f"joined genes on {len(shared_s)} shared samples"
-        log.info("combined %s with %s: %s", acc_name, name, how)
-        acc_name = f"{acc_name} + {name}"
+    stacks: list[tuple[str, ad.AnnData]] = []
+    for group in _groups(matrices):
+        label = " + ".join(names[i] for i in group)
+        genes = _ordered_intersection([matrices[i].var_names for i in group])
+        if not len(genes):
+            raise InputError(
+                f"Matrices {label} are stacked (each shares genes with another) but no gene is in all of them, "
+                f"so they cannot be combined. Check that gene ids (first column) are spelt the same way in these "
+                f"files, or leave out the file that measures other genes."
+            )
+        parts = [matrices[i][:, genes] for i in group]
+        stacks.append((label, parts[0] if len(parts) == 1 else ad.concat(parts, axis=0, join="inner")))
+        if len(group) > 1:
+            log.info("stacked %s: %d samples on %d shared genes", label, stacks[-1][1].n_obs, len(genes))
+    acc = stacks[0][1]
+    if len(stacks) > 1:
+        samples = _ordered_intersection([st.obs_names for _, st in stacks])
+        if not len(samples):
+            pair = [label for label, _ in stacks[:2]] if len(stacks) == 2 else [label for label, _ in stacks]
+            raise InputError(
+                f"Matrices {' and '.join(repr(p) for p in pair)} share no samples and no genes, so they cannot be "
+                f"combined. Check that sample ids (header) and gene ids (first column) are spelt the same way in "
+                f"all files."
+            )
+        acc = ad.concat([st[samples, :] for _, st in stacks], axis=1, join="inner")
+        log.info("joined %s: %d genes on %d shared samples", " and ".join(label for label, _ in stacks),
+                 acc.n_vars, len(samples))
     acc = ad.AnnData(
         X=np.ascontiguousarray(np.asarray(acc.X, dtype=np.float64)),
         obs=pd.DataFrame(index=acc.obs_names.copy()),
         var=pd.DataFrame(index=acc.var_names.copy()),
     )
+    dropped: list[tuple[str, str, str, str]] = []
+    for kind, kept, ids_of, reason in (
+            ("gene", set(acc.var_names), lambda m: m.var_names, "not measured in every stacked matrix"),
+            ("sample", set(acc.obs_names), lambda m: m.obs_names, "not present in every joined matrix")):
+        files: dict[str, list[str]] = {}
+        for name, m in zip(names, matrices):
+            for i in ids_of(m):
+                if i not in kept:
+                    files.setdefault(str(i), []).append(name)
+        dropped.extend((kind, i, " + ".join(f), reason) for i, f in files.items())
     dropped_df = pd.DataFrame(dropped, columns=DROPPED_COLUMNS)
     for kind in ("gene", "sample"):
         n = int((dropped_df["kind"] == kind).sum())
