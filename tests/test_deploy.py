@@ -225,6 +225,40 @@ def test_monitor_truth_if_measured_takes_the_truth_only_where_the_batch_has_the_
     assert "has no gene" in (tmp_path / "strict.log").read_text()
 
 
+def test_monitor_truth_table_csv_and_its_mistakes(tmp_path, linear_bundle):
+    """A truth table is read like a sample sheet (TSV or CSV); a sample listed twice, samples without a row,
+    missing or non-numeric values get one clear message naming the file and the samples, no traceback, and no
+    output left behind."""
+    path, _, _ = linear_bundle
+    batch = _raw(12, seed=11)
+    src = _write_matrix(batch.drop(columns=[TARGET]), tmp_path / "batch.tsv")
+    truth = pd.DataFrame({"sample": batch.index, TARGET: batch[TARGET].to_numpy()})
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--truth", str(tmp_path / "truth.csv"),
+                 "--out-dir", str(tmp_path / "ok")]) == 0
+    by_input = tmp_path / "by_input"  # the same truth taken from the matrix gives the same metrics
+    assert main(["monitor", "--bundle", str(path), "--input", _write_matrix(batch, tmp_path / "full.tsv"),
+                 "--truth-from-input", "--out-dir", str(by_input)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ok" / "performance.tsv", sep="\t"),
+                                  pd.read_csv(by_input / "performance.tsv", sep="\t"))
+    first = batch.index[0]
+    cases = {
+        "dup": (pd.concat([truth, truth.iloc[:1]]), ["lists samples more than once", repr(first)]),
+        "short": (truth.iloc[3:], ["has no row for 3 of the 12 samples", repr(first)]),
+        "empty": (truth.assign(**{TARGET: [""] + [1.0] * 11}), [f"no {TARGET!r} value for samples", repr(first)]),
+        "text": (truth.assign(**{TARGET: ["high"] + [1.0] * 11}), ["1 non-numeric or infinite", f"{first} ('high')"]),
+    }
+    for name, (table, needles) in cases.items():
+        table.to_csv(tmp_path / f"{name}.tsv", sep="\t", index=False)
+        log = tmp_path / f"{name}.log"
+        assert main(["monitor", "--bundle", str(path), "--input", src, "--truth", str(tmp_path / f"{name}.tsv"),
+                     "--out-dir", str(tmp_path / name), "--log", str(log)]) == 1, name
+        text = " ".join(log.read_text().split())  # the log wraps long messages
+        assert "Traceback" not in text and str(tmp_path / f"{name}.tsv") in text, text
+        assert all(n in text for n in needles), (name, text)
+        assert not (tmp_path / name).exists()
+
+
 def test_psi_and_ks_from_definitions():
     rng = np.random.default_rng(1)
     ref = rng.normal(size=500)

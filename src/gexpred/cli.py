@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .errors import GexpredError, InputError, ModelError
+from .errors import GexpredError, InputError, ModelError, preview
 
 log = logging.getLogger("gexpred")
 
@@ -137,8 +137,6 @@ def cmd_labels(a: argparse.Namespace) -> None:
             values = np.asarray(adata[:, t].X).ravel()
             bad = ~np.isfinite(values)
             if bad.any():
-                from .errors import preview
-
                 raise InputError(
                     f"Gene {t!r} of {_sources(adata, a.data)}, binarized as a classification target, has missing "
                     f"or non-finite values in {int(bad.sum())} samples: {preview(adata.obs_names[bad])}. A class "
@@ -861,7 +859,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
 
 def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: str):
     """Truth of the batch's samples (normalized scale for regression), or None."""
-    from .io import read_table
+    from .io import read_sample_sheet
 
     if getattr(a, "truth_if_measured", False) and not a.truth_from_input and not a.truth:
         if bundle.task == "regression" and y_input is not None:
@@ -875,16 +873,28 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
         return y_input
     if not a.truth:
         return None
-    t = read_table(a.truth, dtype={"sample": str})
-    col = bundle.target if bundle.target in t.columns else "truth" if "truth" in t.columns else None
-    if "sample" not in t.columns or col is None:
-        raise InputError(f"Truth table '{a.truth}' needs a 'sample' column and a column named {bundle.target!r} "
-                         f"(or 'truth').")
-    t = t.set_index("sample")[col]
+    table = read_sample_sheet(a.truth, "Truth table")  # TSV or CSV; one row per sample, checked
+    col = bundle.target if bundle.target in table.columns else "truth" if "truth" in table.columns else None
+    if col is None:
+        raise InputError(f"Truth table '{a.truth}' has no column named {bundle.target!r} (the target) or 'truth' "
+                         f"(columns: {preview(list(table.columns))}). Name the column of true values after the "
+                         f"target.")
+    t = table[col]
+    batch = set(expr.index)
     missing = [s for s in expr.index if s not in t.index]
     if missing:
-        raise InputError(f"Truth table '{a.truth}' has no value for samples {missing[:5]} of {source}.")
+        extra = [s for s in t.index if s not in batch]
+        also = (f"; it holds {len(extra)} samples the batch does not ({preview(extra)})" if extra else "")
+        raise InputError(f"Truth table '{a.truth}' has no row for {len(missing)} of the {len(expr)} samples of "
+                         f"{source} ({preview(missing)}){also}. Give one row per sample of the batch, with the "
+                         f"sample ids exactly as in the matrix header.")
+    extra = [s for s in t.index if s not in batch]
+    if extra:
+        log.info("truth table '%s': %d samples not in the batch ignored (%s)", a.truth, len(extra), preview(extra))
     t = t.reindex(expr.index)
+    if t.isna().any():
+        raise InputError(f"Truth table '{a.truth}' has no {col!r} value for samples {preview(list(t.index[t.isna()]))}. "
+                         f"Fill them in, or leave those samples out of the batch.")
     if bundle.task == "classification":
         unknown = sorted(set(t.astype(str)) - set(bundle.classes))
         if unknown:
@@ -900,8 +910,12 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
     i = norm["genes"].index(bundle.target)
     steps = [dict(p, mean=[p["mean"][i]], sd=[p["sd"][i]]) if p["method"] == "zscore" else p for p in norm["steps"]]
     values = pd.to_numeric(t, errors="coerce").to_numpy(dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise InputError(f"Truth table '{a.truth}' has missing or non-numeric values for {bundle.target!r}.")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        shown = [f"{s} ({v!r})" for s, v in zip(t.index[bad][:5], t.to_numpy()[bad][:5])]
+        raise InputError(f"Truth table '{a.truth}' has {int(bad.sum())} non-numeric or infinite {col!r} values: "
+                         f"{', '.join(shown)}{' ...' if bad.sum() > 5 else ''}. Give the target's expression on the "
+                         f"scale of the training matrices.")
     return apply_normalization(values[:, None], [bundle.target], list(expr.index),
                                {"steps": steps, "genes": [bundle.target]}, f"truth table '{a.truth}'")[:, 0]
 

@@ -890,8 +890,10 @@ def read_gene_list(spec: str | list[str], what: str = "gene list") -> list[str]:
     return genes
 
 
-def read_sample_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
+def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") -> pd.DataFrame:
     """Read a sample sheet: a TSV (or CSV) with a ``sample`` column and covariates.
+
+    ``what`` names the file in messages (a truth table of `gexpred monitor` is read the same way).
 
     Returns
     -------
@@ -907,7 +909,6 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
         a sample id; a sample or a column listed twice.
     """
     path = Path(path)
-    what = "Sample sheet"
     _check_file(path, what)
     suffix, gz = _suffixes(path)
     _check_gzip(path, what, gz, _head(path, what))
@@ -915,7 +916,7 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
     _scan_text(path, gz, what)
     rows = list(_rows(path, sep, gz, what))
     if not rows:
-        raise InputError(f"Sample sheet '{path}' is empty. It needs a header with a 'sample' column.")
+        raise InputError(f"{what} '{path}' is empty. It needs a header with a 'sample' column.")
     _, header = rows[0]
     header = [h.strip() for h in header]
     if "sample" not in header:
@@ -924,18 +925,18 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
         if len(header) == 1 and (("," if sep == "\t" else "\t") in header[0]):
             hint += f" The file does not look {_delimiter_name(sep)}-separated; check its extension (.tsv or .csv)."
         raise InputError(
-            f"Sample sheet '{path}' has no 'sample' column (columns: {preview(header)}){hint}. Name the column "
+            f"{what} '{path}' has no 'sample' column (columns: {preview(header)}){hint}. Name the column "
             f"of sample ids 'sample'."
         )
     dup_cols = pd.Series(header)[pd.Series(header).duplicated()].unique().tolist()
     if dup_cols:
         raise InputError(
-            f"Sample sheet '{path}' has duplicate column names: {preview(dup_cols)}. Give each column a unique name."
+            f"{what} '{path}' has duplicate column names: {preview(dup_cols)}. Give each column a unique name."
         )
     for line, row in rows[1:]:
         if len(row) != len(header):
             raise InputError(
-                f"Sample sheet '{path}' has ragged rows: line {line} (sample {row[0].strip()!r}) has {len(row)} "
+                f"{what} '{path}' has ragged rows: line {line} (sample {row[0].strip()!r}) has {len(row)} "
                 f"fields but the header has {len(header)}. Give every row one value per column (leave a cell "
                 f"empty for a missing value)."
             )
@@ -945,13 +946,13 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> pd.DataFrame:
     if no_id.any():
         line = rows[1 + int(np.argmax(no_id))][0]
         raise InputError(
-            f"Sample sheet '{path}' has a row without a sample id (line {line}). Fill in the 'sample' column of "
+            f"{what} '{path}' has a row without a sample id (line {line}). Fill in the 'sample' column of "
             f"that row or delete the row."
         )
     dups = df["sample"][df["sample"].duplicated()].unique().tolist()
     if dups:
         raise InputError(
-            f"Sample sheet '{path}' lists samples more than once: {preview(dups)}. Keep one row per sample."
+            f"{what} '{path}' lists samples more than once: {preview(dups)}. Keep one row per sample."
         )
     df = df.set_index("sample")
     df.index = pd.Index(df.index.astype(str), dtype=object, name="sample")
