@@ -224,6 +224,27 @@ def test_covariates_match_statsmodels_formula():
         np.testing.assert_allclose(ours.loc[rename.get(term, term), "std_err"], ref.bse[term], rtol=1e-9)
 
 
+@pytest.mark.parametrize("covariate, levels", [("const", None), ("const", ["a", "b"])])
+def test_design_terms_may_not_take_the_intercepts_name(covariate, levels):
+    """A covariate named 'const' (numeric: term 'const'; categorical: 'const[T.b]') would pass for the intercept
+    in every table and be left out of the multiple-testing correction: refused, saying how to fix it."""
+    from gexpred.design import build_design, encode_covariates
+
+    samples = [f"s{i}" for i in range(6)]
+    expr = pd.DataFrame(np.arange(12.0).reshape(6, 2) % 5, index=samples, columns=["gA", "gB"])
+    values = [1.0, 2.0, 4.0, 3.0, 0.0, 5.0] if levels is None else levels * 3
+    cov, _ = encode_covariates(pd.DataFrame({covariate: values}, index=samples), [covariate], np.ones(6, bool))
+    with pytest.raises(ConfigError, match="name of the intercept.*Rename the covariate"):
+        build_design(expr, ["gA"], cov)
+
+
+def test_is_intercept_marks_binary_and_multinomial_intercepts_only():
+    from gexpred.ols import is_intercept
+
+    terms = ["const", "const[1]", "const[up]", "gA", "gA[1]", "constant", "x:const_"]
+    assert is_intercept(terms).tolist() == [True, True, True, False, False, False, False]
+
+
 def test_covariate_errors():
     from gexpred.design import encode_covariates
     from gexpred.errors import ConfigError

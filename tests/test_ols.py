@@ -294,3 +294,35 @@ class TestInference:
         q2, ps = bh_qvalues(np.r_[p2, np.nan], return_sorted=True)
         np.testing.assert_array_equal(ps, np.sort(p2))
         np.testing.assert_array_equal(q2[:-1], bh_qvalues(p2))
+
+
+def test_ols_summary_corrects_every_term_but_the_intercepts(tmp_path):
+    """`gexpred ols-summary`: Benjamini-Hochberg q-values over every target's terms, recomputed with
+    statsmodels; the intercepts (binary 'const' and a multinomial model's 'const[k]') are neither corrected
+    nor counted."""
+    from statsmodels.stats.multitest import multipletests
+
+    from gexpred.cli import main
+    from gexpred.ols import DIAGNOSTIC_COLUMNS
+
+    rng = np.random.default_rng(3)
+    dirs = []
+    for target, terms in (("A", ["const", "g1", "g2"]), ("B", ["const[1]", "const[2]", "g1[1]", "g1[2]"])):
+        d = tmp_path / target
+        d.mkdir()
+        n = len(terms)
+        pd.DataFrame({"term": terms, "coef": rng.normal(size=n), "std_err": 1.0, "t": 1.0,
+                      "p_value": rng.uniform(0, 0.2, n), "ci_low": -1.0, "ci_high": 1.0}).to_csv(
+            d / "coefficients.tsv", sep="\t", index=False)
+        pd.DataFrame({"n": [50], "r2": [0.5]}).to_csv(d / "fit.tsv", sep="\t", index=False)
+        pd.DataFrame(columns=DIAGNOSTIC_COLUMNS).to_csv(d / "diagnostics.tsv", sep="\t", index=False)
+        (d / "model.json").write_text(json.dumps({"target": target}))
+        dirs.append(str(d))
+    out = tmp_path / "all.tsv"
+    assert main(["ols-summary", "--dirs", *dirs, "--out-coefficients", str(out),
+                 "--out-fits", str(tmp_path / "fits.tsv")]) == 0
+    allc = pd.read_csv(out, sep="\t")
+    intercept = allc["term"].isin(["const", "const[1]", "const[2]"])
+    assert allc.loc[intercept, "q_value"].isna().all() and intercept.sum() == 3
+    want = multipletests(allc.loc[~intercept, "p_value"], method="fdr_bh")[1]
+    np.testing.assert_allclose(allc.loc[~intercept, "q_value"], want, rtol=1e-12)

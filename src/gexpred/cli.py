@@ -503,7 +503,7 @@ def cmd_ols(a: argparse.Namespace) -> None:
 
 def cmd_ols_summary(a: argparse.Namespace) -> None:
     from .io import read_table, write_table
-    from .ols import COEF_COLUMNS, bh_qvalues, failed_assumptions
+    from .ols import COEF_COLUMNS, bh_qvalues, failed_assumptions, is_intercept
 
     coefs, fits, verdicts = [], [], []
     for d in map(Path, a.dirs):
@@ -518,7 +518,7 @@ def cmd_ols_summary(a: argparse.Namespace) -> None:
         verdicts.append({"target": target, "failed_assumptions": "; ".join(failed_assumptions(diag)) or "none"})
     allc = pd.concat(coefs, ignore_index=True)
     allc = allc[["target", *COEF_COLUMNS, *[c for c in allc.columns if c not in COEF_COLUMNS and c != "target"]]]
-    tested = allc["term"] != "const"
+    tested = pd.Series(~is_intercept(allc["term"]), index=allc.index)
     q = np.full(len(allc), np.nan)
     q[tested.to_numpy()] = bh_qvalues(allc.loc[tested, "p_value"].to_numpy())
     allc["q_value"] = q

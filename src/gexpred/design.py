@@ -369,6 +369,13 @@ def build_design(
     dup = X.columns[X.columns.duplicated()].tolist()
     if dup:
         raise ConfigError(f"Design terms appear twice: {preview(dup)}. A covariate must not share a gene's name.")
+    reserved = [str(c) for c in X.columns if str(c) == "const" or str(c).startswith("const[")]
+    if reserved:
+        raise ConfigError(
+            f"Design terms {preview(reserved)} take the name of the intercept ('const'), which every model adds "
+            f"itself: its coefficient and test would be mistaken for the intercept's. Rename the covariate (the "
+            f"column of the sample sheet) or the gene, e.g. to 'const_'."
+        )
     return X
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .ols import is_intercept
 from .recovery import COMBINED, PRIOR_RANKINGS
 
 MODEL_NAMES = {"ols": "OLS regression", "mlp": "the neural network", "mean": "the training mean",
@@ -298,7 +299,7 @@ def importance_text(tables: dict[str, pd.DataFrame], k: int = 3) -> str:
 
 
 def significance_text(coefs: pd.DataFrame, fdr: float) -> str:
-    tested = coefs[(coefs["term"].astype(str) != "const") & ~coefs["term"].astype(str).str.startswith("const[")]
+    tested = coefs[~is_intercept(coefs["term"])]
     q = pd.to_numeric(tested.get("q_value"), errors="coerce")
     sig = tested[q < fdr]
     text = (f"{_count(len(tested), 'term')} of {_count(int(tested['target'].nunique()), 'target')} were tested; "

@@ -60,6 +60,15 @@ class OLSFit:
                 "n": int(self.result.nobs), "df_resid": float(self.result.df_resid)}
 
 
+def is_intercept(terms) -> np.ndarray:
+    """Which coefficient terms are intercepts: ``const`` (OLS, binary logistic regression) and ``const[k]``
+    (multinomial logistic regression, one per non-reference class). No design term may take these names
+    (:func:`gexpred.design.build_design` refuses them), so they are never tested nor counted in the
+    Benjamini-Hochberg correction."""
+    t = pd.Series(terms, dtype=object).astype(str)
+    return ((t == "const") | t.str.startswith("const[")).to_numpy()
+
+
 def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str]) -> OLSFit:
     """Fit ``y ~ const + X`` by ordinary least squares.
 

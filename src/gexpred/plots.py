@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .io import atomic_output  # noqa: E402
+from .ols import is_intercept  # noqa: E402
 
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies.
 PALETTE = {
@@ -190,7 +191,7 @@ def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_t
     """OLS coefficients with their ``1 - alpha`` confidence intervals (the table's ``ci_low``, ``ci_high``;
     intercept omitted), sorted by estimate."""
     target = plain(target)
-    df = coefs[(coefs["term"] != "const") & ~coefs["term"].astype(str).str.startswith("const[")].copy()
+    df = coefs[~is_intercept(coefs["term"])].copy()
     if len(df) > max_terms:
         df = df.reindex(df["t"].abs().sort_values(ascending=False).index[:max_terms])
     df = df.sort_values("coef")
@@ -530,7 +531,7 @@ def normalization_effect(before: np.ndarray, after: np.ndarray, split: np.ndarra
 # --------------------------------------------------------------------------- across targets
 def pvalue_summary(coefs: pd.DataFrame, path: str | Path, fdr: float = 0.05) -> None:
     """P-values of every OLS term of every target (intercepts left out): histogram and QQ plot."""
-    tested = coefs[(coefs["term"] != "const") & ~coefs["term"].astype(str).str.startswith("const[")]
+    tested = coefs[~is_intercept(coefs["term"])]
     p = pd.to_numeric(tested["p_value"], errors="coerce").dropna().to_numpy()
     n_targets = int(tested["target"].nunique()) if "target" in tested else 1
     q = pd.to_numeric(tested["q_value"], errors="coerce") if "q_value" in tested else pd.Series(dtype=float)
