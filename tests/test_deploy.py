@@ -353,3 +353,25 @@ def test_classification_bundle_predict_and_monitor_with_truth_table(tmp_path):
     assert main(["monitor", "--bundle", str(path), "--input", src, "--truth", str(tmp_path / "bad.tsv"),
                  "--out-dir", str(tmp_path / "mon2")]) == 1
     assert not (tmp_path / "mon2").exists()
+
+
+def test_bundle_encodes_the_test_splits_unseen_levels_as_the_fit_did_and_deploy_refuses_them():
+    """A level seen only in the test split is the reference level for the fitting steps (with their warning);
+    the bundle step re-encodes the run's samples the same way (unseen_as_reference), so it reproduces the
+    fitted models' predictions instead of failing; a new batch with such a level is refused, naming the
+    samples and the fix. Numeric covariates with text are refused naming the samples and values."""
+    from gexpred.deploy import encode_covariates_like
+    from gexpred.design import encode_covariates
+
+    samples = ["s0", "s1", "s2", "s3", "s4"]
+    obs = pd.DataFrame({"batch": ["b1", "b2", "b1", "b9", "b2"], "dose": [0.1, 0.2, 0.3, 0.4, 0.5]}, index=samples)
+    train = np.array([True, True, True, False, True])
+    cov, enc = encode_covariates(obs, ["batch", "dose"], train)
+    again = encode_covariates_like(obs, enc, "sheet.tsv", unseen_as_reference=True)
+    pd.testing.assert_frame_equal(cov, again)
+    assert again.loc["s3", "batch[T.b2]"] == 0.0  # b9 -> the reference level b1
+    with pytest.raises(InputError, match=r"levels 'b9' .* in samples 's3'.*Leave them out of the batch"):
+        encode_covariates_like(obs, enc, "sheet.tsv")
+    text = obs.assign(dose=["0.1", "high", "0.3", "0.4", "0.5"])
+    with pytest.raises(InputError, match=r"'dose' of sheet.tsv must be numeric.*s1 \('high'\)"):
+        encode_covariates_like(text, enc, "sheet.tsv", unseen_as_reference=True)

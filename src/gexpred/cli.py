@@ -724,7 +724,9 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
     train = split == "train"
     samples = list(adata.obs_names)
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
-    cov = encode_covariates_like(adata.obs, design["covariates"], "the sample sheet") if design["covariates"] else None
+    # the test split's unseen levels as the fitting steps encoded them (the reference level, with their warning)
+    cov = (encode_covariates_like(adata.obs, design["covariates"], "the sample sheet", unseen_as_reference=True)
+           if design["covariates"] else None)
     X = build_design(expr, list(design["predictors"]), cov, design.get("interactions") or [])[design["terms"]]
     task = meta.get("task", "classification" if meta.get("classes") else "regression")
     classes = meta.get("classes")
@@ -829,7 +831,8 @@ def _read_batch(paths: list[str], sample_sheet: str | None):
     obs = None
     if sample_sheet:
         adata, _ = attach_sample_sheet(adata, read_sample_sheet(sample_sheet), sample_sheet)
-        obs = adata.obs
+        obs = adata.obs.copy()
+        obs.attrs["source"] = f"sample sheet '{sample_sheet}'"
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
     return expr, obs, "the new batch (" + ", ".join(paths) + ")"
 

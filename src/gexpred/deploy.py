@@ -90,8 +90,15 @@ def subset_normalization(params: dict[str, Any], genes: list[str]) -> dict[str, 
     return {"steps": out, "genes": list(genes), "library_size_genes": False}
 
 
-def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: str) -> pd.DataFrame:
-    """Encode sample-sheet covariates of new samples exactly as the training samples were."""
+def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: str,
+                           unseen_as_reference: bool = False) -> pd.DataFrame:
+    """Encode sample-sheet covariates of new samples exactly as the training samples were.
+
+    A level of a categorical covariate that training never saw is refused (the model cannot score such a
+    sample), unless ``unseen_as_reference``: then it is encoded as the reference level, as
+    :func:`gexpred.design.encode_covariates` encodes the test split's unseen levels when the models are fitted
+    (the bundle step reproduces those predictions).
+    """
     cols: dict[str, pd.Series] = {}
     for c, enc in encoding.items():
         if c not in obs.columns:
@@ -100,18 +107,25 @@ def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: 
         col = obs[c]
         if col.isna().any():
             raise InputError(f"Covariate {c!r} of {source} is missing for samples "
-                             f"{preview(obs.index[col.isna().to_numpy()])}.")
+                             f"{preview(obs.index[col.isna().to_numpy()])} (or they have no row). Fill in the "
+                             f"values, or leave those samples out of the batch.")
         if enc["type"] == "numeric":
-            try:
-                cols[c] = col.astype(np.float64)
-            except (TypeError, ValueError):
-                raise InputError(f"Covariate {c!r} of {source} must be numeric, as in training.") from None
+            numbers = pd.to_numeric(col, errors="coerce")
+            bad = numbers.isna().to_numpy()
+            if bad.any():
+                shown = [f"{s} ({v!r})" for s, v in zip(obs.index[bad][:5], col[bad][:5])]
+                raise InputError(f"Covariate {c!r} of {source} must be numeric, as in training; not in samples "
+                                 f"{', '.join(shown)}{' ...' if bad.sum() > 5 else ''}.")
+            cols[c] = numbers.astype(np.float64)
             continue
         values = col.astype(str)
         unseen = sorted(set(values) - set(enc["levels"]))
-        if unseen:
+        if unseen and not unseen_as_reference:
+            where = obs.index[~values.isin(enc["levels"]).to_numpy()]
             raise InputError(f"Covariate {c!r} of {source} has levels {preview(unseen)} the model never saw "
-                             f"(training levels: {preview(enc['levels'])}); the model cannot score those samples.")
+                             f"(training levels: {preview(enc['levels'])}) in samples {preview(list(where))}; the "
+                             f"model cannot score those samples. Leave them out of the batch, or retrain with "
+                             f"samples of those levels in the training split.")
         for lev in enc["levels"][1:]:
             cols[f"{c}[T.{lev}]"] = (values == lev).astype(np.float64)
     return pd.DataFrame(cols, index=obs.index)
@@ -357,9 +371,11 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         needed = [g for g in needed if g != target]
         missing = [g for g in missing if g != target]
     if missing:
-        what = ("the genes whose library sizes the saved log-CPM normalization uses"
-                if norm.get("library_size_genes") else "predictor genes of the model")
-        raise InputError(f"{source} lacks {len(missing)} of the {len(needed)} {what}: {preview(missing)}. Give a "
+        library = bool(norm.get("library_size_genes"))
+        what = "genes whose library sizes the saved log-CPM normalization uses" if library else \
+            "predictor genes of the model"
+        n_needed = len(needed) if library else len([g for g in needed if g != target])
+        raise InputError(f"{source} lacks {len(missing)} of the {n_needed} {what}: {preview(missing)}. Give a "
                          f"matrix with every one of them.")
     extra = [g for g in expr.columns if g not in set(needed)]
     if extra:
@@ -381,7 +397,8 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         if obs is None:
             raise InputError(f"The model adjusts for covariates {preview(list(design['covariates']))}: give the new "
                              f"samples' sample sheet (--sample-sheet).")
-        covariates = encode_covariates_like(obs.reindex(expr.index), design["covariates"], "the sample sheet")
+        sheet = str(obs.attrs.get("source", "the sample sheet"))
+        covariates = encode_covariates_like(obs.reindex(expr.index), design["covariates"], sheet)
     X = build_design(zdf, list(design["predictors"]), covariates, design.get("interactions") or [])
     X = X.reindex(columns=list(design["terms"]))
     y = zdf[target].to_numpy() if with_target and target in zdf.columns else None
