@@ -343,6 +343,37 @@ def test_constant_target(spec, step, tmp_path):
                json.dumps(spec), "--out", out, needles=[str(p["matrix"]), "Target 'T' is constant"], outputs=[out])
 
 
+def test_transposed_h5ad_is_named_as_such(step, tmp_path):
+    """An .h5ad written genes x samples (genes in obs): the targets are found among its sample ids, and the
+    message says the matrix looks transposed and how to fix it, instead of 'not in the collected data'."""
+    X, genes, samples = regression_data()
+    path = tmp_path / "in" / "genes_in_obs.h5ad"
+    path.parent.mkdir(parents=True)
+    ad.AnnData(X.T.copy(), obs=pd.DataFrame(index=genes), var=pd.DataFrame(index=samples)).write_h5ad(path)
+    args, (h5ad, _) = collect_args(tmp_path, path)
+    step.ok("collect", *args)
+    splits = tmp_path / "collect" / "splits.tsv"
+    step.ok("split", "--data", h5ad, "--out", splits, "--test-fraction", "0.25")
+    out = tmp_path / "sel" / "predictors.tsv"
+    step.fails("select", "--data", h5ad, "--splits", splits, "--target", "T", "--spec", json.dumps({"top_correlated": 2}),
+               "--out", out, needles=[str(path), "'T'", "the matrix looks transposed", "adata.T"], outputs=[out])
+
+
+def test_normalization_in_an_order_that_reads_transformed_values_as_counts(step, tmp_path):
+    """[zscore, log_cpm]: the config's order is blamed (log_cpm first), not the data's 'negative counts'."""
+    X, genes, samples = regression_data()
+    m = write_matrix(tmp_path / "in" / "expr.tsv", X, genes, samples)
+    args, (h5ad, _) = collect_args(tmp_path, m)
+    step.ok("collect", *args)
+    splits = tmp_path / "collect" / "splits.tsv"
+    step.ok("split", "--data", h5ad, "--out", splits, "--test-fraction", "0.25")
+    out, params = tmp_path / "norm" / "normalized.h5ad", tmp_path / "norm" / "normalization.json"
+    step.fails("normalize", "--data", h5ad, "--splits", splits, "--method", "zscore", "--method", "log_cpm",
+               "--out", out, "--params", params, needles=["'log_cpm' computes library sizes from raw counts, so it "
+                                                          "must come first", "[log_cpm, zscore]"],
+               outputs=[out, params])
+
+
 def test_target_listed_as_predictor(step, tmp_path):
     X, genes, samples = regression_data()
     p = prepared(step, X, genes, samples)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 
 import numpy as np
@@ -153,6 +155,21 @@ def test_gene_order_must_match(counts):
         apply_normalization(X[:, ::-1], genes[::-1], samples, params)
     with pytest.raises(InputError):
         apply_normalization(X[:, :-1], genes[:-1], samples, params)
+
+
+@pytest.mark.parametrize("spec, needle", [
+    (["zscore", "log_cpm"], "'log_cpm' computes library sizes from raw counts, so it must come first, before 'zscore'"),
+    (["log1p", "log_cpm"], "'log_cpm' computes library sizes"),
+    (["zscore", "log1p"], "'log1p' takes the log of raw counts, so it must come first"),
+    (["log_cpm", "log1p"], "'log1p' takes the log of raw counts"),
+    (["zscore", "zscore"], "lists 'zscore' more than once"),
+])
+def test_as_steps_refuses_orders_that_cannot_be_meant(spec, needle):
+    """Count-based steps after a transform would read transformed values as counts (a z-score's negatives as
+    'negative counts'): the config is blamed, with the order to use, before any data is read."""
+    with pytest.raises(InputError, match=re.escape(needle)):
+        as_steps(spec)
+    assert as_steps(["log_cpm", "zscore"]) == ["log_cpm", "zscore"]
 
 
 def test_as_steps():

@@ -28,6 +28,18 @@ def test_config_errors_name_the_key(tmp_path):
     assert proc.returncode != 0
     assert "test_fraction" in proc.stdout + proc.stderr
 
+    # values valid under none of a key's forms: the form that fits the value's type says what is wrong
+    for overrides, needle in (({"targets": [1234]}, "'targets.0': 1234 is a number in YAML, but ids and names are "
+                                                     "text here: quote it ('1234')"),
+                              ({"targets": ["G0", "G0"]}, "'targets': lists 'G0' more than once"),
+                              ({"targets": "G0"}, "'targets': 'G0' is a single value where a list is expected"),
+                              ({"predictors": {"top_correlated": "4"}},
+                               "'predictors.top_correlated': '4' is not of type 'integer'")):
+        write_config(tmp_path, **overrides)
+        proc = run_snakemake(tmp_path, "-n", check=False)
+        assert proc.returncode != 0 and needle in proc.stdout + proc.stderr, (overrides, proc.stderr[-2000:])
+        assert "not valid under any of the given schemas" not in proc.stdout + proc.stderr
+
     write_config(tmp_path, matrices=["data/missing.tsv"])
     proc = run_snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0

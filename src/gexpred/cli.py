@@ -281,6 +281,14 @@ def cmd_select(a: argparse.Namespace) -> None:
 
         lab = _read_labels(a.labels, adata.obs_names)
         class_labels = {t: encode_labels(lab.loc[train, t], f"target {t!r}")[0] for t in a.target}
+    genes, sample_ids = set(adata.var_names), set(adata.obs_names)
+    transposed = [t for t in a.target if t not in genes and t in sample_ids and not (class_labels and t in class_labels)]
+    if transposed:
+        raise InputError(
+            f"Targets {preview(transposed)} are not genes of {source} but sample ids of it: the matrix looks "
+            f"transposed. Text matrices hold genes in rows and samples in columns; an .h5ad file holds samples in "
+            f"obs and genes in var (AnnData's convention): transpose it (adata.T) and write it again."
+        )
     table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), list(a.target), spec, source,
                               required=list(a.required), class_labels=class_labels)
     for t in a.target:

@@ -40,7 +40,20 @@ def as_steps(spec: str | list[str]) -> list[str]:
     for s in steps:
         if s not in METHODS:
             raise InputError(f"Unknown normalization {s!r}; choose from {', '.join(METHODS)}.")
-    return [s for s in steps if s != "none"]
+    steps = [s for s in steps if s != "none"]
+    twice = sorted({s for s in steps if steps.count(s) > 1})
+    if twice:
+        raise InputError(f"normalization lists {', '.join(repr(s) for s in twice)} more than once ({steps}); "
+                         f"each step applies once.")
+    for i, s in enumerate(steps):
+        # the count-based steps need the raw counts: nothing may come before log_cpm, nor before log1p but none
+        if s == "log_cpm" and i > 0:
+            raise InputError(f"normalization {steps}: 'log_cpm' computes library sizes from raw counts, so it must "
+                             f"come first, before {', '.join(repr(t) for t in steps[:i])}; e.g. [log_cpm, zscore].")
+        if s == "log1p" and i > 0:
+            raise InputError(f"normalization {steps}: 'log1p' takes the log of raw counts, so it must come first, "
+                             f"before {', '.join(repr(t) for t in steps[:i])}; e.g. [log1p, zscore].")
+    return steps
 
 
 def _check_nonnegative(X: np.ndarray, genes: list[str], samples: list[str], step: str, source: str) -> None:

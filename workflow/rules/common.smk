@@ -49,10 +49,48 @@ def _config_problems(cfg):
                 )
         elif err.validator == "required":
             problems.append(f"{err.message} (in {where or 'the top level'})")
+        elif err.validator in ("oneOf", "anyOf") and _branch_errors(err):
+            desc = err.schema.get("description", "")
+            problems.extend(f"'{p}': {m}" + (f" ({desc.strip()})" if desc else "") for p, m in _branch_errors(err))
         else:
             desc = err.schema.get("description", "")
             problems.append(f"'{where}': {err.message}" + (f" ({desc.strip()})" if desc else ""))
     return problems
+
+
+def _branch_errors(err):
+    """For a value valid under none of a oneOf/anyOf's forms: the errors of the one form whose type the value
+    has (a list against the list form), each as (path, message) with a fix where one is known; empty when no
+    single form fits the value's type (the generic message is kept then)."""
+    by_branch = {}
+    for sub in err.context:
+        by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [errs for errs in by_branch.values()
+               if not any(e.validator in ("type", "const", "enum") and not e.relative_path for e in errs)]
+    if not fitting and isinstance(err.instance, str):
+        forms = err.schema.get("oneOf") or err.schema.get("anyOf") or []
+        if any(f.get("type") == "array" for f in forms):
+            path = ".".join(str(p) for p in err.absolute_path)
+            return [(path, f"{err.instance!r} is a single value where a list is expected: write [{err.instance}]")]
+    if len(fitting) != 1:
+        return []
+    out = []
+    for e in fitting[0]:
+        path = ".".join(str(p) for p in (*err.absolute_path, *e.relative_path))
+        msg = e.message
+        if e.validator == "type" and isinstance(e.instance, (int, float)) and not isinstance(e.instance, bool):
+            msg = (f"{e.instance!r} is a number in YAML, but ids and names are text here: quote it "
+                   f"('{e.instance}')")
+        elif e.validator == "uniqueItems":
+            seen, dups = set(), []
+            for v in e.instance:
+                key = json.dumps(v, sort_keys=True)
+                if key in seen and v not in dups:
+                    dups.append(v)
+                seen.add(key)
+            msg = f"lists {', '.join(repr(d) for d in dups)} more than once; keep one of each"
+        out.append((path, msg))
+    return out
 
 
 _problems = _config_problems(config)
