@@ -375,3 +375,15 @@ def test_bundle_encodes_the_test_splits_unseen_levels_as_the_fit_did_and_deploy_
     text = obs.assign(dose=["0.1", "high", "0.3", "0.4", "0.5"])
     with pytest.raises(InputError, match=r"'dose' of sheet.tsv must be numeric.*s1 \('high'\)"):
         encode_covariates_like(text, enc, "sheet.tsv", unseen_as_reference=True)
+
+
+def test_monitor_warns_on_a_batch_too_small_to_judge(tmp_path, linear_bundle):
+    """One sample from the training distribution: the drift tests cannot find a shift in it, so the verdict is
+    'warn' with the reason, not a confident 'ok'; monitor.min_samples sets the bar."""
+    path, _, _ = linear_bundle
+    one = _monitor(tmp_path, path, _raw(1, seed=12), "one")
+    assert one["verdict"] == "warn" and any("only 1 sample in the batch" in r for r in one["reasons"])
+    src = _write_matrix(_raw(1, seed=12), tmp_path / "one1.tsv")
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--truth-from-input",
+                 "--thresholds", json.dumps({"min_samples": 1}), "--out-dir", str(tmp_path / "bar1")]) == 0
+    assert not any("only 1 sample" in r for r in json.loads((tmp_path / "bar1" / "verdict.json").read_text())["reasons"])

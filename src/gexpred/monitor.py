@@ -50,6 +50,7 @@ class Thresholds:
     shift_alert: float = 1.0
     error_warn: float = 1.5
     error_alert: float = 2.0
+    min_samples: float = 10
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> Thresholds:
@@ -64,6 +65,8 @@ class Thresholds:
                                   f"{getattr(t, hi)}.")
         if not 0 < t.ks_alpha < 1:
             raise ConfigError(f"monitor.ks_alpha must be between 0 and 1; got {t.ks_alpha}.")
+        if t.min_samples < 1:
+            raise ConfigError(f"monitor.min_samples must be at least 1; got {t.min_samples:g}.")
         return t
 
 
@@ -171,6 +174,12 @@ def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: T
             reasons.append(f"{r['status']}: {what} drifted (KS q = {r['ks_qvalue']:.2g}, PSI = {r['psi']:.2f}, "
                            f"mean shifted by {r['mean_shift_sd']:+.2f} training SD)")
             worst = max(worst, level)
+    n_new = int(drift["n_new"].max()) if len(drift) else 0
+    if n_new < thresholds.min_samples:
+        reasons.append(f"warn: only {n_new} sample{'' if n_new == 1 else 's'} in the batch, fewer than "
+                       f"monitor.min_samples ({thresholds.min_samples:g}): too few for the drift tests to detect a "
+                       f"shift, so 'ok' could not be trusted")
+        worst = max(worst, VERDICTS.index("warn"))
     if performance is not None:
         for _, r in performance[performance["status"] != ""].iterrows():
             level = VERDICTS.index(r["status"])
