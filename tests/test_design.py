@@ -238,6 +238,17 @@ def test_design_terms_may_not_take_the_intercepts_name(covariate, levels):
         build_design(expr, ["gA"], cov)
 
 
+def test_an_interaction_listed_twice_is_named():
+    """[gB, gA] and [gA, gB] are one product: refused naming both spellings, not as 'collinear predictors'."""
+    from gexpred.design import build_design
+
+    expr = pd.DataFrame(np.random.default_rng(0).normal(size=(6, 2)), columns=["gA", "gB"])
+    with pytest.raises(ConfigError, match=r"lists the product gA:gB twice \(as \['gB', 'gA'\] and \['gA', 'gB'\]\)"):
+        build_design(expr, ["gA", "gB"], None, [["gB", "gA"], ["gA", "gB"]])
+    assert list(build_design(expr, ["gA", "gB"], None, [["gA", "gA"], ["gA", "gB"]]).columns) == \
+        ["gA", "gB", "gA:gA", "gA:gB"]
+
+
 def test_is_intercept_marks_binary_and_multinomial_intercepts_only():
     from gexpred.ols import is_intercept
 

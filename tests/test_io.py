@@ -384,9 +384,28 @@ def test_parquet_null_gene_id(tmp_path):
 
 
 def test_parquet_numbers_in_first_column(tmp_path):
-    pd.DataFrame({"id": [1, 2], "S1": [1.0, 2.0]}).to_parquet(tmp_path / "m.parquet")
+    pd.DataFrame({"id": [1.5, 2.5], "S1": [1.0, 2.0]}).to_parquet(tmp_path / "m.parquet")
     msg = input_error(tmp_path / "m.parquet")
-    assert "'id'" in msg and "gene ids" in msg
+    assert "'id'" in msg and "gene ids" in msg and "df.index = gene_ids" in msg
+    # repeated integers are values too (counts), not ids
+    pd.DataFrame({"S0": [3, 3, 0], "S1": [1.0, 2.0, 0.0]}).to_parquet(tmp_path / "c.parquet")
+    assert "not distinct integers" in input_error(tmp_path / "c.parquet")
+
+
+@pytest.mark.parametrize("layout", ["column", "unnamed index"])
+def test_parquet_integer_gene_ids_are_read_as_in_tsv(tmp_path, layout):
+    """Entrez ids (distinct integers) in the first column or an unnamed index are ids, as a TSV's first column
+    of integers is: the same matrix either way."""
+    values = pd.DataFrame({"S1": [1.0, 2.0, 5.0], "S2": [3.0, 4.0, 6.0]}, index=[7157, 672, 1956])
+    if layout == "column":
+        values.rename_axis("entrez_id").reset_index().to_parquet(tmp_path / "m.parquet", index=False)
+    else:
+        values.to_parquet(tmp_path / "m.parquet")
+    values.to_csv(tmp_path / "m.tsv", sep="\t")
+    got, want = read_matrix(tmp_path / "m.parquet"), read_matrix(tmp_path / "m.tsv")
+    assert list(got.var_names) == list(want.var_names) == ["7157", "672", "1956"]
+    assert list(got.obs_names) == ["S1", "S2"]
+    np.testing.assert_array_equal(got.X, want.X)
 
 
 def test_parquet_string_values(tmp_path):

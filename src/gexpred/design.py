@@ -353,10 +353,16 @@ def build_design(
     if covariates is not None and covariates.shape[1]:
         parts.append(covariates)
     X = pd.concat(parts, axis=1)
+    seen: dict[tuple[str, ...], list[str]] = {}
     for pair in interactions or []:
         if len(pair) != 2:
             raise ConfigError(f"Each entry of 'ols.interactions' must be a pair [geneA, geneB]; got {pair!r}.")
         a, b = (str(x) for x in pair)
+        key = tuple(sorted((a, b)))
+        if key in seen:
+            raise ConfigError(f"'ols.interactions' lists the product {a}:{b} twice (as {seen[key]} and {[a, b]}); "
+                              f"a product does not depend on the order of its factors: keep one of them.")
+        seen[key] = [a, b]
         cols = []
         for name in (a, b):
             if name in X.columns:

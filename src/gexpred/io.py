@@ -689,21 +689,29 @@ def _read_parquet_matrix(path: Path) -> ad.AnnData:
             f"Matrix '{path}' could not be read as parquet ({exc}). The file is probably truncated or corrupt; "
             f"write it again with pandas' to_parquet()."
         ) from None
-    index_is_ids = df.index.name is not None or not (
-        isinstance(df.index, pd.RangeIndex) or pd.api.types.is_integer_dtype(df.index.dtype)
-    )
+    integer_index = pd.api.types.is_integer_dtype(df.index.dtype)
+    row_numbers = integer_index and np.array_equal(np.asarray(df.index), np.arange(len(df)))
+    index_is_ids = df.index.name is not None or not integer_index
+    first = df.columns[0] if df.shape[1] else None
+    first_numeric = first is not None and (pd.api.types.is_numeric_dtype(df[first])
+                                           or pd.api.types.is_bool_dtype(df[first]))
+    if not index_is_ids and integer_index and not row_numbers and (first is None or first_numeric):
+        index_is_ids = True  # integer ids (Entrez) in an unnamed index, the first column a sample's values
     if index_is_ids:
         genes = pd.Series(df.index, dtype=object)
     else:
         if df.shape[1] == 0:
             raise InputError(f"Matrix '{path}' has no columns. It must hold a column of gene ids and one per sample.")
-        first = df.columns[0]
-        if pd.api.types.is_numeric_dtype(df[first]) or pd.api.types.is_bool_dtype(df[first]):
+        integer_ids = (first_numeric and pd.api.types.is_integer_dtype(df[first])
+                       and not pd.api.types.is_bool_dtype(df[first]) and df[first].is_unique and df.shape[1] > 1)
+        if first_numeric and not integer_ids:
             raise InputError(
-                f"Matrix '{path}': the first column {str(first)!r} holds numbers, not gene ids. Put the gene "
-                f"ids in the first column (or the index) of the parquet table."
+                f"Matrix '{path}': the first column {str(first)!r} holds numbers that are not distinct integers, "
+                f"so they are values, not gene ids, and the index holds row numbers only: the gene ids are "
+                f"missing. Write the table with the gene ids as its first column or as its index (pandas: "
+                f"df.index = gene_ids before to_parquet())."
             )
-        genes = pd.Series(df[first].to_numpy(dtype=object))
+        genes = pd.Series(df[first].to_numpy(dtype=object))  # ids as text; integer ids (Entrez) as in TSV
         df = df.drop(columns=[first])
     missing = genes.isna().to_numpy() | np.array([str(g).strip() == "" for g in genes], dtype=bool)
     if missing.any():
