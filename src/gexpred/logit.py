@@ -118,8 +118,9 @@ def encode_labels(values: pd.Series, what: str) -> tuple[np.ndarray, list[str]]:
         samples = values.index[missing]
         raise InputError(
             f"The {what} has no class label for {int(missing.sum())} of {len(values)} samples "
-            f"({preview(samples)}); every sample used for a classification target needs a label. Fill them in "
-            f"or remove those samples from the sample sheet."
+            f"({preview(samples)}); every sample used for a classification target needs a label. Fill them in, "
+            f"or leave those samples out of the expression matrices (and the sample sheet): every sample of the "
+            f"matrices needs a row of the sample sheet."
         )
     labels = np.array([_label(v) for v in values], dtype=object)
     classes = sorted(set(labels))
