@@ -658,7 +658,9 @@ def _network_importance(a: argparse.Namespace, model, X: np.ndarray, y: np.ndarr
     from .nn import predict, predict_proba
 
     classify = task == "classification"
-    ig = np.abs(integrated_gradients(model, X, task=task)).mean(axis=0)
+    # from the training mean, as documented: zeros only on z-scored inputs (not under log1p, log_cpm or none,
+    # nor for covariates, which are never z-scored)
+    ig = np.abs(integrated_gradients(model, X, baseline=X.mean(axis=0), task=task)).mean(axis=0)
     imp = importance_table(terms, perm_rise, ig)
     top = [terms.index(t) for t in imp["predictor"][: max(2, a.interaction_genes)]]
     pairs = [tuple(sorted(p)) for p in combinations(top, 2)]

@@ -21,8 +21,10 @@ Integrated gradients (:func:`integrated_gradients`)
 Friedman's H statistic (:func:`h_statistic`)
     For a pair of predictors, the share of the variance of their joint
     partial dependence that is not the sum of the two single ones (Friedman &
-    Popescu 2008): 0 for an additive model, up to 1 where the pair acts only
-    together. The interaction a network suggests is then put to regression:
+    Popescu 2008): 0 for an additive model, about 1 where the pair acts only
+    together; it can exceed 1 where the single partial dependences oppose the
+    joint one (it is a ratio, not a share bounded by 1), which is why pairs are
+    suggested by their strength, not by H². The interaction a network suggests is then put to regression:
     :func:`interaction_f_test` is the nested F-test of adding the product term
     ``a:b`` to the OLS model on the training split.
 """
@@ -179,7 +181,8 @@ def integrated_gradients(model, X: np.ndarray, baseline: np.ndarray | None = Non
     X
         Samples to explain.
     baseline
-        The reference input (default: zeros, the training mean on z-scores).
+        The reference input (default: zeros). The pipeline passes the training samples' mean, the input of
+        an "average" sample whatever the normalization (zeros are that mean only for z-scored inputs).
     """
     import torch
 
