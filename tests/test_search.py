@@ -587,3 +587,58 @@ def test_cv_ols_matches_statsmodels_per_fold():
         tr, te = folds != f, folds == f
         fit = sm.OLS(y[tr], sm.add_constant(X[tr])).fit()
         np.testing.assert_allclose(oof[te], fit.predict(sm.add_constant(X[te], has_constant="add")), rtol=1e-10)
+
+
+def _noise_target(seed: int, n: int = 120, g: int = 200):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, g))
+    y = rng.normal(size=n)  # no gene predicts it
+    return X, y, [f"g{i}" for i in range(g)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_choosing_predictors_per_fold_keeps_cv_honest_for_an_unpredictable_target(seed):
+    """The 10 genes most correlated with a pure-noise target among 200: chosen on every training sample, OLS
+    'beats' the training mean in cross-validation (the held-out samples helped choose the genes); chosen again
+    on each fold's training part (fold_design), its CV error is above the mean's, as it is on new data."""
+    from gexpred.design import select_predictors
+
+    X, y, genes = _noise_target(seed)
+    A = np.column_stack([X, y])
+    names = [*genes, "T"]
+    folds = kfold([f"s{i}" for i in range(len(y))], 5, seed=0)
+    cols = lambda table: [names.index(x) for x in table["gene"]]  # noqa: E731
+    chosen = cols(select_predictors(A, names, ["T"], {"top_correlated": 10}))
+    fold_X = np.stack([X[:, cols(select_predictors(A[folds != f], names, ["T"], {"top_correlated": 10}))]
+                       for f in range(5)])
+    naive = np.mean((y - cv_ols(X[:, chosen], y, folds)) ** 2)
+    honest = np.mean((y - cv_ols(X[:, chosen], y, folds, fold_X=fold_X)) ** 2)
+    mean = np.mean(np.concatenate([(y[folds == f] - y[folds != f].mean()) ** 2 for f in range(5)]))
+    assert naive < mean < honest
+
+
+def test_fold_designs_fit_each_fold_on_its_own_columns():
+    """cv_ols / cv_penalized / fold_importance with fold_X: fold f is fitted and predicted on fold_X[f] (numpy's
+    least squares per fold); by_term gives a term its fold's rise, or 0 where the fold did not choose it."""
+    from gexpred.importance import by_term, fold_importance
+    from gexpred.search import ols_predictor
+
+    X, y, _ = _noise_target(3, n=60, g=6)
+    y = y + X[:, 0]
+    folds = kfold([f"s{i}" for i in range(60)], 3, seed=1)
+    fold_X = np.stack([X[:, [0, 1]], X[:, [0, 2]], X[:, [3, 0]]])
+    got = cv_ols(X[:, [0, 1]], y, folds, fold_X=fold_X)
+    for f in range(3):
+        tr, te = folds != f, folds == f
+        A = np.column_stack([np.ones(tr.sum()), fold_X[f][tr]])
+        beta = np.linalg.lstsq(A, y[tr], rcond=None)[0]
+        np.testing.assert_allclose(got[te], beta[0] + fold_X[f][te] @ beta[1:], rtol=1e-10)
+    pen = cv_penalized(X[:, [0, 1]], y, folds, ["ridge"], n_alphas=3, fold_X=fold_X)
+    assert np.isfinite(pen.oof).all()
+    rises = fold_importance(ols_predictor, X[:, [0, 1]], y, folds, 2, 0, fold_X=fold_X)
+    terms = ["g0", "g1"]
+    mapped = by_term(rises, [["g0", "g1"], ["g0", "g2"], ["g3", "g0"]], terms)
+    np.testing.assert_array_equal(mapped[:, 0], [rises[0, 0], rises[1, 0], rises[2, 1]])
+    np.testing.assert_array_equal(mapped[:, 1], [rises[0, 1], 0.0, 0.0])
+    with pytest.raises(ValueError, match="do not match"):
+        cv_ols(X[:, [0, 1, 2]], y, folds, fold_X=fold_X)

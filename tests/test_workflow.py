@@ -212,13 +212,17 @@ def test_cross_validation_tables_recomputed(finished_run):
             np.testing.assert_allclose(got, mse, rtol=1e-10)
             per_model[model] = np.array(mse)
             np.testing.assert_allclose(summary.loc[target, model], np.mean(mse), rtol=1e-12)
-        # OLS out-of-fold predictions are closed-form least squares on the other folds
+        # OLS out-of-fold predictions are closed-form least squares on the other folds, on the 4 genes most
+        # correlated with the target there (the predictors are chosen again on each fold's training part)
         expr = pd.read_csv(root / "data/expr.tsv", sep="\t", index_col=0).T
-        coefs = pd.read_csv(root / f"results/ols/{target}/coefficients.tsv", sep="\t")
-        preds = list(coefs["term"].iloc[1:])
+        fold_pred = pd.read_csv(root / "results/data/fold_predictors.tsv", sep="\t")
+        fold_pred = fold_pred[fold_pred["target"] == target]
         cv = pd.read_csv(root / f"results/ols/{target}/cv_predictions.tsv", sep="\t", dtype={"sample": str})
         for k, g in cv.groupby("fold"):
             rest = expr.loc[f.index[f != k]]
+            r = rest.drop(columns=[target]).corrwith(rest[target]).abs().sort_values(ascending=False)
+            preds = r.index[:4].tolist()
+            assert fold_pred[fold_pred["fold"] == k].sort_values("rank")["gene"].tolist() == preds
             A = np.column_stack([np.ones(len(rest)), rest[preds].to_numpy()])
             beta = np.linalg.lstsq(A, rest[target].to_numpy(), rcond=None)[0]
             held = expr.loc[g["sample"]]

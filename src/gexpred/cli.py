@@ -293,7 +293,51 @@ def cmd_select(a: argparse.Namespace) -> None:
                               required=list(a.required), class_labels=class_labels)
     for t in a.target:
         log.info("target %s: %d predictors", t, int((table["target"] == t).sum()))
+    fold_table = None
+    if a.folds and a.out_folds:
+        fold_table = _fold_predictors(a, adata, train, spec, source, class_labels, table)
     write_table(table, a.out)
+    if fold_table is not None:
+        write_table(fold_table, a.out_folds)
+
+
+def _fold_predictors(a: argparse.Namespace, adata, train: np.ndarray, spec, source: str, class_labels,
+                     table: pd.DataFrame) -> pd.DataFrame:
+    """The predictors chosen again on each fold's training part (``--folds``), as many per target as on the
+    whole training split, so that cross-validation judges the choice too (:func:`gexpred.search.fold_design`).
+    With ``top_correlated`` a fold's choice is widened by the genes it needs beyond the first K when a gene
+    required by an interaction or a gene set is among its K (the design keeps one width); a list of predictors
+    is the same in every fold."""
+    from .design import select_predictors
+
+    X_train = np.asarray(adata.X)[train]
+    genes = list(adata.var_names)
+    samples = adata.obs_names[train]
+    parts = []
+    for t in a.target:
+        folds = _train_folds(a.folds, t, samples)
+        width = int((table["target"] == t).sum())
+        overlap = []
+        for f in range(int(folds.max()) + 1):
+            keep = folds != f
+            labels = {t: class_labels[t][keep]} if class_labels and t in class_labels else None
+            k = spec.get("top_correlated") if isinstance(spec, dict) else None
+            for _ in range(len(a.required) + 1):
+                fs = spec if k is None else {**spec, "top_correlated": k}
+                sub = select_predictors(X_train[keep], genes, [t], fs, f"{source} (fold {f + 1}'s training part)",
+                                        required=list(a.required), class_labels=labels)
+                if len(sub) >= width or k is None:
+                    break
+                k += width - len(sub)
+            if len(sub) != width:
+                raise ModelError(f"Target {t!r}: fold {f + 1}'s training part yields {len(sub)} predictors where the "
+                                 f"whole training split yields {width}; use fewer folds (split.folds).")
+            overlap.append(len(set(sub["gene"]) & set(table.loc[table["target"] == t, "gene"])))
+            sub.insert(1, "fold", f + 1)
+            parts.append(sub)
+        log.info("target %s: predictors chosen again on each fold's training part: %s of %d the same as on the "
+                 "whole training split", t, ", ".join(map(str, overlap)), width)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _without_target(target: str, interactions: list[list[str]] | None) -> list[list[str]]:
@@ -341,6 +385,42 @@ def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] |
               "interactions": [list(map(str, pair)) for pair in (interactions or [])], "terms": kept}
     y = expr[a.target].to_numpy() if need_target_gene else None
     return Xdf[kept].to_numpy(), y, train, design
+
+
+def _fold_designs(a: argparse.Namespace, adata, split, design: dict, interactions, folds: np.ndarray | None):
+    """The design of each fold (folds x training samples x terms) with the predictors chosen on that fold's
+    training part (``--fold-predictors``), and each fold's terms; ``(None, None)`` without them.
+
+    A fold's design holds its own genes where the run's design holds the genes chosen on the whole training
+    split, and the same covariate and interaction columns (:func:`gexpred.search.fold_design`)."""
+    if not getattr(a, "fold_predictors", None) or folds is None:
+        return None, None
+    from .design import build_design, encode_covariates
+    from .io import read_table
+
+    table = read_table(a.fold_predictors, dtype={"target": str, "gene": str})
+    table = table[table["target"] == a.target]
+    train = split == "train"
+    expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
+    covariates = encode_covariates(adata.obs, list(a.covariate), train, "the sample sheet")[0] if a.covariate \
+        else None
+    genes = [g for g in design["predictors"]]
+    rest = [t for t in design["terms"] if t not in set(genes)]
+    chosen = read_table(a.predictors, dtype={"target": str, "gene": str})
+    dropped = set(chosen.loc[chosen["target"] == a.target, "gene"]) - set(genes)  # constant on the training split
+    fold_X, fold_terms = [], []
+    for f in range(int(folds.max()) + 1):
+        names = table[table["fold"] == f + 1].sort_values("rank")["gene"].tolist()
+        names = [g for g in names if g not in dropped]
+        if len(names) != len(genes):
+            raise InputError(f"The fold predictors table '{a.fold_predictors}' holds {len(names)} genes for target "
+                             f"{a.target!r} in fold {f + 1}, the design {len(genes)}. Re-run the select step.")
+        terms = [*names, *rest]
+        pairs = [p for p in interactions or [] if a.target not in [str(x) for x in p]]  # as _design keeps them
+        X = build_design(expr, names, covariates, pairs)[terms]
+        fold_X.append(X.to_numpy(dtype=np.float64)[train])
+        fold_terms.append(terms)
+    return np.stack(fold_X), fold_terms
 
 
 def _class_target(a: argparse.Namespace, adata, train):
@@ -408,16 +488,18 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
         from .search import cv_logit
 
         folds = _train_folds(a.folds, a.target, adata.obs_names[train])
+        fold_X, fold_terms = _fold_designs(a, adata, split, design, interactions, folds)
         separation = "ridge" if a.penalized else "firth"
-        oof = cv_logit(X[train], codes[train], folds, terms, classes, a.target, separation)
+        oof = cv_logit(X[train], codes[train], folds, terms, classes, a.target, separation, fold_X=fold_X)
         if a.importance_repeats:
-            from .importance import fold_importance, importance_table, log_loss
+            from .importance import by_term, fold_importance, importance_table, log_loss
             from .search import fold_logit
 
             rises = fold_importance(
                 lambda Xtr, ctr: fold_logit(Xtr, ctr, terms, classes, a.target, separation).predict_proba,
-                X[train], codes[train], folds, a.importance_repeats, a.importance_seed, loss=log_loss)
-            write_table(importance_table(terms, rises), out / "importance.tsv")
+                X[train], codes[train], folds, a.importance_repeats, a.importance_seed, loss=log_loss,
+                fold_X=fold_X)
+            write_table(importance_table(terms, by_term(rises, fold_terms, terms)), out / "importance.tsv")
         write_table(_cv_class_frame(a.target, "ols", adata.obs_names[train], folds, labels[train], classes, oof),
                     out / "cv_predictions.tsv")
     write_table(fit.table(), out / "coefficients.tsv")
@@ -487,17 +569,19 @@ def cmd_ols(a: argparse.Namespace) -> None:
         from .search import cv_ols
 
         folds = _train_folds(a.folds, a.target, adata.obs_names[train])
-        cv = _cv_frame(a.target, "ols", adata.obs_names[train], folds, y[train], cv_ols(X[train], y[train], folds))
+        fold_X, fold_terms = _fold_designs(a, adata, split, design, interactions, folds)
+        cv = _cv_frame(a.target, "ols", adata.obs_names[train], folds, y[train],
+                       cv_ols(X[train], y[train], folds, fold_X=fold_X))
     out = Path(a.out_dir)
     if cv is not None:
         write_table(cv, out / "cv_predictions.tsv")
         if a.importance_repeats:
-            from .importance import fold_importance, importance_table
+            from .importance import by_term, fold_importance, importance_table
             from .search import ols_predictor
 
             rises = fold_importance(ols_predictor, X[train], y[train], folds, a.importance_repeats,
-                                    a.importance_seed)
-            write_table(importance_table(terms, rises), out / "importance.tsv")
+                                    a.importance_seed, fold_X=fold_X)
+            write_table(importance_table(terms, by_term(rises, fold_terms, terms)), out / "importance.tsv")
     write_table(fit.table(alpha=a.alpha), out / "coefficients.tsv")
     write_table(stats_row, out / "fit.tsv")
     write_table(diag, out / "diagnostics.tsv")
@@ -580,10 +664,11 @@ def cmd_mlp(a: argparse.Namespace) -> None:
     search_meta = None
     cv_out = search_out = None
     folds = _train_folds(a.folds, a.target, adata.obs_names[train]) if a.folds else None
+    fold_X, fold_terms = _fold_designs(a, adata, split, design, None, folds)
     repeats = a.importance_repeats if folds is not None else 0
     res = search_network(X[train], yy[train], folds, candidates, task, n_classes, a.target,
                          perm_repeats=repeats, perm_seed=a.importance_seed,
-                         prune=Pruning.from_config(search.get("prune")))
+                         prune=Pruning.from_config(search.get("prune")), fold_X=fold_X)
     winner, cv, final_cv = res.winner, res.cv, res.final_cv
     if cv is not None:
         loss_name = cv_criterion(candidates, task)
@@ -636,8 +721,10 @@ def cmd_mlp(a: argparse.Namespace) -> None:
         write_table(search_out, out / "search.tsv")
         write_table(cv_out, out / "cv_predictions.tsv")
     if repeats:
+        from .importance import by_term
+
         imp, inter = _network_importance(a, model, X[train], yy[train], design["terms"], task,
-                                         final_cv.perm_rise[0], settings.seed)
+                                         by_term(final_cv.perm_rise[0], fold_terms, design["terms"]), settings.seed)
         write_table(imp, out / "importance.tsv")
         write_table(inter, out / "interactions.tsv")
     save_state(model, out / "model.pt")
@@ -685,22 +772,24 @@ def cmd_penalized(a: argparse.Namespace) -> None:
     adata, split = _load_split_data(a.data, a.splits)
     X, y, train, design = _design(a, adata, split, None)
     folds = _train_folds(a.folds, a.target, adata.obs_names[train])
-    res = cv_penalized(X[train], y[train], folds, a.method, a.n_alphas, a.target)
+    fold_X, fold_terms = _fold_designs(a, adata, split, design, None, folds)
+    res = cv_penalized(X[train], y[train], folds, a.method, a.n_alphas, a.target, fold_X=fold_X)
     terms = design["terms"]
     coefs = pd.DataFrame({"term": ["const", *terms], "coef": [res.intercept, *res.coef]})
     coefs["standardized_coef"] = [np.nan, *(res.coef * X[train].std(axis=0))]
     pred = res.intercept + X @ res.coef
     out = Path(a.out_dir)
     if a.importance_repeats:
-        from .importance import fold_importance, importance_table
+        from .importance import by_term, fold_importance, importance_table
         from .search import fit_penalized
 
         def fit(Xtr, ytr):
             b0, b = fit_penalized(Xtr, ytr, res.alpha, PENALTY_L1[res.method])
             return lambda Z: b0 + Z @ b
 
-        rises = fold_importance(fit, X[train], y[train], folds, a.importance_repeats, a.importance_seed)
-        write_table(importance_table(terms, rises), out / "importance.tsv")
+        rises = fold_importance(fit, X[train], y[train], folds, a.importance_repeats, a.importance_seed,
+                                fold_X=fold_X)
+        write_table(importance_table(terms, by_term(rises, fold_terms, terms)), out / "importance.tsv")
     write_table(res.table, out / "search.tsv")
     write_table(coefs, out / "coefficients.tsv")
     write_table(_cv_frame(a.target, "penalized", adata.obs_names[train], folds, y[train], res.oof),
@@ -1727,6 +1816,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", help="class labels table (classification targets)")
     s.add_argument("--required", action="append", default=[],
                    help="gene every target's model must contain (interaction and gene-set genes)")
+    s.add_argument("--folds", help="the folds table: also choose the predictors on each fold's training part")
+    s.add_argument("--out-folds", help="with --folds: the predictors of each fold (target, fold, rank, gene, ...)")
     s.add_argument("--out", required=True)
 
     for name, func, help in (("ols", cmd_ols, "Fit multiple regression (statsmodels OLS) for one target."),
@@ -1745,6 +1836,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--labels", help="class labels table: the target is a classification target")
         s.add_argument("--folds", required=name == "penalized",
                        help="folds table (gexpred folds): cross-validate on the training split")
+        s.add_argument("--fold-predictors",
+                       help="the predictors chosen on each fold's training part (gexpred select --out-folds): "
+                            "each fold is fitted and judged on its own")
         s.add_argument("--importance-repeats", type=int, default=5,
                        help="shuffles per predictor and fold for permutation importance (0: none)")
         s.add_argument("--importance-seed", type=int, default=0, help="seed of the shuffles")

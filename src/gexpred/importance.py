@@ -122,13 +122,16 @@ def importance_table(genes: list[str], fold_rises: np.ndarray, ig: np.ndarray | 
 
 def fold_importance(fit: Callable[[np.ndarray, np.ndarray], Predict], X: np.ndarray, y: np.ndarray,
                     folds: np.ndarray, n_repeats: int = 5, seed: int = 0,
-                    loss: Callable[[np.ndarray, np.ndarray], float] = mse_loss) -> np.ndarray:
+                    loss: Callable[[np.ndarray, np.ndarray], float] = mse_loss,
+                    fold_X: np.ndarray | None = None) -> np.ndarray:
     """Permutation importance on held-out folds, folds x predictors.
 
     ``fit(X_train, y_train)`` returns the model fitted on a fold's training
     part as a prediction function; the held-out part is shuffled as
     :func:`permutations` with ``seed + fold`` draws it (the shuffles
-    :func:`gexpred.search.cv_networks` uses for the networks).
+    :func:`gexpred.search.cv_networks` uses for the networks). With ``fold_X``
+    (:func:`gexpred.search.fold_design`), fold ``f`` uses ``fold_X[f]`` and
+    column ``j`` is the fold's own ``j``-th term (:func:`by_term` maps them).
     """
     X = np.asarray(X)
     y = np.asarray(y)
@@ -138,7 +141,26 @@ def fold_importance(fit: Callable[[np.ndarray, np.ndarray], Predict], X: np.ndar
     for f in range(K):
         tr, te = folds != f, folds == f
         perms = permutations(int(te.sum()), X.shape[1], n_repeats, seed + f)
-        out[f] = permutation_losses(fit(X[tr], y[tr]), X[te], y[te], perms, loss)
+        Xf = X if fold_X is None else np.asarray(fold_X[f])
+        out[f] = permutation_losses(fit(Xf[tr], y[tr]), Xf[te], y[te], perms, loss)
+    return out
+
+
+def by_term(rises: np.ndarray, fold_terms: list[list[str]] | None, terms: list[str]) -> np.ndarray:
+    """Folds x ``terms`` importance from folds x positions, where fold ``f``'s columns are ``fold_terms[f]``.
+
+    A term its fold did not choose gets 0 there: the procedure fitted on that fold does not use it, so
+    shuffling it changes nothing. Without ``fold_terms`` (every fold on ``terms``) ``rises`` is returned.
+    """
+    rises = np.asarray(rises, dtype=np.float64)
+    if fold_terms is None:
+        return rises
+    out = np.zeros((rises.shape[0], len(terms)))
+    for f, names in enumerate(fold_terms):
+        pos = {t: j for j, t in enumerate(names)}
+        for k, t in enumerate(terms):
+            if t in pos:
+                out[f, k] = rises[f, pos[t]]
     return out
 
 

@@ -268,10 +268,28 @@ def cv_criterion(candidates: Sequence[Any], task: str = "regression") -> str:
     return "mae" if candidates and all(getattr(c, "loss", "mse") == "mae" for c in candidates) else "mse"
 
 
+def fold_design(X: np.ndarray, fold_X: np.ndarray | None, f: int) -> np.ndarray:
+    """The design fold ``f`` is fitted and judged on: ``fold_X[f]`` (folds x samples x terms) where the
+    predictors were chosen on each fold's training part, else ``X``; ``f < 0`` (the refit) is always ``X``.
+
+    Choosing the predictors (the genes most correlated with the target) on every training sample and then
+    cross-validating on them lets the held-out samples take part in the choice: every CV figure is then
+    optimistic, most for targets with little signal (an unpredictable target's OLS beats the training mean in
+    CV). The pipeline chooses them again on each fold's training part (``gexpred select --folds``), so the
+    held-out samples judge the whole procedure, selection included.
+    """
+    if fold_X is None or f < 0:
+        return X
+    if fold_X.shape[1:] != np.shape(X):
+        raise ValueError(f"fold designs of shape {fold_X.shape[1:]} do not match the design {np.shape(X)}")
+    return fold_X[f]
+
+
 def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Sequence[Any],
                 task: str = "regression", n_classes: int | None = None, target: str = "target",
                 batched: bool = True, members: int = 1, perm_repeats: int = 0, perm_seed: int = 0,
-                refit: Any | None = None, prune: Pruning = NO_PRUNING) -> NetworkCV:
+                refit: Any | None = None, prune: Pruning = NO_PRUNING,
+                fold_X: np.ndarray | None = None) -> NetworkCV:
     """Train every candidate on every fold's training part and predict its held-out part.
 
     Networks that can share one vectorised program (same architecture,
@@ -413,14 +431,15 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
             return
         held = folds == f
         out = predict_proba if classify else predict
-        outputs.setdefault((c, f), []).append(out(model, X[held]))
+        Xf = fold_design(X, fold_X, f)
+        outputs.setdefault((c, f), []).append(out(model, Xf[held]))
         if perms:
-            permuted.setdefault((c, f), []).append(out(model, permuted_inputs(X[held], perms[f])))
+            permuted.setdefault((c, f), []).append(out(model, permuted_inputs(Xf[held], perms[f])))
         epochs.setdefault((c, f), []).append(int(info["best_epoch"]))
 
     start = time.perf_counter()
     for key, group in groups.items():
-        data = [(X, y) if f < 0 else (X[folds != f], y[folds != f]) for _, f, _ in group]
+        data = [(X, y) if f < 0 else (fold_design(X, fold_X, f)[folds != f], y[folds != f]) for _, f, _ in group]
         names = [name_of(*job) for job in group]
         settings = [settings_of(c, m) for c, _, m in group]
         try:
@@ -489,7 +508,7 @@ class NetworkSearch:
 def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candidates: Sequence[Any],
                    task: str = "regression", n_classes: int | None = None, target: str = "target",
                    perm_repeats: int = 0, perm_seed: int = 0, cv_refit: bool = True,
-                   prune: Pruning = NO_PRUNING) -> NetworkSearch:
+                   prune: Pruning = NO_PRUNING, fold_X: np.ndarray | None = None) -> NetworkSearch:
     """Choose a network by K-fold cross-validation of the training split and refit it there.
 
     The model search of the ``mlp`` rule: every candidate is trained on every
@@ -526,6 +545,9 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
         up to float rounding (networks trained in one program or another).
     prune
         :class:`Pruning` of the candidates (``search.prune``); the chosen one is never pruned.
+    fold_X
+        The design of each fold (:func:`fold_design`) where the predictors were chosen per fold; the
+        refit uses ``X``.
     """
     from dataclasses import replace
 
@@ -538,7 +560,8 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
         # (ensemble and refit are not searched): only then do they carry the permutation importance
         as_delivered = candidates[0].ensemble <= 1 and candidates[0].refit == "early_stopping"
         cv = cv_networks(X, y, folds, candidates, task, n_classes, target,
-                         perm_repeats=perm_repeats if as_delivered else 0, perm_seed=perm_seed, prune=prune)
+                         perm_repeats=perm_repeats if as_delivered else 0, perm_seed=perm_seed, prune=prune,
+                         fold_X=fold_X)
         winner = cv.winner()
         final = final_settings(candidates[winner], cv.best_epoch[winner],
                                len(X) / _fold_fit_size(folds, candidates[winner]))
@@ -547,7 +570,7 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
             # the comparison judges the model delivered: cross-validate the refit procedure on the same folds
             # (and train the refit itself in the same programs)
             final_cv = cv_networks(X, y, folds, [final], task, n_classes, target, members=final.ensemble,
-                                   perm_repeats=perm_repeats, perm_seed=perm_seed, refit=final)
+                                   perm_repeats=perm_repeats, perm_seed=perm_seed, refit=final, fold_X=fold_X)
             log.info("%s: candidate %d refitted as %s: CV loss %.5g +- %.3g (the search's networks: %.5g)",
                      target, winner + 1, describe_refit(final), final_cv.mean[0], final_cv.sd[0], cv.mean[winner])
         elif cv_refit:
@@ -959,7 +982,7 @@ class PenalizedCV:
 
 
 def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Sequence[str] = ("ridge", "lasso"),
-                 n_alphas: int = 20, target: str = "target") -> PenalizedCV:
+                 n_alphas: int = 20, target: str = "target", fold_X: np.ndarray | None = None) -> PenalizedCV:
     """Choose the penalised family and penalty by the mean held-out MSE over ``folds``; refit on all rows.
 
     Each method's penalties (:func:`penalty_grid`) are computed once from all the
@@ -972,6 +995,7 @@ def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Seque
     K = int(folds.max()) + 1
     if not methods:
         raise ConfigError("search.penalized.methods is empty; list at least one of ridge, lasso, elastic_net.")
+    fold_X = None if fold_X is None else np.asarray(fold_X, dtype=np.float64)
     rows, oofs = [], []
     for method in methods:
         alphas = penalty_grid(X, y, method, n_alphas)
@@ -980,8 +1004,9 @@ def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Seque
         fold_pred = np.full((len(alphas), len(y)), np.nan)
         for f in range(K):
             tr, te = folds != f, folds == f
-            b0s, B = penalized_path(X[tr], y[tr], alphas, l1)
-            fold_pred[:, te] = b0s[:, None] + B @ X[te].T
+            Xf = fold_design(X, fold_X, f)
+            b0s, B = penalized_path(Xf[tr], y[tr], alphas, l1)
+            fold_pred[:, te] = b0s[:, None] + B @ Xf[te].T
             fold_mse[:, f] = np.mean((y[te][None, :] - fold_pred[:, te]) ** 2, axis=1)
         _, B = penalized_path(X, y, alphas, l1)
         for i, (a, b) in enumerate(zip(alphas, B)):
@@ -1011,8 +1036,9 @@ def ols_predictor(X: np.ndarray, y: np.ndarray):
     return lambda Z: beta[0] + np.asarray(Z) @ beta[1:]
 
 
-def cv_ols(X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    """Out-of-fold predictions of ``y ~ const + X`` by least squares on each fold's training part."""
+def cv_ols(X: np.ndarray, y: np.ndarray, folds: np.ndarray, fold_X: np.ndarray | None = None) -> np.ndarray:
+    """Out-of-fold predictions of ``y ~ const + X`` by least squares on each fold's training part (on
+    ``fold_X[f]`` where the predictors were chosen per fold: :func:`fold_design`)."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     out = np.full(len(y), np.nan)
@@ -1021,7 +1047,8 @@ def cv_ols(X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
         if tr.sum() < X.shape[1] + 2:
             raise ModelError(f"A cross-validation fold leaves {int(tr.sum())} training samples for {X.shape[1] + 1} "
                              f"OLS terms; use fewer folds (split.folds) or fewer predictors.")
-        out[te] = ols_predictor(X[tr], y[tr])(X[te])
+        Xf = fold_design(X, fold_X, int(f))
+        out[te] = ols_predictor(Xf[tr], y[tr])(Xf[te])
     return out
 
 
@@ -1042,7 +1069,7 @@ def fold_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list
 
 
 def cv_logit(X: np.ndarray, codes: np.ndarray, folds: np.ndarray, names: list[str], classes: list[str],
-             target: str = "target", separation: str = "firth") -> np.ndarray:
+             target: str = "target", separation: str = "firth", fold_X: np.ndarray | None = None) -> np.ndarray:
     """Out-of-fold class probabilities (samples x classes) of logistic regression.
 
     A fold whose training part is separated (see :func:`gexpred.logit.fit_logit`)
@@ -1059,11 +1086,12 @@ def cv_logit(X: np.ndarray, codes: np.ndarray, folds: np.ndarray, names: list[st
         if missing:
             raise InputError(f"Target {target!r}: fold {int(f) + 1} leaves no training sample of class(es) "
                              f"{[classes[i] for i in missing]}; use fewer folds (split.folds) or add samples.")
-        fit = fold_logit(X[tr], codes[tr], names, classes, target, separation)
+        Xf = fold_design(X, fold_X, int(f))
+        fit = fold_logit(Xf[tr], codes[tr], names, classes, target, separation)
         if fit.separation:
             log.info("%s: fold %d is separated; its logistic regression is fitted by %s", target, int(f) + 1,
                      METHODS[fit.method])
-        out[te] = fit.predict_proba(X[te])
+        out[te] = fit.predict_proba(Xf[te])
     return out
 
 

@@ -142,15 +142,18 @@ rule select_predictors:
     input:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
+        folds="results/data/folds.tsv",
         labels=labels_input(),
     output:
-        report(
+        predictors=report(
             "results/data/predictors.tsv",
             caption="../report/predictors.rst",
             category="2. Preprocessing",
             subcategory="all targets",
             labels={"table": "predictors per target"},
         ),
+        # chosen again on each fold's training part: cross-validation judges the choice too
+        fold_predictors="results/data/fold_predictors.tsv",
     log:
         "results/logs/select_predictors.log",
     benchmark:
@@ -168,7 +171,8 @@ rule select_predictors:
         "../envs/gexpred.yaml"
     shell:
         "gexpred select --data {input.data:q} --splits {input.splits:q} {params.targets}"
-        " --spec {params.spec:q} {params.required} {params.labels} --out {output:q} --log {log:q}"
+        " --spec {params.spec:q} {params.required} {params.labels} --folds {input.folds:q}"
+        " --out {output.predictors:q} --out-folds {output.fold_predictors:q} --log {log:q}"
 
 
 rule target_table:

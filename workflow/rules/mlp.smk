@@ -4,6 +4,7 @@ rule mlp:
         splits="results/data/splits.tsv",
         folds="results/data/folds.tsv",
         predictors="results/data/predictors.tsv",
+        fold_predictors="results/data/fold_predictors.tsv",
         normalization="results/data/normalization.json",
         labels=labels_input(),
     output:
@@ -42,5 +43,5 @@ rule mlp:
     shell:
         "gexpred mlp --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
-        " {params.labels} --folds {input.folds:q} --settings {params.settings:q} --search {params.search:q}"
+        " {params.labels} --folds {input.folds:q} --fold-predictors {input.fold_predictors:q} --settings {params.settings:q} --search {params.search:q}"
         " --threads {threads} {params.importance} --out-dir {params.out_dir:q} --log {log:q}"

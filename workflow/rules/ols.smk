@@ -3,6 +3,7 @@ rule ols:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
         predictors="results/data/predictors.tsv",
+        fold_predictors="results/data/fold_predictors.tsv",
         normalization="results/data/normalization.json",
         folds="results/data/folds.tsv",
         labels=labels_input(),
@@ -66,7 +67,8 @@ rule ols:
         "gexpred ols --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
         " --interactions {params.interactions:q} --gene-sets {params.gene_sets:q} --alpha {params.alpha}"
-        " {params.labels} {params.penalized} {params.stop} --folds {input.folds:q} {params.importance}"
+        " {params.labels} {params.penalized} {params.stop} --folds {input.folds:q}"
+        " --fold-predictors {input.fold_predictors:q} {params.importance}"
         " --out-dir {params.out_dir:q} --log {log:q}"
 
 

@@ -4,6 +4,7 @@ rule penalized:
         splits="results/data/splits.tsv",
         folds="results/data/folds.tsv",
         predictors="results/data/predictors.tsv",
+        fold_predictors="results/data/fold_predictors.tsv",
         normalization="results/data/normalization.json",
     output:
         coefficients=report(
@@ -44,5 +45,5 @@ rule penalized:
     shell:
         "gexpred penalized --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
-        " --folds {input.folds:q} --method {params.methods} --n-alphas {params.n_alphas} {params.importance}"
+        " --folds {input.folds:q} --fold-predictors {input.fold_predictors:q} --method {params.methods} --n-alphas {params.n_alphas} {params.importance}"
         " --out-dir {params.out_dir:q} --log {log:q}"
