@@ -326,3 +326,19 @@ def test_ols_summary_corrects_every_term_but_the_intercepts(tmp_path):
     assert allc.loc[intercept, "q_value"].isna().all() and intercept.sum() == 3
     want = multipletests(allc.loc[~intercept, "p_value"], method="fdr_bh")[1]
     np.testing.assert_allclose(allc.loc[~intercept, "q_value"], want, rtol=1e-12)
+
+
+def test_summary_is_reproducible_under_source_date_epoch(data, monkeypatch):
+    """statsmodels prints the current date and time into summary.txt; with SOURCE_DATE_EPOCH they are that
+    moment's (UTC), so two runs give identical files; without it the text is statsmodels' own."""
+    import time
+
+    X, y = data[0], data[1]
+    fit = fit_ols(X, y, [f"x{j}" for j in range(X.shape[1])])
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    text = fit.summary("y")
+    assert "Tue, 14 Nov 2023" in text and "22:13:20" in text
+    time.sleep(1.1)
+    assert fit.summary("y") == text
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert time.strftime("%a, %d %b %Y") in fit.summary("y")

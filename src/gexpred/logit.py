@@ -43,6 +43,7 @@ from scipy import optimize, special, stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning as _ConvWarning
 
 from .errors import InputError, ModelError, preview
+from .ols import reproducible_summary
 
 try:  # statsmodels before 0.14 raises on perfect separation, later versions only warn
     from statsmodels.tools.sm_exceptions import PerfectSeparationError as _SepError
@@ -316,7 +317,7 @@ class LogitFit:
             kw: dict[str, Any] = {"yname": target, "xname": self.terms, "title": title, "alpha": self.alpha}
             if self.multinomial:
                 kw["yname_list"] = list(self.classes[1:])
-            return str(self.result.summary(**kw))
+            return reproducible_summary(str(self.result.summary(**kw)))
         lines = [
             f"Ridge-penalised {'multinomial ' if self.multinomial else ''}logistic regression: {target}",
             f"classes: {', '.join(self.classes)} (reference {self.classes[0]!r}); n = {self.n}; "

@@ -51,13 +51,30 @@ class OLSFit:
         )
 
     def summary(self, target: str) -> str:
-        """The statsmodels summary, titled with the target."""
-        return str(self.result.summary(yname=target, xname=self.terms, title=f"OLS: {target}"))
+        """The statsmodels summary, titled with the target (its Date and Time as :func:`reproducible_summary`)."""
+        return reproducible_summary(str(self.result.summary(yname=target, xname=self.terms, title=f"OLS: {target}")))
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters as plain JSON (enough to predict without statsmodels)."""
         return {"terms": self.terms, "coef": self.coef.tolist(),
                 "n": int(self.result.nobs), "df_resid": float(self.result.df_resid)}
+
+
+def reproducible_summary(text: str) -> str:
+    """A statsmodels summary whose ``Date:`` and ``Time:`` cells (the moment it was printed) read the time of
+    ``SOURCE_DATE_EPOCH`` when it is set (reproducible builds: two runs then give identical files), in UTC;
+    unchanged otherwise."""
+    import os
+    import re
+    import time
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        return text
+    t = time.gmtime(int(epoch))
+    text = re.sub(r"(Date:\s+)\w{3}, \d{2} \w{3} \d{4}", lambda m: m.group(1) + time.strftime("%a, %d %b %Y", t),
+                  text)
+    return re.sub(r"(Time:\s+)\d{2}:\d{2}:\d{2}", lambda m: m.group(1) + time.strftime("%H:%M:%S", t), text)
 
 
 def is_intercept(terms) -> np.ndarray:

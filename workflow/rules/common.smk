@@ -172,6 +172,13 @@ if GENOME and "penalized" in MODELS:
         "gexpred: genome-wide mode fits OLS with the batched engine and networks per chunk of targets; "
         "penalized regression is fitted per target only, so it is skipped in this run."
     )
+if GENOME and isinstance(config["predictors"], dict) and config["predictors"].get("top_correlated") is not None:
+    raise WorkflowError(
+        "gexpred: genome-wide mode (targets: all or {file: ...}) fits every target on one shared design, but "
+        "'predictors.top_correlated' (the default when 'predictors' is not set) chooses different predictors per "
+        "target. Give 'predictors' as a list of genes or as {from: file-or-list} (all of those genes), e.g. the "
+        "transcription factors."
+    )
 if GENOME and "ols" not in MODELS:
     raise WorkflowError("gexpred: genome-wide mode (targets: all or {file: ...}) needs 'ols' in 'models'.")
 BATCHES = list(config["new_batches"])
@@ -224,8 +231,13 @@ def covariate_args():
     return " ".join(f"--covariate {shlex.quote(c)}" for c in config["ols"]["covariates"])
 
 
-def mlp_settings():
-    return json.dumps(config["mlp"], sort_keys=True)
+def mlp_settings(genome=False):
+    """The mlp section as JSON for the command line: only what the rule's command reads, so that changing
+    another key (genome_mode in a per-target run) does not rerun the networks."""
+    mlp = dict(config["mlp"])
+    if not genome:
+        mlp.pop("genome_mode", None)
+    return json.dumps(mlp, sort_keys=True)
 
 
 IMPORTANCE = config["importance"]["repeats"] > 0
@@ -271,8 +283,9 @@ def importance_args(model):
 
 
 def search_settings():
-    """The search section as JSON for the command line."""
-    return json.dumps(config["search"], sort_keys=True)
+    """The network search's settings as JSON for the command line (the search section without the penalised
+    regression's, so that changing those does not rerun the networks)."""
+    return json.dumps({k: v for k, v in config["search"].items() if k != "penalized"}, sort_keys=True)
 
 
 def mlp_gpus(wildcards):
@@ -308,6 +321,12 @@ def importance_inputs(wildcards):
 def batch_files(wildcards):
     """The matrices of a new batch."""
     return config["new_batches"][wildcards.batch]
+
+
+def input_paths(name):
+    """A params function: the input files ``name`` quoted for the shell, or nothing while the checkpoint that
+    defines them has not run (a dry run formats the command before genome_plan exists)."""
+    return lambda wildcards, input: " ".join(shlex.quote(str(p)) for p in getattr(input, name, []))
 
 
 def genome_chunk_files(wildcards):
@@ -477,7 +496,7 @@ def ols_chunk_runtime(wildcards, input, attempt):
 def genome_merge_mem_mb(wildcards, input, attempt):
     """The merge streams one chunk's tables at a time (pandas: 3-4 times the TSV's size) after a first
     pass over every p-value (16 bytes a row of ~130 bytes of TSV)."""
-    chunk_mb = input.size_mb / max(1, len(input.coefficients))
+    chunk_mb = input.size_mb / max(1, len(getattr(input, "coefficients", [])))
     return _mb(1.5 * (600 + 4 * chunk_mb + input.size_mb * 16 / 130), attempt, 2000)
 
 
@@ -489,6 +508,31 @@ def genome_plan_mem_mb(wildcards, input, attempt):
     return _mb(1000 + 3 * input.size_mb, attempt, 2000)
 
 
+def _matrices_mb():
+    """What the combined matrix weighs once collected (float64 .h5ad), estimated from the configured files:
+    a gzipped text file holds about a third of it, any other file about two thirds."""
+    total = 0.0
+    for m in config["matrices"]:
+        p = Path(m)
+        if p.is_file():
+            total += p.stat().st_size / 1e6 * (3.0 if p.suffix == ".gz" else 1.5)
+    return total
+
+
+def input_mb(input):
+    """MB of a job's inputs. An input not made yet counts as the collected matrix (at most once): a job
+    submitted with its group (workflow/profiles/slurm: the prepare steps in one allocation) would otherwise
+    have no size, and the group would ask for the memory and time of its first steps only."""
+    total, missing = 0.0, False
+    for f in input:
+        p = Path(str(f))
+        if p.is_file():
+            total += p.stat().st_size / 1e6
+        else:
+            missing = True
+    return total + (_matrices_mb() if missing else 0.0)
+
+
 def whole_matrix_mem_mb(factor, floor=4000):
     """mem_mb of a job that holds the whole expression matrix: interpreter and imports (400 MB) plus `factor`
     times the size of its inputs, x1.5. Measured at 20,000 genes x 1,300 samples (208 MB .h5ad; bench_scale):
@@ -496,7 +540,7 @@ def whole_matrix_mem_mb(factor, floor=4000):
     inputs); a fixed 4,000 MB would be too little from ~5,000 samples of 20,000 genes."""
 
     def mem_mb(wildcards, input, attempt):
-        return _mb(1.5 * (400 + factor * input.size_mb), attempt, floor)
+        return _mb(1.5 * (400 + factor * input_mb(input)), attempt, floor)
 
     return mem_mb
 
@@ -505,7 +549,7 @@ def whole_matrix_runtime(floor):
     """Minutes: `floor`, or 1 a 100 MB of input (text parsing and writing included) if more."""
 
     def runtime(wildcards, input, attempt):
-        return _minutes(input.size_mb / 100, attempt, floor)
+        return _minutes(input_mb(input) / 100, attempt, floor)
 
     return runtime
 
@@ -581,7 +625,7 @@ def mlp_mem_mb(wildcards, input, attempt):
     """candidates x folds networks trained as a few vectorised programs, each with its inputs stacked."""
     samples, p = _mlp_shape(wildcards, input)
     per_net = _mlp_params(p) * 4 * 6 + samples * (p + 1) * 4 * 2
-    return _mb(1.5 * (600 + 2 * input.size_mb + _search_fits() * per_net / 1e6), attempt, 2000)
+    return _mb(1.5 * (600 + 2 * input_mb(input) + _search_fits() * per_net / 1e6), attempt, 2000)
 
 
 def mlp_runtime(wildcards, input, attempt):

@@ -23,8 +23,8 @@ rule bundle:
         labels=lambda wc, input: labels_arg(input),
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=whole_matrix_mem_mb(1.5, 2000),
+        runtime=whole_matrix_runtime(10),
     conda:
         "../envs/gexpred.yaml"
     shell:

@@ -92,6 +92,9 @@ rule ols_genome_merge:
         "results/benchmarks/ols_genome_merge.tsv"
     params:
         fdr=config["ols"]["fdr"],
+        coefficients=input_paths("coefficients"),
+        fits=input_paths("fit"),
+        metrics=input_paths("metrics"),
     threads: 1
     resources:
         mem_mb=genome_merge_mem_mb,
@@ -99,8 +102,8 @@ rule ols_genome_merge:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred ols-merge --coefficients {input.coefficients:q} --fits {input.fit:q}"
-        " --metrics {input.metrics:q} --fdr {params.fdr} --out-coefficients {output.coefficients:q}"
+        "gexpred ols-merge --coefficients {params.coefficients} --fits {params.fits}"
+        " --metrics {params.metrics} --fdr {params.fdr} --out-coefficients {output.coefficients:q}"
         " --out-significant {output.significant:q}"
         " --out-fits {output.fits:q} --out-metrics {output.metrics:q} --out-figure {output.figure:q} --log {log:q}"
 
@@ -125,7 +128,7 @@ rule mlp_chunk:
         chunk=r"\d{5}",
     params:
         chunk=lambda wc: int(wc.chunk),
-        settings=mlp_settings(),
+        settings=mlp_settings(genome=True),
         search=search_settings(),
         mode=config["mlp"]["genome_mode"],
         out_dir=subpath(output.metrics, parent=True),
@@ -180,6 +183,9 @@ rule genome_compare:
         "results/logs/genome_compare.log",
     benchmark:
         "results/benchmarks/genome_compare.tsv"
+    params:
+        metrics=input_paths("metrics"),
+        search=input_paths("search"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -187,7 +193,7 @@ rule genome_compare:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred genome-compare --metrics {input.metrics:q} --search {input.search:q}"
+        "gexpred genome-compare --metrics {params.metrics} --search {params.search}"
         " --out-metrics {output.metrics:q} --out-search {output.search:q}"
         " --out-summary {output.summary:q} --out-targets {output.targets:q} --out-figure {output.figure:q}"
         " --log {log:q}"
@@ -228,7 +234,8 @@ rule genome_recovery:
     benchmark:
         "results/benchmarks/genome_recovery.tsv"
     params:
-        models=lambda wc, input: " ".join(shlex.quote(p) for p in getattr(input, "models", [])),
+        models=input_paths("models"),
+        coefficients=input_paths("coefficients"),
         ranking=RECOVERY["ranking"],
         normalization=RECOVERY["normalization"],
         top_edges=RECOVERY["top_edges"],
@@ -243,7 +250,7 @@ rule genome_recovery:
         "../envs/gexpred.yaml"
     shell:
         "gexpred genome-recovery --data {input.data:q} --splits {input.splits:q} --design {input.design:q}"
-        " --plan {input.plan:q} --gold-standard {input.gold_standard:q} --coefficients {input.coefficients:q}"
+        " --plan {input.plan:q} --gold-standard {input.gold_standard:q} --coefficients {params.coefficients}"
         " --mlp-models {params.models} --ranking {params.ranking} --normalization {params.normalization}"
         " --top-edges {params.top_edges} --prior-folds {params.prior_folds} --k {params.k} --seed {params.seed} --threads {threads}"
         " --out {output.table:q} --out-figure {output.figure:q} --out-edges {output.edges:q} --log {log:q}"
