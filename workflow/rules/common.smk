@@ -326,7 +326,11 @@ def batch_files(wildcards):
 def input_paths(name):
     """A params function: the input files ``name`` quoted for the shell, or nothing while the checkpoint that
     defines them has not run (a dry run formats the command before genome_plan exists)."""
-    return lambda wildcards, input: " ".join(shlex.quote(str(p)) for p in getattr(input, name, []))
+    def paths(wildcards, input):
+        value = getattr(input, name, [])
+        return " ".join(shlex.quote(str(p)) for p in ([value] if isinstance(value, str) else value))
+
+    return paths
 
 
 def genome_chunk_files(wildcards):
