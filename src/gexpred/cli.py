@@ -313,15 +313,17 @@ def _fold_predictors(a: argparse.Namespace, adata, train: np.ndarray, spec, sour
     X_train = np.asarray(adata.X)[train]
     genes = list(adata.var_names)
     samples = adata.obs_names[train]
+    top_k = spec.get("top_correlated") if isinstance(spec, dict) else None
     parts = []
     for t in a.target:
         folds = _train_folds(a.folds, t, samples)
-        width = int((table["target"] == t).sum())
+        whole = set(table.loc[table["target"] == t, "gene"])
+        width = len(whole)
         overlap = []
         for f in range(int(folds.max()) + 1):
             keep = folds != f
             labels = {t: class_labels[t][keep]} if class_labels and t in class_labels else None
-            k = spec.get("top_correlated") if isinstance(spec, dict) else None
+            k = top_k
             for _ in range(len(a.required) + 1):
                 fs = spec if k is None else {**spec, "top_correlated": k}
                 sub = select_predictors(X_train[keep], genes, [t], fs, f"{source} (fold {f + 1}'s training part)",
@@ -332,7 +334,7 @@ def _fold_predictors(a: argparse.Namespace, adata, train: np.ndarray, spec, sour
             if len(sub) != width:
                 raise ModelError(f"Target {t!r}: fold {f + 1}'s training part yields {len(sub)} predictors where the "
                                  f"whole training split yields {width}; use fewer folds (split.folds).")
-            overlap.append(len(set(sub["gene"]) & set(table.loc[table["target"] == t, "gene"])))
+            overlap.append(len(set(sub["gene"]) & whole))
             sub.insert(1, "fold", f + 1)
             parts.append(sub)
         log.info("target %s: predictors chosen again on each fold's training part: %s of %d the same as on the "
@@ -366,8 +368,9 @@ def _gene_sets_without_target(target: str, gene_sets: dict[str, list[str]]) -> d
 
 
 def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] | None,
-            need_target_gene: bool = True):
-    """Design columns of one target (predictor genes, covariates, interactions) and its values."""
+            need_target_gene: bool = True, folds: np.ndarray | None = None):
+    """Design columns of one target (predictor genes, covariates, interactions), its values, and with
+    ``folds`` each fold's design and terms (:func:`_fold_designs`; ``(None, None)`` otherwise)."""
     from .design import build_design, check_design, encode_covariates, predictors_for
     from .io import read_table
 
@@ -384,43 +387,42 @@ def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] |
     design = {"predictors": [n for n in names if n in kept], "covariates": encoding,
               "interactions": [list(map(str, pair)) for pair in (interactions or [])], "terms": kept}
     y = expr[a.target].to_numpy() if need_target_gene else None
-    return Xdf[kept].to_numpy(), y, train, design
+    per_fold = _fold_designs(a, expr, train, design, covariates, interactions, set(names) - set(kept), folds)
+    return Xdf[kept].to_numpy(), y, train, design, per_fold
 
 
-def _fold_designs(a: argparse.Namespace, adata, split, design: dict, interactions, folds: np.ndarray | None):
+def _fold_designs(a: argparse.Namespace, expr: pd.DataFrame, train: np.ndarray, design: dict, covariates,
+                  interactions, dropped: set[str], folds: np.ndarray | None):
     """The design of each fold (folds x training samples x terms) with the predictors chosen on that fold's
     training part (``--fold-predictors``), and each fold's terms; ``(None, None)`` without them.
 
     A fold's design holds its own genes where the run's design holds the genes chosen on the whole training
-    split, and the same covariate and interaction columns (:func:`gexpred.search.fold_design`)."""
+    split (less ``dropped``, those constant on it), and the same covariate and interaction columns
+    (:func:`gexpred.search.fold_design`)."""
     if not getattr(a, "fold_predictors", None) or folds is None:
         return None, None
-    from .design import build_design, encode_covariates
+    from .design import build_design
     from .io import read_table
 
     table = read_table(a.fold_predictors, dtype={"target": str, "gene": str})
     table = table[table["target"] == a.target]
-    train = split == "train"
-    expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
-    covariates = encode_covariates(adata.obs, list(a.covariate), train, "the sample sheet")[0] if a.covariate \
-        else None
-    genes = [g for g in design["predictors"]]
+    genes = design["predictors"]
     rest = [t for t in design["terms"] if t not in set(genes)]
-    chosen = read_table(a.predictors, dtype={"target": str, "gene": str})
-    dropped = set(chosen.loc[chosen["target"] == a.target, "gene"]) - set(genes)  # constant on the training split
     fold_X, fold_terms = [], []
     for f in range(int(folds.max()) + 1):
-        names = table[table["fold"] == f + 1].sort_values("rank")["gene"].tolist()
-        names = [g for g in names if g not in dropped]
+        names = [g for g in table[table["fold"] == f + 1].sort_values("rank")["gene"] if g not in dropped]
         if len(names) != len(genes):
             raise InputError(f"The fold predictors table '{a.fold_predictors}' holds {len(names)} genes for target "
                              f"{a.target!r} in fold {f + 1}, the design {len(genes)}. Re-run the select step.")
         terms = [*names, *rest]
-        pairs = [p for p in interactions or [] if a.target not in [str(x) for x in p]]  # as _design keeps them
-        X = build_design(expr, names, covariates, pairs)[terms]
-        fold_X.append(X.to_numpy(dtype=np.float64)[train])
+        fold_X.append(build_design(expr, names, covariates, interactions)[terms].to_numpy(dtype=np.float64)[train])
         fold_terms.append(terms)
     return np.stack(fold_X), fold_terms
+
+
+def _folds_of(a: argparse.Namespace, adata, split) -> np.ndarray | None:
+    """0-based fold of each training sample of the target (``--folds``), or None without folds."""
+    return _train_folds(a.folds, a.target, adata.obs_names[split == "train"]) if a.folds else None
 
 
 def _class_target(a: argparse.Namespace, adata, train):
@@ -450,7 +452,9 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
     from .logit import METHODS, fit_logit
     from .ols import DIAGNOSTIC_COLUMNS, INFLUENCE_COLUMNS, VIF_LIMIT
 
-    X, _, train, design = _design(a, adata, split, interactions, need_target_gene=False)
+    folds = _folds_of(a, adata, split)
+    X, _, train, design, (fold_X, fold_terms) = _design(a, adata, split, interactions, need_target_gene=False,
+                                                        folds=folds)
     codes, classes, labels = _class_target(a, adata, train)
     terms = design["terms"]
     from .errors import ModelError
@@ -487,8 +491,6 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
     if a.folds:
         from .search import cv_logit
 
-        folds = _train_folds(a.folds, a.target, adata.obs_names[train])
-        fold_X, fold_terms = _fold_designs(a, adata, split, design, interactions, folds)
         separation = "ridge" if a.penalized else "firth"
         oof = cv_logit(X[train], codes[train], folds, terms, classes, a.target, separation, fold_X=fold_X)
         if a.importance_repeats:
@@ -552,7 +554,8 @@ def cmd_ols(a: argparse.Namespace) -> None:
     if a.labels:
         cmd_logit(a, adata, split, interactions, gene_sets)
         return
-    X, y, train, design = _design(a, adata, split, interactions)
+    folds = _folds_of(a, adata, split)
+    X, y, train, design, (fold_X, fold_terms) = _design(a, adata, split, interactions, folds=folds)
     terms = design["terms"]
     fit = fit_ols(X[train], y[train], terms)
     stats_row = fit_statistics(fit)
@@ -568,8 +571,6 @@ def cmd_ols(a: argparse.Namespace) -> None:
     if a.folds:
         from .search import cv_ols
 
-        folds = _train_folds(a.folds, a.target, adata.obs_names[train])
-        fold_X, fold_terms = _fold_designs(a, adata, split, design, interactions, folds)
         cv = _cv_frame(a.target, "ols", adata.obs_names[train], folds, y[train],
                        cv_ols(X[train], y[train], folds, fold_X=fold_X))
     out = Path(a.out_dir)
@@ -654,7 +655,9 @@ def cmd_mlp(a: argparse.Namespace) -> None:
     search, configs, candidates = _network_candidates(a)
     adata, split = _load_split_data(a.data, a.splits)
     classify = bool(a.labels)
-    X, y, train, design = _design(a, adata, split, None, need_target_gene=not classify)
+    folds = _folds_of(a, adata, split)
+    X, y, train, design, (fold_X, fold_terms) = _design(a, adata, split, None, need_target_gene=not classify,
+                                                        folds=folds)
     task, n_classes, classes, labels = "regression", None, None, None
     if classify:
         codes, classes, labels = _class_target(a, adata, train)
@@ -663,8 +666,6 @@ def cmd_mlp(a: argparse.Namespace) -> None:
         yy = y
     search_meta = None
     cv_out = search_out = None
-    folds = _train_folds(a.folds, a.target, adata.obs_names[train]) if a.folds else None
-    fold_X, fold_terms = _fold_designs(a, adata, split, design, None, folds)
     repeats = a.importance_repeats if folds is not None else 0
     res = search_network(X[train], yy[train], folds, candidates, task, n_classes, a.target,
                          perm_repeats=repeats, perm_seed=a.importance_seed,
@@ -770,9 +771,8 @@ def cmd_penalized(a: argparse.Namespace) -> None:
         raise InputError("The penalized model is fitted for regression targets; for classification targets "
                          "remove 'penalized' from 'models' (ols.penalized: true gives a ridge logistic fit).")
     adata, split = _load_split_data(a.data, a.splits)
-    X, y, train, design = _design(a, adata, split, None)
-    folds = _train_folds(a.folds, a.target, adata.obs_names[train])
-    fold_X, fold_terms = _fold_designs(a, adata, split, design, None, folds)
+    folds = _folds_of(a, adata, split)
+    X, y, train, design, (fold_X, fold_terms) = _design(a, adata, split, None, folds=folds)
     res = cv_penalized(X[train], y[train], folds, a.method, a.n_alphas, a.target, fold_X=fold_X)
     terms = design["terms"]
     coefs = pd.DataFrame({"term": ["const", *terms], "coef": [res.intercept, *res.coef]})
@@ -984,13 +984,12 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
     t = table[col]
     batch = set(expr.index)
     missing = [s for s in expr.index if s not in t.index]
+    extra = [s for s in t.index if s not in batch]
     if missing:
-        extra = [s for s in t.index if s not in batch]
         also = (f"; it holds {len(extra)} samples the batch does not ({preview(extra)})" if extra else "")
         raise InputError(f"Truth table '{a.truth}' has no row for {len(missing)} of the {len(expr)} samples of "
                          f"{source} ({preview(missing)}){also}. Give one row per sample of the batch, with the "
                          f"sample ids exactly as in the matrix header.")
-    extra = [s for s in t.index if s not in batch]
     if extra:
         log.info("truth table '%s': %d samples not in the batch ignored (%s)", a.truth, len(extra), preview(extra))
     t = t.reindex(expr.index)
@@ -1075,7 +1074,8 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
         ratio = perf.loc[perf["status"].fillna("") != "", "ratio"]
         rows.append({"batch": Path(vpath).parent.parent.name, "target": v["target"], "model": v["model"],
                      "verdict": v["verdict"], "n_samples": v["n_samples"], "n_inputs": v["n_inputs"],
-                     "n_drifted": v["n_drifted"], "prediction_drifted": v["prediction_drifted"], "error_ratio": float(ratio.iloc[0]) if len(ratio) else np.nan,
+                     "n_drifted": v["n_drifted"], "prediction_drifted": v["prediction_drifted"],
+                     "error_ratio": float(ratio.iloc[0]) if len(ratio) else np.nan,
                      "reasons": "; ".join(v["reasons"]) or "no drift or accuracy problem found"})
     table = pd.DataFrame(rows)
     for _, r in table.iterrows():

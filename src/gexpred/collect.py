@@ -11,6 +11,7 @@ it leaves out, with the file and the reason.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import anndata as ad
@@ -47,10 +48,7 @@ def _groups(matrices: list[ad.AnnData]) -> list[list[int]]:
 
 def _ordered_intersection(indexes: list[pd.Index]) -> pd.Index:
     """The ids in every index, in the order of the first."""
-    common = set(indexes[0])
-    for idx in indexes[1:]:
-        common &= set(idx)
-    return pd.Index([i for i in indexes[0] if i in common])
+    return functools.reduce(lambda acc, idx: acc.intersection(idx, sort=False), indexes)
 
 
 def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:

@@ -24,8 +24,8 @@ Friedman's H statistic (:func:`h_statistic`)
     Popescu 2008): 0 for an additive model, about 1 where the pair acts only
     together; it can exceed 1 where the single partial dependences oppose the
     joint one (it is a ratio, not a share bounded by 1), which is why pairs are
-    suggested by their strength, not by H². The interaction a network suggests is then put to regression:
-    :func:`interaction_f_test` is the nested F-test of adding the product term
+    suggested by their strength, not by H². The interaction a network suggests
+    is then put to regression: :func:`interaction_f_test` is the nested F-test of adding the product term
     ``a:b`` to the OLS model on the training split.
 """
 
@@ -133,6 +133,8 @@ def fold_importance(fit: Callable[[np.ndarray, np.ndarray], Predict], X: np.ndar
     (:func:`gexpred.search.fold_design`), fold ``f`` uses ``fold_X[f]`` and
     column ``j`` is the fold's own ``j``-th term (:func:`by_term` maps them).
     """
+    from .search import fold_design  # (search imports this module)
+
     X = np.asarray(X)
     y = np.asarray(y)
     folds = np.asarray(folds)
@@ -141,7 +143,7 @@ def fold_importance(fit: Callable[[np.ndarray, np.ndarray], Predict], X: np.ndar
     for f in range(K):
         tr, te = folds != f, folds == f
         perms = permutations(int(te.sum()), X.shape[1], n_repeats, seed + f)
-        Xf = X if fold_X is None else np.asarray(fold_X[f])
+        Xf = fold_design(X, fold_X, f)
         out[f] = permutation_losses(fit(Xf[tr], y[tr]), Xf[te], y[te], perms, loss)
     return out
 

@@ -187,13 +187,13 @@ def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: T
                 reasons.append(f"{r['status']}: {r['metric']} on the batch is {r['ratio']:.2f} x the test split's "
                                f"({r['new_batch']:.4g} vs {r['test']:.4g})")
                 worst = max(worst, level)
-    inputs = drift["kind"] != "prediction"
+    inputs, flagged = drift["kind"] != "prediction", drift["status"] != "ok"
     return {
         "verdict": VERDICTS[worst],
         "reasons": reasons,
         "n_inputs": int(inputs.sum()),
-        "n_drifted": int((inputs & (drift["status"] != "ok")).sum()),
-        "prediction_drifted": bool((~inputs & (drift["status"] != "ok")).any()),
+        "n_drifted": int((inputs & flagged).sum()),
+        "prediction_drifted": bool((~inputs & flagged).any()),
         "truth_given": performance is not None,
         "thresholds": asdict(thresholds),
     }

@@ -206,7 +206,8 @@ def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_t
         ax.set_yticks(ypos)
         ax.set_yticklabels([plain(t) for t in df["term"]])
         ax.set_xlabel(xlabel or f"coefficient (change in target per unit of predictor), {ci_level(alpha)} CI")
-        shown = f"top {max_terms} by |t| of {int((coefs['term'] != 'const').sum())}" if len(coefs) - 1 > max_terms else ""
+        n_terms = int((~is_intercept(coefs["term"])).sum())
+        shown = f"top {max_terms} by |t| of {n_terms}" if n_terms > max_terms else ""
         ax.set_title(f"{target}: OLS coefficients {shown}".strip())
         ax.grid(axis="y", alpha=0)
         _save(fig, path)

@@ -32,6 +32,8 @@ from .errors import InputError, preview
 log = logging.getLogger(__name__)
 
 METHODS = ("none", "log1p", "log_cpm", "zscore")
+COUNT_STEPS = {"log_cpm": "computes library sizes from raw counts", "log1p": "takes the log of raw counts"}
+"""The steps that read raw counts (what each does with them, for messages): first or not at all."""
 
 
 def as_steps(spec: str | list[str]) -> list[str]:
@@ -45,14 +47,10 @@ def as_steps(spec: str | list[str]) -> list[str]:
     if twice:
         raise InputError(f"normalization lists {', '.join(repr(s) for s in twice)} more than once ({steps}); "
                          f"each step applies once.")
-    for i, s in enumerate(steps):
-        # the count-based steps need the raw counts: nothing may come before log_cpm, nor before log1p but none
-        if s == "log_cpm" and i > 0:
-            raise InputError(f"normalization {steps}: 'log_cpm' computes library sizes from raw counts, so it must "
-                             f"come first, before {', '.join(repr(t) for t in steps[:i])}; e.g. [log_cpm, zscore].")
-        if s == "log1p" and i > 0:
-            raise InputError(f"normalization {steps}: 'log1p' takes the log of raw counts, so it must come first, "
-                             f"before {', '.join(repr(t) for t in steps[:i])}; e.g. [log1p, zscore].")
+    for i, s in enumerate(steps[1:], start=1):  # the count-based steps read raw counts: nothing comes before them
+        if s in COUNT_STEPS:
+            raise InputError(f"normalization {steps}: {s!r} {COUNT_STEPS[s]}, so it must come first, before "
+                             f"{', '.join(repr(t) for t in steps[:i])}; e.g. [{s}, zscore].")
     return steps
 
 

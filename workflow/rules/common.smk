@@ -49,12 +49,11 @@ def _config_problems(cfg):
                 )
         elif err.validator == "required":
             problems.append(f"{err.message} (in {where or 'the top level'})")
-        elif err.validator in ("oneOf", "anyOf") and _branch_errors(err):
-            desc = err.schema.get("description", "")
-            problems.extend(f"'{p}': {m}" + (f" ({desc.strip()})" if desc else "") for p, m in _branch_errors(err))
         else:
             desc = err.schema.get("description", "")
-            problems.append(f"'{where}': {err.message}" + (f" ({desc.strip()})" if desc else ""))
+            found = _branch_errors(err) if err.validator in ("oneOf", "anyOf") else []
+            problems.extend(f"'{p}': {m}" + (f" ({desc.strip()})" if desc else "")
+                            for p, m in (found or [(where, err.message)]))
     return problems
 
 
