@@ -275,6 +275,52 @@ def test_psi_and_ks_from_definitions():
     assert table.loc[0, "mean_shift_sd"] == pytest.approx((new.mean() - ref.mean()) / ref.std(ddof=1))
 
 
+def test_psi_leaves_out_bins_neither_side_reaches():
+    # a 0/1 column with the same 30 % of ones on both sides: the deciles' lowest edge is the minimum, so the
+    # bin below it is empty on both sides; it must not add (q - p) ln(q / p) > 0 through the half-counts
+    ref = np.r_[np.zeros(133), np.ones(57)]
+    new = np.r_[np.zeros(7), np.ones(3)]
+    edges = np.unique(np.quantile(ref, np.arange(1, 10) / 10))
+    c_ref = np.histogram(ref, np.r_[-np.inf, edges, np.inf])[0]
+    c_new = np.histogram(new, np.r_[-np.inf, edges, np.inf])[0]
+    reached = (c_ref + c_new) > 0
+    assert not reached.all()  # the case at hand
+    B = reached.sum()
+    p = (c_ref[reached] + 0.5) / (190 + 0.5 * B)
+    q = (c_new[reached] + 0.5) / (10 + 0.5 * B)
+    assert psi(ref, new) == pytest.approx(np.sum((q - p) * np.log(q / p)), rel=1e-12)
+    assert psi(ref, new) < 0.01
+    # a batch below the reference's range keeps the bin the reference leaves empty
+    assert psi(ref, np.full(10, -1.0)) > 1.0
+
+
+def test_binary_input_uses_fisher_exact_and_bh_over_inputs_only():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"cov[T.b]": np.r_[np.zeros(133), np.ones(57)], "g": rng.normal(size=190)})
+    new = pd.DataFrame({"cov[T.b]": np.r_[np.zeros(8), np.ones(12)], "g": rng.normal(0.8, 1.0, size=20)})
+    pred = (rng.normal(size=190), rng.normal(0.8, 1.0, size=20))
+    table = drift_table(ref, new, ["cov[T.b]", "g"], Thresholds(), prediction=pred).set_index("feature")
+    fisher = stats.fisher_exact([[133, 57], [8, 12]]).pvalue
+    assert table.loc["cov[T.b]", "test"] == "fisher_exact"
+    assert table.loc["cov[T.b]", "pvalue"] == pytest.approx(fisher, rel=1e-12)
+    assert table.loc["cov[T.b]", "ks_stat"] == pytest.approx(abs(133 / 190 - 8 / 20), rel=1e-12)
+    assert table.loc["g", "test"] == "ks"
+    assert table.loc["g", "pvalue"] == pytest.approx(stats.ks_2samp(ref["g"], new["g"]).pvalue, rel=1e-12)
+    # Benjamini-Hochberg over the two inputs; the predictions' q-value is their own p-value
+    p = table.loc[["cov[T.b]", "g"], "pvalue"].to_numpy()
+    want = np.minimum(1, np.minimum.accumulate((p[np.argsort(p)] * 2 / np.arange(1, 3))[::-1])[::-1])
+    np.testing.assert_allclose(table.loc[["cov[T.b]", "g"], "qvalue"].to_numpy()[np.argsort(p)], want, rtol=1e-12)
+    assert table.loc["prediction", "qvalue"] == table.loc["prediction", "pvalue"] == pytest.approx(
+        stats.ks_2samp(*pred).pvalue, rel=1e-12)
+    # the null: batches of 20 drawn with the training share of ones flag about as often as the level says
+    null = np.random.default_rng(4)
+    hits = [drift_table(ref[["cov[T.b]"]], pd.DataFrame({"cov[T.b]": (null.random(20) < 0.3).astype(float)}),
+                        ["cov[T.b]"], Thresholds()).loc[0, "pvalue"] < 0.05 for _ in range(400)]
+    assert 0.01 < np.mean(hits) <= 0.07
+
+
 def test_network_bundle_loads_weights_only(tmp_path):
     from gexpred.nn import GeneMLP
 
