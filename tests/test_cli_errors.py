@@ -110,6 +110,9 @@ def test_collect_success_writes_both_outputs(make_frame, write, tmp_path, capsys
     assert {(r.kind, r.id, r.file) for r in dropped.itertuples()} == {
         ("gene", "G2", str(pa)), ("gene", "G9", str(pb)), ("sample", "s4", str(sheet))}
     assert sorted(p.name for p in out["out"].parent.iterdir()) == ["data.h5ad", "dropped.tsv"]
+    # the dropped genes travel with the data, so that a later step naming one says why it is absent
+    assert dict(zip(data.uns["dropped_genes"]["id"], data.uns["dropped_genes"]["file"])) == {"G2": str(pa),
+                                                                                              "G9": str(pb)}
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -120,3 +123,52 @@ def test_collect_success_with_nothing_dropped_writes_header_only_table(make_fram
     assert rc == 0
     assert out["dropped"].read_text().strip() == "kind\tid\tfile\treason"
     assert ad.read_h5ad(out["out"]).shape == (1, 1)
+
+
+def test_collect_sample_sheet_case_only_mismatch_is_named(make_frame, write, tmp_path, capsys):
+    m = tmp_path / "m.tsv"
+    make_frame(genes=["G1"], samples=["S1", "S2"]).to_csv(m, sep="\t")
+    sheet = write("sheet.tsv", "sample\tage\ns1\t1\ns2\t2\n")
+    rc, out = run_collect(tmp_path, [m], sheet)
+    assert_failed_cleanly(rc, out, capsys.readouterr().err,
+                          [str(sheet), "no row for 2 of the 2 samples", "'S1' -> 's1'", "case-sensitive"])
+
+
+def test_collect_output_is_a_directory_leaves_nothing(make_frame, tmp_path, capsys):
+    m = tmp_path / "m.tsv"
+    make_frame(genes=["G1"], samples=["s1"]).to_csv(m, sep="\t")
+    out_dir = tmp_path / "results" / "data.h5ad"
+    out_dir.mkdir(parents=True)
+    dropped, log = tmp_path / "results" / "dropped.tsv", tmp_path / "collect.log"
+    rc = main(["collect", "--matrix", str(m), "--out", str(out_dir), "--dropped", str(dropped), "--log", str(log)])
+    err = flat(capsys.readouterr().err)
+    assert rc == 1 and "Traceback" not in err and f"Output path '{out_dir}' is a directory" in err
+    assert not dropped.exists() and list(out_dir.iterdir()) == []
+
+
+def test_a_matrix_where_collected_data_is_expected_is_refused(make_frame, tmp_path, capsys):
+    m = tmp_path / "m.tsv"
+    make_frame(genes=["G1"], samples=["s1", "s2"]).to_csv(m, sep="\t")
+    out = tmp_path / "splits.tsv"
+    rc = main(["split", "--data", str(m), "--test-fraction", "0.5", "--seed", "0", "--out", str(out),
+               "--log", str(tmp_path / "s.log")])
+    err = flat(capsys.readouterr().err)
+    assert rc == 1 and "Traceback" not in err
+    assert f"'{m}' is not an .h5ad file" in err and "gexpred collect --matrix" in err
+    assert not out.exists()
+
+
+def test_sample_sheet_missing_words_are_missing_and_typos_logged(write, caplog):
+    from gexpred.io import read_sample_sheet
+
+    sheet = write("sheet.tsv", "sample\tage\tpheno\tdose\n" + "".join(
+        f"s{i}\t{'NaN' if i == 0 else 20 + i}\t{'nan' if i < 2 else 'high'}\t{'1O' if i == 3 else i}\n"
+        for i in range(8)))
+    with caplog.at_level("WARNING", logger="gexpred.io"):
+        df = read_sample_sheet(sheet)
+    assert df["age"].dtype == np.float64 and np.isnan(df.loc["s0", "age"]) and df.loc["s5", "age"] == 25
+    assert df["pheno"].isna().tolist() == [True, True] + [False] * 6
+    # 'dose' is numbers but for a typo: read as categories, and the typo named in a warning
+    assert df["dose"].dtype == object
+    text = flat(caplog.text)
+    assert "column 'dose' holds numbers but for 1 value" in text and "'1O' (sample 's3')" in text

@@ -279,3 +279,19 @@ def test_required_genes_added_to_every_target():
         assert "g4" in chosen and t not in chosen
         assert chosen.index("g4") >= min(2, chosen.index("g4"))  # appended after the top-K unless chosen
     assert "g5" in table[table["target"] == "g0"]["gene"].tolist()
+
+
+def test_absent_genes_say_why_dropped_or_near_match():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    genes = ["G1", "G2", "Abc"]
+    with pytest.raises(ConfigError) as e:
+        select_predictors(X, genes, ["G0"], {"top_correlated": 1}, "the data",
+                          dropped={"G0": "not measured in every stacked matrix (a.tsv)"})
+    msg = " ".join(str(e.value).split())
+    assert "'G0' were dropped while collecting the data" in msg and "not measured in every stacked matrix (a.tsv)" in msg
+    assert "results/data/dropped.tsv" in msg and "spelling" not in msg
+    with pytest.raises(ConfigError) as e:
+        select_predictors(X, genes, ["G1"], ["abc"], "the data")
+    msg = " ".join(str(e.value).split())
+    assert "Predictor genes 'abc' are not in the data" in msg and "'abc' -> 'Abc'" in msg

@@ -113,12 +113,19 @@ def cmd_collect(a: argparse.Namespace) -> None:
         adata, extra = attach_sample_sheet(adata, sheet, a.sample_sheet)
         dropped = pd.concat([dropped, extra], ignore_index=True) if len(extra) else dropped
     adata.uns["sources"] = list(a.matrix)
+    genes_out = dropped[dropped["kind"] == "gene"]
+    # what was dropped and why, so that a later step naming such a gene says so instead of "check the spelling"
+    adata.uns["dropped_genes"] = {c: genes_out[c].astype(str).to_numpy() for c in ("id", "file", "reason")}
     adata.uns["n_dropped_genes"] = int((dropped["kind"] == "gene").sum())
     adata.uns["n_dropped_samples"] = int((dropped["kind"] == "sample").sum())
     log.info("collected %d samples x %d genes (%d genes and %d samples dropped)", adata.n_obs, adata.n_vars,
              adata.uns["n_dropped_genes"], adata.uns["n_dropped_samples"])
-    write_table(dropped.reindex(columns=DROPPED_COLUMNS), a.dropped)
     write_h5ad(adata, a.out)
+    try:
+        write_table(dropped.reindex(columns=DROPPED_COLUMNS), a.dropped)
+    except BaseException:
+        Path(a.out).unlink(missing_ok=True)  # no partial output: both files or neither
+        raise
 
 
 def cmd_labels(a: argparse.Namespace) -> None:
@@ -244,6 +251,14 @@ def _cv_class_frame(target: str, model: str, samples, folds: np.ndarray, labels,
     return df
 
 
+def _dropped_genes(adata) -> dict[str, str]:
+    """``{gene: why it was dropped}`` from the collected data (``gexpred collect`` records it)."""
+    d = adata.uns.get("dropped_genes")
+    if not isinstance(d, dict) or "id" not in d:
+        return {}
+    return {str(i): f"{r} ({f})" for i, f, r in zip(d["id"], d["file"], d["reason"])}
+
+
 def cmd_normalize(a: argparse.Namespace) -> None:
     from .io import write_h5ad, write_json
     from .preprocess import apply_normalization, describe, fit_normalization, impute_training_mean
@@ -290,7 +305,7 @@ def cmd_select(a: argparse.Namespace) -> None:
             f"obs and genes in var (AnnData's convention): transpose it (adata.T) and write it again."
         )
     table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), list(a.target), spec, source,
-                              required=list(a.required), class_labels=class_labels)
+                              required=list(a.required), class_labels=class_labels, dropped=_dropped_genes(adata))
     for t in a.target:
         log.info("target %s: %d predictors", t, int((table["target"] == t).sum()))
     fold_table = None
@@ -925,8 +940,10 @@ def _read_batch(paths: list[str], sample_sheet: str | None):
     from .io import read_matrix, read_sample_sheet
 
     adata, dropped = combine([read_matrix(p) for p in paths])
-    if len(dropped):
-        log.info("new batch: %d genes or samples dropped while combining %s", len(dropped), ", ".join(paths))
+    for kind, ids in dropped.groupby("kind", sort=True)["id"]:
+        ids = ids.tolist()
+        log.warning("new batch: %d %s%s not in every matrix of %s left out: %s", len(ids), kind,
+                    "" if len(ids) == 1 else "s", ", ".join(paths), ", ".join(map(repr, ids)))
     obs = None
     if sample_sheet:
         adata, _ = attach_sample_sheet(adata, read_sample_sheet(sample_sheet), sample_sheet)

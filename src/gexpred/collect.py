@@ -18,7 +18,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, preview
+from .errors import InputError, near_ids, preview
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
             raise InputError(
                 f"Matrices {' and '.join(repr(p) for p in pair)} share no samples and no genes, so they cannot be "
                 f"combined. Check that sample ids (header) and gene ids (first column) are spelt the same way in "
-                f"all files."
+                f"all files.{near_ids(stacks[1][1].obs_names, stacks[0][1].obs_names)}"
+                f"{near_ids(stacks[1][1].var_names, stacks[0][1].var_names)}"
             )
         acc = ad.concat([st[samples, :] for _, st in stacks], axis=1, join="inner")
         log.info("joined %s: %d genes on %d shared samples", " and ".join(label for label, _ in stacks),
@@ -162,7 +163,7 @@ def attach_sample_sheet(
         raise InputError(
             f"Sample sheet '{sheet_path}' has no row for {len(missing)} of the {adata.n_obs} samples in the "
             f"matrices, e.g. {preview(missing)}. Add a row for each (column 'sample'), or remove those "
-            f"samples from the matrices."
+            f"samples from the matrices.{near_ids(missing, sheet.index)}"
         )
     extra = sheet.index.difference(adata.obs_names, sort=False)
     dropped = pd.DataFrame(

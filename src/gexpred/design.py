@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, preview
+from .errors import ConfigError, near_ids, preview
 from .io import read_gene_list
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,25 @@ def _corr_with(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.clip(r, -1.0, 1.0)
 
 
+def _refuse_absent(absent: list[str], what: str, where: str, source: str, dropped: dict[str, str],
+                   genes: list[str], fix: str) -> None:
+    """Refuse genes a config names that the data lack, saying why where the data say it: genes dropped while
+    collecting (their reason and files, with the fix of that), ids that differ from the data's only in case or
+    surrounding quotes; else a misspelling (``fix``)."""
+    if not absent:
+        return
+    where = f" {where}" if where else ""
+    gone = [g for g in absent if g in dropped]
+    if gone:
+        raise ConfigError(
+            f"{what} {preview(gone)}{where} were dropped while collecting the data, so they are not in {source}: "
+            f"{'; '.join(f'{g!r}: {dropped[g]}' for g in gone[:5])}{'; …' if len(gone) > 5 else ''} (all in "
+            f"results/data/dropped.tsv). Add the gene to every matrix, use a missing-value policy that keeps it, "
+            f"or leave it out of the config."
+        )
+    raise ConfigError(f"{what} {preview(absent)}{where} are not in {source}. {fix}{near_ids(absent, genes)}")
+
+
 def select_predictors(
     X_train: np.ndarray,
     genes: list[str],
@@ -47,6 +66,7 @@ def select_predictors(
     source: str = "the collected data",
     required: list[str] | None = None,
     class_labels: dict[str, np.ndarray] | None = None,
+    dropped: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Choose the predictor genes of every target on the training split.
 
@@ -70,6 +90,9 @@ def select_predictors(
         Genes every target's model must contain (those of interaction terms
         and of gene sets under test); they are appended after the chosen
         ones when missing, except for the target itself.
+    dropped
+        ``{gene: why}`` for genes left out while collecting the data (``results/data/dropped.tsv``): a
+        target or predictor among them is refused with the reason, not as a misspelling.
     class_labels
         Classification: ``{target: integer class codes of the training rows}``.
         Such a target need not be a gene; candidates are ranked by the
@@ -84,19 +107,13 @@ def select_predictors(
     """
     index = {g: i for i, g in enumerate(genes)}
     class_labels = class_labels or {}
+    dropped = dropped or {}
     required = list(dict.fromkeys(str(g) for g in (required or [])))
-    missing_r = [g for g in required if g not in index]
-    if missing_r:
-        raise ConfigError(
-            f"Genes {preview(missing_r)} named in 'ols.interactions' or 'ols.gene_sets' are not in {source}. "
-            f"Check their spelling."
-        )
-    missing_t = [t for t in targets if t not in index and t not in class_labels]
-    if missing_t:
-        raise ConfigError(
-            f"Target genes {preview(missing_t)} are not in {source} ({len(genes)} genes). Check the spelling "
-            f"in 'targets' (ids must match the first column of the matrices exactly)."
-        )
+    _refuse_absent([g for g in required if g not in index], "Genes", "named in 'ols.interactions' or "
+                   "'ols.gene_sets'", source, dropped, genes, "Check their spelling.")
+    _refuse_absent([t for t in targets if t not in index and t not in class_labels], "Target genes", "",
+                   f"{source} ({len(genes)} genes)", dropped, genes, "Check the spelling in 'targets' (ids must "
+                   "match the first column of the matrices exactly).")
     for t in targets:
         if t not in class_labels and _is_constant(X_train[:, index[t]]):
             raise ConfigError(
@@ -109,12 +126,8 @@ def select_predictors(
         if not predictors:
             raise ConfigError("'predictors' is an empty list; list at least one predictor gene, or use "
                               "{top_correlated: K}.")
-        missing = [g for g in predictors if g not in index]
-        if missing:
-            raise ConfigError(
-                f"Predictor genes {preview(missing)} are not in {source}. Check the spelling in 'predictors', "
-                f"or remove them."
-            )
+        _refuse_absent([g for g in predictors if g not in index], "Predictor genes", "", source, dropped, genes,
+                       "Check the spelling in 'predictors', or remove them.")
         dup = pd.Series(predictors)[pd.Series(predictors).duplicated()].tolist()
         if dup:
             raise ConfigError(f"'predictors' lists genes more than once: {preview(dup)}.")

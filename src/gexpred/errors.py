@@ -41,3 +41,21 @@ def preview(items: Iterable[object], limit: int = 5) -> str:
     shown = ", ".join(repr(str(x)) for x in items[:limit])
     rest = len(items) - limit
     return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def near_ids(absent, available, limit: int = 5) -> str:
+    """A sentence naming ids of ``available`` that ``absent`` ids match but for letter case or surrounding
+    quotes and spaces (" Close matches: 's001' -> 'S001' (ids are case-sensitive)."), or "" when none do."""
+    folded: dict[str, list[str]] = {}
+    for a in available:
+        folded.setdefault(str(a).casefold(), []).append(str(a))
+
+    def key(i) -> str:
+        return str(i).strip().strip("'\"").strip().casefold()
+
+    near = [(str(i), folded[key(i)]) for i in absent if key(i) in folded]
+    if not near:
+        return ""
+    shown = ", ".join(f"{i!r} -> {'/'.join(map(repr, m))}" for i, m in near[:limit])
+    more = f" and {len(near) - limit} more" if len(near) > limit else ""
+    return f" Close matches: {shown}{more} (ids are case-sensitive)."

@@ -32,6 +32,7 @@ import csv
 import gzip
 import io as _io
 import json
+import logging
 import os
 import re
 import tempfile
@@ -45,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, preview
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # anndata is imported where .h5ad files are read or written: ~0.3 s a process otherwise
     import anndata as ad
@@ -68,8 +71,13 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     was (absent, for a fresh run).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    if path.is_dir() or not path.name:
+        raise InputError(f"Output path '{path}' is a directory. Give a file path (for example '{path}/out.tsv').")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise InputError(f"Cannot write '{path}': {e.strerror or e}. Choose a folder you can write to.") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -138,10 +146,24 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str]) -> None:
         adata.write_h5ad(tmp)
 
 
+def _check_collected(path: str | os.PathLike[str]) -> None:
+    """Refuse, in one paragraph, a file that is not an ``.h5ad`` (HDF5) where gexpred's collected data is expected."""
+    path = Path(path)
+    _check_file(path, "Collected data")
+    with open(path, "rb") as fh:
+        if fh.read(len(_HDF5_MAGIC)) != _HDF5_MAGIC:
+            raise InputError(
+                f"'{path}' is not an .h5ad file: this option takes the data `gexpred collect` writes "
+                f"(results/data/collected.h5ad, or normalized.h5ad after `gexpred normalize`). Expression "
+                f"matrices (TSV/CSV, parquet, .h5ad) go to `gexpred collect --matrix`."
+            )
+
+
 def read_h5ad(path: str | os.PathLike[str]) -> ad.AnnData:
-    """Read an ``.h5ad`` written by gexpred (no user-facing checks)."""
+    """Read an ``.h5ad`` written by gexpred (refusing, in one paragraph, a file that is not one)."""
     import anndata as ad
 
+    _check_collected(path)
     return ad.read_h5ad(path)
 
 
@@ -174,6 +196,7 @@ def read_h5ad_columns(
     """
     import h5py
 
+    _check_collected(path)
     with h5py.File(path, "r") as f:
         X = f.get("X")
         if not isinstance(X, h5py.Dataset) or X.ndim != 2:
@@ -262,8 +285,8 @@ def _head(path: Path, what: str, n: int = 8) -> bytes:
 def _check_file(path: Path, what: str) -> None:
     if not path.exists():
         raise InputError(
-            f"{what} '{path}' does not exist. Check the path in your config (paths are relative "
-            f"to the directory you run snakemake from)."
+            f"{what} '{path}' does not exist. Check the path (in a config, paths are relative to the "
+            f"directory you run snakemake from; on the command line, to the current directory)."
         )
     if path.is_dir():
         raise InputError(f"{what} '{path}' is a directory, not a file. Give the path of the file itself.")
@@ -908,7 +931,9 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
     pandas.DataFrame
         Indexed by sample id (strings), one column per covariate. Columns whose
         every non-missing value is a number are numeric; the others hold strings
-        (empty cells and ``NA`` are missing).
+        (empty cells and the matrix reader's missing-value words, ``NA``, ``NaN``, ``nan``, ``N/A``,
+        ``NULL``, ``null``, are missing). A column whose values are numbers but for a few stays text
+        (categories) and is logged with its non-numeric values, which are usually typos.
 
     Raises
     ------
@@ -949,7 +974,7 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
                 f"empty for a missing value)."
             )
     df = pd.DataFrame([[c.strip() for c in row] for _, row in rows[1:]], columns=header, dtype=object)
-    df = df.where(~df.isin(["", "NA"]), np.nan)
+    df = df.where(~df.isin(_TEXT_NA), np.nan)
     no_id = df["sample"].isna().to_numpy()
     if no_id.any():
         line = rows[1 + int(np.argmax(no_id))][0]
@@ -967,8 +992,16 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
     # numeric-looking covariates become numbers, the rest stay strings (categories)
     for col in df.columns:
         converted = pd.to_numeric(df[col], errors="coerce")
-        if converted.notna().sum() == df[col].notna().sum():
+        n_values = int(df[col].notna().sum())
+        if converted.notna().sum() == n_values:
             df[col] = _exact_floats(df[col], converted)
+        elif converted.notna().sum() >= 0.8 * n_values:
+            text = df.loc[df[col].notna() & converted.isna(), col]
+            log.warning("%s '%s': column %r holds numbers but for %d value%s (%s), so it is read as categories, "
+                        "one level per distinct value; if it is a number, correct those cells (leave a cell "
+                        "empty, or write NA, for a missing value)", what, path, col, len(text),
+                        "" if len(text) == 1 else "s",
+                        preview([f"{v!r} (sample {i!r})" for i, v in text.items()]))
     return df
 
 
