@@ -78,8 +78,14 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     sheet = pd.DataFrame({"sample": data["samples"], "batch": rng.choice(["x", "y", "z"], len(data["samples"])),
                           "dose": rng.uniform(0, 1, len(data["samples"]))})
     sheet.to_csv(tmp_path / "data" / "samples.tsv", sep="\t", index=False)
+    # a new batch with its own sample sheet: the models adjust for covariates, so deploy reads them from it
+    new = make_dataset(tmp_path, n_samples=10, n_genes=8, seed=11, name="new.tsv", prefix="N")
+    new_sheet = pd.DataFrame({"sample": new["samples"], "batch": rng.choice(["x", "y", "z"], 10),
+                              "dose": rng.uniform(0, 1, 10)})
+    new_sheet.to_csv(tmp_path / "data" / "new_samples.tsv", sep="\t", index=False)
     write_config(tmp_path, models=["ols"], targets=["G0", "G1", "G5"], predictors=["G2", "G3", "G4"],
-                 sample_sheet="data/samples.tsv",
+                 sample_sheet="data/samples.tsv", new_batches={"fresh": ["data/new.tsv"]},
+                 new_batch_sheets={"fresh": "data/new_samples.tsv"},
                  ols={"covariates": ["batch", "dose"], "interactions": [["G2", "G5"]],
                       "gene_sets": {"pair": ["G3", "G4"], "g5": ["G5"]}})
     run_snakemake(tmp_path)
@@ -109,6 +115,11 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
         assert nested.loc["pair", "df_num"] == dfn == 2
         # removing G5 also removes the interaction G2:G5
         assert nested.loc["g5", "df_num"] == 2
+        # the new batch, scored with its own sheet's covariates, as statsmodels predicts it
+        new_df = pd.read_csv(tmp_path / "data/new.tsv", sep="\t", index_col=0).T.join(new_sheet.set_index("sample"))
+        deployed = pd.read_csv(tmp_path / f"results/deploy/fresh/{target}/predictions.tsv", sep="\t")
+        np.testing.assert_allclose(deployed.set_index("sample").loc[new_df.index, "predicted"],
+                                   ref.predict(new_df), rtol=1e-8)
     # the target G5 is in the interaction G2:G5 and the gene set g5: neither enters its own model
     ref = smf.ols("G5 ~ G2 + G3 + G4 + C(batch) + dose", data=df).fit()
     ours = pd.read_csv(tmp_path / "results/ols/G5/coefficients.tsv", sep="\t").set_index("term")

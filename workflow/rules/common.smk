@@ -190,6 +190,20 @@ if _missing_batch:
         + ", ".join(repr(p) for p in _missing_batch)
         + f". Paths are relative to {Path.cwd()}."
     )
+_unknown_sheets = sorted(set(config["new_batch_sheets"]) - set(BATCHES))
+if _unknown_sheets:
+    raise WorkflowError(
+        "gexpred: new_batch_sheets names batches that are not in new_batches: "
+        + ", ".join(repr(b) for b in _unknown_sheets)
+        + ". Use the names of new_batches (" + (", ".join(repr(b) for b in BATCHES) or "none set") + ")."
+    )
+_missing_sheet = [p for p in config["new_batch_sheets"].values() if not Path(p).is_file()]
+if _missing_sheet:
+    raise WorkflowError(
+        "gexpred: new_batch_sheets file(s) not found: "
+        + ", ".join(repr(p) for p in _missing_sheet)
+        + f". Paths are relative to {Path.cwd()}."
+    )
 NORMALIZATION = config["normalization"]
 NORMALIZATION_STEPS = [NORMALIZATION] if isinstance(NORMALIZATION, str) else list(NORMALIZATION)
 
@@ -320,6 +334,14 @@ def importance_inputs(wildcards):
 def batch_files(wildcards):
     """The matrices of a new batch."""
     return config["new_batches"][wildcards.batch]
+
+
+def batch_sheet(wildcards):
+    """The sample sheet a new batch's covariates are read from: none when the models adjust for no covariate;
+    else the batch's own (new_batch_sheets) or the run's."""
+    if not config["ols"]["covariates"]:
+        return []
+    return [config["new_batch_sheets"].get(wildcards.batch, config["sample_sheet"])]
 
 
 def input_paths(name):

@@ -38,6 +38,7 @@ rule deploy_batch:
     input:
         best="results/models/{target}/best.json",
         batch=batch_files,
+        sheet=batch_sheet,
     output:
         predictions="results/deploy/{batch}/{target}/predictions.tsv",
         drift="results/deploy/{batch}/{target}/drift.tsv",
@@ -57,6 +58,7 @@ rule deploy_batch:
     params:
         bundle=lambda wc, input: str(Path(input.best).parent),
         inputs=lambda wc, input: " ".join(f"--input {shlex.quote(p)}" for p in input.batch),
+        sheet=lambda wc, input: " ".join(f"--sample-sheet {shlex.quote(p)}" for p in input.sheet),
         truth="--truth-if-measured" if not CLASSIFICATION else "",
         thresholds=json.dumps(config["monitor"], sort_keys=True),
         out_dir=subpath(output.verdict, parent=True),
@@ -67,7 +69,7 @@ rule deploy_batch:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred monitor --bundle {params.bundle:q} {params.inputs} {params.truth}"
+        "gexpred monitor --bundle {params.bundle:q} {params.inputs} {params.sheet} {params.truth}"
         " --thresholds {params.thresholds:q} --out-dir {params.out_dir:q}"
         " --out-predictions {output.predictions:q} --log {log:q}"
 
