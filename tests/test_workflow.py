@@ -424,6 +424,26 @@ def test_rerun_is_a_noop(finished_run):
     root, _ = finished_run
     proc = run_snakemake(root, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    # the same config with every mapping's keys in reverse order (as another editor or yaml.safe_dump writes
+    # it) means the same run: nothing reruns. recovery.network is written out with the schema's defaults, a
+    # mapping of several keys the rules pass on as JSON
+    import yaml
+
+    def reverse(v):
+        return {k: reverse(v[k]) for k in reversed(list(v))} if isinstance(v, dict) else v
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    network = {k: p["default"] for k, p in
+               schema["properties"]["recovery"]["properties"]["network"]["properties"].items()}
+    path = root / "config.yaml"
+    original = path.read_text()
+    cfg = {**yaml.safe_load(original), "recovery": {"network": network}}
+    try:
+        path.write_text(yaml.safe_dump(reverse(cfg), sort_keys=False))
+        proc = run_snakemake(root, "-n")
+    finally:
+        path.write_text(original)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
 
 
 def test_killed_run_resumes_to_identical_results(tmp_path, finished_run):

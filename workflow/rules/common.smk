@@ -221,7 +221,7 @@ def target_name(wildcards):
 
 def predictor_spec():
     """The predictors setting as JSON for the command line."""
-    return json.dumps(config["predictors"])
+    return json.dumps(config["predictors"], sort_keys=True)
 
 
 def required_genes():

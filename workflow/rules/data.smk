@@ -49,7 +49,7 @@ rule labels:
         "results/benchmarks/labels.tsv"
     params:
         targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
-        binarize=json.dumps(config["binarize"]),
+        binarize=json.dumps(config["binarize"], sort_keys=True),
     threads: 1
     resources:
         mem_mb=whole_matrix_mem_mb(3, 2000),
