@@ -38,9 +38,11 @@ TARGETS = [
     "results/ols/all_coefficients.tsv",
     "results/ols/all_fits.tsv",
 ]
-RULES = ["collect", "split", "folds", "normalize", "select_predictors", "ols", "ols", "compare", "ols_summary"]
-# the profile's group: the set-up steps run in one sbatch job
-PREPARE = {"collect", "split", "folds", "normalize", "select_predictors"}
+RULES = ["collect", "split", "normalize", "folds", "folds", "select_predictors", "select_predictors", "ols", "ols",
+         "compare", "ols_summary"]
+# the profile's groups: the data's set-up steps run in one sbatch job, each target's (folds, predictors) in one
+PREPARE = {"collect", "split", "normalize"}
+TARGET_SETUP = {"folds", "select_predictors"}
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 
 
@@ -138,11 +140,12 @@ def test_tiny_workflow_on_slurm_equals_local_run(slurm_cluster, tmp_path):
         log, slurm_s = _run_on_slurm(roots["slurm"], slurm_cluster)
         local_s = local.result()
 
-    # every job went through SLURM: one sbatch for the profile's group of set-up steps, one per other rule
-    # job, and squeue knows each as COMPLETED (the test cluster keeps finished jobs visible for MinJobAge = 600 s)
+    # every job went through SLURM: one sbatch for the profile's group of the data's set-up steps, one for each
+    # target's set-up, one per other rule job, and squeue knows each as COMPLETED (the test cluster keeps
+    # finished jobs visible for MinJobAge = 600 s)
     ids = SUBMITTED.findall(log)
-    assert len(ids) == len([r for r in RULES if r not in PREPARE]) + 1, log[-4000:]
-    assert "slurm_logs/group_prepare_" in log, log[-4000:]
+    assert len(ids) == len([r for r in RULES if r not in PREPARE | TARGET_SETUP]) + 1 + 2, log[-4000:]
+    assert "slurm_logs/group_prepare_" in log and log.count("slurm_logs/group_target_setup_") >= 2, log[-4000:]
     for rule in RULES:
         assert len(re.findall(rf"^Finished jobid: \S+ \(Rule: {rule}\)$", log, re.M)) == RULES.count(rule), \
             f"rule {rule} was not run as often as planned:\n{log[-4000:]}"

@@ -7,6 +7,8 @@ The expected numbers come from statsmodels' formula API and numpy, never from ge
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,3 +175,28 @@ def test_jobs_that_hold_the_matrix_ask_for_memory_in_proportion(tmp_path):
     # the matrix it will read, the 3,000 MB of text as 1.5 x that much float64, not left out of the group's request
     assert mem_mb("normalize") == -(-(1.5 * (400 + 5 * 3000 * 1.5)) // 100) * 100
     assert mem_mb("target_table") == 500
+
+
+def test_adding_a_target_makes_only_its_jobs(tmp_path):
+    """Each target's set-up (folds, predictors) and models are jobs of their own: a target added to a finished
+    run makes that target's jobs and the tables across targets, and leaves the others' models as they were
+    (before, every target's set-up and models were made again)."""
+    make_dataset(tmp_path, n_samples=30, n_genes=8)
+    write_config(tmp_path, models=["ols"], targets=["G0"])
+    run_snakemake(tmp_path)
+    g0 = tmp_path / "results/ols/G0/coefficients.tsv"
+    before = (g0.read_bytes(), g0.stat().st_mtime_ns)
+    write_config(tmp_path, models=["ols"], targets=["G0", "G1"])
+    proc = run_snakemake(tmp_path, "--nocolor")
+    ran = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: target=(\w+)", proc.stdout + proc.stderr,
+                     re.M)
+    # the set-up and the model of G1 only; the per-target figures and bundles, which show the tables across
+    # targets, are redone for both (seconds)
+    assert sorted(r for r in ran if r[0] not in ("plot_target", "bundle")) == [
+        ("folds", "G1"), ("ols", "G1"), ("select_predictors", "G1")], ran
+    assert (g0.read_bytes(), g0.stat().st_mtime_ns) == before
+    # the gathered tables hold both targets, in the config's order
+    pred = pd.read_csv(tmp_path / "results/data/predictors.tsv", sep="\t")
+    assert list(dict.fromkeys(pred["target"])) == ["G0", "G1"]
+    folds = pd.read_csv(tmp_path / "results/data/folds.tsv", sep="\t")
+    assert list(dict.fromkeys(folds["target"])) == ["G0", "G1"]

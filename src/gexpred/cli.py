@@ -128,6 +128,27 @@ def cmd_collect(a: argparse.Namespace) -> None:
         raise
 
 
+def cmd_gather(a: argparse.Namespace) -> None:
+    """Tables of one target each, as one table: stacked (``--rows``) or joined on their sample column
+    (``--columns``), in the order given."""
+    from .io import read_table, write_table
+
+    if len(a.table) == 0:
+        raise InputError("gexpred gather: give at least one --table.")
+    parts = [read_table(p, dtype=str) for p in a.table]
+    if a.how == "rows":
+        out = pd.concat(parts, ignore_index=True)
+    else:
+        out = parts[0]
+        for p, path in zip(parts[1:], a.table[1:]):
+            if list(p["sample"]) != list(out["sample"]):
+                raise InputError(f"Table '{path}' holds other samples than '{a.table[0]}'; re-run the steps that "
+                                 f"wrote them.")
+            out = pd.concat([out, p.drop(columns="sample")], axis=1)
+    log.info("gathered %d tables: %d rows x %d columns", len(parts), len(out), out.shape[1])
+    write_table(out, a.out)
+
+
 def cmd_labels(a: argparse.Namespace) -> None:
     from .io import read_h5ad, write_table
     from .logit import binarize, encode_labels
@@ -1790,6 +1811,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = verb("targets", cmd_targets, "Write the table of target gene ids and their output directory names.")
     s.add_argument("--target", action="append", required=True)
+    s.add_argument("--out", required=True)
+
+    s = verb("gather", cmd_gather, "Gather per-target tables (predictors, folds, labels) into one table.")
+    s.add_argument("--table", action="append", default=[], help="a per-target table (repeat, in order)")
+    s.add_argument("--how", choices=["rows", "columns"], default="rows",
+                   help="rows: stack the tables; columns: join them on their 'sample' column")
     s.add_argument("--out", required=True)
 
     s = verb("labels", cmd_labels, "Build the class labels of classification targets.")

@@ -231,9 +231,14 @@ def required_genes():
     return list(dict.fromkeys(genes))
 
 
-def labels_input():
-    """The class labels table, for classification runs only."""
-    return "results/data/labels.tsv" if CLASSIFICATION else []
+def target_labels(wildcards):
+    """A target's class labels table, for classification runs only."""
+    return f"results/data/labels/{wildcards.target}.tsv" if CLASSIFICATION else []
+
+
+def split_labels():
+    """The class labels that stratify the train/test split: the first target's (classification runs only)."""
+    return f"results/data/labels/{next(iter(TARGETS))}.tsv" if CLASSIFICATION and TARGETS else []
 
 
 def labels_arg(input):
@@ -413,6 +418,10 @@ def all_outputs():
         ] + (GENOME_RECOVERY_OUTPUTS if config.get("gold_standard") else []) + report_outputs()
     out = [
         "results/data/targets.tsv",
+        "results/data/predictors.tsv",
+        "results/data/fold_predictors.tsv",
+        "results/data/folds.tsv",
+        *(["results/data/labels.tsv"] if CLASSIFICATION else []),
         "results/compare/predictions.tsv",
         "results/compare/metrics.tsv",
         "results/compare/cv_metrics.tsv",

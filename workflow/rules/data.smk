@@ -1,3 +1,9 @@
+# gathering per-target tables is a few milliseconds: on a cluster it runs where Snakemake runs
+localrules:
+    gather_predictors,
+    gather_labels,
+
+
 rule collect:
     input:
         matrices=config["matrices"],
@@ -36,20 +42,15 @@ rule labels:
     input:
         "results/data/collected.h5ad",
     output:
-        report(
-            "results/data/labels.tsv",
-            caption="../report/labels.rst",
-            category="1. Data",
-            subcategory="all targets",
-            labels={"table": "class labels"},
-        ),
+        "results/data/labels/{target}.tsv",
     log:
-        "results/logs/labels.log",
+        "results/logs/labels/{target}.log",
     benchmark:
-        "results/benchmarks/labels.tsv"
+        "results/benchmarks/labels/{target}.tsv"
     params:
-        targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
-        binarize=json.dumps(config["binarize"], sort_keys=True),
+        target=target_name,
+        # this target's threshold only: another target's does not make this one's labels again
+        binarize=lambda wc: json.dumps({t: v for t, v in config["binarize"].items() if t == TARGETS[wc.target]}),
     threads: 1
     resources:
         mem_mb=whole_matrix_mem_mb(3, 2000),
@@ -57,14 +58,14 @@ rule labels:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred labels --data {input:q} {params.targets} --binarize {params.binarize:q} --out {output:q}"
+        "gexpred labels --data {input:q} --target {params.target:q} --binarize {params.binarize:q} --out {output:q}"
         " --log {log:q}"
 
 
 rule split:
     input:
         data="results/data/collected.h5ad",
-        labels=labels_input(),
+        labels=split_labels(),
     output:
         "results/data/splits.tsv",
     log:
@@ -90,15 +91,15 @@ rule folds:
     input:
         data="results/data/collected.h5ad",
         splits="results/data/splits.tsv",
-        labels=labels_input(),
+        labels=target_labels,
     output:
-        "results/data/folds.tsv",
+        "results/data/folds/{target}.tsv",
     log:
-        "results/logs/folds.log",
+        "results/logs/folds/{target}.log",
     benchmark:
-        "results/benchmarks/folds.tsv"
+        "results/benchmarks/folds/{target}.tsv"
     params:
-        targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
+        target=target_name,
         k=config["split"]["folds"],
         seed=config["split"]["seed"],
         labels=lambda wc, input: labels_arg(input),
@@ -109,7 +110,7 @@ rule folds:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred folds --data {input.data:q} --splits {input.splits:q} {params.targets} {params.labels}"
+        "gexpred folds --data {input.data:q} --splits {input.splits:q} --target {params.target:q} {params.labels}"
         " --k {params.k} --seed {params.seed} --out {output:q} --log {log:q}"
 
 
@@ -142,24 +143,18 @@ rule select_predictors:
     input:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
-        folds="results/data/folds.tsv",
-        labels=labels_input(),
+        folds="results/data/folds/{target}.tsv",
+        labels=target_labels,
     output:
-        predictors=report(
-            "results/data/predictors.tsv",
-            caption="../report/predictors.rst",
-            category="2. Preprocessing",
-            subcategory="all targets",
-            labels={"table": "predictors per target"},
-        ),
+        predictors="results/data/predictors/{target}.tsv",
         # chosen again on each fold's training part: cross-validation judges the choice too
-        fold_predictors="results/data/fold_predictors.tsv",
+        fold_predictors="results/data/fold_predictors/{target}.tsv",
     log:
-        "results/logs/select_predictors.log",
+        "results/logs/select_predictors/{target}.log",
     benchmark:
-        "results/benchmarks/select_predictors.tsv"
+        "results/benchmarks/select_predictors/{target}.tsv"
     params:
-        targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
+        target=target_name,
         spec=predictor_spec(),
         required=" ".join(f"--required {shlex.quote(g)}" for g in required_genes()),
         labels=lambda wc, input: labels_arg(input),
@@ -170,9 +165,74 @@ rule select_predictors:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred select --data {input.data:q} --splits {input.splits:q} {params.targets}"
+        "gexpred select --data {input.data:q} --splits {input.splits:q} --target {params.target:q}"
         " --spec {params.spec:q} {params.required} {params.labels} --folds {input.folds:q}"
         " --out {output.predictors:q} --out-folds {output.fold_predictors:q} --log {log:q}"
+
+
+# Each target's set-up steps (labels, folds, predictors) are jobs of their own, so that adding a target to a
+# finished run makes only the new target's jobs; these tables gather them for the report and the steps across
+# targets.
+rule gather_predictors:
+    input:
+        predictors=expand("results/data/predictors/{target}.tsv", target=TARGETS),
+        fold_predictors=expand("results/data/fold_predictors/{target}.tsv", target=TARGETS),
+        folds=expand("results/data/folds/{target}.tsv", target=TARGETS),
+    output:
+        predictors=report(
+            "results/data/predictors.tsv",
+            caption="../report/predictors.rst",
+            category="2. Preprocessing",
+            subcategory="all targets",
+            labels={"table": "predictors per target"},
+        ),
+        fold_predictors="results/data/fold_predictors.tsv",
+        folds="results/data/folds.tsv",
+    log:
+        "results/logs/gather_predictors.log",
+    benchmark:
+        "results/benchmarks/gather_predictors.tsv"
+    params:
+        predictors=lambda wc, input: " ".join(f"--table {shlex.quote(p)}" for p in input.predictors),
+        fold_predictors=lambda wc, input: " ".join(f"--table {shlex.quote(p)}" for p in input.fold_predictors),
+        folds=lambda wc, input: " ".join(f"--table {shlex.quote(p)}" for p in input.folds),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "(gexpred gather {params.predictors} --out {output.predictors:q}"
+        " && gexpred gather {params.fold_predictors} --out {output.fold_predictors:q}"
+        " && gexpred gather {params.folds} --out {output.folds:q}) > {log:q} 2>&1"
+
+
+rule gather_labels:
+    input:
+        expand("results/data/labels/{target}.tsv", target=TARGETS),
+    output:
+        report(
+            "results/data/labels.tsv",
+            caption="../report/labels.rst",
+            category="1. Data",
+            subcategory="all targets",
+            labels={"table": "class labels"},
+        ),
+    log:
+        "results/logs/gather_labels.log",
+    benchmark:
+        "results/benchmarks/gather_labels.tsv"
+    params:
+        tables=lambda wc, input: " ".join(f"--table {shlex.quote(p)}" for p in input),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred gather {params.tables} --how columns --out {output:q} --log {log:q}"
 
 
 rule target_table:

@@ -2,11 +2,11 @@ rule mlp:
     input:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
-        folds="results/data/folds.tsv",
-        predictors="results/data/predictors.tsv",
-        fold_predictors="results/data/fold_predictors.tsv",
+        folds="results/data/folds/{target}.tsv",
+        predictors="results/data/predictors/{target}.tsv",
+        fold_predictors="results/data/fold_predictors/{target}.tsv",
         normalization="results/data/normalization.json",
-        labels=labels_input(),
+        labels=target_labels,
     output:
         model="results/mlp/{target}/model.pt",
         meta="results/mlp/{target}/model.json",

@@ -2,11 +2,11 @@ rule ols:
     input:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
-        predictors="results/data/predictors.tsv",
-        fold_predictors="results/data/fold_predictors.tsv",
+        predictors="results/data/predictors/{target}.tsv",
+        fold_predictors="results/data/fold_predictors/{target}.tsv",
         normalization="results/data/normalization.json",
-        folds="results/data/folds.tsv",
-        labels=labels_input(),
+        folds="results/data/folds/{target}.tsv",
+        labels=target_labels,
     output:
         coefficients=report(
             "results/ols/{target}/coefficients.tsv",

@@ -2,9 +2,9 @@ rule penalized:
     input:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
-        folds="results/data/folds.tsv",
-        predictors="results/data/predictors.tsv",
-        fold_predictors="results/data/fold_predictors.tsv",
+        folds="results/data/folds/{target}.tsv",
+        predictors="results/data/predictors/{target}.tsv",
+        fold_predictors="results/data/fold_predictors/{target}.tsv",
         normalization="results/data/normalization.json",
     output:
         coefficients=report(
