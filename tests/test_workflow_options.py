@@ -36,7 +36,13 @@ def test_config_errors_name_the_key(tmp_path):
                               ({"targets": ["G0", "G0"]}, "'targets': lists 'G0' more than once"),
                               ({"targets": "G0"}, "'targets': 'G0' is a single value where a list is expected"),
                               ({"predictors": {"top_correlated": "4"}},
-                               "'predictors.top_correlated': '4' is not of type 'integer'")):
+                               "'predictors.top_correlated': '4' is not of type 'integer'"),
+                              ({"predictors": ["G2", "G3", "G2"]}, "'predictors': lists 'G2' more than once"),
+                              ({"predictors": {"from": ["G2", "G3", "G2"], "top_correlated": 2}},
+                               "'predictors.from': lists 'G2' more than once"),
+                              ({"predictors": {"top_corelated": 4}},
+                               "unknown key 'predictors.top_corelated': did you mean 'top_correlated'?"),
+                              ({"targets": {"fiel": "x.txt"}}, "unknown key 'targets.fiel': did you mean 'file'?")):
         write_config(tmp_path, **overrides)
         proc = run_snakemake(tmp_path, "-n", check=False)
         assert proc.returncode != 0 and needle in proc.stdout + proc.stderr, (overrides, proc.stderr[-2000:])

@@ -39,22 +39,28 @@ def _config_problems(cfg):
     for err in sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path]):
         where = ".".join(str(p) for p in err.absolute_path)
         if err.validator == "additionalProperties":
-            known = list(err.schema.get("properties", {}))
-            for k in [k for k in err.instance if k not in known]:
-                key = f"{where}.{k}" if where else str(k)
-                hint = difflib.get_close_matches(str(k), known, n=1)
-                problems.append(
-                    f"unknown key '{key}'"
-                    + (f": did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(known)})")
-                )
+            problems.extend(_unknown_keys(err, where))
         elif err.validator == "required":
             problems.append(f"{err.message} (in {where or 'the top level'})")
         else:
             desc = err.schema.get("description", "")
             found = _branch_errors(err) if err.validator in ("oneOf", "anyOf") else []
-            problems.extend(f"'{p}': {m}" + (f" ({desc.strip()})" if desc else "")
+            problems.extend((f"'{p}': {m}" + (f" ({desc.strip()})" if desc else "")) if p else m
                             for p, m in (found or [(where, err.message)]))
     return problems
+
+
+def _unknown_keys(err, where):
+    """'unknown key' lines, with 'did you mean' for a close match, of an additionalProperties error."""
+    import difflib
+
+    known = list(err.schema.get("properties", {}))
+    out = []
+    for k in [k for k in err.instance if k not in known]:
+        key = f"{where}.{k}" if where else str(k)
+        hint = difflib.get_close_matches(str(k), known, n=1)
+        out.append(f"unknown key '{key}'" + (f": did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(known)})"))
+    return out
 
 
 def _branch_errors(err):
@@ -77,6 +83,20 @@ def _branch_errors(err):
     for e in fitting[0]:
         path = ".".join(str(p) for p in (*err.absolute_path, *e.relative_path))
         msg = e.message
+        if e.validator == "additionalProperties":
+            out.extend(("", line) for line in _unknown_keys(e, path))
+            continue
+        if e.validator in ("oneOf", "anyOf") and not all(set(f) == {"required"} for f in e.validator_value):
+            nested = _branch_errors(e)
+            if nested:
+                out.extend(nested)
+                continue
+        if e.validator == "anyOf" and all(set(f) == {"required"} for f in e.validator_value):
+            names = [n for f in e.validator_value for n in f["required"]]
+            present = [n for n in names if isinstance(e.instance, dict) and n in e.instance]
+            if not present:
+                out.append((path, "needs " + " or ".join(repr(n) for n in names)))
+                continue
         if e.validator == "type" and isinstance(e.instance, (int, float)) and not isinstance(e.instance, bool):
             msg = (f"{e.instance!r} is a number in YAML, but ids and names are text here: quote it "
                    f"('{e.instance}')")
