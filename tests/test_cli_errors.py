@@ -172,3 +172,24 @@ def test_sample_sheet_missing_words_are_missing_and_typos_logged(write, caplog):
     assert df["dose"].dtype == object
     text = flat(caplog.text)
     assert "column 'dose' holds numbers but for 1 value" in text and "'1O' (sample 's3')" in text
+
+
+def test_covariate_named_like_a_gene_is_refused_whatever_the_predictors(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    samples = [f"s{i}" for i in range(30)]
+    data = ad.AnnData(X=rng.normal(size=(30, 4)), obs=pd.DataFrame({"G3": rng.normal(size=30)}, index=samples),
+                      var=pd.DataFrame(index=["G0", "G1", "G2", "G3"]))
+    data.write_h5ad(tmp_path / "data.h5ad")
+    pd.DataFrame({"sample": samples, "split": ["train"] * 24 + ["test"] * 6}).to_csv(
+        tmp_path / "splits.tsv", sep="\t", index=False)
+    # G3 is not among G0's predictors: the name clash is refused all the same
+    pd.DataFrame({"target": "G0", "rank": [1, 2], "gene": ["G1", "G2"], "train_corr": [0.5, 0.4]}).to_csv(
+        tmp_path / "predictors.tsv", sep="\t", index=False)
+    out = tmp_path / "ols" / "G0"
+    rc = main(["ols", "--data", str(tmp_path / "data.h5ad"), "--splits", str(tmp_path / "splits.tsv"),
+               "--predictors", str(tmp_path / "predictors.tsv"), "--target", "G0", "--covariate", "G3",
+               "--out-dir", str(out), "--log", str(tmp_path / "ols.log")])
+    err = flat(capsys.readouterr().err)
+    assert rc == 1 and "Traceback" not in err
+    assert "Covariates 'G3' (ols.covariates, columns of the sample sheet) are also gene ids" in err
+    assert "'G3_covariate'" in err and not out.exists()

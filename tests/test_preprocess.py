@@ -177,3 +177,19 @@ def test_as_steps():
     assert as_steps(["none", "log1p", "zscore"]) == ["log1p", "zscore"]
     with pytest.raises(InputError, match="quantile"):
         as_steps(["quantile"])
+
+
+def test_count_steps_warn_on_data_that_look_log_scaled(caplog):
+    from gexpred.preprocess import fit_normalization
+
+    rng = np.random.default_rng(0)
+    genes, samples = ["a", "b", "c"], [f"s{i}" for i in range(6)]
+    logged = rng.uniform(5.7, 16.5, size=(6, 3))  # log2 intensities, as the bundled compendium's
+    with caplog.at_level("WARNING", logger="gexpred.preprocess"):
+        params = fit_normalization(logged, genes, samples, ["log_cpm", "zscore"], "matrix 'x.tsv'")
+    assert len(params["warnings"]) == 1 and "log-scaled already" in params["warnings"][0]
+    assert "matrix 'x.tsv'" in caplog.text and f"{logged.max():.4g}" in caplog.text
+    # counts (whole numbers, or values reaching the hundreds) fit without a warning
+    counts = rng.poisson(30, size=(6, 3)).astype(float)
+    assert "warnings" not in fit_normalization(counts, genes, samples, "log1p")
+    assert "warnings" not in fit_normalization(logged * 40, genes, samples, "log1p")

@@ -416,6 +416,16 @@ def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] |
     train = split == "train"
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
     covariates, encoding = (None, {})
+    genes_too = [c for c in a.covariate or [] if c in set(adata.var_names)]
+    if genes_too:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"Covariates {preview(genes_too)} (ols.covariates, columns of the sample sheet) are also gene ids of "
+            f"{_sources(adata, a.data)}: a design term or an interaction naming them would be ambiguous (whether "
+            f"or not the gene is among target {a.target!r}'s predictors). Rename the column in the sample sheet "
+            f"and in ols.covariates, e.g. to '{genes_too[0]}_covariate'."
+        )
     if a.covariate:
         covariates, encoding = encode_covariates(adata.obs, list(a.covariate), train, "the sample sheet")
     Xdf = build_design(expr, names, covariates, interactions)

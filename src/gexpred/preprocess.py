@@ -66,6 +66,24 @@ def _check_nonnegative(X: np.ndarray, genes: list[str], samples: list[str], step
         )
 
 
+LOG_SCALE_MAX = 50.0
+
+
+def _warn_if_log_scale(X: np.ndarray, step: str, source: str) -> str | None:
+    """A warning (logged, and returned to be recorded with the fitted parameters) when a step meant for raw counts
+    meets values that look log-scaled already: all below :data:`LOG_SCALE_MAX` with some not whole numbers
+    (log2 intensities reach ~16-20, log CPM ~20; counts reach hundreds). Taking their log again compresses the
+    differences between samples without error, so it would pass unnoticed."""
+    finite = X[np.isfinite(X)]
+    if not finite.size or finite.max() >= LOG_SCALE_MAX or np.all(finite == np.round(finite)):
+        return None
+    text = (f"normalization '{step}' expects raw counts, but every value of {source} is below {LOG_SCALE_MAX:g} "
+            f"(largest {finite.max():.4g}) and not all are whole numbers: the data look log-scaled already, and a "
+            f"second log compresses them. If they are, use 'none' or 'zscore' instead.")
+    log.warning(text)
+    return text
+
+
 def fit_normalization(
     X: np.ndarray, genes: list[str], samples: list[str], spec: str | list[str], source: str = "the data"
 ) -> dict[str, Any]:
@@ -86,17 +104,21 @@ def fit_normalization(
     Returns
     -------
     dict
-        ``{"steps": [{"method": ..., ...fitted parameters}], "genes": [...]}``.
+        ``{"steps": [{"method": ..., ...fitted parameters}], "genes": [...]}``, and ``"warnings"`` (texts) when a
+        step for raw counts met values that look log-scaled already.
     """
     steps = as_steps(spec)
     fitted: list[dict[str, Any]] = []
     Z = np.array(X, dtype=np.float64, copy=True)
+    warnings: list[str] = []
     for step in steps:
-        if step == "log1p":
+        if step in ("log1p", "log_cpm"):
             _check_nonnegative(Z, genes, samples, step, source)
+            if (w := _warn_if_log_scale(Z, step, source)) is not None:
+                warnings.append(w)
+        if step == "log1p":
             p: dict[str, Any] = {"method": "log1p"}
         elif step == "log_cpm":
-            _check_nonnegative(Z, genes, samples, step, source)
             p = {"method": "log_cpm", "scale": 1e6, "prior_count": 1.0, "log_base": 2}
         elif step == "zscore":
             mean = Z.mean(axis=0)
@@ -116,7 +138,10 @@ def fit_normalization(
             raise AssertionError(step)
         fitted.append(p)
         Z = _apply_step(Z, p, genes, samples, source)
-    return {"steps": fitted, "genes": list(genes)}
+    out: dict[str, Any] = {"steps": fitted, "genes": list(genes)}
+    if warnings:
+        out["warnings"] = warnings
+    return out
 
 
 def _apply_step(X: np.ndarray, p: dict[str, Any], genes: list[str], samples: list[str], source: str) -> np.ndarray:
