@@ -225,3 +225,19 @@ def test_attach_sample_sheet_matches_string_ids_exactly(make_frame, write):
     out, dropped = attach_sample_sheet(m, read_sample_sheet(sheet_path), str(sheet_path))
     assert out.obs["batch"].tolist() == [3, 7]
     assert dropped["id"].tolist() == ["1"]
+
+
+@pytest.mark.parametrize("policy", ["error", "drop_genes", "impute_mean"])
+def test_an_empty_sample_is_named_whatever_the_policy(policy):
+    from gexpred.collect import apply_missing_policy
+
+    X = np.arange(12, dtype=float).reshape(4, 3)
+    X[2] = np.nan  # sample s2 has no value at all
+    X[0, 1] = np.nan
+    m = ad.AnnData(X=X, obs=pd.DataFrame(index=[f"s{i}" for i in range(4)]),
+                   var=pd.DataFrame(index=["g0", "g1", "g2"]))
+    m.uns["source"] = "m.tsv"
+    with pytest.raises(InputError) as e:
+        apply_missing_policy(m, [m], policy)
+    msg = str(e.value)
+    assert "no value at all for 1 sample: 's2'" in msg and "m.tsv" in msg and "remove it from the matrix" in msg

@@ -206,3 +206,36 @@ def test_adding_a_target_makes_only_its_jobs(tmp_path):
     assert list(dict.fromkeys(pred["target"])) == ["G0", "G1"]
     folds = pd.read_csv(tmp_path / "results/data/folds.tsv", sep="\t")
     assert list(dict.fromkeys(folds["target"])) == ["G0", "G1"]
+
+
+def test_impute_mean_fills_predictors_never_the_response(tmp_path):
+    """missing: impute_mean fills a predictor gene's missing values with its training mean, but a target's
+    samples without a measured value are left out of its folds, fits and judgement (before, the target's own
+    training mean was learnt and scored as if measured). Expected numbers from numpy least squares."""
+    data = make_dataset(tmp_path, n_samples=40, n_genes=8)
+    expr = pd.read_csv(tmp_path / "data/expr.tsv", sep="\t", index_col=0)
+    gone_y = expr.columns[::5]  # 8 samples without G0
+    expr.loc["G0", gone_y] = np.nan
+    expr.loc["G2", expr.columns[3]] = np.nan  # a predictor's missing value: imputed
+    expr.to_csv(tmp_path / "data/expr.tsv", sep="\t", na_rep="NA")
+    write_config(tmp_path, models=["ols"], targets=["G0", "G1"], predictors=["G2", "G3", "G4"],
+                 missing="impute_mean")
+    run_snakemake(tmp_path)
+    sp = pd.read_csv(tmp_path / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    X = expr.T
+    train_all = sp.index[sp == "train"]
+    g2 = X["G2"].fillna(X.loc[train_all, "G2"].mean())
+    pred = pd.read_csv(tmp_path / "results/ols/G0/predictions.tsv", sep="\t", dtype={"sample": str})
+    assert set(pred["sample"]) == set(X.index) - set(gone_y)
+    train = [s for s in train_all if s not in set(gone_y)]
+    A = np.column_stack([np.ones(len(train)), g2[train], X.loc[train, "G3"], X.loc[train, "G4"]])
+    beta = np.linalg.lstsq(A, X.loc[train, "G0"].to_numpy(), rcond=None)[0]
+    coefs = pd.read_csv(tmp_path / "results/ols/G0/coefficients.tsv", sep="\t")
+    np.testing.assert_allclose(coefs["coef"], beta, rtol=1e-8)
+    folds = pd.read_csv(tmp_path / "results/data/folds.tsv", sep="\t", dtype={"sample": str})
+    assert set(folds.loc[folds["target"] == "G0", "sample"]) == set(train)
+    assert set(folds.loc[folds["target"] == "G1", "sample"]) == set(train_all)
+    # G1 keeps every sample; the log says what G0 left out
+    assert len(pd.read_csv(tmp_path / "results/ols/G1/predictions.tsv", sep="\t")) == len(X)
+    log = " ".join((tmp_path / "results/logs/ols/G0.log").read_text().split())
+    assert f"target G0: {len(gone_y)} samples without a measured value" in log

@@ -60,11 +60,39 @@ def _source_text(sources: list[str], what: str = "the collected data") -> str:
     return f"{what} (" + ", ".join(sources) + ")"
 
 
-def _load_split_data(data: str, splits: str):
+def _load_split_data(data: str, splits: str, target: str | None = None):
+    """The data and each sample's split; with ``target``, only the samples where the target gene was measured
+    (:func:`_measured_samples`)."""
     from .io import read_h5ad
 
     adata = read_h5ad(data)
-    return adata, _split_of(adata.obs_names, data, splits)
+    split = _split_of(adata.obs_names, data, splits)
+    return _measured_samples(adata, split, target, data) if target is not None else (adata, split)
+
+
+def _measured_samples(adata, split: np.ndarray, target: str, data: str):
+    """The data and splits without the samples whose value of gene ``target`` was missing (``missing:
+    impute_mean`` filled it in for the gene as a predictor; as a response it would be learnt and judged as if
+    measured). The normalize step records the imputed cells (``uns['imputed']``)."""
+    imp = adata.uns.get("imputed")
+    if not isinstance(imp, dict) or "gene" not in imp:
+        return adata, split
+    missing = set(np.asarray(imp["sample"], dtype=str)[np.asarray(imp["gene"], dtype=str) == target])
+    if not missing:
+        return adata, split
+    keep = ~np.asarray(adata.obs_names.isin(missing))
+    left = [s for s in adata.obs_names if s in missing]
+    counts = {k: int(np.sum(split[~keep] == k)) for k in ("train", "test")}
+    log.warning("target %s: %d samples without a measured value (%d training, %d test: %s) are left out of its "
+                "models and their judgement; missing: impute_mean fills a gene's missing values only where it is "
+                "a predictor", target, len(left), counts["train"], counts["test"], preview(left))
+    if not np.any(split[keep] == "train") or not np.any(split[keep] == "test"):
+        raise InputError(
+            f"Target {target!r} of {_sources(adata, data)} has no measured value in the "
+            f"{'training' if not np.any(split[keep] == 'train') else 'test'} samples, so it can be neither fitted "
+            f"nor judged. Remove it from 'targets' or add samples where it is measured."
+        )
+    return adata[keep].copy(), split[keep]
 
 
 def _split_of(samples, data: str, splits: str) -> np.ndarray:
@@ -228,13 +256,17 @@ def cmd_folds(a: argparse.Namespace) -> None:
 
     adata = read_h5ad(a.data)
     sp = read_table(a.splits, dtype={"sample": str}).set_index("sample")["split"].reindex(adata.obs_names)
-    train = list(adata.obs_names[(sp == "train").to_numpy()])
-    lab = _read_labels(a.labels, train) if a.labels else None
+    all_train = list(adata.obs_names[(sp == "train").to_numpy()])
+    lab = _read_labels(a.labels, all_train) if a.labels else None
     parts = []
     for t in a.target:
+        train = all_train
+        if t in adata.var_names:  # a target gene's unmeasured samples are left out of its models (_measured_samples)
+            measured = np.isfinite(np.asarray(adata[all_train, t].X, dtype=np.float64).ravel())
+            train = [s for s, m in zip(all_train, measured) if m]
         labels = None
         if lab is not None:
-            labels = lab[t].to_numpy()
+            labels = lab.loc[train, t].to_numpy()
         try:
             fold = kfold(train, a.k, a.seed, labels)
         except InputError as exc:
@@ -289,7 +321,8 @@ def cmd_normalize(a: argparse.Namespace) -> None:
     genes = list(adata.var_names)
     samples = list(adata.obs_names)
     source = _sources(adata, a.data, "the collected matrices")
-    X, imputed = impute_training_mean(np.asarray(adata.X), train, genes, samples, a.missing, source)
+    raw = np.asarray(adata.X)
+    X, imputed = impute_training_mean(raw, train, genes, samples, a.missing, source)
     params = fit_normalization(X[train], genes, [s for s, t in zip(samples, train) if t], a.method, source)
     Z = apply_normalization(X, genes, samples, params, source)
     params["fitted_on"] = {"split": "train", "n_samples": int(train.sum())}
@@ -299,47 +332,55 @@ def cmd_normalize(a: argparse.Namespace) -> None:
     out = adata.copy()
     out.X = Z
     out.uns["normalization"] = describe(params)
+    if imputed is not None:
+        si, gi = np.nonzero(~np.isfinite(raw))
+        # which cells were filled in: a target's are left out of its models (_measured_samples)
+        out.uns["imputed"] = {"gene": np.asarray(genes, dtype=str)[gi], "sample": np.asarray(samples, dtype=str)[si]}
     write_json(params, a.params)
     write_h5ad(out, a.out)
 
 
 def cmd_select(a: argparse.Namespace) -> None:
     from .design import select_predictors
-    from .io import write_table
+    from .io import read_h5ad, write_table
 
-    adata, split = _load_split_data(a.data, a.splits)
-    train = split == "train"
+    full = read_h5ad(a.data)
+    full_split = _split_of(full.obs_names, a.data, a.splits)
     spec = _json_arg(a.spec, "--spec")
-    source = _sources(adata, a.data)
-    class_labels = None
-    if a.labels:
-        from .logit import encode_labels
-
-        lab = _read_labels(a.labels, adata.obs_names)
-        class_labels = {t: encode_labels(lab.loc[train, t], f"target {t!r}")[0] for t in a.target}
-    genes, sample_ids = set(adata.var_names), set(adata.obs_names)
-    transposed = [t for t in a.target if t not in genes and t in sample_ids and not (class_labels and t in class_labels)]
+    source = _sources(full, a.data)
+    genes, sample_ids = set(full.var_names), set(full.obs_names)
+    lab = _read_labels(a.labels, full.obs_names) if a.labels else None
+    transposed = [t for t in a.target if t not in genes and t in sample_ids and not (lab is not None and t in lab)]
     if transposed:
         raise InputError(
             f"Targets {preview(transposed)} are not genes of {source} but sample ids of it: the matrix looks "
             f"transposed. Text matrices hold genes in rows and samples in columns; an .h5ad file holds samples in "
             f"obs and genes in var (AnnData's convention): transpose it (adata.T) and write it again."
         )
-    table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), list(a.target), spec, source,
-                              required=list(a.required), class_labels=class_labels, dropped=_dropped_genes(adata))
+    tables, fold_tables = [], []
     for t in a.target:
-        log.info("target %s: %d predictors", t, int((table["target"] == t).sum()))
-    fold_table = None
-    if a.folds and a.out_folds:
-        fold_table = _fold_predictors(a, adata, train, spec, source, class_labels, table)
-    write_table(table, a.out)
-    if fold_table is not None:
-        write_table(fold_table, a.out_folds)
+        # each target on the samples where it was measured (all of them unless missing: impute_mean filled some)
+        adata, split = _measured_samples(full, full_split, t, a.data) if t in genes else (full, full_split)
+        train = split == "train"
+        class_labels = None
+        if lab is not None:
+            from .logit import encode_labels
+
+            class_labels = {t: encode_labels(lab.loc[adata.obs_names[train], t], f"target {t!r}")[0]}
+        table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), [t], spec, source,
+                                  required=list(a.required), class_labels=class_labels, dropped=_dropped_genes(adata))
+        log.info("target %s: %d predictors", t, len(table))
+        tables.append(table)
+        if a.folds and a.out_folds:
+            fold_tables.append(_fold_predictors(a, adata, train, spec, source, class_labels, table, t))
+    write_table(pd.concat(tables, ignore_index=True), a.out)
+    if fold_tables:
+        write_table(pd.concat(fold_tables, ignore_index=True), a.out_folds)
 
 
 def _fold_predictors(a: argparse.Namespace, adata, train: np.ndarray, spec, source: str, class_labels,
-                     table: pd.DataFrame) -> pd.DataFrame:
-    """The predictors chosen again on each fold's training part (``--folds``), as many per target as on the
+                     table: pd.DataFrame, t: str) -> pd.DataFrame:
+    """The predictors of target ``t`` chosen again on each fold's training part (``--folds``), as many as on the
     whole training split, so that cross-validation judges the choice too (:func:`gexpred.search.fold_design`).
     With ``top_correlated`` a fold's choice is widened by the genes it needs beyond the first K when a gene
     required by an interaction or a gene set is among its K (the design keeps one width); a list of predictors
@@ -351,30 +392,29 @@ def _fold_predictors(a: argparse.Namespace, adata, train: np.ndarray, spec, sour
     samples = adata.obs_names[train]
     top_k = spec.get("top_correlated") if isinstance(spec, dict) else None
     parts = []
-    for t in a.target:
-        folds = _train_folds(a.folds, t, samples)
-        whole = set(table.loc[table["target"] == t, "gene"])
-        width = len(whole)
-        overlap = []
-        for f in range(int(folds.max()) + 1):
-            keep = folds != f
-            labels = {t: class_labels[t][keep]} if class_labels and t in class_labels else None
-            k = top_k
-            for _ in range(len(a.required) + 1):
-                fs = spec if k is None else {**spec, "top_correlated": k}
-                sub = select_predictors(X_train[keep], genes, [t], fs, f"{source} (fold {f + 1}'s training part)",
-                                        required=list(a.required), class_labels=labels)
-                if len(sub) >= width or k is None:
-                    break
-                k += width - len(sub)
-            if len(sub) != width:
-                raise ModelError(f"Target {t!r}: fold {f + 1}'s training part yields {len(sub)} predictors where the "
-                                 f"whole training split yields {width}; use fewer folds (split.folds).")
-            overlap.append(len(set(sub["gene"]) & whole))
-            sub.insert(1, "fold", f + 1)
-            parts.append(sub)
-        log.info("target %s: predictors chosen again on each fold's training part: %s of %d the same as on the "
-                 "whole training split", t, ", ".join(map(str, overlap)), width)
+    folds = _train_folds(a.folds, t, samples)
+    whole = set(table.loc[table["target"] == t, "gene"])
+    width = len(whole)
+    overlap = []
+    for f in range(int(folds.max()) + 1):
+        keep = folds != f
+        labels = {t: class_labels[t][keep]} if class_labels and t in class_labels else None
+        k = top_k
+        for _ in range(len(a.required) + 1):
+            fs = spec if k is None else {**spec, "top_correlated": k}
+            sub = select_predictors(X_train[keep], genes, [t], fs, f"{source} (fold {f + 1}'s training part)",
+                                    required=list(a.required), class_labels=labels)
+            if len(sub) >= width or k is None:
+                break
+            k += width - len(sub)
+        if len(sub) != width:
+            raise ModelError(f"Target {t!r}: fold {f + 1}'s training part yields {len(sub)} predictors where the "
+                             f"whole training split yields {width}; use fewer folds (split.folds).")
+        overlap.append(len(set(sub["gene"]) & whole))
+        sub.insert(1, "fold", f + 1)
+        parts.append(sub)
+    log.info("target %s: predictors chosen again on each fold's training part: %s of %d the same as on the "
+             "whole training split", t, ", ".join(map(str, overlap)), width)
     return pd.concat(parts, ignore_index=True)
 
 
@@ -594,7 +634,7 @@ def cmd_ols(a: argparse.Namespace) -> None:
     from .io import write_json, write_table, write_text
     from .ols import diagnostics, failed_assumptions, fit_ols, fit_statistics, influence, nested_tests
 
-    adata, split = _load_split_data(a.data, a.splits)
+    adata, split = _load_split_data(a.data, a.splits, a.target)
     interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
     gene_sets = _gene_sets_without_target(a.target, _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {})
     if a.labels:
@@ -699,7 +739,7 @@ def cmd_mlp(a: argparse.Namespace) -> None:
 
     torch.set_num_threads(max(1, a.threads))
     search, configs, candidates = _network_candidates(a)
-    adata, split = _load_split_data(a.data, a.splits)
+    adata, split = _load_split_data(a.data, a.splits, a.target)
     classify = bool(a.labels)
     folds = _folds_of(a, adata, split)
     X, y, train, design, (fold_X, fold_terms) = _design(a, adata, split, None, need_target_gene=not classify,
@@ -816,7 +856,7 @@ def cmd_penalized(a: argparse.Namespace) -> None:
     if a.labels:
         raise InputError("The penalized model is fitted for regression targets; for classification targets "
                          "remove 'penalized' from 'models' (ols.penalized: true gives a ridge logistic fit).")
-    adata, split = _load_split_data(a.data, a.splits)
+    adata, split = _load_split_data(a.data, a.splits, a.target)
     folds = _folds_of(a, adata, split)
     X, y, train, design, (fold_X, fold_terms) = _design(a, adata, split, None, folds=folds)
     res = cv_penalized(X[train], y[train], folds, a.method, a.n_alphas, a.target, fold_X=fold_X)
@@ -865,7 +905,7 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
 
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     design = meta["design"]
-    adata, split = _load_split_data(a.data, a.splits)
+    adata, split = _load_split_data(a.data, a.splits, a.target)
     train = split == "train"
     samples = list(adata.obs_names)
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)

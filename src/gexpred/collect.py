@@ -214,8 +214,8 @@ def apply_missing_policy(
     Raises
     ------
     InputError
-        ``error`` with a missing value; ``drop_genes`` when no gene is left;
-        ``impute_mean`` for a gene without any value.
+        ``error`` with a missing value; a sample without any value (whatever the policy); ``drop_genes`` when no
+        gene is left; ``impute_mean`` for a gene without any value.
     """
     from .io import MISSING_POLICIES
 
@@ -244,6 +244,13 @@ def apply_missing_policy(
     order = np.lexsort((si, gi))[:3]
     examples = "; ".join(f"gene {genes[gi[k]]!r} in sample {samples[si[k]]!r}" for k in order)
     where = " + ".join(sources)
+    empty = np.flatnonzero(bad.all(axis=1)) if X.shape[1] > 1 else np.array([], dtype=int)
+    if len(empty):
+        raise InputError(
+            f"The matrices {where} have no value at all for {len(empty)} sample{'s' if len(empty) > 1 else ''}: "
+            f"{preview(samples[empty])} (an empty column: a failed library, or a sample the file lists without "
+            f"data). No missing-value policy can use such a sample; remove it from the matrix."
+        )
     if policy == "error":
         raise InputError(
             f"The matrices {where} have {n_values} missing or infinite values in {len(bad_genes)} genes, e.g. "
