@@ -111,6 +111,40 @@ def test_gold_standard_must_be_binary(tmp_path):
         read_gold_standard(str(p))
 
 
+def test_gold_standard_as_edge_list_equals_the_matrix(tmp_path):
+    m = pd.DataFrame({"r1": [1, 0, 1], "r2": [0, 1, 0]}, index=pd.Index(["t1", "t2", "t3"], name="target"))
+    m.to_csv(tmp_path / "m.tsv", sep="\t")
+    want = read_gold_standard(str(tmp_path / "m.tsv"))
+    assert want.equals(m.astype(np.int8))
+    # DREAM's layout (regulator, target, 1/0; no header), a header line, or two columns (every line an edge)
+    (tmp_path / "e3.tsv").write_text("".join(f"{r}\t{t}\t{m.at[t, r]}\n" for t in m.index for r in m.columns))
+    (tmp_path / "e3h.csv").write_text("regulator,target,weight\n" + "".join(
+        f"{r},{t},{m.at[t, r]}\n" for t in m.index for r in m.columns))
+    (tmp_path / "e2.tsv").write_text("TF\tgene\n" + "".join(
+        f"{r}\t{t}\n" for t in m.index for r in m.columns if m.at[t, r]))
+    for name in ("e3.tsv", "e3h.csv", "e2.tsv"):
+        got = read_gold_standard(str(tmp_path / name))
+        assert got.reindex(index=want.index, columns=want.columns).equals(want), name
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("target\tr1\tr2\nt1\t1\t\nt2\t0\t1\n", ["'t1'", "'r2'", "line 2", "is empty", "Write 0"]),
+    ("target\tr1\nt1\t1\nt1\t0\n", ["lists targets more than once: 't1'", "Merge their rows"]),
+    ("target\tr1\tr1\nt1\t1\t0\n", ["names regulators more than once", "'r1'"]),
+    ("target\tr1\tr2\nt1\t1\n", ["ragged rows: line 2", "target 't1'"]),
+    ("r1\tt1\t1\nr1\tt1\t0\n", ["'r1' -> target 't1' both as an edge (1) and as no edge (0)", "line 2"]),
+    ("r1\tt1\t0.5\nr2\tt1\t1\n", ["must hold only 0 and 1", "'t1'", "'r1'", "'0.5'"]),
+], ids=["empty cell", "duplicate target", "duplicate regulator", "ragged", "conflicting edge", "a score"])
+def test_gold_standard_errors_are_gold_standard_errors(tmp_path, text, needles):
+    p = tmp_path / "gs.tsv"
+    p.write_text(text)
+    with pytest.raises(InputError) as e:
+        read_gold_standard(str(p))
+    msg = " ".join(str(e.value).split())
+    assert str(p) in msg and all(n in msg for n in needles), msg
+    assert "Expression values" not in msg and "missing:" not in msg and "probes" not in msg
+
+
 # --------------------------------------------------------------------------- evidence over every candidate
 def test_clr_matches_its_definition():
     rng = np.random.default_rng(3)

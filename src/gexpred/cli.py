@@ -177,6 +177,19 @@ def cmd_gather(a: argparse.Namespace) -> None:
     write_table(out, a.out)
 
 
+def cmd_gold_standard(a: argparse.Namespace) -> None:
+    """Read and check the gold standard (a 0/1 matrix or an edge list) and write it as a targets x regulators
+    matrix: the workflow runs it first, so that a malformed file stops the run before any model is fitted."""
+    from .io import write_table
+    from .recovery import read_gold_standard
+
+    gs = read_gold_standard(a.input)
+    gs.index.name = "target"
+    log.info("gold standard %s: %d known edges, %d targets with one, %d regulators", a.input, int(gs.to_numpy().sum()),
+             int((gs.to_numpy().sum(axis=1) > 0).sum()), gs.shape[1])
+    write_table(gs, a.out, index=True)
+
+
 def cmd_labels(a: argparse.Namespace) -> None:
     from .io import read_h5ad, write_table
     from .logit import binarize, encode_labels
@@ -1861,6 +1874,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = verb("targets", cmd_targets, "Write the table of target gene ids and their output directory names.")
     s.add_argument("--target", action="append", required=True)
+    s.add_argument("--out", required=True)
+
+    s = verb("gold-standard", cmd_gold_standard, "Check the gold standard (0/1 matrix or edge list) and write it "
+                                                 "as a targets x regulators matrix.")
+    s.add_argument("--input", required=True, help="targets x regulators 0/1 matrix, or regulator, target[, 1] lines")
     s.add_argument("--out", required=True)
 
     s = verb("gather", cmd_gather, "Gather per-target tables (predictors, folds, labels) into one table.")

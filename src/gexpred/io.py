@@ -921,6 +921,19 @@ def read_gene_list(spec: str | list[str], what: str = "gene list") -> list[str]:
     return genes
 
 
+def text_rows(path: str | os.PathLike[str], what: str) -> tuple[list[tuple[int, list[str]]], str]:
+    """Every non-blank row of a small TSV or CSV table (``.csv``: commas, else tabs; optionally ``.gz``) as
+    ``(line number, fields)``, after the checks every reader makes (a file, gzip when named so, UTF-8 text), and
+    the delimiter. ``what`` names the file in messages."""
+    path = Path(path)
+    _check_file(path, what)
+    suffix, gz = _suffixes(path)
+    _check_gzip(path, what, gz, _head(path, what))
+    sep = "," if suffix == ".csv" else "\t"
+    _scan_text(path, gz, what)
+    return list(_rows(path, sep, gz, what)), sep
+
+
 def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") -> pd.DataFrame:
     """Read a sample sheet: a TSV (or CSV) with a ``sample`` column and covariates.
 
@@ -942,12 +955,7 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
         a sample id; a sample or a column listed twice.
     """
     path = Path(path)
-    _check_file(path, what)
-    suffix, gz = _suffixes(path)
-    _check_gzip(path, what, gz, _head(path, what))
-    sep = "," if suffix == ".csv" else "\t"
-    _scan_text(path, gz, what)
-    rows = list(_rows(path, sep, gz, what))
+    rows, sep = text_rows(path, what)
     if not rows:
         raise InputError(f"{what} '{path}' is empty. It needs a header with a 'sample' column.")
     _, header = rows[0]

@@ -93,19 +93,99 @@ def curves(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def read_gold_standard(path: str) -> pd.DataFrame:
-    """Read a targets x regulators 0/1 matrix (first column target ids, header regulator ids)."""
-    from .io import read_matrix
+    """Read the known regulatory edges: a targets x regulators 0/1 matrix (first column the target ids, header
+    the regulator ids; R's layout, a header one field short, too) or an edge list (``regulator, target`` or
+    ``regulator, target, 1/0`` per line, as DREAM's gold standards; a header line is optional). Returns the
+    targets x regulators 0/1 matrix (int8). Every problem is refused in one paragraph naming the line or the
+    target and regulator."""
+    from .io import text_rows
 
-    m = read_matrix(path)  # obs = columns (regulators), var = rows (targets)
-    gs = pd.DataFrame(np.asarray(m.X).T, index=m.var_names, columns=m.obs_names)
-    bad = ~np.isin(gs.to_numpy(), (0.0, 1.0))
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise InputError(
-            f"Gold standard '{path}' must hold only 0 and 1 (1 = known regulatory edge), but target "
-            f"{gs.index[r]!r}, regulator {gs.columns[c]!r} is {gs.iat[r, c]}. Binarise it first."
-        )
-    return gs.astype(np.int8)
+    what = "Gold standard"
+    rows, _ = text_rows(path, what)
+    rows = [(line, [f.strip() for f in r]) for line, r in rows]
+    if len(rows) < 2:
+        raise InputError(f"{what} '{path}' has {'no' if not rows else 'one'} line{'' if rows else 's'}: it needs a "
+                         f"header of regulator ids and a row per target, or one line per known edge.")
+
+    def number(v: str) -> bool:
+        try:
+            float(v)
+            return True
+        except ValueError:
+            return False
+
+    width = {len(r) for _, r in rows}
+    if width <= {2, 3} and len(width) == 1 and not all(number(r[1]) for _, r in rows[1:]):
+        return _gold_from_edges(rows, path)
+    return _gold_from_matrix(rows, path)
+
+
+def _gold_values(values: list[str], path, line: int, target: str, regulators: list[str]) -> list[int]:
+    out = []
+    for v, reg in zip(values, regulators):
+        if v not in ("0", "1") and not (v.replace(".", "", 1).isdigit() and float(v) in (0.0, 1.0)):
+            why = "is empty" if v == "" else f"is {v!r}"
+            raise InputError(
+                f"Gold standard '{path}' must hold only 0 and 1 (1 = known regulatory edge), but target {target!r}, "
+                f"regulator {reg!r} (line {line}) {why}. Write 0 where no edge is known, and binarise scores first."
+            )
+        out.append(int(float(v)))
+    return out
+
+
+def _gold_from_matrix(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
+    header = rows[0][1]
+    n = len(rows[1][1])
+    regulators = header if len(header) == n - 1 else header[1:]  # R writes no name over the row names
+    for line, r in rows[1:]:
+        if len(r) != len(regulators) + 1:
+            raise InputError(
+                f"Gold standard '{path}' has ragged rows: line {line} (target {r[0]!r}) has {len(r)} fields but the "
+                f"header names {len(regulators)} regulators. It is read as a targets x regulators matrix (first "
+                f"column the target ids) unless every line has 2 or 3 fields with ids in the second (an edge list: "
+                f"regulator, target[, 1])."
+            )
+    dup = pd.Index(regulators)[pd.Index(regulators).duplicated()].unique().tolist()
+    if dup:
+        raise InputError(f"Gold standard '{path}' names regulators more than once in its header: {preview(dup)}. "
+                         f"Merge their columns (1 where either has 1).")
+    targets = [r[0] for _, r in rows[1:]]
+    dup = pd.Index(targets)[pd.Index(targets).duplicated()].unique().tolist()
+    if dup:
+        raise InputError(f"Gold standard '{path}' lists targets more than once: {preview(dup)}. Merge their rows (1 "
+                         f"where either has 1).")
+    values = [_gold_values(r[1:], path, line, r[0], regulators) for line, r in rows[1:]]
+    return pd.DataFrame(values, index=pd.Index(targets, dtype=object), columns=pd.Index(regulators, dtype=object),
+                        dtype=np.int8)
+
+
+def _gold_from_edges(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
+    first = rows[0][1]
+    names = {"regulator", "tf", "source", "from", "target", "gene", "to", "weight", "edge", "value"}
+    if (len(first) == 3 and not (first[2] in ("0", "1") or first[2].replace(".", "", 1).isdigit())) or \
+            {f.lower() for f in first} <= names:
+        rows = rows[1:]  # a header line
+    known: dict[tuple[str, str], int] = {}
+    for line, r in rows:
+        if not r[0] or not r[1]:
+            raise InputError(f"Gold standard '{path}' (an edge list: regulator, target[, 1]) has a line without "
+                             f"a regulator or a target: line {line}. Fill it in or delete the line.")
+        w = _gold_values(r[2:3], path, line, r[1], [r[0]])[0] if len(r) == 3 else 1
+        pair = (r[1], r[0])
+        if known.get(pair, w) != w:
+            raise InputError(f"Gold standard '{path}' lists regulator {r[0]!r} -> target {r[1]!r} both as an edge "
+                             f"(1) and as no edge (0), the second time on line {line}. Keep one.")
+        known[pair] = w
+    targets = list(dict.fromkeys(t for t, _ in known))
+    regulators = list(dict.fromkeys(g for _, g in known))
+    gs = pd.DataFrame(0, index=pd.Index(targets, dtype=object), columns=pd.Index(regulators, dtype=object),
+                      dtype=np.int8)
+    for (t, g), w in known.items():
+        if w:
+            gs.at[t, g] = 1
+    log.info("gold standard %s: an edge list of %d known edges among %d targets and %d regulators", path,
+             int(gs.to_numpy().sum()), len(targets), len(regulators))
+    return gs
 
 
 def _ols_abs_t(X: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -206,7 +206,7 @@ rule genome_recovery:
         splits="results/data/splits.tsv",
         plan="results/ols/genome/plan.tsv",
         design="results/ols/genome/design.json",
-        gold_standard=config["gold_standard"] or [],
+        gold_standard="results/data/gold_standard.tsv",
     output:
         table=report(
             "results/recovery/regulator_recovery.tsv",

@@ -113,12 +113,31 @@ rule ols_summary:
         " --out-coefficients {output.coefficients:q} --out-fits {output.fits:q} --log {log:q}"
 
 
+rule gold_standard:
+    input:
+        config["gold_standard"] or [],
+    output:
+        "results/data/gold_standard.tsv",
+    log:
+        "results/logs/gold_standard.log",
+    benchmark:
+        "results/benchmarks/gold_standard.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/gexpred.yaml"
+    shell:
+        "gexpred gold-standard --input {input:q} --out {output:q} --log {log:q}"
+
+
 rule regulator_recovery:
     input:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
         predictors="results/data/predictors.tsv",
-        gold_standard=config["gold_standard"] or [],
+        gold_standard="results/data/gold_standard.tsv",
     output:
         table=report(
             "results/recovery/regulator_recovery.tsv",
