@@ -1201,9 +1201,23 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
     if missing:
         log.warning("%d requested targets are not in the data and are skipped: %s", len(missing),
                     ", ".join(missing[:5]))
+    imputed = _imputed_genes(a.data) & set(targets)
+    if imputed:
+        log.warning("%d targets had missing values that missing: impute_mean filled with their training mean (%s); "
+                    "genome-wide mode fits every target on one shared set of samples, so they keep them (per-target "
+                    "mode leaves such samples out of a target's models)", len(imputed), preview(sorted(imputed)))
     write_json({"predictors": predictors, "n_targets": len(targets), "n_chunks": len(chunks),
                 "missing_targets": missing}, a.out_design)
     write_table(plan, a.out)
+
+
+def _imputed_genes(path: str) -> set[str]:
+    """Genes some of whose values the normalize step imputed (``uns['imputed']``), read without the matrix."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        g = f.get("uns/imputed/gene")
+        return set(g.asstr()[:]) if g is not None else set()
 
 
 def _genome_chunk(a: argparse.Namespace):
