@@ -158,7 +158,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "'NOPE'" in out and "not in the collected data" in out and "Traceback" not in proc.stderr
-    assert not (tmp_path / "results/data/predictors.tsv").exists()
+    assert not (tmp_path / "results/data/predictors/NOPE.tsv").exists()  # the failed step leaves no output
 
 
 def test_jobs_that_hold_the_matrix_ask_for_memory_in_proportion(tmp_path):
