@@ -26,6 +26,8 @@ from .recovery import COMBINED, PRIOR_RANKINGS
 
 MODEL_NAMES = {"ols": "OLS regression", "mlp": "the neural network", "mean": "the training mean",
                "penalized": "penalized regression"}
+CLASSIFICATION_NAMES = {**MODEL_NAMES, "ols": "logistic regression", "mean": "the training class shares"}
+"""Model names for classification targets: ``ols`` fits a logistic regression, ``mean`` predicts the class shares."""
 LOWER_IS_BETTER = {"mse": True, "rmse": True, "mae": True, "log_loss": True, "r2": False, "pearson": False,
                    "accuracy": False, "auroc": False}
 
@@ -42,8 +44,13 @@ def rst(text: object) -> str:
     return "".join(out)
 
 
-def model_name(model: str) -> str:
-    return MODEL_NAMES.get(model, f"model {rst(model)}")
+def model_name(model: str, classification: bool = False) -> str:
+    return (CLASSIFICATION_NAMES if classification else MODEL_NAMES).get(model, f"model {rst(model)}")
+
+
+def _is_classification(metric: str) -> bool:
+    """Whether a key metric (:func:`key_metric`) is a classification one."""
+    return metric != "mse"
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -109,12 +116,15 @@ def split_text(splits: pd.DataFrame, test_fraction: float | None = None, seed: i
             f"{how}; the test split plays no part in fitting or choosing anything.")
 
 
-def predictors_text(predictors: pd.DataFrame, target: str) -> str:
+def predictors_text(predictors: pd.DataFrame, target: str, classification: bool = False) -> str:
+    """How many predictors, and the first with its training correlation (classification: the correlation ratio
+    eta of the gene with the classes, which ``train_corr`` holds then)."""
     sub = predictors[predictors["target"].astype(str) == str(target)].sort_values("rank")
     if not len(sub):
         return ""
     top = sub.iloc[0]
-    corr = f" (training correlation {_num(top['train_corr'])})" if "train_corr" in sub and pd.notna(
+    what = "correlation ratio with the classes" if classification else "correlation"
+    corr = f" (training {what} {_num(top['train_corr'])})" if "train_corr" in sub and pd.notna(
         top.get("train_corr")) else ""
     return f"{_count(len(sub), 'predictor')}, the first {rst(top['gene'])}{corr}."
 
@@ -245,6 +255,10 @@ def _pct(share: float) -> str:
 def comparison_text(metrics: pd.DataFrame, target: str, split: str = "test") -> str:
     """In words: the best model of ``target`` on the test split and by how much, with every model's numbers."""
     metric = key_metric(metrics)
+
+    def name(model: str) -> str:
+        return model_name(model, _is_classification(metric))
+
     grp = metrics[(metrics["target"].astype(str) == str(target)) & (metrics["split"] == split)].copy()
     grp["model"] = grp["model"].astype(str)
     if not len(grp):
@@ -254,44 +268,46 @@ def comparison_text(metrics: pd.DataFrame, target: str, split: str = "test") -> 
     n = int(best["n"])
     label = {"mse": "mean squared error", "log_loss": "log-loss", "accuracy": "accuracy"}[metric]
     if best["model"] == "mean":
-        head = (f"On the {split} split ({_count(n, 'sample')}) no model beats the training mean: its {label} is "
+        head = (f"On the {split} split ({_count(n, 'sample')}) no model beats {name('mean')}: its {label} is "
                 f"{_num(best[metric])}")
     else:
-        head = (f"On the {split} split ({_count(n, 'sample')}) {model_name(best['model'])} has the "
+        head = (f"On the {split} split ({_count(n, 'sample')}) {name(best['model'])} has the "
                 f"{'lowest' if LOWER_IS_BETTER[metric] else 'highest'} {label}, {_num(best[metric])},")
     comp = []
     for _, r in others.iterrows():
         if LOWER_IS_BETTER[metric]:
-            comp.append(f"{_num(r[metric])} for {model_name(r['model'])} "
+            comp.append(f"{_num(r[metric])} for {name(r['model'])} "
                         f"({_pct(_relative(float(best[metric]), float(r[metric])))} lower)")
         else:
-            comp.append(f"{_num(r[metric])} for {model_name(r['model'])}")
+            comp.append(f"{_num(r[metric])} for {name(r['model'])}")
     text = head + (" against " + _and(comp) if comp else "") + "."
     if "r2" in grp and grp["r2"].notna().any():
-        text += " R²: " + _and([f"{_r2(r['r2'])} ({model_name(r['model'])})" for _, r in
+        text += " R²: " + _and([f"{_r2(r['r2'])} ({name(r['model'])})" for _, r in
                                 [(None, best), *list(others.iterrows())]]) + "."
     elif "accuracy" in grp and grp["accuracy"].notna().any():
-        text += " Accuracy: " + _and([f"{_num(r['accuracy'])} ({model_name(r['model'])})" for _, r in
+        text += " Accuracy: " + _and([f"{_num(r['accuracy'])} ({name(r['model'])})" for _, r in
                                       [(None, best), *list(others.iterrows())]]) + "."
     return text
 
 
-def assumptions_text(failed: str | float | None) -> str:
-    """The failed OLS assumptions of one target in words (``all_fits.tsv``'s ``failed_assumptions``)."""
+def assumptions_text(failed: str | float | None, classification: bool = False) -> str:
+    """The failed OLS assumptions of one target in words (``all_fits.tsv``'s ``failed_assumptions``); for a
+    logistic regression the one check there is, the predictors' collinearity (VIF)."""
+    check = "collinearity check (VIF)" if classification else "OLS assumption check"
     if failed is None or (isinstance(failed, float) and math.isnan(failed)) or str(failed).strip() in ("", "none"):
-        return "No OLS assumption check fails on the training split."
+        return f"No {check} fails on the training split."
     items = [rst(s.strip()) for s in str(failed).split("; ") if s.strip()]
-    return f"{_count(len(items), 'OLS assumption check')} {'fails' if len(items) == 1 else 'fail'} on the " \
+    return f"{_count(len(items), check)} {'fails' if len(items) == 1 else 'fail'} on the " \
            f"training split: " + "; ".join(items) + "."
 
 
-def importance_text(tables: dict[str, pd.DataFrame], k: int = 3) -> str:
+def importance_text(tables: dict[str, pd.DataFrame], k: int = 3, classification: bool = False) -> str:
     """The most important predictors of each model (permutation importance on held-out folds), in words."""
     parts = []
     for m in [m for m in ("mlp", "ols", "penalized") if m in tables] + [m for m in tables
                                                                         if m not in ("mlp", "ols", "penalized")]:
         top = tables[m].sort_values("rank").head(k)
-        parts.append(f"{model_name(m)}: " + ", ".join(
+        parts.append(f"{model_name(m, classification)}: " + ", ".join(
             f"{rst(p)} ({_num(v)} ± {_num(s)})" for p, v, s in zip(top["predictor"], top["perm_mean"],
                                                                   top["perm_sd"])))
     return ("Most important by permutation on held-out folds (rise of the held-out loss, mean ± sd over folds): "
@@ -326,6 +342,7 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
     target directory to the network's interactions table; ``edges`` is the inferred network
     (``edges.tsv``) of the recovery ranking ``ranking``."""
     metric = key_metric(metrics)
+    classify = _is_classification(metric)
     test = metrics[metrics["split"] == "test"]
     per_target: dict[str, Any] = {}
     best_lines, cv_lines = [], []
@@ -336,26 +353,26 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
             best = _best(grp.assign(model=grp["model"].astype(str)), metric)
             entry["best_model"] = str(best["model"])
             entry["comparison"] = comparison_text(metrics, target)
-            best_lines.append(f"{rst(target)}: {model_name(str(best['model']))}")
+            best_lines.append(f"{rst(target)}: {model_name(str(best['model']), classify)}")
         if fits is not None and "failed_assumptions" in fits:
             row = fits[fits["target"].astype(str) == target]
             if len(row):
-                entry["assumptions"] = assumptions_text(row["failed_assumptions"].iloc[0])
+                entry["assumptions"] = assumptions_text(row["failed_assumptions"].iloc[0], classify)
                 entry["train_r2"] = float(row["r2"].iloc[0]) if "r2" in row else None
                 sep = row["separation"].iloc[0] if "separation" in row else None
                 if isinstance(sep, str) and sep.strip():
                     entry["separation"] = rst(sep[:1].upper() + sep[1:])
         if predictors is not None:
-            entry["predictors"] = predictors_text(predictors, target)
+            entry["predictors"] = predictors_text(predictors, target, classify)
         if summary is not None and "statement" in summary:
             row = summary[summary["target"].astype(str) == target]
             if len(row):
                 entry["cv_choice"] = str(row["best_model"].iloc[0])
                 entry["cv_statement"] = rst(row["statement"].iloc[0])
-                cv_lines.append(f"{rst(target)}: {model_name(entry['cv_choice'])}")
+                cv_lines.append(f"{rst(target)}: {model_name(entry['cv_choice'], classify)}")
         imp = {m: tab for (d, m), tab in (importance or {}).items() if d == directory}
         if imp:
-            entry["importance"] = importance_text(imp)
+            entry["importance"] = importance_text(imp, classification=classify)
         if interactions and directory in interactions:
             from .importance import interaction_text
 
@@ -387,13 +404,21 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
             f"(ridge with ols.penalized: true or more than two classes; the method column of the coefficient "
             f"table says which), and the run went on (details per target).")
     if n_fail is not None:
-        facts["assumptions"] = (f"OLS assumption checks fail for {n_fail} of {_count(len(fits), 'target')}"
-                                if n_fail else f"No OLS assumption check fails for any of the "
-                                               f"{_count(len(fits), 'target')}") + " (details per target)."
+        of = f"{n_fail} of {_count(len(fits), 'target')}"
+        if classify:  # a logistic regression's one check: the predictors' collinearity
+            facts["assumptions"] = (f"The collinearity check (VIF) fails for {of}" if n_fail else
+                                    f"The collinearity check (VIF) fails for none of the {_count(len(fits), 'target')}")
+        else:
+            facts["assumptions"] = (f"OLS assumption checks fail for {of}" if n_fail else
+                                    f"No OLS assumption check fails for any of the {_count(len(fits), 'target')}")
+        facts["assumptions"] += " (details per target)."
     if coefs is not None and len(coefs):
         facts["significance"] = significance_text(coefs, fdr)
     if cv is not None and len(cv):
-        facts["cv"] = cv_text(cv)
+        # the metric of the report's cross-validation figure: R², or the log-loss that chooses the model
+        facts["cv"] = cv_text(cv, "r2" if metric == "mse" else metric)
+    if edges is not None:
+        facts["n_edges"] = int(len(edges))  # rows of edges.tsv: recovery.top_edges, or fewer candidate pairs
     if recovery is not None and len(recovery):
         facts["recovery"] = recovery_text(recovery)
         everything = recovery[recovery["scope"] == "all_gold_standard_targets"]
@@ -482,6 +507,10 @@ def recovery_top_text(edges: pd.DataFrame, n_known: int, ranking: str, shown: in
     return text
 
 
+CV_METRIC_NAMES = {"r2": "R²", "log_loss": "log-loss (nats per sample; lower is better)", "accuracy": "accuracy",
+                   "mse": "mean squared error"}
+
+
 def cv_text(cv: pd.DataFrame, metric: str = "r2") -> str:
     """Mean (sd) of the CV metric per target and model."""
     parts = []
@@ -489,7 +518,8 @@ def cv_text(cv: pd.DataFrame, metric: str = "r2") -> str:
         stats = grp.groupby(grp["model"].astype(str), sort=False)[metric].agg(["mean", "std", "count"])
         parts.append(f"{rst(target)}: " + ", ".join(f"{rst(m)} {_num(s['mean'])} (sd {_num(s['std'])}, "
                                                     f"{int(s['count'])} folds)" for m, s in stats.iterrows()))
-    return f"Cross-validated {metric} inside the training split, mean (sd) over folds: " + "; ".join(parts) + "."
+    return (f"Cross-validated {CV_METRIC_NAMES.get(metric, rst(metric))} inside the training split, mean (sd) over "
+            f"folds: " + "; ".join(parts) + ".")
 
 
 def _finite(obj: Any) -> Any:

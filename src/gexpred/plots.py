@@ -703,8 +703,8 @@ def cv_metrics(cv: pd.DataFrame, path: str | Path, metric: str = "r2") -> None:
             ax.set_xlabel("model")
         for ax in axes.ravel()[len(targets):]:
             ax.set_visible(False)
-        fig.suptitle(f"Cross-validation inside the training split: {metric} per fold "
-                     f"({'lower' if _lower_is_better(metric) else 'higher'} is better)", y=1.02)
+        fig.suptitle(f"Cross-validation inside the training split: {METRIC_SHORT.get(metric, plain(metric))} per "
+                     f"fold ({'lower' if _lower_is_better(metric) else 'higher'} is better)", y=1.02)
         _save(fig, path)
 
 

@@ -49,7 +49,11 @@ rule deploy_batch:
             caption="../report/drift.rst",
             category="6. Deploy & monitoring",
             subcategory="{batch}",
-            labels={"batch": "{batch}", "target": "{target}", "figure": "drift and accuracy"},
+            # no truth, hence no accuracy, for classification (the monitor gets no class labels)
+            labels=lambda wc: {
+                "batch": wc.batch,
+                **target_labels(wc, figure="drift" if CLASSIFICATION else "drift and accuracy"),
+            },
         ),
     log:
         "results/logs/deploy/{batch}/{target}.log",
@@ -62,6 +66,8 @@ rule deploy_batch:
         truth="--truth-if-measured" if not CLASSIFICATION else "",
         thresholds=json.dumps(config["monitor"], sort_keys=True),
         out_dir=subpath(output.verdict, parent=True),
+        # the numbers and names the report's captions show (report_helpers.smk, included later)
+        facts=lambda wc: caption_facts(wc),
     threads: 1
     resources:
         mem_mb=whole_matrix_mem_mb(3),

@@ -17,8 +17,8 @@ rule mlp:
             "results/mlp/{target}/search.tsv",
             caption="../report/search.rst",
             category="4. Prediction",
-            subcategory="{target}",
-            labels={"target": "{target}", "model": "mlp", "table": "network search (CV)"},
+            subcategory=lambda wc: target_subcategory(wc),
+            labels=lambda wc: target_labels(wc, model="mlp", table="network search (CV)"),
         ),
         **importance_output("mlp"),
     log:
@@ -33,6 +33,8 @@ rule mlp:
         labels=lambda wc, input: labels_arg(input),
         out_dir=subpath(output.model, parent=True),
         importance=importance_args("mlp"),
+        # the numbers and names the report's captions show (report_helpers.smk, included later)
+        facts=lambda wc: caption_facts(wc),
     threads: 1
     resources:
         mem_mb=mlp_mem_mb,

@@ -11,15 +11,15 @@ rule penalized:
             "results/penalized/{target}/coefficients.tsv",
             caption="../report/penalized_coefficients.rst",
             category="4. Prediction",
-            subcategory="{target}",
-            labels={"target": "{target}", "model": "penalized", "table": "coefficients"},
+            subcategory=lambda wc: target_subcategory(wc),
+            labels=lambda wc: target_labels(wc, model="penalized", table="coefficients"),
         ),
         search=report(
             "results/penalized/{target}/search.tsv",
             caption="../report/penalized_search.rst",
             category="4. Prediction",
-            subcategory="{target}",
-            labels={"target": "{target}", "model": "penalized", "table": "penalty search (CV)"},
+            subcategory=lambda wc: target_subcategory(wc),
+            labels=lambda wc: target_labels(wc, model="penalized", table="penalty search (CV)"),
         ),
         meta="results/penalized/{target}/model.json",
         predictions="results/penalized/{target}/predictions.tsv",
@@ -36,6 +36,8 @@ rule penalized:
         n_alphas=config["search"]["penalized"]["n_alphas"],
         importance=importance_args("penalized"),
         out_dir=subpath(output.coefficients, parent=True),
+        # the numbers and names the report's captions show (report_helpers.smk, included later)
+        facts=lambda wc: caption_facts(wc),
     threads: 1
     resources:
         mem_mb=whole_matrix_mem_mb(3, 2000),

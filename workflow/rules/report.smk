@@ -17,8 +17,8 @@ rule plot_target:
                 f"results/plots/{{target}}/{figure['file']}",
                 caption=f"../report/{figure['caption']}",
                 category=figure["category"],
-                subcategory="{target}",
-                labels=figure["labels"],
+                subcategory=target_subcategory,
+                labels=figure_labels(figure["labels"]),
             )
             for kind, figure in target_figures().items()
         },
@@ -124,6 +124,7 @@ rule plot_overview:
     params:
         args=figure_args,
         fdr=config["ols"]["fdr"],
+        cv_metric=CV_FIGURE_METRIC,
         facts=caption_facts,
     threads: 1
     resources:
@@ -132,7 +133,7 @@ rule plot_overview:
     conda:
         "../envs/gexpred.yaml"
     shell:
-        "gexpred plot overview {params.args} --fdr {params.fdr} --metric r2 --log {log:q}"
+        "gexpred plot overview {params.args} --fdr {params.fdr} --metric {params.cv_metric} --log {log:q}"
 
 
 rule report_summary:

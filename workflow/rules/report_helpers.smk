@@ -38,9 +38,60 @@ class CaptionFacts:
     def target(self):
         return self.load().get("targets", {}).get(self.target_dir, {})
 
+    def classes(self, model_json):
+        """The classes of a classification model (``classes`` of its model.json, the reference first), each
+        as reStructuredText that shows the name as it is (empty when the file has none)."""
+        try:
+            classes = json.loads(Path(model_json).read_text()).get("classes") or []
+        except (OSError, ValueError):
+            return []
+        return [rst_text(c) for c in classes]
+
+
+def rst_text(text):
+    """``text`` as reStructuredText that shows exactly these characters: gexpred.facts.rst, which the
+    workflow cannot import (the package need not be installed where Snakemake runs)."""
+    words = " ".join(str(text).split())
+    return "".join(ch if (ch.isalnum() and ch.isascii()) or ch == " " else f"\\{ch}" for ch in words)
+
 
 def caption_facts(wildcards):
     return CaptionFacts(REPORT_FACTS, wildcards.get("target"))
+
+
+def report_name(text):
+    """A name from users' data (a gene id) as a report subcategory or label value, shown as these characters.
+
+    Snakemake renders subcategories and labels as text, but first substitutes ``{wildcard}`` patterns in
+    them and writes them into the report as JSON inside a <script> element, where a ``</script`` or ``<!--``
+    in a name would end the script. A word joiner (U+2060, invisible and zero-width) after every ``<`` and
+    ``{`` keeps both from happening; the name reads the same.
+    """
+    return str(text).replace("<", "<\u2060").replace("{", "{\u2060")
+
+
+def target_subcategory(wildcards):
+    """The report subcategory of a target's results: its id (not the directory name)."""
+    return report_name(TARGETS[wildcards.target])
+
+
+def target_labels(wildcards, **labels):
+    """The report labels of a target's result: "target", its id (not the directory name), then ``labels``.
+
+    The rules of the per-target models call it from a lambda: they are defined before this file is included.
+    """
+    return {"target": target_subcategory(wildcards), **labels}
+
+
+def figure_labels(labels):
+    """A report ``labels`` argument for a figure of target_figures(): its labels with the target's id."""
+    return lambda wildcards: {k: target_subcategory(wildcards) if k == "target" else v for k, v in labels.items()}
+
+
+# Cross-validation figure and caption sentence: R² per fold for regression; for classification the
+# log-loss, the metric cross-validation chooses each target's model by (summary.tsv).
+CV_FIGURE_METRIC = "log_loss" if CLASSIFICATION else "r2"
+CV_FIGURE_NAMES = {"log_loss": "log-loss", "r2": "R²"}
 
 
 def target_figures():
@@ -56,7 +107,8 @@ def target_figures():
     if "ols" in MODELS:
         figures["coefficients"] = {
             "file": "coefficients.png", "caption": "coefficients.rst", "category": "3. Hypothesis evaluation",
-            "labels": {"target": "{target}", "model": "ols", "figure": "coefficients with 95% CI"}}
+            "labels": {"target": "{target}", "model": "ols",
+                       "figure": "coefficients with %.4g%% CI" % (100 * (1 - config["ols"]["alpha"]))}}
         if not CLASSIFICATION:
             figures["diagnostics"] = {
                 "file": "diagnostics.png", "caption": "diagnostics.rst", "category": "3. Hypothesis evaluation",
@@ -106,7 +158,7 @@ def overview_figures():
                               "subcategory": "all targets", "labels": {"figure": "p-value histogram and QQ plot"}}
     if HAS_CV:
         figures["cv"] = {"file": "cv_metrics.png", "caption": "cv_figure.rst", "category": "5. Model comparison",
-                         "labels": {"figure": "cross-validation R² per model"}}
+                         "labels": {"figure": f"cross-validation {CV_FIGURE_NAMES[CV_FIGURE_METRIC]} per model"}}
     return figures
 
 
