@@ -6,6 +6,7 @@ traceback) and no output file, not even a partial one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anndata as ad
@@ -193,3 +194,59 @@ def test_covariate_named_like_a_gene_is_refused_whatever_the_predictors(tmp_path
     assert rc == 1 and "Traceback" not in err
     assert "Covariates 'G3' (ols.covariates, columns of the sample sheet) are also gene ids" in err
     assert "'G3_covariate'" in err and not out.exists()
+
+
+def test_fold_predictors_keep_the_width_when_a_fold_ranks_fewer_required_genes_high(tmp_path):
+    """top_correlated K with required genes (interactions, gene sets): where the whole training split ranks a
+    required gene among its first K but a fold does not, the fold's K is narrowed so that every fold's design
+    has the whole split's width (it failed with 'use fewer folds'). Data searched over seeds for that case; the
+    fold widths and choices are checked against numpy correlations."""
+    from gexpred.search import kfold
+
+    k, req = 3, ["R1", "R2"]
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        n = 36
+        y = rng.normal(size=n)
+        cols = {"T": y}
+        for i in range(5):
+            cols[f"A{i}"] = y * (0.9 - 0.1 * i) + rng.normal(size=n)
+        cols["R1"] = y * 0.75 + rng.normal(size=n)  # around the K-th correlation: in or out by fold
+        cols["R2"] = rng.normal(size=n)
+        X = pd.DataFrame(cols)
+        samples = [f"s{i}" for i in range(n)]
+        folds = kfold(samples, 3, 0)
+
+        def top(rows):
+            r = X.loc[rows].corr()["T"].drop("T").abs().sort_values(ascending=False, kind="stable")
+            return list(r.index[:k])
+
+        whole_in = "R1" in top(range(n))
+        fold_in = ["R1" in top(np.flatnonzero(folds != f)) for f in range(3)]
+        if whole_in and not all(fold_in):
+            break
+    else:
+        pytest.skip("no seed gave the case")
+    data = ad.AnnData(X=X.to_numpy(), obs=pd.DataFrame(index=samples), var=pd.DataFrame(index=list(X.columns)))
+    data.write_h5ad(tmp_path / "d.h5ad")
+    pd.DataFrame({"sample": samples, "split": "train"}).to_csv(tmp_path / "splits.tsv", sep="\t", index=False)
+    pd.DataFrame({"target": "T", "sample": samples, "fold": folds + 1}).to_csv(tmp_path / "folds.tsv", sep="\t",
+                                                                              index=False)
+    out, out_folds = tmp_path / "p.tsv", tmp_path / "pf.tsv"
+    argv = ["select", "--data", str(tmp_path / "d.h5ad"), "--splits", str(tmp_path / "splits.tsv"), "--target", "T",
+            "--spec", json.dumps({"top_correlated": k}), "--folds", str(tmp_path / "folds.tsv"),
+            "--out", str(out), "--out-folds", str(out_folds)]
+    for g in req:
+        argv += ["--required", g]
+    assert main(argv) == 0
+    whole = pd.read_csv(out, sep="\t")
+    width = len(whole)
+    assert width == k + 1  # R1 among the first K, R2 added
+    per_fold = pd.read_csv(out_folds, sep="\t")
+    for f in range(3):
+        got = per_fold.loc[per_fold["fold"] == f + 1, "gene"].tolist()
+        assert len(got) == width and set(req) <= set(got)
+        rows = np.flatnonzero(folds != f)
+        if not fold_in[f]:  # narrowed: the fold's first K - 1 genes by |r|, then the two required ones
+            r = X.loc[rows].corr()["T"].drop("T").abs().sort_values(ascending=False, kind="stable")
+            assert set(got) == set(r.index[:k - 1]) | set(req)

@@ -395,9 +395,9 @@ def _fold_predictors(a: argparse.Namespace, adata, train: np.ndarray, spec, sour
                      table: pd.DataFrame, t: str) -> pd.DataFrame:
     """The predictors of target ``t`` chosen again on each fold's training part (``--folds``), as many as on the
     whole training split, so that cross-validation judges the choice too (:func:`gexpred.search.fold_design`).
-    With ``top_correlated`` a fold's choice is widened by the genes it needs beyond the first K when a gene
-    required by an interaction or a gene set is among its K (the design keeps one width); a list of predictors
-    is the same in every fold."""
+    With ``top_correlated`` a fold's K is widened or narrowed when fewer or more of the genes required by an
+    interaction or a gene set are among its first K than on the whole training split (the design keeps one
+    width); a list of predictors is the same in every fold."""
     from .design import select_predictors
 
     X_train = np.asarray(adata.X)[train]
@@ -413,13 +413,17 @@ def _fold_predictors(a: argparse.Namespace, adata, train: np.ndarray, spec, sour
         keep = folds != f
         labels = {t: class_labels[t][keep]} if class_labels and t in class_labels else None
         k = top_k
-        for _ in range(len(a.required) + 1):
+        tried = set()
+        for _ in range(2 * len(a.required) + 2):
             fs = spec if k is None else {**spec, "top_correlated": k}
             sub = select_predictors(X_train[keep], genes, [t], fs, f"{source} (fold {f + 1}'s training part)",
                                     required=list(a.required), class_labels=labels)
-            if len(sub) >= width or k is None:
+            if len(sub) == width or k is None:
                 break
-            k += width - len(sub)
+            tried.add(k)
+            k = max(1, k + width - len(sub))  # fewer or more of the required genes among the fold's first K
+            if k in tried:
+                break
         if len(sub) != width:
             raise ModelError(f"Target {t!r}: fold {f + 1}'s training part yields {len(sub)} predictors where the "
                              f"whole training split yields {width}; use fewer folds (split.folds).")
