@@ -1678,7 +1678,7 @@ def _plot_coefficients(target: str, coefficients: str, out: str, alpha: float = 
 
     coefs = read_table(coefficients, dtype={"term": str})
     logit = "odds_ratio" in coefs.columns
-    plots.coefficient_forest(coefs, target, out, alpha=alpha,
+    plots.coefficient_forest(coefs, target, out, alpha=alpha, model="logistic regression" if logit else "OLS",
                              xlabel=f"log odds ratio per unit of predictor, {plots.ci_level(alpha)} CI" if logit else None)
 
 

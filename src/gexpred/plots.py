@@ -187,9 +187,9 @@ def ci_level(alpha: float) -> str:
 
 
 def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_terms: int = 40,
-                       xlabel: str | None = None, alpha: float = 0.05) -> None:
-    """OLS coefficients with their ``1 - alpha`` confidence intervals (the table's ``ci_low``, ``ci_high``;
-    intercept omitted), sorted by estimate."""
+                       xlabel: str | None = None, alpha: float = 0.05, model: str = "OLS") -> None:
+    """Regression coefficients (``model``: OLS, or logistic regression) with their ``1 - alpha`` confidence
+    intervals (the table's ``ci_low``, ``ci_high``; intercept omitted), sorted by estimate."""
     target = plain(target)
     df = coefs[~is_intercept(coefs["term"])].copy()
     if len(df) > max_terms:
@@ -208,7 +208,7 @@ def coefficient_forest(coefs: pd.DataFrame, target: str, path: str | Path, max_t
         ax.set_xlabel(xlabel or f"coefficient (change in target per unit of predictor), {ci_level(alpha)} CI")
         n_terms = int((~is_intercept(coefs["term"])).sum())
         shown = f"top {max_terms} by |t| of {n_terms}" if n_terms > max_terms else ""
-        ax.set_title(f"{target}: OLS coefficients {shown}".strip())
+        ax.set_title(f"{target}: {model} coefficients {shown}".strip())
         ax.grid(axis="y", alpha=0)
         _save(fig, path)
 
