@@ -169,7 +169,9 @@ def test_classification_metrics_caption_and_baseline(classification_run):
 
 
 # --------------------------------------------------------------------------- ids, levels, normalization, edges
-TARGET_IDS = ["<b>x</b>", 'q"uote']
+# '</script>' would end the report's script block and a backslash break its JSON if a job's params (which the
+# report shows) held them verbatim: the workflow passes such ids encoded (cli_text in common.smk)
+TARGET_IDS = ["</script><b>x</b>", 'q"uo\\te']
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +220,10 @@ def test_captions_and_labels_show_target_ids(named_run):
             label = res[path]["labels"]["target"]
             assert label.replace(WORD_JOINER, "") == target and "</" not in label, (path, label)
     assert "<b>x</b>" not in "".join(r["caption"] for r in res.values())
+    # the jobs' params (shown in the report's results script block, which _results parsed as JSON up to its
+    # first '</script') hold neither id verbatim
+    params = " ".join(r["job_properties"]["params"] for r in res.values())
+    assert "gexpred-enc:" in params and "</" not in params and "q\"uo\\te" not in params
     subcategories = {s for subs in _script_var(page, "categories").values() for s in subs}
     assert {t.replace("<", "<" + WORD_JOINER) for t in TARGET_IDS} <= subcategories
     assert not set(directory.values()) & subcategories

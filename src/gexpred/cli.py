@@ -2202,10 +2202,22 @@ def _report_parser(sub, verb) -> None:
     s.add_argument("--out-table", required=True)
 
 
+ENCODED_ARG = "gexpred-enc:"
+
+
+def decode_arg(arg: str) -> str:
+    """A command-line argument as the workflow meant it: names the report could not show verbatim (``<``, ``&``,
+    backslashes, control characters) arrive percent-encoded behind ``gexpred-enc:`` (``cli_text`` in
+    workflow/rules/common.smk); anything else is returned as it is."""
+    from urllib.parse import unquote
+
+    return unquote(arg[len(ENCODED_ARG):]) if arg.startswith(ENCODED_ARG) else arg
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gexpred`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args([decode_arg(a) for a in (sys.argv[1:] if argv is None else argv)])
     _setup_logging(args.log)
     try:
         args.func(args)

@@ -2,6 +2,7 @@ import importlib.util
 import json
 import re
 import shlex
+import urllib.parse
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -234,14 +235,38 @@ wildcard_constraints:
 
 
 # ----------------------------------------------------------------------------- helpers
+# Rule params are shown in the report, inside a <script> block as JSON that Snakemake writes without escaping
+# '<' or backslashes: an id holding '</script' would end the block, a backslash can break the JSON. Such text
+# reaches the gexpred command in a form without them, which the command decodes (gexpred.cli.decode_arg).
+_UNSAFE_IN_REPORT = re.compile(r"[<>&\\\x00-\x1f\x7f]")
+ENCODED_ARG = "gexpred-enc:"
+
+
+def cli_text(text):
+    """A name (a gene id, a covariate) for the gexpred command, in the params of a job: as it is, or percent-encoded
+    behind ENCODED_ARG when it holds a character the report cannot show verbatim."""
+    text = str(text)
+    return ENCODED_ARG + urllib.parse.quote(text, safe="") if _UNSAFE_IN_REPORT.search(text) else text
+
+
+def cli_json(value):
+    """``value`` as JSON for the params of a job (keys sorted: the same config in another key order is the same
+    param), with backslashes, quotes in strings and <, >, & written as JSON's unicode escapes."""
+    text = json.dumps(value, sort_keys=True)
+    for raw, escaped in (("\\\\", "\\u005c"), ('\\"', "\\u0022"), ("<", "\\u003c"), (">", "\\u003e"),
+                         ("&", "\\u0026")):
+        text = text.replace(raw, escaped)
+    return text
+
+
 def target_name(wildcards):
-    """The gene id behind a target directory name."""
-    return TARGETS[wildcards.target]
+    """The gene id behind a target directory name (as cli_text writes it for the command)."""
+    return cli_text(TARGETS[wildcards.target])
 
 
 def predictor_spec():
     """The predictors setting as JSON for the command line."""
-    return json.dumps(config["predictors"], sort_keys=True)
+    return cli_json(config["predictors"])
 
 
 def required_genes():
@@ -266,7 +291,7 @@ def labels_arg(input):
 
 
 def covariate_args():
-    return " ".join(f"--covariate {shlex.quote(c)}" for c in config["ols"]["covariates"])
+    return " ".join(f"--covariate {shlex.quote(cli_text(c))}" for c in config["ols"]["covariates"])
 
 
 def mlp_settings(genome=False):
@@ -275,7 +300,7 @@ def mlp_settings(genome=False):
     mlp = dict(config["mlp"])
     if not genome:
         mlp.pop("genome_mode", None)
-    return json.dumps(mlp, sort_keys=True)
+    return cli_json(mlp)
 
 
 IMPORTANCE = config["importance"]["repeats"] > 0
@@ -323,7 +348,7 @@ def importance_args(model):
 def search_settings():
     """The network search's settings as JSON for the command line (the search section without the penalised
     regression's, so that changing those does not rerun the networks)."""
-    return json.dumps({k: v for k, v in config["search"].items() if k != "penalized"}, sort_keys=True)
+    return cli_json({k: v for k, v in config["search"].items() if k != "penalized"})
 
 
 def mlp_gpus(wildcards):

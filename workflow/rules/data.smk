@@ -50,7 +50,7 @@ rule labels:
     params:
         target=target_name,
         # this target's threshold only: another target's does not make this one's labels again
-        binarize=lambda wc: json.dumps({t: v for t, v in config["binarize"].items() if t == TARGETS[wc.target]}),
+        binarize=lambda wc: cli_json({t: v for t, v in config["binarize"].items() if t == TARGETS[wc.target]}),
     threads: 1
     resources:
         mem_mb=whole_matrix_mem_mb(3, 2000),
@@ -156,7 +156,7 @@ rule select_predictors:
     params:
         target=target_name,
         spec=predictor_spec(),
-        required=" ".join(f"--required {shlex.quote(g)}" for g in required_genes()),
+        required=" ".join(f"--required {shlex.quote(cli_text(g))}" for g in required_genes()),
         labels=lambda wc, input: labels_arg(input),
     threads: 1
     resources:
@@ -243,7 +243,7 @@ rule target_table:
     benchmark:
         "results/benchmarks/target_table.tsv"
     params:
-        targets=lambda wc: " ".join(f"--target {shlex.quote(t)}" for t in TARGETS.values()),
+        targets=lambda wc: " ".join(f"--target {shlex.quote(cli_text(t))}" for t in TARGETS.values()),
     threads: 1
     resources:
         mem_mb=500,

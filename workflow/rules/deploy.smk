@@ -64,7 +64,7 @@ rule deploy_batch:
         inputs=lambda wc, input: " ".join(f"--input {shlex.quote(p)}" for p in input.batch),
         sheet=lambda wc, input: " ".join(f"--sample-sheet {shlex.quote(p)}" for p in input.sheet),
         truth="--truth-if-measured" if not CLASSIFICATION else "",
-        thresholds=json.dumps(config["monitor"], sort_keys=True),
+        thresholds=cli_json(config["monitor"]),
         out_dir=subpath(output.verdict, parent=True),
         # the numbers and names the report's captions show (report_helpers.smk, included later)
         facts=lambda wc: caption_facts(wc),

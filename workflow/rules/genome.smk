@@ -14,7 +14,7 @@ checkpoint genome_plan:
         "results/benchmarks/genome_plan.tsv"
     params:
         spec=predictor_spec(),
-        targets=json.dumps(config["targets"], sort_keys=True),
+        targets=cli_json(config["targets"]),
         chunk_size=config["ols"]["chunk_size"],
     threads: 1
     resources:

@@ -49,8 +49,8 @@ rule ols:
     params:
         target=target_name,
         covariates=covariate_args(),
-        interactions=json.dumps(config["ols"]["interactions"], sort_keys=True),
-        gene_sets=json.dumps(config["ols"]["gene_sets"], sort_keys=True),
+        interactions=cli_json(config["ols"]["interactions"]),
+        gene_sets=cli_json(config["ols"]["gene_sets"]),
         alpha=config["ols"]["alpha"],
         labels=lambda wc, input: labels_arg(input),
         penalized="--penalized" if config["ols"]["penalized"] else "",
@@ -169,7 +169,7 @@ rule regulator_recovery:
     params:
         spec=predictor_spec(),
         sources=" ".join(RECOVERY["sources"]),
-        network=json.dumps(RECOVERY["network"], sort_keys=True),
+        network=cli_json(RECOVERY["network"]),
         ranking=RECOVERY["ranking"],
         normalization=RECOVERY["normalization"],
         top_edges=RECOVERY["top_edges"],
