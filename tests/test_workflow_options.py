@@ -212,7 +212,7 @@ def test_impute_mean_fills_predictors_never_the_response(tmp_path):
     """missing: impute_mean fills a predictor gene's missing values with its training mean, but a target's
     samples without a measured value are left out of its folds, fits and judgement (before, the target's own
     training mean was learnt and scored as if measured). Expected numbers from numpy least squares."""
-    data = make_dataset(tmp_path, n_samples=40, n_genes=8)
+    make_dataset(tmp_path, n_samples=40, n_genes=8)
     expr = pd.read_csv(tmp_path / "data/expr.tsv", sep="\t", index_col=0)
     gone_y = expr.columns[::5]  # 8 samples without G0
     expr.loc["G0", gone_y] = np.nan
