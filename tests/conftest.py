@@ -158,7 +158,7 @@ def one_torch_thread() -> Iterator[None]:
 # workers in collection order (``--dist loadfile --no-loadscope-reorder``): starting the long ones first lets
 # the short ones fill the gaps, so that the two workers end together instead of one finishing a long run alone.
 LONGEST_FIRST = ("test_workflow.py", "test_workflow_tasks.py", "test_workflow_options.py", "test_report_browser.py",
-                 "test_safety.py", "test_slurm.py")
+                 "test_report_captions.py", "test_safety.py", "test_slurm.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
