@@ -290,8 +290,15 @@ def test_psi_leaves_out_bins_neither_side_reaches():
     q = (c_new[reached] + 0.5) / (10 + 0.5 * B)
     assert psi(ref, new) == pytest.approx(np.sum((q - p) * np.log(q / p)), rel=1e-12)
     assert psi(ref, new) < 0.01
-    # a batch below the reference's range keeps the bin the reference leaves empty
+    # a batch below the reference's range keeps the bin the reference leaves empty (a discrete input: one bin per
+    # value, -1 one of them)
     assert psi(ref, np.full(10, -1.0)) > 1.0
+    # a rare level that becomes common: 5 % -> 80 % ones (its deciles all read 0, which held both values in one bin)
+    rare, common = np.r_[np.zeros(190), np.ones(10)], np.r_[np.zeros(2), np.ones(8)]
+    p = (np.array([190, 10]) + 0.5) / (200 + 1.0)
+    q = (np.array([2, 8]) + 0.5) / (10 + 1.0)
+    assert psi(rare, common) == pytest.approx(np.sum((q - p) * np.log(q / p)), rel=1e-12)
+    assert psi(rare, common) > 1.0
 
 
 def test_binary_input_uses_fisher_exact_and_bh_over_inputs_only():

@@ -126,15 +126,26 @@ def test_gold_standard_as_edge_list_equals_the_matrix(tmp_path):
         got = read_gold_standard(str(tmp_path / name))
         assert got.reindex(index=want.index, columns=want.columns).equals(want), name
 
+    # numeric (Entrez) ids, and a two-column header of other words
+    (tmp_path / "entrez.tsv").write_text("5468\t7124\t1\n5468\t3569\t1\n2099\t7124\t1\n2099\t3569\t0\n")
+    got = read_gold_standard(str(tmp_path / "entrez.tsv"))
+    assert got.to_dict() == {"5468": {"7124": 1, "3569": 1}, "2099": {"7124": 1, "3569": 0}}
+    (tmp_path / "ids.tsv").write_text("TF_id\ttarget_id\n5468\t7124\n")
+    assert read_gold_standard(str(tmp_path / "ids.tsv")).to_dict() == {"5468": {"7124": 1}}
+
 
 @pytest.mark.parametrize("text, needles", [
     ("target\tr1\tr2\nt1\t1\t\nt2\t0\t1\n", ["'t1'", "'r2'", "line 2", "is empty", "Write 0"]),
+    ("target\tr1\tr2\nt1\t1\t0\nt2\t\t1\n", ["'t2'", "'r1'", "line 3", "is empty", "Write 0"]),
+    ("target\tr1\tr2\nt1\t1\t0\nt2\tNA\t1\n", ["'t2'", "'r1'", "line 3", "'NA'"]),
+    ("r1\tt1\nr1\tt2\nr2\t1\n", ["both 0/1 values (line 3: '1') and ids (line 2: 't2')"]),
     ("target\tr1\nt1\t1\nt1\t0\n", ["lists targets more than once: 't1'", "Merge their rows"]),
     ("target\tr1\tr1\nt1\t1\t0\n", ["names regulators more than once", "'r1'"]),
     ("target\tr1\tr2\nt1\t1\n", ["ragged rows: line 2", "target 't1'"]),
     ("r1\tt1\t1\nr1\tt1\t0\n", ["'r1' -> target 't1' both as an edge (1) and as no edge (0)", "line 2"]),
     ("r1\tt1\t0.5\nr2\tt1\t1\n", ["must hold only 0 and 1", "'t1'", "'r1'", "'0.5'"]),
-], ids=["empty cell", "duplicate target", "duplicate regulator", "ragged", "conflicting edge", "a score"])
+], ids=["empty cell", "empty first regulator cell", "NA in the first regulator", "mixed 0/1 and ids",
+        "duplicate target", "duplicate regulator", "ragged", "conflicting edge", "a score"])
 def test_gold_standard_errors_are_gold_standard_errors(tmp_path, text, needles):
     p = tmp_path / "gs.tsv"
     p.write_text(text)

@@ -1481,6 +1481,11 @@ def cmd_recovery(a: argparse.Namespace) -> None:
             f"predictors in the data, so regulator recovery cannot be judged."
         )
     targets = list(dict.fromkeys(gold_targets + run_targets))
+    imputed = _imputed_genes(a.data) & set(targets)
+    if imputed:
+        log.warning("%d targets scored had missing values that missing: impute_mean filled with their training mean "
+                    "(%s); regulator recovery scores every target on one shared set of samples, so they keep them "
+                    "(each target's own models leave such samples out)", len(imputed), preview(sorted(imputed)))
     chosen = {t: pool for t in targets} if isinstance(spec, list) else None
     sources = tuple(a.sources)
     network = _json_arg(a.network, "--network") if "network" in sources else None

@@ -81,7 +81,8 @@ def psi(reference: np.ndarray, new: np.ndarray, bins: int = PSI_BINS) -> float:
     """Population stability index of ``new`` against ``reference`` over the reference's quantile bins.
 
     The bin edges are the ``1/bins .. (bins-1)/bins`` quantiles of ``reference``
-    (repeated edges merged); each side's share of bin ``b`` is
+    (repeated edges merged), or, when the two samples hold at most ``bins`` distinct values together (a 0/1
+    dummy column: its deciles would put both values in one bin when one of them is rare), one bin per value; each side's share of bin ``b`` is
     ``(count_b + 0.5) / (n + 0.5 B)`` over the ``B`` bins that either side reaches, so a bin one side leaves
     empty gives a finite term. A bin neither reaches (below the first edge when the reference's lowest value
     fills a decile, as the zeros of a dummy column or of a zero-inflated gene do) is left out: with the
@@ -90,10 +91,15 @@ def psi(reference: np.ndarray, new: np.ndarray, bins: int = PSI_BINS) -> float:
     """
     ref = np.asarray(reference, dtype=np.float64)
     new = np.asarray(new, dtype=np.float64)
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
-    B = len(edges) + 1
-    c_ref = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=B)
-    c_new = np.bincount(np.searchsorted(edges, new, side="right"), minlength=B)
+    values = np.unique(np.r_[ref, new])
+    if len(values) <= bins:  # a discrete input (a 0/1 dummy, counts): one bin per value
+        c_ref = np.bincount(np.searchsorted(values, ref), minlength=len(values))
+        c_new = np.bincount(np.searchsorted(values, new), minlength=len(values))
+    else:
+        edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+        B = len(edges) + 1
+        c_ref = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=B)
+        c_new = np.bincount(np.searchsorted(edges, new, side="right"), minlength=B)
     reached = (c_ref + c_new) > 0
     c_ref, c_new, B = c_ref[reached], c_new[reached], int(reached.sum())
     p = (c_ref + PSI_PSEUDOCOUNT) / (len(ref) + PSI_PSEUDOCOUNT * B)

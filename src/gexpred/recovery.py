@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,7 +96,12 @@ def curves(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
 def read_gold_standard(path: str) -> pd.DataFrame:
     """Read the known regulatory edges: a targets x regulators 0/1 matrix (first column the target ids, header
     the regulator ids; R's layout, a header one field short, too) or an edge list (``regulator, target`` or
-    ``regulator, target, 1/0`` per line, as DREAM's gold standards; a header line is optional). Returns the
+    ``regulator, target, 1/0`` per line, as DREAM's gold standards; ids may be numbers, as Entrez ids). A file of
+    two or three fields a line is a matrix when its second fields are 0/1, blanks or other numbers with some 0/1
+    (the blanks and numbers then refused cell by cell), an edge list when none is 0/1, and refused when 0/1 values
+    and ids both occur. An edge list's first line is a header when its third field is
+    not a number, or, with two fields, when they read like regulator / target (``TF``, ``source`` ... and ``target``,
+    ``gene`` ...). Returns the
     targets x regulators 0/1 matrix (int8). Every problem is refused in one paragraph naming the line or the
     target and regulator."""
     from .io import text_rows
@@ -107,23 +113,48 @@ def read_gold_standard(path: str) -> pd.DataFrame:
         raise InputError(f"{what} '{path}' has {'no' if not rows else 'one'} line{'' if rows else 's'}: it needs a "
                          f"header of regulator ids and a row per target, or one line per known edge.")
 
-    def number(v: str) -> bool:
-        try:
-            float(v)
-            return True
-        except ValueError:
-            return False
-
     width = {len(r) for _, r in rows}
-    if width <= {2, 3} and len(width) == 1 and not all(number(r[1]) for _, r in rows[1:]):
+    if not (width <= {2, 3} and len(width) == 1):
+        return _gold_from_matrix(rows, path)
+    # two or three fields a line: a matrix of one or two regulators holds 0/1 (or a blank to refuse) in its second
+    # field, an edge list ids (numbers too: Entrez ids)
+    second = [(line, r[1]) for line, r in rows[1:]]
+    flags = [_is_01(v) or v.upper() in ("", "NA", "NAN", "N/A", "NULL") for _, v in second]
+    numeric = [_is_number(v) for _, v in second]
+    if all(flags) or (all(f or n for f, n in zip(flags, numeric)) and any(_is_01(v) for _, v in second)):
+        return _gold_from_matrix(rows, path)  # 0/1 with blanks or other numbers: refused cell by cell
+    if not any(_is_01(v) for _, v in second):
         return _gold_from_edges(rows, path)
-    return _gold_from_matrix(rows, path)
+    flag = next(k for k, f in enumerate(flags) if f)
+    other = next(k for k, f in enumerate(flags) if not f)
+    raise InputError(
+        f"Gold standard '{path}' has two or three fields a line, but its second field holds both 0/1 values (line "
+        f"{second[flag][0]}: {second[flag][1]!r}) and ids (line {second[other][0]}: {second[other][1]!r}), so it is "
+        f"neither a matrix of regulators (0/1 under each) nor an edge list (regulator, target[, 1]). Check those "
+        f"lines."
+    )
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_01(v: str) -> bool:
+    """Whether a field reads as 0 or 1 (``0``, ``1``, ``0.0``, ``1.0``)."""
+    try:
+        return float(v) in (0.0, 1.0) and v.strip().lower() not in ("inf", "nan")
+    except ValueError:
+        return False
 
 
 def _gold_values(values: list[str], path, line: int, target: str, regulators: list[str]) -> list[int]:
     out = []
     for v, reg in zip(values, regulators):
-        if v not in ("0", "1") and not (v.replace(".", "", 1).isdigit() and float(v) in (0.0, 1.0)):
+        if not _is_01(v):
             why = "is empty" if v == "" else f"is {v!r}"
             raise InputError(
                 f"Gold standard '{path}' must hold only 0 and 1 (1 = known regulatory edge), but target {target!r}, "
@@ -161,10 +192,15 @@ def _gold_from_matrix(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
 
 def _gold_from_edges(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
     first = rows[0][1]
-    names = {"regulator", "tf", "source", "from", "target", "gene", "to", "weight", "edge", "value"}
-    if (len(first) == 3 and not (first[2] in ("0", "1") or first[2].replace(".", "", 1).isdigit())) or \
-            {f.lower() for f in first} <= names:
-        rows = rows[1:]  # a header line
+
+    def words(field: str) -> set[str]:
+        return set(re.split(r"[^a-z0-9]+", field.lower()))
+
+    header = (not _is_number(first[2])) if len(first) == 3 else bool(
+        words(first[0]) & {"regulator", "regulators", "tf", "tfs", "source", "from"}
+        and words(first[1]) & {"target", "targets", "gene", "genes", "to"})
+    if header:
+        rows = rows[1:]
     known: dict[tuple[str, str], int] = {}
     for line, r in rows:
         if not r[0] or not r[1]:

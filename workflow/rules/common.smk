@@ -276,7 +276,7 @@ def required_genes():
     return list(dict.fromkeys(genes))
 
 
-def target_labels(wildcards):
+def target_labels_file(wildcards):
     """A target's class labels table, for classification runs only."""
     return f"results/data/labels/{wildcards.target}.tsv" if CLASSIFICATION else []
 

@@ -91,7 +91,7 @@ rule folds:
     input:
         data="results/data/collected.h5ad",
         splits="results/data/splits.tsv",
-        labels=target_labels,
+        labels=target_labels_file,
     output:
         "results/data/folds/{target}.tsv",
     log:
@@ -144,7 +144,7 @@ rule select_predictors:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
         folds="results/data/folds/{target}.tsv",
-        labels=target_labels,
+        labels=target_labels_file,
     output:
         predictors="results/data/predictors/{target}.tsv",
         # chosen again on each fold's training part: cross-validation judges the choice too

@@ -7,7 +7,7 @@ rule bundle:
         metrics="results/compare/metrics.tsv",
         cv_metrics="results/compare/cv_metrics.tsv",
         summary="results/compare/summary.tsv",
-        labels=target_labels,
+        labels=target_labels_file,
     output:
         bundles=[directory(f"results/models/{{target}}/{m}") for m in MODELS],
         best="results/models/{target}/best.json",

@@ -6,7 +6,7 @@ rule mlp:
         predictors="results/data/predictors/{target}.tsv",
         fold_predictors="results/data/fold_predictors/{target}.tsv",
         normalization="results/data/normalization.json",
-        labels=target_labels,
+        labels=target_labels_file,
     output:
         model="results/mlp/{target}/model.pt",
         meta="results/mlp/{target}/model.json",

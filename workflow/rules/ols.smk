@@ -6,7 +6,7 @@ rule ols:
         fold_predictors="results/data/fold_predictors/{target}.tsv",
         normalization="results/data/normalization.json",
         folds="results/data/folds/{target}.tsv",
-        labels=target_labels,
+        labels=target_labels_file,
     output:
         coefficients=report(
             "results/ols/{target}/coefficients.tsv",
