@@ -86,11 +86,11 @@ def _measured_samples(adata, split: np.ndarray, target: str, data: str):
     log.warning("target %s: %d samples without a measured value (%d training, %d test: %s) are left out of its "
                 "models and their judgement; missing: impute_mean fills a gene's missing values only where it is "
                 "a predictor", target, len(left), counts["train"], counts["test"], preview(left))
-    if not np.any(split[keep] == "train") or not np.any(split[keep] == "test"):
+    empty = [name for k, name in (("train", "training"), ("test", "test")) if not np.any(split[keep] == k)]
+    if empty:
         raise InputError(
-            f"Target {target!r} of {_sources(adata, data)} has no measured value in the "
-            f"{'training' if not np.any(split[keep] == 'train') else 'test'} samples, so it can be neither fitted "
-            f"nor judged. Remove it from 'targets' or add samples where it is measured."
+            f"Target {target!r} of {_sources(adata, data)} has no measured value in the {empty[0]} samples, so it "
+            f"can be neither fitted nor judged. Remove it from 'targets' or add samples where it is measured."
         )
     return adata[keep].copy(), split[keep]
 
@@ -370,6 +370,7 @@ def cmd_select(a: argparse.Namespace) -> None:
             f"transposed. Text matrices hold genes in rows and samples in columns; an .h5ad file holds samples in "
             f"obs and genes in var (AnnData's convention): transpose it (adata.T) and write it again."
         )
+    dropped = _dropped_genes(full)
     tables, fold_tables = [], []
     for t in a.target:
         # each target on the samples where it was measured (all of them unless missing: impute_mean filled some)
@@ -381,7 +382,7 @@ def cmd_select(a: argparse.Namespace) -> None:
 
             class_labels = {t: encode_labels(lab.loc[adata.obs_names[train], t], f"target {t!r}")[0]}
         table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), [t], spec, source,
-                                  required=list(a.required), class_labels=class_labels, dropped=_dropped_genes(adata))
+                                  required=list(a.required), class_labels=class_labels, dropped=dropped)
         log.info("target %s: %d predictors", t, len(table))
         tables.append(table)
         if a.folds and a.out_folds:
@@ -1205,23 +1206,24 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
     if missing:
         log.warning("%d requested targets are not in the data and are skipped: %s", len(missing),
                     ", ".join(missing[:5]))
-    imputed = _imputed_genes(a.data) & set(targets)
-    if imputed:
-        log.warning("%d targets had missing values that missing: impute_mean filled with their training mean (%s); "
-                    "genome-wide mode fits every target on one shared set of samples, so they keep them (per-target "
-                    "mode leaves such samples out of a target's models)", len(imputed), preview(sorted(imputed)))
+    _warn_kept_imputed(a.data, targets, "genome-wide mode")
     write_json({"predictors": predictors, "n_targets": len(targets), "n_chunks": len(chunks),
                 "missing_targets": missing}, a.out_design)
     write_table(plan, a.out)
 
 
-def _imputed_genes(path: str) -> set[str]:
-    """Genes some of whose values the normalize step imputed (``uns['imputed']``), read without the matrix."""
+def _warn_kept_imputed(path: str, targets, step: str) -> None:
+    """Log the targets whose values the normalize step imputed (``uns['imputed']`` of ``path``, read without the
+    matrix) that ``step``, fitting every target on one shared set of samples, keeps."""
     import h5py
 
     with h5py.File(path, "r") as f:
         g = f.get("uns/imputed/gene")
-        return set(g.asstr()[:]) if g is not None else set()
+        imputed = (set(g.asstr()[:]) if g is not None else set()) & set(targets)
+    if imputed:
+        log.warning("%d targets had missing values that missing: impute_mean filled with their training mean (%s); "
+                    "%s fits every target on one shared set of samples, so they keep them (each target's own "
+                    "models leave such samples out)", len(imputed), preview(sorted(imputed)), step)
 
 
 def _genome_chunk(a: argparse.Namespace):
@@ -1481,11 +1483,7 @@ def cmd_recovery(a: argparse.Namespace) -> None:
             f"predictors in the data, so regulator recovery cannot be judged."
         )
     targets = list(dict.fromkeys(gold_targets + run_targets))
-    imputed = _imputed_genes(a.data) & set(targets)
-    if imputed:
-        log.warning("%d targets scored had missing values that missing: impute_mean filled with their training mean "
-                    "(%s); regulator recovery scores every target on one shared set of samples, so they keep them "
-                    "(each target's own models leave such samples out)", len(imputed), preview(sorted(imputed)))
+    _warn_kept_imputed(a.data, targets, "regulator recovery")
     chosen = {t: pool for t in targets} if isinstance(spec, list) else None
     sources = tuple(a.sources)
     network = _json_arg(a.network, "--network") if "network" in sources else None

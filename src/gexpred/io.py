@@ -465,7 +465,7 @@ def read_matrix(path: str | os.PathLike[str], missing: str = "error") -> ad.AnnD
     return adata
 
 
-_TEXT_NA = ["", "NA", "NaN", "nan", "N/A", "NULL", "null"]
+TEXT_NA = ["", "NA", "NaN", "nan", "N/A", "NULL", "null"]
 
 
 def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
@@ -581,7 +581,7 @@ def _read_values_arrow(
                                                  newlines_in_values=True, ignore_empty_lines=True),
                 convert_options=pacsv.ConvertOptions(
                     column_types={"gene": pa.string(), **{c: pa.float64() for c in names[1:]}},
-                    null_values=_TEXT_NA,
+                    null_values=TEXT_NA,
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
                 ),
@@ -606,7 +606,7 @@ def _read_values_pandas(path: Path, sep: str, gz: bool, samples: list[str]) -> t
         index_col=0,
         compression="gzip" if gz else None,
         quotechar='"',
-        na_values=_TEXT_NA,
+        na_values=TEXT_NA,
         keep_default_na=False,
         encoding="utf-8-sig",
         engine="c",
@@ -982,7 +982,7 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
                 f"empty for a missing value)."
             )
     df = pd.DataFrame([[c.strip() for c in row] for _, row in rows[1:]], columns=header, dtype=object)
-    df = df.where(~df.isin(_TEXT_NA), np.nan)
+    df = df.where(~df.isin(TEXT_NA), np.nan)
     no_id = df["sample"].isna().to_numpy()
     if no_id.any():
         line = rows[1 + int(np.argmax(no_id))][0]

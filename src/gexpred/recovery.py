@@ -104,7 +104,7 @@ def read_gold_standard(path: str) -> pd.DataFrame:
     ``gene`` ...). Returns the
     targets x regulators 0/1 matrix (int8). Every problem is refused in one paragraph naming the line or the
     target and regulator."""
-    from .io import text_rows
+    from .io import TEXT_NA, text_rows
 
     what = "Gold standard"
     rows, _ = text_rows(path, what)
@@ -119,11 +119,12 @@ def read_gold_standard(path: str) -> pd.DataFrame:
     # two or three fields a line: a matrix of one or two regulators holds 0/1 (or a blank to refuse) in its second
     # field, an edge list ids (numbers too: Entrez ids)
     second = [(line, r[1]) for line, r in rows[1:]]
-    flags = [_is_01(v) or v.upper() in ("", "NA", "NAN", "N/A", "NULL") for _, v in second]
-    numeric = [_is_number(v) for _, v in second]
-    if all(flags) or (all(f or n for f, n in zip(flags, numeric)) and any(_is_01(v) for _, v in second)):
+    zero_one = [_is_01(v) for _, v in second]
+    na_words = {w.upper() for w in TEXT_NA}
+    flags = [z or v.upper() in na_words for z, (_, v) in zip(zero_one, second)]
+    if all(flags) or (any(zero_one) and all(f or _is_number(v) for f, (_, v) in zip(flags, second))):
         return _gold_from_matrix(rows, path)  # 0/1 with blanks or other numbers: refused cell by cell
-    if not any(_is_01(v) for _, v in second):
+    if not any(zero_one):
         return _gold_from_edges(rows, path)
     flag = next(k for k, f in enumerate(flags) if f)
     other = next(k for k, f in enumerate(flags) if not f)

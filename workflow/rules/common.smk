@@ -204,13 +204,6 @@ if GENOME and "ols" not in MODELS:
 BATCHES = list(config["new_batches"])
 if BATCHES and GENOME:
     raise WorkflowError("gexpred: new_batches (deploy and monitor) needs targets listed one by one, not genome-wide mode.")
-_missing_batch = [p for paths in config["new_batches"].values() for p in paths if not Path(p).is_file()]
-if _missing_batch:
-    raise WorkflowError(
-        "gexpred: new_batches file(s) not found: "
-        + ", ".join(repr(p) for p in _missing_batch)
-        + f". Paths are relative to {Path.cwd()}."
-    )
 _unknown_sheets = sorted(set(config["new_batch_sheets"]) - set(BATCHES))
 if _unknown_sheets:
     raise WorkflowError(
@@ -218,13 +211,14 @@ if _unknown_sheets:
         + ", ".join(repr(b) for b in _unknown_sheets)
         + ". Use the names of new_batches (" + (", ".join(repr(b) for b in BATCHES) or "none set") + ")."
     )
-_missing_sheet = [p for p in config["new_batch_sheets"].values() if not Path(p).is_file()]
-if _missing_sheet:
-    raise WorkflowError(
-        "gexpred: new_batch_sheets file(s) not found: "
-        + ", ".join(repr(p) for p in _missing_sheet)
-        + f". Paths are relative to {Path.cwd()}."
-    )
+for _key, _paths in (("new_batches", [p for paths in config["new_batches"].values() for p in paths]),
+                     ("new_batch_sheets", list(config["new_batch_sheets"].values()))):
+    _missing = [p for p in _paths if not Path(p).is_file()]
+    if _missing:
+        raise WorkflowError(
+            f"gexpred: {_key} file(s) not found: " + ", ".join(repr(p) for p in _missing)
+            + f". Paths are relative to {Path.cwd()}."
+        )
 NORMALIZATION = config["normalization"]
 NORMALIZATION_STEPS = [NORMALIZATION] if isinstance(NORMALIZATION, str) else list(NORMALIZATION)
 
