@@ -642,3 +642,30 @@ def test_fold_designs_fit_each_fold_on_its_own_columns():
     np.testing.assert_array_equal(mapped[:, 1], [rises[0, 1], 0.0, 0.0])
     with pytest.raises(ValueError, match="do not match"):
         cv_ols(X[:, [0, 1, 2]], y, folds, fold_X=fold_X)
+
+
+def test_cv_logit_judges_a_fold_where_a_predictor_is_constant():
+    """A covariate level whose training samples all fall in one fold is constant (0) over that fold's training
+    part: the fold's logistic regression leaves it out (coefficient 0, as R's glm with an NA coefficient) instead
+    of refusing the whole run as collinear; the other folds keep it. Expected: statsmodels Logit per fold."""
+    from scipy import special
+
+    from gexpred.search import cv_logit
+
+    rng = np.random.default_rng(0)
+    n = 60
+    x = rng.normal(size=n)
+    y = (rng.uniform(size=n) < special.expit(x)).astype(int)
+    folds = kfold([f"s{i:02d}" for i in range(n)], 5, 0, labels=y)
+    dummy = np.zeros(n)
+    rare = np.flatnonzero(folds == 0)
+    dummy[rare[y[rare] == 0][0]] = dummy[rare[y[rare] == 1][0]] = 1.0  # one sample of each class, both in fold 0
+    X = np.column_stack([x, dummy])
+    oof = cv_logit(X, y, folds, ["g", "batch[T.b]"], ["0", "1"])
+    for f in range(5):
+        tr, te = folds != f, folds == f
+        cols = [0] if f == 0 else [0, 1]
+        ref = sm.Logit(y[tr], sm.add_constant(X[tr][:, cols])).fit(disp=0)
+        p1 = ref.predict(sm.add_constant(X[te][:, cols], has_constant="add"))
+        np.testing.assert_allclose(oof[te, 1], p1, rtol=1e-6)
+        np.testing.assert_allclose(oof[te].sum(axis=1), 1.0)

@@ -1052,13 +1052,50 @@ def cv_ols(X: np.ndarray, y: np.ndarray, folds: np.ndarray, fold_X: np.ndarray |
     return out
 
 
+def redundant_columns(X: np.ndarray) -> np.ndarray:
+    """Which columns of ``X`` are linear combinations of the intercept and the columns before them
+    (a column constant over these rows among them), as a boolean mask."""
+    X = np.asarray(X, dtype=np.float64)
+    A = np.column_stack([np.ones(len(X)), X])
+    kept = [0]
+    redundant = np.zeros(X.shape[1], dtype=bool)
+    for j in range(1, A.shape[1]):
+        if np.linalg.matrix_rank(A[:, [*kept, j]]) < len(kept) + 1:
+            redundant[j - 1] = True
+        else:
+            kept.append(j)
+    return redundant
+
+
 def fold_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list[str], target: str = "target",
                separation: str = "firth"):
     """The logistic regression of one fold's training part, for prediction only: a separated fold is fitted
     by Firth's penalised likelihood (``separation='firth'``; ridge for more than two classes) or
-    ridge-penalised (``'ridge'``, as ``ols.penalized``)."""
+    ridge-penalised (``'ridge'``, as ``ols.penalized``).
+
+    A predictor that varies over the training split can be constant over a fold's training part (a
+    covariate level whose samples all fall in the held-out fold, a gene measured in one sample), or a linear
+    combination of the others there. Its coefficient is then not identifiable from the fold: it is left out
+    of the fold's fit and predicts with coefficient 0 (as R's ``glm`` does with an ``NA`` coefficient), so
+    that the fold is judged instead of the whole run stopping. The returned fit is for prediction only.
+    """
+    from dataclasses import replace
+
     from .logit import fit_logit
 
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 2 and X.shape[1] and len(X) > 1:
+        redundant = redundant_columns(X)
+        if redundant.any():
+            log.info("%s: %s constant or collinear over a fold's training part; left out of that fold's logistic "
+                     "regression (coefficient 0)", target, preview(np.asarray(names)[redundant]))
+            keep = ~redundant
+            inner = fold_logit(X[:, keep], codes, [n for n, k in zip(names, keep) if k], classes, target,
+                               separation)
+            coef = np.zeros((X.shape[1] + 1, inner.coef.shape[1]))
+            coef[np.r_[True, keep]] = inner.coef
+            return replace(inner, terms=["const", *map(str, names)], coef=coef, result=None, firth=None,
+                           inference=None)
     try:
         return fit_logit(X, codes, names, classes, target=target,
                          separation="stop" if separation == "ridge" else "firth", inference=False)
