@@ -242,3 +242,25 @@ def test_impute_mean_fills_predictors_never_the_response(tmp_path):
     assert len(pd.read_csv(tmp_path / "results/ols/G1/predictions.tsv", sep="\t")) == len(X)
     log = " ".join((tmp_path / "results/logs/ols/G0.log").read_text().split())
     assert f"target G0: {len(gone_y)} samples without a measured value" in log
+
+
+def test_genome_wide_mode_refuses_covariates_interactions_and_gene_sets(tmp_path):
+    """Genome-wide mode fits every target on the shared predictors alone (the batched engine has no covariates,
+    products or nested tests): asked to adjust for a covariate, it must refuse before anything runs rather than
+    report unadjusted coefficients as if they were adjusted."""
+    data = make_dataset(tmp_path, n_samples=20, n_genes=8)
+    pd.DataFrame({"sample": data["samples"], "batch": ["x", "y"] * 10}).to_csv(
+        tmp_path / "data" / "samples.tsv", sep="\t", index=False)
+    base = {"targets": "all", "models": ["ols"], "predictors": {"from": ["G2", "G3", "G4"]},
+            "sample_sheet": "data/samples.tsv"}
+    for ols, needle in (({"covariates": ["batch"]}, "ols.covariates would be ignored"),
+                        ({"interactions": [["G2", "G3"]], "gene_sets": {"s": ["G2"]}},
+                         "ols.interactions and ols.gene_sets would be ignored")):
+        write_config(tmp_path, **base, ols=ols)
+        proc = run_snakemake(tmp_path, "-n", check=False)
+        assert proc.returncode != 0 and needle in proc.stdout + proc.stderr, (ols, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()
+    write_config(tmp_path, **base)
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
