@@ -342,3 +342,33 @@ def test_summary_is_reproducible_under_source_date_epoch(data, monkeypatch):
     assert fit.summary("y") == text
     monkeypatch.delenv("SOURCE_DATE_EPOCH")
     assert time.strftime("%a, %d %b %Y") in fit.summary("y")
+
+
+def test_summary_intervals_at_the_run_alpha(tmp_path):
+    """summary.txt shows the intervals at 1 - ols.alpha, as coefficients.tsv does (statsmodels' summary prints
+    95 % ones unless told); expected: the textbook t interval."""
+    import anndata as ad
+
+    from gexpred.cli import main
+
+    rng = np.random.default_rng(3)
+    samples = [f"s{i}" for i in range(40)]
+    X = rng.normal(size=(40, 3))
+    X[:, 0] = 1.0 + X[:, 1] - 0.5 * X[:, 2] + rng.normal(scale=0.5, size=40)
+    ad.AnnData(X=X, obs=pd.DataFrame(index=samples), var=pd.DataFrame(index=["G0", "G1", "G2"])).write_h5ad(
+        tmp_path / "data.h5ad")
+    pd.DataFrame({"sample": samples, "split": ["train"] * 32 + ["test"] * 8}).to_csv(
+        tmp_path / "splits.tsv", sep="\t", index=False)
+    pd.DataFrame({"target": "G0", "rank": [1, 2], "gene": ["G1", "G2"], "train_corr": [0.5, 0.4]}).to_csv(
+        tmp_path / "predictors.tsv", sep="\t", index=False)
+    out = tmp_path / "ols" / "G0"
+    assert main(["ols", "--data", str(tmp_path / "data.h5ad"), "--splits", str(tmp_path / "splits.tsv"),
+                 "--predictors", str(tmp_path / "predictors.tsv"), "--target", "G0", "--alpha", "0.1",
+                 "--out-dir", str(out), "--log", str(tmp_path / "ols.log")]) == 0
+    ref = _closed_form(X[:32, 1:], X[:32, 0], alpha=0.1)
+    text = (out / "summary.txt").read_text()
+    assert "[0.05" in text and "0.95]" in text and "[0.025" not in text
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in text.splitlines()
+            if line.split() and line.split()[0] in ("const", "G1", "G2")}
+    for j, term in enumerate(["const", "G1", "G2"]):
+        np.testing.assert_allclose(rows[term][-2:], [ref["ci_low"][j], ref["ci_high"][j]], atol=1e-3)

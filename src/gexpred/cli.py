@@ -692,7 +692,7 @@ def cmd_ols(a: argparse.Namespace) -> None:
     write_table(diag, out / "diagnostics.tsv")
     write_table(infl, out / "influence.tsv")
     write_table(nested, out / "nested_tests.tsv")
-    write_text(fit.summary(a.target) + "\n", out / "summary.txt")
+    write_text(fit.summary(a.target, a.alpha) + "\n", out / "summary.txt")
     write_json({"target": a.target, "model": "ols", "design": design, **fit.to_dict(), "alpha": a.alpha,
                 "normalization": a.normalization_ref, "gexpred_version": __version__}, out / "model.json")
     write_table(preds, out / "predictions.tsv")

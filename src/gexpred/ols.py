@@ -50,9 +50,11 @@ class OLSFit:
             columns=COEF_COLUMNS,
         )
 
-    def summary(self, target: str) -> str:
-        """The statsmodels summary, titled with the target (its Date and Time as :func:`reproducible_summary`)."""
-        return reproducible_summary(str(self.result.summary(yname=target, xname=self.terms, title=f"OLS: {target}")))
+    def summary(self, target: str, alpha: float = 0.05) -> str:
+        """The statsmodels summary, titled with the target, its confidence intervals at ``1 - alpha`` (as
+        :meth:`table`'s; statsmodels' own default is 95 %), its Date and Time as :func:`reproducible_summary`."""
+        return reproducible_summary(str(self.result.summary(yname=target, xname=self.terms, title=f"OLS: {target}",
+                                                            alpha=alpha)))
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters as plain JSON (enough to predict without statsmodels)."""
