@@ -571,3 +571,32 @@ def test_ensemble_classifier_averages_probabilities():
 def test_ensemble_setting_must_be_a_positive_integer(value):
     with pytest.raises(ConfigError, match="mlp.ensemble"):
         MLPSettings.from_config({"ensemble": value})
+
+
+@pytest.mark.parametrize("constant", [0.1, -0.2873, 2.7])
+def test_an_input_constant_over_the_fit_part_is_ignored_not_blown_up(constant):
+    """A column that takes one value on every sample the network fits (a covariate level whose samples are all in
+    a held-out fold) has a float32 standard deviation of a rounding residue (~1e-8 for these values); used as its
+    scale, a held-out sample with another value got a standardised input ~1e8 and an absurd prediction. The
+    network must ignore the column: changing it changes no prediction, in train_mlp and in train_many alike, and
+    the predictions stay near the least-squares ones of the informative columns (statsmodels)."""
+    import statsmodels.api as sm
+
+    from gexpred.batched_nn import train_many
+
+    assert np.float32(np.full(23, constant, dtype=np.float32).std()) > 0  # the rounding residue is there
+    rng = np.random.default_rng(0)
+    n = 23
+    x = rng.normal(size=(n, 2))
+    y = 1.0 + x @ np.array([1.0, -1.0]) + 0.1 * rng.normal(size=n)
+    X = np.column_stack([x, np.full(n, constant)])
+    s = MLPSettings.from_config({"hidden": [], "epochs": 400, "patience": 0, "val_fraction": 0.0, "lr": 0.05,
+                                 "batch_size": 32, "loss": "mse"})
+    new = np.column_stack([rng.normal(size=(5, 2)), np.full(5, constant)])
+    other = new.copy()
+    other[:, 2] = constant + 3.0
+    ols = sm.OLS(y, sm.add_constant(x)).fit().predict(sm.add_constant(new[:, :2]))
+    for model in (train_mlp(X, y, s)[0], train_many([X], [y], [s])[0][0]):
+        at = predict(model, new)
+        np.testing.assert_allclose(predict(model, other), at, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(at, ols, atol=0.05)

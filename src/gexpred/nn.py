@@ -400,12 +400,28 @@ def initial_model(X: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, settings: M
     task, n_classes
         ``classification`` leaves the output unstandardised (``y_mean`` 0,
         ``y_scale`` 1): the outputs are logits.
+
+    Notes
+    -----
+    An input that takes one value over the fit part (a covariate level whose samples are all held out, a
+    gene non-zero in one sample) carries no information there: its mean is that value exactly and its scale
+    1, so it enters training as 0, and its first-layer weights start (and, without input noise or weight
+    decay, stay) at 0, so the network ignores it where its value differs. Its float32 standard deviation
+    is often not 0 but a rounding residue (~1e-8), which as a scale made such a sample's standardised input
+    ~1e8 and its prediction absurd.
     """
     n_out = n_outputs(task, n_classes, y.shape[1] if np.ndim(y) == 2 else 1)
     model = GeneMLP(X.shape[1], settings.hidden, settings.activation, n_out, settings.dropout)
     Xf, yf = X[fit_idx], y[fit_idx]
+    constant = (Xf.max(axis=0) == Xf.min(axis=0)) if len(Xf) else np.zeros(X.shape[1], dtype=bool)
+    x_mean = Xf.mean(axis=0)
     x_scale = Xf.std(axis=0)
-    model.x_mean.copy_(torch.from_numpy(Xf.mean(axis=0)))
+    if constant.any():
+        x_mean = np.where(constant, Xf[0], x_mean).astype(x_mean.dtype)
+        x_scale = np.where(constant, 1.0, x_scale).astype(x_scale.dtype)
+        with torch.no_grad():
+            model.net[0].weight[:, torch.from_numpy(constant)] = 0.0
+    model.x_mean.copy_(torch.from_numpy(x_mean))
     model.x_scale.copy_(torch.from_numpy(np.where(x_scale > 0, x_scale, 1.0).astype(np.float32)))
     if task == "regression":
         y_scale = yf.std(axis=0)
