@@ -669,3 +669,25 @@ def test_cv_logit_judges_a_fold_where_a_predictor_is_constant():
         p1 = ref.predict(sm.add_constant(X[te][:, cols], has_constant="add"))
         np.testing.assert_allclose(oof[te, 1], p1, rtol=1e-6)
         np.testing.assert_allclose(oof[te].sum(axis=1), 1.0)
+
+
+def test_cv_ols_gives_a_column_constant_over_a_fold_coefficient_zero():
+    """The reference level of a covariate held by two samples, both in fold 0: over fold 0's training part the
+    dummy of the other level is 1 everywhere, a copy of the intercept. The minimum-norm least-squares solution
+    gave it half the intercept (~4 on log2 intensities), off by 4 for those two samples (fold MSE 2.5 against
+    0.07); it must predict as OLS without the column (statsmodels), as R's lm with an NA coefficient."""
+    rng = np.random.default_rng(0)
+    n = 60
+    x = rng.normal(size=(n, 2))
+    folds = kfold([f"s{i:02d}" for i in range(n)], 5, 0)
+    level_b = np.ones(n)
+    level_b[np.flatnonzero(folds == 0)[:2]] = 0.0
+    X = np.column_stack([x, level_b])
+    y = 8.0 + x @ np.array([1.0, -1.0]) + 0.3 * rng.normal(size=n)
+    oof = cv_ols(X, y, folds)
+    for f in range(5):
+        tr, te = folds != f, folds == f
+        cols = [0, 1] if f == 0 else [0, 1, 2]
+        ref = sm.OLS(y[tr], sm.add_constant(X[tr][:, cols], has_constant="add")).fit()
+        np.testing.assert_allclose(oof[te], ref.predict(sm.add_constant(X[te][:, cols], has_constant="add")),
+                                   rtol=1e-10)

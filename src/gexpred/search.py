@@ -1031,8 +1031,21 @@ def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Seque
 
 
 def ols_predictor(X: np.ndarray, y: np.ndarray):
-    """``y ~ const + X`` by least squares, as a prediction function of new ``X``."""
-    beta = np.linalg.lstsq(np.column_stack([np.ones(len(y)), X]), y, rcond=None)[0]
+    """``y ~ const + X`` by least squares, as a prediction function of new ``X``.
+
+    A column that is constant over these rows, or a linear combination of the intercept and the columns
+    before it (a fold's training part can hold one level of a covariate only), gets coefficient 0, as R's
+    ``lm`` gives it ``NA``: the minimum-norm solution would instead give it part of the intercept (``c / (1 +
+    c^2)`` of it for a constant ``c``), which moves the prediction of every sample where it takes another
+    value, by half the intercept for a 0/1 column constant at 1.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    A = np.column_stack([np.ones(len(y)), X])
+    beta, _, rank, _ = np.linalg.lstsq(A, y, rcond=None)
+    if rank < A.shape[1]:
+        keep = np.r_[True, ~redundant_columns(X)]
+        beta = np.zeros(A.shape[1])
+        beta[keep] = np.linalg.lstsq(A[:, keep], y, rcond=None)[0]
     return lambda Z: beta[0] + np.asarray(Z) @ beta[1:]
 
 
