@@ -171,3 +171,18 @@ def test_recovery_text_sets_the_prior_ranking_apart():
     assert "TF activity from the known regulators" in prior and "AUPR 0.330 (33 x random" in prior
     assert "the best is ridge" in gold_free and "not comparable" in prior
     assert "system-message" not in to_html(text)
+
+
+def test_significance_text_counts_only_terms_with_a_p_value():
+    """A ridge-penalised logistic fit has coefficients but no p-values (nor q-values): its terms were not tested
+    and must not be counted as tested. Target A: two tested terms (one with q < 0.05); target B: ridge."""
+    coefs = pd.DataFrame({"target": ["A"] * 3 + ["B"] * 3, "term": ["const", "g1", "g2"] * 2,
+                          "p_value": [0.5, 0.001, 0.2, np.nan, np.nan, np.nan],
+                          "q_value": [np.nan, 0.002, 0.2, np.nan, np.nan, np.nan]})
+    text = facts.significance_text(coefs, 0.05)
+    assert text.startswith("2 terms of 1 target were tested; 1 term has a Benjamini–Hochberg q-value below 0.05")
+    assert "(smallest p: g1 for A)" in text
+    assert "2 other terms have no p-value" in text
+    assert facts.significance_text(coefs.iloc[:3], 0.05) == ("2 terms of 1 target were tested; 1 term has a "
+                                                             "Benjamini–Hochberg q-value below 0.05 (smallest p: "
+                                                             "g1 for A).")

@@ -315,7 +315,10 @@ def importance_text(tables: dict[str, pd.DataFrame], k: int = 3, classification:
 
 
 def significance_text(coefs: pd.DataFrame, fdr: float) -> str:
-    tested = coefs[~is_intercept(coefs["term"])]
+    """How many terms were tested (non-intercept terms with a p-value: a ridge-penalised logistic fit has none)
+    and how many have a Benjamini–Hochberg q-value below ``fdr``."""
+    terms = coefs[~is_intercept(coefs["term"])]
+    tested = terms[pd.to_numeric(terms["p_value"], errors="coerce").notna()]
     q = pd.to_numeric(tested.get("q_value"), errors="coerce")
     sig = tested[q < fdr]
     text = (f"{_count(len(tested), 'term')} of {_count(int(tested['target'].nunique()), 'target')} were tested; "
@@ -324,6 +327,10 @@ def significance_text(coefs: pd.DataFrame, fdr: float) -> str:
     if len(sig):
         top = sig.sort_values("p_value").head(3)
         text += " (smallest p: " + _and([f"{rst(t)} for {rst(g)}" for t, g in zip(top["term"], top["target"])]) + ")"
+    untested = len(terms) - len(tested)
+    if untested:
+        text += (f"; {_count(untested, 'other term')} {'has' if untested == 1 else 'have'} no p-value (a "
+                 f"ridge-penalised fit has none) and {'is' if untested == 1 else 'are'} not counted")
     return text + "."
 
 
