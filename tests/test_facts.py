@@ -45,8 +45,8 @@ def test_comparison_text_best_and_margin():
     text = facts.comparison_text(metrics_frame(), "G0")
     assert text.startswith("On the test split (15 samples) OLS regression has the lowest mean squared "
                            "error, 0.200,")
-    assert "0.250 for the neural network (20% lower)" in text  # (0.25 - 0.2) / 0.25
-    assert "1.00 for the training mean (80% lower)" in text
+    assert "0.250 for the neural network (OLS regression: 20% lower)" in text  # (0.25 - 0.2) / 0.25
+    assert "1.00 for the training mean (OLS regression: 80% lower)" in text
 
 
 def test_comparison_rows_verdicts():

@@ -222,7 +222,7 @@ def test_captions_state_the_numbers(hostile_run):
         for model in sub.index.drop(best):
             share = (sub.loc[model, "mse"] - sub.loc[best, "mse"]) / sub.loc[model, "mse"] * 100
             pct = f"{share:.0f}%" if share >= 10 else f"{share:.1f}%" if share >= 0.1 else f"{share:.2g}%"
-            assert f"{names[model]} ({pct} lower)" in caption, (model, pct, caption)
+            assert f"{names[model]} ({names[best]}: {pct} lower)" in caption, (model, pct, caption)
         fits = pd.read_csv(root / "results/ols/all_fits.tsv", sep="\t").set_index("target")
         diag = captions[f"diagnostics.png:{target}"]
         if fits.loc[target, "failed_assumptions"] == "none":

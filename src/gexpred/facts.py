@@ -277,7 +277,7 @@ def comparison_text(metrics: pd.DataFrame, target: str, split: str = "test") -> 
     for _, r in others.iterrows():
         if LOWER_IS_BETTER[metric]:
             comp.append(f"{_num(r[metric])} for {name(r['model'])} "
-                        f"({_pct(_relative(float(best[metric]), float(r[metric])))} lower)")
+                        f"({name(best['model'])}: {_pct(_relative(float(best[metric]), float(r[metric])))} lower)")
         else:
             comp.append(f"{_num(r[metric])} for {name(r['model'])}")
     text = head + (" against " + _and(comp) if comp else "") + "."
