@@ -295,3 +295,39 @@ def test_absent_genes_say_why_dropped_or_near_match():
         select_predictors(X, genes, ["G1"], ["abc"], "the data")
     msg = " ".join(str(e.value).split())
     assert "Predictor genes 'abc' are not in the data" in msg and "'abc' -> 'Abc'" in msg
+
+
+def test_genome_design_holds_predictors_covariates_and_products():
+    """The shared design of genome-wide mode: the predictors, treatment dummies of a categorical covariate with
+    levels from the training samples, a numeric covariate, and products, in that order (as statsmodels' formula
+    interface names them)."""
+    from gexpred.design import genome_design
+
+    rng = np.random.default_rng(0)
+    n = 12
+    values = rng.normal(size=(n, 2))
+    samples = [f"s{i}" for i in range(n)]
+    batch = np.array(["b", "a", "c"])[np.arange(n) % 3]
+    age = rng.normal(40, 5, n)
+    obs = pd.DataFrame({"batch": batch, "age": age}, index=samples).iloc[::-1]  # any row order
+    train = np.arange(n) < 9
+    design = {"predictors": ["gA", "gB"], "covariates": ["batch", "age"], "interactions": [["gA", "age"]]}
+    X = genome_design(values, samples, design, train, obs)
+    assert list(X.columns) == ["gA", "gB", "batch[T.b]", "batch[T.c]", "age", "gA:age"]
+    want = np.column_stack([values, batch == "b", batch == "c", age, values[:, 0] * age]).astype(float)
+    np.testing.assert_array_equal(X.to_numpy(), want)
+    plain = genome_design(values, samples, {"predictors": ["gA", "gB"]}, train)
+    np.testing.assert_array_equal(plain.to_numpy(), values)
+
+
+def test_check_genome_terms_refuses_what_a_shared_design_cannot_hold():
+    from gexpred.design import check_genome_terms
+
+    genes = ["gA", "gB", "gC"]
+    check_genome_terms(["gA", "gB"], ["age"], [["gA", "gB"], ["gA", "age"]], genes, {"age"})
+    with pytest.raises(ConfigError, match=r"'gC'.*neither shared predictors nor numeric covariates"):
+        check_genome_terms(["gA", "gB"], [], [["gA", "gC"]], genes, set())
+    with pytest.raises(ConfigError, match=r"'batch'.*neither"):  # a categorical covariate has no single column
+        check_genome_terms(["gA", "gB"], ["batch"], [["gA", "batch"]], genes, set())
+    with pytest.raises(ConfigError, match=r"Covariates 'gC'.*also gene ids"):
+        check_genome_terms(["gA", "gB"], ["gC"], [], genes, set())

@@ -1191,12 +1191,24 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
 
 def cmd_genome_plan(a: argparse.Namespace) -> None:
     from .batched import iter_chunks
-    from .design import genome_targets, shared_predictors
+    from .design import check_genome_terms, genome_targets, shared_predictors
+    from .errors import ConfigError
     from .io import read_h5ad_columns, write_json, write_table
 
     _, _, genes, sources = read_h5ad_columns(a.data)
     source = _source_text(sources)
     predictors = shared_predictors(genes, _json_arg(a.spec, "--spec"), source)
+    covariates = [str(c) for c in a.covariate or []]
+    interactions = [[str(g) for g in pair] for pair in _json_arg(a.interactions, "--interactions")]
+    numeric: set[str] = set()
+    if covariates:
+        obs = _read_obs(a.data)
+        absent = [c for c in covariates if c not in obs.columns]
+        if absent:
+            raise ConfigError(f"Covariates {preview(absent)} ('ols.covariates') are not columns of the sample sheet "
+                              f"(columns: {preview(list(obs.columns), 10)}).")
+        numeric = {c for c in covariates if pd.api.types.is_numeric_dtype(obs[c])}
+    check_genome_terms(predictors, covariates, interactions, genes, numeric, source)
     targets, missing = genome_targets(genes, predictors, _json_arg(a.targets, "--targets"), source)
     chunks = iter_chunks(len(targets), a.chunk_size)
     plan = pd.DataFrame({"target": targets, "chunk": np.repeat(np.arange(len(chunks)),
@@ -1207,8 +1219,11 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
         log.warning("%d requested targets are not in the data and are skipped: %s", len(missing),
                     ", ".join(missing[:5]))
     _warn_kept_imputed(a.data, targets, "genome-wide mode")
-    write_json({"predictors": predictors, "n_targets": len(targets), "n_chunks": len(chunks),
-                "missing_targets": missing}, a.out_design)
+    if covariates or interactions:
+        log.info("shared design: the predictors%s%s", f", covariates {', '.join(covariates)}" if covariates else "",
+                 f", {len(interactions)} interaction terms" if interactions else "")
+    write_json({"predictors": predictors, "covariates": covariates, "interactions": interactions,
+                "n_targets": len(targets), "n_chunks": len(chunks), "missing_targets": missing}, a.out_design)
     write_table(plan, a.out)
 
 
@@ -1226,18 +1241,42 @@ def _warn_kept_imputed(path: str, targets, step: str) -> None:
                     "models leave such samples out)", len(imputed), preview(sorted(imputed)), step)
 
 
+def _read_obs(path: str) -> pd.DataFrame:
+    """The sample sheet's columns (``obs``) of an ``.h5ad``, without reading its matrix."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(path, backed="r")
+    try:
+        return adata.obs.copy()
+    finally:
+        adata.file.close()
+
+
+def _genome_columns(data: str, design: dict[str, Any], splits: str, targets: list[str] | None = None):
+    """The shared design of a genome-wide run (:func:`gexpred.design.genome_design`: predictors, covariates,
+    interaction products), its terms, whether each sample trains, the values of ``targets`` and the samples, read
+    without the rest of the matrix."""
+    from .design import genome_design
+    from .io import read_h5ad_columns
+
+    predictors = design["predictors"]
+    values, samples, _, _ = read_h5ad_columns(data, [*predictors, *(targets or [])])
+    train = _split_of(samples, data, splits) == "train"
+    obs = _read_obs(data) if design.get("covariates") else None
+    X = genome_design(values[:, : len(predictors)], samples, design, train, obs)
+    return X.to_numpy(dtype=np.float64), [str(c) for c in X.columns], train, values[:, len(predictors):], samples
+
+
 def _genome_chunk(a: argparse.Namespace):
-    """One chunk of a genome-wide run: whether each sample trains, the shared design, the chunk's targets, and the
-    values of the predictors (X) and targets (Y), read without the rest of the matrix."""
-    from .io import read_h5ad_columns, read_table
+    """One chunk of a genome-wide run: whether each sample trains, the shared design and its terms, the chunk's
+    targets, and the design matrix (X) and the targets' values (Y), read without the rest of the matrix."""
+    from .io import read_table
 
     design = json.loads(Path(a.design).read_text())
     plan = read_table(a.plan, dtype={"target": str})
     targets = plan.loc[plan["chunk"] == a.chunk, "target"].tolist()
-    predictors = design["predictors"]
-    values, samples, _, _ = read_h5ad_columns(a.data, [*predictors, *targets])
-    X, Y = values[:, : len(predictors)], values[:, len(predictors) :]
-    return _split_of(samples, a.data, a.splits) == "train", design, targets, X, Y
+    X, terms, train, Y, _ = _genome_columns(a.data, design, a.splits, targets)
+    return train, {**design, "terms": terms}, targets, X, Y
 
 
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
@@ -1246,11 +1285,11 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     from .io import write_parquet, write_table
 
     train, design, targets, X, Y = _genome_chunk(a)
-    res = fit_many(X[train], Y[train], design["predictors"], targets, alpha=a.alpha, on_rank_deficient="drop")
+    res = fit_many(X[train], Y[train], design["terms"], targets, alpha=a.alpha, on_rank_deficient="drop")
     if res.dropped_terms:
-        log.warning("dropped %d predictors that are linear combinations of others on the training split: %s",
+        log.warning("dropped %d terms that are linear combinations of others on the training split: %s",
                     len(res.dropped_terms), ", ".join(res.dropped_terms[:5]))
-    column = {g: j for j, g in enumerate(design["predictors"])}
+    column = {g: j for j, g in enumerate(design["terms"])}
     A = np.column_stack([np.ones(len(X)), X[:, [column[g] for g in res.terms[1:]]]])
     pred = A @ res.coef.T
     rows = []
@@ -1293,7 +1332,7 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     out = Path(a.out_dir)
     varied = candidate_summary(configs)
     meta: dict[str, Any] = {"chunk": a.chunk, "mode": a.mode, "targets": fit_targets,
-                            "predictors": design["predictors"],
+                            "predictors": design["predictors"], "inputs": design["terms"],
                             "search": {"strategy": search.get("strategy", "grid"), "n_candidates": len(candidates),
                                        "varied": varied, "judged_on": "validation part of the training split",
                                        "loss": "validation MSE / variance"},
@@ -1566,10 +1605,10 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
             f"standard '{a.gold_standard}', so regulator recovery cannot be judged. Check that the gold standard "
             f"uses the same gene ids as the data."
         )
-    # one read: every shared predictor (the networks' inputs; the candidates among them) and the targets
-    values, samples, _, _ = read_h5ad_columns(a.data, [*predictors, *targets])
-    train = _split_of(samples, a.data, a.splits) == "train"
-    Xtr = values[train]
+    # one read: the shared design (the networks' inputs: the predictors first, the candidates among them, then
+    # any covariates and interaction products) and the targets
+    design_X, _, train, values, samples = _genome_columns(a.data, design, a.splits, targets)
+    Xtr = np.column_stack([design_X[:, : len(predictors)], values])[train]
     folds = kfold(list(np.asarray(samples)[train]), a.k, a.seed)
     log.info("scoring %d shared predictors of %d gold-standard targets from the genome-wide fits", len(candidates),
              len(targets))
@@ -1586,7 +1625,7 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
         scores["ols"] = S
     if a.mlp_models:
         S = np.full((len(ev.targets), len(candidates)), np.nan)
-        inputs = Xtr[:, : len(predictors)]
+        inputs = design_X[train]
         pcol = [predictors.index(g) for g in candidates]
         for state_path in a.mlp_models:
             meta = json.loads(Path(state_path).with_suffix(".json").read_text())
@@ -2062,8 +2101,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", required=True, help="the predictors setting, JSON")
     s.add_argument("--targets", required=True, help='the targets setting, JSON ("all" or {"file": path})')
     s.add_argument("--chunk-size", type=int, required=True)
+    s.add_argument("--covariate", action="append", default=[],
+                   help="sample-sheet column every target is adjusted for (repeatable)")
+    s.add_argument("--interactions", default="[]",
+                   help="JSON list of [a, b] pairs (shared predictors or numeric covariates) whose products join the "
+                        "shared design")
     s.add_argument("--out", required=True, help="plan TSV: target, chunk")
-    s.add_argument("--out-design", required=True, help="JSON with the shared predictors")
+    s.add_argument("--out-design", required=True,
+                   help="JSON with the shared design: predictors, covariates, interactions")
 
     s = chunk_verb("ols-chunk", cmd_ols_chunk, "Fit OLS for one chunk of targets at once (batched engine).")
     s.add_argument("--alpha", type=float, default=0.05)

@@ -399,6 +399,57 @@ def build_design(
 
 
 # --------------------------------------------------------------------------- genome-wide mode
+def genome_design(values: np.ndarray, samples: list[str], design: dict[str, Any], train: np.ndarray,
+                  obs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The shared design of a genome-wide run (without intercept): the shared predictors, the covariates
+    encoded as :func:`encode_covariates` (levels from the training samples) and the interaction products.
+
+    Parameters
+    ----------
+    values
+        Samples x shared predictors (``design["predictors"]``, in order).
+    samples
+        The samples (rows of ``values``).
+    design
+        The plan's ``design.json``: ``predictors``, and optionally ``covariates`` (sample-sheet columns) and
+        ``interactions`` (pairs of predictors or numeric covariates).
+    train
+        Boolean mask of the training samples.
+    obs
+        The sample sheet's columns indexed by sample (needed with covariates).
+    """
+    expr = pd.DataFrame(values, index=samples, columns=design["predictors"])
+    covariates = None
+    if design.get("covariates"):
+        if obs is None:
+            raise ValueError("the design has covariates, but no sample sheet was given")
+        covariates, _ = encode_covariates(obs.loc[samples], list(design["covariates"]), train, "the sample sheet")
+    return build_design(expr, list(design["predictors"]), covariates, design.get("interactions") or None)
+
+
+def check_genome_terms(predictors: list[str], covariates: list[str], interactions: list[list[str]],
+                       genes: list[str], numeric: set[str], source: str = "the data") -> None:
+    """Refuse what the shared design of a genome-wide run cannot hold: a covariate that is also a gene id, and
+    an interaction factor that is neither a shared predictor nor a numeric covariate (``numeric``: the
+    sample sheet's numeric columns among ``covariates``)."""
+    clash = [c for c in covariates if c in set(genes)]
+    if clash:
+        raise ConfigError(
+            f"Covariates {preview(clash)} (ols.covariates, columns of the sample sheet) are also gene ids of "
+            f"{source}: a design term naming them would be ambiguous. Rename the column in the sample sheet and in "
+            f"ols.covariates, e.g. to '{clash[0]}_covariate'."
+        )
+    allowed = set(predictors) | set(numeric)
+    bad = sorted({str(g) for pair in interactions for g in pair if str(g) not in allowed})
+    if bad:
+        raise ConfigError(
+            f"Interaction factors {preview(bad)} (ols.interactions) are neither shared predictors nor numeric "
+            f"covariates. In genome-wide mode every target is fitted on one shared design, so a product term can "
+            f"only join shared predictors ('predictors') or numeric sample-sheet columns ('ols.covariates'): add "
+            f"the genes to the predictors or drop those pairs."
+        )
+
+
 def shared_predictors(genes: list[str], spec: list[str] | dict[str, Any], source: str = "the data") -> list[str]:
     """The predictors shared by every target in genome-wide mode.
 

@@ -16,6 +16,8 @@ checkpoint genome_plan:
         spec=predictor_spec(),
         targets=cli_json(config["targets"]),
         chunk_size=config["ols"]["chunk_size"],
+        covariates=covariate_args(),
+        interactions=cli_json(config["ols"]["interactions"]),
     threads: 1
     resources:
         mem_mb=genome_plan_mem_mb,
@@ -24,7 +26,8 @@ checkpoint genome_plan:
         "../envs/gexpred.yaml"
     shell:
         "gexpred genome-plan --data {input.data:q} --spec {params.spec:q} --targets {params.targets:q}"
-        " --chunk-size {params.chunk_size} --out {output.plan:q} --out-design {output.design:q} --log {log:q}"
+        " --chunk-size {params.chunk_size} {params.covariates} --interactions {params.interactions:q}"
+        " --out {output.plan:q} --out-design {output.design:q} --log {log:q}"
 
 
 rule ols_chunk:
