@@ -227,6 +227,33 @@ def test_attach_sample_sheet_matches_string_ids_exactly(make_frame, write):
     assert dropped["id"].tolist() == ["1"]
 
 
+def test_a_sample_dropped_by_the_join_is_listed_once_with_its_own_reason(make_frame, write, tmp_path):
+    # s5 is in rna.tsv but not in prot.tsv: the join leaves it out. The sheet has a row for it, which must not
+    # be listed again as "in the sample sheet but in no matrix" (it is in a matrix), nor counted twice.
+    from gexpred.cli import main
+    from gexpred.io import read_table
+
+    samples = [f"s{j}" for j in range(6)]
+    make_frame(genes=["g1", "g2"], samples=samples).to_csv(tmp_path / "rna.tsv", sep="\t")
+    make_frame(genes=["h1"], samples=samples[:5]).to_csv(tmp_path / "prot.tsv", sep="\t")
+    sheet = write("sheet.tsv", "sample\tage\n" + "".join(f"{s}\t{40 + k}\n" for k, s in enumerate(samples))
+                  + "s9\t70\n")
+    assert main(["collect", "--matrix", str(tmp_path / "rna.tsv"), "--matrix", str(tmp_path / "prot.tsv"),
+                 "--sample-sheet", str(sheet), "--out", str(tmp_path / "c.h5ad"),
+                 "--dropped", str(tmp_path / "dropped.tsv")]) == 0
+    dropped = read_table(tmp_path / "dropped.tsv", dtype=str)
+    rows = sorted(zip(dropped["id"], dropped["file"]))
+    assert rows == [("s5", str(tmp_path / "rna.tsv")), ("s9", str(sheet))]
+    assert ad.read_h5ad(tmp_path / "c.h5ad").uns["n_dropped_samples"] == 2
+
+
+def test_attach_sample_sheet_skips_the_samples_combining_dropped(make_frame, write):
+    m = ad.AnnData(make_frame(genes=["g1"], samples=["s1", "s2"]).T.copy())
+    sheet_path = write("sheet.tsv", "sample\tage\ns1\t40\ns2\t41\ns3\t42\ns4\t43\n")
+    _, dropped = attach_sample_sheet(m, read_sample_sheet(sheet_path), str(sheet_path), dropped_samples=["s3"])
+    assert dropped["id"].tolist() == ["s4"]
+
+
 @pytest.mark.parametrize("policy", ["error", "drop_genes", "impute_mean"])
 def test_an_empty_sample_is_named_whatever_the_policy(policy):
     from gexpred.collect import apply_missing_policy

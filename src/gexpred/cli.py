@@ -138,7 +138,8 @@ def cmd_collect(a: argparse.Namespace) -> None:
              adata.uns["missing"]["n_genes"])
     if a.sample_sheet:
         sheet = read_sample_sheet(a.sample_sheet)
-        adata, extra = attach_sample_sheet(adata, sheet, a.sample_sheet)
+        adata, extra = attach_sample_sheet(adata, sheet, a.sample_sheet,
+                                           dropped_samples=dropped.loc[dropped["kind"] == "sample", "id"])
         dropped = pd.concat([dropped, extra], ignore_index=True) if len(extra) else dropped
     adata.uns["sources"] = list(a.matrix)
     genes_out = dropped[dropped["kind"] == "gene"]

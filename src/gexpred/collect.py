@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Collection
 
 import anndata as ad
 import numpy as np
@@ -146,12 +147,25 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
 
 
 def attach_sample_sheet(
-    adata: ad.AnnData, sheet: pd.DataFrame, sheet_path: str
+    adata: ad.AnnData, sheet: pd.DataFrame, sheet_path: str, dropped_samples: Collection[str] = ()
 ) -> tuple[ad.AnnData, pd.DataFrame]:
     """Attach covariates to ``adata.obs``.
 
     Every sample of the matrices must be in the sheet; rows of the sheet for
     samples not in the matrices are reported in the returned dropped table.
+
+    Parameters
+    ----------
+    adata
+        The combined matrix (:func:`combine`), samples x genes.
+    sheet
+        The sample sheet, indexed by sample id.
+    sheet_path
+        The sheet's file, for messages and the dropped table.
+    dropped_samples
+        Samples of the matrices that combining them left out (already in the
+        dropped table with their reason): their sheet rows are not listed
+        again as "in no matrix".
 
     Raises
     ------
@@ -165,7 +179,8 @@ def attach_sample_sheet(
             f"matrices, e.g. {preview(missing)}. Add a row for each (column 'sample'), or remove those "
             f"samples from the matrices.{near_ids(missing, sheet.index)}"
         )
-    extra = sheet.index.difference(adata.obs_names, sort=False)
+    extra = sheet.index.difference(adata.obs_names, sort=False).difference(pd.Index(list(dropped_samples)),
+                                                                           sort=False)
     dropped = pd.DataFrame(
         [("sample", s, sheet_path, "in the sample sheet but in no matrix") for s in extra],
         columns=DROPPED_COLUMNS,
