@@ -254,6 +254,17 @@ def test_attach_sample_sheet_skips_the_samples_combining_dropped(make_frame, wri
     assert dropped["id"].tolist() == ["s4"]
 
 
+def test_a_transposed_matrix_is_named_as_such_against_the_sample_sheet(make_frame, write):
+    # samples x genes by mistake: the "samples" of the matrix are genes, the sheet's samples are its "genes"
+    genes, samples = ["TP53", "MYC", "GATA1"], ["p1", "p2", "p3", "p4"]
+    m = ad.AnnData(make_frame(genes=samples, samples=genes).T.copy())
+    sheet_path = write("sheet.tsv", "sample\tage\n" + "".join(f"{s}\t40\n" for s in samples))
+    with pytest.raises(InputError) as info:
+        attach_sample_sheet(m, read_sample_sheet(sheet_path), str(sheet_path))
+    msg = str(info.value)
+    assert "transposed" in msg and "'p1'" in msg and "'TP53'" in msg and str(sheet_path) in msg
+
+
 @pytest.mark.parametrize("policy", ["error", "drop_genes", "impute_mean"])
 def test_an_empty_sample_is_named_whatever_the_policy(policy):
     from gexpred.collect import apply_missing_policy

@@ -122,6 +122,25 @@ def test_log_cpm_rejects_empty_library(counts):
         fit_normalization(X, genes, samples, "log_cpm")
 
 
+def test_log_cpm_on_a_transposed_matrix_says_it_looks_transposed():
+    # samples x genes given as genes x samples: 8 "samples" (genes, two never expressed), 5 "genes" (samples)
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(50, size=(5, 8)).astype(float)
+    counts[:, [2, 6]] = 0
+    genes, samples = [f"S{i}" for i in range(5)], [f"ENSG{j:011d}" for j in range(8)]
+    with pytest.raises(InputError) as exc:
+        fit_normalization(counts.T, genes, samples, "log_cpm")
+    msg = str(exc.value)
+    assert "'ENSG00000000002'" in msg and "transposed" in msg and "more samples (8) than genes (5)" in msg
+    # the usual shape (more genes than samples): an empty sample is only that
+    usual = rng.poisson(50, size=(6, 10)).astype(float)
+    usual[0] = 0
+    with pytest.raises(InputError) as exc:
+        fit_normalization(usual, [f"G{j}" for j in range(10)], [f"S{i}" for i in range(6)], "log_cpm")
+    assert "'S0'" in str(exc.value)
+    assert "transposed" not in str(exc.value)
+
+
 def test_params_are_json_and_reload_identically(tmp_path, counts):
     X, genes, samples = counts
     params = fit_normalization(X[:9], genes, samples[:9], ["log1p", "zscore"])

@@ -174,10 +174,17 @@ def attach_sample_sheet(
     """
     missing = adata.obs_names.difference(sheet.index, sort=False)
     if len(missing):
+        as_genes = sheet.index.intersection(adata.var_names, sort=False)
+        transposed = (
+            f" The sheet's samples {preview(as_genes, 3)} are genes of the matrices instead: the matrix looks "
+            f"transposed. Text matrices hold genes in rows and samples in columns; an .h5ad file holds samples "
+            f"in obs and genes in var (transpose it, adata.T, and write it again)."
+            if len(missing) == adata.n_obs and len(as_genes) else ""
+        )
         raise InputError(
             f"Sample sheet '{sheet_path}' has no row for {len(missing)} of the {adata.n_obs} samples in the "
             f"matrices, e.g. {preview(missing)}. Add a row for each (column 'sample'), or remove those "
-            f"samples from the matrices.{near_ids(missing, sheet.index)}"
+            f"samples from the matrices.{transposed or near_ids(missing, sheet.index)}"
         )
     extra = sheet.index.difference(adata.obs_names, sort=False).difference(pd.Index(list(dropped_samples)),
                                                                            sort=False)

@@ -154,9 +154,16 @@ def _apply_step(X: np.ndarray, p: dict[str, Any], genes: list[str], samples: lis
         lib = X.sum(axis=1, keepdims=True)
         empty = np.flatnonzero(lib[:, 0] <= 0)
         if len(empty):
+            # more samples than genes and some without any count: most likely genes, read as samples
+            transposed = (
+                f" The matrix has more samples ({X.shape[0]}) than genes ({X.shape[1]}): if these ids are genes, "
+                f"it is transposed. Text matrices hold genes in rows and samples in columns; an .h5ad file holds "
+                f"samples in obs and genes in var (transpose it, adata.T, and write it again)."
+                if X.shape[0] > X.shape[1] else ""
+            )
             raise InputError(
                 f"normalization 'log_cpm': {len(empty)} samples of {source} have no counts at all, e.g. "
-                f"{preview(np.asarray(samples)[empty])}. Remove them from the matrix."
+                f"{preview(np.asarray(samples)[empty])}. Remove them from the matrix.{transposed}"
             )
         return np.log(X / lib * p["scale"] + p["prior_count"]) / np.log(p["log_base"])
     if method == "zscore":
