@@ -219,6 +219,14 @@ def test_monitor_truth_if_measured_takes_the_truth_only_where_the_batch_has_the_
         v = json.loads((out / "verdict.json").read_text())
         perf = pd.read_csv(out / "performance.tsv", sep="\t")
         assert v["truth_given"] is truth_given and perf.empty is not truth_given
+    # the summary of verdicts says the accuracy was not checked where the batch had no truth, not "no accuracy
+    # problem found"
+    assert main(["deploy-summary", "--verdicts", str(tmp_path / "with" / "verdict.json"),
+                 str(tmp_path / "without" / "verdict.json"), "--performance", str(tmp_path / "with" / "performance.tsv"),
+                 str(tmp_path / "without" / "performance.tsv"), "--out", str(tmp_path / "verdicts.tsv")]) == 0
+    reasons = pd.read_csv(tmp_path / "verdicts.tsv", sep="\t")["reasons"].tolist()
+    assert "accuracy not checked" not in reasons[0] and "mse on the batch" in reasons[0]
+    assert "accuracy not checked: no truth for the batch" in reasons[1] and "accuracy problem" not in reasons[1]
     # the explicit flag still refuses a batch without the target
     assert main(["monitor", "--bundle", str(path), "--input", str(tmp_path / "without.tsv"), "--truth-from-input",
                  "--out-dir", str(tmp_path / "strict"), "--log", str(tmp_path / "strict.log")]) == 1

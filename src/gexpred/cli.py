@@ -1171,6 +1171,16 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     write_json(result, out / "verdict.json")
 
 
+def _verdict_reasons(v: dict[str, Any]) -> str:
+    """The reasons of a monitoring verdict in words, saying when accuracy was not checked (the batch had no truth:
+    its matrices do not measure the target), so that an ``ok`` is not read as a verified accuracy."""
+    unchecked = ("accuracy not checked: no truth for the batch (it does not measure the target; "
+                 "gexpred monitor --truth TABLE checks it)")
+    if v.get("truth_given", True):
+        return "; ".join(v["reasons"]) or "no drift or accuracy problem found"
+    return "; ".join([*v["reasons"], unchecked]) if v["reasons"] else f"no drift found; {unchecked}"
+
+
 def cmd_deploy_summary(a: argparse.Namespace) -> None:
     from .io import read_table, write_table
 
@@ -1183,7 +1193,7 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
                      "verdict": v["verdict"], "n_samples": v["n_samples"], "n_inputs": v["n_inputs"],
                      "n_drifted": v["n_drifted"], "prediction_drifted": v["prediction_drifted"],
                      "error_ratio": float(ratio.iloc[0]) if len(ratio) else np.nan,
-                     "reasons": "; ".join(v["reasons"]) or "no drift or accuracy problem found"})
+                     "reasons": _verdict_reasons(v)})
     table = pd.DataFrame(rows)
     for _, r in table.iterrows():
         log.info("batch %s, target %s (%s): %s", r["batch"], r["target"], r["model"], r["verdict"])
