@@ -497,6 +497,14 @@ def test_sample_sheet_reads_covariates(write):
     assert sheet["batch"].tolist() == ["b1", "2", "b1"]  # mixed column stays text
 
 
+def test_an_h5ad_given_as_sample_sheet_says_how_to_write_its_obs(tmp_path):
+    adata = ad.AnnData(np.ones((2, 1)), obs=pd.DataFrame({"donor": ["d1", "d2"]}, index=["c1", "c2"]))
+    path = tmp_path / "cells.h5ad"
+    adata.write_h5ad(path)
+    msg = sheet_error(path)
+    assert ".h5ad file" in msg and "adata.obs.rename_axis('sample').to_csv" in msg
+
+
 def test_sample_sheet_csv_and_gzip(write, tmp_path):
     write("sheet.csv", "sample,group\ns1,a\ns2,b\n")
     with gzip.open(tmp_path / "sheet.tsv.gz", "wt") as fh:

@@ -955,6 +955,12 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
         a sample id; a sample or a column listed twice.
     """
     path = Path(path)
+    if path.suffix.lower() in H5AD_SUFFIXES:
+        raise InputError(
+            f"{what} '{path}' is an .h5ad file, but a sample sheet is a text table (TSV or CSV) with a 'sample' "
+            f"column. To use the obs columns of an AnnData file, write them to one, e.g. in Python "
+            f"adata.obs.rename_axis('sample').to_csv('samples.tsv', sep='\\t'), and give that file."
+        )
     rows, sep = text_rows(path, what)
     if not rows:
         raise InputError(f"{what} '{path}' is empty. It needs a header with a 'sample' column.")

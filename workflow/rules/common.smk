@@ -144,9 +144,16 @@ def _check_inputs():
         if not Path(pred["from"]).is_file():
             missing.append(pred["from"])
     if config["ols"]["covariates"] and not config.get("sample_sheet"):
+        h5ad = [p for p in config["matrices"] if str(p).lower().endswith(".h5ad")]
         raise WorkflowError(
             "gexpred: 'ols.covariates' names sample-sheet columns, but no 'sample_sheet' is set. "
             "Add the sample sheet (a TSV with a 'sample' column) or remove the covariates."
+            + (
+                f" The obs columns of {h5ad[0]!r} are not read as covariates (only its .X is): write them to "
+                "a sheet, e.g. in Python adata.obs.rename_axis('sample').to_csv('samples.tsv', sep='\\t'), "
+                "and set sample_sheet to it."
+                if h5ad else ""
+            )
         )
     if missing:
         raise WorkflowError(
