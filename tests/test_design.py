@@ -331,3 +331,30 @@ def test_check_genome_terms_refuses_what_a_shared_design_cannot_hold():
         check_genome_terms(["gA", "gB"], ["batch"], [["gA", "batch"]], genes, set())
     with pytest.raises(ConfigError, match=r"Covariates 'gC'.*also gene ids"):
         check_genome_terms(["gA", "gB"], ["gC"], [], genes, set())
+
+
+def test_ids_that_differ_only_by_a_version_suffix_are_named_as_close_matches(tmp_path, caplog):
+    # Ensembl ids with versions in the matrix, without in the config or the candidates file (or the reverse)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20, 4))
+    genes = ["ENSG00000141510.17", "ENSG00000136997.21", "ENSG00000102145.15", "ENSG00000111640"]
+    with pytest.raises(ConfigError) as e:
+        select_predictors(X, genes, ["ENSG00000141510"], {"top_correlated": 1}, "the data")
+    msg = " ".join(str(e.value).split())
+    assert "'ENSG00000141510' -> 'ENSG00000141510.17'" in msg and "version suffix" in msg
+    tfs = tmp_path / "tfs.txt"
+    tfs.write_text("ENSG00000136997\nENSG00000102145\n")
+    with pytest.raises(ConfigError) as e:
+        select_predictors(X, genes, ["ENSG00000141510.17"], {"top_correlated": 1, "from": str(tfs)}, "the data")
+    msg = " ".join(str(e.value).split())
+    assert "None of the candidate predictors" in msg and "'ENSG00000136997' -> 'ENSG00000136997.21'" in msg
+    # some candidates present: the warning names the close matches of the skipped ones
+    tfs.write_text("ENSG00000136997\nENSG00000102145.15\nENSG00000111640.3\n")
+    with caplog.at_level(logging.WARNING):
+        table = select_predictors(X, genes, ["ENSG00000141510.17"], {"top_correlated": 1, "from": str(tfs)})
+    assert table["gene"].tolist() == ["ENSG00000102145.15"]
+    assert "'ENSG00000111640.3' -> 'ENSG00000111640'" in caplog.text
+    # a case or quoting difference keeps its own hint
+    with pytest.raises(ConfigError) as e:
+        select_predictors(X, genes, ["ensg00000141510.17"], {"top_correlated": 1}, "the data")
+    assert "case-sensitive" in str(e.value) and "version" not in str(e.value)

@@ -159,14 +159,15 @@ def select_predictors(
     candidates = read_gene_list(spec["from"], "predictor candidates file") if spec.get("from") is not None else list(genes)
     absent = [g for g in candidates if g not in index]
     if absent:
-        log.warning("%d of %d candidate predictors are not in %s and are skipped: %s",
-                    len(absent), len(candidates), source, preview(absent))
-    candidates = list(dict.fromkeys(g for g in candidates if g in index))
-    if not candidates:
+        log.warning("%d of %d candidate predictors are not in %s and are skipped: %s.%s",
+                    len(absent), len(candidates), source, preview(absent), near_ids(absent, genes))
+    present = list(dict.fromkeys(g for g in candidates if g in index))
+    if not present:
         raise ConfigError(
             f"None of the candidate predictors ('predictors.from') is in {source}. Check that the gene ids "
-            f"in the list match the matrices' first column."
+            f"in the list match the matrices' first column.{near_ids(absent, genes)}"
         )
+    candidates = present
     C = X_train[:, [index[g] for g in candidates]]
     for t in targets:
         r = _score(C, t, X_train, index, class_labels)

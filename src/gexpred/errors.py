@@ -8,6 +8,7 @@ escapes is a bug in gexpred and keeps its traceback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
@@ -43,19 +44,36 @@ def preview(items: Iterable[object], limit: int = 5) -> str:
     return f"{shown} and {rest} more" if rest > 0 else shown
 
 
-def near_ids(absent, available, limit: int = 5) -> str:
-    """A sentence naming ids of ``available`` that ``absent`` ids match but for letter case or surrounding
-    quotes and spaces (" Close matches: 's001' -> 'S001' (ids are case-sensitive)."), or "" when none do."""
-    folded: dict[str, list[str]] = {}
-    for a in available:
-        folded.setdefault(str(a).casefold(), []).append(str(a))
+_VERSION = re.compile(r"\.\d+$")
+"""A version suffix of an id (Ensembl's ``.17``), ignored when looking for close matches."""
 
+
+def near_ids(absent, available, limit: int = 5) -> str:
+    """A sentence naming ids of ``available`` that ``absent`` ids match but for letter case, surrounding quotes
+    and spaces, or a version suffix (Ensembl's ``ENSG00000141510`` against ``ENSG00000141510.17``), e.g.
+    " Close matches: 's001' -> 'S001' (ids are case-sensitive).", or "" when none do."""
     def key(i) -> str:
         return str(i).strip().strip("'\"").strip().casefold()
 
-    near = [(str(i), folded[key(i)]) for i in absent if key(i) in folded]
+    def unversioned(i) -> str:
+        return _VERSION.sub("", key(i))
+
+    folded: dict[str, list[str]] = {}
+    bare: dict[str, list[str]] = {}
+    for a in available:
+        folded.setdefault(str(a).casefold(), []).append(str(a))
+        bare.setdefault(unversioned(a), []).append(str(a))
+    near, versions = [], False
+    for i in absent:
+        if key(i) in folded:
+            near.append((str(i), folded[key(i)]))
+        elif unversioned(i) in bare:
+            near.append((str(i), bare[unversioned(i)]))
+            versions = True
     if not near:
         return ""
     shown = ", ".join(f"{i!r} -> {'/'.join(map(repr, m))}" for i, m in near[:limit])
     more = f" and {len(near) - limit} more" if len(near) > limit else ""
-    return f" Close matches: {shown}{more} (ids are case-sensitive)."
+    why = ("ids must match exactly, version suffixes such as '.17' included: strip them from the matrices or "
+           "add them to the config") if versions else "ids are case-sensitive"
+    return f" Close matches: {shown}{more} ({why})."
