@@ -497,12 +497,26 @@ def test_sample_sheet_reads_covariates(write):
     assert sheet["batch"].tolist() == ["b1", "2", "b1"]  # mixed column stays text
 
 
-def test_an_h5ad_given_as_sample_sheet_says_how_to_write_its_obs(tmp_path):
-    adata = ad.AnnData(np.ones((2, 1)), obs=pd.DataFrame({"donor": ["d1", "d2"]}, index=["c1", "c2"]))
+def test_an_h5ad_given_as_sample_sheet_reads_its_obs(tmp_path):
+    """An AnnData file as sample sheet: its obs, indexed by the obs names, as a text sheet of the same values
+    would be read (numbers numeric, categories strings, missing values missing, booleans 0/1)."""
+    obs = pd.DataFrame({"donor": pd.Categorical(["d1", "d2", None]), "age": [31.5, 40.0, np.nan],
+                        "n_genes": np.array([10, 20, 30]), "treated": [True, False, True],
+                        "note": ["NA", " x ", "y"]}, index=["c1", "c2", "c3"])
     path = tmp_path / "cells.h5ad"
-    adata.write_h5ad(path)
-    msg = sheet_error(path)
-    assert ".h5ad file" in msg and "adata.obs.rename_axis('sample').to_csv" in msg
+    ad.AnnData(np.ones((3, 1)), obs=obs).write_h5ad(path)
+    sheet = read_sample_sheet(path)
+    assert list(sheet.index) == ["c1", "c2", "c3"] and sheet.index.name == "sample"
+    assert sheet["donor"].tolist()[:2] == ["d1", "d2"] and pd.isna(sheet.loc["c3", "donor"])
+    np.testing.assert_array_equal(sheet["age"], [31.5, 40.0, np.nan])
+    assert sheet["n_genes"].tolist() == [10, 20, 30] and sheet["treated"].tolist() == [1.0, 0.0, 1.0]
+    assert pd.isna(sheet.loc["c1", "note"]) and sheet.loc["c2", "note"] == "x"
+    text = tmp_path / "sheet.tsv"
+    text.write_text("sample\tage\tn_genes\nc1\t31.5\t10\nc2\t40\t20\nc3\t\t30\n")
+    pd.testing.assert_frame_equal(sheet[["age", "n_genes"]], read_sample_sheet(text), check_dtype=False)
+    empty = tmp_path / "bare.h5ad"
+    ad.AnnData(np.ones((2, 1)), obs=pd.DataFrame(index=["c1", "c2"])).write_h5ad(empty)
+    assert "obs has no columns" in sheet_error(empty)
 
 
 def test_sample_sheet_csv_and_gzip(write, tmp_path):

@@ -75,14 +75,14 @@ def test_config_errors_name_the_key(tmp_path):
     assert "recovery.prior_folds" in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_covariates_with_an_h5ad_matrix_and_no_sample_sheet_say_obs_is_not_read(tmp_path):
+def test_covariates_with_an_h5ad_matrix_and_no_sample_sheet_say_how_to_read_its_obs(tmp_path):
     make_dataset(tmp_path, n_samples=20, n_genes=8)
     (tmp_path / "data" / "cells.h5ad").write_bytes(b"")  # only its name is looked at before anything runs
     write_config(tmp_path, matrices=["data/cells.h5ad"], ols={"covariates": ["donor"]})
     proc = run_snakemake(tmp_path, "-n", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "no 'sample_sheet' is set" in out
-    assert "obs columns of 'data/cells.h5ad' are not read" in out and "Traceback" not in proc.stderr
+    assert "set sample_sheet: data/cells.h5ad" in out and "Traceback" not in proc.stderr
 
 
 def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tmp_path):

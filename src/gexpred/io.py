@@ -956,11 +956,7 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
     """
     path = Path(path)
     if path.suffix.lower() in H5AD_SUFFIXES:
-        raise InputError(
-            f"{what} '{path}' is an .h5ad file, but a sample sheet is a text table (TSV or CSV) with a 'sample' "
-            f"column. To use the obs columns of an AnnData file, write them to one, e.g. in Python "
-            f"adata.obs.rename_axis('sample').to_csv('samples.tsv', sep='\\t'), and give that file."
-        )
+        return _sheet_from_obs(path, what)
     rows, sep = text_rows(path, what)
     if not rows:
         raise InputError(f"{what} '{path}' is empty. It needs a header with a 'sample' column.")
@@ -1016,6 +1012,47 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
                         "empty, or write NA, for a missing value)", what, path, col, len(text),
                         "" if len(text) == 1 else "s",
                         preview([f"{v!r} (sample {i!r})" for i, v in text.items()]))
+    return df
+
+
+def _sheet_from_obs(path: Path, what: str) -> pd.DataFrame:
+    """The ``obs`` table of an AnnData ``.h5ad`` as a sample sheet (as :func:`read_sample_sheet` returns one),
+    read without its matrix: the obs names are the sample ids; numeric and boolean columns are numbers (booleans
+    0/1), the others (categorical, text) strings, with pandas' missing values and the missing-value words missing."""
+    import anndata as ad
+
+    _check_file(path, what)
+    try:
+        adata = ad.read_h5ad(path, backed="r")
+    except Exception as exc:  # noqa: BLE001 - h5py/anndata raise many types for a broken file
+        raise InputError(f"{what} '{path}' could not be read as an AnnData .h5ad file ({exc}). Write it with "
+                         f"anndata's write_h5ad(), or give a TSV/CSV sample sheet with a 'sample' column.") from None
+    try:
+        obs = adata.obs.copy()
+    finally:
+        adata.file.close()
+    if not obs.shape[1]:
+        raise InputError(f"{what} '{path}' is an .h5ad file whose obs has no columns, so it holds no covariates "
+                         f"or labels. Add them to adata.obs, or give a TSV/CSV sample sheet with a 'sample' column.")
+    ids = pd.Index(obs.index.astype(str), dtype=object, name="sample")
+    dups = ids[ids.duplicated()].unique().tolist()
+    if dups:
+        raise InputError(f"{what} '{path}': obs lists samples more than once: {preview(dups)}. Make the obs "
+                         f"names unique (adata.obs_names_make_unique()).")
+    df = pd.DataFrame(index=ids)
+    for col in obs.columns:
+        values = obs[col]
+        if pd.api.types.is_bool_dtype(values):
+            df[str(col)] = values.to_numpy().astype(np.float64)
+        elif pd.api.types.is_numeric_dtype(values):
+            df[str(col)] = values.to_numpy()
+        else:
+            text = values.astype(object).where(values.notna(), np.nan).to_numpy()
+            text = np.array([np.nan if (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in text],
+                            dtype=object)
+            df[str(col)] = pd.Series(text, index=ids, dtype=object).where(~pd.Series(text, index=ids).isin(TEXT_NA),
+                                                                        np.nan)
+    log.info("%s '%s': the obs of an .h5ad file, %d samples, columns %s", what, path, len(df), preview(df.columns))
     return df
 
 

@@ -149,9 +149,8 @@ def _check_inputs():
             "gexpred: 'ols.covariates' names sample-sheet columns, but no 'sample_sheet' is set. "
             "Add the sample sheet (a TSV with a 'sample' column) or remove the covariates."
             + (
-                f" The obs columns of {h5ad[0]!r} are not read as covariates (only its .X is): write them to "
-                "a sheet, e.g. in Python adata.obs.rename_axis('sample').to_csv('samples.tsv', sep='\\t'), "
-                "and set sample_sheet to it."
+                f" The obs columns of {h5ad[0]!r} are read as covariates only when it is named as the sample "
+                f"sheet too: set sample_sheet: {h5ad[0]}."
                 if h5ad else ""
             )
         )
