@@ -284,3 +284,17 @@ def test_coefficient_forest_labels_the_interval_level(tmp_path, drawn_texts, alp
                           "p_value": [1.0, 1e-5], "ci_low": [-0.2, 0.6], "ci_high": [0.2, 1.4]})
     plots.coefficient_forest(coefs, "g", tmp_path / "c.png", alpha=alpha)
     assert f"coefficient (change in target per unit of predictor), {level} CI" in drawn_texts
+
+
+def test_pca_genes_are_the_most_variable_unless_every_gene_is_z_scored():
+    """The sample overview's PCA takes the 2,000 most variable genes; on data z-scored on the training samples
+    every gene has variance 1 there, so a choice by variance would follow the test samples' noise: all genes."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(0, 1, (40, 2500)) * rng.uniform(0.5, 3, 2500)
+    train = np.arange(40) < 30
+    top = plots._top_variance(X, fit=train)
+    want = np.sort(np.argsort(-X.var(axis=0))[:2000])
+    np.testing.assert_array_equal(top, X[:, want])
+    Z = (X - X[train].mean(0)) / X[train].std(0, ddof=1)
+    Z[:, 7] = 0.0  # a constant gene does not hide the z-scoring
+    np.testing.assert_array_equal(plots._top_variance(Z, fit=train), Z)

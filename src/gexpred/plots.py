@@ -428,9 +428,17 @@ def _color(model: str, i: int = 0) -> str:
     return PALETTE.get(model, CYCLE[i % len(CYCLE)])
 
 
-def _top_variance(X: np.ndarray, k: int = 2000) -> np.ndarray:
-    """The ``k`` most variable columns of ``X`` (all when fewer), finite values only."""
+def _top_variance(X: np.ndarray, k: int = 2000, fit: np.ndarray | None = None) -> np.ndarray:
+    """The ``k`` most variable columns of ``X`` (all when fewer), finite values only.
+
+    When every non-constant column has variance 1 over the ``fit`` rows (z-scored there: their variances say
+    nothing about the genes), every column is kept."""
     X = np.asarray(X, dtype=np.float64)
+    if fit is not None and fit.sum() > 1:
+        sd = np.nanstd(X[fit], axis=0, ddof=1)
+        varied = sd > 1e-12
+        if varied.any() and np.allclose(sd[varied], 1.0, rtol=1e-6, atol=0):
+            return X
     var = np.nanvar(X, axis=0)
     keep = np.argsort(-np.nan_to_num(var, nan=-1.0))[: min(k, X.shape[1])]
     return X[:, np.sort(keep)]
@@ -441,11 +449,13 @@ def sample_overview(X: np.ndarray, samples: list[str], split: np.ndarray, path: 
                     n_dropped_genes: int = 0, max_heatmap: int = 300) -> None:
     """The samples at a glance: PCA (coloured by split) and the sample-sample correlation heatmap.
 
-    ``X`` is samples x genes. PCA uses the 2,000 most variable genes, centred on their means.
+    ``X`` is samples x genes. PCA uses the 2,000 most variable genes, centred on their means, or every gene when
+    the data are z-scored on the training samples (every gene's variance is then 1 there).
     """
-    X = _top_variance(X)
-    n, g = X.shape
     split = np.asarray(split)
+    n_genes = np.shape(X)[1]
+    X = _top_variance(X, fit=split == "train")
+    n, g = X.shape
     Xc = X - X.mean(axis=0)
     with plt.rc_context(STYLE):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.0, 4.8), gridspec_kw={"width_ratios": [1, 1.1]})
@@ -460,7 +470,8 @@ def sample_overview(X: np.ndarray, samples: list[str], split: np.ndarray, path: 
             ax1.set_xlabel(f"PC1 ({100 * share[0]:.1f}% of variance)")
             ax1.set_ylabel(f"PC2 ({100 * share[1]:.1f}% of variance)")
             ax1.legend(frameon=False)
-        ax1.set_title(f"PCA of {n} samples\n({g} most variable genes, {scale_label})")
+        genes_used = f"all {g} genes" if g == n_genes else f"{g} most variable genes"
+        ax1.set_title(f"PCA of {n} samples\n({genes_used}, {scale_label})")
         # correlation heatmap, samples in split order (train first), at most max_heatmap of them
         order = np.argsort(split != "train", kind="stable")
         if n > max_heatmap:
