@@ -156,7 +156,7 @@ def _apply_step(X: np.ndarray, p: dict[str, Any], genes: list[str], samples: lis
         if len(empty):
             # more samples than genes and some without any count: most likely genes, read as samples
             transposed = (
-                f" The matrix has more samples ({X.shape[0]}) than genes ({X.shape[1]}): if these ids are genes, "
+                f" The matrix has more samples than genes ({X.shape[1]}): if these ids are genes, "
                 f"it is transposed. Text matrices hold genes in rows and samples in columns; an .h5ad file holds "
                 f"samples in obs and genes in var (transpose it, adata.T, and write it again)."
                 if X.shape[0] > X.shape[1] else ""
