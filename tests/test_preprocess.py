@@ -131,7 +131,7 @@ def test_log_cpm_on_a_transposed_matrix_says_it_looks_transposed():
     with pytest.raises(InputError) as exc:
         fit_normalization(counts.T, genes, samples, "log_cpm")
     msg = str(exc.value)
-    assert "'ENSG00000000002'" in msg and "transposed" in msg and "more samples (8) than genes (5)" in msg
+    assert "'ENSG00000000002'" in msg and "transposed" in msg and "more samples than genes (5)" in msg
     # the usual shape (more genes than samples): an empty sample is only that
     usual = rng.poisson(50, size=(6, 10)).astype(float)
     usual[0] = 0
