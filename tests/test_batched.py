@@ -508,3 +508,35 @@ def test_table_evaluation_is_the_plain_horner_loop():
         want = want * s + c[j]
     np.testing.assert_array_equal(got, np.exp(want))
     assert np.isnan(got[-2:]).all()
+
+
+def test_nested_many_equals_statsmodels_compare_f_test():
+    """The batched nested F-test of each gene set (its genes and their product terms removed) for every target
+    equals statsmodels' compare_f_test of the full and reduced OLS fits; a set none of whose genes is in the
+    design has no test; a constant target has NaN statistics."""
+    import statsmodels.api as sm
+
+    from gexpred.batched import nested_many
+
+    rng = np.random.default_rng(7)
+    n, m = 40, 6
+    X = rng.normal(size=(n, 4))
+    X = np.column_stack([X, X[:, 0] * X[:, 2]])
+    terms = ["gA", "gB", "gC", "gD", "gA:gC"]
+    Y = X[:, :3] @ rng.normal(size=(3, m)) + 0.5 * X[:, [4]] + rng.normal(size=(n, m))
+    Y[:, 5] = 3.0
+    targets = [f"t{i}" for i in range(m)]
+    sets = {"AB": ["gA", "gB"], "D": ["gD"], "none": ["gZ"]}
+    out = nested_many(X, Y, terms, targets, sets).set_index(["target", "gene_set"])
+    assert len(out) == m * 3
+    for i in range(m - 1):
+        full = sm.OLS(Y[:, i], sm.add_constant(X)).fit()
+        for name, keep in (("AB", [2, 3]), ("D", [0, 1, 2, 4])):
+            red = sm.OLS(Y[:, i], sm.add_constant(X[:, keep])).fit()
+            f, p, df = full.compare_f_test(red)
+            row = out.loc[(targets[i], name)]
+            np.testing.assert_allclose([row["f_stat"], row["p_value"]], [f, p], rtol=1e-9)
+            assert row["df_num"] == df and row["df_den"] == full.df_resid
+    assert out.loc[("t0", "AB"), "terms"] == "gA gB gA:gC"
+    assert out.xs("none", level="gene_set")["f_stat"].isna().all()
+    assert out.loc[("t5", "AB"), ["f_stat", "p_value"]].isna().all()

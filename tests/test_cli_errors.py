@@ -250,3 +250,27 @@ def test_fold_predictors_keep_the_width_when_a_fold_ranks_fewer_required_genes_h
         if not fold_in[f]:  # narrowed: the fold's first K - 1 genes by |r|, then the two required ones
             r = X.loc[rows].corr()["T"].drop("T").abs().sort_values(ascending=False, kind="stable")
             assert set(got) == set(r.index[:k - 1]) | set(req)
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--gene-sets", '{"s": ["g1", "g5"]}'], ["Gene-set genes 'g5'", "not shared predictors"]),
+    (["--interactions", '[["g0", "g5"]]'], ["Interaction factors 'g5'", "neither shared predictors"]),
+    (["--covariate", "batch"], ["Covariates 'batch'", "not columns of the sample sheet"]),
+])
+def test_genome_plan_refuses_a_shared_design_it_cannot_build(extra, needles, make_frame, tmp_path, capsys):
+    """Genome-wide mode's plan: gene sets and product terms over genes outside the shared predictors, and
+    covariates absent from the sample sheet, stop before any chunk, with one message and no plan written."""
+    rc, out = run_collect(tmp_path, [_write_frame(make_frame, tmp_path)])
+    assert rc == 0
+    plan, design = tmp_path / "results" / "plan.tsv", tmp_path / "results" / "design.json"
+    rc = main(["genome-plan", "--data", str(out["out"]), "--spec", '["g0", "g1", "g2"]', "--targets", '"all"',
+               "--chunk-size", "5", *extra, "--out", str(plan), "--out-design", str(design)])
+    err = flat(capsys.readouterr().err)
+    assert rc != 0 and "Traceback" not in err and all(flat(n) in err for n in needles), err
+    assert not plan.exists() and not design.exists()
+
+
+def _write_frame(make_frame, tmp_path: Path) -> Path:
+    path = tmp_path / "expr.tsv"
+    make_frame(genes=[f"g{i}" for i in range(8)]).to_csv(path, sep="\t")
+    return path

@@ -252,19 +252,3 @@ def test_impute_mean_fills_predictors_never_the_response(tmp_path):
     assert len(pd.read_csv(tmp_path / "results/ols/G1/predictions.tsv", sep="\t")) == len(X)
     log = " ".join((tmp_path / "results/logs/ols/G0.log").read_text().split())
     assert f"target G0: {len(gone_y)} samples without a measured value" in log
-
-
-def test_genome_wide_mode_refuses_gene_sets(tmp_path):
-    """Genome-wide mode tests each term of its shared design (covariates and interaction products included), but
-    has no nested F-tests: asked for gene sets, it must refuse before anything runs rather than drop them."""
-    data = make_dataset(tmp_path, n_samples=20, n_genes=8)
-    base = {"targets": "all", "models": ["ols"], "predictors": {"from": ["G2", "G3", "G4"]}}
-    write_config(tmp_path, **base, ols={"gene_sets": {"s": ["G2"]}})
-    proc = run_snakemake(tmp_path, "-n", check=False)
-    assert proc.returncode != 0 and "ols.gene_sets would be ignored" in proc.stdout + proc.stderr, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "results").exists()
-    write_config(tmp_path, **base, ols={"interactions": [["G2", "G3"]]})
-    proc = run_snakemake(tmp_path, "-n", check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert data is not None

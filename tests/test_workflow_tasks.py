@@ -52,7 +52,7 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path, mode):
         X[:, 8:29] += 0.8 * (batch == "b2")[:, None] + 0.05 * age[:, None]
         pd.DataFrame({"sample": samples, "batch": batch, "age": age}).to_csv(tmp_path / "data/sheet.tsv", sep="\t",
                                                                           index=False)
-        ols.update(covariates=["batch", "age"], interactions=[["g0", "g1"]])
+        ols.update(covariates=["batch", "age"], interactions=[["g0", "g1"]], gene_sets={"g0g2": ["g0", "g2"]})
         terms = [*genes[:4], "batch[T.b2]", "batch[T.b3]", "age", "g0:g1"]
         A_full = np.column_stack([X[:, :4], batch == "b2", batch == "b3", age, X[:, 0] * X[:, 1]])
     pd.DataFrame(X.T, index=genes, columns=samples).to_csv(tmp_path / "data/expr.tsv", sep="\t")
@@ -82,6 +82,27 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path, mode):
         for col, val in (("r2", ref.rsquared), ("adj_r2", ref.rsquared_adj), ("f_stat", ref.fvalue),
                          ("f_pvalue", ref.f_pvalue)):
             np.testing.assert_allclose(fits.loc[genes[j], col], val, rtol=1e-8, err_msg=f"{genes[j]} {col}")
+    nested = pd.read_csv(res / "nested_tests.tsv", sep="\t")
+    if mode == "per_target":
+        # the gene set's nested F-test (g0, g2 and the product g0:g1 removed) against statsmodels, every target;
+        # q-values by Benjamini-Hochberg over the targets' tests
+        from statsmodels.stats.multitest import multipletests
+
+        nested = nested.set_index("target")
+        assert set(nested["gene_set"]) == {"g0g2"} and (nested["terms"] == "g0 g2 g0:g1").all()
+        keep = [terms.index(t) for t in terms if t not in ("g0", "g2", "g0:g1")]
+        for j in range(4, 29):
+            full = sm.OLS(X[train][:, j], A).fit()
+            red = sm.OLS(X[train][:, j], sm.add_constant(A_full[train][:, keep].astype(float))).fit()
+            f, p, df = full.compare_f_test(red)
+            np.testing.assert_allclose(nested.loc[genes[j], ["f_stat", "p_value"]].to_numpy(float), [f, p], rtol=1e-8)
+            assert nested.loc[genes[j], "df_num"] == df == 3
+        ok = nested["p_value"].notna()
+        assert ok.sum() == 25 and nested.loc["g29", ["f_stat", "q_value"]].isna().all()
+        np.testing.assert_allclose(nested.loc[ok, "q_value"], multipletests(nested.loc[ok, "p_value"],
+                                                                            method="fdr_bh")[1], rtol=1e-12)
+    else:
+        assert nested.empty
     # q-values: Benjamini-Hochberg (statsmodels) over every non-intercept term of every target; the
     # significant table is the terms below the FDR, smallest q first
     from statsmodels.stats.multitest import multipletests

@@ -82,11 +82,12 @@ import pandas as pd
 from scipy import special
 
 from .errors import ModelError, preview
-from .ols import COEF_COLUMNS
+from .ols import COEF_COLUMNS, NESTED_COLUMNS
 
 LONG_COEF_COLUMNS = ["target", *COEF_COLUMNS]
 """Columns of :meth:`BatchedResult.coefficients`."""
 FIT_COLUMNS = ["target", "n", "df_model", "df_resid", "r2", "adj_r2", "f_stat", "f_pvalue", "status"]
+LONG_NESTED_COLUMNS = ["target", *NESTED_COLUMNS]
 """Columns of :meth:`BatchedResult.fit`."""
 STATUSES = ("ok", "constant_target", "non_finite")
 """Values of the ``status`` column."""
@@ -737,3 +738,76 @@ def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, df_resid: int, s
     B[:, overflow] = np.nan
     for arr in (RSS, ESS, TSS):
         arr[overflow] = np.nan
+
+
+# --------------------------------------------------------------------------- nested F-tests of gene sets
+def set_terms(terms: Sequence[str], genes: set[str]) -> list[int]:
+    """Positions of the ``terms`` a gene set removes: its genes and every product term (``a:b``) of one of them."""
+    return [j for j, t in enumerate(terms) if t in genes or (":" in t and set(t.split(":")) & genes)]
+
+
+def residual_ss(X: np.ndarray, Y: np.ndarray, design_terms: Sequence[str], res: BatchedResult) -> np.ndarray:
+    """Residual sum of squares of every target of ``res`` (fitted by :func:`fit_many` on ``X``, whose columns are
+    ``design_terms``), from its coefficients; NaN for a target that is not ``ok``."""
+    col = {t: j for j, t in enumerate(design_terms)}
+    A = np.column_stack([np.ones(len(X)), X[:, [col[t] for t in res.terms[1:]]]])
+    R = Y - A @ res.coef.T
+    rss = np.einsum("ij,ij->j", R, R)
+    return np.where(res.status == "ok", rss, np.nan)
+
+
+def nested_many(X: np.ndarray, Y: np.ndarray, terms: Sequence[str], targets: Sequence[str],
+                gene_sets: dict[str, list[str]], full: BatchedResult | None = None) -> pd.DataFrame:
+    """The nested F-test of every gene set for every target of one shared design, batched.
+
+    For each set, the full model ``y ~ const + X`` is compared with the model without the set's genes and without
+    every product term that involves one of them (as :func:`gexpred.ols.nested_tests` does for one target,
+    equal to statsmodels' ``compare_f_test``): ``F = ((RSS_reduced - RSS_full) / df_num) / (RSS_full / df_den)``,
+    ``df_num`` the terms removed (less any the full fit dropped as collinear), ``df_den`` the full model's
+    residual degrees of freedom. Each reduced model is one more :func:`fit_many` over all targets.
+
+    Parameters
+    ----------
+    X, Y
+        Samples x design terms (without intercept), samples x targets (the training samples).
+    terms, targets
+        Names of the columns of ``X`` and of ``Y``.
+    gene_sets
+        ``{name: [genes]}``.
+    full
+        The full fit (``fit_many(X, Y, terms, targets, on_rank_deficient="drop")``), computed if not given.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``target, gene_set, f_stat, df_num, df_den, p_value, terms`` (the terms removed), targets x sets
+        rows; a target that could not be fitted has NaN statistics.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if full is None:
+        full = fit_many(X, Y, terms, targets, on_rank_deficient="drop")
+    rss_full = residual_ss(X, Y, terms, full)
+    frames = []
+    for name, genes in gene_sets.items():
+        drop = set_terms(terms, {str(g) for g in genes})
+        removed = " ".join(terms[j] for j in drop)
+        f = np.full(len(targets), np.nan)
+        p = np.full(len(targets), np.nan)
+        df_num = 0
+        if drop:
+            keep = [j for j in range(len(terms)) if j not in set(drop)]
+            reduced = fit_many(X[:, keep], Y, [terms[j] for j in keep], targets, on_rank_deficient="drop")
+            df_num = full.df_model - reduced.df_model
+            if df_num > 0:
+                rss_red = residual_ss(X[:, keep], Y, [terms[j] for j in keep], reduced)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    f = ((rss_red - rss_full) / df_num) / (rss_full / full.df_resid)
+                f = np.where(np.isfinite(f), np.maximum(f, 0.0), np.nan)
+                p = f_pvalues(f, df_num, full.df_resid)
+        frames.append(pd.DataFrame({"target": list(targets), "gene_set": name, "f_stat": f, "df_num": df_num,
+                                    "df_den": float(full.df_resid), "p_value": p, "terms": removed},
+                                   columns=LONG_NESTED_COLUMNS))
+    if not frames:
+        return pd.DataFrame(columns=LONG_NESTED_COLUMNS)
+    return pd.concat(frames, ignore_index=True)

@@ -1211,6 +1211,14 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
     predictors = shared_predictors(genes, _json_arg(a.spec, "--spec"), source)
     covariates = [str(c) for c in a.covariate or []]
     interactions = [[str(g) for g in pair] for pair in _json_arg(a.interactions, "--interactions")]
+    gene_sets = {str(k): [str(g) for g in v] for k, v in _json_arg(a.gene_sets, "--gene-sets").items()}
+    outside = sorted({g for genes_ in gene_sets.values() for g in genes_} - set(predictors))
+    if outside:
+        raise ConfigError(
+            f"Gene-set genes {preview(outside)} (ols.gene_sets) are not shared predictors. In genome-wide mode every "
+            f"target is fitted on one shared design, and a set's F-test removes its genes from it: add them to "
+            f"'predictors' or remove them from the sets."
+        )
     numeric: set[str] = set()
     if covariates:
         obs = _read_obs(a.data)
@@ -1230,11 +1238,13 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
         log.warning("%d requested targets are not in the data and are skipped: %s", len(missing),
                     ", ".join(missing[:5]))
     _warn_kept_imputed(a.data, targets, "genome-wide mode")
-    if covariates or interactions:
-        log.info("shared design: the predictors%s%s", f", covariates {', '.join(covariates)}" if covariates else "",
-                 f", {len(interactions)} interaction terms" if interactions else "")
+    if covariates or interactions or gene_sets:
+        log.info("shared design: the predictors%s%s%s", f", covariates {', '.join(covariates)}" if covariates else "",
+                 f", {len(interactions)} interaction terms" if interactions else "",
+                 f"; {len(gene_sets)} gene sets tested by nested F-tests" if gene_sets else "")
     write_json({"predictors": predictors, "covariates": covariates, "interactions": interactions,
-                "n_targets": len(targets), "n_chunks": len(chunks), "missing_targets": missing}, a.out_design)
+                "gene_sets": gene_sets, "n_targets": len(targets), "n_chunks": len(chunks),
+                "missing_targets": missing}, a.out_design)
     write_table(plan, a.out)
 
 
@@ -1291,12 +1301,14 @@ def _genome_chunk(a: argparse.Namespace):
 
 
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
-    from .batched import fit_many
+    from .batched import LONG_NESTED_COLUMNS, fit_many, nested_many
     from .compare import regression_metrics
     from .io import write_parquet, write_table
 
     train, design, targets, X, Y = _genome_chunk(a)
     res = fit_many(X[train], Y[train], design["terms"], targets, alpha=a.alpha, on_rank_deficient="drop")
+    nested = (nested_many(X[train], Y[train], design["terms"], targets, design["gene_sets"], full=res)
+              if design.get("gene_sets") else pd.DataFrame(columns=LONG_NESTED_COLUMNS))
     if res.dropped_terms:
         log.warning("dropped %d terms that are linear combinations of others on the training split: %s",
                     len(res.dropped_terms), ", ".join(res.dropped_terms[:5]))
@@ -1316,6 +1328,7 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     write_parquet(res.coefficients(), out / f"{a.chunk:05d}.coefficients.parquet")
     write_table(res.fit(), out / f"{a.chunk:05d}.fit.tsv")
     write_table(pd.DataFrame(rows), out / f"{a.chunk:05d}.metrics.tsv")
+    write_table(nested, out / f"{a.chunk:05d}.nested.tsv")
 
 
 def cmd_mlp_chunk(a: argparse.Namespace) -> None:
@@ -1491,6 +1504,17 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
     write_table(sig, a.out_significant)
     write_table(fits, a.out_fits)
     write_table(metrics, a.out_metrics)
+    if a.out_nested:
+        from .batched import LONG_NESTED_COLUMNS
+
+        parts = [read_table(p, dtype={"target": str, "gene_set": str, "terms": str}) for p in a.nested or []]
+        parts = [t for t in parts if len(t)]
+        nested = (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LONG_NESTED_COLUMNS))
+        nested["q_value"] = bh_qvalues(pd.to_numeric(nested["p_value"], errors="coerce").to_numpy(np.float64))
+        if len(nested):
+            log.info("gene sets: %d of %d tests (targets x sets) with q < %g", int((nested["q_value"] < a.fdr).sum()),
+                     int(nested["q_value"].notna().sum()), a.fdr)
+        write_table(nested, a.out_nested)
 
 
 def cmd_recovery(a: argparse.Namespace) -> None:
@@ -2117,6 +2141,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interactions", default="[]",
                    help="JSON list of [a, b] pairs (shared predictors or numeric covariates) whose products join the "
                         "shared design")
+    s.add_argument("--gene-sets", default="{}",
+                   help="JSON {name: [genes]} of shared predictors, each tested by a nested F-test for every target")
     s.add_argument("--out", required=True, help="plan TSV: target, chunk")
     s.add_argument("--out-design", required=True,
                    help="JSON with the shared design: predictors, covariates, interactions")
@@ -2148,6 +2174,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fits", nargs="+", required=True)
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--fdr", type=float, default=0.05)
+    s.add_argument("--nested", nargs="*", default=[], help="the chunks' gene-set F-test tables")
+    s.add_argument("--out-nested", help="the gene-set F-tests of every target with their q-values (TSV)")
     s.add_argument("--out-coefficients", required=True, help="every coefficient with its q-value (Parquet)")
     s.add_argument("--out-significant", required=True, help="the terms with q below --fdr, best first (TSV)")
     s.add_argument("--out-fits", required=True)

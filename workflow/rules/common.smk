@@ -205,12 +205,6 @@ if GENOME and isinstance(config["predictors"], dict) and config["predictors"].ge
         "target. Give 'predictors' as a list of genes or as {from: file-or-list} (all of those genes), e.g. the "
         "transcription factors."
     )
-if GENOME and config["ols"]["gene_sets"]:
-    raise WorkflowError(
-        "gexpred: genome-wide mode (targets: all or {file: ...}) fits every target on one shared design and tests "
-        "its terms one by one; it has no nested F-tests of gene sets, so ols.gene_sets would be ignored. Remove it, "
-        "or list the targets one by one (targets: [geneA, geneB, ...]), where gene sets are tested."
-    )
 if GENOME and "ols" not in MODELS:
     raise WorkflowError("gexpred: genome-wide mode (targets: all or {file: ...}) needs 'ols' in 'models'.")
 BATCHES = list(config["new_batches"])
@@ -417,7 +411,7 @@ def genome_chunk_files(wildcards):
 
     with open(plan) as fh:
         chunks = sorted({int(row["chunk"]) for row in csv.DictReader(fh, delimiter="\t")})
-    ext = {"coefficients": "parquet", "fit": "tsv", "metrics": "tsv"}
+    ext = {"coefficients": "parquet", "fit": "tsv", "metrics": "tsv", "nested": "tsv"}
     return {
         kind: [f"results/ols/genome/chunks/{c:05d}.{kind}.{ext[kind]}" for c in chunks]
         for kind in ext

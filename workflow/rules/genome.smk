@@ -18,6 +18,7 @@ checkpoint genome_plan:
         chunk_size=config["ols"]["chunk_size"],
         covariates=covariate_args(),
         interactions=cli_json(config["ols"]["interactions"]),
+        gene_sets=cli_json(config["ols"]["gene_sets"]),
     threads: 1
     resources:
         mem_mb=genome_plan_mem_mb,
@@ -27,6 +28,7 @@ checkpoint genome_plan:
     shell:
         "gexpred genome-plan --data {input.data:q} --spec {params.spec:q} --targets {params.targets:q}"
         " --chunk-size {params.chunk_size} {params.covariates} --interactions {params.interactions:q}"
+        " --gene-sets {params.gene_sets:q}"
         " --out {output.plan:q} --out-design {output.design:q} --log {log:q}"
 
 
@@ -40,6 +42,7 @@ rule ols_chunk:
         coefficients="results/ols/genome/chunks/{chunk}.coefficients.parquet",
         fit="results/ols/genome/chunks/{chunk}.fit.tsv",
         metrics="results/ols/genome/chunks/{chunk}.metrics.tsv",
+        nested="results/ols/genome/chunks/{chunk}.nested.tsv",
     log:
         "results/logs/ols_chunk/{chunk}.log",
     benchmark:
@@ -82,6 +85,17 @@ rule ols_genome_merge:
             labels={"table": "fit per target"},
         ),
         metrics="results/ols/genome/metrics.tsv",
+        nested=(
+            report(
+                "results/ols/genome/nested_tests.tsv",
+                caption="../report/genome_nested.rst",
+                category="3. Hypothesis evaluation",
+                subcategory="genome-wide",
+                labels={"table": "gene-set F-tests"},
+            )
+            if config["ols"]["gene_sets"]
+            else "results/ols/genome/nested_tests.tsv"
+        ),
         figure=report(
             "results/plots/genome_ols.png",
             caption="../report/genome_ols.rst",
@@ -98,6 +112,7 @@ rule ols_genome_merge:
         coefficients=input_paths("coefficients"),
         fits=input_paths("fit"),
         metrics=input_paths("metrics"),
+        nested=input_paths("nested"),
     threads: 1
     resources:
         mem_mb=genome_merge_mem_mb,
@@ -106,7 +121,8 @@ rule ols_genome_merge:
         "../envs/gexpred.yaml"
     shell:
         "gexpred ols-merge --coefficients {params.coefficients} --fits {params.fits}"
-        " --metrics {params.metrics} --fdr {params.fdr} --out-coefficients {output.coefficients:q}"
+        " --metrics {params.metrics} --nested {params.nested} --out-nested {output.nested:q}"
+        " --fdr {params.fdr} --out-coefficients {output.coefficients:q}"
         " --out-significant {output.significant:q}"
         " --out-fits {output.fits:q} --out-metrics {output.metrics:q} --out-figure {output.figure:q} --log {log:q}"
 
