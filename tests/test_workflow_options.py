@@ -160,6 +160,18 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     back[order] = q
     np.testing.assert_allclose(tested["q_value"], back, rtol=1e-9)
     assert allc.loc[allc["term"] == "const", "q_value"].isna().all()
+    # every target's gene-set tests in one table, q-values by BH over the targets' tests (statsmodels)
+    from statsmodels.stats.multitest import multipletests
+
+    alln = pd.read_csv(tmp_path / "results/ols/all_nested_tests.tsv", sep="\t")
+    assert len(alln) == 6 and set(alln["target"]) == {"G0", "G1", "G5"}
+    for target in ("G0", "G1", "G5"):
+        own = pd.read_csv(tmp_path / f"results/ols/{target}/nested_tests.tsv", sep="\t")
+        np.testing.assert_allclose(alln.loc[alln["target"] == target, "p_value"], own["p_value"], rtol=0)
+    ok = alln["p_value"].notna()
+    assert ok.sum() == 5  # G5's own set g5 is untestable
+    np.testing.assert_allclose(alln.loc[ok, "q_value"], multipletests(alln.loc[ok, "p_value"], method="fdr_bh")[1],
+                               rtol=1e-12)
     # only the OLS side ran
     pred = pd.read_csv(tmp_path / "results/compare/predictions.tsv", sep="\t")
     assert list(pred.columns) == ["target", "sample", "split", "observed", "ols"]

@@ -727,6 +727,21 @@ def cmd_ols_summary(a: argparse.Namespace) -> None:
     allf = allf.merge(pd.DataFrame(verdicts), on="target", how="left")
     write_table(allc, a.out_coefficients)
     write_table(allf, a.out_fits)
+    if a.out_nested:
+        # every target's gene-set tests (F, or likelihood ratio for classification) in one table, with q-values
+        # by Benjamini-Hochberg over targets and sets (a set is tested once per target)
+        parts = []
+        for d in map(Path, a.dirs):
+            t = read_table(d / "nested_tests.tsv", dtype={"gene_set": str, "terms": str})
+            t.insert(0, "target", json.loads((d / "model.json").read_text())["target"])
+            parts.append(t)
+        nested = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["target"])
+        if "p_value" in nested:
+            nested["q_value"] = bh_qvalues(pd.to_numeric(nested["p_value"], errors="coerce").to_numpy(np.float64))
+            if len(nested):
+                log.info("gene sets: %d of %d tests (targets x sets) have q < %g", int((nested["q_value"] < a.fdr).sum()),
+                         int(nested["q_value"].notna().sum()), a.fdr)
+        write_table(nested, a.out_nested)
 
 
 def _network_candidates(a: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]], list[Any]]:
@@ -2130,6 +2145,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fdr", type=float, default=0.05, help="false discovery rate reported in the log")
     s.add_argument("--out-coefficients", required=True)
     s.add_argument("--out-fits", required=True)
+    s.add_argument("--out-nested", help="every target's gene-set tests with q-values over targets and sets (TSV)")
 
     s = verb("genome-plan", cmd_genome_plan, "Plan a genome-wide OLS run: shared predictors, targets, chunks.")
     s.add_argument("--data", required=True)

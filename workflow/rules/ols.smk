@@ -80,6 +80,7 @@ rule ols_summary:
         fits=expand("results/ols/{target}/fit.tsv", target=TARGETS),
         diagnostics=expand("results/ols/{target}/diagnostics.tsv", target=TARGETS),
         models=expand("results/ols/{target}/model.json", target=TARGETS),
+        nested=expand("results/ols/{target}/nested_tests.tsv", target=TARGETS),
     output:
         coefficients=report(
             "results/ols/all_coefficients.tsv",
@@ -94,6 +95,17 @@ rule ols_summary:
             category="3. Hypothesis evaluation",
             subcategory="all targets",
             labels={"table": "model fit and failed assumptions"},
+        ),
+        nested=(
+            report(
+                "results/ols/all_nested_tests.tsv",
+                caption="../report/all_nested_tests.rst",
+                category="3. Hypothesis evaluation",
+                subcategory="all targets",
+                labels={"table": "gene-set tests with q-values"},
+            )
+            if config["ols"]["gene_sets"]
+            else "results/ols/all_nested_tests.tsv"
         ),
     log:
         "results/logs/ols_summary.log",
@@ -112,7 +124,8 @@ rule ols_summary:
         "../envs/gexpred.yaml"
     shell:
         "gexpred ols-summary --dirs {params.dirs} --fdr {params.fdr}"
-        " --out-coefficients {output.coefficients:q} --out-fits {output.fits:q} --log {log:q}"
+        " --out-coefficients {output.coefficients:q} --out-fits {output.fits:q}"
+        " --out-nested {output.nested:q} --log {log:q}"
 
 
 rule gold_standard:
