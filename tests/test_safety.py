@@ -199,3 +199,35 @@ def test_no_pickle_in_outputs(hostile_run):
             seen["h5ad"] += 1
     # 2 targets: results/mlp/*/model.pt and results/models/*/mlp/weights.pt
     assert seen["pt"] == 4 and seen["h5ad"] >= 2, seen
+
+
+# --------------------------------------------------------------------------- ids that look like wildcards
+BRACED = "{wildcard}"  # Snakemake fills "{name}" in a rule's plain-string params from the job's wildcards
+
+
+def test_braced_ids_reach_the_commands_exactly(tmp_path):
+    """A gene id or sample-sheet column written like a Snakemake wildcard (``{wildcard}``) is a name like any
+    other: the plan is made and the commands get the id as it is, as predictor, interaction and gene-set gene,
+    covariate, and in genome-wide mode (a dry run: the names reach every command that takes them)."""
+    rng = np.random.default_rng(5)
+    genes = ["G0", "G1", BRACED, "G3", "G4"]
+    samples = [f"S{i:02d}" for i in range(24)]
+    (tmp_path / "data").mkdir()
+    pd.DataFrame(rng.normal(6.0, 1.0, (len(genes), len(samples))), index=pd.Index(genes, name="gene"),
+                 columns=samples).to_csv(tmp_path / "data" / "expr.tsv", sep="\t")
+    pd.DataFrame({"sample": samples, "{batch}": ["a", "b"] * 12}).to_csv(tmp_path / "data" / "sheet.tsv", sep="\t",
+                                                                          index=False)
+    write_config(tmp_path, targets=["G0"], predictors=[BRACED, "G3", "G4"], sample_sheet="data/sheet.tsv",
+                 ols={"covariates": ["{batch}"], "interactions": [[BRACED, "G3"]], "gene_sets": {"s": [BRACED]}})
+    proc = run_snakemake(tmp_path, "-n", "--printshellcmds", check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert f'--spec \'["{BRACED}", "G3", "G4"]\'' in out
+    assert f"--required '{BRACED}'" in out and "--covariate '{batch}'" in out
+    assert f'--interactions \'[["{BRACED}", "G3"]]\'' in out and f'--gene-sets \'{{"s": ["{BRACED}"]}}\'' in out
+
+    write_config(tmp_path, targets="all", models=["ols"], predictors=[BRACED, "G3"])
+    proc = run_snakemake(tmp_path, "-n", "--printshellcmds", check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f'--spec \'["{BRACED}", "G3"]\'' in proc.stdout
+    assert not (tmp_path / "results").exists()

@@ -155,8 +155,8 @@ rule select_predictors:
         "results/benchmarks/select_predictors/{target}.tsv"
     params:
         target=target_name,
-        spec=predictor_spec(),
-        required=" ".join(f"--required {shlex.quote(cli_text(g))}" for g in required_genes()),
+        spec=lambda wc: predictor_spec(),
+        required=lambda wc: " ".join(f"--required {shlex.quote(cli_text(g))}" for g in required_genes()),
         labels=lambda wc, input: labels_arg(input),
     threads: 1
     resources:

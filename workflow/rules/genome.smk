@@ -13,8 +13,8 @@ checkpoint genome_plan:
     benchmark:
         "results/benchmarks/genome_plan.tsv"
     params:
-        spec=predictor_spec(),
-        targets=cli_json(config["targets"]),
+        spec=lambda wc: predictor_spec(),
+        targets=lambda wc: cli_json(config["targets"]),
         chunk_size=config["ols"]["chunk_size"],
         covariates=covariate_args(),
         interactions=cli_json(config["ols"]["interactions"]),

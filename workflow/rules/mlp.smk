@@ -29,7 +29,7 @@ rule mlp:
         target=target_name,
         settings=mlp_settings(),
         search=search_settings(),
-        covariates=covariate_args(),
+        covariates=lambda wc: covariate_args(),
         labels=lambda wc, input: labels_arg(input),
         out_dir=subpath(output.model, parent=True),
         importance=importance_args("mlp"),

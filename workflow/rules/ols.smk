@@ -48,9 +48,9 @@ rule ols:
         "results/benchmarks/ols/{target}.tsv"
     params:
         target=target_name,
-        covariates=covariate_args(),
-        interactions=cli_json(config["ols"]["interactions"]),
-        gene_sets=cli_json(config["ols"]["gene_sets"]),
+        covariates=lambda wc: covariate_args(),
+        interactions=lambda wc: cli_json(config["ols"]["interactions"]),
+        gene_sets=lambda wc: cli_json(config["ols"]["gene_sets"]),
         alpha=config["ols"]["alpha"],
         labels=lambda wc, input: labels_arg(input),
         penalized="--penalized" if config["ols"]["penalized"] else "",
@@ -180,7 +180,7 @@ rule regulator_recovery:
     benchmark:
         "results/benchmarks/regulator_recovery.tsv"
     params:
-        spec=predictor_spec(),
+        spec=lambda wc: predictor_spec(),
         sources=" ".join(RECOVERY["sources"]),
         network=cli_json(RECOVERY["network"]),
         ranking=RECOVERY["ranking"],

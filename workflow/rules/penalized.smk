@@ -31,7 +31,7 @@ rule penalized:
         "results/benchmarks/penalized/{target}.tsv"
     params:
         target=target_name,
-        covariates=covariate_args(),
+        covariates=lambda wc: covariate_args(),
         methods=" ".join(config["search"]["penalized"]["methods"]),
         n_alphas=config["search"]["penalized"]["n_alphas"],
         importance=importance_args("penalized"),
