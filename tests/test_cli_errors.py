@@ -274,3 +274,24 @@ def _write_frame(make_frame, tmp_path: Path) -> Path:
     path = tmp_path / "expr.tsv"
     make_frame(genes=[f"g{i}" for i in range(8)]).to_csv(path, sep="\t")
     return path
+
+
+@pytest.mark.parametrize("argv", [
+    ["split", "--data", "d.h5ad", "--out", "s.tsv", "--seed", "-1"],
+    ["folds", "--data", "d.h5ad", "--splits", "s.tsv", "--target", "G0", "--out", "f.tsv", "--seed", "-3"],
+    ["ols", "--data", "d.h5ad", "--splits", "s.tsv", "--predictors", "p.tsv", "--target", "G0", "--out-dir", "o",
+     "--importance-seed", "-1"],
+    ["split", "--data", "d.h5ad", "--out", "s.tsv", "--seed", "1.5"],
+])
+def test_negative_or_fractional_seed_is_a_usage_error(argv, tmp_path, monkeypatch, capsys):
+    """NumPy's generators take seeds >= 0 only: a negative seed is refused as a usage error (exit status 2, one
+    line naming the option), before any file is read, instead of a traceback from inside NumPy."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    option = argv[-2]
+    assert f"argument {option}: a seed is an integer >= 0, not" in err, err
+    assert list(tmp_path.iterdir()) == []

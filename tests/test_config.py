@@ -85,3 +85,21 @@ def test_search_mlp_schema_accepts_every_searchable_setting():
     cfg = {"matrices": demo["matrices"], "targets": demo["targets"],
            "search": {"mlp": {"loss": ["mae", "mse"], "huber_delta": [0.5, 1.0]}}}
     validate(cfg, schema=str(SCHEMA))
+
+
+@pytest.mark.parametrize("path", [("split", "seed"), ("mlp", "seed"), ("search", "seed"), ("importance", "seed"),
+                                  ("recovery", "network", "seed")])
+def test_negative_seeds_are_refused_by_the_schema(path):
+    """Every seed of the config reaches a NumPy or PyTorch generator, which takes seeds >= 0 only: the schema
+    refuses a negative one before anything runs."""
+    from snakemake.exceptions import WorkflowError
+
+    cfg = {"matrices": ["m.tsv"], "targets": ["G0"]}
+    node = cfg
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = -1
+    with pytest.raises(WorkflowError, match="minimum"):
+        validate(cfg, schema=str(SCHEMA))
+    node[path[-1]] = 0
+    validate(cfg, schema=str(SCHEMA))

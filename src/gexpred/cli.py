@@ -1949,6 +1949,33 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+def seed_arg(text: str) -> int:
+    """An argparse type for seeds: an integer >= 0 (NumPy's generators refuse negative seeds).
+
+    Parameters
+    ----------
+    text
+        The argument as given on the command line.
+
+    Returns
+    -------
+    int
+        The seed.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When ``text`` is not an integer >= 0 (argparse reports it in one line, exit status 2).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gexpred",
@@ -2008,7 +2035,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", help="class labels table: stratify the split by a target's classes")
     s.add_argument("--stratify", help="the target whose classes stratify the split (default: the first)")
     s.add_argument("--test-fraction", type=float, default=0.2)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed_arg, default=0)
     s.add_argument("--out", required=True)
 
     s = verb("folds", cmd_folds, "Assign the training samples to K cross-validation folds, deterministically.")
@@ -2017,7 +2044,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", action="append", required=True)
     s.add_argument("--labels", help="class labels table: stratify each target's folds by its classes")
     s.add_argument("--k", type=int, default=5, help="number of folds")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed_arg, default=0)
     s.add_argument("--out", required=True, help="TSV: target, sample, fold (1-based)")
 
     s = verb("normalize", cmd_normalize, "Fit the normalization on the training split and apply it to all samples.")
@@ -2063,7 +2090,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "each fold is fitted and judged on its own")
         s.add_argument("--importance-repeats", type=int, default=5,
                        help="shuffles per predictor and fold for permutation importance (0: none)")
-        s.add_argument("--importance-seed", type=int, default=0, help="seed of the shuffles")
+        s.add_argument("--importance-seed", type=seed_arg, default=0, help="seed of the shuffles")
         if name == "penalized":
             s.add_argument("--method", nargs="+", default=["ridge", "lasso"], help="ridge, lasso, elastic_net")
             s.add_argument("--n-alphas", type=int, default=20, help="penalties tried per method")
@@ -2276,7 +2303,7 @@ def _recovery_arguments(s: argparse.ArgumentParser) -> None:
                    help="scores of --out-edges and the figure: after CLR, or as they are")
     s.add_argument("--top-edges", type=int, default=10000, help="pairs written to --out-edges")
     s.add_argument("--k", type=int, default=5, help="folds of the training split (split.folds)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the folds (split.seed)")
+    s.add_argument("--seed", type=seed_arg, default=0, help="seed of the folds (split.seed)")
     s.add_argument("--prior-folds", type=int, default=5,
                    help="folds of the gold-standard targets for the TF-activity ranking, which scores each target "
                         "from the other folds' known regulators (0: no such ranking)")
@@ -2299,7 +2326,7 @@ def _report_parser(sub, verb) -> None:
     s.add_argument("--edges", help="results/recovery/edges.tsv (the inferred network, described in words)")
     s.add_argument("--ranking", help="the ranking of --edges (recovery.ranking)")
     s.add_argument("--test-fraction", type=float)
-    s.add_argument("--seed", type=int)
+    s.add_argument("--seed", type=seed_arg)
     s.add_argument("--fdr", type=float, default=0.05)
     s.add_argument("--out-facts", required=True)
     s.add_argument("--out-table", required=True)
