@@ -15,7 +15,7 @@ import torch
 
 from gexpred.cli import main
 from gexpred.deploy import fingerprint, load_bundle, subset_normalization, verify_bundle, write_bundle
-from gexpred.errors import InputError
+from gexpred.errors import ConfigError, InputError
 from gexpred.monitor import Thresholds, drift_table, psi
 from gexpred.preprocess import apply_normalization, fit_normalization
 
@@ -448,3 +448,16 @@ def test_monitor_warns_on_a_batch_too_small_to_judge(tmp_path, linear_bundle):
     assert main(["monitor", "--bundle", str(path), "--input", src, "--truth-from-input",
                  "--thresholds", json.dumps({"min_samples": 1}), "--out-dir", str(tmp_path / "bar1")]) == 0
     assert not any("only 1 sample" in r for r in json.loads((tmp_path / "bar1" / "verdict.json").read_text())["reasons"])
+
+
+@pytest.mark.parametrize("value", ["x", "0.1", None, True, float("nan"), [0.1]])
+def test_thresholds_that_are_not_numbers_are_refused_by_name(value):
+    """``gexpred monitor --thresholds`` is JSON a user may write by hand: a value that is not a finite number is a
+    ConfigError naming the threshold (it was a ValueError or TypeError from float())."""
+    with pytest.raises(ConfigError, match=r"monitor: thresholds are numbers; got psi_warn="):
+        Thresholds.from_config({"psi_warn": value})
+
+
+def test_numeric_thresholds_are_kept():
+    t = Thresholds.from_config({"psi_warn": 0.2, "psi_alert": 1, "min_samples": 3})
+    assert (t.psi_warn, t.psi_alert, t.min_samples, t.ks_alpha) == (0.2, 1.0, 3.0, Thresholds().ks_alpha)

@@ -65,6 +65,11 @@ class Thresholds:
         unknown = sorted(set(cfg) - {f for f in asdict(cls())})
         if unknown:
             raise ConfigError(f"monitor: unknown thresholds {unknown}; known: {', '.join(asdict(cls()))}.")
+        bad = {k: v for k, v in cfg.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)}
+        if bad:
+            raise ConfigError("monitor: thresholds are numbers; got "
+                              + ", ".join(f"{k}={v!r}" for k, v in sorted(bad.items())) + ".")
         t = cls(**{k: float(v) for k, v in cfg.items()})
         for lo, hi in (("psi_warn", "psi_alert"), ("shift_warn", "shift_alert"), ("error_warn", "error_alert")):
             if not 0 < getattr(t, lo) <= getattr(t, hi):
