@@ -461,3 +461,34 @@ def test_thresholds_that_are_not_numbers_are_refused_by_name(value):
 def test_numeric_thresholds_are_kept():
     t = Thresholds.from_config({"psi_warn": 0.2, "psi_alert": 1, "min_samples": 3})
     assert (t.psi_warn, t.psi_alert, t.min_samples, t.ks_alpha) == (0.2, 1.0, 3.0, Thresholds().ks_alpha)
+
+
+def test_sigterm_while_writing_a_bundle_removes_its_temporary_directory(tmp_path, monkeypatch):
+    """A bundle is built in a hidden directory beside its place; stopped by SIGTERM (with the gexpred command's
+    handler) in the middle, that directory is removed and no bundle appears."""
+    import os
+    import signal
+
+    import gexpred.io
+    from gexpred.cli import exit_on_sigterm
+
+    real = gexpred.io.write_table
+
+    def stopped(df, path, index=False):
+        real(df, path, index=index)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        exit_on_sigterm()
+        monkeypatch.setattr(gexpred.io, "write_table", stopped)
+        ref = pd.DataFrame({"sample": ["a", "b"], **{g: 0.0 for g in PREDICTORS}, "prediction": 0.0, "observed": 0.0})
+        with pytest.raises(SystemExit) as exc:
+            write_bundle(tmp_path / "models" / "b", target=TARGET, model="ols", task="regression", classes=None,
+                         model_params={"kind": "linear", "terms": PREDICTORS, "intercept": 0.0, "coef": [1, 1, 1]},
+                         preprocessing={}, reference=ref, metrics={}, training_fingerprint="x")
+        assert exc.value.code == 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list((tmp_path / "models").iterdir()) == []

@@ -803,3 +803,36 @@ def test_read_h5ad_scalars(tmp_path):
     got = read_h5ad_scalars(tmp_path / "u.h5ad", ["n_dropped_samples", "ratio", "policy", "sources", "absent"])
     assert got == {"n_dropped_samples": 3, "ratio": 0.25, "policy": "drop"}  # not a scalar / absent: left out
     assert type(got["n_dropped_samples"]) is int
+
+
+# --------------------------------------------------------------------------- stopped while writing
+_WRITER = """
+import sys, time
+from gexpred.cli import exit_on_sigterm
+from gexpred.io import atomic_output
+exit_on_sigterm()
+with atomic_output(sys.argv[1]) as tmp:
+    tmp.write_text("half of a table")
+    print("writing", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path):
+    """SLURM (time limit, scancel) and Snakemake (cancelled jobs) stop a job with SIGTERM: the gexpred command
+    ends with status 143 and removes the temporary file of the output it was writing, which stays absent."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "results" / "table.tsv"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        assert [p.name.endswith(".part") for p in out.parent.iterdir()] == [True]  # the write is under way
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+    assert list(out.parent.iterdir()) == []
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -2344,8 +2345,21 @@ def decode_arg(arg: str) -> str:
     return unquote(arg[len(ENCODED_ARG):]) if arg.startswith(ENCODED_ARG) else arg
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end the process through ``SystemExit`` (status 143), so that clean-up code runs.
+
+    SLURM sends SIGTERM when a job reaches its time limit or is cancelled, and Snakemake when it cancels its
+    jobs. Python's default action ends the process at once, which left the temporary file (or bundle
+    directory) of an output being written behind in ``results/``; as an exception, the handlers of
+    :func:`gexpred.io.atomic_output` and :func:`gexpred.deploy.write_bundle` remove it first.
+    """
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gexpred`` console script."""
+    exit_on_sigterm()
     parser = build_parser()
     args = parser.parse_args([decode_arg(a) for a in (sys.argv[1:] if argv is None else argv)])
     _setup_logging(args.log)

@@ -157,8 +157,11 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = None
     try:
+        # from here on, any exception (also SystemExit from a SIGTERM, gexpred.cli.exit_on_sigterm) removes it
+        tmp = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
+        tmp = Path(tmp)
         write_json(model_params, tmp / "model.json")
         write_json(preprocessing, tmp / "preprocessing.json")
         write_table(reference, tmp / "reference.tsv")
@@ -186,7 +189,8 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 

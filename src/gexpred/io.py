@@ -73,14 +73,16 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir() or not path.name:
         raise InputError(f"Output path '{path}' is a directory. Give a file path (for example '{path}/out.tsv').")
+    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError as e:
-        raise InputError(f"Cannot write '{path}': {e.strerror or e}. Choose a folder you can write to.") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        except OSError as e:
+            raise InputError(f"Cannot write '{path}': {e.strerror or e}. Choose a folder you can write to.") from None
+        # from here on, any exception (also SystemExit from a SIGTERM, gexpred.cli.exit_on_sigterm) removes it
+        tmp_path = Path(tmp)
+        os.close(fd)
         yield tmp_path
         # mkstemp creates the file readable by its owner only; give it the permissions of a normal file
         # (colleagues on a shared cluster read the results)
@@ -88,7 +90,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
