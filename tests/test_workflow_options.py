@@ -264,3 +264,21 @@ def test_impute_mean_fills_predictors_never_the_response(tmp_path):
     assert len(pd.read_csv(tmp_path / "results/ols/G1/predictions.tsv", sep="\t")) == len(X)
     log = " ".join((tmp_path / "results/logs/ols/G0.log").read_text().split())
     assert f"target G0: {len(gone_y)} samples without a measured value" in log
+
+
+def test_a_targets_bundle_figures_and_deploy_need_only_its_own_jobs(tmp_path):
+    """What a target's bundle, figures and deploy jobs are made from is that target's jobs alone (and the
+    shared data steps), so that adding or removing a target in a finished run leaves the other targets' bundles,
+    figures and deploy results as they are (README: a target added makes only its own jobs and the tables and
+    figures across targets). Checked on the plan Snakemake makes for G0's outputs from scratch: no job of G1."""
+    make_dataset(tmp_path, n_samples=24, n_genes=8)
+    make_dataset(tmp_path, n_samples=12, n_genes=8, seed=8, name="new.tsv", prefix="N")
+    write_config(tmp_path, new_batches={"fresh": ["data/new.tsv"]})
+    goals = ["results/models/G0/best.json", "results/plots/G0/observed_vs_predicted.png",
+             "results/deploy/fresh/G0/verdict.json"]
+    proc = run_snakemake(tmp_path, "-n", "--forceall", *goals)
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)$", proc.stdout, flags=re.M)
+    per_target = {(rule, dict(w.split("=", 1) for w in wildcards.split(", "))["target"]) for rule, wildcards in jobs}
+    assert {("ols", "G0"), ("mlp", "G0"), ("bundle", "G0"), ("deploy_batch", "G0")} <= per_target, per_target
+    assert {t for _, t in per_target} == {"G0"}, sorted(per_target)
+    assert not re.search(r"^(?:local)?rule compare:", proc.stdout, flags=re.M)

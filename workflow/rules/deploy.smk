@@ -4,9 +4,10 @@ rule bundle:
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
         normalization="results/data/normalization.json",
-        metrics="results/compare/metrics.tsv",
-        cv_metrics="results/compare/cv_metrics.tsv",
-        summary="results/compare/summary.tsv",
+        # this target's rows of results/compare/*.tsv (rule compare_target)
+        metrics="results/compare/targets/{target}/metrics.tsv",
+        cv_metrics="results/compare/targets/{target}/cv_metrics.tsv",
+        summary="results/compare/targets/{target}/summary.tsv",
         labels=target_labels_file,
     output:
         bundles=[directory(f"results/models/{{target}}/{m}") for m in MODELS],

@@ -129,7 +129,9 @@ def target_figure_inputs(wildcards):
     """The tables behind each figure of target_figures()."""
     t = wildcards.target
     figures = target_figures()
-    inputs = {"predictions": "results/compare/predictions.tsv", "metrics": "results/compare/metrics.tsv"}
+    # this target's rows of results/compare/*.tsv, made by compare_target: another target does not redraw them
+    inputs = {"predictions": f"results/compare/targets/{t}/predictions.tsv",
+              "metrics": f"results/compare/targets/{t}/metrics.tsv"}
     if "coefficients" in figures:
         inputs["coefficients"] = f"results/ols/{t}/coefficients.tsv"
     if "diagnostics" in figures:
