@@ -226,8 +226,11 @@ def test_braced_ids_reach_the_commands_exactly(tmp_path):
     assert f"--required '{BRACED}'" in out and "--covariate '{batch}'" in out
     assert f'--interactions \'[["{BRACED}", "G3"]]\'' in out and f'--gene-sets \'{{"s": ["{BRACED}"]}}\'' in out
 
-    write_config(tmp_path, targets="all", models=["ols"], predictors=[BRACED, "G3"])
+    write_config(tmp_path, targets="all", models=["ols"], predictors=[BRACED, "G3"], sample_sheet="data/sheet.tsv",
+                 ols={"covariates": ["{batch}"], "interactions": [[BRACED, "G3"]], "gene_sets": {"s": [BRACED]}})
     proc = run_snakemake(tmp_path, "-n", "--printshellcmds", check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f'--spec \'["{BRACED}", "G3"]\'' in proc.stdout
+    out = proc.stdout
+    assert f'--spec \'["{BRACED}", "G3"]\'' in out and "--covariate '{batch}'" in out
+    assert f'--interactions \'[["{BRACED}", "G3"]]\'' in out and f'--gene-sets \'{{"s": ["{BRACED}"]}}\'' in out
     assert not (tmp_path / "results").exists()

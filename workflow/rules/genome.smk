@@ -16,9 +16,9 @@ checkpoint genome_plan:
         spec=lambda wc: predictor_spec(),
         targets=lambda wc: cli_json(config["targets"]),
         chunk_size=config["ols"]["chunk_size"],
-        covariates=covariate_args(),
-        interactions=cli_json(config["ols"]["interactions"]),
-        gene_sets=cli_json(config["ols"]["gene_sets"]),
+        covariates=lambda wc: covariate_args(),
+        interactions=lambda wc: cli_json(config["ols"]["interactions"]),
+        gene_sets=lambda wc: cli_json(config["ols"]["gene_sets"]),
     threads: 1
     resources:
         mem_mb=genome_plan_mem_mb,
