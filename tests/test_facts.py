@@ -186,3 +186,15 @@ def test_significance_text_counts_only_terms_with_a_p_value():
     assert facts.significance_text(coefs.iloc[:3], 0.05) == ("2 terms of 1 target were tested; 1 term has a "
                                                              "Benjamini–Hochberg q-value below 0.05 (smallest p: "
                                                              "g1 for A).")
+
+
+def test_unseen_levels_are_named_with_their_samples():
+    """A categorical covariate's levels that only test samples have are named, with how many samples and the
+    reference level they are encoded as; numeric covariates and levels the training split has are not."""
+    obs = pd.DataFrame({"batch": ["a", "b", "a", "c", "c", "b"], "dose": [1.0, 2, 3, 4, 5, 6]},
+                       index=[f"s{i}" for i in range(6)])
+    splits = pd.DataFrame({"sample": obs.index, "split": ["train", "train", "train", "test", "test", "test"]})
+    text = facts.unseen_levels_text(obs, ["batch", "dose"], splits)
+    assert "covariate batch: c (2 samples outside the training split), encoded as the reference level a" in text
+    assert "dose" not in text
+    assert facts.unseen_levels_text(obs, ["batch"], splits.assign(split="train")) == ""

@@ -1934,7 +1934,7 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
                       for f in a.interactions},
         recovery=read_table(a.recovery) if a.recovery else None,
         edges=read_table(a.edges, dtype={"target": str, "regulator": str}) if a.edges else None,
-        ranking=a.ranking)
+        ranking=a.ranking, obs=_read_obs(a.data) if a.covariate else None, covariates=list(a.covariate))
     rows = comparison_rows(metrics, cv, summary)
     intro = ("One row per target and model: metrics on the test split (which no model saw while being fitted "
              "or chosen)"
@@ -2321,6 +2321,8 @@ def _report_parser(sub, verb) -> None:
         s.add_argument(f"--{name}", required=True)
     for name in ("predictors", "fits", "coefficients", "cv-metrics", "summary"):
         s.add_argument(f"--{name}")
+    s.add_argument("--covariate", action="append", default=[],
+                   help="a covariate of the models (ols.covariates): its levels only test samples have are reported")
     s.add_argument("--importance", nargs="+", default=[], help="results/MODEL/TARGET/importance.tsv files")
     s.add_argument("--interactions", nargs="+", default=[], help="results/mlp/TARGET/interactions.tsv files")
     s.add_argument("--recovery", help="results/recovery/regulator_recovery.tsv")

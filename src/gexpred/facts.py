@@ -116,6 +116,33 @@ def split_text(splits: pd.DataFrame, test_fraction: float | None = None, seed: i
             f"{how}; the test split plays no part in fitting or choosing anything.")
 
 
+def unseen_levels_text(obs: pd.DataFrame, covariates: list[str], splits: pd.DataFrame) -> str:
+    """The categorical covariates' levels that only samples outside the training split have, in words: the
+    models encode such samples as the reference level (no training sample shows the level's effect), so their
+    test-split predictions rest on that guess. "" when there are none."""
+    split = splits.assign(sample=splits["sample"].astype(str)).set_index("sample")["split"]
+    parts = []
+    for c in covariates:
+        if c not in obs.columns or pd.api.types.is_numeric_dtype(obs[c]):
+            continue
+        values = obs[c].dropna().astype(str)
+        where = split.reindex(values.index.astype(str))
+        train_levels = set(values[(where == "train").to_numpy()])
+        if not train_levels:
+            continue
+        outside = values[(where != "train").to_numpy() & ~values.isin(train_levels).to_numpy()]
+        if len(outside):
+            reference = sorted(train_levels)[0]
+            levels = sorted(set(outside))
+            parts.append(f"covariate {rst(c)}: {_and([rst(v) for v in levels])} "
+                         f"({_count(len(outside), 'sample')} outside the training split), encoded as the reference "
+                         f"level {rst(reference)}")
+    if not parts:
+        return ""
+    return (" Levels no training sample has, so the models predict those samples as if they had the reference "
+            "level (their effect cannot be learnt): " + "; ".join(parts) + ".")
+
+
 def predictors_text(predictors: pd.DataFrame, target: str, classification: bool = False) -> str:
     """How many predictors, and the first with its training correlation (classification: the correlation ratio
     eta of the gene with the classes, which ``train_corr`` holds then)."""
@@ -342,12 +369,13 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
                 importance: dict[tuple[str, str], pd.DataFrame] | None = None,
                 interactions: dict[str, pd.DataFrame] | None = None,
                 recovery: pd.DataFrame | None = None, edges: pd.DataFrame | None = None,
-                ranking: str | None = None) -> dict[str, Any]:
+                ranking: str | None = None, obs: pd.DataFrame | None = None,
+                covariates: list[str] | None = None) -> dict[str, Any]:
     """Every sentence the captions show, keyed by report section and by target directory name.
 
     ``importance`` maps (target directory, model) to the model's importance table, ``interactions`` a
     target directory to the network's interactions table; ``edges`` is the inferred network
-    (``edges.tsv``) of the recovery ranking ``ranking``."""
+    (``edges.tsv``) of the recovery ranking ``ranking``; ``obs`` holds the sample sheet's ``covariates``."""
     metric = key_metric(metrics)
     classify = _is_classification(metric)
     test = metrics[metrics["split"] == "test"]
@@ -391,7 +419,8 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
         n_fail = int((~fail.isin(["none", ""])).sum())
     facts: dict[str, Any] = {
         "data": data_text(n_samples, n_genes, dropped, sources),
-        "split": split_text(splits, test_fraction, seed),
+        "split": split_text(splits, test_fraction, seed)
+        + (unseen_levels_text(obs, covariates, splits) if obs is not None and covariates else ""),
         "n_samples": int(n_samples), "n_genes": int(n_genes),
         "n_dropped_samples": int((dropped["kind"] == "sample").sum()),
         "n_dropped_genes": int((dropped["kind"] == "gene").sum()),
