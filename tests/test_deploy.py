@@ -103,6 +103,38 @@ def test_predict_applies_saved_preprocessing(tmp_path, linear_bundle):
     assert "2 genes the model does not use are ignored" in (tmp_path / "p.log").read_text()
 
 
+@pytest.mark.parametrize("edit, needle", [
+    (lambda prep, params: params["coef"].pop(), "one coefficient for each of the design's 3 terms"),
+    (lambda prep, params: prep["normalization"]["steps"][0]["sd"].pop(), "a mean and an sd for each of its 4 genes"),
+    (lambda prep, params: prep["design"].pop("terms"), "lacks the design's predictors or terms"),
+    (lambda prep, params: params.update(kind="forest"), "unknown model kind 'forest'"),
+])
+def test_an_edited_bundle_with_matching_checksums_is_refused_by_name(tmp_path, linear_bundle, edit, needle):
+    """A bundle whose files were edited and whose card's checksums were updated to match passes verification;
+    its content is then checked before use, so the prediction stops with one message naming the inconsistency
+    instead of a KeyError or a shape error halfway through."""
+    from gexpred.deploy import CARD, sha256_file
+
+    path, _, _ = linear_bundle
+    prep = json.loads((path / "preprocessing.json").read_text())
+    params = json.loads((path / "model.json").read_text())
+    edit(prep, params)
+    (path / "preprocessing.json").write_text(json.dumps(prep))
+    (path / "model.json").write_text(json.dumps(params))
+    card = json.loads((path / CARD).read_text())
+    for name in ("preprocessing.json", "model.json"):
+        card["files"][name] = sha256_file(path / name)
+    (path / CARD).write_text(json.dumps(card))
+    with pytest.raises(InputError, match="inconsistent although its files match their checksums") as exc:
+        load_bundle(path)
+    assert needle in str(exc.value)
+    src = _write_matrix(_raw(5, seed=3), tmp_path / "new.tsv")
+    err = tmp_path / "err.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(err)]) == 1
+    assert not (tmp_path / "p.tsv").exists() and "Traceback" not in err.read_text()
+
+
 @pytest.mark.parametrize("damage", ["edit_model", "delete_file", "extra_file", "edit_card"])
 def test_tampered_bundle_is_refused(tmp_path, linear_bundle, damage):
     path, _, _ = linear_bundle

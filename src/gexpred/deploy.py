@@ -305,8 +305,17 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
 
     p = resolve_bundle(path)
     card = verify_bundle(p)
-    params = json.loads((p / "model.json").read_text(encoding="utf-8"))
-    prep = json.loads((p / "preprocessing.json").read_text(encoding="utf-8"))
+    try:
+        params = json.loads((p / "model.json").read_text(encoding="utf-8"))
+        prep = json.loads((p / "preprocessing.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"Bundle '{p}': its model.json or preprocessing.json is not readable JSON ({exc}) although "
+                         f"it matches its checksum: the bundle was edited by hand. Re-create it with the pipeline.") \
+            from None
+    problems = bundle_problems(card, params, prep)
+    if problems:
+        raise InputError(f"Bundle '{p}' is inconsistent although its files match their checksums (edited by hand?): "
+                         f"{'; '.join(problems[:5])}. Re-create it with the pipeline.")
     ref = read_table(p / "reference.tsv", dtype={"sample": str})
     network = None
     if params.get("kind") == "mlp":
@@ -314,6 +323,54 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
 
         network = load_model(p / "weights.pt", params["architecture"])
     return Bundle(path=p, card=card, params=params, preprocessing=prep, reference=ref, network=network)
+
+
+def bundle_problems(card: dict[str, Any], params: dict[str, Any], prep: dict[str, Any]) -> list[str]:
+    """What is missing or inconsistent in a bundle's card, model and preprocessing (``[]`` when all is well),
+    checked before any of it is used, so that a bundle edited by hand is refused by name rather than failing
+    halfway through a prediction."""
+    def is_list(v: Any, of: type | tuple[type, ...] = str) -> bool:
+        return isinstance(v, list) and all(isinstance(x, of) and not isinstance(x, bool) for x in v)
+
+    problems = []
+    if not isinstance(card.get("target"), str) or card.get("task") not in ("regression", "classification"):
+        problems.append("card.json lacks the target or the task")
+    if not isinstance(params, dict) or not isinstance(prep, dict):
+        return problems + ["model.json or preprocessing.json is not a JSON object"]
+    norm, design = prep.get("normalization"), prep.get("design")
+    if not isinstance(norm, dict) or not is_list(norm.get("genes")) or not isinstance(norm.get("steps"), list):
+        return problems + ["preprocessing.json lacks the normalization's genes or steps"]
+    if not isinstance(design, dict) or not is_list(design.get("predictors")) or not is_list(design.get("terms")):
+        return problems + ["preprocessing.json lacks the design's predictors or terms"]
+    n_genes, terms = len(norm["genes"]), design["terms"]
+    for k, step in enumerate(norm["steps"]):
+        if not isinstance(step, dict) or not isinstance(step.get("method"), str):
+            problems.append(f"normalization step {k + 1} has no method")
+        elif step["method"] == "zscore" and not (is_list(step.get("mean"), (int, float)) and
+                                                  is_list(step.get("sd"), (int, float)) and
+                                                  len(step["mean"]) == len(step["sd"]) == n_genes):
+            problems.append(f"normalization step {k + 1} (zscore) does not hold a mean and an sd for each of its "
+                            f"{n_genes} genes")
+    kind = params.get("kind")
+    coef = params.get("coef")
+    if kind == "linear":
+        if not isinstance(params.get("intercept"), (int, float)) or not is_list(coef, (int, float)) \
+                or len(coef) != len(terms):
+            problems.append(f"model.json's linear model does not hold an intercept and one coefficient for each of "
+                            f"the design's {len(terms)} terms")
+    elif kind == "logistic":
+        if not isinstance(coef, list) or len(coef) != len(terms) + 1 or not (
+                is_list(coef, (int, float)) or all(is_list(r, (int, float)) for r in coef)):
+            problems.append(f"model.json's logistic model does not hold a row of coefficients for the intercept and "
+                            f"each of the design's {len(terms)} terms")
+    elif kind == "mlp":
+        arch = params.get("architecture")
+        if not isinstance(arch, dict) or arch.get("n_in") != len(terms):
+            problems.append(f"model.json's network architecture does not take the design's {len(terms)} terms as "
+                            f"inputs")
+    else:
+        problems.append(f"model.json names an unknown model kind {kind!r}")
+    return problems
 
 
 def predict_design(params: dict[str, Any], X: np.ndarray, network: Any = None) -> np.ndarray:
