@@ -519,6 +519,19 @@ def test_an_h5ad_given_as_sample_sheet_reads_its_obs(tmp_path):
     assert "obs has no columns" in sheet_error(empty)
 
 
+def test_an_h5ad_sample_sheet_reads_nullable_columns_with_missing_values(tmp_path):
+    """anndata writes pandas' nullable booleans and integers (``boolean``, ``Int64``); a missing value there is
+    pd.NA, which is missing in the sheet (NaN), as an empty cell of a text sheet, not a TypeError traceback."""
+    obs = pd.DataFrame({"treated": pd.array([True, None, False], dtype="boolean"),
+                        "n_cells": pd.array([4, None, 6], dtype="Int64")}, index=["c1", "c2", "c3"])
+    path = tmp_path / "cells.h5ad"
+    ad.AnnData(np.ones((3, 1)), obs=obs).write_h5ad(path)
+    sheet = read_sample_sheet(path)
+    text = tmp_path / "sheet.tsv"
+    text.write_text("sample\ttreated\tn_cells\nc1\t1\t4\nc2\t\t\nc3\t0\t6\n")
+    pd.testing.assert_frame_equal(sheet, read_sample_sheet(text))
+
+
 def test_sample_sheet_csv_and_gzip(write, tmp_path):
     write("sheet.csv", "sample,group\ns1,a\ns2,b\n")
     with gzip.open(tmp_path / "sheet.tsv.gz", "wt") as fh:

@@ -1045,10 +1045,10 @@ def _sheet_from_obs(path: Path, what: str) -> pd.DataFrame:
     df = pd.DataFrame(index=ids)
     for col in obs.columns:
         values = obs[col]
-        if pd.api.types.is_bool_dtype(values):
-            df[str(col)] = values.to_numpy().astype(np.float64)
-        elif pd.api.types.is_numeric_dtype(values):
-            df[str(col)] = values.to_numpy()
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            # floats, as a text sheet's numbers; pandas' nullable booleans and integers (anndata writes them)
+            # hold pd.NA for a missing value, which becomes NaN
+            df[str(col)] = values.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             text = values.astype(object).where(values.notna(), np.nan).to_numpy()
             text = np.array([np.nan if (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in text],
