@@ -87,8 +87,9 @@ from .ols import COEF_COLUMNS, NESTED_COLUMNS
 LONG_COEF_COLUMNS = ["target", *COEF_COLUMNS]
 """Columns of :meth:`BatchedResult.coefficients`."""
 FIT_COLUMNS = ["target", "n", "df_model", "df_resid", "r2", "adj_r2", "f_stat", "f_pvalue", "status"]
-LONG_NESTED_COLUMNS = ["target", *NESTED_COLUMNS]
 """Columns of :meth:`BatchedResult.fit`."""
+LONG_NESTED_COLUMNS = ["target", *NESTED_COLUMNS]
+"""Columns of :func:`nested_many`."""
 STATUSES = ("ok", "constant_target", "non_finite")
 """Values of the ``status`` column."""
 
