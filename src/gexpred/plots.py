@@ -742,14 +742,19 @@ def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame
         ax.set_yticks(range(len(d)), [plain(f) for f in d["feature"]], fontsize=7 if len(d) > 20 else 9)
         # each input's q-value beside its bar: a large PSI stays green when the test cannot tell the change
         # from chance (a small batch)
+        # (the predictions' single test has its p-value, not a q-value over the inputs)
         q = pd.to_numeric(d["qvalue"], errors="coerce") if "qvalue" in d else pd.Series(np.nan, index=d.index)
+        single = (d["kind"] != "input").to_numpy() if "kind" in d else np.zeros(len(d), dtype=bool)
+        if "pvalue" in d:
+            q = q.where(~single, pd.to_numeric(d["pvalue"], errors="coerce"))
         psi = pd.to_numeric(d["psi"], errors="coerce").fillna(0.0)
-        for i, (x, qq) in enumerate(zip(psi, q)):
+        for i, (x, qq, one) in enumerate(zip(psi, q, single)):
             if np.isfinite(qq):
-                ax.text(x, i, f" q {qq:.2g}", va="center", fontsize=6 if len(d) > 20 else 7, color="#555555")
+                ax.text(x, i, f" {'p' if one else 'q'} {qq:.2g}", va="center", fontsize=6 if len(d) > 20 else 7,
+                        color="#555555")
         if len(d) and q.notna().any():
             ax.set_xlim(0, max(float(psi.max()), 1e-9) * 1.22)
-        ax.set_xlabel("population stability index (PSI, unitless); q: the drift test's q-value")
+        ax.set_xlabel("population stability index (PSI, unitless); q: the drift test's q-value (p: the predictions')")
         ax.set_title("Drift per input and of the predictions")
         from matplotlib.patches import Patch
 
