@@ -1237,11 +1237,11 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
         )
     numeric: set[str] = set()
     if covariates:
+        from .design import encode_covariates
+
         obs = _read_obs(a.data)
-        absent = [c for c in covariates if c not in obs.columns]
-        if absent:
-            raise ConfigError(f"Covariates {preview(absent)} ('ols.covariates') are not columns of the sample sheet "
-                              f"(columns: {preview(list(obs.columns), 10)}).")
+        # refused here once (an absent column, a missing value), not by every chunk
+        encode_covariates(obs, covariates, np.ones(len(obs), dtype=bool), "the sample sheet")
         numeric = {c for c in covariates if pd.api.types.is_numeric_dtype(obs[c])}
     check_genome_terms(predictors, covariates, interactions, genes, numeric, source)
     targets, missing = genome_targets(genes, predictors, _json_arg(a.targets, "--targets"), source)
