@@ -82,7 +82,7 @@ import pandas as pd
 from scipy import special
 
 from .errors import ModelError, preview
-from .ols import COEF_COLUMNS, NESTED_COLUMNS
+from .ols import COEF_COLUMNS, NESTED_COLUMNS, set_terms
 
 LONG_COEF_COLUMNS = ["target", *COEF_COLUMNS]
 """Columns of :meth:`BatchedResult.coefficients`."""
@@ -742,11 +742,6 @@ def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, df_resid: int, s
 
 
 # --------------------------------------------------------------------------- nested F-tests of gene sets
-def set_terms(terms: Sequence[str], genes: set[str]) -> list[int]:
-    """Positions of the ``terms`` a gene set removes: its genes and every product term (``a:b``) of one of them."""
-    return [j for j, t in enumerate(terms) if t in genes or (":" in t and set(t.split(":")) & genes)]
-
-
 def residual_ss(X: np.ndarray, Y: np.ndarray, design_terms: Sequence[str], res: BatchedResult) -> np.ndarray:
     """Residual sum of squares of every target of ``res`` (fitted by :func:`fit_many` on ``X``, whose columns are
     ``design_terms``), from its coefficients; NaN for a target that is not ``ok``."""

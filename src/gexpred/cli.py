@@ -627,13 +627,13 @@ def _logit_nested(X, codes, terms, classes, gene_sets, fit, a) -> pd.DataFrame:
     from scipy import stats
 
     from .logit import fit_logit, firth_lr_test
+    from .ols import set_terms
 
     rows = []
     full_llf = float(fit.fit_statistics()["log_likelihood"].iloc[0])
     A = np.column_stack([np.ones(len(X)), X])
     for name, genes in gene_sets.items():
-        genes = {str(g) for g in genes}
-        drop = [j for j, t in enumerate(terms) if t in genes or (":" in t and set(t.split(":")) & genes)]
+        drop = set_terms(terms, {str(g) for g in genes})
         if not drop or fit.penalized:
             rows.append((name, np.nan, len(drop), np.nan, np.nan, " ".join(terms[j] for j in drop)))
             continue
@@ -729,20 +729,29 @@ def cmd_ols_summary(a: argparse.Namespace) -> None:
     write_table(allc, a.out_coefficients)
     write_table(allf, a.out_fits)
     if a.out_nested:
-        # every target's gene-set tests (F, or likelihood ratio for classification) in one table, with q-values
-        # by Benjamini-Hochberg over targets and sets (a set is tested once per target)
         parts = []
         for d in map(Path, a.dirs):
             t = read_table(d / "nested_tests.tsv", dtype={"gene_set": str, "terms": str})
             t.insert(0, "target", json.loads((d / "model.json").read_text())["target"])
             parts.append(t)
-        nested = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["target"])
-        if "p_value" in nested:
-            nested["q_value"] = bh_qvalues(pd.to_numeric(nested["p_value"], errors="coerce").to_numpy(np.float64))
-            if len(nested):
-                log.info("gene sets: %d of %d tests (targets x sets) have q < %g", int((nested["q_value"] < a.fdr).sum()),
-                         int(nested["q_value"].notna().sum()), a.fdr)
-        write_table(nested, a.out_nested)
+        write_table(_nested_with_q(parts, ["target"], a.fdr), a.out_nested)
+
+
+def _nested_with_q(parts: list[pd.DataFrame], columns: list[str], fdr: float) -> pd.DataFrame:
+    """Every target's gene-set tests (F, or likelihood ratio for classification) in one table, with q-values by
+    Benjamini-Hochberg over targets and sets (a set is tested once per target); with no test, the tables' columns
+    (``columns`` without any table)."""
+    from .ols import bh_qvalues
+
+    filled = [t for t in parts if len(t)]
+    nested = (pd.concat(filled, ignore_index=True) if filled
+              else pd.DataFrame(columns=list(parts[0].columns) if parts else columns))
+    if "p_value" in nested:
+        nested["q_value"] = bh_qvalues(pd.to_numeric(nested["p_value"], errors="coerce").to_numpy(np.float64))
+        if len(nested):
+            log.info("gene sets: %d of %d tests (targets x sets) have q < %g", int((nested["q_value"] < fdr).sum()),
+                     int(nested["q_value"].notna().sum()), fdr)
+    return nested
 
 
 def _network_candidates(a: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]], list[Any]]:
@@ -1218,9 +1227,8 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
 
 def cmd_genome_plan(a: argparse.Namespace) -> None:
     from .batched import iter_chunks
-    from .design import check_genome_terms, genome_targets, shared_predictors
-    from .errors import ConfigError
-    from .io import read_h5ad_columns, write_json, write_table
+    from .design import check_genome_terms, encode_covariates, genome_targets, shared_predictors
+    from .io import read_h5ad_columns, read_obs, write_json, write_table
 
     _, _, genes, sources = read_h5ad_columns(a.data)
     source = _source_text(sources)
@@ -1228,22 +1236,13 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
     covariates = [str(c) for c in a.covariate or []]
     interactions = [[str(g) for g in pair] for pair in _json_arg(a.interactions, "--interactions")]
     gene_sets = {str(k): [str(g) for g in v] for k, v in _json_arg(a.gene_sets, "--gene-sets").items()}
-    outside = sorted({g for genes_ in gene_sets.values() for g in genes_} - set(predictors))
-    if outside:
-        raise ConfigError(
-            f"Gene-set genes {preview(outside)} (ols.gene_sets) are not shared predictors. In genome-wide mode every "
-            f"target is fitted on one shared design, and a set's F-test removes its genes from it: add them to "
-            f"'predictors' or remove them from the sets."
-        )
     numeric: set[str] = set()
     if covariates:
-        from .design import encode_covariates
-
-        obs = _read_obs(a.data)
+        obs = read_obs(a.data)
         # refused here once (an absent column, a missing value), not by every chunk
         encode_covariates(obs, covariates, np.ones(len(obs), dtype=bool), "the sample sheet")
         numeric = {c for c in covariates if pd.api.types.is_numeric_dtype(obs[c])}
-    check_genome_terms(predictors, covariates, interactions, genes, numeric, source)
+    check_genome_terms(predictors, covariates, interactions, genes, numeric, source, gene_sets)
     targets, missing = genome_targets(genes, predictors, _json_arg(a.targets, "--targets"), source)
     chunks = iter_chunks(len(targets), a.chunk_size)
     plan = pd.DataFrame({"target": targets, "chunk": np.repeat(np.arange(len(chunks)),
@@ -1278,28 +1277,17 @@ def _warn_kept_imputed(path: str, targets, step: str) -> None:
                     "models leave such samples out)", len(imputed), preview(sorted(imputed)), step)
 
 
-def _read_obs(path: str) -> pd.DataFrame:
-    """The sample sheet's columns (``obs``) of an ``.h5ad``, without reading its matrix."""
-    import anndata as ad
-
-    adata = ad.read_h5ad(path, backed="r")
-    try:
-        return adata.obs.copy()
-    finally:
-        adata.file.close()
-
-
 def _genome_columns(data: str, design: dict[str, Any], splits: str, targets: list[str] | None = None):
     """The shared design of a genome-wide run (:func:`gexpred.design.genome_design`: predictors, covariates,
     interaction products), its terms, whether each sample trains, the values of ``targets`` and the samples, read
     without the rest of the matrix."""
     from .design import genome_design
-    from .io import read_h5ad_columns
+    from .io import read_h5ad_columns, read_obs
 
     predictors = design["predictors"]
     values, samples, _, _ = read_h5ad_columns(data, [*predictors, *(targets or [])])
     train = _split_of(samples, data, splits) == "train"
-    obs = _read_obs(data) if design.get("covariates") else None
+    obs = read_obs(data) if design.get("covariates") else None
     X = genome_design(values[:, : len(predictors)], samples, design, train, obs)
     return X.to_numpy(dtype=np.float64), [str(c) for c in X.columns], train, values[:, len(predictors):], samples
 
@@ -1524,13 +1512,7 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
         from .batched import LONG_NESTED_COLUMNS
 
         parts = [read_table(p, dtype={"target": str, "gene_set": str, "terms": str}) for p in a.nested or []]
-        parts = [t for t in parts if len(t)]
-        nested = (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LONG_NESTED_COLUMNS))
-        nested["q_value"] = bh_qvalues(pd.to_numeric(nested["p_value"], errors="coerce").to_numpy(np.float64))
-        if len(nested):
-            log.info("gene sets: %d of %d tests (targets x sets) with q < %g", int((nested["q_value"] < a.fdr).sum()),
-                     int(nested["q_value"].notna().sum()), a.fdr)
-        write_table(nested, a.out_nested)
+        write_table(_nested_with_q(parts, LONG_NESTED_COLUMNS, a.fdr), a.out_nested)
 
 
 def cmd_recovery(a: argparse.Namespace) -> None:
@@ -1913,7 +1895,7 @@ def cmd_plot(a: argparse.Namespace) -> None:
 def cmd_report_summary(a: argparse.Namespace) -> None:
     from .facts import build_facts, comparison_rows
     from .htmltable import sortable_table
-    from .io import read_h5ad_columns, read_table, write_json, write_text
+    from .io import read_h5ad_columns, read_obs, read_table, write_json, write_text
 
     _, samples, genes, sources = read_h5ad_columns(a.data)  # names only: the matrix is not needed
     opt = lambda path, **kw: read_table(path, **kw) if path else None  # noqa: E731
@@ -1934,7 +1916,7 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
                       for f in a.interactions},
         recovery=read_table(a.recovery) if a.recovery else None,
         edges=read_table(a.edges, dtype={"target": str, "regulator": str}) if a.edges else None,
-        ranking=a.ranking, obs=_read_obs(a.data) if a.covariate else None, covariates=list(a.covariate))
+        ranking=a.ranking, obs=read_obs(a.data) if a.covariate else None, covariates=list(a.covariate))
     rows = comparison_rows(metrics, cv, summary)
     intro = ("One row per target and model: metrics on the test split (which no model saw while being fitted "
              "or chosen)"

@@ -263,20 +263,32 @@ def check_design(X: np.ndarray, names: list[str], target: str) -> tuple[np.ndarr
             f"{p + 2} (predictors + intercept + 1 residual degree of freedom). Use fewer predictors "
             f"(e.g. a smaller 'top_correlated') or more samples."
         )
-    A = np.column_stack([np.ones(n), X])
-    rank = np.linalg.matrix_rank(A)
-    if rank < A.shape[1]:
-        # find a minimal set of columns that are linear combinations of earlier ones
-        dependent = []
-        for j in range(1, A.shape[1]):
-            if np.linalg.matrix_rank(A[:, : j + 1]) < j + 1 - len(dependent):
-                dependent.append(names[j - 1])
+    dependent = redundant_columns(X)
+    if dependent.any():
         raise ModelError(
             f"Target {target!r}: the predictors are perfectly collinear over the training samples "
-            f"({p - rank + 1} redundant, e.g. {preview(dependent)} is a linear combination of the others), so "
+            f"({int(dependent.sum())} redundant, e.g. {preview(np.asarray(names)[dependent])} is a linear "
+            f"combination of the others), so "
             f"their coefficients are not identifiable. Remove the redundant genes from 'predictors'."
         )
     return X, names
+
+
+def redundant_columns(X: np.ndarray) -> np.ndarray:
+    """Which columns of ``X`` are linear combinations of the intercept and the columns before them (a column
+    constant over these rows among them), as a boolean mask; one rank computation when there are none."""
+    X = np.asarray(X, dtype=np.float64)
+    A = np.column_stack([np.ones(len(X)), X])
+    redundant = np.zeros(X.shape[1], dtype=bool)
+    if np.linalg.matrix_rank(A) == A.shape[1]:
+        return redundant
+    kept = [0]
+    for j in range(1, A.shape[1]):
+        if np.linalg.matrix_rank(A[:, [*kept, j]]) < len(kept) + 1:
+            redundant[j - 1] = True
+        else:
+            kept.append(j)
+    return redundant
 
 
 # --------------------------------------------------------------------------- design matrices
@@ -429,10 +441,18 @@ def genome_design(values: np.ndarray, samples: list[str], design: dict[str, Any]
 
 
 def check_genome_terms(predictors: list[str], covariates: list[str], interactions: list[list[str]],
-                       genes: list[str], numeric: set[str], source: str = "the data") -> None:
-    """Refuse what the shared design of a genome-wide run cannot hold: a covariate that is also a gene id, and
-    an interaction factor that is neither a shared predictor nor a numeric covariate (``numeric``: the
-    sample sheet's numeric columns among ``covariates``)."""
+                       genes: list[str], numeric: set[str], source: str = "the data",
+                       gene_sets: dict[str, list[str]] | None = None) -> None:
+    """Refuse what the shared design of a genome-wide run cannot hold: a gene-set gene that is not a shared
+    predictor, a covariate that is also a gene id, and an interaction factor that is neither a shared predictor
+    nor a numeric covariate (``numeric``: the sample sheet's numeric columns among ``covariates``)."""
+    outside = sorted({str(g) for genes_ in (gene_sets or {}).values() for g in genes_} - set(predictors))
+    if outside:
+        raise ConfigError(
+            f"Gene-set genes {preview(outside)} (ols.gene_sets) are not shared predictors. In genome-wide mode every "
+            f"target is fitted on one shared design, and a set's F-test removes its genes from it: add them to "
+            f"'predictors' or remove them from the sets."
+        )
     clash = [c for c in covariates if c in set(genes)]
     if clash:
         raise ConfigError(

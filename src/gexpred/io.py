@@ -1018,22 +1018,27 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
     return df
 
 
+def read_obs(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The ``obs`` table (the samples' columns) of an ``.h5ad``, without reading its matrix."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(path, backed="r")
+    try:
+        return adata.obs.copy()
+    finally:
+        adata.file.close()
+
+
 def _sheet_from_obs(path: Path, what: str) -> pd.DataFrame:
     """The ``obs`` table of an AnnData ``.h5ad`` as a sample sheet (as :func:`read_sample_sheet` returns one),
     read without its matrix: the obs names are the sample ids; numeric and boolean columns are numbers (booleans
     0/1), the others (categorical, text) strings, with pandas' missing values and the missing-value words missing."""
-    import anndata as ad
-
     _check_file(path, what)
     try:
-        adata = ad.read_h5ad(path, backed="r")
+        obs = read_obs(path)
     except Exception as exc:  # noqa: BLE001 - h5py/anndata raise many types for a broken file
         raise InputError(f"{what} '{path}' could not be read as an AnnData .h5ad file ({exc}). Write it with "
                          f"anndata's write_h5ad(), or give a TSV/CSV sample sheet with a 'sample' column.") from None
-    try:
-        obs = adata.obs.copy()
-    finally:
-        adata.file.close()
     if not obs.shape[1]:
         raise InputError(f"{what} '{path}' is an .h5ad file whose obs has no columns, so it holds no covariates "
                          f"or labels. Add them to adata.obs, or give a TSV/CSV sample sheet with a 'sample' column.")

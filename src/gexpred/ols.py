@@ -7,6 +7,7 @@ term is ``const``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,6 +231,11 @@ def influence(fit: OLSFit, samples: list[str]) -> pd.DataFrame:
     }, columns=INFLUENCE_COLUMNS)
 
 
+def set_terms(terms: Sequence[str], genes: set[str]) -> list[int]:
+    """Positions of the ``terms`` a gene set removes: its genes and every product term (``a:b``) of one of them."""
+    return [j for j, t in enumerate(terms) if t in genes or (":" in t and set(t.split(":")) & genes)]
+
+
 def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str, list[str]]) -> pd.DataFrame:
     """F-test of each gene set: does it add explanatory power beyond the other terms?
 
@@ -250,8 +256,7 @@ def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str,
 
     rows = []
     for set_name, genes in gene_sets.items():
-        genes = {str(g) for g in genes}
-        drop = [j for j, t in enumerate(names) if t in genes or (":" in t and set(t.split(":")) & genes)]
+        drop = set_terms(names, {str(g) for g in genes})
         if not drop:
             rows.append((set_name, np.nan, 0, float(fit.result.df_resid), np.nan, ""))
             continue

@@ -1043,6 +1043,8 @@ def ols_predictor(X: np.ndarray, y: np.ndarray):
     A = np.column_stack([np.ones(len(y)), X])
     beta, _, rank, _ = np.linalg.lstsq(A, y, rcond=None)
     if rank < A.shape[1]:
+        from .design import redundant_columns
+
         keep = np.r_[True, ~redundant_columns(X)]
         beta = np.zeros(A.shape[1])
         beta[keep] = np.linalg.lstsq(A[:, keep], y, rcond=None)[0]
@@ -1065,21 +1067,6 @@ def cv_ols(X: np.ndarray, y: np.ndarray, folds: np.ndarray, fold_X: np.ndarray |
     return out
 
 
-def redundant_columns(X: np.ndarray) -> np.ndarray:
-    """Which columns of ``X`` are linear combinations of the intercept and the columns before them
-    (a column constant over these rows among them), as a boolean mask."""
-    X = np.asarray(X, dtype=np.float64)
-    A = np.column_stack([np.ones(len(X)), X])
-    kept = [0]
-    redundant = np.zeros(X.shape[1], dtype=bool)
-    for j in range(1, A.shape[1]):
-        if np.linalg.matrix_rank(A[:, [*kept, j]]) < len(kept) + 1:
-            redundant[j - 1] = True
-        else:
-            kept.append(j)
-    return redundant
-
-
 def fold_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list[str], target: str = "target",
                separation: str = "firth"):
     """The logistic regression of one fold's training part, for prediction only: a separated fold is fitted
@@ -1094,6 +1081,7 @@ def fold_logit(X: np.ndarray, codes: np.ndarray, names: list[str], classes: list
     """
     from dataclasses import replace
 
+    from .design import redundant_columns
     from .logit import fit_logit
 
     X = np.asarray(X, dtype=np.float64)
