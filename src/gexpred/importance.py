@@ -25,8 +25,8 @@ Friedman's H statistic (:func:`h_statistic`)
     together; it can exceed 1 where the single partial dependences oppose the
     joint one (it is a ratio, not a share bounded by 1), which is why pairs are
     suggested by their strength, not by H². The interaction a network suggests
-    is then put to regression: :func:`interaction_f_test` is the nested F-test of adding the product term
-    ``a:b`` to the OLS model on the training split.
+    is then put to regression: :func:`interaction_f_test` tests the product term ``a:b`` added to the OLS
+    model on the training split (with heteroskedasticity-consistent standard errors).
 """
 
 from __future__ import annotations
@@ -289,23 +289,37 @@ def h_statistic(predict: Predict, X: np.ndarray, pairs: list[tuple[int, int]], m
 
 
 def interaction_f_test(X: np.ndarray, y: np.ndarray, j: int, k: int) -> tuple[float, int, int, float]:
-    """Nested F-test of the product term ``x_j * x_k`` added to the OLS model ``y ~ 1 + X``.
+    """Test of the product term ``x_j * x_k`` added to the OLS model ``y ~ 1 + X``, with
+    heteroskedasticity-consistent (HC3) standard errors.
+
+    ``F`` is the squared Wald statistic of the product's coefficient with its HC3 variance (MacKinnon &
+    White 1985; as statsmodels' ``OLS(...).fit(cov_type="HC3", use_t=True)``), referred to ``F(1, n - p - 2)``.
+    The classical nested F-test assumes a residual variance that does not depend on the predictors; where a
+    predictor acts non-linearly but additively (a square, a saturation), the linear model leaves that
+    effect in the residuals, their spread then grows with the predictor, and the classical test calls the
+    product of that predictor with another significant far more often than its level says (on generated
+    additive truths with non-linear main effects, 4 of 12 targets had a false ``confirmed`` at q < 0.05).
+    HC3 keeps the level there and where the residuals are homoskedastic it is the classical test up to
+    small-sample factors.
 
     Returns ``(F, df_num, df_den, p)`` with ``df_num = 1`` and ``df_den = n - p - 2``.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n = len(y)
-    A0 = np.column_stack([np.ones(n), X])
-    A1 = np.column_stack([A0, X[:, j] * X[:, k]])
-    rss = []
-    for A in (A0, A1):
-        beta, *_ = np.linalg.lstsq(A, y, rcond=None)
-        rss.append(float(np.sum((y - A @ beta) ** 2)))
-    df_den = n - A1.shape[1]
-    if df_den <= 0 or rss[1] <= 0:
+    A = np.column_stack([np.ones(n), X, X[:, j] * X[:, k]])
+    df_den = n - A.shape[1]
+    if df_den <= 0:
         return np.nan, 1, df_den, np.nan
-    f = (rss[0] - rss[1]) / (rss[1] / df_den)
+    B = np.linalg.pinv(A)  # (A'A)^-1 A' for a design of full column rank
+    beta = B @ y
+    resid = y - A @ beta
+    leverage = np.einsum("ij,ji->i", A, B)
+    scaled = np.divide(resid, 1.0 - leverage, out=np.zeros(n), where=leverage < 1.0 - 1e-10)
+    var = float(np.sum(B[-1] ** 2 * scaled ** 2))
+    if not var > 0:
+        return np.nan, 1, int(df_den), np.nan
+    f = beta[-1] ** 2 / var
     from scipy.special import fdtrc  # F's survival function, without importing scipy.stats (~0.7 s)
 
     return float(f), 1, int(df_den), float(fdtrc(1, df_den, f))
@@ -319,7 +333,7 @@ def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.nda
     A pair is *suggested* when its strength is at least ``min_strength`` times
     ``scale`` (the sd of the network's predictions): an interaction worth a
     twentieth of what the model explains, not the wiggle a network fits to
-    noise. The ``top`` suggested pairs are tested by :func:`interaction_f_test`
+    noise. The ``top`` suggested pairs are tested by :func:`interaction_f_test` (HC3)
     on ``X``, ``y`` (the training split; None for classification targets, whose
     pairs are not tested). The q-values are Benjamini-Hochberg with every pair
     scored counted as a test (the untested ones as p = 1), since the network
