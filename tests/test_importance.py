@@ -206,3 +206,54 @@ def test_pipeline_integrated_gradients_start_from_the_training_mean():
     want = np.abs((X - X.mean(axis=0)) * np.array([1.0, 0.2])).mean(axis=0)
     np.testing.assert_allclose(ig[["A", "B"]], want, rtol=1e-4)
     assert ig["A"] > 4 * ig["B"]
+
+
+def _softmax_ig_numpy(W, b, X, base, cls, steps=64):
+    """Integrated gradients of softmax(X W' + b)[cls] by the midpoint rule, the gradient in closed form:
+    d p_c / d x = p_c (W_c - sum_k p_k W_k)."""
+    out = np.zeros_like(X)
+    for a in (np.arange(steps) + 0.5) / steps:
+        Z = base + a * (X - base)
+        logits = Z @ W.T + b
+        P = np.exp(logits - logits.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        pc = P[np.arange(len(X)), cls][:, None]
+        out += pc * (W[cls] - P @ W)
+    return (X - base) * out / steps
+
+
+def test_integrated_gradients_of_a_multiclass_network_explain_each_sample_s_class():
+    """Three classes: x0 tells a from b, x1 tells c from the rest. Explaining each sample's own class credits
+    both genes (numbers from the closed-form softmax gradient); the last class's probability alone credits x0
+    with under half of x1's, though the network cannot tell a from b without it."""
+    from gexpred.nn import GeneMLP, predict_proba
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 3))
+    W = np.array([[3.0, -1.0, 0.0], [-3.0, -1.0, 0.0], [0.0, 3.0, 0.0]])
+    b = np.array([0.0, 0.0, -1.5])
+    model = GeneMLP(3, [], "identity", n_out=3)
+    with torch.no_grad():
+        model.net[0].weight[:] = torch.as_tensor(W, dtype=torch.float32)
+        model.net[0].bias[:] = torch.as_tensor(b, dtype=torch.float32)
+    cls = predict_proba(model, X).argmax(axis=1)
+    base = X.mean(axis=0)
+    got = integrated_gradients(model, X, baseline=base, task="classification", classes=cls)
+    np.testing.assert_allclose(got, _softmax_ig_numpy(W, b, X, base, cls), atol=2e-5)
+    own = np.abs(got).mean(axis=0)
+    last = np.abs(integrated_gradients(model, X, baseline=base, task="classification")).mean(axis=0)
+    assert own[0] > own[1] and last[0] < 0.5 * last[1]  # the last class alone puts x0 far behind x1
+    assert own[2] < 1e-6
+
+
+def test_integrated_gradients_of_a_binary_network_do_not_depend_on_the_class_explained():
+    from gexpred.nn import GeneMLP
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(100, 3))
+    model = GeneMLP(3, [4], "tanh", n_out=1)
+    codes = rng.integers(0, 2, 100)
+    a = integrated_gradients(model, X, task="classification", classes=codes)
+    last = integrated_gradients(model, X, task="classification")
+    np.testing.assert_allclose(np.abs(a), np.abs(last), atol=1e-6)
+    np.testing.assert_allclose(a[codes == 1], last[codes == 1], atol=1e-7)

@@ -878,7 +878,9 @@ def _network_importance(a: argparse.Namespace, model, X: np.ndarray, y: np.ndarr
     classify = task == "classification"
     # from the training mean, as documented: zeros only on z-scored inputs (not under log1p, log_cpm or none,
     # nor for covariates, which are never z-scored)
-    ig = np.abs(integrated_gradients(model, X, baseline=X.mean(axis=0), task=task)).mean(axis=0)
+    # classification: each sample's attribution of the probability of its own class, so that every class counts
+    ig = np.abs(integrated_gradients(model, X, baseline=X.mean(axis=0), task=task,
+                                     classes=y if classify else None)).mean(axis=0)
     imp = importance_table(terms, perm_rise, ig)
     top = [terms.index(t) for t in imp["predictor"][: max(2, a.interaction_genes)]]
     pairs = [tuple(sorted(p)) for p in combinations(top, 2)]

@@ -170,8 +170,9 @@ def by_term(rises: np.ndarray, fold_terms: list[list[str]] | None, terms: list[s
 def network_output(model, task: str = "regression"):
     """A differentiable function of a torch input for :func:`integrated_gradients`: a
     :class:`gexpred.nn.GeneMLP` or :class:`gexpred.nn.EnsembleMLP` on the data scale of the target (the
-    mean of the members' for an ensemble); for classification the probability of the last class (the
-    positive class of a binary target), averaged over the members. Any other module is returned as it is."""
+    mean of the members' for an ensemble); for classification the probabilities of the classes (samples x
+    classes; a binary network's ``[1 - sigmoid, sigmoid]``), averaged over the members. Any other module is
+    returned as it is."""
     import torch
 
     from .nn import EnsembleMLP, GeneMLP, members_of
@@ -184,13 +185,16 @@ def network_output(model, task: str = "regression"):
         z = m.forward(x)
         if task != "classification":
             return (z * m.y_scale + m.y_mean)[:, 0]
-        return torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, dim=1)[:, -1]
+        if z.shape[1] == 1:
+            p1 = torch.sigmoid(z[:, 0])
+            return torch.stack([1.0 - p1, p1], dim=1)
+        return torch.softmax(z, dim=1)
 
     return lambda x: torch.stack([one(m, x) for m in members]).mean(dim=0)
 
 
 def integrated_gradients(model, X: np.ndarray, baseline: np.ndarray | None = None, steps: int = 64,
-                         task: str = "regression") -> np.ndarray:
+                         task: str = "regression", classes: np.ndarray | None = None) -> np.ndarray:
     """Integrated gradients of a network's output, samples x predictors.
 
     ``IG_j(x) = (x_j - b_j) * integral_0^1 df/dx_j(b + a (x - b)) da``, the
@@ -207,6 +211,12 @@ def integrated_gradients(model, X: np.ndarray, baseline: np.ndarray | None = Non
     baseline
         The reference input (default: zeros). The pipeline passes the training samples' mean, the input of
         an "average" sample whatever the normalization (zeros are that mean only for z-scored inputs).
+    task, classes
+        ``classification``: the output explained for each sample is the probability of its class
+        ``classes[i]`` (class codes; the pipeline passes the observed ones), by default the last class. For two
+        classes either choice gives the same absolute attributions; for more, the last class alone would
+        credit only the predictors that tell it from the others (a gene separating the first two classes of
+        three would get next to nothing).
     """
     import torch
 
@@ -220,12 +230,13 @@ def integrated_gradients(model, X: np.ndarray, baseline: np.ndarray | None = Non
     xt = torch.as_tensor(X, device=device, dtype=dtype)
     bt = torch.as_tensor(b, device=device, dtype=dtype)
     total = torch.zeros_like(xt)
+    cls = None if classes is None else torch.as_tensor(np.asarray(classes, dtype=np.int64), device=device)[:, None]
     model.eval()
     for a in alphas:
         point = (bt + float(a) * (xt - bt)).detach().requires_grad_(True)
         out = f(point)
         if out.ndim == 2:
-            out = out[:, -1]
+            out = out[:, -1] if cls is None else out.gather(1, cls)[:, 0]
         (grad,) = torch.autograd.grad(out.sum(), point)
         total += grad
     return ((xt - bt) * total / steps).detach().cpu().numpy().astype(np.float64)
