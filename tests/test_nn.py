@@ -600,3 +600,26 @@ def test_an_input_constant_over_the_fit_part_is_ignored_not_blown_up(constant):
         at = predict(model, new)
         np.testing.assert_allclose(predict(model, other), at, rtol=0, atol=1e-6)
         np.testing.assert_allclose(at, ols, atol=0.05)
+
+
+def test_docs_say_a_linear_network_is_multiple_regression_only_with_the_squared_loss(heavy_tailed_data):
+    """The default loss is mae, under which a network without hidden layers is median regression, not OLS (on
+    these data their slopes differ by more than 0.05, statsmodels QuantReg against OLS): every page that calls
+    the linear network multiple regression must name the squared-error loss beside it."""
+    import re
+    from pathlib import Path
+
+    import statsmodels.api as sm
+    import yaml
+
+    X, y = heavy_tailed_data
+    A = sm.add_constant(X)
+    assert np.max(np.abs(sm.QuantReg(y, A).fit(q=0.5).params - sm.OLS(y, A).fit().params)) > 0.05
+    root = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text(encoding="utf-8"))
+    assert schema["properties"]["mlp"]["properties"]["loss"]["default"] == "mae"  # the pipeline's default
+    for page in ("README.md", "config/README.md", "workflow/report/activation_functions.rst"):
+        text = " ".join((root / page).read_text(encoding="utf-8").split())
+        for m in re.finditer(r"(?:is\*?|exactly) multiple regression", text):
+            around = text[max(0, m.start() - 200):m.end() + 40]
+            assert "mse" in around, f"{page}: {around!r}"
