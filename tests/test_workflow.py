@@ -390,7 +390,8 @@ def test_regulator_recovery(finished_run):
 
 def test_importance_and_interactions(finished_run):
     """Every model's permutation importance ranks G0's true inputs (G2, G3) first; the network's interaction
-    tests equal statsmodels' nested F-test on the training split; the report's caption says it in words."""
+    tests equal statsmodels' HC3 test of a:b beside the pair's squares on the training split; the report's caption
+    says it in words."""
     import anndata as ad
     import statsmodels.api as sm
 
@@ -410,8 +411,9 @@ def test_importance_and_interactions(finished_run):
     y = np.asarray(train[:, "G1"].X).ravel()
     tested = inter[inter["verdict"].isin(["confirmed", "not confirmed"])]
     for _, r in tested.iterrows():
-        full = sm.OLS(y, sm.add_constant(np.column_stack([X.to_numpy(), X[r["gene_a"]] * X[r["gene_b"]]]))).fit(
-            cov_type="HC3", use_t=True)  # the product term's test with heteroskedasticity-consistent errors
+        a, b = X[r["gene_a"]], X[r["gene_b"]]
+        full = sm.OLS(y, sm.add_constant(np.column_stack([X.to_numpy(), a**2, b**2, a * b]))).fit(
+            cov_type="HC3", use_t=True)  # beside the pair's squares, with heteroskedasticity-consistent errors
         np.testing.assert_allclose([r["f_stat"], r["p_value"]], [full.tvalues[-1] ** 2, full.pvalues[-1]], rtol=1e-8)
     facts = json.loads((res / "report/facts.json").read_text())
     assert "permutation" in facts["targets"]["G0"]["importance"]

@@ -2095,7 +2095,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--interaction-genes", type=int, default=8,
                            help="pairs among this many most important predictors are scored for interaction")
             s.add_argument("--interactions-tested", type=int, default=5,
-                           help="suggested pairs tested in OLS (HC3 F-test of a:b)")
+                           help="suggested pairs tested in OLS (F-test of a:b beside the squares of a and b, "
+                                "HC3 errors)")
             s.add_argument("--h-points", type=int, default=100, help="samples Friedman's H is estimated on")
             s.add_argument("--min-strength", type=float, default=0.05,
                            help="interaction strength, relative to the sd of the predictions, a pair needs to be "
