@@ -179,6 +179,29 @@ def test_missing_predictor_and_bad_values(tmp_path, linear_bundle):
     assert not (tmp_path / "p.tsv").exists()
 
 
+def test_a_gap_in_a_gene_the_model_does_not_use_is_no_reason_to_refuse_the_batch(tmp_path, linear_bundle):
+    path, _, coef = linear_bundle
+    new = _raw(8, seed=5)
+    new["gE"] = np.arange(8.0)
+    new.loc[new.index[3], "gE"] = np.nan  # a gene the model ignores
+    src = _write_matrix(new, tmp_path / "gap.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv")]) == 0
+    got = pd.read_csv(tmp_path / "p.tsv", sep="\t")["predicted"].to_numpy()
+    train = _raw(200, seed=1)  # the bundle's training samples: z-scores with their mean and sd, here by numpy
+    z = (new[PREDICTORS] - train[PREDICTORS].mean()) / train[PREDICTORS].std(ddof=1)
+    np.testing.assert_allclose(got, coef[0] + z.to_numpy() @ coef[1:], rtol=1e-12)
+    # a gap in a gene the model uses is refused by gene and sample, with a fix that applies to a batch
+    new.loc[new.index[5], "gB"] = np.nan
+    src = _write_matrix(new, tmp_path / "gap2.tsv")
+    log = tmp_path / "e.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p2.tsv"),
+                 "--log", str(log)]) == 1
+    text = " ".join(log.read_text().split())
+    assert f"gene 'gB' of sample '{new.index[5]}'" in text and "leave those samples out of the batch" in text
+    assert "config key" not in text and "Traceback" not in text
+    assert not (tmp_path / "p2.tsv").exists()
+
+
 def test_log_cpm_bundle_refuses_negative_counts(tmp_path):
     rng = np.random.default_rng(0)
     counts = pd.DataFrame(rng.poisson(50, size=(40, 4)).astype(float), columns=GENES,

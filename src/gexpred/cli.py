@@ -1054,7 +1054,9 @@ def _read_batch(paths: list[str], sample_sheet: str | None):
     from .collect import attach_sample_sheet, combine
     from .io import read_matrix, read_sample_sheet
 
-    adata, dropped = combine([read_matrix(p) for p in paths])
+    # missing values pass as NaN here: only those in the genes the model uses are refused (prepare_inputs, by
+    # gene and sample); a batch is not refused for a gap in a gene the model ignores
+    adata, dropped = combine([read_matrix(p, missing="impute_mean") for p in paths])
     for kind, ids in dropped.groupby("kind", sort=True)["id"]:
         ids = ids.tolist()
         log.warning("new batch: %d %s%s not in every matrix of %s left out: %s", len(ids), kind,

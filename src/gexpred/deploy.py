@@ -445,8 +445,11 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
     bad = ~np.isfinite(values)
     if bad.any():
         r, c = np.argwhere(bad)[0]
+        rows = expr.index[bad.any(axis=1)]
         raise InputError(f"{source} has {int(bad.sum())} missing or infinite values in the genes the model uses, "
-                         f"e.g. gene {needed[c]!r} of sample {expr.index[r]!r}. Fill or remove them.")
+                         f"e.g. gene {needed[c]!r} of sample {expr.index[r]!r} ({len(rows)} samples: "
+                         f"{preview(list(rows))}). Fill them in, or leave those samples out of the batch; the "
+                         f"model needs every one of its genes in every sample.")
     if needed != list(norm["genes"]):  # the target gene is absent: normalize without it
         keep = [i for i, g in enumerate(norm["genes"]) if g in set(needed)]
         norm = {"steps": _subset_steps(norm["steps"], keep), "genes": needed}
