@@ -108,6 +108,10 @@ def test_predict_applies_saved_preprocessing(tmp_path, linear_bundle):
     (lambda prep, params: prep["normalization"]["steps"][0]["sd"].pop(), "a mean and an sd for each of its 4 genes"),
     (lambda prep, params: prep["design"].pop("terms"), "lacks the design's predictors or terms"),
     (lambda prep, params: params.update(kind="forest"), "unknown model kind 'forest'"),
+    (lambda prep, params: prep["normalization"]["steps"][0]["sd"].__setitem__(1, 0.0), "an sd that is not positive"),
+    (lambda prep, params: prep["normalization"]["steps"].insert(0, {"method": "log_cpm"}),
+     "(log_cpm) does not hold a positive scale, prior_count and log_base"),
+    (lambda prep, params: prep["normalization"]["steps"][0].update(method="vst"), "unknown method 'vst'"),
 ])
 def test_an_edited_bundle_with_matching_checksums_is_refused_by_name(tmp_path, linear_bundle, edit, needle):
     """A bundle whose files were edited and whose card's checksums were updated to match passes verification;
@@ -424,9 +428,91 @@ def test_network_bundle_loads_weights_only(tmp_path):
                                                                           "covariates": {}, "interactions": [],
                                                                           "terms": PREDICTORS}},
                          reference=ref, metrics={}, training_fingerprint="x", weights=tmp_path / "evil.pt")
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(InputError, match="not a readable tensors-only state dict") as exc:
         load_bundle(path2)
-    assert "Weights only load failed" in str(exc.value) or "weights_only" in str(exc.value)
+    assert "weights_only=True" in str(exc.value) and "nothing of it was executed" in str(exc.value)
+
+
+def _rehash(path) -> None:
+    """Update a bundle card's checksums to its files' (an edit by hand that passes verification)."""
+    from gexpred.deploy import CARD, sha256_file
+
+    card = json.loads((path / CARD).read_text())
+    card["files"] = {name: sha256_file(path / name) for name in card["files"]}
+    (path / CARD).write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("truncated", "not a readable tensors-only state dict"),
+    ("pickle", "not a readable tensors-only state dict"),
+    ("architecture", "do not fit the network its model.json describes (3 inputs, hidden layers [5], 1 member)"),
+])
+def test_network_weights_that_do_not_load_are_refused_by_name_with_checksums_updated(tmp_path, damage, needle):
+    """weights.pt cut short, replaced by a pickle that would run a command, or model.json's architecture edited,
+    each with the card's checksums updated: one message naming the file, no traceback, nothing executed."""
+    from gexpred.nn import GeneMLP
+
+    model = GeneMLP(3, [4], "tanh")
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    arch = {"n_in": 3, "hidden": [4], "activation": "tanh", "n_out": 1, "dropout": 0.0}
+    ref = pd.DataFrame({"sample": ["a", "b"], **{g: [0.0, 1.0] for g in PREDICTORS}, "prediction": 0.0,
+                        "observed": 0.0})
+    path = write_bundle(tmp_path / "mlp", target=TARGET, model="mlp", task="regression", classes=None,
+                        model_params={"kind": "mlp", "task": "regression", "architecture": arch},
+                        preprocessing={"normalization": {"steps": [], "genes": [*PREDICTORS, TARGET]},
+                                       "design": {"predictors": PREDICTORS, "covariates": {}, "interactions": [],
+                                                  "terms": PREDICTORS}},
+                        reference=ref, metrics={}, training_fingerprint="x", weights=tmp_path / "w.pt")
+    marker = tmp_path / "executed"
+    if damage == "truncated":
+        with open(path / "weights.pt", "r+b") as fh:
+            fh.truncate(200)
+    elif damage == "pickle":
+        import os
+        import pickle
+
+        class Evil:
+            def __reduce__(self):
+                return (os.system, (f"touch {marker}",))
+
+        (path / "weights.pt").write_bytes(pickle.dumps(Evil()))
+    else:
+        params = json.loads((path / "model.json").read_text())
+        params["architecture"]["hidden"] = [5]
+        (path / "model.json").write_text(json.dumps(params))
+    _rehash(path)
+    with pytest.raises(InputError) as exc:
+        load_bundle(path)
+    assert needle in str(exc.value) and "weights.pt" in str(exc.value)
+    err = tmp_path / "err.log"
+    src = _write_matrix(_raw(5, seed=3), tmp_path / "new.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(err)]) == 1
+    assert needle in " ".join(err.read_text().split()) and "Traceback" not in err.read_text()
+    assert not (tmp_path / "p.tsv").exists() and not marker.exists()
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda ref: ref.iloc[:0], "0 rows where the card counts 200 training samples"),
+    (lambda ref: ref.drop(columns=["gB"]), "no column for 'gB'"),
+    (lambda ref: ref.assign(prediction=np.nan), "missing or not finite"),
+])
+def test_an_edited_reference_is_refused_instead_of_monitoring_against_it(tmp_path, linear_bundle, edit, needle):
+    """reference.tsv cut to its header would give every batch an 'ok' (nothing to drift from); without a term's
+    column the monitor stopped on a KeyError. Both refused by name, checksums updated or not."""
+    path, _, _ = linear_bundle
+    ref = pd.read_csv(path / "reference.tsv", sep="\t")
+    edit(ref).to_csv(path / "reference.tsv", sep="\t", index=False)
+    _rehash(path)
+    with pytest.raises(InputError, match="reference.tsv") as exc:
+        load_bundle(path)
+    assert needle in str(exc.value)
+    src = _write_matrix(_raw(30, seed=3, shift={"gA": 3.0}), tmp_path / "new.tsv")
+    err = tmp_path / "err.log"
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--out-dir", str(tmp_path / "m"),
+                 "--log", str(err)]) == 1
+    assert needle in " ".join(err.read_text().split()) and "Traceback" not in err.read_text()
+    assert not (tmp_path / "m" / "verdict.json").exists()
 
 
 def test_classification_bundle_predict_and_monitor_with_truth_table(tmp_path):

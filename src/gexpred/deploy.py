@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -317,11 +318,16 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         raise InputError(f"Bundle '{p}' is inconsistent although its files match their checksums (edited by hand?): "
                          f"{'; '.join(problems[:5])}. Re-create it with the pipeline.")
     ref = read_table(p / "reference.tsv", dtype={"sample": str})
+    problems = reference_problems(card, list(prep["design"]["terms"]), ref)
+    if problems:
+        raise InputError(f"Bundle '{p}': its reference.tsv (the training samples the monitor compares new batches "
+                         f"with) is inconsistent although it matches its checksum (edited by hand?): "
+                         f"{'; '.join(problems)}. Re-create it with the pipeline.")
     network = None
     if params.get("kind") == "mlp":
         from .nn import load_model
 
-        network = load_model(p / "weights.pt", params["architecture"])
+        network = load_model(p / "weights.pt", params["architecture"])  # InputError naming the file
     return Bundle(path=p, card=card, params=params, preprocessing=prep, reference=ref, network=network)
 
 
@@ -351,6 +357,17 @@ def bundle_problems(card: dict[str, Any], params: dict[str, Any], prep: dict[str
                                                   len(step["mean"]) == len(step["sd"]) == n_genes):
             problems.append(f"normalization step {k + 1} (zscore) does not hold a mean and an sd for each of its "
                             f"{n_genes} genes")
+        elif step["method"] == "zscore" and not (np.all(np.isfinite(step["mean"])) and
+                                                  np.all(np.isfinite(step["sd"])) and np.all(np.asarray(step["sd"]) > 0)):
+            problems.append(f"normalization step {k + 1} (zscore) has a mean or sd that is not a finite number, or "
+                            f"an sd that is not positive")
+        elif step["method"] == "log_cpm" and not all(
+                is_list([step.get(q)], (int, float)) and math.isfinite(step[q]) and step[q] > 0
+                and (q != "log_base" or step[q] != 1) for q in ("scale", "prior_count", "log_base")):
+            problems.append(f"normalization step {k + 1} (log_cpm) does not hold a positive scale, prior_count and "
+                            f"log_base")
+        elif step["method"] not in ("log1p", "log_cpm", "zscore"):
+            problems.append(f"normalization step {k + 1} has an unknown method {step['method']!r}")
     kind = params.get("kind")
     coef = params.get("coef")
     if kind == "linear":
@@ -370,6 +387,24 @@ def bundle_problems(card: dict[str, Any], params: dict[str, Any], prep: dict[str
                             f"inputs")
     else:
         problems.append(f"model.json names an unknown model kind {kind!r}")
+    return problems
+
+
+def reference_problems(card: dict[str, Any], terms: list[str], ref: pd.DataFrame) -> list[str]:
+    """What is missing or inconsistent in a bundle's ``reference.tsv`` (``[]`` when all is well): one row per
+    training sample of the card, a finite column for each design term and for the predictions; a reference cut
+    short would let the monitor compare a batch with nothing and call it ``ok``."""
+    problems = []
+    n = card.get("n_training_samples")
+    if len(ref) != n or len(ref) < 2:
+        problems.append(f"{len(ref)} rows where the card counts {n} training samples")
+    absent = [c for c in [*terms, "prediction"] if c not in ref.columns]
+    if absent:
+        problems.append(f"no column for {preview(absent)}")
+    present = [c for c in [*terms, "prediction"] if c in ref.columns]
+    values = ref[present].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        problems.append("values that are missing or not finite numbers")
     return problems
 
 
