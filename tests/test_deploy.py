@@ -206,6 +206,51 @@ def test_a_gap_in_a_gene_the_model_does_not_use_is_no_reason_to_refuse_the_batch
     assert not (tmp_path / "p2.tsv").exists()
 
 
+def test_a_batch_on_another_scale_is_predicted_with_a_warning_naming_it(tmp_path, linear_bundle):
+    """Unlogged values for a model of log values (the demo's new batch as 2**x: predictions of 532 to 8760 where
+    the training predictions span -2.96 to 1.22, before with nothing said) and log values for a model of raw
+    counts."""
+    path, _, _ = linear_bundle
+    new = _raw(10, seed=6)
+    train = _raw(200, seed=1)
+    log = tmp_path / "p.log"
+    src = _write_matrix(new, tmp_path / "same.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(log)]) == 0
+    assert "WARNING" not in log.read_text()
+    src = _write_matrix(2.0**new, tmp_path / "unlogged.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(log)]) == 0
+    text = " ".join(log.read_text().split())
+    z = (2.0 ** new["gA"].iloc[0] - train["gA"].mean()) / train["gA"].std(ddof=1)  # numpy's z of sample 0
+    zref = (train["gA"] - train["gA"].mean()) / train["gA"].std(ddof=1)
+    assert (f"10 of 10 samples have values of input 'gA' (and 2 more of its 3 inputs) more than the training "
+            f"range's width beyond the training range (e.g. sample '{new.index[0]}': {z:.4g} where the training "
+            f"samples span {zref.min():.4g} to {zref.max():.4g}") in text
+    # a model of raw counts (log_cpm first) given log-CPM values
+    rng = np.random.default_rng(0)
+    counts = pd.DataFrame(rng.poisson(200, size=(40, 4)).astype(float), columns=GENES,
+                          index=[f"c{i}" for i in range(40)])
+    norm = fit_normalization(counts.to_numpy(), GENES, list(counts.index), ["log_cpm"])
+    logcpm = np.log2(counts.div(counts.sum(axis=1), axis=0) * 1e6 + 1)  # edgeR's log-CPM, prior count 1
+    ref = pd.DataFrame({"sample": counts.index, **{g: logcpm[g] for g in PREDICTORS}, "prediction": 0.0,
+                        "observed": 0.0})
+    bundle = write_bundle(tmp_path / "cpm", target=TARGET, model="ols", task="regression", classes=None,
+                          model_params={"kind": "linear", "terms": PREDICTORS, "intercept": 0.0, "coef": [1, 1, 1]},
+                          preprocessing={"normalization": subset_normalization(norm, PREDICTORS),
+                                         "design": {"predictors": PREDICTORS, "covariates": {}, "interactions": [],
+                                                    "terms": PREDICTORS}},
+                          reference=ref.reset_index(drop=True), metrics={}, training_fingerprint="x")
+    for batch, warned in ((counts.iloc[:5], False), (logcpm.iloc[:5], True)):
+        log.write_text("")
+        src = _write_matrix(batch, tmp_path / "b.tsv")
+        assert main(["predict", "--bundle", str(bundle), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                     "--log", str(log)]) == 0
+        text = " ".join(log.read_text().split())
+        assert ("starts with 'log_cpm', made for raw counts, but every value of the new batch" in text) == warned
+        assert ("the batch looks log-scaled already" in text) == warned
+
+
 def test_log_cpm_bundle_refuses_negative_counts(tmp_path):
     rng = np.random.default_rng(0)
     counts = pd.DataFrame(rng.poisson(50, size=(40, 4)).astype(float), columns=GENES,

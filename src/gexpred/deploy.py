@@ -500,8 +500,61 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         covariates = encode_covariates_like(obs.reindex(expr.index), design["covariates"], sheet)
     X = build_design(zdf, list(design["predictors"]), covariates, design.get("interactions") or [])
     X = X.reindex(columns=list(design["terms"]))
+    for text in scale_warnings(norm["steps"], values, X, bundle.reference, source):
+        log.warning(text)
     y = zdf[target].to_numpy() if with_target and target in zdf.columns else None
     return X, y
+
+
+def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.DataFrame, reference: pd.DataFrame,
+                   source: str) -> list[str]:
+    """Warnings (texts) when a new batch looks to be on another scale than the training matrices.
+
+    Nothing in a batch says its scale, and a batch of unlogged intensities, of log values for a model of raw
+    counts, or of values normalized already is scored without error, into predictions far off. Two signs:
+    a model whose first step takes raw counts (``log1p``, ``log_cpm``) meeting values all below
+    :data:`gexpred.preprocess.LOG_SCALE_MAX` and not all whole numbers (as the normalize step warns when fitting);
+    and design values more than the training range's width beyond the training range (``reference``).
+
+    Parameters
+    ----------
+    steps
+        The bundle's fitted normalization steps.
+    values
+        The batch's values of the normalization's genes, on the scale of the input matrices.
+    design, reference
+        The batch's and the training samples' design values (samples x terms).
+    """
+    from .preprocess import LOG_SCALE_MAX
+
+    out = []
+    first = steps[0]["method"] if steps else None
+    finite = values[np.isfinite(values)]
+    if first in ("log1p", "log_cpm") and finite.size and finite.max() < LOG_SCALE_MAX \
+            and not np.all(finite == np.round(finite)):
+        out.append(f"The model's normalization starts with '{first}', made for raw counts, but every value of "
+                   f"{source} in the model's genes is below {LOG_SCALE_MAX:g} (largest {finite.max():.4g}) and not "
+                   f"all are whole numbers: the batch looks log-scaled already, and the predictions are wrong if it "
+                   f"is. Give the batch on the scale of the training matrices (raw counts).")
+    far = []
+    for term in design.columns:
+        ref = reference[term].to_numpy(dtype=np.float64)
+        lo, hi = float(ref.min()), float(ref.max())
+        new = design[term].to_numpy(dtype=np.float64)
+        beyond = (new < lo - (hi - lo)) | (new > hi + (hi - lo))
+        if beyond.any():
+            i = int(np.flatnonzero(beyond)[0])
+            far.append((term, int(beyond.sum()), str(design.index[i]), float(new[i]), lo, hi))
+    if far:
+        term, n, sample, value, lo, hi = far[0]
+        more = f" (and {len(far) - 1} more of its {design.shape[1]} inputs)" if len(far) > 1 else ""
+        out.append(f"{source}: {n} of {len(design)} samples have values of input {term!r}{more} more than the "
+                   f"training range's width beyond the training range (e.g. sample {sample!r}: {value:.4g} where "
+                   f"the training samples span {lo:.4g} to {hi:.4g} on the model's scale). Predictions there "
+                   f"extrapolate far beyond the training data: check that the batch is on the scale of the "
+                   f"training matrices (not unlogged where training was log-scaled, not log-scaled where it was raw "
+                   f"counts, not normalized already).")
+    return out
 
 
 def _subset_steps(steps: list[dict[str, Any]], keep: list[int]) -> list[dict[str, Any]]:
