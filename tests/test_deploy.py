@@ -371,6 +371,19 @@ def test_monitor_truth_table_csv_and_its_mistakes(tmp_path, linear_bundle):
         assert not (tmp_path / name).exists()
 
 
+@pytest.mark.parametrize("flags", [["--truth", "T.tsv", "--truth-from-input"],
+                                   ["--truth", "T.tsv", "--truth-if-measured"],
+                                   ["--truth-from-input", "--truth-if-measured"]])
+def test_two_sources_of_truth_are_a_usage_error(tmp_path, linear_bundle, flags, capsys):
+    """--truth with --truth-from-input used the batch's gene and ignored the table without a word."""
+    path, _, _ = linear_bundle
+    src = _write_matrix(_raw(12, seed=3), tmp_path / "new.tsv")
+    with pytest.raises(SystemExit) as exc:
+        main(["monitor", "--bundle", str(path), "--input", src, *flags, "--out-dir", str(tmp_path / "m")])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_psi_and_ks_from_definitions():
     rng = np.random.default_rng(1)
     ref = rng.normal(size=500)

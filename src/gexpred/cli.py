@@ -2135,13 +2135,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "predict":
             s.add_argument("--out", required=True, help="predictions TSV")
         else:
-            s.add_argument("--truth", help="TSV with 'sample' and the target's true values (raw scale) or labels")
-            s.add_argument("--truth-from-input", action="store_true",
-                           help="regression: take the truth from the target gene in the input matrices")
-            s.add_argument("--truth-if-measured", action="store_true",
-                           help="regression: as --truth-from-input where the input matrices measure the target "
-                                "gene; without it, monitor the inputs and predictions only (what the pipeline "
-                                "does for a new batch)")
+            truth = s.add_mutually_exclusive_group()  # one source of truth: a second one was silently ignored
+            truth.add_argument("--truth", help="TSV with 'sample' and the target's true values (raw scale) or labels")
+            truth.add_argument("--truth-from-input", action="store_true",
+                               help="regression: take the truth from the target gene in the input matrices")
+            truth.add_argument("--truth-if-measured", action="store_true",
+                               help="regression: as --truth-from-input where the input matrices measure the "
+                                    "target gene; without it, monitor the inputs and predictions only (what the "
+                                    "pipeline does for a new batch)")
             s.add_argument("--thresholds", help="JSON of the monitor thresholds (config section 'monitor')")
             s.add_argument("--out-dir", required=True, help="drift.tsv, performance.tsv, verdict.json, drift.png")
             s.add_argument("--out-predictions", help="also write the batch's predictions (as `gexpred predict`)")
