@@ -251,6 +251,25 @@ def test_a_batch_on_another_scale_is_predicted_with_a_warning_naming_it(tmp_path
         assert ("the batch looks log-scaled already" in text) == warned
 
 
+def test_predict_says_the_scale_of_its_predictions(tmp_path, linear_bundle, capsys):
+    """The predictions of a z-scored target are z-scores, not values on the scale of the input matrices: the
+    help and the log say so."""
+    path, _, coef = linear_bundle
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "after the bundle's normalization" in " ".join(capsys.readouterr().out.split())
+    new = _raw(4, seed=7)
+    log = tmp_path / "p.log"
+    assert main(["predict", "--bundle", str(path), "--input", _write_matrix(new, tmp_path / "n.tsv"),
+                 "--out", str(tmp_path / "p.tsv"), "--log", str(log)]) == 0
+    assert "on the model's scale: after the saved normalization (zscore) of the target" in " ".join(
+        log.read_text().split())
+    train = _raw(200, seed=1)  # the written numbers are the z-scores numpy computes
+    z = (new[PREDICTORS] - train[PREDICTORS].mean()) / train[PREDICTORS].std(ddof=1)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.tsv", sep="\t")["predicted"],
+                               coef[0] + z.to_numpy() @ coef[1:], rtol=1e-12)
+
+
 def test_log_cpm_bundle_refuses_negative_counts(tmp_path):
     rng = np.random.default_rng(0)
     counts = pd.DataFrame(rng.poisson(50, size=(40, 4)).astype(float), columns=GENES,

@@ -1089,7 +1089,12 @@ def cmd_predict(a: argparse.Namespace) -> None:
     expr, obs, source = _read_batch(a.input, a.sample_sheet)
     X, _ = prepare_inputs(bundle, expr, obs, source)
     out = _batch_predictions(bundle, X, bundle.predict_design(X.to_numpy()))
-    log.info("predicted %s with %s (%s) for %d samples", bundle.target, bundle.card["model"], bundle.path, len(out))
+    steps = [q["method"] for q in bundle.preprocessing["normalization"]["steps"]]
+    scale = "" if bundle.task == "classification" else (
+        f", on the model's scale: after the saved normalization ({', '.join(steps)}) of the target, as in the "
+        f"pipeline's predictions.tsv" if steps else ", on the scale of the training matrices")
+    log.info("predicted %s with %s (%s) for %d samples%s", bundle.target, bundle.card["model"], bundle.path, len(out),
+             scale)
     write_table(out, a.out)
 
 
@@ -2133,7 +2138,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--input", action="append", required=True, help="new matrix, genes x samples (repeatable)")
         s.add_argument("--sample-sheet", help="sample sheet of the new samples (models with covariates)")
         if name == "predict":
-            s.add_argument("--out", required=True, help="predictions TSV")
+            s.add_argument("--out", required=True,
+                           help="predictions TSV (sample, target, model, predicted; regression: on the scale the "
+                                "model was fitted on, i.e. after the bundle's normalization, such as z-scores of the "
+                                "target; classification: the class and a p[class] column per class)")
         else:
             truth = s.add_mutually_exclusive_group()  # one source of truth: a second one was silently ignored
             truth.add_argument("--truth", help="TSV with 'sample' and the target's true values (raw scale) or labels")
