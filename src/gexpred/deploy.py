@@ -358,7 +358,8 @@ def bundle_problems(card: dict[str, Any], params: dict[str, Any], prep: dict[str
             problems.append(f"normalization step {k + 1} (zscore) does not hold a mean and an sd for each of its "
                             f"{n_genes} genes")
         elif step["method"] == "zscore" and not (np.all(np.isfinite(step["mean"])) and
-                                                  np.all(np.isfinite(step["sd"])) and np.all(np.asarray(step["sd"]) > 0)):
+                                                  np.all(np.isfinite(step["sd"])) and
+                                                  np.all(np.asarray(step["sd"]) > 0)):
             problems.append(f"normalization step {k + 1} (zscore) has a mean or sd that is not a finite number, or "
                             f"an sd that is not positive")
         elif step["method"] == "log_cpm" and not all(

@@ -793,9 +793,10 @@ def load_model(state_path: str | Path, arch: dict[str, Any]) -> GeneMLP | Ensemb
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
         detail = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+        shown = f": {_clip(detail[0].rstrip('.'), 160)}" if detail else ""
         raise InputError(f"The weights in '{state_path}' do not fit the network its model.json describes "
                          f"({arch['n_in']} inputs, hidden layers {list(arch['hidden'])}, {n_members} member"
-                         f"{'' if n_members == 1 else 's'}){': ' + _clip(detail[0].rstrip('.'), 160) if detail else ''}. The two files do "
+                         f"{'' if n_members == 1 else 's'}){shown}. The two files do "
                          f"not belong together; re-create them with the pipeline.") from None
     return model.eval()
 
