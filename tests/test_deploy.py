@@ -108,6 +108,10 @@ def test_predict_applies_saved_preprocessing(tmp_path, linear_bundle):
     (lambda prep, params: prep["normalization"]["steps"][0]["sd"].pop(), "a mean and an sd for each of its 4 genes"),
     (lambda prep, params: prep["design"].pop("terms"), "lacks the design's predictors or terms"),
     (lambda prep, params: params.update(kind="forest"), "unknown model kind 'forest'"),
+    (lambda prep, params: prep["normalization"]["steps"][0]["sd"].__setitem__(1, 0.0), "an sd that is not positive"),
+    (lambda prep, params: prep["normalization"]["steps"].insert(0, {"method": "log_cpm"}),
+     "(log_cpm) does not hold a positive scale, prior_count and log_base"),
+    (lambda prep, params: prep["normalization"]["steps"][0].update(method="vst"), "unknown method 'vst'"),
 ])
 def test_an_edited_bundle_with_matching_checksums_is_refused_by_name(tmp_path, linear_bundle, edit, needle):
     """A bundle whose files were edited and whose card's checksums were updated to match passes verification;
@@ -177,6 +181,93 @@ def test_missing_predictor_and_bad_values(tmp_path, linear_bundle):
     text = " ".join(log.read_text().split())
     assert "nan.tsv" in text and ("'gA'" in text or "missing" in text.lower())
     assert not (tmp_path / "p.tsv").exists()
+
+
+def test_a_gap_in_a_gene_the_model_does_not_use_is_no_reason_to_refuse_the_batch(tmp_path, linear_bundle):
+    path, _, coef = linear_bundle
+    new = _raw(8, seed=5)
+    new["gE"] = np.arange(8.0)
+    new.loc[new.index[3], "gE"] = np.nan  # a gene the model ignores
+    src = _write_matrix(new, tmp_path / "gap.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv")]) == 0
+    got = pd.read_csv(tmp_path / "p.tsv", sep="\t")["predicted"].to_numpy()
+    train = _raw(200, seed=1)  # the bundle's training samples: z-scores with their mean and sd, here by numpy
+    z = (new[PREDICTORS] - train[PREDICTORS].mean()) / train[PREDICTORS].std(ddof=1)
+    np.testing.assert_allclose(got, coef[0] + z.to_numpy() @ coef[1:], rtol=1e-12)
+    # a gap in a gene the model uses is refused by gene and sample, with a fix that applies to a batch
+    new.loc[new.index[5], "gB"] = np.nan
+    src = _write_matrix(new, tmp_path / "gap2.tsv")
+    log = tmp_path / "e.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p2.tsv"),
+                 "--log", str(log)]) == 1
+    text = " ".join(log.read_text().split())
+    assert f"gene 'gB' of sample '{new.index[5]}'" in text and "leave those samples out of the batch" in text
+    assert "config key" not in text and "Traceback" not in text
+    assert not (tmp_path / "p2.tsv").exists()
+
+
+def test_a_batch_on_another_scale_is_predicted_with_a_warning_naming_it(tmp_path, linear_bundle):
+    """Unlogged values for a model of log values (the demo's new batch as 2**x: predictions of 532 to 8760 where
+    the training predictions span -2.96 to 1.22, before with nothing said) and log values for a model of raw
+    counts."""
+    path, _, _ = linear_bundle
+    new = _raw(10, seed=6)
+    train = _raw(200, seed=1)
+    log = tmp_path / "p.log"
+    src = _write_matrix(new, tmp_path / "same.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(log)]) == 0
+    assert "WARNING" not in log.read_text()
+    src = _write_matrix(2.0**new, tmp_path / "unlogged.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(log)]) == 0
+    text = " ".join(log.read_text().split())
+    z = (2.0 ** new["gA"].iloc[0] - train["gA"].mean()) / train["gA"].std(ddof=1)  # numpy's z of sample 0
+    zref = (train["gA"] - train["gA"].mean()) / train["gA"].std(ddof=1)
+    assert (f"10 of 10 samples have values of input 'gA' (and 2 more of its 3 inputs) more than the training "
+            f"range's width beyond the training range (e.g. sample '{new.index[0]}': {z:.4g} where the training "
+            f"samples span {zref.min():.4g} to {zref.max():.4g}") in text
+    # a model of raw counts (log_cpm first) given log-CPM values
+    rng = np.random.default_rng(0)
+    counts = pd.DataFrame(rng.poisson(200, size=(40, 4)).astype(float), columns=GENES,
+                          index=[f"c{i}" for i in range(40)])
+    norm = fit_normalization(counts.to_numpy(), GENES, list(counts.index), ["log_cpm"])
+    logcpm = np.log2(counts.div(counts.sum(axis=1), axis=0) * 1e6 + 1)  # edgeR's log-CPM, prior count 1
+    ref = pd.DataFrame({"sample": counts.index, **{g: logcpm[g] for g in PREDICTORS}, "prediction": 0.0,
+                        "observed": 0.0})
+    bundle = write_bundle(tmp_path / "cpm", target=TARGET, model="ols", task="regression", classes=None,
+                          model_params={"kind": "linear", "terms": PREDICTORS, "intercept": 0.0, "coef": [1, 1, 1]},
+                          preprocessing={"normalization": subset_normalization(norm, PREDICTORS),
+                                         "design": {"predictors": PREDICTORS, "covariates": {}, "interactions": [],
+                                                    "terms": PREDICTORS}},
+                          reference=ref.reset_index(drop=True), metrics={}, training_fingerprint="x")
+    for batch, warned in ((counts.iloc[:5], False), (logcpm.iloc[:5], True)):
+        log.write_text("")
+        src = _write_matrix(batch, tmp_path / "b.tsv")
+        assert main(["predict", "--bundle", str(bundle), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                     "--log", str(log)]) == 0
+        text = " ".join(log.read_text().split())
+        assert ("starts with 'log_cpm', made for raw counts, but every value of the new batch" in text) == warned
+        assert ("the batch looks log-scaled already" in text) == warned
+
+
+def test_predict_says_the_scale_of_its_predictions(tmp_path, linear_bundle, capsys):
+    """The predictions of a z-scored target are z-scores, not values on the scale of the input matrices: the
+    help and the log say so."""
+    path, _, coef = linear_bundle
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "after the bundle's normalization" in " ".join(capsys.readouterr().out.split())
+    new = _raw(4, seed=7)
+    log = tmp_path / "p.log"
+    assert main(["predict", "--bundle", str(path), "--input", _write_matrix(new, tmp_path / "n.tsv"),
+                 "--out", str(tmp_path / "p.tsv"), "--log", str(log)]) == 0
+    assert "on the model's scale: after the saved normalization (zscore) of the target" in " ".join(
+        log.read_text().split())
+    train = _raw(200, seed=1)  # the written numbers are the z-scores numpy computes
+    z = (new[PREDICTORS] - train[PREDICTORS].mean()) / train[PREDICTORS].std(ddof=1)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.tsv", sep="\t")["predicted"],
+                               coef[0] + z.to_numpy() @ coef[1:], rtol=1e-12)
 
 
 def test_log_cpm_bundle_refuses_negative_counts(tmp_path):
@@ -299,6 +390,19 @@ def test_monitor_truth_table_csv_and_its_mistakes(tmp_path, linear_bundle):
         assert not (tmp_path / name).exists()
 
 
+@pytest.mark.parametrize("flags", [["--truth", "T.tsv", "--truth-from-input"],
+                                   ["--truth", "T.tsv", "--truth-if-measured"],
+                                   ["--truth-from-input", "--truth-if-measured"]])
+def test_two_sources_of_truth_are_a_usage_error(tmp_path, linear_bundle, flags, capsys):
+    """--truth with --truth-from-input used the batch's gene and ignored the table without a word."""
+    path, _, _ = linear_bundle
+    src = _write_matrix(_raw(12, seed=3), tmp_path / "new.tsv")
+    with pytest.raises(SystemExit) as exc:
+        main(["monitor", "--bundle", str(path), "--input", src, *flags, "--out-dir", str(tmp_path / "m")])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_psi_and_ks_from_definitions():
     rng = np.random.default_rng(1)
     ref = rng.normal(size=500)
@@ -401,9 +505,91 @@ def test_network_bundle_loads_weights_only(tmp_path):
                                                                           "covariates": {}, "interactions": [],
                                                                           "terms": PREDICTORS}},
                          reference=ref, metrics={}, training_fingerprint="x", weights=tmp_path / "evil.pt")
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(InputError, match="not a readable tensors-only state dict") as exc:
         load_bundle(path2)
-    assert "Weights only load failed" in str(exc.value) or "weights_only" in str(exc.value)
+    assert "weights_only=True" in str(exc.value) and "nothing of it was executed" in str(exc.value)
+
+
+def _rehash(path) -> None:
+    """Update a bundle card's checksums to its files' (an edit by hand that passes verification)."""
+    from gexpred.deploy import CARD, sha256_file
+
+    card = json.loads((path / CARD).read_text())
+    card["files"] = {name: sha256_file(path / name) for name in card["files"]}
+    (path / CARD).write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("truncated", "not a readable tensors-only state dict"),
+    ("pickle", "not a readable tensors-only state dict"),
+    ("architecture", "do not fit the network its model.json describes (3 inputs, hidden layers [5], 1 member)"),
+])
+def test_network_weights_that_do_not_load_are_refused_by_name_with_checksums_updated(tmp_path, damage, needle):
+    """weights.pt cut short, replaced by a pickle that would run a command, or model.json's architecture edited,
+    each with the card's checksums updated: one message naming the file, no traceback, nothing executed."""
+    from gexpred.nn import GeneMLP
+
+    model = GeneMLP(3, [4], "tanh")
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    arch = {"n_in": 3, "hidden": [4], "activation": "tanh", "n_out": 1, "dropout": 0.0}
+    ref = pd.DataFrame({"sample": ["a", "b"], **{g: [0.0, 1.0] for g in PREDICTORS}, "prediction": 0.0,
+                        "observed": 0.0})
+    path = write_bundle(tmp_path / "mlp", target=TARGET, model="mlp", task="regression", classes=None,
+                        model_params={"kind": "mlp", "task": "regression", "architecture": arch},
+                        preprocessing={"normalization": {"steps": [], "genes": [*PREDICTORS, TARGET]},
+                                       "design": {"predictors": PREDICTORS, "covariates": {}, "interactions": [],
+                                                  "terms": PREDICTORS}},
+                        reference=ref, metrics={}, training_fingerprint="x", weights=tmp_path / "w.pt")
+    marker = tmp_path / "executed"
+    if damage == "truncated":
+        with open(path / "weights.pt", "r+b") as fh:
+            fh.truncate(200)
+    elif damage == "pickle":
+        import os
+        import pickle
+
+        class Evil:
+            def __reduce__(self):
+                return (os.system, (f"touch {marker}",))
+
+        (path / "weights.pt").write_bytes(pickle.dumps(Evil()))
+    else:
+        params = json.loads((path / "model.json").read_text())
+        params["architecture"]["hidden"] = [5]
+        (path / "model.json").write_text(json.dumps(params))
+    _rehash(path)
+    with pytest.raises(InputError) as exc:
+        load_bundle(path)
+    assert needle in str(exc.value) and "weights.pt" in str(exc.value)
+    err = tmp_path / "err.log"
+    src = _write_matrix(_raw(5, seed=3), tmp_path / "new.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv"),
+                 "--log", str(err)]) == 1
+    assert needle in " ".join(err.read_text().split()) and "Traceback" not in err.read_text()
+    assert not (tmp_path / "p.tsv").exists() and not marker.exists()
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda ref: ref.iloc[:0], "0 rows where the card counts 200 training samples"),
+    (lambda ref: ref.drop(columns=["gB"]), "no column for 'gB'"),
+    (lambda ref: ref.assign(prediction=np.nan), "missing or not finite"),
+])
+def test_an_edited_reference_is_refused_instead_of_monitoring_against_it(tmp_path, linear_bundle, edit, needle):
+    """reference.tsv cut to its header would give every batch an 'ok' (nothing to drift from); without a term's
+    column the monitor stopped on a KeyError. Both refused by name, checksums updated or not."""
+    path, _, _ = linear_bundle
+    ref = pd.read_csv(path / "reference.tsv", sep="\t")
+    edit(ref).to_csv(path / "reference.tsv", sep="\t", index=False)
+    _rehash(path)
+    with pytest.raises(InputError, match="reference.tsv") as exc:
+        load_bundle(path)
+    assert needle in str(exc.value)
+    src = _write_matrix(_raw(30, seed=3, shift={"gA": 3.0}), tmp_path / "new.tsv")
+    err = tmp_path / "err.log"
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--out-dir", str(tmp_path / "m"),
+                 "--log", str(err)]) == 1
+    assert needle in " ".join(err.read_text().split()) and "Traceback" not in err.read_text()
+    assert not (tmp_path / "m" / "verdict.json").exists()
 
 
 def test_classification_bundle_predict_and_monitor_with_truth_table(tmp_path):

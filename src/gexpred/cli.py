@@ -1056,7 +1056,9 @@ def _read_batch(paths: list[str], sample_sheet: str | None):
     from .collect import attach_sample_sheet, combine
     from .io import read_matrix, read_sample_sheet
 
-    adata, dropped = combine([read_matrix(p) for p in paths])
+    # missing values pass as NaN here: only those in the genes the model uses are refused (prepare_inputs, by
+    # gene and sample); a batch is not refused for a gap in a gene the model ignores
+    adata, dropped = combine([read_matrix(p, missing="impute_mean") for p in paths])
     for kind, ids in dropped.groupby("kind", sort=True)["id"]:
         ids = ids.tolist()
         log.warning("new batch: %d %s%s not in every matrix of %s left out: %s", len(ids), kind,
@@ -1089,7 +1091,12 @@ def cmd_predict(a: argparse.Namespace) -> None:
     expr, obs, source = _read_batch(a.input, a.sample_sheet)
     X, _ = prepare_inputs(bundle, expr, obs, source)
     out = _batch_predictions(bundle, X, bundle.predict_design(X.to_numpy()))
-    log.info("predicted %s with %s (%s) for %d samples", bundle.target, bundle.card["model"], bundle.path, len(out))
+    steps = [q["method"] for q in bundle.preprocessing["normalization"]["steps"]]
+    scale = "" if bundle.task == "classification" else (
+        f", on the model's scale: after the saved normalization ({', '.join(steps)}) of the target, as in the "
+        f"pipeline's predictions.tsv" if steps else ", on the scale of the training matrices")
+    log.info("predicted %s with %s (%s) for %d samples%s", bundle.target, bundle.card["model"], bundle.path, len(out),
+             scale)
     write_table(out, a.out)
 
 
@@ -2134,15 +2141,19 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--input", action="append", required=True, help="new matrix, genes x samples (repeatable)")
         s.add_argument("--sample-sheet", help="sample sheet of the new samples (models with covariates)")
         if name == "predict":
-            s.add_argument("--out", required=True, help="predictions TSV")
+            s.add_argument("--out", required=True,
+                           help="predictions TSV (sample, target, model, predicted; regression: on the scale the "
+                                "model was fitted on, i.e. after the bundle's normalization, such as z-scores of the "
+                                "target; classification: the class and a p[class] column per class)")
         else:
-            s.add_argument("--truth", help="TSV with 'sample' and the target's true values (raw scale) or labels")
-            s.add_argument("--truth-from-input", action="store_true",
-                           help="regression: take the truth from the target gene in the input matrices")
-            s.add_argument("--truth-if-measured", action="store_true",
-                           help="regression: as --truth-from-input where the input matrices measure the target "
-                                "gene; without it, monitor the inputs and predictions only (what the pipeline "
-                                "does for a new batch)")
+            truth = s.add_mutually_exclusive_group()  # one source of truth: a second one was silently ignored
+            truth.add_argument("--truth", help="TSV with 'sample' and the target's true values (raw scale) or labels")
+            truth.add_argument("--truth-from-input", action="store_true",
+                               help="regression: take the truth from the target gene in the input matrices")
+            truth.add_argument("--truth-if-measured", action="store_true",
+                               help="regression: as --truth-from-input where the input matrices measure the "
+                                    "target gene; without it, monitor the inputs and predictions only (what the "
+                                    "pipeline does for a new batch)")
             s.add_argument("--thresholds", help="JSON of the monitor thresholds (config section 'monitor')")
             s.add_argument("--out-dir", required=True, help="drift.tsv, performance.tsv, verdict.json, drift.png")
             s.add_argument("--out-predictions", help="also write the batch's predictions (as `gexpred predict`)")

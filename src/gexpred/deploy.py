@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -317,11 +318,16 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         raise InputError(f"Bundle '{p}' is inconsistent although its files match their checksums (edited by hand?): "
                          f"{'; '.join(problems[:5])}. Re-create it with the pipeline.")
     ref = read_table(p / "reference.tsv", dtype={"sample": str})
+    problems = reference_problems(card, list(prep["design"]["terms"]), ref)
+    if problems:
+        raise InputError(f"Bundle '{p}': its reference.tsv (the training samples the monitor compares new batches "
+                         f"with) is inconsistent although it matches its checksum (edited by hand?): "
+                         f"{'; '.join(problems)}. Re-create it with the pipeline.")
     network = None
     if params.get("kind") == "mlp":
         from .nn import load_model
 
-        network = load_model(p / "weights.pt", params["architecture"])
+        network = load_model(p / "weights.pt", params["architecture"])  # InputError naming the file
     return Bundle(path=p, card=card, params=params, preprocessing=prep, reference=ref, network=network)
 
 
@@ -351,6 +357,18 @@ def bundle_problems(card: dict[str, Any], params: dict[str, Any], prep: dict[str
                                                   len(step["mean"]) == len(step["sd"]) == n_genes):
             problems.append(f"normalization step {k + 1} (zscore) does not hold a mean and an sd for each of its "
                             f"{n_genes} genes")
+        elif step["method"] == "zscore" and not (np.all(np.isfinite(step["mean"])) and
+                                                  np.all(np.isfinite(step["sd"])) and
+                                                  np.all(np.asarray(step["sd"]) > 0)):
+            problems.append(f"normalization step {k + 1} (zscore) has a mean or sd that is not a finite number, or "
+                            f"an sd that is not positive")
+        elif step["method"] == "log_cpm" and not all(
+                is_list([step.get(q)], (int, float)) and math.isfinite(step[q]) and step[q] > 0
+                and (q != "log_base" or step[q] != 1) for q in ("scale", "prior_count", "log_base")):
+            problems.append(f"normalization step {k + 1} (log_cpm) does not hold a positive scale, prior_count and "
+                            f"log_base")
+        elif step["method"] not in ("log1p", "log_cpm", "zscore"):
+            problems.append(f"normalization step {k + 1} has an unknown method {step['method']!r}")
     kind = params.get("kind")
     coef = params.get("coef")
     if kind == "linear":
@@ -370,6 +388,24 @@ def bundle_problems(card: dict[str, Any], params: dict[str, Any], prep: dict[str
                             f"inputs")
     else:
         problems.append(f"model.json names an unknown model kind {kind!r}")
+    return problems
+
+
+def reference_problems(card: dict[str, Any], terms: list[str], ref: pd.DataFrame) -> list[str]:
+    """What is missing or inconsistent in a bundle's ``reference.tsv`` (``[]`` when all is well): one row per
+    training sample of the card, a finite column for each design term and for the predictions; a reference cut
+    short would let the monitor compare a batch with nothing and call it ``ok``."""
+    problems = []
+    n = card.get("n_training_samples")
+    if len(ref) != n or len(ref) < 2:
+        problems.append(f"{len(ref)} rows where the card counts {n} training samples")
+    absent = [c for c in [*terms, "prediction"] if c not in ref.columns]
+    if absent:
+        problems.append(f"no column for {preview(absent)}")
+    present = [c for c in [*terms, "prediction"] if c in ref.columns]
+    values = ref[present].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        problems.append("values that are missing or not finite numbers")
     return problems
 
 
@@ -445,8 +481,11 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
     bad = ~np.isfinite(values)
     if bad.any():
         r, c = np.argwhere(bad)[0]
+        rows = expr.index[bad.any(axis=1)]
         raise InputError(f"{source} has {int(bad.sum())} missing or infinite values in the genes the model uses, "
-                         f"e.g. gene {needed[c]!r} of sample {expr.index[r]!r}. Fill or remove them.")
+                         f"e.g. gene {needed[c]!r} of sample {expr.index[r]!r} ({len(rows)} samples: "
+                         f"{preview(list(rows))}). Fill them in, or leave those samples out of the batch; the "
+                         f"model needs every one of its genes in every sample.")
     if needed != list(norm["genes"]):  # the target gene is absent: normalize without it
         keep = [i for i, g in enumerate(norm["genes"]) if g in set(needed)]
         norm = {"steps": _subset_steps(norm["steps"], keep), "genes": needed}
@@ -462,8 +501,61 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         covariates = encode_covariates_like(obs.reindex(expr.index), design["covariates"], sheet)
     X = build_design(zdf, list(design["predictors"]), covariates, design.get("interactions") or [])
     X = X.reindex(columns=list(design["terms"]))
+    for text in scale_warnings(norm["steps"], values, X, bundle.reference, source):
+        log.warning(text)
     y = zdf[target].to_numpy() if with_target and target in zdf.columns else None
     return X, y
+
+
+def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.DataFrame, reference: pd.DataFrame,
+                   source: str) -> list[str]:
+    """Warnings (texts) when a new batch looks to be on another scale than the training matrices.
+
+    Nothing in a batch says its scale, and a batch of unlogged intensities, of log values for a model of raw
+    counts, or of values normalized already is scored without error, into predictions far off. Two signs:
+    a model whose first step takes raw counts (``log1p``, ``log_cpm``) meeting values all below
+    :data:`gexpred.preprocess.LOG_SCALE_MAX` and not all whole numbers (as the normalize step warns when fitting);
+    and design values more than the training range's width beyond the training range (``reference``).
+
+    Parameters
+    ----------
+    steps
+        The bundle's fitted normalization steps.
+    values
+        The batch's values of the normalization's genes, on the scale of the input matrices.
+    design, reference
+        The batch's and the training samples' design values (samples x terms).
+    """
+    from .preprocess import LOG_SCALE_MAX
+
+    out = []
+    first = steps[0]["method"] if steps else None
+    finite = values[np.isfinite(values)]
+    if first in ("log1p", "log_cpm") and finite.size and finite.max() < LOG_SCALE_MAX \
+            and not np.all(finite == np.round(finite)):
+        out.append(f"The model's normalization starts with '{first}', made for raw counts, but every value of "
+                   f"{source} in the model's genes is below {LOG_SCALE_MAX:g} (largest {finite.max():.4g}) and not "
+                   f"all are whole numbers: the batch looks log-scaled already, and the predictions are wrong if it "
+                   f"is. Give the batch on the scale of the training matrices (raw counts).")
+    far = []
+    for term in design.columns:
+        ref = reference[term].to_numpy(dtype=np.float64)
+        lo, hi = float(ref.min()), float(ref.max())
+        new = design[term].to_numpy(dtype=np.float64)
+        beyond = (new < lo - (hi - lo)) | (new > hi + (hi - lo))
+        if beyond.any():
+            i = int(np.flatnonzero(beyond)[0])
+            far.append((term, int(beyond.sum()), str(design.index[i]), float(new[i]), lo, hi))
+    if far:
+        term, n, sample, value, lo, hi = far[0]
+        more = f" (and {len(far) - 1} more of its {design.shape[1]} inputs)" if len(far) > 1 else ""
+        out.append(f"{source}: {n} of {len(design)} samples have values of input {term!r}{more} more than the "
+                   f"training range's width beyond the training range (e.g. sample {sample!r}: {value:.4g} where "
+                   f"the training samples span {lo:.4g} to {hi:.4g} on the model's scale). Predictions there "
+                   f"extrapolate far beyond the training data: check that the batch is on the scale of the "
+                   f"training matrices (not unlogged where training was log-scaled, not log-scaled where it was raw "
+                   f"counts, not normalized already).")
+    return out
 
 
 def _subset_steps(steps: list[dict[str, Any]], keep: list[int]) -> list[dict[str, Any]]:

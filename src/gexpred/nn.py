@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -26,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, InputError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -780,9 +781,29 @@ def load_model(state_path: str | Path, arch: dict[str, Any]) -> GeneMLP | Ensemb
 
     n_members = int(arch.get("ensemble", 1))
     model: GeneMLP | EnsembleMLP = EnsembleMLP([one() for _ in range(n_members)]) if n_members > 1 else one()
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    try:
+        with warnings.catch_warnings():  # torch's note on a foreign pickle protocol: the refusal below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged file, or a pickle with anything but tensors: refused, never executed
+        raise InputError(f"'{state_path}' is not a readable tensors-only state dict (torch.load with "
+                         f"weights_only=True refused it: {type(exc).__name__}); nothing of it was executed. It is "
+                         f"damaged or was replaced; re-create it with the pipeline.") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+        shown = f": {_clip(detail[0].rstrip('.'), 160)}" if detail else ""
+        raise InputError(f"The weights in '{state_path}' do not fit the network its model.json describes "
+                         f"({arch['n_in']} inputs, hidden layers {list(arch['hidden'])}, {n_members} member"
+                         f"{'' if n_members == 1 else 's'}){shown}. The two files do "
+                         f"not belong together; re-create them with the pipeline.") from None
     return model.eval()
+
+
+def _clip(text: str, n: int) -> str:
+    """``text`` cut to ``n`` characters, with an ellipsis when cut."""
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def settings_dict(settings: MLPSettings) -> dict[str, Any]:
