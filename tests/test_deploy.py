@@ -55,15 +55,17 @@ def linear_bundle(tmp_path):
     ref["prediction"] = A @ coef
     ref["observed"] = Z[:, 3]
     design = {"predictors": PREDICTORS, "covariates": {}, "interactions": [], "terms": PREDICTORS}
-    mse_test = 0.3**2 / float(np.var(train[TARGET], ddof=1))  # noise variance on the z-scored scale
+    test = _raw(50, seed=2)  # a test split: its per-sample squared errors, as the bundle step keeps them
+    Zt = apply_normalization(test.to_numpy(), GENES, list(test.index), norm)
+    test_losses = (Zt[:, 3] - np.column_stack([np.ones(len(Zt)), Zt[:, :3]]) @ coef) ** 2
     path = write_bundle(tmp_path / "models" / TARGET / "ols", target=TARGET, model="ols", task="regression",
                         classes=None,
                         model_params={"kind": "linear", "terms": PREDICTORS, "intercept": coef[0],
                                       "coef": coef[1:].tolist()},
                         preprocessing={"normalization": subset_normalization(norm, [*PREDICTORS, TARGET]),
                                        "design": design},
-                        reference=ref, metrics={"test": {"n": 50, "mse": mse_test}},
-                        training_fingerprint=fingerprint(Z, list(train.index), GENES))
+                        reference=ref, metrics={"test": {"n": 50, "mse": float(test_losses.mean())}},
+                        training_fingerprint=fingerprint(Z, list(train.index), GENES), test_losses=test_losses)
     (path.parent / "best.json").write_text(json.dumps({"model": "ols"}))  # as `gexpred best` writes it
     return path, norm, coef
 
@@ -322,11 +324,91 @@ def test_monitor_ok_for_training_distribution_alert_for_shift(tmp_path, linear_b
     # a batch where the target no longer follows the model: inputs fine, accuracy alert
     noisy = _monitor(tmp_path, path, _raw(80, seed=7, noise=1.0), "noisy")
     perf = pd.read_csv(tmp_path / "noisy" / "performance.tsv", sep="\t").set_index("metric")
-    assert perf.loc["mse", "ratio"] > 2 and noisy["verdict"] == "alert"
-    assert any("mse on the batch" in r for r in noisy["reasons"])
+    assert perf.loc["mse", "ratio"] > 2 and noisy["verdict"] == "alert" and perf.loc["mse", "p_value"] < 0.001
+    assert any("mse on the batch" in r and "permutation p = " in r for r in noisy["reasons"])
     # without truth there is no performance row
     _monitor(tmp_path, path, _raw(20, seed=8), "notruth", truth=False)
     assert pd.read_csv(tmp_path / "notruth" / "performance.tsv", sep="\t").empty
+
+
+@pytest.mark.parametrize("losses", [[-1.0], ["x"], [float("nan")], "0.5"])
+def test_a_bundle_with_edited_test_losses_is_refused(linear_bundle, losses):
+    from gexpred.deploy import CARD
+
+    path, _, _ = linear_bundle
+    card = json.loads((path / CARD).read_text())
+    card["test_losses"] = losses
+    (path / CARD).write_text(json.dumps(card))
+    with pytest.raises(InputError, match="test_losses are not a list of finite, non-negative numbers"):
+        load_bundle(path)
+
+
+def test_error_rise_test_exact_and_by_random_splits():
+    """Few samples: every split of the pooled losses, counted here with itertools; more: random splits, against
+    scipy's permutation test of the same one-sided difference of means (Monte Carlo error about 0.005 each)."""
+    from itertools import combinations
+
+    from scipy import stats
+
+    from gexpred.monitor import error_rise_test
+
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=9) ** 2, (1.8 * rng.normal(size=4)) ** 2
+    pooled = np.r_[a, b]
+    want = np.mean([pooled[list(c)].mean() >= b.mean() - 1e-12 for c in combinations(range(13), 4)])
+    assert error_rise_test(a, b) == pytest.approx(want, abs=1e-12)  # 715 splits: all of them
+    a, b = rng.standard_t(3, 47) ** 2, (1.5 * rng.standard_t(3, 30)) ** 2
+    ref = stats.permutation_test((b, a), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                                 permutation_type="independent", alternative="greater", n_resamples=9999,
+                                 vectorized=True, random_state=0).pvalue
+    p = error_rise_test(a, b)
+    assert abs(p - ref) < 0.03 and 0 < p < 1
+    assert error_rise_test(a, b) == p  # seeded: the same losses, the same p-value
+    assert np.isnan(error_rise_test(a, np.array([])))
+
+
+def test_error_ratio_flags_an_unchanged_model_rarely_and_a_worse_one_often():
+    """Heavy-tailed errors (t with 3 df), a batch of 30 against a test split of 47: the ratio alone reaches
+    monitor.error_warn for an unchanged model in about a quarter of the batches; gated by the permutation test,
+    at most about error_alpha of them. A model whose errors grew 3-fold is still flagged in most batches with
+    normal errors."""
+    from gexpred.monitor import Thresholds, performance_table
+
+    rng = np.random.default_rng(12)
+    th = Thresholds()
+    def flags(scale: float, dist: str, reps: int = 200) -> tuple[float, float]:
+        by_ratio = tested = 0
+        for _ in range(reps):
+            draw = (lambda n: rng.standard_t(3, n)) if dist == "t3" else (lambda n: rng.normal(size=n))
+            a, b = draw(47) ** 2, (scale * draw(30)) ** 2
+            perf = performance_table({"mse": a.mean()}, {"mse": b.mean()}, "regression", th, a, b)
+            row = perf.set_index("metric").loc["mse"]
+            by_ratio += row["ratio"] >= th.error_warn
+            tested += row["status"] != "ok"
+        return by_ratio / reps, tested / reps
+
+    by_ratio, tested = flags(1.0, "t3")
+    assert by_ratio > 0.15 and tested < 0.09
+    assert flags(np.sqrt(3.0), "normal")[1] > 0.8
+
+
+def test_error_ratio_within_chance_reads_ok_with_its_p_value():
+    from gexpred.monitor import Thresholds, performance_table, verdict
+
+    th = Thresholds()
+    a, b = np.array([1.0, 0.5, 2.0, 0.1, 0.3, 4.0]), np.array([0.2, 6.0, 0.4])  # ratio 1.69, p = 0.35 (exact)
+    perf = performance_table({"mse": a.mean()}, {"mse": b.mean()}, "regression", th, a, b).set_index("metric")
+    assert perf.loc["mse", "ratio"] == pytest.approx(b.mean() / a.mean()) and perf.loc["mse", "ratio"] > 1.5
+    assert perf.loc["mse", "p_value"] == pytest.approx(
+        np.mean([np.r_[a, b][list(c)].sum() >= b.sum() - 1e-12
+                 for c in __import__("itertools").combinations(range(9), 3)]))
+    assert perf.loc["mse", "status"] == "ok"
+    # a bundle without the test split's losses: the ratio alone, said in the reason
+    old = performance_table({"mse": a.mean()}, {"mse": b.mean()}, "regression", th)
+    assert np.isnan(old.set_index("metric").loc["mse", "p_value"])
+    drift = pd.DataFrame(columns=["feature", "kind", "status", "n_new"])
+    reasons = verdict(drift.astype({"n_new": int}), old, Thresholds(min_samples=1))["reasons"]
+    assert any("not tested for chance" in r for r in reasons)
 
 
 def test_monitor_truth_if_measured_takes_the_truth_only_where_the_batch_has_the_target(tmp_path, linear_bundle):
@@ -347,8 +429,12 @@ def test_monitor_truth_if_measured_takes_the_truth_only_where_the_batch_has_the_
     assert main(["deploy-summary", "--verdicts", str(tmp_path / "with" / "verdict.json"),
                  str(tmp_path / "without" / "verdict.json"), "--performance", str(tmp_path / "with" / "performance.tsv"),
                  str(tmp_path / "without" / "performance.tsv"), "--out", str(tmp_path / "verdicts.tsv")]) == 0
-    reasons = pd.read_csv(tmp_path / "verdicts.tsv", sep="\t")["reasons"].tolist()
+    summary = pd.read_csv(tmp_path / "verdicts.tsv", sep="\t")
+    reasons = summary["reasons"].tolist()
     assert "accuracy not checked" not in reasons[0] and "mse on the batch" in reasons[0]
+    perf = pd.read_csv(tmp_path / "with" / "performance.tsv", sep="\t").set_index("metric")
+    assert summary.loc[0, "error_p_value"] == perf.loc["mse", "p_value"] < 0.05
+    assert np.isnan(summary.loc[1, "error_p_value"])
     assert "accuracy not checked: no truth for the batch" in reasons[1] and "accuracy problem" not in reasons[1]
     # the explicit flag still refuses a batch without the target
     assert main(["monitor", "--bundle", str(path), "--input", str(tmp_path / "without.tsv"), "--truth-from-input",

@@ -1019,12 +1019,20 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
         card_metrics["cv"] = {k: float(v) for k, v in cvm.drop(columns=["target", "model", "fold"]).mean().items()
                               if pd.notna(v)}
         card_metrics["cv"]["n_folds"] = int(cvm["fold"].nunique())
+    from .monitor import sample_losses
+
+    test = split == "test"
+    if task == "classification":
+        index = {c: i for i, c in enumerate(classes)}
+        test_losses = sample_losses(task, np.array([index[v] for v in lab.to_numpy()[test]]), out[test])
+    else:
+        test_losses = sample_losses(task, expr[a.target].to_numpy()[test], out[test])
     Xall = np.asarray(adata.X)[train]
     write_bundle(out_dir, target=a.target, model=model, task=task, classes=classes, model_params=params,
                  preprocessing={"normalization": subset_normalization(norm_params, genes), "design": design},
                  reference=ref.reset_index(drop=True), metrics=card_metrics,
                  training_fingerprint=fingerprint(Xall, list(np.asarray(samples)[train]), list(adata.var_names)),
-                 weights=weights)
+                 weights=weights, test_losses=test_losses[np.isfinite(test_losses)])
     log.info("bundle %s / %s written to %s", a.target, model, out_dir)
 
 
@@ -1166,7 +1174,7 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     from .compare import regression_metrics
     from .deploy import load_bundle, prepare_inputs
     from .io import write_json, write_table
-    from .monitor import PERFORMANCE_COLUMNS, Thresholds, drift_table, performance_table, verdict
+    from .monitor import PERFORMANCE_COLUMNS, Thresholds, drift_table, performance_table, sample_losses, verdict
 
     thresholds = Thresholds.from_config(_json_arg(a.thresholds, "--thresholds") if a.thresholds else None)
     bundle = load_bundle(a.bundle)
@@ -1183,10 +1191,16 @@ def cmd_monitor(a: argparse.Namespace) -> None:
             from .logit import classification_metrics
 
             index = {c: i for i, c in enumerate(bundle.classes)}
-            new_metrics = classification_metrics(np.array([index[v] for v in truth]), pred)
+            codes = np.array([index[v] for v in truth])
+            new_metrics = classification_metrics(codes, pred)
+            new_losses = sample_losses(bundle.task, codes, pred)
         else:
             new_metrics = regression_metrics(truth, pred)
-        perf = performance_table(bundle.card["metrics"].get("test", {}), new_metrics, bundle.task, thresholds)
+            new_losses = sample_losses(bundle.task, truth, pred)
+        test_losses = bundle.card.get("test_losses")
+        perf = performance_table(bundle.card["metrics"].get("test", {}), new_metrics, bundle.task, thresholds,
+                                 test_losses=None if test_losses is None else np.asarray(test_losses, float),
+                                 new_losses=new_losses)
     result = verdict(drift, perf, thresholds)
     result.update({"target": bundle.target, "model": bundle.card["model"], "bundle": str(bundle.path),
                    "n_samples": int(len(X)), "inputs": list(a.input)})
@@ -1222,11 +1236,12 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
     for vpath, ppath in zip(a.verdicts, a.performance):
         v = json.loads(Path(vpath).read_text(encoding="utf-8"))
         perf = read_table(ppath)
-        ratio = perf.loc[perf["status"].fillna("") != "", "ratio"]
+        row = perf[perf["status"].fillna("") != ""]
         rows.append({"batch": Path(vpath).parent.parent.name, "target": v["target"], "model": v["model"],
                      "verdict": v["verdict"], "n_samples": v["n_samples"], "n_inputs": v["n_inputs"],
                      "n_drifted": v["n_drifted"], "prediction_drifted": v["prediction_drifted"],
-                     "error_ratio": float(ratio.iloc[0]) if len(ratio) else np.nan,
+                     "error_ratio": float(row["ratio"].iloc[0]) if len(row) else np.nan,
+                     "error_p_value": (float(row["p_value"].iloc[0]) if len(row) and "p_value" in row else np.nan),
                      "reasons": _verdict_reasons(v)})
     table = pd.DataFrame(rows)
     for _, r in table.iterrows():

@@ -136,7 +136,8 @@ def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: 
 def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, task: str,
                  classes: list[str] | None, model_params: dict[str, Any], preprocessing: dict[str, Any],
                  reference: pd.DataFrame, metrics: dict[str, Any], training_fingerprint: str,
-                 weights: str | os.PathLike[str] | None = None, created: str | None = None) -> Path:
+                 weights: str | os.PathLike[str] | None = None, created: str | None = None,
+                 test_losses: np.ndarray | None = None) -> Path:
     """Write a bundle directory atomically (built beside ``out_dir``, then renamed into place).
 
     Parameters
@@ -151,6 +152,10 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
         ``{"test": {...}, "cv": {...}}`` as found in ``metrics.tsv`` / ``cv_metrics.tsv``.
     weights
         A network's state-dict file, copied as ``weights.pt``.
+    test_losses
+        Each test-split sample's loss (:func:`gexpred.monitor.sample_losses`; their mean is the test metric),
+        kept in the card as ``test_losses`` so that the monitor can test whether a batch's error rises above
+        the test split's by more than chance (:func:`gexpred.monitor.error_rise_test`).
     created
         ISO time stamp (default: ``SOURCE_DATE_EPOCH`` if set, else now; UTC).
     """
@@ -176,6 +181,8 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
             "task": task,
             "classes": classes,
             "metrics": metrics,
+            **({"test_losses": [float(v) for v in np.asarray(test_losses, dtype=np.float64).ravel()]}
+               if test_losses is not None else {}),
             "training_fingerprint": training_fingerprint,
             "n_training_samples": int(len(reference)),
             "versions": package_versions(),
@@ -369,6 +376,10 @@ def bundle_problems(card: dict[str, Any], params: dict[str, Any], prep: dict[str
                             f"log_base")
         elif step["method"] not in ("log1p", "log_cpm", "zscore"):
             problems.append(f"normalization step {k + 1} has an unknown method {step['method']!r}")
+    losses = card.get("test_losses")
+    if losses is not None and not (is_list(losses, (int, float)) and np.all(np.isfinite(losses))
+                                   and np.all(np.asarray(losses, dtype=np.float64) >= 0)):
+        problems.append("card.json's test_losses are not a list of finite, non-negative numbers")
     kind = params.get("kind")
     coef = params.get("coef")
     if kind == "linear":

@@ -21,8 +21,11 @@ the model's predictions, the new batch is compared with the training samples sto
 A feature drifts when its q-value is below ``ks_alpha`` *and* the effect is large enough to matter
 (PSI or mean shift over the ``warn`` or ``alert`` thresholds): significance alone flags trivial
 shifts in big batches, effect size alone flags noise in small ones. When the truth of the batch is
-known, the model's metrics on it are compared with those on the test split: a ratio of the error
-(MSE, or log-loss for classification) to the test split's over ``error_warn`` / ``error_alert``.
+known, the model's metrics on it are compared with those on the test split: the error (MSE, or log-loss
+for classification) is flagged when its ratio to the test split's reaches ``error_warn`` / ``error_alert``
+*and* a one-sided permutation test of the per-sample losses (:func:`error_rise_test`; the bundle keeps the
+test split's) says the rise is unlikely by chance (``p < error_alpha``): two noisy means of squared errors
+differ by 1.5 x in one batch of 30 in ten with an unchanged model.
 The verdict is the worst of these: ``ok``, ``warn`` or ``alert``, with the reasons in words.
 """
 
@@ -39,7 +42,8 @@ from .errors import ConfigError
 
 DRIFT_COLUMNS = ["feature", "kind", "n_reference", "n_new", "reference_mean", "new_mean", "mean_shift_sd", "psi",
                  "ks_stat", "test", "pvalue", "qvalue", "status"]
-PERFORMANCE_COLUMNS = ["metric", "test", "new_batch", "ratio", "status"]
+PERFORMANCE_COLUMNS = ["metric", "test", "new_batch", "ratio", "p_value", "status"]
+PERMUTATIONS = 9999
 VERDICTS = ("ok", "warn", "alert")
 TEST_NAMES = {"ks": "KS", "fisher_exact": "Fisher"}
 PSI_BINS = 10
@@ -57,6 +61,7 @@ class Thresholds:
     shift_alert: float = 1.0
     error_warn: float = 1.5
     error_alert: float = 2.0
+    error_alpha: float = 0.05
     min_samples: float = 10
 
     @classmethod
@@ -75,8 +80,9 @@ class Thresholds:
             if not 0 < getattr(t, lo) <= getattr(t, hi):
                 raise ConfigError(f"monitor.{lo} must be > 0 and at most monitor.{hi}; got {getattr(t, lo)} and "
                                   f"{getattr(t, hi)}.")
-        if not 0 < t.ks_alpha < 1:
-            raise ConfigError(f"monitor.ks_alpha must be between 0 and 1; got {t.ks_alpha}.")
+        for name in ("ks_alpha", "error_alpha"):
+            if not 0 < getattr(t, name) < 1:
+                raise ConfigError(f"monitor.{name} must be between 0 and 1; got {getattr(t, name)}.")
         if t.min_samples < 1:
             raise ConfigError(f"monitor.min_samples must be at least 1; got {t.min_samples:g}.")
         return t
@@ -184,22 +190,81 @@ def drift_table(reference: pd.DataFrame, new: pd.DataFrame, features: list[str],
     return df.reindex(columns=DRIFT_COLUMNS)
 
 
+def sample_losses(task: str, observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Each sample's loss, whose mean is the error the monitor compares: the squared error for regression,
+    ``-log p(true class)`` with ``p`` clipped to ``[1e-15, 1]`` for classification (``observed`` the class
+    codes ``0..K-1``, ``predicted`` samples x K probabilities), as in ``mse`` and ``log_loss`` of the
+    metrics tables."""
+    if task == "classification":
+        codes = np.asarray(observed).astype(np.int64)
+        proba = np.asarray(predicted, dtype=np.float64)
+        return -np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-15, 1.0))
+    resid = np.asarray(observed, dtype=np.float64).ravel() - np.asarray(predicted, dtype=np.float64).ravel()
+    return resid**2
+
+
+def error_rise_test(test_losses: np.ndarray, new_losses: np.ndarray, permutations: int = PERMUTATIONS,
+                    seed: int = 0) -> float:
+    """One-sided permutation p-value of the batch's mean loss being above the test split's.
+
+    Under the null hypothesis the model is as right on the batch as on the test split: the per-sample
+    losses of the two are exchangeable, and the batch's mean loss is one draw of the mean of ``len(new)``
+    losses taken from the pooled ones. The p-value is the share of splits of the pooled losses whose
+    batch part has a mean at least the observed one: over every split when there are at most
+    ``permutations`` of them, else ``(1 + hits) / (1 + permutations)`` over that many random ones (seeded:
+    the same losses give the same p-value). Unlike an F-test of the ratio of the two MSEs, it assumes no
+    normal errors: the heavy-tailed errors of expression data would make that test flag unchanged models
+    (the tail of squared errors is where a ratio's noise comes from). NaN when either side has no loss.
+    """
+    a = np.asarray(test_losses, dtype=np.float64).ravel()
+    b = np.asarray(new_losses, dtype=np.float64).ravel()
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if not len(a) or not len(b):
+        return np.nan
+    pooled = np.r_[b, a]
+    n, m = len(pooled), len(b)
+    observed = b.sum() - 1e-12 * abs(b.sum())  # splits tied with the observed one count as hits, despite rounding
+    if math.comb(n, m) <= permutations:
+        from itertools import combinations
+
+        sums = np.array([pooled[list(c)].sum() for c in combinations(range(n), m)])
+        return float(np.mean(sums >= observed))
+    rng = np.random.default_rng(seed)
+    hits, done, block = 0, 0, max(1, min(permutations, 2_000_000 // n))
+    while done < permutations:
+        k = min(block, permutations - done)
+        part = rng.permuted(np.broadcast_to(pooled, (k, n)), axis=1)[:, :m]
+        hits += int(np.sum(part.sum(axis=1) >= observed))
+        done += k
+    return float((1 + hits) / (1 + permutations))
+
+
 def performance_table(test_metrics: dict[str, float], new_metrics: dict[str, float], task: str,
-                      thresholds: Thresholds) -> pd.DataFrame:
-    """The batch's metrics beside the test split's; the error metric's ratio decides the status."""
+                      thresholds: Thresholds, test_losses: np.ndarray | None = None,
+                      new_losses: np.ndarray | None = None) -> pd.DataFrame:
+    """The batch's metrics beside the test split's; the error metric's ratio and its test decide the status.
+
+    With the per-sample losses of both sides (:func:`sample_losses`; a bundle keeps the test split's), the
+    error is flagged only when the ratio reaches the thresholds *and* :func:`error_rise_test` gives
+    ``p < error_alpha``; without them (a bundle made before it kept them) by the ratio alone, ``p_value``
+    NaN.
+    """
     from .compare import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
     names = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     key = "log_loss" if task == "classification" else "mse"
+    tested = test_losses is not None and new_losses is not None and len(test_losses) > 0
     rows = []
     for m in ["n", *names]:
         test, cur = test_metrics.get(m, np.nan), new_metrics.get(m, np.nan)
         ratio = cur / test if m == key and test and np.isfinite(test) and test > 0 else np.nan
-        status = ""
+        status, p = "", np.nan
         if m == key:
+            p = error_rise_test(test_losses, new_losses) if tested else np.nan
+            chance = np.isfinite(p) and p >= thresholds.error_alpha
             status = ("alert" if ratio >= thresholds.error_alert else "warn" if ratio >= thresholds.error_warn
-                      else "ok") if np.isfinite(ratio) else "ok"
-        rows.append({"metric": m, "test": test, "new_batch": cur, "ratio": ratio, "status": status})
+                      else "ok") if np.isfinite(ratio) and not chance else "ok"
+        rows.append({"metric": m, "test": test, "new_batch": cur, "ratio": ratio, "p_value": p, "status": status})
     return pd.DataFrame(rows, columns=PERFORMANCE_COLUMNS)
 
 
@@ -228,8 +293,10 @@ def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: T
         for _, r in performance[performance["status"] != ""].iterrows():
             level = VERDICTS.index(r["status"])
             if level:
+                tested = (f", permutation p = {r['p_value']:.2g}" if np.isfinite(r["p_value"])
+                          else ", not tested for chance: the bundle keeps no test-split losses")
                 reasons.append(f"{r['status']}: {r['metric']} on the batch is {r['ratio']:.2f} x the test split's "
-                               f"({r['new_batch']:.4g} vs {r['test']:.4g})")
+                               f"({r['new_batch']:.4g} vs {r['test']:.4g}{tested})")
                 worst = max(worst, level)
     inputs, flagged = drift["kind"] != "prediction", drift["status"] != "ok"
     return {
