@@ -247,4 +247,25 @@ def test_summary_verdicts():
     assert (only["verdict"] == "not compared").all() and only["p_value"].isna().all()
 
 
+def test_summary_statement_of_classification_names_logistic_regression_and_class_shares():
+    """For classification, ols is a logistic regression and mean the training class shares: the statement (shown
+    in the report) must not call them OLS and the mean."""
+    rows = []
+    for target, ols_ll, mlp_ll, mean_ll in (("a", [0.30, 0.32, 0.28], [0.60, 0.65, 0.62], [0.69, 0.69, 0.69]),
+                                            ("b", [0.70, 0.72, 0.71], [0.70, 0.71, 0.73], [0.20, 0.22, 0.21])):
+        for f in range(3):
+            rows += [{"target": target, "model": m, "fold": f + 1, "n": 20, "log_loss": v[f]}
+                     for m, v in (("ols", ols_ll), ("mlp", mlp_ll), ("mean", mean_ll))]
+    cvm = pd.DataFrame(rows).reindex(columns=CV_COLS)
+    test = pd.DataFrame([{"target": t, "model": m, "split": "test", "log_loss": 0.5}
+                         for t in ("a", "b") for m in ("ols", "mlp", "mean")]).reindex(columns=["target", "model",
+                                                                                              "split", *CV_COLS[4:]])
+    s = summary_table(cvm, test, ["ols", "mlp"]).set_index("target")
+    assert s.loc["a", "best_model"] == "ols" and s.loc["b", "best_model"] == "mean"
+    for t in ("a", "b"):
+        assert "OLS" not in s.loc[t, "statement"] and "(logistic regression)" in s.loc[t, "statement"]
+    assert s.loc["a", "statement"].startswith("Best by 3-fold CV: logistic regression (log-loss 0.3).")
+    assert s.loc["b", "statement"].startswith("Best by 3-fold CV: the training class shares (log-loss 0.21).")
+
+
 CV_COLS = ["target", "model", "fold", "n", "mse", "mae", "r2", "pearson", "accuracy", "auroc", "log_loss"]

@@ -718,6 +718,20 @@ def test_classification_bundle_predict_and_monitor_with_truth_table(tmp_path):
     assert main(["monitor", "--bundle", str(path), "--input", src, "--truth", str(tmp_path / "bad.tsv"),
                  "--out-dir", str(tmp_path / "mon2")]) == 1
     assert not (tmp_path / "mon2").exists()
+    # --truth-from-input on a classification bundle: refused for what it is (a label is no gene's expression),
+    # not as a batch without the gene, which this batch (measuring 'state' too) is not
+    _write_matrix(new.assign(state=1.0), tmp_path / "with_state.tsv")
+    assert main(["monitor", "--bundle", str(path), "--input", str(tmp_path / "with_state.tsv"), "--truth-from-input",
+                 "--out-dir", str(tmp_path / "mon3"), "--log", str(tmp_path / "mon3.log")]) == 1
+    log = (tmp_path / "mon3.log").read_text()
+    assert "classification target" in log and "--truth TABLE" in log and "has no gene" not in log
+    assert not (tmp_path / "mon3").exists()
+    # without labels the verdicts table says the labels were missing, not that the batch does not measure the target
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--out-dir", str(tmp_path / "mon4")]) == 0
+    assert main(["deploy-summary", "--verdicts", str(tmp_path / "mon4" / "verdict.json"), "--performance",
+                 str(tmp_path / "mon4" / "performance.tsv"), "--out", str(tmp_path / "verdicts.tsv")]) == 0
+    reasons = pd.read_csv(tmp_path / "verdicts.tsv", sep="\t")["reasons"].iloc[0]
+    assert "accuracy not checked: no class labels for the batch" in reasons and "measure" not in reasons
 
 
 def test_bundle_encodes_the_test_splits_unseen_levels_as_the_fit_did_and_deploy_refuses_them():

@@ -506,6 +506,34 @@ def test_firth_without_separation_equals_firthmodels_too():
     assert np.abs(ff.coef[1]) < np.abs(ml[1])
 
 
+def test_firth_tests_of_a_separating_predictor_with_a_large_intercept():
+    """Expression on a log scale (mean 5, not centred), one gene separating the classes: Firth's intercept is
+    large, so the constrained fit of the separating gene's test, started from the full estimate with the gene at
+    0, puts every probability at 0 or 1. Its p-value and the test of all predictors must still be finite
+    numbers (firthmodels; the global test against a one-dimensional maximisation of the penalised likelihood
+    over the intercept), not 0 and an infinite statistic."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(5.0, 1.0, size=(60, 3))
+    y = (X[:, 0] < 5.0).astype(np.int64)
+    fit = fit_logit(X, y, ["g0", "g1", "g2"], ["a", "b"], target="t")
+    assert fit.method == "firth"
+    tab = fit.table()
+    _, lrt_p, _ = _firthmodels_reference(X, y)
+    assert np.isfinite(lrt_p).all() and lrt_p[1] > 0
+    np.testing.assert_allclose(tab["p_value"], lrt_p, rtol=1e-6, atol=0)
+    A = np.column_stack([np.ones(len(y)), X])
+
+    def neg_null_pl(b0: float) -> float:  # slopes at 0, the penalty of the whole design (logistf's null model)
+        p = _sigmoid(np.full(len(y), b0))
+        return -(np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
+                 + 0.5 * np.linalg.slogdet(A.T @ (A * (p * (1 - p))[:, None]))[1])
+
+    null = optimize.minimize_scalar(neg_null_pl, bounds=(-10, 10), method="bounded", options={"xatol": 1e-12})
+    row = fit.fit_statistics().iloc[0]
+    np.testing.assert_allclose(row["llr"], 2 * (fit.firth.penalized_log_likelihood + null.fun), rtol=1e-8)
+    np.testing.assert_allclose(row["llr_pvalue"], stats.chi2.sf(row["llr"], 3), rtol=1e-9)
+
+
 def test_firth_newton_uses_the_exact_hessian():
     """The Hessian of the penalised log-likelihood against central differences of its gradient, and the
     gradient (Firth's modified score) against differences of the penalised log-likelihood."""

@@ -197,6 +197,24 @@ def test_model_comparison_shows_each_model_relative_to_ols(tmp_path, monkeypatch
     assert r2[:, 0].min() >= 0.77 - 1e-12  # the baseline's R² (about 0) is left out
 
 
+def test_model_comparison_of_classification_names_logistic_regression(tmp_path, monkeypatch):
+    """For classification targets ols is a logistic regression and mean the training class shares: the legend,
+    titles and axis labels must not call them OLS (multiple regression) or the training mean."""
+    captured = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: captured.setdefault("fig", fig))
+    metrics = pd.DataFrame({"target": ["a"] * 3, "model": ["ols", "mlp", "mean"], "split": "test",
+                            "mse": np.nan, "r2": np.nan, "accuracy": [0.9, 0.85, 0.5],
+                            "log_loss": [0.3, 0.35, 0.69]})
+    plots.model_comparison(metrics, tmp_path / "m.png")
+    fig = captured["fig"]
+    texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    texts += [fig._suptitle.get_text()] + [t for ax in fig.axes for t in (ax.get_title(), ax.get_xlabel())]
+    shown = " | ".join(texts)
+    assert "Logistic regression" in shown and "Training class shares" in shown, shown
+    assert "OLS" not in shown and "multiple regression" not in shown and "Training mean" not in shown, shown
+    assert "training-mean" not in shown and "relative to ols" not in shown, shown
+
+
 def test_importance_figure_draws_every_model_ig_and_verdicts(tmp_path, drawn_texts):
     """One bar group per model in the ranking of the network, the integrated gradients beside, the pairs
     coloured by verdict; names from data files drawn as text."""

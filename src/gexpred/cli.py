@@ -1119,7 +1119,11 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
                  source, bundle.target)
         return None
     if a.truth_from_input:
-        if bundle.task != "regression" or y_input is None:
+        if bundle.task != "regression":
+            raise InputError(f"--truth-from-input: {bundle.target!r} is a classification target: its truth is a "
+                             f"class label, not a gene's expression in {source}. Give the batch's labels with "
+                             f"--truth TABLE (columns 'sample' and {bundle.target!r}).")
+        if y_input is None:
             raise InputError(f"--truth-from-input: {source} has no gene {bundle.target!r} to take the truth from.")
         return y_input
     if not a.truth:
@@ -1202,7 +1206,8 @@ def cmd_monitor(a: argparse.Namespace) -> None:
                                  test_losses=None if test_losses is None else np.asarray(test_losses, float),
                                  new_losses=new_losses)
     result = verdict(drift, perf, thresholds)
-    result.update({"target": bundle.target, "model": bundle.card["model"], "bundle": str(bundle.path),
+    result.update({"target": bundle.target, "task": bundle.task, "model": bundle.card["model"],
+                   "bundle": str(bundle.path),
                    "n_samples": int(len(X)), "inputs": list(a.input)})
     log.info("monitor %s (%s): %s%s", bundle.target, bundle.card["model"], result["verdict"],
              "".join(f"\n  {r}" for r in result["reasons"]))
@@ -1222,7 +1227,9 @@ def cmd_monitor(a: argparse.Namespace) -> None:
 def _verdict_reasons(v: dict[str, Any]) -> str:
     """The reasons of a monitoring verdict in words, saying when accuracy was not checked (the batch had no truth:
     its matrices do not measure the target), so that an ``ok`` is not read as a verified accuracy."""
-    unchecked = ("accuracy not checked: no truth for the batch (it does not measure the target; "
+    unchecked = ("accuracy not checked: no class labels for the batch (gexpred monitor --truth TABLE checks it)"
+                 if v.get("task") == "classification" else
+                 "accuracy not checked: no truth for the batch (it does not measure the target; "
                  "gexpred monitor --truth TABLE checks it)")
     if v.get("truth_given", True):
         return "; ".join(v["reasons"]) or "no drift or accuracy problem found"

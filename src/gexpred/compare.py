@@ -298,7 +298,9 @@ def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: 
         p = np.nan
         verdict = "not compared"
         label = "MSE" if metric == "mse" else metric.replace("_", "-")
-        statement = f"Best by {n_folds}-fold CV: {best} ({label} {means[best]:.4g})."
+        # a classification run's ols is a logistic regression and its mean baseline the training class shares
+        names = {"ols": "logistic regression", "mean": "the training class shares"} if metric == "log_loss" else {}
+        statement = f"Best by {n_folds}-fold CV: {names.get(best, best)} ({label} {means[best]:.4g})."
         if "mlp" in means.index and "ols" in means.index:
             a = df[df["model"] == "mlp"].set_index("fold")[metric]
             b = df[df["model"] == "ols"].set_index("fold")[metric].reindex(a.index)
@@ -311,12 +313,14 @@ def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: 
             if np.isfinite(p) and p < alpha:
                 verdict = better
                 statement += (f" The {'network' if better == 'network' else 'regression'} is better: CV {label} "
-                              f"{means['mlp']:.4g} (network) vs {means['ols']:.4g} (OLS), {rel:.0f}% lower, "
+                              f"{means['mlp']:.4g} (network) vs {means['ols']:.4g} ({names.get('ols', 'OLS')}), "
+                              f"{rel:.0f}% lower, "
                               f"corrected resampled t-test p = {p:.2g}.")
             else:
                 verdict = "no evidence of a difference"
                 statement += (f" No evidence that network and regression differ: CV {label} {means['mlp']:.4g} "
-                              f"(network) vs {means['ols']:.4g} (OLS), corrected resampled t-test p = {p:.2g}"
+                              f"(network) vs {means['ols']:.4g} ({names.get('ols', 'OLS')}), corrected resampled "
+                              f"t-test p = {p:.2g}"
                               f"{'' if np.isfinite(p) else ' (undefined)'}.")
         row.update({"p_value": p, "verdict": verdict, "statement": statement, "n_folds": n_folds})
         row["test_best_model"] = str(test.loc[test[metric].idxmin(), "model"]) if len(test) else ""

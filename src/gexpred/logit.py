@@ -747,10 +747,22 @@ def firth_lr_test(A: np.ndarray, y: np.ndarray, fit: FirthFit, terms: list[int])
     maximum of the same penalised likelihood, its chi-squared p-value on
     ``len(terms)`` degrees of freedom (Heinze & Schemper 2002), and whether the
     constrained fit converged.
+
+    The constrained fit starts from the full estimate with ``terms`` set to 0
+    and from zeros, and keeps the higher maximum: where the classes are
+    separated, the full estimate's other coefficients (a large intercept) put
+    every sample's probability at 0 or 1 once a separating predictor is set
+    to 0, a start the Newton iteration cannot leave. A statistic whose
+    constrained fit has no finite penalised likelihood is NaN, not infinite.
     """
-    start = fit.coef.copy()
-    start[terms] = 0.0
-    red = firth_logit(A, y, fixed={j: 0.0 for j in terms}, start=start)
+    fixed = {j: 0.0 for j in terms}
+    warm = fit.coef.copy()
+    warm[terms] = 0.0
+    fits = [firth_logit(A, y, fixed=fixed, start=start) for start in (warm, np.zeros_like(warm))]
+    red = max(fits, key=lambda f: (f.converged and np.isfinite(f.penalized_log_likelihood),
+                                   f.penalized_log_likelihood))
+    if not np.isfinite(red.penalized_log_likelihood):
+        return np.nan, np.nan, False
     stat = max(0.0, 2.0 * (fit.penalized_log_likelihood - red.penalized_log_likelihood))
     return stat, float(stats.chi2.sf(stat, len(terms))), red.converged
 

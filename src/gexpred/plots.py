@@ -617,6 +617,9 @@ def model_comparison(metrics: pd.DataFrame, path: str | Path, split: str = "test
     offsets = dict(zip(models, np.linspace(-0.22, 0.22, len(models)) if len(models) > 1 else [0.0]))
     table = sub.pivot_table(index="target", columns="model", values=err, aggfunc="first").reindex(targets)
     ratio = table.div(table[ref], axis=0) if ref in table else table * np.nan
+    # a classification run's ols is a logistic regression and its baseline the training class shares
+    labels_of = ({**MODEL_LABELS, "ols": "Logistic regression", "mean": "Training class shares"} if classify
+                 else MODEL_LABELS)
     height = 2.6 + 0.32 * max(len(targets), 3)
     with plt.rc_context(STYLE):
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12.0, height), sharey=True,
@@ -634,14 +637,14 @@ def model_comparison(metrics: pd.DataFrame, path: str | Path, split: str = "test
             if model == baseline:  # usually far right: pinned to the edge, value written beside it
                 shown = np.clip(r, lo, hi)
                 ax.scatter(shown[ok], rows[ok], s=34, marker=">", color=_color(model, k), zorder=3,
-                           label=f"{MODEL_LABELS.get(model, plain(model))} (at the edge when off the scale)")
+                           label=f"{labels_of.get(model, plain(model))} (at the edge when off the scale)")
                 for xv, yv, rv in zip(shown[ok], rows[ok], r[ok]):
                     if rv > hi:
                         ax.annotate(f"{rv:.3g}×", (xv, yv), xytext=(-4, 0), textcoords="offset points",
                                     ha="right", va="center", fontsize=7, color=_color(model, k))
                 continue
             ax.scatter(r[ok], rows[ok], s=40, color=_color(model, k), zorder=3, edgecolor="white", linewidth=0.5,
-                       label=MODEL_LABELS.get(model, plain(model)))
+                       label=labels_of.get(model, plain(model)))
         best = table[[m for m in real if m in table]].idxmin(axis=1)
         for t, m in best.dropna().items():
             rv = ratio.loc[t, m]
@@ -656,7 +659,8 @@ def model_comparison(metrics: pd.DataFrame, path: str | Path, split: str = "test
         ax.tick_params(axis="x", which="minor", labelsize=7)
         ref_label = "logistic regression" if classify and ref == "ols" else MODEL_LABELS.get(ref, plain(ref))
         ax.set_xlabel(f"{err} relative to {ref_label} (log scale; left of 1 is better)")
-        ax.set_title(f"{METRIC_SHORT.get(err, plain(err))} relative to {plain(ref)} (ring: best per target)")
+        ax.set_title(f"{METRIC_SHORT.get(err, plain(err))} relative to "
+                     f"{'logistic regression' if classify and ref == 'ols' else plain(ref)} (ring: best per target)")
         ax.set_yticks(range(len(targets)))
         ax.set_yticklabels([plain(t) for t in targets], fontsize=8 if len(targets) > 20 else 9)
         ax.set_ylim(len(targets) - 0.5, -0.5)
@@ -676,7 +680,8 @@ def model_comparison(metrics: pd.DataFrame, path: str | Path, split: str = "test
             ax2.set_visible(False)
         ax2.grid(axis="y", alpha=0)
         fig.suptitle(f"Model comparison on the {split} split: {len(targets)} targets, {len(real)} models"
-                     + (" and the training-mean baseline" if baseline in models else ""))
+                     + ((" and the training-class-share baseline" if classify else " and the training-mean baseline")
+                        if baseline in models else ""))
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False, fontsize=8)
         fig.tight_layout(rect=(0, 0.55 / height, 1, 1))
         _save(fig, path)
