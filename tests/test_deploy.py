@@ -810,3 +810,76 @@ def test_sigterm_while_writing_a_bundle_removes_its_temporary_directory(tmp_path
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert list((tmp_path / "models").iterdir()) == []
+
+
+def _logistic_bundle(tmp_path, target: str, classes: list[str], binarize_threshold: float | None = None):
+    """A logistic bundle on the raw predictors (no normalization), P(classes[1]) = logistic(-0.2 + 1.5 gA - gB)
+    around the training mean; test log-loss 0.45 from 40 test samples."""
+    coef = [[-0.2], [1.5], [-1.0], [0.0]]
+    train = _raw(150, seed=9)
+    p_up = 1 / (1 + np.exp(-(train[PREDICTORS].to_numpy() @ np.array([1.5, -1.0, 0.0]) - 0.2)))
+    ref = pd.DataFrame({"sample": train.index, **{g: train[g] for g in PREDICTORS}, f"p[{classes[0]}]": 1 - p_up,
+                        f"p[{classes[1]}]": p_up, "prediction": p_up, "observed": classes[1]})
+    return write_bundle(tmp_path / target, target=target, model="ols", task="classification", classes=classes,
+                        model_params={"kind": "logistic", "terms": PREDICTORS, "classes": classes, "coef": coef},
+                        preprocessing={"normalization": {"steps": [], "genes": PREDICTORS},
+                                       "design": {"predictors": PREDICTORS, "covariates": {}, "interactions": [],
+                                                  "terms": PREDICTORS}},
+                        reference=ref, metrics={"test": {"n": 40, "accuracy": 0.8, "log_loss": 0.45}},
+                        training_fingerprint="x", test_losses=np.full(40, 0.45),
+                        binarize_threshold=binarize_threshold)
+
+
+def _p_second(batch: pd.DataFrame) -> np.ndarray:
+    return 1 / (1 + np.exp(-(batch[PREDICTORS].to_numpy() @ np.array([1.5, -1.0, 0.0]) - 0.2)))
+
+
+def test_monitor_labels_a_classification_batch_from_its_sample_sheet(tmp_path):
+    """What the pipeline passes (--truth-if-measured): a sample sheet with a column named after the target gives the
+    truth (labels as the training labels are read: 1.0 is '1'); a sheet with a gap, or without the column,
+    gives none, said in the log; a class the model does not know is refused."""
+    path = _logistic_bundle(tmp_path, "state", ["0", "1"])
+    new = _raw(40, seed=10)
+    src = _write_matrix(new, tmp_path / "new.tsv")
+    labels = np.where(np.random.default_rng(3).random(40) < _p_second(new), 1.0, 0.0)
+
+    def monitor(sheet: pd.DataFrame, name: str) -> int:
+        sheet.to_csv(tmp_path / f"{name}.tsv", sep="\t", index=False)
+        return main(["monitor", "--bundle", str(path), "--input", src, "--sample-sheet", str(tmp_path / f"{name}.tsv"),
+                     "--truth-if-measured", "--out-dir", str(tmp_path / name), "--log", str(tmp_path / f"{name}.log")])
+
+    assert monitor(pd.DataFrame({"sample": new.index, "state": labels, "batch": "b1"}), "sheet") == 0
+    perf = pd.read_csv(tmp_path / "sheet" / "performance.tsv", sep="\t").set_index("metric")
+    p1 = _p_second(new)
+    want = -np.mean(np.log(np.where(labels == 1.0, p1, 1 - p1)))
+    assert perf.loc["log_loss", "new_batch"] == pytest.approx(want, rel=1e-9)
+    assert perf.loc["accuracy", "new_batch"] == pytest.approx(np.mean((p1 > 0.5) == (labels == 1.0)))
+    assert json.loads((tmp_path / "sheet" / "verdict.json").read_text())["truth_given"]
+    gap = pd.DataFrame({"sample": new.index, "state": np.r_[labels[:-1], np.nan], "batch": "b1"})
+    assert monitor(gap, "gap") == 0 and pd.read_csv(tmp_path / "gap" / "performance.tsv", sep="\t").empty
+    assert "no 'state' label for 1 of 40 samples" in " ".join((tmp_path / "gap.log").read_text().split())
+    assert monitor(pd.DataFrame({"sample": new.index, "batch": "b1"}), "none") == 0
+    assert not json.loads((tmp_path / "none" / "verdict.json").read_text())["truth_given"]
+    assert monitor(pd.DataFrame({"sample": new.index, "state": 2, "batch": "b1"}), "unknown") == 1
+    assert "classes ['2'] that the model does not know" in " ".join((tmp_path / "unknown.log").read_text().split())
+    assert not (tmp_path / "unknown").exists()
+
+
+def test_monitor_labels_a_batch_measuring_a_binarized_gene_at_the_bundles_threshold(tmp_path):
+    """A binarized gene's threshold is kept in the card: a batch measuring the gene (raw scale) is labelled by it,
+    as the training labels were (> threshold), and judged; a batch without the gene is monitored without."""
+    path = _logistic_bundle(tmp_path, "gD", ["<= 9", "> 9"], binarize_threshold=9.0)
+    assert load_bundle(path).card["binarize_threshold"] == 9.0
+    new = _raw(40, seed=10)
+    out = tmp_path / "mon"
+    assert main(["monitor", "--bundle", str(path), "--input", _write_matrix(new, tmp_path / "new.tsv"),
+                 "--truth-if-measured", "--out-dir", str(out)]) == 0
+    perf = pd.read_csv(out / "performance.tsv", sep="\t").set_index("metric")
+    above, p1 = new["gD"].to_numpy() > 9.0, _p_second(new)
+    assert 5 < above.sum() < 35
+    assert perf.loc["log_loss", "new_batch"] == pytest.approx(-np.mean(np.log(np.where(above, p1, 1 - p1))), rel=1e-9)
+    without = tmp_path / "without"
+    assert main(["monitor", "--bundle", str(path), "--input",
+                 _write_matrix(new.drop(columns=["gD"]), tmp_path / "w.tsv"), "--truth-if-measured",
+                 "--out-dir", str(without)]) == 0
+    assert pd.read_csv(without / "performance.tsv", sep="\t").empty

@@ -197,9 +197,27 @@ def test_classification_end_to_end(tmp_path):
     (tmp_path / "data").mkdir()
     pd.DataFrame(X.T, index=genes, columns=samples).to_csv(tmp_path / "data/expr.tsv", sep="\t")
     pd.DataFrame({"sample": samples, "phenotype": pheno}).to_csv(tmp_path / "data/sheet.tsv", sep="\t", index=False)
+    # a new batch with its labels: the sheet's phenotype column, and g3 measured (binarized at the same threshold)
+    Xn = rng.normal(0, 1, (30, g))
+    fresh = [f"n{j}" for j in range(30)]
+    pheno_new = np.where(1.5 * Xn[:, 0] - Xn[:, 1] + rng.logistic(size=30) > 0, "case", "control")
+    pd.DataFrame(Xn.T, index=genes, columns=fresh).to_csv(tmp_path / "data/new.tsv", sep="\t")
+    pd.DataFrame({"sample": fresh, "phenotype": pheno_new}).to_csv(tmp_path / "data/new_sheet.tsv", sep="\t",
+                                                                   index=False)
     write_config(tmp_path, task="classification", sample_sheet="data/sheet.tsv", targets=["phenotype", "g3"],
-                 binarize={"g3": 0.0}, predictors=["g0", "g1", "g2"], models=["ols", "mlp"])
+                 binarize={"g3": 0.0}, predictors=["g0", "g1", "g2"], models=["ols", "mlp"],
+                 new_batches={"fresh": ["data/new.tsv"]}, new_batch_sheets={"fresh": "data/new_sheet.tsv"})
     run_snakemake(tmp_path)
+    # the monitor judged the batch's accuracy from its labels: log-loss from the batch's predictions and the truth
+    for target, truth in (("phenotype", pheno_new), ("g3", np.where(Xn[:, 3] > 0, "> 0", "<= 0"))):
+        batch = pd.read_csv(tmp_path / f"results/deploy/fresh/{target}/predictions.tsv", sep="\t").set_index("sample")
+        p_true = [batch.loc[s, f"p[{c}]"] for s, c in zip(fresh, truth)]
+        perf = pd.read_csv(tmp_path / f"results/deploy/fresh/{target}/performance.tsv", sep="\t").set_index("metric")
+        np.testing.assert_allclose(perf.loc["log_loss", "new_batch"], -np.mean(np.log(p_true)), rtol=1e-9)
+        assert json.loads((tmp_path / f"results/deploy/fresh/{target}/verdict.json").read_text())["truth_given"]
+    card = json.loads((tmp_path / "results/models/g3/ols/card.json").read_text())
+    assert card["binarize_threshold"] == 0.0 and "binarize_threshold" not in json.loads(
+        (tmp_path / "results/models/phenotype/ols/card.json").read_text())
     labels = pd.read_csv(tmp_path / "results/data/labels.tsv", sep="\t", dtype=str).set_index("sample")
     np.testing.assert_array_equal(labels.loc[samples, "phenotype"], pheno)
     np.testing.assert_array_equal(labels.loc[samples, "g3"], np.where(X[:, 3] > 0, "> 0", "<= 0"))

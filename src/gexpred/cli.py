@@ -1032,7 +1032,8 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
                  preprocessing={"normalization": subset_normalization(norm_params, genes), "design": design},
                  reference=ref.reset_index(drop=True), metrics=card_metrics,
                  training_fingerprint=fingerprint(Xall, list(np.asarray(samples)[train]), list(adata.var_names)),
-                 weights=weights, test_losses=test_losses[np.isfinite(test_losses)])
+                 weights=weights, test_losses=test_losses[np.isfinite(test_losses)],
+                 binarize_threshold=a.binarize_threshold if task == "classification" else None)
     log.info("bundle %s / %s written to %s", a.target, model, out_dir)
 
 
@@ -1108,13 +1109,57 @@ def cmd_predict(a: argparse.Namespace) -> None:
     write_table(out, a.out)
 
 
-def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: str):
-    """Truth of the batch's samples (normalized scale for regression), or None."""
+def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: str) -> np.ndarray | None:
+    """A classification target's class labels as the batch holds them, or None: a binarized gene cut at the
+    bundle's threshold where the batch measures it (raw scale, as the training labels were made), else the sample
+    sheet's column named after the target. Only where every sample has one (a gap: logged, None)."""
+    from .logit import _label
+
+    threshold = bundle.card.get("binarize_threshold")
+    if threshold is not None:
+        if bundle.target not in expr.columns:
+            return None
+        values = expr[bundle.target].to_numpy(dtype=np.float64)
+        gaps = ~np.isfinite(values)
+        if gaps.any():
+            log.info("%s lacks gene %r in %d of %d samples (%s): accuracy not checked", source, bundle.target,
+                     int(gaps.sum()), len(values), preview(list(expr.index[gaps])))
+            return None
+        return np.where(values > threshold, f"> {threshold:g}", f"<= {threshold:g}").astype(object)
+    if obs is None or bundle.target not in obs.columns:
+        return None
+    col = obs[bundle.target].reindex(expr.index)
+    labels = np.array(["" if pd.isna(v) else _label(v) for v in col], dtype=object)
+    gaps = labels == ""
+    if gaps.any():
+        log.info("%s has no %r label for %d of %d samples (%s): accuracy not checked", obs.attrs.get("source", source),
+                 bundle.target, int(gaps.sum()), len(labels), preview(list(expr.index[gaps])))
+        return None
+    unknown = sorted(set(labels) - set(bundle.classes))
+    if unknown:
+        raise InputError(f"The {obs.attrs.get('source', 'sample sheet')} labels {bundle.target!r} with classes "
+                         f"{unknown} that the model does not know ({bundle.classes}): its accuracy on them cannot be "
+                         f"judged. Check the spelling of the labels, or leave those samples out.")
+    return labels
+
+
+def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: str,
+           obs: pd.DataFrame | None = None):
+    """Truth of the batch's samples (normalized scale for regression; class labels for classification), or None."""
     from .io import read_sample_sheet
 
     if getattr(a, "truth_if_measured", False) and not a.truth_from_input and not a.truth:
         if bundle.task == "regression" and y_input is not None:
             return y_input
+        if bundle.task == "classification":
+            labels = _batch_labels(bundle, expr, obs, source)
+            if labels is not None:
+                log.info("truth of %r: %s", bundle.target, "the batch's gene cut at the bundle's threshold"
+                         if bundle.card.get("binarize_threshold") is not None else "the sample sheet's labels")
+                return labels
+            log.info("%s holds no class labels of %r: monitoring the inputs and predictions without the truth",
+                     source, bundle.target)
+            return None
         log.info("%s does not measure the target %r: monitoring the inputs and predictions without the truth",
                  source, bundle.target)
         return None
@@ -1150,11 +1195,14 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
         raise InputError(f"Truth table '{a.truth}' has no {col!r} value for samples {preview(list(t.index[t.isna()]))}. "
                          f"Fill them in, or leave those samples out of the batch.")
     if bundle.task == "classification":
-        unknown = sorted(set(t.astype(str)) - set(bundle.classes))
+        from .logit import _label
+
+        labels = np.array([_label(v) for v in t], dtype=object)  # as the training labels: 1.0 reads '1'
+        unknown = sorted(set(labels) - set(bundle.classes))
         if unknown:
             raise InputError(f"Truth table '{a.truth}' has classes {unknown} the model does not know "
                              f"({bundle.classes}).")
-        return t.astype(str).to_numpy()
+        return labels
     from .preprocess import apply_normalization
 
     norm = bundle.preprocessing["normalization"]
@@ -1188,7 +1236,7 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     new_pred = pred[:, -1] if bundle.task == "classification" else pred
     drift = drift_table(bundle.reference, X, bundle.terms, thresholds,
                         prediction=(bundle.reference["prediction"].to_numpy(dtype=float), new_pred))
-    truth = _truth(a, bundle, expr, y_input, source)
+    truth = _truth(a, bundle, expr, y_input, source, obs)
     perf = None
     if truth is not None:
         if bundle.task == "classification":
@@ -1227,7 +1275,8 @@ def cmd_monitor(a: argparse.Namespace) -> None:
 def _verdict_reasons(v: dict[str, Any]) -> str:
     """The reasons of a monitoring verdict in words, saying when accuracy was not checked (the batch had no truth:
     its matrices do not measure the target), so that an ``ok`` is not read as a verified accuracy."""
-    unchecked = ("accuracy not checked: no class labels for the batch (gexpred monitor --truth TABLE checks it)"
+    unchecked = ("accuracy not checked: no class labels for the batch (a sample-sheet column named after the "
+                 "target, or the binarized gene in its matrices; gexpred monitor --truth TABLE checks it)"
                  if v.get("task") == "classification" else
                  "accuracy not checked: no truth for the batch (it does not measure the target; "
                  "gexpred monitor --truth TABLE checks it)")
@@ -2141,6 +2190,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", required=True)
     s.add_argument("--normalization", required=True, help="normalization.json fitted on the training split")
     s.add_argument("--labels", help="class labels table (classification targets)")
+    s.add_argument("--binarize-threshold", type=float,
+                   help="the target is this gene cut at this threshold (config 'binarize'): kept in the card, so that "
+                        "monitor can label a new batch that measures the gene")
     s.add_argument("--metrics", required=True)
     s.add_argument("--cv-metrics")
     s.add_argument("--out", nargs="+", required=True, help="bundle directory of each model")
@@ -2173,9 +2225,11 @@ def build_parser() -> argparse.ArgumentParser:
             truth.add_argument("--truth-from-input", action="store_true",
                                help="regression: take the truth from the target gene in the input matrices")
             truth.add_argument("--truth-if-measured", action="store_true",
-                               help="regression: as --truth-from-input where the input matrices measure the "
-                                    "target gene; without it, monitor the inputs and predictions only (what the "
-                                    "pipeline does for a new batch)")
+                               help="the truth where the batch holds it (what the pipeline does for a new batch): "
+                                    "regression, the target gene in the input matrices (as --truth-from-input); "
+                                    "classification, a binarized gene in the input matrices cut at the bundle's "
+                                    "threshold, or the sample sheet's column named after the target; without "
+                                    "it, monitor the inputs and predictions only")
             s.add_argument("--thresholds", help="JSON of the monitor thresholds (config section 'monitor')")
             s.add_argument("--out-dir", required=True, help="drift.tsv, performance.tsv, verdict.json, drift.png")
             s.add_argument("--out-predictions", help="also write the batch's predictions (as `gexpred predict`)")

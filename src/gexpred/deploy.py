@@ -137,7 +137,7 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
                  classes: list[str] | None, model_params: dict[str, Any], preprocessing: dict[str, Any],
                  reference: pd.DataFrame, metrics: dict[str, Any], training_fingerprint: str,
                  weights: str | os.PathLike[str] | None = None, created: str | None = None,
-                 test_losses: np.ndarray | None = None) -> Path:
+                 test_losses: np.ndarray | None = None, binarize_threshold: float | None = None) -> Path:
     """Write a bundle directory atomically (built beside ``out_dir``, then renamed into place).
 
     Parameters
@@ -156,6 +156,9 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
         Each test-split sample's loss (:func:`gexpred.monitor.sample_losses`; their mean is the test metric),
         kept in the card as ``test_losses`` so that the monitor can test whether a batch's error rises above
         the test split's by more than chance (:func:`gexpred.monitor.error_rise_test`).
+    binarize_threshold
+        For a gene binarized into a classification target (config ``binarize``), its threshold on the raw scale,
+        kept in the card (``binarize_threshold``) so that a batch measuring the gene can be labelled.
     created
         ISO time stamp (default: ``SOURCE_DATE_EPOCH`` if set, else now; UTC).
     """
@@ -183,6 +186,7 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
             "metrics": metrics,
             **({"test_losses": [float(v) for v in np.asarray(test_losses, dtype=np.float64).ravel()]}
                if test_losses is not None else {}),
+            **({"binarize_threshold": float(binarize_threshold)} if binarize_threshold is not None else {}),
             "training_fingerprint": training_fingerprint,
             "n_training_samples": int(len(reference)),
             "versions": package_versions(),
@@ -380,6 +384,10 @@ def bundle_problems(card: dict[str, Any], params: dict[str, Any], prep: dict[str
     if losses is not None and not (is_list(losses, (int, float)) and np.all(np.isfinite(losses))
                                    and np.all(np.asarray(losses, dtype=np.float64) >= 0)):
         problems.append("card.json's test_losses are not a list of finite, non-negative numbers")
+    threshold = card.get("binarize_threshold")
+    if threshold is not None and not (is_list([threshold], (int, float)) and math.isfinite(threshold)
+                                      and card.get("task") == "classification"):
+        problems.append("card.json's binarize_threshold is not a finite number of a classification target")
     kind = params.get("kind")
     coef = params.get("coef")
     if kind == "linear":

@@ -387,11 +387,13 @@ def batch_files(wildcards):
 
 
 def batch_sheet(wildcards):
-    """The sample sheet a new batch's covariates are read from: none when the models adjust for no covariate;
-    else the batch's own (new_batch_sheets) or the run's."""
-    if not config["ols"]["covariates"]:
-        return []
-    return [config["new_batch_sheets"].get(wildcards.batch, config["sample_sheet"])]
+    """The sample sheet of a new batch: with covariates, the batch's own (new_batch_sheets) or the run's, to read
+    them from; without, for classification, the batch's own if given, whose target columns label the batch (the
+    monitor's truth); else none."""
+    own = config["new_batch_sheets"].get(wildcards.batch)
+    if config["ols"]["covariates"]:
+        return [own or config["sample_sheet"]]
+    return [own] if CLASSIFICATION and own else []
 
 
 def input_paths(name):

@@ -22,6 +22,9 @@ rule bundle:
         model_dirs=lambda wc, input: " ".join(shlex.quote(str(Path(p).parent)) for p in input.predictions),
         outs=lambda wc, output: " ".join(shlex.quote(p) for p in output.bundles),
         labels=lambda wc, input: labels_arg(input),
+        # a binarized gene's threshold, kept in the card so that the monitor can label a batch measuring it
+        binarize=lambda wc: (f"--binarize-threshold {float(config['binarize'][TARGETS[wc.target]])!r}"
+                             if TARGETS[wc.target] in config["binarize"] else ""),
     threads: 1
     resources:
         mem_mb=whole_matrix_mem_mb(1.5, 2000),
@@ -31,7 +34,7 @@ rule bundle:
     shell:
         "gexpred bundle --target {params.target:q} --model {params.models} --model-dir {params.model_dirs}"
         " --data {input.data:q} --splits {input.splits:q} --normalization {input.normalization:q}"
-        " {params.labels} --metrics {input.metrics:q} --cv-metrics {input.cv_metrics:q} --out {params.outs}"
+        " {params.labels} {params.binarize} --metrics {input.metrics:q} --cv-metrics {input.cv_metrics:q} --out {params.outs}"
         " --summary {input.summary:q} --out-best {output.best:q} --log {log:q}"
 
 
@@ -50,7 +53,7 @@ rule deploy_batch:
             caption="../report/drift.rst",
             category="6. Deploy & monitoring",
             subcategory="{batch}",
-            # no truth, hence no accuracy, for classification (the monitor gets no class labels)
+            # no observed-vs-predicted panel for classification (its accuracy, if labelled: performance.tsv)
             labels=lambda wc: {
                 "batch": wc.batch,
                 **target_labels(wc, figure="drift" if CLASSIFICATION else "drift and accuracy"),
@@ -64,7 +67,9 @@ rule deploy_batch:
         bundle=lambda wc, input: str(Path(input.best).parent),
         inputs=lambda wc, input: " ".join(f"--input {shlex.quote(p)}" for p in input.batch),
         sheet=lambda wc, input: " ".join(f"--sample-sheet {shlex.quote(p)}" for p in input.sheet),
-        truth="--truth-if-measured" if not CLASSIFICATION else "",
+        # regression: the target gene where the batch measures it; classification: a binarized gene there, or
+        # the batch sheet's label column
+        truth="--truth-if-measured",
         thresholds=cli_json(config["monitor"]),
         out_dir=subpath(output.verdict, parent=True),
         # the numbers and names the report's captions show (report_helpers.smk, included later)
