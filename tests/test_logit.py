@@ -518,9 +518,17 @@ def test_firth_tests_of_a_separating_predictor_with_a_large_intercept():
     fit = fit_logit(X, y, ["g0", "g1", "g2"], ["a", "b"], target="t")
     assert fit.method == "firth"
     tab = fit.table()
-    _, lrt_p, _ = _firthmodels_reference(X, y)
+    _, lrt_p, ci = _firthmodels_reference(X, y)
     assert np.isfinite(lrt_p).all() and lrt_p[1] > 0
     np.testing.assert_allclose(tab["p_value"], lrt_p, rtol=1e-6, atol=0)
+    # the profile intervals too: far out on the intercept (171.6) the constrained fits started from the estimate
+    # put every probability at 0 or 1, and the interval closed early (153.2) before the scaled start. The
+    # separating gene's lower end: its profile is not monotone (checked with scipy: it crosses the cut at
+    # -35.28 and back at -35.42, above it in between), firthmodels gives the first crossing, this search the
+    # second; both are ends of the profile
+    ends = tab[["ci_low", "ci_high"]].to_numpy()
+    np.testing.assert_allclose(np.delete(ends.ravel(), 2), np.delete(ci.ravel(), 2), rtol=1e-6)
+    assert ends[1, 0] == pytest.approx(ci[1, 0], rel=5e-3)
     A = np.column_stack([np.ones(len(y)), X])
 
     def neg_null_pl(b0: float) -> float:  # slopes at 0, the penalty of the whole design (logistf's null model)

@@ -137,7 +137,7 @@ def test_classification_figure_captions(classification_run):
         loss = _caption(res, f"results/plots/{target}/loss.png")
         assert "cross-entropy" in loss and "accuracy" in loss and "data scale" not in loss
         drift = _caption(res, f"results/deploy/fresh/{target}/drift.png")
-        assert "measured expression" not in drift and "no accuracy check" in drift
+        assert "measured expression" not in drift and "accuracy is checked where the batch holds class labels" in drift
         assert res[f"results/deploy/fresh/{target}/drift.png"]["labels"]["figure"] == "drift"
         coef_fig = _caption(res, f"results/plots/{target}/coefficients.png")
         assert "Logistic regression coefficients" in coef_fig and "OLS" not in coef_fig

@@ -767,6 +767,16 @@ def firth_lr_test(A: np.ndarray, y: np.ndarray, fit: FirthFit, terms: list[int])
     return stat, float(stats.chi2.sf(stat, len(terms))), red.converged
 
 
+PROFILE_RESTARTS = 5
+"""Further runs of :data:`FIRTH_MAXITER` iterations allowed to a profile fit that has not converged."""
+
+
+def _better(a: FirthFit, b: FirthFit) -> bool:
+    """Whether fit ``a`` is the higher maximum of the penalised likelihood (a finite one first)."""
+    pa, pb = a.penalized_log_likelihood, b.penalized_log_likelihood
+    return bool(np.isfinite(pa) and (not np.isfinite(pb) or pa > pb))
+
+
 def firth_profile_interval(A: np.ndarray, y: np.ndarray, fit: FirthFit, j: int,
                            alpha: float = 0.05) -> tuple[float, float]:
     """Profile penalised-likelihood confidence interval of coefficient ``j``.
@@ -784,18 +794,34 @@ def firth_profile_interval(A: np.ndarray, y: np.ndarray, fit: FirthFit, j: int,
     se = float(np.sqrt(fit.cov[j, j])) if np.isfinite(fit.cov[j, j]) and fit.cov[j, j] > 0 else 1.0
     # the penalised likelihood is not concave, and far out on a separating predictor the constrained
     # fit can have more than one maximum; the profile is the highest, so each value of b_j is fitted
-    # from two starts, the estimate and the nearest profile fit already made, and the better kept
+    # from several starts and the best kept
     seen: list[tuple[float, np.ndarray]] = [(b_hat, fit.coef.copy())]
 
     def excess(b: float) -> float:
         nearest = min(seen, key=lambda s: abs(s[0] - b))[1]
         best = None
-        for origin in [fit.coef] if nearest is fit.coef else [fit.coef, nearest]:
+        # starts: the nearest profile fit already made and the estimate scaled to b (far out on a separating
+        # predictor or the intercept the others grow with it: the estimate itself then puts every probability
+        # at 0 or 1); where neither converges, also the estimate and zeros. The highest maximum is kept
+        scaled = fit.coef * (b / b_hat) if b_hat != 0.0 else fit.coef
+        first = [scaled] if nearest is fit.coef else [nearest, scaled]
+        for k, origin in enumerate([*first, fit.coef, np.zeros_like(fit.coef)]):
+            if k == len(first) and best.converged:
+                break
             start = origin.copy()
             start[j] = b
             prof = firth_logit(A, y, fixed={j: b}, start=start)
-            if best is None or prof.penalized_log_likelihood > best.penalized_log_likelihood:
+            if best is None or _better(prof, best):
                 best = prof
+        # far out the constrained fit converges slowly (Fisher steps where the Hessian is not negative
+        # definite): an unconverged maximum is too low and would close the interval early, so go on from it
+        for _ in range(PROFILE_RESTARTS):
+            if best.converged:
+                break
+            more = firth_logit(A, y, fixed={j: b}, start=best.coef)
+            best = more if _better(more, best) else best
+            if not more.converged and more.penalized_log_likelihood <= best.penalized_log_likelihood + 1e-12:
+                break
         seen.append((b, best.coef))
         return 2.0 * (top - best.penalized_log_likelihood) - crit
 
