@@ -295,3 +295,28 @@ def test_negative_or_fractional_seed_is_a_usage_error(argv, tmp_path, monkeypatc
     option = argv[-2]
     assert f"argument {option}: a seed is an integer >= 0, not" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_folds_warn_of_a_class_thinner_than_the_folds(tmp_path):
+    """The split is stratified by the first target only: another target's rare class can have fewer training
+    samples than folds, so some folds hold none of it. The log names the target, the class and its count; the
+    folds are still written, every one of the rare class's samples in a fold of its own."""
+    samples = [f"s{i}" for i in range(40)]
+    data = ad.AnnData(X=np.random.default_rng(0).normal(size=(40, 2)), var=pd.DataFrame(index=["G0", "G1"]),
+                      obs=pd.DataFrame(index=samples))
+    data.write_h5ad(tmp_path / "d.h5ad")
+    pd.DataFrame({"sample": samples, "split": ["train"] * 30 + ["test"] * 10}).to_csv(
+        tmp_path / "splits.tsv", sep="\t", index=False)
+    rare = ["rare" if i in (3, 17, 25) else "common" for i in range(40)]
+    pd.DataFrame({"sample": samples, "cls": rare, "other": ["a", "b"] * 20}).to_csv(
+        tmp_path / "labels.tsv", sep="\t", index=False)
+    log = tmp_path / "folds.log"
+    assert main(["folds", "--data", str(tmp_path / "d.h5ad"), "--splits", str(tmp_path / "splits.tsv"),
+                 "--target", "cls", "--target", "other", "--labels", str(tmp_path / "labels.tsv"), "--k", "5",
+                 "--out", str(tmp_path / "folds.tsv"), "--log", str(log)]) == 0
+    text = flat(log.read_text())
+    assert "target cls: class 'rare' (3) has fewer training samples than the 5 folds" in text
+    assert "target other:" not in text.replace("target other: 30 training samples", "")
+    folds = pd.read_csv(tmp_path / "folds.tsv", sep="\t")
+    cls = folds[folds["target"] == "cls"].set_index("sample")["fold"]
+    assert cls.loc[["s3", "s17", "s25"]].nunique() == 3

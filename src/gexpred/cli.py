@@ -282,6 +282,17 @@ def cmd_folds(a: argparse.Namespace) -> None:
         labels = None
         if lab is not None:
             labels = lab.loc[train, t].to_numpy()
+            counts = pd.Series(labels).value_counts()
+            rare = counts[(counts < a.k) & (counts >= 2)]  # a single sample: kfold refuses it
+            if len(rare):  # the split is stratified by the first target only: another's rare class may be thin
+                log.warning("target %s: class%s %s ha%s fewer training samples than the %d folds, so some folds "
+                            "hold none of %s: their AUROC is undefined (NaN) and the models are judged on the "
+                            "other classes there. More samples of %s, or the first place among the targets (the "
+                            "split is stratified by the first target's classes), give %s a fair share.", t,
+                            "" if len(rare) == 1 else "es",
+                            ", ".join(f"{c!r} ({n})" for c, n in rare.items()), "s" if len(rare) == 1 else "ve",
+                            a.k, "them" if len(rare) > 1 else "it", "them" if len(rare) > 1 else "it",
+                            "them" if len(rare) > 1 else "it")
         try:
             fold = kfold(train, a.k, a.seed, labels)
         except InputError as exc:
@@ -2235,9 +2246,11 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--out-predictions", help="also write the batch's predictions (as `gexpred predict`)")
 
     s = verb("deploy-summary", cmd_deploy_summary, "Gather the monitoring verdicts of all batches and targets.")
-    s.add_argument("--verdicts", nargs="+", required=True)
-    s.add_argument("--performance", nargs="+", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--verdicts", nargs="+", required=True,
+                   help="verdict.json of each batch and target (results/deploy/BATCH/TARGET/verdict.json)")
+    s.add_argument("--performance", nargs="+", required=True,
+                   help="the performance.tsv beside each verdict, in the same order")
+    s.add_argument("--out", required=True, help="verdicts.tsv: one row per batch and target")
 
     s = verb("ols-summary", cmd_ols_summary,
              "Gather the OLS results of all targets; Benjamini-Hochberg q-values across targets and terms.")
