@@ -285,14 +285,14 @@ def cmd_folds(a: argparse.Namespace) -> None:
             counts = pd.Series(labels).value_counts()
             rare = counts[(counts < a.k) & (counts >= 2)]  # a single sample: kfold refuses it
             if len(rare):  # the split is stratified by the first target only: another's rare class may be thin
-                log.warning("target %s: class%s %s ha%s fewer training samples than the %d folds, so some folds "
-                            "hold none of %s: their AUROC is undefined (NaN) and the models are judged on the "
-                            "other classes there. More samples of %s, or the first place among the targets (the "
-                            "split is stratified by the first target's classes), give %s a fair share.", t,
-                            "" if len(rare) == 1 else "es",
-                            ", ".join(f"{c!r} ({n})" for c, n in rare.items()), "s" if len(rare) == 1 else "ve",
-                            a.k, "them" if len(rare) > 1 else "it", "them" if len(rare) > 1 else "it",
-                            "them" if len(rare) > 1 else "it")
+                one = len(rare) == 1
+                it = "it" if one else "them"
+                log.warning(f"target {t}: class{'' if one else 'es'} "
+                            f"{', '.join(f'{c!r} ({n})' for c, n in rare.items())} ha{'s' if one else 've'} fewer "
+                            f"training samples than the {a.k} folds, so some folds hold none of {it}: their AUROC is "
+                            f"undefined (NaN) and the models are judged on the other classes there. More samples of "
+                            f"{it}, or the first place among the targets (the split is stratified by the first "
+                            f"target's classes), give {it} a fair share.")
         try:
             fold = kfold(train, a.k, a.seed, labels)
         except InputError as exc:
@@ -1030,14 +1030,12 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
         card_metrics["cv"] = {k: float(v) for k, v in cvm.drop(columns=["target", "model", "fold"]).mean().items()
                               if pd.notna(v)}
         card_metrics["cv"]["n_folds"] = int(cvm["fold"].nunique())
+    from .logit import class_codes
     from .monitor import sample_losses
 
     test = split == "test"
-    if task == "classification":
-        index = {c: i for i, c in enumerate(classes)}
-        test_losses = sample_losses(task, np.array([index[v] for v in lab.to_numpy()[test]]), out[test])
-    else:
-        test_losses = sample_losses(task, expr[a.target].to_numpy()[test], out[test])
+    truth = class_codes(lab.to_numpy()[test], classes) if task == "classification" else expr[a.target].to_numpy()[test]
+    test_losses = sample_losses(task, truth, out[test])
     Xall = np.asarray(adata.X)[train]
     write_bundle(out_dir, target=a.target, model=model, task=task, classes=classes, model_params=params,
                  preprocessing={"normalization": subset_normalization(norm_params, genes), "design": design},
@@ -1124,7 +1122,7 @@ def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: 
     """A classification target's class labels as the batch holds them, or None: a binarized gene cut at the
     bundle's threshold where the batch measures it (raw scale, as the training labels were made), else the sample
     sheet's column named after the target. Only where every sample has one (a gap: logged, None)."""
-    from .logit import _label
+    from .logit import _label, binarized_classes
 
     threshold = bundle.card.get("binarize_threshold")
     if threshold is not None:
@@ -1136,7 +1134,7 @@ def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: 
             log.info("%s lacks gene %r in %d of %d samples (%s): accuracy not checked", source, bundle.target,
                      int(gaps.sum()), len(values), preview(list(expr.index[gaps])))
             return None
-        return np.where(values > threshold, f"> {threshold:g}", f"<= {threshold:g}").astype(object)
+        return np.asarray(binarized_classes(threshold), dtype=object)[(values > threshold).astype(np.int64)]
     if obs is None or bundle.target not in obs.columns:
         return None
     col = obs[bundle.target].reindex(expr.index)
@@ -1251,19 +1249,16 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     perf = None
     if truth is not None:
         if bundle.task == "classification":
-            from .logit import classification_metrics
+            from .logit import class_codes, classification_metrics
 
-            index = {c: i for i, c in enumerate(bundle.classes)}
-            codes = np.array([index[v] for v in truth])
+            codes = class_codes(truth, bundle.classes)
             new_metrics = classification_metrics(codes, pred)
             new_losses = sample_losses(bundle.task, codes, pred)
         else:
             new_metrics = regression_metrics(truth, pred)
             new_losses = sample_losses(bundle.task, truth, pred)
-        test_losses = bundle.card.get("test_losses")
         perf = performance_table(bundle.card["metrics"].get("test", {}), new_metrics, bundle.task, thresholds,
-                                 test_losses=None if test_losses is None else np.asarray(test_losses, float),
-                                 new_losses=new_losses)
+                                 test_losses=bundle.card.get("test_losses"), new_losses=new_losses)
     result = verdict(drift, perf, thresholds)
     result.update({"target": bundle.target, "task": bundle.task, "model": bundle.card["model"],
                    "bundle": str(bundle.path),

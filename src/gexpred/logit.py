@@ -131,9 +131,18 @@ def encode_labels(values: pd.Series, what: str) -> tuple[np.ndarray, list[str]]:
             f"The {what} has {shown} over its {len(values)} samples; a classification target needs at least "
             f"two classes. Choose another column, or check that the samples with other labels are not excluded."
         )
+    return class_codes(labels, classes), classes
+
+
+def class_codes(labels, classes: list[str]) -> np.ndarray:
+    """The ``int64`` code (position in ``classes``) of each label, all of them known classes."""
     index = {c: k for k, c in enumerate(classes)}
-    codes = np.array([index[v] for v in labels], dtype=np.int64)
-    return codes, classes
+    return np.array([index[v] for v in labels], dtype=np.int64)
+
+
+def binarized_classes(threshold: float) -> list[str]:
+    """The two classes of a gene cut at ``threshold`` (:func:`binarize`): ``["<= t", "> t"]``."""
+    return [f"<= {threshold:g}", f"> {threshold:g}"]
 
 
 def binarize(values: np.ndarray, threshold: float, what: str = "the values") -> tuple[np.ndarray, list[str]]:
@@ -169,7 +178,7 @@ def binarize(values: np.ndarray, threshold: float, what: str = "the values") -> 
             f"{preview(np.flatnonzero(bad))}), which cannot be binarized at {threshold:g}."
         )
     codes = (values > threshold).astype(np.int64)
-    classes = [f"<= {threshold:g}", f"> {threshold:g}"]
+    classes = binarized_classes(threshold)
     above = int(codes.sum())
     if above == 0 or above == len(codes):
         side = "above" if above else "at or below"
