@@ -119,6 +119,47 @@ def test_h_statistic_equals_its_definition_and_is_zero_for_additive_models():
     np.testing.assert_allclose(h2a, 0.0, atol=1e-20)
 
 
+def _h_parts_brute(f, X, j, k):
+    """Numerator and denominator of H^2 for one scalar output, by loops (as :func:`_h2_brute`)."""
+    m = len(X)
+
+    def pd_(cols):
+        out = np.array([np.mean([f(np.where(np.isin(np.arange(X.shape[1]), cols), X[i], X[l])[None])[0]
+                                 for l in range(m)]) for i in range(m)])
+        return out - out.mean()
+
+    joint = pd_([j, k])
+    return np.sum((joint - pd_([j]) - pd_([k])) ** 2), np.sum(joint**2)
+
+
+def test_h_statistic_of_class_probabilities_sums_over_the_classes():
+    """A three-class model whose pair (0, 1) moves samples between the first two classes only: the last
+    class's probability is additive in it (H^2 0), the probabilities together are not. H^2 over the classes
+    is the ratio of the per-class sums computed by loops; two classes' [1 - p, p] give p's own H^2 and
+    strength."""
+    X = np.random.default_rng(8).normal(size=(20, 3))
+    def three(Z):
+        """P(class 2) depends on x2 alone; x0 * x1 shares the rest between classes 0 and 1."""
+        p2 = 0.4 / (1 + np.exp(-Z[:, 2]))
+        s = 1 / (1 + np.exp(-Z[:, 0] * Z[:, 1]))
+        return np.column_stack([(1 - p2) * s, (1 - p2) * (1 - s), p2])
+
+    last = lambda Z: three(Z)[:, 2]  # noqa: E731
+    h2_last, _ = h_statistic(last, X, [(0, 1)])
+    assert h2_last[0] < 1e-20 or np.isnan(h2_last[0])
+    h2, strength = h_statistic(three, X, [(0, 1), (0, 2)])
+    parts = [[_h_parts_brute(lambda Z, c=c: three(Z)[:, c], X, j, k) for c in range(3)]
+             for j, k in [(0, 1), (0, 2)]]
+    expected = [sum(n for n, _ in pair) / sum(d for _, d in pair) for pair in parts]
+    np.testing.assert_allclose(h2, expected, rtol=1e-9)
+    np.testing.assert_allclose(strength[0], np.sqrt(sum(n for n, _ in parts[0]) / (3 * len(X))), rtol=1e-9)
+    assert h2[0] > 0.5
+    p = lambda Z: 1 / (1 + np.exp(-(Z[:, 0] + Z[:, 0] * Z[:, 1])))  # noqa: E731
+    both = lambda Z: np.column_stack([1 - p(Z), p(Z)])  # noqa: E731
+    np.testing.assert_allclose(np.column_stack(h_statistic(both, X, [(0, 1), (1, 2)])),
+                               np.column_stack(h_statistic(p, X, [(0, 1), (1, 2)])), rtol=1e-9, atol=1e-12)
+
+
 def test_interaction_f_test_equals_statsmodels_hc3_beside_the_pairs_squares():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(80, 3))

@@ -307,6 +307,12 @@ def test_decimal_comma_is_non_numeric(write):
     assert "'1,5'" in msg and "decimal point" in msg
 
 
+def test_non_numeric_value_names_a_gene_id_pandas_would_read_as_a_boolean(write):
+    """Found by the fuzz test: with a word among the values, gene ids 'false' / 'TRUE' were named False / True."""
+    msg = input_error(write("bool_ids.tsv", "gene\tS1\nfalse\tabc\nTRUE\t1\n"))
+    assert "gene 'false', sample 'S1': 'abc'" in msg
+
+
 def test_sample_without_id_in_header(write):
     msg = input_error(write("trailing.tsv", "gene\tS1\tS2\t\nG1\t1\t2\t3\n"))
     assert "without an id" in msg and "column 4" in msg

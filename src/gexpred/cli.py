@@ -895,10 +895,14 @@ def _network_importance(a: argparse.Namespace, model, X: np.ndarray, y: np.ndarr
     imp = importance_table(terms, perm_rise, ig)
     top = [terms.index(t) for t in imp["predictor"][: max(2, a.interaction_genes)]]
     pairs = [tuple(sorted(p)) for p in combinations(top, 2)]
-    f = (lambda Z: predict_proba(model, Z)[:, -1]) if classify else (lambda Z: predict(model, Z))  # noqa: E731
+    # classification: H over every class's probability (the last class alone misses pairs that move samples
+    # between the others); the scale is the probabilities' spread, their sd averaged over the classes' variances
+    f = (lambda Z: predict_proba(model, Z)) if classify else (lambda Z: predict(model, Z))  # noqa: E731
     h2, strength = h_statistic(f, X, pairs, max_points=a.h_points, seed=seed)
+    fx = f(X).reshape(len(X), -1)
     inter = interaction_table(terms, pairs, h2, strength, None if classify else X, None if classify else y,
-                              scale=float(np.std(f(X))), fdr=a.fdr, top=a.interactions_tested,
+                              scale=float(np.sqrt(np.mean(np.var(fx, axis=0)))), fdr=a.fdr,
+                              top=a.interactions_tested,
                               min_strength=a.min_strength)
     log.info("MLP %s: most important predictors (permutation on held-out folds): %s", a.target,
              ", ".join(imp["predictor"][:5]))

@@ -257,7 +257,10 @@ def h_statistic(predict: Predict, X: np.ndarray, pairs: list[tuple[int, int]], m
     Parameters
     ----------
     predict
-        Inputs -> one prediction per row.
+        Inputs -> one prediction per row, or one row of outputs per row (a classifier's class probabilities):
+        then every sum runs over the outputs too, so a pair that changes how the samples are shared among
+        three classes counts whichever class it moves (the last class alone can miss it). For two classes'
+        ``[1 - p, p]`` both outputs' residuals are equal up to sign: the same ``H^2`` and strength as ``p``.
     X
         Data points (the training samples); at most ``max_points`` of them,
         drawn with ``seed``, are used (the cost is ``max_points^2`` predictions
@@ -270,9 +273,9 @@ def h_statistic(predict: Predict, X: np.ndarray, pairs: list[tuple[int, int]], m
     h2
         ``H^2`` per pair (0: additive; NaN when the pair has no joint effect).
     strength
-        ``sqrt(mean_i (F_jk - F_j - F_k)^2)``: the interaction on the scale of
-        the prediction, which unlike ``H^2`` is not inflated where the pair's
-        joint effect is itself tiny.
+        ``sqrt(mean_i (F_jk - F_j - F_k)^2)`` (the mean over outputs too): the
+        interaction on the scale of the prediction, which unlike ``H^2`` is not
+        inflated where the pair's joint effect is itself tiny.
     """
     X = np.asarray(X, dtype=np.float64)
     if len(X) > max_points:
@@ -285,8 +288,8 @@ def h_statistic(predict: Predict, X: np.ndarray, pairs: list[tuple[int, int]], m
             grid = np.repeat(X[None], m, axis=0)  # grid[i, l] = x_l with cols set to x_i
             for c in cols:
                 grid[:, :, c] = X[:, c][:, None]
-            f = np.asarray(predict(grid.reshape(m * m, -1)), dtype=np.float64).reshape(m, m).mean(axis=1)
-            cache[cols] = f - f.mean()
+            f = np.asarray(predict(grid.reshape(m * m, -1)), dtype=np.float64).reshape(m, m, -1).mean(axis=1)
+            cache[cols] = f - f.mean(axis=0)  # m x outputs
         return cache[cols]
 
     h2 = np.full(len(pairs), np.nan)
@@ -296,7 +299,7 @@ def h_statistic(predict: Predict, X: np.ndarray, pairs: list[tuple[int, int]], m
         resid = joint - pd_of((j,)) - pd_of((k,))
         denom = float(np.sum(joint**2))
         strength[i] = float(np.sqrt(np.mean(resid**2)))
-        h2[i] = float(np.sum(resid**2) / denom) if denom > 1e-12 * max(1.0, m) else np.nan
+        h2[i] = float(np.sum(resid**2) / denom) if denom > 1e-12 * max(1.0, joint.size) else np.nan
     return h2, strength
 
 

@@ -621,7 +621,8 @@ def _read_values_pandas(path: Path, sep: str, gz: bool, samples: list[str]) -> t
         except pd.errors.ParserError:
             raise
         except ValueError:
-            df = _coerce_numeric(path, pd.read_csv(path, dtype=str, **common), samples)
+            # every column named: pandas' dtype=str leaves the index column to type inference ('false' -> False)
+            df = _coerce_numeric(path, pd.read_csv(path, dtype=dict.fromkeys(range(n + 1), str), **common), samples)
     except pd.errors.ParserError as exc:
         _raise_ragged(path, sep, gz, n, str(exc))
         raise AssertionError("unreachable") from None  # _raise_ragged raises when given a message
