@@ -271,10 +271,12 @@ def test_separation_caught_by_the_fit_without_the_exact_test(binary, monkeypatch
     # the same signals send the default fit to Firth's penalised likelihood
     assert fit_logit(X, y, names, ["low", "high"], inference=False).method == "firth"
 
-    def raising_fit(self, *args, **kwargs):  # statsmodels < 0.14 raised instead of warning
-        raise logit._SepError("Perfect separation detected, results not available")
+    sm, sep_error, _, _ = logit._statsmodels()
 
-    monkeypatch.setattr(logit.sm.Logit, "fit", raising_fit)
+    def raising_fit(self, *args, **kwargs):  # statsmodels < 0.14 raised instead of warning
+        raise sep_error("Perfect separation detected, results not available")
+
+    monkeypatch.setattr(sm.Logit, "fit", raising_fit)
     with pytest.raises(ModelError, match="statsmodels reports perfect separation"):
         fit_logit(X, y, names, ["low", "high"], separation="stop")
 

@@ -38,21 +38,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
-from scipy import optimize, special, stats
-from statsmodels.tools.sm_exceptions import ConvergenceWarning as _ConvWarning
+from scipy import special
 
 from .errors import InputError, ModelError, preview
 from .ols import reproducible_summary
 
-try:  # statsmodels before 0.14 raises on perfect separation, later versions only warn
-    from statsmodels.tools.sm_exceptions import PerfectSeparationError as _SepError
-except ImportError:  # pragma: no cover
-    _SepError = type("_NeverRaised", (Exception,), {})
-try:
-    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning as _SepWarning
-except ImportError:  # pragma: no cover
-    _SepWarning = type("_NeverWarned", (Warning,), {})
+# statsmodels, scipy.stats and scipy.optimize are imported by the functions that fit (together ~2 s of a job's
+# start-up): the label and metric helpers here serve jobs that fit nothing (compare, bundle, deploy, monitor).
+
+
+def _statsmodels() -> tuple[Any, type[BaseException], type[Warning], type[Warning]]:
+    """statsmodels.api, and the error and warnings of separation and convergence its fits give."""
+    import statsmodels.api as sm
+    from statsmodels.tools import sm_exceptions
+
+    # statsmodels before 0.14 raises on perfect separation, later versions only warn
+    sep_error = getattr(sm_exceptions, "PerfectSeparationError", type("_NeverRaised", (Exception,), {}))
+    sep_warning = getattr(sm_exceptions, "PerfectSeparationWarning", type("_NeverWarned", (Warning,), {}))
+    return sm, sep_error, sep_warning, sm_exceptions.ConvergenceWarning
+
 
 LOGIT_COLUMNS = ["term", "coef", "std_err", "t", "p_value", "ci_low", "ci_high",
                  "odds_ratio", "or_ci_low", "or_ci_high", "method"]
@@ -455,6 +459,7 @@ def separation_lp(X: np.ndarray, codes: np.ndarray, K: int) -> tuple[str | None,
     The programs have ``n * (K - 1)`` constraints and ``(1 + predictors) * (K - 1)``
     variables; HiGHS solves them in well under a second for hundreds of samples.
     """
+    from scipy import optimize
     n, p = X.shape
     q = p + 1
     zero = np.zeros((q, K - 1))
@@ -773,7 +778,7 @@ def firth_lr_test(A: np.ndarray, y: np.ndarray, fit: FirthFit, terms: list[int])
     if not np.isfinite(red.penalized_log_likelihood):
         return np.nan, np.nan, False
     stat = max(0.0, 2.0 * (fit.penalized_log_likelihood - red.penalized_log_likelihood))
-    return stat, float(stats.chi2.sf(stat, len(terms))), red.converged
+    return stat, float(special.chdtrc(len(terms), stat)), red.converged
 
 
 PROFILE_RESTARTS = 5
@@ -797,7 +802,8 @@ def firth_profile_interval(A: np.ndarray, y: np.ndarray, fit: FirthFit, j: int,
     Wald standard error at a time (32 steps, then doubling). An end that
     cannot be bracketed within 2^20 standard errors is infinite.
     """
-    crit = float(stats.chi2.ppf(1.0 - alpha, 1))
+    from scipy import optimize
+    crit = float(special.chdtri(1, alpha))  # chi2(1)'s upper alpha point
     top = fit.penalized_log_likelihood
     b_hat = float(fit.coef[j])
     se = float(np.sqrt(fit.cov[j, j])) if np.isfinite(fit.cov[j, j]) and fit.cov[j, j] > 0 else 1.0
@@ -856,6 +862,7 @@ def firth_profile_interval(A: np.ndarray, y: np.ndarray, fit: FirthFit, j: int,
 
 def _mle(A: np.ndarray, codes: np.ndarray, K: int, sd: np.ndarray) -> tuple[Any, list[str]]:
     """statsmodels fit and the signs of (near-)separation it shows (empty when there are none)."""
+    sm, _SepError, _SepWarning, _ConvWarning = _statsmodels()
     signs: list[str] = []
     model = sm.Logit(codes.astype(np.float64), A) if K == 2 else sm.MNLogit(codes, A)
     with warnings.catch_warnings(record=True) as caught, np.errstate(over="ignore", divide="ignore",
@@ -895,6 +902,7 @@ def _ridge(A: np.ndarray, codes: np.ndarray, K: int, ridge: float) -> tuple[np.n
     Minimises ``-loglik(B) + ridge / 2 * sum(B[1:] ** 2)`` with the predictors
     of ``A[:, 1:]`` standardised, then maps ``B`` back to the original scale.
     """
+    from scipy import optimize
     n, q = A.shape
     mean, sd = _standardize(A[:, 1:])
     Z = np.column_stack([np.ones(n), (A[:, 1:] - mean) / sd])
@@ -1111,7 +1119,7 @@ def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     n0 = len(positive) - n1
     if n1 == 0 or n0 == 0:
         return np.nan
-    ranks = stats.rankdata(scores)
+    ranks = pd.Series(scores).rank(method="average").to_numpy()  # scipy.stats.rankdata's, without its import
     return float((ranks[positive].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
