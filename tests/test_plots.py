@@ -148,6 +148,19 @@ def test_loss_curves_classification_draws_accuracy_panel(tmp_path):
     assert clf.shape[1] > 1.6 * reg.shape[1]  # a second panel: accuracy beside the loss
 
 
+@pytest.mark.parametrize("n", [2, 3, 9, 250])
+def test_normal_qq_equals_scipy_probplot(n):
+    """The diagnostics figure's QQ points and line: scipy.stats.probplot's, computed without importing it."""
+    from scipy import stats
+
+    x = np.random.default_rng(n).standard_t(3, size=n) * 2.5 + 1.0
+    (osm, osr), (slope, intercept, _) = stats.probplot(x, dist="norm")
+    got = plots.normal_qq(x)
+    np.testing.assert_allclose(got[0], osm, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(got[1], osr)
+    np.testing.assert_allclose(got[2:], [slope, intercept], rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("n", [7, 60_001])
 def test_qq_points_sorted_or_not(n):
     """Expected and observed -log10 p against a direct computation; sorted input (the genome-wide merge hands over

@@ -252,7 +252,7 @@ def corrected_resampled_ttest(diffs: np.ndarray, n_train: float, n_test: float) 
         ``(nan, nan)`` for fewer than 2 folds; for differences that are all equal,
         ``t`` is ``0`` (p = 1) if they are 0, else infinite (p = 0).
     """
-    from scipy import stats
+    from scipy.special import stdtr  # Student's t distribution function, without importing scipy.stats (~1 s)
 
     d = np.asarray(diffs, dtype=np.float64)
     K = len(d)
@@ -263,7 +263,7 @@ def corrected_resampled_ttest(diffs: np.ndarray, n_train: float, n_test: float) 
     if var == 0.0:
         return (0.0, 1.0) if mean == 0.0 else (math.copysign(math.inf, mean), 0.0)
     t = mean / math.sqrt((1.0 / K + n_test / n_train) * var)
-    return t, float(2.0 * stats.t.sf(abs(t), K - 1))
+    return t, float(2.0 * stdtr(K - 1, -abs(t)))
 
 
 def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: list[str], alpha: float = 0.05,
