@@ -544,6 +544,35 @@ def test_firth_tests_of_a_separating_predictor_with_a_large_intercept():
     np.testing.assert_allclose(row["llr_pvalue"], stats.chi2.sf(row["llr"], 3), rtol=1e-9)
 
 
+def test_firth_profile_fit_far_out_stops_at_the_rounding_floor():
+    """The large-intercept case's profile fit at intercept 171.66, from the start the interval search gave
+    it: the modified score cannot fall below ~2e-6 there (probabilities within 1e-70 of 0 or 1), so the
+    iteration used to spend its 200 steps halving steps of 1e-17 and report no convergence (99 % of the
+    fit's time). It converges in a few steps, at the maximum found by Nelder-Mead on the penalised
+    log-likelihood written out with numpy (loglik + 1/2 log det A'WA), from three starts around it."""
+    from gexpred.logit import FIRTH_MAXITER, firth_logit
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(5.0, 1.0, size=(60, 3))
+    y = (X[:, 0] < 5.0).astype(np.float64)
+    A = np.column_stack([np.ones(len(y)), X])
+    prof = firth_logit(A, y, fixed={0: 171.66}, start=np.array([171.66, -34.02, 3.56, -2.63]))
+    assert prof.converged and prof.n_iter < FIRTH_MAXITER // 4
+
+    def pl(b: np.ndarray) -> float:
+        eta = A @ b
+        w = _sigmoid(eta) * (1 - _sigmoid(eta))
+        return float(np.sum(y * eta - np.logaddexp(0, eta)) + 0.5 * np.linalg.slogdet(A.T @ (A * w[:, None]))[1])
+
+    assert prof.penalized_log_likelihood == pytest.approx(pl(prof.coef), abs=1e-9)
+    for seed in range(3):
+        start = prof.coef[1:] + np.random.default_rng(seed).normal(0, 0.5, 3)
+        ref = optimize.minimize(lambda v: -pl(np.r_[171.66, v]), start, method="Nelder-Mead",
+                                options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20_000, "maxfev": 40_000})
+        assert prof.penalized_log_likelihood >= -ref.fun - 1e-9
+        np.testing.assert_allclose(prof.coef[1:], ref.x, atol=1e-4)  # flat there: 1e-5 moves it by 1e-11
+
+
 def test_firth_newton_uses_the_exact_hessian():
     """The Hessian of the penalised log-likelihood against central differences of its gradient, and the
     gradient (Firth's modified score) against differences of the penalised log-likelihood."""
