@@ -38,7 +38,7 @@ import re
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -938,10 +938,14 @@ def text_rows(path: str | os.PathLike[str], what: str) -> tuple[list[tuple[int, 
     return list(_rows(path, sep, gz, what)), sep
 
 
-def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") -> pd.DataFrame:
+def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
+                      text_columns: Collection[str] = ()) -> pd.DataFrame:
     """Read a sample sheet: a TSV (or CSV) with a ``sample`` column and covariates.
 
     ``what`` names the file in messages (a truth table of `gexpred monitor` is read the same way).
+    ``text_columns`` are kept as text even when every value is a number: a new batch's categorical covariate
+    whose levels there happen to be number-like (``'001'``, ``'2'``) must be read as the training levels were
+    (text), not as numbers (``1``, ``2.0``) that match no level.
 
     Returns
     -------
@@ -960,7 +964,7 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
     """
     path = Path(path)
     if path.suffix.lower() in H5AD_SUFFIXES:
-        return _sheet_from_obs(path, what)
+        return _sheet_from_obs(path, what, text_columns)
     rows, sep = text_rows(path, what)
     if not rows:
         raise InputError(f"{what} '{path}' is empty. It needs a header with a 'sample' column.")
@@ -1005,6 +1009,8 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
     df.index = pd.Index(df.index.astype(str), dtype=object, name="sample")
     # numeric-looking covariates become numbers, the rest stay strings (categories)
     for col in df.columns:
+        if col in text_columns:
+            continue
         converted = pd.to_numeric(df[col], errors="coerce")
         n_values = int(df[col].notna().sum())
         if converted.notna().sum() == n_values:
@@ -1030,10 +1036,11 @@ def read_obs(path: str | os.PathLike[str]) -> pd.DataFrame:
         adata.file.close()
 
 
-def _sheet_from_obs(path: Path, what: str) -> pd.DataFrame:
+def _sheet_from_obs(path: Path, what: str, text_columns: Collection[str] = ()) -> pd.DataFrame:
     """The ``obs`` table of an AnnData ``.h5ad`` as a sample sheet (as :func:`read_sample_sheet` returns one),
     read without its matrix: the obs names are the sample ids; numeric and boolean columns are numbers (booleans
-    0/1), the others (categorical, text) strings, with pandas' missing values and the missing-value words missing."""
+    0/1), the others (categorical, text) strings, with pandas' missing values and the missing-value words missing.
+    A numeric column among ``text_columns`` is text (integral numbers without ``.0``)."""
     _check_file(path, what)
     try:
         obs = read_obs(path)
@@ -1051,6 +1058,10 @@ def _sheet_from_obs(path: Path, what: str) -> pd.DataFrame:
     df = pd.DataFrame(index=ids)
     for col in obs.columns:
         values = obs[col]
+        if str(col) in text_columns and pd.api.types.is_numeric_dtype(values) \
+                and not pd.api.types.is_bool_dtype(values):
+            values = pd.Series([v if pd.isna(v) else str(int(v)) if float(v).is_integer() else str(v)
+                                for v in values.astype(object)], index=values.index, dtype=object)
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             # floats, as a text sheet's numbers; pandas' nullable booleans and integers (anndata writes them)
             # hold pd.NA for a missing value, which becomes NaN
