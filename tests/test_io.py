@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import logging
 import string
 import tempfile
 from pathlib import Path
@@ -501,6 +502,29 @@ def test_sample_sheet_reads_covariates(write):
     assert pd.api.types.is_numeric_dtype(sheet["age"])
     assert sheet["sex"].tolist()[:2] == ["F", "M"] and pd.isna(sheet["sex"].iloc[2])
     assert sheet["batch"].tolist() == ["b1", "2", "b1"]  # mixed column stays text
+
+
+def test_a_sample_sheet_column_with_leading_zeros_is_codes_not_numbers(write, caplog):
+    """Site codes '001', '002', '010' were read as the numbers 1, 2, 10, so a model adjusting for the site got one
+    slope over the codes' values. A column of numbers of which some are written with leading zeros is text
+    (categories), logged; the design then holds one term per level but the first, as patsy's C(site) does."""
+    import patsy
+
+    from gexpred.design import encode_covariates
+
+    path = write("sheet.tsv", "sample\tsite\tage\tdose\nA\t001\t5\t0.5\nB\t010\t0\t-0.25\nC\t002\t7\t0\n"
+                              "D\t001\t9\t1\n")
+    with caplog.at_level(logging.WARNING, logger="gexpred.io"):
+        sheet = read_sample_sheet(path)
+    assert sheet["site"].tolist() == ["001", "010", "002", "001"]
+    assert sheet["age"].tolist() == [5, 0, 7, 9] and sheet["dose"].tolist() == [0.5, -0.25, 0.0, 1.0]
+    assert "column 'site' holds numbers written with leading zeros" in caplog.text
+    assert "'age'" not in caplog.text and "'dose'" not in caplog.text
+    cov, enc = encode_covariates(sheet, ["site"], np.ones(4, dtype=bool))
+    want = patsy.dmatrix("C(site)", sheet.reset_index(), return_type="dataframe").drop(columns="Intercept")
+    assert enc["site"]["levels"] == ["001", "002", "010"]
+    np.testing.assert_array_equal(cov.to_numpy(), want.to_numpy())
+    assert [c.replace("site", "C(site)", 1) for c in cov.columns] == list(want.columns)
 
 
 def test_an_h5ad_given_as_sample_sheet_reads_its_obs(tmp_path):

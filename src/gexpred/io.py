@@ -954,7 +954,9 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
         every non-missing value is a number are numeric; the others hold strings
         (empty cells and the matrix reader's missing-value words, ``NA``, ``NaN``, ``nan``, ``N/A``,
         ``NULL``, ``null``, are missing). A column whose values are numbers but for a few stays text
-        (categories) and is logged with its non-numeric values, which are usually typos.
+        (categories) and is logged with its non-numeric values, which are usually typos. So does, logged too, a
+        column of numbers of which some are written with leading zeros (``001``, ``042``): codes of sites,
+        plates or patients, not quantities.
 
     Raises
     ------
@@ -1013,7 +1015,15 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
             continue
         converted = pd.to_numeric(df[col], errors="coerce")
         n_values = int(df[col].notna().sum())
-        if converted.notna().sum() == n_values:
+        padded = df.loc[df[col].notna() & converted.notna(), col].astype(str).str.match(_ZERO_PADDED)
+        if converted.notna().sum() == n_values and padded.any():
+            # '001', '042': codes (sites, plates, patients), which no one writes so as a quantity; as numbers
+            # they would enter a model as one slope over the codes' values
+            log.warning("%s '%s': column %r holds numbers written with leading zeros (%s), so it is read as codes "
+                        "(categories), one level per distinct value; if it is a quantity, write it without the "
+                        "leading zeros", what, path, col,
+                        preview([f"{v!r} (sample {i!r})" for i, v in df.loc[padded[padded].index, col].items()]))
+        elif converted.notna().sum() == n_values:
             df[col] = _exact_floats(df[col], converted)
         elif converted.notna().sum() >= 0.8 * n_values:
             text = df.loc[df[col].notna() & converted.isna(), col]
@@ -1023,6 +1033,10 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
                         "" if len(text) == 1 else "s",
                         preview([f"{v!r} (sample {i!r})" for i, v in text.items()]))
     return df
+
+
+_ZERO_PADDED = r"^[+-]?0[0-9]"
+"""A number written with a leading zero before a digit (``'001'``, ``'-07'``; not ``'0'``, ``'0.5'``)."""
 
 
 def read_obs(path: str | os.PathLike[str]) -> pd.DataFrame:
