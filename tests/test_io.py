@@ -527,6 +527,25 @@ def test_a_sample_sheet_column_with_leading_zeros_is_codes_not_numbers(write, ca
     assert [c.replace("site", "C(site)", 1) for c in cov.columns] == list(want.columns)
 
 
+def test_an_h5ad_matrix_says_what_it_does_not_read(tmp_path, caplog):
+    """Only .X of an .h5ad matrix is read. A scanpy file keeps every gene in .raw and the highly variable ones in
+    .X: the genes only in .raw were left out without a word (in no dropped table); now a warning names them.
+    Layers and obs columns, also not read, are logged."""
+    X = np.arange(12.0).reshape(4, 3) + 1
+    full = ad.AnnData(X, obs=pd.DataFrame({"batch": list("aabb")}, index=list("pqrs")),
+                      var=pd.DataFrame(index=["g1", "g2", "g3"]))
+    full.layers["counts"] = X * 10
+    full.raw = full
+    full[:, ["g1", "g3"]].copy().write_h5ad(tmp_path / "hvg.h5ad")
+    with caplog.at_level(logging.INFO, logger="gexpred.io"):
+        m = read_matrix(tmp_path / "hvg.h5ad")
+    assert list(m.var_names) == ["g1", "g3"]
+    np.testing.assert_array_equal(np.asarray(m.X), X[:, [0, 2]])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "only .X (2 genes) is read; its .raw holds 1 gene more (e.g. 'g2')" in warnings[0]
+    assert "layers 'counts' are not read" in caplog.text and "obs columns 'batch'" in caplog.text
+
+
 def test_an_h5ad_given_as_sample_sheet_reads_its_obs(tmp_path):
     """An AnnData file as sample sheet: its obs, indexed by the obs names, as a text sheet of the same values
     would be read (numbers numeric, categories strings, missing values missing, booleans 0/1)."""

@@ -795,6 +795,7 @@ def _read_h5ad_matrix(path: Path) -> ad.AnnData:
             f"Matrix '{path}' has no expression values (.X is empty). Store the expression matrix in .X "
             f"(samples x genes)."
         )
+    _log_unread_parts(adata, path)
     if hasattr(X, "toarray"):
         X = X.toarray()
     X = np.asarray(X)
@@ -804,6 +805,25 @@ def _read_h5ad_matrix(path: Path) -> ad.AnnData:
             f"numbers in .X."
         )
     return _make_anndata(X, [str(s).strip() for s in adata.obs_names], [str(g).strip() for g in adata.var_names])
+
+
+def _log_unread_parts(adata: ad.AnnData, path: Path) -> None:
+    """Say what of an ``.h5ad`` matrix is not read: only ``.X`` is. ``.raw`` with genes that ``.X`` lacks (scanpy
+    keeps every gene there and the highly variable ones in ``.X``) is a warning: those genes are in no output and
+    in no dropped table. ``layers`` (e.g. raw ``counts`` beside normalized ``.X``) and ``obs`` columns are logged."""
+    raw = getattr(adata, "raw", None)
+    if raw is not None:
+        extra = raw.var_names.difference(adata.var_names, sort=False)
+        if len(extra):
+            log.warning("Matrix '%s': only .X (%s) is read; its .raw holds %s more (e.g. %s), which are not read. "
+                        "If they are wanted, write an .h5ad whose .X holds them (adata.raw.to_adata()).",
+                        path, _n(adata.n_vars, "gene"), _n(len(extra), "gene"), preview(extra, 3))
+    if len(adata.layers):
+        log.info("Matrix '%s': the values are .X; its layers %s are not read (to use a layer, e.g. raw counts, "
+                 "write it as .X)", path, preview(list(adata.layers)))
+    if adata.obs.shape[1]:
+        log.info("Matrix '%s': its obs columns %s are not read as covariates unless the file is also the sample "
+                 "sheet", path, preview(list(adata.obs.columns)))
 
 
 def _make_anndata(X: np.ndarray, samples: list[Any], genes: list[Any]) -> ad.AnnData:
