@@ -104,6 +104,29 @@ def test_stack_then_join_attributes_dropped_samples_to_their_file(make_frame):
     assert [(r.kind, r.id, r.file) for r in dropped.itertuples()] == [("sample", "s6", "b.tsv")]
 
 
+def test_ids_spelt_two_ways_are_named_together_when_dropped(make_frame, caplog):
+    """A sample spelt 'S3' in one file and 's3' in another is in neither matrix alone: both are dropped (as
+    pandas' inner join drops them) and listed; the warning names them as one id spelt two ways, with their files;
+    so do genes with and without a version suffix ('ENSG1' / 'ENSG1.4') in stacked matrices."""
+    import logging
+
+    a = make_frame(genes=["g1", "ENSG1"], samples=["S1", "S2", "S3"])
+    b = make_frame(genes=["g1", "ENSG1.4"], samples=["S4"])
+    c = make_frame(genes=["h1"], samples=["S1", "S2", "s3", "S4"])
+    mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("abc", (a, b, c))]
+    with caplog.at_level(logging.WARNING, logger="gexpred.collect"):
+        combined, dropped = combine(mats)
+    stacked = pd.concat([a.T[["g1"]], b.T[["g1"]]])
+    expected = stacked.join(c.T, how="inner")
+    assert_samples_by_genes(combined, expected.loc[list(combined.obs_names)])
+    assert sorted(combined.obs_names) == sorted(expected.index) == ["S1", "S2", "S4"]
+    assert {(r.kind, r.id, r.file) for r in dropped.itertuples()} == {
+        ("gene", "ENSG1", "a.tsv"), ("gene", "ENSG1.4", "b.tsv"), ("sample", "S3", "a.tsv"), ("sample", "s3", "c.tsv")}
+    text = " ".join(caplog.text.split())
+    assert "1 id is spelt differently in different files: 'S3' (a.tsv) / 's3' (c.tsv)" in text
+    assert "'ENSG1' (a.tsv) / 'ENSG1.4' (b.tsv)" in text
+
+
 # --------------------------------------------------------------------------- conflicts
 def test_overlap_in_samples_and_genes_is_an_error_naming_both_files(make_frame, tmp_path):
     a = make_frame(genes=["g1", "g2", "g3"], samples=["s1", "s2"])

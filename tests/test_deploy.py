@@ -756,6 +756,43 @@ def test_bundle_encodes_the_test_splits_unseen_levels_as_the_fit_did_and_deploy_
         encode_covariates_like(text, enc, "sheet.tsv", unseen_as_reference=True)
 
 
+@pytest.mark.parametrize("sheet_suffix", [".tsv", ".h5ad"])
+def test_a_batch_sheets_number_like_levels_are_the_training_levels(tmp_path, sheet_suffix):
+    """A categorical covariate learnt from a training sheet where one level was text ('high') has the levels
+    '001', '2', 'high'; a new batch's own sheet holding only '001' and '2' is all numbers, and was read as 1 and
+    2.0, refused as levels the model never saw. The batch's categorical covariates are read as text: the
+    predictions equal the linear model computed here with the training encoding (001 the reference)."""
+    import anndata as ad
+
+    coef = [0.5, -0.25, 0.75, 2.0, -3.0]  # gA, gB, gC, site[T.2], site[T.high]
+    terms = [*PREDICTORS, "site[T.2]", "site[T.high]"]
+    enc = {"site": {"type": "categorical", "levels": ["001", "2", "high"], "reference": "001"}}
+    train = _raw(20, seed=4)
+    ref = pd.DataFrame({"sample": train.index, **{g: train[g] for g in PREDICTORS}, "site[T.2]": 0.0,
+                        "site[T.high]": 0.0, "prediction": 0.0, "observed": 0.0})
+    path = write_bundle(tmp_path / "b", target=TARGET, model="ols", task="regression", classes=None,
+                        model_params={"kind": "linear", "terms": terms, "intercept": 1.0, "coef": coef},
+                        preprocessing={"normalization": {"steps": [], "genes": PREDICTORS},
+                                       "design": {"predictors": PREDICTORS, "covariates": enc, "interactions": [],
+                                                  "terms": terms}},
+                        reference=ref, metrics={}, training_fingerprint="x")
+    new = _raw(4, seed=5)
+    src = _write_matrix(new[PREDICTORS], tmp_path / "new.tsv")
+    site = ["001", "2", "2", "001"]
+    sheet = tmp_path / f"sheet{sheet_suffix}"
+    if sheet_suffix == ".tsv":
+        sheet.write_text("sample\tsite\n" + "".join(f"{s}\t{v}\n" for s, v in zip(new.index, site)))
+    else:  # an .h5ad sheet whose obs column holds the numbers 1 and 2 ('001' is lost there: level 2 only)
+        site = ["2"] * 4
+        ad.AnnData(obs=pd.DataFrame({"site": [2] * 4}, index=list(new.index))).write_h5ad(sheet)
+    out = tmp_path / "pred.tsv"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(sheet), "--out", str(out),
+                 "--log", str(tmp_path / "p.log")]) == 0, (tmp_path / "p.log").read_text()
+    got = pd.read_csv(out, sep="\t", dtype={"sample": str}).set_index("sample").loc[new.index, "predicted"]
+    want = 1.0 + new[PREDICTORS].to_numpy() @ np.array(coef[:3]) + np.where(np.array(site) == "2", coef[3], 0.0)
+    np.testing.assert_allclose(got.to_numpy(), want, rtol=1e-12)
+
+
 def test_monitor_warns_on_a_batch_too_small_to_judge(tmp_path, linear_bundle):
     """One sample from the training distribution: the drift tests cannot find a shift in it, so the verdict is
     'warn' with the reason, not a confident 'ok'; monitor.min_samples sets the bar."""

@@ -267,6 +267,29 @@ def test_covariate_errors():
         encode_covariates(obs, ["nope"], np.ones(3, dtype=bool))
 
 
+def test_a_level_written_na_is_refused_saying_that_na_reads_as_missing(tmp_path):
+    """'NA' (North America) in a sheet is a missing value, as in R; the refusal said only that the covariate is
+    missing and to fill in the values, which the user had done. It now names the words that read as missing
+    (every one of the reader's, gexpred.io.TEXT_NA) and how to spell such a level, at fit and at deploy time."""
+    from gexpred.deploy import encode_covariates_like
+    from gexpred.design import MISSING_WORDS, encode_covariates
+    from gexpred.errors import InputError
+    from gexpred.io import TEXT_NA, read_sample_sheet
+
+    assert sorted(w for w in TEXT_NA if w) == sorted(MISSING_WORDS.replace(" or ", ", ").split(", "))
+    path = tmp_path / "sheet.tsv"
+    path.write_text("sample\tregion\ns1\tEU\ns2\tNA\ns3\tAS\n")
+    sheet = read_sample_sheet(path)
+    with pytest.raises(ConfigError) as info:
+        encode_covariates(sheet, ["region"], np.ones(3, dtype=bool))
+    msg = " ".join(str(info.value).split())
+    assert "missing for 1 sample, e.g. 's2'" in msg and "NA, NaN, nan, N/A, NULL or null, which read as missing" in msg
+    assert "'NA' for North America, must be spelt otherwise" in msg
+    enc = {"region": {"type": "categorical", "levels": ["AS", "EU"], "reference": "AS"}}
+    with pytest.raises(InputError, match=r"'s2' .*NA, NaN.*read as missing.*spelt otherwise"):
+        encode_covariates_like(sheet, enc, "sheet.tsv")
+
+
 def test_required_genes_added_to_every_target():
     from gexpred.design import select_predictors
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import logging
 import string
 import tempfile
 from pathlib import Path
@@ -501,6 +502,48 @@ def test_sample_sheet_reads_covariates(write):
     assert pd.api.types.is_numeric_dtype(sheet["age"])
     assert sheet["sex"].tolist()[:2] == ["F", "M"] and pd.isna(sheet["sex"].iloc[2])
     assert sheet["batch"].tolist() == ["b1", "2", "b1"]  # mixed column stays text
+
+
+def test_a_sample_sheet_column_with_leading_zeros_is_codes_not_numbers(write, caplog):
+    """Site codes '001', '002', '010' were read as the numbers 1, 2, 10, so a model adjusting for the site got one
+    slope over the codes' values. A column of numbers of which some are written with leading zeros is text
+    (categories), logged; the design then holds one term per level but the first, as patsy's C(site) does."""
+    import patsy
+
+    from gexpred.design import encode_covariates
+
+    path = write("sheet.tsv", "sample\tsite\tage\tdose\nA\t001\t5\t0.5\nB\t010\t0\t-0.25\nC\t002\t7\t0\n"
+                              "D\t001\t9\t1\n")
+    with caplog.at_level(logging.WARNING, logger="gexpred.io"):
+        sheet = read_sample_sheet(path)
+    assert sheet["site"].tolist() == ["001", "010", "002", "001"]
+    assert sheet["age"].tolist() == [5, 0, 7, 9] and sheet["dose"].tolist() == [0.5, -0.25, 0.0, 1.0]
+    assert "column 'site' holds numbers written with leading zeros" in caplog.text
+    assert "'age'" not in caplog.text and "'dose'" not in caplog.text
+    cov, enc = encode_covariates(sheet, ["site"], np.ones(4, dtype=bool))
+    want = patsy.dmatrix("C(site)", sheet.reset_index(), return_type="dataframe").drop(columns="Intercept")
+    assert enc["site"]["levels"] == ["001", "002", "010"]
+    np.testing.assert_array_equal(cov.to_numpy(), want.to_numpy())
+    assert [c.replace("site", "C(site)", 1) for c in cov.columns] == list(want.columns)
+
+
+def test_an_h5ad_matrix_says_what_it_does_not_read(tmp_path, caplog):
+    """Only .X of an .h5ad matrix is read. A scanpy file keeps every gene in .raw and the highly variable ones in
+    .X: the genes only in .raw were left out without a word (in no dropped table); now a warning names them.
+    Layers and obs columns, also not read, are logged."""
+    X = np.arange(12.0).reshape(4, 3) + 1
+    full = ad.AnnData(X, obs=pd.DataFrame({"batch": list("aabb")}, index=list("pqrs")),
+                      var=pd.DataFrame(index=["g1", "g2", "g3"]))
+    full.layers["counts"] = X * 10
+    full.raw = full
+    full[:, ["g1", "g3"]].copy().write_h5ad(tmp_path / "hvg.h5ad")
+    with caplog.at_level(logging.INFO, logger="gexpred.io"):
+        m = read_matrix(tmp_path / "hvg.h5ad")
+    assert list(m.var_names) == ["g1", "g3"]
+    np.testing.assert_array_equal(np.asarray(m.X), X[:, [0, 2]])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "only .X (2 genes) is read; its .raw holds 1 gene more (e.g. 'g2')" in warnings[0]
+    assert "layers 'counts' are not read" in caplog.text and "obs columns 'batch'" in caplog.text
 
 
 def test_an_h5ad_given_as_sample_sheet_reads_its_obs(tmp_path):

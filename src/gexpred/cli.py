@@ -1073,8 +1073,10 @@ def _write_best(summary_path: str, target: str, models: list[str], out: str) -> 
                 "verdict": row["verdict"]}, out)
 
 
-def _read_batch(paths: list[str], sample_sheet: str | None):
-    """New samples x genes (combined like the training matrices) and their sample sheet."""
+def _read_batch(paths: list[str], sample_sheet: str | None, bundle=None):
+    """New samples x genes (combined like the training matrices) and their sample sheet; the ``bundle``'s
+    categorical covariates are read from the sheet as text, as the training levels are (a batch whose levels
+    are all number-like, '001' or '2', would otherwise be read as numbers that match no level)."""
     from .collect import attach_sample_sheet, combine
     from .io import read_matrix, read_sample_sheet
 
@@ -1087,7 +1089,10 @@ def _read_batch(paths: list[str], sample_sheet: str | None):
                     "" if len(ids) == 1 else "s", ", ".join(paths), ", ".join(map(repr, ids)))
     obs = None
     if sample_sheet:
-        adata, _ = attach_sample_sheet(adata, read_sample_sheet(sample_sheet), sample_sheet)
+        categorical = [c for c, enc in (bundle.design.get("covariates") or {}).items()
+                       if enc.get("type") == "categorical"] if bundle is not None else []
+        sheet = read_sample_sheet(sample_sheet, text_columns=categorical)
+        adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
         obs = adata.obs.copy()
         obs.attrs["source"] = f"sample sheet '{sample_sheet}'"
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
@@ -1110,7 +1115,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
     from .io import write_table
 
     bundle = load_bundle(a.bundle)
-    expr, obs, source = _read_batch(a.input, a.sample_sheet)
+    expr, obs, source = _read_batch(a.input, a.sample_sheet, bundle)
     X, _ = prepare_inputs(bundle, expr, obs, source)
     out = _batch_predictions(bundle, X, bundle.predict_design(X.to_numpy()))
     steps = [q["method"] for q in bundle.preprocessing["normalization"]["steps"]]
@@ -1243,7 +1248,7 @@ def cmd_monitor(a: argparse.Namespace) -> None:
 
     thresholds = Thresholds.from_config(_json_arg(a.thresholds, "--thresholds") if a.thresholds else None)
     bundle = load_bundle(a.bundle)
-    expr, obs, source = _read_batch(a.input, a.sample_sheet)
+    expr, obs, source = _read_batch(a.input, a.sample_sheet, bundle)
     X, y_input = prepare_inputs(bundle, expr, obs, source, with_target=bundle.task == "regression")
     pred = bundle.predict_design(X.to_numpy())
     new_pred = pred[:, -1] if bundle.task == "classification" else pred

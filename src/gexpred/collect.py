@@ -19,7 +19,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, near_ids, preview
+from .errors import _VERSION, InputError, near_ids, preview
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,28 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
         dropped.extend((kind, i, " + ".join(f), reason) for i, f in files.items())
     dropped_df = pd.DataFrame(dropped, columns=DROPPED_COLUMNS)
     for kind in ("gene", "sample"):
-        n = int((dropped_df["kind"] == kind).sum())
-        if n:
-            log.warning("dropped %d %ss while combining matrices (listed in the dropped table)", n, kind)
+        ids = dropped_df.loc[dropped_df["kind"] == kind, "id"].tolist()
+        if ids:
+            log.warning("dropped %d %ss while combining matrices (listed in the dropped table)%s", len(ids), kind,
+                        _close_ids(ids, dict(zip(dropped_df["id"], dropped_df["file"]))))
     return acc, dropped_df
+
+
+def _close_ids(ids: list[str], files: dict[str, str]) -> str:
+    """A sentence naming the ``ids`` (left out) that differ from one another only in letter case, surrounding
+    spaces or quotes, or a version suffix (``S31`` in one file, ``s31`` in another: one sample spelt two ways,
+    so neither is in every matrix), or "" when none do."""
+    groups: dict[str, list[str]] = {}
+    for i in ids:
+        groups.setdefault(_VERSION.sub("", str(i).strip().strip("'\"").strip().casefold()), []).append(str(i))
+    close = [g for g in groups.values() if len(g) > 1]
+    if not close:
+        return ""
+    shown = "; ".join(" / ".join(f"{i!r} ({files.get(i, '?')})" for i in g) for g in close[:5])
+    more = f" and {len(close) - 5} more" if len(close) > 5 else ""
+    n = f"{len(close)} id is" if len(close) == 1 else f"{len(close)} ids are"
+    return (f"; among them, {n} spelt differently in different files: {shown}{more}. Ids must match exactly (letter "
+            f"case and version suffixes included): spell them the same way in every file")
 
 
 def attach_sample_sheet(

@@ -107,9 +107,13 @@ def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: 
                              f"sample sheet with a {c!r} column (--sample-sheet).")
         col = obs[c]
         if col.isna().any():
+            from .design import MISSING_WORDS
+
             raise InputError(f"Covariate {c!r} of {source} is missing for samples "
-                             f"{preview(obs.index[col.isna().to_numpy()])} (or they have no row). Fill in the "
-                             f"values, or leave those samples out of the batch.")
+                             f"{preview(obs.index[col.isna().to_numpy()])} (or they have no row; an empty cell, or "
+                             f"{MISSING_WORDS}, read as missing). Fill in the values (a level named so, such as 'NA' "
+                             f"for North America, must be spelt otherwise, as in training), or leave those samples "
+                             f"out of the batch.")
         if enc["type"] == "numeric":
             numbers = pd.to_numeric(col, errors="coerce")
             bad = numbers.isna().to_numpy()

@@ -14,6 +14,8 @@ from .io import read_gene_list
 log = logging.getLogger(__name__)
 
 PREDICTOR_COLUMNS = ["target", "rank", "gene", "train_corr"]
+MISSING_WORDS = "NA, NaN, nan, N/A, NULL or null"
+"""The sample sheet's words for a missing value (:data:`gexpred.io.TEXT_NA`), for messages."""
 
 
 def _is_constant(X: np.ndarray) -> np.ndarray:
@@ -333,8 +335,10 @@ def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarra
         na = col.isna().to_numpy()
         if na.any():
             raise ConfigError(
-                f"Covariate {c!r} of {source} is missing for {int(na.sum())} samples, e.g. "
-                f"{preview(obs.index[na])}. Fill in the values or remove the covariate from 'ols.covariates'."
+                f"Covariate {c!r} of {source} is missing for {int(na.sum())} sample{'s' if na.sum() > 1 else ''}, "
+                f"e.g. {preview(obs.index[na])} (an empty cell, or {MISSING_WORDS}, which read as missing). Fill in "
+                f"the values (a level named so, such as 'NA' for North America, must be spelt otherwise, e.g. "
+                f"'N.A.') or remove the covariate from 'ols.covariates'."
             )
         if pd.api.types.is_numeric_dtype(col):
             cols[c] = col.astype(np.float64)

@@ -38,7 +38,7 @@ import re
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -795,6 +795,7 @@ def _read_h5ad_matrix(path: Path) -> ad.AnnData:
             f"Matrix '{path}' has no expression values (.X is empty). Store the expression matrix in .X "
             f"(samples x genes)."
         )
+    _log_unread_parts(adata, path)
     if hasattr(X, "toarray"):
         X = X.toarray()
     X = np.asarray(X)
@@ -804,6 +805,25 @@ def _read_h5ad_matrix(path: Path) -> ad.AnnData:
             f"numbers in .X."
         )
     return _make_anndata(X, [str(s).strip() for s in adata.obs_names], [str(g).strip() for g in adata.var_names])
+
+
+def _log_unread_parts(adata: ad.AnnData, path: Path) -> None:
+    """Say what of an ``.h5ad`` matrix is not read: only ``.X`` is. ``.raw`` with genes that ``.X`` lacks (scanpy
+    keeps every gene there and the highly variable ones in ``.X``) is a warning: those genes are in no output and
+    in no dropped table. ``layers`` (e.g. raw ``counts`` beside normalized ``.X``) and ``obs`` columns are logged."""
+    raw = getattr(adata, "raw", None)
+    if raw is not None:
+        extra = raw.var_names.difference(adata.var_names, sort=False)
+        if len(extra):
+            log.warning("Matrix '%s': only .X (%s) is read; its .raw holds %s more (e.g. %s), which are not read. "
+                        "If they are wanted, write an .h5ad whose .X holds them (adata.raw.to_adata()).",
+                        path, _n(adata.n_vars, "gene"), _n(len(extra), "gene"), preview(extra, 3))
+    if len(adata.layers):
+        log.info("Matrix '%s': the values are .X; its layers %s are not read (to use a layer, e.g. raw counts, "
+                 "write it as .X)", path, preview(list(adata.layers)))
+    if adata.obs.shape[1]:
+        log.info("Matrix '%s': its obs columns %s are not read as covariates unless the file is also the sample "
+                 "sheet", path, preview(list(adata.obs.columns)))
 
 
 def _make_anndata(X: np.ndarray, samples: list[Any], genes: list[Any]) -> ad.AnnData:
@@ -938,10 +958,14 @@ def text_rows(path: str | os.PathLike[str], what: str) -> tuple[list[tuple[int, 
     return list(_rows(path, sep, gz, what)), sep
 
 
-def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") -> pd.DataFrame:
+def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
+                      text_columns: Collection[str] = ()) -> pd.DataFrame:
     """Read a sample sheet: a TSV (or CSV) with a ``sample`` column and covariates.
 
     ``what`` names the file in messages (a truth table of `gexpred monitor` is read the same way).
+    ``text_columns`` are kept as text even when every value is a number: a new batch's categorical covariate
+    whose levels there happen to be number-like (``'001'``, ``'2'``) must be read as the training levels were
+    (text), not as numbers (``1``, ``2.0``) that match no level.
 
     Returns
     -------
@@ -950,7 +974,9 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
         every non-missing value is a number are numeric; the others hold strings
         (empty cells and the matrix reader's missing-value words, ``NA``, ``NaN``, ``nan``, ``N/A``,
         ``NULL``, ``null``, are missing). A column whose values are numbers but for a few stays text
-        (categories) and is logged with its non-numeric values, which are usually typos.
+        (categories) and is logged with its non-numeric values, which are usually typos. So does, logged too, a
+        column of numbers of which some are written with leading zeros (``001``, ``042``): codes of sites,
+        plates or patients, not quantities.
 
     Raises
     ------
@@ -960,7 +986,7 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
     """
     path = Path(path)
     if path.suffix.lower() in H5AD_SUFFIXES:
-        return _sheet_from_obs(path, what)
+        return _sheet_from_obs(path, what, text_columns)
     rows, sep = text_rows(path, what)
     if not rows:
         raise InputError(f"{what} '{path}' is empty. It needs a header with a 'sample' column.")
@@ -1005,9 +1031,19 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
     df.index = pd.Index(df.index.astype(str), dtype=object, name="sample")
     # numeric-looking covariates become numbers, the rest stay strings (categories)
     for col in df.columns:
+        if col in text_columns:
+            continue
         converted = pd.to_numeric(df[col], errors="coerce")
         n_values = int(df[col].notna().sum())
-        if converted.notna().sum() == n_values:
+        padded = df.loc[df[col].notna() & converted.notna(), col].astype(str).str.match(_ZERO_PADDED)
+        if converted.notna().sum() == n_values and padded.any():
+            # '001', '042': codes (sites, plates, patients), which no one writes so as a quantity; as numbers
+            # they would enter a model as one slope over the codes' values
+            log.warning("%s '%s': column %r holds numbers written with leading zeros (%s), so it is read as codes "
+                        "(categories), one level per distinct value; if it is a quantity, write it without the "
+                        "leading zeros", what, path, col,
+                        preview([f"{v!r} (sample {i!r})" for i, v in df.loc[padded[padded].index, col].items()]))
+        elif converted.notna().sum() == n_values:
             df[col] = _exact_floats(df[col], converted)
         elif converted.notna().sum() >= 0.8 * n_values:
             text = df.loc[df[col].notna() & converted.isna(), col]
@@ -1017,6 +1053,10 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet") 
                         "" if len(text) == 1 else "s",
                         preview([f"{v!r} (sample {i!r})" for i, v in text.items()]))
     return df
+
+
+_ZERO_PADDED = r"^[+-]?0[0-9]"
+"""A number written with a leading zero before a digit (``'001'``, ``'-07'``; not ``'0'``, ``'0.5'``)."""
 
 
 def read_obs(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -1030,10 +1070,11 @@ def read_obs(path: str | os.PathLike[str]) -> pd.DataFrame:
         adata.file.close()
 
 
-def _sheet_from_obs(path: Path, what: str) -> pd.DataFrame:
+def _sheet_from_obs(path: Path, what: str, text_columns: Collection[str] = ()) -> pd.DataFrame:
     """The ``obs`` table of an AnnData ``.h5ad`` as a sample sheet (as :func:`read_sample_sheet` returns one),
     read without its matrix: the obs names are the sample ids; numeric and boolean columns are numbers (booleans
-    0/1), the others (categorical, text) strings, with pandas' missing values and the missing-value words missing."""
+    0/1), the others (categorical, text) strings, with pandas' missing values and the missing-value words missing.
+    A numeric column among ``text_columns`` is text (integral numbers without ``.0``)."""
     _check_file(path, what)
     try:
         obs = read_obs(path)
@@ -1051,6 +1092,10 @@ def _sheet_from_obs(path: Path, what: str) -> pd.DataFrame:
     df = pd.DataFrame(index=ids)
     for col in obs.columns:
         values = obs[col]
+        if str(col) in text_columns and pd.api.types.is_numeric_dtype(values) \
+                and not pd.api.types.is_bool_dtype(values):
+            values = pd.Series([v if pd.isna(v) else str(int(v)) if float(v).is_integer() else str(v)
+                                for v in values.astype(object)], index=values.index, dtype=object)
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             # floats, as a text sheet's numbers; pandas' nullable booleans and integers (anndata writes them)
             # hold pd.NA for a missing value, which becomes NaN
