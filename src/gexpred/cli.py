@@ -1364,7 +1364,8 @@ def _warn_kept_imputed(path: str, targets, step: str) -> None:
     if imputed:
         log.warning("%d targets had missing values that missing: impute_mean filled with their training mean (%s); "
                     "%s fits every target on one shared set of samples, so they keep them (each target's own "
-                    "models leave such samples out)", len(imputed), preview(sorted(imputed)), step)
+                    "models leave such samples out)%s", len(imputed), preview(sorted(imputed)), step,
+                    "; its train and test metrics leave them out" if step == "genome-wide mode" else "")
 
 
 def _genome_columns(data: str, design: dict[str, Any], splits: str, targets: list[str] | None = None):
@@ -1382,16 +1383,36 @@ def _genome_columns(data: str, design: dict[str, Any], splits: str, targets: lis
     return X.to_numpy(dtype=np.float64), [str(c) for c in X.columns], train, values[:, len(predictors):], samples
 
 
+def _imputed_cells(path: str, samples, targets) -> np.ndarray:
+    """Samples x targets, True where the normalize step filled in the target's value (``missing: impute_mean``;
+    ``uns['imputed']`` of ``path``, read without the matrix)."""
+    import h5py
+
+    out = np.zeros((len(samples), len(targets)), dtype=bool)
+    with h5py.File(path, "r") as f:
+        g, s = f.get("uns/imputed/gene"), f.get("uns/imputed/sample")
+        if g is None or s is None:
+            return out
+        row = {str(x): i for i, x in enumerate(samples)}
+        col = {str(x): j for j, x in enumerate(targets)}
+        for gene, sample in zip(g.asstr()[:], s.asstr()[:]):
+            if gene in col and sample in row:
+                out[row[sample], col[gene]] = True
+    return out
+
+
 def _genome_chunk(a: argparse.Namespace):
     """One chunk of a genome-wide run: whether each sample trains, the shared design and its terms, the chunk's
-    targets, and the design matrix (X) and the targets' values (Y), read without the rest of the matrix."""
+    targets, the design matrix (X), the targets' values (Y), read without the rest of the matrix, and which of
+    those values were measured (False: filled in by ``missing: impute_mean``; fitted on, never judged)."""
     from .io import read_table
 
     design = json.loads(Path(a.design).read_text())
     plan = read_table(a.plan, dtype={"target": str})
     targets = plan.loc[plan["chunk"] == a.chunk, "target"].tolist()
-    X, terms, train, Y, _ = _genome_columns(a.data, design, a.splits, targets)
-    return train, {**design, "terms": terms}, targets, X, Y
+    X, terms, train, Y, samples = _genome_columns(a.data, design, a.splits, targets)
+    measured = ~_imputed_cells(a.data, samples, targets)
+    return train, {**design, "terms": terms}, targets, X, Y, measured
 
 
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
@@ -1399,7 +1420,7 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     from .compare import regression_metrics
     from .io import write_parquet, write_table
 
-    train, design, targets, X, Y = _genome_chunk(a)
+    train, design, targets, X, Y, measured = _genome_chunk(a)
     res = fit_many(X[train], Y[train], design["terms"], targets, alpha=a.alpha, on_rank_deficient="drop")
     nested = (nested_many(X[train], Y[train], design["terms"], targets, design["gene_sets"], full=res)
               if design.get("gene_sets") else pd.DataFrame(columns=LONG_NESTED_COLUMNS))
@@ -1410,10 +1431,12 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     A = np.column_stack([np.ones(len(X)), X[:, [column[g] for g in res.terms[1:]]]])
     pred = A @ res.coef.T
     rows = []
-    train_mean = Y[train].mean(axis=0)
     for j, t in enumerate(targets):
-        for model, p in (("ols", pred[:, j]), ("mean", np.full(len(Y), train_mean[j]))):
+        # judged on measured values only: a value impute_mean filled in is the training mean, not an observation
+        train_mean = Y[train & measured[:, j], j].mean() if (train & measured[:, j]).any() else np.nan
+        for model, p in (("ols", pred[:, j]), ("mean", np.full(len(Y), train_mean))):
             for name, mask in (("train", train), ("test", ~train)):
+                mask = mask & measured[:, j]
                 rows.append({"target": t, "model": model, "split": name,
                              **regression_metrics(Y[mask, j], p[mask])})
     bad = int((res.status != "ok").sum())
@@ -1438,7 +1461,7 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     if candidates and (candidates[0].ensemble > 1 or candidates[0].refit != "early_stopping"):
         log.info("chunk %d: mlp.ensemble and mlp.refit apply to per-target networks; genome-wide networks are "
                  "single networks stopped early on the validation part", a.chunk)
-    train, design, targets, X, Y = _genome_chunk(a)
+    train, design, targets, X, Y, measured = _genome_chunk(a)
     # targets without variance on the training split cannot be learnt (the OLS side flags them too)
     sd = Y[train].std(axis=0)
     ok = np.isfinite(Y).all(axis=0) & (sd > 1e-12 * np.maximum(np.abs(Y[train]).max(axis=0), 1.0))
@@ -1493,6 +1516,7 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     rows = []
     for j, t in enumerate(targets):
         for name, mask in (("train", train), ("test", ~train)):
+            mask = mask & measured[:, j]  # judged on measured values only, as the OLS chunk
             m = regression_metrics(Y[mask, j], pred[mask, j]) if ok[j] else {"n": int(mask.sum())}
             rows.append({"target": t, "model": "mlp", "split": name, **m})
     stem = f"{a.chunk:05d}"
