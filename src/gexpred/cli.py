@@ -1317,12 +1317,13 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
 
 def cmd_genome_plan(a: argparse.Namespace) -> None:
     from .batched import iter_chunks
-    from .design import check_genome_terms, encode_covariates, genome_targets, shared_predictors
+    from .design import check_genome_terms, dropped_reasons, encode_covariates, genome_targets, shared_predictors
     from .io import read_h5ad_columns, read_obs, write_json, write_table
 
     _, _, genes, sources = read_h5ad_columns(a.data)
     source = _source_text(sources)
-    predictors = shared_predictors(genes, _json_arg(a.spec, "--spec"), source)
+    dropped = _dropped_genes_h5(a.data)
+    predictors = shared_predictors(genes, _json_arg(a.spec, "--spec"), source, dropped)
     covariates = [str(c) for c in a.covariate or []]
     interactions = [[str(g) for g in pair] for pair in _json_arg(a.interactions, "--interactions")]
     gene_sets = {str(k): [str(g) for g in v] for k, v in _json_arg(a.gene_sets, "--gene-sets").items()}
@@ -1339,6 +1340,11 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
                                                                  [hi - lo for lo, hi in chunks])})
     log.info("genome-wide OLS: %d targets on %d shared predictors, %d chunks of at most %d targets", len(targets),
              len(predictors), len(chunks), a.chunk_size)
+    gone = {g: dropped[g] for g in missing if g in dropped}
+    if gone:
+        log.warning("%d requested targets were dropped while collecting the data and are skipped: %s", len(gone),
+                    dropped_reasons(list(gone), dropped))
+    missing = [g for g in missing if g not in gone]
     if missing:
         log.warning("%d requested targets are not in the data and are skipped: %s", len(missing),
                     ", ".join(missing[:5]))
@@ -1349,8 +1355,20 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
                  f"; {len(gene_sets)} gene sets tested by nested F-tests" if gene_sets else "")
     write_json({"predictors": predictors, "covariates": covariates, "interactions": interactions,
                 "gene_sets": gene_sets, "n_targets": len(targets), "n_chunks": len(chunks),
-                "missing_targets": missing}, a.out_design)
+                "missing_targets": missing, "dropped_targets": gone}, a.out_design)
     write_table(plan, a.out)
+
+
+def _dropped_genes_h5(path: str) -> dict[str, str]:
+    """:func:`_dropped_genes` of an ``.h5ad`` file, read without the matrix."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        d = f.get("uns/dropped_genes")
+        if d is None or any(k not in d for k in ("id", "file", "reason")):
+            return {}
+        ids, files, reasons = (d[k].asstr()[:] for k in ("id", "file", "reason"))
+    return {str(i): f"{r} ({f})" for i, f, r in zip(ids, files, reasons)}
 
 
 def _warn_kept_imputed(path: str, targets, step: str) -> None:
