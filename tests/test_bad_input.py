@@ -344,6 +344,31 @@ def test_genome_wide_metrics_judge_a_target_on_its_measured_samples_only(step, t
                                    np.mean((T0[keep] - T0[train & ~gone].mean()) ** 2), rtol=1e-10)
 
 
+def test_genome_wide_design_wider_than_the_training_split(step, tmp_path):
+    """A shared design with more terms than the training split can fit: one paragraph naming the training split,
+    the count it needs and the settings to change (it said '7 samples for 6 predictors', without a word of the
+    split, whose 7 training samples out of 10 a user would not recognise)."""
+    rng = np.random.default_rng(0)
+    genes = [f"g{i}" for i in range(9)]
+    samples = [f"s{i}" for i in range(10)]
+    path = write_matrix(tmp_path / "expr.tsv", rng.normal(5, 1, (10, 9)), genes, samples)
+    args, (h5ad, _) = collect_args(tmp_path, path)
+    step.ok("collect", *args)
+    splits = tmp_path / "splits.tsv"
+    pd.DataFrame({"sample": samples, "split": ["train"] * 7 + ["test"] * 3}).to_csv(splits, sep="\t", index=False)
+    norm = tmp_path / "normalized.h5ad"
+    step.ok("normalize", "--data", h5ad, "--splits", splits, "--method", "none", "--out", norm,
+            "--params", tmp_path / "normalization.json")
+    plan, design = tmp_path / "plan.tsv", tmp_path / "design.json"
+    step.ok("genome-plan", "--data", norm, "--spec", json.dumps(genes[:6]), "--targets", '"all"', "--chunk-size", "5",
+            "--out", plan, "--out-design", design)
+    out = tmp_path / "ols"
+    step.fails("ols-chunk", "--data", norm, "--splits", splits, "--plan", plan, "--design", design, "--chunk", "0",
+               "--out-dir", out, needles=[f"The training split of {norm} has 7 samples", "6 terms (6 predictors)",
+                                          "at least 8 training samples", "split.test_fraction"],
+               outputs=[out / "00000.coefficients.parquet", out / "00000.fit.tsv"])
+
+
 def test_missing_values_reach_normalize_without_the_policy(write, step, tmp_path):
     """collect and normalize run with different `missing` settings: refused, not silently propagated."""
     path = write("nan.tsv", NAN_MATRIX)

@@ -1439,6 +1439,16 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     from .io import write_parquet, write_table
 
     train, design, targets, X, Y, measured = _genome_chunk(a)
+    n_train, k = int(train.sum()), X.shape[1]
+    if n_train < k + 2:
+        extra = k - len(design["predictors"])
+        others = f" and {extra} covariate or interaction terms" if extra else ""
+        raise ModelError(
+            f"The training split of {a.data} has {n_train} samples, but the shared design of the genome-wide run has "
+            f"{k} terms ({len(design['predictors'])} predictors{others}): "
+            f"ordinary least squares needs at least {k + 2} training samples (terms + intercept + 1 residual degree "
+            f"of freedom). List fewer shared predictors in 'predictors', or lower split.test_fraction."
+        )
     res = fit_many(X[train], Y[train], design["terms"], targets, alpha=a.alpha, on_rank_deficient="drop")
     nested = (nested_many(X[train], Y[train], design["terms"], targets, design["gene_sets"], full=res)
               if design.get("gene_sets") else pd.DataFrame(columns=LONG_NESTED_COLUMNS))
