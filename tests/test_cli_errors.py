@@ -320,3 +320,39 @@ def test_folds_warn_of_a_class_thinner_than_the_folds(tmp_path):
     folds = pd.read_csv(tmp_path / "folds.tsv", sep="\t")
     cls = folds[folds["target"] == "cls"].set_index("sample")["fold"]
     assert cls.loc[["s3", "s17", "s25"]].nunique() == 3
+
+
+def test_genome_plan_names_why_a_target_or_predictor_was_dropped(tmp_path, capsys):
+    """A requested target or predictor that missing: drop_genes left out is reported with that reason (and in
+    design.json), not as an id absent from the data (the log said 'not in the data' before); an id that is
+    absent still is."""
+    matrix = tmp_path / "expr.tsv"
+    matrix.write_text("gene\tS1\tS2\tS3\tS4\ng0\t1\t2\t3\t4\ng1\t2\t1\t4\t3\ng2\t1\t3\t2\t5\n"
+                      "g3\tNA\t1\t2\t3\ng4\t5\t1\t2\tinf\ng5\t4\t3\t2\t2\n")
+    h5ad = tmp_path / "results" / "data.h5ad"
+    assert main(["collect", "--matrix", str(matrix), "--missing", "drop_genes", "--out", str(h5ad),
+                 "--dropped", str(tmp_path / "results" / "dropped.tsv")]) == 0
+    (tmp_path / "targets.txt").write_text("g2\ng3\ng5\nNOPE\n")
+    (tmp_path / "preds.txt").write_text("g0\ng1\ng4\n")
+    plan, design = tmp_path / "results" / "plan.tsv", tmp_path / "results" / "design.json"
+    capsys.readouterr()
+    rc = main(["genome-plan", "--data", str(h5ad), "--spec", json.dumps({"from": str(tmp_path / "preds.txt")}),
+               "--targets", json.dumps({"file": str(tmp_path / "targets.txt")}), "--chunk-size", "5",
+               "--out", str(plan), "--out-design", str(design)])
+    err = flat(capsys.readouterr().err)
+    assert rc == 0, err
+    why = f"missing or infinite values (missing: drop_genes) ({matrix})"
+    assert f"1 requested targets were dropped while collecting the data and are skipped: 'g3': {why}" in err, err
+    assert "1 requested targets are not in the data and are skipped: NOPE" in err
+    assert f"1 of 3 predictor genes were dropped while collecting the data and are skipped: 'g4': {why}" in err
+    assert "not in the collected data" not in err
+    saved = json.loads(design.read_text())
+    assert saved["predictors"] == ["g0", "g1"] and saved["missing_targets"] == ["NOPE"]
+    assert saved["dropped_targets"] == {"g3": why}
+    assert pd.read_csv(plan, sep="\t")["target"].tolist() == ["g2", "g5"]
+    # an explicit predictor list naming a dropped gene is refused with the reason
+    rc = main(["genome-plan", "--data", str(h5ad), "--spec", '["g0", "g4"]', "--targets", '"all"',
+               "--chunk-size", "5", "--out", str(plan), "--out-design", str(design)])
+    err = flat(capsys.readouterr().err)
+    assert rc != 0 and "Traceback" not in err
+    assert "Predictor genes 'g4' were dropped while collecting the data" in err and why in err, err

@@ -1322,12 +1322,13 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
 
 def cmd_genome_plan(a: argparse.Namespace) -> None:
     from .batched import iter_chunks
-    from .design import check_genome_terms, encode_covariates, genome_targets, shared_predictors
+    from .design import check_genome_terms, dropped_reasons, encode_covariates, genome_targets, shared_predictors
     from .io import read_h5ad_columns, read_obs, write_json, write_table
 
     _, _, genes, sources = read_h5ad_columns(a.data)
     source = _source_text(sources)
-    predictors = shared_predictors(genes, _json_arg(a.spec, "--spec"), source)
+    dropped = _dropped_genes_h5(a.data)
+    predictors = shared_predictors(genes, _json_arg(a.spec, "--spec"), source, dropped)
     covariates = [str(c) for c in a.covariate or []]
     interactions = [[str(g) for g in pair] for pair in _json_arg(a.interactions, "--interactions")]
     gene_sets = {str(k): [str(g) for g in v] for k, v in _json_arg(a.gene_sets, "--gene-sets").items()}
@@ -1344,6 +1345,11 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
                                                                  [hi - lo for lo, hi in chunks])})
     log.info("genome-wide OLS: %d targets on %d shared predictors, %d chunks of at most %d targets", len(targets),
              len(predictors), len(chunks), a.chunk_size)
+    gone = {g: dropped[g] for g in missing if g in dropped}
+    if gone:
+        log.warning("%d requested targets were dropped while collecting the data and are skipped: %s", len(gone),
+                    dropped_reasons(list(gone), dropped))
+    missing = [g for g in missing if g not in gone]
     if missing:
         log.warning("%d requested targets are not in the data and are skipped: %s", len(missing),
                     ", ".join(missing[:5]))
@@ -1354,8 +1360,20 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
                  f"; {len(gene_sets)} gene sets tested by nested F-tests" if gene_sets else "")
     write_json({"predictors": predictors, "covariates": covariates, "interactions": interactions,
                 "gene_sets": gene_sets, "n_targets": len(targets), "n_chunks": len(chunks),
-                "missing_targets": missing}, a.out_design)
+                "missing_targets": missing, "dropped_targets": gone}, a.out_design)
     write_table(plan, a.out)
+
+
+def _dropped_genes_h5(path: str) -> dict[str, str]:
+    """:func:`_dropped_genes` of an ``.h5ad`` file, read without the matrix."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        d = f.get("uns/dropped_genes")
+        if d is None or any(k not in d for k in ("id", "file", "reason")):
+            return {}
+        ids, files, reasons = (d[k].asstr()[:] for k in ("id", "file", "reason"))
+    return {str(i): f"{r} ({f})" for i, f, r in zip(ids, files, reasons)}
 
 
 def _warn_kept_imputed(path: str, targets, step: str) -> None:
@@ -1369,7 +1387,8 @@ def _warn_kept_imputed(path: str, targets, step: str) -> None:
     if imputed:
         log.warning("%d targets had missing values that missing: impute_mean filled with their training mean (%s); "
                     "%s fits every target on one shared set of samples, so they keep them (each target's own "
-                    "models leave such samples out)", len(imputed), preview(sorted(imputed)), step)
+                    "models leave such samples out)%s", len(imputed), preview(sorted(imputed)), step,
+                    "; its train and test metrics leave them out" if step == "genome-wide mode" else "")
 
 
 def _genome_columns(data: str, design: dict[str, Any], splits: str, targets: list[str] | None = None):
@@ -1387,16 +1406,36 @@ def _genome_columns(data: str, design: dict[str, Any], splits: str, targets: lis
     return X.to_numpy(dtype=np.float64), [str(c) for c in X.columns], train, values[:, len(predictors):], samples
 
 
+def _imputed_cells(path: str, samples, targets) -> np.ndarray:
+    """Samples x targets, True where the normalize step filled in the target's value (``missing: impute_mean``;
+    ``uns['imputed']`` of ``path``, read without the matrix)."""
+    import h5py
+
+    out = np.zeros((len(samples), len(targets)), dtype=bool)
+    with h5py.File(path, "r") as f:
+        g, s = f.get("uns/imputed/gene"), f.get("uns/imputed/sample")
+        if g is None or s is None:
+            return out
+        row = {str(x): i for i, x in enumerate(samples)}
+        col = {str(x): j for j, x in enumerate(targets)}
+        for gene, sample in zip(g.asstr()[:], s.asstr()[:]):
+            if gene in col and sample in row:
+                out[row[sample], col[gene]] = True
+    return out
+
+
 def _genome_chunk(a: argparse.Namespace):
     """One chunk of a genome-wide run: whether each sample trains, the shared design and its terms, the chunk's
-    targets, and the design matrix (X) and the targets' values (Y), read without the rest of the matrix."""
+    targets, the design matrix (X), the targets' values (Y), read without the rest of the matrix, and which of
+    those values were measured (False: filled in by ``missing: impute_mean``; fitted on, never judged)."""
     from .io import read_table
 
     design = json.loads(Path(a.design).read_text())
     plan = read_table(a.plan, dtype={"target": str})
     targets = plan.loc[plan["chunk"] == a.chunk, "target"].tolist()
-    X, terms, train, Y, _ = _genome_columns(a.data, design, a.splits, targets)
-    return train, {**design, "terms": terms}, targets, X, Y
+    X, terms, train, Y, samples = _genome_columns(a.data, design, a.splits, targets)
+    measured = ~_imputed_cells(a.data, samples, targets)
+    return train, {**design, "terms": terms}, targets, X, Y, measured
 
 
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
@@ -1404,7 +1443,17 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     from .compare import regression_metrics
     from .io import write_parquet, write_table
 
-    train, design, targets, X, Y = _genome_chunk(a)
+    train, design, targets, X, Y, measured = _genome_chunk(a)
+    n_train, k = int(train.sum()), X.shape[1]
+    if n_train < k + 2:
+        extra = k - len(design["predictors"])
+        others = f" and {extra} covariate or interaction terms" if extra else ""
+        raise ModelError(
+            f"The training split of {a.data} has {n_train} samples, but the shared design of the genome-wide run has "
+            f"{k} terms ({len(design['predictors'])} predictors{others}): "
+            f"ordinary least squares needs at least {k + 2} training samples (terms + intercept + 1 residual degree "
+            f"of freedom). List fewer shared predictors in 'predictors', or lower split.test_fraction."
+        )
     res = fit_many(X[train], Y[train], design["terms"], targets, alpha=a.alpha, on_rank_deficient="drop")
     nested = (nested_many(X[train], Y[train], design["terms"], targets, design["gene_sets"], full=res)
               if design.get("gene_sets") else pd.DataFrame(columns=LONG_NESTED_COLUMNS))
@@ -1415,10 +1464,12 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     A = np.column_stack([np.ones(len(X)), X[:, [column[g] for g in res.terms[1:]]]])
     pred = A @ res.coef.T
     rows = []
-    train_mean = Y[train].mean(axis=0)
     for j, t in enumerate(targets):
-        for model, p in (("ols", pred[:, j]), ("mean", np.full(len(Y), train_mean[j]))):
+        # judged on measured values only: a value impute_mean filled in is the training mean, not an observation
+        train_mean = Y[train & measured[:, j], j].mean() if (train & measured[:, j]).any() else np.nan
+        for model, p in (("ols", pred[:, j]), ("mean", np.full(len(Y), train_mean))):
             for name, mask in (("train", train), ("test", ~train)):
+                mask = mask & measured[:, j]
                 rows.append({"target": t, "model": model, "split": name,
                              **regression_metrics(Y[mask, j], p[mask])})
     bad = int((res.status != "ok").sum())
@@ -1443,7 +1494,7 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     if candidates and (candidates[0].ensemble > 1 or candidates[0].refit != "early_stopping"):
         log.info("chunk %d: mlp.ensemble and mlp.refit apply to per-target networks; genome-wide networks are "
                  "single networks stopped early on the validation part", a.chunk)
-    train, design, targets, X, Y = _genome_chunk(a)
+    train, design, targets, X, Y, measured = _genome_chunk(a)
     # targets without variance on the training split cannot be learnt (the OLS side flags them too)
     sd = Y[train].std(axis=0)
     ok = np.isfinite(Y).all(axis=0) & (sd > 1e-12 * np.maximum(np.abs(Y[train]).max(axis=0), 1.0))
@@ -1498,6 +1549,7 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     rows = []
     for j, t in enumerate(targets):
         for name, mask in (("train", train), ("test", ~train)):
+            mask = mask & measured[:, j]  # judged on measured values only, as the OLS chunk
             m = regression_metrics(Y[mask, j], pred[mask, j]) if ok[j] else {"n": int(mask.sum())}
             rows.append({"target": t, "model": "mlp", "split": name, **m})
     stem = f"{a.chunk:05d}"

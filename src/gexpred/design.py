@@ -41,6 +41,13 @@ def _corr_with(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.clip(r, -1.0, 1.0)
 
 
+def dropped_reasons(gone: list[str], dropped: dict[str, str]) -> str:
+    """``'g': why; 'h': why`` for the first five of ``gone`` (genes left out while collecting the data), then a
+    pointer to ``results/data/dropped.tsv``."""
+    return (f"{'; '.join(f'{g!r}: {dropped[g]}' for g in gone[:5])}{'; …' if len(gone) > 5 else ''} (all in "
+            f"results/data/dropped.tsv)")
+
+
 def _refuse_absent(absent: list[str], what: str, where: str, source: str, dropped: dict[str, str],
                    genes: list[str], fix: str) -> None:
     """Refuse genes a config names that the data lack, saying why where the data say it: genes dropped while
@@ -53,9 +60,8 @@ def _refuse_absent(absent: list[str], what: str, where: str, source: str, droppe
     if gone:
         raise ConfigError(
             f"{what} {preview(gone)}{where} were dropped while collecting the data, so they are not in {source}: "
-            f"{'; '.join(f'{g!r}: {dropped[g]}' for g in gone[:5])}{'; …' if len(gone) > 5 else ''} (all in "
-            f"results/data/dropped.tsv). Add the gene to every matrix, use a missing-value policy that keeps it, "
-            f"or leave it out of the config."
+            f"{dropped_reasons(gone, dropped)}. Add the gene to every matrix, use a missing-value policy that keeps "
+            f"it, or leave it out of the config."
         )
     raise ConfigError(f"{what} {preview(absent)}{where} are not in {source}. {fix}{near_ids(absent, genes)}")
 
@@ -475,14 +481,17 @@ def check_genome_terms(predictors: list[str], covariates: list[str], interaction
         )
 
 
-def shared_predictors(genes: list[str], spec: list[str] | dict[str, Any], source: str = "the data") -> list[str]:
+def shared_predictors(genes: list[str], spec: list[str] | dict[str, Any], source: str = "the data",
+                      dropped: dict[str, str] | None = None) -> list[str]:
     """The predictors shared by every target in genome-wide mode.
 
     ``spec`` must be a list of genes, or ``{"from": genes or file}`` without
     ``top_correlated`` (all candidates in the data): the batched engine needs one
-    design for all targets.
+    design for all targets. ``dropped``: ``{gene: why}`` of the genes left out while
+    collecting the data, named with their reason rather than as absent.
     """
     index = set(genes)
+    dropped = dropped or {}
     if isinstance(spec, dict):
         if spec.get("top_correlated") is not None:
             raise ConfigError(
@@ -494,15 +503,19 @@ def shared_predictors(genes: list[str], spec: list[str] | dict[str, Any], source
             raise ConfigError("Genome-wide mode needs the shared predictors: set 'predictors' to a list or {from: ...}.")
         pool = read_gene_list(spec["from"], "predictor candidates file")
         absent = [g for g in pool if g not in index]
+        gone = [g for g in absent if g in dropped]
+        if gone:
+            log.warning("%d of %d predictor genes were dropped while collecting the data and are skipped: %s",
+                        len(gone), len(pool), dropped_reasons(gone, dropped))
+        absent = [g for g in absent if g not in dropped]
         if absent:
             log.warning("%d of %d predictor genes are not in %s and are skipped: %s", len(absent), len(pool),
                         source, preview(absent))
         pool = [g for g in dict.fromkeys(pool) if g in index]
     else:
         pool = [str(g) for g in spec]
-        missing = [g for g in pool if g not in index]
-        if missing:
-            raise ConfigError(f"Predictor genes {preview(missing)} are not in {source}. Check 'predictors'.")
+        _refuse_absent([g for g in pool if g not in index], "Predictor genes", "", source, dropped, genes,
+                       "Check 'predictors'.")
     if not pool:
         raise ConfigError(f"None of the predictor genes is in {source}.")
     return pool
