@@ -128,3 +128,34 @@ def test_search_never_touches_the_test_split(tmp_path):
     assert not np.allclose(pa.loc[~trn, "predicted"], pb.loc[~trn, "predicted"])  # the test rows did change
     search = pd.read_csv(clean / "search.tsv", sep="\t")
     assert len(search) == 4 and search["selected"].sum() == 1
+
+
+def test_search_does_not_depend_on_the_order_of_the_samples(tmp_path):
+    """The same data and seed give the same network whatever the order of the samples in the matrices (the
+    validation part and batch order are drawn by position: the samples in the order of the input matrices
+    gave another search, CV error and model when a matrix's columns were listed in another order)."""
+    import json
+
+    d = _inputs(tmp_path, perturb=False)
+    data = ad.read_h5ad(d / "data.h5ad")
+    rev = tmp_path / "reversed"
+    rev.mkdir()
+    write_h5ad(data[::-1].copy(), rev / "data.h5ad")
+    for name in ("splits.tsv", "predictors.tsv", "folds.tsv"):
+        (rev / name).write_bytes((d / name).read_bytes())
+    settings = json.dumps({"epochs": 15, "patience": 5, "device": "cpu", "batch_size": 16, "ensemble": 1})
+    outs = []
+    for run in (d, rev):
+        rc = main(["mlp", "--data", str(run / "data.h5ad"), "--splits", str(run / "splits.tsv"),
+                   "--predictors", str(run / "predictors.tsv"), "--folds", str(run / "folds.tsv"), "--target",
+                   "target", "--settings", settings, "--search", json.dumps({"mlp": {"hidden": [[], [4]]}}),
+                   "--importance-repeats", "0", "--out-dir", str(run / "out")])
+        assert rc == 0
+        outs.append(run / "out")
+    for name in ("search.tsv", "history.tsv"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    for name in ("cv_predictions.tsv", "predictions.tsv"):
+        a, b = (pd.read_csv(o / name, sep="\t").sort_values("sample").reset_index(drop=True) for o in outs)
+        pd.testing.assert_frame_equal(a, b)
+    a, b = (torch.load(o / "model.pt", weights_only=True) for o in outs)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -96,6 +96,19 @@ def _measured_samples(adata, split: np.ndarray, target: str, data: str):
     return adata[keep].copy(), split[keep]
 
 
+def _in_id_order(adata, split: np.ndarray):
+    """The data and splits with the samples sorted by id.
+
+    A network's validation part and batch order are drawn by position (``mlp.seed``), so on the samples in
+    the order of the input matrices the same data and seed gave another network when the columns of a matrix,
+    or the matrices themselves, were listed in another order; the split and the folds depend on the ids only.
+    """
+    order = np.argsort(np.asarray(adata.obs_names, dtype=str), kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        return adata, split
+    return adata[order].copy(), np.asarray(split)[order]
+
+
 def _split_of(samples, data: str, splits: str) -> np.ndarray:
     """``train``/``test`` of each sample of ``data``, in its order, from the splits table."""
     from .io import read_table
@@ -794,7 +807,7 @@ def cmd_mlp(a: argparse.Namespace) -> None:
 
     torch.set_num_threads(max(1, a.threads))
     search, configs, candidates = _network_candidates(a)
-    adata, split = _load_split_data(a.data, a.splits, a.target)
+    adata, split = _in_id_order(*_load_split_data(a.data, a.splits, a.target))
     classify = bool(a.labels)
     folds = _folds_of(a, adata, split)
     X, y, train, design, (fold_X, fold_terms) = _design(a, adata, split, None, need_target_gene=not classify,
