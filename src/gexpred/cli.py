@@ -1448,7 +1448,11 @@ def _genome_chunk(a: argparse.Namespace):
     targets = plan.loc[plan["chunk"] == a.chunk, "target"].tolist()
     X, terms, train, Y, samples = _genome_columns(a.data, design, a.splits, targets)
     measured = ~_imputed_cells(a.data, samples, targets)
-    return train, {**design, "terms": terms}, targets, X, Y, measured
+    # in the order of the sample ids, as the per-target networks (_in_id_order): a network's validation part and
+    # batch order are drawn by position, and the same data and seed must give the same networks however the
+    # matrices' columns are ordered
+    order = np.argsort(np.asarray(samples, dtype=str), kind="stable")
+    return train[order], {**design, "terms": terms}, targets, X[order], Y[order], measured[order]
 
 
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
