@@ -243,6 +243,8 @@ def test_summary_verdicts():
     assert s.loc["net", "ols"] == pytest.approx(1.0) and np.isnan(s.loc["net", "penalized"])
     assert s.loc["net", "test_best_model"] == "mlp" and s.loc["net", "test_mlp"] == 0.6
     assert "network is better" in s.loc["net", "statement"]
+    # the best model in the words the rest of the statement uses, not its key
+    assert s.loc["net", "statement"].startswith("Best by 5-fold CV: the network (MSE 0.5).")
     only = summary_table(cvm[cvm["model"] != "mlp"], test, ["ols"])
     assert (only["verdict"] == "not compared").all() and only["p_value"].isna().all()
 

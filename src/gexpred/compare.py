@@ -298,8 +298,11 @@ def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: 
         p = np.nan
         verdict = "not compared"
         label = "MSE" if metric == "mse" else metric.replace("_", "-")
-        # a classification run's ols is a logistic regression and its mean baseline the training class shares
-        names = {"ols": "logistic regression", "mean": "the training class shares"} if metric == "log_loss" else {}
+        # the models in words, as the rest of the statement names them (a classification run's ols is a logistic
+        # regression and its mean baseline the training class shares)
+        names = ({"ols": "logistic regression", "mean": "the training class shares"} if metric == "log_loss"
+                 else {"ols": "OLS", "mean": "the training mean"})
+        names |= {"penalized": "penalized regression", "mlp": "the network"}
         statement = f"Best by {n_folds}-fold CV: {names.get(best, best)} ({label} {means[best]:.4g})."
         if "mlp" in means.index and "ols" in means.index:
             a = df[df["model"] == "mlp"].set_index("fold")[metric]
