@@ -271,3 +271,17 @@ def test_summary_statement_of_classification_names_logistic_regression_and_class
 
 
 CV_COLS = ["target", "model", "fold", "n", "mse", "mae", "r2", "pearson", "accuracy", "auroc", "log_loss"]
+
+
+def test_genome_summary_counts_a_tie_for_no_model():
+    """A constant target (every model's test MSE 0) was counted as the first model's win in n_best."""
+    from gexpred.compare import genome_summary
+
+    rows = []
+    for target, mses in {"a": (1.0, 0.5, 2.0), "b": (0.8, 0.9, 2.0), "const": (0.0, 0.0, 0.0)}.items():
+        for model, v in zip(("ols", "mlp", "mean"), mses):
+            rows.append({"target": target, "model": model, "split": "test", "n": 10, "mse": v,
+                         "r2": np.nan if target == "const" else 1 - v / 2.0})
+    summary, per = genome_summary(pd.DataFrame(rows))
+    assert per.set_index("target")["best_model"].to_dict() == {"a": "mlp", "b": "ols", "const": "tie"}
+    assert summary.set_index("model")["n_best"].to_dict() == {"ols": 1, "mlp": 1, "mean": 0}

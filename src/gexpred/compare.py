@@ -351,7 +351,8 @@ def genome_summary(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     summary : pandas.DataFrame
         One row per model (and the ``mean`` baseline, whose test R² is computed from the
         test split's MSE and the training mean): :data:`GENOME_SUMMARY_COLUMNS`; ``n_best``
-        counts the targets whose lowest test MSE is the model's.
+        counts the targets whose lowest test MSE is the model's alone (``best_model`` reads ``tie`` where
+        several models share it, as every model does on a constant target).
     per_target : pandas.DataFrame
         ``target``, then ``r2_<model>`` and ``mse_<model>`` on the test split per model, and
         ``best_model``; sorted by the best test R², highest first.
@@ -366,7 +367,10 @@ def genome_summary(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         per[f"mse_{m}"] = mse[m]
     finite = mse[models].notna().any(axis=1)
     best = pd.Series("", index=mse.index, dtype=object)
-    best[finite] = mse.loc[finite, models].idxmin(axis=1)
+    vals = mse.loc[finite, models]
+    # a tie (a constant target: every model's test MSE 0) is nobody's win, not the first model's
+    tied = vals.eq(vals.min(axis=1), axis=0).sum(axis=1) > 1
+    best[finite] = np.where(tied, "tie", vals.idxmin(axis=1))
     per["best_model"] = best
     per = per.reset_index()
     per = per.assign(_top=per[[f"r2_{m}" for m in models]].max(axis=1)).sort_values(
