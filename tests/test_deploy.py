@@ -793,6 +793,41 @@ def test_a_batch_sheets_number_like_levels_are_the_training_levels(tmp_path, she
     np.testing.assert_allclose(got.to_numpy(), want, rtol=1e-12)
 
 
+def test_a_covariate_declared_categorical_is_read_from_a_batch_sheet_as_in_training(tmp_path):
+    """A model that adjusts for C(plate) (plates 1, 2, 10 as categories): a new batch's sheet that writes the
+    plates 2.0 and 10 is read with the training levels (2.0 is level 2), the predictions equal the linear model
+    computed here; a plate the model never saw (3) is refused by name."""
+    coef = [0.5, -0.25, 0.75, 2.0, -3.0]  # gA, gB, gC, C(plate)[T.2], C(plate)[T.10]
+    terms = [*PREDICTORS, "C(plate)[T.2]", "C(plate)[T.10]"]
+    enc = {"C(plate)": {"type": "categorical", "levels": ["1", "2", "10"], "reference": "1", "column": "plate"}}
+    train = _raw(20, seed=4)
+    ref = pd.DataFrame({"sample": train.index, **{g: train[g] for g in PREDICTORS}, "C(plate)[T.2]": 0.0,
+                        "C(plate)[T.10]": 0.0, "prediction": 0.0, "observed": 0.0})
+    path = write_bundle(tmp_path / "b", target=TARGET, model="ols", task="regression", classes=None,
+                        model_params={"kind": "linear", "terms": terms, "intercept": 1.0, "coef": coef},
+                        preprocessing={"normalization": {"steps": [], "genes": PREDICTORS},
+                                       "design": {"predictors": PREDICTORS, "covariates": enc, "interactions": [],
+                                                  "terms": terms}},
+                        reference=ref, metrics={}, training_fingerprint="x")
+    new = _raw(4, seed=5)
+    src = _write_matrix(new[PREDICTORS], tmp_path / "new.tsv")
+    plates = ["2.0", "10", "1", "2"]
+    sheet = tmp_path / "sheet.tsv"
+    sheet.write_text("sample\tplate\n" + "".join(f"{s}\t{v}\n" for s, v in zip(new.index, plates)))
+    out = tmp_path / "pred.tsv"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(sheet), "--out", str(out),
+                 "--log", str(tmp_path / "p.log")]) == 0, (tmp_path / "p.log").read_text()
+    got = pd.read_csv(out, sep="\t", dtype={"sample": str}).set_index("sample").loc[new.index, "predicted"]
+    effect = {"2.0": coef[3], "2": coef[3], "10": coef[4], "1": 0.0}
+    want = 1.0 + new[PREDICTORS].to_numpy() @ np.array(coef[:3]) + np.array([effect[p] for p in plates])
+    np.testing.assert_allclose(got.to_numpy(), want, rtol=1e-12)
+    sheet.write_text("sample\tplate\n" + "".join(f"{s}\t{v}\n" for s, v in zip(new.index, ["3", "1", "1", "2"])))
+    assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(sheet), "--out",
+                 str(tmp_path / "p2.tsv"), "--log", str(tmp_path / "p2.log")]) != 0
+    msg = (tmp_path / "p2.log").read_text()
+    assert "'C(plate)'" in msg and "'3'" in msg and "never saw" in msg
+
+
 def test_monitor_warns_on_a_batch_too_small_to_judge(tmp_path, linear_bundle):
     """One sample from the training distribution: the drift tests cannot find a shift in it, so the verdict is
     'warn' with the reason, not a confident 'ok'; monitor.min_samples sets the bar."""

@@ -224,6 +224,39 @@ def test_covariates_match_statsmodels_formula():
         np.testing.assert_allclose(ours.loc[rename.get(term, term), "std_err"], ref.bse[term], rtol=1e-9)
 
 
+def test_a_covariate_declared_categorical_matches_statsmodels_c():
+    """C(plate) makes a column of numbers (plates 1, 2, 10) categorical, as statsmodels' formula C() does: the
+    same terms, named the same, levels ordered by value (10 after 2), and the same fit; an .h5ad-style float
+    column (2.0) gives the same levels. Without C() the column is one slope over the codes."""
+    import statsmodels.formula.api as smf
+
+    from gexpred.design import build_design, encode_covariates
+    from gexpred.ols import fit_ols
+
+    rng = np.random.default_rng(8)
+    n = 60
+    samples = [f"s{i}" for i in range(n)]
+    expr = pd.DataFrame(rng.normal(size=(n, 2)), index=samples, columns=["gA", "gB"])
+    plate = rng.choice([1, 2, 10], n)
+    obs = pd.DataFrame({"plate": plate}, index=samples)
+    y = expr["gA"] + np.where(plate == 10, 2.0, np.where(plate == 2, -1.0, 0.0)) + rng.normal(0, 0.3, n)
+    train = np.ones(n, dtype=bool)
+    cov, enc = encode_covariates(obs, ["C(plate)"], train)
+    assert list(cov.columns) == ["C(plate)[T.2]", "C(plate)[T.10]"]
+    assert enc["C(plate)"] == {"type": "categorical", "levels": ["1", "2", "10"], "reference": "1", "column": "plate"}
+    X = build_design(expr, ["gA", "gB"], cov, [])
+    ours = fit_ols(X.to_numpy(), y.to_numpy(), list(X.columns)).table().set_index("term")
+    ref = smf.ols("y ~ gA + gB + C(plate)", data=pd.concat([expr, obs], axis=1).assign(y=y)).fit()
+    for term, coef in ref.params.items():
+        np.testing.assert_allclose(ours.loc[{"Intercept": "const"}.get(term, term), "coef"], coef, rtol=1e-9)
+        np.testing.assert_allclose(ours.loc[{"Intercept": "const"}.get(term, term), "std_err"], ref.bse[term],
+                                   rtol=1e-9)
+    cov_f, enc_f = encode_covariates(obs.astype(float), ["C(plate)"], train)
+    assert enc_f == enc and cov_f.equals(cov)
+    numeric, _ = encode_covariates(obs, ["plate"], train)
+    assert list(numeric.columns) == ["plate"]
+
+
 @pytest.mark.parametrize("covariate, levels", [("const", None), ("const", ["a", "b"])])
 def test_design_terms_may_not_take_the_intercepts_name(covariate, levels):
     """A covariate named 'const' (numeric: term 'const'; categorical: 'const[T.b]') would pass for the intercept

@@ -83,8 +83,8 @@ def test_covariates_with_an_h5ad_matrix_and_no_sample_sheet_say_how_to_read_its_
 
 
 def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tmp_path):
-    """models: [ols] is a valid run; ols.covariates / interactions / gene_sets through the workflow, against
-    statsmodels' formula API (a target named in an interaction or a gene set, G5, gets neither itself as a term
+    """models: [ols] is a valid run; ols.covariates (one declared categorical, C(plate), its plates numbered) /
+    interactions / gene_sets through the workflow, against statsmodels' formula API (a target named in an interaction or a gene set, G5, gets neither itself as a term
     nor the interaction, and the log says so); then a target missing from the data fails with a clear message."""
     import statsmodels.formula.api as smf
 
@@ -92,16 +92,18 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     rng = np.random.default_rng(1)
     sheet = pd.DataFrame({"sample": data["samples"], "batch": rng.choice(["x", "y", "z"], len(data["samples"])),
                           "dose": rng.uniform(0, 1, len(data["samples"]))})
+    sheet["plate"] = np.random.default_rng(2).choice([1, 2, 3], len(sheet))  # numbered plates, categories
     sheet.to_csv(tmp_path / "data" / "samples.tsv", sep="\t", index=False)
     # a new batch with its own sample sheet: the models adjust for covariates, so deploy reads them from it
     new = make_dataset(tmp_path, n_samples=10, n_genes=8, seed=11, name="new.tsv", prefix="N")
     new_sheet = pd.DataFrame({"sample": new["samples"], "batch": rng.choice(["x", "y", "z"], 10),
                               "dose": rng.uniform(0, 1, 10)})
+    new_sheet["plate"] = np.random.default_rng(3).choice([1.0, 2.0, 3.0], 10)  # written 1.0: the same plates
     new_sheet.to_csv(tmp_path / "data" / "new_samples.tsv", sep="\t", index=False)
     write_config(tmp_path, models=["ols"], targets=["G0", "G1", "G5"], predictors=["G2", "G3", "G4"],
                  sample_sheet="data/samples.tsv", new_batches={"fresh": ["data/new.tsv"]},
                  new_batch_sheets={"fresh": "data/new_samples.tsv"},
-                 ols={"covariates": ["batch", "dose"], "interactions": [["G2", "G5"]],
+                 ols={"covariates": ["batch", "dose", "C(plate)"], "interactions": [["G2", "G5"]],
                       "gene_sets": {"pair": ["G3", "G4"], "g5": ["G5"]}})
     # what is checked (the figures and the report would add half a minute)
     run_snakemake(tmp_path, "--nocolor", "results/ols/all_coefficients.tsv", "results/compare/predictions.tsv",
@@ -113,7 +115,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     assert list(allc.columns) == ["target", "term", "coef", "std_err", "t", "p_value", "ci_low", "ci_high",
                                   "q_value"]
     for target in ["G0", "G1"]:
-        ref = smf.ols(f"{target} ~ G2 + G3 + G4 + G5 + C(batch) + dose + G2:G5", data=df).fit()
+        ref = smf.ols(f"{target} ~ G2 + G3 + G4 + G5 + C(batch) + dose + C(plate) + G2:G5", data=df).fit()
         ours = pd.read_csv(tmp_path / f"results/ols/{target}/coefficients.tsv", sep="\t").set_index("term")
         rename = {"Intercept": "const", "C(batch)[T.y]": "batch[T.y]", "C(batch)[T.z]": "batch[T.z]"}
         assert sorted(ours.index) == sorted(rename.get(t, t) for t in ref.params.index)
@@ -125,7 +127,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
         np.testing.assert_allclose(fit["f_pvalue"], ref.f_pvalue, rtol=1e-6)
         np.testing.assert_allclose(fit["aic"], ref.aic, rtol=1e-10)
         nested = pd.read_csv(tmp_path / f"results/ols/{target}/nested_tests.tsv", sep="\t").set_index("gene_set")
-        restricted = smf.ols(f"{target} ~ G2 + C(batch) + dose + G5 + G2:G5", data=df).fit()
+        restricted = smf.ols(f"{target} ~ G2 + C(batch) + dose + C(plate) + G5 + G2:G5", data=df).fit()
         f, p, dfn = ref.compare_f_test(restricted)
         np.testing.assert_allclose(nested.loc["pair", "f_stat"], f, rtol=1e-8)
         np.testing.assert_allclose(nested.loc["pair", "p_value"], p, rtol=1e-8)
@@ -138,7 +140,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
         np.testing.assert_allclose(deployed.set_index("sample").loc[new_df.index, "predicted"],
                                    ref.predict(new_df), rtol=1e-8)
     # the target G5 is in the interaction G2:G5 and the gene set g5: neither enters its own model
-    ref = smf.ols("G5 ~ G2 + G3 + G4 + C(batch) + dose", data=df).fit()
+    ref = smf.ols("G5 ~ G2 + G3 + G4 + C(batch) + dose + C(plate)", data=df).fit()
     ours = pd.read_csv(tmp_path / "results/ols/G5/coefficients.tsv", sep="\t").set_index("term")
     rename = {"Intercept": "const", "C(batch)[T.y]": "batch[T.y]", "C(batch)[T.z]": "batch[T.z]"}
     assert sorted(ours.index) == sorted(rename.get(t, t) for t in ref.params.index)

@@ -491,7 +491,7 @@ def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] |
             need_target_gene: bool = True, folds: np.ndarray | None = None):
     """Design columns of one target (predictor genes, covariates, interactions), its values, and with
     ``folds`` each fold's design and terms (:func:`_fold_designs`; ``(None, None)`` otherwise)."""
-    from .design import build_design, check_design, encode_covariates, predictors_for
+    from .design import build_design, check_design, covariate_column, encode_covariates, predictors_for
     from .io import read_table
 
     table = read_table(a.predictors, dtype={"target": str, "gene": str})
@@ -500,7 +500,7 @@ def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] |
     train = split == "train"
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
     covariates, encoding = (None, {})
-    genes_too = [c for c in a.covariate or [] if c in set(adata.var_names)]
+    genes_too = [c for c in a.covariate or [] if covariate_column(c)[0] in set(adata.var_names)]
     if genes_too:
         from .errors import ConfigError
 
@@ -1102,7 +1102,7 @@ def _read_batch(paths: list[str], sample_sheet: str | None, bundle=None):
                     "" if len(ids) == 1 else "s", ", ".join(paths), ", ".join(map(repr, ids)))
     obs = None
     if sample_sheet:
-        categorical = [c for c, enc in (bundle.design.get("covariates") or {}).items()
+        categorical = [enc.get("column", c) for c, enc in (bundle.design.get("covariates") or {}).items()
                        if enc.get("type") == "categorical"] if bundle is not None else []
         sheet = read_sample_sheet(sample_sheet, text_columns=categorical)
         adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
@@ -1335,7 +1335,8 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
 
 def cmd_genome_plan(a: argparse.Namespace) -> None:
     from .batched import iter_chunks
-    from .design import check_genome_terms, dropped_reasons, encode_covariates, genome_targets, shared_predictors
+    from .design import (check_genome_terms, covariate_column, dropped_reasons, encode_covariates, genome_targets,
+                         shared_predictors)
     from .io import read_h5ad_columns, read_obs, write_json, write_table
 
     _, _, genes, sources = read_h5ad_columns(a.data)
@@ -1350,7 +1351,7 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
         obs = read_obs(a.data)
         # refused here once (an absent column, a missing value), not by every chunk
         encode_covariates(obs, covariates, np.ones(len(obs), dtype=bool), "the sample sheet")
-        numeric = {c for c in covariates if pd.api.types.is_numeric_dtype(obs[c])}
+        numeric = {c for c in covariates if not covariate_column(c)[1] and pd.api.types.is_numeric_dtype(obs[c])}
     check_genome_terms(predictors, covariates, interactions, genes, numeric, source, gene_sets)
     targets, missing = genome_targets(genes, predictors, _json_arg(a.targets, "--targets"), source)
     chunks = iter_chunks(len(targets), a.chunk_size)

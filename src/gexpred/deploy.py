@@ -100,12 +100,15 @@ def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: 
     :func:`gexpred.design.encode_covariates` encodes the test split's unseen levels when the models are fitted
     (the bundle step reproduces those predictions).
     """
+    from .design import level_text
+
     cols: dict[str, pd.Series] = {}
     for c, enc in encoding.items():
-        if c not in obs.columns:
-            raise InputError(f"The model adjusts for covariate {c!r}, which is not a column of {source}. Give a "
-                             f"sample sheet with a {c!r} column (--sample-sheet).")
-        col = obs[c]
+        column = enc.get("column", c)  # C(batch): the column batch, declared categorical
+        if column not in obs.columns:
+            raise InputError(f"The model adjusts for covariate {c!r}, which needs the column {column!r} of {source}. "
+                             f"Give a sample sheet with a {column!r} column (--sample-sheet).")
+        col = obs[column]
         if col.isna().any():
             from .design import MISSING_WORDS
 
@@ -123,7 +126,7 @@ def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: 
                                  f"{', '.join(shown)}{' ...' if bad.sum() > 5 else ''}.")
             cols[c] = numbers.astype(np.float64)
             continue
-        values = col.astype(str)
+        values = level_text(col) if "column" in enc else col.astype(str)
         unseen = sorted(set(values) - set(enc["levels"]))
         if unseen and not unseen_as_reference:
             where = obs.index[~values.isin(enc["levels"]).to_numpy()]

@@ -300,14 +300,50 @@ def redundant_columns(X: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- design matrices
+def covariate_column(name: str) -> tuple[str, bool]:
+    """The sample-sheet column a covariate names, and whether it is declared categorical.
+
+    ``C(batch)``, as in statsmodels' formulas, is the column ``batch`` taken as categorical even when its values
+    are numbers (batches 1, 2, 3; plates; patients coded by number), which would otherwise enter as one slope
+    over the codes. Any other name is the column itself, categorical when its values are not numbers.
+    """
+    name = str(name)
+    if name.startswith("C(") and name.endswith(")") and len(name) > 3:
+        return name[2:-1], True
+    return name, False
+
+
+def level_text(values: pd.Series) -> pd.Series:
+    """The levels of a declared-categorical covariate (``C(...)``) as text: numbers as written in the shortest
+    form that reads back the same (``2`` for 2 and 2.0, ``0.5``), so that the same code written ``2`` in one sheet
+    and ``2.0`` in another (an .h5ad's float column) is one level; zero-padded codes (``001``, which the sample
+    sheet reader keeps as text) and anything else as it is."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    text = values.astype(str).str.strip()
+    ok = numbers.notna().to_numpy() & ~text.str.match(r"^[+-]?0\d").to_numpy()
+    text[ok] = [str(int(v)) if float(v).is_integer() and abs(v) < 2**53 else repr(float(v)) for v in numbers[ok]]
+    return text
+
+
+def level_order(levels: set[str], codes: bool = False) -> list[str]:
+    """Levels sorted: declared-categorical numbers by value (1, 2, 10, as statsmodels' ``C()`` sorts them), the
+    rest as text."""
+    if not codes:
+        return sorted(levels)
+    numbers = pd.to_numeric(pd.Series(sorted(levels)), errors="coerce")
+    return [lev for _, lev in sorted(zip(numbers.fillna(np.inf), sorted(levels)))]
+
+
 def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarray,
                       source: str = "the sample sheet") -> tuple[pd.DataFrame, dict[str, Any]]:
     """Encode sample-sheet covariates as design columns.
 
-    Numeric columns are used as they are. Other columns are categorical and
-    encoded as treatment contrasts against their first level (sorted) among
-    the training samples: one 0/1 column ``name[T.level]`` per other level,
-    as statsmodels' formula interface (patsy) names them.
+    Numeric columns are used as they are. Other columns, and columns declared
+    categorical as ``C(name)`` (:func:`covariate_column`), are categorical and
+    encoded as treatment contrasts against their first level (sorted; numbers
+    of a ``C(...)`` column by value) among the training samples: one 0/1
+    column ``name[T.level]`` per other level, as statsmodels' formula interface
+    (patsy) names them (``C(batch)[T.2]``).
 
     Parameters
     ----------
@@ -328,7 +364,7 @@ def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarra
         ``{covariate: {"type": "numeric"} or {"type": "categorical", "levels": [...], "reference": ...}}``,
         enough to encode new samples the same way.
     """
-    missing = [c for c in covariates if c not in obs.columns]
+    missing = [c for c in covariates if covariate_column(c)[0] not in obs.columns]
     if missing:
         raise ConfigError(
             f"Covariates {preview(missing)} ('ols.covariates') are not columns of {source} "
@@ -337,7 +373,8 @@ def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarra
     cols: dict[str, pd.Series] = {}
     encoding: dict[str, Any] = {}
     for c in covariates:
-        col = obs[c]
+        column, declared = covariate_column(c)
+        col = obs[column]
         na = col.isna().to_numpy()
         if na.any():
             raise ConfigError(
@@ -346,12 +383,12 @@ def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarra
                 f"the values (a level named so, such as 'NA' for North America, must be spelt otherwise, e.g. "
                 f"'N.A.') or remove the covariate from 'ols.covariates'."
             )
-        if pd.api.types.is_numeric_dtype(col):
+        if pd.api.types.is_numeric_dtype(col) and not declared:
             cols[c] = col.astype(np.float64)
             encoding[c] = {"type": "numeric"}
             continue
-        values = col.astype(str)
-        levels = sorted(values[train].unique())
+        values = level_text(col) if declared else col.astype(str)
+        levels = level_order(set(values[train]), declared)
         unseen = sorted(set(values[~train]) - set(levels))
         if unseen:
             log.warning("covariate %s: levels %s occur only outside the training split; those samples are "
@@ -362,6 +399,8 @@ def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarra
         for lev in levels[1:]:
             cols[f"{c}[T.{lev}]"] = (values == lev).astype(np.float64)
         encoding[c] = {"type": "categorical", "levels": levels, "reference": levels[0] if levels else None}
+        if declared:
+            encoding[c]["column"] = column  # the sheet's column; its values read as level_text reads them
     return pd.DataFrame(cols, index=obs.index), encoding
 
 
@@ -463,7 +502,7 @@ def check_genome_terms(predictors: list[str], covariates: list[str], interaction
             f"target is fitted on one shared design, and a set's F-test removes its genes from it: add them to "
             f"'predictors' or remove them from the sets."
         )
-    clash = [c for c in covariates if c in set(genes)]
+    clash = [c for c in covariates if covariate_column(c)[0] in set(genes)]
     if clash:
         raise ConfigError(
             f"Covariates {preview(clash)} (ols.covariates, columns of the sample sheet) are also gene ids of "

@@ -122,17 +122,20 @@ def unseen_levels_text(obs: pd.DataFrame, covariates: list[str], splits: pd.Data
     test-split predictions rest on that guess. "" when there are none."""
     split = splits.assign(sample=splits["sample"].astype(str)).set_index("sample")["split"]
     parts = []
+    from .design import level_order, covariate_column, level_text
+
     for c in covariates:
-        if c not in obs.columns or pd.api.types.is_numeric_dtype(obs[c]):
+        column, declared = covariate_column(c)
+        if column not in obs.columns or (pd.api.types.is_numeric_dtype(obs[column]) and not declared):
             continue
-        values = obs[c].dropna().astype(str)
+        values = level_text(obs[column].dropna()) if declared else obs[column].dropna().astype(str)
         where = split.reindex(values.index.astype(str))
         train_levels = set(values[(where == "train").to_numpy()])
         if not train_levels:
             continue
         outside = values[(where != "train").to_numpy() & ~values.isin(train_levels).to_numpy()]
         if len(outside):
-            reference = sorted(train_levels)[0]
+            reference = level_order(train_levels, declared)[0]
             levels = sorted(set(outside))
             parts.append(f"covariate {rst(c)}: {_and([rst(v) for v in levels])} "
                          f"({_count(len(outside), 'sample')} outside the training split), encoded as the reference "
