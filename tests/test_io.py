@@ -898,3 +898,14 @@ def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path):
         proc.kill()
     assert list(out.parent.iterdir()) == []
 
+
+
+def test_a_sample_sheet_keeps_a_sample_named_na(write):
+    """A sample id 'NA' or 'null' is an id in a matrix's header; the sheet read it as a row without a sample id
+    (an audit). Only an empty cell is a missing id; 'NA' among the covariates still reads as missing."""
+    from gexpred.io import read_sample_sheet
+
+    sheet = read_sample_sheet(write("na.tsv", "sample\tdose\nNA\t1\nnull\tNA\nS3\t2\n"))
+    assert list(sheet.index) == ["NA", "null", "S3"] and sheet["dose"].isna().tolist() == [False, True, False]
+    with pytest.raises(InputError, match=r"without a sample id \(line 3\)"):
+        read_sample_sheet(write("empty.tsv", "sample\tdose\nS1\t1\n\t2\n"))

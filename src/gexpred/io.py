@@ -1014,7 +1014,10 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
                 f"empty for a missing value)."
             )
     df = pd.DataFrame([[c.strip() for c in row] for _, row in rows[1:]], columns=header, dtype=object)
+    ids = df["sample"]
     df = df.where(~df.isin(TEXT_NA), np.nan)
+    # a sample id is missing only when its cell is empty: 'NA' or 'null' is an id, as in a matrix's header
+    df["sample"] = ids.where(ids != "", np.nan)
     no_id = df["sample"].isna().to_numpy()
     if no_id.any():
         line = rows[1 + int(np.argmax(no_id))][0]
