@@ -691,3 +691,14 @@ def test_cv_ols_gives_a_column_constant_over_a_fold_coefficient_zero():
         ref = sm.OLS(y[tr], sm.add_constant(X[tr][:, cols], has_constant="add")).fit()
         np.testing.assert_allclose(oof[te], ref.predict(sm.add_constant(X[te][:, cols], has_constant="add")),
                                    rtol=1e-10)
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_penalty_grid_of_fewer_than_two_penalties_is_refused(n):
+    """One penalty is the grid's strongest (every coefficient 0: the mean); 0 gave a traceback (an audit)."""
+    from gexpred.errors import ConfigError
+    from gexpred.search import penalty_grid
+
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ConfigError, match="at least 2 penalties"):
+        penalty_grid(X, X[:, 0], "lasso", n)

@@ -956,6 +956,9 @@ def penalty_grid(X: np.ndarray, y: np.ndarray, method: str, n_alphas: int) -> np
     if method not in PENALTY_L1:
         raise ConfigError(f"search.penalized.methods: unknown method {method!r}; use {', '.join(PENALTY_L1)}.")
     n_alphas = int(n_alphas)
+    if n_alphas < 2:  # one penalty is the grid's strongest: every coefficient (nearly) 0, the mean in disguise
+        raise ConfigError(f"search.penalized.n_alphas is {n_alphas}; a search needs at least 2 penalties (the "
+                          f"default, 20, runs from near-total to negligible shrinkage).")
     l1 = PENALTY_L1[method]
     if l1 == 0:
         return np.logspace(np.log10(RIDGE_RANGE[0]), np.log10(RIDGE_RANGE[1]), n_alphas)
