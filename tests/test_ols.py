@@ -225,6 +225,40 @@ class TestInference:
         assert diag.loc[("breusch_pagan", ""), "verdict"] == "fails"
         assert any("heteroskedastic" in s for s in failed_assumptions(diag.reset_index()))
 
+    def test_vif_of_an_interaction_judges_its_factors_centred(self):
+        """Independent genes around 8 (log expression) and their product a:b: uncentred, a:b is nearly
+        8a + 8b, so statsmodels' VIF on the design as fitted is in the hundreds for a, b and a:b ("multicollinearity"
+        in the report for every target with an interaction, from where zero lies); judged with a and b centred in
+        the product (the same fit) they are about 1, as the independent draws are."""
+        from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+        from gexpred.ols import diagnostics, fit_ols
+
+        rng = np.random.default_rng(5)
+        n = 80
+        X = rng.normal(8.0, 1.0, size=(n, 3))
+        Xi = np.column_stack([X, X[:, 0] * X[:, 1], X[:, 2] ** 2])  # a:b and the square c:c
+        y = X @ [0.5, -0.3, 0.2] + 0.1 * Xi[:, 3] + rng.normal(size=n)
+        names = ["a", "b", "c", "a:b", "c:c"]
+        diag = diagnostics(fit_ols(Xi, y, names)).set_index(["check", "term"])
+        A = np.column_stack([np.ones(n), Xi])
+        raw = [variance_inflation_factor(A, j) for j in (1, 2, 4)]
+        assert min(raw) > 50  # the artefact: a, b, a:b
+        Ac = A.copy()
+        Xc = X - X.mean(axis=0)
+        Ac[:, 4], Ac[:, 5] = Xc[:, 0] * Xc[:, 1], Xc[:, 2] ** 2
+        for j, name in enumerate(names, start=1):  # 1 / (1 - R^2 of the term on the others), numpy
+            others = np.delete(Ac, j, axis=1)
+            fitted = others @ np.linalg.lstsq(others, Ac[:, j], rcond=None)[0]
+            r2 = 1 - ((Ac[:, j] - fitted) ** 2).sum() / ((Ac[:, j] - Ac[:, j].mean()) ** 2).sum()
+            np.testing.assert_allclose(diag.loc[("vif", name), "statistic"], 1 / (1 - r2), rtol=1e-8)
+            assert diag.loc[("vif", name), "verdict"] == "ok"
+        # the fit itself is the uncentred design's (statsmodels on A)
+        import statsmodels.api as sm
+
+        ref = sm.OLS(y, A).fit()
+        np.testing.assert_allclose(fit_ols(Xi, y, names).coef, ref.params, rtol=1e-10)
+
     def test_influence(self):
         from gexpred.ols import fit_ols, influence
 

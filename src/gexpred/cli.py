@@ -580,7 +580,7 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
               gene_sets: dict[str, list[str]]) -> None:
     from .io import write_json, write_table, write_text
     from .logit import METHODS, fit_logit
-    from .ols import DIAGNOSTIC_COLUMNS, INFLUENCE_COLUMNS, VIF_LIMIT
+    from .ols import DIAGNOSTIC_COLUMNS, INFLUENCE_COLUMNS, vif_rows
 
     folds = _folds_of(a, adata, split)
     X, _, train, design, (fold_X, fold_terms) = _design(a, adata, split, interactions, need_target_gene=False,
@@ -605,15 +605,8 @@ def cmd_logit(a: argparse.Namespace, adata, split, interactions: list[list[str]]
     log.info("Logit %s: %d training samples, %d classes, %d terms, fitted by %s", a.target, int(train.sum()),
              len(classes), len(terms), METHODS[fit.method])
     # multicollinearity is the one OLS assumption check that carries over to logistic regression
-    from statsmodels.stats.outliers_influence import variance_inflation_factor
-
-    A = np.column_stack([np.ones(int(train.sum())), X[train]])
-    rows = []
-    for j, term in enumerate(terms, start=1):
-        vif = 1.0 if A.shape[1] == 2 else float(variance_inflation_factor(A, j))
-        rows.append(("vif", term, vif, np.nan, VIF_LIMIT, "fails" if vif > VIF_LIMIT else "ok",
-                     "predictors not collinear"))
-    diag = pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)
+    diag = pd.DataFrame(vif_rows(np.column_stack([np.ones(int(train.sum())), X[train]]), ["const", *terms]),
+                        columns=DIAGNOSTIC_COLUMNS)
     nested = _logit_nested(X[train], codes[train], terms, classes, gene_sets, fit, a)
     proba = fit.predict_proba(X)
     preds = _class_predictions(a.target, "ols", adata.obs_names, split, labels, classes, proba)

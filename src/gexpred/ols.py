@@ -159,7 +159,8 @@ def diagnostics(fit: OLSFit, alpha: float = 0.05) -> pd.DataFrame:
     """Checks of the OLS assumptions, one row each, with a verdict.
 
     * ``vif`` per predictor: variance inflation factor (multicollinearity;
-      ``fails`` above :data:`VIF_LIMIT`).
+      ``fails`` above :data:`VIF_LIMIT`), a product term's factors centred
+      (:func:`centred_products`).
     * ``breusch_pagan``: LM test of residual variance depending on the
       predictors (heteroskedasticity; ``fails`` when p < alpha).
     * ``jarque_bera``: normality of the residuals (``fails`` when p < alpha).
@@ -168,23 +169,12 @@ def diagnostics(fit: OLSFit, alpha: float = 0.05) -> pd.DataFrame:
       the sample order means something, e.g. a time series).
     """
     from statsmodels.stats.diagnostic import het_breuschpagan
-    from statsmodels.stats.outliers_influence import variance_inflation_factor
     from statsmodels.stats.stattools import durbin_watson, jarque_bera
 
     r = fit.result
     exog = np.asarray(r.model.exog)
     resid = np.asarray(r.resid)
-    rows = []
-    for j, term in enumerate(fit.terms):
-        if j == 0:
-            continue
-        if exog.shape[1] == 2:
-            vif = 1.0
-        else:
-            with np.errstate(divide="ignore"):
-                vif = float(variance_inflation_factor(exog, j))
-        rows.append(("vif", term, vif, np.nan, VIF_LIMIT, "fails" if vif > VIF_LIMIT else "ok",
-                     "predictors not collinear"))
+    rows = vif_rows(exog, fit.terms)
     lm, lm_p, _, _ = het_breuschpagan(resid, exog)
     rows.append(("breusch_pagan", "", float(lm), float(lm_p), alpha, "fails" if lm_p < alpha else "ok",
                  "constant residual variance (homoskedasticity)"))
@@ -196,6 +186,47 @@ def diagnostics(fit: OLSFit, alpha: float = 0.05) -> pd.DataFrame:
                  "ok" if DW_RANGE[0] <= dw <= DW_RANGE[1] else "fails",
                  "uncorrelated residuals (in sample order)"))
     return pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)
+
+
+def centred_products(A: np.ndarray, terms: Sequence[str]) -> np.ndarray:
+    """``A`` (intercept first, columns named by ``terms``) with each product term ``a:b`` whose factors ``a`` and
+    ``b`` are terms too recomputed from its factors centred on their means over these rows.
+
+    The fit does not change (``a:b`` of centred factors spans the same columns with the intercept, ``a`` and
+    ``b``), but collinearity does: uncentred, ``a:b`` is nearly ``mean(b) a + mean(a) b`` wherever the
+    predictors' zero lies far from their data (expression on a log scale, around 8), so ``a``, ``b`` and ``a:b``
+    get variance inflation factors in the hundreds from where zero is, not from the data ("non-essential"
+    collinearity; Marquardt 1980).
+    """
+    A = np.array(A, dtype=np.float64)
+    index = {str(t): j for j, t in enumerate(terms)}
+    for j, term in enumerate(map(str, terms)):
+        parts = term.split(":")
+        if len(parts) == 2 and all(p in index and index[p] != j for p in parts):
+            a, b = (A[:, index[p]] for p in parts)
+            A[:, j] = (a - a.mean()) * (b - b.mean())
+    return A
+
+
+def vif_rows(A: np.ndarray, terms: Sequence[str]) -> list[tuple]:
+    """The ``vif`` rows of :func:`diagnostics` (:data:`DIAGNOSTIC_COLUMNS`), one per term but the intercept, of
+    the design ``A`` (intercept first, columns named by ``terms``), product terms judged with their factors centred
+    (:func:`centred_products`)."""
+    from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+    A = centred_products(A, terms)
+    rows = []
+    for j, term in enumerate(terms):
+        if j == 0:
+            continue
+        if A.shape[1] == 2:
+            vif = 1.0
+        else:
+            with np.errstate(divide="ignore"):
+                vif = float(variance_inflation_factor(A, j))
+        rows.append(("vif", term, vif, np.nan, VIF_LIMIT, "fails" if vif > VIF_LIMIT else "ok",
+                     "predictors not collinear"))
+    return rows
 
 
 def failed_assumptions(diag: pd.DataFrame) -> list[str]:
