@@ -297,6 +297,29 @@ def test_negative_or_fractional_seed_is_a_usage_error(argv, tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("argv", [
+    ["ols", "--data", "d.h5ad", "--splits", "s.tsv", "--predictors", "p.tsv", "--target", "G0", "--out-dir", "o",
+     "--alpha", "95"],
+    ["ols", "--data", "d.h5ad", "--splits", "s.tsv", "--predictors", "p.tsv", "--target", "G0", "--out-dir", "o",
+     "--alpha", "0"],
+    ["ols-summary", "--dirs", "o", "--out-coefficients", "c.tsv", "--out-fits", "f.tsv", "--fdr", "5"],
+    ["ols-summary", "--dirs", "o", "--out-coefficients", "c.tsv", "--out-fits", "f.tsv", "--fdr", "five"],
+])
+def test_alpha_or_fdr_outside_0_1_is_a_usage_error(argv, tmp_path, monkeypatch, capsys):
+    """``--alpha 95`` (a confidence level in percent) gave a run without an error: empty confidence intervals
+    (statsmodels' t quantile of 1 - 95/2) and every residual check 'fails' (p < 95), heteroskedasticity at
+    p = 0.9 in the log. A level outside (0, 1), as the schema bounds ols.alpha and ols.fdr, is refused in one
+    line naming the option, before any file is read."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"argument {argv[-2]}: a level is a number between 0 and 1" in flat(err), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_folds_warn_of_a_class_thinner_than_the_folds(tmp_path):
     """The split is stratified by the first target only: another target's rare class can have fewer training
     samples than folds, so some folds hold none of it. The log names the target, the class and its count; the

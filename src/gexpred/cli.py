@@ -2117,6 +2117,35 @@ def seed_arg(text: str) -> int:
     return value
 
 
+def level_arg(text: str) -> float:
+    """An argparse type for ``--alpha`` and ``--fdr``: a probability strictly between 0 and 1 (the schema's bounds
+    of ``ols.alpha`` and ``ols.fdr``).
+
+    Parameters
+    ----------
+    text
+        The argument as given on the command line.
+
+    Returns
+    -------
+    float
+        The level.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When ``text`` is not a number in (0, 1), e.g. a percentage (argparse reports it in one line, exit status 2).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a level is a number between 0 and 1 (e.g. 0.05), not {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"a level is a number between 0 and 1, not a percentage (0.05 for 5%), "
+                                         f"not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gexpred",
@@ -2243,7 +2272,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "logistic regression")
             s.add_argument("--interactions", help="JSON list of [geneA, geneB] pairs")
             s.add_argument("--gene-sets", help="JSON mapping of gene-set names to genes, for nested F-tests")
-            s.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level; test threshold")
+            s.add_argument("--alpha", type=level_arg, default=0.05, help="1 - confidence level; test threshold")
         if name == "mlp":
             s.add_argument("--settings", required=True, help="JSON of the mlp settings")
             s.add_argument("--search", help="JSON of the search settings (strategy, n_candidates, seed, mlp)")
@@ -2257,7 +2286,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--min-strength", type=float, default=0.05,
                            help="interaction strength, relative to the sd of the predictions, a pair needs to be "
                                 "suggested")
-            s.add_argument("--fdr", type=float, default=0.05, help="q-value threshold of the interaction tests")
+            s.add_argument("--fdr", type=level_arg, default=0.05, help="q-value threshold of the interaction tests")
 
     s = verb("bundle", cmd_bundle, "Write a model bundle: weights, preprocessing, reference data and a model card.")
     s.add_argument("--target", required=True)
@@ -2322,7 +2351,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = verb("ols-summary", cmd_ols_summary,
              "Gather the OLS results of all targets; Benjamini-Hochberg q-values across targets and terms.")
     s.add_argument("--dirs", nargs="+", required=True, help="per-target OLS output directories")
-    s.add_argument("--fdr", type=float, default=0.05, help="false discovery rate reported in the log")
+    s.add_argument("--fdr", type=level_arg, default=0.05, help="false discovery rate reported in the log")
     s.add_argument("--out-coefficients", required=True)
     s.add_argument("--out-fits", required=True)
     s.add_argument("--out-nested", help="every target's gene-set tests with q-values over targets and sets (TSV)")
@@ -2344,7 +2373,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON with the shared design: predictors, covariates, interactions")
 
     s = chunk_verb("ols-chunk", cmd_ols_chunk, "Fit OLS for one chunk of targets at once (batched engine).")
-    s.add_argument("--alpha", type=float, default=0.05)
+    s.add_argument("--alpha", type=level_arg, default=0.05)
     s.add_argument("--out-dir", required=True)
 
     s = chunk_verb("mlp-chunk", cmd_mlp_chunk, "Train the networks of one chunk of genome-wide targets.")
@@ -2369,7 +2398,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--coefficients", nargs="+", required=True)
     s.add_argument("--fits", nargs="+", required=True)
     s.add_argument("--metrics", nargs="+", required=True)
-    s.add_argument("--fdr", type=float, default=0.05)
+    s.add_argument("--fdr", type=level_arg, default=0.05)
     s.add_argument("--nested", nargs="*", default=[], help="the chunks' gene-set F-test tables")
     s.add_argument("--out-nested", help="the gene-set F-tests of every target with their q-values (TSV)")
     s.add_argument("--out-coefficients", required=True, help="every coefficient with its q-value (Parquet)")
@@ -2412,7 +2441,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-target, per-model cv_predictions.tsv files (out-of-fold predictions)")
     s.add_argument("--out-cv-metrics", help="TSV: metrics per target, model and fold")
     s.add_argument("--out-summary", help="TSV: best model per target and network vs regression test")
-    s.add_argument("--alpha", type=float, default=0.05, help="level of the network vs regression test")
+    s.add_argument("--alpha", type=level_arg, default=0.05, help="level of the network vs regression test")
 
     s = verb("plot", cmd_plot, "Draw one report figure (`plot target`: every figure of one target; `plot overview`: "
                                "the figures across targets).")
@@ -2425,8 +2454,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--normalized", help="normalized .h5ad")
     s.add_argument("--splits")
     s.add_argument("--method", help="normalization steps, for the axis labels")
-    s.add_argument("--fdr", type=float, default=0.05)
-    s.add_argument("--alpha", type=float, default=0.05,
+    s.add_argument("--fdr", type=level_arg, default=0.05)
+    s.add_argument("--alpha", type=level_arg, default=0.05,
                    help="the coefficients' intervals are at level 1 - alpha (ols.alpha), for the figure's labels")
     s.add_argument("--cv-metrics", help="cross-validation metrics TSV (target, model, fold, ...)")
     s.add_argument("--metric", default="r2", help="metric of the cv figure")
@@ -2482,7 +2511,7 @@ def _report_parser(sub, verb) -> None:
     s.add_argument("--ranking", help="the ranking of --edges (recovery.ranking)")
     s.add_argument("--test-fraction", type=float)
     s.add_argument("--seed", type=seed_arg)
-    s.add_argument("--fdr", type=float, default=0.05)
+    s.add_argument("--fdr", type=level_arg, default=0.05)
     s.add_argument("--out-facts", required=True)
     s.add_argument("--out-table", required=True)
 
