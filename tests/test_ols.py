@@ -406,3 +406,45 @@ def test_summary_intervals_at_the_run_alpha(tmp_path):
             if line.split() and line.split()[0] in ("const", "G1", "G2")}
     for j, term in enumerate(["const", "G1", "G2"]):
         np.testing.assert_allclose(rows[term][-2:], [ref["ci_low"][j], ref["ci_high"][j]], atol=1e-3)
+
+
+def test_gene_set_with_a_constant_gene_is_tested_without_it_and_the_log_says_so(tmp_path):
+    """A gene set's gene constant over the training samples is dropped from the design: the set is tested on
+    its other genes (the F-test of G2 alone, scipy), a set of that gene alone has no test (df_num 0, no
+    p-value, so it enters no Benjamini-Hochberg family), and the log names the gene for both sets (before,
+    only nested_tests.tsv's terms column showed it)."""
+    import anndata as ad
+
+    from gexpred.cli import main
+
+    rng = np.random.default_rng(4)
+    n = 40
+    samples = [f"s{i}" for i in range(n)]
+    X = rng.normal(size=(n, 4))
+    X[:, 3] = 2.0  # G3: constant
+    X[:, 0] = 1.0 + X[:, 1] - 0.5 * X[:, 2] + rng.normal(scale=0.5, size=n)
+    ad.AnnData(X=X, obs=pd.DataFrame(index=samples), var=pd.DataFrame(index=["G0", "G1", "G2", "G3"])).write_h5ad(
+        tmp_path / "data.h5ad")
+    pd.DataFrame({"sample": samples, "split": ["train"] * 32 + ["test"] * 8}).to_csv(
+        tmp_path / "splits.tsv", sep="\t", index=False)
+    pd.DataFrame({"target": "G0", "rank": [1, 2, 3], "gene": ["G1", "G2", "G3"]}).to_csv(
+        tmp_path / "predictors.tsv", sep="\t", index=False)
+    out, log = tmp_path / "ols" / "G0", tmp_path / "ols.log"
+    assert main(["ols", "--data", str(tmp_path / "data.h5ad"), "--splits", str(tmp_path / "splits.tsv"),
+                 "--predictors", str(tmp_path / "predictors.tsv"), "--target", "G0", "--out-dir", str(out),
+                 "--gene-sets", json.dumps({"alone": ["G3"], "with": ["G2", "G3"]}), "--log", str(log)]) == 0
+    nested = pd.read_csv(out / "nested_tests.tsv", sep="\t").set_index("gene_set")
+    A = np.column_stack([np.ones(32), X[:32, 1:3]])
+    y = X[:32, 0]
+
+    def rss(M):
+        return float(((y - M @ np.linalg.lstsq(M, y, rcond=None)[0]) ** 2).sum())
+
+    f = (rss(A[:, :2]) - rss(A)) / (rss(A) / 29)
+    np.testing.assert_allclose(nested.loc["with", "f_stat"], f, rtol=1e-8)
+    np.testing.assert_allclose(nested.loc["with", "p_value"], stats.f.sf(f, 1, 29), rtol=1e-8)
+    assert nested.loc["with", "df_num"] == 1 and nested.loc["with", "terms"] == "G2"
+    assert nested.loc["alone", "df_num"] == 0 and np.isnan(nested.loc["alone", "p_value"])
+    text = " ".join(log.read_text().split())
+    assert "gene set 'with': 'G3' not a term of the model" in text and "is tested without it" in text
+    assert "gene set 'alone': 'G3' not a term of the model" in text and "has no test" in text

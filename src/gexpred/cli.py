@@ -669,7 +669,7 @@ def _logit_nested(X, codes, terms, classes, gene_sets, fit, a) -> pd.DataFrame:
 
 def cmd_ols(a: argparse.Namespace) -> None:
     from .io import write_json, write_table, write_text
-    from .ols import diagnostics, failed_assumptions, fit_ols, fit_statistics, influence, nested_tests
+    from .ols import diagnostics, failed_assumptions, fit_ols, fit_statistics, influence, nested_tests, set_terms
 
     adata, split = _load_split_data(a.data, a.splits, a.target)
     interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
@@ -689,6 +689,13 @@ def cmd_ols(a: argparse.Namespace) -> None:
         log.warning("OLS %s: assumption fails: %s", a.target, sentence)
     infl = influence(fit, list(adata.obs_names[train]))
     nested = nested_tests(fit, X[train], y[train], gene_sets)
+    for name, genes in gene_sets.items():  # the test removes what is in the model; say what is not
+        missing = [str(g) for g in genes if str(g) not in set(terms)]
+        if missing:
+            tested = bool(set_terms(terms, {str(g) for g in genes}))
+            log.warning("OLS %s: gene set %r: %s not a term of the model (constant over the training samples, or "
+                        "not among its predictors), so the set %s (nested_tests.tsv)", a.target, name,
+                        preview(missing), "is tested without it" if tested else "has no test")
     preds = _predictions_frame(a.target, "ols", adata.obs_names, split, y, fit.predict(X))
     cv = None
     if a.folds:
