@@ -448,3 +448,18 @@ def test_gene_set_with_a_constant_gene_is_tested_without_it_and_the_log_says_so(
     text = " ".join(log.read_text().split())
     assert "gene set 'with': 'G3' not a term of the model" in text and "is tested without it" in text
     assert "gene set 'alone': 'G3' not a term of the model" in text and "has no test" in text
+
+
+def test_gene_set_of_the_target_alone_is_said_to_have_no_test(caplog):
+    """A gene set holding the target is tested without it; a set of the target alone is left with no gene and
+    no test, which the warning now says instead of 'tested without it'."""
+    import logging
+
+    from gexpred.cli import _gene_sets_without_target
+
+    with caplog.at_level(logging.WARNING, logger="gexpred"):
+        out = _gene_sets_without_target("G5", {"g5": ["G5"], "pair": ["G3", "G5"], "other": ["G3"]})
+    assert out == {"g5": [], "pair": ["G3"], "other": ["G3"]}
+    text = {r.getMessage().split("'")[1]: r.getMessage() for r in caplog.records}
+    assert set(text) == {"g5", "pair"}
+    assert text["g5"].endswith("has no other gene and no test") and text["pair"].endswith("is tested without it")

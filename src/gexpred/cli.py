@@ -480,10 +480,11 @@ def _gene_sets_without_target(target: str, gene_sets: dict[str, list[str]]) -> d
     from is logged, and ``nested_tests.tsv``'s ``terms`` column lists what each test dropped."""
     out = {}
     for name, genes in gene_sets.items():
-        if target in [str(g) for g in genes]:
-            log.warning("target %s: gene set %r holds the target itself, which is never its own predictor; the "
-                        "set is tested without it", target, name)
         out[name] = [g for g in genes if str(g) != target]
+        if len(out[name]) < len(genes):
+            log.warning("target %s: gene set %r holds the target itself, which is never its own predictor; the "
+                        "set %s", target, name, "is tested without it" if out[name] else "has no other gene and "
+                        "no test")
     return out
 
 
