@@ -329,3 +329,41 @@ def test_pca_genes_are_the_most_variable_unless_every_gene_is_z_scored():
     Z = (X - X[train].mean(0)) / X[train].std(0, ddof=1)
     Z[:, 7] = 0.0  # a constant gene does not hide the z-scoring
     np.testing.assert_array_equal(plots._top_variance(Z, fit=train), Z)
+
+
+def test_drift_figure_medians_visible_and_psi_label_inside_its_panel(monkeypatch):
+    """The new batch's boxes are orange: their median lines must not be matplotlib's default orange, and the
+    left panel's x label must end before the middle panel (it ran under that panel's tick labels)."""
+    from matplotlib.colors import to_rgb
+
+    captured = {}
+
+    def keep(fig, path):
+        captured["fig"] = fig
+        fig.canvas.draw()
+
+    monkeypatch.setattr(plots, "_save", keep)
+    rng = np.random.default_rng(0)
+    feats = [f"BSU{i:05d}" for i in range(15)]
+    ref = pd.DataFrame(rng.normal(size=(189, 15)), columns=feats)
+    new = pd.DataFrame(rng.normal(0.5, 1, size=(30, 15)), columns=feats)
+    drift = pd.DataFrame({"feature": feats + ["prediction"], "kind": ["input"] * 15 + ["prediction"],
+                          "psi": rng.uniform(0.2, 1.1, 16), "ks_stat": rng.uniform(0.1, 0.5, 16),
+                          "pvalue": rng.uniform(0, 0.1, 16), "qvalue": rng.uniform(0, 0.3, 16),
+                          "status": ["ok"] * 12 + ["alert"] * 4})
+    truth = rng.normal(size=30)
+    plots.drift_figure(ref, new, drift, "BSU16440", "alert", "unused.png", truth=truth, predicted=truth + 0.1)
+    fig = captured["fig"]
+    renderer = fig.canvas.get_renderer()
+    left, middle = fig.axes[0], fig.axes[1]
+    label_end = left.xaxis.label.get_window_extent(renderer).x1
+    middle_start = min([middle.yaxis.label.get_window_extent(renderer).x0]
+                       + [t.get_window_extent(renderer).x0 for t in middle.get_xticklabels() if t.get_text()])
+    assert label_end < middle_start
+    boxes = [p for p in middle.patches]
+    medians = [ln for ln in middle.lines if len(ln.get_xdata()) == 2 and ln.get_ydata()[0] == ln.get_ydata()[1]
+               and abs(ln.get_xdata()[1] - ln.get_xdata()[0]) > 0.5]  # a box's full width: its median
+    assert len(medians) == len(boxes) == 8
+    for box, median in zip(boxes, medians):
+        distance = np.abs(np.subtract(to_rgb(box.get_facecolor()), to_rgb(median.get_color()))).sum()
+        assert distance > 0.5, (box.get_facecolor(), median.get_color())

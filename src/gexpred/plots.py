@@ -782,7 +782,7 @@ def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame
                         color="#555555")
         if len(d) and q.notna().any():
             ax.set_xlim(0, max(float(psi.max()), 1e-9) * 1.22)
-        ax.set_xlabel("population stability index (PSI, unitless); q: the drift test's q-value (p: the predictions')")
+        ax.set_xlabel("population stability index (PSI, unitless)\nq: the drift test's q-value (p: the predictions')")
         ax.set_title("Drift per input and of the predictions")
         from matplotlib.patches import Patch
 
@@ -795,7 +795,9 @@ def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame
         for f in shown:
             data += [reference[f].to_numpy(dtype=float), new[f].to_numpy(dtype=float)]
             labels += [plain(f), ""]
-        parts = ax2.boxplot(data, patch_artist=True, widths=0.6, showfliers=False)
+        # black medians: matplotlib's default orange would vanish in the new batch's orange boxes
+        parts = ax2.boxplot(data, patch_artist=True, widths=0.6, showfliers=False,
+                            medianprops={"color": "#000000"})
         for k, box in enumerate(parts["boxes"]):
             box.set_facecolor(PALETTE["train"] if k % 2 == 0 else PALETTE["val"])
         ax2.set_xticks(np.arange(1, len(data) + 1, 2) + 0.5, [plain(f) for f in shown], rotation=30, ha="right")
