@@ -367,3 +367,26 @@ def test_drift_figure_medians_visible_and_psi_label_inside_its_panel(monkeypatch
     for box, median in zip(boxes, medians):
         distance = np.abs(np.subtract(to_rgb(box.get_facecolor()), to_rgb(median.get_color()))).sum()
         assert distance > 0.5, (box.get_facecolor(), median.get_color())
+
+
+@pytest.mark.parametrize("target", ["BSU16440", "ENSG00000141510", "ENSMUSG00000059552.12|Actb"])
+def test_observed_vs_predicted_panel_labels_do_not_run_together(monkeypatch, target):
+    """Three panels side by side: each x label ends before the next panel's begins, whatever the target's id
+    (named once, in the title)."""
+    captured = {}
+
+    def keep(fig, path):
+        captured["fig"] = fig
+        fig.canvas.draw()
+
+    monkeypatch.setattr(plots, "_save", keep)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=40)
+    pred = pd.DataFrame({"sample": [f"s{i}" for i in range(40)], "split": "test", "observed": obs,
+                         "ols": obs + 0.1, "penalized": obs, "mlp": obs - 0.1})
+    plots.observed_vs_predicted(pred, ["ols", "penalized", "mlp"], target, "unused.png")
+    fig = captured["fig"]
+    renderer = fig.canvas.get_renderer()
+    labels = [ax.xaxis.label.get_window_extent(renderer) for ax in fig.axes]
+    assert all(a.x1 < b.x0 for a, b in zip(labels, labels[1:]))
+    assert target in fig._suptitle.get_text()

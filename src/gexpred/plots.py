@@ -112,7 +112,9 @@ def observed_vs_predicted(pred: pd.DataFrame, models: list[str], target: str, pa
             ax.set_xlim(lo - pad, hi + pad)
             ax.set_ylim(lo - pad, hi + pad)
             ax.set_aspect("equal")
-            ax.set_xlabel(f"observed {target} ({scale_label})")
+            # the target is named in the figure's title: in each panel's label a long id (an Ensembl id) ran
+            # into the next panel's
+            ax.set_xlabel(f"observed ({scale_label})")
             ax.set_ylabel(f"predicted ({scale_label})")
             ax.legend(loc="upper left", frameon=False)
         fig.suptitle(f"{target}: observed vs predicted on the test split (n = {len(test)})", y=1.02)
