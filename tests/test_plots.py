@@ -390,3 +390,50 @@ def test_observed_vs_predicted_panel_labels_do_not_run_together(monkeypatch, tar
     labels = [ax.xaxis.label.get_window_extent(renderer) for ax in fig.axes]
     assert all(a.x1 < b.x0 for a, b in zip(labels, labels[1:]))
     assert target in fig._suptitle.get_text()
+
+
+def _cv_table(means: dict[str, float], sd: float = 0.01, folds: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    return pd.DataFrame([{"target": "t", "model": m, "fold": k, "r2": mu + rng.normal(0, sd)}
+                         for m, mu in means.items() for k in range(1, folds + 1)])
+
+
+def test_cv_figure_axis_is_set_by_the_models_and_the_far_baseline_pinned(monkeypatch):
+    """R² of 0.97 ± 0.01 against the baseline's 0: on one axis from 0 to 1 the models' boxes were a line. The
+    axis now spans the models' folds; the baseline's folds sit at its lower edge with their median written."""
+    captured = {}
+
+    def keep(fig, path):
+        captured["fig"] = fig
+        fig.canvas.draw()
+
+    monkeypatch.setattr(plots, "_save", keep)
+    cv = _cv_table({"ols": 0.97, "penalized": 0.972, "mlp": 0.98, "mean": -0.02})
+    plots.cv_metrics(cv, "unused.png")
+    ax = captured["fig"].axes[0]
+    lo, hi = ax.get_ylim()
+    models = cv[cv["model"] != "mean"]["r2"]
+    assert lo <= models.min() and hi >= models.max()
+    assert hi - lo < 3 * (models.max() - models.min())  # the models fill the axis
+    pinned = [c.get_offsets() for c in ax.collections if len(c.get_offsets()) and
+              np.allclose(np.asarray(c.get_offsets())[:, 1], lo)]
+    assert len(pinned) == 1 and len(pinned[0]) == 5
+    median = np.median(cv[cv["model"] == "mean"]["r2"])
+    assert any(f"median {median:.3g}" in t.get_text() for t in ax.texts)
+
+
+def test_cv_figure_keeps_a_near_baseline_on_the_axis(monkeypatch):
+    """A weak target whose models are close to the baseline: nothing is pinned, every fold is drawn as it is."""
+    captured = {}
+
+    def keep(fig, path):
+        captured["fig"] = fig
+        fig.canvas.draw()
+
+    monkeypatch.setattr(plots, "_save", keep)
+    cv = _cv_table({"ols": 0.05, "mlp": 0.08, "mean": -0.01}, sd=0.05)
+    plots.cv_metrics(cv, "unused.png")
+    ax = captured["fig"].axes[0]
+    lo, hi = ax.get_ylim()
+    assert lo <= cv["r2"].min() and hi >= cv["r2"].max()
+    assert not ax.texts
