@@ -198,3 +198,25 @@ def test_unseen_levels_are_named_with_their_samples():
     assert "covariate batch: c (2 samples outside the training split), encoded as the reference level a" in text
     assert "dose" not in text
     assert facts.unseen_levels_text(obs, ["batch"], splits.assign(split="train")) == ""
+
+
+def test_classification_comparison_names_the_class_share_baseline():
+    """A classification run's baseline predicts the training class shares: the table's verdicts and the text
+    above it must not call it the training mean, nor say that accuracies are on the normalized scale."""
+    rows = []
+    for target, losses in {"cls": {"ols": 0.75, "mlp": 0.5, "mean": 0.69}, "G4": {"ols": 0.9, "mlp": 0.8,
+                                                                                  "mean": 0.6}}.items():
+        for model, loss in losses.items():
+            rows.append({"target": target, "model": model, "split": "test", "n": 20, "log_loss": loss,
+                         "accuracy": 0.6, "auroc": 0.7})
+    table = facts.comparison_rows(pd.DataFrame(rows)).set_index(["target", "model"])
+    # (0.75 - 0.5) / 0.5 = 50 %, and 0.75 >= the baseline's 0.69
+    assert table.loc[("cls", "ols"), "test_verdict"] == ("log_loss 50% above mlp; no better than the training "
+                                                         "class shares")
+    assert table.loc[("G4", "mean"), "test_verdict"] == "best: no model beats the training class shares"
+    intro = facts.comparison_intro("log_loss", with_cv=True)
+    assert "test log-loss" in intro and "training class shares" in intro
+    assert "normalized scale" not in intro and "training mean" not in intro
+    regression = facts.comparison_intro("mse")
+    assert "test mean squared error" in regression and "training mean" in regression
+    assert "normalized scale" in regression and "cross-validation" not in regression
