@@ -220,3 +220,29 @@ def test_classification_comparison_names_the_class_share_baseline():
     regression = facts.comparison_intro("mse")
     assert "test mean squared error" in regression and "training mean" in regression
     assert "normalized scale" in regression and "cross-validation" not in regression
+
+
+def test_workflow_description_shows_paths_and_batch_names_as_text():
+    """The report's front page lists the config's matrices, gold standard and new batches. Written as plain
+    reStructuredText, a name such as ``data/counts_.tsv`` or a batch ``week_`` was read as a link to an unknown
+    target (a 'System Message: ERROR' block on the page) and ``*raw*`` as emphasis."""
+    import html
+    import re
+    from pathlib import Path
+
+    import jinja2
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    config.update(matrices=["data/counts_.tsv", "data/*raw*.tsv"], new_batches={"week_": ["b.tsv"]},
+                  gold_standard="gold_.tsv")
+    validate(config, str(root / "workflow/schemas/config.schema.yaml"))  # fills the schema's defaults
+    template = jinja2.Template((root / "workflow/report/workflow.rst").read_text())
+    text = template.render(snakemake=type("S", (), {"config": config})(), files=[])
+    out = to_html(text)
+    assert "system-message" not in out and "problematic" not in out
+    page = " ".join(html.unescape(re.sub(r"<[^>]+>", "", out)).split())
+    for name in ("data/counts_.tsv", "data/*raw*.tsv", "week_", "gold_.tsv"):
+        assert name in page, name
