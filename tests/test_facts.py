@@ -246,3 +246,12 @@ def test_workflow_description_shows_paths_and_batch_names_as_text():
     page = " ".join(html.unescape(re.sub(r"<[^>]+>", "", out)).split())
     for name in ("data/counts_.tsv", "data/*raw*.tsv", "week_", "gold_.tsv"):
         assert name in page, name
+
+
+@pytest.mark.parametrize("x, shown", [(0.09996, "0.100"), (0.9996, "1.00"), (999.6, "1,000"), (9.9996, "10.0"),
+                                      (0.12345, "0.123"), (1234.5, "1,234"), (-0.0012345, "\u22120.00123"),
+                                      (0.00004, "4e\u221205")])
+def test_numbers_in_sentences_have_three_significant_digits(x, shown):
+    """A value that rounds up to the next power of ten kept a fourth digit (0.09996 read 0.1000, 999.6 read 1000
+    without its thousands separator)."""
+    assert facts._num(x) == shown

@@ -60,6 +60,8 @@ def _num(x: float, digits: int = 3) -> str:
     x = float(x)
     if x == 0:
         return "0"
+    if 1e-3 <= abs(x) < 1000:  # rounded to the digits first: 0.09996 reads 0.100 (not 0.1000), 999.6 1,000
+        x = float(f"{x:.{digits}g}")
     if abs(x) >= 1000:
         s = f"{x:,.0f}"
     else:
