@@ -198,3 +198,60 @@ def test_unseen_levels_are_named_with_their_samples():
     assert "covariate batch: c (2 samples outside the training split), encoded as the reference level a" in text
     assert "dose" not in text
     assert facts.unseen_levels_text(obs, ["batch"], splits.assign(split="train")) == ""
+
+
+def test_classification_comparison_names_the_class_share_baseline():
+    """A classification run's baseline predicts the training class shares: the table's verdicts and the text
+    above it must not call it the training mean, nor say that accuracies are on the normalized scale."""
+    rows = []
+    for target, losses in {"cls": {"ols": 0.75, "mlp": 0.5, "mean": 0.69}, "G4": {"ols": 0.9, "mlp": 0.8,
+                                                                                  "mean": 0.6}}.items():
+        for model, loss in losses.items():
+            rows.append({"target": target, "model": model, "split": "test", "n": 20, "log_loss": loss,
+                         "accuracy": 0.6, "auroc": 0.7})
+    table = facts.comparison_rows(pd.DataFrame(rows)).set_index(["target", "model"])
+    # (0.75 - 0.5) / 0.5 = 50 %, and 0.75 >= the baseline's 0.69
+    assert table.loc[("cls", "ols"), "test_verdict"] == ("log_loss 50% above mlp; no better than the training "
+                                                         "class shares")
+    assert table.loc[("G4", "mean"), "test_verdict"] == "best: no model beats the training class shares"
+    intro = facts.comparison_intro("log_loss", with_cv=True)
+    assert "test log-loss" in intro and "training class shares" in intro
+    assert "normalized scale" not in intro and "training mean" not in intro
+    regression = facts.comparison_intro("mse")
+    assert "test mean squared error" in regression and "training mean" in regression
+    assert "normalized scale" in regression and "cross-validation" not in regression
+
+
+def test_workflow_description_shows_paths_and_batch_names_as_text():
+    """The report's front page lists the config's matrices, gold standard and new batches. Written as plain
+    reStructuredText, a name such as ``data/counts_.tsv`` or a batch ``week_`` was read as a link to an unknown
+    target (a 'System Message: ERROR' block on the page) and ``*raw*`` as emphasis."""
+    import html
+    import re
+    from pathlib import Path
+
+    import jinja2
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    config.update(matrices=["data/counts_.tsv", "data/*raw*.tsv"], new_batches={"week_": ["b.tsv"]},
+                  gold_standard="gold_.tsv")
+    validate(config, str(root / "workflow/schemas/config.schema.yaml"))  # fills the schema's defaults
+    template = jinja2.Template((root / "workflow/report/workflow.rst").read_text())
+    text = template.render(snakemake=type("S", (), {"config": config})(), files=[])
+    out = to_html(text)
+    assert "system-message" not in out and "problematic" not in out
+    page = " ".join(html.unescape(re.sub(r"<[^>]+>", "", out)).split())
+    for name in ("data/counts_.tsv", "data/*raw*.tsv", "week_", "gold_.tsv"):
+        assert name in page, name
+
+
+@pytest.mark.parametrize("x, shown", [(0.09996, "0.100"), (0.9996, "1.00"), (999.6, "1,000"), (9.9996, "10.0"),
+                                      (0.12345, "0.123"), (1234.5, "1,234"), (-0.0012345, "\u22120.00123"),
+                                      (0.00004, "4e\u221205")])
+def test_numbers_in_sentences_have_three_significant_digits(x, shown):
+    """A value that rounds up to the next power of ten kept a fourth digit (0.09996 read 0.1000, 999.6 read 1000
+    without its thousands separator)."""
+    assert facts._num(x) == shown

@@ -329,3 +329,111 @@ def test_pca_genes_are_the_most_variable_unless_every_gene_is_z_scored():
     Z = (X - X[train].mean(0)) / X[train].std(0, ddof=1)
     Z[:, 7] = 0.0  # a constant gene does not hide the z-scoring
     np.testing.assert_array_equal(plots._top_variance(Z, fit=train), Z)
+
+
+def test_drift_figure_medians_visible_and_psi_label_inside_its_panel(monkeypatch):
+    """The new batch's boxes are orange: their median lines must not be matplotlib's default orange, and the
+    left panel's x label must end before the middle panel (it ran under that panel's tick labels)."""
+    from matplotlib.colors import to_rgb
+
+    captured = {}
+
+    def keep(fig, path):
+        captured["fig"] = fig
+        fig.canvas.draw()
+
+    monkeypatch.setattr(plots, "_save", keep)
+    rng = np.random.default_rng(0)
+    feats = [f"BSU{i:05d}" for i in range(15)]
+    ref = pd.DataFrame(rng.normal(size=(189, 15)), columns=feats)
+    new = pd.DataFrame(rng.normal(0.5, 1, size=(30, 15)), columns=feats)
+    drift = pd.DataFrame({"feature": feats + ["prediction"], "kind": ["input"] * 15 + ["prediction"],
+                          "psi": rng.uniform(0.2, 1.1, 16), "ks_stat": rng.uniform(0.1, 0.5, 16),
+                          "pvalue": rng.uniform(0, 0.1, 16), "qvalue": rng.uniform(0, 0.3, 16),
+                          "status": ["ok"] * 12 + ["alert"] * 4})
+    truth = rng.normal(size=30)
+    plots.drift_figure(ref, new, drift, "BSU16440", "alert", "unused.png", truth=truth, predicted=truth + 0.1)
+    fig = captured["fig"]
+    renderer = fig.canvas.get_renderer()
+    left, middle = fig.axes[0], fig.axes[1]
+    label_end = left.xaxis.label.get_window_extent(renderer).x1
+    middle_start = min([middle.yaxis.label.get_window_extent(renderer).x0]
+                       + [t.get_window_extent(renderer).x0 for t in middle.get_xticklabels() if t.get_text()])
+    assert label_end < middle_start
+    boxes = [p for p in middle.patches]
+    medians = [ln for ln in middle.lines if len(ln.get_xdata()) == 2 and ln.get_ydata()[0] == ln.get_ydata()[1]
+               and abs(ln.get_xdata()[1] - ln.get_xdata()[0]) > 0.5]  # a box's full width: its median
+    assert len(medians) == len(boxes) == 8
+    for box, median in zip(boxes, medians):
+        distance = np.abs(np.subtract(to_rgb(box.get_facecolor()), to_rgb(median.get_color()))).sum()
+        assert distance > 0.5, (box.get_facecolor(), median.get_color())
+
+
+@pytest.mark.parametrize("target", ["BSU16440", "ENSG00000141510", "ENSMUSG00000059552.12|Actb"])
+def test_observed_vs_predicted_panel_labels_do_not_run_together(monkeypatch, target):
+    """Three panels side by side: each x label ends before the next panel's begins, whatever the target's id
+    (named once, in the title)."""
+    captured = {}
+
+    def keep(fig, path):
+        captured["fig"] = fig
+        fig.canvas.draw()
+
+    monkeypatch.setattr(plots, "_save", keep)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=40)
+    pred = pd.DataFrame({"sample": [f"s{i}" for i in range(40)], "split": "test", "observed": obs,
+                         "ols": obs + 0.1, "penalized": obs, "mlp": obs - 0.1})
+    plots.observed_vs_predicted(pred, ["ols", "penalized", "mlp"], target, "unused.png")
+    fig = captured["fig"]
+    renderer = fig.canvas.get_renderer()
+    labels = [ax.xaxis.label.get_window_extent(renderer) for ax in fig.axes]
+    assert all(a.x1 < b.x0 for a, b in zip(labels, labels[1:]))
+    assert target in fig._suptitle.get_text()
+
+
+def _cv_table(means: dict[str, float], sd: float = 0.01, folds: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    return pd.DataFrame([{"target": "t", "model": m, "fold": k, "r2": mu + rng.normal(0, sd)}
+                         for m, mu in means.items() for k in range(1, folds + 1)])
+
+
+def test_cv_figure_axis_is_set_by_the_models_and_the_far_baseline_pinned(monkeypatch):
+    """R² of 0.97 ± 0.01 against the baseline's 0: on one axis from 0 to 1 the models' boxes were a line. The
+    axis now spans the models' folds; the baseline's folds sit at its lower edge with their median written."""
+    captured = {}
+
+    def keep(fig, path):
+        captured["fig"] = fig
+        fig.canvas.draw()
+
+    monkeypatch.setattr(plots, "_save", keep)
+    cv = _cv_table({"ols": 0.97, "penalized": 0.972, "mlp": 0.98, "mean": -0.02})
+    plots.cv_metrics(cv, "unused.png")
+    ax = captured["fig"].axes[0]
+    lo, hi = ax.get_ylim()
+    models = cv[cv["model"] != "mean"]["r2"]
+    assert lo <= models.min() and hi >= models.max()
+    assert hi - lo < 3 * (models.max() - models.min())  # the models fill the axis
+    pinned = [c.get_offsets() for c in ax.collections if len(c.get_offsets()) and
+              np.allclose(np.asarray(c.get_offsets())[:, 1], lo)]
+    assert len(pinned) == 1 and len(pinned[0]) == 5
+    median = np.median(cv[cv["model"] == "mean"]["r2"])
+    assert any(f"median {median:.3g}" in t.get_text() for t in ax.texts)
+
+
+def test_cv_figure_keeps_a_near_baseline_on_the_axis(monkeypatch):
+    """A weak target whose models are close to the baseline: nothing is pinned, every fold is drawn as it is."""
+    captured = {}
+
+    def keep(fig, path):
+        captured["fig"] = fig
+        fig.canvas.draw()
+
+    monkeypatch.setattr(plots, "_save", keep)
+    cv = _cv_table({"ols": 0.05, "mlp": 0.08, "mean": -0.01}, sd=0.05)
+    plots.cv_metrics(cv, "unused.png")
+    ax = captured["fig"].axes[0]
+    lo, hi = ax.get_ylim()
+    assert lo <= cv["r2"].min() and hi >= cv["r2"].max()
+    assert not ax.texts

@@ -51,6 +51,7 @@ def _sentence_number(x: float) -> str:
     """A number as the captions write it: three significant digits, a real minus sign."""
     if x == 0:
         return "0"
+    x = float(f"{x:.3g}")  # 0.09996 is 0.100
     return f"{x:.{max(2 - math.floor(math.log10(abs(x))), 0)}f}".replace("-", "\u2212")
 
 

@@ -2059,7 +2059,7 @@ def cmd_plot(a: argparse.Namespace) -> None:
 
 
 def cmd_report_summary(a: argparse.Namespace) -> None:
-    from .facts import build_facts, comparison_rows
+    from .facts import build_facts, comparison_intro, comparison_rows
     from .htmltable import sortable_table
     from .io import read_h5ad_columns, read_obs, read_table, write_json, write_text
 
@@ -2084,14 +2084,7 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
         edges=read_table(a.edges, dtype={"target": str, "regulator": str}) if a.edges else None,
         ranking=a.ranking, obs=read_obs(a.data) if a.covariate else None, covariates=list(a.covariate))
     rows = comparison_rows(metrics, cv, summary)
-    intro = ("One row per target and model: metrics on the test split (which no model saw while being fitted "
-             "or chosen)"
-             + (", cross-validation inside the training split (mean and sd over folds; cv_verdict: the model "
-                "chosen by cross-validation)" if cv is not None else "")
-             + (", the corrected resampled t-test verdict of network against regression" if summary is not None
-                else "")
-             + f" and test_verdict, which compares each model with the best of its target on test "
-             f"{facts['key_metric']} and with the training-mean baseline. Values are on the normalized scale.")
+    intro = comparison_intro(facts["key_metric"], cv is not None, summary is not None)
     write_json(facts, a.out_facts)
     highlight = "cv_verdict" if "cv_verdict" in rows else "test_verdict"
     write_text(sortable_table(rows, "Model comparison", intro, highlight=highlight), a.out_table)

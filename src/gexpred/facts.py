@@ -60,6 +60,8 @@ def _num(x: float, digits: int = 3) -> str:
     x = float(x)
     if x == 0:
         return "0"
+    if 1e-3 <= abs(x) < 1000:  # rounded to the digits first: 0.09996 reads 0.100 (not 0.1000), 999.6 1,000
+        x = float(f"{x:.{digits}g}")
     if abs(x) >= 1000:
         s = f"{x:,.0f}"
     else:
@@ -195,6 +197,7 @@ def comparison_rows(metrics: pd.DataFrame, cv: pd.DataFrame | None = None, summa
     """
     metric = key_metric(metrics)
     lower = LOWER_IS_BETTER[metric]
+    baseline = model_name("mean", _is_classification(metric))  # the training mean, or class shares
     sub = metrics[metrics["split"] == split].copy()
     sub["target"] = sub["target"].astype(str)
     sub["model"] = sub["model"].astype(str)
@@ -210,7 +213,7 @@ def comparison_rows(metrics: pd.DataFrame, cv: pd.DataFrame | None = None, summa
             if r["model"] == best["model"]:
                 others = grp[grp["model"] != r["model"]].dropna(subset=[metric])
                 if r["model"] == "mean":
-                    verdict = "best: no model beats the training mean"
+                    verdict = f"best: no model beats {baseline}"
                 elif len(others):
                     runner = _best(others, metric)
                     gap = (_relative(value, float(runner[metric])) if lower
@@ -226,7 +229,7 @@ def comparison_rows(metrics: pd.DataFrame, cv: pd.DataFrame | None = None, summa
                 verdict = (f"{metric} {_pct(gap)} above {best['model']}" if lower
                            else f"{metric} {gap:.3f} below {best['model']}")
                 if not math.isnan(base_value) and ((value >= base_value) if lower else (value <= base_value)):
-                    verdict += "; no better than the training mean"
+                    verdict += f"; no better than {baseline}"
             rows.append({"target": target, "model": r["model"], **{f"test_{c}": r[c] for c in cols},
                          "test_verdict": verdict})
     out = pd.DataFrame(rows)
@@ -251,6 +254,29 @@ def comparison_rows(metrics: pd.DataFrame, cv: pd.DataFrame | None = None, summa
     rest = [c for c in out.columns if c not in first]
     cv_cols = [c for c in rest if c.startswith("cv_")]
     return out[first + cv_cols + [c for c in rest if c not in cv_cols]]
+
+
+METRIC_WORDS = {"mse": "mean squared error", "log_loss": "log-loss", "accuracy": "accuracy"}
+"""The key metrics (:func:`key_metric`) in words."""
+
+
+def comparison_intro(metric: str, with_cv: bool = False, with_summary: bool = False) -> str:
+    """The text above the sortable model-comparison table (:func:`comparison_rows`): what its columns hold.
+
+    ``metric`` is the run's key metric; a classification run's baseline predicts the training class shares and
+    its metrics (accuracy, AUROC, log-loss) are not on the normalized expression scale.
+    """
+    classify = _is_classification(metric)
+    return ("One row per target and model: metrics on the test split (which no model saw while being fitted "
+            "or chosen)"
+            + (", cross-validation inside the training split (mean and sd over folds; cv_verdict: the model "
+               "chosen by cross-validation)" if with_cv else "")
+            + (", the corrected resampled t-test verdict of network against regression" if with_summary else "")
+            + f" and test_verdict, which compares each model with the best of its target on the test "
+            f"{METRIC_WORDS.get(metric, metric)} and with the baseline (mean), which predicts "
+            + ("the training class shares for every sample. Accuracy and AUROC are shares, the log-loss is in "
+               "nats per sample." if classify else
+               "the training mean for every sample. Values are on the normalized scale."))
 
 
 def _cv_verdicts(out: pd.DataFrame, metric: str, lower: bool) -> list[str]:

@@ -112,7 +112,9 @@ def observed_vs_predicted(pred: pd.DataFrame, models: list[str], target: str, pa
             ax.set_xlim(lo - pad, hi + pad)
             ax.set_ylim(lo - pad, hi + pad)
             ax.set_aspect("equal")
-            ax.set_xlabel(f"observed {target} ({scale_label})")
+            # the target is named in the figure's title: in each panel's label a long id (an Ensembl id) ran
+            # into the next panel's
+            ax.set_xlabel(f"observed ({scale_label})")
             ax.set_ylabel(f"predicted ({scale_label})")
             ax.legend(loc="upper left", frameon=False)
         fig.suptitle(f"{target}: observed vs predicted on the test split (n = {len(test)})", y=1.02)
@@ -713,8 +715,28 @@ def model_comparison(metrics: pd.DataFrame, path: str | Path, split: str = "test
 CV_COLUMNS = ["target", "model", "fold", "n", "mse", "rmse", "mae", "r2", "pearson"]
 
 
-def cv_metrics(cv: pd.DataFrame, path: str | Path, metric: str = "r2") -> None:
-    """Cross-validation metric per model, one panel per target: a box per model and one dot per fold."""
+def _pinned_range(models_values: list[np.ndarray], baseline_values: np.ndarray,
+                  stretch: float = 3.0) -> tuple[float, float] | None:
+    """The y range of the real models' values (padded) when the ``baseline``'s would stretch the axis more than
+    ``stretch`` times: the range to draw, with the baseline pinned to its edge; None when the baseline fits."""
+    real = np.concatenate([v for v in models_values if v.size]) if any(v.size for v in models_values) else None
+    if real is None or not baseline_values.size:
+        return None
+    lo, hi = float(real.min()), float(real.max())
+    pad = max(0.12 * (hi - lo), 1e-3 * max(abs(lo), abs(hi), 1.0))
+    lo, hi = lo - pad, hi + pad
+    full = max(hi, float(baseline_values.max())) - min(lo, float(baseline_values.min()))
+    return (lo, hi) if full > stretch * (hi - lo) else None
+
+
+def cv_metrics(cv: pd.DataFrame, path: str | Path, metric: str = "r2", baseline: str = "mean") -> None:
+    """Cross-validation metric per model, one panel per target: a box per model and one dot per fold.
+
+    The ``baseline`` (training mean) is usually far from every model (R² about 0 against 0.9): drawn on the same
+    axis it squeezes the models' boxes into a line. When it would stretch the axis more than three times, the
+    axis is set by the models and the baseline's folds are pinned to its edge (triangles) with their median
+    written beside them.
+    """
     cv = cv.copy()
     cv["target"] = cv["target"].astype(str)
     cv["model"] = cv["model"].astype(str)
@@ -728,11 +750,27 @@ def cv_metrics(cv: pd.DataFrame, path: str | Path, metric: str = "r2") -> None:
         for ax, target in zip(axes.ravel(), targets):
             sub = cv[cv["target"] == target]
             data = [sub.loc[sub["model"] == m, metric].dropna().to_numpy() for m in models]
-            ax.boxplot(data, positions=range(len(models)), widths=0.5, showfliers=False,
+            base = data[models.index(baseline)] if baseline in models else np.empty(0)
+            limits = _pinned_range([v for m, v in zip(models, data) if m != baseline], base)
+            boxed = [np.empty(0) if (m == baseline and limits) else v for m, v in zip(models, data)]
+            ax.boxplot(boxed, positions=range(len(models)), widths=0.5, showfliers=False,
                        medianprops={"color": "#000000"})
             for k, (m, vals) in enumerate(zip(models, data)):
-                ax.scatter(k + rng.uniform(-0.12, 0.12, len(vals)), vals, s=20, color=_color(m, k), alpha=0.85,
+                jitter = k + rng.uniform(-0.12, 0.12, len(vals))
+                if m == baseline and limits:
+                    median = float(np.median(vals))
+                    below = median < limits[0]
+                    edge = limits[0] if below else limits[1]
+                    ax.scatter(jitter, np.full(len(vals), edge), s=34, marker="v" if below else "^",
+                               color=_color(m, k), zorder=3, clip_on=False)
+                    ax.annotate(f"median {median:.3g}\n(off the axis)", (k, edge), xytext=(0, 8 if below else -8),
+                                textcoords="offset points", ha="center", va="bottom" if below else "top",
+                                fontsize=7, color="#555555")
+                    continue
+                ax.scatter(jitter, vals, s=20, color=_color(m, k), alpha=0.85,
                            zorder=3, edgecolor="white", linewidth=0.4)
+            if limits:
+                ax.set_ylim(*limits)
             ax.set_xticks(range(len(models)))
             ax.set_xticklabels([plain(m) for m in models])
             ax.set_xlim(-0.6, len(models) - 0.4)
@@ -744,6 +782,7 @@ def cv_metrics(cv: pd.DataFrame, path: str | Path, metric: str = "r2") -> None:
             ax.set_visible(False)
         fig.suptitle(f"Cross-validation inside the training split: {METRIC_SHORT.get(metric, plain(metric))} per "
                      f"fold ({'lower' if _lower_is_better(metric) else 'higher'} is better)", y=1.02)
+        fig.tight_layout()
         _save(fig, path)
 
 
@@ -782,7 +821,7 @@ def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame
                         color="#555555")
         if len(d) and q.notna().any():
             ax.set_xlim(0, max(float(psi.max()), 1e-9) * 1.22)
-        ax.set_xlabel("population stability index (PSI, unitless); q: the drift test's q-value (p: the predictions')")
+        ax.set_xlabel("population stability index (PSI, unitless)\nq: the drift test's q-value (p: the predictions')")
         ax.set_title("Drift per input and of the predictions")
         from matplotlib.patches import Patch
 
@@ -795,7 +834,9 @@ def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame
         for f in shown:
             data += [reference[f].to_numpy(dtype=float), new[f].to_numpy(dtype=float)]
             labels += [plain(f), ""]
-        parts = ax2.boxplot(data, patch_artist=True, widths=0.6, showfliers=False)
+        # black medians: matplotlib's default orange would vanish in the new batch's orange boxes
+        parts = ax2.boxplot(data, patch_artist=True, widths=0.6, showfliers=False,
+                            medianprops={"color": "#000000"})
         for k, box in enumerate(parts["boxes"]):
             box.set_facecolor(PALETTE["train"] if k % 2 == 0 else PALETTE["val"])
         ax2.set_xticks(np.arange(1, len(data) + 1, 2) + 0.5, [plain(f) for f in shown], rotation=30, ha="right")
