@@ -54,6 +54,13 @@ def test_config_errors_name_the_key(tmp_path):
     write_config(tmp_path, targets="all", models=["ols", "mlp"], predictors={"from": ["G2", "G3", "G4"]})
     proc = run_snakemake(tmp_path, "-n", check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # ... and {from: ...} alone, which the schema takes for that mode, is refused for targets listed one by one
+    # before anything runs (it passed the dry run and stopped the select step after the data steps had run)
+    write_config(tmp_path, predictors={"from": ["G2", "G3", "G4"]})
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "'predictors' is {from: ...} without 'top_correlated'" in out, out[-2000:]
+    assert "Traceback" not in proc.stderr
 
     write_config(tmp_path, matrices=["data/missing.tsv"])
     proc = run_snakemake(tmp_path, "-n", check=False)

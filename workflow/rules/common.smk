@@ -205,6 +205,13 @@ if GENOME and isinstance(config["predictors"], dict) and config["predictors"].ge
         "target. Give 'predictors' as a list of genes or as {from: file-or-list} (all of those genes), e.g. the "
         "transcription factors."
     )
+if not GENOME and isinstance(config["predictors"], dict) and config["predictors"].get("top_correlated") is None:
+    raise WorkflowError(
+        "gexpred: 'predictors' is {from: ...} without 'top_correlated'. For targets listed one by one, give "
+        "'top_correlated: K' beside 'from' (per target the K candidates most correlated with it on the training split) "
+        "or the predictors as a list of genes; 'from' alone (all of those genes) is the shared design of genome-wide "
+        "mode (targets: all or {file: ...})."
+    )
 if GENOME and "ols" not in MODELS:
     raise WorkflowError("gexpred: genome-wide mode (targets: all or {file: ...}) needs 'ols' in 'models'.")
 BATCHES = list(config["new_batches"])
