@@ -29,8 +29,9 @@ def test_config_errors_name_the_key(tmp_path):
          ["unknown key 'normalisation': did you mean 'normalization'?", "'split.test_fraction'",
           "'targets.0': 1234 is a number in YAML, but ids and names are text here: quote it ('1234')",
           "'predictors.top_correlated': '4' is not of type 'integer'"]),
-        ({"targets": ["G0", "G0"], "predictors": ["G2", "G3", "G2"]},
-         ["'targets': lists 'G0' more than once", "'predictors': lists 'G2' more than once"]),
+        ({"targets": ["G0", "G0"], "predictors": ["G2", "G3", "G2"], "new_batches": {"my batch": ["data/expr.tsv"]}},
+         ["'targets': lists 'G0' more than once", "'predictors': lists 'G2' more than once",
+          "'new_batches': 'my batch' does not match", "a batch name becomes a directory name"]),
         ({"targets": "G0", "predictors": {"from": ["G2", "G3", "G2"], "top_correlated": 2}},
          ["'targets': 'G0' is a single value where a list is expected",
           "'predictors.from': lists 'G2' more than once"]),
@@ -54,6 +55,13 @@ def test_config_errors_name_the_key(tmp_path):
     write_config(tmp_path, targets="all", models=["ols", "mlp"], predictors={"from": ["G2", "G3", "G4"]})
     proc = run_snakemake(tmp_path, "-n", check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # ... and {from: ...} alone, which the schema takes for that mode, is refused for targets listed one by one
+    # before anything runs (it passed the dry run and stopped the select step after the data steps had run)
+    write_config(tmp_path, predictors={"from": ["G2", "G3", "G4"]})
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "'predictors' is {from: ...} without 'top_correlated'" in out, out[-2000:]
+    assert "Traceback" not in proc.stderr
 
     write_config(tmp_path, matrices=["data/missing.tsv"])
     proc = run_snakemake(tmp_path, "-n", check=False)
@@ -293,3 +301,63 @@ def test_the_run_asks_for_the_gene_set_tests_across_targets(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "--forceall", "--nocolor")
     wanted = re.search(r"^(?:local)?rule all:\n    input: (.*)$", proc.stdout + proc.stderr, flags=re.M)
     assert wanted and "results/ols/all_nested_tests.tsv" in wanted.group(1).split(", ")
+
+
+def _planned_jobs(proc) -> dict[tuple[str, str], dict[str, str]]:
+    """{(rule, wildcards): {"input": ..., "shell": ...}} of a dry run's plan (snakemake -n -p)."""
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:\n)", proc.stdout + proc.stderr):
+        head = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):\n", block)
+        if not head:
+            continue
+        field = lambda name: (re.search(rf"^    {name}: (.*)$", block, re.M) or [None, ""])[1]  # noqa: E731
+        shell = (re.search(r"^Shell command: (.*)$", block, re.M) or [None, ""])[1]
+        jobs[(head.group(1), field("wildcards"))] = {"input": field("input").split(", "), "shell": shell}
+    return jobs
+
+
+def test_a_predictor_or_target_list_file_is_an_input_of_the_jobs_that_read_it(tmp_path):
+    """predictors: {from: file} and targets: {file: ...} are read by the commands through a path in their params;
+    as params, an edited file made nothing again (measured: a finished run whose candidates file was rewritten,
+    G2..G5 -> G6, G7, said 'Nothing to be done' and kept G2 and G3 as G0's predictors). As inputs, a changed file
+    makes the jobs that read it again."""
+    make_dataset(tmp_path, n_samples=24, n_genes=8)
+    (tmp_path / "data/tfs.txt").write_text("G2\nG3\nG4\nG5\n")
+    (tmp_path / "data/targets.txt").write_text("G0\nG1\n")
+    gold = pd.DataFrame(1, index=["G0"], columns=["G2", "G3"])
+    gold.to_csv(tmp_path / "data/gold.tsv", sep="\t", index_label="target")
+    write_config(tmp_path, models=["ols"], predictors={"top_correlated": 2, "from": "data/tfs.txt"},
+                 gold_standard="data/gold.tsv")
+    jobs = _planned_jobs(run_snakemake(tmp_path, "-n", "-p", "--forceall", "--nocolor"))
+    for key in [("select_predictors", "target=G0"), ("select_predictors", "target=G1"), ("regulator_recovery", "")]:
+        assert "data/tfs.txt" in jobs[key]["input"], (key, jobs[key])
+    write_config(tmp_path, models=["ols"], targets={"file": "data/targets.txt"}, predictors={"from": "data/tfs.txt"})
+    jobs = _planned_jobs(run_snakemake(tmp_path, "-n", "-p", "--forceall", "--nocolor"))
+    assert {"data/tfs.txt", "data/targets.txt"} <= set(jobs[("genome_plan", "")]["input"]), jobs[("genome_plan", "")]
+
+
+def test_settings_a_model_job_does_not_use_leave_its_command_as_it_was(tmp_path):
+    """Snakemake makes a job again when its params change. With importance off (repeats 0) the models' commands
+    carried importance.seed and (the network's) ols.fdr, and with the grid search search.seed and n_candidates:
+    changing any of them made every OLS, penalized and network job again, and everything after them (measured on
+    a finished run: 22 jobs for importance.seed, the networks' included; now none, and for ols.fdr only the
+    tables and figures that show q-values)."""
+    make_dataset(tmp_path, n_samples=24, n_genes=8)
+
+    def commands(**overrides) -> dict:
+        write_config(tmp_path, **overrides)
+        jobs = _planned_jobs(run_snakemake(tmp_path, "-n", "-p", "--forceall", "--nocolor"))
+        return {key: job["shell"] for key, job in jobs.items() if key[0] in ("ols", "penalized", "mlp")}
+
+    base = commands()
+    assert len(base) == 6 and all(base.values()), base
+    changed = commands(importance={"repeats": 0, "seed": 7, "interaction_genes": 3},
+                       ols={"fdr": 0.2}, search={"mlp": {"hidden": [[], [8]]}, "penalized": {"n_alphas": 6},
+                                                 "seed": 5, "n_candidates": 3})
+    assert changed == base
+    # what a job uses still reaches its command: the importance seed with importance on, the draw's seed with the
+    # random strategy
+    used = commands(importance={"repeats": 2, "seed": 7},
+                    search={"mlp": {"hidden": [[], [8]]}, "penalized": {"n_alphas": 6}, "strategy": "random", "seed": 5})
+    assert all("--importance-seed 7" in used[key] for key in base)
+    assert '"seed": 5' in used[("mlp", "target=G0")]

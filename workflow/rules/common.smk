@@ -205,6 +205,13 @@ if GENOME and isinstance(config["predictors"], dict) and config["predictors"].ge
         "target. Give 'predictors' as a list of genes or as {from: file-or-list} (all of those genes), e.g. the "
         "transcription factors."
     )
+if not GENOME and isinstance(config["predictors"], dict) and config["predictors"].get("top_correlated") is None:
+    raise WorkflowError(
+        "gexpred: 'predictors' is {from: ...} without 'top_correlated'. For targets listed one by one, give "
+        "'top_correlated: K' beside 'from' (per target the K candidates most correlated with it on the training split) "
+        "or the predictors as a list of genes; 'from' alone (all of those genes) is the shared design of genome-wide "
+        "mode (targets: all or {file: ...})."
+    )
 if GENOME and "ols" not in MODELS:
     raise WorkflowError("gexpred: genome-wide mode (targets: all or {file: ...}) needs 'ols' in 'models'.")
 BATCHES = list(config["new_batches"])
@@ -267,6 +274,20 @@ def target_name(wildcards):
 def predictor_spec():
     """The predictors setting as JSON for the command line."""
     return cli_json(config["predictors"])
+
+
+def predictor_file():
+    """The file of ``predictors.from`` (candidates one per line), an input of every job that reads it: the command
+    reads it by the path in --spec, and Snakemake makes a job again when an input's content changes, not when a
+    file named in its params does (an edited list of candidates left the chosen predictors as they were)."""
+    pred = config["predictors"]
+    return pred["from"] if isinstance(pred, dict) and isinstance(pred.get("from"), str) else []
+
+
+def targets_file():
+    """The file of ``targets: {file: ...}`` (genome-wide mode), an input of the plan for the same reason."""
+    targets = config["targets"]
+    return targets["file"] if isinstance(targets, dict) else []
 
 
 def required_genes():
@@ -337,7 +358,12 @@ def importance_output(model):
 
 
 def importance_args(model):
+    """The importance settings for a model's command; with importance off (repeats 0) that alone, so that a
+    setting the job does not use (importance.seed, ols.fdr for the network's interaction tests) does not make
+    the models, networks included, again when it changes."""
     c = config["importance"]
+    if not IMPORTANCE:
+        return "--importance-repeats 0"
     args = f"--importance-repeats {c['repeats']} --importance-seed {c['seed']}"
     if model == "mlp":
         args += (f" --interaction-genes {c['interaction_genes']} --interactions-tested {c['interactions_tested']}"
@@ -347,8 +373,10 @@ def importance_args(model):
 
 def search_settings():
     """The network search's settings as JSON for the command line (the search section without the penalised
-    regression's, so that changing those does not rerun the networks)."""
-    return cli_json({k: v for k, v in config["search"].items() if k != "penalized"})
+    regression's, nor, with the grid strategy, the random draw's size and seed, which it does not use: changing
+    those does not rerun the networks)."""
+    unused = {"penalized"} | ({"n_candidates", "seed"} if config["search"]["strategy"] == "grid" else set())
+    return cli_json({k: v for k, v in config["search"].items() if k not in unused})
 
 
 def mlp_gpus(wildcards):

@@ -145,6 +145,7 @@ rule select_predictors:
         splits="results/data/splits.tsv",
         folds="results/data/folds/{target}.tsv",
         labels=target_labels_file,
+        candidates=predictor_file(),
     output:
         predictors="results/data/predictors/{target}.tsv",
         # chosen again on each fold's training part: cross-validation judges the choice too

@@ -5,6 +5,8 @@
 checkpoint genome_plan:
     input:
         data="results/data/normalized.h5ad",
+        candidates=predictor_file(),
+        targets=targets_file(),
     output:
         plan="results/ols/genome/plan.tsv",
         design="results/ols/genome/design.json",

@@ -153,6 +153,7 @@ rule regulator_recovery:
         splits="results/data/splits.tsv",
         predictors="results/data/predictors.tsv",
         gold_standard="results/data/gold_standard.tsv",
+        candidates=predictor_file(),
     output:
         table=report(
             "results/recovery/regulator_recovery.tsv",
