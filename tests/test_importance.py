@@ -318,3 +318,15 @@ def test_integrated_gradients_of_a_binary_network_do_not_depend_on_the_class_exp
     last = integrated_gradients(model, X, task="classification")
     np.testing.assert_allclose(np.abs(a), np.abs(last), atol=1e-6)
     np.testing.assert_allclose(a[codes == 1], last[codes == 1], atol=1e-7)
+
+
+def test_interaction_text_counts_in_words():
+    """'1 of 3 are confirmed' and '3 interaction(s)' read '1 of 3 is confirmed' and '3 interactions' (an audit)."""
+    table = pd.DataFrame({"gene_a": ["a", "c", "e"], "gene_b": ["b", "d", "f"], "h2": [0.1, 0.2, 0.3],
+                          "h_strength": [0.2, 0.1, 0.08], "q_value": [0.01, 0.5, 0.7],
+                          "verdict": ["confirmed", "not confirmed", "not confirmed"]})
+    text = interaction_text(table)
+    assert text.startswith("The network suggests 3 interactions;") and text.endswith("1 of 3 is confirmed at q < 0.05.")
+    assert interaction_text(table.iloc[[1]]).endswith("It is not confirmed at q < 0.05.")
+    untested = table.iloc[[0]].assign(verdict="not tested")
+    assert interaction_text(untested).startswith("The network suggests 1 interaction, strongest a x b; it was not")

@@ -400,8 +400,9 @@ def interaction_text(table: pd.DataFrame, fdr: float = 0.05) -> str:
                 "separate effects by a twentieth of the spread of its predictions.")
     tested = suggested[suggested["verdict"] != "not tested"]
     if not len(tested):
-        return (f"The network suggests {len(suggested)} interaction(s), strongest "
-                f"{suggested.iloc[0]['gene_a']} x {suggested.iloc[0]['gene_b']}; they were not tested in OLS.")
+        return (f"The network suggests {_interactions(len(suggested))}, strongest "
+                f"{suggested.iloc[0]['gene_a']} x {suggested.iloc[0]['gene_b']}; "
+                f"{'it was' if len(suggested) == 1 else 'they were'} not tested in OLS.")
     parts = []
     for _, r in tested.iterrows():
         pair = f"{r['gene_a']} x {r['gene_b']}"
@@ -410,5 +411,11 @@ def interaction_text(table: pd.DataFrame, fdr: float = 0.05) -> str:
                         if r["verdict"] == "confirmed" else
                         f"not confirmed by OLS (q = {r['q_value']:.2g})"))
     n_conf = int((tested["verdict"] == "confirmed").sum())
-    return (f"The network suggests {len(suggested)} interaction(s); tested in OLS: {'; '.join(parts)}. "
-            f"{n_conf} of {len(tested)} {'is' if len(tested) == 1 else 'are'} confirmed at q < {fdr:g}.")
+    confirmed = (f"{'It is' if n_conf else 'It is not'} confirmed" if len(tested) == 1
+                 else f"{n_conf} of {len(tested)} {'is' if n_conf == 1 else 'are'} confirmed")
+    return (f"The network suggests {_interactions(len(suggested))}; tested in OLS: {'; '.join(parts)}. "
+            f"{confirmed} at q < {fdr:g}.")
+
+
+def _interactions(n: int) -> str:
+    return f"{n} interaction{'' if n == 1 else 's'}"
