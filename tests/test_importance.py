@@ -4,6 +4,7 @@ OLS test of the interactions a network suggests, against direct computations and
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 import torch
