@@ -379,3 +379,28 @@ def test_genome_plan_names_why_a_target_or_predictor_was_dropped(tmp_path, capsy
     err = flat(capsys.readouterr().err)
     assert rc != 0 and "Traceback" not in err
     assert "Predictor genes 'g4' were dropped while collecting the data" in err and why in err, err
+
+
+def test_a_covariate_error_at_fit_time_names_the_sample_sheet_file(tmp_path, capsys):
+    """A covariate missing for a sample, found when the model is fitted: the message names the sample sheet's
+    file, which collect keeps in the data (it said only 'the sample sheet'; an audit)."""
+    rng = np.random.default_rng(0)
+    samples = [f"s{i}" for i in range(30)]
+    pd.DataFrame(rng.normal(size=(30, 3)).T, index=pd.Index(["G0", "G1", "G2"], name="gene"),
+                 columns=samples).to_csv(tmp_path / "expr.tsv", sep="\t")
+    dose = ["1.5"] * 30
+    dose[4] = ""
+    (tmp_path / "sheet.tsv").write_text("sample\tdose\n" + "".join(f"{s}\t{d}\n" for s, d in zip(samples, dose)))
+    assert main(["collect", "--matrix", str(tmp_path / "expr.tsv"), "--sample-sheet", str(tmp_path / "sheet.tsv"),
+                 "--out", str(tmp_path / "data.h5ad"), "--dropped", str(tmp_path / "dropped.tsv")]) == 0
+    pd.DataFrame({"sample": samples, "split": ["train"] * 24 + ["test"] * 6}).to_csv(
+        tmp_path / "splits.tsv", sep="\t", index=False)
+    pd.DataFrame({"target": "G0", "rank": [1, 2], "gene": ["G1", "G2"], "train_corr": [0.5, 0.4]}).to_csv(
+        tmp_path / "predictors.tsv", sep="\t", index=False)
+    capsys.readouterr()
+    rc = main(["ols", "--data", str(tmp_path / "data.h5ad"), "--splits", str(tmp_path / "splits.tsv"),
+               "--predictors", str(tmp_path / "predictors.tsv"), "--target", "G0", "--covariate", "dose",
+               "--out-dir", str(tmp_path / "ols"), "--log", str(tmp_path / "ols.log")])
+    err = flat(capsys.readouterr().err)
+    assert rc == 1 and "Traceback" not in err
+    assert f"Covariate 'dose' of the sample sheet '{tmp_path / 'sheet.tsv'}' is missing for 1 sample" in err

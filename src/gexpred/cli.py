@@ -57,6 +57,12 @@ def _sources(adata, path: str, what: str = "the collected data") -> str:
     return _source_text(adata.uns.get("sources", [path]), what)
 
 
+def _sheet_name(adata) -> str:
+    """How error messages name the sample sheet the covariates came from: with its path where collect kept it."""
+    path = adata.uns.get("sample_sheet")
+    return f"the sample sheet '{path}'" if path else "the sample sheet"
+
+
 def _source_text(sources: list[str], what: str = "the collected data") -> str:
     return f"{what} (" + ", ".join(sources) + ")"
 
@@ -156,6 +162,8 @@ def cmd_collect(a: argparse.Namespace) -> None:
                                            dropped_samples=dropped.loc[dropped["kind"] == "sample", "id"])
         dropped = pd.concat([dropped, extra], ignore_index=True) if len(extra) else dropped
     adata.uns["sources"] = list(a.matrix)
+    if a.sample_sheet:
+        adata.uns["sample_sheet"] = str(a.sample_sheet)  # for messages about covariates, steps later
     genes_out = dropped[dropped["kind"] == "gene"]
     # what was dropped and why, so that a later step naming such a gene says so instead of "check the spelling"
     adata.uns["dropped_genes"] = {c: genes_out[c].astype(str).to_numpy() for c in ("id", "file", "reason")}
@@ -512,7 +520,7 @@ def _design(a: argparse.Namespace, adata, split, interactions: list[list[str]] |
             f"and in ols.covariates, e.g. to '{genes_too[0]}_covariate'."
         )
     if a.covariate:
-        covariates, encoding = encode_covariates(adata.obs, list(a.covariate), train, "the sample sheet")
+        covariates, encoding = encode_covariates(adata.obs, list(a.covariate), train, _sheet_name(adata))
     Xdf = build_design(expr, names, covariates, interactions)
     _, kept = check_design(Xdf.to_numpy()[train], list(Xdf.columns), a.target)
     design = {"predictors": [n for n in names if n in kept], "covariates": encoding,
