@@ -286,15 +286,8 @@ def _write_frame(make_frame, tmp_path: Path) -> Path:
 def test_negative_or_fractional_seed_is_a_usage_error(argv, tmp_path, monkeypatch, capsys):
     """NumPy's generators take seeds >= 0 only: a negative seed is refused as a usage error (exit status 2, one
     line naming the option), before any file is read, instead of a traceback from inside NumPy."""
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    option = argv[-2]
-    assert f"argument {option}: a seed is an integer >= 0, not" in err, err
-    assert list(tmp_path.iterdir()) == []
+    err = _usage_error(argv, tmp_path, monkeypatch, capsys)
+    assert f"argument {argv[-2]}: a seed is an integer >= 0, not" in err, err
 
 
 @pytest.mark.parametrize("argv", [
@@ -310,14 +303,21 @@ def test_alpha_or_fdr_outside_0_1_is_a_usage_error(argv, tmp_path, monkeypatch, 
     (statsmodels' t quantile of 1 - 95/2) and every residual check 'fails' (p < 95), heteroskedasticity at
     p = 0.9 in the log. A level outside (0, 1), as the schema bounds ols.alpha and ols.fdr, is refused in one
     line naming the option, before any file is read."""
+    err = _usage_error(argv, tmp_path, monkeypatch, capsys)
+    assert f"argument {argv[-2]}: a level is a number between 0 and 1" in flat(err), err
+
+
+def _usage_error(argv, tmp_path, monkeypatch, capsys) -> str:
+    """``main(argv)`` run in an empty ``tmp_path``: a usage error (exit status 2) without a traceback, before any
+    file is written; its stderr."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert f"argument {argv[-2]}: a level is a number between 0 and 1" in flat(err), err
     assert list(tmp_path.iterdir()) == []
+    return err
 
 
 def test_folds_warn_of_a_class_thinner_than_the_folds(tmp_path):

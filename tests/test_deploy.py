@@ -7,6 +7,7 @@ PSI and KS statistics from their definitions.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -756,6 +757,21 @@ def test_bundle_encodes_the_test_splits_unseen_levels_as_the_fit_did_and_deploy_
         encode_covariates_like(text, enc, "sheet.tsv", unseen_as_reference=True)
 
 
+def _covariate_bundle(tmp_path, coef: list[float], covariate_terms: list[str], encoding: dict) -> Path:
+    """A linear bundle on the raw PREDICTORS (intercept 1, ``coef``) and the ``covariate_terms`` of one
+    categorical covariate encoded as ``encoding`` says."""
+    terms = [*PREDICTORS, *covariate_terms]
+    train = _raw(20, seed=4)
+    ref = pd.DataFrame({"sample": train.index, **{g: train[g] for g in PREDICTORS},
+                        **dict.fromkeys(covariate_terms, 0.0), "prediction": 0.0, "observed": 0.0})
+    return write_bundle(tmp_path / "b", target=TARGET, model="ols", task="regression", classes=None,
+                        model_params={"kind": "linear", "terms": terms, "intercept": 1.0, "coef": coef},
+                        preprocessing={"normalization": {"steps": [], "genes": PREDICTORS},
+                                       "design": {"predictors": PREDICTORS, "covariates": encoding,
+                                                  "interactions": [], "terms": terms}},
+                        reference=ref, metrics={}, training_fingerprint="x")
+
+
 @pytest.mark.parametrize("sheet_suffix", [".tsv", ".h5ad"])
 def test_a_batch_sheets_number_like_levels_are_the_training_levels(tmp_path, sheet_suffix):
     """A categorical covariate learnt from a training sheet where one level was text ('high') has the levels
@@ -765,17 +781,8 @@ def test_a_batch_sheets_number_like_levels_are_the_training_levels(tmp_path, she
     import anndata as ad
 
     coef = [0.5, -0.25, 0.75, 2.0, -3.0]  # gA, gB, gC, site[T.2], site[T.high]
-    terms = [*PREDICTORS, "site[T.2]", "site[T.high]"]
-    enc = {"site": {"type": "categorical", "levels": ["001", "2", "high"], "reference": "001"}}
-    train = _raw(20, seed=4)
-    ref = pd.DataFrame({"sample": train.index, **{g: train[g] for g in PREDICTORS}, "site[T.2]": 0.0,
-                        "site[T.high]": 0.0, "prediction": 0.0, "observed": 0.0})
-    path = write_bundle(tmp_path / "b", target=TARGET, model="ols", task="regression", classes=None,
-                        model_params={"kind": "linear", "terms": terms, "intercept": 1.0, "coef": coef},
-                        preprocessing={"normalization": {"steps": [], "genes": PREDICTORS},
-                                       "design": {"predictors": PREDICTORS, "covariates": enc, "interactions": [],
-                                                  "terms": terms}},
-                        reference=ref, metrics={}, training_fingerprint="x")
+    path = _covariate_bundle(tmp_path, coef, ["site[T.2]", "site[T.high]"],
+                             {"site": {"type": "categorical", "levels": ["001", "2", "high"], "reference": "001"}})
     new = _raw(4, seed=5)
     src = _write_matrix(new[PREDICTORS], tmp_path / "new.tsv")
     site = ["001", "2", "2", "001"]
@@ -798,17 +805,9 @@ def test_a_covariate_declared_categorical_is_read_from_a_batch_sheet_as_in_train
     plates 2.0 and 10 is read with the training levels (2.0 is level 2), the predictions equal the linear model
     computed here; a plate the model never saw (3) is refused by name."""
     coef = [0.5, -0.25, 0.75, 2.0, -3.0]  # gA, gB, gC, C(plate)[T.2], C(plate)[T.10]
-    terms = [*PREDICTORS, "C(plate)[T.2]", "C(plate)[T.10]"]
-    enc = {"C(plate)": {"type": "categorical", "levels": ["1", "2", "10"], "reference": "1", "column": "plate"}}
-    train = _raw(20, seed=4)
-    ref = pd.DataFrame({"sample": train.index, **{g: train[g] for g in PREDICTORS}, "C(plate)[T.2]": 0.0,
-                        "C(plate)[T.10]": 0.0, "prediction": 0.0, "observed": 0.0})
-    path = write_bundle(tmp_path / "b", target=TARGET, model="ols", task="regression", classes=None,
-                        model_params={"kind": "linear", "terms": terms, "intercept": 1.0, "coef": coef},
-                        preprocessing={"normalization": {"steps": [], "genes": PREDICTORS},
-                                       "design": {"predictors": PREDICTORS, "covariates": enc, "interactions": [],
-                                                  "terms": terms}},
-                        reference=ref, metrics={}, training_fingerprint="x")
+    path = _covariate_bundle(tmp_path, coef, ["C(plate)[T.2]", "C(plate)[T.10]"],
+                             {"C(plate)": {"type": "categorical", "levels": ["1", "2", "10"], "reference": "1",
+                                           "column": "plate"}})
     new = _raw(4, seed=5)
     src = _write_matrix(new[PREDICTORS], tmp_path / "new.tsv")
     plates = ["2.0", "10", "1", "2"]

@@ -183,16 +183,22 @@ def test_qq_points_sorted_or_not(n):
         assert len(obs) < 23_000 and obs[-1] == full_obs[-1]
 
 
-def test_model_comparison_shows_each_model_relative_to_ols(tmp_path, monkeypatch):
-    """Left panel: every model's test MSE divided by OLS's on the same target (the baseline pinned inside the
-    axis); right panel: R² of the models alone; target labels drawn once, on the left."""
-    captured = {}
+@pytest.fixture
+def captured(monkeypatch) -> dict:
+    """The figure a plotting function would save (``captured["fig"]``), drawn, instead of written."""
+    out: dict = {}
 
     def keep(fig, path):
-        captured["fig"] = fig
+        out["fig"] = fig
         fig.canvas.draw()
 
     monkeypatch.setattr(plots, "_save", keep)
+    return out
+
+
+def test_model_comparison_shows_each_model_relative_to_ols(tmp_path, captured):
+    """Left panel: every model's test MSE divided by OLS's on the same target (the baseline pinned inside the
+    axis); right panel: R² of the models alone; target labels drawn once, on the left."""
     metrics = pd.DataFrame({"target": ["a"] * 4 + ["b"] * 4, "model": ["ols", "penalized", "mlp", "mean"] * 2,
                             "split": "test", "mse": [0.10, 0.098, 0.08, 1.0, 0.20, 0.21, 0.23, 0.9],
                             "r2": [0.9, 0.902, 0.92, 0.0, 0.8, 0.79, 0.77, -0.01]})
@@ -331,18 +337,11 @@ def test_pca_genes_are_the_most_variable_unless_every_gene_is_z_scored():
     np.testing.assert_array_equal(plots._top_variance(Z, fit=train), Z)
 
 
-def test_drift_figure_medians_visible_and_psi_label_inside_its_panel(monkeypatch):
+def test_drift_figure_medians_visible_and_psi_label_inside_its_panel(captured):
     """The new batch's boxes are orange: their median lines must not be matplotlib's default orange, and the
     left panel's x label must end before the middle panel (it ran under that panel's tick labels)."""
     from matplotlib.colors import to_rgb
 
-    captured = {}
-
-    def keep(fig, path):
-        captured["fig"] = fig
-        fig.canvas.draw()
-
-    monkeypatch.setattr(plots, "_save", keep)
     rng = np.random.default_rng(0)
     feats = [f"BSU{i:05d}" for i in range(15)]
     ref = pd.DataFrame(rng.normal(size=(189, 15)), columns=feats)
@@ -370,16 +369,9 @@ def test_drift_figure_medians_visible_and_psi_label_inside_its_panel(monkeypatch
 
 
 @pytest.mark.parametrize("target", ["BSU16440", "ENSG00000141510", "ENSMUSG00000059552.12|Actb"])
-def test_observed_vs_predicted_panel_labels_do_not_run_together(monkeypatch, target):
+def test_observed_vs_predicted_panel_labels_do_not_run_together(captured, target):
     """Three panels side by side: each x label ends before the next panel's begins, whatever the target's id
     (named once, in the title)."""
-    captured = {}
-
-    def keep(fig, path):
-        captured["fig"] = fig
-        fig.canvas.draw()
-
-    monkeypatch.setattr(plots, "_save", keep)
     rng = np.random.default_rng(0)
     obs = rng.normal(size=40)
     pred = pd.DataFrame({"sample": [f"s{i}" for i in range(40)], "split": "test", "observed": obs,
@@ -398,16 +390,9 @@ def _cv_table(means: dict[str, float], sd: float = 0.01, folds: int = 5) -> pd.D
                          for m, mu in means.items() for k in range(1, folds + 1)])
 
 
-def test_cv_figure_axis_is_set_by_the_models_and_the_far_baseline_pinned(monkeypatch):
+def test_cv_figure_axis_is_set_by_the_models_and_the_far_baseline_pinned(captured):
     """R² of 0.97 ± 0.01 against the baseline's 0: on one axis from 0 to 1 the models' boxes were a line. The
     axis now spans the models' folds; the baseline's folds sit at its lower edge with their median written."""
-    captured = {}
-
-    def keep(fig, path):
-        captured["fig"] = fig
-        fig.canvas.draw()
-
-    monkeypatch.setattr(plots, "_save", keep)
     cv = _cv_table({"ols": 0.97, "penalized": 0.972, "mlp": 0.98, "mean": -0.02})
     plots.cv_metrics(cv, "unused.png")
     ax = captured["fig"].axes[0]
@@ -422,15 +407,8 @@ def test_cv_figure_axis_is_set_by_the_models_and_the_far_baseline_pinned(monkeyp
     assert any(f"median {median:.3g}" in t.get_text() for t in ax.texts)
 
 
-def test_cv_figure_keeps_a_near_baseline_on_the_axis(monkeypatch):
+def test_cv_figure_keeps_a_near_baseline_on_the_axis(captured):
     """A weak target whose models are close to the baseline: nothing is pinned, every fold is drawn as it is."""
-    captured = {}
-
-    def keep(fig, path):
-        captured["fig"] = fig
-        fig.canvas.draw()
-
-    monkeypatch.setattr(plots, "_save", keep)
     cv = _cv_table({"ols": 0.05, "mlp": 0.08, "mean": -0.01}, sd=0.05)
     plots.cv_metrics(cv, "unused.png")
     ax = captured["fig"].axes[0]

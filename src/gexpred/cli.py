@@ -356,7 +356,12 @@ def _dropped_genes(adata) -> dict[str, str]:
     d = adata.uns.get("dropped_genes")
     if not isinstance(d, dict) or "id" not in d:
         return {}
-    return {str(i): f"{r} ({f})" for i, f, r in zip(d["id"], d["file"], d["reason"])}
+    return _dropped_text(d["id"], d["file"], d["reason"])
+
+
+def _dropped_text(ids, files, reasons) -> dict[str, str]:
+    """``{gene: "reason (file)"}`` from the columns of the dropped table that collect keeps in ``uns``."""
+    return {str(i): f"{r} ({f})" for i, f, r in zip(ids, files, reasons)}
 
 
 def cmd_normalize(a: argparse.Namespace) -> None:
@@ -698,8 +703,9 @@ def cmd_ols(a: argparse.Namespace) -> None:
         log.warning("OLS %s: assumption fails: %s", a.target, sentence)
     infl = influence(fit, list(adata.obs_names[train]))
     nested = nested_tests(fit, X[train], y[train], gene_sets)
+    in_model = set(terms)
     for name, genes in gene_sets.items():  # the test removes what is in the model; say what is not
-        missing = [str(g) for g in genes if str(g) not in set(terms)]
+        missing = [str(g) for g in genes if str(g) not in in_model]
         if missing:
             tested = bool(set_terms(terms, {str(g) for g in genes}))
             log.warning("OLS %s: gene set %r: %s not a term of the model (constant over the training samples, or "
@@ -1395,18 +1401,13 @@ def _dropped_genes_h5(path: str) -> dict[str, str]:
         d = f.get("uns/dropped_genes")
         if d is None or any(k not in d for k in ("id", "file", "reason")):
             return {}
-        ids, files, reasons = (d[k].asstr()[:] for k in ("id", "file", "reason"))
-    return {str(i): f"{r} ({f})" for i, f, r in zip(ids, files, reasons)}
+        return _dropped_text(*(d[k].asstr()[:] for k in ("id", "file", "reason")))
 
 
 def _warn_kept_imputed(path: str, targets, step: str) -> None:
     """Log the targets whose values the normalize step imputed (``uns['imputed']`` of ``path``, read without the
     matrix) that ``step``, fitting every target on one shared set of samples, keeps."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        g = f.get("uns/imputed/gene")
-        imputed = (set(g.asstr()[:]) if g is not None else set()) & set(targets)
+    imputed = {gene for gene, _ in _imputed_pairs(path)} & set(targets)
     if imputed:
         log.warning("%d targets had missing values that missing: impute_mean filled with their training mean (%s); "
                     "%s fits every target on one shared set of samples, so they keep them (each target's own "
@@ -1429,21 +1430,24 @@ def _genome_columns(data: str, design: dict[str, Any], splits: str, targets: lis
     return X.to_numpy(dtype=np.float64), [str(c) for c in X.columns], train, values[:, len(predictors):], samples
 
 
-def _imputed_cells(path: str, samples, targets) -> np.ndarray:
-    """Samples x targets, True where the normalize step filled in the target's value (``missing: impute_mean``;
-    ``uns['imputed']`` of ``path``, read without the matrix)."""
+def _imputed_pairs(path: str) -> list[tuple[str, str]]:
+    """``(gene, sample)`` of every value the normalize step filled in (``missing: impute_mean``; ``uns['imputed']``
+    of ``path``, read without the matrix)."""
     import h5py
 
-    out = np.zeros((len(samples), len(targets)), dtype=bool)
     with h5py.File(path, "r") as f:
         g, s = f.get("uns/imputed/gene"), f.get("uns/imputed/sample")
-        if g is None or s is None:
-            return out
-        row = {str(x): i for i, x in enumerate(samples)}
-        col = {str(x): j for j, x in enumerate(targets)}
-        for gene, sample in zip(g.asstr()[:], s.asstr()[:]):
-            if gene in col and sample in row:
-                out[row[sample], col[gene]] = True
+        return [] if g is None or s is None else list(zip(g.asstr()[:], s.asstr()[:]))
+
+
+def _imputed_cells(path: str, samples, targets) -> np.ndarray:
+    """Samples x targets, True where the normalize step filled in the target's value (:func:`_imputed_pairs`)."""
+    out = np.zeros((len(samples), len(targets)), dtype=bool)
+    row = {str(x): i for i, x in enumerate(samples)}
+    col = {str(x): j for j, x in enumerate(targets)}
+    for gene, sample in _imputed_pairs(path):
+        if gene in col and sample in row:
+            out[row[sample], col[gene]] = True
     return out
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, near_ids, preview
-from .io import read_gene_list
+from .io import TEXT_NA, ZERO_PADDED, number_text, read_gene_list
 
 log = logging.getLogger(__name__)
 
 PREDICTOR_COLUMNS = ["target", "rank", "gene", "train_corr"]
-MISSING_WORDS = "NA, NaN, nan, N/A, NULL or null"
+MISSING_WORDS = ", ".join(w for w in TEXT_NA[:-1] if w) + " or " + TEXT_NA[-1]
 """The sample sheet's words for a missing value (:data:`gexpred.io.TEXT_NA`), for messages."""
 
 
@@ -320,8 +320,8 @@ def level_text(values: pd.Series) -> pd.Series:
     sheet reader keeps as text) and anything else as it is."""
     numbers = pd.to_numeric(values, errors="coerce")
     text = values.astype(str).str.strip()
-    ok = numbers.notna().to_numpy() & ~text.str.match(r"^[+-]?0\d").to_numpy()
-    text[ok] = [str(int(v)) if float(v).is_integer() and abs(v) < 2**53 else repr(float(v)) for v in numbers[ok]]
+    ok = numbers.notna().to_numpy() & ~text.str.match(ZERO_PADDED).to_numpy()
+    text[ok] = [number_text(v) for v in numbers[ok]]
     return text
 
 
@@ -330,8 +330,9 @@ def level_order(levels: set[str], codes: bool = False) -> list[str]:
     rest as text."""
     if not codes:
         return sorted(levels)
-    numbers = pd.to_numeric(pd.Series(sorted(levels)), errors="coerce")
-    return [lev for _, lev in sorted(zip(numbers.fillna(np.inf), sorted(levels)))]
+    ordered = sorted(levels)
+    numbers = pd.to_numeric(pd.Series(ordered), errors="coerce").fillna(np.inf)
+    return [lev for _, lev in sorted(zip(numbers, ordered))]
 
 
 def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarray,

@@ -122,10 +122,10 @@ def unseen_levels_text(obs: pd.DataFrame, covariates: list[str], splits: pd.Data
     """The categorical covariates' levels that only samples outside the training split have, in words: the
     models encode such samples as the reference level (no training sample shows the level's effect), so their
     test-split predictions rest on that guess. "" when there are none."""
+    from .design import covariate_column, level_order, level_text
+
     split = splits.assign(sample=splits["sample"].astype(str)).set_index("sample")["split"]
     parts = []
-    from .design import level_order, covariate_column, level_text
-
     for c in covariates:
         column, declared = covariate_column(c)
         if column not in obs.columns or (pd.api.types.is_numeric_dtype(obs[column]) and not declared):

@@ -1038,7 +1038,7 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
             continue
         converted = pd.to_numeric(df[col], errors="coerce")
         n_values = int(df[col].notna().sum())
-        padded = df.loc[df[col].notna() & converted.notna(), col].astype(str).str.match(_ZERO_PADDED)
+        padded = df.loc[df[col].notna() & converted.notna(), col].astype(str).str.match(ZERO_PADDED)
         if converted.notna().sum() == n_values and padded.any():
             # '001', '042': codes (sites, plates, patients), which no one writes so as a quantity; as numbers
             # they would enter a model as one slope over the codes' values
@@ -1058,8 +1058,15 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
     return df
 
 
-_ZERO_PADDED = r"^[+-]?0[0-9]"
+ZERO_PADDED = r"^[+-]?0[0-9]"
 """A number written with a leading zero before a digit (``'001'``, ``'-07'``; not ``'0'``, ``'0.5'``)."""
+
+
+def number_text(value: float) -> str:
+    """A number as a level's text: integral ones without ``.0`` (``2`` for 2.0), others in the shortest form that
+    reads back the same (``0.5``)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
 def read_obs(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -1097,8 +1104,8 @@ def _sheet_from_obs(path: Path, what: str, text_columns: Collection[str] = ()) -
         values = obs[col]
         if str(col) in text_columns and pd.api.types.is_numeric_dtype(values) \
                 and not pd.api.types.is_bool_dtype(values):
-            values = pd.Series([v if pd.isna(v) else str(int(v)) if float(v).is_integer() else str(v)
-                                for v in values.astype(object)], index=values.index, dtype=object)
+            values = pd.Series([v if pd.isna(v) else number_text(v) for v in values.astype(object)],
+                               index=values.index, dtype=object)
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             # floats, as a text sheet's numbers; pandas' nullable booleans and integers (anndata writes them)
             # hold pd.NA for a missing value, which becomes NaN

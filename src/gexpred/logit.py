@@ -828,6 +828,7 @@ def firth_profile_interval(A: np.ndarray, y: np.ndarray, fit: FirthFit, j: int,
     cannot be bracketed within 2^20 standard errors is infinite.
     """
     from scipy import optimize
+
     crit = float(special.chdtri(1, alpha))  # chi2(1)'s upper alpha point
     top = fit.penalized_log_likelihood
     b_hat = float(fit.coef[j])
@@ -887,7 +888,7 @@ def firth_profile_interval(A: np.ndarray, y: np.ndarray, fit: FirthFit, j: int,
 
 def _mle(A: np.ndarray, codes: np.ndarray, K: int, sd: np.ndarray) -> tuple[Any, list[str]]:
     """statsmodels fit and the signs of (near-)separation it shows (empty when there are none)."""
-    sm, _SepError, _SepWarning, _ConvWarning = _statsmodels()
+    sm, sep_error, sep_warning, conv_warning = _statsmodels()
     signs: list[str] = []
     model = sm.Logit(codes.astype(np.float64), A) if K == 2 else sm.MNLogit(codes, A)
     with warnings.catch_warnings(record=True) as caught, np.errstate(over="ignore", divide="ignore",
@@ -895,14 +896,14 @@ def _mle(A: np.ndarray, codes: np.ndarray, K: int, sd: np.ndarray) -> tuple[Any,
         warnings.simplefilter("always")
         try:
             result = model.fit(method="newton", maxiter=MAXITER, disp=0)
-        except _SepError:
+        except sep_error:
             return None, ["statsmodels reports perfect separation"]
         except np.linalg.LinAlgError:
             return None, ["the information matrix is singular"]
-    if any(issubclass(w.category, _SepWarning) for w in caught):
+    if any(issubclass(w.category, sep_warning) for w in caught):
         signs.append("statsmodels reports perfect separation")
     converged = bool(result.mle_retvals.get("converged", True))
-    if not converged or any(issubclass(w.category, _ConvWarning) for w in caught):
+    if not converged or any(issubclass(w.category, conv_warning) for w in caught):
         signs.append(f"the fit did not converge in {MAXITER} Newton iterations")
     params = np.asarray(result.params, dtype=np.float64).reshape(A.shape[1], -1)
     with np.errstate(invalid="ignore"):

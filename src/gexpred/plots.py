@@ -270,7 +270,6 @@ def ols_diagnostics(pred: pd.DataFrame, infl: pd.DataFrame, failed: list[str], t
     only training samples are drawn, since the assumptions concern the fit.
     ``failed`` lists the failed assumptions in words (shown under the panels).
     """
-
     target = plain(target)
     train = pred[pred["split"] == "train"].set_index("sample")
     fitted = train["predicted"].to_numpy()
