@@ -261,6 +261,70 @@ class TestInference:
         ref = sm.OLS(y, A).fit()
         np.testing.assert_allclose(fit_ols(Xi, y, names).coef, ref.params, rtol=1e-10)
 
+    @staticmethod
+    def _canonical_gvif(A: np.ndarray, cols: list[int]) -> float:
+        """The generalised VIF from the canonical correlations rho_i between the columns and the other predictors
+        (GVIF = prod 1 / (1 - rho_i^2); Fox & Monette 1992, sec. 2): numpy QR and SVD, not the determinants."""
+        X = A[:, 1:] - A[:, 1:].mean(axis=0)
+        c = [j - 1 for j in cols]
+        rest = [j for j in range(X.shape[1]) if j not in c]
+        q1, q2 = np.linalg.qr(X[:, c])[0], np.linalg.qr(X[:, rest])[0]
+        rho = np.linalg.svd(q1.T @ q2, compute_uv=False)
+        return float(np.prod(1 / (1 - rho**2)))
+
+    def test_a_categorical_covariate_is_judged_by_its_generalised_vif(self):
+        """A three-level batch whose level b goes with a gene's expression: its two level columns are judged as
+        one term, 'batch', by GVIF^(1/2) (Fox & Monette), equal to the canonical-correlation form computed here,
+        and the same whichever level is the reference (the level columns' own VIFs change with it: 4.0 vs 1.6
+        here). A two-level factor keeps its one column's ordinary VIF, under the column's name."""
+        from gexpred.design import encode_covariates
+        from gexpred.ols import diagnostics, fit_ols
+
+        rng = np.random.default_rng(11)
+        n = 90
+        batch = pd.Series(rng.choice(["a", "b", "c"], size=n, p=[0.2, 0.4, 0.4]), index=[f"s{i}" for i in range(n)])
+        g1 = rng.normal(size=n) + 1.2 * (batch == "b").to_numpy()
+        g2 = rng.normal(size=n)
+        y = g1 - g2 + rng.normal(size=n)
+        gvifs = []
+        for ref in ("a", "c"):
+            obs = pd.DataFrame({"batch": batch.where(batch != ref, "0" + ref)})  # the reference sorts first
+            cols, _ = encode_covariates(obs, ["batch"], np.ones(n, bool))
+            X = np.column_stack([g1, g2, cols.to_numpy()])
+            names = ["g1", "g2", *cols.columns]
+            diag = diagnostics(fit_ols(X, y, names))
+            vif = diag[diag["check"] == "vif"].set_index("term")
+            assert list(vif.index) == ["g1", "g2", "batch"]
+            A = np.column_stack([np.ones(n), X])
+            gvif = self._canonical_gvif(A, [3, 4])
+            np.testing.assert_allclose(vif.loc["batch", "statistic"], gvif ** 0.5, rtol=1e-9)
+            R = np.corrcoef(X, rowvar=False)  # Fox & Monette's determinant form, the same number
+            np.testing.assert_allclose(gvif, np.linalg.det(R[:2, :2]) * np.linalg.det(R[2:, 2:]) / np.linalg.det(R),
+                                       rtol=1e-9)
+            np.testing.assert_allclose(vif.loc["g1", "statistic"], self._canonical_gvif(A, [1]), rtol=1e-9)
+            assert "generalised" in vif.loc["batch", "assumption"]
+            gvifs.append(gvif)
+        np.testing.assert_allclose(gvifs[0], gvifs[1], rtol=1e-9)
+        two = pd.DataFrame({"batch": batch.replace("c", "b")})
+        cols, _ = encode_covariates(two, ["batch"], np.ones(n, bool))
+        X = np.column_stack([g1, g2, cols.to_numpy()])
+        diag = diagnostics(fit_ols(X, y, ["g1", "g2", *cols.columns]))
+        vif = diag[diag["check"] == "vif"].set_index("term")
+        np.testing.assert_allclose(vif.loc["batch[T.b]", "statistic"],
+                                   self._canonical_gvif(np.column_stack([np.ones(n), X]), [3]), rtol=1e-9)
+
+    def test_generalised_vif_of_columns_spanned_by_the_others_is_infinite(self):
+        """Columns in the span of the others: inf; a column independent of collinear others: its VIF, finite
+        (the determinant form would divide two zeros)."""
+        from gexpred.ols import generalized_vif
+
+        rng = np.random.default_rng(2)
+        x = rng.normal(size=(40, 2))
+        A = np.column_stack([np.ones(40), x, x @ [1.0, -2.0], rng.normal(size=40)])
+        assert generalized_vif(A, [3, 4]) == np.inf
+        assert generalized_vif(A, [3]) == np.inf
+        np.testing.assert_allclose(generalized_vif(A, [4]), self._canonical_gvif(A[:, [0, 1, 2, 4]], [3]), rtol=1e-9)
+
     def test_influence(self):
         from gexpred.ols import fit_ols, influence
 

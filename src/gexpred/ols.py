@@ -7,6 +7,7 @@ term is ``const``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -215,24 +216,85 @@ def centred_products(A: np.ndarray, terms: Sequence[str]) -> np.ndarray:
     return A
 
 
+#: A categorical covariate's treatment-contrast columns, ``name[T.level]`` (:func:`gexpred.design.encode_covariates`).
+LEVEL_TERM = re.compile(r"^(?P<factor>.+)\[T\.(?P<level>.*)\]$")
+
+
+def term_groups(terms: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """The terms of a design (intercept first) as the units collinearity is judged by: each term alone, but the
+    level columns of one categorical covariate (``batch[T.b]``, ``batch[T.c]``, ...) together, named by the
+    covariate (``batch``), where it has two or more, in the order of each unit's first column."""
+    units: dict[tuple[bool, str], list[int]] = {}
+    for j, term in enumerate(map(str, terms)):
+        if j == 0:
+            continue
+        m = LEVEL_TERM.match(term)
+        units.setdefault((True, m.group("factor")) if m else (False, term), []).append(j)
+    out = []
+    for (level, name), js in units.items():
+        if level and len(js) == 1:
+            name = str(terms[js[0]])  # a single level column is judged, and named, as itself
+        out.append((name, js))
+    return out
+
+
+def _span(X: np.ndarray) -> tuple[np.ndarray, bool]:
+    """An orthonormal basis of the centred columns' span (singular values below rounding left out) and whether
+    the columns are of full rank."""
+    u, sv, _ = np.linalg.svd(X - X.mean(axis=0), full_matrices=False)
+    keep = sv > max(X.shape) * np.finfo(np.float64).eps * (sv[0] if len(sv) else 0.0)
+    return u[:, keep], bool(keep.all()) and len(sv) > 0
+
+
+def generalized_vif(A: np.ndarray, columns: Sequence[int]) -> float:
+    """Generalised variance inflation factor of a set of columns of the design ``A`` (intercept first; Fox &
+    Monette 1992, *JASA* 87:178): ``det(R11) det(R22) / det(R)``, with ``R`` the correlation matrix of the
+    columns but the intercept, ``R11`` its block of ``columns`` and ``R22`` the block of the others; computed as
+    ``prod 1 / (1 - rho_i^2)`` over the canonical correlations ``rho_i`` between the two sets (the same
+    quantity, defined too when the other columns are collinear among themselves). One column: the usual VIF,
+    ``1 / (1 - R^2)``. Unlike the VIFs of a factor's level columns one by one, it does not depend on which
+    level is the reference (the columns' span is what counts). ``inf`` when the columns are linear
+    combinations of the others (up to rounding: a GVIF above 1e12)."""
+    X = np.asarray(A, dtype=np.float64)[:, 1:]
+    cols = np.asarray(columns, dtype=np.int64) - 1
+    rest = np.setdiff1d(np.arange(X.shape[1]), cols)
+    own, full = _span(X[:, cols])
+    if not full:
+        return float("inf")
+    if not len(rest):
+        return 1.0
+    other, _ = _span(X[:, rest])
+    rho = np.clip(np.linalg.svd(own.T @ other, compute_uv=False), 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        gvif = float(np.exp(-np.sum(np.log1p(-rho**2))))
+    return float("inf") if gvif > 1e12 else gvif
+
+
 def vif_rows(A: np.ndarray, terms: Sequence[str]) -> list[tuple]:
     """The ``vif`` rows of :func:`diagnostics` (:data:`DIAGNOSTIC_COLUMNS`), one per term but the intercept, of
     the design ``A`` (intercept first, columns named by ``terms``), product terms judged with their factors centred
-    (:func:`centred_products`)."""
+    (:func:`centred_products`).
+
+    A categorical covariate with two or more level columns gets one row, named by the covariate, holding its
+    generalised VIF (:func:`generalized_vif`) to the power ``1 / df`` (``df`` its number of columns), the scale
+    on which Fox & Monette compare it with an ordinary VIF (R's ``car::vif`` prints the square root of it,
+    ``GVIF^(1/(2 df))``, to compare with ``sqrt(VIF)``); the level columns' own VIFs depend on the reference
+    level and on how rare a level is, so they are not judged one by one."""
     from statsmodels.stats.outliers_influence import variance_inflation_factor
 
     A = centred_products(A, terms)
     rows = []
-    for j, term in enumerate(terms):
-        if j == 0:
-            continue
-        if A.shape[1] == 2:
-            vif = 1.0
-        else:
+    for name, js in term_groups(terms):
+        if A.shape[1] == len(js) + 1:
+            vif, what = 1.0, "predictors not collinear"
+        elif len(js) == 1:
             with np.errstate(divide="ignore"):
-                vif = float(variance_inflation_factor(A, j))
-        rows.append(("vif", term, vif, np.nan, VIF_LIMIT, "fails" if vif > VIF_LIMIT else "ok",
-                     "predictors not collinear"))
+                vif = float(variance_inflation_factor(A, js[0]))
+            what = "predictors not collinear"
+        else:
+            vif = generalized_vif(A, js) ** (1.0 / len(js))
+            what = f"predictors not collinear (generalised VIF^(1/{len(js)}) of the {len(js)} level columns)"
+        rows.append(("vif", name, vif, np.nan, VIF_LIMIT, "fails" if vif > VIF_LIMIT else "ok", what))
     return rows
 
 
