@@ -304,6 +304,14 @@ def test_classification_separation(tmp_path):
     assert fit["method"] == "firth" and "'g0'" in fit["separation"] and f"{len(train)} training" in fit["separation"]
     imp = pd.read_csv(res / "ols/state/importance.tsv", sep="\t")  # separated folds fitted by Firth too
     assert imp["predictor"].iloc[0] == "g0" and imp["perm_mean"].iloc[0] > imp["perm_mean"].iloc[1]
+    # the network's pair of a classification target: judged in the logistic regression (Firth's, the classes
+    # being separated), never by the OLS F-test
+    from gexpred.importance import INTERACTION_COLUMNS
+
+    inter = pd.read_csv(res / "mlp/state/interactions.tsv", sep="\t")
+    assert list(inter.columns) == INTERACTION_COLUMNS and len(inter) == 1 and inter["f_stat"].isna().all()
+    tested = inter[inter["verdict"].isin(["confirmed", "not confirmed"])]
+    assert (tested["lr_stat"].notna() & (tested["df_num"] == 1) & (tested["verdict"] == "not confirmed")).all()
     log = (res / "logs/ols/state.log").read_text()
     assert "separation" in log and "'g0'" in log and "Firth" in log
     metrics = pd.read_csv(res / "compare/metrics.tsv", sep="\t").set_index(["target", "model", "split"])

@@ -894,7 +894,8 @@ def cmd_mlp(a: argparse.Namespace) -> None:
         from .importance import by_term
 
         imp, inter = _network_importance(a, model, X[train], yy[train], design["terms"], task,
-                                         by_term(final_cv.perm_rise[0], fold_terms, design["terms"]), settings.seed)
+                                         by_term(final_cv.perm_rise[0], fold_terms, design["terms"]), settings.seed,
+                                         classes)
         write_table(imp, out / "importance.tsv")
         write_table(inter, out / "interactions.tsv")
     save_state(model, out / "model.pt")
@@ -904,10 +905,11 @@ def cmd_mlp(a: argparse.Namespace) -> None:
 
 
 def _network_importance(a: argparse.Namespace, model, X: np.ndarray, y: np.ndarray, terms: list[str], task: str,
-                        perm_rise: np.ndarray, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        perm_rise: np.ndarray, seed: int,
+                        classes: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The network's importance table (permutation on held-out folds, integrated gradients on the training
     split) and its interactions (Friedman's H among the most important predictors, the suggested pairs tested
-    by OLS on the training split; regression targets only)."""
+    on the training split by OLS, or for a classification target by the logistic regression)."""
     from itertools import combinations
 
     from .importance import h_statistic, importance_table, integrated_gradients, interaction_table, \
@@ -928,10 +930,10 @@ def _network_importance(a: argparse.Namespace, model, X: np.ndarray, y: np.ndarr
     f = (lambda Z: predict_proba(model, Z)) if classify else (lambda Z: predict(model, Z))  # noqa: E731
     h2, strength = h_statistic(f, X, pairs, max_points=a.h_points, seed=seed)
     fx = f(X).reshape(len(X), -1)
-    inter = interaction_table(terms, pairs, h2, strength, None if classify else X, None if classify else y,
-                              scale=float(np.sqrt(np.mean(np.var(fx, axis=0)))), fdr=a.fdr,
-                              top=a.interactions_tested,
-                              min_strength=a.min_strength)
+    # classification: the pairs tested in the (multinomial) logistic regression by a likelihood-ratio test
+    inter = interaction_table(terms, pairs, h2, strength, X, y, scale=float(np.sqrt(np.mean(np.var(fx, axis=0)))),
+                              fdr=a.fdr, top=a.interactions_tested, min_strength=a.min_strength,
+                              classes=classes if classify else None)
     log.info("MLP %s: most important predictors (permutation on held-out folds): %s", a.target,
              ", ".join(imp["predictor"][:5]))
     log.info("MLP %s: %s", a.target, interaction_text(inter, a.fdr))
@@ -2294,7 +2296,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="pairs among this many most important predictors are scored for interaction")
             s.add_argument("--interactions-tested", type=int, default=5,
                            help="suggested pairs tested in OLS (F-test of a:b beside the squares of a and b, "
-                                "HC3 errors)")
+                                "HC3 errors; classification: likelihood-ratio test in the logistic regression)")
             s.add_argument("--h-points", type=int, default=100, help="samples Friedman's H is estimated on")
             s.add_argument("--min-strength", type=float, default=0.05,
                            help="interaction strength, relative to the sd of the predictions, a pair needs to be "

@@ -27,7 +27,8 @@ Friedman's H statistic (:func:`h_statistic`)
     suggested by their strength, not by H². The interaction a network suggests
     is then put to regression: :func:`interaction_f_test` tests the product term ``a:b`` added to the OLS
     model on the training split, beside the squares of ``a`` and ``b`` and with heteroskedasticity-consistent
-    standard errors.
+    standard errors; for a classification target :func:`interaction_lr_test` tests it in the (multinomial)
+    logistic regression by a likelihood-ratio test, beside the squares too.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 IMPORTANCE_COLUMNS = ["predictor", "rank", "perm_mean", "perm_sd", "perm_folds", "ig_mean_abs"]
-INTERACTION_COLUMNS = ["gene_a", "gene_b", "h2", "h_strength", "rank", "f_stat", "df_num", "df_den", "p_value",
+INTERACTION_COLUMNS = ["gene_a", "gene_b", "h2", "h_strength", "rank", "f_stat", "lr_stat", "df_num", "df_den",
+                       "p_value",
                        "q_value", "verdict"]
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -329,12 +331,7 @@ def interaction_f_test(X: np.ndarray, y: np.ndarray, j: int, k: int) -> tuple[fl
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n = len(y)
-    A = np.column_stack([np.ones(n), X])
-    rank = np.linalg.matrix_rank(A)
-    for square in (X[:, j] ** 2, X[:, k] ** 2):
-        grown = np.column_stack([A, square])
-        if np.linalg.matrix_rank(grown) > rank:
-            A, rank = grown, rank + 1
+    A, rank = _with_squares(X, j, k)
     A = np.column_stack([A, X[:, j] * X[:, k]])
     df_den = n - (rank + 1)
     if df_den <= 0 or np.linalg.matrix_rank(A) <= rank:  # no residual df, or the product adds nothing
@@ -353,20 +350,79 @@ def interaction_f_test(X: np.ndarray, y: np.ndarray, j: int, k: int) -> tuple[fl
     return float(f), 1, int(df_den), float(fdtrc(1, df_den, f))
 
 
+def _with_squares(X: np.ndarray, j: int, k: int) -> tuple[np.ndarray, int]:
+    """The design ``[1, X]`` with the squares of columns ``j`` and ``k`` added where they raise its rank, and
+    its rank (the guard of :func:`interaction_f_test` and :func:`interaction_lr_test`)."""
+    A = np.column_stack([np.ones(len(X)), X])
+    rank = np.linalg.matrix_rank(A)
+    for square in (X[:, j] ** 2, X[:, k] ** 2):
+        grown = np.column_stack([A, square])
+        if np.linalg.matrix_rank(grown) > rank:
+            A, rank = grown, rank + 1
+    return A, rank
+
+
+def interaction_lr_test(X: np.ndarray, codes: np.ndarray, j: int, k: int,
+                        classes: list[str]) -> tuple[float, int, float, str]:
+    """Likelihood-ratio test of the product term ``x_j * x_k`` added to the logistic regression
+    ``class ~ 1 + X + x_j^2 + x_k^2`` (multinomial for more than two classes): the classification counterpart
+    of :func:`interaction_f_test`, with the same guard (the squares in both models, so that a main effect
+    curving on the log-odds scale does not pass for an interaction). No HC3 here: a logistic model's variance
+    follows from its mean.
+
+    ``LR = 2 (llf_with - llf_without)`` on ``K - 1`` degrees of freedom (the product has a coefficient per
+    non-reference class). Where the classes are separated with the product in the model (two classes), both
+    models are fitted by Firth's penalised likelihood and the penalised likelihood-ratio test is used
+    (:func:`gexpred.logit.firth_lr_test`, Heinze & Schemper 2002), as for the coefficients' p-values. Returns
+    ``(LR, df, p, method)``, ``method`` ``'ml'`` or ``'firth'``; NaN statistic and p where the product adds
+    nothing to the design's span, there are too few samples for the parameters, or a separated multinomial
+    target leaves no test (its fit is ridge-penalised).
+    """
+    from scipy.special import chdtrc
+
+    from .errors import ModelError
+    from .logit import firth_lr_test, fit_logit
+
+    X = np.asarray(X, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    K = len(classes)
+    A, rank = _with_squares(X, j, k)
+    full = np.column_stack([A, X[:, j] * X[:, k]])
+    nan = (np.nan, K - 1, np.nan, "none")
+    if np.linalg.matrix_rank(full) <= rank:
+        return nan
+    names = [f"x{i}" for i in range(full.shape[1] - 1)]
+    try:
+        fit = fit_logit(full[:, 1:], codes, names, classes, separation="firth", inference=False)
+        if fit.method == "firth":
+            lr, p, _ = firth_lr_test(full, codes.astype(np.float64), fit.firth, [full.shape[1] - 1])
+            return float(lr), 1, float(p), "firth"
+        if fit.method != "ml":
+            return nan
+        red = fit_logit(A[:, 1:], codes, names[:-1], classes, separation="stop", inference=False)
+    except ModelError:
+        return nan
+    lr = max(0.0, 2.0 * (fit.log_likelihood - red.log_likelihood))
+    return float(lr), K - 1, float(chdtrc(K - 1, lr)), "ml"
+
+
 def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.ndarray, strength: np.ndarray,
                       X: np.ndarray | None = None, y: np.ndarray | None = None, scale: float = 1.0,
-                      fdr: float = 0.05, top: int = 5, min_strength: float = 0.05) -> pd.DataFrame:
-    """Pairs ranked by the network's interaction strength, the ones it suggests tested in OLS.
+                      fdr: float = 0.05, top: int = 5, min_strength: float = 0.05,
+                      classes: list[str] | None = None) -> pd.DataFrame:
+    """Pairs ranked by the network's interaction strength, the ones it suggests tested in regression.
 
     A pair is *suggested* when its strength is at least ``min_strength`` times
     ``scale`` (the sd of the network's predictions): an interaction worth a
     twentieth of what the model explains, not the wiggle a network fits to
-    noise. The ``top`` suggested pairs are tested by :func:`interaction_f_test`
-    on ``X``, ``y`` (the training split; None for classification targets, whose
-    pairs are not tested). The q-values are Benjamini-Hochberg with every pair
-    scored counted as a test (the untested ones as p = 1), since the network
-    chose the pairs on the same samples. Verdicts: ``confirmed`` (q < fdr),
-    ``not confirmed``, ``negligible`` (below ``min_strength``), ``not tested``.
+    noise. The ``top`` suggested pairs are tested on ``X``, ``y`` (the training
+    split; None: not tested): by :func:`interaction_f_test` in OLS (``f_stat``
+    on ``df_num``, ``df_den``), or, with ``classes`` (``y`` then the class codes),
+    by :func:`interaction_lr_test` in the logistic regression (``lr_stat`` on
+    ``df_num``). The q-values are Benjamini-Hochberg with every pair scored
+    counted as a test (the untested ones as p = 1), since the network chose the
+    pairs on the same samples. Verdicts: ``confirmed`` (q < fdr), ``not
+    confirmed``, ``negligible`` (below ``min_strength``), ``not tested``.
     """
     from .ols import bh_qvalues
 
@@ -376,13 +432,16 @@ def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.nda
     df = df.iloc[order].reset_index(drop=True)
     pairs = [pairs[i] for i in order]
     df["rank"] = np.arange(1, len(df) + 1)
-    for col in ("f_stat", "df_num", "df_den", "p_value", "q_value"):
+    for col in ("f_stat", "lr_stat", "df_num", "df_den", "p_value", "q_value"):
         df[col] = np.nan
     suggested = (df["h_strength"] >= min_strength * scale).to_numpy()
     df["verdict"] = np.where(suggested, "not tested", "negligible")
     tested = [i for i in range(len(df)) if suggested[i]][:top] if X is not None and y is not None else []
     for i in tested:
-        df.loc[i, ["f_stat", "df_num", "df_den", "p_value"]] = interaction_f_test(X, y, *pairs[i])
+        if classes is None:
+            df.loc[i, ["f_stat", "df_num", "df_den", "p_value"]] = interaction_f_test(X, y, *pairs[i])
+        else:
+            df.loc[i, ["lr_stat", "df_num", "p_value"]] = interaction_lr_test(X, y, *pairs[i], classes)[:3]
     if tested:
         p = np.ones(len(df))
         p[tested] = np.nan_to_num(df.loc[tested, "p_value"].to_numpy(dtype=np.float64), nan=1.0)
@@ -392,6 +451,14 @@ def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.nda
     return df[INTERACTION_COLUMNS]
 
 
+def interaction_test_words(table: pd.DataFrame) -> tuple[str, str]:
+    """The regression a table's pairs were tested in and the test, in words: ``('OLS', 'F-test')``, or
+    ``('the logistic regression', 'likelihood-ratio test')`` where a pair has a likelihood-ratio statistic."""
+    if "lr_stat" in table and table["lr_stat"].notna().any():
+        return "the logistic regression", "likelihood-ratio test"
+    return "OLS", "F-test"
+
+
 def interaction_text(table: pd.DataFrame, fdr: float = 0.05) -> str:
     """The interactions in words: what the network suggests and what the regression confirms."""
     suggested = table[table["verdict"] != "negligible"]
@@ -399,21 +466,22 @@ def interaction_text(table: pd.DataFrame, fdr: float = 0.05) -> str:
         return ("The network suggests no interaction: no pair of predictors acts beyond the sum of their "
                 "separate effects by a twentieth of the spread of its predictions.")
     tested = suggested[suggested["verdict"] != "not tested"]
+    model, test = interaction_test_words(table)
     if not len(tested):
         return (f"The network suggests {_interactions(len(suggested))}, strongest "
                 f"{suggested.iloc[0]['gene_a']} x {suggested.iloc[0]['gene_b']}; "
-                f"{'it was' if len(suggested) == 1 else 'they were'} not tested in OLS.")
+                f"{'it was' if len(suggested) == 1 else 'they were'} not tested in regression.")
     parts = []
     for _, r in tested.iterrows():
         pair = f"{r['gene_a']} x {r['gene_b']}"
         parts.append(f"{pair} (H² {r['h2']:.2f}, strength {r['h_strength']:.3g}): "
-                     + (f"confirmed by OLS (F-test of {r['gene_a']}:{r['gene_b']}, q = {r['q_value']:.2g})"
+                     + (f"confirmed by {model} ({test} of {r['gene_a']}:{r['gene_b']}, q = {r['q_value']:.2g})"
                         if r["verdict"] == "confirmed" else
-                        f"not confirmed by OLS (q = {r['q_value']:.2g})"))
+                        f"not confirmed by {model} (q = {r['q_value']:.2g})"))
     n_conf = int((tested["verdict"] == "confirmed").sum())
     confirmed = (f"{'It is' if n_conf else 'It is not'} confirmed" if len(tested) == 1
                  else f"{n_conf} of {len(tested)} {'is' if n_conf == 1 else 'are'} confirmed")
-    return (f"The network suggests {_interactions(len(suggested))}; tested in OLS: {'; '.join(parts)}. "
+    return (f"The network suggests {_interactions(len(suggested))}; tested in {model}: {'; '.join(parts)}. "
             f"{confirmed} at q < {fdr:g}.")
 
 

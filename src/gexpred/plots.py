@@ -971,7 +971,10 @@ def importance(tables: dict[str, pd.DataFrame], interactions: pd.DataFrame | Non
 
             handles = [Patch(color=c, label=v) for v, c in VERDICT_COLORS.items()
                        if v in set(top["verdict"].astype(str))]
-            ax.legend(handles=handles, title="OLS F-test of a:b", fontsize=7, title_fontsize=7, ncol=2,
+            from .importance import interaction_test_words
+
+            model, test = interaction_test_words(interactions)
+            ax.legend(handles=handles, title=f"{'OLS' if model == 'OLS' else 'logit'} {test} of a:b", fontsize=7, title_fontsize=7, ncol=2,
                       loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)  # below: no bar hidden
             ax.grid(axis="y", alpha=0)
         fig.tight_layout()
