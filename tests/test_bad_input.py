@@ -295,10 +295,12 @@ def test_missing_impute_mean_without_training_values(write, step, tmp_path):
 
 
 def test_genome_wide_metrics_judge_a_target_on_its_measured_samples_only(step, tmp_path):
-    """missing: impute_mean in genome-wide mode: the shared fit keeps a target's filled-in values (documented), but
-    its train and test metrics, the networks' too, leave them out: a filled-in value is the training mean, which the
-    mean baseline would predict exactly (an audit: the mean's test MSE 2.71 over 15 samples, 6 of them filled in,
-    against 4.52 over the 9 measured). Expected numbers: numpy on the measured samples, statsmodels for the fit."""
+    """missing: impute_mean in genome-wide mode: a target's OLS fit, and the train and test metrics of every model,
+    the networks' too, leave its filled-in values out: a filled-in value is the training mean, which the mean baseline
+    would predict exactly (an audit: the mean's test MSE 2.71 over 15 samples, 6 of them filled in, against 4.52
+    over the 9 measured), and fitted on it would pull the slopes towards zero and shrink the standard errors with
+    residual degrees of freedom it does not have. Expected numbers: statsmodels on the measured training samples,
+    numpy for the metrics."""
     import statsmodels.api as sm
 
     rng = np.random.default_rng(3)
@@ -323,16 +325,26 @@ def test_genome_wide_metrics_judge_a_target_on_its_measured_samples_only(step, t
     plan, design = tmp_path / "plan.tsv", tmp_path / "design.json"
     log = step.ok("genome-plan", "--data", norm, "--spec", '["A", "B"]', "--targets", '"all"', "--chunk-size", "5",
                   "--out", plan, "--out-design", design)
-    assert "its train and test metrics leave them out" in log
+    assert "its OLS fits and its train and test metrics leave them out" in log
     chunk = ["--data", norm, "--splits", splits, "--plan", plan, "--design", design, "--chunk", "0"]
     step.ok("ols-chunk", *chunk, "--out-dir", tmp_path / "ols")
     step.ok("mlp-chunk", *chunk, "--settings", json.dumps({"hidden": [], "epochs": 3, "batch_size": 8}),
             "--mode", "multi_output", "--out-dir", tmp_path / "mlp")
     ols = pd.read_csv(tmp_path / "ols" / "00000.metrics.tsv", sep="\t").set_index(["target", "model", "split"])
     mlp = pd.read_csv(tmp_path / "mlp" / "00000.metrics.tsv", sep="\t").set_index(["target", "model", "split"])
-    y = np.where(gone, T0[~gone & train].mean(), T0)  # what the shared fit sees
     D = sm.add_constant(np.column_stack([A, B]))
-    fitted = sm.OLS(y[train], D[train]).fit().predict(D)
+    ref = sm.OLS(T0[train & ~gone], D[train & ~gone]).fit()
+    fitted = ref.predict(D)
+    coefs = pd.read_parquet(tmp_path / "ols" / "00000.coefficients.parquet").set_index(["target", "term"])
+    np.testing.assert_allclose(coefs.loc["T0"].loc[["const", "A", "B"], "coef"], ref.params, rtol=1e-9)
+    np.testing.assert_allclose(coefs.loc["T0"].loc[["const", "A", "B"], "std_err"], ref.bse, rtol=1e-9)
+    np.testing.assert_allclose(coefs.loc["T0"].loc[["const", "A", "B"], "p_value"], ref.pvalues, rtol=1e-7)
+    ref1 = sm.OLS(T1[train], D[train]).fit()  # the target measured everywhere: all 18 training samples
+    np.testing.assert_allclose(coefs.loc["T1"].loc[["const", "A", "B"], "std_err"], ref1.bse, rtol=1e-9)
+    fits = pd.read_csv(tmp_path / "ols" / "00000.fit.tsv", sep="\t").set_index("target")
+    assert fits.loc["T0", "n"] == 15 and fits.loc["T0", "df_resid"] == ref.df_resid == 12
+    assert fits.loc["T1", "n"] == 18 and list(fits.index) == ["T0", "T1"]
+    np.testing.assert_allclose(fits.loc["T0", "r2"], ref.rsquared, rtol=1e-9)
     for split, mask in (("train", train), ("test", ~train)):
         keep = mask & ~gone
         assert ols.loc[("T0", "ols", split), "n"] == keep.sum() == (15 if split == "train" else 9)

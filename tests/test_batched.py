@@ -540,3 +540,60 @@ def test_nested_many_equals_statsmodels_compare_f_test():
     assert out.loc[("t0", "AB"), "terms"] == "gA gB gA:gC"
     assert out.xs("none", level="gene_set")["f_stat"].isna().all()
     assert out.loc[("t5", "AB"), ["f_stat", "p_value"]].isna().all()
+
+
+def test_fit_measured_fits_each_target_on_its_measured_samples():
+    """Targets measured on different samples (missing values filled in upstream): each fitted on its own samples,
+    equal to statsmodels there (coefficients, fit statistics, the nested F-test of a gene set); the tables in the
+    targets' order; a predictor constant on one group's samples dropped for that group only (0 in the prediction
+    matrix); a group with fewer samples than the design needs reported, not fitted; with nothing missing, the same
+    tables as one fit_many."""
+    import pandas as pd
+
+    from gexpred.batched import fit_measured, nested_many
+
+    rng = np.random.default_rng(21)
+    n = 50
+    X = rng.normal(size=(n, 3))
+    X[:10, 2] = 0.7  # gC constant on samples 0-9
+    terms, targets = ["gA", "gB", "gC"], ["t0", "t1", "t2", "t3", "t4"]
+    Y = X @ rng.normal(size=(3, 5)) + rng.normal(size=(n, 5))
+    measured = np.ones((n, 5), dtype=bool)
+    measured[[3, 17, 40], 1] = False
+    measured[[3, 17, 40], 3] = False  # t1 and t3: one group
+    measured[10:, 4] = False  # t4 measured on samples 0-9 only, where gC is constant: 10 samples for 3 terms
+    measured[:6, 2] = False
+    sets = {"AB": ["gA", "gB"]}
+    res = fit_measured(X, Y, measured, terms, targets, gene_sets=sets)
+    assert res.groups == 4 and list(res.fit["target"]) == targets
+    assert list(res.coefficients["target"]) == [t for t in targets for _ in range(3 if t == "t4" else 4)]
+    coefs = res.coefficients.set_index(["target", "term"])
+    fits = res.fit.set_index("target")
+    nested = res.nested.set_index(["target", "gene_set"])
+    for j, t in enumerate(targets[:4]):
+        rows = measured[:, j]
+        ref = sm.OLS(Y[rows, j], sm.add_constant(X[rows])).fit()
+        np.testing.assert_allclose(coefs.loc[t].loc[["const", *terms], "coef"], ref.params, rtol=1e-9)
+        np.testing.assert_allclose(coefs.loc[t].loc[["const", *terms], "std_err"], ref.bse, rtol=1e-9)
+        assert fits.loc[t, "n"] == rows.sum() and fits.loc[t, "df_resid"] == ref.df_resid
+        np.testing.assert_allclose(fits.loc[t, "r2"], ref.rsquared, rtol=1e-9)
+        f, p, _ = ref.compare_f_test(sm.OLS(Y[rows, j], sm.add_constant(X[rows][:, [2]])).fit())
+        np.testing.assert_allclose(nested.loc[(t, "AB"), ["f_stat", "p_value"]].astype(float), [f, p], rtol=1e-9)
+        np.testing.assert_allclose(res.coef[j], ref.params, rtol=1e-9)
+    assert fits.loc["t4", "status"] == "ok" and fits.loc["t4", "n"] == 10
+    ref4 = sm.OLS(Y[:10, 4], sm.add_constant(X[:10, :2])).fit()  # gC dropped: constant on t4's samples
+    assert "gC" in res.dropped_terms and "gC" not in set(coefs.loc["t4"].index)
+    np.testing.assert_allclose(res.coef[4], [*ref4.params, 0.0], rtol=1e-9)
+    few = np.ones((n, 2), dtype=bool)
+    few[4:, 1] = False  # 4 samples for 3 predictors + intercept
+    small = fit_measured(X, Y[:, :2], few, terms, ["a", "b"], gene_sets=sets)
+    assert list(small.fit["status"]) == ["ok", "too_few_measured"] and np.isnan(small.coef[1]).all()
+    assert small.fit.set_index("target").loc["b", "n"] == 4
+    assert small.nested.set_index("target").loc["b", ["f_stat", "p_value"]].isna().all()
+    assert small.nested.set_index("target").loc["b", "terms"] == "gA gB"
+    whole = fit_measured(X, Y, np.ones((n, 5), dtype=bool), terms, targets, gene_sets=sets)
+    one = fit_many(X, Y, terms, targets, on_rank_deficient="drop")
+    assert whole.groups == 1
+    pd.testing.assert_frame_equal(whole.coefficients, one.coefficients())
+    pd.testing.assert_frame_equal(whole.fit, one.fit())
+    pd.testing.assert_frame_equal(whole.nested, nested_many(X, Y, terms, targets, sets, full=one))

@@ -90,7 +90,7 @@ FIT_COLUMNS = ["target", "n", "df_model", "df_resid", "r2", "adj_r2", "f_stat", 
 """Columns of :meth:`BatchedResult.fit`."""
 LONG_NESTED_COLUMNS = ["target", *NESTED_COLUMNS]
 """Columns of :func:`nested_many`."""
-STATUSES = ("ok", "constant_target", "non_finite")
+STATUSES = ("ok", "constant_target", "non_finite", "too_few_measured")
 """Values of the ``status`` column."""
 
 CHUNK_BYTES = 256 * 2**20
@@ -807,3 +807,109 @@ def nested_many(X: np.ndarray, Y: np.ndarray, terms: Sequence[str], targets: Seq
     if not frames:
         return pd.DataFrame(columns=LONG_NESTED_COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- targets measured on different samples
+@dataclass
+class MeasuredFits:
+    """:func:`fit_measured`: every target's OLS fit on the samples where it was measured.
+
+    ``coefficients``, ``fit`` and ``nested`` are the tables of :meth:`BatchedResult.coefficients`,
+    :meth:`BatchedResult.fit` and :func:`nested_many`, targets in input order (``fit``'s ``n`` and ``df_resid`` are
+    each target's own); ``coef`` is targets x ``const`` + the design's terms, 0 for a term its fit dropped
+    (``A @ coef.T`` predicts every sample); ``dropped_terms`` lists the terms dropped as collinear in any group;
+    ``groups`` how many distinct sets of measured samples there were (one when nothing is missing).
+    """
+
+    coefficients: pd.DataFrame
+    fit: pd.DataFrame
+    nested: pd.DataFrame
+    coef: np.ndarray
+    status: np.ndarray
+    dropped_terms: list[str]
+    groups: int
+
+
+def fit_measured(X: np.ndarray, Y: np.ndarray, measured: np.ndarray, terms: Sequence[str], targets: Sequence[str],
+                 alpha: float = 0.05, gene_sets: dict[str, list[str]] | None = None) -> MeasuredFits:
+    """Fit ``y ~ const + X`` for every target on the samples where it was measured.
+
+    A value filled in for a missing one (``missing: impute_mean``: the training mean) is not an observation: fitted
+    on, it pulls the slope towards zero and, counted as a residual degree of freedom, shrinks the standard errors.
+    Targets are grouped by the samples they were measured on; each group is one :func:`fit_many` (and
+    :func:`nested_many` for ``gene_sets``) on its samples, so a matrix without missing values is one batched fit,
+    as before. A group with fewer samples than the design needs (terms + 2) gets status ``too_few_measured`` and
+    NaN statistics.
+
+    Parameters
+    ----------
+    X, Y
+        Samples x design terms (without intercept), samples x targets.
+    measured
+        Samples x targets, True where the target's value was measured.
+    terms, targets
+        Names of the columns of ``X`` and of ``Y``.
+    alpha
+        Confidence intervals are ``1 - alpha``.
+    gene_sets
+        ``{name: [genes]}`` tested by nested F-tests, or None.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    measured = np.asarray(measured, dtype=bool)
+    terms, targets = [str(t) for t in terms], list(targets)
+    names = ["const", *terms]
+    column = {g: j for j, g in enumerate(names)}
+    groups: dict[bytes, list[int]] = {}
+    for j in range(Y.shape[1]):
+        groups.setdefault(np.packbits(measured[:, j]).tobytes(), []).append(j)
+    coef = np.zeros((Y.shape[1], len(names)))
+    status = np.empty(Y.shape[1], dtype=object)
+    parts: dict[str, list[pd.DataFrame]] = {"coefficients": [], "fit": [], "nested": []}
+    dropped: list[str] = []
+    for js in groups.values():
+        rows = measured[:, js[0]]
+        sub = [targets[j] for j in js]
+        if rows.sum() < len(terms) + 2:
+            status[js] = "too_few_measured"
+            coef[js] = np.nan
+            nan = np.full(len(sub), np.nan)
+            parts["fit"].append(pd.DataFrame({"target": sub, "n": int(rows.sum()), "df_model": nan, "df_resid": nan,
+                                              "r2": nan, "adj_r2": nan, "f_stat": nan, "f_pvalue": nan,
+                                              "status": "too_few_measured"}, columns=FIT_COLUMNS))
+            cells = np.full(len(sub) * len(names), np.nan)
+            parts["coefficients"].append(pd.DataFrame(
+                {"target": np.repeat(np.asarray(sub, dtype=object), len(names)),
+                 "term": np.tile(np.asarray(names, dtype=object), len(sub)),
+                 **{c: cells for c in COEF_COLUMNS[1:]}}, columns=LONG_COEF_COLUMNS))
+            if gene_sets:
+                cells = np.full(len(sub) * len(gene_sets), np.nan)
+                parts["nested"].append(pd.DataFrame(
+                    {"target": np.repeat(np.asarray(sub, dtype=object), len(gene_sets)),
+                     "gene_set": np.tile(np.asarray(list(gene_sets), dtype=object), len(sub)),
+                     "f_stat": cells, "df_num": cells, "df_den": cells, "p_value": cells,
+                     "terms": [" ".join(terms[i] for i in set_terms(terms, {str(g) for g in genes}))
+                               for genes in gene_sets.values()] * len(sub)}, columns=LONG_NESTED_COLUMNS))
+            continue
+        res = fit_many(X[rows], Y[rows][:, js], terms, sub, alpha=alpha, on_rank_deficient="drop")
+        dropped += [t for t in res.dropped_terms if t not in dropped]
+        coef[np.ix_(js, [column[t] for t in res.terms])] = res.coef
+        status[js] = res.status
+        parts["coefficients"].append(res.coefficients())
+        parts["fit"].append(res.fit())
+        if gene_sets:
+            parts["nested"].append(nested_many(X[rows], Y[rows][:, js], terms, sub, gene_sets, full=res))
+    position = {t: i for i, t in enumerate(targets)}
+
+    def ordered(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+        if not frames:
+            return pd.DataFrame(columns=columns)
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if len(frames) > 1:  # back into the targets' order, each target's rows in their own order
+            key = df["target"].map(position).to_numpy()
+            df = df.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
+        return df
+
+    return MeasuredFits(coefficients=ordered(parts["coefficients"], LONG_COEF_COLUMNS),
+                        fit=ordered(parts["fit"], FIT_COLUMNS), nested=ordered(parts["nested"], LONG_NESTED_COLUMNS),
+                        coef=coef, status=status, dropped_terms=dropped, groups=len(groups))

@@ -1411,10 +1411,12 @@ def _warn_kept_imputed(path: str, targets, step: str) -> None:
     matrix) that ``step``, fitting every target on one shared set of samples, keeps."""
     imputed = {gene for gene, _ in _imputed_pairs(path)} & set(targets)
     if imputed:
+        genome = step == "genome-wide mode"
         log.warning("%d targets had missing values that missing: impute_mean filled with their training mean (%s); "
-                    "%s fits every target on one shared set of samples, so they keep them (each target's own "
-                    "models leave such samples out)%s", len(imputed), preview(sorted(imputed)), step,
-                    "; its train and test metrics leave them out" if step == "genome-wide mode" else "")
+                    "%s every target on one shared set of samples, so they keep them (each target's own "
+                    "models leave such samples out)%s", len(imputed), preview(sorted(imputed)),
+                    "the genome-wide networks are trained on" if genome else f"{step} fits",
+                    "; its OLS fits and its train and test metrics leave them out" if genome else "")
 
 
 def _genome_columns(data: str, design: dict[str, Any], splits: str, targets: list[str] | None = None):
@@ -1472,7 +1474,7 @@ def _genome_chunk(a: argparse.Namespace):
 
 
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
-    from .batched import LONG_NESTED_COLUMNS, fit_many, nested_many
+    from .batched import fit_measured
     from .compare import regression_metrics
     from .io import write_parquet, write_table
 
@@ -1487,15 +1489,17 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
             f"ordinary least squares needs at least {k + 2} training samples (terms + intercept + 1 residual degree "
             f"of freedom). List fewer shared predictors in 'predictors', or lower split.test_fraction."
         )
-    res = fit_many(X[train], Y[train], design["terms"], targets, alpha=a.alpha, on_rank_deficient="drop")
-    nested = (nested_many(X[train], Y[train], design["terms"], targets, design["gene_sets"], full=res)
-              if design.get("gene_sets") else pd.DataFrame(columns=LONG_NESTED_COLUMNS))
+    # each target on the training samples where it was measured (impute_mean's fills are not observations)
+    res = fit_measured(X[train], Y[train], measured[train], design["terms"], targets, alpha=a.alpha,
+                       gene_sets=design.get("gene_sets") or None)
     if res.dropped_terms:
         log.warning("dropped %d terms that are linear combinations of others on the training split: %s",
                     len(res.dropped_terms), ", ".join(res.dropped_terms[:5]))
-    column = {g: j for j, g in enumerate(design["terms"])}
-    A = np.column_stack([np.ones(len(X)), X[:, [column[g] for g in res.terms[1:]]]])
-    pred = A @ res.coef.T
+    if res.groups > 1:
+        partial = res.fit[res.fit["n"] < n_train]
+        log.info("chunk %d: %d targets with filled-in training values fitted on their measured samples only (%d to "
+                 "%d of %d)", a.chunk, len(partial), int(partial["n"].min()), int(partial["n"].max()), n_train)
+    pred = np.column_stack([np.ones(len(X)), X]) @ res.coef.T
     rows = []
     for j, t in enumerate(targets):
         # judged on measured values only: a value impute_mean filled in is the training mean, not an observation
@@ -1506,12 +1510,13 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
                 rows.append({"target": t, "model": model, "split": name,
                              **regression_metrics(Y[mask, j], p[mask])})
     bad = int((res.status != "ok").sum())
-    log.info("chunk %d: %d targets fitted (%d not ok: constant or non-finite)", a.chunk, len(targets), bad)
+    log.info("chunk %d: %d targets fitted (%d not ok: constant, non-finite or too few measured samples)", a.chunk,
+             len(targets), bad)
     out = Path(a.out_dir)
-    write_parquet(res.coefficients(), out / f"{a.chunk:05d}.coefficients.parquet")
-    write_table(res.fit(), out / f"{a.chunk:05d}.fit.tsv")
+    write_parquet(res.coefficients, out / f"{a.chunk:05d}.coefficients.parquet")
+    write_table(res.fit, out / f"{a.chunk:05d}.fit.tsv")
     write_table(pd.DataFrame(rows), out / f"{a.chunk:05d}.metrics.tsv")
-    write_table(nested, out / f"{a.chunk:05d}.nested.tsv")
+    write_table(res.nested, out / f"{a.chunk:05d}.nested.tsv")
 
 
 def cmd_mlp_chunk(a: argparse.Namespace) -> None:
