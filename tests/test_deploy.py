@@ -954,3 +954,48 @@ def test_monitor_labels_a_batch_measuring_a_binarized_gene_at_the_bundles_thresh
                  _write_matrix(new.drop(columns=["gD"]), tmp_path / "w.tsv"), "--truth-if-measured",
                  "--out-dir", str(without)]) == 0
     assert pd.read_csv(without / "performance.tsv", sep="\t").empty
+
+
+@pytest.mark.parametrize("training", ["text", "bool"])
+def test_a_true_false_covariate_is_read_alike_from_a_tsv_and_an_h5ad_sheet(tmp_path, training):
+    """A true/false covariate learnt from a TSV sheet (TRUE/FALSE: a categorical, term treated[T.TRUE]) or from an
+    .h5ad sheet (bool: 0/1, term treated) is read from a new batch's sheet of the other format, or with another
+    spelling (true, 0/1), by its truth value; the predictions equal the linear model computed here. Both were
+    refused ('levels the model never saw' / 'must be numeric')."""
+    import anndata as ad
+
+    from gexpred.deploy import encode_covariates_like
+
+    coef = [0.5, -0.25, 0.75, 2.0]
+    if training == "text":
+        term, enc = "treated[T.TRUE]", {"treated": {"type": "categorical", "levels": ["FALSE", "TRUE"],
+                                                      "reference": "FALSE"}}
+    else:
+        term, enc = "treated", {"treated": {"type": "numeric"}}
+    path = _covariate_bundle(tmp_path, coef, [term], enc)
+    new = _raw(4, seed=5)
+    src = _write_matrix(new[PREDICTORS], tmp_path / "new.tsv")
+    treated = [True, False, False, True]
+    sheets = {"h5ad": tmp_path / "sheet.h5ad", "tsv": tmp_path / "sheet.tsv", "lower": tmp_path / "lower.tsv",
+              "01": tmp_path / "01.tsv"}
+    ad.AnnData(obs=pd.DataFrame({"treated": treated}, index=list(new.index))).write_h5ad(sheets["h5ad"])
+    for name, words in (("tsv", ("TRUE", "FALSE")), ("lower", ("true", "false")), ("01", ("1", "0"))):
+        sheets[name].write_text("sample\ttreated\n" + "".join(f"{s}\t{words[0] if t else words[1]}\n"
+                                                              for s, t in zip(new.index, treated)))
+    want = 1.0 + new[PREDICTORS].to_numpy() @ np.array(coef[:3]) + np.where(treated, coef[3], 0.0)
+    for name, sheet in sheets.items():
+        out = tmp_path / f"pred_{name}.tsv"
+        assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(sheet), "--out",
+                     str(out), "--log", str(tmp_path / f"{name}.log")]) == 0, (tmp_path / f"{name}.log").read_text()
+        got = pd.read_csv(out, sep="\t", dtype={"sample": str}).set_index("sample").loc[new.index, "predicted"]
+        np.testing.assert_allclose(got.to_numpy(), want, rtol=1e-12, err_msg=name)
+    # a level training never saw stays refused: a model that only saw TRUE cannot score FALSE
+    only = {"treated": {"type": "categorical", "levels": ["TRUE"], "reference": "TRUE"}}
+    with pytest.raises(InputError, match=r"levels 'FALSE' the model never saw"):
+        encode_covariates_like(pd.DataFrame({"treated": [1.0, 0.0]}, index=["a", "b"]), only, "s.h5ad")
+    # and a column that is not true/false is not read as one
+    with pytest.raises(InputError, match=r"'1.0', '2.0' the model never saw"):
+        encode_covariates_like(pd.DataFrame({"treated": [1.0, 2.0]}, index=["a", "b"]),
+                               {"treated": enc["treated"]} if training == "text" else
+                               {"treated": {"type": "categorical", "levels": ["FALSE", "TRUE"], "reference": "FALSE"}},
+                               "s.h5ad")

@@ -91,6 +91,40 @@ def subset_normalization(params: dict[str, Any], genes: list[str]) -> dict[str, 
     return {"steps": out, "genes": list(genes), "library_size_genes": False}
 
 
+_TRUE_WORDS = {"true": True, "false": False}
+
+
+def _truth_values(col: pd.Series) -> pd.Series | None:
+    """A covariate column's values as booleans when every one reads as true/false: booleans, the numbers 0 and 1
+    (or their text), or the words true/false in any case (a TSV's TRUE, an .h5ad's bool, read as 0/1); otherwise
+    None."""
+    out = []
+    for v in col:
+        if isinstance(v, (bool, np.bool_)):
+            out.append(bool(v))
+        elif isinstance(v, str) and v.strip().lower() in _TRUE_WORDS:
+            out.append(_TRUE_WORDS[v.strip().lower()])
+        elif isinstance(v, str) and v.strip() in ("0", "1", "0.0", "1.0"):  # a batch's text-read categorical column
+            out.append(v.strip().startswith("1"))
+        elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and v in (0, 1):
+            out.append(bool(v))
+        else:
+            return None
+    return pd.Series(out, index=col.index, dtype=bool)
+
+
+def _truth_levels(levels: list[str]) -> dict[bool, str] | None:
+    """The training levels of a true/false covariate by truth value (``{True: 'TRUE', False: 'FALSE'}``), when
+    every level is the word true or false in some case; otherwise None."""
+    words = {str(lev).strip().lower(): str(lev) for lev in levels}
+    if not levels or not set(words) <= set(_TRUE_WORDS):
+        return None
+    spelling = {_TRUE_WORDS[w]: lev for w, lev in words.items()}
+    for w, b in _TRUE_WORDS.items():  # a value training never saw keeps a spelling, refused as unseen
+        spelling.setdefault(b, w.upper())
+    return spelling
+
+
 def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: str,
                            unseen_as_reference: bool = False) -> pd.DataFrame:
     """Encode sample-sheet covariates of new samples exactly as the training samples were.
@@ -117,8 +151,10 @@ def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: 
                              f"{MISSING_WORDS}, read as missing). Fill in the values (a level named so, such as 'NA' "
                              f"for North America, must be spelt otherwise, as in training), or leave those samples "
                              f"out of the batch.")
+        truth = _truth_values(col)
         if enc["type"] == "numeric":
-            numbers = pd.to_numeric(col, errors="coerce")
+            # true/false written as text (a TSV's TRUE) where training read 0/1 or booleans (an .h5ad's bool)
+            numbers = pd.to_numeric(col, errors="coerce") if truth is None else truth.astype(np.float64)
             bad = numbers.isna().to_numpy()
             if bad.any():
                 shown = [f"{s} ({v!r})" for s, v in zip(obs.index[bad][:5], col[bad][:5])]
@@ -127,6 +163,11 @@ def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: 
             cols[c] = numbers.astype(np.float64)
             continue
         values = level_text(col) if "column" in enc else col.astype(str)
+        spelling = _truth_levels(enc["levels"])
+        if spelling is not None and truth is not None:
+            # levels learnt from true/false text (TRUE/FALSE): the batch's booleans, 0/1 or other spelling mapped
+            # onto them by their truth value
+            values = pd.Series(np.where(truth.to_numpy(), spelling[True], spelling[False]), index=col.index)
         unseen = sorted(set(values) - set(enc["levels"]))
         if unseen and not unseen_as_reference:
             where = obs.index[~values.isin(enc["levels"]).to_numpy()]
