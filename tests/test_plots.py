@@ -255,6 +255,37 @@ def test_importance_figure_draws_every_model_ig_and_verdicts(tmp_path, drawn_tex
     assert image.imread(tmp_path / "one.png").shape[1] < img.shape[1]  # one panel only
 
 
+def test_importance_figure_names_the_loss_and_the_interaction_test_of_the_task(tmp_path, drawn_texts):
+    """The permutation axis names the loss the target's metrics were judged by (MSE; log-loss for a classifier), the
+    interaction legend the regression that tested the pairs (the OLS F-test; the logistic regression's
+    likelihood-ratio test for a classifier)."""
+    from gexpred.cli import _plot_importance
+    from gexpred.importance import importance_table, interaction_table
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 2))
+    genes = ["g0", "g1"]
+    imp = tmp_path / "imp.tsv"
+    importance_table(genes, np.array([[0.5, 0.1]]), np.array([1.0, 0.2])).to_csv(imp, sep="\t", index=False)
+    for task, metrics, y, classes in (
+            ("regression", {"mse": [0.2], "log_loss": [np.nan]}, X[:, 0] * X[:, 1] + rng.normal(size=120), None),
+            ("classification", {"mse": [np.nan], "log_loss": [0.4]}, (X[:, 0] * X[:, 1] > 0).astype(int),
+             ["0", "1"])):
+        drawn_texts.clear()
+        m = tmp_path / f"{task}_metrics.tsv"
+        pd.DataFrame({"target": "t", "model": "mlp", "split": "test", **metrics}).to_csv(m, sep="\t", index=False)
+        inter = tmp_path / f"{task}_inter.tsv"
+        interaction_table(genes, [(0, 1)], np.array([0.5]), np.array([1.0]), X, y, classes=classes).to_csv(
+            inter, sep="\t", index=False)
+        _plot_importance("t", [f"mlp={imp}"], str(inter), str(tmp_path / f"{task}.png"), str(m))
+        shown = " | ".join(drawn_texts)
+        if task == "regression":
+            assert "rise of held-out MSE when shuffled" in shown and "OLS F-test of a:b" in shown, shown
+        else:
+            assert "rise of held-out log-loss when shuffled" in shown, shown
+            assert "logit likelihood-ratio test of a:b" in shown and "OLS" not in shown, shown
+
+
 @pytest.mark.usefixtures("restore_logging")
 def test_plot_target_draws_every_asked_figure_or_none(tmp_path, predictions, capsys, monkeypatch):
     """`gexpred plot target` (one job per target): each --out-* figure needs its inputs, named in the

@@ -1904,7 +1904,10 @@ def cmd_compare(a: argparse.Namespace) -> None:
     write_table(metrics, a.out_metrics)
 
 
-def _plot_importance(target: str, specs: list[str] | None, interactions: str | None, out: str) -> None:
+def _plot_importance(target: str, specs: list[str] | None, interactions: str | None, out: str,
+                     metrics: str | None = None) -> None:
+    """The importance figure; its axis names the loss (MSE, or log-loss where ``metrics``, the target's test
+    metrics, are a classifier's)."""
     from . import plots
     from .io import read_table
 
@@ -1915,7 +1918,11 @@ def _plot_importance(target: str, specs: list[str] | None, interactions: str | N
     if not tables:
         raise InputError("plot importance: give at least one --importance MODEL=PATH.")
     inter = read_table(interactions, dtype={"gene_a": str, "gene_b": str}) if interactions else None
-    plots.importance(tables, inter, target, out)
+    loss = "held-out loss"
+    if metrics and Path(metrics).is_file():
+        m = read_table(metrics, dtype={"target": str, "model": str})
+        loss = "held-out log-loss" if "log_loss" in m and m["log_loss"].notna().any() else "held-out MSE"
+    plots.importance(tables, inter, target, out, loss=loss)
 
 
 def _plot_observed(target: str, models: list[str], predictions: str, metrics: str, out: str) -> None:
@@ -2011,7 +2018,7 @@ def _target_figures(a: argparse.Namespace, ols_predictions: str | None) -> dict[
                          "--diagnostics": a.diagnostics}),
         "loss": (lambda out: _plot_loss(a.target, a.history, a.model_json, out),
                  {"--history": a.history, "--model-json": a.model_json}),
-        "importance": (lambda out: _plot_importance(a.target, a.importance, a.interactions, out),
+        "importance": (lambda out: _plot_importance(a.target, a.importance, a.interactions, out, a.metrics),
                        {"--importance": a.importance}),
     }
 

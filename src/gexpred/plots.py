@@ -908,14 +908,15 @@ VERDICT_COLORS = {"confirmed": "#009E73", "not confirmed": "#D55E00", "not teste
 
 
 def importance(tables: dict[str, pd.DataFrame], interactions: pd.DataFrame | None, target: str,
-               path: str | Path, max_predictors: int = 15, max_pairs: int = 8) -> None:
+               path: str | Path, max_predictors: int = 15, max_pairs: int = 8, loss: str = "held-out loss") -> None:
     """Which predictors each model uses, and the network's interactions.
 
     Left: permutation importance on held-out folds (mean and sd over folds) of
     every model, predictors in the order of the first model's ranking (the
     network's when present). Middle: the network's mean absolute integrated
     gradient. Right: the strongest pairs by interaction strength, coloured by
-    what the OLS F-test made of them.
+    what the regression's test made of them. ``loss`` names the permutation importance's loss on the axis
+    (``held-out MSE``, ``held-out log-loss``).
     """
     target = plain(target)
     models = [m for m in ("mlp", "ols", "penalized") if m in tables] + \
@@ -941,7 +942,7 @@ def importance(tables: dict[str, pd.DataFrame], interactions: pd.DataFrame | Non
         ax.axvline(0, color="#444444", lw=0.8)
         ax.set_yticks(ypos)
         ax.set_yticklabels([plain(p) for p in order])
-        ax.set_xlabel("rise of held-out loss when shuffled\n(mean ± sd over folds)")
+        ax.set_xlabel(f"rise of {loss} when shuffled\n(mean ± sd over folds)")
         ax.set_title(f"{target}: permutation importance")
         ax.legend(loc="lower right", fontsize=8, frameon=False)
         ax.grid(axis="y", alpha=0)
