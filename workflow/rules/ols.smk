@@ -193,7 +193,7 @@ rule regulator_recovery:
     threads: 2
     resources:
         mem_mb=whole_matrix_mem_mb(3, 3000),
-        runtime=whole_matrix_runtime(60),
+        runtime=recovery_runtime,
     conda:
         "../envs/gexpred.yaml"
     shell:
