@@ -900,6 +900,44 @@ def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path):
 
 
 
+def test_sigterm_while_the_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """The SIGTERM handler's SystemExit can arrive between the creation of the temporary file and the statement
+    that names it (a signal runs its handler at the next bytecode boundary): mkstemp's file was left behind there.
+    Simulated deterministically: the exit is raised just after the file is created; nothing is left, for a table
+    and for a bundle's directory."""
+    import os
+
+    from gexpred.deploy import write_bundle
+    from gexpred.io import atomic_output
+
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def open_then_exit(path, *args, **kwargs):
+        fd = real_open(path, *args, **kwargs)
+        if str(path).endswith(".part"):
+            raise SystemExit(143)
+        return fd
+
+    def mkdir_then_exit(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        if os.path.basename(str(path)).startswith(".b."):
+            raise SystemExit(143)
+
+    out = tmp_path / "results" / "table.tsv"
+    out.parent.mkdir()
+    monkeypatch.setattr(os, "open", open_then_exit)
+    with pytest.raises(SystemExit):
+        with atomic_output(out) as tmp:
+            tmp.write_text("never")
+    monkeypatch.setattr(os, "open", real_open)
+    assert list(out.parent.iterdir()) == []
+    monkeypatch.setattr(os, "mkdir", mkdir_then_exit)
+    with pytest.raises(SystemExit):
+        write_bundle(tmp_path / "results" / "b", target="t", model="ols", task="regression", classes=None,
+                     model_params={}, preprocessing={}, reference=pd.DataFrame({"sample": ["s"]}), metrics={},
+                     training_fingerprint="x")
+    assert list(out.parent.iterdir()) == []
+
 def test_a_sample_sheet_keeps_a_sample_named_na(write):
     """A sample id 'NA' or 'null' is an id in a matrix's header; the sheet read it as a row without a sample id
     (an audit). Only an empty cell is a missing id; 'NA' among the covariates still reads as missing."""

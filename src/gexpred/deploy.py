@@ -23,8 +23,8 @@ import logging
 import math
 import os
 import platform
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -216,9 +216,17 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
-        # from here on, any exception (also SystemExit from a SIGTERM, gexpred.cli.exit_on_sigterm) removes it
-        tmp = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
-        tmp = Path(tmp)
+        # from here on, any exception (also SystemExit from a SIGTERM, gexpred.cli.exit_on_sigterm) removes it; the
+        # name is known before the directory exists, so a SIGTERM while it is created is cleaned up too
+        for _ in range(100):
+            tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}"
+            try:
+                os.mkdir(tmp, 0o700)
+                break
+            except FileExistsError:
+                tmp = None
+        else:
+            raise OSError(f"no free temporary name beside {out}")
         write_json(model_params, tmp / "model.json")
         write_json(preprocessing, tmp / "preprocessing.json")
         write_table(reference, tmp / "reference.tsv")
@@ -244,7 +252,7 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
         write_json(card, tmp / CARD)
         from .io import _umask
 
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's directory is private; a bundle is shared like any output
+        os.chmod(tmp, 0o777 & ~_umask())  # created private; a bundle is shared like any output
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

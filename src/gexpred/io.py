@@ -35,7 +35,7 @@ import json
 import logging
 import os
 import re
-import tempfile
+import secrets
 import warnings
 import zlib
 from collections.abc import Collection, Iterator
@@ -77,14 +77,23 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            for _ in range(100):
+                # the name is known before the file exists, so that a SIGTERM (SystemExit, gexpred.cli.exit_on_sigterm)
+                # arriving while it is created, which mkstemp would leave behind unnamed, is removed below too
+                tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+                try:
+                    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                    break
+                except FileExistsError:
+                    tmp = None
+            else:
+                raise OSError(f"no free temporary name beside {path.name}")
         except OSError as e:
             raise InputError(f"Cannot write '{path}': {e.strerror or e}. Choose a folder you can write to.") from None
         # from here on, any exception (also SystemExit from a SIGTERM, gexpred.cli.exit_on_sigterm) removes it
         tmp_path = Path(tmp)
-        os.close(fd)
         yield tmp_path
-        # mkstemp creates the file readable by its owner only; give it the permissions of a normal file
+        # created readable by its owner only; give it the permissions of a normal file
         # (colleagues on a shared cluster read the results)
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_umask())
