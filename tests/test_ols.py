@@ -552,3 +552,67 @@ def test_durbin_watson_fails_at_its_level_not_by_the_rule_of_thumb_alone():
     X = rng.normal(size=(200, 2))
     d = diagnostics(fit_ols(X, X @ [1.0, -0.5] + e, ["a", "b"])).set_index("check").loc["durbin_watson"]
     assert d["verdict"] == "fails" and d["p_value"] < 1e-6
+
+
+@pytest.mark.parametrize("cov_type", ["HC0", "HC3"])
+def test_robust_covariance_tests_coefficients_overall_fit_and_gene_sets(tmp_path, cov_type):
+    """ols.cov_type HC0 / HC3 (residual spread growing with G1): coefficients.tsv's standard errors, t, p and
+    intervals, fit.tsv's overall F and nested_tests.tsv's gene-set test are the sandwich estimator's, computed
+    here in numpy ((A'A)^-1 A' diag(w e^2) A (A'A)^-1, w = 1 or 1 / (1 - h)^2; Wald F on the residual df); the
+    coefficients themselves are OLS's; summary.txt names the covariance; the log's heteroskedasticity warning
+    suggests HC3 only where the covariance is classical."""
+    import anndata as ad
+
+    from gexpred.cli import main
+
+    rng = np.random.default_rng(8)
+    n, n_train = 60, 48
+    samples = [f"s{i}" for i in range(n)]
+    X = rng.normal(size=(n, 4))
+    X[:, 0] = 1.0 + X[:, 1] - 0.5 * X[:, 2] + 0.2 * X[:, 3] + rng.normal(size=n) * np.exp(0.8 * X[:, 1])
+    ad.AnnData(X=X, obs=pd.DataFrame(index=samples),
+               var=pd.DataFrame(index=["G0", "G1", "G2", "G3"])).write_h5ad(tmp_path / "data.h5ad")
+    pd.DataFrame({"sample": samples, "split": ["train"] * n_train + ["test"] * (n - n_train)}).to_csv(
+        tmp_path / "splits.tsv", sep="\t", index=False)
+    pd.DataFrame({"target": "G0", "rank": [1, 2, 3], "gene": ["G1", "G2", "G3"]}).to_csv(
+        tmp_path / "predictors.tsv", sep="\t", index=False)
+    out = {}
+    for cov in ("nonrobust", cov_type):
+        out[cov] = tmp_path / cov
+        assert main(["ols", "--data", str(tmp_path / "data.h5ad"), "--splits", str(tmp_path / "splits.tsv"),
+                     "--predictors", str(tmp_path / "predictors.tsv"), "--target", "G0", "--cov-type", cov,
+                     "--gene-sets", json.dumps({"G2G3": ["G2", "G3"]}), "--out-dir", str(out[cov]),
+                     "--log", str(tmp_path / f"{cov}.log")]) == 0
+    A = np.column_stack([np.ones(n_train), X[:n_train, 1:]])
+    y = X[:n_train, 0]
+    inv = np.linalg.inv(A.T @ A)
+    b = inv @ A.T @ y
+    e = y - A @ b
+    h = np.einsum("ij,jk,ik->i", A, inv, A)
+    w = e**2 / (1 - h) ** 2 if cov_type == "HC3" else e**2
+    V = inv @ (A.T * w) @ A @ inv
+    df = n_train - 4
+    se = np.sqrt(np.diag(V))
+    coefs = pd.read_csv(out[cov_type] / "coefficients.tsv", sep="\t").set_index("term")
+    np.testing.assert_allclose(coefs["coef"], b, rtol=1e-9)
+    np.testing.assert_allclose(coefs["std_err"], se, rtol=1e-9)
+    np.testing.assert_allclose(coefs["p_value"], 2 * stats.t.sf(np.abs(b / se), df), rtol=1e-8)
+    q = stats.t.ppf(0.975, df)
+    np.testing.assert_allclose(coefs["ci_low"], b - q * se, rtol=1e-9)
+
+    def wald(idx):
+        bs, Vs = b[idx], V[np.ix_(idx, idx)]
+        f = float(bs @ np.linalg.solve(Vs, bs)) / len(idx)
+        return f, stats.f.sf(f, len(idx), df)
+
+    fit = pd.read_csv(out[cov_type] / "fit.tsv", sep="\t").iloc[0]
+    np.testing.assert_allclose([fit["f_stat"], fit["f_pvalue"]], wald([1, 2, 3]), rtol=1e-8)
+    nested = pd.read_csv(out[cov_type] / "nested_tests.tsv", sep="\t").set_index("gene_set").loc["G2G3"]
+    np.testing.assert_allclose([nested["f_stat"], nested["p_value"]], wald([2, 3]), rtol=1e-8)
+    assert (nested["df_num"], nested["df_den"]) == (2, df)
+    classical = pd.read_csv(out["nonrobust"] / "coefficients.tsv", sep="\t").set_index("term")
+    np.testing.assert_allclose(classical["coef"], b, rtol=1e-9)
+    assert not np.allclose(classical["std_err"], se, rtol=1e-3)  # the data do tell the two apart
+    assert cov_type in (out[cov_type] / "summary.txt").read_text()
+    hint = "ols.cov_type: HC3 makes the tests heteroskedasticity-consistent"
+    assert hint in (tmp_path / "nonrobust.log").read_text() and hint not in (tmp_path / f"{cov_type}.log").read_text()

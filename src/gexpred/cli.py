@@ -694,13 +694,15 @@ def cmd_ols(a: argparse.Namespace) -> None:
     folds = _folds_of(a, adata, split)
     X, y, train, design, (fold_X, fold_terms) = _design(a, adata, split, interactions, folds=folds)
     terms = design["terms"]
-    fit = fit_ols(X[train], y[train], terms)
+    fit = fit_ols(X[train], y[train], terms, cov_type=a.cov_type)
     stats_row = fit_statistics(fit)
     diag = diagnostics(fit, a.alpha)
     log.info("OLS %s: %d training samples, %d terms, R^2 = %.4f, F p-value = %.3g", a.target, int(train.sum()),
              len(terms), fit.result.rsquared, fit.result.f_pvalue)
     for sentence in failed_assumptions(diag):
-        log.warning("OLS %s: assumption fails: %s", a.target, sentence)
+        log.warning("OLS %s: assumption fails: %s%s", a.target, sentence,
+                    "; ols.cov_type: HC3 makes the tests heteroskedasticity-consistent"
+                    if sentence.startswith("heteroskedastic") and a.cov_type == "nonrobust" else "")
     infl = influence(fit, list(adata.obs_names[train]))
     nested = nested_tests(fit, X[train], y[train], gene_sets)
     in_model = set(terms)
@@ -2292,6 +2294,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--method", nargs="+", default=["ridge", "lasso"], help="ridge, lasso, elastic_net")
             s.add_argument("--n-alphas", type=int, default=20, help="penalties tried per method")
         if name == "ols":
+            s.add_argument("--cov-type", choices=["nonrobust", "HC0", "HC1", "HC2", "HC3"], default="nonrobust",
+                           help="regression: the coefficients' covariance; HC0-HC3 are heteroskedasticity-consistent "
+                                "(the t-tests, intervals, overall F and gene-set tests use it)")
             s.add_argument("--penalized", action="store_true",
                            help="classification: ridge (not Firth) logistic fit when the classes are separated")
             s.add_argument("--stop-on-separation", action="store_true",

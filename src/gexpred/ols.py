@@ -90,7 +90,12 @@ def is_intercept(terms) -> np.ndarray:
     return ((t == "const") | t.str.startswith("const[")).to_numpy()
 
 
-def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str]) -> OLSFit:
+#: Covariance estimators of the coefficients: classical, or heteroskedasticity-consistent (White 1980; MacKinnon &
+#: White 1985), as statsmodels' ``cov_type`` names them.
+COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
+
+
+def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str], cov_type: str = "nonrobust") -> OLSFit:
     """Fit ``y ~ const + X`` by ordinary least squares.
 
     Parameters
@@ -101,7 +106,15 @@ def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str]) -> OLSFit:
         Target values of the same samples.
     names
         Predictor names, one per column of ``X``.
+    cov_type
+        The coefficients' covariance (:data:`COV_TYPES`): ``nonrobust`` (classical, assuming a constant residual
+        variance) or a heteroskedasticity-consistent sandwich estimator, ``HC3`` the one recommended for small
+        samples (Long & Ervin 2000). With a robust covariance the standard errors, t-tests, intervals and the
+        overall F-test (a Wald test of all slopes) use it, with t and F distributions on the residual degrees of
+        freedom (statsmodels' ``fit(cov_type=..., use_t=True)``; R's ``lmtest::coeftest(fit, vcovHC(fit))``).
     """
+    if cov_type not in COV_TYPES:
+        raise ValueError(f"fit_ols: cov_type must be one of {COV_TYPES}, not {cov_type!r}")
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if X.ndim == 1:
@@ -114,7 +127,7 @@ def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str]) -> OLSFit:
     A = np.column_stack([np.ones(X.shape[0]), X])
     import statsmodels.api as sm  # here, not at import: the genome-wide engine needs only COEF_COLUMNS
 
-    result = sm.OLS(y, A).fit()
+    result = sm.OLS(y, A).fit() if cov_type == "nonrobust" else sm.OLS(y, A).fit(cov_type=cov_type, use_t=True)
     return OLSFit(terms=["const", *names], result=result)
 
 
@@ -341,7 +354,10 @@ def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str,
     """F-test of each gene set: does it add explanatory power beyond the other terms?
 
     For each set, the full model is compared with the model without the set's
-    genes and without every interaction term that involves one of them.
+    genes and without every interaction term that involves one of them. With a
+    robust covariance (:func:`fit_ols`'s ``cov_type``) the test is the Wald F-test
+    of those coefficients with that covariance (the nested F-test assumes a
+    constant residual variance).
 
     Parameters
     ----------
@@ -360,6 +376,13 @@ def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str,
         drop = set_terms(names, {str(g) for g in genes})
         if not drop:
             rows.append((set_name, np.nan, 0, float(fit.result.df_resid), np.nan, ""))
+            continue
+        if fit.result.cov_type != "nonrobust":  # the Wald F-test of the set's coefficients with the robust covariance
+            R = np.zeros((len(drop), len(names) + 1))
+            R[np.arange(len(drop)), np.asarray(drop) + 1] = 1.0
+            w = fit.result.wald_test(R, use_f=True, scalar=True)
+            rows.append((set_name, float(w.statistic), len(drop), float(fit.result.df_resid), float(w.pvalue),
+                         " ".join(names[j] for j in drop)))
             continue
         keep = [j for j in range(len(names)) if j not in drop]
         A = np.column_stack([np.ones(len(y)), np.asarray(X)[:, keep]])

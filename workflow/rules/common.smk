@@ -324,6 +324,13 @@ def mlp_settings(genome=False):
     return cli_json(mlp)
 
 
+if config["ols"]["cov_type"] != "nonrobust" and (GENOME or CLASSIFICATION):
+    raise WorkflowError(
+        f"gexpred: ols.cov_type is {config['ols']['cov_type']!r}, a heteroskedasticity-consistent covariance of "
+        f"per-target OLS fits; this run {'is genome-wide (targets: all)' if GENOME else 'has classification targets'}"
+        f", whose {'batched fits' if GENOME else 'logistic regressions'} use the classical covariance. Set "
+        f"ols.cov_type: nonrobust, or {'list the targets' if GENOME else 'use regression targets'} for robust tests."
+    )
 IMPORTANCE = config["importance"]["repeats"] > 0
 RECOVERY = config["recovery"]
 COMBINED_RANKINGS = ["clr_mean", "rank_average"]  # gexpred.recovery.COMBINED (not importable before installation)

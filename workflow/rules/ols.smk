@@ -55,6 +55,7 @@ rule ols:
         labels=lambda wc, input: labels_arg(input),
         penalized="--penalized" if config["ols"]["penalized"] else "",
         stop="--stop-on-separation" if config["ols"]["stop_on_separation"] else "",
+        cov_type=config["ols"]["cov_type"],
         importance=importance_args("ols"),
         out_dir=subpath(output.coefficients, parent=True),
         # the numbers and names the report's captions show (report_helpers.smk, included later)
@@ -69,7 +70,7 @@ rule ols:
         "gexpred ols --data {input.data:q} --splits {input.splits:q} --predictors {input.predictors:q}"
         " --target {params.target:q} --normalization-ref {input.normalization:q} {params.covariates}"
         " --interactions {params.interactions:q} --gene-sets {params.gene_sets:q} --alpha {params.alpha}"
-        " {params.labels} {params.penalized} {params.stop} --folds {input.folds:q}"
+        " {params.labels} {params.penalized} {params.stop} --cov-type {params.cov_type} --folds {input.folds:q}"
         " --fold-predictors {input.fold_predictors:q} {params.importance}"
         " --out-dir {params.out_dir:q} --log {log:q}"
 
