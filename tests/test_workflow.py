@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -281,6 +282,15 @@ def test_bundles_reproduce_pipeline_predictions_and_monitor_new_batch(finished_r
             assert card["metrics"]["test"]["mse"] == pytest.approx(float(np.mean(squared)), rel=1e-9)
             # each test sample's loss, kept for the monitor's test of the error ratio
             np.testing.assert_allclose(np.sort(card["test_losses"]), np.sort(squared), rtol=1e-4, atol=1e-8)
+            # the prediction interval: the ceil(0.95 (n + 1))-th smallest absolute out-of-fold residual on the training
+            # split (ols.alpha 0.05), predictions -+ it; its coverage of the test split
+            cvp = pd.read_csv(root / f"results/{model}/{target}/cv_predictions.tsv", sep="\t")
+            res = np.sort(np.abs(cvp["observed"] - cvp["predicted"]).to_numpy())
+            q = res[int(np.ceil(0.95 * (len(res) + 1))) - 1]
+            assert card["interval"]["level"] == 0.95 and card["interval"]["half_width"] == pytest.approx(q, rel=1e-12)
+            np.testing.assert_allclose(got["pi_low"], got["predicted"] - q, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(got["pi_high"], got["predicted"] + q, rtol=1e-12, atol=1e-12)
+            assert card["interval"]["test_coverage"] == pytest.approx(float(np.mean(np.sqrt(squared) <= q)), abs=1e-9)
         best = json.loads((root / f"results/models/{target}/best.json").read_text())
         cv = {m: summary.loc[target, m] for m in ("ols", "penalized", "mlp")}
         assert best["model"] == min(cv, key=cv.get)
@@ -289,6 +299,14 @@ def test_bundles_reproduce_pipeline_predictions_and_monitor_new_batch(finished_r
         assert len(batch) == 60 and (batch["model"] == best["model"]).all()
         verdict = json.loads((root / f"results/deploy/fresh/{target}/verdict.json").read_text())
         assert verdict["verdict"] in ("ok", "warn", "alert") and verdict["truth_given"]
+        # the batch's coverage of the best model's intervals, with the binomial test of too few covered
+        perf = pd.read_csv(root / f"results/deploy/fresh/{target}/performance.tsv", sep="\t").set_index("metric")
+        row, n = perf.loc["interval_coverage (95%)"], int(perf.loc["n", "new_batch"])
+        covered = round(row["new_batch"] * n)
+        assert n == 60 and row["new_batch"] == pytest.approx(covered / n, abs=1e-12)
+        assert row["p_value"] == pytest.approx(stats.binom.cdf(covered, n, 0.95), rel=1e-9)  # P(<= covered)
+        card = json.loads((root / f"results/models/{target}/{best['model']}/card.json").read_text())
+        assert row["test"] == pytest.approx(card["interval"]["test_coverage"], abs=1e-12) and pd.isna(row["status"])
     verdicts = pd.read_csv(root / "results/deploy/verdicts.tsv", sep="\t")
     assert sorted(verdicts["target"]) == ["G0", "G1"] and (verdicts["batch"] == "fresh").all()
     for _, v in verdicts.iterrows():  # the counts are of the inputs, recounted from each drift table

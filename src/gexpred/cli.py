@@ -1072,13 +1072,25 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
     test = split == "test"
     truth = class_codes(lab.to_numpy()[test], classes) if task == "classification" else expr[a.target].to_numpy()[test]
     test_losses = sample_losses(task, truth, out[test])
+    interval = None
+    cv_path = model_dir / "cv_predictions.tsv"
+    cvp = read_table(cv_path, dtype={"sample": str}) if task == "regression" and cv_path.is_file() else None
+    if cvp is not None and len(cvp):
+        from .deploy import prediction_interval
+
+        interval = prediction_interval(cvp["observed"].to_numpy(dtype=np.float64),
+                                       cvp["predicted"].to_numpy(dtype=np.float64), 1.0 - a.alpha, truth, out[test])
+        log.info("bundle %s / %s: %g%% prediction interval +- %.4g (from %d cross-validation residuals); it covers "
+                 "%.1f%% of the %d test samples", a.target, model, 100 * interval["level"], interval["half_width"],
+                 interval["n_residuals"], 100 * interval["test_coverage"], interval["n_test"])
     Xall = np.asarray(adata.X)[train]
     write_bundle(out_dir, target=a.target, model=model, task=task, classes=classes, model_params=params,
                  preprocessing={"normalization": subset_normalization(norm_params, genes), "design": design},
                  reference=ref.reset_index(drop=True), metrics=card_metrics,
                  training_fingerprint=fingerprint(Xall, list(np.asarray(samples)[train]), list(adata.var_names)),
                  weights=weights, test_losses=test_losses[np.isfinite(test_losses)],
-                 binarize_threshold=a.binarize_threshold if task == "classification" else None)
+                 binarize_threshold=a.binarize_threshold if task == "classification" else None,
+                 interval=interval)
     log.info("bundle %s / %s written to %s", a.target, model, out_dir)
 
 
@@ -1139,6 +1151,10 @@ def _batch_predictions(bundle, X: pd.DataFrame, pred: np.ndarray) -> pd.DataFram
             df[f"p[{c}]"] = pred[:, k]
     else:
         df["predicted"] = pred
+        interval = bundle.card.get("interval")
+        if interval:  # the bundle's prediction interval (a bundle made before intervals has none)
+            df["pi_low"] = pred - interval["half_width"]
+            df["pi_high"] = pred + interval["half_width"]
     return df
 
 
@@ -1300,6 +1316,11 @@ def cmd_monitor(a: argparse.Namespace) -> None:
             new_losses = sample_losses(bundle.task, truth, pred)
         perf = performance_table(bundle.card["metrics"].get("test", {}), new_metrics, bundle.task, thresholds,
                                  test_losses=bundle.card.get("test_losses"), new_losses=new_losses)
+        if bundle.task == "regression" and bundle.card.get("interval"):
+            from .monitor import interval_coverage
+
+            perf = pd.concat([perf, pd.DataFrame([interval_coverage(bundle.card["interval"], truth, pred)])],
+                             ignore_index=True)
     result = verdict(drift, perf, thresholds)
     result.update({"target": bundle.target, "task": bundle.task, "model": bundle.card["model"],
                    "bundle": str(bundle.path),
@@ -2334,6 +2355,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "monitor can label a new batch that measures the gene")
     s.add_argument("--metrics", required=True)
     s.add_argument("--cv-metrics")
+    s.add_argument("--alpha", type=level_arg, default=0.05,
+                   help="regression models' prediction intervals are at level 1 - alpha (ols.alpha), from their "
+                        "cross-validation residuals")
     s.add_argument("--out", nargs="+", required=True, help="bundle directory of each model")
     s.add_argument("--summary", help="comparison summary.tsv: also write --out-best naming the best model")
     s.add_argument("--out-best", help="best.json")

@@ -268,6 +268,22 @@ def performance_table(test_metrics: dict[str, float], new_metrics: dict[str, flo
     return pd.DataFrame(rows, columns=PERFORMANCE_COLUMNS)
 
 
+def interval_coverage(interval: dict[str, Any], truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """The performance row of a regression bundle's prediction interval on a batch whose truth is known: the share
+    of the batch's samples inside their interval (``new_batch``) beside the test split's (``test``), and the exact
+    binomial test of fewer covered than the interval's level (``p_value``; scipy's ``binomtest``, one-sided). The
+    row informs; the error's row decides the status (a batch whose errors grew is flagged there)."""
+    from scipy.stats import binomtest
+
+    err = np.abs(np.asarray(truth, dtype=np.float64) - np.asarray(predicted, dtype=np.float64))
+    err = err[np.isfinite(err)]
+    covered = int(np.sum(err <= interval["half_width"]))
+    p = binomtest(covered, len(err), interval["level"], alternative="less").pvalue if len(err) else np.nan
+    return {"metric": f"interval_coverage ({100 * interval['level']:g}%)", "test": interval.get("test_coverage", np.nan),
+            "new_batch": covered / len(err) if len(err) else np.nan, "ratio": np.nan, "p_value": float(p),
+            "status": ""}
+
+
 def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: Thresholds) -> dict[str, Any]:
     """The worst status of the drift and performance rows, with one reason per flagged row.
 

@@ -1,6 +1,9 @@
 rule bundle:
     input:
         predictions=lambda wc: expand("results/{model}/{target}/predictions.tsv", model=MODELS, target=wc.target),
+        # out-of-fold predictions: each regression model's prediction interval (cross-validation residuals)
+        cv_predictions=lambda wc: expand("results/{model}/{target}/cv_predictions.tsv", model=MODELS,
+                                         target=wc.target),
         data="results/data/normalized.h5ad",
         splits="results/data/splits.tsv",
         normalization="results/data/normalization.json",
@@ -25,6 +28,7 @@ rule bundle:
         # a binarized gene's threshold, kept in the card so that the monitor can label a batch measuring it
         binarize=lambda wc: (f"--binarize-threshold {float(config['binarize'][TARGETS[wc.target]])!r}"
                              if TARGETS[wc.target] in config["binarize"] else ""),
+        alpha=config["ols"]["alpha"],
     threads: 1
     resources:
         mem_mb=whole_matrix_mem_mb(1.5, 2000),
@@ -34,7 +38,8 @@ rule bundle:
     shell:
         "gexpred bundle --target {params.target:q} --model {params.models} --model-dir {params.model_dirs}"
         " --data {input.data:q} --splits {input.splits:q} --normalization {input.normalization:q}"
-        " {params.labels} {params.binarize} --metrics {input.metrics:q} --cv-metrics {input.cv_metrics:q} --out {params.outs}"
+        " {params.labels} {params.binarize} --alpha {params.alpha} --metrics {input.metrics:q}"
+        " --cv-metrics {input.cv_metrics:q} --out {params.outs}"
         " --summary {input.summary:q} --out-best {output.best:q} --log {log:q}"
 
 
