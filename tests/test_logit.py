@@ -383,6 +383,20 @@ def test_binarize():
         binarize(np.array([0.5, np.nan, 2.0]), 1.0)
 
 
+def test_binarized_class_names_hold_the_threshold_exactly():
+    """A threshold that :g rounds (log2(1.5) = 0.5849625007...) named the classes '<= 0.584963' / '> 0.584963',
+    so a sample at 0.5849628 (> the cut, < the name) was put in '> 0.584963'. The names hold the threshold as
+    given; thresholds :g writes exactly keep their short form."""
+    t = float(np.log2(1.5))
+    values = np.array([0.5849628, 0.58, 0.6, t])
+    codes, classes = binarize(values, t)
+    np.testing.assert_array_equal(codes, values > t)
+    assert classes == [f"<= {t!r}", f"> {t!r}"] and float(classes[0][3:]) == t
+    assert binarize(values, 0.5849625)[1] == ["<= 0.5849625", "> 0.5849625"]
+    for short, text in ((0.0, "0"), (0.25, "0.25"), (9.0, "9"), (1e6, "1e+06"), (-2.5, "-2.5")):
+        assert binarize(np.array([short - 1, short + 1]), short)[1] == [f"<= {text}", f"> {text}"]
+
+
 # --------------------------------------------------------------------------- metrics
 def _pairwise_auroc(score: np.ndarray, positive: np.ndarray) -> float:
     pos, neg = score[positive], score[~positive]

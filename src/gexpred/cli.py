@@ -1173,7 +1173,9 @@ def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: 
             log.info("%s lacks gene %r in %d of %d samples (%s): accuracy not checked", source, bundle.target,
                      int(gaps.sum()), len(values), preview(list(expr.index[gaps])))
             return None
-        return np.asarray(binarized_classes(threshold), dtype=object)[(values > threshold).astype(np.int64)]
+        # the bundle's own names of the two classes (code 0: at or below the threshold), as training wrote them
+        classes = list(bundle.classes) if len(bundle.classes) == 2 else binarized_classes(threshold)
+        return np.asarray(classes, dtype=object)[(values > threshold).astype(np.int64)]
     if obs is None or bundle.target not in obs.columns:
         return None
     col = obs[bundle.target].reindex(expr.index)
