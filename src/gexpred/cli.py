@@ -665,8 +665,9 @@ def _logit_nested(X, codes, terms, classes, gene_sets, fit, a) -> pd.DataFrame:
     A = np.column_stack([np.ones(len(X)), X])
     for name, genes in gene_sets.items():
         drop = set_terms(terms, {str(g) for g in genes})
-        if not drop or fit.penalized:
-            rows.append((name, np.nan, len(drop), np.nan, np.nan, " ".join(terms[j] for j in drop)))
+        if not drop or fit.penalized:  # no test; its degrees of freedom as the test would have them
+            rows.append((name, np.nan, len(drop) * (len(classes) - 1), np.nan, np.nan,
+                         " ".join(terms[j] for j in drop)))
             continue
         if fit.method == "firth":  # penalised likelihood-ratio test, the set's coefficients held at 0
             lr, p, _ = firth_lr_test(A, codes.astype(float), fit.firth, [j + 1 for j in drop])
