@@ -422,7 +422,8 @@ def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.nda
     ``df_num``). The q-values are Benjamini-Hochberg with every pair scored
     counted as a test (the untested ones as p = 1), since the network chose the
     pairs on the same samples. Verdicts: ``confirmed`` (q < fdr), ``not
-    confirmed``, ``negligible`` (below ``min_strength``), ``not tested``.
+    confirmed``, ``negligible`` (below ``min_strength``), ``not tested`` (beyond ``top``, or a test without a
+    statistic: NaN p, q and statistic).
     """
     from .ols import bh_qvalues
 
