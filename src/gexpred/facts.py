@@ -473,8 +473,8 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
         if len(by["firth"]) + len(by["ridge"]) == len(separated):  # fit.tsv's method column says which fit each got
             firth = (f"the coefficients of {_and(by['firth'])} come from Firth's penalised likelihood (standard "
                      f"errors, penalised likelihood-ratio p-values and profile intervals)" if by["firth"] else "")
-            ridge = (f"{'those' if firth else 'the coefficients'} of {_and(by['ridge'])}{'' if firth else ' come'} from a "
-                     f"ridge-penalised fit "
+            whose = "those" if firth else "the coefficients"
+            ridge = (f"{whose} of {_and(by['ridge'])}{'' if firth else ' come'} from a ridge-penalised fit "
                      f"(ols.penalized: true, or more than two classes, for which Firth's correction is not "
                      f"implemented), without standard errors, p-values or intervals" if by["ridge"] else "")
             facts["separation"] = head + "; ".join(x for x in (firth, ridge) if x) + (
