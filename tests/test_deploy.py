@@ -956,6 +956,19 @@ def test_monitor_labels_a_batch_measuring_a_binarized_gene_at_the_bundles_thresh
     assert pd.read_csv(without / "performance.tsv", sep="\t").empty
 
 
+def test_monitor_labels_a_binarized_gene_by_the_bundles_own_class_names(tmp_path):
+    """A bundle whose classes were named with the threshold rounded (as before the names held it exactly:
+    '<= 9' for 9.0000001) labels a batch by its own names, the cut at the exact threshold (numpy here)."""
+    path = _logistic_bundle(tmp_path, "gD", ["<= 9", "> 9"], binarize_threshold=9.0000001)
+    new = _raw(40, seed=10)
+    out = tmp_path / "mon"
+    assert main(["monitor", "--bundle", str(path), "--input", _write_matrix(new, tmp_path / "new.tsv"),
+                 "--truth-if-measured", "--out-dir", str(out)]) == 0
+    perf = pd.read_csv(out / "performance.tsv", sep="\t").set_index("metric")
+    above, p1 = new["gD"].to_numpy() > 9.0000001, _p_second(new)
+    assert perf.loc["log_loss", "new_batch"] == pytest.approx(-np.mean(np.log(np.where(above, p1, 1 - p1))), rel=1e-9)
+
+
 @pytest.mark.parametrize("training", ["text", "bool"])
 def test_a_true_false_covariate_is_read_alike_from_a_tsv_and_an_h5ad_sheet(tmp_path, training):
     """A true/false covariate learnt from a TSV sheet (TRUE/FALSE: a categorical, term treated[T.TRUE]) or from an

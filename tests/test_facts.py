@@ -222,6 +222,30 @@ def test_classification_comparison_names_the_class_share_baseline():
     assert "normalized scale" in regression and "cross-validation" not in regression
 
 
+def test_separation_sentence_names_each_targets_fit():
+    """Separated classes of a binary target are fitted by Firth, of a three-class target by ridge (fit.tsv's
+    method column): the report said every separated target's coefficients 'come from Firth's penalised
+    likelihood' (ridge only in a parenthesis), also where every one of them was ridge-penalised."""
+    rows = [{"target": t, "model": m, "split": "test", "n": 20, "log_loss": 0.5, "accuracy": 0.8, "auroc": 0.9}
+            for t in ("bin", "three", "fine") for m in ("ols", "mean")]
+    splits = pd.DataFrame({"sample": [f"s{i}" for i in range(40)], "split": ["train"] * 30 + ["test"] * 10})
+    targets = pd.DataFrame({"target": ["bin", "three", "fine"], "directory": ["bin", "three", "fine"]})
+    fits = pd.DataFrame({"target": ["bin", "three", "fine"], "failed_assumptions": "none",
+                         "method": ["firth", "ridge", "ml"],
+                         "separation": ["complete separation (g0)", "quasi-complete separation (g1)", ""]})
+    kw = dict(n_samples=40, n_genes=5, dropped=pd.DataFrame(columns=["kind", "id", "file", "reason"]), sources=["m"],
+              splits=splits, metrics=pd.DataFrame(rows))
+    f = facts.build_facts(targets=targets, fits=fits, **kw)
+    text = f["separation"]
+    assert text.startswith("The classes are separated for 2 targets (bin and three)")
+    assert "the coefficients of bin come from Firth's penalised likelihood" in text
+    assert "those of three from a ridge-penalised fit" in text and "without standard errors" in text
+    only = facts.build_facts(targets=targets.iloc[[1]], fits=fits.iloc[[1]], **kw)["separation"]
+    assert "Firth's penalised likelihood" not in only.split("Firth's correction")[0]
+    assert "so the coefficients of three come from a ridge-penalised fit" in only
+    assert "system-message" not in to_html(text)
+
+
 def test_workflow_description_shows_paths_and_batch_names_as_text():
     """The report's front page lists the config's matrices, gold standard and new batches. Written as plain
     reStructuredText, a name such as ``data/counts_.tsv`` or a batch ``week_`` was read as a link to an unknown

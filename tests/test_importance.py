@@ -20,6 +20,7 @@ from gexpred.importance import (
     interaction_f_test,
     interaction_lr_test,
     interaction_table,
+    interaction_test_words,
     interaction_text,
     permutation_losses,
     permutations,
@@ -295,6 +296,41 @@ def test_interaction_table_of_a_classification_target_tests_by_likelihood_ratio_
     np.testing.assert_allclose(row["lr_stat"], interaction_lr_test(X, codes, 0, 1, ["0", "1"])[0])
     text = interaction_text(inter)
     assert "confirmed by the logistic regression (likelihood-ratio test of a:b" in text and "OLS" not in text
+
+
+def test_interaction_pair_without_a_test_is_not_tested_and_a_classification_table_never_says_ols():
+    """A pair whose regression test has no statistic (a separated three-class target, whose logistic fit is
+    ridge-penalised; a product in the design's span) was reported 'not confirmed' with q = 1, and a
+    classification table with no likelihood-ratio statistic as 'tested in OLS ... not confirmed by OLS'. Such a
+    pair is 'not tested' (q NaN) and still counts as p = 1 in the q-values of the others (statsmodels' BH)."""
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 3))
+    codes = np.digitize(X[:, 0], [-0.5, 0.5])  # x0 separates the three classes
+    inter = interaction_table(["a", "b", "c"], [(0, 1), (0, 2)], np.array([0.3, 0.2]), np.array([0.5, 0.4]),
+                              X, codes, scale=1.0, classes=["x", "y", "z"])
+    assert (inter["verdict"] == "not tested").all() and inter[["lr_stat", "p_value", "q_value"]].isna().all().all()
+    assert (inter["df_num"] == 2).all()
+    text = interaction_text(inter)
+    assert "OLS" not in text and text.endswith("they were not tested in regression.")
+    assert interaction_test_words(inter) == ("the logistic regression", "likelihood-ratio test")
+    # OLS: a x b tested (HC3 beside the squares, statsmodels), d1 x d2 (exclusive dummies: product 0) not
+    d1 = (np.arange(60) % 3 == 0).astype(float)
+    d2 = (np.arange(60) % 3 == 1).astype(float)
+    Xo = np.column_stack([X[:, 1:], d1, d2])
+    y = Xo[:, 0] + 0.5 * Xo[:, 0] * Xo[:, 1] + rng.normal(size=60)
+    inter = interaction_table(["a", "b", "d1", "d2"], [(0, 1), (2, 3)], np.array([0.3, 0.2]),
+                              np.array([0.5, 0.4]), Xo, y, scale=1.0)
+    ref = sm.OLS(y, sm.add_constant(np.column_stack([Xo, Xo[:, 0] ** 2, Xo[:, 1] ** 2, Xo[:, 0] * Xo[:, 1]]))).fit(
+        cov_type="HC3", use_t=True)
+    row, dummies = inter.iloc[0], inter.iloc[1]
+    np.testing.assert_allclose(row["p_value"], ref.pvalues[-1], rtol=1e-9)
+    np.testing.assert_allclose(row["q_value"], multipletests([ref.pvalues[-1], 1.0], method="fdr_bh")[1][0],
+                               rtol=1e-12)
+    assert row["verdict"] in ("confirmed", "not confirmed")
+    assert dummies["verdict"] == "not tested" and np.isnan(dummies["q_value"])
+    assert interaction_test_words(inter) == ("OLS", "F-test")
 
 
 @pytest.mark.parametrize("planted", [True, False])

@@ -383,6 +383,20 @@ def test_binarize():
         binarize(np.array([0.5, np.nan, 2.0]), 1.0)
 
 
+def test_binarized_class_names_hold_the_threshold_exactly():
+    """A threshold that :g rounds (log2(1.5) = 0.5849625007...) named the classes '<= 0.584963' / '> 0.584963',
+    so a sample at 0.5849628 (> the cut, < the name) was put in '> 0.584963'. The names hold the threshold as
+    given; thresholds :g writes exactly keep their short form."""
+    t = float(np.log2(1.5))
+    values = np.array([0.5849628, 0.58, 0.6, t])
+    codes, classes = binarize(values, t)
+    np.testing.assert_array_equal(codes, values > t)
+    assert classes == [f"<= {t!r}", f"> {t!r}"] and float(classes[0][3:]) == t
+    assert binarize(values, 0.5849625)[1] == ["<= 0.5849625", "> 0.5849625"]
+    for short, text in ((0.0, "0"), (0.25, "0.25"), (9.0, "9"), (1e6, "1e+06"), (-2.5, "-2.5")):
+        assert binarize(np.array([short - 1, short + 1]), short)[1] == [f"<= {text}", f"> {text}"]
+
+
 # --------------------------------------------------------------------------- metrics
 def _pairwise_auroc(score: np.ndarray, positive: np.ndarray) -> float:
     pos, neg = score[positive], score[~positive]
@@ -635,3 +649,35 @@ def test_cv_logit_fits_separated_folds_by_firth():
         np.testing.assert_allclose(oof[te], ref.predict_proba(X[te]), rtol=1e-12)
         np.testing.assert_allclose(ridge[te], fit_logit(X[tr], y[tr], names, ["a", "b"],
                                                         penalized=True).predict_proba(X[te]), rtol=1e-12)
+
+
+def test_gene_set_tests_of_a_multinomial_logit_count_a_coefficient_per_class():
+    """The gene-set likelihood-ratio test of a three-class logit has 2 coefficients per gene (statsmodels MNLogit
+    full against reduced); a separated three-class target, ridge-penalised, has no test but the same degrees of
+    freedom (was one per gene)."""
+    import argparse
+
+    import statsmodels.api as sm
+    from scipy import stats
+
+    from gexpred.cli import _logit_nested
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(150, 3))
+    eta = np.column_stack([np.zeros(150), X @ [1.0, -0.5, 0.3], X @ [-0.6, 0.8, 0.2]])
+    P = np.exp(eta) / np.exp(eta).sum(axis=1, keepdims=True)
+    codes = np.array([rng.choice(3, p=p) for p in P])
+    a = argparse.Namespace(alpha=0.05, target="t")
+    terms, classes = ["a", "b", "c"], ["x", "y", "z"]
+    fit = fit_logit(X, codes, terms, classes)
+    got = _logit_nested(X, codes, terms, classes, {"ab": ["a", "b"]}, fit, a).iloc[0]
+    full = sm.MNLogit(codes, sm.add_constant(X)).fit(disp=0, method="newton")
+    red = sm.MNLogit(codes, sm.add_constant(X[:, 2:])).fit(disp=0, method="newton")
+    lr = 2 * (full.llf - red.llf)
+    np.testing.assert_allclose([got["lr_stat"], got["p_value"]], [lr, stats.chi2.sf(lr, 4)], rtol=1e-8)
+    assert got["df_num"] == 4
+    sep = np.digitize(X[:, 0], [-0.5, 0.5])
+    ridge = fit_logit(X, sep, terms, classes)
+    assert ridge.method == "ridge"
+    row = _logit_nested(X, sep, terms, classes, {"ab": ["a", "b"]}, ridge, a).iloc[0]
+    assert np.isnan(row["lr_stat"]) and np.isnan(row["p_value"]) and row["df_num"] == 4

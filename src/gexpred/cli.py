@@ -665,8 +665,9 @@ def _logit_nested(X, codes, terms, classes, gene_sets, fit, a) -> pd.DataFrame:
     A = np.column_stack([np.ones(len(X)), X])
     for name, genes in gene_sets.items():
         drop = set_terms(terms, {str(g) for g in genes})
-        if not drop or fit.penalized:
-            rows.append((name, np.nan, len(drop), np.nan, np.nan, " ".join(terms[j] for j in drop)))
+        if not drop or fit.penalized:  # no test; its degrees of freedom as the test would have them
+            rows.append((name, np.nan, len(drop) * (len(classes) - 1), np.nan, np.nan,
+                         " ".join(terms[j] for j in drop)))
             continue
         if fit.method == "firth":  # penalised likelihood-ratio test, the set's coefficients held at 0
             lr, p, _ = firth_lr_test(A, codes.astype(float), fit.firth, [j + 1 for j in drop])
@@ -1191,7 +1192,9 @@ def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: 
             log.info("%s lacks gene %r in %d of %d samples (%s): accuracy not checked", source, bundle.target,
                      int(gaps.sum()), len(values), preview(list(expr.index[gaps])))
             return None
-        return np.asarray(binarized_classes(threshold), dtype=object)[(values > threshold).astype(np.int64)]
+        # the bundle's own names of the two classes (code 0: at or below the threshold), as training wrote them
+        classes = list(bundle.classes) if len(bundle.classes) == 2 else binarized_classes(threshold)
+        return np.asarray(classes, dtype=object)[(values > threshold).astype(np.int64)]
     if obs is None or bundle.target not in obs.columns:
         return None
     col = obs[bundle.target].reindex(expr.index)

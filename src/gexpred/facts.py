@@ -409,6 +409,7 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
     classify = _is_classification(metric)
     test = metrics[metrics["split"] == "test"]
     per_target: dict[str, Any] = {}
+    fit_methods: dict[str, str] = {}  # target directory -> 'firth' or 'ridge', for separated classes
     best_lines, cv_lines = [], []
     for target, directory in zip(targets["target"].astype(str), targets["directory"].astype(str)):
         grp = test[test["target"].astype(str) == target]
@@ -426,6 +427,9 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
                 sep = row["separation"].iloc[0] if "separation" in row else None
                 if isinstance(sep, str) and sep.strip():
                     entry["separation"] = rst(sep[:1].upper() + sep[1:])
+                    method = row["method"].iloc[0] if "method" in row else None
+                    if isinstance(method, str) and method in ("firth", "ridge"):
+                        fit_methods[directory] = method
         if predictors is not None:
             entry["predictors"] = predictors_text(predictors, target, classify)
         if summary is not None and "statement" in summary:
@@ -462,12 +466,24 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
     }
     separated = [t["id_rst"] for t in per_target.values() if t.get("separation")]
     if separated:
-        facts["separation"] = (
-            f"The classes are separated for {_count(len(separated), 'target')} ({_and(separated)}): a logistic "
-            f"regression has no finite maximum-likelihood estimate there, so "
-            f"{'its' if len(separated) == 1 else 'their'} coefficients come from Firth's penalised likelihood "
-            f"(ridge with ols.penalized: true or more than two classes; the method column of the coefficient "
-            f"table says which), and the run went on (details per target).")
+        head = (f"The classes are separated for {_count(len(separated), 'target')} ({_and(separated)}): a logistic "
+                f"regression has no finite maximum-likelihood estimate there, so ")
+        by = {m: [t["id_rst"] for d, t in per_target.items() if t.get("separation") and fit_methods.get(d) == m]
+              for m in ("firth", "ridge")}
+        if len(by["firth"]) + len(by["ridge"]) == len(separated):  # fit.tsv's method column says which fit each got
+            firth = (f"the coefficients of {_and(by['firth'])} come from Firth's penalised likelihood (standard "
+                     f"errors, penalised likelihood-ratio p-values and profile intervals)" if by["firth"] else "")
+            whose = "those" if firth else "the coefficients"
+            ridge = (f"{whose} of {_and(by['ridge'])}{'' if firth else ' come'} from a ridge-penalised fit "
+                     f"(ols.penalized: true, or more than two classes, for which Firth's correction is not "
+                     f"implemented), without standard errors, p-values or intervals" if by["ridge"] else "")
+            facts["separation"] = head + "; ".join(x for x in (firth, ridge) if x) + (
+                "; the run went on (details per target).")
+        else:
+            facts["separation"] = head + (
+                f"{'its' if len(separated) == 1 else 'their'} coefficients come from Firth's penalised likelihood "
+                f"(ridge with ols.penalized: true or more than two classes; the method column of the coefficient "
+                f"table says which), and the run went on (details per target).")
     if n_fail is not None:
         of = f"{n_fail} of {_count(len(fits), 'target')}"
         if classify:  # a logistic regression's one check: the predictors' collinearity

@@ -422,7 +422,8 @@ def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.nda
     ``df_num``). The q-values are Benjamini-Hochberg with every pair scored
     counted as a test (the untested ones as p = 1), since the network chose the
     pairs on the same samples. Verdicts: ``confirmed`` (q < fdr), ``not
-    confirmed``, ``negligible`` (below ``min_strength``), ``not tested``.
+    confirmed``, ``negligible`` (below ``min_strength``), ``not tested`` (beyond ``top``, or a test without a
+    statistic: NaN p, q and statistic).
     """
     from .ols import bh_qvalues
 
@@ -446,15 +447,24 @@ def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.nda
         p = np.ones(len(df))
         p[tested] = np.nan_to_num(df.loc[tested, "p_value"].to_numpy(dtype=np.float64), nan=1.0)
         q = bh_qvalues(p)
-        df.loc[tested, "q_value"] = q[tested]
-        df.loc[tested, "verdict"] = np.where(q[tested] < fdr, "confirmed", "not confirmed")
+        # a pair whose test has no statistic (the product in the span of the design, too few samples, a
+        # separated multinomial target) was not tested: it counts as p = 1 among the scored pairs, as the
+        # untested ones do, but is not reported as 'not confirmed'
+        has_test = df.loc[tested, "p_value"].notna().to_numpy()
+        done = [i for i, ok in zip(tested, has_test) if ok]
+        df.loc[done, "q_value"] = q[done]
+        df.loc[done, "verdict"] = np.where(q[done] < fdr, "confirmed", "not confirmed")
     return df[INTERACTION_COLUMNS]
 
 
 def interaction_test_words(table: pd.DataFrame) -> tuple[str, str]:
     """The regression a table's pairs were tested in and the test, in words: ``('OLS', 'F-test')``, or
-    ``('the logistic regression', 'likelihood-ratio test')`` where a pair has a likelihood-ratio statistic."""
+    ``('the logistic regression', 'likelihood-ratio test')`` where a pair has a likelihood-ratio statistic or
+    was sent to the likelihood-ratio test (``df_num`` without ``df_den``: a classification target's pair whose
+    test had no statistic, as where a separated multinomial target's fit is ridge-penalised)."""
     if "lr_stat" in table and table["lr_stat"].notna().any():
+        return "the logistic regression", "likelihood-ratio test"
+    if {"df_num", "df_den"} <= set(table.columns) and (table["df_num"].notna() & table["df_den"].isna()).any():
         return "the logistic regression", "likelihood-ratio test"
     return "OLS", "F-test"
 

@@ -145,8 +145,16 @@ def class_codes(labels, classes: list[str]) -> np.ndarray:
 
 
 def binarized_classes(threshold: float) -> list[str]:
-    """The two classes of a gene cut at ``threshold`` (:func:`binarize`): ``["<= t", "> t"]``."""
-    return [f"<= {threshold:g}", f"> {threshold:g}"]
+    """The two classes of a gene cut at ``threshold`` (:func:`binarize`): ``["<= t", "> t"]``.
+
+    ``t`` is written as ``:g`` does (``0``, ``0.25``, ``1e+06``) where that is the threshold exactly, else in full
+    (``0.5849625``, not ``0.584963``): a rounded cut would name a sample at 0.5849628 '<= 0.584963' or put it
+    in '> 0.584963' below its own label.
+    """
+    text = f"{float(threshold):g}"
+    if float(text) != float(threshold):
+        text = repr(float(threshold))
+    return [f"<= {text}", f"> {text}"]
 
 
 def binarize(values: np.ndarray, threshold: float, what: str = "the values") -> tuple[np.ndarray, list[str]]:
@@ -164,7 +172,7 @@ def binarize(values: np.ndarray, threshold: float, what: str = "the values") -> 
     Returns
     -------
     codes, classes
-        ``classes`` is ``["<= threshold", "> threshold"]`` (``threshold`` formatted with ``:g``).
+        ``classes`` is ``["<= threshold", "> threshold"]`` (see :func:`binarized_classes`).
 
     Raises
     ------
