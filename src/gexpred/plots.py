@@ -969,14 +969,19 @@ def importance(tables: dict[str, pd.DataFrame], interactions: pd.DataFrame | Non
             ax.set_xlabel("interaction strength (prediction scale)")
             ax.set_title("network interactions")
             from matplotlib.patches import Patch
+            from matplotlib.transforms import offset_copy
 
             handles = [Patch(color=c, label=v) for v, c in VERDICT_COLORS.items()
                        if v in set(top["verdict"].astype(str))]
             from .importance import interaction_test_words
 
             model, test = interaction_test_words(interactions)
-            ax.legend(handles=handles, title=f"{'OLS' if model == 'OLS' else 'logit'} {test} of a:b", fontsize=7, title_fontsize=7, ncol=2,
-                      loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)  # below: no bar hidden
+            ax.legend(handles=handles, title=f"{'OLS' if model == 'OLS' else 'logit'} {test} of a:b", fontsize=7,
+                      title_fontsize=7, ncol=2,
+                      loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+                      # below the tick labels and the axis label (in points: a short figure's axes fraction is
+                      # too little), where it hides no bar
+                      bbox_transform=offset_copy(ax.transAxes, fig=fig, y=-34, units="points"))
             ax.grid(axis="y", alpha=0)
         fig.tight_layout()
         _save(fig, path)
