@@ -581,6 +581,19 @@ def test_an_h5ad_sample_sheet_reads_nullable_columns_with_missing_values(tmp_pat
     pd.testing.assert_frame_equal(sheet, read_sample_sheet(text))
 
 
+def test_an_h5ad_sheets_float32_label_column_reads_as_written(tmp_path):
+    """A float32 obs column read as text (labels, a categorical covariate): 0.1 reads '0.1', as a text sheet
+    writes it, not '0.10000000149011612' (the float64 it widens to); integral values without '.0' (an audit)."""
+    obs = pd.DataFrame({"dose": np.array([0.1, 2.0, 0.25, np.nan], dtype=np.float32)}, index=["c1", "c2", "c3", "c4"])
+    path = tmp_path / "cells.h5ad"
+    ad.AnnData(np.ones((4, 1)), obs=obs).write_h5ad(path)
+    sheet = read_sample_sheet(path, text_columns=["dose"])
+    assert sheet["dose"].tolist()[:3] == ["0.1", "2", "0.25"] and pd.isna(sheet.loc["c4", "dose"])
+    text = tmp_path / "sheet.tsv"
+    text.write_text("sample\tdose\nc1\t0.1\nc2\t2\nc3\t0.25\nc4\t\n")
+    assert read_sample_sheet(text, text_columns=["dose"])["dose"].tolist()[:3] == ["0.1", "2", "0.25"]
+
+
 def test_sample_sheet_csv_and_gzip(write, tmp_path):
     write("sheet.csv", "sample,group\ns1,a\ns2,b\n")
     with gzip.open(tmp_path / "sheet.tsv.gz", "wt") as fh:

@@ -1073,7 +1073,10 @@ ZERO_PADDED = r"^[+-]?0[0-9]"
 
 def number_text(value: float) -> str:
     """A number as a level's text: integral ones without ``.0`` (``2`` for 2.0), others in the shortest form that
-    reads back the same (``0.5``)."""
+    reads back the same at the number's precision (``0.5``; a float32 0.1 as ``0.1``)."""
+    if isinstance(value, (np.float16, np.float32)):  # an .h5ad's float32 column: its own shortest form, 0.1 (not
+        as_float = float(value)  # the float64 0.10000000149011612 it widens to)
+        return str(int(as_float)) if as_float.is_integer() and abs(as_float) < 2**24 else str(value)
     value = float(value)
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
@@ -1113,7 +1116,7 @@ def _sheet_from_obs(path: Path, what: str, text_columns: Collection[str] = ()) -
         values = obs[col]
         if str(col) in text_columns and pd.api.types.is_numeric_dtype(values) \
                 and not pd.api.types.is_bool_dtype(values):
-            values = pd.Series([v if pd.isna(v) else number_text(v) for v in values.astype(object)],
+            values = pd.Series([v if pd.isna(v) else number_text(v) for v in values.to_numpy()],
                                index=values.index, dtype=object)
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
             # floats, as a text sheet's numbers; pandas' nullable booleans and integers (anndata writes them)
