@@ -443,6 +443,35 @@ def test_monitor_truth_if_measured_takes_the_truth_only_where_the_batch_has_the_
     assert "has no gene" in (tmp_path / "strict.log").read_text()
 
 
+def test_a_gap_in_the_target_gene_is_no_reason_to_refuse_monitoring_the_batch(tmp_path, linear_bundle):
+    """The target gene is not an input of its model: a batch measuring it in some samples only is monitored (its
+    predictions as the linear model computed here gives them), its accuracy not checked under --truth-if-measured
+    (as for a classification batch with a gap in its labels); before, the monitor refused the batch for a missing
+    value 'in the genes the model uses'. --truth-from-input, which asks for the target as the truth, refuses it by
+    sample."""
+    path, norm, coef = linear_bundle
+    batch = _raw(30, seed=11)
+    batch.loc[batch.index[4], TARGET] = np.nan
+    src = _write_matrix(batch, tmp_path / "gap.tsv")
+    mean = np.asarray(norm["steps"][0]["mean"][:3])
+    sd = np.asarray(norm["steps"][0]["sd"][:3])
+    want = coef[0] + ((batch[PREDICTORS].to_numpy() - mean) / sd) @ coef[1:]
+    for flags in ([], ["--truth-if-measured"]):
+        out = tmp_path / f"mon{len(flags)}"
+        assert main(["monitor", "--bundle", str(path), "--input", src, *flags, "--out-dir", str(out),
+                     "--out-predictions", str(out / "p.tsv"), "--log", str(tmp_path / "m.log")]) == 0
+        got = pd.read_csv(out / "p.tsv", sep="\t", index_col="sample")["predicted"]
+        np.testing.assert_allclose(got.loc[batch.index], want, rtol=1e-12)
+        assert json.loads((out / "verdict.json").read_text())["truth_given"] is False
+        assert pd.read_csv(out / "performance.tsv", sep="\t").empty
+    assert f"lacks gene {TARGET!r} in 1 of 30 samples ('{batch.index[4]}'): accuracy not checked" in \
+        (tmp_path / "m.log").read_text()
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--truth-from-input", "--out-dir",
+                 str(tmp_path / "strict"), "--log", str(tmp_path / "strict.log")]) == 1
+    text = (tmp_path / "strict.log").read_text()
+    assert f"lacks the target gene {TARGET!r}" in text and f"in 1 of its 30 samples: '{batch.index[4]}'" in text
+
+
 def test_monitor_truth_table_csv_and_its_mistakes(tmp_path, linear_bundle):
     """A truth table is read like a sample sheet (TSV or CSV); a sample listed twice, samples without a row,
     missing or non-numeric values get one clear message naming the file and the samples, no traceback, and no

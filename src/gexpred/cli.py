@@ -1196,7 +1196,12 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
     """Truth of the batch's samples (normalized scale for regression; class labels for classification), or None."""
     from .io import read_sample_sheet
 
+    gaps = (~np.isfinite(y_input)) if y_input is not None else None
     if getattr(a, "truth_if_measured", False) and not a.truth_from_input and not a.truth:
+        if bundle.task == "regression" and y_input is not None and gaps.any():
+            log.info("%s lacks gene %r in %d of %d samples (%s): accuracy not checked", source, bundle.target,
+                     int(gaps.sum()), len(gaps), preview(list(expr.index[gaps])))
+            return None
         if bundle.task == "regression" and y_input is not None:
             return y_input
         if bundle.task == "classification":
@@ -1218,6 +1223,11 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
                              f"--truth TABLE (columns 'sample' and {bundle.target!r}).")
         if y_input is None:
             raise InputError(f"--truth-from-input: {source} has no gene {bundle.target!r} to take the truth from.")
+        if gaps.any():
+            raise InputError(f"--truth-from-input: {source} lacks the target gene {bundle.target!r} (missing or "
+                             f"infinite) in {int(gaps.sum())} of its {len(gaps)} samples: "
+                             f"{preview(list(expr.index[gaps]))}. Leave those samples out of the batch, or give the "
+                             f"truth of every sample with --truth TABLE.")
         return y_input
     if not a.truth:
         return None
@@ -1323,7 +1333,7 @@ def _verdict_reasons(v: dict[str, Any]) -> str:
     unchecked = ("accuracy not checked: no class labels for the batch (a sample-sheet column named after the "
                  "target, or the binarized gene in its matrices; gexpred monitor --truth TABLE checks it)"
                  if v.get("task") == "classification" else
-                 "accuracy not checked: no truth for the batch (it does not measure the target; "
+                 "accuracy not checked: no truth for the batch (it does not measure the target in every sample; "
                  "gexpred monitor --truth TABLE checks it)")
     if v.get("truth_given", True):
         return "; ".join(v["reasons"]) or "no drift or accuracy problem found"

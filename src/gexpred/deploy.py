@@ -515,7 +515,7 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         How to name the input in messages.
     with_target
         Also return the target gene's normalized values (regression truth), if the
-        input has the gene.
+        input has the gene; NaN where a sample lacks it (not refused: the model does not use it).
 
     Returns
     -------
@@ -546,6 +546,10 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         log.info("%s: %d genes the model does not use are ignored", source, len(extra))
     values = expr[needed].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
+    if target in needed and not norm.get("library_size_genes"):
+        # the target gene is only the truth here: its gaps are the caller's to judge (gexpred monitor checks the
+        # accuracy only where every sample has it), never a reason to refuse scoring the batch
+        bad[:, needed.index(target)] = False
     if bad.any():
         r, c = np.argwhere(bad)[0]
         rows = expr.index[bad.any(axis=1)]
