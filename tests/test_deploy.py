@@ -965,6 +965,38 @@ def test_monitor_labels_a_classification_batch_from_its_sample_sheet(tmp_path):
     assert not (tmp_path / "unknown").exists()
 
 
+def test_a_labels_sheet_without_a_row_for_some_samples_is_a_gap_for_a_model_without_covariates(tmp_path):
+    """A model without covariates reads a batch's sheet for its labels only: a sample without a row has no label,
+    as one with an empty cell (accuracy not checked, said in the log), and the batch is still predicted and
+    monitored (before, the whole batch was refused: 'Sample sheet ... has no row for 1 of the 40 samples'). A
+    sheet naming none of the batch's samples is still refused (a wrong file, or a transposed matrix); a model
+    with covariates still needs every sample's row."""
+    path = _logistic_bundle(tmp_path, "state", ["0", "1"])
+    new = _raw(40, seed=10)
+    src = _write_matrix(new, tmp_path / "new.tsv")
+    labels = np.where(np.random.default_rng(3).random(40) < _p_second(new), 1.0, 0.0)
+    pd.DataFrame({"sample": new.index[1:], "state": labels[1:]}).to_csv(tmp_path / "part.tsv", sep="\t", index=False)
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--sample-sheet", str(tmp_path / "part.tsv"),
+                 "--truth-if-measured", "--out-dir", str(tmp_path / "m"), "--out-predictions",
+                 str(tmp_path / "p.tsv"), "--log", str(tmp_path / "m.log")]) == 0
+    assert not json.loads((tmp_path / "m" / "verdict.json").read_text())["truth_given"]
+    assert "no 'state' label for 1 of 40 samples" in " ".join((tmp_path / "m.log").read_text().split())
+    got = pd.read_csv(tmp_path / "p.tsv", sep="\t", dtype={"sample": str}).set_index("sample")
+    np.testing.assert_allclose(got.loc[new.index, "p[1]"], _p_second(new), rtol=1e-12)
+    assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(tmp_path / "part.tsv"),
+                 "--out", str(tmp_path / "p2.tsv"), "--log", str(tmp_path / "p2.log")]) == 0
+    pd.DataFrame({"sample": ["x1", "x2"], "state": [0, 1]}).to_csv(tmp_path / "other.tsv", sep="\t", index=False)
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--sample-sheet", str(tmp_path / "other.tsv"),
+                 "--truth-if-measured", "--out-dir", str(tmp_path / "o"), "--log", str(tmp_path / "o.log")]) == 1
+    assert "has no row for 40 of the 40 samples" in " ".join((tmp_path / "o.log").read_text().split())
+    cov = _covariate_bundle(tmp_path, [0.5, -0.25, 0.75, 2.0], ["site[T.b]"],
+                            {"site": {"type": "categorical", "levels": ["a", "b"], "reference": "a"}})
+    pd.DataFrame({"sample": new.index[1:], "site": "a"}).to_csv(tmp_path / "site.tsv", sep="\t", index=False)
+    assert main(["predict", "--bundle", str(cov), "--input", src, "--sample-sheet", str(tmp_path / "site.tsv"),
+                 "--out", str(tmp_path / "p3.tsv"), "--log", str(tmp_path / "p3.log")]) == 1
+    assert "has no row for 1 of the 40 samples" in " ".join((tmp_path / "p3.log").read_text().split())
+
+
 def test_monitor_labels_a_batch_measuring_a_binarized_gene_at_the_bundles_threshold(tmp_path):
     """A binarized gene's threshold is kept in the card: a batch measuring the gene (raw scale) is labelled by it,
     as the training labels were (> threshold), and judged; a batch without the gene is monitored without."""

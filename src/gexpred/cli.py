@@ -1122,7 +1122,16 @@ def _read_batch(paths: list[str], sample_sheet: str | None, bundle=None):
         categorical = [enc.get("column", c) for c, enc in (bundle.design.get("covariates") or {}).items()
                        if enc.get("type") == "categorical"] if bundle is not None else []
         sheet = read_sample_sheet(sample_sheet, text_columns=categorical)
-        adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
+        unlisted = adata.obs_names.difference(sheet.index, sort=False)
+        if bundle is not None and not bundle.design.get("covariates") and 0 < len(unlisted) < adata.n_obs:
+            # a model without covariates reads the sheet for the batch's labels only (the monitor's truth): a
+            # sample without a row has no label, as one with an empty cell, and is no reason to refuse the batch
+            log.info("sample sheet '%s' has no row for %d of the %d samples of the batch (%s): they have no label",
+                     sample_sheet, len(unlisted), adata.n_obs, preview(list(unlisted)))
+            adata = adata.copy()
+            adata.obs = sheet.reindex(adata.obs_names)
+        else:
+            adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
         obs = adata.obs.copy()
         obs.attrs["source"] = f"sample sheet '{sample_sheet}'"
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
