@@ -541,7 +541,8 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         n_needed = len(needed) if library else len([g for g in needed if g != target])
         raise InputError(f"{source} lacks {len(missing)} of the {n_needed} {what}: {preview(missing)}. Give a "
                          f"matrix with every one of them.")
-    extra = [g for g in expr.columns if g not in set(needed)]
+    needed_set = set(needed)  # once: a log-CPM model needs every gene, and a batch can hold 60,000
+    extra = [g for g in expr.columns if g not in needed_set]
     if extra:
         log.info("%s: %d genes the model does not use are ignored", source, len(extra))
     values = expr[needed].to_numpy(dtype=np.float64)
@@ -558,7 +559,7 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
                          f"{preview(list(rows))}). Fill them in, or leave those samples out of the batch; the "
                          f"model needs every one of its genes in every sample.")
     if needed != list(norm["genes"]):  # the target gene is absent: normalize without it
-        keep = [i for i, g in enumerate(norm["genes"]) if g in set(needed)]
+        keep = [i for i, g in enumerate(norm["genes"]) if g in needed_set]
         norm = {"steps": _subset_steps(norm["steps"], keep), "genes": needed}
     Z = apply_normalization(values, needed, list(expr.index), norm, source)
     zdf = pd.DataFrame(Z, index=expr.index, columns=needed)
