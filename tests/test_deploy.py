@@ -1000,7 +1000,7 @@ def test_monitor_labels_a_classification_batch_from_its_sample_sheet(tmp_path):
     assert monitor(pd.DataFrame({"sample": new.index, "batch": "b1"}), "none") == 0
     assert not json.loads((tmp_path / "none" / "verdict.json").read_text())["truth_given"]
     assert monitor(pd.DataFrame({"sample": new.index, "state": 2, "batch": "b1"}), "unknown") == 1
-    assert "classes ['2'] that the model does not know" in " ".join((tmp_path / "unknown.log").read_text().split())
+    assert "classes '2' that the model does not know" in " ".join((tmp_path / "unknown.log").read_text().split())
     assert not (tmp_path / "unknown").exists()
 
 
@@ -1054,6 +1054,15 @@ def test_monitor_labels_a_batch_measuring_a_binarized_gene_at_the_bundles_thresh
                  _write_matrix(new.drop(columns=["gD"]), tmp_path / "w.tsv"), "--truth-if-measured",
                  "--out-dir", str(without)]) == 0
     assert pd.read_csv(without / "performance.tsv", sep="\t").empty
+    # a truth table of the gene's expression instead of its classes: refused with the way to give it, the values
+    # previewed (not all 40 listed)
+    pd.DataFrame({"sample": new.index, "gD": new["gD"]}).to_csv(tmp_path / "values.tsv", sep="\t", index=False)
+    assert main(["monitor", "--bundle", str(path), "--input", str(tmp_path / "new.tsv"), "--truth",
+                 str(tmp_path / "values.tsv"), "--out-dir", str(tmp_path / "v"), "--log", str(tmp_path / "v.log")]) == 1
+    text = " ".join((tmp_path / "v.log").read_text().split())
+    assert "has 40 classes the model does not know" in text and "and 35 more" in text
+    assert "'gD' is a gene binarized at 9: give its classes, or put the gene in the batch's matrix and use " \
+           "--truth-if-measured" in text
 
 
 @pytest.mark.parametrize("training", ["text", "bool"])

@@ -1195,7 +1195,8 @@ def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: 
     unknown = sorted(set(labels) - set(bundle.classes))
     if unknown:
         raise InputError(f"The {obs.attrs.get('source', 'sample sheet')} labels {bundle.target!r} with classes "
-                         f"{unknown} that the model does not know ({bundle.classes}): its accuracy on them cannot be "
+                         f"{preview(unknown)} that the model does not know ({preview(bundle.classes)}): its accuracy "
+                         f"on them cannot be "
                          f"judged. Check the spelling of the labels, or leave those samples out.")
     return labels
 
@@ -1267,8 +1268,15 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
         labels = np.array([_label(v) for v in t], dtype=object)  # as the training labels: 1.0 reads '1'
         unknown = sorted(set(labels) - set(bundle.classes))
         if unknown:
-            raise InputError(f"Truth table '{a.truth}' has classes {unknown} the model does not know "
-                             f"({bundle.classes}).")
+            threshold = bundle.card.get("binarize_threshold")
+            numbers = pd.to_numeric(t, errors="coerce").notna().all()
+            hint = (f" {bundle.target!r} is a gene binarized at {threshold:g}: give its classes, or put the gene in "
+                    f"the batch's matrix and use --truth-if-measured, which cuts it at the threshold."
+                    if threshold is not None and numbers else
+                    " Check the spelling of the labels, or leave those samples out.")
+            raise InputError(f"Truth table '{a.truth}' has {len(unknown)} classes the model does not know: "
+                             f"{preview(unknown)} (in samples {preview(list(t.index[~np.isin(labels, bundle.classes)]))}"
+                             f"; the model's classes: {preview(bundle.classes)}).{hint}")
         return labels
     from .preprocess import apply_normalization
 
