@@ -142,6 +142,18 @@ def test_an_edited_bundle_with_matching_checksums_is_refused_by_name(tmp_path, l
     assert not (tmp_path / "p.tsv").exists() and "Traceback" not in err.read_text()
 
 
+def test_a_best_json_naming_a_missing_bundle_says_so(tmp_path, linear_bundle):
+    """A target directory whose best.json names a model without a bundle there was refused as 'not a model bundle
+    nor a target directory with best.json', which it is; now the message names the missing bundle and the others."""
+    path, _, _ = linear_bundle
+    (path.parent / "best.json").write_text(json.dumps({"model": "mlp"}))
+    with pytest.raises(InputError) as exc:
+        load_bundle(path.parent)
+    text = str(exc.value)
+    assert f"names the model 'mlp', but '{path.parent / 'mlp'}' holds no bundle" in text
+    assert f"give one of the bundles there: '{path}'" in text
+
+
 @pytest.mark.parametrize("damage", ["edit_model", "delete_file", "extra_file", "edit_card"])
 def test_tampered_bundle_is_refused(tmp_path, linear_bundle, damage):
     path, _, _ = linear_bundle

@@ -316,6 +316,11 @@ def resolve_bundle(path: str | os.PathLike[str]) -> Path:
         if (p / name / CARD).is_file():
             log.info("bundle: %s is the best model of %s (best.json)", name, p)
             return p / name
+        others = sorted(d.name for d in p.iterdir() if (d / CARD).is_file())
+        raise InputError(f"'{best}' names the model {name!r}, but '{p / name}' holds no bundle (no {CARD}): it was "
+                         f"removed or its bundle step did not finish. Re-run the pipeline's bundle step"
+                         + (f", or give one of the bundles there: {preview([str(p / o) for o in others])}."
+                            if others else "."))
     raise InputError(f"'{path}' is not a model bundle (no {CARD}) nor a target directory with best.json. Give a "
                      f"directory under results/models/.")
 
