@@ -1274,9 +1274,10 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
                     f"the batch's matrix and use --truth-if-measured, which cuts it at the threshold."
                     if threshold is not None and numbers else
                     " Check the spelling of the labels, or leave those samples out.")
+            where = list(t.index[~np.isin(labels, bundle.classes)])
             raise InputError(f"Truth table '{a.truth}' has {len(unknown)} classes the model does not know: "
-                             f"{preview(unknown)} (in samples {preview(list(t.index[~np.isin(labels, bundle.classes)]))}"
-                             f"; the model's classes: {preview(bundle.classes)}).{hint}")
+                             f"{preview(unknown)} (in samples {preview(where)}; the model's classes: "
+                             f"{preview(bundle.classes)}).{hint}")
         return labels
     from .preprocess import apply_normalization
 
