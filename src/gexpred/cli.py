@@ -1137,7 +1137,16 @@ def _read_batch(paths: list[str], sample_sheet: str | None, bundle=None):
         categorical = [enc.get("column", c) for c, enc in (bundle.design.get("covariates") or {}).items()
                        if enc.get("type") == "categorical"] if bundle is not None else []
         sheet = read_sample_sheet(sample_sheet, text_columns=categorical)
-        adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
+        unlisted = adata.obs_names.difference(sheet.index, sort=False)
+        if bundle is not None and not bundle.design.get("covariates") and 0 < len(unlisted) < adata.n_obs:
+            # a model without covariates reads the sheet for the batch's labels only (the monitor's truth): a
+            # sample without a row has no label, as one with an empty cell, and is no reason to refuse the batch
+            log.info("sample sheet '%s' has no row for %d of the %d samples of the batch (%s): they have no label",
+                     sample_sheet, len(unlisted), adata.n_obs, preview(list(unlisted)))
+            adata = adata.copy()
+            adata.obs = sheet.reindex(adata.obs_names)
+        else:
+            adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
         obs = adata.obs.copy()
         obs.attrs["source"] = f"sample sheet '{sample_sheet}'"
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
@@ -1207,7 +1216,8 @@ def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: 
     unknown = sorted(set(labels) - set(bundle.classes))
     if unknown:
         raise InputError(f"The {obs.attrs.get('source', 'sample sheet')} labels {bundle.target!r} with classes "
-                         f"{unknown} that the model does not know ({bundle.classes}): its accuracy on them cannot be "
+                         f"{preview(unknown)} that the model does not know ({preview(bundle.classes)}): its accuracy "
+                         f"on them cannot be "
                          f"judged. Check the spelling of the labels, or leave those samples out.")
     return labels
 
@@ -1217,7 +1227,12 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
     """Truth of the batch's samples (normalized scale for regression; class labels for classification), or None."""
     from .io import read_sample_sheet
 
+    gaps = (~np.isfinite(y_input)) if y_input is not None else None
     if getattr(a, "truth_if_measured", False) and not a.truth_from_input and not a.truth:
+        if bundle.task == "regression" and y_input is not None and gaps.any():
+            log.info("%s lacks gene %r in %d of %d samples (%s): accuracy not checked", source, bundle.target,
+                     int(gaps.sum()), len(gaps), preview(list(expr.index[gaps])))
+            return None
         if bundle.task == "regression" and y_input is not None:
             return y_input
         if bundle.task == "classification":
@@ -1239,6 +1254,11 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
                              f"--truth TABLE (columns 'sample' and {bundle.target!r}).")
         if y_input is None:
             raise InputError(f"--truth-from-input: {source} has no gene {bundle.target!r} to take the truth from.")
+        if gaps.any():
+            raise InputError(f"--truth-from-input: {source} lacks the target gene {bundle.target!r} (missing or "
+                             f"infinite) in {int(gaps.sum())} of its {len(gaps)} samples: "
+                             f"{preview(list(expr.index[gaps]))}. Leave those samples out of the batch, or give the "
+                             f"truth of every sample with --truth TABLE.")
         return y_input
     if not a.truth:
         return None
@@ -1269,8 +1289,16 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
         labels = np.array([_label(v) for v in t], dtype=object)  # as the training labels: 1.0 reads '1'
         unknown = sorted(set(labels) - set(bundle.classes))
         if unknown:
-            raise InputError(f"Truth table '{a.truth}' has classes {unknown} the model does not know "
-                             f"({bundle.classes}).")
+            threshold = bundle.card.get("binarize_threshold")
+            numbers = pd.to_numeric(t, errors="coerce").notna().all()
+            hint = (f" {bundle.target!r} is a gene binarized at {threshold:g}: give its classes, or put the gene in "
+                    f"the batch's matrix and use --truth-if-measured, which cuts it at the threshold."
+                    if threshold is not None and numbers else
+                    " Check the spelling of the labels, or leave those samples out.")
+            where = list(t.index[~np.isin(labels, bundle.classes)])
+            raise InputError(f"Truth table '{a.truth}' has {len(unknown)} classes the model does not know: "
+                             f"{preview(unknown)} (in samples {preview(where)}; the model's classes: "
+                             f"{preview(bundle.classes)}).{hint}")
         return labels
     from .preprocess import apply_normalization
 
@@ -1349,7 +1377,7 @@ def _verdict_reasons(v: dict[str, Any]) -> str:
     unchecked = ("accuracy not checked: no class labels for the batch (a sample-sheet column named after the "
                  "target, or the binarized gene in its matrices; gexpred monitor --truth TABLE checks it)"
                  if v.get("task") == "classification" else
-                 "accuracy not checked: no truth for the batch (it does not measure the target; "
+                 "accuracy not checked: no truth for the batch (it does not measure the target in every sample; "
                  "gexpred monitor --truth TABLE checks it)")
     if v.get("truth_given", True):
         return "; ".join(v["reasons"]) or "no drift or accuracy problem found"

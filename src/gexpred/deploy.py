@@ -363,6 +363,11 @@ def resolve_bundle(path: str | os.PathLike[str]) -> Path:
         if (p / name / CARD).is_file():
             log.info("bundle: %s is the best model of %s (best.json)", name, p)
             return p / name
+        others = sorted(d.name for d in p.iterdir() if (d / CARD).is_file())
+        raise InputError(f"'{best}' names the model {name!r}, but '{p / name}' holds no bundle (no {CARD}): it was "
+                         f"removed or its bundle step did not finish. Re-run the pipeline's bundle step"
+                         + (f", or give one of the bundles there: {preview([str(p / o) for o in others])}."
+                            if others else "."))
     raise InputError(f"'{path}' is not a model bundle (no {CARD}) nor a target directory with best.json. Give a "
                      f"directory under results/models/.")
 
@@ -562,7 +567,7 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         How to name the input in messages.
     with_target
         Also return the target gene's normalized values (regression truth), if the
-        input has the gene.
+        input has the gene; NaN where a sample lacks it (not refused: the model does not use it).
 
     Returns
     -------
@@ -588,11 +593,16 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         n_needed = len(needed) if library else len([g for g in needed if g != target])
         raise InputError(f"{source} lacks {len(missing)} of the {n_needed} {what}: {preview(missing)}. Give a "
                          f"matrix with every one of them.")
-    extra = [g for g in expr.columns if g not in set(needed)]
+    needed_set = set(needed)  # once: a log-CPM model needs every gene, and a batch can hold 60,000
+    extra = [g for g in expr.columns if g not in needed_set]
     if extra:
         log.info("%s: %d genes the model does not use are ignored", source, len(extra))
     values = expr[needed].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
+    if target in needed and not norm.get("library_size_genes"):
+        # the target gene is only the truth here: its gaps are the caller's to judge (gexpred monitor checks the
+        # accuracy only where every sample has it), never a reason to refuse scoring the batch
+        bad[:, needed.index(target)] = False
     if bad.any():
         r, c = np.argwhere(bad)[0]
         rows = expr.index[bad.any(axis=1)]
@@ -601,7 +611,7 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
                          f"{preview(list(rows))}). Fill them in, or leave those samples out of the batch; the "
                          f"model needs every one of its genes in every sample.")
     if needed != list(norm["genes"]):  # the target gene is absent: normalize without it
-        keep = [i for i, g in enumerate(norm["genes"]) if g in set(needed)]
+        keep = [i for i, g in enumerate(norm["genes"]) if g in needed_set]
         norm = {"steps": _subset_steps(norm["steps"], keep), "genes": needed}
     Z = apply_normalization(values, needed, list(expr.index), norm, source)
     zdf = pd.DataFrame(Z, index=expr.index, columns=needed)
