@@ -296,8 +296,12 @@ def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: T
         level = VERDICTS.index(r["status"])
         if level:
             what = "the model's predictions" if r["kind"] == "prediction" else f"input {r['feature']!r}"
-            reasons.append(f"{r['status']}: {what} drifted ({TEST_NAMES[r['test']]} q = {r['qvalue']:.2g}, PSI = {r['psi']:.2f}, "
-                           f"mean shifted by {r['mean_shift_sd']:+.2f} training SD)")
+            # the predictions' row is one test (its p-value); the inputs' are q-values over the inputs
+            kind_of_p = "p" if r["kind"] == "prediction" else "q"
+            shift = (f"mean shifted by {r['mean_shift_sd']:+.2f} training SD" if np.isfinite(r["mean_shift_sd"])
+                     else f"mean {r['new_mean']:.4g}, constant {r['reference_mean']:.4g} in training")
+            reasons.append(f"{r['status']}: {what} drifted ({TEST_NAMES[r['test']]} {kind_of_p} = {r['qvalue']:.2g}, "
+                           f"PSI = {r['psi']:.2f}, {shift})")
             worst = max(worst, level)
     n_new = int(drift["n_new"].max()) if len(drift) else 0
     if n_new < thresholds.min_samples:
