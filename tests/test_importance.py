@@ -313,7 +313,11 @@ def test_interaction_pair_without_a_test_is_not_tested_and_a_classification_tabl
     assert (inter["verdict"] == "not tested").all() and inter[["lr_stat", "p_value", "q_value"]].isna().all().all()
     assert (inter["df_num"] == 2).all()
     text = interaction_text(inter)
-    assert "OLS" not in text and text.endswith("they were not tested in regression.")
+    assert "OLS" not in text and "the regression could not test them (" in text and "separated" in text
+    untried = interaction_table(["a", "b", "c"], [(0, 1), (0, 2)], np.array([0.3, 0.2]), np.array([0.5, 0.4]),
+                                X, codes, scale=1.0, top=0, classes=["x", "y", "z"])
+    assert interaction_text(untried).endswith("they were not tested in regression "
+                                              "(importance.interactions_tested is 0).")
     assert interaction_test_words(inter) == ("the logistic regression", "likelihood-ratio test")
     # OLS: a x b tested (HC3 beside the squares, statsmodels), d1 x d2 (exclusive dummies: product 0) not
     d1 = (np.arange(60) % 3 == 0).astype(float)

@@ -478,9 +478,14 @@ def interaction_text(table: pd.DataFrame, fdr: float = 0.05) -> str:
     tested = suggested[suggested["verdict"] != "not tested"]
     model, test = interaction_test_words(table)
     if not len(tested):
+        tried = "df_num" in suggested and suggested["df_num"].notna().any()
+        why = (f"the regression could not test {'it' if len(suggested) == 1 else 'them'} (the product adds nothing "
+               f"to the design, too few samples, or classes separated in a multinomial model, which is fitted "
+               f"without tests)" if tried else
+               f"{'it was' if len(suggested) == 1 else 'they were'} not tested in regression "
+               f"(importance.interactions_tested is 0)")
         return (f"The network suggests {_interactions(len(suggested))}, strongest "
-                f"{suggested.iloc[0]['gene_a']} x {suggested.iloc[0]['gene_b']}; "
-                f"{'it was' if len(suggested) == 1 else 'they were'} not tested in regression.")
+                f"{suggested.iloc[0]['gene_a']} x {suggested.iloc[0]['gene_b']}; {why}.")
     parts = []
     for _, r in tested.iterrows():
         pair = f"{r['gene_a']} x {r['gene_b']}"
