@@ -690,6 +690,13 @@ def cmd_ols(a: argparse.Namespace) -> None:
     interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
     gene_sets = _gene_sets_without_target(a.target, _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {})
     if a.labels:
+        if a.cov_type != "nonrobust":  # as the workflow refuses ols.cov_type for classification targets
+            from .errors import ConfigError
+
+            raise ConfigError(f"--cov-type {a.cov_type}: {a.target!r} is a classification target (--labels), "
+                              f"whose logistic regression has the classical covariance of its likelihood; a "
+                              f"heteroskedasticity-consistent covariance is for regression targets' OLS fits. Leave "
+                              f"out --cov-type (nonrobust).")
         cmd_logit(a, adata, split, interactions, gene_sets)
         return
     folds = _folds_of(a, adata, split)
