@@ -1176,3 +1176,32 @@ def test_drift_reasons_name_the_predictions_p_value_and_a_constant_inputs_values
     assert f"the model's predictions drifted (KS p = {p_pred:.2g}," in reasons, reasons
     assert "input 'c' drifted" in reasons and "mean 2.5, constant 2 in training" in reasons, reasons
     assert "inf" not in reasons
+
+
+def test_too_few_cross_validation_residuals_for_the_level_leave_the_bundle_without_an_interval(tmp_path, caplog):
+    """At level 0.99 a split-conformal interval needs n >= 0.99 / 0.01 = 99 residuals (ceil((n + 1) 0.99) <= n);
+    with 80 the half-width is infinite, which card.json (JSON without inf) could not hold: the bundle step crashed
+    with 'Out of range float values are not JSON compliant'. Now the bundle is written without an interval and
+    the log says how many residuals the level needs; at 99 residuals the half-width is the largest |residual|."""
+    from fractions import Fraction
+
+    from gexpred.cli import _bundle_interval, _conformal_min_n
+
+    for level, want in ((0.95, 19), (0.99, 99), (0.9, 9), (0.8, 4), (0.5, 1)):
+        f = Fraction(level).limit_denominator(1000)
+        assert _conformal_min_n(level) == int(np.ceil(f / (1 - f))) == want
+    rng = np.random.default_rng(3)
+    obs = rng.normal(size=99)
+    cvp = pd.DataFrame({"sample": [f"s{i}" for i in range(99)], "observed": obs, "predicted": np.zeros(99)})
+    with caplog.at_level("WARNING"):
+        assert _bundle_interval(cvp.iloc[:80], 0.99, np.zeros(5), np.zeros(5), "gD / ols") is None
+    assert "80 cross-validation residuals are too few for a 99% prediction interval (it needs at least 99" \
+        in caplog.text
+    got = _bundle_interval(cvp, 0.99, np.array([0.0, 10.0]), np.zeros(2), "gD / ols")
+    assert got["half_width"] == np.max(np.abs(obs)) and got["test_coverage"] == 0.5
+    ref = pd.DataFrame({"sample": ["a", "b"], "gA": [0.0, 1.0], "prediction": [0.0, 1.0], "observed": [0.0, 1.0]})
+    path = write_bundle(tmp_path / "gD" / "ols", target="gD", model="ols", task="regression", classes=None,
+                        model_params={"kind": "linear", "terms": ["gA"], "intercept": 0.0, "coef": [1.0]},
+                        preprocessing={"normalization": {}, "design": {}}, reference=ref, metrics={},
+                        training_fingerprint="x", interval=None)
+    assert "interval" not in json.loads((path / "card.json").read_text())

@@ -616,3 +616,33 @@ def test_robust_covariance_tests_coefficients_overall_fit_and_gene_sets(tmp_path
     assert cov_type in (out[cov_type] / "summary.txt").read_text()
     hint = "ols.cov_type: HC3 makes the tests heteroskedasticity-consistent"
     assert hint in (tmp_path / "nonrobust.log").read_text() and hint not in (tmp_path / f"{cov_type}.log").read_text()
+
+
+def test_a_robust_covariance_for_a_classification_target_is_refused_not_ignored(tmp_path):
+    """gexpred ols --labels (a logistic regression) with --cov-type HC3 wrote the classical Wald tests as if the
+    option had been taken (the workflow refuses ols.cov_type for classification runs, the command ignored it);
+    now the command refuses it by name too, and without it fits as before."""
+    import anndata as ad
+
+    from gexpred.cli import main
+
+    rng = np.random.default_rng(3)
+    n = 40
+    samples = [f"s{i}" for i in range(n)]
+    X = rng.normal(size=(n, 3))
+    ad.AnnData(X=X, obs=pd.DataFrame(index=samples),
+               var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(tmp_path / "data.h5ad")
+    pd.DataFrame({"sample": samples, "split": ["train"] * 30 + ["test"] * 10}).to_csv(
+        tmp_path / "splits.tsv", sep="\t", index=False)
+    pd.DataFrame({"target": "cls", "rank": [1, 2], "gene": ["G1", "G2"]}).to_csv(
+        tmp_path / "predictors.tsv", sep="\t", index=False)
+    labels = np.where(X[:, 0] + rng.normal(size=n) > 0, "hi", "lo")
+    pd.DataFrame({"sample": samples, "cls": labels}).to_csv(tmp_path / "labels.tsv", sep="\t", index=False)
+    args = ["ols", "--data", str(tmp_path / "data.h5ad"), "--splits", str(tmp_path / "splits.tsv"),
+            "--predictors", str(tmp_path / "predictors.tsv"), "--target", "cls", "--labels",
+            str(tmp_path / "labels.tsv"), "--out-dir", str(tmp_path / "out")]
+    assert main([*args, "--cov-type", "HC3", "--log", str(tmp_path / "a.log")]) == 1
+    assert "--cov-type HC3: 'cls' is a classification target" in " ".join((tmp_path / "a.log").read_text().split())
+    assert not (tmp_path / "out" / "coefficients.tsv").exists()
+    assert main([*args, "--log", str(tmp_path / "b.log")]) == 0
+    assert (tmp_path / "out" / "coefficients.tsv").exists()

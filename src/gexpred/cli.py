@@ -690,6 +690,13 @@ def cmd_ols(a: argparse.Namespace) -> None:
     interactions = _json_arg(a.interactions, "--interactions") if a.interactions else []
     gene_sets = _gene_sets_without_target(a.target, _json_arg(a.gene_sets, "--gene-sets") if a.gene_sets else {})
     if a.labels:
+        if a.cov_type != "nonrobust":  # as the workflow refuses ols.cov_type for classification targets
+            from .errors import ConfigError
+
+            raise ConfigError(f"--cov-type {a.cov_type}: {a.target!r} is a classification target (--labels), "
+                              f"whose logistic regression has the classical covariance of its likelihood; a "
+                              f"heteroskedasticity-consistent covariance is for regression targets' OLS fits. Leave "
+                              f"out --cov-type (nonrobust).")
         cmd_logit(a, adata, split, interactions, gene_sets)
         return
     folds = _folds_of(a, adata, split)
@@ -992,6 +999,38 @@ def cmd_bundle(a: argparse.Namespace) -> None:
         _write_best(a.summary, a.target, list(a.model), a.out_best)
 
 
+def _conformal_min_n(level: float) -> int:
+    """The fewest residuals a split-conformal interval at ``level`` needs: the smallest ``n`` with
+    ``ceil((n + 1) level) <= n`` (:func:`gexpred.deploy.conformal_half_width`'s rank)."""
+    n = max(1, int(level / (1.0 - level)) - 1)
+    while int(np.ceil((n + 1) * level)) > n:
+        n += 1
+    return n
+
+
+def _bundle_interval(cvp: pd.DataFrame | None, level: float, test_observed: np.ndarray,
+                     test_predicted: np.ndarray, name: str) -> dict[str, Any] | None:
+    """A regression bundle's prediction interval (:func:`gexpred.deploy.prediction_interval`) from its model's
+    out-of-fold predictions ``cvp`` (cv_predictions.tsv), or None without them or where they are too few for
+    ``level`` (logged: an infinite half-width has no place in card.json, and the bundle then has no interval)."""
+    if cvp is None or not len(cvp):
+        return None
+    from .deploy import prediction_interval
+
+    interval = prediction_interval(cvp["observed"].to_numpy(dtype=np.float64),
+                                   cvp["predicted"].to_numpy(dtype=np.float64), level, test_observed, test_predicted)
+    if not np.isfinite(interval["half_width"]):  # ceil((n + 1) level) > n
+        log.warning("bundle %s: %d cross-validation residuals are too few for a %g%% prediction interval (it needs "
+                    "at least %d: ceil((n + 1) x %g) <= n); the bundle has none, and predict writes no pi_low, "
+                    "pi_high. Raise ols.alpha, or give the training split more samples.", name,
+                    interval["n_residuals"], 100 * level, _conformal_min_n(level), level)
+        return None
+    log.info("bundle %s: %g%% prediction interval +- %.4g (from %d cross-validation residuals); it covers %.1f%% of "
+             "the %d test samples", name, 100 * level, interval["half_width"], interval["n_residuals"],
+             100 * interval["test_coverage"], interval["n_test"])
+    return interval
+
+
 def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str) -> None:
     from .deploy import encode_covariates_like, fingerprint, predict_design, subset_normalization, write_bundle
     from .design import build_design
@@ -1073,17 +1112,9 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
     test = split == "test"
     truth = class_codes(lab.to_numpy()[test], classes) if task == "classification" else expr[a.target].to_numpy()[test]
     test_losses = sample_losses(task, truth, out[test])
-    interval = None
     cv_path = model_dir / "cv_predictions.tsv"
     cvp = read_table(cv_path, dtype={"sample": str}) if task == "regression" and cv_path.is_file() else None
-    if cvp is not None and len(cvp):
-        from .deploy import prediction_interval
-
-        interval = prediction_interval(cvp["observed"].to_numpy(dtype=np.float64),
-                                       cvp["predicted"].to_numpy(dtype=np.float64), 1.0 - a.alpha, truth, out[test])
-        log.info("bundle %s / %s: %g%% prediction interval +- %.4g (from %d cross-validation residuals); it covers "
-                 "%.1f%% of the %d test samples", a.target, model, 100 * interval["level"], interval["half_width"],
-                 interval["n_residuals"], 100 * interval["test_coverage"], interval["n_test"])
+    interval = _bundle_interval(cvp, 1.0 - a.alpha, truth, out[test], f"{a.target} / {model}")
     Xall = np.asarray(adata.X)[train]
     write_bundle(out_dir, target=a.target, model=model, task=task, classes=classes, model_params=params,
                  preprocessing={"normalization": subset_normalization(norm_params, genes), "design": design},
