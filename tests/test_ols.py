@@ -646,3 +646,36 @@ def test_a_robust_covariance_for_a_classification_target_is_refused_not_ignored(
     assert not (tmp_path / "out" / "coefficients.tsv").exists()
     assert main([*args, "--log", str(tmp_path / "b.log")]) == 0
     assert (tmp_path / "out" / "coefficients.tsv").exists()
+
+
+def test_hc3_warns_of_samples_with_leverage_one(tmp_path):
+    """A predictor non-zero in one training sample only (as the one sample of a covariate level) fits that sample
+    exactly (leverage 1, numpy's hat matrix): HC2/HC3 divide 0 by 0 there, and the log says so, naming the sample
+    and HC0/HC1 (an audit's suspicion); HC0 does not warn."""
+    import anndata as ad
+
+    from gexpred.cli import main
+
+    rng = np.random.default_rng(2)
+    n = 40
+    samples = [f"s{i}" for i in range(n)]
+    X = rng.normal(size=(n, 3))
+    X[:, 2] = 0.0
+    X[5, 2] = 1.0  # G2: one training sample only
+    X[:, 0] = X[:, 1] + rng.normal(size=n)
+    A = np.column_stack([np.ones(32), X[:32, 1:]])
+    h = np.einsum("ij,jk,ik->i", A, np.linalg.inv(A.T @ A), A)
+    assert np.isclose(h[5], 1.0) and (np.delete(h, 5) < 0.9).all()
+    ad.AnnData(X=X, obs=pd.DataFrame(index=samples), var=pd.DataFrame(index=["G0", "G1", "G2"])).write_h5ad(
+        tmp_path / "data.h5ad")
+    pd.DataFrame({"sample": samples, "split": ["train"] * 32 + ["test"] * 8}).to_csv(
+        tmp_path / "splits.tsv", sep="\t", index=False)
+    pd.DataFrame({"target": "G0", "rank": [1, 2], "gene": ["G1", "G2"]}).to_csv(
+        tmp_path / "predictors.tsv", sep="\t", index=False)
+    for cov, warned in (("HC3", True), ("HC0", False)):
+        log = tmp_path / f"{cov}.log"
+        assert main(["ols", "--data", str(tmp_path / "data.h5ad"), "--splits", str(tmp_path / "splits.tsv"),
+                     "--predictors", str(tmp_path / "predictors.tsv"), "--target", "G0", "--cov-type", cov,
+                     "--out-dir", str(tmp_path / cov), "--log", str(log)]) == 0
+        text = " ".join(log.read_text().split())
+        assert ("1 training sample has leverage 1 ('s5'" in text and "Use ols.cov_type: HC0 or HC1" in text) is warned

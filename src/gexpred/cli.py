@@ -712,6 +712,16 @@ def cmd_ols(a: argparse.Namespace) -> None:
                     "; ols.cov_type: HC3 makes the tests heteroskedasticity-consistent"
                     if sentence.startswith("heteroskedastic") and a.cov_type == "nonrobust" else "")
     infl = influence(fit, list(adata.obs_names[train]))
+    if a.cov_type in ("HC2", "HC3"):
+        # HC2/HC3 divide each squared residual by 1 - h (or its square): a sample fitted exactly by its own
+        # column (leverage 1, e.g. the one training sample of a covariate level) makes that 0 / 0
+        alone = infl.loc[infl["leverage"] > 1 - 1e-8, "sample"].tolist()
+        if alone:
+            log.warning("OLS %s: %s leverage 1 (%s: each the only one of its kind, such as the one sample of a "
+                        "covariate level), where %s is undefined; the standard errors of the terms they determine are "
+                        "arbitrary. Use ols.cov_type: HC0 or HC1, or more samples of that kind.", a.target,
+                        f"{len(alone)} training sample{'s have' if len(alone) > 1 else ' has'}", preview(alone),
+                        a.cov_type)
     nested = nested_tests(fit, X[train], y[train], gene_sets)
     in_model = set(terms)
     for name, genes in gene_sets.items():  # the test removes what is in the model; say what is not
