@@ -1048,19 +1048,26 @@ def test_a_labels_sheet_without_a_row_for_some_samples_is_a_gap_for_a_model_with
     assert "has no row for 1 of the 40 samples" in " ".join((tmp_path / "p3.log").read_text().split())
 
 
+def _check_binarized_log_loss(tmp_path, path, new: pd.DataFrame, threshold: float) -> np.ndarray:
+    """Monitor a batch measuring the binarized gene gD with the bundle at ``path``: its log-loss equals the one of
+    the logistic model's probabilities (numpy) against the cut at ``threshold``; returns the cut."""
+    out = tmp_path / "mon"
+    assert main(["monitor", "--bundle", str(path), "--input", _write_matrix(new, tmp_path / "new.tsv"),
+                 "--truth-if-measured", "--out-dir", str(out)]) == 0
+    perf = pd.read_csv(out / "performance.tsv", sep="\t").set_index("metric")
+    above, p1 = new["gD"].to_numpy() > threshold, _p_second(new)
+    assert perf.loc["log_loss", "new_batch"] == pytest.approx(-np.mean(np.log(np.where(above, p1, 1 - p1))), rel=1e-9)
+    return above
+
+
 def test_monitor_labels_a_batch_measuring_a_binarized_gene_at_the_bundles_threshold(tmp_path):
     """A binarized gene's threshold is kept in the card: a batch measuring the gene (raw scale) is labelled by it,
     as the training labels were (> threshold), and judged; a batch without the gene is monitored without."""
     path = _logistic_bundle(tmp_path, "gD", ["<= 9", "> 9"], binarize_threshold=9.0)
     assert load_bundle(path).card["binarize_threshold"] == 9.0
     new = _raw(40, seed=10)
-    out = tmp_path / "mon"
-    assert main(["monitor", "--bundle", str(path), "--input", _write_matrix(new, tmp_path / "new.tsv"),
-                 "--truth-if-measured", "--out-dir", str(out)]) == 0
-    perf = pd.read_csv(out / "performance.tsv", sep="\t").set_index("metric")
-    above, p1 = new["gD"].to_numpy() > 9.0, _p_second(new)
+    above = _check_binarized_log_loss(tmp_path, path, new, 9.0)
     assert 5 < above.sum() < 35
-    assert perf.loc["log_loss", "new_batch"] == pytest.approx(-np.mean(np.log(np.where(above, p1, 1 - p1))), rel=1e-9)
     without = tmp_path / "without"
     assert main(["monitor", "--bundle", str(path), "--input",
                  _write_matrix(new.drop(columns=["gD"]), tmp_path / "w.tsv"), "--truth-if-measured",
@@ -1081,13 +1088,7 @@ def test_monitor_labels_a_binarized_gene_by_the_bundles_own_class_names(tmp_path
     """A bundle whose classes were named with the threshold rounded (as before the names held it exactly:
     '<= 9' for 9.0000001) labels a batch by its own names, the cut at the exact threshold (numpy here)."""
     path = _logistic_bundle(tmp_path, "gD", ["<= 9", "> 9"], binarize_threshold=9.0000001)
-    new = _raw(40, seed=10)
-    out = tmp_path / "mon"
-    assert main(["monitor", "--bundle", str(path), "--input", _write_matrix(new, tmp_path / "new.tsv"),
-                 "--truth-if-measured", "--out-dir", str(out)]) == 0
-    perf = pd.read_csv(out / "performance.tsv", sep="\t").set_index("metric")
-    above, p1 = new["gD"].to_numpy() > 9.0000001, _p_second(new)
-    assert perf.loc["log_loss", "new_batch"] == pytest.approx(-np.mean(np.log(np.where(above, p1, 1 - p1))), rel=1e-9)
+    _check_binarized_log_loss(tmp_path, path, _raw(40, seed=10), 9.0000001)
 
 
 @pytest.mark.parametrize("training", ["text", "bool"])
