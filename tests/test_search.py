@@ -434,6 +434,23 @@ def test_genome_search_per_target_keeps_each_targets_best():
     np.testing.assert_allclose(table["val_nmse_median"], np.median(res.loss, axis=1))
 
 
+def test_genome_search_per_target_trains_networks_with_dropout():
+    """mlp.dropout with genome_mode per_target: the batched program has no dropout, so the networks train one
+    at a time (it stopped the chunk with NotImplementedError); each target's loss is its kept network's
+    validation MSE over its variance, recomputed here with numpy."""
+    X, Y = _chunk(n=60)
+    configs = mlp_candidates({**GENOME_BASE, "hidden": [8], "epochs": 20}, {"dropout": [0.0, 0.3]})
+    cands = [MLPSettings.from_config(c) for c in configs]
+    res = search_genome_networks(X, Y, cands, "per_target", [f"t{j}" for j in range(5)])
+    fit, val = _validation_rows(len(X), 0.2, 0)
+    assert np.isfinite(res.loss).all() and not res.failed
+    np.testing.assert_array_equal(res.selected, np.argmin(res.loss, axis=0))
+    for j in range(5):
+        pred = predict(res.models[j], X)
+        np.testing.assert_allclose(res.loss[res.selected[j], j], _nmse(Y[:, [j]], pred[:, None], fit, val)[0],
+                                   rtol=1e-9)
+
+
 def test_genome_search_one_candidate_is_the_mlp_section_alone():
     X, Y = _chunk(n=60)
     s = MLPSettings.from_config({**GENOME_BASE, "hidden": [8], "epochs": 30})

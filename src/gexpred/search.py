@@ -727,8 +727,9 @@ def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[An
         ``multi_output``: one network per candidate with an output per target;
         the candidate with the lowest mean ``loss`` over the targets is kept.
         ``per_target``: one network per target and candidate (a candidate's
-        networks trained as one program, :func:`gexpred.batched_nn.train_many`);
-        each target keeps its own best candidate.
+        networks trained as one program, :func:`gexpred.batched_nn.train_many`,
+        or one at a time with dropout, which it does not support); each target
+        keeps its own best candidate.
     targets
         Names of the columns of ``Y`` (messages).
     name
@@ -818,9 +819,12 @@ def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[An
     infos: list[Any] = [None] * T
     best_loss = np.full(T, np.inf)
     for c, s in enumerate(candidates):
+        names = [f"{t} (candidate {c + 1}/{C})" for t in targets]
         try:
-            trained = train_many([X] * T, [Y[:, j] for j in range(T)], [s] * T,
-                                 [f"{t} (candidate {c + 1}/{C})" for t in targets])
+            if s.dropout > 0:  # train_many has no dropout: one network at a time, as train_ensemble does
+                trained = [train_mlp(X, Y[:, j], s, names[j]) for j in range(T)]
+            else:
+                trained = train_many([X] * T, [Y[:, j] for j in range(T)], [s] * T, names)
         except ModelError as exc:
             diverged(c, exc)
             continue
