@@ -351,6 +351,27 @@ def test_cv_criterion_follows_the_training_losses(losses, criterion):
     assert table["loss"].tolist() == losses and set(table["criterion"]) == {criterion}
 
 
+def test_refit_cross_validation_uses_the_search_criterion_when_an_mae_candidate_wins_an_mse_search():
+    """Candidates of mixed losses are judged by held-out MSE; the cross-validation of the refitted winner (an
+    ensemble) must be too, even when the winner trains with mae (it was its MAE, which model.json reported as
+    final_cv_loss_mean beside the search's 'loss: mse'). Expected: MSE of its out-of-fold predictions, numpy."""
+    from gexpred.search import search_network
+
+    rng = np.random.default_rng(0)
+    n = 80
+    X = rng.normal(size=(n, 3))
+    y = X @ [1.0, -0.5, 0.2] + rng.standard_t(1.5, n)  # heavy tails: the mae candidate wins
+    base = {"hidden": [], "activation": "identity", "lr": 0.05, "epochs": 60, "batch_size": 16, "patience": 10,
+            "device": "cpu", "ensemble": 2, "refit": "cv_epochs"}
+    cands = [MLPSettings.from_config({**base, "loss": loss}) for loss in ("mae", "mse")]
+    folds = kfold([f"s{i}" for i in range(n)], 4)
+    res = search_network(X, y, folds, cands)
+    assert cv_criterion(cands) == "mse" and res.winner == 0
+    oof = res.final_cv.oof[0]
+    want = [np.mean((y[folds == f] - oof[folds == f]) ** 2) for f in range(4)]
+    np.testing.assert_allclose(res.final_cv.loss[0], want, rtol=1e-9)
+
+
 def test_cv_networks_classification_out_of_fold_probabilities():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(90, 3))
@@ -432,6 +453,23 @@ def test_genome_search_per_target_keeps_each_targets_best():
     table = genome_search_table(0, configs, res)
     assert table["n_selected"].sum() == 5
     np.testing.assert_allclose(table["val_nmse_median"], np.median(res.loss, axis=1))
+
+
+def test_genome_search_per_target_trains_networks_with_dropout():
+    """mlp.dropout with genome_mode per_target: the batched program has no dropout, so the networks train one
+    at a time (it stopped the chunk with NotImplementedError); each target's loss is its kept network's
+    validation MSE over its variance, recomputed here with numpy."""
+    X, Y = _chunk(n=60)
+    configs = mlp_candidates({**GENOME_BASE, "hidden": [8], "epochs": 20}, {"dropout": [0.0, 0.3]})
+    cands = [MLPSettings.from_config(c) for c in configs]
+    res = search_genome_networks(X, Y, cands, "per_target", [f"t{j}" for j in range(5)])
+    fit, val = _validation_rows(len(X), 0.2, 0)
+    assert np.isfinite(res.loss).all() and not res.failed
+    np.testing.assert_array_equal(res.selected, np.argmin(res.loss, axis=0))
+    for j in range(5):
+        pred = predict(res.models[j], X)
+        np.testing.assert_allclose(res.loss[res.selected[j], j], _nmse(Y[:, [j]], pred[:, None], fit, val)[0],
+                                   rtol=1e-9)
 
 
 def test_genome_search_one_candidate_is_the_mlp_section_alone():

@@ -289,7 +289,7 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
                 task: str = "regression", n_classes: int | None = None, target: str = "target",
                 batched: bool = True, members: int = 1, perm_repeats: int = 0, perm_seed: int = 0,
                 refit: Any | None = None, prune: Pruning = NO_PRUNING,
-                fold_X: np.ndarray | None = None) -> NetworkCV:
+                fold_X: np.ndarray | None = None, criterion: str | None = None) -> NetworkCV:
     """Train every candidate on every fold's training part and predict its held-out part.
 
     Networks that can share one vectorised program (same architecture,
@@ -327,6 +327,8 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         of them; returned as ``refit``): the model whose procedure the folds
         cross-validate, trained at the cost of a few more networks in programs
         that run anyway.
+    criterion
+        The held-out loss of ``loss`` (:func:`cv_criterion`); ``None``: that of ``candidates``.
     prune
         :class:`Pruning` of clearly worse candidates (off by default here; the
         ``mlp`` rule's search uses ``search.prune``). Programs run one after
@@ -351,7 +353,7 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     K = int(folds.max()) + 1
     C = len(candidates)
     M = max(1, int(members))
-    by_mae = cv_criterion(candidates, task) == "mae"
+    by_mae = (criterion or cv_criterion(candidates, task)) == "mae"
     classify = task == "classification"
     n = len(X)
     loss = np.full((C, K), np.nan)
@@ -569,8 +571,10 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
         if cv_refit and (refit_differs or (perm_repeats > 0 and cv.perm_rise is None)):
             # the comparison judges the model delivered: cross-validate the refit procedure on the same folds
             # (and train the refit itself in the same programs)
+            # judged by the search's criterion (the winner's own loss alone could give MAE beside a search by MSE)
             final_cv = cv_networks(X, y, folds, [final], task, n_classes, target, members=final.ensemble,
-                                   perm_repeats=perm_repeats, perm_seed=perm_seed, refit=final, fold_X=fold_X)
+                                   perm_repeats=perm_repeats, perm_seed=perm_seed, refit=final, fold_X=fold_X,
+                                   criterion=cv_criterion(candidates, task))
             log.info("%s: candidate %d refitted as %s: CV loss %.5g +- %.3g (the search's networks: %.5g)",
                      target, winner + 1, describe_refit(final), final_cv.mean[0], final_cv.sd[0], cv.mean[winner])
         elif cv_refit:
@@ -727,8 +731,9 @@ def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[An
         ``multi_output``: one network per candidate with an output per target;
         the candidate with the lowest mean ``loss`` over the targets is kept.
         ``per_target``: one network per target and candidate (a candidate's
-        networks trained as one program, :func:`gexpred.batched_nn.train_many`);
-        each target keeps its own best candidate.
+        networks trained as one program, :func:`gexpred.batched_nn.train_many`,
+        or one at a time with dropout, which it does not support); each target
+        keeps its own best candidate.
     targets
         Names of the columns of ``Y`` (messages).
     name
@@ -818,9 +823,12 @@ def search_genome_networks(X: np.ndarray, Y: np.ndarray, candidates: Sequence[An
     infos: list[Any] = [None] * T
     best_loss = np.full(T, np.inf)
     for c, s in enumerate(candidates):
+        names = [f"{t} (candidate {c + 1}/{C})" for t in targets]
         try:
-            trained = train_many([X] * T, [Y[:, j] for j in range(T)], [s] * T,
-                                 [f"{t} (candidate {c + 1}/{C})" for t in targets])
+            if s.dropout > 0:  # train_many has no dropout: one network at a time, as train_ensemble does
+                trained = [train_mlp(X, Y[:, j], s, names[j]) for j in range(T)]
+            else:
+                trained = train_many([X] * T, [Y[:, j] for j in range(T)], [s] * T, names)
         except ModelError as exc:
             diverged(c, exc)
             continue
