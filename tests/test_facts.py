@@ -279,3 +279,28 @@ def test_numbers_in_sentences_have_three_significant_digits(x, shown):
     """A value that rounds up to the next power of ten kept a fourth digit (0.09996 read 0.1000, 999.6 read 1000
     without its thousands separator)."""
     assert facts._num(x) == shown
+
+
+def test_loss_caption_names_the_searched_losses_when_the_search_varies_them():
+    """The network's loss-curve caption named mlp.loss even when search.mlp varied the loss and another won (an
+    audit); with search.mlp.loss it names the candidates' losses and where the chosen one is written."""
+    import html
+    import re
+    from pathlib import Path
+
+    import jinja2
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parents[1]
+    for search, needle in (({"hidden": [[8]]}, "mlp.loss: mae,"),
+                           ({"loss": ["mae", "mse"]}, "the one of the candidate the search chose among mae, mse")):
+        config = yaml.safe_load((root / "config/config.yaml").read_text())
+        config["search"]["mlp"] = search
+        validate(config, str(root / "workflow/schemas/config.schema.yaml"))
+        facts_ = type("F", (), {"target": staticmethod(lambda: {})})()
+        sm = type("S", (), {"config": config, "params": type("P", (), {"facts": facts_})(),
+                            "wildcards": type("W", (), {"target": "G1"})()})()
+        out = to_html(jinja2.Template((root / "workflow/report/loss.rst").read_text()).render(snakemake=sm))
+        page = " ".join(html.unescape(re.sub(r"<[^>]+>", "", out)).split())
+        assert "system-message" not in out and needle in page, page
