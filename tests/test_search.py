@@ -740,3 +740,23 @@ def test_penalty_grid_of_fewer_than_two_penalties_is_refused(n):
     X = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.raises(ConfigError, match="at least 2 penalties"):
         penalty_grid(X, X[:, 0], "lasso", n)
+
+
+def test_a_classification_search_leaves_out_the_regression_loss(caplog):
+    """A classification network trains on cross-entropy whatever mlp.loss says: a search varying loss (and
+    huber_delta) made identical candidates, each trained and judged (an audit). They are left out of its search,
+    with a log line; a regression search keeps them."""
+    import argparse
+    import json
+    import logging
+
+    from gexpred.cli import _network_candidates
+
+    a = argparse.Namespace(settings=json.dumps({"epochs": 5}),
+                           search=json.dumps({"mlp": {"loss": ["mae", "mse"], "huber_delta": [1.0, 2.0],
+                                                      "hidden": [[4], [8]]}}))
+    with caplog.at_level(logging.INFO, logger="gexpred"):
+        _, configs, candidates = _network_candidates(a, classification=True)
+    assert sorted(c.hidden for c in candidates) == [[4], [8]] and all("loss" not in c for c in configs)
+    assert "left out of its search" in caplog.text and "loss and huber_delta" in caplog.text
+    assert len(_network_candidates(a)[2]) == 8

@@ -813,14 +813,22 @@ def _nested_with_q(parts: list[pd.DataFrame], columns: list[str], fdr: float) ->
     return nested
 
 
-def _network_candidates(a: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]], list[Any]]:
-    """The search section (``--search``), the candidates' config mappings and their validated settings."""
+def _network_candidates(a: argparse.Namespace, classification: bool = False
+                        ) -> tuple[dict[str, Any], list[dict[str, Any]], list[Any]]:
+    """The search section (``--search``), the candidates' config mappings and their validated settings. A
+    classification network always trains on cross-entropy, so a search varying the regression loss
+    (``loss``, ``huber_delta``) would train identical candidates: those keys are left out of its search."""
     from .errors import ConfigError
     from .nn import MLPSettings
     from .search import mlp_candidates
 
     base = _json_arg(a.settings, "--settings")
     search = _json_arg(a.search, "--search") if a.search else {}
+    moot = [k for k in ("loss", "huber_delta") if classification and k in (search.get("mlp") or {})]
+    if moot:
+        log.info("search.mlp varies %s, which a classification network does not use (it trains on "
+                 "cross-entropy): left out of its search", " and ".join(moot))
+        search = {**search, "mlp": {k: v for k, v in search["mlp"].items() if k not in moot}}
     configs = mlp_candidates(base, search.get("mlp") or {}, search.get("strategy", "grid"),
                              int(search.get("n_candidates", 10)), int(search.get("seed", 0)))
     candidates = []
@@ -841,9 +849,9 @@ def cmd_mlp(a: argparse.Namespace) -> None:
     from .search import Pruning, candidate_summary, cv_criterion, describe_refit, search_network, search_table
 
     torch.set_num_threads(max(1, a.threads))
-    search, configs, candidates = _network_candidates(a)
-    adata, split = _in_id_order(*_load_split_data(a.data, a.splits, a.target))
     classify = bool(a.labels)
+    search, configs, candidates = _network_candidates(a, classification=classify)
+    adata, split = _in_id_order(*_load_split_data(a.data, a.splits, a.target))
     folds = _folds_of(a, adata, split)
     X, y, train, design, (fold_X, fold_terms) = _design(a, adata, split, None, need_target_gene=not classify,
                                                         folds=folds)
