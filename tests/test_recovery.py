@@ -144,8 +144,15 @@ def test_gold_standard_as_edge_list_equals_the_matrix(tmp_path):
     ("target\tr1\tr2\nt1\t1\n", ["ragged rows: line 2", "target 't1'"]),
     ("r1\tt1\t1\nr1\tt1\t0\n", ["'r1' -> target 't1' both as an edge (1) and as no edge (0)", "line 2"]),
     ("r1\tt1\t0.5\nr2\tt1\t1\n", ["must hold only 0 and 1", "'t1'", "'r1'", "'0.5'"]),
+    ("target\tr1\tr2\n\t1\t0\nt2\t0\t1\n", ["row without a target id (line 2)", "Fill it in"]),
+    ("target\tr1\t\tr3\nt1\t1\t0\t0\n", ["empty regulator id in its header (line 1, field 3)"]),
+    ("r1,t1\nr2,t1\n", ["one field a line (line 1: 'r1,t1')", "name the file .csv"]),
+    ("target\tr1\tr2\nt1\t0\t0\nt2\t0\t0\n", ["holds no known edge", "2 target(s) x 2 regulator(s)"]),
+    ("r1\tt1\t0\nr2\tt1\t0\n", ["holds no known edge"]),
+    ("regulator\ttarget\tweight\n", ["holds a header ('regulator', 'target', 'weight') and no edge"]),
 ], ids=["empty cell", "empty first regulator cell", "NA in the first regulator", "mixed 0/1 and ids",
-        "duplicate target", "duplicate regulator", "ragged", "conflicting edge", "a score"])
+        "duplicate target", "duplicate regulator", "ragged", "conflicting edge", "a score", "empty target id",
+        "empty regulator id", "commas in a .tsv", "no 1 in a matrix", "no 1 in an edge list", "a header alone"])
 def test_gold_standard_errors_are_gold_standard_errors(tmp_path, text, needles):
     p = tmp_path / "gs.tsv"
     p.write_text(text)
@@ -154,6 +161,13 @@ def test_gold_standard_errors_are_gold_standard_errors(tmp_path, text, needles):
     msg = " ".join(str(e.value).split())
     assert str(p) in msg and all(n in msg for n in needles), msg
     assert "Expression values" not in msg and "missing:" not in msg and "probes" not in msg
+
+
+def test_gold_standard_of_one_edge_is_an_edge_list(tmp_path):
+    """A one-line file of two or three fields is one known edge (with or without a header line)."""
+    for name, text in {"e2.tsv": "r1\tt1\n", "e3.tsv": "r1\tt1\t1\n", "h.tsv": "TF\ttarget\nr1\tt1\n"}.items():
+        (tmp_path / name).write_text(text)
+        assert read_gold_standard(str(tmp_path / name)).to_dict() == {"r1": {"t1": 1}}, name
 
 
 # --------------------------------------------------------------------------- evidence over every candidate
