@@ -548,3 +548,71 @@ def test_prior_ranking_is_judged_apart_from_the_gold_free_ones():
     edges = edge_table(with_prior, gold, "tf_activity", "none", top=10)
     np.testing.assert_array_equal(edges["score"], edges["tf_activity"])
     assert {"penalized", "correlation"} <= set(edges.columns) and edges["score"].is_monotonic_decreasing
+
+
+# --------------------------------------------------------------------------- the recovery verb
+def _recovery_inputs(tmp_path, constant: str | None = None):
+    """A planted network (R0-R5 regulate G0-G7), its data, splits and predictors table."""
+    import anndata as ad
+
+    rng = np.random.default_rng(7)
+    n = 60
+    R = rng.normal(size=(n, 6))
+    W = np.zeros((8, 6))
+    for t in range(8):
+        W[t, [t % 6, (t + 2) % 6]] = [1.0, -0.8]
+    genes = [f"R{i}" for i in range(6)] + [f"G{i}" for i in range(8)]
+    X = np.hstack([R, R @ W.T + 2.0 * rng.normal(size=(n, 8))])
+    if constant:
+        X[:, genes.index(constant)] = 1.0
+    samples = [f"s{i}" for i in range(n)]
+    ad.AnnData(X=X, obs=pd.DataFrame(index=samples), var=pd.DataFrame(index=genes)).write_h5ad(tmp_path / "d.h5ad")
+    pd.DataFrame({"sample": samples, "split": ["train"] * 48 + ["test"] * 12}).to_csv(tmp_path / "s.tsv", sep="\t",
+                                                                                    index=False)
+    pd.DataFrame({"target": ["G0"], "gene": ["R0"]}).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    return W
+
+
+def _run_recovery(tmp_path, gold: str) -> int:
+    from gexpred.cli import main
+
+    (tmp_path / "gold.tsv").write_text(gold)
+    return main(["recovery", "--data", str(tmp_path / "d.h5ad"), "--splits", str(tmp_path / "s.tsv"),
+                 "--predictors", str(tmp_path / "p.tsv"), "--gold-standard", str(tmp_path / "gold.tsv"),
+                 "--spec", '{"top_correlated": 2}', "--sources", "ols", "correlation", "--prior-folds", "0",
+                 "--k", "3", "--out", str(tmp_path / "rec.tsv"), "--out-figure", str(tmp_path / "rec.png"),
+                 "--out-edges", str(tmp_path / "edges.tsv")])
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_recovery_verb_metrics_match_scikit_learn_on_a_partly_matching_gold_standard(tmp_path):
+    """Ids the data lacks (X targets, RX) are left out; the table's AUROC/AUPR are scikit-learn's on the judged
+    pairs of the written ranking."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    W = _recovery_inputs(tmp_path)
+    lines = [f"R{j}\tG{t}\n" for t in range(8) for j in range(6) if W[t, j]]
+    assert _run_recovery(tmp_path, "".join(lines) + "RX\tG1\nR0\tX1\nR1\tX2\n") == 0
+    rec = pd.read_csv(tmp_path / "rec.tsv", sep="\t").set_index(["scope", "method", "normalization"])
+    edges = pd.read_csv(tmp_path / "edges.tsv", sep="\t")
+    judged = edges[edges["known"].notna()]
+    assert len(judged) == 8 * 6 and int(judged["known"].sum()) == 16
+    row = rec.loc[("all_gold_standard_targets", "clr_mean", "clr")]
+    assert (row["n_pairs"], row["n_positive"]) == (48, 16)
+    assert row["auroc"] == pytest.approx(metrics.roc_auc_score(judged["known"], judged["score"]), abs=1e-12)
+    assert row["aupr"] == pytest.approx(metrics.average_precision_score(judged["known"], judged["score"]), abs=1e-12)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_recovery_verb_refuses_constant_targets_and_warns_when_every_pair_is_known(tmp_path, capsys):
+    _recovery_inputs(tmp_path, constant="G0")
+    assert _run_recovery(tmp_path, "R0\tG0\nR2\tG0\n") != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "constant on the training split ('G0')" in err and "Traceback" not in err, err
+    assert not (tmp_path / "rec.tsv").exists()
+
+    _recovery_inputs(tmp_path)
+    assert _run_recovery(tmp_path, "R0\tG1\n") == 0
+    assert "every one of the 1 judged (target, candidate) pairs is a known edge" in " ".join(
+        capsys.readouterr().err.split())
+    rec = pd.read_csv(tmp_path / "rec.tsv", sep="\t")
+    assert rec["auroc"].isna().all() and (rec["aupr"] == 1.0).all()

@@ -1870,11 +1870,24 @@ def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets
     for source, what in ev.info.items():
         log.info("%s: %s", source, what)
     everything, curve = evaluate_evidence(ev, gold, "all_gold_standard_targets", gold_targets)
+    if everything.empty:  # every target with a known regulator was left out of the evidence: constant in training
+        constant = [t for t in gold_targets if t not in set(ev.targets)]
+        raise InputError(
+            f"Every gold-standard target with a known regulator among the candidates is constant on the training "
+            f"split ({preview(constant)}), so no ranking of its regulators can be judged. Check these genes' "
+            f"values, or use a gold standard whose targets vary."
+        )
+    if int(everything["n_positive"].iloc[0]) == int(everything["n_pairs"].iloc[0]):
+        log.warning("every one of the %d judged (target, candidate) pairs is a known edge of the gold standard %s: "
+                    "with no pair known not to be an edge, no ranking can be told from another (AUROC is undefined, "
+                    "left empty; AUPR is 1 whatever the scores). The candidates are the gold standard's regulators "
+                    "(its columns, or the regulators an edge list names) among the predictor candidates: give it "
+                    "more regulators", int(everything["n_pairs"].iloc[0]), a.gold_standard)
     # the DREAM5 convention, for comparison with published figures: candidates without a known target left out
     parts = [everything, evaluate_evidence(ev, gold, "known_regulators", gold_targets, known_regulators_only=True)[0]]
     if run_targets is not None:
         parts.append(evaluate_evidence(ev, gold, "run_targets", run_targets)[0])
-    summary = pd.concat(parts, ignore_index=True)
+    summary = pd.concat([p for p in parts if not p.empty], ignore_index=True)
     for _, r in summary.iterrows():
         log.info("%s %s (%s): %d targets, %d pairs, %d known edges: AUROC %.3f, AUPR %.3f (random %.4f)",
                  r["scope"], r["method"], r["normalization"], r["n_targets"], r["n_pairs"], r["n_positive"],

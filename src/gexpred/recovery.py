@@ -819,7 +819,8 @@ def collect_evidence(X_train: np.ndarray, genes: list[str], targets: list[str], 
             long = score_regulators(X_train, genes, targets, cand, chosen=chosen, top_k=top_k)
             S = np.full((len(targets), len(cand)), np.nan)
             row = {t: i for i, t in enumerate(targets)}
-            S[long["target"].map(row).to_numpy(), long["regulator"].map(pos).to_numpy()] = long["ols_score"]
+            S[long["target"].map(row).to_numpy(dtype=np.int64), long["regulator"].map(pos).to_numpy(dtype=np.int64)] = \
+                long["ols_score"]
         elif source == "penalized":
             res = ridge_evidence(Z, Y, folds, self_col, shared=True)
             S = res.abs_t
