@@ -150,9 +150,10 @@ def test_gold_standard_as_edge_list_equals_the_matrix(tmp_path):
     ("target\tr1\tr2\nt1\t0\t0\nt2\t0\t0\n", ["holds no known edge", "2 target(s) x 2 regulator(s)"]),
     ("r1\tt1\t0\nr2\tt1\t0\n", ["holds no known edge"]),
     ("regulator\ttarget\tweight\n", ["holds a header ('regulator', 'target', 'weight') and no edge"]),
+    ("r1\tt1\t-1\nr2\tt1\t1\n", ["'t1'", "'r1'", "(line 1) is '-1'", "whatever its sign"]),
 ], ids=["empty cell", "empty first regulator cell", "NA in the first regulator", "mixed 0/1 and ids",
         "duplicate target", "duplicate regulator", "ragged", "conflicting edge", "a score", "empty target id",
-        "empty regulator id", "commas in a .tsv", "no 1 in a matrix", "no 1 in an edge list", "a header alone"])
+        "empty regulator id", "commas in a .tsv", "no 1 in a matrix", "no 1 in an edge list", "a header alone", "a signed edge"])
 def test_gold_standard_errors_are_gold_standard_errors(tmp_path, text, needles):
     p = tmp_path / "gs.tsv"
     p.write_text(text)
@@ -616,3 +617,11 @@ def test_recovery_verb_refuses_constant_targets_and_warns_when_every_pair_is_kno
         capsys.readouterr().err.split())
     rec = pd.read_csv(tmp_path / "rec.tsv", sep="\t")
     assert rec["auroc"].isna().all() and (rec["aupr"] == 1.0).all()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_recovery_verb_names_ids_that_differ_only_in_case(tmp_path, capsys):
+    _recovery_inputs(tmp_path)
+    assert _run_recovery(tmp_path, "r0\tg1\nr2\tg1\n") != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "regulators there: 'r0', 'r2'" in err and "2 match when case is ignored, e.g. 'r0'" in err, err

@@ -1822,7 +1822,8 @@ def cmd_recovery(a: argparse.Namespace) -> None:
     if not candidates:
         raise InputError(
             f"None of the candidate predictors is a regulator (column) of the gold standard '{a.gold_standard}', so "
-            f"regulator recovery cannot be judged. Check that the gold standard uses the same gene ids."
+            f"regulator recovery cannot be judged. Check that the gold standard uses the same gene ids"
+            f"{_id_hint(gold, pool)}."
         )
     table = read_table(a.predictors, dtype={"target": str, "gene": str})
     run_targets = [t for t in dict.fromkeys(table["target"]) if t in in_data]
@@ -1846,6 +1847,16 @@ def cmd_recovery(a: argparse.Namespace) -> None:
                           network_settings=network, sources=sources)
     ev = add_prior_evidence(ev, Xtr, genes, gold, folds, a.prior_folds, a.seed)
     _write_recovery(ev, gold, gold_targets, run_targets, a)
+
+
+def _id_hint(gold: pd.DataFrame, genes) -> str:
+    """Examples of the gold standard's regulator ids and of the data's, and how many match when case is ignored,
+    for the message that none of them matches."""
+    lower = {str(g).lower() for g in genes}
+    case = [r for r in gold.columns if str(r).lower() in lower]
+    return (f" (regulators there: {preview(list(gold.columns)[:3])}; genes here: {preview(list(genes)[:3])}"
+            + (f"; {len(case):,} match when case is ignored, e.g. {case[0]!r}: ids are case-sensitive" if case else "")
+            + ")")
 
 
 def _check_ranking(ranking: str, sources, prior: bool) -> None:
@@ -1929,7 +1940,7 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
         raise InputError(
             f"No target of the genome-wide run has a known regulator among the shared predictors in the gold "
             f"standard '{a.gold_standard}', so regulator recovery cannot be judged. Check that the gold standard "
-            f"uses the same gene ids as the data."
+            f"uses the same gene ids as the data{_id_hint(gold, predictors)}."
         )
     # one read: the shared design (the networks' inputs: the predictors first, the candidates among them, then
     # any covariates and interaction products) and the targets

@@ -166,9 +166,12 @@ def _gold_values(values: list[str], path, line: int, target: str, regulators: li
     for v, reg in zip(values, regulators):
         if not _is_01(v):
             why = "is empty" if v == "" else f"is {v!r}"
+            signed = (_is_number(v) and float(v) < 0) or v in ("+", "-")
+            fix = ("Write 1 for every known edge whatever its sign (repressing ones too) and 0 where none is known."
+                   if signed else "Write 0 where no edge is known, and binarise scores first.")
             raise InputError(
                 f"Gold standard '{path}' must hold only 0 and 1 (1 = known regulatory edge), but target {target!r}, "
-                f"regulator {reg!r} (line {line}) {why}. Write 0 where no edge is known, and binarise scores first."
+                f"regulator {reg!r} (line {line}) {why}. {fix}"
             )
         out.append(int(float(v)))
     return out
