@@ -625,3 +625,11 @@ def test_recovery_verb_names_ids_that_differ_only_in_case(tmp_path, capsys):
     assert _run_recovery(tmp_path, "r0\tg1\nr2\tg1\n") != 0
     err = " ".join(capsys.readouterr().err.split())
     assert "regulators there: 'r0', 'r2'" in err and "2 match when case is ignored, e.g. 'r0'" in err, err
+
+
+def test_describe_missing_says_which_ids_are_targets_and_which_regulators():
+    from gexpred.recovery import describe_missing
+
+    gold = pd.DataFrame(0, index=["a", "X1", "X2"], columns=["r", "RX"])
+    assert describe_missing(gold, ["a", "r"]).endswith("(e.g. targets 'X1', 'X2'; regulators 'RX')")
+    assert describe_missing(gold, ["a", "r", "X1", "X2", "RX"]).endswith("are not in the data")

@@ -342,7 +342,9 @@ def describe_missing(gold: pd.DataFrame, genes: list[str]) -> str:
     miss_t = [t for t in gold.index if t not in gs]
     miss_r = [r for r in gold.columns if r not in gs]
     return (f"{len(miss_t)} of {len(gold.index)} gold-standard targets and {len(miss_r)} of {len(gold.columns)} "
-            f"regulators are not in the data (e.g. {preview(miss_t[:3] + miss_r[:2])})")
+            f"regulators are not in the data" + (f" (e.g. targets {preview(miss_t[:3])}" if miss_t else "")
+            + (f"{'; ' if miss_t else ' (e.g. '}regulators {preview(miss_r[:2])}" if miss_r else "")
+            + (")" if miss_t or miss_r else ""))
 
 
 # --------------------------------------------------------------------------- evidence over every candidate
