@@ -610,6 +610,11 @@ def test_recovery_verb_refuses_constant_targets_and_warns_when_every_pair_is_kno
     err = " ".join(capsys.readouterr().err.split())
     assert "constant on the training split ('G0')" in err and "Traceback" not in err, err
     assert not (tmp_path / "rec.tsv").exists()
+    # beside a varying target: left out, by name
+    assert _run_recovery(tmp_path, "R0\tG0\nR2\tG0\nR1\tG1\n") == 0
+    assert "constant on the training split and left out of regulator recovery: 'G0'" in " ".join(
+        capsys.readouterr().err.split())
+    assert (pd.read_csv(tmp_path / "rec.tsv", sep="\t")["n_targets"] == 1).all()
 
     _recovery_inputs(tmp_path)
     assert _run_recovery(tmp_path, "R0\tG1\n") == 0

@@ -1881,13 +1881,16 @@ def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets
     for source, what in ev.info.items():
         log.info("%s: %s", source, what)
     everything, curve = evaluate_evidence(ev, gold, "all_gold_standard_targets", gold_targets)
-    if everything.empty:  # every target with a known regulator was left out of the evidence: constant in training
-        constant = [t for t in gold_targets if t not in set(ev.targets)]
+    constant = [t for t in gold_targets if t not in set(ev.targets)]  # left out of the evidence
+    if everything.empty:  # every target with a known regulator was left out: constant in training
         raise InputError(
             f"Every gold-standard target with a known regulator among the candidates is constant on the training "
             f"split ({preview(constant)}), so no ranking of its regulators can be judged. Check these genes' "
             f"values, or use a gold standard whose targets vary."
         )
+    if constant:
+        log.warning("%d gold-standard target(s) with a known regulator among the candidates are constant on the "
+                    "training split and left out of regulator recovery: %s", len(constant), preview(constant))
     if int(everything["n_positive"].iloc[0]) == int(everything["n_pairs"].iloc[0]):
         log.warning("every one of the %d judged (target, candidate) pairs is a known edge of the gold standard %s: "
                     "with no pair known not to be an edge, no ranking can be told from another (AUROC is undefined, "
@@ -1906,7 +1909,7 @@ def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets
     shown = {k: v for k, v in curve.items() if k[1] == a.normalization or k[0] in COMBINED}
     sub = everything[everything["normalization"].eq(a.normalization) | everything["method"].isin(COMBINED)]
     plots.recovery_curves(shown, sub, float(everything["random_aupr"].iloc[0]), a.out_figure,
-                          f"Regulator recovery: {len(gold_targets):,} gold-standard targets, "
+                          f"Regulator recovery: {int(everything['n_targets'].iloc[0]):,} gold-standard targets, "
                           f"{int(everything['n_positive'].iloc[0]):,} known edges among "
                           f"{int(everything['n_pairs'].iloc[0]):,} candidate pairs (scores after "
                           f"{a.normalization.upper() if a.normalization != 'none' else 'no normalisation'})",
