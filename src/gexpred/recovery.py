@@ -169,6 +169,7 @@ def _gold_values(values: list[str], path, line: int, target: str, regulators: li
             signed = (_is_number(v) and float(v) < 0) or v in ("+", "-")
             fix = ("Write 1 for every known edge whatever its sign (repressing ones too) and 0 where none is known."
                    if signed else "Write 0 where no edge is known, and binarise scores first.")
+
             raise InputError(
                 f"Gold standard '{path}' must hold only 0 and 1 (1 = known regulatory edge), but target {target!r}, "
                 f"regulator {reg!r} (line {line}) {why}. {fix}"
@@ -189,6 +190,17 @@ def _gold_from_matrix(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
                 f"column the target ids) unless every line has 2 or 3 fields with ids in the second (an edge list: "
                 f"regulator, target[, 1])."
             )
+    from .io import TEXT_NA
+
+    na_words = {w.upper() for w in TEXT_NA}
+    if len(header) == n > 3 and not any(_is_number(r[1]) or r[1].upper() in na_words for _, r in rows[1:]):
+        raise InputError(
+            f"Gold standard '{path}' has {n} fields a line and ids, not 0/1, in its second column (line {rows[1][0]}: "
+            f"{rows[1][1][0]!r}, {rows[1][1][1]!r}): an edge list with more columns (as TRRUST's regulator, target, "
+            f"mode, PubMed ids)? An edge list has 2 or 3 fields a line (regulator, target[, 1]): keep only its "
+            f"regulator and target columns (e.g. `cut -f1,2`). A targets x regulators matrix holds 0/1 under its "
+            f"header of regulator ids."
+        )
     if "" in regulators:
         field = regulators.index("") + 1 + (len(header) - len(regulators))
         raise InputError(f"Gold standard '{path}' has an empty regulator id in its header (line {rows[0][0]}, field "
