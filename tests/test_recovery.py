@@ -155,8 +155,8 @@ def test_gold_standard_as_edge_list_equals_the_matrix(tmp_path):
      ["4 fields a line and ids, not 0/1, in its second column (line 2: 'AATF', 'MYC')", "cut -f1,2"]),
 ], ids=["empty cell", "empty first regulator cell", "NA in the first regulator", "mixed 0/1 and ids",
         "duplicate target", "duplicate regulator", "ragged", "conflicting edge", "a score", "empty target id",
-        "empty regulator id", "commas in a .tsv", "no 1 in a matrix", "no 1 in an edge list", "a header alone", "a signed edge",
-        "a TRRUST-like edge list of 4 columns"])
+        "empty regulator id", "commas in a .tsv", "no 1 in a matrix", "no 1 in an edge list", "a header alone",
+        "a signed edge", "a TRRUST-like edge list of 4 columns"])
 def test_gold_standard_errors_are_gold_standard_errors(tmp_path, text, needles):
     p = tmp_path / "gs.tsv"
     p.write_text(text)
