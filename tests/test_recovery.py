@@ -144,8 +144,19 @@ def test_gold_standard_as_edge_list_equals_the_matrix(tmp_path):
     ("target\tr1\tr2\nt1\t1\n", ["ragged rows: line 2", "target 't1'"]),
     ("r1\tt1\t1\nr1\tt1\t0\n", ["'r1' -> target 't1' both as an edge (1) and as no edge (0)", "line 2"]),
     ("r1\tt1\t0.5\nr2\tt1\t1\n", ["must hold only 0 and 1", "'t1'", "'r1'", "'0.5'"]),
+    ("target\tr1\tr2\n\t1\t0\nt2\t0\t1\n", ["row without a target id (line 2)", "Fill it in"]),
+    ("target\tr1\t\tr3\nt1\t1\t0\t0\n", ["empty regulator id in its header (line 1, field 3)"]),
+    ("r1,t1\nr2,t1\n", ["one field a line (line 1: 'r1,t1')", "name the file .csv"]),
+    ("target\tr1\tr2\nt1\t0\t0\nt2\t0\t0\n", ["holds no known edge", "2 target(s) x 2 regulator(s)"]),
+    ("r1\tt1\t0\nr2\tt1\t0\n", ["holds no known edge"]),
+    ("regulator\ttarget\tweight\n", ["holds a header ('regulator', 'target', 'weight') and no edge"]),
+    ("r1\tt1\t-1\nr2\tt1\t1\n", ["'t1'", "'r1'", "(line 1) is '-1'", "whatever its sign"]),
+    ("AATF\tBAX\tRepression\t229\nAATF\tMYC\tUnknown\t171\nABL1\tBAX\tActivation\t117\n",
+     ["4 fields a line and ids, not 0/1, in its second column (line 2: 'AATF', 'MYC')", "cut -f1,2"]),
 ], ids=["empty cell", "empty first regulator cell", "NA in the first regulator", "mixed 0/1 and ids",
-        "duplicate target", "duplicate regulator", "ragged", "conflicting edge", "a score"])
+        "duplicate target", "duplicate regulator", "ragged", "conflicting edge", "a score", "empty target id",
+        "empty regulator id", "commas in a .tsv", "no 1 in a matrix", "no 1 in an edge list", "a header alone",
+        "a signed edge", "a TRRUST-like edge list of 4 columns"])
 def test_gold_standard_errors_are_gold_standard_errors(tmp_path, text, needles):
     p = tmp_path / "gs.tsv"
     p.write_text(text)
@@ -154,6 +165,13 @@ def test_gold_standard_errors_are_gold_standard_errors(tmp_path, text, needles):
     msg = " ".join(str(e.value).split())
     assert str(p) in msg and all(n in msg for n in needles), msg
     assert "Expression values" not in msg and "missing:" not in msg and "probes" not in msg
+
+
+def test_gold_standard_of_one_edge_is_an_edge_list(tmp_path):
+    """A one-line file of two or three fields is one known edge (with or without a header line)."""
+    for name, text in {"e2.tsv": "r1\tt1\n", "e3.tsv": "r1\tt1\t1\n", "h.tsv": "TF\ttarget\nr1\tt1\n"}.items():
+        (tmp_path / name).write_text(text)
+        assert read_gold_standard(str(tmp_path / name)).to_dict() == {"r1": {"t1": 1}}, name
 
 
 # --------------------------------------------------------------------------- evidence over every candidate
@@ -534,3 +552,92 @@ def test_prior_ranking_is_judged_apart_from_the_gold_free_ones():
     edges = edge_table(with_prior, gold, "tf_activity", "none", top=10)
     np.testing.assert_array_equal(edges["score"], edges["tf_activity"])
     assert {"penalized", "correlation"} <= set(edges.columns) and edges["score"].is_monotonic_decreasing
+
+
+# --------------------------------------------------------------------------- the recovery verb
+def _recovery_inputs(tmp_path, constant: str | None = None):
+    """A planted network (R0-R5 regulate G0-G7), its data, splits and predictors table."""
+    import anndata as ad
+
+    rng = np.random.default_rng(7)
+    n = 60
+    R = rng.normal(size=(n, 6))
+    W = np.zeros((8, 6))
+    for t in range(8):
+        W[t, [t % 6, (t + 2) % 6]] = [1.0, -0.8]
+    genes = [f"R{i}" for i in range(6)] + [f"G{i}" for i in range(8)]
+    X = np.hstack([R, R @ W.T + 2.0 * rng.normal(size=(n, 8))])
+    if constant:
+        X[:, genes.index(constant)] = 1.0
+    samples = [f"s{i}" for i in range(n)]
+    ad.AnnData(X=X, obs=pd.DataFrame(index=samples), var=pd.DataFrame(index=genes)).write_h5ad(tmp_path / "d.h5ad")
+    pd.DataFrame({"sample": samples, "split": ["train"] * 48 + ["test"] * 12}).to_csv(tmp_path / "s.tsv", sep="\t",
+                                                                                    index=False)
+    pd.DataFrame({"target": ["G0"], "gene": ["R0"]}).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    return W
+
+
+def _run_recovery(tmp_path, gold: str) -> int:
+    from gexpred.cli import main
+
+    (tmp_path / "gold.tsv").write_text(gold)
+    return main(["recovery", "--data", str(tmp_path / "d.h5ad"), "--splits", str(tmp_path / "s.tsv"),
+                 "--predictors", str(tmp_path / "p.tsv"), "--gold-standard", str(tmp_path / "gold.tsv"),
+                 "--spec", '{"top_correlated": 2}', "--sources", "ols", "correlation", "--prior-folds", "0",
+                 "--k", "3", "--out", str(tmp_path / "rec.tsv"), "--out-figure", str(tmp_path / "rec.png"),
+                 "--out-edges", str(tmp_path / "edges.tsv")])
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_recovery_verb_metrics_match_scikit_learn_on_a_partly_matching_gold_standard(tmp_path):
+    """Ids the data lacks (X targets, RX) are left out; the table's AUROC/AUPR are scikit-learn's on the judged
+    pairs of the written ranking."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    W = _recovery_inputs(tmp_path)
+    lines = [f"R{j}\tG{t}\n" for t in range(8) for j in range(6) if W[t, j]]
+    assert _run_recovery(tmp_path, "".join(lines) + "RX\tG1\nR0\tX1\nR1\tX2\n") == 0
+    rec = pd.read_csv(tmp_path / "rec.tsv", sep="\t").set_index(["scope", "method", "normalization"])
+    edges = pd.read_csv(tmp_path / "edges.tsv", sep="\t")
+    judged = edges[edges["known"].notna()]
+    assert len(judged) == 8 * 6 and int(judged["known"].sum()) == 16
+    row = rec.loc[("all_gold_standard_targets", "clr_mean", "clr")]
+    assert (row["n_pairs"], row["n_positive"]) == (48, 16)
+    assert row["auroc"] == pytest.approx(metrics.roc_auc_score(judged["known"], judged["score"]), abs=1e-12)
+    assert row["aupr"] == pytest.approx(metrics.average_precision_score(judged["known"], judged["score"]), abs=1e-12)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_recovery_verb_refuses_constant_targets_and_warns_when_every_pair_is_known(tmp_path, capsys):
+    _recovery_inputs(tmp_path, constant="G0")
+    assert _run_recovery(tmp_path, "R0\tG0\nR2\tG0\n") != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "constant on the training split ('G0')" in err and "Traceback" not in err, err
+    assert not (tmp_path / "rec.tsv").exists()
+    # beside a varying target: left out, by name
+    assert _run_recovery(tmp_path, "R0\tG0\nR2\tG0\nR1\tG1\n") == 0
+    assert "constant on the training split and left out of regulator recovery: 'G0'" in " ".join(
+        capsys.readouterr().err.split())
+    assert (pd.read_csv(tmp_path / "rec.tsv", sep="\t")["n_targets"] == 1).all()
+
+    _recovery_inputs(tmp_path)
+    assert _run_recovery(tmp_path, "R0\tG1\n") == 0
+    assert "every one of the 1 judged (target, candidate) pairs is a known edge" in " ".join(
+        capsys.readouterr().err.split())
+    rec = pd.read_csv(tmp_path / "rec.tsv", sep="\t")
+    assert rec["auroc"].isna().all() and (rec["aupr"] == 1.0).all()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_recovery_verb_names_ids_that_differ_only_in_case(tmp_path, capsys):
+    _recovery_inputs(tmp_path)
+    assert _run_recovery(tmp_path, "r0\tg1\nr2\tg1\n") != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "regulators there: 'r0', 'r2'" in err and "2 match when case is ignored, e.g. 'r0'" in err, err
+
+
+def test_describe_missing_says_which_ids_are_targets_and_which_regulators():
+    from gexpred.recovery import describe_missing
+
+    gold = pd.DataFrame(0, index=["a", "X1", "X2"], columns=["r", "RX"])
+    assert describe_missing(gold, ["a", "r"]).endswith("(e.g. targets 'X1', 'X2'; regulators 'RX')")
+    assert describe_missing(gold, ["a", "r", "X1", "X2", "RX"]).endswith("are not in the data")

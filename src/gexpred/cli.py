@@ -1830,7 +1830,8 @@ def cmd_recovery(a: argparse.Namespace) -> None:
     if not candidates:
         raise InputError(
             f"None of the candidate predictors is a regulator (column) of the gold standard '{a.gold_standard}', so "
-            f"regulator recovery cannot be judged. Check that the gold standard uses the same gene ids."
+            f"regulator recovery cannot be judged. Check that the gold standard uses the same gene ids"
+            f"{_id_hint(gold, pool)}."
         )
     table = read_table(a.predictors, dtype={"target": str, "gene": str})
     run_targets = [t for t in dict.fromkeys(table["target"]) if t in in_data]
@@ -1856,6 +1857,16 @@ def cmd_recovery(a: argparse.Namespace) -> None:
     _write_recovery(ev, gold, gold_targets, run_targets, a)
 
 
+def _id_hint(gold: pd.DataFrame, genes) -> str:
+    """Examples of the gold standard's regulator ids and of the data's, and how many match when case is ignored,
+    for the message that none of them matches."""
+    lower = {str(g).lower() for g in genes}
+    case = [r for r in gold.columns if str(r).lower() in lower]
+    return (f" (regulators there: {preview(list(gold.columns)[:3])}; genes here: {preview(list(genes)[:3])}"
+            + (f"; {len(case):,} match when case is ignored, e.g. {case[0]!r}: ids are case-sensitive" if case else "")
+            + ")")
+
+
 def _check_ranking(ranking: str, sources, prior: bool) -> None:
     """Refuse a ranking the sources will not compute, before computing them."""
     from .errors import ConfigError
@@ -1878,11 +1889,27 @@ def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets
     for source, what in ev.info.items():
         log.info("%s: %s", source, what)
     everything, curve = evaluate_evidence(ev, gold, "all_gold_standard_targets", gold_targets)
+    constant = [t for t in gold_targets if t not in set(ev.targets)]  # left out of the evidence
+    if everything.empty:  # every target with a known regulator was left out: constant in training
+        raise InputError(
+            f"Every gold-standard target with a known regulator among the candidates is constant on the training "
+            f"split ({preview(constant)}), so no ranking of its regulators can be judged. Check these genes' "
+            f"values, or use a gold standard whose targets vary."
+        )
+    if constant:
+        log.warning("%d gold-standard target(s) with a known regulator among the candidates are constant on the "
+                    "training split and left out of regulator recovery: %s", len(constant), preview(constant))
+    if int(everything["n_positive"].iloc[0]) == int(everything["n_pairs"].iloc[0]):
+        log.warning("every one of the %d judged (target, candidate) pairs is a known edge of the gold standard %s: "
+                    "with no pair known not to be an edge, no ranking can be told from another (AUROC is undefined, "
+                    "left empty; AUPR is 1 whatever the scores). The candidates are the gold standard's regulators "
+                    "(its columns, or the regulators an edge list names) among the predictor candidates: give it "
+                    "more regulators", int(everything["n_pairs"].iloc[0]), a.gold_standard)
     # the DREAM5 convention, for comparison with published figures: candidates without a known target left out
     parts = [everything, evaluate_evidence(ev, gold, "known_regulators", gold_targets, known_regulators_only=True)[0]]
     if run_targets is not None:
         parts.append(evaluate_evidence(ev, gold, "run_targets", run_targets)[0])
-    summary = pd.concat(parts, ignore_index=True)
+    summary = pd.concat([p for p in parts if not p.empty], ignore_index=True)
     for _, r in summary.iterrows():
         log.info("%s %s (%s): %d targets, %d pairs, %d known edges: AUROC %.3f, AUPR %.3f (random %.4f)",
                  r["scope"], r["method"], r["normalization"], r["n_targets"], r["n_pairs"], r["n_positive"],
@@ -1890,7 +1917,7 @@ def _write_recovery(ev, gold: pd.DataFrame, gold_targets: list[str], run_targets
     shown = {k: v for k, v in curve.items() if k[1] == a.normalization or k[0] in COMBINED}
     sub = everything[everything["normalization"].eq(a.normalization) | everything["method"].isin(COMBINED)]
     plots.recovery_curves(shown, sub, float(everything["random_aupr"].iloc[0]), a.out_figure,
-                          f"Regulator recovery: {len(gold_targets):,} gold-standard targets, "
+                          f"Regulator recovery: {int(everything['n_targets'].iloc[0]):,} gold-standard targets, "
                           f"{int(everything['n_positive'].iloc[0]):,} known edges among "
                           f"{int(everything['n_pairs'].iloc[0]):,} candidate pairs (scores after "
                           f"{a.normalization.upper() if a.normalization != 'none' else 'no normalisation'})",
@@ -1924,7 +1951,7 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
         raise InputError(
             f"No target of the genome-wide run has a known regulator among the shared predictors in the gold "
             f"standard '{a.gold_standard}', so regulator recovery cannot be judged. Check that the gold standard "
-            f"uses the same gene ids as the data."
+            f"uses the same gene ids as the data{_id_hint(gold, predictors)}."
         )
     # one read: the shared design (the networks' inputs: the predictors first, the candidates among them, then
     # any covariates and interaction products) and the targets

@@ -104,16 +104,25 @@ def read_gold_standard(path: str) -> pd.DataFrame:
     ``gene`` ...). Returns the
     targets x regulators 0/1 matrix (int8). Every problem is refused in one paragraph naming the line or the
     target and regulator."""
-    from .io import TEXT_NA, text_rows
+    from .io import TEXT_NA, _delimiter_name, text_rows
 
     what = "Gold standard"
-    rows, _ = text_rows(path, what)
+    rows, sep = text_rows(path, what)
     rows = [(line, [f.strip() for f in r]) for line, r in rows]
+    width = {len(r) for _, r in rows}
+    if width == {1}:
+        other = "," if sep == "\t" else "\t"
+        hint = (f" Its lines hold {_delimiter_name(other)}s: name the file {'.csv' if other == ',' else '.tsv'} "
+                f"(fields are {_delimiter_name(sep)}-separated in a file named so)."
+                if any(other in r[0] for _, r in rows) else "")
+        raise InputError(f"{what} '{path}' has one field a line (line {rows[0][0]}: {rows[0][1][0]!r}), so it holds "
+                         f"neither a targets x regulators matrix nor an edge list (regulator, target[, 1]).{hint}")
+    if len(rows) == 1 and width <= {2, 3} and rows[0][1][0].lower() not in ("target", "targets", "gene", ""):
+        return _gold_from_edges(rows, path)  # one known edge (or a header alone, refused there)
     if len(rows) < 2:
         raise InputError(f"{what} '{path}' has {'no' if not rows else 'one'} line{'' if rows else 's'}: it needs a "
                          f"header of regulator ids and a row per target, or one line per known edge.")
 
-    width = {len(r) for _, r in rows}
     if not (width <= {2, 3} and len(width) == 1):
         return _gold_from_matrix(rows, path)
     # two or three fields a line: a matrix of one or two regulators holds 0/1 (or a blank to refuse) in its second
@@ -157,9 +166,13 @@ def _gold_values(values: list[str], path, line: int, target: str, regulators: li
     for v, reg in zip(values, regulators):
         if not _is_01(v):
             why = "is empty" if v == "" else f"is {v!r}"
+            signed = (_is_number(v) and float(v) < 0) or v in ("+", "-")
+            fix = ("Write 1 for every known edge whatever its sign (repressing ones too) and 0 where none is known."
+                   if signed else "Write 0 where no edge is known, and binarise scores first.")
+
             raise InputError(
                 f"Gold standard '{path}' must hold only 0 and 1 (1 = known regulatory edge), but target {target!r}, "
-                f"regulator {reg!r} (line {line}) {why}. Write 0 where no edge is known, and binarise scores first."
+                f"regulator {reg!r} (line {line}) {why}. {fix}"
             )
         out.append(int(float(v)))
     return out
@@ -177,6 +190,26 @@ def _gold_from_matrix(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
                 f"column the target ids) unless every line has 2 or 3 fields with ids in the second (an edge list: "
                 f"regulator, target[, 1])."
             )
+    from .io import TEXT_NA
+
+    na_words = {w.upper() for w in TEXT_NA}
+    if len(header) == n > 3 and not any(_is_number(r[1]) or r[1].upper() in na_words for _, r in rows[1:]):
+        raise InputError(
+            f"Gold standard '{path}' has {n} fields a line and ids, not 0/1, in its second column (line {rows[1][0]}: "
+            f"{rows[1][1][0]!r}, {rows[1][1][1]!r}): an edge list with more columns (as TRRUST's regulator, target, "
+            f"mode, PubMed ids)? An edge list has 2 or 3 fields a line (regulator, target[, 1]): keep only its "
+            f"regulator and target columns (e.g. `cut -f1,2`). A targets x regulators matrix holds 0/1 under its "
+            f"header of regulator ids."
+        )
+    if "" in regulators:
+        field = regulators.index("") + 1 + (len(header) - len(regulators))
+        raise InputError(f"Gold standard '{path}' has an empty regulator id in its header (line {rows[0][0]}, field "
+                         f"{field}): the header names the regulator of each column. Fill it in or delete the column.")
+    empty = [line for line, r in rows[1:] if r[0] == ""]
+    if empty:
+        raise InputError(f"Gold standard '{path}' has a row without a target id (line {empty[0]}"
+                         f"{f' and {len(empty) - 1} more' if len(empty) > 1 else ''}): the first column holds the "
+                         f"target ids. Fill it in or delete the row.")
     dup = pd.Index(regulators)[pd.Index(regulators).duplicated()].unique().tolist()
     if dup:
         raise InputError(f"Gold standard '{path}' names regulators more than once in its header: {preview(dup)}. "
@@ -187,8 +220,8 @@ def _gold_from_matrix(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
         raise InputError(f"Gold standard '{path}' lists targets more than once: {preview(dup)}. Merge their rows (1 "
                          f"where either has 1).")
     values = [_gold_values(r[1:], path, line, r[0], regulators) for line, r in rows[1:]]
-    return pd.DataFrame(values, index=pd.Index(targets, dtype=object), columns=pd.Index(regulators, dtype=object),
-                        dtype=np.int8)
+    return _with_known_edges(pd.DataFrame(values, index=pd.Index(targets, dtype=object),
+                                          columns=pd.Index(regulators, dtype=object), dtype=np.int8), path)
 
 
 def _gold_from_edges(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
@@ -202,6 +235,9 @@ def _gold_from_edges(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
         and words(first[1]) & {"target", "targets", "gene", "genes", "to"})
     if header:
         rows = rows[1:]
+    if not rows:
+        raise InputError(f"Gold standard '{path}' holds a header ({', '.join(map(repr, first))}) and no edge. Add "
+                         f"one line per known edge (regulator, target[, 1]).")
     known: dict[tuple[str, str], int] = {}
     for line, r in rows:
         if not r[0] or not r[1]:
@@ -222,6 +258,16 @@ def _gold_from_edges(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
             gs.at[t, g] = 1
     log.info("gold standard %s: an edge list of %d known edges among %d targets and %d regulators", path,
              int(gs.to_numpy().sum()), len(targets), len(regulators))
+    return _with_known_edges(gs, path)
+
+
+def _with_known_edges(gs: pd.DataFrame, path) -> pd.DataFrame:
+    """``gs``, refused when it holds no known edge (no 1): then no ranking could be judged."""
+    if not gs.to_numpy().any():
+        raise InputError(f"Gold standard '{path}' holds no known edge: every entry is 0 ({len(gs.index):,} "
+                         f"target(s) x {len(gs.columns):,} regulator(s)), so regulator recovery "
+                         f"has nothing to find. Write 1 for each known regulatory edge (an edge list: regulator, "
+                         f"target or regulator, target, 1).")
     return gs
 
 
@@ -308,7 +354,9 @@ def describe_missing(gold: pd.DataFrame, genes: list[str]) -> str:
     miss_t = [t for t in gold.index if t not in gs]
     miss_r = [r for r in gold.columns if r not in gs]
     return (f"{len(miss_t)} of {len(gold.index)} gold-standard targets and {len(miss_r)} of {len(gold.columns)} "
-            f"regulators are not in the data (e.g. {preview(miss_t[:3] + miss_r[:2])})")
+            f"regulators are not in the data" + (f" (e.g. targets {preview(miss_t[:3])}" if miss_t else "")
+            + (f"{'; ' if miss_t else ' (e.g. '}regulators {preview(miss_r[:2])}" if miss_r else "")
+            + (")" if miss_t or miss_r else ""))
 
 
 # --------------------------------------------------------------------------- evidence over every candidate
@@ -788,7 +836,8 @@ def collect_evidence(X_train: np.ndarray, genes: list[str], targets: list[str], 
             long = score_regulators(X_train, genes, targets, cand, chosen=chosen, top_k=top_k)
             S = np.full((len(targets), len(cand)), np.nan)
             row = {t: i for i, t in enumerate(targets)}
-            S[long["target"].map(row).to_numpy(), long["regulator"].map(pos).to_numpy()] = long["ols_score"]
+            S[long["target"].map(row).to_numpy(dtype=np.int64), long["regulator"].map(pos).to_numpy(dtype=np.int64)] = \
+                long["ols_score"]
         elif source == "penalized":
             res = ridge_evidence(Z, Y, folds, self_col, shared=True)
             S = res.abs_t
