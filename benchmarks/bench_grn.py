@@ -11,8 +11,9 @@ never scored). Everything is fitted on the training split only.
 * **Ours**: :func:`gexpred.recovery.collect_evidence` with the schema's ``recovery``
   defaults, the function the ``regulator_recovery`` rule calls: OLS on the run's
   predictor choice (15 most correlated TFs), ridge on every candidate, one network
-  per target, correlation, and their rank average. The pipeline's ranking is
-  ``recovery.ranking`` (default: the rank average of the sources after CLR).
+  per target, correlation, and two combinations after CLR (the mean of their CLR scores, their rank
+  average). The pipeline's ranking is ``recovery.ranking`` (default ``clr_mean``: the mean of the
+  sources' CLR scores).
   Its time is the whole step, every source included.
 * **GENIE3** (Huynh-Thu et al. 2010, PLoS ONE 5:e12776), computed here: per target a
   scikit-learn ``ExtraTreesRegressor`` on every candidate but itself, the target

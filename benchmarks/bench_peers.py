@@ -78,11 +78,13 @@ DEMO = REPO / "resources" / "demo"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def schema_defaults() -> dict:
-    """The config the pipeline runs with when a user sets nothing: the schema's defaults."""
+def schema_defaults(overrides: dict | None = None) -> dict:
+    """The config the pipeline runs with when a user sets nothing but ``overrides``: the schema's defaults fill
+    every key they leave out, nested ones included (``mlp: {loss: mse}`` keeps the other ``mlp`` defaults),
+    as ``validate()`` fills a user's config file in the pipeline."""
     from snakemake.utils import validate
 
-    cfg: dict = {"matrices": ["x.tsv"], "targets": ["x"], "predictors": ["x"]}
+    cfg: dict = {"matrices": ["x.tsv"], "targets": ["x"], "predictors": ["x"], **(overrides or {})}
     validate(cfg, schema=str(SCHEMA))
     return cfg
 
@@ -246,7 +248,8 @@ def main() -> int:
     ap.add_argument("--targets", type=int, default=40, help="genes in the panel (default 40)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the draw of the panel's genes (default 0)")
     ap.add_argument("--predictors", type=int, default=20, help="TFs per target (default 20)")
-    ap.add_argument("--config", help="YAML whose mlp/search sections replace the schema's defaults (experiments)")
+    ap.add_argument("--config", help="YAML config whose sections (mlp, search, split) are read as the pipeline reads a config file: "
+                         "the schema's defaults fill what it leaves out (experiments)")
     ap.add_argument("--out", help="write the per-target table (TSV) here")
     ap.add_argument("--no-peers", action="store_true", help="our models only (experiments; no last line)")
     ap.add_argument("--peers", nargs="+", choices=list(PEER_KEYS), default=list(PEER_KEYS),
@@ -271,9 +274,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     n_jobs = os.cpu_count() or 1
     torch.set_num_threads(n_jobs)
-    cfg = schema_defaults()
-    if args.config:
-        cfg.update(yaml.safe_load(Path(args.config).read_text()))
+    cfg = schema_defaults((yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else None)
     panel, folds, n_pool = build_panel(args.targets, args.seed, args.predictors, cfg, args.expression,
                                        args.gold_standard, args.tfs, tuple(args.known), args.tf_targets)
     print(f"panel: {len(panel)} of {n_pool} genes with {args.known[0]}-{args.known[1]} known regulators"

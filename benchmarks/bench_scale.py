@@ -14,7 +14,8 @@ directory with this repository's Snakefile:
     Target: under 15 s.
 (c) **Start-up share** in a 2,000-target run with networks (``models: [ols, mlp]``, a multi-output
     network per chunk of 1,000 targets, with the ``mlp`` and ``search`` sections' defaults: each chunk
-    searches 6 candidates on the validation part; ``--hidden`` trains one network of that shape alone
+    searches the ``search.mlp`` grid, 2 candidates (one [128, 64] architecture without and with input
+    noise), on the validation part; ``--hidden`` trains one network of that shape alone
     instead): every gexpred process of the run is started through a wrapper
     that sets ``PYTHONPROFILEIMPORTTIME=1``; its start-up is the bare interpreter plus the cumulative time
     of every top-level import CPython reports (lazy imports during the work included), summed over the
@@ -153,7 +154,7 @@ def main() -> int:
     ap.add_argument("--targets-c", type=int, default=2_000, help="targets of the start-up measurement (c)")
     ap.add_argument("--hidden", type=int, nargs="+",
                     help="(c) with one multi-output network of these hidden widths and no search (D-GEX's smallest: "
-                         "3000); default: the mlp and search sections' defaults (6 candidates per chunk)")
+                         "3000); default: the mlp and search sections' defaults (2 candidates per chunk)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--keep", help="keep the runs in this directory")
     ap.add_argument("--only", choices=["ab", "c"], help="only the genome-wide OLS run (a, b) or the start-up run (c)")
