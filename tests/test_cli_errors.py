@@ -404,3 +404,18 @@ def test_a_covariate_error_at_fit_time_names_the_sample_sheet_file(tmp_path, cap
     err = flat(capsys.readouterr().err)
     assert rc == 1 and "Traceback" not in err
     assert f"Covariate 'dose' of the sample sheet '{tmp_path / 'sheet.tsv'}' is missing for 1 sample" in err
+
+
+def test_bundle_of_a_model_directory_without_its_outputs_says_what_to_run(tmp_path, capsys):
+    """`gexpred bundle` with a --model-dir whose model step has not run (no model.json) ended in a
+    FileNotFoundError traceback (an audit); now one paragraph names the missing files and what to run, and no
+    bundle is written."""
+    (tmp_path / "ols" / "G0").mkdir(parents=True)
+    out = tmp_path / "models" / "G0" / "ols"
+    rc = main(["bundle", "--target", "G0", "--model", "ols", "--model-dir", str(tmp_path / "ols" / "G0"),
+               "--data", str(tmp_path / "d.h5ad"), "--splits", str(tmp_path / "s.tsv"), "--normalization",
+               str(tmp_path / "n.json"), "--metrics", str(tmp_path / "m.tsv"), "--out", str(out)])
+    err = flat(capsys.readouterr().err)
+    assert rc == 1 and "Traceback" not in err and not out.exists()
+    assert "model.json" in err and "predictions.tsv" in err and "not found" in err
+    assert "snakemake results/ols/<target>/model.json" in err

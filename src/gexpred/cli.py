@@ -1054,7 +1054,13 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
     from .design import build_design
     from .io import read_table
 
-    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    needed = [model_dir / name for name in ("model.json", "predictions.tsv")]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        raise InputError(f"bundle {a.target} / {model}: {preview(missing)} not found. --model-dir must be the model "
+                         f"step's output directory (results/{model}/<target>) after that step has run; run it first "
+                         f"(in the pipeline: snakemake results/{model}/<target>/model.json).")
+    meta = json.loads(needed[0].read_text(encoding="utf-8"))
     design = meta["design"]
     adata, split = _load_split_data(a.data, a.splits, a.target)
     train = split == "train"
