@@ -169,7 +169,8 @@ def test_gold_standard_errors_are_gold_standard_errors(tmp_path, text, needles):
 
 def test_gold_standard_of_one_edge_is_an_edge_list(tmp_path):
     """A one-line file of two or three fields is one known edge (with or without a header line)."""
-    for name, text in {"e2.tsv": "r1\tt1\n", "e3.tsv": "r1\tt1\t1\n", "h.tsv": "TF\ttarget\nr1\tt1\n"}.items():
+    for name, text in {"e2.tsv": "r1\tt1\n", "e3.tsv": "r1\tt1\t1\n", "h.tsv": "TF\ttarget\nr1\tt1\n",
+                       "tg.tsv": "TF\tTG\nr1\tt1\n"}.items():  # TF / TG (target gene): a header (an audit)
         (tmp_path / name).write_text(text)
         assert read_gold_standard(str(tmp_path / name)).to_dict() == {"r1": {"t1": 1}}, name
 

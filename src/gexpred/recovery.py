@@ -101,7 +101,7 @@ def read_gold_standard(path: str) -> pd.DataFrame:
     (the blanks and numbers then refused cell by cell), an edge list when none is 0/1, and refused when 0/1 values
     and ids both occur. An edge list's first line is a header when its third field is
     not a number, or, with two fields, when they read like regulator / target (``TF``, ``source`` ... and ``target``,
-    ``gene`` ...). Returns the
+    ``gene``, ``TG`` ...). Returns the
     targets x regulators 0/1 matrix (int8). Every problem is refused in one paragraph naming the line or the
     target and regulator."""
     from .io import TEXT_NA, _delimiter_name, text_rows
@@ -232,7 +232,7 @@ def _gold_from_edges(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
 
     header = (not _is_number(first[2])) if len(first) == 3 else bool(
         words(first[0]) & {"regulator", "regulators", "tf", "tfs", "source", "from"}
-        and words(first[1]) & {"target", "targets", "gene", "genes", "to"})
+        and words(first[1]) & {"target", "targets", "gene", "genes", "to", "tg", "tgs"})
     if header:
         rows = rows[1:]
     if not rows:
