@@ -825,7 +825,6 @@ class MeasuredFits:
     fit: pd.DataFrame
     nested: pd.DataFrame
     coef: np.ndarray
-    status: np.ndarray
     dropped_terms: list[str]
     groups: int
 
@@ -864,14 +863,12 @@ def fit_measured(X: np.ndarray, Y: np.ndarray, measured: np.ndarray, terms: Sequ
     for j in range(Y.shape[1]):
         groups.setdefault(np.packbits(measured[:, j]).tobytes(), []).append(j)
     coef = np.zeros((Y.shape[1], len(names)))
-    status = np.empty(Y.shape[1], dtype=object)
     parts: dict[str, list[pd.DataFrame]] = {"coefficients": [], "fit": [], "nested": []}
     dropped: list[str] = []
     for js in groups.values():
         rows = measured[:, js[0]]
         sub = [targets[j] for j in js]
         if rows.sum() < len(terms) + 2:
-            status[js] = "too_few_measured"
             coef[js] = np.nan
             nan = np.full(len(sub), np.nan)
             parts["fit"].append(pd.DataFrame({"target": sub, "n": int(rows.sum()), "df_model": nan, "df_resid": nan,
@@ -894,7 +891,6 @@ def fit_measured(X: np.ndarray, Y: np.ndarray, measured: np.ndarray, terms: Sequ
         res = fit_many(X[rows], Y[rows][:, js], terms, sub, alpha=alpha, on_rank_deficient="drop")
         dropped += [t for t in res.dropped_terms if t not in dropped]
         coef[np.ix_(js, [column[t] for t in res.terms])] = res.coef
-        status[js] = res.status
         parts["coefficients"].append(res.coefficients())
         parts["fit"].append(res.fit())
         if gene_sets:
@@ -902,14 +898,12 @@ def fit_measured(X: np.ndarray, Y: np.ndarray, measured: np.ndarray, terms: Sequ
     position = {t: i for i, t in enumerate(targets)}
 
     def ordered(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-        if not frames:
-            return pd.DataFrame(columns=columns)
-        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        if len(frames) > 1:  # back into the targets' order, each target's rows in their own order
-            key = df["target"].map(position).to_numpy()
-            df = df.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
-        return df
+        if len(frames) < 2:
+            return frames[0] if frames else pd.DataFrame(columns=columns)
+        df = pd.concat(frames, ignore_index=True)  # back into the targets' order, each target's rows in their own
+        key = df["target"].map(position).to_numpy()
+        return df.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
 
     return MeasuredFits(coefficients=ordered(parts["coefficients"], LONG_COEF_COLUMNS),
                         fit=ordered(parts["fit"], FIT_COLUMNS), nested=ordered(parts["nested"], LONG_NESTED_COLUMNS),
-                        coef=coef, status=status, dropped_terms=dropped, groups=len(groups))
+                        coef=coef, dropped_terms=dropped, groups=len(groups))

@@ -1618,7 +1618,7 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
                 mask = mask & measured[:, j]
                 rows.append({"target": t, "model": model, "split": name,
                              **regression_metrics(Y[mask, j], p[mask])})
-    bad = int((res.status != "ok").sum())
+    bad = int((res.fit["status"] != "ok").sum())
     log.info("chunk %d: %d targets fitted (%d not ok: constant, non-finite or too few measured samples)", a.chunk,
              len(targets), bad)
     out = Path(a.out_dir)
@@ -2310,6 +2310,8 @@ def level_arg(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .ols import COV_TYPES
+
     p = argparse.ArgumentParser(
         prog="gexpred",
         description="Predict a target gene's expression from other genes (the steps of the gexpred workflow).",
@@ -2428,7 +2430,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--method", nargs="+", default=["ridge", "lasso"], help="ridge, lasso, elastic_net")
             s.add_argument("--n-alphas", type=int, default=20, help="penalties tried per method")
         if name == "ols":
-            s.add_argument("--cov-type", choices=["nonrobust", "HC0", "HC1", "HC2", "HC3"], default="nonrobust",
+            s.add_argument("--cov-type", choices=COV_TYPES, default="nonrobust",
                            help="regression: the coefficients' covariance; HC0-HC3 are heteroskedasticity-consistent "
                                 "(the t-tests, intervals, overall F and gene-set tests use it)")
             s.add_argument("--penalized", action="store_true",

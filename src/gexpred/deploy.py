@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import platform
-import secrets
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -248,7 +247,7 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
     created
         ISO time stamp (default: ``SOURCE_DATE_EPOCH`` if set, else now; UTC).
     """
-    from .io import write_json, write_table
+    from .io import temporary_names, write_json, write_table
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -256,15 +255,12 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
     try:
         # from here on, any exception (also SystemExit from a SIGTERM, gexpred.cli.exit_on_sigterm) removes it; the
         # name is known before the directory exists, so a SIGTERM while it is created is cleaned up too
-        for _ in range(100):
-            tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}"
+        for tmp in temporary_names(out):
             try:
                 os.mkdir(tmp, 0o700)
                 break
             except FileExistsError:
-                tmp = None
-        else:
-            raise OSError(f"no free temporary name beside {out}")
+                tmp = None  # someone else's: never removed
         write_json(model_params, tmp / "model.json")
         write_json(preprocessing, tmp / "preprocessing.json")
         write_table(reference, tmp / "reference.tsv")

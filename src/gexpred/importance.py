@@ -462,8 +462,7 @@ def interaction_test_words(table: pd.DataFrame) -> tuple[str, str]:
     ``('the logistic regression', 'likelihood-ratio test')`` where a pair has a likelihood-ratio statistic or
     was sent to the likelihood-ratio test (``df_num`` without ``df_den``: a classification target's pair whose
     test had no statistic, as where a separated multinomial target's fit is ridge-penalised)."""
-    if "lr_stat" in table and table["lr_stat"].notna().any():
-        return "the logistic regression", "likelihood-ratio test"
+    # a likelihood-ratio row, with or without a statistic, has df_num and never df_den (an F-test has both)
     if {"df_num", "df_den"} <= set(table.columns) and (table["df_num"].notna() & table["df_den"].isna()).any():
         return "the logistic regression", "likelihood-ratio test"
     return "OLS", "F-test"

@@ -77,17 +77,14 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            for _ in range(100):
-                # the name is known before the file exists, so that a SIGTERM (SystemExit, gexpred.cli.exit_on_sigterm)
-                # arriving while it is created, which mkstemp would leave behind unnamed, is removed below too
-                tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+            # the name is known before the file exists, so that a SIGTERM (SystemExit, gexpred.cli.exit_on_sigterm)
+            # arriving while it is created, which mkstemp would leave behind unnamed, is removed below too
+            for tmp in temporary_names(path, ".part"):
                 try:
                     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                     break
                 except FileExistsError:
-                    tmp = None
-            else:
-                raise OSError(f"no free temporary name beside {path.name}")
+                    tmp = None  # someone else's: never removed
         except OSError as e:
             raise InputError(f"Cannot write '{path}': {e.strerror or e}. Choose a folder you can write to.") from None
         # from here on, any exception (also SystemExit from a SIGTERM, gexpred.cli.exit_on_sigterm) removes it
@@ -102,6 +99,15 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temporary_names(path: Path, suffix: str = "", tries: int = 100) -> Iterator[Path]:
+    """Random hidden names beside ``path`` (``.name.<hex><suffix>``) for a temporary file or directory, to be
+    assigned *before* creating it (``for tmp in temporary_names(...)``) so that clean-up code knows it whenever an
+    exception arrives; ``OSError`` after ``tries`` names that were all taken."""
+    for _ in range(tries):
+        yield path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+    raise OSError(f"no free temporary name beside {path}")
 
 
 def _umask() -> int:

@@ -280,8 +280,8 @@ def interval_coverage(interval: dict[str, Any], truth: np.ndarray, predicted: np
     covered = int(np.sum(err <= interval["half_width"]))
     p = binomtest(covered, len(err), interval["level"], alternative="less").pvalue if len(err) else np.nan
     return {"metric": f"interval_coverage ({100 * interval['level']:g}%)",
-            "test": interval.get("test_coverage", np.nan), "new_batch": covered / len(err) if len(err) else np.nan, "ratio": np.nan, "p_value": float(p),
-            "status": ""}
+            "test": interval.get("test_coverage", np.nan), "new_batch": covered / len(err) if len(err) else np.nan,
+            "ratio": np.nan, "p_value": float(p), "status": ""}
 
 
 def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: Thresholds) -> dict[str, Any]:
