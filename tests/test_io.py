@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import gexpred.io
 from gexpred.errors import GexpredError, InputError
 from gexpred.io import (
+    MISSING_POLICIES,
     atomic_output,
     read_gene_list,
     read_matrix,
@@ -317,6 +318,37 @@ def test_non_numeric_value_names_a_gene_id_pandas_would_read_as_a_boolean(write)
 def test_sample_without_id_in_header(write):
     msg = input_error(write("trailing.tsv", "gene\tS1\tS2\t\nG1\t1\t2\t3\n"))
     assert "without an id" in msg and "column 4" in msg
+
+
+@pytest.mark.parametrize("name, text", [
+    ("rows.tsv", "gene\tS1\tS2\nG1\t1\t2\t\nG2\t3\t4\t\nG3\t5\t6\t\n"),
+    ("crlf.tsv", "gene\tS1\tS2\r\nG1\t1\t2\t\r\nG2\t3\t4\t\r\n"),
+    ("rows.csv", "gene,S1,S2\nG1,1,2,\nG2,3,4,\n"),
+])
+def test_trailing_delimiter_on_every_data_row_is_not_read_as_r_layout(write, name, text):
+    """An export that ends every data line, but not the header, with a delimiter has one field more per row than
+    the header, as R's write.table layout has: read so, 'gene' became a sample holding S1's values, S1 held S2's
+    and S2 was empty (with missing: impute_mean it was accepted). Refused by name, whatever the policy."""
+    path = write(name, text)
+    for missing in MISSING_POLICIES:
+        with pytest.raises(InputError) as info:
+            read_matrix(path, missing=missing)
+        msg = str(info.value)
+        assert "trailing" in msg and "'G1'" in msg and "'gene'" in msg and "line 2" in msg
+
+
+def test_two_trailing_delimiters_name_the_empty_sample_id(write):
+    """Two trailing tabs on every line make two empty sample ids: said as such, not as 'duplicate sample ids'."""
+    msg = input_error(write("two.tsv", "gene\tS1\tS2\t\t\nG1\t1\t2\t\t\nG2\t3\t4\t\t\n"))
+    assert "without an id" in msg and "column 4" in msg and "trailing delimiter" in msg
+
+
+def test_r_layout_with_an_empty_last_sample_value_only_in_some_rows_still_reads(write):
+    """The check above is for a last column empty in every row: R's layout with one missing value is read as it
+    is (the missing value is then the missing-value policy's business)."""
+    adata = read_matrix(write("r.tsv", "S1\tS2\nG1\t1\t\nG2\t3\t4\n"), missing="drop_genes")
+    assert list(adata.obs_names) == ["S1", "S2"]
+    np.testing.assert_array_equal(adata.X, np.array([[1.0, 3.0], [np.nan, 4.0]]))
 
 
 def test_first_data_row_with_wrong_field_count_names_line_and_gene(write):

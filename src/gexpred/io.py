@@ -508,7 +508,8 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
             f"Matrix '{path}' has a header but no rows. It must have one row per gene: the gene id, "
             f"then one value per sample."
         )
-    if len(header) == len(first) - 1:
+    r_layout = len(header) == len(first) - 1
+    if r_layout:
         # R's write.table layout: no header field above the row names.
         samples = header
     elif len(header) == len(first):
@@ -525,7 +526,7 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
             f"{_delimiter_hint(header, sep)}"
         )
     samples = [s.strip() for s in samples]
-    if len(set(samples)) != len(samples):
+    if len(set(samples)) != len(samples) and "" not in samples:  # empty ids: validate_matrix names the column
         _raise_duplicates(path, samples, "sample", "the header")
     n = len(samples)
     read = None
@@ -539,6 +540,8 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
     genes, X = read
     if X.shape != (n, len(genes)):  # never expected: both readers return one value per sample and gene
         _raise_ragged(path, sep, gz, n, "the rows do not line up with the header")
+    if r_layout and first[-1].strip() == "" and np.isnan(X[-1]).all():
+        _raise_trailing_delimiter(path, sep, header, first, first_line)
     missing = [g is None or (isinstance(g, float) and np.isnan(g)) for g in genes]
     if any(missing):
         i = missing.index(True)
@@ -550,6 +553,22 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
     genes = [str(g).strip() for g in genes]
     _check_gene_ids_not_numbers(path, genes)
     return _make_anndata(X, samples, genes)
+
+
+def _raise_trailing_delimiter(path: Path, sep: str, header: list[str], first: list[str], first_line: int) -> None:
+    """Refuse rows that each end in a delimiter the header lacks: read as R's layout (a header without the gene
+    id column's name), the header's first name would become a sample holding the first sample's values, every
+    sample the next one's, and the last sample would be empty."""
+    name = _delimiter_name(sep)
+    strip = "sed 's/\\t\\r*$//'" if sep == "\t" else "sed 's/,\\r*$//'"
+    raise InputError(
+        f"Matrix '{path}': every data row ends with an empty field that the header does not have (line "
+        f"{first_line}, gene {first[0].strip()!r}, has {_n(len(first), 'field')}, the header {len(header)}, the "
+        f"last one empty): a trailing {name} at the end of each data line. Read as it stands, header "
+        f"{header[0].strip()!r} would name the first sample's values, each sample's name the next one's values, "
+        f"and the last sample would be empty. "
+        f"Remove the trailing {name} from every data line (e.g. with {strip}) and try again."
+    )
 
 
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
