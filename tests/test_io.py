@@ -260,6 +260,21 @@ def test_parquet_filtered_frame_uses_gene_column_not_leftover_row_numbers(tmp_pa
     np.testing.assert_array_equal(adata.X, kept[["S1", "S2"]].to_numpy().T)
 
 
+def test_parquet_filtered_frame_with_integer_id_column_is_refused_not_guessed(tmp_path):
+    """A frame of Entrez ids in a column, filtered (df[mask]) and written, keeps its row numbers as an unnamed
+    integer index: the reader took them for the gene ids and made 'entrez' a sample holding the ids. Either
+    could be the ids, so the file is refused; naming the ids' column reads it."""
+    df = pd.DataFrame({"entrez": [7157, 672, 675, 1956], "S1": [1.0, 2.0, 3.0, 4.0], "S2": [5.0, 6.0, 7.0, 8.0]})
+    kept = df[df["S1"] != 2.0]
+    kept.to_parquet(tmp_path / "m.parquet")
+    msg = input_error(tmp_path / "m.parquet")
+    assert "'entrez'" in msg and "unnamed index" in msg and "set_index('entrez')" in msg
+    kept.set_index("entrez").to_parquet(tmp_path / "named.parquet")
+    adata = read_matrix(tmp_path / "named.parquet")
+    assert list(adata.var_names) == ["7157", "675", "1956"] and list(adata.obs_names) == ["S1", "S2"]
+    np.testing.assert_array_equal(adata.X, kept[["S1", "S2"]].to_numpy().T)
+
+
 def test_h5ad_keeps_obs_as_samples(tmp_path, rng):
     X = rng.standard_normal((3, 4)).astype(np.float32)
     ad.AnnData(X=X, obs=pd.DataFrame(index=["s1", "s2", "s3"]), var=pd.DataFrame(index=list("abcd"))) \

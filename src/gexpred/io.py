@@ -757,14 +757,23 @@ def _read_parquet_matrix(path: Path) -> ad.AnnData:
     first_numeric = first is not None and (pd.api.types.is_numeric_dtype(df[first])
                                            or pd.api.types.is_bool_dtype(df[first]))
     if not index_is_ids and integer_index and not row_numbers and (first is None or first_numeric):
+        if first is not None and _distinct_integers(df[first]) and df.shape[1] > 1:
+            # a filtered frame (df[mask]) keeps its row numbers as an unnamed integer index: which of the two
+            # holds the gene ids cannot be told, and taking the wrong one turns the ids into a sample's values
+            raise InputError(
+                f"Matrix '{path}' has an unnamed index of integers ({preview(df.index, 3)}) and a first column "
+                f"{str(first)!r} of distinct integers ({preview(df[first], 3)}): either could be the gene ids (an "
+                f"index of row numbers left by filtering a table, then to_parquet(), looks like Entrez ids). Name "
+                f"the column of gene ids: pandas' df.set_index({str(first)!r}) if the ids are that column, or "
+                f"df.rename_axis('gene') if they are the index, then to_parquet() again."
+            )
         index_is_ids = True  # integer ids (Entrez) in an unnamed index, the first column a sample's values
     if index_is_ids:
         genes = pd.Series(df.index, dtype=object)
     else:
         if df.shape[1] == 0:
             raise InputError(f"Matrix '{path}' has no columns. It must hold a column of gene ids and one per sample.")
-        integer_ids = (first_numeric and pd.api.types.is_integer_dtype(df[first])
-                       and not pd.api.types.is_bool_dtype(df[first]) and df[first].is_unique and df.shape[1] > 1)
+        integer_ids = first_numeric and _distinct_integers(df[first]) and df.shape[1] > 1
         if first_numeric and not integer_ids:
             raise InputError(
                 f"Matrix '{path}': the first column {str(first)!r} holds numbers that are not distinct integers, "
@@ -802,6 +811,12 @@ def _read_parquet_matrix(path: Path) -> ad.AnnData:
     except (TypeError, ValueError) as exc:
         raise InputError(f"Matrix '{path}' holds values that are not real numbers ({exc}).") from None
     return _frame_to_anndata(pd.DataFrame(values, index=df.index, columns=df.columns), path)
+
+
+def _distinct_integers(column: pd.Series) -> bool:
+    """Whether a parquet column could be integer gene ids (Entrez): integers (not booleans), each once."""
+    return (pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column)
+            and column.is_unique)
 
 
 @contextlib.contextmanager
