@@ -414,3 +414,23 @@ def test_ids_that_differ_only_by_a_version_suffix_are_named_as_close_matches(tmp
     with pytest.raises(ConfigError) as e:
         select_predictors(X, genes, ["ensg00000141510.17"], {"top_correlated": 1}, "the data")
     assert "case-sensitive" in str(e.value) and "version" not in str(e.value)
+
+
+def test_infinite_numeric_covariate_is_refused_naming_the_sample(tmp_path):
+    """A sample sheet's 'Inf' or '-inf' reads as an infinite number: the covariate then looked constant to
+    check_design (its SD is NaN) and vanished from the design with the warning 'constant over the training
+    samples'; in a test sample it made the prediction infinite. Refused, naming the covariate and the samples."""
+    from gexpred.design import encode_covariates
+    from gexpred.io import read_sample_sheet
+
+    rows = "".join(f"S{i}\t{v}\n" for i, v in enumerate(["1", "2", "Inf", "4", "-inf", "6"]))
+    (tmp_path / "sheet.tsv").write_text("sample\tdose\n" + rows)
+    obs = read_sample_sheet(tmp_path / "sheet.tsv")
+    assert pd.api.types.is_numeric_dtype(obs["dose"])
+    with pytest.raises(ConfigError) as info:
+        encode_covariates(obs, ["dose"], np.ones(6, dtype=bool), "the sample sheet 'sheet.tsv'")
+    msg = str(info.value)
+    assert "'dose'" in msg and "'sheet.tsv'" in msg and "'S2'" in msg and "'S4'" in msg and "2 samples" in msg
+    # declared categorical, the same cells are levels (text), as any other code
+    cov, enc = encode_covariates(obs, ["C(dose)"], np.ones(6, dtype=bool))
+    assert np.isfinite(cov.to_numpy()).all() and "inf" in enc["C(dose)"]["levels"]

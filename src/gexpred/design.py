@@ -385,6 +385,17 @@ def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarra
                 f"'N.A.') or remove the covariate from 'ols.covariates'."
             )
         if pd.api.types.is_numeric_dtype(col) and not declared:
+            inf = ~np.isfinite(col.to_numpy(dtype=np.float64))
+            if inf.any():
+                # an infinite column is 'constant' to check_design (its SD is NaN) and would vanish from the
+                # design under that false reason; in a test sample it would make the prediction infinite
+                raise ConfigError(
+                    f"Covariate {c!r} of {source} is infinite for {int(inf.sum())} "
+                    f"sample{'s' if inf.sum() > 1 else ''}: "
+                    f"{preview([f'{s!r} ({v})' for s, v in zip(obs.index[inf], col.to_numpy()[inf])])} (a cell "
+                    f"such as 'Inf' or '-inf'). Give those samples a finite value, or remove the covariate "
+                    f"from 'ols.covariates'."
+                )
             cols[c] = col.astype(np.float64)
             encoding[c] = {"type": "numeric"}
             continue
