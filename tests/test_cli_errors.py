@@ -135,6 +135,18 @@ def test_collect_sample_sheet_case_only_mismatch_is_named(make_frame, write, tmp
                           [str(sheet), "no row for 2 of the 2 samples", "'S1' -> 's1'", "case-sensitive"])
 
 
+def test_collect_sample_sheet_without_leading_zeros_is_named(make_frame, write, tmp_path, capsys):
+    """A sheet saved by a spreadsheet program writes the matrix's sample ids '001', '002' as 1, 2: the message
+    pairs them and says why, instead of a bare 'no row for 2 of the 2 samples'."""
+    m = tmp_path / "m.tsv"
+    make_frame(genes=["G1"], samples=["001", "002"]).to_csv(m, sep="\t")
+    sheet = write("sheet.csv", "sample,age\n1,30\n2,40\n")
+    rc, out = run_collect(tmp_path, [m], sheet)
+    assert_failed_cleanly(rc, out, capsys.readouterr().err,
+                          [str(sheet), "no row for 2 of the 2 samples", "'001' -> '1', '002' -> '2'",
+                           "leading zeros included"])
+
+
 def test_collect_output_is_a_directory_leaves_nothing(make_frame, tmp_path, capsys):
     m = tmp_path / "m.tsv"
     make_frame(genes=["G1"], samples=["s1"]).to_csv(m, sep="\t")

@@ -127,6 +127,23 @@ def test_ids_spelt_two_ways_are_named_together_when_dropped(make_frame, caplog):
     assert "'ENSG1' (a.tsv) / 'ENSG1.4' (b.tsv)" in text
 
 
+def test_numeric_ids_with_and_without_leading_zeros_are_named_together_when_dropped(make_frame, caplog):
+    """Sample '007' in one file and '7' in another (a spreadsheet drops the zeros) are one sample spelt two ways:
+    both are dropped and listed, and the warning pairs them; '7' and '70' are not paired."""
+    import logging
+
+    a = make_frame(genes=["g1"], samples=["001", "007", "070"])
+    b = make_frame(genes=["h1"], samples=["001", "7", "70"])
+    mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("ab", (a, b))]
+    with caplog.at_level(logging.WARNING, logger="gexpred.collect"):
+        combined, dropped = combine(mats)
+    assert_samples_by_genes(combined, a.T.join(b.T, how="inner"))
+    assert sorted(dropped["id"]) == ["007", "070", "7", "70"]
+    text = " ".join(caplog.text.split())
+    assert "2 ids are spelt differently in different files: '007' (a.tsv) / '7' (b.tsv); '070' (a.tsv) / '70' " \
+           "(b.tsv)" in text and "leading zeros included" in text
+
+
 # --------------------------------------------------------------------------- conflicts
 def test_overlap_in_samples_and_genes_is_an_error_naming_both_files(make_frame, tmp_path):
     a = make_frame(genes=["g1", "g2", "g3"], samples=["s1", "s2"])

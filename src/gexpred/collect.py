@@ -149,11 +149,15 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
 
 def _close_ids(ids: list[str], files: dict[str, str]) -> str:
     """A sentence naming the ``ids`` (left out) that differ from one another only in letter case, surrounding
-    spaces or quotes, or a version suffix (``S31`` in one file, ``s31`` in another: one sample spelt two ways,
-    so neither is in every matrix), or "" when none do."""
+    spaces or quotes, a version suffix or the leading zeros of a number (``S31`` in one file, ``s31`` in another;
+    ``007`` and ``7``: one sample spelt two ways, so neither is in every matrix), or "" when none do."""
+    def key(i: str) -> str:
+        k = _VERSION.sub("", str(i).strip().strip("'\"").strip().casefold())
+        return (k.lstrip("0") or "0") if k.isdigit() else k
+
     groups: dict[str, list[str]] = {}
     for i in ids:
-        groups.setdefault(_VERSION.sub("", str(i).strip().strip("'\"").strip().casefold()), []).append(str(i))
+        groups.setdefault(key(i), []).append(str(i))
     close = [g for g in groups.values() if len(g) > 1]
     if not close:
         return ""
@@ -161,7 +165,7 @@ def _close_ids(ids: list[str], files: dict[str, str]) -> str:
     more = f" and {len(close) - 5} more" if len(close) > 5 else ""
     n = f"{len(close)} id is" if len(close) == 1 else f"{len(close)} ids are"
     return (f"; among them, {n} spelt differently in different files: {shown}{more}. Ids must match exactly (letter "
-            f"case and version suffixes included): spell them the same way in every file")
+            f"case, version suffixes and leading zeros included): spell them the same way in every file")
 
 
 def attach_sample_sheet(

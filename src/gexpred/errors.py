@@ -50,7 +50,8 @@ _VERSION = re.compile(r"\.\d+$")
 
 def near_ids(absent, available, limit: int = 5) -> str:
     """A sentence naming ids of ``available`` that ``absent`` ids match but for letter case, surrounding quotes
-    and spaces, or a version suffix (Ensembl's ``ENSG00000141510`` against ``ENSG00000141510.17``), e.g.
+    and spaces, a version suffix (Ensembl's ``ENSG00000141510`` against ``ENSG00000141510.17``), or the leading
+    zeros of a numeric id (``'001'`` against ``'1'``, as a spreadsheet rewrites it), e.g.
     " Close matches: 's001' -> 'S001' (ids are case-sensitive).", or "" when none do."""
     def key(i) -> str:
         return str(i).strip().strip("'\"").strip().casefold()
@@ -58,22 +59,34 @@ def near_ids(absent, available, limit: int = 5) -> str:
     def unversioned(i) -> str:
         return _VERSION.sub("", key(i))
 
+    def unpadded(i) -> str | None:
+        k = key(i)
+        return (k.lstrip("0") or "0") if k.isdigit() else None
+
     folded: dict[str, list[str]] = {}
     bare: dict[str, list[str]] = {}
+    numbers: dict[str, list[str]] = {}
     for a in available:
         folded.setdefault(str(a).casefold(), []).append(str(a))
         bare.setdefault(unversioned(a), []).append(str(a))
-    near, versions = [], False
+        if (u := unpadded(a)) is not None:
+            numbers.setdefault(u, []).append(str(a))
+    near, versions, zeros = [], False, False
     for i in absent:
         if key(i) in folded:
             near.append((str(i), folded[key(i)]))
         elif unversioned(i) in bare:
             near.append((str(i), bare[unversioned(i)]))
             versions = True
+        elif unpadded(i) is not None and unpadded(i) in numbers:
+            near.append((str(i), numbers[unpadded(i)]))
+            zeros = True
     if not near:
         return ""
     shown = ", ".join(f"{i!r} -> {'/'.join(map(repr, m))}" for i, m in near[:limit])
     more = f" and {len(near) - limit} more" if len(near) > limit else ""
     why = ("ids must match exactly, version suffixes such as '.17' included: strip them from the matrices or "
-           "add them to the config") if versions else "ids are case-sensitive"
+           "add them to the config") if versions else (
+        "ids must match exactly, leading zeros included: a spreadsheet program drops them from ids that look like "
+        "numbers, so write the ids as text in every file") if zeros else "ids are case-sensitive"
     return f" Close matches: {shown}{more} ({why})."
