@@ -584,3 +584,16 @@ def test_binarized_gene_with_missing_values_names_gene_and_samples(tmp_path):
     text = " ".join(log.read_text().split())
     assert rc == 1 and "'g3'" in text and "'s2'" in text and "never imputed" in text
     assert not (tmp_path / "labels.tsv").exists()
+
+
+def test_normalize_whose_data_output_cannot_be_written_leaves_no_parameters(step, tmp_path):
+    """normalize wrote normalization.json and then failed on the .h5ad (here an existing directory): the parameters
+    were left behind without the data they describe. Both files or neither."""
+    X, genes, samples = regression_data()
+    p = prepared(step, X, genes, samples)
+    out_dir = tmp_path / "norm"
+    (out_dir / "normalized.h5ad").mkdir(parents=True)
+    params = tmp_path / "params" / "normalization.json"
+    step.fails("normalize", "--data", p["data"], "--splits", p["splits"], "--method", "zscore",
+               "--out", out_dir / "normalized.h5ad", "--params", params,
+               needles=["normalized.h5ad", "is a directory"], outputs=[params])

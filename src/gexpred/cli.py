@@ -389,7 +389,11 @@ def cmd_normalize(a: argparse.Namespace) -> None:
         # which cells were filled in: a target's are left out of its models (_measured_samples)
         out.uns["imputed"] = {"gene": np.asarray(genes, dtype=str)[gi], "sample": np.asarray(samples, dtype=str)[si]}
     write_json(params, a.params)
-    write_h5ad(out, a.out)
+    try:
+        write_h5ad(out, a.out)
+    except BaseException:
+        Path(a.params).unlink(missing_ok=True)  # no partial output: both files or neither
+        raise
 
 
 def cmd_select(a: argparse.Namespace) -> None:
