@@ -141,8 +141,9 @@ def ours(panel, folds, cfg, workers: int = 1) -> dict[str, tuple[list[np.ndarray
     t0 = time.perf_counter()
     preds = []
     for name, Xtr, ytr, Xte, _ in panel:
+        # the peers choose and refit, as nested=False does; the rule's nested CV changes only the CV predictions
         res = cv_penalized(Xtr, ytr, folds, cfg["search"]["penalized"]["methods"],
-                           cfg["search"]["penalized"]["n_alphas"], name)
+                           cfg["search"]["penalized"]["n_alphas"], name, nested=False)
         preds.append(res.intercept + Xte @ res.coef)
     out["penalized (ours)"] = (preds, time.perf_counter() - t0)
     candidates = network_candidates(cfg, cfg["mlp"])

@@ -617,6 +617,77 @@ def test_cv_penalized_chooses_by_mean_fold_error():
     np.testing.assert_allclose(res.coef, b, rtol=1e-8, atol=1e-12)
 
 
+def _grid(X: np.ndarray, y: np.ndarray, method: str, n: int) -> np.ndarray:
+    """The penalties of a search, written out: ridge 1e2..1e-4; lasso from max |x_j'(y - ybar)| / n on
+    standardised predictors down to 1e-3 of it, evenly on a log scale."""
+    if method == "ridge":
+        return np.logspace(2, -4, n)
+    Xs = (X - X.mean(axis=0)) / X.std(axis=0)
+    top = np.max(np.abs(Xs.T @ (y - y.mean()))) / len(y)
+    return np.logspace(np.log10(top), np.log10(top * 1e-3), n)
+
+
+def test_cv_penalized_nested_predictions_repeat_the_choice_inside_each_fold():
+    """oof: fold f predicted by the (method, alpha) of lowest mean held-out MSE over the other folds alone (their
+    own grids, each of them held out in turn), fitted on them; oof_selected: the chosen alpha's own held-out
+    predictions. Written out with fit_penalized loops."""
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(80, 6))
+    y = X[:, 0] - 0.4 * X[:, 1] + rng.normal(size=80) * 1.5
+    folds = kfold([f"s{i}" for i in range(80)], 4, seed=2)
+    res = cv_penalized(X, y, folds, ["ridge", "lasso"], n_alphas=5)
+    l1 = {"ridge": 0.0, "lasso": 1.0}
+    expected = np.empty(80)
+    for f in range(4):
+        tr, te = folds != f, folds == f
+        inner = [g for g in range(4) if g != f]
+        best = None
+        for method in ("ridge", "lasso"):
+            for alpha in _grid(X[tr], y[tr], method, 5):
+                errs = []
+                for g in inner:
+                    fit_rows, held = tr & (folds != g), folds == g
+                    b0, b = fit_penalized(X[fit_rows], y[fit_rows], alpha, l1[method])
+                    errs.append(np.mean((y[held] - b0 - X[held] @ b) ** 2))
+                if best is None or np.mean(errs) < best[0]:
+                    best = (np.mean(errs), method, alpha)
+        b0, b = fit_penalized(X[tr], y[tr], best[2], l1[best[1]])
+        expected[te] = b0 + X[te] @ b
+        assert res.fold_choices[f][0] == best[1] and res.fold_choices[f][1] == pytest.approx(best[2], rel=1e-12)
+    np.testing.assert_allclose(res.oof, expected, rtol=1e-8, atol=1e-10)
+    for f in range(4):
+        tr, te = folds != f, folds == f
+        b0, b = fit_penalized(X[tr], y[tr], res.alpha, l1[res.method])
+        np.testing.assert_allclose(res.oof_selected[te], b0 + X[te] @ b, rtol=1e-8, atol=1e-10)
+    assert not np.allclose(res.oof, res.oof_selected)
+    plain = cv_penalized(X, y, folds, ["ridge", "lasso"], n_alphas=5, nested=False)
+    np.testing.assert_array_equal(plain.oof, res.oof_selected)
+    assert plain.fold_choices == []
+
+
+def test_cv_penalized_nested_error_is_not_flattered_by_the_search():
+    """On 20 data sets of a weak signal among 30 predictors (60 samples), the chosen penalty's own CV MSE is
+    below the model's error on 2,000 new samples (the held-out folds chose it); the nested CV MSE is above the
+    chosen one's (paired t-test) and its mean gap to the new samples' error is within noise of zero."""
+    from scipy import stats
+
+    selected, nested, new = [], [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(2060, 30))
+        y = 0.3 * X[:, 0] + rng.normal(size=2060)
+        folds = kfold([f"s{i}" for i in range(60)], 5, seed=seed)
+        res = cv_penalized(X[:60], y[:60], folds, ["ridge", "lasso"], n_alphas=8)
+        selected.append(np.mean((y[:60] - res.oof_selected) ** 2))
+        nested.append(np.mean((y[:60] - res.oof) ** 2))
+        new.append(np.mean((y[60:] - res.intercept - X[60:] @ res.coef) ** 2))
+    selected, nested, new = map(np.asarray, (selected, nested, new))
+    assert stats.ttest_rel(nested, selected, alternative="greater").pvalue < 0.01
+    assert np.mean(selected - new) < 0
+    gap = nested - new
+    assert abs(gap.mean()) < 2 * gap.std(ddof=1) / np.sqrt(len(gap))
+
+
 def test_cv_ols_matches_statsmodels_per_fold():
     X, y = _regression(n=40, p=3)
     folds = kfold([f"s{i}" for i in range(40)], 4)

@@ -1008,8 +1008,18 @@ def cmd_penalized(a: argparse.Namespace) -> None:
                 "coefficients": dict(zip(terms, map(float, res.coef))), "design": design,
                 "objective": "RSS / (2 n) + alpha * ((1 - l1_wt) * |b|^2 / 2 + l1_wt * |b|_1) on standardized "
                              "predictors (statsmodels OLS.fit_regularized)",
+                "nested_cv": {"fold_choices": [{"fold": f + 1, "method": m, "alpha": al}
+                                                for f, (m, al) in enumerate(res.fold_choices)],
+                              # means over the folds of each fold's MSE, as search.tsv's cv_mse_mean
+                              "cv_mse": _fold_mean_mse(y[train], res.oof, folds),
+                              "selected_cv_mse": _fold_mean_mse(y[train], res.oof_selected, folds)},
                 "normalization": a.normalization_ref, "gexpred_version": __version__}, out / "model.json")
     write_table(_predictions_frame(a.target, "penalized", adata.obs_names, split, y, pred), out / "predictions.tsv")
+
+
+def _fold_mean_mse(y: np.ndarray, pred: np.ndarray, folds: np.ndarray) -> float:
+    """The mean over the folds of each held-out fold's mean squared error."""
+    return float(np.mean([np.mean((y[folds == f] - pred[folds == f]) ** 2) for f in np.unique(folds)]))
 
 
 def cmd_bundle(a: argparse.Namespace) -> None:

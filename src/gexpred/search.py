@@ -989,24 +989,21 @@ class PenalizedCV:
     intercept: float
     coef: np.ndarray
     oof: np.ndarray
-    """Out-of-fold predictions of the chosen (method, alpha)."""
+    """Out-of-fold predictions of the whole procedure, the choice of family and penalty included (nested
+    cross-validation: each fold's prediction comes from the choice its own training part made)."""
+    oof_selected: np.ndarray
+    """Out-of-fold predictions of the chosen (method, alpha) itself: the search table's figures, optimistic as
+    an estimate of the model's error because the held-out folds helped choose it."""
+    fold_choices: list[tuple[str, float]] = field(default_factory=list)
+    """The (method, alpha) each fold's training part chose (nested cross-validation)."""
 
 
-def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Sequence[str] = ("ridge", "lasso"),
-                 n_alphas: int = 20, target: str = "target", fold_X: np.ndarray | None = None) -> PenalizedCV:
-    """Choose the penalised family and penalty by the mean held-out MSE over ``folds``; refit on all rows.
-
-    Each method's penalties (:func:`penalty_grid`) are computed once from all the
-    rows given (the training split), so every fold tries the same values; each
-    fold fits the whole path at once (:func:`penalized_path`).
-    """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    folds = np.asarray(folds)
+def _penalized_cv_table(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Sequence[str], n_alphas: int,
+                        fold_X: np.ndarray | None, count_nonzero: bool = True
+                        ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Every (method, alpha)'s held-out errors over ``folds`` (the penalties from all rows given) and its
+    out-of-fold predictions; with ``count_nonzero``, the predictors each keeps when fitted on all rows."""
     K = int(folds.max()) + 1
-    if not methods:
-        raise ConfigError("search.penalized.methods is empty; list at least one of ridge, lasso, elastic_net.")
-    fold_X = None if fold_X is None else np.asarray(fold_X, dtype=np.float64)
     rows, oofs = [], []
     for method in methods:
         alphas = penalty_grid(X, y, method, n_alphas)
@@ -1019,26 +1016,80 @@ def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Seque
             b0s, B = penalized_path(Xf[tr], y[tr], alphas, l1)
             fold_pred[:, te] = b0s[:, None] + B @ Xf[te].T
             fold_mse[:, f] = np.mean((y[te][None, :] - fold_pred[:, te]) ** 2, axis=1)
-        _, B = penalized_path(X, y, alphas, l1)
-        for i, (a, b) in enumerate(zip(alphas, B)):
+        kept = np.sum(penalized_path(X, y, alphas, l1)[1] != 0, axis=1) if count_nonzero else None
+        for i, a in enumerate(alphas):
             row = {"method": method, "alpha": float(a), "l1_wt": l1, "cv_mse_mean": float(fold_mse[i].mean()),
                    "cv_mse_sd": float(fold_mse[i].std(ddof=1)) if K > 1 else 0.0}
             row.update({f"fold_{f + 1}": float(fold_mse[i, f]) for f in range(K)})
-            row["n_nonzero"] = int(np.sum(b != 0))
+            if kept is not None:
+                row["n_nonzero"] = int(kept[i])
             rows.append(row)
             oofs.append(fold_pred[i])
+    return rows, oofs
+
+
+def _best_row(rows: list[dict[str, Any]]) -> int:
+    """The row of the lowest mean held-out MSE (the first of ties)."""
+    return int(np.argmin([r["cv_mse_mean"] for r in rows]))
+
+
+def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Sequence[str] = ("ridge", "lasso"),
+                 n_alphas: int = 20, target: str = "target", fold_X: np.ndarray | None = None,
+                 nested: bool = True) -> PenalizedCV:
+    """Choose the penalised family and penalty by the mean held-out MSE over ``folds``; refit on all rows.
+
+    Each method's penalties (:func:`penalty_grid`) are computed once from all the
+    rows given (the training split), so every fold tries the same values; each
+    fold fits the whole path at once (:func:`penalized_path`).
+
+    The held-out error of the chosen penalty is biased low as an estimate of the model's error: of the
+    ``2 x n_alphas`` fits, the one that happened to suit these folds best wins (Varma & Simon 2006, *BMC
+    Bioinformatics* 7:91; Cawley & Talbot 2010, *JMLR* 11:2079). With ``nested`` (the default), ``oof`` comes
+    from nested cross-validation instead: fold ``f`` is predicted by the family and penalty that the other
+    folds chose among themselves (their own penalty grids, the other folds as inner folds), fitted on them, so
+    the comparison of models and the prediction intervals built from ``oof`` judge the whole procedure, the
+    choice included. It costs ``K`` more searches of ``K - 1`` folds, a few more closed-form or
+    coordinate-descent paths. ``oof_selected`` keeps the chosen penalty's own out-of-fold predictions, which
+    ``oof`` is too with 2 folds (one fold left inside a fold cannot judge a choice) or without ``nested``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    folds = np.asarray(folds)
+    K = int(folds.max()) + 1
+    if not methods:
+        raise ConfigError("search.penalized.methods is empty; list at least one of ridge, lasso, elastic_net.")
+    fold_X = None if fold_X is None else np.asarray(fold_X, dtype=np.float64)
+    rows, oofs = _penalized_cv_table(X, y, folds, methods, n_alphas, fold_X)
     table = pd.DataFrame(rows)
-    best = int(np.argmin(table["cv_mse_mean"].to_numpy()))
+    best = _best_row(rows)
     order = np.argsort(table["cv_mse_mean"].to_numpy(), kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
-    table["rank"] = rank
-    table["selected"] = np.arange(len(table)) == best
     method, alpha = str(table.loc[best, "method"]), float(table.loc[best, "alpha"])
     b0, b = fit_penalized(X, y, alpha, PENALTY_L1[method])
+    table["rank"] = rank
+    table["selected"] = np.arange(len(table)) == best
+    oof, choices = oofs[best], []
+    if nested and K > 2:
+        oof = np.full(len(y), np.nan)
+        for f in range(K):
+            tr, te = folds != f, folds == f
+            Xf = fold_design(X, fold_X, f)
+            inner = folds[tr] - (folds[tr] > f)  # the other folds, numbered 0..K-2
+            inner_rows, _ = _penalized_cv_table(Xf[tr], y[tr], inner, methods, n_alphas, None, count_nonzero=False)
+            r = inner_rows[_best_row(inner_rows)]
+            fb0, fb = fit_penalized(Xf[tr], y[tr], r["alpha"], r["l1_wt"])
+            oof[te] = fb0 + Xf[te] @ fb
+            choices.append((str(r["method"]), float(r["alpha"])))
+    nested_mse = float(np.mean((y - oof) ** 2))
     log.info("%s: penalised regression chosen by %d-fold CV: %s, alpha = %.4g (CV MSE %.5g, %d of %d predictors "
-             "kept)", target, K, method, alpha, table.loc[best, "cv_mse_mean"], int(np.sum(b != 0)), len(b))
-    return PenalizedCV(table=table, method=method, alpha=alpha, intercept=b0, coef=b, oof=oofs[best])
+             "kept)%s", target, K, method, alpha, table.loc[best, "cv_mse_mean"], int(np.sum(b != 0)), len(b),
+             f"; nested CV, the choice made again inside each fold ({', '.join(f'{m} {a:.3g}' for m, a in choices)}): "
+             f"MSE {nested_mse:.5g}" if choices else
+             "; with 2 folds the choice cannot be repeated inside a fold (one fold would be left to judge it), so the "
+             "CV predictions are the chosen penalty's own, slightly optimistic" if nested else "")
+    return PenalizedCV(table=table, method=method, alpha=alpha, intercept=b0, coef=b, oof=oof,
+                       oof_selected=oofs[best], fold_choices=choices)
 
 
 def ols_predictor(X: np.ndarray, y: np.ndarray):
