@@ -294,7 +294,7 @@ def test_missing_impute_mean_without_training_values(write, step, tmp_path):
                outputs=[out, params])
 
 
-def test_genome_wide_metrics_judge_a_target_on_its_measured_samples_only(step, tmp_path):
+def test_genome_wide_metrics_judge_a_target_on_its_measured_samples_only(step, tmp_path, monkeypatch):
     """missing: impute_mean in genome-wide mode: a target's OLS fit, and the train and test metrics of every model,
     the networks' too, leave its filled-in values out: a filled-in value is the training mean, which the mean baseline
     would predict exactly (an audit: the mean's test MSE 2.71 over 15 samples, 6 of them filled in, against 4.52
@@ -345,6 +345,22 @@ def test_genome_wide_metrics_judge_a_target_on_its_measured_samples_only(step, t
     assert fits.loc["T0", "n"] == 15 and fits.loc["T0", "df_resid"] == ref.df_resid == 12
     assert fits.loc["T1", "n"] == 18 and list(fits.index) == ["T0", "T1"]
     np.testing.assert_allclose(fits.loc["T0", "r2"], ref.rsquared, rtol=1e-9)
+    # ols.cov_type HC3 genome-wide: each target's heteroskedasticity-consistent tests on its measured samples
+    step.ok("ols-chunk", *chunk, "--cov-type", "HC3", "--out-dir", tmp_path / "hc3")
+    coefs = pd.read_parquet(tmp_path / "hc3" / "00000.coefficients.parquet").set_index(["target", "term"])
+    fits = pd.read_csv(tmp_path / "hc3" / "00000.fit.tsv", sep="\t").set_index("target")
+    for t, y, rows in (("T0", T0, train & ~gone), ("T1", T1, train)):
+        r = sm.OLS(y[rows], D[rows]).fit(cov_type="HC3", use_t=True)
+        got = coefs.loc[t].loc[["const", "A", "B"]]
+        np.testing.assert_allclose(got[["std_err", "p_value", "ci_low", "ci_high"]].to_numpy(),
+                                   np.column_stack([r.bse, r.pvalues, r.conf_int()]), rtol=1e-8)
+        np.testing.assert_allclose(fits.loc[t, ["f_stat", "f_pvalue"]].astype(float), [r.fvalue, r.f_pvalue],
+                                   rtol=1e-8)
+    # a design of more slopes than the robust overall F is computed for: NaN, said in the log, never classical
+    monkeypatch.setattr("gexpred.batched.ROBUST_WALD_MAX_TERMS", 1)
+    log = step.ok("ols-chunk", *chunk, "--cov-type", "HC3", "--out-dir", tmp_path / "hc3_big")
+    assert pd.read_csv(tmp_path / "hc3_big" / "00000.fit.tsv", sep="\t")[["f_stat", "f_pvalue"]].isna().all().all()
+    assert "the overall F-test of 2 targets (fits.tsv f_stat, f_pvalue) is left NaN" in " ".join(log.split())
     for split, mask in (("train", train), ("test", ~train)):
         keep = mask & ~gone
         assert ols.loc[("T0", "ols", split), "n"] == keep.sum() == (15 if split == "train" else 9)

@@ -597,3 +597,137 @@ def test_fit_measured_fits_each_target_on_its_measured_samples():
     pd.testing.assert_frame_equal(whole.coefficients, one.coefficients())
     pd.testing.assert_frame_equal(whole.fit, one.fit())
     pd.testing.assert_frame_equal(whole.nested, nested_many(X, Y, terms, targets, sets, full=one))
+
+
+# --------------------------------------------------------------------------- heteroskedasticity-consistent covariances
+def _robust_reference(X: np.ndarray, Y: np.ndarray, cov_type: str) -> dict[str, np.ndarray]:
+    """Every statistic of ``sm.OLS(y, [1, X]).fit(cov_type=cov_type, use_t=True)`` per column of ``Y``."""
+    A = np.column_stack([np.ones(X.shape[0]), X])
+    rows: dict[str, list] = {key: [] for key in [*COEF_STATS, *FIT_STATS, "df_model", "df_resid", "n"]}
+    for y in Y.T:
+        r = sm.OLS(y, A).fit(cov_type=cov_type, use_t=True)
+        ci = np.asarray(r.conf_int(alpha=0.05))
+        for key, value in zip(rows, [r.params, r.bse, r.tvalues, r.pvalues, ci[:, 0], ci[:, 1], r.rsquared,
+                                     r.rsquared_adj, r.fvalue, r.f_pvalue, r.df_model, r.df_resid, r.nobs]):
+            rows[key].append(value)
+    return {key: np.asarray(v, dtype=np.float64) for key, v in rows.items()}
+
+
+def _heteroskedastic(rng: np.random.Generator, X: np.ndarray, m: int) -> np.ndarray:
+    """The fixture's kind of targets (scales 1e-3 .. 1e3, R² ~0 .. 0.9999, offsets) with noise whose spread grows
+    with the first predictor, and two with a large mean (the guard's refit from centred values)."""
+    Y = _targets(rng, X, m)
+    Y += (Y - Y.mean(axis=0)) * np.abs((X[:, [0]] - X[:, 0].mean()) / X[:, 0].std())
+    Y[:, :2] += 3e3 * Y[:, :2].std(axis=0)  # statsmodels' pseudo-inverse loses digits beyond that
+    return Y
+
+
+@pytest.mark.parametrize("cov_type", ["HC0", "HC1", "HC2", "HC3"])
+def test_robust_covariance_matches_statsmodels(cov_type):
+    """fit_many(cov_type=HC0..HC3): every target's coefficients, sandwich standard errors, t, p-values, intervals,
+    R² and the overall robust Wald F (statsmodels' fvalue of a robust fit) and its p-value equal statsmodels'
+    fit(cov_type=..., use_t=True), in chunks, through the guard's exact refit too; a constant target keeps its
+    status (standard errors 0, NaN tests) and a target with a NaN value is non_finite."""
+    rng = np.random.default_rng(11)
+    X = _design(rng, 70, 5)
+    Y = _heteroskedastic(rng, X, 24)
+    Y[:, 22] = 4.0
+    Y[5, 23] = np.nan
+    terms, targets = [f"g{i}" for i in range(5)], [f"T{j}" for j in range(24)]
+    res = fit_many(X, Y, terms, targets, chunk_size=7, cov_type=cov_type)
+    ok = np.arange(22)
+    _assert_matches(res, _robust_reference(X, Y[:, ok], cov_type), ok)
+    assert res.n_refit >= 2 and (res.status[ok] == "ok").all() and res.cov_type == cov_type
+    assert res.status[22] == "constant_target" and res.status[23] == "non_finite"
+    assert (res.std_err[22] == 0).all() and np.isnan(res.p_value[22]).all() and np.isnan(res.f_stat[22])
+    assert np.isnan(res.std_err[23]).all() and np.isnan(res.f_pvalue[23])
+    classical = fit_many(X, Y[:, ok], terms, [targets[j] for j in ok])
+    assert not np.allclose(res.std_err[ok], classical.std_err, rtol=0.01)  # the covariance did change
+    assert res.leverage_one == []
+
+
+def test_robust_overall_f_beyond_the_limit_is_nan_not_classical(monkeypatch):
+    """Above ROBUST_WALD_MAX_TERMS slopes the robust overall F is not computed: NaN, never the classical F; the
+    standard errors are still the sandwich's; a gene set within the limit is still tested."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(40, 4))
+    Y = _heteroskedastic(rng, X, 6)
+    monkeypatch.setattr(batched, "ROBUST_WALD_MAX_TERMS", 3)
+    res = fit_many(X, Y, list("abcd"), list("uvwxyz"), cov_type="HC3", wald_sets={"ab": ["a", "b"]})
+    ref = _robust_reference(X, Y, "HC3")
+    assert np.isnan(res.f_stat).all() and np.isnan(res.f_pvalue).all()
+    np.testing.assert_allclose(res.std_err, ref["std_err"], rtol=RTOL)
+    A = sm.add_constant(X)
+    for j in range(6):
+        w = sm.OLS(Y[:, j], A).fit(cov_type="HC3", use_t=True).wald_test(np.eye(5)[[1, 2]], use_f=True, scalar=True)
+        np.testing.assert_allclose(res.wald["ab"][j], w.statistic, rtol=RTOL)
+    assert res.wald_df == {"ab": 2}
+
+
+@pytest.mark.parametrize("cov_type", ["HC0", "HC1", "HC2", "HC3"])
+def test_robust_gene_set_tests_and_measured_groups_match_statsmodels(cov_type):
+    """nested_many and fit_measured with a robust covariance: each gene set's test is statsmodels' Wald F-test of
+    the set's coefficients (its genes and their product terms) with that covariance, and each target fitted on its
+    measured samples (groups: the leverages, residuals and HC1's n / df of its own samples) has statsmodels'
+    robust statistics there; a set without a term in the design has no test."""
+    import pandas as pd
+
+    from gexpred.batched import fit_measured, nested_many
+
+    rng = np.random.default_rng(23)
+    n, m = 60, 5
+    X = rng.normal(size=(n, 4))
+    X = np.column_stack([X, X[:, 0] * X[:, 2]])
+    terms = ["gA", "gB", "gC", "gD", "gA:gC"]
+    Y = _heteroskedastic(rng, X, m)
+    targets = [f"t{i}" for i in range(m)]
+    sets = {"AB": ["gA", "gB"], "D": ["gD"], "none": ["gZ"]}
+    tested = {"AB": [1, 2, 5], "D": [4]}  # rows of [const, *terms]
+    measured = np.ones((n, m), dtype=bool)
+    measured[[2, 9, 30, 41], 1] = False
+    measured[[2, 9, 30, 41], 3] = False
+    measured[:8, 4] = False
+    res = fit_measured(X, Y, measured, terms, targets, gene_sets=sets, cov_type=cov_type)
+    assert res.groups == 3
+    coefs = res.coefficients.set_index(["target", "term"])
+    fits = res.fit.set_index("target")
+    nested = res.nested.set_index(["target", "gene_set"])
+    for j, t in enumerate(targets):
+        rows = measured[:, j]
+        ref = sm.OLS(Y[rows, j], sm.add_constant(X[rows])).fit(cov_type=cov_type, use_t=True)
+        ci = np.asarray(ref.conf_int())
+        got = coefs.loc[t].loc[["const", *terms]]
+        for key, want in (("std_err", ref.bse), ("p_value", ref.pvalues), ("ci_low", ci[:, 0]),
+                          ("ci_high", ci[:, 1])):
+            np.testing.assert_allclose(got[key], want, rtol=RTOL, err_msg=f"{t} {key}")
+        np.testing.assert_allclose(fits.loc[t, ["f_stat", "f_pvalue"]].astype(float), [ref.fvalue, ref.f_pvalue],
+                                   rtol=RTOL)
+        for name, idx in tested.items():
+            w = ref.wald_test(np.eye(6)[idx], use_f=True, scalar=True)
+            row = nested.loc[(t, name)]
+            np.testing.assert_allclose([row["f_stat"], row["p_value"]], [w.statistic, w.pvalue], rtol=RTOL)
+            assert row["df_num"] == len(idx) and row["df_den"] == ref.df_resid
+    assert nested.loc[("t0", "AB"), "terms"] == "gA gB gA:gC"
+    assert nested.xs("none", level="gene_set")[["f_stat", "p_value"]].isna().all().all()
+    one = fit_many(X, Y, terms, targets, cov_type=cov_type)
+    pd.testing.assert_frame_equal(nested_many(X, Y, terms, targets, sets, full=one, cov_type=cov_type),
+                                  nested_many(X, Y, terms, targets, sets, cov_type=cov_type))
+
+
+def test_hc2_hc3_report_samples_of_leverage_one():
+    """A sample fitted exactly by its own column (the one sample of a level) makes HC2 and HC3 0 / 0: fit_many and
+    fit_measured report it (fit_measured as a row of X) for HC2/HC3, not for HC0/HC1."""
+    from gexpred.batched import fit_measured
+
+    rng = np.random.default_rng(3)
+    n = 30
+    X = np.column_stack([rng.normal(size=n), np.zeros(n)])
+    X[7, 1] = 1.0
+    Y = rng.normal(size=(n, 3))
+    h = sm.OLS(Y[:, 0], sm.add_constant(X)).fit().get_influence().hat_matrix_diag
+    assert np.isclose(h[7], 1.0)
+    for cov, want in (("HC0", []), ("HC1", []), ("HC2", [7]), ("HC3", [7])):
+        assert fit_many(X, Y, ["g", "level"], list("abc"), cov_type=cov).leverage_one == want
+    measured = np.ones((n, 3), dtype=bool)
+    measured[:3, 2] = False  # this group's sample 7 is its row 4
+    assert fit_measured(X, Y, measured, ["g", "level"], list("abc"), cov_type="HC3").leverage_one == [7]

@@ -80,6 +80,28 @@ def test_coefficient_stats_are_numpys_floats(chunk, layout):
     assert ((rest >= 255) | np.isnan(rest) | (2 * special.stdtr(30, -rest) < 1e-295)).all()
 
 
+def test_robust_coefficient_stats_are_numpys_floats(chunk):
+    """The robust variant (each coefficient's own sandwich variance, scaled; written over the variances in place)
+    gives the floats of the numpy expressions it replaces."""
+    B, sqrt_v, s = chunk
+    table = batched._cached_t_table(30.0, batched._TABLE_FIT_OCTAVES)[1]
+    q = float(special.stdtrit(30, 0.975))
+    var = (sqrt_v[:, None] * s) ** 2 * np.linspace(0.5, 2.0, B.shape[1])
+    se, t, log_p, lo, hi = np.full((5, *B.shape), -1.0)
+    se[...] = var
+    n_nan = _kernels.robust_coefficient_stats(B, se, 1.25, q, table, se, t, log_p, lo, hi)
+    with np.errstate(all="ignore"):
+        want_se = np.sqrt(1.25 * var)
+        want_t = B / want_se
+        np.testing.assert_array_equal(se, want_se)
+        np.testing.assert_array_equal(t, want_t)
+        np.testing.assert_array_equal(lo, B - want_se * q)
+        np.testing.assert_array_equal(hi, B + want_se * q)
+        want_log_p = _plain_log_p(table, want_t)
+    np.testing.assert_array_equal(log_p, want_log_p)
+    assert n_nan == np.isnan(want_log_p).sum()
+
+
 def test_no_table_leaves_every_value_to_scipy(chunk):
     B, sqrt_v, s = chunk
     out = list(np.empty((5, *B.shape)))

@@ -155,6 +155,41 @@ def coefficient_stats(coef: np.ndarray, sqrt_v: np.ndarray, s: np.ndarray, q: fl
 
 
 @_compiled
+def robust_coefficient_stats(coef: np.ndarray, variance: np.ndarray, scale: float, q: float, table: np.ndarray,
+                             std_err: np.ndarray, t: np.ndarray, log_p: np.ndarray,
+                             ci_low: np.ndarray, ci_high: np.ndarray) -> int:
+    """:func:`coefficient_stats` from each coefficient's own (sandwich) variance, in one pass.
+
+    For term ``i`` and target ``j`` (arrays terms x targets): ``std_err = sqrt(scale * variance)``,
+    ``t = coef / std_err``, ``log_p`` from the table at ``|t|`` (NaN where it must be computed
+    exactly), ``ci_low, ci_high = coef -/+ q * std_err``. ``variance`` may be ``std_err`` itself
+    (each value is read before it is written). Returns the number of NaN ``log_p``.
+    """
+    k, c = coef.shape
+    last = np.uint64(table.shape[0] - 1)
+    interval = np.empty(c, np.uint64)
+    local = np.empty(c)
+    nan = 0
+    for i in range(k):
+        b_i, v_i, se_i, t_i, lo_i, hi_i, lp_i = coef[i], variance[i], std_err[i], t[i], ci_low[i], ci_high[i], log_p[i]
+        for j in range(c):
+            se = np.sqrt(scale * v_i[j])
+            b = b_i[j]
+            tt = b / se
+            se_i[j] = se
+            t_i[j] = tt
+            half = se * q
+            lo_i[j] = b - half
+            hi_i[j] = b + half
+            interval[j], local[j] = _locate(tt, last)
+        for j in range(c):
+            y = _cubic(table, interval[j], local[j])
+            lp_i[j] = y
+            nan += y != y
+    return nan
+
+
+@_compiled
 def residual_sums(G: np.ndarray, S: np.ndarray, n: int,
                   df_resid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sums of squares of a chunk from ``G = Q'Y`` (terms x targets, ``const`` first) and ``S = y'y``.

@@ -50,6 +50,19 @@ How (the approach of Matrix eQTL and tensorQTL):
 * **Bounded memory.** Targets are processed in chunks of ``chunk_size`` columns;
   the temporaries of a chunk are ``(p + 1) x chunk_size`` arrays and, for the
   targets refitted exactly, ``n x chunk_size`` ones.
+* **Heteroskedasticity-consistent covariances** (``cov_type`` HC0-HC3, statsmodels'
+  ``fit(cov_type=..., use_t=True)``). With ``H = (A'A)^-1 A' = R^-1 Q'`` shared by the
+  targets, the HC0 variances of every coefficient of every target of a chunk are one
+  product, ``(H * H) @ (E * E)`` (``E``: the chunk's residuals ``Y - Q Q'Y``, n x c,
+  from centred values for the targets the guard refits); HC1 scales them by
+  ``n / df_resid``, HC2 and HC3 divide ``e_i^2`` by ``1 - h_i`` and its square (the
+  leverages ``h_i = |Q[i]|^2``, shared too). The overall F becomes the robust Wald
+  F-test of all slopes and a gene set's test the robust Wald F-test of its
+  coefficients: each needs a target's own ``s x s`` covariance of the ``s``
+  coefficients tested, ``n s^2`` operations a target (batched products over blocks of
+  targets of at most 32 MB), so they are computed for ``s`` up to
+  :data:`ROBUST_WALD_MAX_TERMS` and are NaN beyond, never the classical statistic.
+  A chunk holds one more ``n x chunk_size`` array (``E``) and ``H`` twice (``k x n``).
 
 Where the time goes (benchmarks/bench_ols.py: n = 500, p = 50, 2,000 targets, 2
 cores, right after another product as in the benchmark): ``Q'Y`` ~0.78 ms (both
@@ -82,7 +95,7 @@ import pandas as pd
 from scipy import special
 
 from .errors import ModelError, preview
-from .ols import COEF_COLUMNS, NESTED_COLUMNS, set_terms
+from .ols import COEF_COLUMNS, COV_TYPES, NESTED_COLUMNS, set_terms
 
 LONG_COEF_COLUMNS = ["target", *COEF_COLUMNS]
 """Columns of :meth:`BatchedResult.coefficients`."""
@@ -97,12 +110,18 @@ CHUNK_BYTES = 256 * 2**20
 """Default budget for a chunk's ``n x chunk_size`` float64 temporaries."""
 CONSTANT_RTOL = 1e-12
 """A target whose standard deviation is at most this times its largest absolute value is constant."""
+ROBUST_WALD_MAX_TERMS = 64
+"""Heteroskedasticity-consistent Wald F-tests (the overall F of a robust fit, a gene set's test) are computed for at
+most this many coefficients; beyond, their statistics and p-values are NaN (see :func:`fit_many`)."""
+LEVERAGE_ONE = 1.0 - 1e-8
+"""A training sample whose leverage exceeds this is fitted exactly by its own column: HC2 and HC3 are 0 / 0 there."""
 
 _EPS = float(np.finfo(np.float64).eps)
 _GUARD_TOL = 1e-9  # refit a target exactly when the estimated relative error of its statistics exceeds this
 _CHOLQR_MAX_COND = 1e5  # Cholesky QR twice is as accurate as Householder QR up to this condition number
 
 # p-value tables: see _tail_probability
+_WALD_BLOCK_BYTES = 32 * 2**20  # _robust_wald: targets at a time so that their terms x samples products fit in this
 _TABLE_SHIFT = 42  # 52 mantissa bits - log2(1024): the exponent and top 10 mantissa bits index 1024 intervals/octave
 _TABLE_PER_OCTAVE = 1 << (52 - _TABLE_SHIFT)
 _TABLE_DEGREE = 3  # four coefficients: one 32-byte gather a value
@@ -371,6 +390,41 @@ class _Factor:
     """Columns of ``A`` dropped as linear combinations of the others."""
 
 
+@dataclass(frozen=True)
+class _Sandwich:
+    """What a heteroskedasticity-consistent covariance needs of a design (:func:`_sandwich_design`)."""
+
+    H: np.ndarray
+    """``(A'A)^-1 A'`` (k x n): coefficients are ``H @ y``."""
+    HH: np.ndarray
+    """``H * H`` (k x n, C-contiguous): the coefficients' variances are ``scale * HH @ (w * E * E)``."""
+    w: np.ndarray
+    """Per sample, the weight of its squared residual: 1 (HC0, HC1), ``1 / (1 - h)`` (HC2), ``1 / (1 - h)^2``
+    (HC3), ``h`` the sample's leverage."""
+    scale: float
+    """``n / df_resid`` for HC1, else 1."""
+    leverage_one: np.ndarray
+    """Samples (row positions) whose leverage exceeds :data:`LEVERAGE_ONE`, for HC2 and HC3 (else empty)."""
+
+
+def _sandwich_design(fac: _Factor, n: int, df_resid: int, cov_type: str) -> _Sandwich:
+    """The sandwich estimator ``cov_type`` (HC0-HC3) for the design factorised in ``fac``.
+
+    With ``H = (A'A)^-1 A' = R^-1 Q'``, coefficient ``b = H y`` of a target with residuals
+    ``e`` has the HC0 variance ``sum_i H[j, i]^2 e_i^2``: for every target of a chunk at once,
+    ``(H * H) @ (E * E)``, one matrix product. HC1 multiplies it by ``n / df_resid``; HC2 and
+    HC3 weight ``e_i^2`` by ``1 / (1 - h_i)`` and ``1 / (1 - h_i)^2``, the leverages
+    ``h_i = |Q[i]|^2`` shared by every target of the design (statsmodels' ``cov_HC0`` ... ``cov_HC3``).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        H = fac.Rinv @ fac.Qt
+        h = np.einsum("ij,ij->j", fac.Qt, fac.Qt)
+        w = {"HC2": 1.0 / (1.0 - h), "HC3": 1.0 / (1.0 - h) ** 2}.get(cov_type, np.ones(n))
+    one = np.flatnonzero(h > LEVERAGE_ONE) if cov_type in ("HC2", "HC3") else np.zeros(0, dtype=np.int64)
+    return _Sandwich(H=H, HH=np.ascontiguousarray(H * H), w=w, scale=n / df_resid if cov_type == "HC1" else 1.0,
+                     leverage_one=one)
+
+
 def _factor_design(A: np.ndarray, names: list[str], on_rank_deficient: str) -> _Factor:
     """Factorise the design ``A = [1, X]`` once (see the module docstring).
 
@@ -480,7 +534,9 @@ class BatchedResult:
     ``terms``); ``r2``, ``adj_r2``, ``f_stat``, ``f_pvalue`` and ``status`` have one
     value per target. A ``constant_target`` has ``coef`` = (its value, 0, ..., 0),
     ``std_err`` 0, intervals of width 0 and NaN t, p-values, R² and F; a
-    ``non_finite`` target has NaN everywhere.
+    ``non_finite`` target has NaN everywhere. With a robust ``cov_type`` the standard
+    errors and everything from them are the sandwich's, and ``f_stat``/``f_pvalue`` the
+    robust Wald F-test of all slopes (NaN for more than :data:`ROBUST_WALD_MAX_TERMS`).
     """
 
     targets: list[str]
@@ -506,6 +562,14 @@ class BatchedResult:
     """Predictors dropped as linear combinations of the others (``on_rank_deficient='drop'``)."""
     n_refit: int = 0
     """Targets refitted from centred values (and, fitted almost perfectly, explicit residuals) for accuracy."""
+    cov_type: str = "nonrobust"
+    """The coefficients' covariance (:data:`gexpred.ols.COV_TYPES`)."""
+    leverage_one: list[int] = field(default_factory=list)
+    """HC2 and HC3: samples (row positions) of leverage 1, where the estimator is 0 / 0 (:data:`LEVERAGE_ONE`)."""
+    wald: dict[str, np.ndarray] = field(default_factory=dict)
+    """``wald_sets`` of :func:`fit_many`: per set, the robust Wald F statistic of every target."""
+    wald_df: dict[str, int] = field(default_factory=dict)
+    """Per set of ``wald``, the coefficients tested (its terms that the fit kept)."""
 
     def coefficients(self) -> pd.DataFrame:
         """Long table ``target, term, coef, std_err, t, p_value, ci_low, ci_high``, targets in input order."""
@@ -546,6 +610,8 @@ def fit_many(
     alpha: float = 0.05,
     chunk_size: int | None = None,
     on_rank_deficient: str = "error",
+    cov_type: str = "nonrobust",
+    wald_sets: dict[str, Sequence[str]] | None = None,
 ) -> BatchedResult:
     """Fit ``y ~ const + X`` by OLS for every column ``y`` of ``Y``.
 
@@ -568,6 +634,22 @@ def fit_many(
         ``"error"`` (default): raise if a predictor is a linear combination of the
         ones before it (or of the intercept). ``"drop"``: drop such predictors,
         list them in ``dropped_terms`` and fit the rest.
+    cov_type
+        The coefficients' covariance (:data:`gexpred.ols.COV_TYPES`): ``nonrobust`` (classical) or a
+        heteroskedasticity-consistent sandwich estimator ``HC0``-``HC3``, as statsmodels'
+        ``fit(cov_type=..., use_t=True)``: the standard errors, t-tests and intervals use it (t on the
+        residual degrees of freedom; the variances of all targets of a chunk are one matrix product,
+        :func:`_sandwich_design`), and the overall F becomes the Wald F-test of all slopes with it
+        (statsmodels' ``fvalue`` of a robust fit), which needs each target's slopes x slopes covariance (about
+        ``n p^2`` operations a target instead of ``n p``): it is computed for up to
+        :data:`ROBUST_WALD_MAX_TERMS` slopes and is NaN (``f_stat``, ``f_pvalue``) for larger designs, never the
+        classical F. R² and adjusted R² do not depend on it.
+    wald_sets
+        With a robust ``cov_type``: ``{name: [terms]}``, each set's robust Wald F-test (that its coefficients
+        are all zero; statsmodels' ``wald_test(..., use_f=True)``) for every target, in ``wald`` and
+        ``wald_df`` (terms the fit dropped are left out of the test; NaN beyond
+        :data:`ROBUST_WALD_MAX_TERMS` coefficients).
+
     Returns
     -------
     BatchedResult
@@ -601,6 +683,11 @@ def fit_many(
         raise ValueError(f"fit_many: alpha must be in (0, 1), got {alpha}")
     if on_rank_deficient not in ("error", "drop"):
         raise ValueError(f"fit_many: on_rank_deficient must be 'error' or 'drop', got {on_rank_deficient!r}")
+    if cov_type not in COV_TYPES:
+        raise ValueError(f"fit_many: cov_type must be one of {COV_TYPES}, got {cov_type!r}")
+    if wald_sets and cov_type == "nonrobust":
+        raise ValueError("fit_many: wald_sets are robust Wald tests; give a robust cov_type (nested_many tests sets "
+                         "of a classical fit)")
     if chunk_size is None:
         chunk_size = default_chunk_size(n)
     elif int(chunk_size) < 1:
@@ -629,25 +716,43 @@ def fit_many(
     # one table per df for |t| up to 255 whatever the data, so that the p-values do not depend on the
     # chunks (cached: ~10 ms to build, scipy computes ~65,000 p-values in that); for fewer, scipy
     table = _cached_t_table(float(df_resid), _TABLE_FIT_OCTAVES)[1] if k * m >= _TABLE_FIT_MIN_SIZE else _NO_TABLE
+    sandwich = None if cov_type == "nonrobust" else _sandwich_design(fac, n, df_resid, cov_type)
+    # robust Wald tests: None is the overall F (every slope), then the sets, as rows of the coefficients kept
+    position = {names[j]: i for i, j in enumerate(fac.kept)}
+    tests: dict[str | None, list[int]] = {} if sandwich is None else {None: list(range(1, k))}
+    for name, set_names in (wald_sets or {}).items():
+        tests[str(name)] = sorted({position[str(t)] for t in set_names if str(t) in position and str(t) != "const"})
+    wald = {name: np.full(m, np.nan) for name in tests}
     n_refit = 0
     for a, b in iter_chunks(m, int(chunk_size)):
         n_refit += _fit_chunk(
             np.asarray(Y[:, a:b], dtype=np.float64), fac, n, df_model, df_resid, q, table,
             {key: arr[:, a:b] for key, arr in out.items()}, {key: arr[a:b] for key, arr in fit.items()},
-            status[a:b],
+            status[a:b], sandwich, tests, {name: arr[a:b] for name, arr in wald.items()},
         )
+    if sandwich is not None:
+        with np.errstate(invalid="ignore"):
+            fit["f_stat"][...] = wald.pop(None)
+            fit["f_pvalue"][...] = f_pvalues(fit["f_stat"], df_model, df_resid)
     return BatchedResult(
         targets=targets, terms=[names[j] for j in fac.kept], n=n, df_model=df_model, df_resid=df_resid,
         alpha=float(alpha), **{key: arr.T for key, arr in out.items()}, **fit, status=status,
-        dropped_terms=[names[j] for j in fac.dropped], n_refit=n_refit,
+        dropped_terms=[names[j] for j in fac.dropped], n_refit=n_refit, cov_type=cov_type,
+        leverage_one=[] if sandwich is None else sandwich.leverage_one.tolist(),
+        wald=wald, wald_df={name: len(tests[name]) for name in wald},
     )
 
 
 def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int, q: float, table: np.ndarray,
-               out: dict[str, np.ndarray], fit: dict[str, np.ndarray], status: np.ndarray) -> int:
+               out: dict[str, np.ndarray], fit: dict[str, np.ndarray], status: np.ndarray,
+               sandwich: _Sandwich | None = None, tests: dict[str | None, list[int]] | None = None,
+               wald: dict[str | None, np.ndarray] | None = None) -> int:
     """Fit the targets ``Y`` (samples x c) of one chunk into the given (k x c and c) views.
 
     ``table``: the packed p-value table for ``df_resid`` (:data:`_NO_TABLE`: scipy for every p-value).
+    With ``sandwich`` (a robust covariance), the standard errors and everything from them are the
+    sandwich's, and ``wald[name]`` (c) receives the robust Wald F statistic of the coefficients
+    ``tests[name]`` (rows of ``B``; NaN beyond :data:`ROBUST_WALD_MAX_TERMS` of them).
     Returns the number of targets refitted from centred values.
     """
     from . import _kernels
@@ -675,9 +780,26 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
 
     with np.errstate(all="ignore"):
         s = _kernels.fit_stats(RSS, ESS, TSS, n, df_resid, df_model, fit["r2"], fit["adj_r2"], fit["f_stat"])
-        # standard errors, t, log p-values (from the table; NaN where scipy must give them) and intervals
-        # in one compiled pass over the k x c statistics (a dozen numpy passes otherwise)
-        n_exact = _kernels.coefficient_stats(B, fac.sqrt_v, s, q, table, se, t, p, out["ci_low"], out["ci_high"])
+        if sandwich is None:
+            # standard errors, t, log p-values (from the table; NaN where scipy must give them) and intervals
+            # in one compiled pass over the k x c statistics (a dozen numpy passes otherwise)
+            n_exact = _kernels.coefficient_stats(B, fac.sqrt_v, s, q, table, se, t, p, out["ci_low"], out["ci_high"])
+        else:
+            # the weighted squared residuals of every target (n x c), then the variances of all coefficients
+            # of all targets in one product (into the std_err buffer) and the Wald tests
+            omega = _residuals(Y, G, fac, redo, status)
+            omega *= omega
+            omega *= sandwich.w[:, None]
+            if se.flags.c_contiguous:
+                np.matmul(sandwich.HH, omega, out=se)
+            else:
+                se[...] = sandwich.HH @ omega
+            for name, rows in (tests or {}).items():
+                if 0 < len(rows) <= ROBUST_WALD_MAX_TERMS:
+                    wald[name][...] = _robust_wald(sandwich.H[rows], B[rows], omega, sandwich.scale)
+            n_exact = _kernels.robust_coefficient_stats(B, se, sandwich.scale, q, table, se, t, p, out["ci_low"],
+                                                        out["ci_high"])
+            del omega
         np.exp(p, out=p)
         _exact_where_nan(p, t, lambda v: 2.0 * special.stdtr(df_resid, -np.abs(v)), n_exact)
         fit["f_pvalue"][...] = f_pvalues(fit["f_stat"], df_model, df_resid)
@@ -687,7 +809,62 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
             fit[key][const] = np.nan
         t[:, const] = np.nan
         p[:, const] = np.nan
+        for arr in (wald or {}).values():
+            arr[const] = np.nan
     return int(redo.size)
+
+
+def _residuals(Y: np.ndarray, G: np.ndarray, fac: _Factor, redo: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """The residuals ``Y - Q Q'Y`` of a chunk (n x c, a new array) from ``G = Q'Y``.
+
+    Targets the guard sent to :func:`_refit_exact` (``redo``) get theirs from centred values, as
+    their fits; a ``constant_target`` gets zeros, a ``non_finite`` one NaN.
+    """
+    E = np.matmul(fac.Qt.T, G)
+    np.subtract(Y, E, out=E)
+    if redo.size:
+        ok = redo[status[redo] == "ok"]
+        if ok.size:
+            Yc = Y[:, ok]
+            Yc = Yc - Yc.mean(axis=0)
+            E[:, ok] = Yc - fac.Qt.T @ (fac.Qt @ Yc)
+        E[:, redo[status[redo] == "constant_target"]] = 0.0
+        E[:, redo[status[redo] == "non_finite"]] = np.nan
+    return E
+
+
+def _robust_wald(Hs: np.ndarray, Bs: np.ndarray, omega: np.ndarray, scale: float) -> np.ndarray:
+    """Robust Wald F statistics ``b' V^-1 b / s`` of ``s`` coefficients of every target.
+
+    ``Hs`` (s x n): the coefficients' rows of ``H = (A'A)^-1 A'``; ``Bs`` (s x c) their values;
+    ``omega`` (n x c) the weighted squared residuals; ``V = scale * Hs diag(omega_j) Hs'`` is target
+    ``j``'s sandwich covariance of the ``s`` coefficients (``n s^2`` operations a target: a batched
+    product over blocks of targets of at most ``_WALD_BLOCK_BYTES``). ``V`` is scaled to unit
+    diagonal and the system solved by LU (a tenth of the time of statsmodels' pseudo-inverse,
+    which is used for a block holding an exactly singular one); NaN for a target whose ``V`` is not
+    finite or has a zero variance (a constant target).
+    """
+    s, n = Hs.shape
+    c = omega.shape[1]
+    F = np.full(c, np.nan)
+    step = max(1, _WALD_BLOCK_BYTES // (8 * s * n))
+    with np.errstate(all="ignore"):
+        for a in range(0, c, step):
+            b = min(a + step, c)
+            V = np.matmul(Hs[None, :, :] * omega[:, a:b].T[:, None, :], Hs.T)  # (targets, s, s)
+            V *= scale
+            d = np.sqrt(np.diagonal(V, axis1=1, axis2=2))
+            z = Bs[:, a:b].T / d
+            C = V / (d[:, :, None] * d[:, None, :])
+            ok = np.flatnonzero(np.isfinite(C).all(axis=(1, 2)) & np.isfinite(z).all(axis=1))
+            if ok.size:
+                C, z = C[ok], z[ok]
+                try:
+                    x = np.linalg.solve(C, z[:, :, None])[:, :, 0]
+                except np.linalg.LinAlgError:  # a singular covariance: statsmodels' pseudo-inverse
+                    x = np.einsum("cij,cj->ci", np.linalg.pinv(C, hermitian=True), z)
+                F[a + ok] = np.einsum("ci,ci->c", z, x) / s
+    return F
 
 
 def _refit_exact(Y: np.ndarray, cols: np.ndarray, fac: _Factor, df_resid: int, status: np.ndarray, B: np.ndarray,
@@ -753,7 +930,8 @@ def residual_ss(X: np.ndarray, Y: np.ndarray, design_terms: Sequence[str], res: 
 
 
 def nested_many(X: np.ndarray, Y: np.ndarray, terms: Sequence[str], targets: Sequence[str],
-                gene_sets: dict[str, list[str]], full: BatchedResult | None = None) -> pd.DataFrame:
+                gene_sets: dict[str, list[str]], full: BatchedResult | None = None,
+                cov_type: str = "nonrobust") -> pd.DataFrame:
     """The nested F-test of every gene set for every target of one shared design, batched.
 
     For each set, the full model ``y ~ const + X`` is compared with the model without the set's genes and without
@@ -761,6 +939,12 @@ def nested_many(X: np.ndarray, Y: np.ndarray, terms: Sequence[str], targets: Seq
     equal to statsmodels' ``compare_f_test``): ``F = ((RSS_reduced - RSS_full) / df_num) / (RSS_full / df_den)``,
     ``df_num`` the terms removed (less any the full fit dropped as collinear), ``df_den`` the full model's
     residual degrees of freedom. Each reduced model is one more :func:`fit_many` over all targets.
+
+    With a robust ``cov_type`` (HC0-HC3) the test is instead the Wald F-test of the removed terms' coefficients
+    with that covariance (as :func:`gexpred.ols.nested_tests`, statsmodels' ``wald_test(..., use_f=True)``):
+    ``df_num`` those coefficients (less any the full fit dropped), ``df_den`` the residual degrees of freedom;
+    no reduced model is fitted. It needs each target's sandwich covariance of the set's coefficients, so a set of
+    more than :data:`ROBUST_WALD_MAX_TERMS` coefficients has NaN statistics.
 
     Parameters
     ----------
@@ -771,7 +955,10 @@ def nested_many(X: np.ndarray, Y: np.ndarray, terms: Sequence[str], targets: Seq
     gene_sets
         ``{name: [genes]}``.
     full
-        The full fit (``fit_many(X, Y, terms, targets, on_rank_deficient="drop")``), computed if not given.
+        The full fit (``fit_many(X, Y, terms, targets, on_rank_deficient="drop")``), computed if not given (or,
+        with a robust ``cov_type``, if it is not that fit with every set in its ``wald_sets``).
+    cov_type
+        ``nonrobust`` (nested F-tests) or HC0-HC3 (robust Wald F-tests).
 
     Returns
     -------
@@ -781,6 +968,9 @@ def nested_many(X: np.ndarray, Y: np.ndarray, terms: Sequence[str], targets: Seq
     """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
+    terms = [str(t) for t in terms]
+    if cov_type != "nonrobust":
+        return _robust_nested(X, Y, terms, targets, gene_sets, full, cov_type)
     if full is None:
         full = fit_many(X, Y, terms, targets, on_rank_deficient="drop")
     rss_full = residual_ss(X, Y, terms, full)
@@ -809,6 +999,25 @@ def nested_many(X: np.ndarray, Y: np.ndarray, terms: Sequence[str], targets: Seq
     return pd.concat(frames, ignore_index=True)
 
 
+def _robust_nested(X: np.ndarray, Y: np.ndarray, terms: list[str], targets: Sequence[str],
+                   gene_sets: dict[str, list[str]], full: BatchedResult | None, cov_type: str) -> pd.DataFrame:
+    """:func:`nested_many` with a robust covariance: each set's Wald F-test from the full fit's ``wald``."""
+    removed = {str(name): [terms[j] for j in set_terms(terms, {str(g) for g in genes})]
+               for name, genes in gene_sets.items()}
+    if full is None or full.cov_type != cov_type or not set(removed) <= set(full.wald):
+        full = fit_many(X, Y, terms, targets, on_rank_deficient="drop", cov_type=cov_type, wald_sets=removed)
+    frames = []
+    for name, drop in removed.items():
+        df_num = full.wald_df[name]
+        f = np.where(full.status == "ok", full.wald[name], np.nan) if df_num else np.full(len(targets), np.nan)
+        frames.append(pd.DataFrame({"target": list(targets), "gene_set": name, "f_stat": f, "df_num": df_num,
+                                    "df_den": float(full.df_resid), "p_value": f_pvalues(f, df_num, full.df_resid),
+                                    "terms": " ".join(drop)}, columns=LONG_NESTED_COLUMNS))
+    if not frames:
+        return pd.DataFrame(columns=LONG_NESTED_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
 # --------------------------------------------------------------------------- targets measured on different samples
 @dataclass
 class MeasuredFits:
@@ -818,7 +1027,9 @@ class MeasuredFits:
     :meth:`BatchedResult.fit` and :func:`nested_many`, targets in input order (``fit``'s ``n`` and ``df_resid`` are
     each target's own); ``coef`` is targets x ``const`` + the design's terms, 0 for a term its fit dropped
     (``A @ coef.T`` predicts every sample); ``dropped_terms`` lists the terms dropped as collinear in any group;
-    ``groups`` how many distinct sets of measured samples there were (one when nothing is missing).
+    ``groups`` how many distinct sets of measured samples there were (one when nothing is missing);
+    ``leverage_one`` the samples (row positions of ``X``) of leverage 1 in some group's design, where HC2 and HC3
+    are 0 / 0 (empty for other covariances).
     """
 
     coefficients: pd.DataFrame
@@ -827,10 +1038,12 @@ class MeasuredFits:
     coef: np.ndarray
     dropped_terms: list[str]
     groups: int
+    leverage_one: list[int] = field(default_factory=list)
 
 
 def fit_measured(X: np.ndarray, Y: np.ndarray, measured: np.ndarray, terms: Sequence[str], targets: Sequence[str],
-                 alpha: float = 0.05, gene_sets: dict[str, list[str]] | None = None) -> MeasuredFits:
+                 alpha: float = 0.05, gene_sets: dict[str, list[str]] | None = None,
+                 cov_type: str = "nonrobust") -> MeasuredFits:
     """Fit ``y ~ const + X`` for every target on the samples where it was measured.
 
     A value filled in for a missing one (``missing: impute_mean``: the training mean) is not an observation: fitted
@@ -851,7 +1064,10 @@ def fit_measured(X: np.ndarray, Y: np.ndarray, measured: np.ndarray, terms: Sequ
     alpha
         Confidence intervals are ``1 - alpha``.
     gene_sets
-        ``{name: [genes]}`` tested by nested F-tests, or None.
+        ``{name: [genes]}`` tested by nested F-tests (robust Wald F-tests with a robust ``cov_type``), or None.
+    cov_type
+        The coefficients' covariance (:func:`fit_many`), per group: its residuals, leverages and, for HC1,
+        ``n / df_resid`` are the group's.
     """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
@@ -865,6 +1081,9 @@ def fit_measured(X: np.ndarray, Y: np.ndarray, measured: np.ndarray, terms: Sequ
     coef = np.zeros((Y.shape[1], len(names)))
     parts: dict[str, list[pd.DataFrame]] = {"coefficients": [], "fit": [], "nested": []}
     dropped: list[str] = []
+    leverage_one: set[int] = set()
+    wald_sets = ({str(name): [terms[i] for i in set_terms(terms, {str(g) for g in genes})]
+                  for name, genes in gene_sets.items()} if gene_sets and cov_type != "nonrobust" else None)
     for js in groups.values():
         rows = measured[:, js[0]]
         sub = [targets[j] for j in js]
@@ -888,13 +1107,16 @@ def fit_measured(X: np.ndarray, Y: np.ndarray, measured: np.ndarray, terms: Sequ
                      "terms": [" ".join(terms[i] for i in set_terms(terms, {str(g) for g in genes}))
                                for genes in gene_sets.values()] * len(sub)}, columns=LONG_NESTED_COLUMNS))
             continue
-        res = fit_many(X[rows], Y[rows][:, js], terms, sub, alpha=alpha, on_rank_deficient="drop")
+        res = fit_many(X[rows], Y[rows][:, js], terms, sub, alpha=alpha, on_rank_deficient="drop",
+                       cov_type=cov_type, wald_sets=wald_sets)
         dropped += [t for t in res.dropped_terms if t not in dropped]
+        leverage_one.update(np.flatnonzero(rows)[res.leverage_one].tolist())
         coef[np.ix_(js, [column[t] for t in res.terms])] = res.coef
         parts["coefficients"].append(res.coefficients())
         parts["fit"].append(res.fit())
         if gene_sets:
-            parts["nested"].append(nested_many(X[rows], Y[rows][:, js], terms, sub, gene_sets, full=res))
+            parts["nested"].append(nested_many(X[rows], Y[rows][:, js], terms, sub, gene_sets, full=res,
+                                               cov_type=cov_type))
     position = {t: i for i, t in enumerate(targets)}
 
     def ordered(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
@@ -906,4 +1128,4 @@ def fit_measured(X: np.ndarray, Y: np.ndarray, measured: np.ndarray, terms: Sequ
 
     return MeasuredFits(coefficients=ordered(parts["coefficients"], LONG_COEF_COLUMNS),
                         fit=ordered(parts["fit"], FIT_COLUMNS), nested=ordered(parts["nested"], LONG_NESTED_COLUMNS),
-                        coef=coef, dropped_terms=dropped, groups=len(groups))
+                        coef=coef, dropped_terms=dropped, groups=len(groups), leverage_one=sorted(leverage_one))

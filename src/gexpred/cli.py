@@ -1580,8 +1580,9 @@ def _imputed_cells(path: str, samples, targets) -> np.ndarray:
 
 def _genome_chunk(a: argparse.Namespace):
     """One chunk of a genome-wide run: whether each sample trains, the shared design and its terms, the chunk's
-    targets, the design matrix (X), the targets' values (Y), read without the rest of the matrix, and which of
-    those values were measured (False: filled in by ``missing: impute_mean``; fitted on, never judged)."""
+    targets, the design matrix (X), the targets' values (Y), read without the rest of the matrix, which of those
+    values were measured (False: filled in by ``missing: impute_mean``; fitted on, never judged) and the samples'
+    ids, in the order of the rows."""
     from .io import read_table
 
     design = json.loads(Path(a.design).read_text())
@@ -1593,7 +1594,8 @@ def _genome_chunk(a: argparse.Namespace):
     # batch order are drawn by position, and the same data and seed must give the same networks however the
     # matrices' columns are ordered
     order = np.argsort(np.asarray(samples, dtype=str), kind="stable")
-    return train[order], {**design, "terms": terms}, targets, X[order], Y[order], measured[order]
+    return (train[order], {**design, "terms": terms}, targets, X[order], Y[order], measured[order],
+            np.asarray(samples, dtype=str)[order])
 
 
 def cmd_ols_chunk(a: argparse.Namespace) -> None:
@@ -1601,7 +1603,7 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     from .compare import regression_metrics
     from .io import write_parquet, write_table
 
-    train, design, targets, X, Y, measured = _genome_chunk(a)
+    train, design, targets, X, Y, measured, samples = _genome_chunk(a)
     n_train, k = int(train.sum()), X.shape[1]
     if n_train < k + 2:
         extra = k - len(design["predictors"])
@@ -1614,7 +1616,9 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
         )
     # each target on the training samples where it was measured (impute_mean's fills are not observations)
     res = fit_measured(X[train], Y[train], measured[train], design["terms"], targets, alpha=a.alpha,
-                       gene_sets=design.get("gene_sets") or None)
+                       gene_sets=design.get("gene_sets") or None, cov_type=a.cov_type)
+    if a.cov_type != "nonrobust":
+        _warn_robust_chunk(a, res, samples[train])
     if res.dropped_terms:
         log.warning("dropped %d terms that are linear combinations of others on the training split: %s",
                     len(res.dropped_terms), ", ".join(res.dropped_terms[:5]))
@@ -1642,6 +1646,34 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     write_table(res.nested, out / f"{a.chunk:05d}.nested.tsv")
 
 
+def _warn_robust_chunk(a: argparse.Namespace, res, samples: np.ndarray) -> None:
+    """Log what a chunk's heteroskedasticity-consistent fits leave undone: samples of leverage 1 (HC2, HC3: 0 / 0,
+    as ``gexpred ols`` warns), and the robust Wald F-tests (overall, gene sets) of more coefficients than
+    :data:`gexpred.batched.ROBUST_WALD_MAX_TERMS`, which are NaN rather than classical."""
+    from .batched import ROBUST_WALD_MAX_TERMS
+
+    if res.leverage_one:
+        alone = samples[res.leverage_one].tolist()
+        log.warning("chunk %d: %s leverage 1 (%s: each the only one of its kind, such as the one sample of a covariate "
+                    "level), where %s is undefined; the standard errors of the terms they determine are arbitrary. "
+                    "Use ols.cov_type: HC0 or HC1, or more samples of that kind.", a.chunk,
+                    f"{len(alone)} training sample{'s have' if len(alone) > 1 else ' has'}", preview(alone),
+                    a.cov_type)
+    big = res.fit[(res.fit["status"] == "ok") & (res.fit["df_model"] > ROBUST_WALD_MAX_TERMS)]
+    if len(big):
+        log.warning("chunk %d: the overall F-test of %d targets (fits.tsv f_stat, f_pvalue) is left NaN: with "
+                    "ols.cov_type %s it is the Wald F-test of every slope with that covariance, computed for at most "
+                    "%d slopes (each target's own slopes x slopes covariance; the design has %d). The coefficients' "
+                    "tests are robust; for a robust overall F, list the targets (per-target mode) or use fewer "
+                    "shared terms.", a.chunk, len(big), a.cov_type, ROBUST_WALD_MAX_TERMS, int(big["df_model"].max()))
+    if len(res.nested):
+        large = res.nested.loc[res.nested["df_num"] > ROBUST_WALD_MAX_TERMS, "gene_set"].unique().tolist()
+        if large:
+            log.warning("chunk %d: gene sets %s have more than %d terms in the design: their robust Wald F-tests "
+                        "(ols.cov_type %s) are not computed (NaN in nested_tests.tsv). Split them into smaller sets.",
+                        a.chunk, preview(large), ROBUST_WALD_MAX_TERMS, a.cov_type)
+
+
 def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     import torch
 
@@ -1655,7 +1687,7 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     if candidates and (candidates[0].ensemble > 1 or candidates[0].refit != "early_stopping"):
         log.info("chunk %d: mlp.ensemble and mlp.refit apply to per-target networks; genome-wide networks are "
                  "single networks stopped early on the validation part", a.chunk)
-    train, design, targets, X, Y, measured = _genome_chunk(a)
+    train, design, targets, X, Y, measured, _ = _genome_chunk(a)
     # targets without variance on the training split cannot be learnt (the OLS side flags them too)
     sd = Y[train].std(axis=0)
     ok = np.isfinite(Y).all(axis=0) & (sd > 1e-12 * np.maximum(np.abs(Y[train]).max(axis=0), 1.0))
@@ -2559,6 +2591,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = chunk_verb("ols-chunk", cmd_ols_chunk, "Fit OLS for one chunk of targets at once (batched engine).")
     s.add_argument("--alpha", type=level_arg, default=0.05)
+    s.add_argument("--cov-type", choices=COV_TYPES, default="nonrobust",
+                   help="the coefficients' covariance; HC0-HC3 are heteroskedasticity-consistent (the t-tests, "
+                        "intervals, overall F (up to 64 slopes; NaN beyond) and gene-set tests use it)")
     s.add_argument("--out-dir", required=True)
 
     s = chunk_verb("mlp-chunk", cmd_mlp_chunk, "Train the networks of one chunk of genome-wide targets.")

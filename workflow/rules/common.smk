@@ -324,12 +324,11 @@ def mlp_settings(genome=False):
     return cli_json(mlp)
 
 
-if config["ols"]["cov_type"] != "nonrobust" and (GENOME or CLASSIFICATION):
+if config["ols"]["cov_type"] != "nonrobust" and CLASSIFICATION:
     raise WorkflowError(
         f"gexpred: ols.cov_type is {config['ols']['cov_type']!r}, a heteroskedasticity-consistent covariance of "
-        f"per-target OLS fits; this run {'is genome-wide (targets: all)' if GENOME else 'has classification targets'}"
-        f", whose {'batched fits' if GENOME else 'logistic regressions'} use the classical covariance. Set "
-        f"ols.cov_type: nonrobust, or {'list the targets' if GENOME else 'use regression targets'} for robust tests."
+        f"OLS fits; this run has classification targets, whose logistic regressions use the classical covariance "
+        f"of their likelihood. Set ols.cov_type: nonrobust, or use regression targets for robust tests."
     )
 IMPORTANCE = config["importance"]["repeats"] > 0
 RECOVERY = config["recovery"]
@@ -600,10 +599,13 @@ def _genome_chunk_shape(wildcards, input):
 
 def ols_chunk_mem_mb(wildcards, input, attempt):
     """The chunk's columns of the data (read 64 MB of samples at a time, gexpred.io.read_h5ad_columns), X/Y/fitted
-    copies, and the coefficient table (a row per target x term)."""
+    copies, and the coefficient table (a row per target x term); with ols.cov_type HC0-HC3 also the residuals, H
+    and H*H (samples x targets, twice samples x terms) and the robust Wald tests' blocks (32 MB)."""
     targets, samples, p = _genome_chunk_shape(wildcards, input)
     rows = targets * (p + 1)
     need = 300 + 64 + samples * (p + targets) * 8 * 4 / 1e6 + rows * 400 / 1e6
+    if config["ols"]["cov_type"] != "nonrobust":
+        need += samples * (2 * p + targets) * 8 / 1e6 + 32
     return _mb(1.5 * need, attempt, 2000)
 
 

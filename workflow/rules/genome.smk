@@ -54,6 +54,7 @@ rule ols_chunk:
     params:
         chunk=lambda wc: int(wc.chunk),
         alpha=config["ols"]["alpha"],
+        cov_type=config["ols"]["cov_type"],
         out_dir=subpath(output.coefficients, parent=True),
     threads: 2
     resources:
@@ -63,7 +64,7 @@ rule ols_chunk:
         "../envs/gexpred.yaml"
     shell:
         "gexpred ols-chunk --data {input.data:q} --splits {input.splits:q} --plan {input.plan:q}"
-        " --design {input.design:q} --chunk {params.chunk} --alpha {params.alpha}"
+        " --design {input.design:q} --chunk {params.chunk} --alpha {params.alpha} --cov-type {params.cov_type}"
         " --out-dir {params.out_dir:q} --log {log:q}"
 
 
