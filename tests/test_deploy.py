@@ -285,6 +285,49 @@ def test_predict_says_the_scale_of_its_predictions(tmp_path, linear_bundle, caps
                                coef[0] + z.to_numpy() @ coef[1:], rtol=1e-12)
 
 
+def test_predict_and_monitor_help_name_the_interval_columns_and_the_truth_a_log_cpm_model_takes(tmp_path, capsys):
+    """`predict --help` listed the columns 'sample, target, model, predicted' of a regression model's predictions,
+    without the interval pi_low, pi_high the README promises and the command writes; `monitor --help` offered
+    --truth TABLE for every model, which a log-CPM model refuses. The help now names every column written (a
+    log-CPM bundle with an interval: prediction -/+ its half-width, computed here) and the refusal's way out."""
+    rng = np.random.default_rng(0)
+    counts = pd.DataFrame(rng.poisson(50, size=(40, 4)).astype(float), columns=GENES,
+                          index=[f"c{i}" for i in range(40)])
+    norm = fit_normalization(counts.to_numpy(), GENES, list(counts.index), ["log_cpm"])
+    ref = pd.DataFrame({"sample": counts.index, **{g: 0.0 for g in PREDICTORS}, "prediction": 0.0, "observed": 0.0})
+    coef = np.array([0.1, 0.5, -0.25, 0.2])
+    path = write_bundle(tmp_path / "b", target=TARGET, model="ols", task="regression", classes=None,
+                        model_params={"kind": "linear", "terms": PREDICTORS, "intercept": coef[0],
+                                      "coef": coef[1:].tolist()},
+                        preprocessing={"normalization": subset_normalization(norm, [*PREDICTORS, TARGET]),
+                                       "design": {"predictors": PREDICTORS, "covariates": {}, "interactions": [],
+                                                  "terms": PREDICTORS}},
+                        reference=ref, metrics={}, training_fingerprint="x",
+                        interval={"method": "cv_conformal", "level": 0.95, "half_width": 0.4, "n_residuals": 40})
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    new = counts.iloc[:6]
+    src = _write_matrix(new, tmp_path / "n.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", src, "--out", str(tmp_path / "p.tsv")]) == 0
+    out = pd.read_csv(tmp_path / "p.tsv", sep="\t")
+    assert all(c in help_text for c in out.columns), (list(out.columns), help_text)
+    logcpm = np.log2(new.to_numpy() / new.to_numpy().sum(axis=1, keepdims=True) * 1e6 + 1)
+    expected = coef[0] + logcpm[:, :3] @ coef[1:]
+    np.testing.assert_allclose(out["predicted"], expected, rtol=1e-10)
+    np.testing.assert_allclose(out["pi_high"] - out["pi_low"], 0.8, rtol=1e-12)
+    with pytest.raises(SystemExit):
+        main(["monitor", "--help"])
+    monitor_help = " ".join(capsys.readouterr().out.split())
+    assert "not for a model normalized by log_cpm" in monitor_help and "use --truth-from-input" in monitor_help
+    truth = tmp_path / "truth.tsv"
+    pd.DataFrame({"sample": new.index, TARGET: new[TARGET].to_numpy()}).to_csv(truth, sep="\t", index=False)
+    log = tmp_path / "m.log"
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--truth", str(truth), "--out-dir",
+                 str(tmp_path / "mon"), "--log", str(log)]) == 1
+    assert "--truth-from-input" in log.read_text() and not (tmp_path / "mon").exists()
+
+
 def test_log_cpm_bundle_refuses_negative_counts(tmp_path):
     rng = np.random.default_rng(0)
     counts = pd.DataFrame(rng.poisson(50, size=(40, 4)).astype(float), columns=GENES,

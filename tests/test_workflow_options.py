@@ -93,6 +93,31 @@ def test_config_errors_name_the_key(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_file_not_found_names_the_directory_paths_are_read_from_under_directory(tmp_path):
+    """The config's paths are read from Snakemake's working directory: under --directory that is not the directory
+    snakemake was started in (the README's way to keep a run apart), and the message must say so, naming it."""
+    import subprocess
+
+    from test_workflow import REPO, SNAKEMAKE
+
+    run = tmp_path / "run"
+    run.mkdir()
+    make_dataset(run, n_samples=20, n_genes=8)
+    for overrides, needle in (({"matrices": ["data/missing.tsv"]}, "input file(s) not found: 'data/missing.tsv'"),
+                              ({"new_batches": {"b1": ["data/new.tsv"]}}, "new_batches file(s) not found"),
+                              ({"targets": {"file": "genes.txt"}, "predictors": ["G2", "G3"]},
+                               "targets file 'genes.txt' not found")):
+        write_config(run, **overrides)
+        # started from the repository, as the README runs it, with the run in another directory
+        proc = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--configfile", str(run / "config.yaml"),
+                               "--directory", str(run)], cwd=REPO, capture_output=True, text=True, timeout=300)
+        out = " ".join((proc.stdout + proc.stderr).split())
+        assert proc.returncode != 0 and needle in out, out[-2000:]
+        assert f"relative to Snakemake's working directory, {run} " in out and "--directory" in out, out[-2000:]
+        assert "the directory you run snakemake from (" not in out and "Traceback" not in proc.stderr
+    assert not (run / "results").exists()
+
+
 def test_covariates_with_an_h5ad_matrix_and_no_sample_sheet_say_how_to_read_its_obs(tmp_path):
     make_dataset(tmp_path, n_samples=20, n_genes=8)
     (tmp_path / "data" / "cells.h5ad").write_bytes(b"")  # only its name is looked at before anything runs

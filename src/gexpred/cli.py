@@ -2542,10 +2542,14 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--out", required=True,
                            help="predictions TSV (sample, target, model, predicted; regression: on the scale the "
                                 "model was fitted on, i.e. after the bundle's normalization, such as z-scores of the "
-                                "target; classification: the class and a p[class] column per class)")
+                                "target, with pi_low, pi_high, the bundle's 1 - ols.alpha prediction interval, where "
+                                "it has one; classification: the class and a p[class] column per class)")
         else:
             truth = s.add_mutually_exclusive_group()  # one source of truth: a second one was silently ignored
-            truth.add_argument("--truth", help="TSV with 'sample' and the target's true values (raw scale) or labels")
+            truth.add_argument("--truth", help="TSV or CSV with 'sample' and a column named after the target (or "
+                               "'truth'): its true values on the scale of the training matrices, or its labels; not "
+                               "for a model normalized by log_cpm (a value alone has no library size): use "
+                               "--truth-from-input")
             truth.add_argument("--truth-from-input", action="store_true",
                                help="regression: take the truth from the target gene in the input matrices")
             truth.add_argument("--truth-if-measured", action="store_true",

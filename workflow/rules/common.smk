@@ -134,6 +134,15 @@ def _load_naming():
     return naming
 
 
+def paths_hint() -> str:
+    """Where the config's relative paths are read from, for the messages of files not found: Snakemake's working
+    directory, which ``--directory`` moves away from the directory snakemake was started in."""
+    return (
+        f"Paths in the config are relative to Snakemake's working directory, {Path.cwd()} (the directory you run "
+        "snakemake from, or the one --directory names), not to the config file's directory"
+    )
+
+
 def _check_inputs():
     missing = [p for p in config["matrices"] if not Path(p).is_file()]
     for key in ("sample_sheet", "gold_standard"):
@@ -158,8 +167,7 @@ def _check_inputs():
         raise WorkflowError(
             "gexpred: input file(s) not found: "
             + ", ".join(repr(str(p)) for p in missing)
-            + f". Paths are relative to the directory you run snakemake from ({Path.cwd()}); "
-            "fix them in your config."
+            + f". {paths_hint()}; fix them in your config."
         )
 
 
@@ -169,7 +177,7 @@ _check_inputs()
 GENOME = not isinstance(config["targets"], list)
 if GENOME and isinstance(config["targets"], dict) and not Path(config["targets"]["file"]).is_file():
     raise WorkflowError(
-        f"gexpred: targets file {config['targets']['file']!r} not found (paths are relative to {Path.cwd()})."
+        f"gexpred: targets file {config['targets']['file']!r} not found. {paths_hint()}."
     )
 try:
     TARGET_DIRS = (
@@ -230,7 +238,7 @@ for _key, _paths in (("new_batches", [p for paths in config["new_batches"].value
     if _missing:
         raise WorkflowError(
             f"gexpred: {_key} file(s) not found: " + ", ".join(repr(p) for p in _missing)
-            + f". Paths are relative to {Path.cwd()}."
+            + f". {paths_hint()}."
         )
 NORMALIZATION = config["normalization"]
 NORMALIZATION_STEPS = [NORMALIZATION] if isinstance(NORMALIZATION, str) else list(NORMALIZATION)
