@@ -1222,6 +1222,38 @@ def test_drift_reasons_name_the_predictions_p_value_and_a_constant_inputs_values
     assert "inf" not in reasons
 
 
+@pytest.mark.parametrize("covered", [40, 56])
+def test_a_batch_its_intervals_undercover_is_a_warning(covered):
+    """The coverage row's status: 'warn' when the exact one-sided binomial test of fewer covered than the level
+    (scipy) is below monitor.error_alpha, 'ok' otherwise; a warning names the shares and p in the verdict's
+    reasons, whatever the error's row says (an audit: the row only informed, so 40 of 60 inside a 90 % interval
+    left the verdict 'ok')."""
+    from scipy import stats
+
+    from gexpred.monitor import PERFORMANCE_COLUMNS, interval_coverage, verdict
+
+    interval = {"level": 0.9, "half_width": 1.0, "test_coverage": 0.92}
+    truth = np.zeros(60)
+    pred = np.where(np.arange(60) < covered, 0.5, 1.5)  # |error| 0.5 inside, 1.5 outside
+    row = interval_coverage(interval, truth, pred, alpha=0.05)
+    p = stats.binom.cdf(covered, 60, 0.9)
+    assert row["new_batch"] == covered / 60 and row["p_value"] == pytest.approx(p, rel=1e-9)
+    assert row["status"] == ("warn" if p < 0.05 else "ok") and (covered == 40) == (p < 0.05)
+    assert interval_coverage(interval, truth, pred)["status"] == ""  # without alpha: informs only
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"a": rng.normal(size=80)})
+    drift = drift_table(ref, pd.DataFrame({"a": rng.normal(size=60)}), ["a"], Thresholds())
+    perf = pd.DataFrame([{"metric": "mse", "test": 1.0, "new_batch": 1.0, "ratio": 1.0, "p_value": 0.5,
+                          "status": "ok"}, row], columns=PERFORMANCE_COLUMNS)
+    out = verdict(drift, perf, Thresholds())
+    if covered == 40:
+        assert out["verdict"] == "warn" and len(out["reasons"]) == 1, out
+        assert f"cover {covered / 60:.0%} of the batch's samples against 92% of the test split's" in out["reasons"][0]
+        assert f"p = {p:.2g}" in out["reasons"][0] and "(90%)" in out["reasons"][0]
+    else:
+        assert out["verdict"] == "ok" and out["reasons"] == []
+
+
 def test_too_few_cross_validation_residuals_for_the_level_leave_the_bundle_without_an_interval(tmp_path, caplog):
     """At level 0.99 a split-conformal interval needs n >= 0.99 / 0.01 = 99 residuals (ceil((n + 1) 0.99) <= n);
     with 80 the half-width is infinite, which card.json (JSON without inf) could not hold: the bundle step crashed

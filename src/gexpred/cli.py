@@ -1419,7 +1419,8 @@ def cmd_monitor(a: argparse.Namespace) -> None:
         if bundle.task == "regression" and bundle.card.get("interval"):
             from .monitor import interval_coverage
 
-            perf = pd.concat([perf, pd.DataFrame([interval_coverage(bundle.card["interval"], truth, pred)])],
+            perf = pd.concat([perf, pd.DataFrame([interval_coverage(bundle.card["interval"], truth, pred,
+                                                                    alpha=thresholds.error_alpha)])],
                              ignore_index=True)
     result = verdict(drift, perf, thresholds)
     result.update({"target": bundle.target, "task": bundle.task, "model": bundle.card["model"],

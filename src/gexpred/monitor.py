@@ -25,7 +25,9 @@ known, the model's metrics on it are compared with those on the test split: the 
 for classification) is flagged when its ratio to the test split's reaches ``error_warn`` / ``error_alert``
 *and* a one-sided permutation test of the per-sample losses (:func:`error_rise_test`; the bundle keeps the
 test split's) says the rise is unlikely by chance (``p < error_alpha``): two noisy means of squared errors
-differ by 1.5 x in one batch of 30 in ten with an unchanged model.
+differ by 1.5 x in one batch of 30 in ten with an unchanged model. A regression model's prediction intervals
+are checked too: too few of the batch's samples inside them (one-sided exact binomial test against the
+interval's level, ``p < error_alpha``) is a warning.
 The verdict is the worst of these: ``ok``, ``warn`` or ``alert``, with the reasons in words.
 """
 
@@ -268,20 +270,26 @@ def performance_table(test_metrics: dict[str, float], new_metrics: dict[str, flo
     return pd.DataFrame(rows, columns=PERFORMANCE_COLUMNS)
 
 
-def interval_coverage(interval: dict[str, Any], truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+def interval_coverage(interval: dict[str, Any], truth: np.ndarray, predicted: np.ndarray,
+                      alpha: float | None = None) -> dict[str, Any]:
     """The performance row of a regression bundle's prediction interval on a batch whose truth is known: the share
     of the batch's samples inside their interval (``new_batch``) beside the test split's (``test``), and the exact
-    binomial test of fewer covered than the interval's level (``p_value``; scipy's ``binomtest``, one-sided). The
-    row informs; the error's row decides the status (a batch whose errors grew is flagged there)."""
+    binomial test of fewer covered than the interval's level (``p_value``; scipy's ``binomtest``, one-sided).
+
+    With ``alpha`` (``monitor.error_alpha``) the row's status is ``warn`` when ``p_value < alpha``: the intervals
+    the predictions come with no longer hold on this batch, even where the mean error did not grow enough to be
+    flagged (a batch whose errors have heavier tails, or a few samples far off); never ``alert``, which the error's
+    row decides. Without ``alpha`` the row only informs (status empty)."""
     from scipy.stats import binomtest
 
     err = np.abs(np.asarray(truth, dtype=np.float64) - np.asarray(predicted, dtype=np.float64))
     err = err[np.isfinite(err)]
     covered = int(np.sum(err <= interval["half_width"]))
     p = binomtest(covered, len(err), interval["level"], alternative="less").pvalue if len(err) else np.nan
+    status = "" if alpha is None else "warn" if np.isfinite(p) and p < alpha else "ok"
     return {"metric": f"interval_coverage ({100 * interval['level']:g}%)",
             "test": interval.get("test_coverage", np.nan), "new_batch": covered / len(err) if len(err) else np.nan,
-            "ratio": np.nan, "p_value": float(p), "status": ""}
+            "ratio": np.nan, "p_value": float(p), "status": status}
 
 
 def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: Thresholds) -> dict[str, Any]:
@@ -312,7 +320,14 @@ def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: T
     if performance is not None:
         for _, r in performance[performance["status"] != ""].iterrows():
             level = VERDICTS.index(r["status"])
-            if level:
+            if level and str(r["metric"]).startswith("interval_coverage"):
+                test = f" against {r['test']:.0%} of the test split's" if np.isfinite(r["test"]) else ""
+                reasons.append(f"{r['status']}: the prediction intervals ({r['metric'].split('(')[1].rstrip(')')}) "
+                               f"cover {r['new_batch']:.0%} of the batch's samples{test} (exact binomial test of "
+                               f"fewer covered than the level: p = {r['p_value']:.2g}): the uncertainty the "
+                               f"predictions come with does not hold for this batch")
+                worst = max(worst, level)
+            elif level:
                 tested = (f", permutation p = {r['p_value']:.2g}" if np.isfinite(r["p_value"])
                           else ", not tested for chance: the bundle keeps no test-split losses")
                 reasons.append(f"{r['status']}: {r['metric']} on the batch is {r['ratio']:.2f} x the test split's "
