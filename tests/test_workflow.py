@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 from scipy import stats
+from scipy.spatial.distance import cdist
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -273,6 +274,8 @@ def test_bundles_reproduce_pipeline_predictions_and_monitor_new_batch(finished_r
     root, _ = finished_run
     pred = pd.read_csv(root / "results/compare/predictions.tsv", sep="\t", dtype={"sample": str})
     summary = pd.read_csv(root / "results/compare/summary.tsv", sep="\t").set_index("target")
+    normalized = ad.read_h5ad(root / "results/data/normalized.h5ad")
+    design = pd.DataFrame(np.asarray(normalized.X), index=normalized.obs_names, columns=normalized.var_names)
     for target in ["G0", "G1"]:
         want = pred[pred["target"] == target].set_index("sample")
         for model in ("ols", "penalized", "mlp"):
@@ -289,15 +292,32 @@ def test_bundles_reproduce_pipeline_predictions_and_monitor_new_batch(finished_r
             assert card["metrics"]["test"]["mse"] == pytest.approx(float(np.mean(squared)), rel=1e-9)
             # each test sample's loss, kept for the monitor's test of the error ratio
             np.testing.assert_allclose(np.sort(card["test_losses"]), np.sort(squared), rtol=1e-4, atol=1e-8)
-            # the prediction interval: the ceil(0.95 (n + 1))-th smallest absolute out-of-fold residual on the training
-            # split (ols.alpha 0.05), predictions -+ it; its coverage of the test split
-            cvp = pd.read_csv(root / f"results/{model}/{target}/cv_predictions.tsv", sep="\t")
-            res = np.sort(np.abs(cvp["observed"] - cvp["predicted"]).to_numpy())
-            q = res[int(np.ceil(0.95 * (len(res) + 1))) - 1]
-            assert card["interval"]["level"] == 0.95 and card["interval"]["half_width"] == pytest.approx(q, rel=1e-12)
-            np.testing.assert_allclose(got["pi_low"], got["predicted"] - q, rtol=1e-12, atol=1e-12)
-            np.testing.assert_allclose(got["pi_high"], got["predicted"] + q, rtol=1e-12, atol=1e-12)
-            assert card["interval"]["test_coverage"] == pytest.approx(float(np.mean(np.sqrt(squared) <= q)), abs=1e-9)
+            # the prediction interval (prediction_interval.method: neighbours, 10): each out-of-fold residual on the
+            # training split over its sample's mean distance to its 10 nearest samples of its fold's training part
+            # (the design in training SDs); q the ceil(0.95 (n + 1))-th smallest ratio (ols.alpha 0.05); a sample's
+            # half-width q x its mean over the folds of that distance; its coverage of the test split
+            cvp = pd.read_csv(root / f"results/{model}/{target}/cv_predictions.tsv", sep="\t", dtype={"sample": str})
+            terms = json.loads((root / f"results/{model}/{target}/model.json").read_text())["design"]["terms"]
+            R = design.loc[cvp["sample"], terms].to_numpy()
+            sd = R.std(axis=0)
+            folds = cvp["fold"].to_numpy()
+
+            def knn(rows, Z):
+                return np.sort(cdist(Z / sd, rows / sd), axis=1)[:, :10].mean(axis=1)
+
+            d_cv = np.empty(len(R))
+            for f in np.unique(folds):
+                d_cv[folds == f] = knn(R[folds != f], R[folds == f])
+            ratio = np.sort(np.abs(cvp["observed"] - cvp["predicted"]).to_numpy() / d_cv)
+            q = ratio[int(np.ceil(0.95 * (len(ratio) + 1))) - 1]
+            assert card["interval"]["level"] == 0.95 and card["interval"]["q"] == pytest.approx(q, rel=1e-9)
+            Z = design.loc[got.index, terms].to_numpy()
+            half = q * np.mean([knn(R[folds != f], Z) for f in np.unique(folds)], axis=0)
+            np.testing.assert_allclose(got["pi_low"], got["predicted"] - half, rtol=1e-7, atol=1e-7)
+            np.testing.assert_allclose(got["pi_high"], got["predicted"] + half, rtol=1e-7, atol=1e-7)
+            test_ids = want.index[want["split"] == "test"]
+            inside = np.sqrt(squared) <= half[got.index.get_indexer(test_ids)]
+            assert card["interval"]["test_coverage"] == pytest.approx(float(np.mean(inside)), abs=1e-9)
         best = json.loads((root / f"results/models/{target}/best.json").read_text())
         cv = {m: summary.loc[target, m] for m in ("ols", "penalized", "mlp")}
         assert best["model"] == min(cv, key=cv.get)

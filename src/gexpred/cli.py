@@ -1041,26 +1041,54 @@ def _conformal_min_n(level: float) -> int:
 
 
 def _bundle_interval(cvp: pd.DataFrame | None, level: float, test_observed: np.ndarray,
-                     test_predicted: np.ndarray, name: str) -> dict[str, Any] | None:
+                     test_predicted: np.ndarray, name: str, method: str = "constant", neighbours: int = 10,
+                     reference: pd.DataFrame | None = None, test_design: np.ndarray | None = None
+                     ) -> dict[str, Any] | None:
     """A regression bundle's prediction interval (:func:`gexpred.deploy.prediction_interval`) from its model's
     out-of-fold predictions ``cvp`` (cv_predictions.tsv), or None without them or where they are too few for
-    ``level`` (logged: an infinite half-width has no place in card.json, and the bundle then has no interval)."""
+    ``level`` (logged: an infinite half-width has no place in card.json, and the bundle then has no interval).
+
+    ``method`` ``neighbours``: the residuals scaled by each training sample's distance to its ``neighbours``
+    nearest samples of its fold's training part (:func:`gexpred.deploy.neighbour_difficulty`, on ``reference``,
+    the training samples' design indexed by sample); the card keeps each reference row's fold and the scale, so
+    that a new sample's half-width can be computed from the bundle alone."""
     if cvp is None or not len(cvp):
         return None
-    from .deploy import prediction_interval
+    from .deploy import interval_scale, neighbour_difficulty, prediction_interval
 
-    interval = prediction_interval(cvp["observed"].to_numpy(dtype=np.float64),
-                                   cvp["predicted"].to_numpy(dtype=np.float64), level, test_observed, test_predicted)
-    if not np.isfinite(interval["half_width"]):  # ceil((n + 1) level) > n
+    extra: dict[str, Any] = {}
+    if method == "neighbours":
+        cvp = cvp.set_index("sample").reindex(reference.index)
+        if cvp["fold"].isna().any():  # a training sample without an out-of-fold prediction: no fold to measure in
+            log.warning("bundle %s: %d training samples have no cross-validation prediction; its prediction "
+                        "interval has one width for every sample", name, int(cvp["fold"].isna().sum()))
+            cvp, method = cvp.dropna(subset=["fold"]).reset_index(), "constant"
+    if method == "neighbours":
+        R = reference.to_numpy(dtype=np.float64)
+        folds = cvp["fold"].to_numpy(dtype=np.int64)
+        scale = interval_scale(R)
+        interval = prediction_interval(cvp["observed"].to_numpy(dtype=np.float64),
+                                       cvp["predicted"].to_numpy(dtype=np.float64), level, test_observed,
+                                       test_predicted, cv_difficulty=neighbour_difficulty(R, folds, None, neighbours,
+                                                                                          scale),
+                                       test_difficulty=neighbour_difficulty(R, folds, test_design, neighbours, scale))
+        extra = {"neighbours": int(neighbours), "folds": [int(f) for f in folds]}
+    else:
+        interval = prediction_interval(cvp["observed"].to_numpy(dtype=np.float64),
+                                       cvp["predicted"].to_numpy(dtype=np.float64), level, test_observed,
+                                       test_predicted)
+    if not np.isfinite(interval.get("half_width", interval.get("q"))):  # ceil((n + 1) level) > n
         log.warning("bundle %s: %d cross-validation residuals are too few for a %g%% prediction interval (it needs "
                     "at least %d: ceil((n + 1) x %g) <= n); the bundle has none, and predict writes no pi_low, "
                     "pi_high. Raise ols.alpha, or give the training split more samples.", name,
                     interval["n_residuals"], 100 * level, _conformal_min_n(level), level)
         return None
-    log.info("bundle %s: %g%% prediction interval +- %.4g (from %d cross-validation residuals); it covers %.1f%% of "
-             "the %d test samples", name, 100 * level, interval["half_width"], interval["n_residuals"],
-             100 * interval["test_coverage"], interval["n_test"])
-    return interval
+    how = (f"+- {interval['half_width']:.4g}" if "half_width" in interval else
+           f"+- {interval['q']:.4g} x each sample's mean distance to its {neighbours} nearest training samples")
+    log.info("bundle %s: %g%% prediction interval %s (from %d cross-validation residuals); it covers %.1f%% of the %d "
+             "test samples (mean width %.4g)", name, 100 * level, how, interval["n_residuals"],
+             100 * interval["test_coverage"], interval["n_test"], interval["test_mean_width"])
+    return {**interval, **extra}
 
 
 def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str) -> None:
@@ -1152,7 +1180,9 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
     test_losses = sample_losses(task, truth, out[test])
     cv_path = model_dir / "cv_predictions.tsv"
     cvp = read_table(cv_path, dtype={"sample": str}) if task == "regression" and cv_path.is_file() else None
-    interval = _bundle_interval(cvp, 1.0 - a.alpha, truth, out[test], f"{a.target} / {model}")
+    interval = _bundle_interval(cvp, 1.0 - a.alpha, truth, out[test], f"{a.target} / {model}", a.interval,
+                                a.interval_neighbours, reference=X[train].set_axis(np.asarray(samples)[train]),
+                                test_design=X[test].to_numpy(dtype=np.float64))
     Xall = np.asarray(adata.X)[train]
     write_bundle(out_dir, target=a.target, model=model, task=task, classes=classes, model_params=params,
                  preprocessing={"normalization": subset_normalization(norm_params, genes), "design": design},
@@ -1230,10 +1260,10 @@ def _batch_predictions(bundle, X: pd.DataFrame, pred: np.ndarray) -> pd.DataFram
             df[f"p[{c}]"] = pred[:, k]
     else:
         df["predicted"] = pred
-        interval = bundle.card.get("interval")
-        if interval:  # the bundle's prediction interval (a bundle made before intervals has none)
-            df["pi_low"] = pred - interval["half_width"]
-            df["pi_high"] = pred + interval["half_width"]
+        half = bundle.half_widths(X.to_numpy(dtype=np.float64))
+        if half is not None:  # the bundle's prediction interval (a bundle made before intervals has none)
+            df["pi_low"] = pred - half
+            df["pi_high"] = pred + half
     return df
 
 
@@ -1419,8 +1449,10 @@ def cmd_monitor(a: argparse.Namespace) -> None:
         if bundle.task == "regression" and bundle.card.get("interval"):
             from .monitor import interval_coverage
 
+            half = bundle.half_widths(X.to_numpy(dtype=np.float64))
             perf = pd.concat([perf, pd.DataFrame([interval_coverage(bundle.card["interval"], truth, pred,
-                                                                    alpha=thresholds.error_alpha)])],
+                                                                    alpha=thresholds.error_alpha,
+                                                                    half_width=half)])],
                              ignore_index=True)
     result = verdict(drift, perf, thresholds)
     result.update({"target": bundle.target, "task": bundle.task, "model": bundle.card["model"],
@@ -2520,6 +2552,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=level_arg, default=0.05,
                    help="regression models' prediction intervals are at level 1 - alpha (ols.alpha), from their "
                         "cross-validation residuals")
+    s.add_argument("--interval", choices=["neighbours", "constant"], default="neighbours",
+                   help="neighbours: each sample's half-width scaled by its mean distance to its nearest training "
+                        "samples (wider for samples unlike the training data); constant: one half-width for every "
+                        "sample (prediction_interval.method)")
+    s.add_argument("--interval-neighbours", type=int, default=10, metavar="K",
+                   help="the nearest training samples whose mean distance scales the half-width (>= 1)")
     s.add_argument("--out", nargs="+", required=True, help="bundle directory of each model")
     s.add_argument("--summary", help="comparison summary.tsv: also write --out-best naming the best model")
     s.add_argument("--out-best", help="best.json")

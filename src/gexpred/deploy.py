@@ -135,27 +135,100 @@ def conformal_half_width(residuals: np.ndarray, level: float) -> float:
     return float(r[k - 1]) if 0 < k <= len(r) else float("inf")
 
 
+INTERVAL_METHODS = ("neighbours", "constant")
+"""``prediction_interval.method``: half-widths scaled by each sample's distance to its nearest training samples,
+or one half-width for every sample."""
+
+
+def neighbour_distance(reference: np.ndarray, X: np.ndarray, k: int, scale: np.ndarray,
+                       block: int = 1024) -> np.ndarray:
+    """Mean Euclidean distance of each row of ``X`` to its ``k`` nearest rows of ``reference``, on the columns
+    divided by ``scale`` (a column of scale ``inf`` or 0 counts for nothing). Rows of ``X`` in blocks, so that
+    memory is ``block x len(reference)``."""
+    R = np.asarray(reference, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    s = np.asarray(scale, dtype=np.float64)
+    use = np.isfinite(s) & (s > 0)
+    R, X = R[:, use] / s[use], X[:, use] / s[use]
+    k = max(1, min(int(k), len(R)))
+    r2 = np.einsum("ij,ij->i", R, R)
+    out = np.empty(len(X))
+    for a in range(0, len(X), block):
+        Z = X[a:a + block]
+        d2 = np.einsum("ij,ij->i", Z, Z)[:, None] + r2[None, :] - 2.0 * Z @ R.T
+        d = np.sqrt(np.maximum(d2, 0.0))
+        out[a:a + block] = np.partition(d, k - 1, axis=1)[:, :k].mean(axis=1)
+    return out
+
+
+def neighbour_difficulty(reference: np.ndarray, folds: np.ndarray, X: np.ndarray | None, k: int,
+                         scale: np.ndarray) -> np.ndarray:
+    """How far samples lie from the training samples: :func:`neighbour_distance` to the ``k`` nearest training
+    samples of each fold's training part (the rows of ``reference`` not in that fold), averaged over the folds.
+
+    ``X`` None: the training samples themselves, each against its own fold's training part only (the samples its
+    cross-validation model was fitted on, as its residual was made). A new sample is measured against every
+    fold's training part and averaged, so that both are distances to sets of the same size.
+    """
+    folds = np.asarray(folds)
+    ids = np.unique(folds)
+    if X is None:
+        out = np.empty(len(reference))
+        for f in ids:
+            te = folds == f
+            out[te] = neighbour_distance(reference[~te], reference[te], k, scale)
+        return out
+    return np.mean([neighbour_distance(reference[folds != f], X, k, scale) for f in ids], axis=0)
+
+
+def interval_scale(reference: np.ndarray) -> np.ndarray:
+    """Each design column's scale for :func:`neighbour_distance`: its standard deviation over the training
+    samples (``inf`` for a constant column, which then counts for nothing)."""
+    sd = np.asarray(reference, dtype=np.float64).std(axis=0)
+    return np.where(sd > 1e-12 * np.maximum(np.abs(np.mean(reference, axis=0)), 1.0), sd, np.inf)
+
+
 def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level: float,
-                        test_observed: np.ndarray, test_predicted: np.ndarray) -> dict[str, Any]:
+                        test_observed: np.ndarray, test_predicted: np.ndarray,
+                        cv_difficulty: np.ndarray | None = None,
+                        test_difficulty: np.ndarray | None = None) -> dict[str, Any]:
     """A regression model's prediction interval, from its cross-validation residuals on the training split.
 
     Each training sample's out-of-fold residual (its fold's model did not see it) is a draw of the error the
     model makes on a new sample, whatever the model: the interval ``prediction +- q`` with ``q``
     :func:`conformal_half_width` covers a new sample's value with probability about ``level`` (the CV+ idea of
     Barber et al. 2021, *Ann Stat* 49:486, which bounds it below by ``2 level - 1`` for the fold models' spread;
-    the final model is fitted on all of them, so it is, if anything, a little wider than it needs). Its width is
-    the same for every sample (marginal coverage: not narrower where the model is surer). The test split, never
-    used here, checks it: ``test_coverage`` is the share of its samples inside their interval.
+    the final model is fitted on all of them, so it is, if anything, a little wider than it needs). The test
+    split, never used here, checks it: ``test_coverage`` is the share of its samples inside their interval.
 
-    Returns ``{"method": "cv_conformal", "level", "half_width", "n_residuals", "test_coverage", "n_test"}``.
+    Without ``cv_difficulty`` the width is the same for every sample (``method: cv_conformal``). With it
+    (``cv_conformal_neighbours``; :func:`neighbour_difficulty` of the training samples, ``test_difficulty`` of
+    the test split's), the residuals are scaled first: ``q`` is the conformal quantile of ``|residual| /
+    difficulty`` and a sample's half-width ``q x`` its own difficulty (normalised nonconformity scores,
+    Papadopoulos et al. 2011, *J Artif Intell Res* 40:815): the same marginal coverage, narrower intervals for
+    samples among many training samples like them, wider ones for samples unlike any (a new condition), where
+    the model's errors are larger.
+
+    Returns ``{"method", "level", "half_width" (the constant one) or "q" (the scaled one), "n_residuals",
+    "test_coverage", "n_test", "test_mean_width"}``.
     """
     res = np.asarray(cv_observed, dtype=np.float64) - np.asarray(cv_predicted, dtype=np.float64)
-    q = conformal_half_width(res, level)
     err = np.abs(np.asarray(test_observed, dtype=np.float64) - np.asarray(test_predicted, dtype=np.float64))
-    err = err[np.isfinite(err)]
-    return {"method": "cv_conformal", "level": float(level), "half_width": q,
-            "n_residuals": int(np.isfinite(res).sum()),
-            "test_coverage": float(np.mean(err <= q)) if len(err) else float("nan"), "n_test": int(len(err))}
+    if cv_difficulty is None:
+        q = conformal_half_width(res, level)
+        width = np.full(len(err), q)
+        out: dict[str, Any] = {"method": "cv_conformal", "level": float(level), "half_width": q}
+    else:
+        d = np.asarray(cv_difficulty, dtype=np.float64)
+        q = conformal_half_width(np.abs(res) / np.maximum(d, np.finfo(float).tiny), level)
+        width = q * np.asarray(test_difficulty, dtype=np.float64)
+        out = {"method": "cv_conformal_neighbours", "level": float(level), "q": q}
+    ok = np.isfinite(err)
+    out.update({"n_residuals": int(np.isfinite(res).sum()),
+                "test_coverage": float(np.mean(err[ok] <= width[ok])) if ok.any() else float("nan"),
+                "n_test": int(ok.sum()),
+                "test_mean_width": float(2 * np.mean(width[ok])) if ok.any() else float("nan")})
+    return out
 
 
 def encode_covariates_like(obs: pd.DataFrame, encoding: dict[str, Any], source: str,
@@ -342,6 +415,20 @@ class Bundle:
         """Predictions (regression) or class probabilities (classification) from design values."""
         return predict_design(self.params, X, self.network)
 
+    def half_widths(self, X: np.ndarray) -> np.ndarray | None:
+        """Each sample's prediction-interval half-width from its design values, or None for a bundle without an
+        interval (classification; too few residuals; made before intervals): the card's one ``half_width``, or
+        ``q`` times the sample's :func:`neighbour_difficulty` against the reference (the training samples)."""
+        iv = self.card.get("interval") if self.task == "regression" else None
+        if not iv:
+            return None
+        X = np.asarray(X, dtype=np.float64)
+        if "q" not in iv:
+            return np.full(len(X), float(iv["half_width"]))
+        R = self.reference[self.terms].to_numpy(dtype=np.float64)
+        return float(iv["q"]) * neighbour_difficulty(R, np.asarray(iv["folds"]), X, int(iv["neighbours"]),
+                                                     interval_scale(R))
+
 
 def resolve_bundle(path: str | os.PathLike[str]) -> Path:
     """A bundle directory, or a target's directory whose ``best.json`` names the chosen model's bundle."""
@@ -521,6 +608,10 @@ def reference_problems(card: dict[str, Any], terms: list[str], ref: pd.DataFrame
     values = ref[present].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
         problems.append("values that are missing or not finite numbers")
+    iv = card.get("interval") or {}
+    if "q" in iv and (len(iv.get("folds") or []) != len(ref) or not int(iv.get("neighbours", 0)) >= 1):
+        problems.append(f"an interval whose folds ({len(iv.get('folds') or [])}) do not match its rows, or without "
+                        f"neighbours")
     return problems
 
 

@@ -271,7 +271,7 @@ def performance_table(test_metrics: dict[str, float], new_metrics: dict[str, flo
 
 
 def interval_coverage(interval: dict[str, Any], truth: np.ndarray, predicted: np.ndarray,
-                      alpha: float | None = None) -> dict[str, Any]:
+                      alpha: float | None = None, half_width: np.ndarray | None = None) -> dict[str, Any]:
     """The performance row of a regression bundle's prediction interval on a batch whose truth is known: the share
     of the batch's samples inside their interval (``new_batch``) beside the test split's (``test``), and the exact
     binomial test of fewer covered than the interval's level (``p_value``; scipy's ``binomtest``, one-sided).
@@ -279,12 +279,15 @@ def interval_coverage(interval: dict[str, Any], truth: np.ndarray, predicted: np
     With ``alpha`` (``monitor.error_alpha``) the row's status is ``warn`` when ``p_value < alpha``: the intervals
     the predictions come with no longer hold on this batch, even where the mean error did not grow enough to be
     flagged (a batch whose errors have heavier tails, or a few samples far off); never ``alert``, which the error's
-    row decides. Without ``alpha`` the row only informs (status empty)."""
+    row decides. Without ``alpha`` the row only informs (status empty). ``half_width``: each sample's
+    (:meth:`gexpred.deploy.Bundle.half_widths`); by default the interval's one ``half_width``."""
     from scipy.stats import binomtest
 
     err = np.abs(np.asarray(truth, dtype=np.float64) - np.asarray(predicted, dtype=np.float64))
-    err = err[np.isfinite(err)]
-    covered = int(np.sum(err <= interval["half_width"]))
+    half = np.broadcast_to(interval["half_width"] if half_width is None else half_width, err.shape)
+    ok = np.isfinite(err)
+    err, half = err[ok], half[ok]
+    covered = int(np.sum(err <= half))
     p = binomtest(covered, len(err), interval["level"], alternative="less").pvalue if len(err) else np.nan
     status = "" if alpha is None else "warn" if np.isfinite(p) and p < alpha else "ok"
     return {"metric": f"interval_coverage ({100 * interval['level']:g}%)",

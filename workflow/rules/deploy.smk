@@ -29,6 +29,8 @@ rule bundle:
         binarize=lambda wc: (f"--binarize-threshold {float(config['binarize'][TARGETS[wc.target]])!r}"
                              if TARGETS[wc.target] in config["binarize"] else ""),
         alpha=config["ols"]["alpha"],
+        interval=config["prediction_interval"]["method"],
+        neighbours=config["prediction_interval"]["neighbours"],
     threads: 1
     resources:
         mem_mb=whole_matrix_mem_mb(1.5, 2000),
@@ -38,7 +40,8 @@ rule bundle:
     shell:
         "gexpred bundle --target {params.target:q} --model {params.models} --model-dir {params.model_dirs}"
         " --data {input.data:q} --splits {input.splits:q} --normalization {input.normalization:q}"
-        " {params.labels} {params.binarize} --alpha {params.alpha} --metrics {input.metrics:q}"
+        " {params.labels} {params.binarize} --alpha {params.alpha} --interval {params.interval}"
+        " --interval-neighbours {params.neighbours} --metrics {input.metrics:q}"
         " --cv-metrics {input.cv_metrics:q} --out {params.outs}"
         " --summary {input.summary:q} --out-best {output.best:q} --log {log:q}"
 
