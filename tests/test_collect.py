@@ -6,6 +6,7 @@ tests wrote, independently of gexpred.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import anndata as ad
@@ -171,7 +172,7 @@ def test_conflict_with_a_third_matrix_names_the_two_files(make_frame):
     b = make_frame(genes=["g1"], samples=["s2"])
     c = make_frame(genes=["g1"], samples=["s1"])
     mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("abc", (a, b, c))]
-    with pytest.raises(InputError, match=r"'a\.tsv' and 'c\.tsv' share 1 samples"):
+    with pytest.raises(InputError, match=r"'a\.tsv' and 'c\.tsv' share 1 sample \("):
         combine(mats)
 
 
@@ -256,6 +257,18 @@ def test_attach_sample_sheet_missing_samples_is_an_error(make_frame, write):
         attach_sample_sheet(m, read_sample_sheet(sheet_path), str(sheet_path))
     msg = str(info.value)
     assert str(sheet_path) in msg and "'P-17'" in msg and "'P-18'" in msg and "2 of the 3" in msg
+
+
+@pytest.mark.parametrize("ghosts", [["s9"], ["s8", "s9"]])
+def test_sample_sheet_rows_in_no_matrix_are_counted_in_good_english(make_frame, write, caplog, ghosts):
+    # the warning read "lists 1 samples that are in no matrix"
+    m = ad.AnnData(make_frame(genes=["g1"], samples=["s1"]).T.copy())
+    sheet_path = write("sheet.tsv", "sample\tage\ns1\t40\n" + "".join(f"{g}\t50\n" for g in ghosts))
+    with caplog.at_level(logging.WARNING, logger="gexpred.collect"):
+        attach_sample_sheet(m, read_sample_sheet(sheet_path), str(sheet_path))
+    n = len(ghosts)
+    want = "lists 1 sample that is in no matrix" if n == 1 else f"lists {n} samples that are in no matrix"
+    assert want in caplog.text
 
 
 def test_attach_sample_sheet_matches_string_ids_exactly(make_frame, write):

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, ModelError, preview
+from .errors import InputError, ModelError, plural, preview
 
 log = logging.getLogger(__name__)
 
@@ -592,7 +592,8 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
     needed_set = set(needed)  # once: a log-CPM model needs every gene, and a batch can hold 60,000
     extra = [g for g in expr.columns if g not in needed_set]
     if extra:
-        log.info("%s: %d genes the model does not use are ignored", source, len(extra))
+        log.info("%s: %s the model does not use %s ignored", source, plural(len(extra), "gene"),
+                 "is" if len(extra) == 1 else "are")
     values = expr[needed].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if target in needed and not norm.get("library_size_genes"):
@@ -602,8 +603,9 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
     if bad.any():
         r, c = np.argwhere(bad)[0]
         rows = expr.index[bad.any(axis=1)]
-        raise InputError(f"{source} has {int(bad.sum())} missing or infinite values in the genes the model uses, "
-                         f"e.g. gene {needed[c]!r} of sample {expr.index[r]!r} ({len(rows)} samples: "
+        raise InputError(f"{source} has {plural(int(bad.sum()), 'missing or infinite value')} in the genes the "
+                         f"model uses, e.g. gene {needed[c]!r} of sample {expr.index[r]!r} "
+                         f"({plural(len(rows), 'sample')}: "
                          f"{preview(list(rows))}). Fill them in, or leave those samples out of the batch; the "
                          f"model needs every one of its genes in every sample.")
     if needed != list(norm["genes"]):  # the target gene is absent: normalize without it

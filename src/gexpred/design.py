@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, near_ids, preview
+from .errors import ConfigError, near_ids, plural, preview
 from .io import TEXT_NA, ZERO_PADDED, number_text, read_gene_list
 
 log = logging.getLogger(__name__)
@@ -217,8 +217,8 @@ def correlation_ratio(X: np.ndarray, codes: np.ndarray) -> np.ndarray:
 def _with_required(chosen: list[str], required: list[str], target: str) -> list[str]:
     extra = [g for g in required if g not in chosen and g != target]
     if extra:
-        log.info("target %s: adding %d genes required by interactions or gene sets: %s", target, len(extra),
-                 preview(extra))
+        log.info("target %s: adding %s required by interactions or gene sets: %s", target,
+                 plural(len(extra), "gene"), preview(extra))
     return [*chosen, *extra]
 
 
@@ -256,8 +256,8 @@ def check_design(X: np.ndarray, names: list[str], target: str) -> tuple[np.ndarr
     X = np.asarray(X, dtype=np.float64)
     const = _is_constant(X)
     if const.any():
-        log.warning("target %s: dropping %d predictors constant over the training samples: %s",
-                    target, int(const.sum()), preview(np.asarray(names)[const]))
+        log.warning("target %s: dropping %s constant over the training samples: %s",
+                    target, plural(int(const.sum()), "predictor"), preview(np.asarray(names)[const]))
         X = X[:, ~const]
         names = [n for n, c in zip(names, const) if not c]
     if not names:
@@ -267,7 +267,7 @@ def check_design(X: np.ndarray, names: list[str], target: str) -> tuple[np.ndarr
     n, p = X.shape
     if n < p + 2:
         raise ModelError(
-            f"Target {target!r}: {n} training samples for {p} predictors; ordinary least squares needs at least "
+            f"Target {target!r}: {plural(n, 'training sample')} for {plural(p, 'predictor')}; ordinary least squares needs at least "
             f"{p + 2} (predictors + intercept + 1 residual degree of freedom). Use fewer predictors "
             f"(e.g. a smaller 'top_correlated') or more samples."
         )

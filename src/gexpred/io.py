@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, preview
+from .errors import InputError, plural, preview
 
 log = logging.getLogger(__name__)
 
@@ -389,10 +389,6 @@ def _binary_hint(what: str) -> str:
     return "It must be a plain text table; "
 
 
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def _open_text(path: Path, gz: bool) -> _io.TextIOBase:
     raw = gzip.open(path, "rb") if gz else open(path, "rb")
     return _io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
@@ -516,7 +512,7 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
         samples = header[1:]
     else:
         raise InputError(
-            f"Matrix '{path}': the header has {len(header)} fields but line {first_line} (gene "
+            f"Matrix '{path}': the header has {plural(len(header), 'field')} but line {first_line} (gene "
             f"{first[0].strip()!r}) has {len(first)}. Each row must hold the gene id and then one value per "
             f"sample named in the header. {_delimiter_hint(header, sep)}"
         )
@@ -563,7 +559,8 @@ def _raise_trailing_delimiter(path: Path, sep: str, header: list[str], first: li
     strip = "sed 's/\\t\\r*$//'" if sep == "\t" else "sed 's/,\\r*$//'"
     raise InputError(
         f"Matrix '{path}': every data row ends with an empty field that the header does not have (line "
-        f"{first_line}, gene {first[0].strip()!r}, has {_n(len(first), 'field')}, the header {len(header)}, the "
+        f"{first_line}, gene {first[0].strip()!r}, has {plural(len(first), 'field')}, the header {len(header)}, "
+        f"the "
         f"last one empty): a trailing {name} at the end of each data line. Read as it stands, header "
         f"{header[0].strip()!r} would name the first sample's values, each sample's name the next one's values, "
         f"and the last sample would be empty. "
@@ -698,9 +695,10 @@ def _raise_ragged(path: Path, sep: str, gz: bool, n: int, pandas_msg: str | None
             rows.close()
             what = "too many" if len(row) > n + 1 else "too few"
             raise InputError(
-                f"Matrix '{path}' has ragged rows: line {line} (gene {row[0].strip()!r}) has {_n(len(row), 'field')}, "
-                f"{what} for the {_n(n, 'sample')} in the header. Every row must have the gene id and exactly "
-                f"{_n(n, 'value')} (one per sample in the header); fix that row, or check the delimiter "
+                f"Matrix '{path}' has ragged rows: line {line} (gene {row[0].strip()!r}) has "
+                f"{plural(len(row), 'field')}, "
+                f"{what} for the {plural(n, 'sample')} in the header. Every row must have the gene id and exactly "
+                f"{plural(n, 'value')} (one per sample in the header); fix that row, or check the delimiter "
                 f"({_delimiter_name(sep)} is expected for this extension)."
             )
     if pandas_msg is None:
@@ -712,7 +710,7 @@ def _raise_ragged(path: Path, sep: str, gz: bool, n: int, pandas_msg: str | None
         )
     raise InputError(
         f"Matrix '{path}' could not be parsed: {_parser_detail(pandas_msg)}. Every row must have the gene id "
-        f"and exactly {_n(n, 'value')} (one per sample in the header)."
+        f"and exactly {plural(n, 'value')} (one per sample in the header)."
     )
 
 
@@ -737,7 +735,8 @@ def _coerce_numeric(path: Path, df: pd.DataFrame, samples: list[str]) -> pd.Data
         for k in order
     ]
     raise InputError(
-        f"Matrix '{path}' has {_n(len(gi), 'non-numeric value')}, e.g. {'; '.join(examples)}. Expression values must "
+        f"Matrix '{path}' has {plural(len(gi), 'non-numeric value')}, e.g. {'; '.join(examples)}. Expression values "
+        f"must "
         f"be plain numbers with a '.' decimal point; mark missing values as empty or NA."
     )
 
@@ -866,7 +865,7 @@ def _log_unread_parts(adata: ad.AnnData, path: Path) -> None:
         if len(extra):
             log.warning("Matrix '%s': only .X (%s) is read; its .raw holds %s more (e.g. %s), which are not read. "
                         "If they are wanted, write an .h5ad whose .X holds them (adata.raw.to_adata()).",
-                        path, _n(adata.n_vars, "gene"), _n(len(extra), "gene"), preview(extra, 3))
+                        path, plural(adata.n_vars, "gene"), plural(len(extra), "gene"), preview(extra, 3))
     if len(adata.layers):
         log.info("Matrix '%s': the values are .X; its layers %s are not read (to use a layer, e.g. raw counts, "
                  "write it as .X)", path, preview(list(adata.layers)))
@@ -961,7 +960,8 @@ def validate_matrix(adata: ad.AnnData, path: str | os.PathLike[str], allow_missi
         examples = [f"gene {genes[gi[k]]!r}, sample {samples[si[k]]!r}: {X[si[k], gi[k]]}" for k in order]
         n_genes = len(np.unique(gi))
         raise InputError(
-            f"Matrix '{path}' has {_n(len(si), 'missing or infinite value')} in {_n(n_genes, 'gene')}, e.g. "
+            f"Matrix '{path}' has {plural(len(si), 'missing or infinite value')} in {plural(n_genes, 'gene')}, "
+            f"e.g. "
             f"{'; '.join(examples)}. Impute or remove them before running gexpred, or set the config key "
             f"'missing' to drop_genes (leave those genes out) or impute_mean (replace each by the gene's "
             f"mean over the training samples)."
@@ -1168,7 +1168,8 @@ def _sheet_from_obs(path: Path, what: str, text_columns: Collection[str] = ()) -
                             dtype=object)
             df[str(col)] = pd.Series(text, index=ids, dtype=object).where(~pd.Series(text, index=ids).isin(TEXT_NA),
                                                                         np.nan)
-    log.info("%s '%s': the obs of an .h5ad file, %d samples, columns %s", what, path, len(df), preview(df.columns))
+    log.info("%s '%s': the obs of an .h5ad file, %s, columns %s", what, path, plural(len(df), "sample"),
+             preview(df.columns))
     return df
 
 
