@@ -26,6 +26,16 @@ from .errors import GexpredError, InputError, ModelError, plural, preview
 
 log = logging.getLogger("gexpred")
 
+MATRIX_HELP = ("TSV/.txt/.tab or CSV, genes x samples, optionally .gz; parquet (.parquet/.pq), genes x samples; or "
+               "AnnData .h5ad, samples in obs and genes in var")
+"""The --help of an expression matrix option: every format :func:`gexpred.io.read_matrix` reads."""
+SHEET_HELP = ("TSV or CSV (optionally .gz) with a 'sample' column and one column per covariate, or an .h5ad whose obs "
+              "holds them")
+"""The --help of a sample-sheet option: the formats :func:`gexpred.io.read_sample_sheet` reads."""
+GOLD_STANDARD_HELP = ("the known edges, TSV or CSV (optionally .gz): a targets x regulators 0/1 matrix, or an edge "
+                      "list of regulator, target[, 1] lines")
+"""The --help of a gold-standard option: both layouts :func:`gexpred.recovery.read_gold_standard` reads."""
+
 
 # --------------------------------------------------------------------------- helpers
 def _setup_logging(log_file: str | None, verbose: bool = False) -> None:
@@ -2390,8 +2400,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     s = verb("collect", cmd_collect, "Read expression matrices, combine them by sample id, attach the sample sheet.")
-    s.add_argument("--matrix", action="append", required=True, help="genes x samples matrix (repeat for several)")
-    s.add_argument("--sample-sheet", help="TSV with a 'sample' column and covariates")
+    s.add_argument("--matrix", action="append", required=True, help=f"expression matrix (repeat for several): {MATRIX_HELP}")
+    s.add_argument("--sample-sheet", help=f"sample sheet: {SHEET_HELP}")
     s.add_argument("--out", required=True, help="combined .h5ad")
     s.add_argument("--dropped", required=True, help="TSV of genes and samples left out, with the reason")
     s.add_argument("--missing", default="error", choices=["error", "drop_genes", "impute_mean"],
@@ -2404,7 +2414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = verb("gold-standard", cmd_gold_standard, "Check the gold standard (0/1 matrix or edge list) and write it "
                                                  "as a targets x regulators matrix.")
-    s.add_argument("--input", required=True, help="targets x regulators 0/1 matrix, or regulator, target[, 1] lines")
+    s.add_argument("--input", required=True, help=GOLD_STANDARD_HELP)
     s.add_argument("--out", required=True)
 
     s = verb("gather", cmd_gather, "Gather per-target tables (predictors, folds, labels) into one table.")
@@ -2544,8 +2554,9 @@ def build_parser() -> argparse.ArgumentParser:
         s = verb(name, func, help)
         s.add_argument("--bundle", required=True,
                        help="bundle directory, or a target's directory under results/models (its best model)")
-        s.add_argument("--input", action="append", required=True, help="new matrix, genes x samples (repeatable)")
-        s.add_argument("--sample-sheet", help="sample sheet of the new samples (models with covariates)")
+        s.add_argument("--input", action="append", required=True,
+                       help=f"new expression matrix (repeatable): {MATRIX_HELP}")
+        s.add_argument("--sample-sheet", help=f"sample sheet of the new samples (models with covariates): {SHEET_HELP}")
         if name == "predict":
             s.add_argument("--out", required=True,
                            help="predictions TSV (sample, target, model, predicted; regression: on the scale the "
@@ -2554,7 +2565,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "it has one; classification: the class and a p[class] column per class)")
         else:
             truth = s.add_mutually_exclusive_group()  # one source of truth: a second one was silently ignored
-            truth.add_argument("--truth", help="TSV or CSV with 'sample' and a column named after the target (or "
+            truth.add_argument("--truth", help="TSV, CSV (optionally .gz) or .h5ad (its obs) with 'sample' and a column named after the target (or "
                                "'truth'): its true values on the scale of the training matrices, or its labels; not "
                                "for a model normalized by log_cpm (a value alone has no library size): use "
                                "--truth-from-input")
@@ -2645,7 +2656,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--splits", required=True)
     s.add_argument("--predictors", required=True, help="the run's predictors table (its targets)")
-    s.add_argument("--gold-standard", required=True, help="targets x regulators 0/1 matrix")
+    s.add_argument("--gold-standard", required=True, help=GOLD_STANDARD_HELP)
     s.add_argument("--spec", required=True, help="the predictors setting, JSON")
     s.add_argument("--sources", nargs="+", default=["ols", "penalized", "network", "correlation"],
                    choices=["ols", "penalized", "network", "correlation"])
@@ -2659,7 +2670,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", required=True)
     s.add_argument("--design", required=True, help="results/ols/genome/design.json")
     s.add_argument("--plan", required=True, help="results/ols/genome/plan.tsv")
-    s.add_argument("--gold-standard", required=True, help="targets x regulators 0/1 matrix")
+    s.add_argument("--gold-standard", required=True, help=GOLD_STANDARD_HELP)
     s.add_argument("--coefficients", help="results/ols/genome/coefficients.parquet")
     s.add_argument("--mlp-models", nargs="*", default=[], help="the chunks' model.pt (model.json beside each)")
     _recovery_arguments(s)
