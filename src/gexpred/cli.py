@@ -272,7 +272,7 @@ def _read_labels(path: str, samples) -> pd.DataFrame:
 
 
 def cmd_split(a: argparse.Namespace) -> None:
-    from .io import read_h5ad_columns, write_table
+    from .io import read_h5ad_columns, read_h5ad_scalars, write_table
     from .split import train_test_split
 
     _, samples, _, _ = read_h5ad_columns(a.data)  # the sample ids only
@@ -281,7 +281,10 @@ def cmd_split(a: argparse.Namespace) -> None:
         lab = _read_labels(a.labels, samples)
         strata = lab[a.stratify or lab.columns[0]]
         log.info("split stratified by the classes of %s", strata.name)
-    df = train_test_split(samples, a.test_fraction, a.seed, labels=strata)
+    n_dropped = int(read_h5ad_scalars(a.data, ["n_dropped_samples"]).get("n_dropped_samples", 0)) \
+        if len(samples) < 4 else 0
+    df = train_test_split(samples, a.test_fraction, a.seed, labels=strata, source=f"The data '{a.data}'",
+                          n_dropped=n_dropped)
     if strata is not None:
         test_counts = pd.crosstab(strata.reindex(df["sample"]).to_numpy(), df["split"].to_numpy())
         few = [c for c in test_counts.index if test_counts.loc[c].get("train", 0) < 2]
