@@ -383,6 +383,11 @@ def _scan_text(path: Path, gz: bool, what: str) -> None:
         ) from None
 
 
+def _shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for a message, with '...' where it was cut."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _binary_hint(what: str) -> str:
     if what == "Matrix":
         return f"If it is a binary format, give it the matching extension ({SUPPORTED}); otherwise "
@@ -505,6 +510,13 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
             f"then one value per sample."
         )
     r_layout = len(header) == len(first) - 1
+    if header[0].lstrip().startswith("#") and len(header) != len(first) and (len(header) == 1 or not r_layout):
+        # a comment line above the header ('# exported by ...'), taken for the header: say so, not "1 field"
+        raise InputError(
+            f"Matrix '{path}' starts with a comment line (line {header_start}: {_shorten(sep.join(header))!r}). "
+            f"Comment lines are not supported: the first non-blank line must be the header of sample ids. Delete "
+            f"the lines starting with '#' above the header (e.g. grep -v '^#' old.tsv > new.tsv)."
+        )
     if r_layout:
         # R's write.table layout: no header field above the row names.
         samples = header
@@ -1046,6 +1058,13 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
         hint = f" (found {near[0]!r}; the name is case-sensitive)" if near else ""
         if len(header) == 1 and (("," if sep == "\t" else "\t") in header[0]):
             hint += f" The file does not look {_delimiter_name(sep)}-separated; check its extension (.tsv or .csv)."
+        if header[0].startswith("#"):
+            raise InputError(
+                f"{what} '{path}' starts with a comment line (line {rows[0][0]}: {_shorten(sep.join(header))!r}), "
+                f"which it took for the header: it has no 'sample' column. Comment lines are not supported: delete "
+                f"the lines starting with '#' above the header, so that the first line names the columns, one of "
+                f"them 'sample'."
+            )
         raise InputError(
             f"{what} '{path}' has no 'sample' column (columns: {preview(header)}){hint}. Name the column "
             f"of sample ids 'sample'."
