@@ -300,6 +300,24 @@ def redundant_columns(X: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- design matrices
+def _refuse_mostly_numbers(name: str, col: pd.Series, source: str) -> None:
+    """Refuse a covariate column of text whose values are mostly numbers (at least half) but not all: read as
+    categories it would enter the model as one level per distinct number, where the user almost surely meant a
+    number and the other cells are typos ('1O'), numbers too large for a float ('1e999') or stray words."""
+    text = col.astype(str)
+    numbers = pd.to_numeric(text, errors="coerce").notna().to_numpy()
+    if numbers.all() or numbers.sum() < 0.5 * len(numbers):
+        return
+    bad = [f"{v!r} (sample {s!r})" for s, v in zip(col.index[~numbers], text[~numbers])]
+    raise ConfigError(
+        f"Covariate {name!r} of {source} holds numbers but for {plural(int((~numbers).sum()), 'value')} that "
+        f"{'is not a number' if (~numbers).sum() == 1 else 'are not numbers'}: {preview(bad)}, so it would enter "
+        f"the model as categories, one level per distinct value. Correct those cells to numbers (a value as "
+        f"large as 1e999 does not fit a float), or, if the column is codes, declare it categorical as "
+        f"'C({name})' in 'ols.covariates'."
+    )
+
+
 def covariate_column(name: str) -> tuple[str, bool]:
     """The sample-sheet column a covariate names, and whether it is declared categorical.
 
@@ -399,6 +417,8 @@ def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarra
             cols[c] = col.astype(np.float64)
             encoding[c] = {"type": "numeric"}
             continue
+        if not declared:
+            _refuse_mostly_numbers(c, col, source)
         values = level_text(col) if declared else col.astype(str)
         levels = level_order(set(values[train]), declared)
         unseen = sorted(set(values[~train]) - set(levels))

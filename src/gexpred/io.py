@@ -1034,8 +1034,8 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
         Indexed by sample id (strings), one column per covariate. Columns whose
         every non-missing value is a number are numeric; the others hold strings
         (empty cells and the matrix reader's missing-value words, ``NA``, ``NaN``, ``nan``, ``N/A``,
-        ``NULL``, ``null``, are missing). A column whose values are numbers but for a few stays text
-        (categories) and is logged with its non-numeric values, which are usually typos. So does, logged too, a
+        ``NULL``, ``null``, are missing). A column whose values are numbers but for some stays text
+        (categories) and is logged with its non-numeric values, which are usually typos, whatever their share. So does, logged too, a
         column of numbers of which some are written with leading zeros (``001``, ``042``): codes of sites,
         plates or patients, not quantities.
 
@@ -1116,7 +1116,10 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
                         preview([f"{v!r} (sample {i!r})" for i, v in df.loc[padded[padded].index, col].items()]))
         elif converted.notna().sum() == n_values:
             df[col] = _exact_floats(df[col], converted)
-        elif converted.notna().sum() >= 0.8 * n_values:
+        elif converted.notna().any():
+            # numbers and other values mixed: a typo ('1O'), a number too large ('1e999') or a stray word makes
+            # a numeric column categorical, whatever the share of numbers; say so (a covariate used in a model
+            # that is mostly numbers is refused by encode_covariates)
             text = df.loc[df[col].notna() & converted.isna(), col]
             log.warning("%s '%s': column %r holds numbers but for %d value%s (%s), so it is read as categories, "
                         "one level per distinct value; if it is a number, correct those cells (leave a cell "
