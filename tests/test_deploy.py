@@ -275,6 +275,10 @@ def test_a_batch_on_another_scale_is_predicted_with_a_warning_naming_it(tmp_path
         text = " ".join(log.read_text().split())
         assert ("starts with 'log_cpm', made for raw counts, but every value of the new batch" in text) == warned
         assert ("the batch looks log-scaled already" in text) == warned
+        if warned:  # the README promises the input, sample and value: the largest value, found with pandas
+            sample, gene = batch[PREDICTORS].stack().idxmax()
+            assert (f"(largest {batch[PREDICTORS].to_numpy().max():.4g}, sample {sample!r}, gene {gene!r})"
+                    in text)
 
 
 def test_predict_says_the_scale_of_its_predictions(tmp_path, linear_bundle, capsys):

@@ -623,14 +623,14 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         covariates = encode_covariates_like(obs.reindex(expr.index), design["covariates"], sheet)
     X = build_design(zdf, list(design["predictors"]), covariates, design.get("interactions") or [])
     X = X.reindex(columns=list(design["terms"]))
-    for text in scale_warnings(norm["steps"], values, X, bundle.reference, source):
+    for text in scale_warnings(norm["steps"], values, X, bundle.reference, source, needed):
         log.warning(text)
     y = zdf[target].to_numpy() if with_target and target in zdf.columns else None
     return X, y
 
 
 def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.DataFrame, reference: pd.DataFrame,
-                   source: str) -> list[str]:
+                   source: str, genes: list[str] | None = None) -> list[str]:
     """Warnings (texts) when a new batch looks to be on another scale than the training matrices.
 
     Nothing in a batch says its scale, and a batch of unlogged intensities, of log values for a model of raw
@@ -644,9 +644,14 @@ def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.D
     steps
         The bundle's fitted normalization steps.
     values
-        The batch's values of the normalization's genes, on the scale of the input matrices.
+        The batch's values of the normalization's genes, on the scale of the input matrices (samples x genes,
+        the samples in the order of ``design``'s rows).
     design, reference
         The batch's and the training samples' design values (samples x terms).
+    source
+        The batch's input, named in the warnings (each also names the sample and the value).
+    genes
+        The genes of ``values``' columns, to name the gene of a value too.
     """
     from .preprocess import LOG_SCALE_MAX
 
@@ -655,8 +660,11 @@ def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.D
     finite = values[np.isfinite(values)]
     if first in ("log1p", "log_cpm") and finite.size and finite.max() < LOG_SCALE_MAX \
             and not np.all(finite == np.round(finite)):
+        r, c = np.unravel_index(int(np.argmax(np.where(np.isfinite(values), values, -np.inf))), values.shape)
+        where = f"sample {str(design.index[r])!r}" + (f", gene {genes[c]!r}" if genes is not None else "")
         out.append(f"The model's normalization starts with '{first}', made for raw counts, but every value of "
-                   f"{source} in the model's genes is below {LOG_SCALE_MAX:g} (largest {finite.max():.4g}) and not "
+                   f"{source} in the model's genes is below {LOG_SCALE_MAX:g} (largest {finite.max():.4g}, "
+                   f"{where}) and not "
                    f"all are whole numbers: the batch looks log-scaled already, and the predictions are wrong if it "
                    f"is. Give the batch on the scale of the training matrices (raw counts).")
     far = []
