@@ -493,7 +493,7 @@ def test_constant_predictor_dropped_with_warning(step, tmp_path):
     p = prepared(step, X, genes, samples)
     args, out = ols_args(step, p, select(step, p, "T", ["A", "B", "C"]), "T")
     log = step.ok("ols", *args)
-    assert "dropping 1 predictors constant over the training samples: 'C'" in log
+    assert "dropping 1 predictor constant over the training samples: 'C'" in log
     coefs = pd.read_csv(out / "coefficients.tsv", sep="\t")
     assert coefs["term"].tolist() == ["const", "A", "B"]
 
@@ -530,7 +530,7 @@ def test_sample_sheet_extra_samples_are_listed(write, step, tmp_path):
     sheet = write("sheet.tsv", "sample\tage\ns1\t1\ns2\t2\nghost\t3\n")
     args, (_, dropped) = collect_args(tmp_path, m, sheet=sheet)
     log = step.ok("collect", *args)
-    assert "lists 1 samples that are in no matrix" in log
+    assert "lists 1 sample that is in no matrix" in log
     assert pd.read_csv(dropped, sep="\t", dtype=str).values.tolist() == [
         ["sample", "ghost", str(sheet), "in the sample sheet but in no matrix"]]
 

@@ -6,6 +6,7 @@ tests wrote, independently of gexpred.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import anndata as ad
@@ -171,7 +172,7 @@ def test_conflict_with_a_third_matrix_names_the_two_files(make_frame):
     b = make_frame(genes=["g1"], samples=["s2"])
     c = make_frame(genes=["g1"], samples=["s1"])
     mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in zip("abc", (a, b, c))]
-    with pytest.raises(InputError, match=r"'a\.tsv' and 'c\.tsv' share 1 samples"):
+    with pytest.raises(InputError, match=r"'a\.tsv' and 'c\.tsv' share 1 sample \("):
         combine(mats)
 
 
@@ -258,6 +259,18 @@ def test_attach_sample_sheet_missing_samples_is_an_error(make_frame, write):
     assert str(sheet_path) in msg and "'P-17'" in msg and "'P-18'" in msg and "2 of the 3" in msg
 
 
+@pytest.mark.parametrize("ghosts", [["s9"], ["s8", "s9"]])
+def test_sample_sheet_rows_in_no_matrix_are_counted_in_good_english(make_frame, write, caplog, ghosts):
+    # the warning read "lists 1 samples that are in no matrix"
+    m = ad.AnnData(make_frame(genes=["g1"], samples=["s1"]).T.copy())
+    sheet_path = write("sheet.tsv", "sample\tage\ns1\t40\n" + "".join(f"{g}\t50\n" for g in ghosts))
+    with caplog.at_level(logging.WARNING, logger="gexpred.collect"):
+        attach_sample_sheet(m, read_sample_sheet(sheet_path), str(sheet_path))
+    n = len(ghosts)
+    want = "lists 1 sample that is in no matrix" if n == 1 else f"lists {n} samples that are in no matrix"
+    assert want in caplog.text
+
+
 def test_attach_sample_sheet_matches_string_ids_exactly(make_frame, write):
     # '01' in the matrix must match '01' in the sheet, not 1
     m = ad.AnnData(make_frame(genes=["g1"], samples=["01", "02"]).T.copy())
@@ -319,3 +332,31 @@ def test_an_empty_sample_is_named_whatever_the_policy(policy):
         apply_missing_policy(m, [m], policy)
     msg = str(e.value)
     assert "no value at all for 1 sample: 's2'" in msg and "m.tsv" in msg and "remove it from the matrix" in msg
+
+
+def _option_help(verb: str, option: str, capsys) -> str:
+    from gexpred.cli import main
+
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    text = " ".join(capsys.readouterr().out.split()).split(" options: ", 1)[1]
+    return text.split(f"{option} {option.lstrip('-').upper().replace('-', '_')} ", 1)[1].split(" --", 1)[0]
+
+
+def test_collect_help_names_every_format_the_readers_take(make_frame, write, tmp_path, capsys):
+    """`collect --help` called the sample sheet a "TSV" (CSV and an .h5ad's obs are read too) and every matrix
+    "genes x samples" (an .h5ad holds samples in obs). Each format the help names is read here."""
+    sheet_help = _option_help("collect", "--sample-sheet", capsys)
+    matrix_help = _option_help("collect", "--matrix", capsys)
+    for word in ("TSV", "CSV", ".gz", ".h5ad", "obs"):
+        assert word in sheet_help, word
+    for word in ("TSV", "CSV", ".gz", "parquet", ".h5ad", "samples in obs"):
+        assert word in matrix_help, word
+    # the claims hold: the same sheet as TSV, CSV and an .h5ad's obs reads the same
+    tsv = read_sample_sheet(write("s.tsv", "sample\tage\ns1\t40\ns2\t51\n"))
+    csv = read_sample_sheet(write("s.csv", "sample,age\ns1,40\ns2,51\n"))
+    obs = pd.DataFrame({"age": [40.0, 51.0]}, index=pd.Index(["s1", "s2"]))
+    ad.AnnData(np.zeros((2, 1)), obs=obs).write_h5ad(tmp_path / "s.h5ad")
+    h5 = read_sample_sheet(tmp_path / "s.h5ad")
+    pd.testing.assert_series_equal(tsv["age"], csv["age"])
+    np.testing.assert_array_equal(h5.loc[list(tsv.index), "age"].to_numpy(), tsv["age"].to_numpy())

@@ -106,6 +106,17 @@ def test_predict_applies_saved_preprocessing(tmp_path, linear_bundle):
     assert "2 genes the model does not use are ignored" in (tmp_path / "p.log").read_text()
 
 
+def test_a_single_unused_gene_is_logged_in_the_singular(tmp_path, linear_bundle):
+    # the log read "1 genes the model does not use are ignored"
+    path, _, _ = linear_bundle
+    new = _raw(10, seed=4)
+    new["extra1"] = 1.0
+    src = _write_matrix(new[["extra1", *PREDICTORS]], tmp_path / "new.tsv")
+    assert main(["predict", "--bundle", str(path.parent), "--input", src, "--out", str(tmp_path / "pred.tsv"),
+                 "--log", str(tmp_path / "p.log")]) == 0
+    assert "1 gene the model does not use is ignored" in (tmp_path / "p.log").read_text()
+
+
 @pytest.mark.parametrize("edit, needle", [
     (lambda prep, params: params["coef"].pop(), "one coefficient for each of the design's 3 terms"),
     (lambda prep, params: prep["normalization"]["steps"][0]["sd"].pop(), "a mean and an sd for each of its 4 genes"),
@@ -264,6 +275,10 @@ def test_a_batch_on_another_scale_is_predicted_with_a_warning_naming_it(tmp_path
         text = " ".join(log.read_text().split())
         assert ("starts with 'log_cpm', made for raw counts, but every value of the new batch" in text) == warned
         assert ("the batch looks log-scaled already" in text) == warned
+        if warned:  # the README promises the input, sample and value: the largest value, found with pandas
+            sample, gene = batch[PREDICTORS].stack().idxmax()
+            assert (f"(largest {batch[PREDICTORS].to_numpy().max():.4g}, sample {sample!r}, gene {gene!r})"
+                    in text)
 
 
 def test_predict_says_the_scale_of_its_predictions(tmp_path, linear_bundle, capsys):

@@ -434,3 +434,35 @@ def test_infinite_numeric_covariate_is_refused_naming_the_sample(tmp_path):
     # declared categorical, the same cells are levels (text), as any other code
     cov, enc = encode_covariates(obs, ["C(dose)"], np.ones(6, dtype=bool))
     assert np.isfinite(cov.to_numpy()).all() and "inf" in enc["C(dose)"]["levels"]
+
+
+@pytest.mark.parametrize("bad", [["1e999"], ["n/a2", "12x", "7.5.1"]])
+def test_a_covariate_of_numbers_with_cells_that_are_not_numbers_is_refused(tmp_path, caplog, bad):
+    """A sample-sheet column of numbers with cells pandas cannot read as a number ('1e999' overflows a float, a
+    stray 'n/a2') became categorical, silently when fewer than 80 % were numbers: as a covariate it entered the
+    model as one level per distinct dose. The reader now logs it whatever the share, and a covariate that is at
+    least half numbers is refused naming the cells and both fixes; C(dose) takes it as categories."""
+    from gexpred.design import encode_covariates
+    from gexpred.io import read_sample_sheet
+
+    doses = [str(0.5 * i) for i in range(6 - len(bad))] + bad  # 5 of 6, or 3 of 6, numbers
+    sheet = tmp_path / "sheet.tsv"
+    sheet.write_text("sample\tdose\n" + "".join(f"s{i}\t{d}\n" for i, d in enumerate(doses)))
+    with caplog.at_level(logging.WARNING, logger="gexpred.io"):
+        obs = read_sample_sheet(sheet)
+    assert f"column 'dose' holds numbers but for {len(bad)} value" in caplog.text
+    train = np.ones(len(doses), dtype=bool)
+    with pytest.raises(ConfigError) as info:
+        encode_covariates(obs, ["dose"], train, f"sample sheet '{sheet}'")
+    msg = str(info.value)
+    assert str(sheet) in msg and all(repr(b) in msg for b in bad) and "'C(dose)'" in msg
+    cols, enc = encode_covariates(obs, ["C(dose)"], train)
+    assert enc["C(dose)"]["type"] == "categorical" and cols.shape[1] == len(doses) - 1
+
+
+def test_a_categorical_covariate_with_a_few_numbers_stays_categorical():
+    from gexpred.design import encode_covariates
+
+    obs = pd.DataFrame({"site": ["north", "south", "east", "3"]}, index=[f"s{i}" for i in range(4)])
+    cols, enc = encode_covariates(obs, ["site"], np.ones(4, dtype=bool))
+    assert enc["site"]["levels"] == sorted(["north", "south", "east", "3"]) and cols.shape[1] == 3

@@ -1007,3 +1007,32 @@ def test_a_sample_sheet_keeps_a_sample_named_na(write):
     assert list(sheet.index) == ["NA", "null", "S3"] and sheet["dose"].isna().tolist() == [False, True, False]
     with pytest.raises(InputError, match=r"without a sample id \(line 3\)"):
         read_sample_sheet(write("empty.tsv", "sample\tdose\nS1\t1\n\t2\n"))
+
+
+@pytest.mark.parametrize("name, sep", [("m.tsv", "\t"), ("m.csv", ","), ("m.tsv.gz", "\t")])
+@pytest.mark.parametrize("n_samples", [1, 3])
+def test_a_comment_line_above_the_header_is_named_with_the_fix(tmp_path, name, sep, n_samples):
+    """A comment line above a matrix's header ('# exported by ...') gave "the header has 1 field but line 2 (gene
+    'gene') has 4", accurate but no help (and with one sample the comment read as R's header, the header row as
+    a gene). Comment lines are not supported (a '#' header of sample ids is a header); the message says which
+    line and to delete it."""
+    body = "# exported by qc-tool 2.1\n" + sep.join(["gene", *[f"s{i}" for i in range(n_samples)]]) + "\n" + \
+        "".join(sep.join([f"G{g}", *[str(g + i) for i in range(n_samples)]]) + "\n" for g in range(3))
+    path = tmp_path / name
+    (gzip.open if name.endswith(".gz") else open)(path, "wt").write(body)
+    with pytest.raises(InputError) as info:
+        read_matrix(path)
+    msg = str(info.value)
+    assert str(path) in msg and "comment line (line 1: '# exported by qc-tool 2.1')" in msg
+    assert "not supported" in msg and "Delete the lines starting with '#'" in msg
+    # a header whose first field starts with '#' is a header, read as before
+    header = tmp_path / ("h.csv" if sep == "," else "h.tsv")
+    header.write_text(body.split("\n", 1)[1].replace("gene", "#gene", 1))
+    assert list(read_matrix(header).obs_names) == [f"s{i}" for i in range(n_samples)]
+
+
+def test_a_comment_line_above_a_sample_sheet_header_is_named(tmp_path):
+    path = tmp_path / "sheet.tsv"
+    path.write_text("# from the LIMS\nsample\tage\ns1\t40\n")
+    with pytest.raises(InputError, match=r"comment line \(line 1: '# from the LIMS'\).*not supported"):
+        read_sample_sheet(path)

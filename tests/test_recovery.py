@@ -642,3 +642,20 @@ def test_describe_missing_says_which_ids_are_targets_and_which_regulators():
     gold = pd.DataFrame(0, index=["a", "X1", "X2"], columns=["r", "RX"])
     assert describe_missing(gold, ["a", "r"]).endswith("(e.g. targets 'X1', 'X2'; regulators 'RX')")
     assert describe_missing(gold, ["a", "r", "X1", "X2", "RX"]).endswith("are not in the data")
+
+
+def test_recovery_help_names_both_gold_standard_layouts(tmp_path, capsys):
+    """`recovery --help` and `genome-recovery --help` called the gold standard a "targets x regulators 0/1 matrix";
+    both read an edge list too (regulator, target[, 1]), as `gold-standard --help` says. Both layouts of the
+    same edges read the same here."""
+    from gexpred.cli import main
+
+    for verb in ("recovery", "genome-recovery", "gold-standard"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        text = " ".join(capsys.readouterr().out.split()).split(" options: ", 1)[1]
+        assert "0/1 matrix" in text and "edge list" in text and "CSV" in text, verb
+    (tmp_path / "m.tsv").write_text("target\tR1\tR2\nT1\t1\t0\nT2\t0\t1\n")
+    (tmp_path / "e.csv").write_text("R1,T1\nR2,T2\n")
+    m, e = read_gold_standard(str(tmp_path / "m.tsv")), read_gold_standard(str(tmp_path / "e.csv"))
+    assert m.loc[["T1", "T2"], ["R1", "R2"]].to_numpy().tolist() == e.loc[["T1", "T2"], ["R1", "R2"]].to_numpy().tolist()

@@ -65,7 +65,7 @@ def test_bad_fraction(fraction):
 
 
 def test_too_few_samples_and_duplicates():
-    with pytest.raises(ConfigError):
+    with pytest.raises(InputError, match="holds only 3 samples"):
         train_test_split(_ids(3), 0.3)
     with pytest.raises(InputError, match="S001"):
         train_test_split(["S000", "S001", "S001", "S002", "S003"], 0.3)
@@ -112,3 +112,28 @@ def test_stratified_needs_a_label_per_sample():
     labels = pd.Series(["a"] * 9, index=ids[:9])
     with pytest.raises(InputError, match="S009"):
         train_test_split(ids, 0.2, labels=labels)
+
+
+@pytest.mark.parametrize("n_samples", [1, 3])
+def test_too_few_samples_names_the_data_file_and_what_collect_dropped(tmp_path, capsys, n_samples):
+    """`gexpred split` said "Only 3 samples: at least 4 are needed ..." without the file it read or the way out
+    (and "Only 1 samples"). It names the collected data, the count in good English, the fix, and the samples
+    collecting dropped (here one: in the sample sheet but in no matrix) with where to see why."""
+    from gexpred.cli import main
+
+    samples = [f"s{i}" for i in range(n_samples)]
+    (tmp_path / "m.tsv").write_text("gene\t" + "\t".join(samples) + "\n"
+                                    + "".join(f"G{g}\t" + "\t".join(str(g + i) for i in range(n_samples)) + "\n"
+                                              for g in range(3)))
+    (tmp_path / "sheet.tsv").write_text("sample\tage\n" + "".join(f"{s}\t{40 + i}\n" for i, s in
+                                                                    enumerate([*samples, "ghost"])))
+    data = tmp_path / "collected.h5ad"
+    assert main(["collect", "--matrix", str(tmp_path / "m.tsv"), "--sample-sheet", str(tmp_path / "sheet.tsv"),
+                 "--out", str(data), "--dropped", str(tmp_path / "dropped.tsv")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "splits.tsv"
+    assert main(["split", "--data", str(data), "--out", str(out)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"'{data}'" in err and f"holds only {n_samples} sample{'' if n_samples == 1 else 's'}:" in err
+    assert "add them to the expression matrices" in err and "dropped 1 sample:" in err and "Traceback" not in err
+    assert not out.exists()

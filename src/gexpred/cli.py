@@ -22,9 +22,19 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .errors import GexpredError, InputError, ModelError, preview
+from .errors import GexpredError, InputError, ModelError, plural, preview
 
 log = logging.getLogger("gexpred")
+
+MATRIX_HELP = ("TSV/.txt/.tab or CSV, genes x samples, optionally .gz; parquet (.parquet/.pq), genes x samples; or "
+               "AnnData .h5ad, samples in obs and genes in var")
+"""The --help of an expression matrix option: every format :func:`gexpred.io.read_matrix` reads."""
+SHEET_HELP = ("TSV or CSV (optionally .gz) with a 'sample' column and one column per covariate, or an .h5ad whose obs "
+              "holds them")
+"""The --help of a sample-sheet option: the formats :func:`gexpred.io.read_sample_sheet` reads."""
+GOLD_STANDARD_HELP = ("the known edges, TSV or CSV (optionally .gz): a targets x regulators 0/1 matrix, or an edge "
+                      "list of regulator, target[, 1] lines")
+"""The --help of a gold-standard option: both layouts :func:`gexpred.recovery.read_gold_standard` reads."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -90,9 +100,10 @@ def _measured_samples(adata, split: np.ndarray, target: str, data: str):
     keep = ~np.asarray(adata.obs_names.isin(missing))
     left = [s for s in adata.obs_names if s in missing]
     counts = {k: int(np.sum(split[~keep] == k)) for k in ("train", "test")}
-    log.warning("target %s: %d samples without a measured value (%d training, %d test: %s) are left out of its "
+    log.warning("target %s: %s without a measured value (%d training, %d test: %s) %s left out of its "
                 "models and their judgement; missing: impute_mean fills a gene's missing values only where it is "
-                "a predictor", target, len(left), counts["train"], counts["test"], preview(left))
+                "a predictor", target, plural(len(left), "sample"), counts["train"], counts["test"], preview(left),
+                "is" if len(left) == 1 else "are")
     empty = [name for k, name in (("train", "training"), ("test", "test")) if not np.any(split[keep] == k)]
     if empty:
         raise InputError(
@@ -231,7 +242,7 @@ def cmd_labels(a: argparse.Namespace) -> None:
             if bad.any():
                 raise InputError(
                     f"Gene {t!r} of {_sources(adata, a.data)}, binarized as a classification target, has missing "
-                    f"or non-finite values in {int(bad.sum())} samples: {preview(adata.obs_names[bad])}. A class "
+                    f"or non-finite values in {plural(int(bad.sum()), 'sample')}: {preview(adata.obs_names[bad])}. A class "
                     f"label is never imputed; fix those values or remove the samples."
                 )
             codes, classes = binarize(values, float(thresholds[t]), f"gene {t!r} of {_sources(adata, a.data)}")
@@ -261,7 +272,7 @@ def _read_labels(path: str, samples) -> pd.DataFrame:
 
 
 def cmd_split(a: argparse.Namespace) -> None:
-    from .io import read_h5ad_columns, write_table
+    from .io import read_h5ad_columns, read_h5ad_scalars, write_table
     from .split import train_test_split
 
     _, samples, _, _ = read_h5ad_columns(a.data)  # the sample ids only
@@ -270,7 +281,10 @@ def cmd_split(a: argparse.Namespace) -> None:
         lab = _read_labels(a.labels, samples)
         strata = lab[a.stratify or lab.columns[0]]
         log.info("split stratified by the classes of %s", strata.name)
-    df = train_test_split(samples, a.test_fraction, a.seed, labels=strata)
+    n_dropped = int(read_h5ad_scalars(a.data, ["n_dropped_samples"]).get("n_dropped_samples", 0)) \
+        if len(samples) < 4 else 0
+    df = train_test_split(samples, a.test_fraction, a.seed, labels=strata, source=f"The data '{a.data}'",
+                          n_dropped=n_dropped)
     if strata is not None:
         test_counts = pd.crosstab(strata.reindex(df["sample"]).to_numpy(), df["split"].to_numpy())
         few = [c for c in test_counts.index if test_counts.loc[c].get("train", 0) < 2]
@@ -426,7 +440,7 @@ def cmd_select(a: argparse.Namespace) -> None:
             class_labels = {t: encode_labels(lab.loc[adata.obs_names[train], t], f"target {t!r}")[0]}
         table = select_predictors(np.asarray(adata.X)[train], list(adata.var_names), [t], spec, source,
                                   required=list(a.required), class_labels=class_labels, dropped=dropped)
-        log.info("target %s: %d predictors", t, len(table))
+        log.info("target %s: %s", t, plural(len(table), "predictor"))
         tables.append(table)
         if a.folds and a.out_folds:
             fold_tables.append(_fold_predictors(a, adata, train, spec, source, class_labels, table, t))
@@ -1372,12 +1386,13 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
     missing = [s for s in expr.index if s not in t.index]
     extra = [s for s in t.index if s not in batch]
     if missing:
-        also = (f"; it holds {len(extra)} samples the batch does not ({preview(extra)})" if extra else "")
+        also = (f"; it holds {plural(len(extra), 'sample')} the batch does not ({preview(extra)})" if extra else "")
         raise InputError(f"Truth table '{a.truth}' has no row for {len(missing)} of the {len(expr)} samples of "
                          f"{source} ({preview(missing)}){also}. Give one row per sample of the batch, with the "
                          f"sample ids exactly as in the matrix header.")
     if extra:
-        log.info("truth table '%s': %d samples not in the batch ignored (%s)", a.truth, len(extra), preview(extra))
+        log.info("truth table '%s': %s not in the batch ignored (%s)", a.truth, plural(len(extra), "sample"),
+                 preview(extra))
     t = t.reindex(expr.index)
     if t.isna().any():
         raise InputError(f"Truth table '{a.truth}' has no {col!r} value for samples {preview(list(t.index[t.isna()]))}. "
@@ -1395,7 +1410,8 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
                     if threshold is not None and numbers else
                     " Check the spelling of the labels, or leave those samples out.")
             where = list(t.index[~np.isin(labels, bundle.classes)])
-            raise InputError(f"Truth table '{a.truth}' has {len(unknown)} classes the model does not know: "
+            raise InputError(f"Truth table '{a.truth}' has {plural(len(unknown), 'class', 'classes')} the model does not "
+                             f"know: "
                              f"{preview(unknown)} (in samples {preview(where)}; the model's classes: "
                              f"{preview(bundle.classes)}).{hint}")
         return labels
@@ -1411,7 +1427,8 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
     bad = ~np.isfinite(values)
     if bad.any():
         shown = [f"{s} ({v!r})" for s, v in zip(t.index[bad][:5], t.to_numpy()[bad][:5])]
-        raise InputError(f"Truth table '{a.truth}' has {int(bad.sum())} non-numeric or infinite {col!r} values: "
+        raise InputError(f"Truth table '{a.truth}' has {int(bad.sum())} non-numeric or infinite {col!r} "
+                         f"value{'' if bad.sum() == 1 else 's'}: "
                          f"{', '.join(shown)}{' ...' if bad.sum() > 5 else ''}. Give the target's expression on the "
                          f"scale of the training matrices.")
     return apply_normalization(values[:, None], [bundle.target], list(expr.index),
@@ -1568,9 +1585,9 @@ def _warn_kept_imputed(path: str, targets, step: str) -> None:
     imputed = {gene for gene, _ in _imputed_pairs(path)} & set(targets)
     if imputed:
         genome = step == "genome-wide mode"
-        log.warning("%d targets had missing values that missing: impute_mean filled with their training mean (%s); "
+        log.warning("%s had missing values that missing: impute_mean filled with their training mean (%s); "
                     "%s every target on one shared set of samples, so they keep them (each target's own "
-                    "models leave such samples out)%s", len(imputed), preview(sorted(imputed)),
+                    "models leave such samples out)%s", plural(len(imputed), "target"), preview(sorted(imputed)),
                     "the genome-wide networks are trained on" if genome else f"{step} fits",
                     "; its OLS fits and its train and test metrics leave them out" if genome else "")
 
@@ -1653,8 +1670,10 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     if a.cov_type != "nonrobust":
         _warn_robust_chunk(a, res, samples[train])
     if res.dropped_terms:
-        log.warning("dropped %d terms that are linear combinations of others on the training split: %s",
-                    len(res.dropped_terms), ", ".join(res.dropped_terms[:5]))
+        log.warning("dropped %s that %s of others on the training split: %s",
+                    plural(len(res.dropped_terms), "term"),
+                    "is a linear combination" if len(res.dropped_terms) == 1 else "are linear combinations",
+                    ", ".join(res.dropped_terms[:5]))
     if res.groups > 1:
         partial = res.fit[res.fit["n"] < n_train]
         log.info("chunk %d: %d targets with filled-in training values fitted on their measured samples only (%d to "
@@ -1725,8 +1744,9 @@ def cmd_mlp_chunk(a: argparse.Namespace) -> None:
     sd = Y[train].std(axis=0)
     ok = np.isfinite(Y).all(axis=0) & (sd > 1e-12 * np.maximum(np.abs(Y[train]).max(axis=0), 1.0))
     if not ok.all():
-        log.warning("chunk %d: %d targets are constant or non-finite on the training split and get no network: %s",
-                    a.chunk, int((~ok).sum()), ", ".join(np.asarray(targets)[~ok][:5]))
+        log.warning("chunk %d: %s constant or non-finite on the training split and get%s no network: %s",
+                    a.chunk, plural(int((~ok).sum()), "target") + (" is" if (~ok).sum() == 1 else " are"),
+                    "s" if (~ok).sum() == 1 else "", ", ".join(np.asarray(targets)[~ok][:5]))
     fit_targets = [t for t, k in zip(targets, ok) if k]
     pred = np.full(Y.shape, np.nan)
     out = Path(a.out_dir)
@@ -1853,7 +1873,7 @@ def cmd_ols_merge(a: argparse.Namespace) -> None:
              int(tested.sum()), a.fdr)
     not_ok = fits[fits["status"] != "ok"]
     if len(not_ok):
-        log.warning("%d targets not fitted (%s)", len(not_ok),
+        log.warning("%s not fitted (%s)", plural(len(not_ok), "target"),
                     ", ".join(f"{k}: {v}" for k, v in not_ok["status"].value_counts().items()))
     plots.genome_summary(p_sorted, fits, metrics, a.out_figure)
     del p_sorted, p_all, tested  # a float and a flag per term: freed before the chunks are read whole
@@ -2415,8 +2435,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     s = verb("collect", cmd_collect, "Read expression matrices, combine them by sample id, attach the sample sheet.")
-    s.add_argument("--matrix", action="append", required=True, help="genes x samples matrix (repeat for several)")
-    s.add_argument("--sample-sheet", help="TSV with a 'sample' column and covariates")
+    s.add_argument("--matrix", action="append", required=True, help=f"expression matrix (repeat for several): {MATRIX_HELP}")
+    s.add_argument("--sample-sheet", help=f"sample sheet: {SHEET_HELP}")
     s.add_argument("--out", required=True, help="combined .h5ad")
     s.add_argument("--dropped", required=True, help="TSV of genes and samples left out, with the reason")
     s.add_argument("--missing", default="error", choices=["error", "drop_genes", "impute_mean"],
@@ -2429,7 +2449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = verb("gold-standard", cmd_gold_standard, "Check the gold standard (0/1 matrix or edge list) and write it "
                                                  "as a targets x regulators matrix.")
-    s.add_argument("--input", required=True, help="targets x regulators 0/1 matrix, or regulator, target[, 1] lines")
+    s.add_argument("--input", required=True, help=GOLD_STANDARD_HELP)
     s.add_argument("--out", required=True)
 
     s = verb("gather", cmd_gather, "Gather per-target tables (predictors, folds, labels) into one table.")
@@ -2575,8 +2595,9 @@ def build_parser() -> argparse.ArgumentParser:
         s = verb(name, func, help)
         s.add_argument("--bundle", required=True,
                        help="bundle directory, or a target's directory under results/models (its best model)")
-        s.add_argument("--input", action="append", required=True, help="new matrix, genes x samples (repeatable)")
-        s.add_argument("--sample-sheet", help="sample sheet of the new samples (models with covariates)")
+        s.add_argument("--input", action="append", required=True,
+                       help=f"new expression matrix (repeatable): {MATRIX_HELP}")
+        s.add_argument("--sample-sheet", help=f"sample sheet of the new samples (models with covariates): {SHEET_HELP}")
         if name == "predict":
             s.add_argument("--out", required=True,
                            help="predictions TSV (sample, target, model, predicted; regression: on the scale the "
@@ -2585,7 +2606,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "it has one; classification: the class and a p[class] column per class)")
         else:
             truth = s.add_mutually_exclusive_group()  # one source of truth: a second one was silently ignored
-            truth.add_argument("--truth", help="TSV or CSV with 'sample' and a column named after the target (or "
+            truth.add_argument("--truth", help="TSV, CSV (optionally .gz) or .h5ad (its obs) with 'sample' and a column named after the target (or "
                                "'truth'): its true values on the scale of the training matrices, or its labels; not "
                                "for a model normalized by log_cpm (a value alone has no library size): use "
                                "--truth-from-input")
@@ -2676,7 +2697,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--splits", required=True)
     s.add_argument("--predictors", required=True, help="the run's predictors table (its targets)")
-    s.add_argument("--gold-standard", required=True, help="targets x regulators 0/1 matrix")
+    s.add_argument("--gold-standard", required=True, help=GOLD_STANDARD_HELP)
     s.add_argument("--spec", required=True, help="the predictors setting, JSON")
     s.add_argument("--sources", nargs="+", default=["ols", "penalized", "network", "correlation"],
                    choices=["ols", "penalized", "network", "correlation"])
@@ -2690,7 +2711,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", required=True)
     s.add_argument("--design", required=True, help="results/ols/genome/design.json")
     s.add_argument("--plan", required=True, help="results/ols/genome/plan.tsv")
-    s.add_argument("--gold-standard", required=True, help="targets x regulators 0/1 matrix")
+    s.add_argument("--gold-standard", required=True, help=GOLD_STANDARD_HELP)
     s.add_argument("--coefficients", help="results/ols/genome/coefficients.parquet")
     s.add_argument("--mlp-models", nargs="*", default=[], help="the chunks' model.pt (model.json beside each)")
     _recovery_arguments(s)

@@ -19,7 +19,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .errors import _VERSION, InputError, near_ids, preview
+from .errors import _VERSION, InputError, near_ids, plural, preview
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
             both_g = matrices[i].var_names.intersection(matrices[j].var_names, sort=False)
             if len(both_s) and len(both_g):
                 raise InputError(
-                    f"Matrices {names[i]!r} and {names[j]!r} share {len(both_s)} samples (e.g. "
-                    f"{preview(both_s, 3)}) and {len(both_g)} genes (e.g. {preview(both_g, 3)}), so it is "
+                    f"Matrices {names[i]!r} and {names[j]!r} share {plural(len(both_s), 'sample')} (e.g. "
+                    f"{preview(both_s, 3)}) and {plural(len(both_g), 'gene')} (e.g. {preview(both_g, 3)}), so it is "
                     f"ambiguous which values to keep. Combine matrices that hold different samples of the same "
                     f"genes, or the same samples on different genes; remove the overlap from one file."
                 )
@@ -215,7 +215,8 @@ def attach_sample_sheet(
         columns=DROPPED_COLUMNS,
     )
     if len(extra):
-        log.warning("sample sheet %s lists %d samples that are in no matrix; ignored", sheet_path, len(extra))
+        log.warning("sample sheet %s lists %s that %s in no matrix; ignored", sheet_path,
+                    plural(len(extra), "sample"), "is" if len(extra) == 1 else "are")
     adata = adata.copy()
     adata.obs = sheet.loc[adata.obs_names].copy()
     adata.obs.index.name = None
@@ -291,13 +292,14 @@ def apply_missing_policy(
     empty = np.flatnonzero(bad.all(axis=1)) if X.shape[1] > 1 else np.array([], dtype=int)
     if len(empty):
         raise InputError(
-            f"The matrices {where} have no value at all for {len(empty)} sample{'s' if len(empty) > 1 else ''}: "
+            f"The matrices {where} have no value at all for {plural(len(empty), 'sample')}: "
             f"{preview(samples[empty])} (an empty column: a failed library, or a sample the file lists without "
             f"data). No missing-value policy can use such a sample; remove it from the matrix."
         )
     if policy == "error":
         raise InputError(
-            f"The matrices {where} have {n_values} missing or infinite values in {len(bad_genes)} genes, e.g. "
+            f"The matrices {where} have {plural(n_values, 'missing or infinite value')} in "
+            f"{plural(len(bad_genes), 'gene')}, e.g. "
             f"{examples}. Set 'missing' to drop_genes or impute_mean, or fix the files."
         )
     if policy == "drop_genes":
@@ -311,8 +313,8 @@ def apply_missing_policy(
         keep[bad_genes] = False
         out = ad.AnnData(X=np.ascontiguousarray(X[:, keep]), obs=adata.obs.copy(),
                          var=adata.var.iloc[keep].copy(), uns=dict(adata.uns))
-        log.warning("missing: drop_genes: dropped %d genes with %d missing or infinite values (e.g. %s); listed "
-                    "in the dropped table", len(bad_genes), n_values, examples)
+        log.warning("missing: drop_genes: dropped %s with %s (e.g. %s); listed in the dropped table",
+                    plural(len(bad_genes), "gene"), plural(n_values, "missing or infinite value"), examples)
         kind = "gene"
     else:
         empty = np.flatnonzero(bad.all(axis=0))
@@ -326,9 +328,9 @@ def apply_missing_policy(
             )
         X[bad] = np.nan
         out = ad.AnnData(X=X, obs=adata.obs.copy(), var=adata.var.copy(), uns=dict(adata.uns))
-        log.warning("missing: impute_mean: %d missing or infinite values in %d genes (e.g. %s) will be replaced "
-                    "by each gene's mean over the training samples in the normalize step", n_values,
-                    len(bad_genes), examples)
+        log.warning("missing: impute_mean: %s in %s (e.g. %s) will be replaced by each gene's mean over the "
+                    "training samples in the normalize step", plural(n_values, "missing or infinite value"),
+                    plural(len(bad_genes), "gene"), examples)
         kind = "imputed"
     out.uns["missing"] = info
     rows = [(kind, str(genes[j]), " + ".join(files.get(str(genes[j]), sources)), MISSING_REASONS[policy])

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, ModelError, preview
+from .errors import InputError, ModelError, plural, preview
 
 log = logging.getLogger(__name__)
 
@@ -683,7 +683,8 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
     needed_set = set(needed)  # once: a log-CPM model needs every gene, and a batch can hold 60,000
     extra = [g for g in expr.columns if g not in needed_set]
     if extra:
-        log.info("%s: %d genes the model does not use are ignored", source, len(extra))
+        log.info("%s: %s the model does not use %s ignored", source, plural(len(extra), "gene"),
+                 "is" if len(extra) == 1 else "are")
     values = expr[needed].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if target in needed and not norm.get("library_size_genes"):
@@ -693,8 +694,9 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
     if bad.any():
         r, c = np.argwhere(bad)[0]
         rows = expr.index[bad.any(axis=1)]
-        raise InputError(f"{source} has {int(bad.sum())} missing or infinite values in the genes the model uses, "
-                         f"e.g. gene {needed[c]!r} of sample {expr.index[r]!r} ({len(rows)} samples: "
+        raise InputError(f"{source} has {plural(int(bad.sum()), 'missing or infinite value')} in the genes the "
+                         f"model uses, e.g. gene {needed[c]!r} of sample {expr.index[r]!r} "
+                         f"({plural(len(rows), 'sample')}: "
                          f"{preview(list(rows))}). Fill them in, or leave those samples out of the batch; the "
                          f"model needs every one of its genes in every sample.")
     if needed != list(norm["genes"]):  # the target gene is absent: normalize without it
@@ -712,14 +714,14 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         covariates = encode_covariates_like(obs.reindex(expr.index), design["covariates"], sheet)
     X = build_design(zdf, list(design["predictors"]), covariates, design.get("interactions") or [])
     X = X.reindex(columns=list(design["terms"]))
-    for text in scale_warnings(norm["steps"], values, X, bundle.reference, source):
+    for text in scale_warnings(norm["steps"], values, X, bundle.reference, source, needed):
         log.warning(text)
     y = zdf[target].to_numpy() if with_target and target in zdf.columns else None
     return X, y
 
 
 def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.DataFrame, reference: pd.DataFrame,
-                   source: str) -> list[str]:
+                   source: str, genes: list[str] | None = None) -> list[str]:
     """Warnings (texts) when a new batch looks to be on another scale than the training matrices.
 
     Nothing in a batch says its scale, and a batch of unlogged intensities, of log values for a model of raw
@@ -733,9 +735,14 @@ def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.D
     steps
         The bundle's fitted normalization steps.
     values
-        The batch's values of the normalization's genes, on the scale of the input matrices.
+        The batch's values of the normalization's genes, on the scale of the input matrices (samples x genes,
+        the samples in the order of ``design``'s rows).
     design, reference
         The batch's and the training samples' design values (samples x terms).
+    source
+        The batch's input, named in the warnings (each also names the sample and the value).
+    genes
+        The genes of ``values``' columns, to name the gene of a value too.
     """
     from .preprocess import LOG_SCALE_MAX
 
@@ -744,8 +751,11 @@ def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.D
     finite = values[np.isfinite(values)]
     if first in ("log1p", "log_cpm") and finite.size and finite.max() < LOG_SCALE_MAX \
             and not np.all(finite == np.round(finite)):
+        r, c = np.unravel_index(int(np.argmax(np.where(np.isfinite(values), values, -np.inf))), values.shape)
+        where = f"sample {str(design.index[r])!r}" + (f", gene {genes[c]!r}" if genes is not None else "")
         out.append(f"The model's normalization starts with '{first}', made for raw counts, but every value of "
-                   f"{source} in the model's genes is below {LOG_SCALE_MAX:g} (largest {finite.max():.4g}) and not "
+                   f"{source} in the model's genes is below {LOG_SCALE_MAX:g} (largest {finite.max():.4g}, "
+                   f"{where}) and not "
                    f"all are whole numbers: the batch looks log-scaled already, and the predictions are wrong if it "
                    f"is. Give the batch on the scale of the training matrices (raw counts).")
     far = []

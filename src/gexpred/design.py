@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, near_ids, preview
+from .errors import ConfigError, near_ids, plural, preview
 from .io import TEXT_NA, ZERO_PADDED, number_text, read_gene_list
 
 log = logging.getLogger(__name__)
@@ -217,8 +217,8 @@ def correlation_ratio(X: np.ndarray, codes: np.ndarray) -> np.ndarray:
 def _with_required(chosen: list[str], required: list[str], target: str) -> list[str]:
     extra = [g for g in required if g not in chosen and g != target]
     if extra:
-        log.info("target %s: adding %d genes required by interactions or gene sets: %s", target, len(extra),
-                 preview(extra))
+        log.info("target %s: adding %s required by interactions or gene sets: %s", target,
+                 plural(len(extra), "gene"), preview(extra))
     return [*chosen, *extra]
 
 
@@ -256,8 +256,8 @@ def check_design(X: np.ndarray, names: list[str], target: str) -> tuple[np.ndarr
     X = np.asarray(X, dtype=np.float64)
     const = _is_constant(X)
     if const.any():
-        log.warning("target %s: dropping %d predictors constant over the training samples: %s",
-                    target, int(const.sum()), preview(np.asarray(names)[const]))
+        log.warning("target %s: dropping %s constant over the training samples: %s",
+                    target, plural(int(const.sum()), "predictor"), preview(np.asarray(names)[const]))
         X = X[:, ~const]
         names = [n for n, c in zip(names, const) if not c]
     if not names:
@@ -267,7 +267,7 @@ def check_design(X: np.ndarray, names: list[str], target: str) -> tuple[np.ndarr
     n, p = X.shape
     if n < p + 2:
         raise ModelError(
-            f"Target {target!r}: {n} training samples for {p} predictors; ordinary least squares needs at least "
+            f"Target {target!r}: {plural(n, 'training sample')} for {plural(p, 'predictor')}; ordinary least squares needs at least "
             f"{p + 2} (predictors + intercept + 1 residual degree of freedom). Use fewer predictors "
             f"(e.g. a smaller 'top_correlated') or more samples."
         )
@@ -300,6 +300,24 @@ def redundant_columns(X: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- design matrices
+def _refuse_mostly_numbers(name: str, col: pd.Series, source: str) -> None:
+    """Refuse a covariate column of text whose values are mostly numbers (at least half) but not all: read as
+    categories it would enter the model as one level per distinct number, where the user almost surely meant a
+    number and the other cells are typos ('1O'), numbers too large for a float ('1e999') or stray words."""
+    text = col.astype(str)
+    numbers = pd.to_numeric(text, errors="coerce").notna().to_numpy()
+    if numbers.all() or numbers.sum() < 0.5 * len(numbers):
+        return
+    bad = [f"{v!r} (sample {s!r})" for s, v in zip(col.index[~numbers], text[~numbers])]
+    raise ConfigError(
+        f"Covariate {name!r} of {source} holds numbers but for {plural(int((~numbers).sum()), 'value')} that "
+        f"{'is not a number' if (~numbers).sum() == 1 else 'are not numbers'}: {preview(bad)}, so it would enter "
+        f"the model as categories, one level per distinct value. Correct those cells to numbers (a value as "
+        f"large as 1e999 does not fit a float), or, if the column is codes, declare it categorical as "
+        f"'C({name})' in 'ols.covariates'."
+    )
+
+
 def covariate_column(name: str) -> tuple[str, bool]:
     """The sample-sheet column a covariate names, and whether it is declared categorical.
 
@@ -399,6 +417,8 @@ def encode_covariates(obs: pd.DataFrame, covariates: list[str], train: np.ndarra
             cols[c] = col.astype(np.float64)
             encoding[c] = {"type": "numeric"}
             continue
+        if not declared:
+            _refuse_mostly_numbers(c, col, source)
         values = level_text(col) if declared else col.astype(str)
         levels = level_order(set(values[train]), declared)
         unseen = sorted(set(values[~train]) - set(levels))

@@ -32,6 +32,16 @@ class ModelError(GexpredError):
     """Data that cannot support the model asked for (too few samples, collinearity)."""
 
 
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """A count with its noun, singular for one: ``plural(1, "gene")`` is ``'1 gene'``, ``plural(2, "gene")``
+    ``'2 genes'``; give ``plural_form`` for a noun that does not take an ``s`` (``plural(3, "class", "classes")``).
+
+    >>> plural(1, "sample"), plural(0, "sample"), plural(2, "missing value")
+    ('1 sample', '0 samples', '2 missing values')
+    """
+    return f"{count} {noun if count == 1 else (plural_form or noun + 's')}"
+
+
 def preview(items: Iterable[object], limit: int = 5) -> str:
     """Format the first ``limit`` items for an error message, quoting each.
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, preview
+from .errors import InputError, plural, preview
 
 log = logging.getLogger(__name__)
 
@@ -383,14 +383,15 @@ def _scan_text(path: Path, gz: bool, what: str) -> None:
         ) from None
 
 
+def _shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for a message, with '...' where it was cut."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _binary_hint(what: str) -> str:
     if what == "Matrix":
         return f"If it is a binary format, give it the matching extension ({SUPPORTED}); otherwise "
     return "It must be a plain text table; "
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _open_text(path: Path, gz: bool) -> _io.TextIOBase:
@@ -509,6 +510,13 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
             f"then one value per sample."
         )
     r_layout = len(header) == len(first) - 1
+    if header[0].lstrip().startswith("#") and len(header) != len(first) and (len(header) == 1 or not r_layout):
+        # a comment line above the header ('# exported by ...'), taken for the header: say so, not "1 field"
+        raise InputError(
+            f"Matrix '{path}' starts with a comment line (line {header_start}: {_shorten(sep.join(header))!r}). "
+            f"Comment lines are not supported: the first non-blank line must be the header of sample ids. Delete "
+            f"the lines starting with '#' above the header (e.g. grep -v '^#' old.tsv > new.tsv)."
+        )
     if r_layout:
         # R's write.table layout: no header field above the row names.
         samples = header
@@ -516,7 +524,7 @@ def _read_text_matrix(path: Path, sep: str, gz: bool) -> ad.AnnData:
         samples = header[1:]
     else:
         raise InputError(
-            f"Matrix '{path}': the header has {len(header)} fields but line {first_line} (gene "
+            f"Matrix '{path}': the header has {plural(len(header), 'field')} but line {first_line} (gene "
             f"{first[0].strip()!r}) has {len(first)}. Each row must hold the gene id and then one value per "
             f"sample named in the header. {_delimiter_hint(header, sep)}"
         )
@@ -563,7 +571,8 @@ def _raise_trailing_delimiter(path: Path, sep: str, header: list[str], first: li
     strip = "sed 's/\\t\\r*$//'" if sep == "\t" else "sed 's/,\\r*$//'"
     raise InputError(
         f"Matrix '{path}': every data row ends with an empty field that the header does not have (line "
-        f"{first_line}, gene {first[0].strip()!r}, has {_n(len(first), 'field')}, the header {len(header)}, the "
+        f"{first_line}, gene {first[0].strip()!r}, has {plural(len(first), 'field')}, the header {len(header)}, "
+        f"the "
         f"last one empty): a trailing {name} at the end of each data line. Read as it stands, header "
         f"{header[0].strip()!r} would name the first sample's values, each sample's name the next one's values, "
         f"and the last sample would be empty. "
@@ -698,9 +707,10 @@ def _raise_ragged(path: Path, sep: str, gz: bool, n: int, pandas_msg: str | None
             rows.close()
             what = "too many" if len(row) > n + 1 else "too few"
             raise InputError(
-                f"Matrix '{path}' has ragged rows: line {line} (gene {row[0].strip()!r}) has {_n(len(row), 'field')}, "
-                f"{what} for the {_n(n, 'sample')} in the header. Every row must have the gene id and exactly "
-                f"{_n(n, 'value')} (one per sample in the header); fix that row, or check the delimiter "
+                f"Matrix '{path}' has ragged rows: line {line} (gene {row[0].strip()!r}) has "
+                f"{plural(len(row), 'field')}, "
+                f"{what} for the {plural(n, 'sample')} in the header. Every row must have the gene id and exactly "
+                f"{plural(n, 'value')} (one per sample in the header); fix that row, or check the delimiter "
                 f"({_delimiter_name(sep)} is expected for this extension)."
             )
     if pandas_msg is None:
@@ -712,7 +722,7 @@ def _raise_ragged(path: Path, sep: str, gz: bool, n: int, pandas_msg: str | None
         )
     raise InputError(
         f"Matrix '{path}' could not be parsed: {_parser_detail(pandas_msg)}. Every row must have the gene id "
-        f"and exactly {_n(n, 'value')} (one per sample in the header)."
+        f"and exactly {plural(n, 'value')} (one per sample in the header)."
     )
 
 
@@ -737,7 +747,8 @@ def _coerce_numeric(path: Path, df: pd.DataFrame, samples: list[str]) -> pd.Data
         for k in order
     ]
     raise InputError(
-        f"Matrix '{path}' has {_n(len(gi), 'non-numeric value')}, e.g. {'; '.join(examples)}. Expression values must "
+        f"Matrix '{path}' has {plural(len(gi), 'non-numeric value')}, e.g. {'; '.join(examples)}. Expression values "
+        f"must "
         f"be plain numbers with a '.' decimal point; mark missing values as empty or NA."
     )
 
@@ -866,7 +877,7 @@ def _log_unread_parts(adata: ad.AnnData, path: Path) -> None:
         if len(extra):
             log.warning("Matrix '%s': only .X (%s) is read; its .raw holds %s more (e.g. %s), which are not read. "
                         "If they are wanted, write an .h5ad whose .X holds them (adata.raw.to_adata()).",
-                        path, _n(adata.n_vars, "gene"), _n(len(extra), "gene"), preview(extra, 3))
+                        path, plural(adata.n_vars, "gene"), plural(len(extra), "gene"), preview(extra, 3))
     if len(adata.layers):
         log.info("Matrix '%s': the values are .X; its layers %s are not read (to use a layer, e.g. raw counts, "
                  "write it as .X)", path, preview(list(adata.layers)))
@@ -961,7 +972,8 @@ def validate_matrix(adata: ad.AnnData, path: str | os.PathLike[str], allow_missi
         examples = [f"gene {genes[gi[k]]!r}, sample {samples[si[k]]!r}: {X[si[k], gi[k]]}" for k in order]
         n_genes = len(np.unique(gi))
         raise InputError(
-            f"Matrix '{path}' has {_n(len(si), 'missing or infinite value')} in {_n(n_genes, 'gene')}, e.g. "
+            f"Matrix '{path}' has {plural(len(si), 'missing or infinite value')} in {plural(n_genes, 'gene')}, "
+            f"e.g. "
             f"{'; '.join(examples)}. Impute or remove them before running gexpred, or set the config key "
             f"'missing' to drop_genes (leave those genes out) or impute_mean (replace each by the gene's "
             f"mean over the training samples)."
@@ -1022,8 +1034,8 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
         Indexed by sample id (strings), one column per covariate. Columns whose
         every non-missing value is a number are numeric; the others hold strings
         (empty cells and the matrix reader's missing-value words, ``NA``, ``NaN``, ``nan``, ``N/A``,
-        ``NULL``, ``null``, are missing). A column whose values are numbers but for a few stays text
-        (categories) and is logged with its non-numeric values, which are usually typos. So does, logged too, a
+        ``NULL``, ``null``, are missing). A column whose values are numbers but for some stays text
+        (categories) and is logged with its non-numeric values, which are usually typos, whatever their share. So does, logged too, a
         column of numbers of which some are written with leading zeros (``001``, ``042``): codes of sites,
         plates or patients, not quantities.
 
@@ -1046,6 +1058,13 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
         hint = f" (found {near[0]!r}; the name is case-sensitive)" if near else ""
         if len(header) == 1 and (("," if sep == "\t" else "\t") in header[0]):
             hint += f" The file does not look {_delimiter_name(sep)}-separated; check its extension (.tsv or .csv)."
+        if header[0].startswith("#"):
+            raise InputError(
+                f"{what} '{path}' starts with a comment line (line {rows[0][0]}: {_shorten(sep.join(header))!r}), "
+                f"which it took for the header: it has no 'sample' column. Comment lines are not supported: delete "
+                f"the lines starting with '#' above the header, so that the first line names the columns, one of "
+                f"them 'sample'."
+            )
         raise InputError(
             f"{what} '{path}' has no 'sample' column (columns: {preview(header)}){hint}. Name the column "
             f"of sample ids 'sample'."
@@ -1097,7 +1116,10 @@ def read_sample_sheet(path: str | os.PathLike[str], what: str = "Sample sheet",
                         preview([f"{v!r} (sample {i!r})" for i, v in df.loc[padded[padded].index, col].items()]))
         elif converted.notna().sum() == n_values:
             df[col] = _exact_floats(df[col], converted)
-        elif converted.notna().sum() >= 0.8 * n_values:
+        elif converted.notna().any():
+            # numbers and other values mixed: a typo ('1O'), a number too large ('1e999') or a stray word makes
+            # a numeric column categorical, whatever the share of numbers; say so (a covariate used in a model
+            # that is mostly numbers is refused by encode_covariates)
             text = df.loc[df[col].notna() & converted.isna(), col]
             log.warning("%s '%s': column %r holds numbers but for %d value%s (%s), so it is read as categories, "
                         "one level per distinct value; if it is a number, correct those cells (leave a cell "
@@ -1168,7 +1190,8 @@ def _sheet_from_obs(path: Path, what: str, text_columns: Collection[str] = ()) -
                             dtype=object)
             df[str(col)] = pd.Series(text, index=ids, dtype=object).where(~pd.Series(text, index=ids).isin(TEXT_NA),
                                                                         np.nan)
-    log.info("%s '%s': the obs of an .h5ad file, %d samples, columns %s", what, path, len(df), preview(df.columns))
+    log.info("%s '%s': the obs of an .h5ad file, %s, columns %s", what, path, plural(len(df), "sample"),
+             preview(df.columns))
     return df
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, preview
+from .errors import InputError, plural, preview
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def _check_nonnegative(X: np.ndarray, genes: list[str], samples: list[str], step
         si, gi = np.nonzero(neg)
         examples = [f"gene {genes[g]!r} in sample {samples[s]!r} = {X[s, g]:.4g}" for s, g in list(zip(si, gi))[:3]]
         raise InputError(
-            f"normalization '{step}' needs non-negative counts, but {source} has {int(neg.sum())} negative "
-            f"values in {len(np.unique(gi))} genes, e.g. {'; '.join(examples)}. These look like already "
+            f"normalization '{step}' needs non-negative counts, but {source} has "
+            f"{plural(int(neg.sum()), 'negative value')} in {plural(len(np.unique(gi)), 'gene')}, e.g. {'; '.join(examples)}. These look like already "
             f"log-transformed or centred data: use 'none' or 'zscore' instead."
         )
 
@@ -128,8 +128,9 @@ def fit_normalization(
             constant = ~(sd > 1e-12 * np.abs(Z).max(axis=0, initial=0.0))
             if constant.any():
                 log.warning(
-                    "zscore: %d genes are constant across the %d training samples (%s); they are centred "
-                    "but not scaled", int(constant.sum()), Z.shape[0], preview(np.asarray(genes)[constant])
+                    "zscore: %s %s constant across the %d training samples (%s); %s centred but not scaled",
+                    plural(int(constant.sum()), "gene"), "is" if constant.sum() == 1 else "are", Z.shape[0],
+                    preview(np.asarray(genes)[constant]), "it is" if constant.sum() == 1 else "they are"
                 )
             sd = np.where(constant, 1.0, sd)
             p = {"method": "zscore", "mean": mean.tolist(), "sd": sd.tolist(),
@@ -162,7 +163,8 @@ def _apply_step(X: np.ndarray, p: dict[str, Any], genes: list[str], samples: lis
                 if X.shape[0] > X.shape[1] else ""
             )
             raise InputError(
-                f"normalization 'log_cpm': {len(empty)} samples of {source} have no counts at all, e.g. "
+                f"normalization 'log_cpm': {plural(len(empty), 'sample')} of {source} "
+                f"{'has' if len(empty) == 1 else 'have'} no counts at all, e.g. "
                 f"{preview(np.asarray(samples)[empty])}. Remove them from the matrix.{transposed}"
             )
         return np.log(X / lib * p["scale"] + p["prior_count"]) / np.log(p["log_base"])

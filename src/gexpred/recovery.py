@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import InputError, preview
+from .errors import InputError, plural, preview
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +185,8 @@ def _gold_from_matrix(rows: list[tuple[int, list[str]]], path) -> pd.DataFrame:
     for line, r in rows[1:]:
         if len(r) != len(regulators) + 1:
             raise InputError(
-                f"Gold standard '{path}' has ragged rows: line {line} (target {r[0]!r}) has {len(r)} fields but the "
-                f"header names {len(regulators)} regulators. It is read as a targets x regulators matrix (first "
+                f"Gold standard '{path}' has ragged rows: line {line} (target {r[0]!r}) has {plural(len(r), 'field')} but "
+                f"the header names {plural(len(regulators), 'regulator')}. It is read as a targets x regulators matrix (first "
                 f"column the target ids) unless every line has 2 or 3 fields with ids in the second (an edge list: "
                 f"regulator, target[, 1])."
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, InputError, preview
+from .errors import ConfigError, InputError, plural, preview
 
 
 def train_test_split(
@@ -13,6 +13,8 @@ def train_test_split(
     test_fraction: float = 0.2,
     seed: int = 0,
     labels: pd.Series | None = None,
+    source: str = "the data",
+    n_dropped: int = 0,
 ) -> pd.DataFrame:
     """Assign each sample to ``train`` or ``test``.
 
@@ -31,6 +33,11 @@ def train_test_split(
         the test samples are shared out among the classes in proportion to
         their sizes (largest remainders), so each class is held out in
         proportion as nearly as whole samples allow.
+    source
+        The data file the sample ids come from, named in messages (e.g. ``"'results/data/collected.h5ad'"``).
+    n_dropped
+        How many samples combining the matrices dropped (``uns['n_dropped_samples']`` of the collected data),
+        named when there are too few samples left.
 
     Returns
     -------
@@ -42,7 +49,12 @@ def train_test_split(
     if isinstance(test_fraction, bool) or not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"split.test_fraction must be between 0 and 1 (exclusive); got {test_fraction}.")
     if n < 4:
-        raise ConfigError(f"Only {n} samples: at least 4 are needed to hold out a test split and still fit a model.")
+        dropped = (f" Collecting the data dropped {plural(n_dropped, 'sample')}: its dropped table "
+                   f"(results/data/dropped.tsv in the workflow) says why (a sample missing from one of the joined "
+                   f"matrices or from the sample sheet, or without any value)." if n_dropped else "")
+        raise InputError(f"{source} holds only {plural(n, 'sample')}: at least 4 are needed to hold out a test split "
+                         f"and still fit a model. Give more samples: add them to the expression matrices (one column "
+                         f"each), with a row each in the sample sheet.{dropped}")
     if samples.has_duplicates:
         dup = samples[samples.duplicated()].unique().tolist()
         raise InputError(f"Sample ids {preview(dup)} occur more than once; every sample needs a unique id to be "
