@@ -731,3 +731,33 @@ def test_hc2_hc3_report_samples_of_leverage_one():
     measured = np.ones((n, 3), dtype=bool)
     measured[:3, 2] = False  # this group's sample 7 is its row 4
     assert fit_measured(X, Y, measured, ["g", "level"], list("abc"), cov_type="HC3").leverage_one == [7]
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+@pytest.mark.parametrize("cov_type", ["HC2", "HC3"])
+def test_leverage_one_sample_leaves_the_other_terms_exact(cov_type, seed):
+    """A sample of leverage 1 (the one sample of a level) under HC2/HC3: its 0 / 0 term must not spread. The terms it
+    does not determine keep statsmodels' standard errors, p-values and intervals, and a gene set of them its Wald test;
+    the level's coefficient, the overall F and a set holding it are NaN (an audit: every standard error of every target
+    was inf and every p-value 1 whenever the leverage rounded to 1: seed 2; with seed 0 it did not)."""
+    rng = np.random.default_rng(seed)
+    n = 30
+    level = np.zeros(n)
+    level[7] = 1.0
+    X = np.column_stack([rng.normal(size=(n, 2)) * 3.0, level, rng.normal(size=n)])
+    Y = rng.normal(size=(n, 4)) * (1.0 + np.abs(X[:, [0]])) + 5.0
+    res = fit_many(X, Y, ["a", "b", "level", "d"], list("wxyz"), cov_type=cov_type,
+                   wald_sets={"ab": ["a", "b"], "with_level": ["level", "d"]})
+    assert res.leverage_one == [7]
+    keep = [0, 1, 2, 4]  # const, a, b, d
+    for j in range(4):
+        ref = sm.OLS(Y[:, j], sm.add_constant(X)).fit(cov_type=cov_type, use_t=True)
+        ci = np.asarray(ref.conf_int())
+        for key, want in (("std_err", ref.bse), ("p_value", ref.pvalues), ("ci_low", ci[:, 0]),
+                          ("ci_high", ci[:, 1])):
+            np.testing.assert_allclose(getattr(res, key)[j, keep], want[keep], rtol=RTOL, err_msg=key)
+        w = ref.wald_test(np.eye(5)[[1, 2]], use_f=True, scalar=True)
+        np.testing.assert_allclose(res.wald["ab"][j], w.statistic, rtol=RTOL)
+    for arr in (res.std_err[:, 3], res.t[:, 3], res.p_value[:, 3], res.ci_low[:, 3], res.f_stat, res.f_pvalue,
+                res.wald["with_level"]):
+        assert np.isnan(arr).all()

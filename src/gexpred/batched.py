@@ -405,6 +405,9 @@ class _Sandwich:
     """``n / df_resid`` for HC1, else 1."""
     leverage_one: np.ndarray
     """Samples (row positions) whose leverage exceeds :data:`LEVERAGE_ONE`, for HC2 and HC3 (else empty)."""
+    undefined: np.ndarray
+    """Per coefficient (k, bool): determined by a sample of ``leverage_one`` (HC2, HC3), whose 0 / 0 term makes
+    its variance undefined: NaN standard error, and NaN Wald tests that include it."""
 
 
 def _sandwich_design(fac: _Factor, n: int, df_resid: int, cov_type: str) -> _Sandwich:
@@ -415,14 +418,26 @@ def _sandwich_design(fac: _Factor, n: int, df_resid: int, cov_type: str) -> _San
     ``(H * H) @ (E * E)``, one matrix product. HC1 multiplies it by ``n / df_resid``; HC2 and
     HC3 weight ``e_i^2`` by ``1 / (1 - h_i)`` and ``1 / (1 - h_i)^2``, the leverages
     ``h_i = |Q[i]|^2`` shared by every target of the design (statsmodels' ``cov_HC0`` ... ``cov_HC3``).
+
+    A sample of leverage 1 (:data:`LEVERAGE_ONE`; the one sample of a covariate level) is fitted exactly by
+    the coefficients ``c = H[:, i]`` (``A c`` is the sample's unit vector): its residual is 0, and its HC2/HC3
+    term 0 / 0. Its weight is set to 0, which leaves the variances of the coefficients it does not determine
+    (``c_j = 0``; rounding: ``|c_j|`` at most ``sqrt(eps)`` times the norm of ``H[j]``) exact, as HC0 gives
+    them; those it determines are ``undefined`` (NaN), rather than an arbitrary value or, through ``inf *
+    0``, NaN or infinite variances of every coefficient.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         H = fac.Rinv @ fac.Qt
         h = np.einsum("ij,ij->j", fac.Qt, fac.Qt)
         w = {"HC2": 1.0 / (1.0 - h), "HC3": 1.0 / (1.0 - h) ** 2}.get(cov_type, np.ones(n))
+    HH = np.ascontiguousarray(H * H)
     one = np.flatnonzero(h > LEVERAGE_ONE) if cov_type in ("HC2", "HC3") else np.zeros(0, dtype=np.int64)
-    return _Sandwich(H=H, HH=np.ascontiguousarray(H * H), w=w, scale=n / df_resid if cov_type == "HC1" else 1.0,
-                     leverage_one=one)
+    undefined = np.zeros(H.shape[0], dtype=bool)
+    if one.size:
+        w[one] = 0.0
+        undefined = (np.abs(H[:, one]) > np.sqrt(_EPS) * np.sqrt(HH.sum(axis=1))[:, None]).any(axis=1)
+    return _Sandwich(H=H, HH=HH, w=w, scale=n / df_resid if cov_type == "HC1" else 1.0, leverage_one=one,
+                     undefined=undefined)
 
 
 def _factor_design(A: np.ndarray, names: list[str], on_rank_deficient: str) -> _Factor:
@@ -565,7 +580,10 @@ class BatchedResult:
     cov_type: str = "nonrobust"
     """The coefficients' covariance (:data:`gexpred.ols.COV_TYPES`)."""
     leverage_one: list[int] = field(default_factory=list)
-    """HC2 and HC3: samples (row positions) of leverage 1, where the estimator is 0 / 0 (:data:`LEVERAGE_ONE`)."""
+    """HC2 and HC3: samples (row positions) of leverage 1, where the estimator is 0 / 0 (:data:`LEVERAGE_ONE`): the
+    coefficients such a sample determines (the coefficient of the level it is the only sample of) have NaN standard
+    errors, tests and intervals for every target, and so have the Wald tests (overall F, gene sets) that include
+    them; the other coefficients' are exact (:func:`_sandwich_design`)."""
     wald: dict[str, np.ndarray] = field(default_factory=dict)
     """``wald_sets`` of :func:`fit_many`: per set, the robust Wald F statistic of every target."""
     wald_df: dict[str, int] = field(default_factory=dict)
@@ -794,8 +812,9 @@ def _fit_chunk(Y: np.ndarray, fac: _Factor, n: int, df_model: int, df_resid: int
                 np.matmul(sandwich.HH, omega, out=se)
             else:
                 se[...] = sandwich.HH @ omega
+            se[sandwich.undefined] = np.nan
             for name, rows in (tests or {}).items():
-                if 0 < len(rows) <= ROBUST_WALD_MAX_TERMS:
+                if 0 < len(rows) <= ROBUST_WALD_MAX_TERMS and not sandwich.undefined[rows].any():
                     wald[name][...] = _robust_wald(sandwich.H[rows], B[rows], omega, sandwich.scale)
             n_exact = _kernels.robust_coefficient_stats(B, se, sandwich.scale, q, table, se, t, p, out["ci_low"],
                                                         out["ci_high"])
@@ -1029,7 +1048,7 @@ class MeasuredFits:
     (``A @ coef.T`` predicts every sample); ``dropped_terms`` lists the terms dropped as collinear in any group;
     ``groups`` how many distinct sets of measured samples there were (one when nothing is missing);
     ``leverage_one`` the samples (row positions of ``X``) of leverage 1 in some group's design, where HC2 and HC3
-    are 0 / 0 (empty for other covariances).
+    are 0 / 0 (empty for other covariances; the terms they determine are NaN there, :attr:`BatchedResult.leverage_one`).
     """
 
     coefficients: pd.DataFrame

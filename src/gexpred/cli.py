@@ -1700,15 +1700,18 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
 
 def _warn_robust_chunk(a: argparse.Namespace, res, samples: np.ndarray) -> None:
     """Log what a chunk's heteroskedasticity-consistent fits leave undone: samples of leverage 1 (HC2, HC3: 0 / 0,
-    as ``gexpred ols`` warns), and the robust Wald F-tests (overall, gene sets) of more coefficients than
+    as ``gexpred ols`` warns; the terms they determine are NaN, :attr:`gexpred.batched.BatchedResult.leverage_one`),
+    and the robust Wald F-tests (overall, gene sets) of more coefficients than
     :data:`gexpred.batched.ROBUST_WALD_MAX_TERMS`, which are NaN rather than classical."""
     from .batched import ROBUST_WALD_MAX_TERMS
 
     if res.leverage_one:
         alone = samples[res.leverage_one].tolist()
         log.warning("chunk %d: %s leverage 1 (%s: each the only one of its kind, such as the one sample of a covariate "
-                    "level), where %s is undefined; the standard errors of the terms they determine are arbitrary. "
-                    "Use ols.cov_type: HC0 or HC1, or more samples of that kind.", a.chunk,
+                    "level), where %s is undefined: the terms they determine (that level's coefficient) have NaN "
+                    "standard errors, tests and intervals in every target, and so have the overall F-test and the "
+                    "gene-set tests that include them; the other terms' are unaffected. Use ols.cov_type: HC0 or HC1, "
+                    "or more samples of that kind.", a.chunk,
                     f"{len(alone)} training sample{'s have' if len(alone) > 1 else ' has'}", preview(alone),
                     a.cov_type)
     big = res.fit[(res.fit["status"] == "ok") & (res.fit["df_model"] > ROBUST_WALD_MAX_TERMS)]
