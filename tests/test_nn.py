@@ -100,6 +100,32 @@ def test_linear_network_on_raw_scale_data_recovers_ols():
     np.testing.assert_allclose(predict(model, X), intercept + X @ slopes, rtol=1e-5, atol=1e-4)
 
 
+def test_linear_coefficients_of_a_multi_output_network_give_each_outputs_regression():
+    """A network without hidden layers and three outputs (the genome-wide multi-output design) is three linear
+    regressions: one intercept and one row of slopes per output, each reproducing that output's predictions
+    (its intercept and slopes recovered from them by least squares); an ensemble's are its members' means.
+    It read the first output's weights and failed on the intercept's three values."""
+    from gexpred.nn import EnsembleMLP, GeneMLP
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(30, 4)) * 3.0 + 5.0
+    members = []
+    for _ in range(2):
+        m = GeneMLP(4, [], "identity", n_out=3)
+        m.x_mean.copy_(torch.tensor(X.mean(axis=0), dtype=m.x_mean.dtype))
+        m.x_scale.copy_(torch.tensor(X.std(axis=0), dtype=m.x_scale.dtype))
+        m.y_mean.copy_(torch.tensor([1.0, -2.0, 0.5]))
+        m.y_scale.copy_(torch.tensor([2.0, 0.5, 3.0]))
+        members.append(m)
+    for model in (members[0], EnsembleMLP(members)):
+        b0, B = linear_coefficients(model)
+        assert b0.shape == (3,) and B.shape == (3, 4)
+        pred = predict(model, X)
+        for k in range(3):
+            np.testing.assert_allclose(np.r_[b0[k], B[k]], _lstsq(X, pred[:, k]), rtol=1e-4, atol=1e-4)
+
+
 def test_linear_coefficients_needs_no_hidden_layer(small_data):
     X, y = small_data
     model, _, _ = train_mlp(X, y, _settings(hidden=[4], epochs=2, patience=0))

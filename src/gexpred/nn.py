@@ -722,25 +722,31 @@ def predict_proba(model: GeneMLP | EnsembleMLP, X: np.ndarray) -> np.ndarray:
         return torch.softmax(z, dim=1).numpy()
 
 
-def linear_coefficients(model: GeneMLP | EnsembleMLP) -> tuple[float, np.ndarray]:
+def linear_coefficients(model: GeneMLP | EnsembleMLP) -> tuple[float | np.ndarray, np.ndarray]:
     """Intercept and slopes, on the data scale, of a network without hidden layers.
 
     Only defined for a single ``Linear`` layer (``hidden: []``), which is
     multiple regression: ``y = b0 + sum_j b_j x_j``. The mean of linear models
-    is linear: an ensemble's are its members' means.
+    is linear: an ensemble's are its members' means. A multi-output network
+    (one output per target) gives one intercept per output and an outputs x
+    inputs matrix of slopes; a single output, a float and a vector.
     """
     if isinstance(model, EnsembleMLP):
         parts = [linear_coefficients(m) for m in model.members]
-        return float(np.mean([b for b, _ in parts])), np.mean([w for _, w in parts], axis=0)
+        b0 = np.mean([np.atleast_1d(b) for b, _ in parts], axis=0)
+        slopes = np.mean([w for _, w in parts], axis=0)
+        return (float(b0[0]) if slopes.ndim == 1 else b0), slopes
     linears = [m for m in model.net if isinstance(m, nn.Linear)]
     if len(linears) != 1:
         raise ValueError("linear_coefficients() needs a network without hidden layers (hidden: [])")
-    W = linears[0].weight.detach().double().numpy()[0]
-    b = float(linears[0].bias.detach().double().item())
+    W = linears[0].weight.detach().double().numpy()  # outputs x inputs
+    b = linears[0].bias.detach().double().numpy()
     xm, xs = model.x_mean.double().numpy(), model.x_scale.double().numpy()
-    ym, ys = float(model.y_mean.double().item()), float(model.y_scale.double().item())
-    slopes = W / xs * ys
-    intercept = ym + ys * (b - float(np.sum(W * xm / xs)))
+    ym, ys = model.y_mean.double().numpy(), model.y_scale.double().numpy()
+    slopes = W / xs[None, :] * ys[:, None]
+    intercept = ym + ys * (b - W @ (xm / xs))
+    if len(b) == 1:
+        return float(intercept[0]), slopes[0]
     return intercept, slopes
 
 
