@@ -188,6 +188,21 @@ def interval_scale(reference: np.ndarray) -> np.ndarray:
     return np.where(sd > 1e-12 * np.maximum(np.abs(np.mean(reference, axis=0)), 1.0), sd, np.inf)
 
 
+MIN_DISTANCE_SHARE = 0.5
+"""A distance below this share of the training samples' mean :func:`neighbour_difficulty` counts as that share
+(:func:`prediction_interval`): a sample at distance 0 (ties, duplicates) still has the model's noise."""
+
+
+def difficulty_floor(cv_difficulty: np.ndarray) -> float:
+    """The smallest difficulty :func:`prediction_interval` uses: :data:`MIN_DISTANCE_SHARE` times the mean of the
+    training samples' finite ``cv_difficulty``, or 1 (one training SD) where every one is 0 (no design column
+    varies among the neighbours), which gives every sample the same width."""
+    d = np.asarray(cv_difficulty, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    m = float(d.mean()) if len(d) else 0.0
+    return MIN_DISTANCE_SHARE * m if m > 0 else 1.0
+
+
 def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level: float,
                         test_observed: np.ndarray, test_predicted: np.ndarray,
                         cv_difficulty: np.ndarray | None = None,
@@ -207,10 +222,13 @@ def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level
     difficulty`` and a sample's half-width ``q x`` its own difficulty (normalised nonconformity scores,
     Papadopoulos et al. 2011, *J Artif Intell Res* 40:815): the same marginal coverage, narrower intervals for
     samples among many training samples like them, wider ones for samples unlike any (a new condition), where
-    the model's errors are larger.
+    the model's errors are larger. A difficulty below :func:`difficulty_floor` (half the training samples' mean)
+    counts as it: a sample with ties among its neighbours (a sparse gene's zeros, duplicated samples) lies at
+    distance 0, yet the model's noise remains; its ratio would be enormous, ``q`` with it, and the intervals of
+    such samples 0 wide and of all others absurdly wide (a one-predictor design with 40 % zeros covered 60 %).
 
-    Returns ``{"method", "level", "half_width" (the constant one) or "q" (the scaled one), "n_residuals",
-    "test_coverage", "n_test", "test_mean_width"}``.
+    Returns ``{"method", "level", "half_width" (the constant one) or "q" and "min_distance" (the scaled one's
+    floor), "n_residuals", "test_coverage", "n_test", "test_mean_width"}``.
     """
     res = np.asarray(cv_observed, dtype=np.float64) - np.asarray(cv_predicted, dtype=np.float64)
     err = np.abs(np.asarray(test_observed, dtype=np.float64) - np.asarray(test_predicted, dtype=np.float64))
@@ -219,10 +237,10 @@ def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level
         width = np.full(len(err), q)
         out: dict[str, Any] = {"method": "cv_conformal", "level": float(level), "half_width": q}
     else:
-        d = np.asarray(cv_difficulty, dtype=np.float64)
-        q = conformal_half_width(np.abs(res) / np.maximum(d, np.finfo(float).tiny), level)
-        width = q * np.asarray(test_difficulty, dtype=np.float64)
-        out = {"method": "cv_conformal_neighbours", "level": float(level), "q": q}
+        floor = difficulty_floor(cv_difficulty)
+        q = conformal_half_width(np.abs(res) / np.maximum(np.asarray(cv_difficulty, dtype=np.float64), floor), level)
+        width = q * np.maximum(np.asarray(test_difficulty, dtype=np.float64), floor)
+        out = {"method": "cv_conformal_neighbours", "level": float(level), "q": q, "min_distance": floor}
     ok = np.isfinite(err)
     out.update({"n_residuals": int(np.isfinite(res).sum()),
                 "test_coverage": float(np.mean(err[ok] <= width[ok])) if ok.any() else float("nan"),
@@ -418,7 +436,8 @@ class Bundle:
     def half_widths(self, X: np.ndarray) -> np.ndarray | None:
         """Each sample's prediction-interval half-width from its design values, or None for a bundle without an
         interval (classification; too few residuals; made before intervals): the card's one ``half_width``, or
-        ``q`` times the sample's :func:`neighbour_difficulty` against the reference (the training samples)."""
+        ``q`` times the sample's :func:`neighbour_difficulty` against the reference (the training samples), at least
+        the card's ``min_distance`` (:func:`difficulty_floor`; 0 in a card made before it)."""
         iv = self.card.get("interval") if self.task == "regression" else None
         if not iv:
             return None
@@ -426,8 +445,8 @@ class Bundle:
         if "q" not in iv:
             return np.full(len(X), float(iv["half_width"]))
         R = self.reference[self.terms].to_numpy(dtype=np.float64)
-        return float(iv["q"]) * neighbour_difficulty(R, np.asarray(iv["folds"]), X, int(iv["neighbours"]),
-                                                     interval_scale(R))
+        d = neighbour_difficulty(R, np.asarray(iv["folds"]), X, int(iv["neighbours"]), interval_scale(R))
+        return float(iv["q"]) * np.maximum(d, float(iv.get("min_distance", 0.0)))
 
 
 def resolve_bundle(path: str | os.PathLike[str]) -> Path:
