@@ -140,23 +140,33 @@ INTERVAL_METHODS = ("neighbours", "constant")
 or one half-width for every sample."""
 
 
+NEIGHBOUR_BLOCK_CELLS = 1 << 22
+"""Distances held at once by :func:`neighbour_distance` (32 MB of float64 per array)."""
+
+
 def neighbour_distance(reference: np.ndarray, X: np.ndarray, k: int, scale: np.ndarray,
-                       block: int = 1024) -> np.ndarray:
+                       block: int | None = None) -> np.ndarray:
     """Mean Euclidean distance of each row of ``X`` to its ``k`` nearest rows of ``reference``, on the columns
     divided by ``scale`` (a column of scale ``inf`` or 0 counts for nothing). Rows of ``X`` in blocks, so that
-    memory is ``block x len(reference)``."""
+    memory is ``block x len(reference)``; by default as many rows as keep that to :data:`NEIGHBOUR_BLOCK_CELLS`
+    (at most 1024), so that a large reference set does not take gigabytes."""
     R = np.asarray(reference, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
     s = np.asarray(scale, dtype=np.float64)
     use = np.isfinite(s) & (s > 0)
     R, X = R[:, use] / s[use], X[:, use] / s[use]
     k = max(1, min(int(k), len(R)))
+    if block is None:
+        block = int(np.clip(NEIGHBOUR_BLOCK_CELLS // max(len(R), 1), 1, 1024))
     r2 = np.einsum("ij,ij->i", R, R)
     out = np.empty(len(X))
     for a in range(0, len(X), block):
         Z = X[a:a + block]
-        d2 = np.einsum("ij,ij->i", Z, Z)[:, None] + r2[None, :] - 2.0 * Z @ R.T
-        d = np.sqrt(np.maximum(d2, 0.0))
+        d = Z @ R.T  # |z - r|^2 = |z|^2 + |r|^2 - 2 z.r, in place: one block x len(R) array and the partition's
+        d *= -2.0
+        d += r2[None, :]
+        d += np.einsum("ij,ij->i", Z, Z)[:, None]
+        np.sqrt(np.maximum(d, 0.0, out=d), out=d)
         out[a:a + block] = np.partition(d, k - 1, axis=1)[:, :k].mean(axis=1)
     return out
 
