@@ -308,7 +308,7 @@ def test_bundles_reproduce_pipeline_predictions_and_monitor_new_batch(finished_r
             d_cv = np.empty(len(R))
             for f in np.unique(folds):
                 d_cv[folds == f] = knn(R[folds != f], R[folds == f])
-            floor = 0.5 * d_cv.mean()  # a distance below half the mean counts as that half
+            floor = 0.25 * d_cv.mean()  # a distance below a quarter of the mean counts as that quarter
             ratio = np.sort(np.abs(cvp["observed"] - cvp["predicted"]).to_numpy() / np.maximum(d_cv, floor))
             q = ratio[int(np.ceil(0.95 * (len(ratio) + 1))) - 1]
             assert card["interval"]["level"] == 0.95 and card["interval"]["q"] == pytest.approx(q, rel=1e-9)

@@ -198,7 +198,7 @@ def interval_scale(reference: np.ndarray) -> np.ndarray:
     return np.where(sd > 1e-12 * np.maximum(np.abs(np.mean(reference, axis=0)), 1.0), sd, np.inf)
 
 
-MIN_DISTANCE_SHARE = 0.5
+MIN_DISTANCE_SHARE = 0.25
 """A distance below this share of the training samples' mean :func:`neighbour_difficulty` counts as that share
 (:func:`prediction_interval`): a sample at distance 0 (ties, duplicates) still has the model's noise."""
 
@@ -232,7 +232,7 @@ def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level
     difficulty`` and a sample's half-width ``q x`` its own difficulty (normalised nonconformity scores,
     Papadopoulos et al. 2011, *J Artif Intell Res* 40:815): the same marginal coverage, narrower intervals for
     samples among many training samples like them, wider ones for samples unlike any (a new condition), where
-    the model's errors are larger. A difficulty below :func:`difficulty_floor` (half the training samples' mean)
+    the model's errors are larger. A difficulty below :func:`difficulty_floor` (a quarter of the training samples' mean)
     counts as it: a sample with ties among its neighbours (a sparse gene's zeros, duplicated samples) lies at
     distance 0, yet the model's noise remains; its ratio would be enormous, ``q`` with it, and the intervals of
     such samples 0 wide and of all others absurdly wide (a one-predictor design with 40 % zeros covered 60 %).
