@@ -1294,6 +1294,30 @@ def test_neighbour_distance_and_difficulty_against_brute_force():
                                               axis=0), rtol=1e-12)
 
 
+def test_neighbour_distance_memory_does_not_grow_with_the_reference_set():
+    """Distances were computed 1,024 rows of the batch at a time against every reference row, in four
+    temporaries: 306 MB for 10,000 reference samples (3 GB for 100,000, beside the bundle step's matrix). The block
+    now shrinks as the reference grows (NEIGHBOUR_BLOCK_CELLS) and is computed in place: the peak (tracemalloc)
+    stays below 100 MB, and the distances are scipy's cdist's."""
+    import tracemalloc
+
+    from scipy.spatial.distance import cdist
+
+    from gexpred.deploy import NEIGHBOUR_BLOCK_CELLS, neighbour_distance
+
+    rng = np.random.default_rng(0)
+    R, X = rng.normal(size=(10_000, 5)), rng.normal(size=(2_000, 5))
+    tracemalloc.start()
+    try:
+        got = neighbour_distance(R, X, 10, np.ones(5))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2 ** 20 and NEIGHBOUR_BLOCK_CELLS * 8 <= 40 * 2 ** 20, peak
+    rows = [0, 999, 1999]
+    np.testing.assert_allclose(got[rows], np.sort(cdist(X[rows], R), axis=1)[:, :10].mean(axis=1), rtol=1e-10)
+
+
 def test_neighbour_scaled_intervals_keep_their_coverage_and_follow_a_shifted_batch():
     """A linear model of a curved truth (y = x1 + 0.4 x1^2 + noise), 5-fold CV residuals on 300 samples: on new
     samples from the training distribution both intervals cover about 90 % (split-conformal); on a batch whose x1
@@ -1329,6 +1353,60 @@ def test_neighbour_scaled_intervals_keep_their_coverage_and_follow_a_shifted_bat
             assert const["test_coverage"] < 0.75 and adapt["test_coverage"] > const["test_coverage"] + 0.1, \
                 (const, adapt)
         assert adapt["method"] == "cv_conformal_neighbours" and const["method"] == "cv_conformal"
+
+
+def test_neighbour_intervals_of_a_design_with_ties_stay_finite_and_keep_their_coverage(tmp_path):
+    """One predictor, a sparse gene: 40 % of the samples are 0, so each of them has 10 neighbours at distance 0.
+    Its residual divided by 0 (by the smallest float) made q about 1e307: the zeros' intervals 0 wide, every other
+    sample's 1e306 wide, 60 % covered. A difficulty below a quarter of the training samples' mean counts as that quarter
+    (card's min_distance); q, the bundle's half-widths and the coverage of 4,000 new samples recomputed with scipy's
+    cdist and a sort."""
+    from scipy.spatial.distance import cdist
+
+    from gexpred.cli import _bundle_interval
+    from gexpred.search import cv_ols, kfold
+
+    rng = np.random.default_rng(0)
+
+    def draw(n):
+        x = np.where(rng.random(n) < 0.4, 0.0, rng.normal(2, 1, n))
+        return x, 0.5 * x + 0.1 * x ** 2 + rng.normal(0, 0.5, n)
+
+    x, y = draw(300)
+    folds = kfold([f"s{i}" for i in range(300)], 5, seed=0)
+    oof = cv_ols(x[:, None], y, folds)
+    beta = np.polyfit(x, y, 1)
+    xn, yn = draw(4000)
+    names = [f"s{i}" for i in range(300)]
+    cvp = pd.DataFrame({"sample": names, "fold": folds + 1, "observed": y, "predicted": oof})
+    got = _bundle_interval(cvp, 0.9, yn, np.polyval(beta, xn), "gZ / ols", "neighbours", 10,
+                           reference=pd.DataFrame({"gA": x}, index=names), test_design=xn[:, None])
+    sd = x.std()
+
+    def knn(rows, z):
+        return np.sort(cdist(z[:, None] / sd, rows[:, None] / sd), axis=1)[:, :10].mean(axis=1)
+
+    d_cv = np.empty(300)
+    for f in range(5):
+        d_cv[folds == f] = knn(x[folds != f], x[folds == f])
+    assert np.sum(d_cv == 0) > 100
+    floor = 0.25 * d_cv.mean()
+    ratio = np.sort(np.abs(y - oof) / np.maximum(d_cv, floor))
+    q = ratio[int(np.ceil(0.9 * 301)) - 1]
+    assert got["q"] == pytest.approx(q, rel=1e-9) and got["min_distance"] == pytest.approx(floor, rel=1e-9)
+    half = q * np.maximum(np.mean([knn(x[folds != f], xn) for f in range(5)], axis=0), floor)
+    inside = np.abs(yn - np.polyval(beta, xn)) <= half
+    assert got["test_coverage"] == pytest.approx(inside.mean(), abs=1e-12) and 0.87 < inside.mean() < 0.97
+    const = np.sort(np.abs(y - oof))[int(np.ceil(0.9 * 301)) - 1]  # the constant interval's half-width
+    assert np.all(half > 0) and np.median(half) < 3 * const, (np.median(half), const)
+    ref = pd.DataFrame({"sample": names, "gA": x, "prediction": np.polyval(beta, x), "observed": y})
+    path = write_bundle(tmp_path / "gZ" / "ols", target="gZ", model="ols", task="regression", classes=None,
+                        model_params={"kind": "linear", "terms": ["gA"], "intercept": beta[1], "coef": [beta[0]]},
+                        preprocessing={"normalization": {"steps": [], "genes": ["gA", "gZ"]},
+                                       "design": {"predictors": ["gA"], "covariates": {}, "interactions": [],
+                                                  "terms": ["gA"]}},
+                        reference=ref, metrics={}, training_fingerprint="x", interval=got)
+    np.testing.assert_allclose(load_bundle(path).half_widths(xn[:50, None]), half[:50], rtol=1e-9)
 
 
 def test_too_few_cross_validation_residuals_for_the_level_leave_the_bundle_without_an_interval(tmp_path, caplog):

@@ -688,6 +688,36 @@ def test_cv_penalized_nested_error_is_not_flattered_by_the_search():
     assert abs(gap.mean()) < 2 * gap.std(ddof=1) / np.sqrt(len(gap))
 
 
+@pytest.mark.parametrize("k", [2, 5])
+def test_captions_say_nested_cv_only_where_the_folds_allow_it(k):
+    """With split.folds 2, cv_penalized cannot repeat the choice inside a fold (its oof is the chosen penalty's
+    own, fold_choices empty), yet the captions of the CV metrics, the penalised search and the summary said its CV
+    error came from nested cross-validation. Rendered with jinja2 as snakemake --report does, for 2 and 5 folds."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import jinja2
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 3))
+    y = X[:, 0] + rng.normal(size=40)
+    folds = kfold([f"s{i}" for i in range(40)], k, seed=0)
+    res = cv_penalized(X, y, folds, ["ridge"], n_alphas=4)
+    assert (res.fold_choices == []) == (k == 2)
+    assert np.array_equal(res.oof, res.oof_selected) == (k == 2)
+    config = {"split": {"folds": k}, "ols": {"alpha": 0.05}}
+    report = Path(__file__).resolve().parents[1] / "workflow" / "report"
+    for name in ("cv_metrics.rst", "penalized_search.rst", "summary.rst"):
+        text = " ".join(jinja2.Template((report / name).read_text()).render(
+            snakemake=SimpleNamespace(config=config, wildcards=SimpleNamespace(target="gA"),
+                                      params=SimpleNamespace(facts=SimpleNamespace(target=dict)))).split())
+        assert ("nested cross-validation" in text) and (("needs at least 3" in text or "cannot repeat" in text)
+                                                         == (k == 2)), (name, text)
+        if k == 2:
+            assert "predicted by nested" not in text and "comes from nested" not in text
+            assert "use nested" not in text, (name, text)
+
+
 def test_cv_ols_matches_statsmodels_per_fold():
     X, y = _regression(n=40, p=3)
     folds = kfold([f"s{i}" for i in range(40)], 4)

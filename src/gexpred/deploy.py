@@ -140,23 +140,33 @@ INTERVAL_METHODS = ("neighbours", "constant")
 or one half-width for every sample."""
 
 
+NEIGHBOUR_BLOCK_CELLS = 1 << 22
+"""Distances held at once by :func:`neighbour_distance` (32 MB of float64 per array)."""
+
+
 def neighbour_distance(reference: np.ndarray, X: np.ndarray, k: int, scale: np.ndarray,
-                       block: int = 1024) -> np.ndarray:
+                       block: int | None = None) -> np.ndarray:
     """Mean Euclidean distance of each row of ``X`` to its ``k`` nearest rows of ``reference``, on the columns
     divided by ``scale`` (a column of scale ``inf`` or 0 counts for nothing). Rows of ``X`` in blocks, so that
-    memory is ``block x len(reference)``."""
+    memory is ``block x len(reference)``; by default as many rows as keep that to :data:`NEIGHBOUR_BLOCK_CELLS`
+    (at most 1024), so that a large reference set does not take gigabytes."""
     R = np.asarray(reference, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
     s = np.asarray(scale, dtype=np.float64)
     use = np.isfinite(s) & (s > 0)
     R, X = R[:, use] / s[use], X[:, use] / s[use]
     k = max(1, min(int(k), len(R)))
+    if block is None:
+        block = int(np.clip(NEIGHBOUR_BLOCK_CELLS // max(len(R), 1), 1, 1024))
     r2 = np.einsum("ij,ij->i", R, R)
     out = np.empty(len(X))
     for a in range(0, len(X), block):
         Z = X[a:a + block]
-        d2 = np.einsum("ij,ij->i", Z, Z)[:, None] + r2[None, :] - 2.0 * Z @ R.T
-        d = np.sqrt(np.maximum(d2, 0.0))
+        d = Z @ R.T  # |z - r|^2 = |z|^2 + |r|^2 - 2 z.r, in place: one block x len(R) array and the partition's
+        d *= -2.0
+        d += r2[None, :]
+        d += np.einsum("ij,ij->i", Z, Z)[:, None]
+        np.sqrt(np.maximum(d, 0.0, out=d), out=d)
         out[a:a + block] = np.partition(d, k - 1, axis=1)[:, :k].mean(axis=1)
     return out
 
@@ -188,6 +198,21 @@ def interval_scale(reference: np.ndarray) -> np.ndarray:
     return np.where(sd > 1e-12 * np.maximum(np.abs(np.mean(reference, axis=0)), 1.0), sd, np.inf)
 
 
+MIN_DISTANCE_SHARE = 0.25
+"""A distance below this share of the training samples' mean :func:`neighbour_difficulty` counts as that share
+(:func:`prediction_interval`): a sample at distance 0 (ties, duplicates) still has the model's noise."""
+
+
+def difficulty_floor(cv_difficulty: np.ndarray) -> float:
+    """The smallest difficulty :func:`prediction_interval` uses: :data:`MIN_DISTANCE_SHARE` times the mean of the
+    training samples' finite ``cv_difficulty``, or 1 (one training SD) where every one is 0 (no design column
+    varies among the neighbours), which gives every sample the same width."""
+    d = np.asarray(cv_difficulty, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    m = float(d.mean()) if len(d) else 0.0
+    return MIN_DISTANCE_SHARE * m if m > 0 else 1.0
+
+
 def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level: float,
                         test_observed: np.ndarray, test_predicted: np.ndarray,
                         cv_difficulty: np.ndarray | None = None,
@@ -207,10 +232,13 @@ def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level
     difficulty`` and a sample's half-width ``q x`` its own difficulty (normalised nonconformity scores,
     Papadopoulos et al. 2011, *J Artif Intell Res* 40:815): the same marginal coverage, narrower intervals for
     samples among many training samples like them, wider ones for samples unlike any (a new condition), where
-    the model's errors are larger.
+    the model's errors are larger. A difficulty below :func:`difficulty_floor` (a quarter of the training samples' mean)
+    counts as it: a sample with ties among its neighbours (a sparse gene's zeros, duplicated samples) lies at
+    distance 0, yet the model's noise remains; its ratio would be enormous, ``q`` with it, and the intervals of
+    such samples 0 wide and of all others absurdly wide (a one-predictor design with 40 % zeros covered 60 %).
 
-    Returns ``{"method", "level", "half_width" (the constant one) or "q" (the scaled one), "n_residuals",
-    "test_coverage", "n_test", "test_mean_width"}``.
+    Returns ``{"method", "level", "half_width" (the constant one) or "q" and "min_distance" (the scaled one's
+    floor), "n_residuals", "test_coverage", "n_test", "test_mean_width"}``.
     """
     res = np.asarray(cv_observed, dtype=np.float64) - np.asarray(cv_predicted, dtype=np.float64)
     err = np.abs(np.asarray(test_observed, dtype=np.float64) - np.asarray(test_predicted, dtype=np.float64))
@@ -219,10 +247,10 @@ def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level
         width = np.full(len(err), q)
         out: dict[str, Any] = {"method": "cv_conformal", "level": float(level), "half_width": q}
     else:
-        d = np.asarray(cv_difficulty, dtype=np.float64)
-        q = conformal_half_width(np.abs(res) / np.maximum(d, np.finfo(float).tiny), level)
-        width = q * np.asarray(test_difficulty, dtype=np.float64)
-        out = {"method": "cv_conformal_neighbours", "level": float(level), "q": q}
+        floor = difficulty_floor(cv_difficulty)
+        q = conformal_half_width(np.abs(res) / np.maximum(np.asarray(cv_difficulty, dtype=np.float64), floor), level)
+        width = q * np.maximum(np.asarray(test_difficulty, dtype=np.float64), floor)
+        out = {"method": "cv_conformal_neighbours", "level": float(level), "q": q, "min_distance": floor}
     ok = np.isfinite(err)
     out.update({"n_residuals": int(np.isfinite(res).sum()),
                 "test_coverage": float(np.mean(err[ok] <= width[ok])) if ok.any() else float("nan"),
@@ -418,7 +446,8 @@ class Bundle:
     def half_widths(self, X: np.ndarray) -> np.ndarray | None:
         """Each sample's prediction-interval half-width from its design values, or None for a bundle without an
         interval (classification; too few residuals; made before intervals): the card's one ``half_width``, or
-        ``q`` times the sample's :func:`neighbour_difficulty` against the reference (the training samples)."""
+        ``q`` times the sample's :func:`neighbour_difficulty` against the reference (the training samples), at least
+        the card's ``min_distance`` (:func:`difficulty_floor`; 0 in a card made before it)."""
         iv = self.card.get("interval") if self.task == "regression" else None
         if not iv:
             return None
@@ -426,8 +455,8 @@ class Bundle:
         if "q" not in iv:
             return np.full(len(X), float(iv["half_width"]))
         R = self.reference[self.terms].to_numpy(dtype=np.float64)
-        return float(iv["q"]) * neighbour_difficulty(R, np.asarray(iv["folds"]), X, int(iv["neighbours"]),
-                                                     interval_scale(R))
+        d = neighbour_difficulty(R, np.asarray(iv["folds"]), X, int(iv["neighbours"]), interval_scale(R))
+        return float(iv["q"]) * np.maximum(d, float(iv.get("min_distance", 0.0)))
 
 
 def resolve_bundle(path: str | os.PathLike[str]) -> Path:
