@@ -154,7 +154,9 @@ def neighbour_distance(reference: np.ndarray, X: np.ndarray, k: int, scale: np.n
     X = np.asarray(X, dtype=np.float64)
     s = np.asarray(scale, dtype=np.float64)
     use = np.isfinite(s) & (s > 0)
-    R, X = R[:, use] / s[use], X[:, use] / s[use]
+    # centred on the reference's mean: the expansion below loses no digits to columns far from zero
+    centre = R[:, use].mean(axis=0) if len(R) else 0.0
+    R, X = (R[:, use] - centre) / s[use], (X[:, use] - centre) / s[use]
     k = max(1, min(int(k), len(R)))
     if block is None:
         block = int(np.clip(NEIGHBOUR_BLOCK_CELLS // max(len(R), 1), 1, 1024))
