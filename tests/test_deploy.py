@@ -1409,6 +1409,46 @@ def test_neighbour_intervals_of_a_design_with_ties_stay_finite_and_keep_their_co
     np.testing.assert_allclose(load_bundle(path).half_widths(xn[:50, None]), half[:50], rtol=1e-9)
 
 
+def test_conformal_prediction_sets_hold_the_class_at_their_level():
+    """Least-ambiguous sets: the threshold is 1 - the ceil((n + 1) level)-th smallest 1 - p(true class) over the
+    calibration samples (numpy sort); on 5,000 new samples whose classes are drawn from their probabilities the
+    sets hold the class of ~90 % (the level), an ambiguous sample's set has more classes than a sure one's, and
+    the batch's coverage row and its binomial p (scipy) follow the sets."""
+    from scipy import stats
+
+    from gexpred.deploy import prediction_sets, set_members
+    from gexpred.monitor import set_coverage
+
+    rng = np.random.default_rng(4)
+
+    def draw(n):
+        logits = rng.normal(size=(n, 3)) * rng.choice([0.3, 3.0], size=(n, 1))  # half unsure, half sure
+        P = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        codes = np.array([rng.choice(3, p=p) for p in P])
+        return P, codes
+
+    P, codes = draw(300)
+    Pn, codes_n = draw(5000)
+    got = prediction_sets(codes, P, 0.9, codes_n, Pn)
+    scores = np.sort(1 - P[np.arange(300), codes])
+    threshold = 1 - scores[int(np.ceil(0.9 * 301)) - 1]
+    assert got["threshold"] == pytest.approx(threshold, rel=1e-12) and got["method"] == "cv_conformal_lac"
+    inside = Pn >= threshold
+    assert got["test_coverage"] == pytest.approx(inside[np.arange(5000), codes_n].mean(), abs=1e-12)
+    assert 0.87 < got["test_coverage"] < 0.93, got
+    assert got["test_mean_size"] == pytest.approx(inside.sum(axis=1).mean(), abs=1e-12)
+    np.testing.assert_array_equal(set_members(got, Pn), inside)
+    sure = Pn.max(axis=1) > 0.9
+    assert inside[sure].sum(axis=1).mean() < inside[~sure].sum(axis=1).mean()
+    row = set_coverage(got, codes_n[:40], Pn[:40], alpha=0.05)
+    k = int(inside[np.arange(40), codes_n[:40]].sum())
+    assert row["metric"] == "set_coverage (90%)" and row["new_batch"] == k / 40
+    assert row["p_value"] == pytest.approx(stats.binom.cdf(k, 40, 0.9), rel=1e-9)
+    assert row["status"] == ("warn" if row["p_value"] < 0.05 else "ok")
+    few = prediction_sets(codes[:5], P[:5], 0.9, codes_n, Pn)  # ceil(6 x 0.9) = 6 > 5: every class
+    assert few["threshold"] == -np.inf and few["test_coverage"] == 1.0
+
+
 def test_too_few_cross_validation_residuals_for_the_level_leave_the_bundle_without_an_interval(tmp_path, caplog):
     """At level 0.99 a split-conformal interval needs n >= 0.99 / 0.01 = 99 residuals (ceil((n + 1) 0.99) <= n);
     with 80 the half-width is infinite, which card.json (JSON without inf) could not hold: the bundle step crashed

@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from test_workflow import run_snakemake, write_config
 
@@ -218,6 +219,21 @@ def test_classification_end_to_end(tmp_path):
         perf = pd.read_csv(tmp_path / f"results/deploy/fresh/{target}/performance.tsv", sep="\t").set_index("metric")
         np.testing.assert_allclose(perf.loc["log_loss", "new_batch"], -np.mean(np.log(p_true)), rtol=1e-9)
         assert json.loads((tmp_path / f"results/deploy/fresh/{target}/verdict.json").read_text())["truth_given"]
+        # conformal prediction sets (level 1 - ols.alpha): the classes whose probability reaches 1 - the
+        # ceil(0.95 (n + 1))-th smallest 1 - p(own class) of the model's cross-validation predictions
+        best = json.loads((tmp_path / f"results/models/{target}/best.json").read_text())["model"]
+        cvp = pd.read_csv(tmp_path / f"results/{best}/{target}/cv_predictions.tsv", sep="\t", dtype={"observed": str})
+        classes = [c[2:-1] for c in cvp.columns if c.startswith("p[")]
+        own = np.array([cvp.loc[i, f"p[{c}]"] for i, c in enumerate(cvp["observed"])])
+        threshold = 1 - np.sort(1 - own)[int(np.ceil(0.95 * (len(own) + 1))) - 1]
+        card = json.loads((tmp_path / f"results/models/{target}/{best}/card.json").read_text())
+        assert card["prediction_set"]["threshold"] == pytest.approx(threshold, rel=1e-9)
+        sets = [json.loads(v) for v in batch.loc[fresh, "prediction_set"]]
+        assert sets == [[c for c in classes if batch.loc[s, f"p[{c}]"] >= threshold] for s in fresh]
+        k = sum(c in st for c, st in zip(truth, sets))
+        row = perf.loc["set_coverage (95%)"]
+        assert row["new_batch"] == pytest.approx(k / 30, abs=1e-12)
+        assert row["p_value"] == pytest.approx(stats.binom.cdf(k, 30, 0.95), rel=1e-9)
     card = json.loads((tmp_path / "results/models/g3/ols/card.json").read_text())
     assert card["binarize_threshold"] == 0.0 and "binarize_threshold" not in json.loads(
         (tmp_path / "results/models/phenotype/ols/card.json").read_text())

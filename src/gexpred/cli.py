@@ -1105,6 +1105,31 @@ def _bundle_interval(cvp: pd.DataFrame | None, level: float, test_observed: np.n
     return {**interval, **extra}
 
 
+def _bundle_prediction_set(cvp: pd.DataFrame | None, classes: list[str], level: float, test_codes: np.ndarray,
+                           test_proba: np.ndarray, name: str) -> dict[str, Any] | None:
+    """A classification bundle's conformal prediction sets (:func:`gexpred.deploy.prediction_sets`) from its
+    model's out-of-fold class probabilities ``cvp`` (cv_predictions.tsv), or None without them or where they are
+    too few for ``level`` (logged)."""
+    if cvp is None or not len(cvp):
+        return None
+    from .deploy import prediction_sets
+    from .logit import class_codes
+
+    pset = prediction_sets(class_codes(cvp["observed"].to_numpy(), classes),
+                           cvp[[f"p[{c}]" for c in classes]].to_numpy(dtype=np.float64), level, test_codes, test_proba)
+    if not np.isfinite(pset["threshold"]):
+        log.warning("bundle %s: %d cross-validation predictions are too few for %g%% prediction sets (they need at "
+                    "least %d); the bundle has none, and predict writes no prediction_set. Raise ols.alpha, or give "
+                    "the training split more samples.", name, pset["n_residuals"], 100 * level,
+                    _conformal_min_n(level))
+        return None
+    log.info("bundle %s: %g%% prediction sets: every class of probability >= %.4g (from %d cross-validation "
+             "predictions); they hold the class of %.1f%% of the %d test samples, %.2f classes a sample on average",
+             name, 100 * level, pset["threshold"], pset["n_residuals"], 100 * pset["test_coverage"], pset["n_test"],
+             pset["test_mean_size"])
+    return pset
+
+
 def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str) -> None:
     from .deploy import encode_covariates_like, fingerprint, predict_design, subset_normalization, write_bundle
     from .design import build_design
@@ -1193,6 +1218,11 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
     truth = class_codes(lab.to_numpy()[test], classes) if task == "classification" else expr[a.target].to_numpy()[test]
     test_losses = sample_losses(task, truth, out[test])
     cv_path = model_dir / "cv_predictions.tsv"
+    if task == "classification":
+        cvc = read_table(cv_path, dtype={"sample": str, "observed": str}) if cv_path.is_file() else None
+        prediction_set = _bundle_prediction_set(cvc, classes, 1.0 - a.alpha, truth, out[test], f"{a.target} / {model}")
+    else:
+        prediction_set = None
     cvp = read_table(cv_path, dtype={"sample": str}) if task == "regression" and cv_path.is_file() else None
     interval = _bundle_interval(cvp, 1.0 - a.alpha, truth, out[test], f"{a.target} / {model}", a.interval,
                                 a.interval_neighbours, reference=X[train].set_axis(np.asarray(samples)[train]),
@@ -1204,7 +1234,7 @@ def _bundle_one(a: argparse.Namespace, model: str, model_dir: Path, out_dir: str
                  training_fingerprint=fingerprint(Xall, list(np.asarray(samples)[train]), list(adata.var_names)),
                  weights=weights, test_losses=test_losses[np.isfinite(test_losses)],
                  binarize_threshold=a.binarize_threshold if task == "classification" else None,
-                 interval=interval)
+                 interval=interval, prediction_set=prediction_set)
     log.info("bundle %s / %s written to %s", a.target, model, out_dir)
 
 
@@ -1272,6 +1302,12 @@ def _batch_predictions(bundle, X: pd.DataFrame, pred: np.ndarray) -> pd.DataFram
         df["predicted"] = np.asarray(bundle.classes, dtype=object)[pred.argmax(axis=1)]
         for k, c in enumerate(bundle.classes):
             df[f"p[{c}]"] = pred[:, k]
+        pset = bundle.card.get("prediction_set")
+        if pset:  # each sample's conformal prediction set, as a JSON list of its classes (a bundle made before has none)
+            from .deploy import set_members
+
+            members = set_members(pset, pred)
+            df["prediction_set"] = [json.dumps([c for c, m in zip(bundle.classes, row) if m]) for row in members]
     else:
         df["predicted"] = pred
         half = bundle.half_widths(X.to_numpy(dtype=np.float64))
@@ -1471,6 +1507,11 @@ def cmd_monitor(a: argparse.Namespace) -> None:
                                                                     alpha=thresholds.error_alpha,
                                                                     half_width=half)])],
                              ignore_index=True)
+        if bundle.task == "classification" and bundle.card.get("prediction_set"):
+            from .monitor import set_coverage
+
+            perf = pd.concat([perf, pd.DataFrame([set_coverage(bundle.card["prediction_set"], codes, pred,
+                                                               alpha=thresholds.error_alpha)])], ignore_index=True)
     result = verdict(drift, perf, thresholds)
     result.update({"target": bundle.target, "task": bundle.task, "model": bundle.card["model"],
                    "bundle": str(bundle.path),
@@ -2606,7 +2647,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="predictions TSV (sample, target, model, predicted; regression: on the scale the "
                                 "model was fitted on, i.e. after the bundle's normalization, such as z-scores of the "
                                 "target, with pi_low, pi_high, the bundle's 1 - ols.alpha prediction interval, where "
-                                "it has one; classification: the class and a p[class] column per class)")
+                                "it has one; classification: the class, a p[class] column per class and prediction_set, "
+                                "the classes of the bundle's 1 - ols.alpha conformal prediction set as a JSON list)")
         else:
             truth = s.add_mutually_exclusive_group()  # one source of truth: a second one was silently ignored
             truth.add_argument("--truth", help="TSV, CSV (optionally .gz) or .h5ad (its obs) with 'sample' and a column named after the target (or "

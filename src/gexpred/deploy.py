@@ -215,6 +215,43 @@ def difficulty_floor(cv_difficulty: np.ndarray) -> float:
     return MIN_DISTANCE_SHARE * m if m > 0 else 1.0
 
 
+def prediction_sets(cv_codes: np.ndarray, cv_proba: np.ndarray, level: float, test_codes: np.ndarray,
+                    test_proba: np.ndarray) -> dict[str, Any]:
+    """A classification model's conformal prediction sets, from its cross-validation probabilities.
+
+    The classifier's counterpart of :func:`prediction_interval`: each training sample's out-of-fold probability
+    of its own class gives the score ``1 - p(true class)``; ``q`` is their conformal quantile
+    (:func:`conformal_half_width`: the ``ceil((n + 1) level)``-th smallest) and a sample's set holds every class
+    whose probability is at least ``threshold = 1 - q``, so it contains the sample's class with probability about
+    ``level`` whatever the model, with the fewest classes on average (least ambiguous set-valued classifiers,
+    Sadinle, Lei & Wasserman 2019, *JASA* 114:223). A sure sample gets one class, an ambiguous one several; a
+    set can be empty where no class reaches the threshold (the model is unsure of every class, yet the level is
+    kept on average). The test split, never used here, checks it.
+
+    Returns ``{"method": "cv_conformal_lac", "level", "threshold", "n_residuals", "test_coverage",
+    "test_mean_size", "n_test"}``; ``threshold`` is ``-inf`` (every class) where the samples are too few for the
+    level.
+    """
+    cv_proba = np.asarray(cv_proba, dtype=np.float64)
+    codes = np.asarray(cv_codes, dtype=np.int64)
+    scores = 1.0 - cv_proba[np.arange(len(codes)), codes]
+    threshold = 1.0 - conformal_half_width(scores, level)
+    test_proba = np.asarray(test_proba, dtype=np.float64)
+    test_codes = np.asarray(test_codes, dtype=np.int64)
+    inside = test_proba >= threshold
+    n = len(test_codes)
+    return {"method": "cv_conformal_lac", "level": float(level), "threshold": float(threshold),
+            "n_residuals": int(np.isfinite(scores).sum()),
+            "test_coverage": float(np.mean(inside[np.arange(n), test_codes])) if n else float("nan"),
+            "test_mean_size": float(np.mean(inside.sum(axis=1))) if n else float("nan"), "n_test": int(n)}
+
+
+def set_members(prediction_set: dict[str, Any], proba: np.ndarray) -> np.ndarray:
+    """Samples x classes: whether each class is in each sample's conformal prediction set
+    (:func:`prediction_sets`)."""
+    return np.asarray(proba, dtype=np.float64) >= float(prediction_set["threshold"])
+
+
 def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level: float,
                         test_observed: np.ndarray, test_predicted: np.ndarray,
                         cv_difficulty: np.ndarray | None = None,
@@ -322,7 +359,7 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
                  reference: pd.DataFrame, metrics: dict[str, Any], training_fingerprint: str,
                  weights: str | os.PathLike[str] | None = None, created: str | None = None,
                  test_losses: np.ndarray | None = None, binarize_threshold: float | None = None,
-                 interval: dict[str, Any] | None = None) -> Path:
+                 interval: dict[str, Any] | None = None, prediction_set: dict[str, Any] | None = None) -> Path:
     """Write a bundle directory atomically (built beside ``out_dir``, then renamed into place).
 
     Parameters
@@ -347,6 +384,10 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
     interval
         A regression model's prediction interval (:func:`prediction_interval`), kept in the card (``interval``):
         ``predict`` and ``monitor`` give every prediction's interval, and ``monitor`` the batch's coverage.
+    prediction_set
+        A classification model's conformal prediction sets (:func:`prediction_sets`), kept in the card
+        (``prediction_set``): ``predict`` and ``monitor`` give every sample's set, and ``monitor`` the batch's
+        coverage.
     created
         ISO time stamp (default: ``SOURCE_DATE_EPOCH`` if set, else now; UTC).
     """
@@ -381,6 +422,7 @@ def write_bundle(out_dir: str | os.PathLike[str], *, target: str, model: str, ta
                if test_losses is not None else {}),
             **({"binarize_threshold": float(binarize_threshold)} if binarize_threshold is not None else {}),
             **({"interval": interval} if interval is not None else {}),
+            **({"prediction_set": prediction_set} if prediction_set is not None else {}),
             "training_fingerprint": training_fingerprint,
             "n_training_samples": int(len(reference)),
             "versions": package_versions(),

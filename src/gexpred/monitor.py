@@ -281,18 +281,36 @@ def interval_coverage(interval: dict[str, Any], truth: np.ndarray, predicted: np
     flagged (a batch whose errors have heavier tails, or a few samples far off); never ``alert``, which the error's
     row decides. Without ``alpha`` the row only informs (status empty). ``half_width``: each sample's
     (:meth:`gexpred.deploy.Bundle.half_widths`); by default the interval's one ``half_width``."""
-    from scipy.stats import binomtest
-
     err = np.abs(np.asarray(truth, dtype=np.float64) - np.asarray(predicted, dtype=np.float64))
     half = np.broadcast_to(interval["half_width"] if half_width is None else half_width, err.shape)
     ok = np.isfinite(err)
-    err, half = err[ok], half[ok]
-    covered = int(np.sum(err <= half))
-    p = binomtest(covered, len(err), interval["level"], alternative="less").pvalue if len(err) else np.nan
+    return _coverage_row("interval_coverage", interval, err[ok] <= half[ok], alpha)
+
+
+def set_coverage(prediction_set: dict[str, Any], codes: np.ndarray, proba: np.ndarray,
+                 alpha: float | None = None) -> dict[str, Any]:
+    """The performance row of a classification bundle's conformal prediction sets
+    (:func:`gexpred.deploy.prediction_sets`) on a batch whose labels are known (``codes``, the classes' indices):
+    the share of the batch's samples whose set holds their class beside the test split's, the exact one-sided
+    binomial test of fewer than the level, and with ``alpha`` the status, as :func:`interval_coverage`."""
+    from .deploy import set_members
+
+    members = set_members(prediction_set, proba)
+    codes = np.asarray(codes, dtype=np.int64)
+    return _coverage_row("set_coverage", prediction_set, members[np.arange(len(codes)), codes], alpha)
+
+
+def _coverage_row(name: str, spec: dict[str, Any], inside: np.ndarray, alpha: float | None) -> dict[str, Any]:
+    """A coverage row of ``performance.tsv``: ``new_batch`` the share of ``inside``, ``test`` the test split's
+    (``spec["test_coverage"]``), ``p_value`` scipy's one-sided exact binomial test of fewer than ``spec["level"]``,
+    ``status`` ``warn`` below ``alpha`` (``ok`` above, empty without ``alpha``)."""
+    from scipy.stats import binomtest
+
+    n, covered = len(inside), int(np.sum(inside))
+    p = binomtest(covered, n, spec["level"], alternative="less").pvalue if n else np.nan
     status = "" if alpha is None else "warn" if np.isfinite(p) and p < alpha else "ok"
-    return {"metric": f"interval_coverage ({100 * interval['level']:g}%)",
-            "test": interval.get("test_coverage", np.nan), "new_batch": covered / len(err) if len(err) else np.nan,
-            "ratio": np.nan, "p_value": float(p), "status": status}
+    return {"metric": f"{name} ({100 * spec['level']:g}%)", "test": spec.get("test_coverage", np.nan),
+            "new_batch": covered / n if n else np.nan, "ratio": np.nan, "p_value": float(p), "status": status}
 
 
 def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: Thresholds) -> dict[str, Any]:
@@ -323,10 +341,12 @@ def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: T
     if performance is not None:
         for _, r in performance[performance["status"] != ""].iterrows():
             level = VERDICTS.index(r["status"])
-            if level and str(r["metric"]).startswith("interval_coverage"):
+            if level and str(r["metric"]).startswith(("interval_coverage", "set_coverage")):
                 test = f" against {r['test']:.0%} of the test split's" if np.isfinite(r["test"]) else ""
-                reasons.append(f"{r['status']}: the prediction intervals ({r['metric'].split('(')[1].rstrip(')')}) "
-                               f"cover {r['new_batch']:.0%} of the batch's samples{test} (exact binomial test of "
+                what = ("prediction intervals", "cover") if r["metric"].startswith("interval") else \
+                    ("prediction sets", "hold the class of")
+                reasons.append(f"{r['status']}: the {what[0]} ({r['metric'].split('(')[1].rstrip(')')}) "
+                               f"{what[1]} {r['new_batch']:.0%} of the batch's samples{test} (exact binomial test of "
                                f"fewer covered than the level: p = {r['p_value']:.2g}): the uncertainty the "
                                f"predictions come with does not hold for this batch")
                 worst = max(worst, level)
