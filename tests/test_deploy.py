@@ -477,6 +477,25 @@ def test_error_rise_test_exact_and_by_random_splits():
     assert np.isnan(error_rise_test(a, np.array([])))
 
 
+def test_error_rise_test_does_not_depend_on_sample_order():
+    """The random splits are seeded: the same losses in another order of the batch's (or the test split's)
+    samples give the very same p-value, not another Monte Carlo draw (which differs by about 0.005 here, and could
+    fall on the other side of monitor.error_alpha). Both orders agree with scipy's permutation test."""
+    from scipy import stats
+
+    from gexpred.monitor import error_rise_test
+
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_t(3, 47) ** 2, (1.4 * rng.standard_t(3, 30)) ** 2
+    ref = stats.permutation_test((b, a), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                                 permutation_type="independent", alternative="greater", n_resamples=9999,
+                                 vectorized=True, random_state=0).pvalue
+    ps = {error_rise_test(a, b), error_rise_test(a, b[::-1]), error_rise_test(a[::-1], b),
+          error_rise_test(rng.permutation(a), rng.permutation(b))}
+    assert len(ps) == 1
+    assert abs(ps.pop() - ref) < 0.03
+
+
 def test_error_ratio_flags_an_unchanged_model_rarely_and_a_worse_one_often():
     """Heavy-tailed errors (t with 3 df), a batch of 30 against a test split of 47: the ratio alone reaches
     monitor.error_warn for an unchanged model in about a quarter of the batches; gated by the permutation test,
