@@ -106,6 +106,39 @@ def test_predict_applies_saved_preprocessing(tmp_path, linear_bundle):
     assert "2 genes the model does not use are ignored" in (tmp_path / "p.log").read_text()
 
 
+def test_a_sample_gets_the_same_linear_prediction_alone_in_a_pair_or_in_any_order():
+    """A linear or logistic bundle's prediction of a sample is the same float whether the sample is scored alone,
+    in a batch of 2, in the whole batch or in another order (BLAS's X @ coef differed in the last bits with the
+    batch's size: 4e-16 on the demo's bundles), and equals the exactly rounded sum (math.fsum) to 1e-13. The
+    neighbour intervals' distances are BLAS products still: a sample's distance agrees to 1e-12 relative, not
+    bit for bit (README: Determinism)."""
+    import math
+
+    from gexpred.deploy import interval_scale, neighbour_difficulty, predict_design
+
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(101, 15)) * 10.0 ** rng.uniform(-2, 2, size=15)
+    coef = rng.normal(size=15)
+    for params in ({"kind": "linear", "intercept": 0.3, "coef": coef.tolist()},
+                   {"kind": "logistic", "coef": rng.normal(size=(16, 2)).tolist()}):
+        full = predict_design(params, X)
+        alone = np.concatenate([predict_design(params, X[[i]]) for i in range(len(X))])
+        pairs = np.concatenate([predict_design(params, X[i:i + 2]) for i in range(0, len(X), 2)])
+        order = rng.permutation(len(X))
+        shuffled = np.empty_like(full)
+        shuffled[order] = predict_design(params, X[order])
+        for other in (alone, pairs, shuffled, predict_design(params, np.asfortranarray(X))):
+            assert np.array_equal(full, other)
+    exact = np.array([math.fsum([0.3, *(x * coef)]) for x in X])
+    np.testing.assert_allclose(predict_design({"kind": "linear", "intercept": 0.3, "coef": coef.tolist()}, X),
+                               exact, rtol=1e-13, atol=1e-13)
+    R = rng.normal(size=(120, 15))
+    folds, scale = np.arange(120) % 5, interval_scale(R)
+    full = neighbour_difficulty(R, folds, X, 10, scale)
+    alone = np.concatenate([neighbour_difficulty(R, folds, X[[i]], 10, scale) for i in range(len(X))])
+    np.testing.assert_allclose(alone, full, rtol=1e-12)
+
+
 def test_a_single_unused_gene_is_logged_in_the_singular(tmp_path, linear_bundle):
     # the log read "1 genes the model does not use are ignored"
     path, _, _ = linear_bundle
@@ -475,6 +508,25 @@ def test_error_rise_test_exact_and_by_random_splits():
     assert abs(p - ref) < 0.03 and 0 < p < 1
     assert error_rise_test(a, b) == p  # seeded: the same losses, the same p-value
     assert np.isnan(error_rise_test(a, np.array([])))
+
+
+def test_error_rise_test_does_not_depend_on_sample_order():
+    """The random splits are seeded: the same losses in another order of the batch's (or the test split's)
+    samples give the very same p-value, not another Monte Carlo draw (which differs by about 0.005 here, and could
+    fall on the other side of monitor.error_alpha). Both orders agree with scipy's permutation test."""
+    from scipy import stats
+
+    from gexpred.monitor import error_rise_test
+
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_t(3, 47) ** 2, (1.4 * rng.standard_t(3, 30)) ** 2
+    ref = stats.permutation_test((b, a), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                                 permutation_type="independent", alternative="greater", n_resamples=9999,
+                                 vectorized=True, random_state=0).pvalue
+    ps = {error_rise_test(a, b), error_rise_test(a, b[::-1]), error_rise_test(a[::-1], b),
+          error_rise_test(rng.permutation(a), rng.permutation(b))}
+    assert len(ps) == 1
+    assert abs(ps.pop() - ref) < 0.03
 
 
 def test_error_ratio_flags_an_unchanged_model_rarely_and_a_worse_one_often():

@@ -688,22 +688,40 @@ def reference_problems(card: dict[str, Any], terms: list[str], ref: pd.DataFrame
     return problems
 
 
+def rowwise_dot(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``X @ coef`` (samples x terms times terms, or terms x outputs), summed term by term from the first, so
+    that each sample's value is the same float whatever other samples share the batch, or their order.
+
+    BLAS's ``X @ coef`` blocks the rows by the batch's size and layout, and a sample scored alone (or in a
+    batch of 2, or reversed) differed from the same sample in the whole batch in its last bits (4e-16 on the
+    demo's bundles): one sample, two predictions.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    coef = np.asarray(coef, dtype=np.float64)
+    out = np.zeros((len(X), *coef.shape[1:]))
+    for j in range(X.shape[1]):
+        out += X[:, j, None] * coef[j] if coef.ndim > 1 else X[:, j] * coef[j]
+    return out
+
+
 def predict_design(params: dict[str, Any], X: np.ndarray, network: Any = None) -> np.ndarray:
     """Apply a bundle's model to design values (samples x terms, normalized scale).
 
     ``linear``: ``intercept + X @ coef``. ``logistic``: softmax over the classes of
-    ``[0, const + X @ coef]`` (the first class is the reference). ``mlp``: the
-    network (class probabilities for classification).
+    ``[0, const + X @ coef]`` (the first class is the reference); both by :func:`rowwise_dot`, so that a
+    sample's prediction does not depend on the batch it comes in. ``mlp``: the network (class probabilities
+    for classification), in float32: a sample's prediction may differ in the last float32 bits (relative
+    ~1e-7) with the batch's size, as torch's matrix products block the rows.
     """
     X = np.asarray(X, dtype=np.float64)
     kind = params.get("kind")
     if kind == "linear":
-        return params["intercept"] + X @ np.asarray(params["coef"], dtype=np.float64)
+        return params["intercept"] + rowwise_dot(X, params["coef"])
     if kind == "logistic":
         from .logit import _softmax
 
         B = np.asarray(params["coef"], dtype=np.float64)
-        eta = B[0] + X @ B[1:]
+        eta = B[0] + rowwise_dot(X, B[1:])
         return _softmax(np.column_stack([np.zeros(len(X)), eta]))
     if kind == "mlp":
         from .nn import predict, predict_proba
