@@ -399,6 +399,36 @@ def test_drift_figure_medians_visible_and_psi_label_inside_its_panel(captured):
         assert distance > 0.5, (box.get_facecolor(), median.get_color())
 
 
+def test_drift_figure_draws_each_prediction_interval_and_marks_the_samples_outside(captured):
+    """With each sample's half-width, the right panel draws every prediction's interval as a vertical bar (the
+    errorbar segments span predicted -+ half), the samples outside in the alert colour, and counts the covered in
+    its title."""
+    from matplotlib.colors import to_hex
+
+    rng = np.random.default_rng(1)
+    feats = ["a", "b"]
+    ref = pd.DataFrame(rng.normal(size=(50, 2)), columns=feats)
+    new = pd.DataFrame(rng.normal(size=(12, 2)), columns=feats)
+    drift = pd.DataFrame({"feature": feats + ["prediction"], "kind": ["input", "input", "prediction"],
+                          "psi": [0.1, 0.2, 0.1], "ks_stat": [0.1, 0.2, 0.1], "pvalue": [0.5, 0.4, 0.6],
+                          "qvalue": [0.5, 0.5, 0.6], "status": ["ok", "ok", "ok"]})
+    truth = np.linspace(-1, 1, 12)
+    predicted = truth + np.where(np.arange(12) < 9, 0.1, 1.0)  # the last three far off
+    half = np.linspace(0.3, 0.6, 12)
+    plots.drift_figure(ref, new, drift, "g", "ok", "unused.png", truth=truth, predicted=predicted,
+                       half_width=half, level=0.95)
+    ax = captured["fig"].axes[2]
+    assert "95% prediction intervals cover 9 of 12" in ax.get_title()
+    bars = [c for c in ax.containers if c.__class__.__name__ == "ErrorbarContainer"]
+    assert len(bars) == 2
+    segments = np.concatenate([c.lines[2][0].get_segments() for c in bars])
+    spans = sorted((round(s[0][0], 9), round(s[0][1], 9), round(s[1][1], 9)) for s in segments)
+    want = sorted((round(x, 9), round(p - h, 9), round(p + h, 9)) for x, p, h in zip(truth, predicted, half))
+    np.testing.assert_allclose(spans, want, atol=1e-9)
+    red = [c for c in bars if to_hex(c.lines[0].get_color()) == plots.VERDICT_COLOURS["alert"].lower()]
+    assert len(red) == 1 and len(red[0].lines[0].get_xdata()) == 3
+
+
 @pytest.mark.parametrize("target", ["BSU16440", "ENSG00000141510", "ENSMUSG00000059552.12|Actb"])
 def test_observed_vs_predicted_panel_labels_do_not_run_together(captured, target):
     """Three panels side by side: each x label ends before the next panel's begins, whatever the target's id

@@ -1521,9 +1521,11 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     out = Path(a.out_dir)
     from . import plots
 
+    regression = bundle.task == "regression"
+    half = bundle.half_widths(X.to_numpy(dtype=np.float64)) if regression and truth is not None else None
     plots.drift_figure(bundle.reference, X, drift, bundle.target, result["verdict"], out / "drift.png",
-                       truth=truth if bundle.task == "regression" else None,
-                       predicted=pred if bundle.task == "regression" else None)
+                       truth=truth if regression else None, predicted=pred if regression else None,
+                       half_width=half, level=bundle.card["interval"]["level"] if half is not None else None)
     if a.out_predictions:
         write_table(_batch_predictions(bundle, X, pred), a.out_predictions)
     write_table(drift, out / "drift.tsv")

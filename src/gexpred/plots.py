@@ -791,12 +791,14 @@ VERDICT_COLOURS = {"ok": "#009E73", "warn": "#E69F00", "alert": "#D55E00"}
 
 def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame, target: str, verdict: str,
                  path: str | Path, truth: np.ndarray | None = None, predicted: np.ndarray | None = None,
-                 max_features: int = 4) -> None:
+                 max_features: int = 4, half_width: np.ndarray | None = None, level: float | None = None) -> None:
     """Monitoring figure of a new batch against the training samples.
 
     Left: PSI and KS statistic of every input and of the predictions, coloured by status. Middle:
     training vs new-batch distributions of the most drifted inputs and of the predictions. Right
-    (when the truth is known): observed vs predicted on the new batch.
+    (when the truth is known): observed vs predicted on the new batch; with ``half_width`` (each sample's, at
+    ``level``) every prediction's interval as a vertical bar, the samples outside theirs in vermillion, and the
+    share covered in the title.
     """
     with plt.rc_context(STYLE):
         n_right = 1 if truth is not None else 0
@@ -843,13 +845,29 @@ def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame
         ax2.set_title("Most drifted inputs: training (blue) vs new batch (orange)")
         if truth is not None and predicted is not None:
             ax3 = axes[0, 2]
-            ax3.scatter(truth, predicted, s=14, color=PALETTE["mlp"], alpha=0.8)
+            truth, predicted = np.asarray(truth, dtype=float), np.asarray(predicted, dtype=float)
+            title = "New batch: observed vs predicted"
             lo = float(np.nanmin([np.nanmin(truth), np.nanmin(predicted)]))
             hi = float(np.nanmax([np.nanmax(truth), np.nanmax(predicted)]))
+            if half_width is not None:
+                half = np.broadcast_to(np.asarray(half_width, dtype=float), predicted.shape)
+                inside = np.abs(truth - predicted) <= half
+                # inside blue, outside vermillion (the alert colour): told apart in colour-blind vision too
+                for keep, colour in ((inside, PALETTE["ols"]), (~inside, VERDICT_COLOURS["alert"])):
+                    if keep.any():
+                        ax3.errorbar(truth[keep], predicted[keep], yerr=half[keep], fmt="o", ms=3.5, color=colour,
+                                     ecolor=colour, elinewidth=0.8, alpha=0.7, capsize=0)
+                lo = min(lo, float(np.nanmin(predicted - half)))
+                hi = max(hi, float(np.nanmax(predicted + half)))
+                shown = f"{100 * level:g}% " if level is not None else ""
+                title += (f"\n{shown}prediction intervals cover {int(inside.sum())} of {len(inside)} "
+                          f"(vermillion: outside)")
+            else:
+                ax3.scatter(truth, predicted, s=14, color=PALETTE["mlp"], alpha=0.8)
             ax3.plot([lo, hi], [lo, hi], color="#000000", lw=0.8, ls="--")
             ax3.set_xlabel("observed (normalized scale)")
             ax3.set_ylabel("predicted (normalized scale)")
-            ax3.set_title("New batch: observed vs predicted")
+            ax3.set_title(title)
         fig.suptitle(f"{plain(target)}: verdict {verdict.upper()}", color=VERDICT_COLOURS.get(verdict, "#000000"),
                      fontweight="bold")
         fig.tight_layout()
