@@ -285,3 +285,32 @@ def test_genome_summary_counts_a_tie_for_no_model():
     summary, per = genome_summary(pd.DataFrame(rows))
     assert per.set_index("target")["best_model"].to_dict() == {"a": "mlp", "b": "ols", "const": "tie"}
     assert summary.set_index("model")["n_best"].to_dict() == {"ols": 1, "mlp": 1, "mean": 0}
+
+
+def test_summary_a_nan_fold_is_not_averaged_away():
+    """A NaN prediction (hence a NaN fold metric) of the network made its mean CV MSE that of its other 4 folds,
+    so it was named best on fewer folds than the others; a model NaN on every fold was named best (``MSE nan``)."""
+    ols = np.array([1.0, 1.1, 0.9, 1.05, 0.95])
+    mlp = np.array([np.nan, 0.5, 0.52, 0.48, 0.51])
+    rows = []
+    for f in range(5):
+        rows += [{"target": "g", "model": "ols", "fold": f + 1, "n": 20, "mse": ols[f]},
+                 {"target": "g", "model": "mlp", "fold": f + 1, "n": 20, "mse": mlp[f]},
+                 {"target": "g", "model": "mean", "fold": f + 1, "n": 20, "mse": 2.0}]
+    cvm = pd.DataFrame(rows).reindex(columns=CV_COLS)
+    test = pd.DataFrame([{"target": "g", "model": m, "split": "test", "mse": v}
+                         for m, v in (("ols", 1.0), ("mlp", np.nan), ("mean", 2.0))])
+    s = summary_table(cvm, test, ["ols", "mlp"]).iloc[0]
+    assert np.isnan(s["mlp"]) and s["ols"] == pytest.approx(np.mean(ols))
+    # the best of the models scored on every fold: ols (numpy's argmin over ols and mean)
+    assert s["best_model"] == ["ols", "mean"][int(np.argmin([np.mean(ols), 2.0]))] == "ols"
+    assert s["test_best_model"] == "ols"
+    assert s["verdict"] == "not compared" and np.isnan(s["p_value"])
+    assert "Left out: the network" in s["statement"] and "not compared" in s["statement"]
+    # every model NaN somewhere: no best model, rather than the first one
+    cvm2 = cvm.copy()
+    cvm2.loc[cvm2["model"] == "ols", "mse"] = np.nan
+    cvm2.loc[cvm2["model"] == "mean", "mse"] = np.nan
+    s2 = summary_table(cvm2, test, ["ols", "mlp"]).iloc[0]
+    assert s2["best_model"] == "" and s2["statement"].startswith("No model has a CV MSE on every one of the 5 folds")
+    assert "nan" not in s2["statement"]
