@@ -242,7 +242,12 @@ def test_summary_verdicts():
     assert s.loc["same", "verdict"] == "no evidence of a difference"
     assert s.loc["net", "ols"] == pytest.approx(1.0) and np.isnan(s.loc["net", "penalized"])
     assert s.loc["net", "test_best_model"] == "mlp" and s.loc["net", "test_mlp"] == 0.6
-    assert "network is better" in s.loc["net", "statement"]
+    # the sentence names what was tested (the network against OLS, not "regression") and whose error is lower
+    rel = round((1.0 - 0.5) / 1.0 * 100)  # means of the folds above: ols 1.0, mlp 0.5
+    assert (f"The network beats OLS: CV MSE 0.5 (network) vs 1 (OLS), {rel}% lower for the network, "
+            f"corrected resampled t-test p = ") in s.loc["net", "statement"]
+    assert "No evidence that the network and OLS differ" in s.loc["same", "statement"]
+    assert "regression" not in s.loc["net", "statement"] + s.loc["same", "statement"]
     # the best model in the words the rest of the statement uses, not its key
     assert s.loc["net", "statement"].startswith("Best by 5-fold CV: the network (MSE 0.5).")
     only = summary_table(cvm[cvm["model"] != "mlp"], test, ["ols"])
@@ -314,3 +319,24 @@ def test_summary_a_nan_fold_is_not_averaged_away():
     s2 = summary_table(cvm2, test, ["ols", "mlp"]).iloc[0]
     assert s2["best_model"] == "" and s2["statement"].startswith("No model has a CV MSE on every one of the 5 folds")
     assert "nan" not in s2["statement"]
+
+
+def test_summary_statement_of_regression_win_names_ols_not_regression():
+    """Only OLS is tested against the network: where penalized regression is worse than the network, "the
+    regression is better" misread as every regression; the statement says OLS beats the network."""
+    rows = []
+    ols, mlp, pen = [0.5, 0.52, 0.48, 0.51, 0.49], [1.0, 1.1, 0.9, 1.05, 0.95], [1.2, 1.3, 1.1, 1.25, 1.15]
+    for f in range(5):
+        rows += [{"target": "g", "model": m, "fold": f + 1, "n": 20, "mse": v[f]}
+                 for m, v in (("ols", ols), ("penalized", pen), ("mlp", mlp), ("mean", [2.0] * 5))]
+    cvm = pd.DataFrame(rows).reindex(columns=CV_COLS)
+    test = pd.DataFrame([{"target": "g", "model": m, "split": "test", "mse": 1.0}
+                         for m in ("ols", "penalized", "mlp", "mean")])
+    s = summary_table(cvm, test, ["ols", "penalized", "mlp"]).iloc[0]
+    d = np.array(mlp) - np.array(ols)
+    t = d.mean() / np.sqrt((1 / 5 + 20 / 80) * d.var(ddof=1))
+    p = 2 * stats.t.sf(abs(t), 4)
+    assert s["verdict"] == "regression" and s["p_value"] == pytest.approx(p, rel=1e-10)
+    rel = round(abs(np.mean(mlp) - np.mean(ols)) / np.mean(mlp) * 100)
+    assert (f"OLS beats the network: CV MSE 1 (network) vs 0.5 (OLS), {rel}% lower for OLS, "
+            f"corrected resampled t-test p = {p:.2g}.") in s["statement"]

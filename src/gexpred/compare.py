@@ -330,19 +330,23 @@ def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: 
                                              float(np.mean(n_test)))
             better = "network" if means["mlp"] < means["ols"] else "regression"
             rel = abs(means["mlp"] - means["ols"]) / max(means["mlp"], means["ols"]) * 100
+            # only ols is tested against the network: the sentence names it, not "regression" (penalized is not
+            # part of the test), and says whose metric is how much lower
+            ols_name = names["ols"]
             if np.isfinite(p) and p < alpha:
                 verdict = better
-                statement += (f" The {'network' if better == 'network' else 'regression'} is better: CV {label} "
-                              f"{means['mlp']:.4g} (network) vs {means['ols']:.4g} ({names.get('ols', 'OLS')}), "
-                              f"{rel:.0f}% lower, "
+                winner, loser = ("the network", ols_name) if better == "network" else (ols_name, "the network")
+                statement += (f" {winner[0].upper()}{winner[1:]} beats {loser}: CV {label} {means['mlp']:.4g} "
+                              f"(network) vs {means['ols']:.4g} ({ols_name}), {rel:.0f}% lower for "
+                              f"{'the network' if better == 'network' else ols_name}, "
                               f"corrected resampled t-test p = {p:.2g}.")
             elif np.isfinite(p):
                 verdict = "no evidence of a difference"
-                statement += (f" No evidence that network and regression differ: CV {label} {means['mlp']:.4g} "
-                              f"(network) vs {means['ols']:.4g} ({names.get('ols', 'OLS')}), corrected resampled "
+                statement += (f" No evidence that the network and {ols_name} differ: CV {label} {means['mlp']:.4g} "
+                              f"(network) vs {means['ols']:.4g} ({ols_name}), corrected resampled "
                               f"t-test p = {p:.2g}.")
             else:
-                statement += (f" Network and {names.get('ols', 'OLS')} not compared: the corrected resampled t-test "
+                statement += (f" The network and {names['ols']} were not compared: the corrected resampled t-test "
                               f"is undefined ({'fewer than 2 folds' if n_folds < 2 else f'a fold without a {label}'}).")
         row.update({"p_value": p, "verdict": verdict, "statement": statement, "n_folds": n_folds})
         finite_test = test[np.isfinite(test[metric].to_numpy(dtype=np.float64))]
