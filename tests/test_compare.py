@@ -340,3 +340,43 @@ def test_summary_statement_of_regression_win_names_ols_not_regression():
     rel = round(abs(np.mean(mlp) - np.mean(ols)) / np.mean(mlp) * 100)
     assert (f"OLS beats the network: CV MSE 1 (network) vs 0.5 (OLS), {rel}% lower for OLS, "
             f"corrected resampled t-test p = {p:.2g}.") in s["statement"]
+
+
+def test_class_metrics_table_against_sklearn():
+    """Accuracy, AUROC (binary; one-vs-rest unweighted macro average for 3 classes) and log-loss (probabilities
+    clipped at 1e-15) of a model and of the training-class-share baseline, against sklearn.metrics; AUROC is NaN
+    where the split lacks a class (sklearn refuses it)."""
+    from sklearn import metrics as skm
+
+    from gexpred.compare import class_metrics_table
+
+    rng = np.random.default_rng(3)
+    for cl in (["a", "b"], ["a", "b", "c"]):
+        n = 60
+        split = np.where(np.arange(n) < 45, "train", "test")
+        codes = rng.integers(0, len(cl), n)
+        proba = rng.dirichlet(np.ones(len(cl)), n)
+        proba[0] = np.eye(len(cl))[(codes[0] + 1) % len(cl)]  # probability 0 for the observed class
+        df = pd.DataFrame({"target": "g", "sample": [f"s{i}" for i in range(n)], "split": split,
+                           "observed": np.asarray(cl)[codes], "lr": np.asarray(cl)[proba.argmax(1)]})
+        for k, c in enumerate(cl):
+            df[f"lr:p[{c}]"] = proba[:, k]
+        out = class_metrics_table(df, ["lr"], {"g": cl}).set_index(["model", "split"])
+        prior = np.bincount(codes[:45], minlength=len(cl)) / 45
+        for s, mask in (("train", split == "train"), ("test", split == "test")):
+            for model, p in (("lr", proba[mask]), ("mean", np.tile(prior, (mask.sum(), 1)))):
+                y = codes[mask]
+                auroc = (skm.roc_auc_score(y, p[:, 1]) if len(cl) == 2
+                         else skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+                ll = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1)))
+                row = out.loc[(model, s)]
+                assert row["auroc"] == pytest.approx(auroc, abs=1e-12), (cl, model, s)
+                assert row["log_loss"] == pytest.approx(ll, rel=1e-12)
+                assert row["accuracy"] == pytest.approx(skm.accuracy_score(y, p.argmax(1)))
+                if model == "mean":
+                    assert row["auroc"] == pytest.approx(0.5)
+                    # away from 0: sklearn (clipping at machine epsilon) agrees
+                    assert row["log_loss"] == pytest.approx(skm.log_loss(y, p, labels=range(len(cl))), rel=1e-9)
+        # a split without one class: AUROC undefined
+        one = df[df["observed"] != "a"].copy()
+        assert np.isnan(class_metrics_table(one, ["lr"], {"g": cl})["auroc"]).all()
