@@ -380,3 +380,35 @@ def test_class_metrics_table_against_sklearn():
         # a split without one class: AUROC undefined
         one = df[df["observed"] != "a"].copy()
         assert np.isnan(class_metrics_table(one, ["lr"], {"g": cl})["auroc"]).all()
+
+
+def test_compare_cli_names_a_model_missing_for_a_target(tmp_path, capsys):
+    """A model named by --models without its predictions file for a target stopped with a ValueError traceback
+    from assemble_predictions; it is a clear one-paragraph error naming the model and target, and nothing is
+    written."""
+    from gexpred.cli import main
+
+    rng = np.random.default_rng(0)
+    paths, cv_paths = [], []
+    for model in ("ols", "mlp"):
+        obs = rng.normal(size=12)
+        if model == "mlp":
+            continue  # the user forgot the network's files
+        p = tmp_path / f"{model}.tsv"
+        pd.DataFrame({"target": "g1", "model": model, "sample": [f"s{i}" for i in range(12)],
+                      "split": ["train"] * 9 + ["test"] * 3, "observed": obs,
+                      "predicted": obs + 0.1}).to_csv(p, sep="\t", index=False)
+        paths.append(str(p))
+        c = tmp_path / f"{model}_cv.tsv"
+        pd.DataFrame({"target": "g1", "model": model, "sample": [f"s{i}" for i in range(9)],
+                      "fold": np.arange(9) % 3 + 1, "observed": obs[:9],
+                      "predicted": obs[:9] + 0.1}).to_csv(c, sep="\t", index=False)
+        cv_paths.append(str(c))
+    outs = {k: tmp_path / f"out_{k}.tsv" for k in ("p", "m", "c", "s")}
+    rc = main(["compare", "--models", "ols", "mlp", "--predictions", *paths, "--cv-predictions", *cv_paths,
+               "--out-predictions", str(outs["p"]), "--out-metrics", str(outs["m"]),
+               "--out-cv-metrics", str(outs["c"]), "--out-summary", str(outs["s"])])
+    assert rc == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no predictions of 1 model-target pair named by --models: mlp for g1" in err and "Traceback" not in err
+    assert not any(p.exists() for p in outs.values())
