@@ -242,7 +242,12 @@ def test_summary_verdicts():
     assert s.loc["same", "verdict"] == "no evidence of a difference"
     assert s.loc["net", "ols"] == pytest.approx(1.0) and np.isnan(s.loc["net", "penalized"])
     assert s.loc["net", "test_best_model"] == "mlp" and s.loc["net", "test_mlp"] == 0.6
-    assert "network is better" in s.loc["net", "statement"]
+    # the sentence names what was tested (the network against OLS, not "regression") and whose error is lower
+    rel = round((1.0 - 0.5) / 1.0 * 100)  # means of the folds above: ols 1.0, mlp 0.5
+    assert (f"The network beats OLS: CV MSE 0.5 (network) vs 1 (OLS), {rel}% lower for the network, "
+            f"corrected resampled t-test p = ") in s.loc["net", "statement"]
+    assert "No evidence that the network and OLS differ" in s.loc["same", "statement"]
+    assert "regression" not in s.loc["net", "statement"] + s.loc["same", "statement"]
     # the best model in the words the rest of the statement uses, not its key
     assert s.loc["net", "statement"].startswith("Best by 5-fold CV: the network (MSE 0.5).")
     only = summary_table(cvm[cvm["model"] != "mlp"], test, ["ols"])
@@ -285,3 +290,125 @@ def test_genome_summary_counts_a_tie_for_no_model():
     summary, per = genome_summary(pd.DataFrame(rows))
     assert per.set_index("target")["best_model"].to_dict() == {"a": "mlp", "b": "ols", "const": "tie"}
     assert summary.set_index("model")["n_best"].to_dict() == {"ols": 1, "mlp": 1, "mean": 0}
+
+
+def test_summary_a_nan_fold_is_not_averaged_away():
+    """A NaN prediction (hence a NaN fold metric) of the network made its mean CV MSE that of its other 4 folds,
+    so it was named best on fewer folds than the others; a model NaN on every fold was named best (``MSE nan``)."""
+    ols = np.array([1.0, 1.1, 0.9, 1.05, 0.95])
+    mlp = np.array([np.nan, 0.5, 0.52, 0.48, 0.51])
+    rows = []
+    for f in range(5):
+        rows += [{"target": "g", "model": "ols", "fold": f + 1, "n": 20, "mse": ols[f]},
+                 {"target": "g", "model": "mlp", "fold": f + 1, "n": 20, "mse": mlp[f]},
+                 {"target": "g", "model": "mean", "fold": f + 1, "n": 20, "mse": 2.0}]
+    cvm = pd.DataFrame(rows).reindex(columns=CV_COLS)
+    test = pd.DataFrame([{"target": "g", "model": m, "split": "test", "mse": v}
+                         for m, v in (("ols", 1.0), ("mlp", np.nan), ("mean", 2.0))])
+    s = summary_table(cvm, test, ["ols", "mlp"]).iloc[0]
+    assert np.isnan(s["mlp"]) and s["ols"] == pytest.approx(np.mean(ols))
+    # the best of the models scored on every fold: ols (numpy's argmin over ols and mean)
+    assert s["best_model"] == ["ols", "mean"][int(np.argmin([np.mean(ols), 2.0]))] == "ols"
+    assert s["test_best_model"] == "ols"
+    assert s["verdict"] == "not compared" and np.isnan(s["p_value"])
+    assert "Left out: the network" in s["statement"] and "not compared" in s["statement"]
+    # every model NaN somewhere: no best model, rather than the first one
+    cvm2 = cvm.copy()
+    cvm2.loc[cvm2["model"] == "ols", "mse"] = np.nan
+    cvm2.loc[cvm2["model"] == "mean", "mse"] = np.nan
+    s2 = summary_table(cvm2, test, ["ols", "mlp"]).iloc[0]
+    assert s2["best_model"] == "" and s2["statement"].startswith("No model has a CV MSE on every one of the 5 folds")
+    assert "nan" not in s2["statement"]
+
+
+def test_summary_statement_of_regression_win_names_ols_not_regression():
+    """Only OLS is tested against the network: where penalized regression is worse than the network, "the
+    regression is better" misread as every regression; the statement says OLS beats the network."""
+    rows = []
+    ols, mlp, pen = [0.5, 0.52, 0.48, 0.51, 0.49], [1.0, 1.1, 0.9, 1.05, 0.95], [1.2, 1.3, 1.1, 1.25, 1.15]
+    for f in range(5):
+        rows += [{"target": "g", "model": m, "fold": f + 1, "n": 20, "mse": v[f]}
+                 for m, v in (("ols", ols), ("penalized", pen), ("mlp", mlp), ("mean", [2.0] * 5))]
+    cvm = pd.DataFrame(rows).reindex(columns=CV_COLS)
+    test = pd.DataFrame([{"target": "g", "model": m, "split": "test", "mse": 1.0}
+                         for m in ("ols", "penalized", "mlp", "mean")])
+    s = summary_table(cvm, test, ["ols", "penalized", "mlp"]).iloc[0]
+    d = np.array(mlp) - np.array(ols)
+    t = d.mean() / np.sqrt((1 / 5 + 20 / 80) * d.var(ddof=1))
+    p = 2 * stats.t.sf(abs(t), 4)
+    assert s["verdict"] == "regression" and s["p_value"] == pytest.approx(p, rel=1e-10)
+    rel = round(abs(np.mean(mlp) - np.mean(ols)) / np.mean(mlp) * 100)
+    assert (f"OLS beats the network: CV MSE 1 (network) vs 0.5 (OLS), {rel}% lower for OLS, "
+            f"corrected resampled t-test p = {p:.2g}.") in s["statement"]
+
+
+def test_class_metrics_table_against_sklearn():
+    """Accuracy, AUROC (binary; one-vs-rest unweighted macro average for 3 classes) and log-loss (probabilities
+    clipped at 1e-15) of a model and of the training-class-share baseline, against sklearn.metrics; AUROC is NaN
+    where the split lacks a class (sklearn refuses it)."""
+    from sklearn import metrics as skm
+
+    from gexpred.compare import class_metrics_table
+
+    rng = np.random.default_rng(3)
+    for cl in (["a", "b"], ["a", "b", "c"]):
+        n = 60
+        split = np.where(np.arange(n) < 45, "train", "test")
+        codes = rng.integers(0, len(cl), n)
+        proba = rng.dirichlet(np.ones(len(cl)), n)
+        proba[0] = np.eye(len(cl))[(codes[0] + 1) % len(cl)]  # probability 0 for the observed class
+        df = pd.DataFrame({"target": "g", "sample": [f"s{i}" for i in range(n)], "split": split,
+                           "observed": np.asarray(cl)[codes], "lr": np.asarray(cl)[proba.argmax(1)]})
+        for k, c in enumerate(cl):
+            df[f"lr:p[{c}]"] = proba[:, k]
+        out = class_metrics_table(df, ["lr"], {"g": cl}).set_index(["model", "split"])
+        prior = np.bincount(codes[:45], minlength=len(cl)) / 45
+        for s, mask in (("train", split == "train"), ("test", split == "test")):
+            for model, p in (("lr", proba[mask]), ("mean", np.tile(prior, (mask.sum(), 1)))):
+                y = codes[mask]
+                auroc = (skm.roc_auc_score(y, p[:, 1]) if len(cl) == 2
+                         else skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+                ll = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1)))
+                row = out.loc[(model, s)]
+                assert row["auroc"] == pytest.approx(auroc, abs=1e-12), (cl, model, s)
+                assert row["log_loss"] == pytest.approx(ll, rel=1e-12)
+                assert row["accuracy"] == pytest.approx(skm.accuracy_score(y, p.argmax(1)))
+                if model == "mean":
+                    assert row["auroc"] == pytest.approx(0.5)
+                    # away from 0: sklearn (clipping at machine epsilon) agrees
+                    assert row["log_loss"] == pytest.approx(skm.log_loss(y, p, labels=range(len(cl))), rel=1e-9)
+        # a split without one class: AUROC undefined
+        one = df[df["observed"] != "a"].copy()
+        assert np.isnan(class_metrics_table(one, ["lr"], {"g": cl})["auroc"]).all()
+
+
+def test_compare_cli_names_a_model_missing_for_a_target(tmp_path, capsys):
+    """A model named by --models without its predictions file for a target stopped with a ValueError traceback
+    from assemble_predictions; it is a clear one-paragraph error naming the model and target, and nothing is
+    written."""
+    from gexpred.cli import main
+
+    rng = np.random.default_rng(0)
+    paths, cv_paths = [], []
+    for model in ("ols", "mlp"):
+        obs = rng.normal(size=12)
+        if model == "mlp":
+            continue  # the user forgot the network's files
+        p = tmp_path / f"{model}.tsv"
+        pd.DataFrame({"target": "g1", "model": model, "sample": [f"s{i}" for i in range(12)],
+                      "split": ["train"] * 9 + ["test"] * 3, "observed": obs,
+                      "predicted": obs + 0.1}).to_csv(p, sep="\t", index=False)
+        paths.append(str(p))
+        c = tmp_path / f"{model}_cv.tsv"
+        pd.DataFrame({"target": "g1", "model": model, "sample": [f"s{i}" for i in range(9)],
+                      "fold": np.arange(9) % 3 + 1, "observed": obs[:9],
+                      "predicted": obs[:9] + 0.1}).to_csv(c, sep="\t", index=False)
+        cv_paths.append(str(c))
+    outs = {k: tmp_path / f"out_{k}.tsv" for k in ("p", "m", "c", "s")}
+    rc = main(["compare", "--models", "ols", "mlp", "--predictions", *paths, "--cv-predictions", *cv_paths,
+               "--out-predictions", str(outs["p"]), "--out-metrics", str(outs["m"]),
+               "--out-cv-metrics", str(outs["c"]), "--out-summary", str(outs["s"])])
+    assert rc == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no predictions of 1 model-target pair named by --models: mlp for g1" in err and "Traceback" not in err
+    assert not any(p.exists() for p in outs.values())

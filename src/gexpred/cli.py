@@ -2139,6 +2139,18 @@ def cmd_genome_recovery(a: argparse.Namespace) -> None:
     _write_recovery(ev, gold, targets, None, a)
 
 
+def _check_compared_models(table: pd.DataFrame, models: list[str], option: str, paths: list[str]) -> None:
+    """Every target has every one of ``models`` in ``table`` (the files given to ``option``), else an InputError
+    naming the targets and models missing: a model left out would be compared on some targets only."""
+    have = set(zip(table["target"], table["model"]))
+    missing = [(t, m) for t in dict.fromkeys(table["target"]) for m in dict.fromkeys(models) if (t, m) not in have]
+    if missing:
+        shown = ", ".join(f"{m} for {t}" for t, m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise InputError(f"compare: the files given to {option} ({preview(paths, 3)}) have no predictions of "
+                         f"{plural(len(missing), 'model-target pair')} named by --models: {shown}. Give each "
+                         f"model's {option[2:]} file of every target, or leave the model out of --models.")
+
+
 def cmd_compare(a: argparse.Namespace) -> None:
     from .compare import (assemble_class_predictions, assemble_predictions, class_columns, class_metrics_table,
                           metrics_table)
@@ -2148,6 +2160,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
                                    "predicted": object}) for p in a.predictions]
     classification = any(class_columns(f) for f in frames)
     allp = pd.concat(frames, ignore_index=True)
+    _check_compared_models(allp, a.models, "--predictions", a.predictions)
     wide, classes = [], {}
     for target in dict.fromkeys(allp["target"]):
         sub = allp[allp["target"] == target].dropna(axis=1, how="all")
@@ -2173,6 +2186,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
 
         cvp = pd.concat([read_table(p, dtype={"target": str, "sample": str, "model": str, "observed": object,
                                               "predicted": object}) for p in a.cv_predictions], ignore_index=True)
+        _check_compared_models(cvp, a.models, "--cv-predictions", a.cv_predictions)
         if not classification:
             cvp = cvp.astype({"observed": float, "predicted": float})
         cv_metrics = cv_metrics_table(cvp, a.models, classes if classification else None)

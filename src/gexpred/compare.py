@@ -276,18 +276,28 @@ def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: 
     (:func:`corrected_resampled_ttest`) of the per-fold ``metric`` of ``mlp``
     against ``ols``; ``verdict`` is ``network`` or ``regression`` (whichever has
     the lower CV metric) when ``p_value < alpha``, ``no evidence of a
-    difference`` otherwise, and ``not compared`` without both models.
+    difference`` otherwise, and ``not compared`` without both models or where
+    the test is undefined (fewer than 2 folds, or a fold whose metric is NaN).
     ``statement`` says it in a sentence. The ``test_*`` columns hold the
     test split's metric of each model, for reference; the test split plays no
     part in the choice.
+
+    A model whose metric is NaN on any fold (a NaN prediction) has a NaN mean
+    CV metric, not the mean of its other folds, and cannot be ``best_model``
+    (nor ``test_best_model`` with a NaN test metric); the statement names it.
+    ``best_model`` is empty where no model has a metric on every fold. Ties
+    go to the first of ``models``, then ``mean``.
     """
     if metric is None:
         metric = "log_loss" if cv_metrics["log_loss"].notna().any() else "mse"
     rows = []
     for target, df in cv_metrics.groupby("target", sort=False):
-        means = df.groupby("model", sort=False)[metric].mean()
+        # a NaN fold (a NaN prediction) makes the model's mean NaN: averaging its other folds would compare it
+        # with the others on fewer folds, silently
+        means = df.groupby("model", sort=False)[metric].agg(lambda v: float(v.mean()) if v.notna().all() else np.nan)
         run = [m for m in [*dict.fromkeys(models), "mean"] if m in means.index]
-        best = min(run, key=lambda m: (means[m], run.index(m)))
+        scored = [m for m in run if np.isfinite(means[m])]
+        best = min(scored, key=lambda m: (means[m], scored.index(m))) if scored else ""
         n_folds = int(df["fold"].nunique())
         test = test_metrics[(test_metrics["target"] == target) & (test_metrics["split"] == "test")]
         test_by = test.set_index("model")[metric]
@@ -303,7 +313,14 @@ def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: 
         names = ({"ols": "logistic regression", "mean": "the training class shares"} if metric == "log_loss"
                  else {"ols": "OLS", "mean": "the training mean"})
         names |= {"penalized": "penalized regression", "mlp": "the network"}
-        statement = f"Best by {n_folds}-fold CV: {names.get(best, best)} ({label} {means[best]:.4g})."
+        if best:
+            statement = f"Best by {n_folds}-fold CV: {names.get(best, best)} ({label} {means[best]:.4g})."
+        else:
+            statement = f"No model has a CV {label} on every one of the {n_folds} folds."
+        undefined = [m for m in run if m not in scored]
+        if undefined and scored:
+            statement += (f" Left out: {', '.join(names.get(m, m) for m in undefined)} (CV {label} undefined on "
+                          f"some fold: a NaN prediction).")
         if "mlp" in means.index and "ols" in means.index:
             a = df[df["model"] == "mlp"].set_index("fold")[metric]
             b = df[df["model"] == "ols"].set_index("fold")[metric].reindex(a.index)
@@ -313,20 +330,27 @@ def summary_table(cv_metrics: pd.DataFrame, test_metrics: pd.DataFrame, models: 
                                              float(np.mean(n_test)))
             better = "network" if means["mlp"] < means["ols"] else "regression"
             rel = abs(means["mlp"] - means["ols"]) / max(means["mlp"], means["ols"]) * 100
+            # only ols is tested against the network: the sentence names it, not "regression" (penalized is not
+            # part of the test), and says whose metric is how much lower
+            ols_name = names["ols"]
             if np.isfinite(p) and p < alpha:
                 verdict = better
-                statement += (f" The {'network' if better == 'network' else 'regression'} is better: CV {label} "
-                              f"{means['mlp']:.4g} (network) vs {means['ols']:.4g} ({names.get('ols', 'OLS')}), "
-                              f"{rel:.0f}% lower, "
+                winner, loser = ("the network", ols_name) if better == "network" else (ols_name, "the network")
+                statement += (f" {winner[0].upper()}{winner[1:]} beats {loser}: CV {label} {means['mlp']:.4g} "
+                              f"(network) vs {means['ols']:.4g} ({ols_name}), {rel:.0f}% lower for "
+                              f"{'the network' if better == 'network' else ols_name}, "
                               f"corrected resampled t-test p = {p:.2g}.")
-            else:
+            elif np.isfinite(p):
                 verdict = "no evidence of a difference"
-                statement += (f" No evidence that network and regression differ: CV {label} {means['mlp']:.4g} "
-                              f"(network) vs {means['ols']:.4g} ({names.get('ols', 'OLS')}), corrected resampled "
-                              f"t-test p = {p:.2g}"
-                              f"{'' if np.isfinite(p) else ' (undefined)'}.")
+                statement += (f" No evidence that the network and {ols_name} differ: CV {label} {means['mlp']:.4g} "
+                              f"(network) vs {means['ols']:.4g} ({ols_name}), corrected resampled "
+                              f"t-test p = {p:.2g}.")
+            else:
+                statement += (f" The network and {names['ols']} were not compared: the corrected resampled t-test "
+                              f"is undefined ({'fewer than 2 folds' if n_folds < 2 else f'a fold without a {label}'}).")
         row.update({"p_value": p, "verdict": verdict, "statement": statement, "n_folds": n_folds})
-        row["test_best_model"] = str(test.loc[test[metric].idxmin(), "model"]) if len(test) else ""
+        finite_test = test[np.isfinite(test[metric].to_numpy(dtype=np.float64))]
+        row["test_best_model"] = str(finite_test.loc[finite_test[metric].idxmin(), "model"]) if len(finite_test) else ""
         for m in ("ols", "penalized", "mlp", "mean"):
             row[f"test_{m}"] = float(test_by[m]) if m in test_by.index else np.nan
         rows.append(row)
