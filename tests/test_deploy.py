@@ -1501,6 +1501,52 @@ def test_conformal_prediction_sets_hold_the_class_at_their_level():
     assert few["threshold"] == -np.inf and few["test_coverage"] == 1.0
 
 
+@pytest.mark.parametrize("case", ["constant", "near_half", "three_classes"])
+def test_conformal_prediction_sets_keep_a_class_that_ties_with_the_threshold(case):
+    """LAC sets hold every class whose score 1 - p is at most q, the ceil((n + 1) level)-th smallest score:
+    recomputed in exact rational arithmetic (fractions). A class tied with the threshold is in the set: the
+    threshold was 1 - q in floats, and 1 - (1 - 0.3) = 0.30000000000000004 > 0.3, so a model with one
+    probability for every sample (0.3 / 0.7, 70 % of the second class) left the first class out of every set
+    and covered 70 % at level 0.95 instead of every sample. Also a binary model unsure of every sample
+    (probabilities within 1e-3 of 0.5) and three classes, the new samples' probabilities copied from the
+    calibration samples' (exact ties); the fewest samples for the level (19 at 0.95) and one fewer."""
+    from fractions import Fraction
+
+    from gexpred.deploy import prediction_sets, set_members
+    from gexpred.monitor import set_coverage
+
+    rng = np.random.default_rng(7)
+    if case == "constant":
+        P = np.tile([0.3, 0.7], (100, 1))
+        codes = np.r_[np.zeros(30, dtype=int), np.ones(70, dtype=int)]
+    elif case == "near_half":
+        d = rng.uniform(-1e-3, 1e-3, 100)
+        P = np.column_stack([0.5 - d, 0.5 + d])
+        codes = rng.integers(0, 2, 100)
+    else:
+        logits = rng.normal(size=(100, 3))
+        P = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        codes = rng.integers(0, 3, 100)
+    level = 0.95
+    new = rng.integers(0, 100, 60)  # new samples: copies of calibration samples' probabilities and classes
+    Pn, codes_n = P[new], codes[new]
+    got = prediction_sets(codes, P, level, codes_n, Pn)
+    scores = sorted(1 - Fraction(float(P[i, c])) for i, c in enumerate(codes))
+    q = scores[int(np.ceil(level * 101)) - 1]
+    want = np.array([[1 - Fraction(float(v)) <= q for v in row] for row in Pn])
+    members = set_members(got, Pn)
+    np.testing.assert_array_equal(members, want)
+    covered = want[np.arange(60), codes_n]
+    assert got["test_coverage"] == covered.mean() and got["test_mean_size"] == want.sum(axis=1).mean()
+    assert set_coverage(got, codes_n, Pn, alpha=0.05)["new_batch"] == covered.mean()
+    if case == "constant":
+        assert covered.all() and want.all()  # every score (0.3 or 0.7) is at most q = 0.7
+    for n, finite in ((19, True), (18, False)):  # ceil(20 x 0.95) = 19 <= 19; ceil(19 x 0.95) = 19 > 18
+        few = prediction_sets(codes[:n], P[:n], level, codes_n, Pn)
+        lowest = min(float(P[i, c]) for i, c in enumerate(codes[:n]))  # the 19th smallest score of 19
+        assert few["threshold"] == (lowest if finite else -np.inf) and few["n_residuals"] == n
+
+
 def test_too_few_cross_validation_residuals_for_the_level_leave_the_bundle_without_an_interval(tmp_path, caplog):
     """At level 0.99 a split-conformal interval needs n >= 0.99 / 0.01 = 99 residuals (ceil((n + 1) 0.99) <= n);
     with 80 the half-width is infinite, which card.json (JSON without inf) could not hold: the bundle step crashed

@@ -220,14 +220,17 @@ def test_classification_end_to_end(tmp_path):
         np.testing.assert_allclose(perf.loc["log_loss", "new_batch"], -np.mean(np.log(p_true)), rtol=1e-9)
         assert json.loads((tmp_path / f"results/deploy/fresh/{target}/verdict.json").read_text())["truth_given"]
         # conformal prediction sets (level 1 - ols.alpha): the classes whose probability reaches 1 - the
-        # ceil(0.95 (n + 1))-th smallest 1 - p(own class) of the model's cross-validation predictions
+        # ceil(0.95 (n + 1))-th smallest 1 - p(own class) of the model's cross-validation predictions, i.e. the
+        # ceil(0.95 (n + 1))-th largest p(own class) itself (1 - (1 - p) can round above p)
         best = json.loads((tmp_path / f"results/models/{target}/best.json").read_text())["model"]
-        cvp = pd.read_csv(tmp_path / f"results/{best}/{target}/cv_predictions.tsv", sep="\t", dtype={"observed": str})
+        cvp = pd.read_csv(tmp_path / f"results/{best}/{target}/cv_predictions.tsv", sep="\t", dtype={"observed": str},
+                          float_precision="round_trip")
         classes = [c[2:-1] for c in cvp.columns if c.startswith("p[")]
         own = np.array([cvp.loc[i, f"p[{c}]"] for i, c in enumerate(cvp["observed"])])
-        threshold = 1 - np.sort(1 - own)[int(np.ceil(0.95 * (len(own) + 1))) - 1]
+        threshold = -np.sort(-own)[int(np.ceil(0.95 * (len(own) + 1))) - 1]
+        assert threshold == pytest.approx(1 - np.sort(1 - own)[int(np.ceil(0.95 * (len(own) + 1))) - 1], abs=1e-15)
         card = json.loads((tmp_path / f"results/models/{target}/{best}/card.json").read_text())
-        assert card["prediction_set"]["threshold"] == pytest.approx(threshold, rel=1e-9)
+        assert card["prediction_set"]["threshold"] == threshold
         sets = [json.loads(v) for v in batch.loc[fresh, "prediction_set"]]
         assert sets == [[c for c in classes if batch.loc[s, f"p[{c}]"] >= threshold] for s in fresh]
         k = sum(c in st for c, st in zip(truth, sets))

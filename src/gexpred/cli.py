@@ -2664,7 +2664,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "model was fitted on, i.e. after the bundle's normalization, such as z-scores of the "
                                 "target, with pi_low, pi_high, the bundle's 1 - ols.alpha prediction interval, where "
                                 "it has one; classification: the class, a p[class] column per class and prediction_set, "
-                                "the classes of the bundle's 1 - ols.alpha conformal prediction set as a JSON list)")
+                                "the classes of the bundle's 1 - ols.alpha conformal prediction set as a JSON list, "
+                                "where it has one)")
         else:
             truth = s.add_mutually_exclusive_group()  # one source of truth: a second one was silently ignored
             truth.add_argument("--truth", help="TSV, CSV (optionally .gz) or .h5ad (its obs) with 'sample' and a column named after the target (or "

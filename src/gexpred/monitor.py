@@ -26,8 +26,8 @@ for classification) is flagged when its ratio to the test split's reaches ``erro
 *and* a one-sided permutation test of the per-sample losses (:func:`error_rise_test`; the bundle keeps the
 test split's) says the rise is unlikely by chance (``p < error_alpha``): two noisy means of squared errors
 differ by 1.5 x in one batch of 30 in ten with an unchanged model. A regression model's prediction intervals
-are checked too: too few of the batch's samples inside them (one-sided exact binomial test against the
-interval's level, ``p < error_alpha``) is a warning.
+(a classification model's prediction sets) are checked too: too few of the batch's samples inside them (one-sided
+exact binomial test against their level, ``p < error_alpha``) is a warning.
 The verdict is the worst of these: ``ok``, ``warn`` or ``alert``, with the reasons in words.
 """
 
