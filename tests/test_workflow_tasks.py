@@ -231,7 +231,8 @@ def test_classification_end_to_end(tmp_path):
         assert threshold == pytest.approx(1 - np.sort(1 - own)[int(np.ceil(0.95 * (len(own) + 1))) - 1], abs=1e-15)
         card = json.loads((tmp_path / f"results/models/{target}/{best}/card.json").read_text())
         assert card["prediction_set"]["threshold"] == threshold
-        sets = [json.loads(v) for v in batch.loc[fresh, "prediction_set"]]
+        sets = [[c for c in classes if batch.loc[s, f"in_set[{c}]"] == 1] for s in fresh]
+        assert (batch.loc[fresh, "set_size"] == [len(st) for st in sets]).all()
         assert sets == [[c for c in classes if batch.loc[s, f"p[{c}]"] >= threshold] for s in fresh]
         k = sum(c in st for c, st in zip(truth, sets))
         row = perf.loc["set_coverage (95%)"]

@@ -1303,11 +1303,14 @@ def _batch_predictions(bundle, X: pd.DataFrame, pred: np.ndarray) -> pd.DataFram
         for k, c in enumerate(bundle.classes):
             df[f"p[{c}]"] = pred[:, k]
         pset = bundle.card.get("prediction_set")
-        if pset:  # each sample's conformal prediction set, as a JSON list of its classes (a bundle made before has none)
+        if pset:  # each sample's conformal prediction set (a bundle made before has none): an in_set[class] column of
+            # 0/1 per class, as p[class], and the set's size; plain numbers a tab split, R or awk read as they are
             from .deploy import set_members
 
             members = set_members(pset, pred)
-            df["prediction_set"] = [json.dumps([c for c, m in zip(bundle.classes, row) if m]) for row in members]
+            for k, c in enumerate(bundle.classes):
+                df[f"in_set[{c}]"] = members[:, k].astype(np.int64)
+            df["set_size"] = members.sum(axis=1).astype(np.int64)
     else:
         df["predicted"] = pred
         half = bundle.half_widths(X.to_numpy(dtype=np.float64))
@@ -2663,9 +2666,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="predictions TSV (sample, target, model, predicted; regression: on the scale the "
                                 "model was fitted on, i.e. after the bundle's normalization, such as z-scores of the "
                                 "target, with pi_low, pi_high, the bundle's 1 - ols.alpha prediction interval, where "
-                                "it has one; classification: the class, a p[class] column per class and prediction_set, "
-                                "the classes of the bundle's 1 - ols.alpha conformal prediction set as a JSON list, "
-                                "where it has one)")
+                                "it has one; classification: the class, a p[class] column per class and, where the "
+                                "bundle has its 1 - ols.alpha conformal prediction sets, an in_set[class] column per "
+                                "class (1: the class is in the sample's set) and set_size)")
         else:
             truth = s.add_mutually_exclusive_group()  # one source of truth: a second one was silently ignored
             truth.add_argument("--truth", help="TSV, CSV (optionally .gz) or .h5ad (its obs) with 'sample' and a column named after the target (or "
