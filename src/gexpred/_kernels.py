@@ -135,22 +135,32 @@ def coefficient_stats(coef: np.ndarray, sqrt_v: np.ndarray, s: np.ndarray, q: fl
     local = np.empty(c)
     nan = 0
     for i in range(k):
-        vi = sqrt_v[i]
-        b_i, se_i, t_i, lo_i, hi_i, lp_i = coef[i], std_err[i], t[i], ci_low[i], ci_high[i], log_p[i]
+        vi, se_i = sqrt_v[i], std_err[i]
         for j in range(c):
-            se = vi * s[j]
-            b = b_i[j]
-            tt = b / se
-            se_i[j] = se
-            t_i[j] = tt
-            half = se * q
-            lo_i[j] = b - half
-            hi_i[j] = b + half
-            interval[j], local[j] = _locate(tt, last)
-        for j in range(c):
-            y = _cubic(table, interval[j], local[j])
-            lp_i[j] = y
-            nan += y != y
+            se_i[j] = vi * s[j]
+        nan += _row_stats(coef[i], se_i, q, table, last, t[i], log_p[i], ci_low[i], ci_high[i], interval, local)
+    return nan
+
+
+@njit(**_INLINE)
+def _row_stats(b_i, se_i, q, table, last, t_i, lp_i, lo_i, hi_i, interval, local):
+    """One term's row of :func:`coefficient_stats` from its standard errors ``se_i`` (written already): ``t``,
+    the interval ends and ``log p``, in the two loops described there; returns the number of NaN ``log p``."""
+    c = b_i.shape[0]
+    for j in range(c):
+        se = se_i[j]
+        b = b_i[j]
+        tt = b / se
+        t_i[j] = tt
+        half = se * q
+        lo_i[j] = b - half
+        hi_i[j] = b + half
+        interval[j], local[j] = _locate(tt, last)
+    nan = 0
+    for j in range(c):
+        y = _cubic(table, interval[j], local[j])
+        lp_i[j] = y
+        nan += y != y
     return nan
 
 
@@ -171,21 +181,10 @@ def robust_coefficient_stats(coef: np.ndarray, variance: np.ndarray, scale: floa
     local = np.empty(c)
     nan = 0
     for i in range(k):
-        b_i, v_i, se_i, t_i, lo_i, hi_i, lp_i = coef[i], variance[i], std_err[i], t[i], ci_low[i], ci_high[i], log_p[i]
+        v_i, se_i = variance[i], std_err[i]
         for j in range(c):
-            se = np.sqrt(scale * v_i[j])
-            b = b_i[j]
-            tt = b / se
-            se_i[j] = se
-            t_i[j] = tt
-            half = se * q
-            lo_i[j] = b - half
-            hi_i[j] = b + half
-            interval[j], local[j] = _locate(tt, last)
-        for j in range(c):
-            y = _cubic(table, interval[j], local[j])
-            lp_i[j] = y
-            nan += y != y
+            se_i[j] = np.sqrt(scale * v_i[j])
+        nan += _row_stats(coef[i], se_i, q, table, last, t[i], log_p[i], ci_low[i], ci_high[i], interval, local)
     return nan
 
 

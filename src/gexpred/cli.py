@@ -735,11 +735,8 @@ def cmd_ols(a: argparse.Namespace) -> None:
         # column (leverage 1, e.g. the one training sample of a covariate level) makes that 0 / 0
         alone = infl.loc[infl["leverage"] > 1 - 1e-8, "sample"].tolist()
         if alone:
-            log.warning("OLS %s: %s leverage 1 (%s: each the only one of its kind, such as the one sample of a "
-                        "covariate level), where %s is undefined; the standard errors of the terms they determine are "
-                        "arbitrary. Use ols.cov_type: HC0 or HC1, or more samples of that kind.", a.target,
-                        f"{len(alone)} training sample{'s have' if len(alone) > 1 else ' has'}", preview(alone),
-                        a.cov_type)
+            _warn_leverage_one(f"OLS {a.target}", alone, a.cov_type,
+                               "; the standard errors of the terms they determine are arbitrary")
     nested = nested_tests(fit, X[train], y[train], gene_sets)
     in_model = set(terms)
     for name, genes in gene_sets.items():  # the test removes what is in the model; say what is not
@@ -1047,9 +1044,11 @@ def cmd_bundle(a: argparse.Namespace) -> None:
 
 def _conformal_min_n(level: float) -> int:
     """The fewest residuals a split-conformal interval at ``level`` needs: the smallest ``n`` with
-    ``ceil((n + 1) level) <= n`` (:func:`gexpred.deploy.conformal_half_width`'s rank)."""
+    ``ceil((n + 1) level) <= n`` (:func:`gexpred.deploy.conformal_rank`)."""
+    from .deploy import conformal_rank
+
     n = max(1, int(level / (1.0 - level)) - 1)
-    while int(np.ceil((n + 1) * level)) > n:
+    while not conformal_rank(n, level):
         n += 1
     return n
 
@@ -1077,20 +1076,17 @@ def _bundle_interval(cvp: pd.DataFrame | None, level: float, test_observed: np.n
             log.warning("bundle %s: %d training samples have no cross-validation prediction; its prediction "
                         "interval has one width for every sample", name, int(cvp["fold"].isna().sum()))
             cvp, method = cvp.dropna(subset=["fold"]).reset_index(), "constant"
+    difficulty: dict[str, np.ndarray] = {}
     if method == "neighbours":
         R = reference.to_numpy(dtype=np.float64)
         folds = cvp["fold"].to_numpy(dtype=np.int64)
         scale = interval_scale(R)
-        interval = prediction_interval(cvp["observed"].to_numpy(dtype=np.float64),
-                                       cvp["predicted"].to_numpy(dtype=np.float64), level, test_observed,
-                                       test_predicted, cv_difficulty=neighbour_difficulty(R, folds, None, neighbours,
-                                                                                          scale),
-                                       test_difficulty=neighbour_difficulty(R, folds, test_design, neighbours, scale))
+        difficulty = {"cv_difficulty": neighbour_difficulty(R, folds, None, neighbours, scale),
+                      "test_difficulty": neighbour_difficulty(R, folds, test_design, neighbours, scale)}
         extra = {"neighbours": int(neighbours), "folds": [int(f) for f in folds]}
-    else:
-        interval = prediction_interval(cvp["observed"].to_numpy(dtype=np.float64),
-                                       cvp["predicted"].to_numpy(dtype=np.float64), level, test_observed,
-                                       test_predicted)
+    interval = prediction_interval(cvp["observed"].to_numpy(dtype=np.float64),
+                                   cvp["predicted"].to_numpy(dtype=np.float64), level, test_observed, test_predicted,
+                                   **difficulty)
     if not np.isfinite(interval.get("half_width", interval.get("q"))):  # ceil((n + 1) level) > n
         log.warning("bundle %s: %d cross-validation residuals are too few for a %g%% prediction interval (it needs "
                     "at least %d: ceil((n + 1) x %g) <= n); the bundle has none, and predict writes no pi_low, "
@@ -1296,7 +1292,9 @@ def _read_batch(paths: list[str], sample_sheet: str | None, bundle=None):
     return expr, obs, "the new batch (" + ", ".join(paths) + ")"
 
 
-def _batch_predictions(bundle, X: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
+def _batch_predictions(bundle, X: pd.DataFrame, pred: np.ndarray, half: np.ndarray | None = None) -> pd.DataFrame:
+    """The batch's predictions table; a regression bundle's intervals from ``half`` (each sample's half-width, as
+    :meth:`gexpred.deploy.Bundle.half_widths` gives it), computed here when not given."""
     df = pd.DataFrame({"sample": list(X.index), "target": bundle.target, "model": bundle.card["model"]})
     if bundle.task == "classification":
         df["predicted"] = np.asarray(bundle.classes, dtype=object)[pred.argmax(axis=1)]
@@ -1313,7 +1311,8 @@ def _batch_predictions(bundle, X: pd.DataFrame, pred: np.ndarray) -> pd.DataFram
             df["set_size"] = members.sum(axis=1).astype(np.int64)
     else:
         df["predicted"] = pred
-        half = bundle.half_widths(X.to_numpy(dtype=np.float64))
+        if half is None:
+            half = bundle.half_widths(X.to_numpy(dtype=np.float64))
         if half is not None:  # the bundle's prediction interval (a bundle made before intervals has none)
             df["pi_low"] = pred - half
             df["pi_high"] = pred + half
@@ -1489,6 +1488,8 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     drift = drift_table(bundle.reference, X, bundle.terms, thresholds,
                         prediction=(bundle.reference["prediction"].to_numpy(dtype=float), new_pred))
     truth = _truth(a, bundle, expr, y_input, source, obs)
+    # each sample's interval half-width, once for the coverage row, the figure and the predictions (None without)
+    half = bundle.half_widths(X.to_numpy(dtype=np.float64)) if truth is not None or a.out_predictions else None
     perf = None
     if truth is not None:
         if bundle.task == "classification":
@@ -1502,10 +1503,9 @@ def cmd_monitor(a: argparse.Namespace) -> None:
             new_losses = sample_losses(bundle.task, truth, pred)
         perf = performance_table(bundle.card["metrics"].get("test", {}), new_metrics, bundle.task, thresholds,
                                  test_losses=bundle.card.get("test_losses"), new_losses=new_losses)
-        if bundle.task == "regression" and bundle.card.get("interval"):
+        if half is not None:
             from .monitor import interval_coverage
 
-            half = bundle.half_widths(X.to_numpy(dtype=np.float64))
             perf = pd.concat([perf, pd.DataFrame([interval_coverage(bundle.card["interval"], truth, pred,
                                                                     alpha=thresholds.error_alpha,
                                                                     half_width=half)])],
@@ -1525,12 +1525,12 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     from . import plots
 
     regression = bundle.task == "regression"
-    half = bundle.half_widths(X.to_numpy(dtype=np.float64)) if regression and truth is not None else None
+    shown = half if regression and truth is not None else None
     plots.drift_figure(bundle.reference, X, drift, bundle.target, result["verdict"], out / "drift.png",
                        truth=truth if regression else None, predicted=pred if regression else None,
-                       half_width=half, level=bundle.card["interval"]["level"] if half is not None else None)
+                       half_width=shown, level=bundle.card["interval"]["level"] if shown is not None else None)
     if a.out_predictions:
-        write_table(_batch_predictions(bundle, X, pred), a.out_predictions)
+        write_table(_batch_predictions(bundle, X, pred, half), a.out_predictions)
     write_table(drift, out / "drift.tsv")
     write_table(perf if perf is not None else pd.DataFrame(columns=PERFORMANCE_COLUMNS), out / "performance.tsv")
     write_json(result, out / "verdict.json")
@@ -1744,6 +1744,15 @@ def cmd_ols_chunk(a: argparse.Namespace) -> None:
     write_table(res.nested, out / f"{a.chunk:05d}.nested.tsv")
 
 
+def _warn_leverage_one(where: str, alone: list[str], cov_type: str, consequence: str) -> None:
+    """The warning of HC2/HC3 fits with training samples of leverage 1 (``alone``), which divide 0 by 0: what it
+    does to ``where``'s tests (``consequence``) and the fix."""
+    log.warning("%s: %s leverage 1 (%s: each the only one of its kind, such as the one sample of a covariate level), "
+                "where %s is undefined%s. Use ols.cov_type: HC0 or HC1, or more samples of that kind.", where,
+                f"{plural(len(alone), 'training sample')} {'has' if len(alone) == 1 else 'have'}", preview(alone),
+                cov_type, consequence)
+
+
 def _warn_robust_chunk(a: argparse.Namespace, res, samples: np.ndarray) -> None:
     """Log what a chunk's heteroskedasticity-consistent fits leave undone: samples of leverage 1 (HC2, HC3: 0 / 0,
     as ``gexpred ols`` warns; the terms they determine are NaN, :attr:`gexpred.batched.BatchedResult.leverage_one`),
@@ -1752,14 +1761,10 @@ def _warn_robust_chunk(a: argparse.Namespace, res, samples: np.ndarray) -> None:
     from .batched import ROBUST_WALD_MAX_TERMS
 
     if res.leverage_one:
-        alone = samples[res.leverage_one].tolist()
-        log.warning("chunk %d: %s leverage 1 (%s: each the only one of its kind, such as the one sample of a covariate "
-                    "level), where %s is undefined: the terms they determine (that level's coefficient) have NaN "
-                    "standard errors, tests and intervals in every target, and so have the overall F-test and the "
-                    "gene-set tests that include them; the other terms' are unaffected. Use ols.cov_type: HC0 or HC1, "
-                    "or more samples of that kind.", a.chunk,
-                    f"{len(alone)} training sample{'s have' if len(alone) > 1 else ' has'}", preview(alone),
-                    a.cov_type)
+        _warn_leverage_one(f"chunk {a.chunk}", samples[res.leverage_one].tolist(), a.cov_type,
+                           ": the terms they determine (that level's coefficient) have NaN standard errors, tests and "
+                           "intervals in every target, and so have the overall F-test and the gene-set tests that "
+                           "include them; the other terms' are unaffected")
     big = res.fit[(res.fit["status"] == "ok") & (res.fit["df_model"] > ROBUST_WALD_MAX_TERMS)]
     if len(big):
         log.warning("chunk %d: the overall F-test of %d targets (fits.tsv f_stat, f_pvalue) is left NaN: with "
@@ -2472,6 +2477,7 @@ def level_arg(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .deploy import INTERVAL_METHODS
     from .ols import COV_TYPES
 
     p = argparse.ArgumentParser(
@@ -2635,7 +2641,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=level_arg, default=0.05,
                    help="regression models' prediction intervals are at level 1 - alpha (ols.alpha), from their "
                         "cross-validation residuals")
-    s.add_argument("--interval", choices=["neighbours", "constant"], default="neighbours",
+    s.add_argument("--interval", choices=INTERVAL_METHODS, default="neighbours",
                    help="neighbours: each sample's half-width scaled by its mean distance to its nearest training "
                         "samples (wider for samples unlike the training data); constant: one half-width for every "
                         "sample (prediction_interval.method)")

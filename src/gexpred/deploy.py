@@ -124,15 +124,22 @@ def _truth_levels(levels: list[str]) -> dict[bool, str] | None:
     return spelling
 
 
+def conformal_rank(n: int, level: float) -> int:
+    """The rank of a split-conformal quantile at ``level`` among ``n`` scores, ``ceil((n + 1) level)``, or 0 where
+    ``n`` is too small for the level (the rank would exceed ``n``)."""
+    k = int(np.ceil((n + 1) * level))
+    return k if 0 < k <= n else 0
+
+
 def conformal_half_width(residuals: np.ndarray, level: float) -> float:
     """Half-width of a split-conformal prediction interval ``prediction +- q`` at ``level``: the
-    ``ceil((n + 1) level)``-th smallest of the ``n`` absolute residuals of predictions made without the samples
+    :func:`conformal_rank`-th smallest of the ``n`` absolute residuals of predictions made without the samples
     (Vovk et al. 2005; Lei et al. 2018), ``inf`` when ``n`` is too small for the level. Non-finite residuals are
     left out."""
     r = np.sort(np.abs(np.asarray(residuals, dtype=np.float64)))
     r = r[np.isfinite(r)]
-    k = int(np.ceil((len(r) + 1) * level))
-    return float(r[k - 1]) if 0 < k <= len(r) else float("inf")
+    k = conformal_rank(len(r), level)
+    return float(r[k - 1]) if k else float("inf")
 
 
 INTERVAL_METHODS = ("neighbours", "constant")
@@ -242,8 +249,8 @@ def prediction_sets(cv_codes: np.ndarray, cv_proba: np.ndarray, level: float, te
     codes = np.asarray(cv_codes, dtype=np.int64)
     own = cv_proba[np.arange(len(codes)), codes]
     own = -np.sort(-own[np.isfinite(own)])  # largest first: own[k - 1] is the sample of q, the scores' quantile
-    k = int(np.ceil((len(own) + 1) * level))
-    threshold = float(own[k - 1]) if 0 < k <= len(own) else -np.inf
+    k = conformal_rank(len(own), level)
+    threshold = float(own[k - 1]) if k else -np.inf
     test_proba = np.asarray(test_proba, dtype=np.float64)
     test_codes = np.asarray(test_codes, dtype=np.int64)
     inside = test_proba >= threshold
