@@ -301,6 +301,40 @@ def test_network_evidence_ranks_non_linear_regulators_first():
     assert np.isnan(S2[0, 4]) and np.isfinite(np.delete(S2[0], 4)).all()
 
 
+def test_recovery_adam_is_torch_optims_fused_adam_to_the_bit():
+    """The recovery networks' Adam calls the fused kernel as torch.optim.Adam(fused=True) does (without importing
+    torch._dynamo, as torch.optim's first step does): the same parameters after 25 steps, bit for bit, and the
+    unfused torch.optim.Adam's to float rounding."""
+    import torch
+
+    from gexpred.recovery import _Adam, _adam
+
+    gen = torch.Generator().manual_seed(5)
+    start = [torch.randn(7, 3, generator=gen), torch.randn(3, generator=gen)]
+    grads = [[torch.randn(q.shape, generator=gen) for q in start] for _ in range(25)]
+
+    def run(make):
+        params = [q.clone().requires_grad_(True) for q in start]
+        opt = make(params)
+        for g in grads:
+            opt.zero_grad()
+            for q, gq in zip(params, g):
+                q.grad = gq.clone()
+            opt.step()
+        return [q.detach() for q in params]
+
+    try:
+        fused = run(lambda ps: torch.optim.Adam(ps, lr=0.01, fused=True))
+    except RuntimeError:
+        pytest.skip("this torch has no fused Adam on the CPU")
+    ours = run(lambda ps: _Adam(ps, 0.01))
+    assert isinstance(_adam([torch.zeros(1, requires_grad=True)], 0.01), _Adam)
+    for a, b, c in zip(ours, fused, run(lambda ps: torch.optim.Adam(ps, lr=0.01))):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, c, rtol=1e-6, atol=1e-7)
+        assert not torch.equal(a, start[0] if a.shape == start[0].shape else start[1])
+
+
 def test_clr_mean_is_the_mean_of_the_sources_clr_scores():
     """The combination averages each source's CLR matrix (recomputed here from CLR's definition); a pair any
     source could not score stays unscored, and the edge table of the default ranking follows it."""
