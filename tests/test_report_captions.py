@@ -1,7 +1,8 @@
 """The report's captions and labels describe what each figure and table of a run holds.
 
 Two tiny runs: a classification run (a three-class sample-sheet target and a binarized gene, with a new
-batch) and a regression run whose targets are ids with markup and quotes (``<b>x</b>``, ``q"uote``), with
+batch and its labels; its logistic regressions are also held to statsmodels here, the run doubling as the
+classification end-to-end test) and a regression run whose targets are ids with markup and quotes (``<b>x</b>``, ``q"uote``), with
 ``ols.alpha: 0.07``, two normalization steps and regulator recovery. The expected numbers and names are
 recomputed here from the run's own tables (out-of-fold predictions, labels, splits, edges) and the config,
 never taken from the report's code.
@@ -56,18 +57,26 @@ def _sentence_number(x: float) -> str:
 
 
 # --------------------------------------------------------------------------- classification
+def _classes(X: np.ndarray, seed: int) -> np.ndarray:
+    """Three classes of a noisy score of G2 and G3 (ordered lo < mid < hi, named so that sorting differs)."""
+    score = X[:, 2] + 0.5 * X[:, 3] + np.random.default_rng(seed).normal(0, 0.5, len(X))
+    return np.where(score > 12.4, "hi", np.where(score > 11.6, "mid", "lo"))
+
+
 @pytest.fixture(scope="module")
 def classification_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("captions_cls")
     data = make_dataset(root)
-    X = data["X"]
-    score = X[:, 2] + 0.5 * X[:, 3] + np.random.default_rng(1).normal(0, 0.5, len(X))
-    cls = np.where(score > 12.4, "hi", np.where(score > 11.6, "mid", "lo"))
-    make_dataset(root, seed=8, name="new.tsv", prefix="N")
-    pd.DataFrame({"sample": data["samples"], "cls": cls}).to_csv(root / "data/sheet.tsv", sep="\t", index=False)
+    new = make_dataset(root, seed=8, name="new.tsv", prefix="N")
+    pd.DataFrame({"sample": data["samples"], "cls": _classes(data["X"], 1)}).to_csv(root / "data/sheet.tsv",
+                                                                                    sep="\t", index=False)
+    # the new batch's labels: its own sample sheet's cls column, and G4 measured (binarized at the same threshold)
+    pd.DataFrame({"sample": new["samples"], "cls": _classes(new["X"], 2)}).to_csv(root / "data/new_sheet.tsv",
+                                                                                 sep="\t", index=False)
     write_config(root, task="classification", sample_sheet="data/sheet.tsv", targets=["cls", "G4"],
-                 binarize={"G4": 8.0}, models=["ols", "mlp"], mlp=SMALL_MLP, search={"mlp": {"hidden": [[4]]}},
-                 new_batches={"fresh": ["data/new.tsv"]})
+                 binarize={"G4": 8.0}, models=["ols", "mlp"], mlp={**SMALL_MLP, "ensemble": 2},
+                 search={"mlp": {"hidden": [[4]]}}, new_batches={"fresh": ["data/new.tsv"]},
+                 new_batch_sheets={"fresh": "data/new_sheet.tsv"})
     run_snakemake(root)
     page, res = _report(root)
     return root, page, res
@@ -167,6 +176,116 @@ def test_classification_metrics_caption_and_baseline(classification_run):
             np.testing.assert_allclose(row["accuracy"], (y[split == part] == majority).mean(), rtol=1e-12)
             np.testing.assert_allclose(row["auroc"], 0.5, rtol=1e-12)
     assert "logistic regression" in _caption(res, "results/compare/metrics.tsv")  # the facts name the models
+
+
+def test_classification_run_matches_statsmodels_and_judges_a_labelled_batch(classification_run):
+    """task: classification end to end, with a three-class sample-sheet label and a binarized gene: the logistic
+    regressions equal statsmodels' MNLogit and Logit on the training split, the comparison's metrics and the
+    monitor's verdict on a batch with labels are recomputed from the written predictions, and the conformal
+    prediction sets from the cross-validation predictions."""
+    import json
+
+    import statsmodels.api as sm
+    from scipy import stats
+
+    root, page, _ = classification_run
+    res = root / "results"
+    expr = pd.read_csv(root / "data/expr.tsv", sep="\t", index_col=0).T
+    sheet = pd.read_csv(root / "data/sheet.tsv", sep="\t", dtype={"sample": str}).set_index("sample")
+    new = pd.read_csv(root / "data/new.tsv", sep="\t", index_col=0).T
+    new_sheet = pd.read_csv(root / "data/new_sheet.tsv", sep="\t", dtype={"sample": str}).set_index("sample")
+    truths = {"cls": sheet["cls"], "G4": pd.Series(np.where(expr["G4"] > 8, "> 8", "<= 8"), index=expr.index)}
+    new_truths = {"cls": new_sheet["cls"], "G4": pd.Series(np.where(new["G4"] > 8, "> 8", "<= 8"), index=new.index)}
+    labels = pd.read_csv(res / "data/labels.tsv", sep="\t", dtype=str).set_index("sample")
+    for target, truth in truths.items():
+        assert (labels.loc[truth.index, target] == truth).all()
+    sp = pd.read_csv(res / "data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
+    train = sp.index[sp == "train"]
+    # stratified by the first target: each class's share of the test split follows the whole data's
+    shares = truths["cls"].value_counts(normalize=True)
+    test_shares = truths["cls"][sp.index[sp == "test"]].value_counts(normalize=True)
+    assert (shares - test_shares.reindex(shares.index, fill_value=0)).abs().max() < 0.1
+    # the logistic regressions: statsmodels on the training split and the run's predictors (rank order)
+    preds = pd.read_csv(res / "data/predictors.tsv", sep="\t")
+    for target, truth in truths.items():
+        genes = preds[preds["target"] == target].sort_values("rank")["gene"].tolist()
+        A = sm.add_constant(expr.loc[train, genes].to_numpy())
+        ours = pd.read_csv(res / f"ols/{target}/coefficients.tsv", sep="\t").set_index("term")
+        classes = sorted(truth.unique())
+        codes = truth[train].map({c: k for k, c in enumerate(classes)}).to_numpy()
+        if len(classes) == 2:
+            ref = sm.Logit(codes.astype(float), A).fit(disp=0)
+            rows = [[f"{t}" for t in ["const", *genes]]]
+            params, bse = ref.params[:, None], ref.bse[:, None]
+        else:
+            ref = sm.MNLogit(codes, A).fit(disp=0, method="newton")
+            rows = [[f"{t}[{c}]" for t in ["const", *genes]] for c in classes[1:]]
+            params, bse = ref.params, ref.bse
+        assert len(ours) == sum(map(len, rows))
+        for k, names in enumerate(rows):
+            np.testing.assert_allclose(ours.loc[names, "coef"], params[:, k], rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(ours.loc[names, "std_err"], bse[:, k], rtol=1e-5)
+            np.testing.assert_allclose(ours.loc[names, "odds_ratio"], np.exp(params[:, k]), rtol=1e-6)
+    card = json.loads((res / "models/G4/ols/card.json").read_text())
+    assert card["binarize_threshold"] == 8.0
+    assert "binarize_threshold" not in json.loads((res / "models/cls/ols/card.json").read_text())
+    # the monitor judged the batch from its labels: log-loss from its predictions and the truth; the conformal
+    # sets (level 1 - ols.alpha) hold the classes whose probability reaches the ceil(0.95 (n + 1))-th largest
+    # p(own class) of the chosen model's cross-validation predictions (1 - (1 - p) can round above p)
+    for target, truth in new_truths.items():
+        batch = pd.read_csv(res / f"deploy/fresh/{target}/predictions.tsv", sep="\t", dtype={"sample": str})
+        batch = batch.set_index("sample").loc[truth.index]
+        p_true = np.array([batch.loc[s, f"p[{c}]"] for s, c in truth.items()])
+        perf = pd.read_csv(res / f"deploy/fresh/{target}/performance.tsv", sep="\t").set_index("metric")
+        np.testing.assert_allclose(perf.loc["log_loss", "new_batch"], -np.mean(np.log(p_true)), rtol=1e-9)
+        probs = batch[[c for c in batch.columns if c.startswith("p[")]]
+        assert (batch["predicted"].astype(str) == probs.idxmax(axis=1).str[2:-1]).all()
+        np.testing.assert_allclose(perf.loc["accuracy", "new_batch"],
+                                   np.mean(batch["predicted"].astype(str).to_numpy() == truth.to_numpy()),
+                                   rtol=1e-12)
+        assert json.loads((res / f"deploy/fresh/{target}/verdict.json").read_text())["truth_given"]
+        best = json.loads((res / f"models/{target}/best.json").read_text())["model"]
+        cvp = pd.read_csv(res / f"{best}/{target}/cv_predictions.tsv", sep="\t", dtype={"observed": str},
+                          float_precision="round_trip")
+        classes = [c[2:-1] for c in cvp.columns if c.startswith("p[")]
+        own = np.array([cvp.loc[i, f"p[{c}]"] for i, c in enumerate(cvp["observed"])])
+        threshold = -np.sort(-own)[int(np.ceil(0.95 * (len(own) + 1))) - 1]
+        assert threshold == pytest.approx(1 - np.sort(1 - own)[int(np.ceil(0.95 * (len(own) + 1))) - 1], abs=1e-15)
+        card = json.loads((res / f"models/{target}/{best}/card.json").read_text())
+        assert card["prediction_set"]["threshold"] == threshold
+        sets = [[c for c in classes if batch.loc[s, f"in_set[{c}]"] == 1] for s in truth.index]
+        assert (batch["set_size"] == [len(st) for st in sets]).all()
+        assert sets == [[c for c in classes if batch.loc[s, f"p[{c}]"] >= threshold] for s in truth.index]
+        k = sum(c in st for c, st in zip(truth, sets))
+        row = perf.loc["set_coverage (95%)"]
+        assert row["new_batch"] == pytest.approx(k / len(truth), abs=1e-12)
+        assert row["p_value"] == pytest.approx(stats.binom.cdf(k, len(truth), 0.95), rel=1e-9)
+    # the comparison: the networks' history (two networks an ensemble), the metrics from the written predictions
+    hist = pd.read_csv(res / "mlp/cls/history.tsv", sep="\t")
+    assert list(hist.columns) == ["member", "epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
+    assert sorted(hist["member"].unique()) == [1, 2]
+    pred = pd.read_csv(res / "compare/predictions.tsv", sep="\t", dtype={"observed": str, "ols": str, "mlp": str})
+    metrics = pd.read_csv(res / "compare/metrics.tsv", sep="\t").set_index(["target", "model", "split"])
+    assert set(metrics.index.get_level_values("model")) == {"ols", "mlp", "mean"}
+    assert metrics[["mse", "mae", "r2", "pearson"]].isna().all().all()
+    sub = pred[(pred["target"] == "G4") & (pred["split"] == "test")]
+    y = (sub["observed"] == "> 8").to_numpy()
+    for model in ("ols", "mlp"):
+        p1 = sub[f"{model}:p[> 8]"].to_numpy()
+        row = metrics.loc[("G4", model, "test")]
+        np.testing.assert_allclose(row["accuracy"], np.mean((p1 > 0.5) == y), rtol=1e-12)
+        np.testing.assert_allclose(row["log_loss"], -np.mean(np.log(np.where(y, p1, 1 - p1))), rtol=1e-9)
+        pos, neg = p1[y], p1[~y]
+        np.testing.assert_allclose(row["auroc"], np.mean([(a > b) + 0.5 * (a == b) for a in pos for b in neg]),
+                                   rtol=1e-12)
+    summary = pd.read_csv(res / "compare/summary.tsv", sep="\t").set_index("target")
+    assert (summary["metric"] == "log_loss").all()
+    cvm = pd.read_csv(res / "compare/cv_metrics.tsv", sep="\t")
+    for target in truths:
+        for m in ("ols", "mlp", "mean"):
+            mean_ll = cvm[(cvm["target"] == target) & (cvm["model"] == m)]["log_loss"].mean()
+            np.testing.assert_allclose(summary.loc[target, m], mean_ll, rtol=1e-12)
+    assert "logistic regression" in page
 
 
 # --------------------------------------------------------------------------- ids, levels, normalization, edges

@@ -1,4 +1,5 @@
-"""End-to-end: the workflow's genome-wide mode and classification targets on tiny generated datasets.
+"""End-to-end: the workflow's genome-wide mode and separated classification targets on tiny generated datasets
+(the classification run itself is tests/test_report_captions.py's, whose report it also checks).
 
 Split from test_workflow.py (which holds the shared run of the regression workflow) so that pytest-xdist
 can run the two modules' workflow runs side by side. Expected numbers come from statsmodels, firthmodels
@@ -13,7 +14,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from test_workflow import run_snakemake, write_config
 
@@ -186,109 +186,6 @@ def test_genome_wide_mode_matches_statsmodels(tmp_path, mode):
         assert meta["architecture"]["hidden"] == json.loads(best["hidden"])
         assert rows["n_selected"].tolist() == [rows["n_targets"].max() if c == best["candidate"] else 0
                                               for c in rows["candidate"]]
-
-
-def test_classification_end_to_end(tmp_path):
-    """task: classification with a sample-sheet label and a binarized gene, against statsmodels Logit."""
-    import statsmodels.api as sm
-
-    rng = np.random.default_rng(0)
-    n, g = 90, 8
-    X = rng.normal(0, 1, (n, g))
-    genes = [f"g{i}" for i in range(g)]
-    samples = [f"s{j}" for j in range(n)]
-    pheno = np.where(1.5 * X[:, 0] - X[:, 1] + rng.logistic(size=n) > 0, "case", "control")
-    (tmp_path / "data").mkdir()
-    pd.DataFrame(X.T, index=genes, columns=samples).to_csv(tmp_path / "data/expr.tsv", sep="\t")
-    pd.DataFrame({"sample": samples, "phenotype": pheno}).to_csv(tmp_path / "data/sheet.tsv", sep="\t", index=False)
-    # a new batch with its labels: the sheet's phenotype column, and g3 measured (binarized at the same threshold)
-    Xn = rng.normal(0, 1, (30, g))
-    fresh = [f"n{j}" for j in range(30)]
-    pheno_new = np.where(1.5 * Xn[:, 0] - Xn[:, 1] + rng.logistic(size=30) > 0, "case", "control")
-    pd.DataFrame(Xn.T, index=genes, columns=fresh).to_csv(tmp_path / "data/new.tsv", sep="\t")
-    pd.DataFrame({"sample": fresh, "phenotype": pheno_new}).to_csv(tmp_path / "data/new_sheet.tsv", sep="\t",
-                                                                   index=False)
-    write_config(tmp_path, task="classification", sample_sheet="data/sheet.tsv", targets=["phenotype", "g3"],
-                 binarize={"g3": 0.0}, predictors=["g0", "g1", "g2"], models=["ols", "mlp"],
-                 new_batches={"fresh": ["data/new.tsv"]}, new_batch_sheets={"fresh": "data/new_sheet.tsv"})
-    run_snakemake(tmp_path)
-    # the monitor judged the batch's accuracy from its labels: log-loss from the batch's predictions and the truth
-    for target, truth in (("phenotype", pheno_new), ("g3", np.where(Xn[:, 3] > 0, "> 0", "<= 0"))):
-        batch = pd.read_csv(tmp_path / f"results/deploy/fresh/{target}/predictions.tsv", sep="\t").set_index("sample")
-        p_true = [batch.loc[s, f"p[{c}]"] for s, c in zip(fresh, truth)]
-        perf = pd.read_csv(tmp_path / f"results/deploy/fresh/{target}/performance.tsv", sep="\t").set_index("metric")
-        np.testing.assert_allclose(perf.loc["log_loss", "new_batch"], -np.mean(np.log(p_true)), rtol=1e-9)
-        assert json.loads((tmp_path / f"results/deploy/fresh/{target}/verdict.json").read_text())["truth_given"]
-        # conformal prediction sets (level 1 - ols.alpha): the classes whose probability reaches 1 - the
-        # ceil(0.95 (n + 1))-th smallest 1 - p(own class) of the model's cross-validation predictions, i.e. the
-        # ceil(0.95 (n + 1))-th largest p(own class) itself (1 - (1 - p) can round above p)
-        best = json.loads((tmp_path / f"results/models/{target}/best.json").read_text())["model"]
-        cvp = pd.read_csv(tmp_path / f"results/{best}/{target}/cv_predictions.tsv", sep="\t", dtype={"observed": str},
-                          float_precision="round_trip")
-        classes = [c[2:-1] for c in cvp.columns if c.startswith("p[")]
-        own = np.array([cvp.loc[i, f"p[{c}]"] for i, c in enumerate(cvp["observed"])])
-        threshold = -np.sort(-own)[int(np.ceil(0.95 * (len(own) + 1))) - 1]
-        assert threshold == pytest.approx(1 - np.sort(1 - own)[int(np.ceil(0.95 * (len(own) + 1))) - 1], abs=1e-15)
-        card = json.loads((tmp_path / f"results/models/{target}/{best}/card.json").read_text())
-        assert card["prediction_set"]["threshold"] == threshold
-        sets = [[c for c in classes if batch.loc[s, f"in_set[{c}]"] == 1] for s in fresh]
-        assert (batch.loc[fresh, "set_size"] == [len(st) for st in sets]).all()
-        assert sets == [[c for c in classes if batch.loc[s, f"p[{c}]"] >= threshold] for s in fresh]
-        k = sum(c in st for c, st in zip(truth, sets))
-        row = perf.loc["set_coverage (95%)"]
-        assert row["new_batch"] == pytest.approx(k / 30, abs=1e-12)
-        assert row["p_value"] == pytest.approx(stats.binom.cdf(k, 30, 0.95), rel=1e-9)
-    card = json.loads((tmp_path / "results/models/g3/ols/card.json").read_text())
-    assert card["binarize_threshold"] == 0.0 and "binarize_threshold" not in json.loads(
-        (tmp_path / "results/models/phenotype/ols/card.json").read_text())
-    labels = pd.read_csv(tmp_path / "results/data/labels.tsv", sep="\t", dtype=str).set_index("sample")
-    np.testing.assert_array_equal(labels.loc[samples, "phenotype"], pheno)
-    np.testing.assert_array_equal(labels.loc[samples, "g3"], np.where(X[:, 3] > 0, "> 0", "<= 0"))
-    sp = pd.read_csv(tmp_path / "results/data/splits.tsv", sep="\t", dtype=str).set_index("sample")["split"]
-    train = [samples.index(s) for s in sp.index[sp == "train"]]
-    # stratified by the first target: class shares in the test split follow the whole data's
-    test_share = (labels.loc[sp.index[sp == "test"], "phenotype"] == "case").mean()
-    assert abs(test_share - (pheno == "case").mean()) < 0.1
-    for target, y in (("phenotype", (pheno == "control").astype(float)), ("g3", (X[:, 3] > 0).astype(float))):
-        ref = sm.Logit(y[train], sm.add_constant(X[train][:, :3])).fit(disp=0)
-        ours = pd.read_csv(tmp_path / f"results/ols/{target}/coefficients.tsv", sep="\t").set_index("term")
-        np.testing.assert_allclose(ours.loc[["const", "g0", "g1", "g2"], "coef"], ref.params, rtol=1e-6)
-        np.testing.assert_allclose(ours.loc[["const", "g0", "g1", "g2"], "std_err"], ref.bse, rtol=1e-5)
-        np.testing.assert_allclose(ours.loc[["const", "g0", "g1", "g2"], "odds_ratio"], np.exp(ref.params),
-                                   rtol=1e-6)
-    pred = pd.read_csv(tmp_path / "results/compare/predictions.tsv", sep="\t", dtype={"observed": str, "ols": str})
-    metrics = pd.read_csv(tmp_path / "results/compare/metrics.tsv", sep="\t").set_index(["target", "model", "split"])
-    assert set(metrics.index.get_level_values("model")) == {"ols", "mlp", "mean"}
-    hist = pd.read_csv(tmp_path / "results/mlp/phenotype/history.tsv", sep="\t")
-    assert list(hist.columns) == ["member", "epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]
-    assert sorted(hist["member"].unique()) == [1, 2]  # the ensemble of write_config's two networks
-    mlp_test = metrics.loc[("phenotype", "mlp", "test")]
-    sub_m = pred[(pred["target"] == "phenotype") & (pred["split"] == "test")]
-    p_m = sub_m["mlp:p[control]"].to_numpy()
-    y_m = (sub_m["observed"] == "control").to_numpy()
-    np.testing.assert_allclose(mlp_test["accuracy"], np.mean((p_m > 0.5) == y_m), rtol=1e-12)
-    summary = pd.read_csv(tmp_path / "results/compare/summary.tsv", sep="\t").set_index("target")
-    assert (summary["metric"] == "log_loss").all()
-    cvm = pd.read_csv(tmp_path / "results/compare/cv_metrics.tsv", sep="\t")
-    for target in ("phenotype", "g3"):
-        for m in ("ols", "mlp", "mean"):
-            mean_ll = cvm[(cvm["target"] == target) & (cvm["model"] == m)]["log_loss"].mean()
-            np.testing.assert_allclose(summary.loc[target, m], mean_ll, rtol=1e-12)
-    assert metrics[["mse", "mae", "r2", "pearson"]].isna().all().all()
-    sub = pred[(pred["target"] == "phenotype") & (pred["split"] == "test")]
-    y = (sub["observed"] == "control").to_numpy()
-    p1 = sub["ols:p[control]"].to_numpy()
-    row = metrics.loc[("phenotype", "ols", "test")]
-    np.testing.assert_allclose(row["accuracy"], np.mean((p1 > 0.5) == y), rtol=1e-12)
-    p_true = np.where(y, p1, 1 - p1)
-    np.testing.assert_allclose(row["log_loss"], -np.mean(np.log(p_true)), rtol=1e-9)
-    pos, neg = p1[y], p1[~y]
-    auc = np.mean([(a > b) + 0.5 * (a == b) for a in pos for b in neg])
-    np.testing.assert_allclose(row["auroc"], auc, rtol=1e-12)
-    assert (tmp_path / "results/plots/phenotype/observed_vs_predicted.png").is_file()
-    run_snakemake(tmp_path, "--report", "results/report.html")
-    html = (tmp_path / "results/report.html").read_text(errors="replace")
-    assert "logistic regression" in html and "System Message" not in html
 
 
 def test_classification_separation(tmp_path):
