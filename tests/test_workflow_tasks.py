@@ -206,7 +206,10 @@ def test_classification_separation(tmp_path):
     write_config(tmp_path, **base, models=["ols", "mlp"], search={"mlp": {"hidden": [[4]]}},
                  mlp={"hidden": [4], "epochs": 20, "patience": 5, "batch_size": 16, "ensemble": 1},
                  importance={"repeats": 2})
-    run_snakemake(tmp_path)
+    # what is checked: the fits, the network's pair, the comparison and the report's facts (not the figures)
+    run_snakemake(tmp_path, "--nocolor", *(f"results/{f}" for f in (
+        "ols/state/coefficients.tsv", "ols/state/fit.tsv", "ols/state/importance.tsv", "mlp/state/interactions.tsv",
+        "compare/metrics.tsv", "compare/summary.tsv", "report/facts.json")))
     res = tmp_path / "results"
     coefs = pd.read_csv(res / "ols/state/coefficients.tsv", sep="\t").set_index("term")
     assert (coefs["method"] == "firth").all()
