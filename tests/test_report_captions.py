@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 from matplotlib import image
 
-from test_report_browser import _results, _script_var
+from reportpage import results as _results
+from reportpage import script_var as _script_var
 from test_workflow import make_dataset, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow

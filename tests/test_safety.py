@@ -7,7 +7,7 @@ Snakemake's own ``.snakemake/``), map every target to a safe directory in ``resu
 keep the ids exactly in its tables, and escape them in its HTML. None of its outputs may be a pickle:
 models load with ``torch.load(weights_only=True)``, no ``.pkl``/``.pickle``/``.joblib`` file, no file
 starting with a pickle protocol header, and no pickled (opaque) data inside the ``.h5ad`` files.
-(tests/test_report_browser.py opens the report of a run with hostile ids in Chromium.)
+(tests/test_workflow.py opens the report of a run with hostile ids in Chromium.)
 """
 
 from __future__ import annotations

@@ -2,12 +2,19 @@
 
 The expected numbers are recomputed here from the workflow's own tables with
 numpy (closed-form OLS, direct metric formulas), never taken from gexpred.
+The shared run's ids include markup and math text (gene G2 is named
+``<img src=x onerror=alert(1)>``, G4 ``$x^2$_`a```, a sample ``<b>S1</b>``): its report must
+show them as text, and it is opened in headless Chromium as a reviewer would open it
+(tests/reportpage.py).
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +26,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from reportpage import CHROMIUM, browse, needs_chromium, script_var
+from reportpage import results as results_of
 from scipy import stats
 from scipy.spatial.distance import cdist
 
@@ -26,6 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 pytestmark = pytest.mark.slow
+
+# make_dataset's G2 and G4 (drivers of G0 and G1) and sample S001, as the shared run names them
+G2 = "<img src=x onerror=alert(1)>"
+G4 = "$x^2$_`a`"
+HOSTILE_SAMPLE = "<b>S1</b>"
 
 
 def make_dataset(root: Path, n_samples: int = 60, n_genes: int = 12, seed: int = 7, name: str = "expr.tsv",
@@ -82,10 +96,17 @@ def finished_run(tmp_path_factory):
     shutil.copy(REPO / "config" / "config.yaml", root / "config" / "config.yaml")
     # a new batch from the same process (other samples): scored and monitored by the deploy rules
     make_dataset(root, seed=8, name="new.tsv", prefix="N")
+    # ids with markup and math text: two predictors (each a driver, so chosen) and a sample
+    genes = {"G2": G2, "G4": G4}
+    for name, samples in (("expr.tsv", {"S001": HOSTILE_SAMPLE}), ("new.tsv", {})):
+        expr = pd.read_csv(root / "data" / name, sep="\t", index_col=0)
+        expr.rename(index=genes, columns=samples).to_csv(root / "data" / name, sep="\t", index_label="gene")
+    data["genes"] = [genes.get(g, g) for g in data["genes"]]
+    data["samples"] = [HOSTILE_SAMPLE if s == "S001" else s for s in data["samples"]]
     # the known edges of make_dataset (G0 <- G2, G3; G1 <- G4, G5, G6), for regulator recovery
     gold = pd.DataFrame(0, index=["G0", "G1"], columns=data["genes"])
-    gold.loc["G0", ["G2", "G3"]] = 1
-    gold.loc["G1", ["G4", "G5", "G6"]] = 1
+    gold.loc["G0", [G2, "G3"]] = 1
+    gold.loc["G1", [G4, "G5", "G6"]] = 1
     gold.to_csv(root / "data" / "gold.tsv", sep="\t", index_label="target")
     write_config(root, new_batches={"fresh": ["data/new.tsv"]},
                  mlp={"hidden": [8], "epochs": 40, "patience": 10, "batch_size": 16, "ensemble": 3},
@@ -371,13 +392,172 @@ def test_mlp_artifacts_load_without_code(finished_run):
         assert h["epoch"].tolist() == list(range(1, meta["settings"]["epochs"] + 1))
 
 
-def test_report_builds_and_escapes(finished_run):
+@pytest.fixture(scope="module")
+def finished_report(finished_run) -> Path:
+    """The shared run with its report built (results/report.html)."""
     root, _ = finished_run
     run_snakemake(root, "--report", "results/report.html")
-    html = (root / "results/report.html").read_text(errors="replace")
+    return root
+
+
+def test_report_builds_and_escapes(finished_report):
+    html = (finished_report / "results/report.html").read_text(errors="replace")
     assert len(html) > 10_000
     assert "G0" in html
     assert "System Message" not in html  # docutils marks broken reStructuredText in captions this way
+
+
+def test_report_registers_every_figure_in_lifecycle_order(finished_report):
+    page = (finished_report / "results/report.html").read_text(encoding="utf-8")
+    res = results_of(page)
+    cats = script_var(page, "categories")
+    # the report's menu sorts categories by name: the numbers keep the lifecycle order
+    assert sorted(cats) == ["1. Data", "2. Preprocessing", "3. Hypothesis evaluation", "4. Prediction",
+                            "5. Model comparison", "6. Deploy & monitoring"]
+    figures = {Path(p).name for p, r in res.items() if r["mime_type"] == "image/png"}
+    assert {"samples.png", "normalization.png", "pvalues.png", "model_comparison.png", "observed_vs_predicted.png",
+            "coefficients.png", "diagnostics.png", "loss.png", "activation_functions.png", "importance.png",
+            "drift.png"} <= figures
+    assert any(Path(p).name == "model_comparison.html" for p in res)
+    for path, r in res.items():
+        assert r["labels"], f"{path} has no labels to filter by"
+        if "/G0/" in path or "/G1/" in path:
+            assert r["labels"].get("target") in {"G0", "G1"}
+    assert "System Message" not in page  # docutils marks broken reStructuredText in captions this way
+
+
+def test_captions_state_the_numbers(finished_report):
+    """Samples, genes, split sizes and the best model per target, recomputed from the TSVs, are in the captions."""
+    root = finished_report
+    page = (root / "results/report.html").read_text(encoding="utf-8")
+    res = results_of(page)
+    captions = {Path(p).name + ("" if "/G" not in p else ":" + Path(p).parent.name): r["caption"]
+                for p, r in res.items()}
+    splits = pd.read_csv(root / "results/data/splits.tsv", sep="\t", dtype=str)
+    n_train, n_test = int((splits["split"] == "train").sum()), int((splits["split"] == "test").sum())
+    expr = pd.read_csv(root / "data/expr.tsv", sep="\t", index_col=0)
+    data_caption = captions["samples.png"]
+    assert f"{expr.shape[1]} samples and {expr.shape[0]} genes were used" in data_caption
+    assert "Nothing was dropped" in data_caption
+    assert f"{n_train} training samples and {n_test} test samples" in data_caption
+    metrics = pd.read_csv(root / "results/compare/metrics.tsv", sep="\t")
+    test = metrics[metrics["split"] == "test"]
+    names = {"ols": "OLS regression", "mlp": "the neural network", "mean": "the training mean",
+             "penalized": "penalized regression"}
+    for target in ("G0", "G1"):
+        sub = test[test["target"] == target].set_index("model")
+        best = sub["mse"].idxmin()
+        caption = captions[f"observed_vs_predicted.png:{target}"]
+        assert f"{names[best]} has the lowest mean squared error, {sub.loc[best, 'mse']:.3g}" in caption, caption
+        for model in sub.index.drop(best):
+            share = (sub.loc[model, "mse"] - sub.loc[best, "mse"]) / sub.loc[model, "mse"] * 100
+            pct = f"{share:.0f}%" if share >= 10 else f"{share:.1f}%" if share >= 0.1 else f"{share:.2g}%"
+            assert f"{names[model]} ({names[best]}: {pct} lower)" in caption, (model, pct, caption)
+        fits = pd.read_csv(root / "results/ols/all_fits.tsv", sep="\t").set_index("target")
+        diag = captions[f"diagnostics.png:{target}"]
+        if fits.loc[target, "failed_assumptions"] == "none":
+            assert "No OLS assumption check fails" in diag
+        else:
+            assert "fail" in diag
+    # the start page says it too
+    assert f"{n_train} training samples and {n_test} test samples" in script_var(page, "workflow_desc")
+
+
+def test_names_are_escaped(finished_report):
+    """The hostile ids appear only as escaped text: in captions, the HTML table, and the figures' text."""
+    root = finished_report
+    page = (root / "results/report.html").read_text(encoding="utf-8")
+    assert G2 not in page and "<b>S1</b>" not in page
+    res = results_of(page)
+    captions = " ".join(r["caption"] for r in res.values())
+    assert html.escape(G2, quote=False) in captions  # shown as text (predictors, significance)
+    table = next(r for p, r in res.items() if p.endswith("model_comparison.html"))
+    body = base64.b64decode(table["data_uri"].split(",", 1)[1]).decode()
+    assert "<img" not in body.lower() or "src=x" not in body
+    for p, r in res.items():
+        if r["mime_type"] == "image/png":
+            data = base64.b64decode(r["data_uri"].split(",", 1)[1], validate=True)
+            assert data[:8] == b"\x89PNG\r\n\x1a\n", p
+
+
+@needs_chromium
+def test_report_in_headless_chromium(finished_report, tmp_path):
+    """The page loads, every figure decodes and is shown by the report's viewer, no script error, no alert."""
+    from matplotlib import image
+
+    report = finished_report / "results/report.html"
+    shot = tmp_path / "report.png"
+    found, stderr = browse(report, tmp_path, screenshot=shot)
+    assert found["app"], "the report's app did not start"
+    assert found["errors"] == [], found["errors"]
+    assert found["alerts"] == [], "a name ran as script: " + repr(found["alerts"])
+    assert found["imgElementsWithOnerror"] == 0
+    assert "1. Data" in found["categories"] and "6. Deploy & monitoring" in found["categories"]
+    res = results_of(report.read_text(encoding="utf-8"))
+    pngs = [p for p, r in res.items() if r["mime_type"] == "image/png"]
+    assert len(pngs) >= 9
+    for p in pngs:
+        size = found["images"][p]
+        assert isinstance(size, list) and size[0] > 100 and size[1] > 100, (p, size)
+        assert found["shown"][p] == [True, size[0]], (p, found["shown"][p])
+    assert any(p.endswith("model_comparison.html") for p in found["html"])
+    console = [line for line in stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "error" in line)]
+    assert console == [], console
+    assert "This run in numbers" in found["descriptionText"]
+    menu = found["descriptionText"]
+    order = [menu.index(c) for c in ("1. Data", "2. Preprocessing", "3. Hypothesis evaluation", "4. Prediction",
+                                      "5. Model comparison", "6. Deploy & monitoring")]
+    assert order == sorted(order), "the menu does not list the categories in lifecycle order"
+    img = image.imread(shot)
+    assert img.shape[0] >= 900 and img.shape[1] >= 1300 and img.std() > 0.05  # not a blank page
+    # the screenshot is of the rendered app, not the loading screen
+    assert "Loading Snakemake Report" not in found["descriptionText"]
+
+
+@needs_chromium
+def test_model_table_sorts_and_filters_in_chromium(finished_report, tmp_path):
+    """The sortable table's own script runs under its Content-Security-Policy and sorts numerically."""
+    table = (finished_report / "results/compare/model_comparison.html").read_text(encoding="utf-8")
+    probe = """<script>
+    (function () {
+      var ths = document.querySelectorAll("th");
+      var col = Array.prototype.findIndex.call(ths, function (th) { return th.textContent === "test_mse"; });
+      ths[col].click();
+      var asc = Array.prototype.map.call(document.querySelectorAll("tbody tr"), function (r) {
+        return parseFloat(r.cells[col].getAttribute("data-value")); });
+      ths[col].click();
+      var desc = Array.prototype.map.call(document.querySelectorAll("tbody tr"), function (r) {
+        return parseFloat(r.cells[col].getAttribute("data-value")); });
+      var f = document.getElementById("filter"); f.value = "G1"; f.dispatchEvent(new Event("input"));
+      var visible = Array.prototype.filter.call(document.querySelectorAll("tbody tr"), function (r) {
+        return !r.hidden; }).length;
+      var pre = document.createElement("pre"); pre.id = "probe";
+      pre.textContent = JSON.stringify({asc: asc, desc: desc, visible: visible});
+      document.body.appendChild(pre);
+    })();
+    </script>"""
+    # The page's CSP allows only its own script: run the probe by adding its hash to the policy.
+    import hashlib
+
+    body = probe[len("<script>"):-len("</script>")]
+    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    policy = "script-src &#x27;sha256-"  # the attribute value is escaped like everything else
+    assert policy in table
+    page = table.replace(policy, f"{policy}{digest}&#x27; &#x27;sha256-", 1)
+    page = page.replace("</body>", probe + "</body>")
+    path = tmp_path / "table.html"
+    path.write_text(page, encoding="utf-8")
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+                           "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
+    assert m, proc.stderr[-2000:]
+    got = json.loads(html.unescape(m.group(1)))
+    assert got["asc"] == sorted(got["asc"]) and got["desc"] == sorted(got["desc"], reverse=True)
+    n_g1 = table.count("<td>G1</td>")
+    assert got["visible"] == n_g1 > 0
+    assert G2 not in proc.stdout  # the table holds no raw markup from the data
 
 
 def test_regulator_recovery(finished_run):
@@ -402,7 +582,7 @@ def test_regulator_recovery(finished_run):
     Xtr = np.asarray(adata.X)[(sp.reindex(adata.obs_names) == "train").to_numpy()]
     genes = list(adata.var_names)
     scores, labels = [], []
-    for target, known in [("G0", {"G2", "G3"}), ("G1", {"G4", "G5", "G6"})]:
+    for target, known in [("G0", {G2, "G3"}), ("G1", {G4, "G5", "G6"})]:
         for g in genes:
             if g != target:
                 scores.append(abs(np.corrcoef(Xtr[:, genes.index(g)], Xtr[:, genes.index(target)])[0, 1]))
@@ -414,17 +594,17 @@ def test_regulator_recovery(finished_run):
     dream = tab[tab["scope"] == "known_regulators"].set_index(["method", "normalization"])
     assert (dream["n_pairs"] == 10).all() and (dream["n_positive"] == 5).all()
     pairs = [(t, g) for t in ("G0", "G1") for g in genes if g != t]
-    sub = [i for i, (_, g) in enumerate(pairs) if g in {"G2", "G3", "G4", "G5", "G6"}]
+    sub = [i for i, (_, g) in enumerate(pairs) if g in {G2, "G3", G4, "G5", "G6"}]
     assert dream.loc[("correlation", "none"), "aupr"] == pytest.approx(
         average_precision_score(np.asarray(labels)[sub], np.asarray(scores)[sub]), abs=1e-9)
     edges = pd.read_csv(res / "recovery/edges.tsv", sep="\t", dtype={"target": str, "regulator": str})
     assert len(edges) == 22 and edges["rank"].tolist() == list(range(1, 23))
     assert edges["score"].is_monotonic_decreasing
     top = set(zip(edges["target"][:5], edges["regulator"][:5]))
-    assert len(top & {("G0", "G2"), ("G0", "G3"), ("G1", "G4"), ("G1", "G5"), ("G1", "G6")}) >= 4
+    assert len(top & {("G0", G2), ("G0", "G3"), ("G1", G4), ("G1", "G5"), ("G1", "G6")}) >= 4
     assert {"ols_abs_t", "penalized", "network", "correlation"} <= set(edges.columns)
     # G2-G6 have known targets (G0's two, G1's three: one each); every other candidate none
-    want = {g: int(g in {"G2", "G3", "G4", "G5", "G6"}) for g in edges["regulator"]}
+    want = {g: int(g in {G2, "G3", G4, "G5", "G6"}) for g in edges["regulator"]}
     assert edges["regulator_known_targets"].tolist() == [want[g] for g in edges["regulator"]]
     assert (res / "plots/regulator_recovery.png").stat().st_size > 10_000
     facts = json.loads((res / "report/facts.json").read_text())
@@ -448,7 +628,7 @@ def test_importance_and_interactions(finished_run):
     res = root / "results"
     for model in ("ols", "penalized", "mlp"):
         imp = pd.read_csv(res / f"{model}/G0/importance.tsv", sep="\t")
-        assert set(imp["predictor"][:2]) == {"G2", "G3"}, model
+        assert set(imp["predictor"][:2]) == {G2, "G3"}, model
         assert (imp["perm_folds"] == 3).all() and imp["perm_mean"].iloc[0] > 0  # split.folds: 3
         assert imp["ig_mean_abs"].notna().all() == (model == "mlp")
     inter = pd.read_csv(res / "mlp/G1/interactions.tsv", sep="\t")
