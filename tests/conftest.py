@@ -157,8 +157,8 @@ def one_torch_thread() -> Iterator[None]:
 # 2 cores, where a unit-test module takes seconds). ``make test`` hands whole modules to its two pytest-xdist
 # workers in collection order (``--dist loadfile --no-loadscope-reorder``): starting the long ones first lets
 # the short ones fill the gaps, so that the two workers end together instead of one finishing a long run alone.
-LONGEST_FIRST = ("test_workflow.py", "test_workflow_tasks.py", "test_workflow_options.py",
-                 "test_report_captions.py", "test_safety.py", "test_slurm.py")
+LONGEST_FIRST = ("test_workflow_options.py", "test_workflow_tasks.py", "test_report_captions.py", "test_workflow.py",
+                 "test_slurm.py", "test_safety.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
