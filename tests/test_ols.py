@@ -672,10 +672,138 @@ def test_hc3_warns_of_samples_with_leverage_one(tmp_path):
         tmp_path / "splits.tsv", sep="\t", index=False)
     pd.DataFrame({"target": "G0", "rank": [1, 2], "gene": ["G1", "G2"]}).to_csv(
         tmp_path / "predictors.tsv", sep="\t", index=False)
+    # the sandwich with s5's weight 0, in numpy: the variances of const and G1 (which s5 does not determine) are
+    # exact; G2's (s5's own level) is undefined, and so are the overall F-test and the set holding G2
+    y = X[:32, 0]
+    inv = np.linalg.inv(A.T @ A)
+    b = inv @ A.T @ y
+    e = y - A @ b
+    w = np.zeros(32)  # HC3's 1 / (1 - h)^2, s5's 0
+    others = np.arange(32) != 5
+    w[others] = (1.0 - h[others]) ** -2.0
+    V = inv @ (A.T * (w * e**2)) @ A @ inv
+    se = np.sqrt(np.diag(V))
+    f_g1 = b[1] ** 2 / V[1, 1]
+    sets = json.dumps({"G1": ["G1"], "G2": ["G2"]})
     for cov, warned in (("HC3", True), ("HC0", False)):
         log = tmp_path / f"{cov}.log"
         assert main(["ols", "--data", str(tmp_path / "data.h5ad"), "--splits", str(tmp_path / "splits.tsv"),
                      "--predictors", str(tmp_path / "predictors.tsv"), "--target", "G0", "--cov-type", cov,
-                     "--out-dir", str(tmp_path / cov), "--log", str(log)]) == 0
+                     "--gene-sets", sets, "--out-dir", str(tmp_path / cov), "--log", str(log)]) == 0
         text = " ".join(log.read_text().split())
         assert ("1 training sample has leverage 1 ('s5'" in text and "Use ols.cov_type: HC0 or HC1" in text) is warned
+        assert ("have NaN standard errors, tests and intervals (coefficients.tsv)" in text) is warned
+        coefs = pd.read_csv(tmp_path / cov / "coefficients.tsv", sep="\t").set_index("term")
+        fit = pd.read_csv(tmp_path / cov / "fit.tsv", sep="\t").iloc[0]
+        nested = pd.read_csv(tmp_path / cov / "nested_tests.tsv", sep="\t").set_index("gene_set")
+        np.testing.assert_allclose(coefs["coef"], b, rtol=1e-9)
+        if not warned:  # HC0: every term and test finite
+            assert coefs.notna().all().all() and np.isfinite([fit["f_stat"], *nested["f_stat"]]).all()
+            continue
+        assert coefs.loc["G2", ["std_err", "t", "p_value", "ci_low", "ci_high"]].isna().all()
+        np.testing.assert_allclose(coefs.loc[["const", "G1"], "std_err"], se[:2], rtol=1e-9)
+        np.testing.assert_allclose(coefs.loc[["const", "G1"], "p_value"],
+                                   2 * stats.t.sf(np.abs(b[:2] / se[:2]), 29), rtol=1e-8)
+        assert np.isnan(fit["f_stat"]) and np.isnan(fit["f_pvalue"])
+        assert np.isnan(nested.loc["G2", "f_stat"]) and np.isnan(nested.loc["G2", "p_value"])
+        np.testing.assert_allclose([nested.loc["G1", "f_stat"], nested.loc["G1", "p_value"]],
+                                   [f_g1, stats.f.sf(f_g1, 1, 29)], rtol=1e-8)
+        summary = (tmp_path / cov / "summary.txt").read_text()
+        assert "F-statistic:                       nan" in summary
+
+
+def _one_sample_level(seed: int, n: int = 30) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Two genes, a three-level covariate whose level ``c`` has one sample (row 7: leverage 1), another gene;
+    residual spread growing with the first gene."""
+    rng = np.random.default_rng(seed)
+    level = np.zeros((n, 2))
+    level[n // 2:, 0] = 1.0
+    level[7] = [0.0, 1.0]
+    X = np.column_stack([rng.normal(size=(n, 2)) * 3.0, level, rng.normal(size=n)])
+    y = X @ [0.5, -0.3, 1.0, 2.0, 0.4] + rng.normal(size=n) * (1.0 + np.abs(X[:, 0])) + 5.0
+    return X, y, ["a", "b", "batch[T.b]", "batch[T.c]", "d"]
+
+
+@pytest.mark.parametrize("seed", [0, 2, 5])
+@pytest.mark.parametrize("cov_type", ["HC2", "HC3"])
+def test_leverage_one_sample_gives_the_genome_wide_engines_values(cov_type, seed):
+    """HC2/HC3 with a training sample of leverage 1 (the one sample of a covariate level): per target, fit_ols
+    reported statsmodels' values, 0 / 0 at that sample, so the standard errors of the terms it determines were
+    arbitrary numbers (or every one NaN and the overall F-test raising). Now it gives what the genome-wide engine
+    gives (gexpred.batched.fit_many): that sample's weight 0, the other terms' variances exact (checked against the
+    sandwich in numpy), the level's coefficient NaN standard error, t, p and interval, and the Wald tests that
+    include it (overall F, a gene set) NaN; a set without it its Wald test. Seeds 0 and 2: the leverage rounds
+    below 1 (statsmodels gave arbitrary values); seed 5: to 1 (statsmodels gave NaN everywhere, its F raised)."""
+    from gexpred.batched import fit_many
+    from gexpred.ols import fit_statistics, nested_tests
+
+    X, y, terms = _one_sample_level(seed)
+    n = len(y)
+    A = np.column_stack([np.ones(n), X])
+    inv = np.linalg.inv(A.T @ A)
+    b = inv @ A.T @ y
+    e = y - A @ b
+    h = np.einsum("ij,jk,ik->i", A, inv, A)
+    assert abs(h[7] - 1.0) < 1e-12 and (np.delete(h, 7) < 0.9).all()
+    w = np.zeros(n)  # row 7's weight 0; the others' 1 / (1 - h) (HC2) or its square (HC3)
+    others = np.arange(n) != 7
+    w[others] = (1.0 - h[others]) ** -(1.0 if cov_type == "HC2" else 2.0)
+    V = inv @ (A.T * (w * e**2)) @ A @ inv
+    defined = np.array([True, True, True, True, False, True])  # batch[T.c] is row 7's own
+    df = n - A.shape[1]
+
+    fit = fit_ols(X, y, terms, cov_type=cov_type)
+    assert fit.leverage_one == [7] and (fit.undefined == ~defined).all()
+    table = fit.table()
+    se = np.sqrt(np.diag(V))
+    np.testing.assert_allclose(table["coef"], b, rtol=1e-10)
+    np.testing.assert_allclose(table["std_err"][defined], se[defined], rtol=1e-10)
+    np.testing.assert_allclose(table["p_value"][defined], 2 * stats.t.sf(np.abs(b / se), df)[defined], rtol=1e-9)
+    q = stats.t.ppf(0.975, df)
+    np.testing.assert_allclose(table["ci_high"][defined], (b + q * se)[defined], rtol=1e-10)
+    assert table.loc[~defined, ["std_err", "t", "p_value", "ci_low", "ci_high"]].isna().all().all()
+
+    sets = {"genes": ["a", "b"], "with_level": ["batch[T.c]", "d"], "batch": ["batch[T.b]", "batch[T.c]"]}
+    engine = fit_many(X, y[:, None], terms, ["y"], cov_type=cov_type, wald_sets=sets)
+    assert engine.leverage_one == [7]
+    long = engine.coefficients()
+    for col in COEF_COLUMNS[1:]:
+        np.testing.assert_allclose(table[col], long[col], rtol=1e-9, atol=0, equal_nan=True, err_msg=col)
+        assert (table[col].isna() == long[col].isna()).all()
+    stats_row = fit_statistics(fit).iloc[0]
+    assert np.isnan(stats_row["f_stat"]) and np.isnan(stats_row["f_pvalue"])
+    assert np.isnan(engine.f_stat).all() and np.isnan(engine.f_pvalue).all()
+    nested = nested_tests(fit, X, y, sets).set_index("gene_set")
+    assert nested.loc[["with_level", "batch"], ["f_stat", "p_value"]].isna().all().all()
+    f_genes = float(b[1:3] @ np.linalg.solve(V[1:3, 1:3], b[1:3])) / 2
+    np.testing.assert_allclose([nested.loc["genes", "f_stat"], nested.loc["genes", "p_value"]],
+                               [f_genes, stats.f.sf(f_genes, 2, df)], rtol=1e-9)
+    np.testing.assert_allclose(nested.loc["genes", "f_stat"], engine.wald["genes"][0], rtol=1e-9)
+    assert np.isnan(engine.wald["with_level"]).all() and np.isnan(engine.wald["batch"]).all()
+    assert "nan" in fit.summary("y").split("F-statistic:")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC0", "HC1", "HC2", "HC3"])
+def test_robust_fits_without_leverage_one_are_statsmodels_own(cov_type):
+    """The leverage-1 treatment changes nothing else: without such a sample (every cov_type), and for
+    nonrobust/HC0/HC1 with one, fit_ols is statsmodels' fit(cov_type=..., use_t=True) to the bit."""
+    import statsmodels.api as sm
+
+    from gexpred.ols import fit_statistics
+
+    X, y, terms = _one_sample_level(0)
+    cases = [(np.delete(X, 7, axis=0)[:, [0, 1, 2, 4]], np.delete(y, 7), ["a", "b", "batch[T.b]", "d"])]
+    if cov_type not in ("HC2", "HC3"):
+        cases.append((X, y, terms))
+    for Xc, yc, names in cases:
+        fit = fit_ols(Xc, yc, names, cov_type=cov_type)
+        A = sm.add_constant(Xc)
+        ref = sm.OLS(yc, A).fit() if cov_type == "nonrobust" else sm.OLS(yc, A).fit(cov_type=cov_type, use_t=True)
+        assert fit.leverage_one == [] and fit.undefined is None
+        table = fit.table()
+        ci = np.asarray(ref.conf_int())
+        for col, want in (("std_err", ref.bse), ("t", ref.tvalues), ("p_value", ref.pvalues), ("ci_low", ci[:, 0]),
+                          ("ci_high", ci[:, 1])):
+            np.testing.assert_array_equal(table[col], np.asarray(want), err_msg=col)
+        row = fit_statistics(fit).iloc[0]
+        np.testing.assert_array_equal([row["f_stat"], row["f_pvalue"]], [ref.fvalue, ref.f_pvalue])

@@ -95,7 +95,7 @@ import pandas as pd
 from scipy import special
 
 from .errors import ModelError, preview
-from .ols import COEF_COLUMNS, COV_TYPES, NESTED_COLUMNS, set_terms
+from .ols import COEF_COLUMNS, COV_TYPES, LEVERAGE_ONE, NESTED_COLUMNS, determined_terms, set_terms
 
 LONG_COEF_COLUMNS = ["target", *COEF_COLUMNS]
 """Columns of :meth:`BatchedResult.coefficients`."""
@@ -113,8 +113,6 @@ CONSTANT_RTOL = 1e-12
 ROBUST_WALD_MAX_TERMS = 64
 """Heteroskedasticity-consistent Wald F-tests (the overall F of a robust fit, a gene set's test) are computed for at
 most this many coefficients; beyond, their statistics and p-values are NaN (see :func:`fit_many`)."""
-LEVERAGE_ONE = 1.0 - 1e-8
-"""A training sample whose leverage exceeds this is fitted exactly by its own column: HC2 and HC3 are 0 / 0 there."""
 
 _EPS = float(np.finfo(np.float64).eps)
 _GUARD_TOL = 1e-9  # refit a target exactly when the estimated relative error of its statistics exceeds this
@@ -423,8 +421,9 @@ def _sandwich_design(fac: _Factor, n: int, df_resid: int, cov_type: str) -> _San
     the coefficients ``c = H[:, i]`` (``A c`` is the sample's unit vector): its residual is 0, and its HC2/HC3
     term 0 / 0. Its weight is set to 0, which leaves the variances of the coefficients it does not determine
     (``c_j = 0``; rounding: ``|c_j|`` at most ``sqrt(eps)`` times the norm of ``H[j]``) exact, as HC0 gives
-    them; those it determines are ``undefined`` (NaN), rather than an arbitrary value or, through ``inf *
-    0``, NaN or infinite variances of every coefficient.
+    them; those it determines (:func:`gexpred.ols.determined_terms`) are ``undefined`` (NaN), rather than an
+    arbitrary value or, through ``inf * 0``, NaN or infinite variances of every coefficient. Per target,
+    :func:`gexpred.ols.fit_ols` does the same.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         H = fac.Rinv @ fac.Qt
@@ -432,10 +431,8 @@ def _sandwich_design(fac: _Factor, n: int, df_resid: int, cov_type: str) -> _San
         w = {"HC2": 1.0 / (1.0 - h), "HC3": 1.0 / (1.0 - h) ** 2}.get(cov_type, np.ones(n))
     HH = np.ascontiguousarray(H * H)
     one = np.flatnonzero(h > LEVERAGE_ONE) if cov_type in ("HC2", "HC3") else np.zeros(0, dtype=np.int64)
-    undefined = np.zeros(H.shape[0], dtype=bool)
-    if one.size:
-        w[one] = 0.0
-        undefined = (np.abs(H[:, one]) > np.sqrt(_EPS) * np.sqrt(HH.sum(axis=1))[:, None]).any(axis=1)
+    w[one] = 0.0
+    undefined = determined_terms(H, one)
     return _Sandwich(H=H, HH=HH, w=w, scale=n / df_resid if cov_type == "HC1" else 1.0, leverage_one=one,
                      undefined=undefined)
 

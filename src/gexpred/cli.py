@@ -730,13 +730,13 @@ def cmd_ols(a: argparse.Namespace) -> None:
                     "; ols.cov_type: HC3 makes the tests heteroskedasticity-consistent"
                     if sentence.startswith("heteroskedastic") and a.cov_type == "nonrobust" else "")
     infl = influence(fit, list(adata.obs_names[train]))
-    if a.cov_type in ("HC2", "HC3"):
+    if fit.leverage_one:
         # HC2/HC3 divide each squared residual by 1 - h (or its square): a sample fitted exactly by its own
-        # column (leverage 1, e.g. the one training sample of a covariate level) makes that 0 / 0
-        alone = infl.loc[infl["leverage"] > 1 - 1e-8, "sample"].tolist()
-        if alone:
-            _warn_leverage_one(f"OLS {a.target}", alone, a.cov_type,
-                               "; the standard errors of the terms they determine are arbitrary")
+        # column (leverage 1, e.g. the one training sample of a covariate level) makes that 0 / 0 (fit_ols)
+        _warn_leverage_one(f"OLS {a.target}", list(infl["sample"].iloc[fit.leverage_one]), a.cov_type,
+                           ": the terms they determine (that level's coefficient) have NaN standard errors, tests and "
+                           "intervals (coefficients.tsv), and so have the overall F-test (fit.tsv) and the gene-set "
+                           "tests (nested_tests.tsv) that include them; the other terms' are unaffected")
     nested = nested_tests(fit, X[train], y[train], gene_sets)
     in_model = set(terms)
     for name, genes in gene_sets.items():  # the test removes what is in the model; say what is not

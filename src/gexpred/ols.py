@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,12 @@ class OLSFit:
     """``const`` followed by the predictor names, in design order."""
     result: Any
     """The statsmodels ``RegressionResultsWrapper``."""
+    leverage_one: list[int] = field(default_factory=list)
+    """HC2 and HC3: training samples (row positions) of leverage 1 (:data:`LEVERAGE_ONE`), where the estimator is
+    0 / 0 (:func:`fit_ols`)."""
+    undefined: np.ndarray | None = None
+    """Per term (bool), with :attr:`leverage_one`: determined by such a sample, so its variance is undefined (NaN
+    standard error, t, p-value and interval, and NaN Wald tests that include it); ``None`` otherwise."""
 
     @property
     def coef(self) -> np.ndarray:
@@ -90,6 +96,9 @@ def is_intercept(terms) -> np.ndarray:
     return ((t == "const") | t.str.startswith("const[")).to_numpy()
 
 
+#: A training sample whose leverage exceeds this is fitted exactly by its own column: HC2 and HC3 are 0 / 0 there.
+LEVERAGE_ONE = 1.0 - 1e-8
+
 #: Covariance estimators of the coefficients: classical, or heteroskedasticity-consistent (White 1980; MacKinnon &
 #: White 1985), as statsmodels' ``cov_type`` names them.
 COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
@@ -112,6 +121,19 @@ def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str], cov_type: str = "non
         samples (Long & Ervin 2000). With a robust covariance the standard errors, t-tests, intervals and the
         overall F-test (a Wald test of all slopes) use it, with t and F distributions on the residual degrees of
         freedom (statsmodels' ``fit(cov_type=..., use_t=True)``; R's ``lmtest::coeftest(fit, vcovHC(fit))``).
+
+    Notes
+    -----
+    HC2 and HC3 weight each squared residual by ``1 / (1 - h)`` (or its square), ``h`` the sample's leverage. A
+    training sample of leverage 1 (:data:`LEVERAGE_ONE`; the one sample of a covariate level) is fitted exactly,
+    and its term is 0 / 0, which makes statsmodels' covariance arbitrary or NaN (and its overall F-test raise).
+    Its weight is then set to 0, as the genome-wide engine does (:func:`gexpred.batched._sandwich_design`): the
+    variances of the coefficients it does not determine are exact (as HC0 weights that sample), and those it
+    determines (:func:`determined_terms`) have NaN standard errors, t, p-values and intervals, and make NaN every
+    Wald test that includes them (the overall F-test of all slopes, :func:`nested_tests`). The result's
+    covariance (``cov_params``) is replaced by that one, NaN in their rows and columns
+    (:attr:`OLSFit.leverage_one`, :attr:`OLSFit.undefined`). Without such a sample, and for ``nonrobust``,
+    ``HC0`` and ``HC1``, the result is statsmodels' own.
     """
     if cov_type not in COV_TYPES:
         raise ValueError(f"fit_ols: cov_type must be one of {COV_TYPES}, not {cov_type!r}")
@@ -129,8 +151,64 @@ def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str], cov_type: str = "non
     # imports every model (~0.4 s more of each job's start-up)
     from statsmodels.regression.linear_model import OLS
 
-    result = OLS(y, A).fit() if cov_type == "nonrobust" else OLS(y, A).fit(cov_type=cov_type, use_t=True)
-    return OLSFit(terms=["const", *names], result=result)
+    terms = ["const", *names]
+    if cov_type not in ("HC2", "HC3"):
+        result = OLS(y, A).fit() if cov_type == "nonrobust" else OLS(y, A).fit(cov_type=cov_type, use_t=True)
+        return OLSFit(terms=terms, result=result)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 at a sample of leverage 1: replaced below
+        result = OLS(y, A).fit(cov_type=cov_type, use_t=True)
+    H = np.asarray(result.model.pinv_wexog)  # (A'A)^-1 A', as statsmodels' sandwich
+    h = np.einsum("ij,ji->i", A, H)
+    one = np.flatnonzero(h > LEVERAGE_ONE)
+    if not one.size or A.shape[1] < 2:
+        return OLSFit(terms=terms, result=result)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = 1.0 / (1.0 - h) if cov_type == "HC2" else 1.0 / (1.0 - h) ** 2
+    w[one] = 0.0
+    undefined = determined_terms(H, one)
+    V = (H * (w * np.asarray(result.resid) ** 2)) @ H.T
+    V[undefined, :] = np.nan
+    V[:, undefined] = np.nan
+    inner = result._results  # the wrapper's results: bse, t, p-values and intervals derive from cov_params_default
+    inner.cov_params_default = V
+    for key in ("bse", "tvalues", "pvalues", "fvalue", "f_pvalue"):
+        inner._cache.pop(key, None)
+    fit = OLSFit(terms=terms, result=result, leverage_one=one.tolist(), undefined=undefined)
+    # the overall F-test (statsmodels' fvalue of a robust fit: the Wald F-test of all slopes), from that covariance
+    inner._cache["fvalue"], inner._cache["f_pvalue"] = robust_wald(fit, range(1, len(terms)))
+    return fit
+
+
+def determined_terms(H: np.ndarray, one: Sequence[int]) -> np.ndarray:
+    """Which coefficients the samples ``one`` (row positions) of leverage 1 determine, per coefficient (bool).
+
+    ``H = (A'A)^-1 A'`` (k x n): a sample ``i`` of leverage 1 is fitted exactly by the coefficients ``c = H[:, i]``
+    (``A c`` is the sample's unit vector); it determines coefficient ``j`` when ``c_j`` is not 0 (rounding:
+    ``|c_j|`` above ``sqrt(eps)`` times the norm of ``H[j]``). Shared by :func:`fit_ols` and the genome-wide engine
+    (:func:`gexpred.batched._sandwich_design`)."""
+    H = np.asarray(H, dtype=np.float64)
+    one = np.asarray(one, dtype=np.int64)
+    if not one.size:
+        return np.zeros(H.shape[0], dtype=bool)
+    return (np.abs(H[:, one]) > np.sqrt(np.finfo(np.float64).eps) * np.sqrt((H * H).sum(axis=1))[:, None]).any(axis=1)
+
+
+def robust_wald(fit: OLSFit, rows: Sequence[int]) -> tuple[float, float]:
+    """The Wald F-test that the coefficients at positions ``rows`` of ``fit.terms`` are all zero, with the fit's
+    (robust) covariance, on the residual degrees of freedom (statsmodels' ``wald_test(..., use_f=True)``):
+    ``(F, p_value)``; ``(nan, nan)`` when one of them is undefined (:attr:`OLSFit.undefined`)."""
+    rows = list(rows)
+    R = np.zeros((len(rows), len(fit.terms)))
+    R[np.arange(len(rows)), rows] = 1.0
+    if fit.undefined is None:
+        w = fit.result.wald_test(R, use_f=True, scalar=True)
+    elif fit.undefined[rows].any():
+        return float("nan"), float("nan")
+    else:  # the tested block is finite; the undefined rows and columns, which R leaves out, must not turn it NaN
+        bad = fit.undefined[:, None] | fit.undefined[None, :]
+        w = fit.result.wald_test(R, cov_p=np.where(bad, 0.0, np.asarray(fit.result.cov_params())), use_f=True,
+                                 scalar=True)
+    return float(w.statistic), float(w.pvalue)
 
 
 # --------------------------------------------------------------------------- inference beyond coefficients
@@ -359,7 +437,8 @@ def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str,
     genes and without every interaction term that involves one of them. With a
     robust covariance (:func:`fit_ols`'s ``cov_type``) the test is the Wald F-test
     of those coefficients with that covariance (the nested F-test assumes a
-    constant residual variance).
+    constant residual variance), NaN when the set holds a term whose HC2/HC3
+    variance a sample of leverage 1 leaves undefined (:func:`fit_ols`).
 
     Parameters
     ----------
@@ -380,11 +459,8 @@ def nested_tests(fit: OLSFit, X: np.ndarray, y: np.ndarray, gene_sets: dict[str,
             rows.append((set_name, np.nan, 0, float(fit.result.df_resid), np.nan, ""))
             continue
         if fit.result.cov_type != "nonrobust":  # the Wald F-test of the set's coefficients with the robust covariance
-            R = np.zeros((len(drop), len(names) + 1))
-            R[np.arange(len(drop)), np.asarray(drop) + 1] = 1.0
-            w = fit.result.wald_test(R, use_f=True, scalar=True)
-            rows.append((set_name, float(w.statistic), len(drop), float(fit.result.df_resid), float(w.pvalue),
-                         " ".join(names[j] for j in drop)))
+            f, p = robust_wald(fit, [j + 1 for j in drop])  # NaN when the set holds an undefined term (fit_ols)
+            rows.append((set_name, f, len(drop), float(fit.result.df_resid), p, " ".join(names[j] for j in drop)))
             continue
         keep = [j for j in range(len(names)) if j not in drop]
         A = np.column_stack([np.ones(len(y)), np.asarray(X)[:, keep]])
