@@ -270,6 +270,20 @@ def test_cross_validation_tables_recomputed(finished_run):
         assert json.dumps(meta["settings"]["hidden"]) == win["hidden"]
         assert meta["search"]["selected"] == win["candidate"]
         assert meta["search"]["pruned"] == search.loc[search["pruned_at_epoch"].notna(), "candidate"].tolist()
+        # the comparison judges the network with its choice: fold f by the candidate of lowest mean loss over the
+        # other folds (search.tsv's fold columns; pruned candidates never), cv_predictions.tsv's fold MSEs
+        losses = search.set_index("candidate")[[f"fold_{k}" for k in range(1, 4)]]
+        losses = losses[search.set_index("candidate")["pruned_at_epoch"].isna()]
+        choices = [int((losses.drop(columns=c).mean(axis=1)).idxmin()) for c in losses.columns]
+        nested_mlp = meta["search"]["nested_cv"]
+        assert [c["candidate"] for c in nested_mlp["fold_choices"]] == choices
+        mlp_cv = pd.read_csv(root / f"results/mlp/{target}/cv_predictions.tsv", sep="\t")
+        err = (mlp_cv["observed"] - mlp_cv["predicted"]).abs()
+        np.testing.assert_allclose(err.pow(2).groupby(mlp_cv["fold"]).mean().mean(), summary.loc[target, "mlp"],
+                                   rtol=1e-12)
+        # model.json's error is the search's criterion: MAE or MSE, as the candidates trained
+        fold_loss = (err if meta["search"]["loss"] == "mae" else err.pow(2)).groupby(mlp_cv["fold"]).mean()
+        np.testing.assert_allclose(nested_mlp["cv_loss_mean"], fold_loss.mean(), rtol=1e-5)
         # the penalised model's predictions come from its coefficients
         pc = pd.read_csv(root / f"results/penalized/{target}/coefficients.tsv", sep="\t").set_index("term")
         pred = pd.read_csv(root / f"results/penalized/{target}/predictions.tsv", sep="\t").set_index("sample")

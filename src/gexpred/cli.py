@@ -887,10 +887,13 @@ def cmd_mlp(a: argparse.Namespace) -> None:
         loss_name = cv_criterion(candidates, task)
         search_out = search_table(candidates, cv, candidate_summary(configs), loss_name)
         samples_tr = adata.obs_names[train]
+        # what the comparison and the prediction interval judge: the search with its choice (each fold's candidate
+        # chosen by the other folds) where there was a choice, else the model's own procedure
+        judged = res.nested if res.nested is not None else final_cv
         if classify:
-            cv_out = _cv_class_frame(a.target, "mlp", samples_tr, folds, labels[train], classes, final_cv.oof[0])
+            cv_out = _cv_class_frame(a.target, "mlp", samples_tr, folds, labels[train], classes, judged.oof[0])
         else:
-            cv_out = _cv_frame(a.target, "mlp", samples_tr, folds, y[train], final_cv.oof[0])
+            cv_out = _cv_frame(a.target, "mlp", samples_tr, folds, y[train], judged.oof[0])
         search_meta = {"strategy": search.get("strategy", "grid"), "n_candidates": len(candidates),
                        "folds": int(folds.max()) + 1, "selected": winner + 1, "loss": loss_name,
                        "cv_loss_mean": float(cv.mean[winner]), "cv_loss_sd": float(cv.sd[winner]),
@@ -898,6 +901,11 @@ def cmd_mlp(a: argparse.Namespace) -> None:
                        "final_cv_loss_sd": float(final_cv.sd[0]),
                        "pruned": [int(c) + 1 for c in np.flatnonzero(cv.pruned_at)] if cv.pruned_at is not None
                        else []}
+        if res.nested is not None:
+            search_meta["nested_cv"] = {"fold_choices": [{"fold": f + 1, "candidate": c + 1}
+                                                         for f, c in enumerate(res.fold_choices)],
+                                        "cv_loss_mean": float(res.nested.mean[0]),
+                                        "cv_loss_sd": float(res.nested.sd[0])}
         if len(candidates) > 1:
             varied = {k: configs[winner][k] for k in candidate_summary(configs)}
             log.info("MLP %s: search chose candidate %d of %d (%s) with CV %s %.5g +- %.3g", a.target, winner + 1,

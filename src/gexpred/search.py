@@ -289,7 +289,8 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
                 task: str = "regression", n_classes: int | None = None, target: str = "target",
                 batched: bool = True, members: int = 1, perm_repeats: int = 0, perm_seed: int = 0,
                 refit: Any | None = None, prune: Pruning = NO_PRUNING,
-                fold_X: np.ndarray | None = None, criterion: str | None = None) -> NetworkCV:
+                fold_X: np.ndarray | None = None, criterion: str | None = None,
+                train_folds: Sequence[int] | None = None) -> NetworkCV:
     """Train every candidate on every fold's training part and predict its held-out part.
 
     Networks that can share one vectorised program (same architecture,
@@ -329,6 +330,8 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         that run anyway.
     criterion
         The held-out loss of ``loss`` (:func:`cv_criterion`); ``None``: that of ``candidates``.
+    train_folds
+        Only these folds' networks are trained (the others' ``loss`` and ``oof`` stay NaN); ``None``: every fold.
     prune
         :class:`Pruning` of clearly worse candidates (off by default here; the
         ``mlp`` rule's search uses ``search.prune``). Programs run one after
@@ -364,7 +367,8 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     refit_names = member_names(target, len(refit_each)) if len(refit_each) > 1 else [target]
 
     # a job: (candidate, fold, member); fold -1 is the refit on every sample (candidate -1: its settings)
-    jobs = [(c, f, m) for c in range(C) for f in range(K) for m in range(M)]
+    chosen_folds = range(K) if train_folds is None else sorted({int(f) for f in train_folds})
+    jobs = [(c, f, m) for c in range(C) for f in chosen_folds for m in range(M)]
     jobs += [(-1, -1, m) for m in range(len(refit_each))]
 
     def settings_of(c: int, m: int):
@@ -381,7 +385,7 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         key = _group_key(s) if batched and s.dropout == 0 else ("single", c, f, m)
         groups.setdefault(key, []).append((c, f, m))
     log.info("%s: cross-validating %d candidate networks x %d folds%s = %d networks%s in %d program(s)",
-             target, C, K, f" x {M} ensemble members" if M > 1 else "", C * K * M,
+             target, C, len(chosen_folds), f" x {M} ensemble members" if M > 1 else "", C * len(chosen_folds) * M,
              f" (and the {len(refit_each)} of the refit)" if refit_each else "", len(groups))
 
     outputs: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -389,7 +393,7 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     epochs: dict[tuple[int, int], list[int]] = {}
     refitted: dict[int, tuple] = {}
     perms = {f: permutations(int((folds == f).sum()), X.shape[1], perm_repeats, perm_seed + f)
-             for f in range(K)} if perm_repeats > 0 else {}
+             for f in chosen_folds} if perm_repeats > 0 else {}
     # pruning: per candidate, its mean best validation loss at each check epoch (and at its end), shared by programs
     pruned_at = np.zeros(C, dtype=np.int64)
     board: dict[int, dict[int, float]] = {}
@@ -495,7 +499,10 @@ class NetworkSearch:
     split (:func:`gexpred.nn.train_ensemble`) with ``settings``
     (:func:`final_settings`). Without folds, ``cv`` and ``final_cv`` are ``None``;
     ``final_cv`` is ``None`` too when the refit procedure was not cross-validated
-    (``cv_refit=False``).
+    (``cv_refit=False``). ``nested`` (with more than one candidate and ``final_cv``) is the
+    cross-validation of the whole search, the choice included: fold ``f`` predicted by the
+    refit procedure of the candidate with the lowest mean loss on the other folds
+    (``fold_choices[f]``; :func:`other_fold_choices`); its ``oof`` row 0 is what the comparison judges.
     """
 
     winner: int
@@ -505,6 +512,31 @@ class NetworkSearch:
     history: pd.DataFrame
     info: dict[str, Any]
     settings: Any = None
+    nested: NetworkCV | None = None
+    fold_choices: list[int] = field(default_factory=list)
+
+
+def other_fold_choices(cv: NetworkCV) -> list[int]:
+    """For each fold, the candidate (index) with the lowest mean held-out loss over the *other* folds.
+
+    The search's winner is the candidate of lowest mean loss over all folds, and its held-out loss, the
+    minimum over the candidates, flatters it as an estimate of the chosen model's error: a candidate can win
+    by the noise of the very samples that judge it (Varma & Simon 2006, *BMC Bioinformatics* 7:91; Cawley &
+    Talbot 2010, *JMLR* 11:2079). Choosing for fold ``f`` without fold ``f``'s own loss removes that
+    selection from the fold's judgement. Pruned candidates and candidates with a NaN fold loss never win;
+    ties go to the first candidate. (Not a full nested search: the other folds' networks were trained with fold ``f``'s
+    samples, which would take ``K - 1`` more networks a fold and candidate to avoid.)
+    """
+    loss = np.asarray(cv.loss, dtype=np.float64)
+    C, K = loss.shape
+    out = ~np.isfinite(loss).all(axis=1)  # a candidate with a failed fold (NaN loss) predicts nothing there
+    if cv.pruned_at is not None:
+        out |= cv.pruned_at > 0
+    if K < 2 or out.all():
+        return [cv.winner()] * K
+    other = (np.nansum(loss, axis=1, keepdims=True) - loss) / (K - 1)  # candidates x folds: mean of the others
+    other[out] = np.inf
+    return [int(np.argmin(other[:, f])) for f in range(K)]
 
 
 def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candidates: Sequence[Any],
@@ -582,12 +614,45 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
                                  perm_rise=None if cv.perm_rise is None else cv.perm_rise[[winner]])
     else:
         final = replace(final, refit="early_stopping")
+    nested, choices = None, []
+    if final_cv is not None and len(candidates) > 1:
+        nested, choices = _nested_search_cv(X, y, folds, candidates, cv, winner, final_cv, task, n_classes, target,
+                                            fold_X)
     if final_cv is not None and final_cv.refit is not None:
         model, history, info = final_cv.refit
     else:
         model, history, info = train_ensemble(X, y, final, target, task, n_classes)
     return NetworkSearch(winner=winner, cv=cv, final_cv=final_cv, model=model, history=history, info=info,
-                         settings=final)
+                         settings=final, nested=nested, fold_choices=choices)
+
+
+def _nested_search_cv(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Sequence[Any], cv: NetworkCV,
+                      winner: int, final_cv: NetworkCV, task: str, n_classes: int | None, target: str,
+                      fold_X: np.ndarray | None) -> tuple[NetworkCV, list[int]]:
+    """The search cross-validated with its choice: each fold predicted by the refit procedure (:func:`final_settings`)
+    of the candidate the other folds chose (:func:`other_fold_choices`). Folds that chose the winner keep
+    ``final_cv``'s predictions; another candidate's folds are trained here (only those folds), unless its own
+    search networks are that procedure (one network, stopped early)."""
+    choices = other_fold_choices(cv)
+    nested = NetworkCV(loss=final_cv.loss.copy(), oof=final_cv.oof.copy(), best_epoch=final_cv.best_epoch.copy())
+    for c in sorted(set(choices) - {winner}):
+        own = [f for f, chosen in enumerate(choices) if chosen == c]
+        procedure = final_settings(candidates[c], cv.best_epoch[c], len(X) / _fold_fit_size(folds, candidates[c]))
+        if procedure == candidates[c] and procedure.ensemble <= 1:
+            part, row = cv, c
+        else:
+            part = cv_networks(X, y, folds, [procedure], task, n_classes, target, members=procedure.ensemble,
+                               fold_X=fold_X, criterion=cv_criterion(candidates, task), train_folds=own)
+            row = 0
+        for f in own:
+            held = folds == f
+            nested.loss[0, f] = part.loss[row, f]
+            nested.oof[0, held] = part.oof[row, held]
+            nested.best_epoch[0, f] = part.best_epoch[row, f]
+    log.info("%s: the search cross-validated with its choice (each fold's candidate chosen by the other folds: %s): "
+             "CV loss %.5g +- %.3g (the chosen candidate's own: %.5g)", target,
+             ", ".join(str(c + 1) for c in choices), nested.mean[0], nested.sd[0], final_cv.mean[0])
+    return nested, choices
 
 
 def _fold_fit_size(folds: np.ndarray, s: Any) -> float:
