@@ -764,6 +764,28 @@ def test_cv_penalized_nested_error_is_not_flattered_by_the_search():
     assert abs(gap.mean()) < 2 * gap.std(ddof=1) / np.sqrt(len(gap))
 
 
+@pytest.mark.parametrize("space", [{}, {"hidden": [[], [8]]}])
+def test_search_caption_says_what_the_comparison_judges(space):
+    """The network search table's caption: with candidates to choose among, the comparison judges each fold by the
+    candidate the other folds chose (search_network's ``nested``); with the mlp section alone, the refit
+    procedure's own cross-validation. Rendered with jinja2 as snakemake --report does."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import jinja2
+
+    config = {"split": {"folds": 5}, "search": {"strategy": "grid", "mlp": space,
+                                                "prune": {"first_check": 20, "margin": 0.25}},
+              "mlp": {"ensemble": 5, "seed": 0, "refit": "cv_epochs"}}
+    path = Path(__file__).resolve().parents[1] / "workflow" / "report" / "search.rst"
+    text = " ".join(jinja2.Template(path.read_text()).render(
+        snakemake=SimpleNamespace(config=config, wildcards=SimpleNamespace(target="gA"),
+                                  params=SimpleNamespace(facts=SimpleNamespace(target=dict)))).split())
+    assert ("lowest mean loss on the *other* folds" in text) == bool(space), text
+    assert ("Those are the network's cross-validation figures in the comparison" in text) == (not space), text
+    assert "model.json``). The" in text or "model.json``). Those" in text  # a sentence break, not 'json).The'
+
+
 @pytest.mark.parametrize("k", [2, 5])
 def test_captions_say_nested_cv_only_where_the_folds_allow_it(k):
     """With split.folds 2, cv_penalized cannot repeat the choice inside a fold (its oof is the chosen penalty's
