@@ -226,6 +226,39 @@ def test_search_network_cross_validates_the_choice_fold_by_fold():
     assert search_network(X, y, folds, cands[:1], target="t").nested is None
 
 
+def test_a_refit_procedure_that_fails_is_named_by_its_own_candidate(monkeypatch):
+    """The networks that cross-validate a candidate's refit procedure (the winner's, and another candidate's for
+    the folds that chose it) were all named 'candidate 1' (cv_networks numbered its one-candidate list), so a
+    failure there told the user to remove or change candidate 1 whatever candidate failed. A network of candidate
+    c's procedure (every training sample, no validation part) fails here as train_many reports a divergence; the
+    error names candidate c + 1."""
+    import gexpred.batched_nn as batched_nn
+    from gexpred.search import search_network
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 4))
+    y = X[:, 0] - np.tanh(2 * X[:, 1]) + 0.8 * rng.normal(size=60)
+    folds = kfold([f"s{i}" for i in range(60)], 4, seed=3)
+    cands = [MLPSettings.from_config(c) for c in mlp_candidates(
+        {"epochs": 40, "patience": 6, "batch_size": 16, "lr": 0.02, "device": "cpu", "ensemble": 2,
+         "refit": "cv_epochs", "seed": 3}, {"hidden": [[], [8]], "weight_decay": [0.0, 0.1]})]
+    res = search_network(X, y, folds, cands, target="t")
+    others = sorted(set(res.fold_choices) - {res.winner})
+    assert others, res.fold_choices  # (as in the test above: folds that chose another candidate)
+    real = batched_nn.train_many
+    for failing in (res.winner, others[0]):
+        def train_many(Xs, ys, settings, names, *args, failing=failing, **kwargs):
+            for s, name in zip(settings, names):
+                if (s.val_fraction == 0 and "fold" in name and s.hidden == cands[failing].hidden
+                        and s.weight_decay == cands[failing].weight_decay):
+                    raise ModelError(f"Target {name!r}: training diverged at epoch 1.")
+            return real(Xs, ys, settings, names, *args, **kwargs)
+
+        monkeypatch.setattr(batched_nn, "train_many", train_many)
+        with pytest.raises(ModelError, match=rf"\(candidate {failing + 1}, fold \d, member \d\)"):
+            search_network(X, y, folds, cands, target="t")
+
+
 def test_search_network_early_stopping_refit_and_no_folds():
     from gexpred.search import final_settings, search_network
 
