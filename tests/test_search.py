@@ -827,6 +827,27 @@ def test_captions_say_nested_cv_only_where_the_folds_allow_it(k):
             assert "use nested" not in text, (name, text)
 
 
+def test_search_caption_says_which_cross_validation_the_comparison_uses():
+    """With several candidates the comparison judges the network by each fold's candidate chosen by the other
+    folds (model.json's search.nested_cv, search_network's ``nested``), yet the search table's caption said the
+    refit procedure's own cross-validation (final_cv_loss_mean) gave the network's figures in the comparison.
+    Rendered with jinja2 as snakemake --report does."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import jinja2
+
+    config = {"split": {"folds": 5}, "search": {"strategy": "grid", "mlp": {"hidden": [[], [8]]},
+                                                "prune": {"first_check": 20, "margin": 0.25}},
+              "mlp": {"ensemble": 5, "seed": 0, "refit": "cv_epochs"}}
+    report = Path(__file__).resolve().parents[1] / "workflow" / "report"
+    text = " ".join(jinja2.Template((report / "search.rst").read_text()).render(
+        snakemake=SimpleNamespace(config=config, wildcards=SimpleNamespace(target="gA"),
+                                  params=SimpleNamespace(facts=SimpleNamespace(target=dict)))).split())
+    assert "nested_cv" in text and "other folds chose" in text, text
+    assert "``model.json``); those are the network's cross-validation figures in the comparison" not in text
+
+
 def test_cv_ols_matches_statsmodels_per_fold():
     X, y = _regression(n=40, p=3)
     folds = kfold([f"s{i}" for i in range(40)], 4)

@@ -498,7 +498,7 @@ class NetworkSearch:
     ``winner`` the index of the candidate chosen by it; ``final_cv`` the
     cross-validation of the model as refitted (the winner's ensemble on the same
     folds; ``cv`` restricted to the winner when the ensemble is one network):
-    its ``oof`` row 0 and ``loss`` row 0 are what the comparison judges.
+    with one candidate, its ``oof`` row 0 and ``loss`` row 0 are what the comparison judges.
     ``model``, ``history`` and ``info`` are the refit on the whole training
     split (:func:`gexpred.nn.train_ensemble`) with ``settings``
     (:func:`final_settings`). Without folds, ``cv`` and ``final_cv`` are ``None``;
@@ -557,7 +557,8 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
     training sample for the number of epochs its folds chose
     (:func:`final_settings`). The refit procedure is cross-validated on the
     same folds, so that the cross-validated predictions the comparison uses are
-    those of the model delivered. Only the training split is given here; the
+    those of the procedure delivered: with several candidates, each fold's by the
+    procedure of the candidate the other folds chose (``nested``). Only the training split is given here; the
     test split is touched once, later, by the returned model.
 
     Parameters
