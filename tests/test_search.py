@@ -226,6 +226,78 @@ def test_search_network_cross_validates_the_choice_fold_by_fold():
     assert search_network(X, y, folds, cands[:1], target="t").nested is None
 
 
+@pytest.mark.parametrize("n_classes", [3, 2])
+def test_search_network_cross_validates_the_choice_of_a_classification_search(n_classes):
+    """Classification: the folds that chose another candidate hold that candidate's refit procedure's class
+    probabilities (each member trained with train_mlp, averaged) and their log-loss (numpy); the rows stay
+    probabilities. Also with the predictors chosen per fold (fold_X): each fold's own design."""
+    from dataclasses import replace
+
+    from gexpred.nn import predict_proba
+    from gexpred.search import _fold_fit_size, final_settings, search_network
+
+    rng = np.random.default_rng(0)
+    n = 48
+    X = rng.normal(size=(n, 3))
+    z = X[:, 0] + 0.8 * rng.normal(size=n)
+    y = np.digitize(z, np.quantile(z, np.linspace(0, 1, n_classes + 1)[1:-1])).astype(np.int64)
+    folds = kfold([f"s{i}" for i in range(n)], 4, seed=0, labels=y)
+    cands = [MLPSettings.from_config(c) for c in mlp_candidates(
+        {"epochs": 20, "patience": 4, "batch_size": 16, "lr": 0.03, "device": "cpu", "seed": 1, "ensemble": 2,
+         "refit": "cv_epochs"}, {"hidden": [[], [4]], "weight_decay": [0.0, 0.3]})]
+    noise = 0.3 if n_classes == 2 else 0.5  # (designs whose folds do not all choose the winner)
+    fold_X = np.stack([X + noise * rng.normal(size=X.shape) for _ in range(4)])
+    for design in (None, fold_X):
+        res = search_network(X, y, folds, cands, "classification", n_classes, "t", fold_X=design)
+        assert set(res.fold_choices) - {res.winner}, res.fold_choices
+        np.testing.assert_allclose(res.nested.oof[0].sum(axis=1), 1.0, rtol=1e-5)
+        for f, c in enumerate(res.fold_choices):
+            te = folds == f
+            if c == res.winner:
+                np.testing.assert_array_equal(res.nested.oof[0, te], res.final_cv.oof[0, te])
+                continue
+            procedure = final_settings(cands[c], res.cv.best_epoch[c], n / _fold_fit_size(folds, cands[c]))
+            Xf = X if design is None else design[f]
+            p = np.mean([predict_proba(train_mlp(Xf[~te], y[~te], replace(procedure, seed=1 + m, ensemble=1), "t",
+                                                 "classification", n_classes)[0], Xf[te]) for m in range(2)], axis=0)
+            np.testing.assert_allclose(res.nested.oof[0, te], p, atol=1e-5)
+            want = -np.mean(np.log(np.clip(p[np.arange(te.sum()), y[te]], 1e-15, 1)))
+            assert res.nested.loss[0, f] == pytest.approx(want, rel=1e-4)
+
+
+def test_a_refit_procedure_that_fails_is_named_by_its_own_candidate(monkeypatch):
+    """The networks that cross-validate a candidate's refit procedure (the winner's, and another candidate's for
+    the folds that chose it) were all named 'candidate 1' (cv_networks numbered its one-candidate list), so a
+    failure there told the user to remove or change candidate 1 whatever candidate failed. A network of candidate
+    c's procedure (every training sample, no validation part) fails here as train_many reports a divergence; the
+    error names candidate c + 1."""
+    import gexpred.batched_nn as batched_nn
+    from gexpred.search import search_network
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 4))
+    y = X[:, 0] - np.tanh(2 * X[:, 1]) + 0.8 * rng.normal(size=60)
+    folds = kfold([f"s{i}" for i in range(60)], 4, seed=3)
+    cands = [MLPSettings.from_config(c) for c in mlp_candidates(
+        {"epochs": 40, "patience": 6, "batch_size": 16, "lr": 0.02, "device": "cpu", "ensemble": 2,
+         "refit": "cv_epochs", "seed": 3}, {"hidden": [[], [8]], "weight_decay": [0.0, 0.1]})]
+    res = search_network(X, y, folds, cands, target="t")
+    others = sorted(set(res.fold_choices) - {res.winner})
+    assert others, res.fold_choices  # (as in the test above: folds that chose another candidate)
+    real = batched_nn.train_many
+    for failing in (res.winner, others[0]):
+        def train_many(Xs, ys, settings, names, *args, failing=failing, **kwargs):
+            for s, name in zip(settings, names):
+                if (s.val_fraction == 0 and "fold" in name and s.hidden == cands[failing].hidden
+                        and s.weight_decay == cands[failing].weight_decay):
+                    raise ModelError(f"Target {name!r}: training diverged at epoch 1.")
+            return real(Xs, ys, settings, names, *args, **kwargs)
+
+        monkeypatch.setattr(batched_nn, "train_many", train_many)
+        with pytest.raises(ModelError, match=rf"\(candidate {failing + 1}, fold \d, member \d\)"):
+            search_network(X, y, folds, cands, target="t")
+
+
 def test_search_network_early_stopping_refit_and_no_folds():
     from gexpred.search import final_settings, search_network
 

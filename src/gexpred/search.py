@@ -290,7 +290,7 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
                 batched: bool = True, members: int = 1, perm_repeats: int = 0, perm_seed: int = 0,
                 refit: Any | None = None, prune: Pruning = NO_PRUNING,
                 fold_X: np.ndarray | None = None, criterion: str | None = None,
-                train_folds: Sequence[int] | None = None) -> NetworkCV:
+                train_folds: Sequence[int] | None = None, numbers: Sequence[int] | None = None) -> NetworkCV:
     """Train every candidate on every fold's training part and predict its held-out part.
 
     Networks that can share one vectorised program (same architecture,
@@ -332,6 +332,9 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
         The held-out loss of ``loss`` (:func:`cv_criterion`); ``None``: that of ``candidates``.
     train_folds
         Only these folds' networks are trained (the others' ``loss`` and ``oof`` stay NaN); ``None``: every fold.
+    numbers
+        The candidates' numbers in messages (progress, errors: "candidate 3, fold 2"), where ``candidates`` are
+        some of a search's (a refit procedure's networks); ``None``: 1, 2, ...
     prune
         :class:`Pruning` of clearly worse candidates (off by default here; the
         ``mlp`` rule's search uses ``search.prune``). Programs run one after
@@ -377,7 +380,8 @@ def cv_networks(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidates: Seq
     def name_of(c: int, f: int, m: int) -> str:
         if f < 0:
             return refit_names[m]
-        return f"{target} (candidate {c + 1}, fold {f + 1}{f', member {m + 1}' if M > 1 else ''})"
+        number = c + 1 if numbers is None else int(numbers[c])
+        return f"{target} (candidate {number}, fold {f + 1}{f', member {m + 1}' if M > 1 else ''})"
 
     groups: dict[tuple, list[tuple[int, int, int]]] = {}
     for c, f, m in jobs:
@@ -494,7 +498,7 @@ class NetworkSearch:
     ``winner`` the index of the candidate chosen by it; ``final_cv`` the
     cross-validation of the model as refitted (the winner's ensemble on the same
     folds; ``cv`` restricted to the winner when the ensemble is one network):
-    its ``oof`` row 0 and ``loss`` row 0 are what the comparison judges.
+    with one candidate, its ``oof`` row 0 and ``loss`` row 0 are what the comparison judges.
     ``model``, ``history`` and ``info`` are the refit on the whole training
     split (:func:`gexpred.nn.train_ensemble`) with ``settings``
     (:func:`final_settings`). Without folds, ``cv`` and ``final_cv`` are ``None``;
@@ -553,7 +557,8 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
     training sample for the number of epochs its folds chose
     (:func:`final_settings`). The refit procedure is cross-validated on the
     same folds, so that the cross-validated predictions the comparison uses are
-    those of the model delivered. Only the training split is given here; the
+    those of the procedure delivered: with several candidates, each fold's by the
+    procedure of the candidate the other folds chose (``nested``). Only the training split is given here; the
     test split is touched once, later, by the returned model.
 
     Parameters
@@ -606,7 +611,7 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
             # judged by the search's criterion (the winner's own loss alone could give MAE beside a search by MSE)
             final_cv = cv_networks(X, y, folds, [final], task, n_classes, target, members=final.ensemble,
                                    perm_repeats=perm_repeats, perm_seed=perm_seed, refit=final, fold_X=fold_X,
-                                   criterion=cv_criterion(candidates, task))
+                                   criterion=cv_criterion(candidates, task), numbers=[winner + 1])
             log.info("%s: candidate %d refitted as %s: CV loss %.5g +- %.3g (the search's networks: %.5g)",
                      target, winner + 1, describe_refit(final), final_cv.mean[0], final_cv.sd[0], cv.mean[winner])
         elif cv_refit:
@@ -642,7 +647,8 @@ def _nested_search_cv(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidate
             part, row = cv, c
         else:
             part = cv_networks(X, y, folds, [procedure], task, n_classes, target, members=procedure.ensemble,
-                               fold_X=fold_X, criterion=cv_criterion(candidates, task), train_folds=own)
+                               fold_X=fold_X, criterion=cv_criterion(candidates, task), train_folds=own,
+                               numbers=[c + 1])
             row = 0
         for f in own:
             held = folds == f
