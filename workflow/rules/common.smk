@@ -760,11 +760,15 @@ def _search_candidates():
     return grid
 
 
-def _search_fits():
-    """Networks one mlp job trains: search candidates x folds, then the chosen one's ensemble cross-validated
-    (folds x members) and refitted (members)."""
+def _search_fits(choice_checked=False):
+    """Networks one mlp job trains at once at most: search candidates x folds, then the chosen one's ensemble
+    cross-validated (folds x members) and refitted (members). ``choice_checked``: all it trains, with the folds
+    whose other folds chose another candidate (at most folds x members more, trained after the search; the
+    comparison's cross-validation of the choice, gexpred.search.other_fold_choices)."""
     members = int(config["mlp"].get("ensemble", 1))
-    return _search_candidates() * config["split"]["folds"] + (config["split"]["folds"] + 1) * members
+    folds = config["split"]["folds"]
+    extra = folds * members if choice_checked and _search_candidates() > 1 else 0
+    return _search_candidates() * folds + (folds + 1) * members + extra
 
 
 def _mlp_shape(wildcards, input):
@@ -788,5 +792,5 @@ def mlp_mem_mb(wildcards, input, attempt):
 def mlp_runtime(wildcards, input, attempt):
     """Minutes: every epoch of every candidate on every fold (no early stopping assumed), x3 margin."""
     samples, p = _mlp_shape(wildcards, input)
-    seconds = _mlp_seconds(_search_fits(), _search_epochs(), samples, _mlp_params(p))
+    seconds = _mlp_seconds(_search_fits(choice_checked=True), _search_epochs(), samples, _mlp_params(p))
     return _minutes(10 + 3 * seconds / 60, attempt, 30)
