@@ -170,6 +170,8 @@ def test_other_fold_choices_take_each_folds_candidate_from_the_other_folds():
         want = [int(others[np.argmin(np.delete(loss[others], f, axis=1).mean(axis=1))]) for f in range(4)]
         assert other_fold_choices(cv) == want  # a failed fold rules the candidate out of every fold's choice
     assert other_fold_choices(NetworkCV(loss=np.ones((3, 4)), oof=None, best_epoch=None)) == [0, 0, 0, 0]
+    # the winner itself: never a candidate with a NaN fold (np.argmin would pick it), as never a pruned one
+    assert NetworkCV(loss=nan, oof=None, best_epoch=None).winner() == int(others[np.argmin(loss[others].mean(axis=1))])
 
 
 def test_choosing_by_the_other_folds_judges_the_choice_without_the_folds_own_noise():

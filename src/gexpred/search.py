@@ -250,8 +250,11 @@ class NetworkCV:
         return self.loss.std(axis=1, ddof=1) if self.loss.shape[1] > 1 else np.zeros(len(self.loss))
 
     def winner(self) -> int:
-        """Index of the candidate with the lowest mean loss (the first of equals) among those not pruned."""
-        mean = self.mean if self.pruned_at is None else np.where(self.pruned_at > 0, np.inf, self.mean)
+        """Index of the candidate with the lowest mean loss (the first of equals) among those not pruned and with a
+        loss on every fold (np.argmin alone would return a NaN mean's)."""
+        mean = np.where(np.isfinite(self.mean), self.mean, np.inf)
+        if self.pruned_at is not None:
+            mean = np.where(self.pruned_at > 0, np.inf, mean)
         return int(np.argmin(mean))
 
 
