@@ -194,6 +194,19 @@ def test_choosing_by_the_other_folds_judges_the_choice_without_the_folds_own_noi
     assert abs(nested.mean() - true) < 4 * se
 
 
+def _choice_search_data():
+    """A noisy non-linear target (60 samples, 4 folds) and 4 candidates (ensembles of 2 refitted for the folds'
+    epochs) where some folds' other folds choose another candidate than the search's winner."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 4))
+    y = X[:, 0] - np.tanh(2 * X[:, 1]) + 0.8 * rng.normal(size=60)
+    folds = kfold([f"s{i}" for i in range(60)], 4, seed=3)
+    cands = [MLPSettings.from_config(c) for c in mlp_candidates(
+        {"epochs": 40, "patience": 6, "batch_size": 16, "lr": 0.02, "device": "cpu", "ensemble": 2,
+         "refit": "cv_epochs", "seed": 3}, {"hidden": [[], [8]], "weight_decay": [0.0, 0.1]})]
+    return X, y, folds, cands
+
+
 def test_search_network_cross_validates_the_choice_fold_by_fold():
     """With several candidates, ``nested`` predicts fold f by the refit procedure (here an ensemble of 2 trained
     for the folds' epochs) of the candidate the other folds chose: the winner's folds are final_cv's, another
@@ -202,13 +215,7 @@ def test_search_network_cross_validates_the_choice_fold_by_fold():
 
     from gexpred.search import other_fold_choices, search_network
 
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(60, 4))
-    y = X[:, 0] - np.tanh(2 * X[:, 1]) + 0.8 * rng.normal(size=60)
-    folds = kfold([f"s{i}" for i in range(60)], 4, seed=3)
-    cands = [MLPSettings.from_config(c) for c in mlp_candidates(
-        {"epochs": 40, "patience": 6, "batch_size": 16, "lr": 0.02, "device": "cpu", "ensemble": 2,
-         "refit": "cv_epochs", "seed": 3}, {"hidden": [[], [8]], "weight_decay": [0.0, 0.1]})]
+    X, y, folds, cands = _choice_search_data()
     res = search_network(X, y, folds, cands, target="t")
     assert res.fold_choices == other_fold_choices(res.cv)
     assert set(res.fold_choices) - {res.winner}, res.fold_choices  # this data set has folds that chose another
@@ -276,13 +283,7 @@ def test_a_refit_procedure_that_fails_is_named_by_its_own_candidate(monkeypatch)
     import gexpred.batched_nn as batched_nn
     from gexpred.search import search_network
 
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(60, 4))
-    y = X[:, 0] - np.tanh(2 * X[:, 1]) + 0.8 * rng.normal(size=60)
-    folds = kfold([f"s{i}" for i in range(60)], 4, seed=3)
-    cands = [MLPSettings.from_config(c) for c in mlp_candidates(
-        {"epochs": 40, "patience": 6, "batch_size": 16, "lr": 0.02, "device": "cpu", "ensemble": 2,
-         "refit": "cv_epochs", "seed": 3}, {"hidden": [[], [8]], "weight_decay": [0.0, 0.1]})]
+    X, y, folds, cands = _choice_search_data()
     res = search_network(X, y, folds, cands, target="t")
     others = sorted(set(res.fold_choices) - {res.winner})
     assert others, res.fold_choices  # (as in the test above: folds that chose another candidate)
