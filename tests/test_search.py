@@ -863,9 +863,10 @@ def test_search_caption_says_what_the_comparison_judges(space):
 
 @pytest.mark.parametrize("k", [2, 5])
 def test_captions_say_nested_cv_only_where_the_folds_allow_it(k):
-    """With split.folds 2, cv_penalized cannot repeat the choice inside a fold (its oof is the chosen penalty's
-    own, fold_choices empty), yet the captions of the CV metrics, the penalised search and the summary said its CV
-    error came from nested cross-validation. Rendered with jinja2 as snakemake --report does, for 2 and 5 folds."""
+    """With split.folds 2, cv_penalized cannot repeat the choice inside a fold: each fold is predicted by the
+    penalty of lowest error on the other fold, fitted on it (recomputed here with fit_penalized), and the captions of
+    the CV metrics, the penalised search and the summary say so, not that the CV error came from nested
+    cross-validation. Rendered with jinja2 as snakemake --report does, for 2 and 5 folds."""
     from pathlib import Path
     from types import SimpleNamespace
 
@@ -875,9 +876,14 @@ def test_captions_say_nested_cv_only_where_the_folds_allow_it(k):
     X = rng.normal(size=(40, 3))
     y = X[:, 0] + rng.normal(size=40)
     folds = kfold([f"s{i}" for i in range(40)], k, seed=0)
-    res = cv_penalized(X, y, folds, ["ridge"], n_alphas=4)
-    assert (res.fold_choices == []) == (k == 2)
-    assert np.array_equal(res.oof, res.oof_selected) == (k == 2)
+    res = cv_penalized(X, y, folds, ["ridge", "lasso"], n_alphas=4)
+    assert len(res.fold_choices) == k
+    if k == 2:
+        for f in range(2):
+            other = res.table.iloc[int(np.argmin(res.table[f"fold_{2 - f}"]))]
+            assert res.fold_choices[f] == (other["method"], other["alpha"])
+            b0, b = fit_penalized(X[folds != f], y[folds != f], other["alpha"], other["l1_wt"])
+            np.testing.assert_allclose(res.oof[folds == f], b0 + X[folds == f] @ b, rtol=1e-10, atol=1e-12)
     config = {"split": {"folds": k}, "ols": {"alpha": 0.05}}
     report = Path(__file__).resolve().parents[1] / "workflow" / "report"
     for name in ("cv_metrics.rst", "penalized_search.rst", "summary.rst"):

@@ -1123,8 +1123,11 @@ def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Seque
     folds chose among themselves (their own penalty grids, the other folds as inner folds), fitted on them, so
     the comparison of models and the prediction intervals built from ``oof`` judge the whole procedure, the
     choice included. It costs ``K`` more searches of ``K - 1`` folds, a few more closed-form or
-    coordinate-descent paths. ``oof_selected`` keeps the chosen penalty's own out-of-fold predictions, which
-    ``oof`` is too with 2 folds (one fold left inside a fold cannot judge a choice) or without ``nested``.
+    coordinate-descent paths. With 2 folds (one fold left inside a fold cannot judge a choice) each fold is
+    predicted by the family and penalty of lowest error on the other fold instead (fitted on it; as
+    :func:`other_fold_choices` judges the network search's choice): its own error never made the choice, though
+    the models compared were fitted on it. ``oof_selected`` keeps the chosen penalty's own out-of-fold
+    predictions, which ``oof`` is without ``nested``.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -1155,13 +1158,21 @@ def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Seque
             fb0, fb = fit_penalized(Xf[tr], y[tr], r["alpha"], r["l1_wt"])
             oof[te] = fb0 + Xf[te] @ fb
             choices.append((str(r["method"]), float(r["alpha"])))
+    elif nested and K == 2:
+        # one fold left inside a fold cannot judge a choice: each fold is predicted by the family and penalty of
+        # lowest error on the other fold, fitted on it (as the network search's choice is judged,
+        # other_fold_choices), so a fold's own error never made the choice
+        oof = np.full(len(y), np.nan)
+        for f in range(K):
+            r = int(np.argmin([row[f"fold_{2 - f}"] for row in rows]))
+            oof[folds == f] = oofs[r][folds == f]
+            choices.append((str(rows[r]["method"]), float(rows[r]["alpha"])))
     nested_mse = float(np.mean((y - oof) ** 2))
     log.info("%s: penalised regression chosen by %d-fold CV: %s, alpha = %.4g (CV MSE %.5g, %d of %d predictors "
              "kept)%s", target, K, method, alpha, table.loc[best, "cv_mse_mean"], int(np.sum(b != 0)), len(b),
-             f"; nested CV, the choice made again inside each fold ({', '.join(f'{m} {a:.3g}' for m, a in choices)}): "
-             f"MSE {nested_mse:.5g}" if choices else
-             "; with 2 folds the choice cannot be repeated inside a fold (one fold would be left to judge it), so the "
-             "CV predictions are the chosen penalty's own, slightly optimistic" if nested else "")
+             (f"; nested CV, the choice made again inside each fold ({', '.join(f'{m} {a:.3g}' for m, a in choices)}): "
+              if K > 2 else f"; each of the 2 folds predicted by the choice of the other ("
+              f"{', '.join(f'{m} {a:.3g}' for m, a in choices)}): ") + f"MSE {nested_mse:.5g}" if choices else "")
     return PenalizedCV(table=table, method=method, alpha=alpha, intercept=b0, coef=b, oof=oof,
                        oof_selected=oofs[best], fold_choices=choices)
 
