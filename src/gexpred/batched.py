@@ -95,7 +95,7 @@ import pandas as pd
 from scipy import special
 
 from .errors import ModelError, preview
-from .ols import COEF_COLUMNS, COV_TYPES, LEVERAGE_ONE, NESTED_COLUMNS, determined_terms, set_terms
+from .ols import COEF_COLUMNS, COV_TYPES, NESTED_COLUMNS, determined_terms, sandwich_weights, set_terms
 
 LONG_COEF_COLUMNS = ["target", *COEF_COLUMNS]
 """Columns of :meth:`BatchedResult.coefficients`."""
@@ -402,7 +402,7 @@ class _Sandwich:
     scale: float
     """``n / df_resid`` for HC1, else 1."""
     leverage_one: np.ndarray
-    """Samples (row positions) whose leverage exceeds :data:`LEVERAGE_ONE`, for HC2 and HC3 (else empty)."""
+    """Samples (row positions) whose leverage exceeds :data:`gexpred.ols.LEVERAGE_ONE`, for HC2 and HC3 (else empty)."""
     undefined: np.ndarray
     """Per coefficient (k, bool): determined by a sample of ``leverage_one`` (HC2, HC3), whose 0 / 0 term makes
     its variance undefined: NaN standard error, and NaN Wald tests that include it."""
@@ -417,7 +417,7 @@ def _sandwich_design(fac: _Factor, n: int, df_resid: int, cov_type: str) -> _San
     HC3 weight ``e_i^2`` by ``1 / (1 - h_i)`` and ``1 / (1 - h_i)^2``, the leverages
     ``h_i = |Q[i]|^2`` shared by every target of the design (statsmodels' ``cov_HC0`` ... ``cov_HC3``).
 
-    A sample of leverage 1 (:data:`LEVERAGE_ONE`; the one sample of a covariate level) is fitted exactly by
+    A sample of leverage 1 (:data:`gexpred.ols.LEVERAGE_ONE`; the one sample of a covariate level) is fitted exactly by
     the coefficients ``c = H[:, i]`` (``A c`` is the sample's unit vector): its residual is 0, and its HC2/HC3
     term 0 / 0. Its weight is set to 0, which leaves the variances of the coefficients it does not determine
     (``c_j = 0``; rounding: ``|c_j|`` at most ``sqrt(eps)`` times the norm of ``H[j]``) exact, as HC0 gives
@@ -427,11 +427,8 @@ def _sandwich_design(fac: _Factor, n: int, df_resid: int, cov_type: str) -> _San
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         H = fac.Rinv @ fac.Qt
-        h = np.einsum("ij,ij->j", fac.Qt, fac.Qt)
-        w = {"HC2": 1.0 / (1.0 - h), "HC3": 1.0 / (1.0 - h) ** 2}.get(cov_type, np.ones(n))
+    w, one = sandwich_weights(np.einsum("ij,ij->j", fac.Qt, fac.Qt), cov_type)
     HH = np.ascontiguousarray(H * H)
-    one = np.flatnonzero(h > LEVERAGE_ONE) if cov_type in ("HC2", "HC3") else np.zeros(0, dtype=np.int64)
-    w[one] = 0.0
     undefined = determined_terms(H, one)
     return _Sandwich(H=H, HH=HH, w=w, scale=n / df_resid if cov_type == "HC1" else 1.0, leverage_one=one,
                      undefined=undefined)
@@ -577,8 +574,8 @@ class BatchedResult:
     cov_type: str = "nonrobust"
     """The coefficients' covariance (:data:`gexpred.ols.COV_TYPES`)."""
     leverage_one: list[int] = field(default_factory=list)
-    """HC2 and HC3: samples (row positions) of leverage 1, where the estimator is 0 / 0 (:data:`LEVERAGE_ONE`): the
-    coefficients such a sample determines (the coefficient of the level it is the only sample of) have NaN standard
+    """HC2 and HC3: samples (row positions) of leverage 1, where the estimator is 0 / 0
+    (:data:`gexpred.ols.LEVERAGE_ONE`): the coefficients such a sample determines (the coefficient of the level it is the only sample of) have NaN standard
     errors, tests and intervals for every target, and so have the Wald tests (overall F, gene sets) that include
     them; the other coefficients' are exact (:func:`_sandwich_design`)."""
     wald: dict[str, np.ndarray] = field(default_factory=dict)

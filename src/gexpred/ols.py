@@ -158,13 +158,9 @@ def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str], cov_type: str = "non
     with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 at a sample of leverage 1: replaced below
         result = OLS(y, A).fit(cov_type=cov_type, use_t=True)
     H = np.asarray(result.model.pinv_wexog)  # (A'A)^-1 A', as statsmodels' sandwich
-    h = np.einsum("ij,ji->i", A, H)
-    one = np.flatnonzero(h > LEVERAGE_ONE)
+    w, one = sandwich_weights(np.einsum("ij,ji->i", A, H), cov_type)
     if not one.size or A.shape[1] < 2:
         return OLSFit(terms=terms, result=result)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = 1.0 / (1.0 - h) if cov_type == "HC2" else 1.0 / (1.0 - h) ** 2
-    w[one] = 0.0
     undefined = determined_terms(H, one)
     V = (H * (w * np.asarray(result.resid) ** 2)) @ H.T
     V[undefined, :] = np.nan
@@ -177,6 +173,19 @@ def fit_ols(X: np.ndarray, y: np.ndarray, names: list[str], cov_type: str = "non
     # the overall F-test (statsmodels' fvalue of a robust fit: the Wald F-test of all slopes), from that covariance
     inner._cache["fvalue"], inner._cache["f_pvalue"] = robust_wald(fit, range(1, len(terms)))
     return fit
+
+
+def sandwich_weights(h: np.ndarray, cov_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's weight of its squared residual in the sandwich ``cov_type`` given the leverages ``h``: 1 (HC0,
+    HC1), ``1 / (1 - h)`` (HC2), ``1 / (1 - h)^2`` (HC3); and the samples (positions) of leverage 1
+    (:data:`LEVERAGE_ONE`, HC2 and HC3 only), whose 0 / 0 weight is set to 0 (:func:`fit_ols`,
+    :func:`gexpred.batched._sandwich_design`)."""
+    h = np.asarray(h, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = {"HC2": 1.0 / (1.0 - h), "HC3": 1.0 / (1.0 - h) ** 2}.get(cov_type, np.ones(len(h)))
+    one = np.flatnonzero(h > LEVERAGE_ONE) if cov_type in ("HC2", "HC3") else np.zeros(0, dtype=np.int64)
+    w[one] = 0.0
+    return w, one
 
 
 def determined_terms(H: np.ndarray, one: Sequence[int]) -> np.ndarray:

@@ -534,13 +534,21 @@ def other_fold_choices(cv: NetworkCV) -> list[int]:
     ties go to the first candidate. (Not a full nested search: the other folds' networks were trained with fold ``f``'s
     samples, which would take ``K - 1`` more networks a fold and candidate to avoid.)
     """
-    loss = np.asarray(cv.loss, dtype=np.float64)
-    C, K = loss.shape
+    choices = choices_by_other_folds(cv.loss, None if cv.pruned_at is None else cv.pruned_at > 0)
+    return choices if choices is not None else [cv.winner()] * cv.loss.shape[1]
+
+
+def choices_by_other_folds(loss: np.ndarray, excluded: np.ndarray | None = None) -> list[int] | None:
+    """For each fold (column of the candidates x folds ``loss``), the row of lowest mean loss over the other
+    folds (the first of ties); rows ``excluded`` and rows with a NaN loss never chosen. ``None`` with fewer than 2
+    folds or no row left. The choice of :func:`other_fold_choices` and of :func:`cv_penalized` with 2 folds."""
+    loss = np.asarray(loss, dtype=np.float64)
+    K = loss.shape[1]
     out = ~np.isfinite(loss).all(axis=1)  # a candidate with a failed fold (NaN loss) predicts nothing there
-    if cv.pruned_at is not None:
-        out |= cv.pruned_at > 0
+    if excluded is not None:
+        out |= np.asarray(excluded, dtype=bool)
     if K < 2 or out.all():
-        return [cv.winner()] * K
+        return None
     other = (np.nansum(loss, axis=1, keepdims=True) - loss) / (K - 1)  # candidates x folds: mean of the others
     other[out] = np.inf
     return [int(np.argmin(other[:, f])) for f in range(K)]
@@ -605,8 +613,7 @@ def search_network(X: np.ndarray, y: np.ndarray, folds: np.ndarray | None, candi
                          perm_repeats=perm_repeats if as_delivered else 0, perm_seed=perm_seed, prune=prune,
                          fold_X=fold_X)
         winner = cv.winner()
-        final = final_settings(candidates[winner], cv.best_epoch[winner],
-                               len(X) / _fold_fit_size(folds, candidates[winner]))
+        final = _refit_procedure(candidates[winner], cv.best_epoch[winner], len(X), folds)
         refit_differs = final != candidates[winner] or final.ensemble > 1
         if cv_refit and (refit_differs or (perm_repeats > 0 and cv.perm_rise is None)):
             # the comparison judges the model delivered: cross-validate the refit procedure on the same folds
@@ -645,7 +652,7 @@ def _nested_search_cv(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidate
     nested = NetworkCV(loss=final_cv.loss.copy(), oof=final_cv.oof.copy(), best_epoch=final_cv.best_epoch.copy())
     for c in sorted(set(choices) - {winner}):
         own = [f for f, chosen in enumerate(choices) if chosen == c]
-        procedure = final_settings(candidates[c], cv.best_epoch[c], len(X) / _fold_fit_size(folds, candidates[c]))
+        procedure = _refit_procedure(candidates[c], cv.best_epoch[c], len(X), folds)
         if procedure == candidates[c] and procedure.ensemble <= 1:
             part, row = cv, c
         else:
@@ -662,6 +669,12 @@ def _nested_search_cv(X: np.ndarray, y: np.ndarray, folds: np.ndarray, candidate
              "CV loss %.5g +- %.3g (the chosen candidate's own: %.5g)", target,
              ", ".join(str(c + 1) for c in choices), nested.mean[0], nested.sd[0], final_cv.mean[0])
     return nested, choices
+
+
+def _refit_procedure(candidate: Any, best_epochs: np.ndarray, n: int, folds: np.ndarray) -> Any:
+    """:func:`final_settings` of ``candidate`` refitted on ``n`` samples, its fold networks having kept
+    ``best_epochs``."""
+    return final_settings(candidate, best_epochs, n / _fold_fit_size(folds, candidate))
 
 
 def _fold_fit_size(folds: np.ndarray, s: Any) -> float:
@@ -1163,8 +1176,8 @@ def cv_penalized(X: np.ndarray, y: np.ndarray, folds: np.ndarray, methods: Seque
         # lowest error on the other fold, fitted on it (as the network search's choice is judged,
         # other_fold_choices), so a fold's own error never made the choice
         oof = np.full(len(y), np.nan)
-        for f in range(K):
-            r = int(np.argmin([row[f"fold_{2 - f}"] for row in rows]))
+        picks = choices_by_other_folds(table[["fold_1", "fold_2"]].to_numpy()) or [best, best]
+        for f, r in enumerate(picks):
             oof[folds == f] = oofs[r][folds == f]
             choices.append((str(rows[r]["method"]), float(rows[r]["alpha"])))
     nested_mse = float(np.mean((y - oof) ** 2))
