@@ -71,6 +71,28 @@ def test_comparison_rows_with_cv_and_summary():
     assert rows.loc[("G0", "ols"), "network_vs_regression"] == "network (p = 0.01)"
 
 
+def test_comparison_rows_choose_as_the_summary_where_a_fold_has_no_metric():
+    """A model with a NaN fold (a NaN prediction) has no mean CV metric and cannot be chosen, as summary.tsv's
+    best_model and the deployed bundle judge it. The sortable table averaged its other folds instead: the network,
+    lowest on 4 of 5 folds, read 'chosen: best mean CV mse' beside cv_folds 5 while summary.tsv chose OLS."""
+    folds = np.arange(1, 6)
+    mse = {"ols": 0.30 + 0.01 * folds, "mlp": 0.20 + 0.01 * folds, "mean": 1.0 + 0.01 * folds}
+    mse["mlp"][2] = np.nan
+    cv = pd.DataFrame([{"target": "G0", "model": m, "fold": int(k), "n": 9, "mse": v, "r2": 1 - v}
+                       for m, vals in mse.items() for k, v in zip(folds, vals)])
+    # the choice over the models with a metric on every fold, in numpy
+    finite = {m: float(np.mean(v)) for m, v in mse.items() if np.all(np.isfinite(v))}
+    chosen = min(finite, key=finite.get)
+    assert chosen == "ols"
+    rows = facts.comparison_rows(metrics_frame(), cv).set_index(["target", "model"])
+    assert rows.loc[("G0", chosen), "cv_verdict"] == "chosen: best mean CV mse"
+    assert np.isnan(rows.loc[("G0", "mlp"), "cv_mse_mean"]) and np.isnan(rows.loc[("G0", "mlp"), "cv_mse_sd"])
+    assert rows.loc[("G0", "mlp"), "cv_verdict"] == "not chosen: CV mse undefined on some fold (a NaN prediction)"
+    np.testing.assert_allclose(rows.loc[("G0", "ols"), "cv_mse_mean"], finite["ols"])
+    np.testing.assert_allclose(rows.loc[("G0", "ols"), "cv_mse_sd"], np.std(mse["ols"], ddof=1))
+    assert rows.loc[("G0", "mean"), "cv_verdict"] == "baseline"
+
+
 def test_build_facts_counts_and_sentences():
     dropped = pd.DataFrame({"kind": ["gene", "gene", "sample"], "id": ["g1", HOSTILE, "s9"], "file": "m.tsv",
                             "reason": ["constant", "constant", "not in sample sheet"]})

@@ -238,8 +238,15 @@ def comparison_rows(metrics: pd.DataFrame, cv: pd.DataFrame | None = None, summa
         agg = {}
         for m in dict.fromkeys([metric, "mse", "r2"]):
             if m in cvs and cvs[m].notna().any():
-                agg[f"cv_{m}_mean"] = (m, "mean")
-                agg[f"cv_{m}_sd"] = (m, "std")
+                if m == metric:
+                    # the metric that chooses: NaN where a fold has none (a NaN prediction), as summary.tsv's
+                    # best_model (compare.summary_table) judges it; the mean of the other folds made such a model
+                    # 'chosen' here while summary.tsv and the deployed bundle chose another
+                    agg[f"cv_{m}_mean"] = (m, _mean_of_every_fold)
+                    agg[f"cv_{m}_sd"] = (m, _sd_of_every_fold)
+                else:
+                    agg[f"cv_{m}_mean"] = (m, "mean")
+                    agg[f"cv_{m}_sd"] = (m, "std")
         agg["cv_folds"] = ("fold", "nunique")
         stats = cvs.groupby(["target", "model"], sort=False).agg(**agg)
         order = list(dict.fromkeys([*zip(out["target"], out["model"]), *stats.index]))
@@ -269,8 +276,9 @@ def comparison_intro(metric: str, with_cv: bool = False, with_summary: bool = Fa
     classify = _is_classification(metric)
     return ("One row per target and model: metrics on the test split (which no model saw while being fitted "
             "or chosen)"
-            + (", cross-validation inside the training split (mean and sd over folds; cv_verdict: the model "
-               "chosen by cross-validation)" if with_cv else "")
+            + (f", cross-validation inside the training split (mean and sd over folds; the {metric} ones empty for "
+               f"a model without a {metric} on every fold, which cannot be chosen; cv_verdict: the model chosen by "
+               f"cross-validation)" if with_cv else "")
             + (", the corrected resampled t-test verdict of network against regression" if with_summary else "")
             + f" and test_verdict, which compares each model with the best of its target on the test "
             f"{METRIC_WORDS.get(metric, metric)} and with the baseline (mean), which predicts "
@@ -279,13 +287,25 @@ def comparison_intro(metric: str, with_cv: bool = False, with_summary: bool = Fa
                "the training mean for every sample. Values are on the normalized scale."))
 
 
+def _mean_of_every_fold(values: pd.Series) -> float:
+    """The mean over folds, NaN unless every fold has a value (:func:`gexpred.compare.summary_table`'s rule)."""
+    return float(values.mean()) if values.notna().all() else math.nan
+
+
+def _sd_of_every_fold(values: pd.Series) -> float:
+    """The sd over folds, NaN unless every fold has a value."""
+    return float(values.std()) if values.notna().all() else math.nan
+
+
 def _cv_verdicts(out: pd.DataFrame, metric: str, lower: bool) -> list[str]:
     col = f"cv_{metric}_mean"
     verdicts = []
     for _, r in out.iterrows():
         grp = out[(out["target"] == r["target"]) & out[col].notna()]
         if not len(grp) or pd.isna(r[col]):
-            verdicts.append("")
+            # cv_folds counts the folds the model was cross-validated on; its metric is missing on one of them
+            verdicts.append(f"not chosen: CV {metric} undefined on some fold (a NaN prediction)"
+                            if len(grp) and pd.notna(r.get("cv_folds")) else "")
             continue
         best = grp.loc[grp[col].idxmin() if lower else grp[col].idxmax()]
         if r["model"] == best["model"]:
