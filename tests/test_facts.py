@@ -116,6 +116,33 @@ def test_build_facts_counts_and_sentences():
     assert "&lt;img src=x onerror=alert(1)&gt;" in to_html(f["best_models"])
 
 
+def _interactions(strengths, h2s, verdicts, q=None):
+    n = len(strengths)
+    return pd.DataFrame({"gene_a": [f"a{i}" for i in range(n)], "gene_b": [f"b{i}" for i in range(n)], "h2": h2s,
+                         "h_strength": strengths, "rank": np.arange(1, n + 1), "f_stat": np.nan, "lr_stat": np.nan,
+                         "df_num": 1.0, "df_den": 170.0, "p_value": np.nan if q is None else q,
+                         "q_value": np.nan if q is None else q, "verdict": verdicts})
+
+
+def test_interaction_sentence_names_the_configured_threshold_and_small_h2():
+    """The 'no interaction' sentence said 'by a twentieth of the spread of its predictions' whatever
+    importance.min_strength was (a twentieth is the default 0.05); with 0.2 the pairs of strength 0.1-0.15 were
+    called negligible while the report spoke of a twentieth. A suggested pair's H² of 0.004 read 'H² 0.00'."""
+    splits = pd.DataFrame({"sample": [f"s{i}" for i in range(60)], "split": ["train"] * 45 + ["test"] * 15})
+    kw = dict(n_samples=60, n_genes=12, dropped=pd.DataFrame(columns=["kind", "id", "file", "reason"]),
+              sources=["m.tsv"], splits=splits, targets=pd.DataFrame({"target": ["G0"], "directory": ["G0"]}),
+              metrics=metrics_frame())
+    min_strength = 0.2
+    table = _interactions([0.15, 0.1], [0.3, 0.2], ["negligible", "negligible"])
+    assert (table["h_strength"] < min_strength).all()  # every pair below the configured threshold
+    text = facts.build_facts(interactions={"G0": table}, min_strength=min_strength, **kw)["targets"]["G0"]["interactions"]
+    shown = " ".join(to_html(text).replace("<p>", "").replace("</p>", "").split())
+    assert "by 20 % of the spread of its predictions" in shown and "twentieth" not in shown, shown
+    suggested = _interactions([0.06], [0.004], ["not confirmed"], q=[0.5])
+    text = facts.build_facts(interactions={"G0": suggested}, **kw)["targets"]["G0"]["interactions"]
+    assert "H² 0.004, strength 0.06" in " ".join(to_html(text).split()), text
+
+
 def test_comparison_rows_keep_model_order_and_lead_with_verdicts():
     cv = pd.DataFrame([{"target": t, "model": m, "fold": 1, "mse": 0.5, "r2": 0.5}
                        for t in ("G0", HOSTILE) for m in ("ols", "mlp", "mean")])

@@ -987,7 +987,7 @@ def _network_importance(a: argparse.Namespace, model, X: np.ndarray, y: np.ndarr
                               classes=classes if classify else None)
     log.info("MLP %s: most important predictors (permutation on held-out folds): %s", a.target,
              ", ".join(imp["predictor"][:5]))
-    log.info("MLP %s: %s", a.target, interaction_text(inter, a.fdr))
+    log.info("MLP %s: %s", a.target, interaction_text(inter, a.fdr, a.min_strength))
     return imp, inter
 
 
@@ -2419,7 +2419,8 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
                       for f in a.interactions},
         recovery=read_table(a.recovery) if a.recovery else None,
         edges=read_table(a.edges, dtype={"target": str, "regulator": str}) if a.edges else None,
-        ranking=a.ranking, obs=read_obs(a.data) if a.covariate else None, covariates=list(a.covariate))
+        ranking=a.ranking, obs=read_obs(a.data) if a.covariate else None, covariates=list(a.covariate),
+        min_strength=a.min_strength)
     rows = comparison_rows(metrics, cv, summary)
     intro = comparison_intro(facts["key_metric"], cv is not None, summary is not None)
     write_json(facts, a.out_facts)
@@ -2875,6 +2876,8 @@ def _report_parser(sub, verb) -> None:
     s.add_argument("--test-fraction", type=float)
     s.add_argument("--seed", type=seed_arg)
     s.add_argument("--fdr", type=level_arg, default=0.05)
+    s.add_argument("--min-strength", type=float, default=0.05,
+                   help="importance.min_strength: the interaction strength the network's pairs were suggested by")
     s.add_argument("--out-facts", required=True)
     s.add_argument("--out-table", required=True)
 

@@ -419,12 +419,13 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
                 interactions: dict[str, pd.DataFrame] | None = None,
                 recovery: pd.DataFrame | None = None, edges: pd.DataFrame | None = None,
                 ranking: str | None = None, obs: pd.DataFrame | None = None,
-                covariates: list[str] | None = None) -> dict[str, Any]:
+                covariates: list[str] | None = None, min_strength: float = 0.05) -> dict[str, Any]:
     """Every sentence the captions show, keyed by report section and by target directory name.
 
     ``importance`` maps (target directory, model) to the model's importance table, ``interactions`` a
     target directory to the network's interactions table; ``edges`` is the inferred network
-    (``edges.tsv``) of the recovery ranking ``ranking``; ``obs`` holds the sample sheet's ``covariates``."""
+    (``edges.tsv``) of the recovery ranking ``ranking``; ``obs`` holds the sample sheet's ``covariates``;
+    ``min_strength`` is ``importance.min_strength``, by which the network's interactions were suggested."""
     metric = key_metric(metrics)
     classify = _is_classification(metric)
     test = metrics[metrics["split"] == "test"]
@@ -464,7 +465,7 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
         if interactions and directory in interactions:
             from .importance import interaction_text
 
-            entry["interactions"] = rst(interaction_text(interactions[directory], fdr))
+            entry["interactions"] = rst(interaction_text(interactions[directory], fdr, min_strength))
         per_target[directory] = entry
     n_fail = None
     if fits is not None and "failed_assumptions" in fits:

@@ -468,12 +468,18 @@ def interaction_test_words(table: pd.DataFrame) -> tuple[str, str]:
     return "OLS", "F-test"
 
 
-def interaction_text(table: pd.DataFrame, fdr: float = 0.05) -> str:
-    """The interactions in words: what the network suggests and what the regression confirms."""
+def interaction_text(table: pd.DataFrame, fdr: float = 0.05, min_strength: float = 0.05) -> str:
+    """The interactions in words: what the network suggests and what the regression confirms.
+
+    ``min_strength`` is the threshold :func:`interaction_table` suggested the pairs by (``importance.min_strength``,
+    a share of the sd of the network's predictions), named when no pair reaches it. Friedman's H² is written with
+    two significant digits: with two decimals a suggested pair's small H² read "H² 0.00".
+    """
     suggested = table[table["verdict"] != "negligible"]
     if not len(suggested):
         return ("The network suggests no interaction: no pair of predictors acts beyond the sum of their "
-                "separate effects by a twentieth of the spread of its predictions.")
+                f"separate effects by {100 * min_strength:.3g} % of the spread of its predictions "
+                f"(importance.min_strength).")
     tested = suggested[suggested["verdict"] != "not tested"]
     model, test = interaction_test_words(table)
     if not len(tested):
@@ -488,7 +494,7 @@ def interaction_text(table: pd.DataFrame, fdr: float = 0.05) -> str:
     parts = []
     for _, r in tested.iterrows():
         pair = f"{r['gene_a']} x {r['gene_b']}"
-        parts.append(f"{pair} (H² {r['h2']:.2f}, strength {r['h_strength']:.3g}): "
+        parts.append(f"{pair} (H² {r['h2']:.2g}, strength {r['h_strength']:.3g}): "
                      + (f"confirmed by {model} ({test} of {r['gene_a']}:{r['gene_b']}, q = {r['q_value']:.2g})"
                         if r["verdict"] == "confirmed" else
                         f"not confirmed by {model} (q = {r['q_value']:.2g})"))

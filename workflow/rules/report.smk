@@ -166,6 +166,7 @@ rule report_summary:
         test_fraction=config["split"]["test_fraction"],
         seed=config["split"]["seed"],
         fdr=config["ols"]["fdr"],
+        min_strength=config["importance"]["min_strength"],
         covariates=lambda wc: covariate_args(),
         facts=caption_facts,
     threads: 1
@@ -178,4 +179,5 @@ rule report_summary:
         "gexpred report-summary --data {input.data:q} --dropped {input.dropped:q} --splits {input.splits:q}"
         " --targets {input.targets:q} --metrics {input.metrics:q} --predictors {input.predictors:q}"
         " {params.optional} --test-fraction {params.test_fraction} --seed {params.seed} --fdr {params.fdr}"
+        " --min-strength {params.min_strength}"
         " {params.covariates} --out-facts {output.facts:q} --out-table {output.table:q} --log {log:q}"
