@@ -353,3 +353,90 @@ def test_loss_caption_names_the_searched_losses_when_the_search_varies_them():
         out = to_html(jinja2.Template((root / "workflow/report/loss.rst").read_text()).render(snakemake=sm))
         page = " ".join(html.unescape(re.sub(r"<[^>]+>", "", out)).split())
         assert "system-message" not in out and needle in page, page
+
+
+def _render_caption(name: str, change, target: str = "G1") -> str:
+    """A report caption rendered with the demo config changed by ``change(config)`` (schema defaults filled), as
+    the report's text: tags dropped, entities decoded, lines joined."""
+    import html
+    import re
+    from pathlib import Path
+
+    import jinja2
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    change(config)
+    validate(config, str(root / "workflow/schemas/config.schema.yaml"))
+    facts_ = type("F", (), {"target": staticmethod(lambda: {}), "load": staticmethod(lambda: {})})()
+    sm = type("S", (), {"config": config, "params": type("P", (), {"facts": facts_})(),
+                        "wildcards": type("W", (), {"target": target, "batch": "b1"})()})()
+    out = to_html(jinja2.Template((root / f"workflow/report/{name}").read_text()).render(snakemake=sm, files=[]))
+    assert "system-message" not in out, out
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", out)).split())
+
+
+@pytest.mark.parametrize("methods", [["ridge"], ["elastic_net"], ["ridge", "lasso", "elastic_net"]])
+def test_penalized_captions_name_the_configured_families(methods):
+    """The penalised coefficients caption said 'ridge or lasso, whichever had the lower cross-validated error'
+    and the start page 'Ridge or lasso regression' whatever search.penalized.methods held: with [ridge] there
+    was no choice of family, with [elastic_net] neither was searched."""
+    def change(config):
+        config["search"]["penalized"]["methods"] = methods
+
+    words = [m.replace("_", " ") for m in methods]
+    coef = _render_caption("penalized_coefficients.rst", change)
+    assert "ridge or lasso" not in coef, coef
+    assert all(w in coef for w in words) and ("lasso" in coef) == ("lasso" in methods), coef
+    assert ("lowest cross-validated error among" in coef) == (len(methods) > 1), coef
+    assert ("exactly 0" in coef) == bool({"lasso", "elastic_net"} & set(methods)), coef
+    start = _render_caption("workflow.rst", change)
+    assert "Ridge or lasso" not in start and f"Penalised regression ({', '.join(words)})" in start, start
+    search = _render_caption("penalized_search.rst", change)
+    assert "elastic net: l1_wt = 0.5" in search and f"search.penalized.methods ({', '.join(methods)})" in search
+
+
+def test_genome_captions_of_a_run_without_networks_say_so():
+    """Genome-wide mode with models [ols]: the summary caption said 'The network is trained per chunk of 1000
+    targets (multi_output)' and the (empty) network-search table's caption described candidates and val_nmse."""
+    def change(config):
+        config.update(targets="all", models=["ols"], predictors=["BSU16470", "BSU33790"], new_batches={})
+
+    summary = _render_caption("genome_summary.rst", change)
+    assert "network" not in summary, summary
+    search = _render_caption("genome_search.rst", change)
+    assert "trains no network" in search and "val_nmse" not in search, search
+    with_mlp = _render_caption("genome_summary.rst", lambda c: (change(c), c.update(models=["ols", "mlp"])))
+    assert "network is trained per chunk of 1000 targets (multi_output)" in with_mlp, with_mlp
+
+
+def test_monitoring_captions_name_min_samples_and_the_coverage_check():
+    """The verdicts and drift captions said the verdict is the worst of the drift and accuracy checks; a batch
+    of fewer than monitor.min_samples samples is at least warn (monitor.verdict) and the caption did not say so.
+    The drift figure's alert colour (#D55E00) is the vermillion the same caption names for intervals outside."""
+    def change(config):
+        config["monitor"]["min_samples"] = 7
+
+    verdicts = _render_caption("verdicts.rst", change)
+    assert "fewer than 7 samples, monitor.min_samples, is at least warn" in verdicts, verdicts
+    assert "prediction intervals" in verdicts
+    drift = _render_caption("drift.rst", change)
+    assert "at least warn for a batch of fewer than 7 samples" in drift, drift
+    assert "vermillion (red-orange) alert" in drift and "red alert" not in drift
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_cv_metrics_caption_does_not_claim_one_set_of_folds_for_every_target(task):
+    """Each target's folds are its own (rule folds: stratified by the target's classes for classification; its
+    unmeasured samples left out), but the caption said 'the same folds for every model and target'."""
+    def change(config):
+        config["task"] = task
+        if task == "classification":
+            config.update(targets=["G4"], binarize={"G4": 8.0}, models=["ols", "mlp"], gold_standard=None,
+                          new_batches={})
+
+    text = _render_caption("cv_metrics.rst", change)
+    assert "every model and target" not in text and "the same folds for every model of a target" in text, text
+    assert ("may differ between targets" in text) == (task == "classification"), text
