@@ -440,3 +440,19 @@ def test_cv_metrics_caption_does_not_claim_one_set_of_folds_for_every_target(tas
     text = _render_caption("cv_metrics.rst", change)
     assert "every model and target" not in text and "the same folds for every model of a target" in text, text
     assert ("may differ between targets" in text) == (task == "classification"), text
+
+
+def test_summary_and_coefficient_captions_describe_their_columns():
+    """summary.tsv's caption did not name n_folds and test_best_model; the all-coefficients caption said the
+    intercepts 'are not tested', but their t-test (statsmodels') is in the table, only left out of the q-values."""
+    import re
+
+    from gexpred.compare import SUMMARY_COLUMNS
+
+    summary = _render_caption("summary.rst", lambda c: None)
+    named = set(re.findall(r"\b[a-z_]+\b", summary))
+    missing = [c for c in SUMMARY_COLUMNS if c not in named and not c.startswith("test_") or
+               (c == "test_best_model" and c not in named)]
+    assert not missing, (missing, summary)
+    coefficients = _render_caption("all_coefficients.rst", lambda c: None)
+    assert "not tested" not in coefficients and "q_value is empty" in coefficients, coefficients
