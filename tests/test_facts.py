@@ -456,3 +456,13 @@ def test_summary_and_coefficient_captions_describe_their_columns():
     assert not missing, (missing, summary)
     coefficients = _render_caption("all_coefficients.rst", lambda c: None)
     assert "not tested" not in coefficients and "q_value is empty" in coefficients, coefficients
+
+
+def test_start_page_describes_a_run_without_networks():
+    """models [ols, penalized]: the start page had no Prediction entry (the penalised regression was named only
+    inside the network's) and said cross-validation 'tests network against regression', which needs a network."""
+    page = _render_caption("workflow.rst", lambda c: c.update(models=["ols", "penalized"]))
+    assert "Prediction: penalised regression (ridge, lasso), its family and penalty chosen by cross-validation" in page
+    assert "neural network" not in page and "tests network against regression" not in page, page
+    demo = _render_caption("workflow.rst", lambda c: None)
+    assert "tests network against regression (corrected resampled t-test)" in demo
