@@ -466,3 +466,16 @@ def test_start_page_describes_a_run_without_networks():
     assert "neural network" not in page and "tests network against regression" not in page, page
     demo = _render_caption("workflow.rst", lambda c: None)
     assert "tests network against regression (corrected resampled t-test)" in demo
+
+
+@pytest.mark.parametrize("ensemble", [1, 5])
+def test_loss_caption_says_one_kept_epoch_per_ensemble_member(ensemble):
+    """The loss figure draws one curve and one dotted line per ensemble member (plots.loss_curves; the demo's
+    five members kept epochs 71-106), but the caption spoke of 'the dotted line' and 'the epoch whose weights
+    were kept'."""
+    text = _render_caption("loss.rst", lambda c: c["mlp"].update(ensemble=ensemble))
+    if ensemble > 1:
+        assert f"One curve and one dotted line per member of the ensemble of {ensemble}" in text, text
+        assert "whose weights were kept" not in text
+    else:
+        assert "The dotted line marks the epoch whose weights were kept." in text, text
