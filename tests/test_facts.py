@@ -479,3 +479,15 @@ def test_loss_caption_says_one_kept_epoch_per_ensemble_member(ensemble):
         assert "whose weights were kept" not in text
     else:
         assert "The dotted line marks the epoch whose weights were kept." in text, text
+
+
+@pytest.mark.parametrize("models, reference", [(["ols", "mlp"], "OLS"), (["mlp"], "the network"),
+                                                (["penalized", "mlp"], "penalized regression")])
+def test_model_comparison_caption_names_the_reference_of_the_ratios(models, reference):
+    """The model-comparison figure divides each model's error by OLS's, or by the first model's of a run without
+    OLS (plots.model_comparison: ``ref = reference if reference in models else models[0]``); the caption always
+    said 'divided by OLS's'."""
+    text = _render_caption("model_comparison.rst", lambda c: c.update(models=models))
+    assert f"divided by that of {reference} on the same target" in text and f"1 is as good as {reference}," in text, text
+    if "ols" not in models:
+        assert "OLS" not in text, text
