@@ -228,13 +228,35 @@ def test_significance_text_counts_only_terms_with_a_p_value():
     coefs = pd.DataFrame({"target": ["A"] * 3 + ["B"] * 3, "term": ["const", "g1", "g2"] * 2,
                           "p_value": [0.5, 0.001, 0.2, np.nan, np.nan, np.nan],
                           "q_value": [np.nan, 0.002, 0.2, np.nan, np.nan, np.nan]})
-    text = facts.significance_text(coefs, 0.05)
+    text = facts.significance_text(coefs, 0.05, classification=True)
     assert text.startswith("2 terms of 1 target were tested; 1 term has a Benjamini–Hochberg q-value below 0.05")
     assert "(smallest p: g1 for A)" in text
     assert "2 other terms have no p-value" in text
     assert facts.significance_text(coefs.iloc[:3], 0.05) == ("2 terms of 1 target were tested; 1 term has a "
                                                              "Benjamini–Hochberg q-value below 0.05 (smallest p: "
                                                              "g1 for A).")
+
+
+def test_significance_text_of_ols_gives_the_regression_reason_for_a_missing_p_value():
+    """OLS with ols.cov_type HC3: a covariate level held by one training sample has leverage 1 and no HC3 standard
+    error, so no p-value (ols.fit_ols). The report said such terms have none because 'a ridge-penalised fit has
+    none', which a regression run never fits. The p-values here are statsmodels' HC3 ones, the NaN its own."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(0)
+    n = 30
+    x = rng.normal(size=n)
+    lone = np.zeros(n)
+    lone[0] = 1.0  # one sample's level: leverage 1
+    y = 1.0 + 2.0 * x + rng.normal(size=n)
+    fit = sm.OLS(y, sm.add_constant(np.c_[x, lone])).fit(cov_type="HC3")
+    p = np.asarray(fit.pvalues, dtype=float)
+    p[2] = np.nan  # statsmodels' HC3 p of the leverage-1 term is 0/0 noise; gexpred writes NaN (fit_ols)
+    coefs = pd.DataFrame({"target": "A", "term": ["const", "x", "batch[T.b2]"], "p_value": p,
+                          "q_value": [np.nan, p[1], np.nan]})
+    text = facts.significance_text(coefs, 0.05)
+    assert text.startswith("1 term of 1 target was tested; 1 term has a Benjamini–Hochberg q-value below 0.05")
+    assert "1 other term has no p-value (its standard error is undefined" in text and "ridge" not in text, text
 
 
 def test_unseen_levels_are_named_with_their_samples():

@@ -390,14 +390,16 @@ def importance_text(tables: dict[str, pd.DataFrame], k: int = 3, classification:
             + "; ".join(parts) + ".")
 
 
-def significance_text(coefs: pd.DataFrame, fdr: float) -> str:
-    """How many terms were tested (non-intercept terms with a p-value: a ridge-penalised logistic fit has none)
-    and how many have a Benjamini–Hochberg q-value below ``fdr``."""
+def significance_text(coefs: pd.DataFrame, fdr: float, classification: bool = False) -> str:
+    """How many terms were tested (non-intercept terms with a p-value: a ridge-penalised logistic fit has none,
+    nor has an OLS term whose HC2/HC3 standard error is undefined) and how many have a Benjamini–Hochberg q-value
+    below ``fdr``. ``classification`` says which of the two reasons the untested terms have."""
     terms = coefs[~is_intercept(coefs["term"])]
     tested = terms[pd.to_numeric(terms["p_value"], errors="coerce").notna()]
     q = pd.to_numeric(tested.get("q_value"), errors="coerce")
     sig = tested[q < fdr]
-    text = (f"{_count(len(tested), 'term')} of {_count(int(tested['target'].nunique()), 'target')} were tested; "
+    text = (f"{_count(len(tested), 'term')} of {_count(int(tested['target'].nunique()), 'target')} "
+            f"{'was' if len(tested) == 1 else 'were'} tested; "
             f"{_count(len(sig), 'term')} {'has' if len(sig) == 1 else 'have'} a Benjamini–Hochberg q-value "
             f"below {fdr:g}")
     if len(sig):
@@ -405,8 +407,10 @@ def significance_text(coefs: pd.DataFrame, fdr: float) -> str:
         text += " (smallest p: " + _and([f"{rst(t)} for {rst(g)}" for t, g in zip(top["term"], top["target"])]) + ")"
     untested = len(terms) - len(tested)
     if untested:
-        text += (f"; {_count(untested, 'other term')} {'has' if untested == 1 else 'have'} no p-value (a "
-                 f"ridge-penalised fit has none) and {'is' if untested == 1 else 'are'} not counted")
+        why = ("a ridge-penalised fit has none" if classification else
+               "its standard error is undefined, as the HC2/HC3 one of a term a single training sample determines")
+        text += (f"; {_count(untested, 'other term')} {'has' if untested == 1 else 'have'} no p-value ({why}) "
+                 f"and {'is' if untested == 1 else 'are'} not counted")
     return text + "."
 
 
@@ -515,7 +519,7 @@ def build_facts(*, n_samples: int, n_genes: int, dropped: pd.DataFrame, sources:
                                     f"No OLS assumption check fails for any of the {_count(len(fits), 'target')}")
         facts["assumptions"] += " (details per target)."
     if coefs is not None and len(coefs):
-        facts["significance"] = significance_text(coefs, fdr)
+        facts["significance"] = significance_text(coefs, fdr, classify)
     if cv is not None and len(cv):
         # the metric of the report's cross-validation figure: R², or the log-loss that chooses the model
         facts["cv"] = cv_text(cv, "r2" if metric == "mse" else metric)
