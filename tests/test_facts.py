@@ -513,3 +513,21 @@ def test_model_comparison_caption_names_the_reference_of_the_ratios(models, refe
     assert f"divided by that of {reference} on the same target" in text and f"1 is as good as {reference}," in text, text
     if "ols" not in models:
         assert "OLS" not in text, text
+
+
+def test_metrics_captions_say_the_baselines_pearson_is_empty():
+    """The mean baseline predicts one value, whose Pearson correlation with anything is undefined (0/0): the
+    metrics tables leave it empty for every split and fold, and their captions did not say why."""
+    from gexpred.compare import metrics_table
+
+    rng = np.random.default_rng(1)
+    pred = pd.DataFrame({"target": "G0", "sample": [f"s{i}" for i in range(20)], "split": ["train"] * 15 + ["test"] * 5,
+                         "observed": rng.normal(size=20)})
+    pred["ols"] = pred["observed"] + rng.normal(scale=0.1, size=20)
+    constant = np.full(5, pred["observed"][:15].mean())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        assert np.isnan(np.corrcoef(pred["observed"][15:], constant)[0, 1])  # numpy: undefined
+    table = metrics_table(pred, ["ols"])
+    assert table.loc[table["model"] == "mean", "pearson"].isna().all()
+    assert "its pearson is empty" in _render_caption("metrics.rst", lambda c: None)
+    assert "its pearson is empty" in _render_caption("cv_metrics.rst", lambda c: None)
