@@ -696,6 +696,18 @@ def test_psi_and_ks_from_definitions():
     assert table.loc[0, "mean_shift_sd"] == pytest.approx((new.mean() - ref.mean()) / ref.std(ddof=1))
 
 
+def test_psi_of_a_batch_without_drift_is_near_its_chance_level():
+    # the drift caption's claim: with no drift, the PSI (a symmetric Kullback-Leibler divergence over B bins)
+    # averages roughly (B - 1)(1/n + 1/N), its chi-square limit, by chance (the half-counts pull it a little lower):
+    # about 0.3 for 30 samples against 189, so a small batch's PSI alone reaches psi_warn 0.1
+    rng = np.random.default_rng(5)
+    for n_new, lo in ((30, 0.25), (100, 0.11)):
+        chance = 9 * (1 / n_new + 1 / 189)
+        mean = np.mean([psi(rng.normal(size=189), rng.normal(size=n_new)) for _ in range(1000)])
+        assert lo < mean < chance * 1.05, (n_new, mean, chance)
+    assert Thresholds().psi_warn < 0.25
+
+
 def test_psi_leaves_out_bins_neither_side_reaches():
     # a 0/1 column with the same 30 % of ones on both sides: the deciles' lowest edge is the minimum, so the
     # bin below it is empty on both sides; it must not add (q - p) ln(q / p) > 0 through the half-counts
