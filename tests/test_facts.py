@@ -304,3 +304,51 @@ def test_loss_caption_names_the_searched_losses_when_the_search_varies_them():
         out = to_html(jinja2.Template((root / "workflow/report/loss.rst").read_text()).render(snakemake=sm))
         page = " ".join(html.unescape(re.sub(r"<[^>]+>", "", out)).split())
         assert "system-message" not in out and needle in page, page
+
+
+def _render_caption(name: str, **overrides) -> str:
+    """A caption of workflow/report rendered with jinja2 as snakemake --report does, on the demo config with
+    ``overrides`` and the schema's defaults, as text (tags dropped, entities decoded, lines joined)."""
+    import html
+    import re
+    from pathlib import Path
+
+    import jinja2
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    config.update(overrides)
+    config["ols"] = {**config["ols"], **overrides.get("ols", {})}
+    validate(config, str(root / "workflow/schemas/config.schema.yaml"))
+    out = to_html(jinja2.Template((root / f"workflow/report/{name}").read_text()).render(
+        snakemake=type("S", (), {"config": config})(), files=[]))
+    assert "system-message" not in out and "problematic" not in out, out
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", out)).split())
+
+
+def test_genome_wide_captions_say_what_the_run_did():
+    """A genome-wide run of OLS alone (an audit): the comparison table's caption said 'The network is trained per
+    chunk of 1000 targets (multi_output)' where no network was trained, the front page promised 'assumption
+    checks' that genome-wide mode does not make (no VIF, Breusch-Pagan, ... in results/ols/genome/), and the
+    significant table's caption ran two sentences together ('smallest q first.The shared design')."""
+    genome = {"targets": "all", "predictors": ["G1", "G2"], "new_batches": {}, "gold_standard": None}
+    adjusted = {"ols": {"covariates": ["batch_", "age"], "interactions": [["G1", "G2"]]}}
+    summary = _render_caption("genome_summary.rst", models=["ols"], **genome)
+    assert "network" not in summary and summary.endswith("mean predicts each target's training mean.")
+    assert "The network is trained per chunk of 1000 targets (multi_output)." in _render_caption(
+        "genome_summary.rst", models=["ols", "mlp"], **genome)
+    front = _render_caption("workflow.rst", models=["ols"], **genome, **adjusted)
+    assert "confidence intervals, and Benjamini–Hochberg q-values across all targets." in front
+    assert ("in chunks (the shared predictors, covariates batch_, age, 1 product term); the assumption checks "
+            "(VIF, Breusch–Pagan, Jarque–Bera, Durbin–Watson) and influence measures are made per target only")\
+        in front
+    # per target the checks are made (results/ols/{target}/diagnostics.tsv) and the front page says so
+    per_target = _render_caption("workflow.rst", models=["ols"], gold_standard=None)
+    assert "confidence intervals, assumption checks, and Benjamini–Hochberg" in per_target
+    assert "Genome-wide mode" not in per_target
+    significant = _render_caption("genome_coefficients.rst", **genome, **adjusted)
+    assert ("is below the run's FDR (0.05, ols.fdr), smallest q first. The shared design holds the shared "
+            "predictors, the 2 covariates of ols.covariates") in significant
+    assert "and 1 product term (a:b); their terms" in significant

@@ -187,12 +187,17 @@ rule genome_compare:
             subcategory="genome-wide",
             labels={"table": "test R² per target and model"},
         ),
-        search=report(
-            "results/compare/genome_search.tsv",
-            caption="../report/genome_search.rst",
-            category="5. Model comparison",
-            subcategory="genome-wide",
-            labels={"table": "network search per chunk"},
+        # the networks' search: in the report only where networks are trained (without them the table is empty)
+        search=(
+            report(
+                "results/compare/genome_search.tsv",
+                caption="../report/genome_search.rst",
+                category="5. Model comparison",
+                subcategory="genome-wide",
+                labels={"table": "network search per chunk"},
+            )
+            if "mlp" in MODELS
+            else "results/compare/genome_search.tsv"
         ),
         figure=report(
             "results/plots/genome_comparison.png",
