@@ -242,6 +242,68 @@ def test_missing_predictor_and_bad_values(tmp_path, linear_bundle):
     assert not (tmp_path / "p.tsv").exists()
 
 
+@pytest.mark.parametrize("kind, needle", [
+    ("transposed", "The batch's samples 'gA', 'gB', 'gC' are genes of the model instead: the matrix looks transposed."),
+    ("lower case", "Close matches: 'gA' -> 'GA', 'gB' -> 'GB', 'gC' -> 'GC' (ids are case-sensitive)."),
+    ("versions", "Close matches: 'gA' -> 'gA.3', 'gB' -> 'gB.3', 'gC' -> 'gC.3' (ids must match exactly, version"),
+])
+def test_a_batch_lacking_the_models_genes_says_why(tmp_path, linear_bundle, kind, needle):
+    """A batch written samples x genes, or with its genes spelt otherwise (letter case, Ensembl-like version
+    suffixes), lacked 'every' predictor gene, and the message said only that (an audit); as the collect step does
+    for the run's own matrices, it now says the matrix looks transposed, or names the close matches."""
+    path, _, _ = linear_bundle
+    new = _raw(6, seed=4)
+    if kind == "transposed":
+        new.to_csv(tmp_path / "batch.tsv", sep="\t", index_label="sample")  # samples in rows
+    else:
+        rename = str.upper if kind == "lower case" else (lambda g: f"{g}.3")
+        _write_matrix(new.rename(columns=rename), tmp_path / "batch.tsv")
+    log = tmp_path / "e.log"
+    assert main(["predict", "--bundle", str(path), "--input", str(tmp_path / "batch.tsv"), "--out",
+                 str(tmp_path / "p.tsv"), "--log", str(log)]) == 1
+    text = " ".join(log.read_text().split())
+    assert "lacks 3 of the 3 predictor genes of the model: 'gA', 'gB', 'gC'" in text and needle in text, text
+    assert "Traceback" not in text and not (tmp_path / "p.tsv").exists()
+
+
+def test_a_sheet_listing_more_samples_than_the_batch_is_no_warning(tmp_path):
+    """The pipeline reads a batch's covariates from the run's sample sheet (no new_batch_sheets entry), which
+    lists every training sample: each deploy job warned 'sample sheet ... lists 240 samples that are in no
+    matrix; ignored', the documented way to give covariates read as a mistake (an audit). Those rows are now
+    counted in the log's info; a batch sample without a row is still refused by name. The predictions equal the
+    linear model computed here; one sample is logged in the singular."""
+    coef = [0.5, -0.25, 0.75, 2.0]  # gA, gB, gC, site[T.b]
+    path = _covariate_bundle(tmp_path, coef, ["site[T.b]"],
+                             {"site": {"type": "categorical", "levels": ["a", "b"], "reference": "a"}})
+    new = _raw(3, seed=5)
+    src = _write_matrix(new[PREDICTORS], tmp_path / "new.tsv")
+    site = {s: v for s, v in zip([*new.index, "train1", "train2"], ["b", "a", "b", "a", "a"])}
+    sheet = tmp_path / "sheet.tsv"
+    sheet.write_text("sample\tsite\n" + "".join(f"{s}\t{v}\n" for s, v in site.items()))
+    out, log = tmp_path / "pred.tsv", tmp_path / "p.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(sheet), "--out",
+                 str(out), "--log", str(log)]) == 0
+    lines = log.read_text().splitlines()
+    about_sheet = [line for line in lines if "sample sheet" in line]
+    assert len(about_sheet) == 1 and " INFO " in about_sheet[0], about_sheet
+    assert about_sheet[0].endswith(f"sample sheet '{sheet}': 2 rows not in the batch ignored")
+    got = pd.read_csv(out, sep="\t").set_index("sample").loc[new.index, "predicted"].to_numpy()
+    want = 1.0 + new[PREDICTORS].to_numpy() @ np.array(coef[:3]) + coef[3] * np.array([site[s] == "b"
+                                                                                       for s in new.index])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    one = _write_matrix(new[PREDICTORS].iloc[:1], tmp_path / "one.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", one, "--sample-sheet", str(sheet), "--out",
+                 str(out), "--log", str(tmp_path / "one.log")]) == 0
+    text = (tmp_path / "one.log").read_text()
+    assert "for 1 sample, on" in text and "4 rows not in the batch ignored" in text
+    # a batch sample the sheet lacks is refused, by name
+    sheet.write_text("sample\tsite\n" + "".join(f"{s}\t{v}\n" for s, v in list(site.items())[1:]))
+    log = tmp_path / "e.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(sheet), "--out",
+                 str(tmp_path / "p2.tsv"), "--log", str(log)]) == 1
+    assert f"no row for 1 of the 3 samples in the matrices, e.g. '{new.index[0]}'" in " ".join(log.read_text().split())
+
+
 def test_a_gap_in_a_gene_the_model_does_not_use_is_no_reason_to_refuse_the_batch(tmp_path, linear_bundle):
     path, _, coef = linear_bundle
     new = _raw(8, seed=5)

@@ -1293,6 +1293,14 @@ def _read_batch(paths: list[str], sample_sheet: str | None, bundle=None):
             adata = adata.copy()
             adata.obs = sheet.reindex(adata.obs_names)
         else:
+            others = sheet.index.difference(adata.obs_names, sort=False)
+            if len(others) and not len(unlisted):
+                # a sheet of more samples than the batch is the ordinary case (the run's sample_sheet, which the
+                # pipeline reads for a batch without its own in new_batch_sheets, lists every training sample):
+                # its other rows are no warning, as attach_sample_sheet gives for the run's own matrices
+                log.info("sample sheet '%s': %s not in the batch ignored", sample_sheet,
+                         plural(len(others), "row"))
+                sheet = sheet.loc[sheet.index.isin(adata.obs_names)]
             adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
         obs = adata.obs.copy()
         obs.attrs["source"] = f"sample sheet '{sample_sheet}'"
@@ -1339,8 +1347,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
     scale = "" if bundle.task == "classification" else (
         f", on the model's scale: after the saved normalization ({', '.join(steps)}) of the target, as in the "
         f"pipeline's predictions.tsv" if steps else ", on the scale of the training matrices")
-    log.info("predicted %s with %s (%s) for %d samples%s", bundle.target, bundle.card["model"], bundle.path, len(out),
-             scale)
+    log.info("predicted %s with %s (%s) for %s%s", bundle.target, bundle.card["model"], bundle.path,
+             plural(len(out), "sample"), scale)
     write_table(out, a.out)
 
 
