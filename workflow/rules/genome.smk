@@ -21,6 +21,9 @@ checkpoint genome_plan:
         covariates=lambda wc: covariate_args(),
         interactions=lambda wc: cli_json(config["ols"]["interactions"]),
         gene_sets=lambda wc: cli_json(config["ols"]["gene_sets"]),
+        # the steps that keep a target's imputed values (fitted on one shared set of samples), named in the log
+        keepers="".join(([" --networks"] if "mlp" in MODELS else [])
+                        + ([" --recovery"] if config.get("gold_standard") else [])),
     threads: 1
     resources:
         mem_mb=genome_plan_mem_mb,
@@ -30,7 +33,7 @@ checkpoint genome_plan:
     shell:
         "gexpred genome-plan --data {input.data:q} --spec {params.spec:q} --targets {params.targets:q}"
         " --chunk-size {params.chunk_size} {params.covariates} --interactions {params.interactions:q}"
-        " --gene-sets {params.gene_sets:q}"
+        " --gene-sets {params.gene_sets:q}{params.keepers}"
         " --out {output.plan:q} --out-design {output.design:q} --log {log:q}"
 
 
