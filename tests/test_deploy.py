@@ -245,7 +245,8 @@ def test_missing_predictor_and_bad_values(tmp_path, linear_bundle):
 @pytest.mark.parametrize("kind, needle", [
     ("transposed", "The batch's samples 'gA', 'gB', 'gC' are genes of the model instead: the matrix looks transposed."),
     ("lower case", "Close matches: 'gA' -> 'GA', 'gB' -> 'GB', 'gC' -> 'GC' (ids are case-sensitive)."),
-    ("versions", "Close matches: 'gA' -> 'gA.3', 'gB' -> 'gB.3', 'gC' -> 'gC.3' (ids must match exactly, version"),
+    ("versions", "Close matches: 'gA' -> 'gA.3', 'gB' -> 'gB.3', 'gC' -> 'gC.3' (ids must match exactly, version "
+                 "suffixes such as '.17' included: strip them from the batch's matrices)."),
 ])
 def test_a_batch_lacking_the_models_genes_says_why(tmp_path, linear_bundle, kind, needle):
     """A batch written samples x genes, or with its genes spelt otherwise (letter case, Ensembl-like version
