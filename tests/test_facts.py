@@ -352,3 +352,13 @@ def test_genome_wide_captions_say_what_the_run_did():
     assert ("is below the run's FDR (0.05, ols.fdr), smallest q first. The shared design holds the shared "
             "predictors, the 2 covariates of ols.covariates") in significant
     assert "and 1 product term (a:b); their terms" in significant
+
+
+def test_verdicts_caption_names_the_smallest_batch_it_can_call_ok():
+    """The verdicts table's caption said a batch from the training distribution should read ok, but a batch of
+    fewer than monitor.min_samples samples reads warn whatever its tests say (gexpred.monitor.verdict; an audit:
+    a one-sample batch read 'warn' against the caption)."""
+    text = _render_caption("verdicts.rst", monitor={"min_samples": 12})
+    assert ("A batch from the training distribution should read ok (each test errs at its own level now and then), "
+            "unless it holds fewer than 12 samples (monitor.min_samples), too few for the drift tests to see a "
+            "shift, which reads warn;") in text
