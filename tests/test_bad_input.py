@@ -323,9 +323,21 @@ def test_genome_wide_metrics_judge_a_target_on_its_measured_samples_only(step, t
     step.ok("normalize", "--data", h5ad, "--splits", splits, "--method", "none", "--missing", "impute_mean",
             "--out", norm, "--params", tmp_path / "normalization.json")
     plan, design = tmp_path / "plan.tsv", tmp_path / "design.json"
-    log = step.ok("genome-plan", "--data", norm, "--spec", '["A", "B"]', "--targets", '"all"', "--chunk-size", "5",
-                  "--out", plan, "--out-design", design)
-    assert "its OLS fits and its train and test metrics leave them out" in log
+    plan_args = ["--data", norm, "--spec", '["A", "B"]', "--targets", '"all"', "--chunk-size", "5", "--out", plan,
+                 "--out-design", design]
+    # the steps that keep the filled-in values are named where the run has them (an audit: an OLS-only run was
+    # warned about networks it does not train, and regulator recovery, which keeps them too, went unnamed)
+    log = step.ok("genome-plan", *plan_args, "--networks", "--recovery")
+    assert ("WARNING gexpred: 1 target had missing values that missing: impute_mean filled with their training mean "
+            "('T0'); the genome-wide networks and the regulator recovery's ridge, correlation and prior scores fit "
+            "every target on one shared set of samples, so they keep them; the genome-wide OLS fits and the train "
+            "and test metrics leave them out") in log
+    log = step.ok("genome-plan", *plan_args)
+    assert "WARNING" not in log and "network" not in log
+    assert ("INFO gexpred: 1 target had missing values that missing: impute_mean filled with their training mean "
+            "('T0'); the genome-wide OLS fits and their train and test metrics leave those samples out") in log
+    log = step.ok("genome-plan", *plan_args, "--networks")
+    assert "; the genome-wide networks fit every target on one shared set of samples, so they keep them;" in log
     chunk = ["--data", norm, "--splits", splits, "--plan", plan, "--design", design, "--chunk", "0"]
     step.ok("ols-chunk", *chunk, "--out-dir", tmp_path / "ols")
     step.ok("mlp-chunk", *chunk, "--settings", json.dumps({"hidden": [], "epochs": 3, "batch_size": 8}),

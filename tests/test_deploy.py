@@ -242,6 +242,69 @@ def test_missing_predictor_and_bad_values(tmp_path, linear_bundle):
     assert not (tmp_path / "p.tsv").exists()
 
 
+@pytest.mark.parametrize("kind, needle", [
+    ("transposed", "The batch's samples 'gA', 'gB', 'gC' are genes of the model instead: the matrix looks transposed."),
+    ("lower case", "Close matches: 'gA' -> 'GA', 'gB' -> 'GB', 'gC' -> 'GC' (ids are case-sensitive)."),
+    ("versions", "Close matches: 'gA' -> 'gA.3', 'gB' -> 'gB.3', 'gC' -> 'gC.3' (ids must match exactly, version "
+                 "suffixes such as '.17' included: strip them from the batch's matrices)."),
+])
+def test_a_batch_lacking_the_models_genes_says_why(tmp_path, linear_bundle, kind, needle):
+    """A batch written samples x genes, or with its genes spelt otherwise (letter case, Ensembl-like version
+    suffixes), lacked 'every' predictor gene, and the message said only that (an audit); as the collect step does
+    for the run's own matrices, it now says the matrix looks transposed, or names the close matches."""
+    path, _, _ = linear_bundle
+    new = _raw(6, seed=4)
+    if kind == "transposed":
+        new.to_csv(tmp_path / "batch.tsv", sep="\t", index_label="sample")  # samples in rows
+    else:
+        rename = str.upper if kind == "lower case" else (lambda g: f"{g}.3")
+        _write_matrix(new.rename(columns=rename), tmp_path / "batch.tsv")
+    log = tmp_path / "e.log"
+    assert main(["predict", "--bundle", str(path), "--input", str(tmp_path / "batch.tsv"), "--out",
+                 str(tmp_path / "p.tsv"), "--log", str(log)]) == 1
+    text = " ".join(log.read_text().split())
+    assert "lacks 3 of the 3 predictor genes of the model: 'gA', 'gB', 'gC'" in text and needle in text, text
+    assert "Traceback" not in text and not (tmp_path / "p.tsv").exists()
+
+
+def test_a_sheet_listing_more_samples_than_the_batch_is_no_warning(tmp_path):
+    """The pipeline reads a batch's covariates from the run's sample sheet (no new_batch_sheets entry), which
+    lists every training sample: each deploy job warned 'sample sheet ... lists 240 samples that are in no
+    matrix; ignored', the documented way to give covariates read as a mistake (an audit). Those rows are now
+    counted in the log's info; a batch sample without a row is still refused by name. The predictions equal the
+    linear model computed here; one sample is logged in the singular."""
+    coef = [0.5, -0.25, 0.75, 2.0]  # gA, gB, gC, site[T.b]
+    path = _covariate_bundle(tmp_path, coef, ["site[T.b]"],
+                             {"site": {"type": "categorical", "levels": ["a", "b"], "reference": "a"}})
+    new = _raw(3, seed=5)
+    src = _write_matrix(new[PREDICTORS], tmp_path / "new.tsv")
+    site = {s: v for s, v in zip([*new.index, "train1", "train2"], ["b", "a", "b", "a", "a"])}
+    sheet = tmp_path / "sheet.tsv"
+    sheet.write_text("sample\tsite\n" + "".join(f"{s}\t{v}\n" for s, v in site.items()))
+    out, log = tmp_path / "pred.tsv", tmp_path / "p.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(sheet), "--out",
+                 str(out), "--log", str(log)]) == 0
+    lines = log.read_text().splitlines()
+    about_sheet = [line for line in lines if "sample sheet" in line]
+    assert len(about_sheet) == 1 and " INFO " in about_sheet[0], about_sheet
+    assert about_sheet[0].endswith(f"sample sheet '{sheet}': 2 rows not in the batch ignored")
+    got = pd.read_csv(out, sep="\t").set_index("sample").loc[new.index, "predicted"].to_numpy()
+    want = 1.0 + new[PREDICTORS].to_numpy() @ np.array(coef[:3]) + coef[3] * np.array([site[s] == "b"
+                                                                                       for s in new.index])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    one = _write_matrix(new[PREDICTORS].iloc[:1], tmp_path / "one.tsv")
+    assert main(["predict", "--bundle", str(path), "--input", one, "--sample-sheet", str(sheet), "--out",
+                 str(out), "--log", str(tmp_path / "one.log")]) == 0
+    text = (tmp_path / "one.log").read_text()
+    assert "for 1 sample, on" in text and "4 rows not in the batch ignored" in text
+    # a batch sample the sheet lacks is refused, by name
+    sheet.write_text("sample\tsite\n" + "".join(f"{s}\t{v}\n" for s, v in list(site.items())[1:]))
+    log = tmp_path / "e.log"
+    assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(sheet), "--out",
+                 str(tmp_path / "p2.tsv"), "--log", str(log)]) == 1
+    assert f"no row for 1 of the 3 samples in the matrices, e.g. '{new.index[0]}'" in " ".join(log.read_text().split())
+
+
 def test_a_gap_in_a_gene_the_model_does_not_use_is_no_reason_to_refuse_the_batch(tmp_path, linear_bundle):
     path, _, coef = linear_bundle
     new = _raw(8, seed=5)
@@ -1303,8 +1366,9 @@ def test_drift_reasons_name_the_predictions_p_value_and_a_constant_inputs_values
 
 @pytest.mark.parametrize("covered", [40, 56])
 def test_a_batch_its_intervals_undercover_is_a_warning(covered):
-    """The coverage row's status: 'warn' when the exact one-sided binomial test of fewer covered than the level
-    (scipy) is below monitor.error_alpha, 'ok' otherwise; a warning names the shares and p in the verdict's
+    """The coverage row's status: 'warn' when the exact one-sided test of fewer covered than the level (here
+    binomial, scipy: the spec gives no calibration size; a bundle's is beta-binomial, tested below) is below
+    monitor.error_alpha, 'ok' otherwise; a warning names the shares and p in the verdict's
     reasons, whatever the error's row says (an audit: the row only informed, so 40 of 60 inside a 90 % interval
     left the verdict 'ok')."""
     from scipy import stats
@@ -1331,6 +1395,51 @@ def test_a_batch_its_intervals_undercover_is_a_warning(covered):
         assert f"p = {p:.2g}" in out["reasons"][0] and "(90%)" in out["reasons"][0]
     else:
         assert out["verdict"] == "ok" and out["reasons"] == []
+
+
+def _beta_binomial_cdf(covered: int, n: int, n_residuals: int, level: float) -> float:
+    """P(at most ``covered`` of ``n`` new samples inside a conformal interval calibrated on ``n_residuals`` scores),
+    by numerical integration of the binomial over the Beta(k, n_residuals + 1 - k) law of the interval's
+    coverage, k = ceil((n_residuals + 1) level) (scipy's quad, binom and beta)."""
+    from scipy import integrate, stats
+
+    k = int(np.ceil((n_residuals + 1) * level))
+    a, b = k, n_residuals + 1 - k
+    value, _ = integrate.quad(lambda t: stats.binom.cdf(covered, n, t) * stats.beta.pdf(t, a, b), 0, 1,
+                              epsabs=1e-13, epsrel=1e-11, limit=200)
+    return value
+
+
+def test_the_coverage_test_counts_the_calibrations_own_chance():
+    """A conformal interval's coverage is itself random (Beta(k, n + 1 - k) for n calibration residuals): the
+    binomial test of the batch's count against the level, which took the coverage as known, warned for batches
+    exchangeable with the calibration samples in 15 % of batches of 200 against 80 residuals at a 5 % level (an
+    audit; 8 % of batches of 40). The beta-binomial p-value (the binomial over the Beta law, integrated here) holds
+    the level: on 4,000 simulated calibrations and batches from one distribution the warnings stay at about 5 %.
+    Without the calibration's size (a hand-made spec) the binomial test is kept."""
+    from scipy import stats
+
+    from gexpred.monitor import coverage_p_value, interval_coverage
+
+    for covered, n, n_res, level in ((35, 40, 80, 0.95), (170, 200, 80, 0.95), (25, 30, 189, 0.95),
+                                     (50, 60, 47, 0.9), (1, 1, 19, 0.95)):
+        assert coverage_p_value(covered, n, level, n_res) == pytest.approx(
+            _beta_binomial_cdf(covered, n, n_res, level), rel=1e-7, abs=1e-12)
+    assert coverage_p_value(35, 40, 0.95) == pytest.approx(stats.binom.cdf(35, 40, 0.95), rel=1e-9)
+    rng = np.random.default_rng(1)
+    n_res, m, reps = 80, 200, 4000
+    k = int(np.ceil((n_res + 1) * 0.95))
+    warned = binomial_warned = 0
+    for _ in range(reps):
+        q = np.sort(np.abs(rng.standard_t(5, n_res)))[k - 1]  # the split-conformal half-width, by numpy
+        errors = rng.standard_t(5, m)
+        row = interval_coverage({"level": 0.95, "half_width": q, "n_residuals": n_res}, errors, np.zeros(m),
+                                alpha=0.05)
+        covered = int(np.sum(np.abs(errors) <= q))
+        assert row["new_batch"] == covered / m
+        warned += row["status"] == "warn"
+        binomial_warned += stats.binom.cdf(covered, m, 0.95) < 0.05
+    assert warned / reps < 0.065 and binomial_warned / reps > 0.12, (warned / reps, binomial_warned / reps)
 
 
 def test_neighbour_distance_and_difficulty_against_brute_force():
@@ -1477,7 +1586,7 @@ def test_conformal_prediction_sets_hold_the_class_at_their_level():
     """Least-ambiguous sets: the threshold is 1 - the ceil((n + 1) level)-th smallest 1 - p(true class) over the
     calibration samples (numpy sort); on 5,000 new samples whose classes are drawn from their probabilities the
     sets hold the class of ~90 % (the level), an ambiguous sample's set has more classes than a sure one's, and
-    the batch's coverage row and its binomial p (scipy) follow the sets."""
+    the batch's coverage row and its beta-binomial p follow the sets."""
     from scipy import stats
 
     from gexpred.deploy import prediction_sets, set_members
@@ -1507,7 +1616,8 @@ def test_conformal_prediction_sets_hold_the_class_at_their_level():
     row = set_coverage(got, codes_n[:40], Pn[:40], alpha=0.05)
     k = int(inside[np.arange(40), codes_n[:40]].sum())
     assert row["metric"] == "set_coverage (90%)" and row["new_batch"] == k / 40
-    assert row["p_value"] == pytest.approx(stats.binom.cdf(k, 40, 0.9), rel=1e-9)
+    # the sets' coverage is calibrated on the 300 samples: beta-binomial (numerical integration here)
+    assert row["p_value"] == pytest.approx(_beta_binomial_cdf(k, 40, 300, 0.9), rel=1e-7)
     assert row["status"] == ("warn" if row["p_value"] < 0.05 else "ok")
     few = prediction_sets(codes[:5], P[:5], 0.9, codes_n, Pn)  # ceil(6 x 0.9) = 6 > 5: every class
     assert few["threshold"] == -np.inf and few["test_coverage"] == 1.0

@@ -23,7 +23,7 @@ from matplotlib import image
 
 from reportpage import results as _results
 from reportpage import script_var as _script_var
-from test_workflow import make_dataset, run_snakemake, write_config
+from test_workflow import beta_binomial_cdf, make_dataset, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -260,7 +260,9 @@ def test_classification_run_matches_statsmodels_and_judges_a_labelled_batch(clas
         k = sum(c in st for c, st in zip(truth, sets))
         row = perf.loc["set_coverage (95%)"]
         assert row["new_batch"] == pytest.approx(k / len(truth), abs=1e-12)
-        assert row["p_value"] == pytest.approx(stats.binom.cdf(k, len(truth), 0.95), rel=1e-9)
+        # beta-binomial: the sets' coverage is calibrated on the cross-validation samples' own-class probabilities
+        assert card["prediction_set"]["n_residuals"] == len(own)
+        assert row["p_value"] == pytest.approx(beta_binomial_cdf(k, len(truth), len(own), 0.95), rel=1e-9)
     # the comparison: the networks' history (two networks an ensemble), the metrics from the written predictions
     hist = pd.read_csv(res / "mlp/cls/history.tsv", sep="\t")
     assert list(hist.columns) == ["member", "epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"]

@@ -42,6 +42,22 @@ G4 = "$x^2$_`a`"
 HOSTILE_SAMPLE = "<b>S1</b>"
 
 
+def beta_binomial_cdf(covered: int, n: int, n_residuals: int, level: float) -> float:
+    """P(at most ``covered`` of ``n`` new samples inside a conformal interval, or prediction set, calibrated on
+    ``n_residuals`` scores): the beta-binomial law of the count, the interval's coverage being Beta(k, n_residuals +
+    1 - k) with k = ceil((n_residuals + 1) level); summed here from its closed form (log-gamma functions)."""
+    import math
+
+    k = int(np.ceil((n_residuals + 1) * level))
+    a, b = k, n_residuals + 1 - k
+
+    def log_beta(x: float, y: float) -> float:
+        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+    return float(sum(math.exp(math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+                              + log_beta(j + a, n - j + b) - log_beta(a, b)) for j in range(covered + 1)))
+
+
 def make_dataset(root: Path, n_samples: int = 60, n_genes: int = 12, seed: int = 7, name: str = "expr.tsv",
                  prefix: str = "S") -> dict:
     """Write a tiny genes x samples TSV with two targets driven by known genes."""
@@ -362,13 +378,17 @@ def test_bundles_reproduce_pipeline_predictions_and_monitor_new_batch(finished_r
         assert len(batch) == 60 and (batch["model"] == best["model"]).all()
         verdict = json.loads((root / f"results/deploy/fresh/{target}/verdict.json").read_text())
         assert verdict["verdict"] in ("ok", "warn", "alert") and verdict["truth_given"]
-        # the batch's coverage of the best model's intervals, with the binomial test of too few covered
+        # the batch's coverage of the best model's intervals, with the test of too few covered: beta-binomial, the
+        # coverage of an interval calibrated on n_residuals cross-validation residuals being Beta(k, n_res + 1 - k)
         perf = pd.read_csv(root / f"results/deploy/fresh/{target}/performance.tsv", sep="\t").set_index("metric")
         row, n = perf.loc["interval_coverage (95%)"], int(perf.loc["n", "new_batch"])
         covered = round(row["new_batch"] * n)
-        assert n == 60 and row["new_batch"] == pytest.approx(covered / n, abs=1e-12)
-        assert row["p_value"] == pytest.approx(stats.binom.cdf(covered, n, 0.95), rel=1e-9)  # P(<= covered)
         card = json.loads((root / f"results/models/{target}/{best['model']}/card.json").read_text())
+        assert n == 60 and row["new_batch"] == pytest.approx(covered / n, abs=1e-12)
+        best_cv = pd.read_csv(root / f"results/{best['model']}/{target}/cv_predictions.tsv", sep="\t")
+        assert card["interval"]["n_residuals"] == int(np.isfinite(best_cv["observed"] - best_cv["predicted"]).sum())
+        assert row["p_value"] == pytest.approx(beta_binomial_cdf(covered, n, card["interval"]["n_residuals"], 0.95),
+                                               rel=1e-9)  # P(<= covered)
         assert row["test"] == pytest.approx(card["interval"]["test_coverage"], abs=1e-12)
         assert row["status"] == ("warn" if row["p_value"] < 0.05 else "ok")  # monitor.error_alpha
     verdicts = pd.read_csv(root / "results/deploy/verdicts.tsv", sep="\t")

@@ -1293,6 +1293,14 @@ def _read_batch(paths: list[str], sample_sheet: str | None, bundle=None):
             adata = adata.copy()
             adata.obs = sheet.reindex(adata.obs_names)
         else:
+            others = sheet.index.difference(adata.obs_names, sort=False)
+            if len(others) and not len(unlisted):
+                # a sheet of more samples than the batch is the ordinary case (the run's sample_sheet, which the
+                # pipeline reads for a batch without its own in new_batch_sheets, lists every training sample):
+                # its other rows are no warning, as attach_sample_sheet gives for the run's own matrices
+                log.info("sample sheet '%s': %s not in the batch ignored", sample_sheet,
+                         plural(len(others), "row"))
+                sheet = sheet.loc[sheet.index.isin(adata.obs_names)]
             adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
         obs = adata.obs.copy()
         obs.attrs["source"] = f"sample sheet '{sample_sheet}'"
@@ -1339,8 +1347,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
     scale = "" if bundle.task == "classification" else (
         f", on the model's scale: after the saved normalization ({', '.join(steps)}) of the target, as in the "
         f"pipeline's predictions.tsv" if steps else ", on the scale of the training matrices")
-    log.info("predicted %s with %s (%s) for %d samples%s", bundle.target, bundle.card["model"], bundle.path, len(out),
-             scale)
+    log.info("predicted %s with %s (%s) for %s%s", bundle.target, bundle.card["model"], bundle.path,
+             plural(len(out), "sample"), scale)
     write_table(out, a.out)
 
 
@@ -1611,7 +1619,10 @@ def cmd_genome_plan(a: argparse.Namespace) -> None:
     if missing:
         log.warning("%d requested targets are not in the data and are skipped: %s", len(missing),
                     ", ".join(missing[:5]))
-    _warn_kept_imputed(a.data, targets, "genome-wide mode")
+    _warn_kept_imputed(a.data, targets, "genome-wide mode",
+                       [k for k, on in (("the genome-wide networks", a.networks),
+                                        ("the regulator recovery's ridge, correlation and prior scores",
+                                         a.recovery)) if on])
     if covariates or interactions or gene_sets:
         log.info("shared design: the predictors%s%s%s", f", covariates {', '.join(covariates)}" if covariates else "",
                  f", {len(interactions)} interaction terms" if interactions else "",
@@ -1633,17 +1644,26 @@ def _dropped_genes_h5(path: str) -> dict[str, str]:
         return _dropped_text(*(d[k].asstr()[:] for k in ("id", "file", "reason")))
 
 
-def _warn_kept_imputed(path: str, targets, step: str) -> None:
+def _warn_kept_imputed(path: str, targets, step: str, keepers: list[str] | None = None) -> None:
     """Log the targets whose values the normalize step imputed (``uns['imputed']`` of ``path``, read without the
-    matrix) that ``step``, fitting every target on one shared set of samples, keeps."""
+    matrix) that ``step``, fitting every target on one shared set of samples, keeps.
+
+    Genome-wide mode (``step`` ``"genome-wide mode"``): ``keepers`` names the run's steps that keep them (the
+    networks, regulator recovery); without any, the OLS fits and metrics leave those samples out and the log says
+    so at INFO (a warning about networks an OLS-only run does not train misled)."""
     imputed = {gene for gene, _ in _imputed_pairs(path)} & set(targets)
-    if imputed:
-        genome = step == "genome-wide mode"
-        log.warning("%s had missing values that missing: impute_mean filled with their training mean (%s); "
-                    "%s every target on one shared set of samples, so they keep them (each target's own "
-                    "models leave such samples out)%s", plural(len(imputed), "target"), preview(sorted(imputed)),
-                    "the genome-wide networks are trained on" if genome else f"{step} fits",
-                    "; its OLS fits and its train and test metrics leave them out" if genome else "")
+    if not imputed:
+        return
+    what = (f"{plural(len(imputed), 'target')} had missing values that missing: impute_mean filled with their "
+            f"training mean ({preview(sorted(imputed))})")
+    if step != "genome-wide mode":
+        log.warning("%s; %s fits every target on one shared set of samples, so they keep them (each target's own "
+                    "models leave such samples out)", what, step)
+    elif keepers:
+        log.warning("%s; %s fit every target on one shared set of samples, so they keep them; the genome-wide "
+                    "OLS fits and the train and test metrics leave them out", what, " and ".join(keepers))
+    else:
+        log.info("%s; the genome-wide OLS fits and their train and test metrics leave those samples out", what)
 
 
 def _genome_columns(data: str, design: dict[str, Any], splits: str, targets: list[str] | None = None):
@@ -2729,6 +2749,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "shared design")
     s.add_argument("--gene-sets", default="{}",
                    help="JSON {name: [genes]} of shared predictors, each tested by a nested F-test for every target")
+    s.add_argument("--networks", action="store_true", help="the run trains genome-wide networks (mlp-chunk)")
+    s.add_argument("--recovery", action="store_true", help="the run scores regulator recovery (genome-recovery)")
     s.add_argument("--out", required=True, help="plan TSV: target, chunk")
     s.add_argument("--out-design", required=True,
                    help="JSON with the shared design: predictors, covariates, interactions")

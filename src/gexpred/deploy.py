@@ -785,7 +785,7 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
             "predictor genes of the model"
         n_needed = len(needed) if library else len([g for g in needed if g != target])
         raise InputError(f"{source} lacks {len(missing)} of the {n_needed} {what}: {preview(missing)}. Give a "
-                         f"matrix with every one of them.")
+                         f"matrix with every one of them.{missing_genes_hint(missing, expr)}")
     needed_set = set(needed)  # once: a log-CPM model needs every gene, and a batch can hold 60,000
     extra = [g for g in expr.columns if g not in needed_set]
     if extra:
@@ -824,6 +824,23 @@ def prepare_inputs(bundle: Bundle, expr: pd.DataFrame, obs: pd.DataFrame | None,
         log.warning(text)
     y = zdf[target].to_numpy() if with_target and target in zdf.columns else None
     return X, y
+
+
+def missing_genes_hint(missing: list[str], expr: pd.DataFrame) -> str:
+    """Why a batch may lack the model's genes, as a sentence for the error (or ""): a matrix written samples x
+    genes, whose sample ids are the genes (text matrices hold genes in rows), or the genes spelt otherwise (letter
+    case, a version suffix, leading zeros: :func:`gexpred.errors.near_ids`)."""
+    from .errors import near_ids
+
+    samples = set(map(str, expr.index))
+    as_samples = [g for g in missing if g in samples]
+    if as_samples:
+        return (f" The batch's samples {preview(as_samples, 3)} are genes of the model instead: the matrix looks "
+                f"transposed. Text matrices hold genes in rows and samples in columns; an .h5ad file holds samples "
+                f"in obs and genes in var.")
+    # the bundle's genes are fixed: the batch's spelling is the one to change, not a config's
+    return near_ids(missing, map(str, expr.columns)).replace("strip them from the matrices or add them to the config",
+                                                              "strip them from the batch's matrices")
 
 
 def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.DataFrame, reference: pd.DataFrame,

@@ -27,7 +27,8 @@ for classification) is flagged when its ratio to the test split's reaches ``erro
 test split's) says the rise is unlikely by chance (``p < error_alpha``): two noisy means of squared errors
 differ by 1.5 x in one batch of 30 in ten with an unchanged model. A regression model's prediction intervals
 (a classification model's prediction sets) are checked too: too few of the batch's samples inside them (one-sided
-exact binomial test against their level, ``p < error_alpha``) is a warning.
+exact test against their level, ``p < error_alpha``; beta-binomial, as the coverage of conformal intervals
+calibrated on ``n`` residuals is itself random, :func:`coverage_p_value`) is a warning.
 The verdict is the worst of these: ``ok``, ``warn`` or ``alert``, with the reasons in words.
 """
 
@@ -278,7 +279,7 @@ def interval_coverage(interval: dict[str, Any], truth: np.ndarray, predicted: np
                       alpha: float | None = None, half_width: np.ndarray | None = None) -> dict[str, Any]:
     """The performance row of a regression bundle's prediction interval on a batch whose truth is known: the share
     of the batch's samples inside their interval (``new_batch``) beside the test split's (``test``), and the exact
-    binomial test of fewer covered than the interval's level (``p_value``; scipy's ``binomtest``, one-sided).
+    one-sided test of fewer covered than the interval's level (``p_value``, :func:`coverage_p_value`).
 
     With ``alpha`` (``monitor.error_alpha``) the row's status is ``warn`` when ``p_value < alpha``: the intervals
     the predictions come with no longer hold on this batch, even where the mean error did not grow enough to be
@@ -296,7 +297,8 @@ def set_coverage(prediction_set: dict[str, Any], codes: np.ndarray, proba: np.nd
     """The performance row of a classification bundle's conformal prediction sets
     (:func:`gexpred.deploy.prediction_sets`) on a batch whose labels are known (``codes``, the classes' indices):
     the share of the batch's samples whose set holds their class beside the test split's, the exact one-sided
-    binomial test of fewer than the level, and with ``alpha`` the status, as :func:`interval_coverage`."""
+    test of fewer than the level (:func:`coverage_p_value`), and with ``alpha`` the status, as
+    :func:`interval_coverage`."""
     from .deploy import set_members
 
     members = set_members(prediction_set, proba)
@@ -304,14 +306,38 @@ def set_coverage(prediction_set: dict[str, Any], codes: np.ndarray, proba: np.nd
     return _coverage_row("set_coverage", prediction_set, members[np.arange(len(codes)), codes], alpha)
 
 
+def coverage_p_value(covered: int, n: int, level: float, n_residuals: int | None = None) -> float:
+    """One-sided p-value of ``covered`` of a batch's ``n`` samples inside conformal intervals (or prediction sets) of
+    ``level``, under the hypothesis that the batch is exchangeable with the samples they were calibrated on.
+
+    A conformal interval's half-width is the ``k = ceil((n_residuals + 1) level)``-th smallest of ``n_residuals``
+    scores (:func:`gexpred.deploy.conformal_rank`), so the share of new samples it covers is not the level itself
+    but a random draw of ``Beta(k, n_residuals + 1 - k)`` (Vovk 2012, *Conditional validity of inductive conformal
+    predictors*; Angelopoulos & Bates, *A gentle introduction to conformal prediction*), and the number of a
+    batch's samples it covers is beta-binomial:
+    ``p = P(BetaBinomial(n, k, n_residuals + 1 - k) <= covered)``. The binomial test against the level, which takes the coverage as known, warned for batches drawn
+    from the training distribution far more often than the test's level says: 8 % of batches of 40 against 80
+    residuals, 14 % of batches of 500 against 189, 31 % of 2,000 against 80 (at 5 %). Without ``n_residuals`` (or
+    with too few for the level) the exact binomial test against ``level``. NaN for an empty batch."""
+    from scipy.stats import betabinom, binomtest
+
+    from .deploy import conformal_rank
+
+    if not n:
+        return float("nan")
+    k = conformal_rank(int(n_residuals), level) if n_residuals else 0
+    if not k:
+        return float(binomtest(int(covered), int(n), level, alternative="less").pvalue)
+    return float(min(1.0, betabinom.cdf(int(covered), int(n), k, int(n_residuals) + 1 - k)))
+
+
 def _coverage_row(name: str, spec: dict[str, Any], inside: np.ndarray, alpha: float | None) -> dict[str, Any]:
     """A coverage row of ``performance.tsv``: ``new_batch`` the share of ``inside``, ``test`` the test split's
-    (``spec["test_coverage"]``), ``p_value`` scipy's one-sided exact binomial test of fewer than ``spec["level"]``,
-    ``status`` ``warn`` below ``alpha`` (``ok`` above, empty without ``alpha``)."""
-    from scipy.stats import binomtest
-
+    (``spec["test_coverage"]``), ``p_value`` the one-sided exact test of fewer than ``spec["level"]``
+    (:func:`coverage_p_value`, with the ``spec["n_residuals"]`` it was calibrated on), ``status`` ``warn`` below
+    ``alpha`` (``ok`` above, empty without ``alpha``)."""
     n, covered = len(inside), int(np.sum(inside))
-    p = binomtest(covered, n, spec["level"], alternative="less").pvalue if n else np.nan
+    p = coverage_p_value(covered, n, spec["level"], spec.get("n_residuals"))
     status = "" if alpha is None else "warn" if np.isfinite(p) and p < alpha else "ok"
     return {"metric": f"{name} ({100 * spec['level']:g}%)", "test": spec.get("test_coverage", np.nan),
             "new_batch": covered / n if n else np.nan, "ratio": np.nan, "p_value": float(p), "status": status}
@@ -350,8 +376,8 @@ def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: T
                 what = ("prediction intervals", "cover") if r["metric"].startswith("interval") else \
                     ("prediction sets", "hold the class of")
                 reasons.append(f"{r['status']}: the {what[0]} ({r['metric'].split('(')[1].rstrip(')')}) "
-                               f"{what[1]} {r['new_batch']:.0%} of the batch's samples{test} (exact binomial test of "
-                               f"fewer covered than the level: p = {r['p_value']:.2g}): the uncertainty the "
+                               f"{what[1]} {r['new_batch']:.0%} of the batch's samples{test} (exact test "
+                               f"of fewer covered than the level: p = {r['p_value']:.2g}): the uncertainty the "
                                f"predictions come with does not hold for this batch")
                 worst = max(worst, level)
             elif level:

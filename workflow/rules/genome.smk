@@ -21,6 +21,9 @@ checkpoint genome_plan:
         covariates=lambda wc: covariate_args(),
         interactions=lambda wc: cli_json(config["ols"]["interactions"]),
         gene_sets=lambda wc: cli_json(config["ols"]["gene_sets"]),
+        # the steps that keep a target's imputed values (fitted on one shared set of samples), named in the log
+        keepers="".join(([" --networks"] if "mlp" in MODELS else [])
+                        + ([" --recovery"] if config.get("gold_standard") else [])),
     threads: 1
     resources:
         mem_mb=genome_plan_mem_mb,
@@ -30,7 +33,7 @@ checkpoint genome_plan:
     shell:
         "gexpred genome-plan --data {input.data:q} --spec {params.spec:q} --targets {params.targets:q}"
         " --chunk-size {params.chunk_size} {params.covariates} --interactions {params.interactions:q}"
-        " --gene-sets {params.gene_sets:q}"
+        " --gene-sets {params.gene_sets:q}{params.keepers}"
         " --out {output.plan:q} --out-design {output.design:q} --log {log:q}"
 
 
@@ -187,12 +190,17 @@ rule genome_compare:
             subcategory="genome-wide",
             labels={"table": "test R² per target and model"},
         ),
-        search=report(
-            "results/compare/genome_search.tsv",
-            caption="../report/genome_search.rst",
-            category="5. Model comparison",
-            subcategory="genome-wide",
-            labels={"table": "network search per chunk"},
+        # the networks' search: in the report only where networks are trained (without them the table is empty)
+        search=(
+            report(
+                "results/compare/genome_search.tsv",
+                caption="../report/genome_search.rst",
+                category="5. Model comparison",
+                subcategory="genome-wide",
+                labels={"table": "network search per chunk"},
+            )
+            if "mlp" in MODELS
+            else "results/compare/genome_search.tsv"
         ),
         figure=report(
             "results/plots/genome_comparison.png",
