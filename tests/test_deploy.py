@@ -46,6 +46,11 @@ def _write_matrix(df: pd.DataFrame, path) -> str:
 @pytest.fixture
 def linear_bundle(tmp_path):
     """A bundle of OLS on z-scored genes, fitted here with numpy."""
+    return _linear_bundle(tmp_path)
+
+
+def _linear_bundle(tmp_path, interval: dict | None = None):
+    """:func:`linear_bundle`, with ``interval`` (the card's prediction interval) if given."""
     train = _raw(200, seed=1)
     norm = fit_normalization(train.to_numpy(), GENES, list(train.index), ["zscore"])
     Z = apply_normalization(train.to_numpy(), GENES, list(train.index), norm)
@@ -66,7 +71,8 @@ def linear_bundle(tmp_path):
                         preprocessing={"normalization": subset_normalization(norm, [*PREDICTORS, TARGET]),
                                        "design": design},
                         reference=ref, metrics={"test": {"n": 50, "mse": float(test_losses.mean())}},
-                        training_fingerprint=fingerprint(Z, list(train.index), GENES), test_losses=test_losses)
+                        training_fingerprint=fingerprint(Z, list(train.index), GENES), test_losses=test_losses,
+                        interval=interval)
     (path.parent / "best.json").write_text(json.dumps({"model": "ols"}))  # as `gexpred best` writes it
     return path, norm, coef
 
@@ -669,8 +675,7 @@ def test_monitor_truth_if_measured_takes_the_truth_only_where_the_batch_has_the_
 
 def test_a_gap_in_the_target_gene_is_no_reason_to_refuse_monitoring_the_batch(tmp_path, linear_bundle):
     """The target gene is not an input of its model: a batch measuring it in some samples only is monitored (its
-    predictions as the linear model computed here gives them), its accuracy not checked under --truth-if-measured
-    (as for a classification batch with a gap in its labels); before, the monitor refused the batch for a missing
+    predictions as the linear model computed here gives them); before, the monitor refused the batch for a missing
     value 'in the genes the model uses'. --truth-from-input, which asks for the target as the truth, refuses it by
     sample."""
     path, norm, coef = linear_bundle
@@ -680,20 +685,83 @@ def test_a_gap_in_the_target_gene_is_no_reason_to_refuse_monitoring_the_batch(tm
     mean = np.asarray(norm["steps"][0]["mean"][:3])
     sd = np.asarray(norm["steps"][0]["sd"][:3])
     want = coef[0] + ((batch[PREDICTORS].to_numpy() - mean) / sd) @ coef[1:]
-    for flags in ([], ["--truth-if-measured"]):
-        out = tmp_path / f"mon{len(flags)}"
-        assert main(["monitor", "--bundle", str(path), "--input", src, *flags, "--out-dir", str(out),
-                     "--out-predictions", str(out / "p.tsv"), "--log", str(tmp_path / "m.log")]) == 0
-        got = pd.read_csv(out / "p.tsv", sep="\t", index_col="sample")["predicted"]
-        np.testing.assert_allclose(got.loc[batch.index], want, rtol=1e-12)
-        assert json.loads((out / "verdict.json").read_text())["truth_given"] is False
-        assert pd.read_csv(out / "performance.tsv", sep="\t").empty
-    assert f"lacks gene {TARGET!r} in 1 of 30 samples ('{batch.index[4]}'): accuracy not checked" in \
-        " ".join((tmp_path / "m.log").read_text().split())
+    out = tmp_path / "mon"
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--out-dir", str(out),
+                 "--out-predictions", str(out / "p.tsv"), "--log", str(tmp_path / "m.log")]) == 0
+    got = pd.read_csv(out / "p.tsv", sep="\t", index_col="sample")["predicted"]
+    np.testing.assert_allclose(got.loc[batch.index], want, rtol=1e-12)
+    assert json.loads((out / "verdict.json").read_text())["truth_given"] is False
+    assert pd.read_csv(out / "performance.tsv", sep="\t").empty
     assert main(["monitor", "--bundle", str(path), "--input", src, "--truth-from-input", "--out-dir",
                  str(tmp_path / "strict"), "--log", str(tmp_path / "strict.log")]) == 1
     text = " ".join((tmp_path / "strict.log").read_text().split())  # the message wraps with the path's length
     assert f"lacks the target gene {TARGET!r}" in text and f"in 1 of its 30 samples: '{batch.index[4]}'" in text
+
+
+def test_truth_known_for_part_of_a_batch_is_judged_on_those_samples(tmp_path):
+    """Truth often arrives for part of a batch (some samples measured again, some labels confirmed). Before, one
+    sample without it turned the accuracy check off for the whole batch under --truth-if-measured, and a --truth
+    table with an empty cell was refused. Now the error, its permutation test and the intervals' coverage are judged
+    on the samples whose truth is known, and the verdict says how many (recomputed here with numpy from the bundle's
+    own normalization and coefficients)."""
+    from scipy.stats import betabinom
+
+    from gexpred.monitor import error_rise_test
+
+    interval = {"method": "cv_conformal", "level": 0.9, "half_width": 0.5, "n_residuals": 40}
+    path, norm, coef = _linear_bundle(tmp_path, interval)
+    batch = _raw(30, seed=11, shift={"gA": 0.8}, noise=1.2)
+    gaps = [2, 4, 17, 25]
+    measured = batch.copy()
+    measured.iloc[gaps, measured.columns.get_loc(TARGET)] = np.nan
+    src = _write_matrix(measured, tmp_path / "gap.tsv")
+    m, sd = np.asarray(norm["steps"][0]["mean"]), np.asarray(norm["steps"][0]["sd"])
+    Z = (batch[GENES].to_numpy() - m) / sd
+    pred = coef[0] + Z[:, :3] @ coef[1:]
+    keep = np.ones(30, dtype=bool)
+    keep[gaps] = False
+    sq = (Z[keep, 3] - pred[keep]) ** 2
+    test_losses = np.asarray(json.loads((path / "card.json").read_text())["test_losses"])
+    inside = np.abs(Z[keep, 3] - pred[keep]) <= 0.5
+    k = int(np.ceil(41 * 0.9))
+    runs = {}
+    # the same 26 truths from the batch's own gene and from a table with empty cells (raw scale)
+    table = pd.DataFrame({"sample": batch.index, TARGET: [None if not k else v for k, v in zip(keep, batch[TARGET])]})
+    table.to_csv(tmp_path / "truth.tsv", sep="\t", index=False)
+    for name, flags in (("measured", ["--truth-if-measured"]), ("table", ["--truth", str(tmp_path / "truth.tsv")])):
+        out = tmp_path / name
+        assert main(["monitor", "--bundle", str(path), "--input", src, *flags, "--out-dir", str(out),
+                     "--out-predictions", str(out / "p.tsv"), "--log", str(tmp_path / f"{name}.log")]) == 0
+        v = json.loads((out / "verdict.json").read_text())
+        perf = pd.read_csv(out / "performance.tsv", sep="\t").set_index("metric")
+        assert v["truth_given"] is True and v["n_truth"] == 26 and v["n_samples"] == 30
+        assert perf.loc["n", "new_batch"] == 26
+        assert perf.loc["mse", "new_batch"] == pytest.approx(sq.mean(), rel=1e-10)
+        assert perf.loc["mse", "p_value"] == pytest.approx(error_rise_test(test_losses, sq), rel=1e-12)
+        assert perf.loc["mse", "ratio"] == pytest.approx(sq.mean() / test_losses.mean(), rel=1e-10)
+        # the intervals' coverage of the 26, and its beta-binomial test (k-th of 40 residuals at 90 %)
+        assert perf.loc["interval_coverage (90%)", "new_batch"] == pytest.approx(inside.mean(), rel=1e-12)
+        assert perf.loc["interval_coverage (90%)", "p_value"] == pytest.approx(
+            betabinom.cdf(int(inside.sum()), 26, k, 41 - k), rel=1e-9)
+        # every sample is still predicted, with its interval
+        got = pd.read_csv(out / "p.tsv", sep="\t", index_col="sample")
+        np.testing.assert_allclose(got.loc[batch.index, "predicted"], pred, rtol=1e-10)
+        np.testing.assert_allclose(got.loc[batch.index, "pi_high"] - got.loc[batch.index, "pi_low"], 1.0, rtol=1e-12)
+        runs[name] = perf
+        assert "accuracy judged on the other 26 samples" in " ".join((tmp_path / f"{name}.log").read_text().split())
+    pd.testing.assert_frame_equal(runs["measured"], runs["table"])
+    # the gathered verdicts count the samples judged, and their reasons say it
+    assert main(["deploy-summary", "--verdicts", str(tmp_path / "measured" / "verdict.json"), "--performance",
+                 str(tmp_path / "measured" / "performance.tsv"), "--out", str(tmp_path / "verdicts.tsv")]) == 0
+    summary = pd.read_csv(tmp_path / "verdicts.tsv", sep="\t")
+    assert summary.loc[0, "n_truth"] == 26 and summary.loc[0, "n_samples"] == 30
+    assert "accuracy judged on the 26 of 30 samples whose truth is known" in summary.loc[0, "reasons"]
+    # a table with no value at all is a mistake, said as one
+    pd.DataFrame({"sample": batch.index, TARGET: [None] * 30}).to_csv(tmp_path / "empty.tsv", sep="\t", index=False)
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--truth", str(tmp_path / "empty.tsv"),
+                 "--out-dir", str(tmp_path / "e"), "--log", str(tmp_path / "e.log")]) == 1
+    assert "has no 'gD' value for any sample of the batch" in " ".join((tmp_path / "e.log").read_text().split())
+    assert not (tmp_path / "e").exists()
 
 
 def test_monitor_truth_table_csv_and_its_mistakes(tmp_path, linear_bundle):
@@ -716,7 +784,9 @@ def test_monitor_truth_table_csv_and_its_mistakes(tmp_path, linear_bundle):
     cases = {
         "dup": (pd.concat([truth, truth.iloc[:1]]), ["lists samples more than once", repr(first)]),
         "short": (truth.iloc[3:], ["has no row for 3 of the 12 samples", repr(first)]),
-        "empty": (truth.assign(**{TARGET: [""] + [1.0] * 11}), [f"no {TARGET!r} value for samples", repr(first)]),
+        # an empty cell is a truth not known yet (judged on the others: test_truth_known_for_part_of_a_batch_...);
+        # a column without any value is a mistake
+        "empty": (truth.assign(**{TARGET: [""] * 12}), [f"no {TARGET!r} value for any sample", repr(first)]),
         "text": (truth.assign(**{TARGET: ["high"] + [1.0] * 11}), ["1 non-numeric or infinite", f"{first} ('high')"]),
     }
     for name, (table, needles) in cases.items():
@@ -1172,8 +1242,9 @@ def _p_second(batch: pd.DataFrame) -> np.ndarray:
 
 def test_monitor_labels_a_classification_batch_from_its_sample_sheet(tmp_path):
     """What the pipeline passes (--truth-if-measured): a sample sheet with a column named after the target gives the
-    truth (labels as the training labels are read: 1.0 is '1'); a sheet with a gap, or without the column,
-    gives none, said in the log; a class the model does not know is refused."""
+    truth (labels as the training labels are read: 1.0 is '1'); a sheet with a gap gives the truth of the other
+    samples, which are judged, said in the log; one without the column gives none; a class the model does not know
+    is refused."""
     path = _logistic_bundle(tmp_path, "state", ["0", "1"])
     new = _raw(40, seed=10)
     src = _write_matrix(new, tmp_path / "new.tsv")
@@ -1192,8 +1263,12 @@ def test_monitor_labels_a_classification_batch_from_its_sample_sheet(tmp_path):
     assert perf.loc["accuracy", "new_batch"] == pytest.approx(np.mean((p1 > 0.5) == (labels == 1.0)))
     assert json.loads((tmp_path / "sheet" / "verdict.json").read_text())["truth_given"]
     gap = pd.DataFrame({"sample": new.index, "state": np.r_[labels[:-1], np.nan], "batch": "b1"})
-    assert monitor(gap, "gap") == 0 and pd.read_csv(tmp_path / "gap" / "performance.tsv", sep="\t").empty
-    assert "no 'state' label for 1 of 40 samples" in " ".join((tmp_path / "gap.log").read_text().split())
+    assert monitor(gap, "gap") == 0
+    perf = pd.read_csv(tmp_path / "gap" / "performance.tsv", sep="\t").set_index("metric")
+    want = -np.mean(np.log(np.where(labels == 1.0, p1, 1 - p1))[:-1])
+    assert perf.loc["n", "new_batch"] == 39 and perf.loc["log_loss", "new_batch"] == pytest.approx(want, rel=1e-9)
+    assert json.loads((tmp_path / "gap" / "verdict.json").read_text())["n_truth"] == 39
+    assert "no 'state' label in 1 of 40 samples" in " ".join((tmp_path / "gap.log").read_text().split())
     assert monitor(pd.DataFrame({"sample": new.index, "batch": "b1"}), "none") == 0
     assert not json.loads((tmp_path / "none" / "verdict.json").read_text())["truth_given"]
     assert monitor(pd.DataFrame({"sample": new.index, "state": 2, "batch": "b1"}), "unknown") == 1
@@ -1203,7 +1278,7 @@ def test_monitor_labels_a_classification_batch_from_its_sample_sheet(tmp_path):
 
 def test_a_labels_sheet_without_a_row_for_some_samples_is_a_gap_for_a_model_without_covariates(tmp_path):
     """A model without covariates reads a batch's sheet for its labels only: a sample without a row has no label,
-    as one with an empty cell (accuracy not checked, said in the log), and the batch is still predicted and
+    as one with an empty cell (the accuracy judged on the others, said in the log), and the batch is still predicted and
     monitored (before, the whole batch was refused: 'Sample sheet ... has no row for 1 of the 40 samples'). A
     sheet naming none of the batch's samples is still refused (a wrong file, or a transposed matrix); a model
     with covariates still needs every sample's row."""
@@ -1215,8 +1290,9 @@ def test_a_labels_sheet_without_a_row_for_some_samples_is_a_gap_for_a_model_with
     assert main(["monitor", "--bundle", str(path), "--input", src, "--sample-sheet", str(tmp_path / "part.tsv"),
                  "--truth-if-measured", "--out-dir", str(tmp_path / "m"), "--out-predictions",
                  str(tmp_path / "p.tsv"), "--log", str(tmp_path / "m.log")]) == 0
-    assert not json.loads((tmp_path / "m" / "verdict.json").read_text())["truth_given"]
-    assert "no 'state' label for 1 of 40 samples" in " ".join((tmp_path / "m.log").read_text().split())
+    v = json.loads((tmp_path / "m" / "verdict.json").read_text())
+    assert v["truth_given"] and v["n_truth"] == 39 and v["n_samples"] == 40
+    assert "no 'state' label in 1 of 40 samples" in " ".join((tmp_path / "m.log").read_text().split())
     got = pd.read_csv(tmp_path / "p.tsv", sep="\t", dtype={"sample": str}).set_index("sample")
     np.testing.assert_allclose(got.loc[new.index, "p[1]"], _p_second(new), rtol=1e-12)
     assert main(["predict", "--bundle", str(path), "--input", src, "--sample-sheet", str(tmp_path / "part.tsv"),

@@ -1355,7 +1355,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
 def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: str) -> np.ndarray | None:
     """A classification target's class labels as the batch holds them, or None: a binarized gene cut at the
     bundle's threshold where the batch measures it (raw scale, as the training labels were made), else the sample
-    sheet's column named after the target. Only where every sample has one (a gap: logged, None)."""
+    sheet's column named after the target. A sample without one (the gene not measured, an empty cell) has None,
+    logged; None where no sample has one."""
     from .logit import _label, binarized_classes
 
     threshold = bundle.card.get("binarize_threshold")
@@ -1364,23 +1365,21 @@ def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: 
             return None
         values = expr[bundle.target].to_numpy(dtype=np.float64)
         gaps = ~np.isfinite(values)
-        if gaps.any():
-            log.info("%s lacks gene %r in %d of %d samples (%s): accuracy not checked", source, bundle.target,
-                     int(gaps.sum()), len(values), preview(list(expr.index[gaps])))
+        if not _some_truth(gaps, f"{source} lacks gene {bundle.target!r}", expr.index):
             return None
         # the bundle's own names of the two classes (code 0: at or below the threshold), as training wrote them
         classes = list(bundle.classes) if len(bundle.classes) == 2 else binarized_classes(threshold)
-        return np.asarray(classes, dtype=object)[(values > threshold).astype(np.int64)]
+        labels = np.asarray(classes, dtype=object)[(values > threshold).astype(np.int64)]
+        labels[gaps] = None
+        return labels
     if obs is None or bundle.target not in obs.columns:
         return None
     col = obs[bundle.target].reindex(expr.index)
-    labels = np.array(["" if pd.isna(v) else _label(v) for v in col], dtype=object)
-    gaps = labels == ""
-    if gaps.any():
-        log.info("%s has no %r label for %d of %d samples (%s): accuracy not checked", obs.attrs.get("source", source),
-                 bundle.target, int(gaps.sum()), len(labels), preview(list(expr.index[gaps])))
+    labels = np.array([None if pd.isna(v) else _label(v) for v in col], dtype=object)
+    gaps = np.array([v is None for v in labels], dtype=bool)
+    if not _some_truth(gaps, f"{obs.attrs.get('source', source)} has no {bundle.target!r} label", expr.index):
         return None
-    unknown = sorted(set(labels) - set(bundle.classes))
+    unknown = sorted(set(labels[~gaps]) - set(bundle.classes))
     if unknown:
         raise InputError(f"The {obs.attrs.get('source', 'sample sheet')} labels {bundle.target!r} with classes "
                          f"{preview(unknown)} that the model does not know ({preview(bundle.classes)}): its accuracy "
@@ -1389,19 +1388,35 @@ def _batch_labels(bundle, expr: pd.DataFrame, obs: pd.DataFrame | None, source: 
     return labels
 
 
+def _some_truth(gaps: np.ndarray, lacks: str, samples) -> bool:
+    """Whether any sample has its truth; the samples without one are logged (``lacks``: what the batch lacks): the
+    accuracy is judged on the others (truth arrives for part of a batch), or not at all where none has one."""
+    if not gaps.any():
+        return True
+    some = not gaps.all()
+    log.info("%s in %d of %d samples (%s): %s", lacks, int(gaps.sum()), len(gaps), preview(list(samples[gaps])),
+             f"accuracy judged on the other {plural(int((~gaps).sum()), 'sample')}" if some else "accuracy not checked")
+    return some
+
+
+def known_truth(task: str, truth) -> np.ndarray:
+    """The samples whose truth is known: a finite value (regression), a label other than None (classification)."""
+    if task == "classification":
+        return np.array([v is not None for v in truth], dtype=bool)
+    return np.isfinite(np.asarray(truth, dtype=np.float64))
+
+
 def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: str,
            obs: pd.DataFrame | None = None):
-    """Truth of the batch's samples (normalized scale for regression; class labels for classification), or None."""
+    """Truth of the batch's samples (normalized scale for regression; class labels for classification), or None.
+    Where it is known for part of the batch only (``--truth-if-measured``, or empty cells of a ``--truth`` table), the
+    others are NaN (regression) or None (classification): :func:`known_truth`."""
     from .io import read_sample_sheet
 
     gaps = (~np.isfinite(y_input)) if y_input is not None else None
     if getattr(a, "truth_if_measured", False) and not a.truth_from_input and not a.truth:
-        if bundle.task == "regression" and y_input is not None and gaps.any():
-            log.info("%s lacks gene %r in %d of %d samples (%s): accuracy not checked", source, bundle.target,
-                     int(gaps.sum()), len(gaps), preview(list(expr.index[gaps])))
-            return None
         if bundle.task == "regression" and y_input is not None:
-            return y_input
+            return y_input if _some_truth(gaps, f"{source} lacks gene {bundle.target!r}", expr.index) else None
         if bundle.task == "classification":
             labels = _batch_labels(bundle, expr, obs, source)
             if labels is not None:
@@ -1448,14 +1463,17 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
         log.info("truth table '%s': %s not in the batch ignored (%s)", a.truth, plural(len(extra), "sample"),
                  preview(extra))
     t = t.reindex(expr.index)
-    if t.isna().any():
-        raise InputError(f"Truth table '{a.truth}' has no {col!r} value for samples {preview(list(t.index[t.isna()]))}. "
-                         f"Fill them in, or leave those samples out of the batch.")
+    if t.isna().all():
+        raise InputError(f"Truth table '{a.truth}' has no {col!r} value for any sample of the batch "
+                         f"({preview(list(t.index))}). Fill in the known ones (an empty cell: truth not known yet), "
+                         f"or monitor without --truth.")
+    _some_truth(t.isna().to_numpy(), f"truth table '{a.truth}' has no {col!r} value", t.index)
     if bundle.task == "classification":
         from .logit import _label
 
-        labels = np.array([_label(v) for v in t], dtype=object)  # as the training labels: 1.0 reads '1'
-        unknown = sorted(set(labels) - set(bundle.classes))
+        # as the training labels: 1.0 reads '1'; None where the truth is not known yet
+        labels = np.array([None if pd.isna(v) else _label(v) for v in t], dtype=object)
+        unknown = sorted(set(labels[t.notna().to_numpy()]) - set(bundle.classes))
         if unknown:
             threshold = bundle.card.get("binarize_threshold")
             numbers = pd.to_numeric(t, errors="coerce").notna().all()
@@ -1463,7 +1481,7 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
                     f"the batch's matrix and use --truth-if-measured, which cuts it at the threshold."
                     if threshold is not None and numbers else
                     " Check the spelling of the labels, or leave those samples out.")
-            where = list(t.index[~np.isin(labels, bundle.classes)])
+            where = list(t.index[t.notna().to_numpy() & ~np.isin(labels, bundle.classes)])
             raise InputError(f"Truth table '{a.truth}' has {plural(len(unknown), 'class', 'classes')} the model does not "
                              f"know: "
                              f"{preview(unknown)} (in samples {preview(where)}; the model's classes: "
@@ -1478,7 +1496,7 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
     i = norm["genes"].index(bundle.target)
     steps = [dict(p, mean=[p["mean"][i]], sd=[p["sd"][i]]) if p["method"] == "zscore" else p for p in norm["steps"]]
     values = pd.to_numeric(t, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
+    bad = ~np.isfinite(values) & t.notna().to_numpy()  # an empty cell is a truth not known yet
     if bad.any():
         shown = [f"{s} ({v!r})" for s, v in zip(t.index[bad][:5], t.to_numpy()[bad][:5])]
         raise InputError(f"Truth table '{a.truth}' has {int(bad.sum())} non-numeric or infinite {col!r} "
@@ -1506,44 +1524,51 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     truth = _truth(a, bundle, expr, y_input, source, obs)
     # each sample's interval half-width, once for the coverage row, the figure and the predictions (None without)
     half = bundle.half_widths(X.to_numpy(dtype=np.float64)) if truth is not None or a.out_predictions else None
-    perf = None
+    perf, n_truth = None, 0
     if truth is not None:
+        # the accuracy is judged on the samples whose truth is known (it can arrive for part of a batch): from here
+        # truth, pred_k and half_k are those samples'
+        known = known_truth(bundle.task, truth)
+        n_truth = int(known.sum())
+        truth, pred_k = truth[known], pred[known]
+        half_k = half[known] if half is not None else None
         if bundle.task == "classification":
             from .logit import class_codes, classification_metrics
 
             codes = class_codes(truth, bundle.classes)
-            new_metrics = classification_metrics(codes, pred)
-            new_losses = sample_losses(bundle.task, codes, pred)
+            new_metrics = classification_metrics(codes, pred_k)
+            new_losses = sample_losses(bundle.task, codes, pred_k)
         else:
-            new_metrics = regression_metrics(truth, pred)
-            new_losses = sample_losses(bundle.task, truth, pred)
+            new_metrics = regression_metrics(truth, pred_k)
+            new_losses = sample_losses(bundle.task, truth, pred_k)
         perf = performance_table(bundle.card["metrics"].get("test", {}), new_metrics, bundle.task, thresholds,
                                  test_losses=bundle.card.get("test_losses"), new_losses=new_losses)
-        if half is not None:
+        if half_k is not None:
             from .monitor import interval_coverage
 
-            perf = pd.concat([perf, pd.DataFrame([interval_coverage(bundle.card["interval"], truth, pred,
+            perf = pd.concat([perf, pd.DataFrame([interval_coverage(bundle.card["interval"], truth, pred_k,
                                                                     alpha=thresholds.error_alpha,
-                                                                    half_width=half)])],
+                                                                    half_width=half_k)])],
                              ignore_index=True)
         if bundle.task == "classification" and bundle.card.get("prediction_set"):
             from .monitor import set_coverage
 
-            perf = pd.concat([perf, pd.DataFrame([set_coverage(bundle.card["prediction_set"], codes, pred,
+            perf = pd.concat([perf, pd.DataFrame([set_coverage(bundle.card["prediction_set"], codes, pred_k,
                                                                alpha=thresholds.error_alpha)])], ignore_index=True)
     result = verdict(drift, perf, thresholds)
     result.update({"target": bundle.target, "task": bundle.task, "model": bundle.card["model"],
                    "bundle": str(bundle.path),
-                   "n_samples": int(len(X)), "inputs": list(a.input)})
+                   "n_samples": int(len(X)), "n_truth": n_truth, "inputs": list(a.input)})
     log.info("monitor %s (%s): %s%s", bundle.target, bundle.card["model"], result["verdict"],
              "".join(f"\n  {r}" for r in result["reasons"]))
     out = Path(a.out_dir)
     from . import plots
 
     regression = bundle.task == "regression"
-    shown = half if regression and truth is not None else None
+    shown = half_k if regression and truth is not None else None
     plots.drift_figure(bundle.reference, X, drift, bundle.target, result["verdict"], out / "drift.png",
-                       truth=truth if regression else None, predicted=pred if regression else None,
+                       truth=truth if regression else None, predicted=pred_k if regression and truth is not None
+                       else None,
                        half_width=shown, level=bundle.card["interval"]["level"] if shown is not None else None)
     if a.out_predictions:
         write_table(_batch_predictions(bundle, X, pred, half), a.out_predictions)
@@ -1558,10 +1583,13 @@ def _verdict_reasons(v: dict[str, Any]) -> str:
     unchecked = ("accuracy not checked: no class labels for the batch (a sample-sheet column named after the "
                  "target, or the binarized gene in its matrices; gexpred monitor --truth TABLE checks it)"
                  if v.get("task") == "classification" else
-                 "accuracy not checked: no truth for the batch (it does not measure the target in every sample; "
+                 "accuracy not checked: no truth for the batch (it measures the target in no sample; "
                  "gexpred monitor --truth TABLE checks it)")
     if v.get("truth_given", True):
-        return "; ".join(v["reasons"]) or "no drift or accuracy problem found"
+        n, k = v.get("n_samples"), v.get("n_truth")
+        part = ([f"accuracy judged on the {k} of {n} samples whose truth is known"]
+                if n is not None and k is not None and k < n else [])
+        return "; ".join([*v["reasons"], *part]) or "no drift or accuracy problem found"
     return "; ".join([*v["reasons"], unchecked]) if v["reasons"] else f"no drift found; {unchecked}"
 
 
@@ -1574,7 +1602,10 @@ def cmd_deploy_summary(a: argparse.Namespace) -> None:
         perf = read_table(ppath)
         row = perf[perf["status"].fillna("") != ""]
         rows.append({"batch": Path(vpath).parent.parent.name, "target": v["target"], "model": v["model"],
-                     "verdict": v["verdict"], "n_samples": v["n_samples"], "n_inputs": v["n_inputs"],
+                     "verdict": v["verdict"], "n_samples": v["n_samples"],
+                     # verdicts before n_truth judged every sample or none
+                     "n_truth": v.get("n_truth", v["n_samples"] if v.get("truth_given", True) else 0),
+                     "n_inputs": v["n_inputs"],
                      "n_drifted": v["n_drifted"], "prediction_drifted": v["prediction_drifted"],
                      "error_ratio": float(row["ratio"].iloc[0]) if len(row) else np.nan,
                      "error_p_value": (float(row["p_value"].iloc[0]) if len(row) and "p_value" in row else np.nan),
