@@ -91,6 +91,13 @@ def test_config_errors_name_the_key(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "ols.cov_type is 'HC3'" in out and "has classification targets" in out, out[-2000:]
     assert "Traceback" not in proc.stderr
+    # penalized regression alone for classification targets: skipped, and then nothing is left to fit (the run went
+    # on to a compare step called with no model, which stopped with argparse's usage line)
+    write_config(tmp_path, models=["penalized"], task="classification", binarize={"G0": 0.0})
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "'models' is [penalized]" in out and "no model would be fitted" in out, out[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "results").exists()
 
 
 def test_a_file_not_found_names_the_directory_paths_are_read_from_under_directory(tmp_path):

@@ -199,6 +199,12 @@ if CLASSIFICATION and "penalized" in MODELS:
         "for classification (ols.penalized: true gives a ridge logistic fit where classes are separated)."
     )
     MODELS = [m for m in MODELS if m != "penalized"]
+    if not MODELS:  # nothing left to fit: the comparison would get no model at all
+        raise WorkflowError(
+            "gexpred: 'models' is [penalized], which is for regression targets, but task is classification: no "
+            "model would be fitted. Use models: [ols] (logistic regression; ols.penalized: true for a ridge "
+            "logistic fit where the classes are separated), [mlp], or both."
+        )
 if config["binarize"] and not CLASSIFICATION:
     raise WorkflowError("gexpred: 'binarize' makes classification targets; set task: classification.")
 if GENOME and "penalized" in MODELS:
