@@ -137,7 +137,8 @@ def test_covariates_with_an_h5ad_matrix_and_no_sample_sheet_say_how_to_read_its_
 
 def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tmp_path):
     """models: [ols] is a valid run; ols.covariates (one declared categorical, C(plate), its plates numbered) /
-    interactions / gene_sets through the workflow, against statsmodels' formula API (a target named in an interaction or a gene set, G5, gets neither itself as a term
+    interactions (one of a gene and a numeric covariate, G3:dose, which the select step refused as a gene 'not in
+    the collected data' before) / gene_sets through the workflow, against statsmodels' formula API (a target named in an interaction or a gene set, G5, gets neither itself as a term
     nor the interaction, and the log says so); then a target missing from the data fails with a clear message."""
     import statsmodels.formula.api as smf
 
@@ -156,7 +157,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     write_config(tmp_path, models=["ols"], targets=["G0", "G1", "G5"], predictors=["G2", "G3", "G4"],
                  sample_sheet="data/samples.tsv", new_batches={"fresh": ["data/new.tsv"]},
                  new_batch_sheets={"fresh": "data/new_samples.tsv"},
-                 ols={"covariates": ["batch", "dose", "C(plate)"], "interactions": [["G2", "G5"]],
+                 ols={"covariates": ["batch", "dose", "C(plate)"], "interactions": [["G2", "G5"], ["G3", "dose"]],
                       "gene_sets": {"pair": ["G3", "G4"], "g5": ["G5"]}})
     # what is checked (the figures and the report would add half a minute)
     run_snakemake(tmp_path, "--nocolor", "results/ols/all_coefficients.tsv", "results/compare/predictions.tsv",
@@ -168,7 +169,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     assert list(allc.columns) == ["target", "term", "coef", "std_err", "t", "p_value", "ci_low", "ci_high",
                                   "q_value"]
     for target in ["G0", "G1"]:
-        ref = smf.ols(f"{target} ~ G2 + G3 + G4 + G5 + C(batch) + dose + C(plate) + G2:G5", data=df).fit()
+        ref = smf.ols(f"{target} ~ G2 + G3 + G4 + G5 + C(batch) + dose + C(plate) + G2:G5 + G3:dose", data=df).fit()
         ours = pd.read_csv(tmp_path / f"results/ols/{target}/coefficients.tsv", sep="\t").set_index("term")
         rename = {"Intercept": "const", "C(batch)[T.y]": "batch[T.y]", "C(batch)[T.z]": "batch[T.z]"}
         assert sorted(ours.index) == sorted(rename.get(t, t) for t in ref.params.index)
@@ -184,7 +185,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
         f, p, dfn = ref.compare_f_test(restricted)
         np.testing.assert_allclose(nested.loc["pair", "f_stat"], f, rtol=1e-8)
         np.testing.assert_allclose(nested.loc["pair", "p_value"], p, rtol=1e-8)
-        assert nested.loc["pair", "df_num"] == dfn == 2
+        assert nested.loc["pair", "df_num"] == dfn == 3  # G3, G4 and G3:dose
         # removing G5 also removes the interaction G2:G5
         assert nested.loc["g5", "df_num"] == 2
         # the new batch, scored with its own sheet's covariates, as statsmodels predicts it
@@ -193,7 +194,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
         np.testing.assert_allclose(deployed.set_index("sample").loc[new_df.index, "predicted"],
                                    ref.predict(new_df), rtol=1e-8)
     # the target G5 is in the interaction G2:G5 and the gene set g5: neither enters its own model
-    ref = smf.ols("G5 ~ G2 + G3 + G4 + C(batch) + dose + C(plate)", data=df).fit()
+    ref = smf.ols("G5 ~ G2 + G3 + G4 + C(batch) + dose + C(plate) + G3:dose", data=df).fit()
     ours = pd.read_csv(tmp_path / "results/ols/G5/coefficients.tsv", sep="\t").set_index("term")
     rename = {"Intercept": "const", "C(batch)[T.y]": "batch[T.y]", "C(batch)[T.z]": "batch[T.z]"}
     assert sorted(ours.index) == sorted(rename.get(t, t) for t in ref.params.index)

@@ -305,8 +305,10 @@ def targets_file():
 
 
 def required_genes():
-    """Genes every target's model must contain: those of interactions and gene sets."""
-    genes = [g for pair in config["ols"]["interactions"] for g in pair]
+    """Genes every target's model must contain: those of interactions and gene sets. An interaction factor that
+    names a covariate (a numeric sample-sheet column, ``[gene, age]``) is a column of the design, not a gene."""
+    covariates = {str(c) for c in config["ols"]["covariates"]}
+    genes = [g for pair in config["ols"]["interactions"] for g in pair if str(g) not in covariates]
     genes += [g for members in config["ols"]["gene_sets"].values() for g in members]
     return list(dict.fromkeys(genes))
 
