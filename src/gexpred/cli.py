@@ -374,8 +374,8 @@ def _dropped_genes(adata) -> dict[str, str]:
 
 
 def _dropped_text(ids, files, reasons) -> dict[str, str]:
-    """``{gene: "reason (file)"}`` from the columns of the dropped table that collect keeps in ``uns``."""
-    return {str(i): f"{r} ({f})" for i, f, r in zip(ids, files, reasons)}
+    """``{gene: "reason; read from file"}`` from the columns of the dropped table that collect keeps in ``uns``."""
+    return {str(i): f"{r}; read from {f}" for i, f, r in zip(ids, files, reasons)}
 
 
 def cmd_normalize(a: argparse.Namespace) -> None:
