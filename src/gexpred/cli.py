@@ -1293,7 +1293,19 @@ def _read_batch(paths: list[str], sample_sheet: str | None, bundle=None):
             adata = adata.copy()
             adata.obs = sheet.reindex(adata.obs_names)
         else:
-            adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
+            try:
+                adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
+            except InputError as exc:
+                covariates = list((bundle.design.get("covariates") or {}) if bundle is not None else {})
+                if not covariates:
+                    raise
+                # the workflow reads a batch without new_batch_sheets from the run's sample sheet, which rarely
+                # holds new samples: say where the batch's covariates come from
+                raise InputError(
+                    f"{exc} The model adjusts for {preview(covariates)} (ols.covariates), read for each new sample "
+                    f"of {', '.join(paths)} from this sheet: give the batch a sheet of its own (in the config "
+                    f"new_batch_sheets: {{BATCH: path}}; --sample-sheet of gexpred predict and monitor)."
+                ) from None
         obs = adata.obs.copy()
         obs.attrs["source"] = f"sample sheet '{sample_sheet}'"
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)
