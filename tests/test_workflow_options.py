@@ -32,9 +32,13 @@ def test_config_errors_name_the_key(tmp_path):
         ({"targets": ["G0", "G0"], "predictors": ["G2", "G3", "G2"], "new_batches": {"my batch": ["data/expr.tsv"]}},
          ["'targets': lists 'G0' more than once", "'predictors': lists 'G2' more than once",
           "'new_batches': 'my batch' does not match", "a batch name becomes a directory name"]),
-        ({"targets": "G0", "predictors": {"from": ["G2", "G3", "G2"], "top_correlated": 2}},
+        # a misspelt word of a key that takes a word or a list of them is no list: the message said "write
+        # [log-cpm]", which is as wrong
+        ({"targets": "G0", "predictors": {"from": ["G2", "G3", "G2"], "top_correlated": 2},
+          "normalization": "log-cpm"},
          ["'targets': 'G0' is a single value where a list is expected",
-          "'predictors.from': lists 'G2' more than once"]),
+          "'predictors.from': lists 'G2' more than once",
+          "'normalization': 'log-cpm' is not one of none, log1p, log_cpm, zscore: did you mean 'log_cpm'?"]),
         ({"targets": {"fiel": "x.txt"}, "predictors": {"top_corelated": 4}},
          ["unknown key 'targets.fiel': did you mean 'file'?",
           "unknown key 'predictors.top_corelated': did you mean 'top_correlated'?"]),
@@ -45,6 +49,7 @@ def test_config_errors_name_the_key(tmp_path):
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0 and all(n in out for n in needles), (overrides, proc.stderr[-2000:])
         assert "not valid under any of the given schemas" not in out and "Traceback" not in proc.stderr
+        assert "write [log-cpm]" not in out
 
     # genome-wide mode: top_correlated is refused before anything runs; a dry run of a valid config plans
     # the run although the chunks are known only once the plan checkpoint has run

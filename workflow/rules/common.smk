@@ -74,9 +74,19 @@ def _branch_errors(err):
     fitting = [errs for errs in by_branch.values()
                if not any(e.validator in ("type", "const", "enum") and not e.relative_path for e in errs)]
     if not fitting and isinstance(err.instance, str):
+        import difflib
+
         forms = err.schema.get("oneOf") or err.schema.get("anyOf") or []
+        path = ".".join(str(p) for p in err.absolute_path)
+        # a word the key takes on its own (an enum or const form): a misspelling of one of them is no list
+        words = [str(v) for f in forms for v in ([f["const"]] if "const" in f else f.get("enum", []))]
+        hint = difflib.get_close_matches(err.instance, words, n=1)
+        if hint or any("enum" in f for f in forms):
+            listed = any(f.get("type") == "array" for f in forms) and not any("enum" in f for f in forms)
+            return [(path, f"{err.instance!r} is not one of {', '.join(words)}"
+                           + (f": did you mean {hint[0]!r}?" if hint else "")
+                           + (f" (a single id is a list: write [{err.instance}])" if listed else ""))]
         if any(f.get("type") == "array" for f in forms):
-            path = ".".join(str(p) for p in err.absolute_path)
             return [(path, f"{err.instance!r} is a single value where a list is expected: write [{err.instance}]")]
     if len(fitting) != 1:
         return []
