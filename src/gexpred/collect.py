@@ -133,6 +133,7 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
     # each id left out, with the files it was read from and those that lack it: a gene measured in some of the
     # matrices stacked together (different samples of the same genes), a sample held by some of the joined stacks
     sets = [set(map(str, m.var_names)) for m in matrices]
+    held = [(label, set(map(str, st.obs_names))) for label, st in stacks]
     for kind, kept, ids_of in (("gene", set(acc.var_names), lambda m: m.var_names),
                                ("sample", set(acc.obs_names), lambda m: m.obs_names)):
         files: dict[str, list[str]] = {}
@@ -147,7 +148,7 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
                 reason = (f"not in {' nor '.join(repr(x) for x in lacking)}, stacked with the file(s) that measure it "
                           f"(stacked matrices keep only the genes all of them measure)")
             else:
-                lacking = [label for label, st in stacks if i not in set(map(str, st.obs_names))]
+                lacking = [label for label, ids in held if i not in ids]
                 reason = (f"not in {' nor '.join(repr(x) for x in lacking)}, joined with the file(s) that hold it "
                           f"(joined matrices keep only the samples all of them hold)")
             dropped.append((kind, i, " + ".join(f), reason))
