@@ -376,7 +376,7 @@ def test_genome_plan_names_why_a_target_or_predictor_was_dropped(tmp_path, capsy
                "--out", str(plan), "--out-design", str(design)])
     err = flat(capsys.readouterr().err)
     assert rc == 0, err
-    why = f"missing or infinite values (missing: drop_genes) ({matrix})"
+    why = f"missing or infinite values (missing: drop_genes); read from {matrix}"
     assert f"1 requested targets were dropped while collecting the data and are skipped: 'g3': {why}" in err, err
     assert "1 requested targets are not in the data and are skipped: NOPE" in err
     assert f"1 of 3 predictor genes were dropped while collecting the data and are skipped: 'g4': {why}" in err

@@ -77,6 +77,26 @@ def test_three_way_stack_attributes_dropped_genes_to_every_file(make_frame):
     assert got == {("g2", "a.tsv + b.tsv"), ("g3", "a.tsv + c.tsv"), ("g4", "b.tsv + c.tsv")}
 
 
+def test_the_reason_names_the_files_that_lack_a_dropped_id(make_frame):
+    """The reason said 'not measured in every stacked matrix' beside the file the gene was read from, so a target
+    measured only in b.tsv read as "'G0': not measured in every stacked matrix (b.tsv)", pointing at the file that
+    has it (an audit). It names the stacked (joined) files that lack the gene (sample), as set differences of the
+    ids say; the file column still names those it was read from."""
+    a = make_frame(genes=["g1", "g2", "g3"], samples=["s1", "s2"])
+    b = make_frame(genes=["g1", "g2", "g4"], samples=["s3"])
+    c = make_frame(genes=["g1", "g3", "g4"], samples=["s4"])
+    h = make_frame(genes=["h1"], samples=["s1", "s2", "s3"])  # joined: s4 is not in it
+    frames = dict(zip(("a", "b", "c", "h"), (a, b, c, h)))
+    mats = [ad.AnnData(df.T.copy(), uns={"source": f"{n}.tsv"}) for n, df in frames.items()]
+    _, dropped = combine(mats)
+    reasons = {(r.kind, r.id): r.reason for r in dropped.itertuples()}
+    stacked = ("a", "b", "c")
+    for gene in ("g2", "g3", "g4"):
+        lacking = [f"'{n}.tsv'" for n in stacked if gene not in set(frames[n].index)]
+        assert reasons[("gene", gene)].startswith(f"not in {' nor '.join(lacking)}, stacked with"), reasons
+    assert reasons[("sample", "s4")].startswith("not in 'h.tsv', joined with"), reasons
+
+
 # --------------------------------------------------------------------------- joining
 def test_join_same_samples_on_different_genes(make_frame, tmp_path):
     a = make_frame(genes=[f"g{i}" for i in range(4)], samples=[f"s{j}" for j in range(6)])

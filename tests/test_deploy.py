@@ -1306,7 +1306,11 @@ def test_a_labels_sheet_without_a_row_for_some_samples_is_a_gap_for_a_model_with
     pd.DataFrame({"sample": new.index[1:], "site": "a"}).to_csv(tmp_path / "site.tsv", sep="\t", index=False)
     assert main(["predict", "--bundle", str(cov), "--input", src, "--sample-sheet", str(tmp_path / "site.tsv"),
                  "--out", str(tmp_path / "p3.tsv"), "--log", str(tmp_path / "p3.log")]) == 1
-    assert "has no row for 1 of the 40 samples" in " ".join((tmp_path / "p3.log").read_text().split())
+    said = " ".join((tmp_path / "p3.log").read_text().split())
+    assert "has no row for 1 of the 40 samples" in said
+    # ... and says where a batch's covariates come from: the workflow reads a batch without new_batch_sheets from
+    # the run's sample sheet, and the message named only 'the matrices' and the training sheet (an audit)
+    assert "The model adjusts for 'site' (ols.covariates)" in said and "new_batch_sheets" in said, said
 
 
 def _check_binarized_log_loss(tmp_path, path, new: pd.DataFrame, threshold: float) -> np.ndarray:

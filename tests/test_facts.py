@@ -377,6 +377,106 @@ def test_loss_caption_names_the_searched_losses_when_the_search_varies_them():
         assert "system-message" not in out and needle in page, page
 
 
+def test_captions_keep_the_space_between_sentences_around_their_conditions():
+    """Snakemake renders captions with ``trim_blocks`` (the newline after a ``{% if %}`` or ``{% endif %}`` is
+    dropped), so a sentence ending right before a condition that opens a new line ran into the next one: the
+    genome-wide captions read "smallest q first.Every coefficient", "first.The standard errors",
+    "set.With ``ols.cov_type`` HC3", "fitted on).With" and a per-target HC3 table "``ols.cov_type``).A term"
+    (an audit). Every caption, under several configs, must split into the same words with Snakemake's
+    whitespace handling as without it."""
+    import copy
+    import itertools
+    from pathlib import Path
+
+    import jinja2
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "config/config.yaml").read_text())
+    validate(base, str(root / "workflow/schemas/config.schema.yaml"))
+
+    class NoFacts(dict):
+        def get(self, key, default=None):
+            return default
+
+    class AllFacts(dict):
+        def get(self, key, default=None):
+            return "some words"
+
+        def __getitem__(self, key):
+            return "some words"
+
+    snakemake_env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as snakemake.report does
+    plain_env = jinja2.Environment()
+    templates = {path.name: (snakemake_env.from_string(path.read_text()), plain_env.from_string(path.read_text()))
+                 for path in sorted((root / "workflow/report").glob("*.rst"))}
+    joined = []
+    for kind, cov_type, covariates, task, models in itertools.product(
+            (NoFacts, AllFacts), ("nonrobust", "HC1", "HC3"), ([], ["batch"]), ("regression", "classification"),
+            (["ols", "penalized", "mlp"], ["penalized"], ["mlp", "penalized"])):
+        config = copy.deepcopy(base)
+        config["ols"].update(cov_type=cov_type, covariates=covariates, interactions=[["a", "b"]] if covariates else [])
+        config.update(task=task, models=models)
+        facts_ = type("F", (), {m: staticmethod(lambda *a, **k: kind()) for m in ("target", "load", "classes")})()
+        sm = type("S", (), {"config": config, "params": type("P", (), {"facts": facts_, "method": "ols"})(),
+                            "wildcards": type("W", (), {"target": "G1", "batch": "b"})(),
+                            "output": type("O", (), {"model": "m"})()})()
+        for name, (trimmed, plain) in templates.items():
+            words = trimmed.render(snakemake=sm, files=[], categories={}).split()
+            want = plain.render(snakemake=sm, files=[], categories={}).split()
+            joined += [(name, w) for w in words if w not in want]
+    assert not sorted(set(joined)), sorted(set(joined))
+
+
+@pytest.mark.parametrize("models, task", [(["penalized"], "regression"), (["mlp", "penalized"], "regression"),
+                                          (["ols"], "classification"), (["ols", "penalized", "mlp"], "regression")])
+def test_captions_describe_only_the_models_the_run_fits(models, task):
+    """A run of models: [penalized] had a comparison figure captioned 'divided by OLS's … 1 is as good as OLS'
+    (the figure, with no OLS, divides by the penalised regression's), an importance figure captioned 'Middle: the
+    network's integrated gradients. Right: the pairs the network combines' (one panel: no network), CV metrics that
+    described the network's folds, and penalised coefficients that sent the reader to 'the OLS tables' (an audit).
+    The figure's reference is plots.model_comparison's: OLS where it is fitted, else the first model."""
+    import html
+    import re
+    from pathlib import Path
+
+    import jinja2
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    config.update(models=models, task=task)
+    validate(config, str(root / "workflow/schemas/config.schema.yaml"))
+    facts_ = type("F", (), {m: staticmethod(lambda *a, **k: {}) for m in ("target", "load")})()
+    sm = type("S", (), {"config": config, "params": type("P", (), {"facts": facts_})(),
+                        "wildcards": type("W", (), {"target": "G1"})()})()
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+
+    def text(name: str) -> str:
+        out = to_html(env.from_string((root / "workflow/report" / name).read_text()).render(snakemake=sm))
+        assert "system-message" not in out, out
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", "", out)).split())
+
+    fitted = [m for m in models if not (m == "penalized" and task == "classification")]
+    reference = "ols" if "ols" in fitted else fitted[0]
+    comparison = text("model_comparison.rst")
+    words = {"ols": "logistic regression" if task == "classification" else "OLS",
+             "penalized": "penalized regression", "mlp": "the network"}
+    assert f"divided by that of {words[reference]} on the same target" in comparison, comparison
+    assert (f"1 is as good as {words['ols']}" in comparison) == (reference == "ols")
+    importance = text("importance.rst")
+    assert ("integrated gradient" in importance) == ("mlp" in fitted), importance
+    assert ("Friedman" in importance) == ("mlp" in fitted)
+    cv = text("cv_metrics.rst")
+    assert ("The network's (mlp) folds" in cv) == ("mlp" in fitted), cv
+    assert ("penalised regression's" in cv) == ("penalized" in fitted), cv
+    assert cv.endswith("The test split, used once, is the unbiased judge.")
+    if "penalized" in fitted:
+        assert ("use the OLS tables" in text("penalized_coefficients.rst")) == ("ols" in fitted)
+
+
 def _render_caption(name: str, change, target: str = "G1") -> str:
     """A report caption rendered with the demo config changed by ``change(config)`` (schema defaults filled), as
     the report's text: tags dropped, entities decoded, lines joined."""

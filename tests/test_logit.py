@@ -684,3 +684,20 @@ def test_gene_set_tests_of_a_multinomial_logit_count_a_coefficient_per_class():
     assert ridge.method == "ridge"
     row = _logit_nested(X, sep, terms, classes, {"ab": ["a", "b"]}, ridge, a).iloc[0]
     assert np.isnan(row["lr_stat"]) and np.isnan(row["p_value"]) and row["df_num"] == 4
+
+
+def test_separated_classes_of_three_say_what_going_on_fits():
+    """With three classes, ols.stop_on_separation: true stopped with 'Set ols.stop_on_separation: false (the default)
+    to fit Firth's bias-reduced logistic regression instead, whose coefficients, tests and intervals stay finite',
+    but the run then fits a ridge-penalised multinomial model without tests (Firth's correction is for two
+    classes; an audit). The message says what the default fits for the classes at hand."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, 2))
+    codes = np.digitize(X[:, 0], [-0.4, 0.4])  # a alone orders the three classes
+    with pytest.raises(ModelError) as err:
+        fit_logit(X, codes, ["a", "b"], ["lo", "mid", "hi"], target="grade", separation="stop")
+    msg = str(err.value)
+    assert "ridge-penalised multinomial" in msg and "two classes only" in msg, msg
+    assert "to fit Firth's" not in msg
+    going_on = fit_logit(X, codes, ["a", "b"], ["lo", "mid", "hi"], target="grade")  # the default, as the message says
+    assert going_on.table()["std_err"].isna().all()

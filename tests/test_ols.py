@@ -345,6 +345,38 @@ class TestInference:
         np.testing.assert_allclose(out["studentized_residual"], stud, rtol=1e-8)
         np.testing.assert_array_equal(out["influential"], cooks > 4 / n)
 
+
+    def test_influence_of_a_sample_of_leverage_one_is_undefined_not_rounding_noise(self):
+        """The one training sample of a covariate level is fitted exactly by that level's coefficient: its residual
+        and 1 - h are both 0, and Cook's distance and the studentized residual were 0 / 0 in floating point (0.0,
+        0.38, 16.1 or NaN with different data), 'influential' flipping with them. They are NaN, the sample counts
+        as influential, and the other samples keep the closed form of the design without it (the level's column
+        is 0 for them, so removing one of them does not touch that coefficient)."""
+        from gexpred.ols import fit_ols, influence
+
+        for seed in range(6):  # seeds 2 and 5 gave NaN, seed 4 a Cook's distance of 16.1
+            rng = np.random.default_rng(seed)
+            n = 30
+            X = np.column_stack([rng.normal(size=n), rng.normal(size=n), np.r_[np.zeros(n - 1), 1.0]])
+            y = X[:, 0] + rng.normal(size=n)
+            out = influence(fit_ols(X, y, ["a", "b", "lvl[T.x]"]), [f"s{i}" for i in range(n)])
+            last = out.iloc[-1]
+            assert last["leverage"] == pytest.approx(1.0, abs=1e-12)
+            assert np.isnan(last["cooks_distance"]) and np.isnan(last["studentized_residual"])
+            assert bool(last["influential"])
+            # the others: the closed form on the n - 1 samples and columns a, b (p + 1 = 4 coefficients, n - 4 df)
+            A = np.column_stack([np.ones(n - 1), X[:-1, :2]])
+            H = A @ np.linalg.inv(A.T @ A) @ A.T
+            h = np.diag(H)
+            resid = y[:-1] - H @ y[:-1]
+            s2 = (resid**2).sum() / (n - 4)
+            cooks = resid**2 / (4 * s2) * h / (1 - h) ** 2
+            s2_i = ((n - 4) * s2 - resid**2 / (1 - h)) / (n - 5)
+            np.testing.assert_allclose(out["leverage"].iloc[:-1], h, rtol=1e-9)
+            np.testing.assert_allclose(out["cooks_distance"].iloc[:-1], cooks, rtol=1e-8)
+            np.testing.assert_allclose(out["studentized_residual"].iloc[:-1], resid / np.sqrt(s2_i * (1 - h)),
+                                       rtol=1e-8)
+            np.testing.assert_array_equal(out["influential"].iloc[:-1], cooks > 4 / n)
     def test_nested_f_test(self):
         from gexpred.ols import fit_ols, nested_tests
 

@@ -55,6 +55,42 @@ def test_coefficients_loss_diagnostics_activations(tmp_path, predictions):
         decoded(tmp_path / f"{name}.png")
 
 
+def test_diagnostics_draw_a_sample_of_leverage_one(tmp_path, predictions):
+    """A sample of leverage 1 has no Cook's distance or studentized residual (NaN in influence.tsv): it is drawn
+    as a labelled cross at 0 instead of vanishing or sizing every other point by a NaN maximum."""
+    import matplotlib.pyplot as plt
+
+    pred = predictions.rename(columns={"ols": "predicted"})
+    cooks = np.linspace(0, 0.5, 30)
+    cooks[-1] = np.nan
+    stud = np.linspace(-3, 3, 30)
+    stud[-1] = np.nan
+    lev = np.linspace(0.01, 0.3, 30)
+    lev[-1] = 1.0
+    infl = pd.DataFrame({"sample": pred["sample"][:30], "leverage": lev, "cooks_distance": cooks,
+                         "studentized_residual": stud, "influential": np.r_[cooks[:-1] > 4 / 30, True]})
+    seen = {}
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        ax = fig.axes[2]
+        seen["title"] = ax.get_title()
+        seen["labels"] = [t.get_text() for t in ax.texts]
+        seen["sizes"] = np.concatenate([c.get_sizes() for c in ax.collections])
+        return real_savefig(fig, *args, **kwargs)
+
+    plt.Figure.savefig = spy
+    try:
+        plots.ols_diagnostics(pred, infl, [], "t", tmp_path / "d.png")
+    finally:
+        plt.Figure.savefig = real_savefig
+    decoded(tmp_path / "d.png")
+    assert seen["title"].endswith(", 1 of leverage 1")
+    assert "s29" in seen["labels"]
+    assert np.isfinite(seen["sizes"]).all()
+    assert seen["title"].startswith(f"influence: {int((cooks[:-1] > 4 / 30).sum())} samples")
+
+
 def test_plain_escapes_dollars():
     assert plots.plain("$a$") == r"\$a\$"
     assert plots.plain("BSU1") == "BSU1"

@@ -32,9 +32,13 @@ def test_config_errors_name_the_key(tmp_path):
         ({"targets": ["G0", "G0"], "predictors": ["G2", "G3", "G2"], "new_batches": {"my batch": ["data/expr.tsv"]}},
          ["'targets': lists 'G0' more than once", "'predictors': lists 'G2' more than once",
           "'new_batches': 'my batch' does not match", "a batch name becomes a directory name"]),
-        ({"targets": "G0", "predictors": {"from": ["G2", "G3", "G2"], "top_correlated": 2}},
+        # a misspelt word of a key that takes a word or a list of them is no list: the message said "write
+        # [log-cpm]", which is as wrong
+        ({"targets": "G0", "predictors": {"from": ["G2", "G3", "G2"], "top_correlated": 2},
+          "normalization": "log-cpm"},
          ["'targets': 'G0' is a single value where a list is expected",
-          "'predictors.from': lists 'G2' more than once"]),
+          "'predictors.from': lists 'G2' more than once",
+          "'normalization': 'log-cpm' is not one of none, log1p, log_cpm, zscore: did you mean 'log_cpm'?"]),
         ({"targets": {"fiel": "x.txt"}, "predictors": {"top_corelated": 4}},
          ["unknown key 'targets.fiel': did you mean 'file'?",
           "unknown key 'predictors.top_corelated': did you mean 'top_correlated'?"]),
@@ -45,6 +49,7 @@ def test_config_errors_name_the_key(tmp_path):
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0 and all(n in out for n in needles), (overrides, proc.stderr[-2000:])
         assert "not valid under any of the given schemas" not in out and "Traceback" not in proc.stderr
+        assert "write [log-cpm]" not in out
 
     # genome-wide mode: top_correlated is refused before anything runs; a dry run of a valid config plans
     # the run although the chunks are known only once the plan checkpoint has run
@@ -91,6 +96,13 @@ def test_config_errors_name_the_key(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "ols.cov_type is 'HC3'" in out and "has classification targets" in out, out[-2000:]
     assert "Traceback" not in proc.stderr
+    # penalized regression alone for classification targets: skipped, and then nothing is left to fit (the run went
+    # on to a compare step called with no model, which stopped with argparse's usage line)
+    write_config(tmp_path, models=["penalized"], task="classification", binarize={"G0": 0.0})
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "'models' is [penalized]" in out and "no model would be fitted" in out, out[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "results").exists()
 
 
 def test_a_file_not_found_names_the_directory_paths_are_read_from_under_directory(tmp_path):
@@ -130,7 +142,8 @@ def test_covariates_with_an_h5ad_matrix_and_no_sample_sheet_say_how_to_read_its_
 
 def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tmp_path):
     """models: [ols] is a valid run; ols.covariates (one declared categorical, C(plate), its plates numbered) /
-    interactions / gene_sets through the workflow, against statsmodels' formula API (a target named in an interaction or a gene set, G5, gets neither itself as a term
+    interactions (one of a gene and a numeric covariate, G3:dose, which the select step refused as a gene 'not in
+    the collected data' before) / gene_sets through the workflow, against statsmodels' formula API (a target named in an interaction or a gene set, G5, gets neither itself as a term
     nor the interaction, and the log says so); then a target missing from the data fails with a clear message."""
     import statsmodels.formula.api as smf
 
@@ -149,7 +162,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     write_config(tmp_path, models=["ols"], targets=["G0", "G1", "G5"], predictors=["G2", "G3", "G4"],
                  sample_sheet="data/samples.tsv", new_batches={"fresh": ["data/new.tsv"]},
                  new_batch_sheets={"fresh": "data/new_samples.tsv"},
-                 ols={"covariates": ["batch", "dose", "C(plate)"], "interactions": [["G2", "G5"]],
+                 ols={"covariates": ["batch", "dose", "C(plate)"], "interactions": [["G2", "G5"], ["G3", "dose"]],
                       "gene_sets": {"pair": ["G3", "G4"], "g5": ["G5"]}})
     # what is checked (the figures and the report would add half a minute)
     run_snakemake(tmp_path, "--nocolor", "results/ols/all_coefficients.tsv", "results/compare/predictions.tsv",
@@ -161,7 +174,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
     assert list(allc.columns) == ["target", "term", "coef", "std_err", "t", "p_value", "ci_low", "ci_high",
                                   "q_value"]
     for target in ["G0", "G1"]:
-        ref = smf.ols(f"{target} ~ G2 + G3 + G4 + G5 + C(batch) + dose + C(plate) + G2:G5", data=df).fit()
+        ref = smf.ols(f"{target} ~ G2 + G3 + G4 + G5 + C(batch) + dose + C(plate) + G2:G5 + G3:dose", data=df).fit()
         ours = pd.read_csv(tmp_path / f"results/ols/{target}/coefficients.tsv", sep="\t").set_index("term")
         rename = {"Intercept": "const", "C(batch)[T.y]": "batch[T.y]", "C(batch)[T.z]": "batch[T.z]"}
         assert sorted(ours.index) == sorted(rename.get(t, t) for t in ref.params.index)
@@ -177,7 +190,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
         f, p, dfn = ref.compare_f_test(restricted)
         np.testing.assert_allclose(nested.loc["pair", "f_stat"], f, rtol=1e-8)
         np.testing.assert_allclose(nested.loc["pair", "p_value"], p, rtol=1e-8)
-        assert nested.loc["pair", "df_num"] == dfn == 2
+        assert nested.loc["pair", "df_num"] == dfn == 3  # G3, G4 and G3:dose
         # removing G5 also removes the interaction G2:G5
         assert nested.loc["g5", "df_num"] == 2
         # the new batch, scored with its own sheet's covariates, as statsmodels predicts it
@@ -186,7 +199,7 @@ def test_ols_only_run_with_covariates_interactions_gene_sets_and_a_bad_target(tm
         np.testing.assert_allclose(deployed.set_index("sample").loc[new_df.index, "predicted"],
                                    ref.predict(new_df), rtol=1e-8)
     # the target G5 is in the interaction G2:G5 and the gene set g5: neither enters its own model
-    ref = smf.ols("G5 ~ G2 + G3 + G4 + C(batch) + dose + C(plate)", data=df).fit()
+    ref = smf.ols("G5 ~ G2 + G3 + G4 + C(batch) + dose + C(plate) + G3:dose", data=df).fit()
     ours = pd.read_csv(tmp_path / "results/ols/G5/coefficients.tsv", sep="\t").set_index("term")
     rename = {"Intercept": "const", "C(batch)[T.y]": "batch[T.y]", "C(batch)[T.z]": "batch[T.z]"}
     assert sorted(ours.index) == sorted(rename.get(t, t) for t in ref.params.index)

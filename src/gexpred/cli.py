@@ -374,8 +374,8 @@ def _dropped_genes(adata) -> dict[str, str]:
 
 
 def _dropped_text(ids, files, reasons) -> dict[str, str]:
-    """``{gene: "reason (file)"}`` from the columns of the dropped table that collect keeps in ``uns``."""
-    return {str(i): f"{r} ({f})" for i, f, r in zip(ids, files, reasons)}
+    """``{gene: "reason; read from file"}`` from the columns of the dropped table that collect keeps in ``uns``."""
+    return {str(i): f"{r}; read from {f}" for i, f, r in zip(ids, files, reasons)}
 
 
 def cmd_normalize(a: argparse.Namespace) -> None:
@@ -1301,7 +1301,19 @@ def _read_batch(paths: list[str], sample_sheet: str | None, bundle=None):
                 log.info("sample sheet '%s': %s not in the batch ignored", sample_sheet,
                          plural(len(others), "row"))
                 sheet = sheet.loc[sheet.index.isin(adata.obs_names)]
-            adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
+            try:
+                adata, _ = attach_sample_sheet(adata, sheet, sample_sheet)
+            except InputError as exc:
+                covariates = list((bundle.design.get("covariates") or {}) if bundle is not None else {})
+                if not covariates:
+                    raise
+                # the workflow reads a batch without new_batch_sheets from the run's sample sheet, which rarely
+                # holds new samples: say where the batch's covariates come from
+                raise InputError(
+                    f"{exc} The model adjusts for {preview(covariates)} (ols.covariates), read for each new sample "
+                    f"of {', '.join(paths)} from this sheet: give the batch a sheet of its own (in the config "
+                    f"new_batch_sheets: {{BATCH: path}}; --sample-sheet of gexpred predict and monitor)."
+                ) from None
         obs = adata.obs.copy()
         obs.attrs["source"] = f"sample sheet '{sample_sheet}'"
     expr = pd.DataFrame(np.asarray(adata.X), index=adata.obs_names, columns=adata.var_names)

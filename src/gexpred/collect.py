@@ -96,7 +96,8 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
                     f"genes, or the same samples on different genes; remove the overlap from one file."
                 )
     stacks: list[tuple[str, ad.AnnData]] = []
-    for group in _groups(matrices):
+    groups = _groups(matrices)
+    for group in groups:
         label = " + ".join(names[i] for i in group)
         genes = _ordered_intersection([matrices[i].var_names for i in group])
         if not len(genes):
@@ -129,15 +130,28 @@ def combine(matrices: list[ad.AnnData]) -> tuple[ad.AnnData, pd.DataFrame]:
         var=pd.DataFrame(index=acc.var_names.copy()),
     )
     dropped: list[tuple[str, str, str, str]] = []
-    for kind, kept, ids_of, reason in (
-            ("gene", set(acc.var_names), lambda m: m.var_names, "not measured in every stacked matrix"),
-            ("sample", set(acc.obs_names), lambda m: m.obs_names, "not present in every joined matrix")):
+    # each id left out, with the files it was read from and those that lack it: a gene measured in some of the
+    # matrices stacked together (different samples of the same genes), a sample held by some of the joined stacks
+    sets = [set(map(str, m.var_names)) for m in matrices]
+    held = [(label, set(map(str, st.obs_names))) for label, st in stacks]
+    for kind, kept, ids_of in (("gene", set(acc.var_names), lambda m: m.var_names),
+                               ("sample", set(acc.obs_names), lambda m: m.obs_names)):
         files: dict[str, list[str]] = {}
         for name, m in zip(names, matrices):
             for i in ids_of(m):
                 if i not in kept:
                     files.setdefault(str(i), []).append(name)
-        dropped.extend((kind, i, " + ".join(f), reason) for i, f in files.items())
+        for i, f in files.items():
+            if kind == "gene":
+                lacking = [names[k] for group in groups if any(i in sets[k] for k in group)
+                           for k in group if i not in sets[k]]
+                reason = (f"not in {' nor '.join(repr(x) for x in lacking)}, stacked with the file(s) that measure it "
+                          f"(stacked matrices keep only the genes all of them measure)")
+            else:
+                lacking = [label for label, ids in held if i not in ids]
+                reason = (f"not in {' nor '.join(repr(x) for x in lacking)}, joined with the file(s) that hold it "
+                          f"(joined matrices keep only the samples all of them hold)")
+            dropped.append((kind, i, " + ".join(f), reason))
     dropped_df = pd.DataFrame(dropped, columns=DROPPED_COLUMNS)
     for kind in ("gene", "sample"):
         ids = dropped_df.loc[dropped_df["kind"] == kind, "id"].tolist()

@@ -596,12 +596,17 @@ def _separation_error(target: str, kind: str, evidence: str, X: np.ndarray, code
         consequence = ("so the maximum-likelihood logistic regression has no finite solution: its coefficients "
                        "grow without bound and their standard errors, p-values and confidence intervals are "
                        "meaningless")
+    if len(classes) > 2:  # Firth's correction is implemented for two classes (fit_logit ridge-penalises more)
+        instead = ("Set ols.stop_on_separation: false (the default) to go on with a ridge-penalised multinomial "
+                   "model (Firth's correction is implemented for two classes only): finite coefficients, but no "
+                   "standard errors, tests or intervals;")
+    else:
+        instead = ("Set ols.stop_on_separation: false (the default) to fit Firth's bias-reduced logistic regression "
+                   "instead, whose coefficients, tests and intervals stay finite;")
     return ModelError(
         f"Target {target!r}: {kind} separation of the classes {preview(classes)} detected over the {len(codes)} "
-        f"training samples ({evidence}), {consequence}. {who} Set ols.stop_on_separation: false (the default) to "
-        f"fit Firth's bias-reduced logistic regression instead, whose coefficients, tests and intervals stay "
-        f"finite; ols.penalized: true for an L2-penalised (ridge) fit without standard errors or p-values; or "
-        f"{remove}."
+        f"training samples ({evidence}), {consequence}. {who} {instead} ols.penalized: true for an L2-penalised "
+        f"(ridge) fit without standard errors or p-values; or {remove}."
     )
 
 

@@ -420,17 +420,31 @@ def failed_assumptions(diag: pd.DataFrame) -> list[str]:
 def influence(fit: OLSFit, samples: list[str]) -> pd.DataFrame:
     """Leverage, Cook's distance and externally studentized residual per training sample.
 
-    ``influential`` is true when Cook's distance exceeds ``4 / n``.
+    ``influential`` is true when Cook's distance exceeds ``4 / n``. A sample of leverage 1
+    (:data:`LEVERAGE_ONE`; the one training sample of a covariate level) is fitted exactly by the coefficient it
+    alone determines: its residual and ``1 - h`` are both 0, so its Cook's distance and studentized residual are
+    0 / 0, which floating point turns into anything from 0 to large numbers or NaN. They are NaN here, and the
+    sample counts as influential (without it that coefficient could not be estimated at all).
     """
-    infl = fit.result.get_influence()
-    cooks = np.asarray(infl.cooks_distance[0])
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # statsmodels' leave-one-out refits warn of the singular design a leverage-1 sample leaves behind
+        warnings.simplefilter("ignore")
+        infl = fit.result.get_influence()
+        leverage = np.asarray(infl.hat_matrix_diag, dtype=float)
+        cooks = np.array(infl.cooks_distance[0], dtype=float)
+        student = np.array(infl.resid_studentized_external, dtype=float)
+    one = leverage > LEVERAGE_ONE
+    cooks[one] = np.nan
+    student[one] = np.nan
     n = len(cooks)
     return pd.DataFrame({
         "sample": list(samples),
-        "leverage": np.asarray(infl.hat_matrix_diag),
+        "leverage": leverage,
         "cooks_distance": cooks,
-        "studentized_residual": np.asarray(infl.resid_studentized_external),
-        "influential": cooks > 4.0 / n,
+        "studentized_residual": student,
+        "influential": (cooks > 4.0 / n) | one,
     }, columns=INFLUENCE_COLUMNS)
 
 

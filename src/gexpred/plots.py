@@ -301,18 +301,28 @@ def ols_diagnostics(pred: pd.DataFrame, infl: pd.DataFrame, failed: list[str], t
 
         ax = axes[2]
         n = len(infl)
-        cooks = infl["cooks_distance"].to_numpy()
-        big = cooks > 4.0 / n
-        sizes = 10 + 200 * cooks / max(cooks.max(), 1e-12)
-        ax.scatter(infl["leverage"], infl["studentized_residual"], s=sizes, alpha=0.6,
-                   color=np.where(big, PALETTE["mlp"], PALETTE["ols"]), edgecolor="white", linewidth=0.3)
-        for s in infl.index[big][np.argsort(-cooks[big])][:5]:
-            ax.annotate(plain(s), (infl.loc[s, "leverage"], infl.loc[s, "studentized_residual"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+        cooks = infl["cooks_distance"].to_numpy(dtype=float)
+        # leverage 1 (the one training sample of a covariate level): Cook's D and the studentized residual are
+        # undefined (NaN in influence.tsv); drawn at 0 as crosses and labelled, never sized by a NaN
+        exact = ~np.isfinite(cooks) & (infl["leverage"].to_numpy(dtype=float) > 1.0 - 1e-8)
+        big = np.nan_to_num(cooks, nan=0.0) > 4.0 / n
+        finite = np.where(np.isfinite(cooks), cooks, 0.0)
+        sizes = 10 + 200 * finite / max(finite.max(initial=0.0), 1e-12)
+        ax.scatter(infl["leverage"][~exact], infl["studentized_residual"][~exact], s=sizes[~exact], alpha=0.6,
+                   color=np.where(big, PALETTE["mlp"], PALETTE["ols"])[~exact], edgecolor="white", linewidth=0.3)
+        if exact.any():
+            ax.scatter(infl["leverage"][exact], np.zeros(int(exact.sum())), marker="x", s=40, color=PALETTE["mlp"],
+                       label="leverage 1: fitted exactly by its own term")
+            ax.legend(fontsize=7, loc="best")
+        for s in list(infl.index[exact][:5]) + list(infl.index[big][np.argsort(-cooks[big])][:5]):
+            y_at = 0.0 if exact[infl.index.get_loc(s)] else infl.loc[s, "studentized_residual"]
+            ax.annotate(plain(s), (infl.loc[s, "leverage"], y_at), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
         ax.axhline(0, color="#444444", lw=0.8)
         ax.set_xlabel("leverage (hat value)")
         ax.set_ylabel("studentized residual")
-        ax.set_title(f"influence: {int(big.sum())} samples with Cook's D > 4/n")
+        ax.set_title(f"influence: {int(big.sum())} samples with Cook's D > 4/n"
+                     + (f", {int(exact.sum())} of leverage 1" if exact.any() else ""))
 
         verdict = ("Assumptions that fail: " + "; ".join(failed) + ".") if failed else \
             "No assumption check fails (VIF, Breusch-Pagan, Jarque-Bera, Durbin-Watson)."

@@ -74,9 +74,19 @@ def _branch_errors(err):
     fitting = [errs for errs in by_branch.values()
                if not any(e.validator in ("type", "const", "enum") and not e.relative_path for e in errs)]
     if not fitting and isinstance(err.instance, str):
+        import difflib
+
         forms = err.schema.get("oneOf") or err.schema.get("anyOf") or []
+        path = ".".join(str(p) for p in err.absolute_path)
+        # a word the key takes on its own (an enum or const form): a misspelling of one of them is no list
+        words = [str(v) for f in forms for v in ([f["const"]] if "const" in f else f.get("enum", []))]
+        hint = difflib.get_close_matches(err.instance, words, n=1)
+        if hint or any("enum" in f for f in forms):
+            listed = any(f.get("type") == "array" for f in forms) and not any("enum" in f for f in forms)
+            return [(path, f"{err.instance!r} is not one of {', '.join(words)}"
+                           + (f": did you mean {hint[0]!r}?" if hint else "")
+                           + (f" (a single id is a list: write [{err.instance}])" if listed else ""))]
         if any(f.get("type") == "array" for f in forms):
-            path = ".".join(str(p) for p in err.absolute_path)
             return [(path, f"{err.instance!r} is a single value where a list is expected: write [{err.instance}]")]
     if len(fitting) != 1:
         return []
@@ -199,6 +209,12 @@ if CLASSIFICATION and "penalized" in MODELS:
         "for classification (ols.penalized: true gives a ridge logistic fit where classes are separated)."
     )
     MODELS = [m for m in MODELS if m != "penalized"]
+    if not MODELS:  # nothing left to fit: the comparison would get no model at all
+        raise WorkflowError(
+            "gexpred: 'models' is [penalized], which is for regression targets, but task is classification: no "
+            "model would be fitted. Use models: [ols] (logistic regression; ols.penalized: true for a ridge "
+            "logistic fit where the classes are separated), [mlp], or both."
+        )
 if config["binarize"] and not CLASSIFICATION:
     raise WorkflowError("gexpred: 'binarize' makes classification targets; set task: classification.")
 if GENOME and "penalized" in MODELS:
@@ -299,8 +315,10 @@ def targets_file():
 
 
 def required_genes():
-    """Genes every target's model must contain: those of interactions and gene sets."""
-    genes = [g for pair in config["ols"]["interactions"] for g in pair]
+    """Genes every target's model must contain: those of interactions and gene sets. An interaction factor that
+    names a covariate (a numeric sample-sheet column, ``[gene, age]``) is a column of the design, not a gene."""
+    covariates = {str(c) for c in config["ols"]["covariates"]}
+    genes = [g for pair in config["ols"]["interactions"] for g in pair if str(g) not in covariates]
     genes += [g for members in config["ols"]["gene_sets"].values() for g in members]
     return list(dict.fromkeys(genes))
 
