@@ -1667,8 +1667,6 @@ def test_conformal_prediction_sets_hold_the_class_at_their_level():
     calibration samples (numpy sort); on 5,000 new samples whose classes are drawn from their probabilities the
     sets hold the class of ~90 % (the level), an ambiguous sample's set has more classes than a sure one's, and
     the batch's coverage row and its beta-binomial p follow the sets."""
-    from scipy import stats
-
     from gexpred.deploy import prediction_sets, set_members
     from gexpred.monitor import set_coverage
 

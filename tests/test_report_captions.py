@@ -187,7 +187,6 @@ def test_classification_run_matches_statsmodels_and_judges_a_labelled_batch(clas
     import json
 
     import statsmodels.api as sm
-    from scipy import stats
 
     root, page, _ = classification_run
     res = root / "results"

@@ -28,7 +28,6 @@ import torch
 import yaml
 from reportpage import CHROMIUM, browse, needs_chromium, script_var
 from reportpage import results as results_of
-from scipy import stats
 from scipy.spatial.distance import cdist
 
 REPO = Path(__file__).resolve().parents[1]
