@@ -56,11 +56,32 @@ def test_kfold_rejects_singleton_class():
 
 # --------------------------------------------------------------------------- candidates
 def test_grid_is_the_product_in_order():
-    space = {"hidden": [[], [8]], "lr": [0.1, 0.01, 0.001], "activation": ["relu", "tanh"]}
+    space = {"hidden": [[4], [8]], "lr": [0.1, 0.01, 0.001], "activation": ["relu", "tanh"]}
     cands = mlp_candidates({"epochs": 7}, space)
     want = [dict(zip(space, combo)) for combo in itertools.product(*space.values())]
     assert [{k: c[k] for k in space} for c in cands] == want
     assert all(c["epochs"] == 7 for c in cands)
+
+
+def test_candidates_that_train_the_same_network_are_left_out(caplog):
+    """A grid that varies a setting that does nothing in some of its points (an audit: the activation of a network
+    without a hidden layer) trained the same networks twice, with equal losses in search.tsv; the later twin is
+    left out, in grid order, and the log says how many."""
+    space = {"hidden": [[], [8]], "lr": [0.1, 0.01], "activation": ["relu", "tanh"]}
+    with caplog.at_level("INFO", logger="gexpred.search"):
+        cands = mlp_candidates({"epochs": 7, "optimizer": "adam"}, space)
+    product = [dict(zip(space, combo)) for combo in itertools.product(*space.values())]
+    # by hand: without a hidden layer only relu's points stay (relu comes first in the grid)
+    want = [p for p in product if p["hidden"] or p["activation"] == "relu"]
+    assert [{k: c[k] for k in space} for c in cands] == want and len(want) == 6
+    assert "2 of 8 candidates left out" in caplog.text
+    # momentum only moves SGD; lr_factor only the plateau schedule; a default left out equals it written
+    cands = mlp_candidates({"hidden": [8]}, {"optimizer": ["adam", "sgd"], "momentum": [0.0, 0.9],
+                                             "lr_schedule": ["constant", "plateau"], "lr_factor": [0.5, 0.1]})
+    got = {(c["optimizer"], c["momentum"], c["lr_schedule"], c["lr_factor"]) for c in cands}
+    assert len(cands) == 9 and ("adam", 0.9, "constant", 0.5) not in got and ("sgd", 0.9, "plateau", 0.1) in got
+    assert len(mlp_candidates({}, {"hidden": [[], [32, 16]], "activation": ["relu"]})) == 2
+    assert len(mlp_candidates({}, {"dropout": [0.0, 0.2]})) == 2  # the default network has hidden layers
 
 
 def test_random_draws_distinct_grid_points_deterministically():

@@ -127,6 +127,9 @@ def mlp_candidates(base: dict[str, Any], space: dict[str, list], strategy: str =
         ``grid``: every combination, in the order of the keys and values given.
         ``random``: ``n`` distinct combinations drawn with ``seed`` (the whole
         grid if it has at most ``n`` points), kept in grid order.
+        Either way, a combination that trains the same network as an earlier one
+        (it varies only settings that do nothing in it, :data:`IDLE_SETTINGS`: the
+        activation of a network without a hidden layer, say) is left out, logged.
     n, seed
         For ``random``.
 
@@ -152,15 +155,49 @@ def mlp_candidates(base: dict[str, Any], space: dict[str, list], strategy: str =
         points = range(total)
     else:
         points = sorted(int(i) for i in np.random.default_rng(seed).choice(total, size=int(n), replace=False))
-    out = []
+    out, seen, twins = [], set(), 0
     for index in points:
         cand = dict(base)
         rest = index
         for key, size in zip(reversed(keys), reversed(sizes)):  # mixed radix, last key fastest (as product)
             cand[key] = space[key][rest % size]
             rest //= size
+        key = _trained_alike(cand)
+        if key in seen:  # the same network as an earlier candidate: it would train it again, loss for loss
+            twins += 1
+            continue
+        seen.add(key)
         out.append(cand)
+    if twins:
+        log.info("search.mlp: %d of %d candidates left out, each the same network as an earlier one (settings that "
+                 "do nothing in it vary: %s)", twins, len(points), "; ".join(IDLE_SETTINGS_WORDS))
     return out
+
+
+#: Settings that do nothing in some candidates: ``(setting, is idle in candidate c)``.
+IDLE_SETTINGS = (
+    ("activation", lambda c: not c["hidden"]),
+    ("dropout", lambda c: not c["hidden"]),
+    ("momentum", lambda c: c["optimizer"] != "sgd"),
+    ("lr_factor", lambda c: c["lr_schedule"] != "plateau"),
+    ("lr_patience", lambda c: c["lr_schedule"] != "plateau"),
+    ("huber_delta", lambda c: c["loss"] != "huber"),
+)
+IDLE_SETTINGS_WORDS = ("activation and dropout without a hidden layer", "momentum without SGD",
+                       "lr_factor and lr_patience without the plateau schedule", "huber_delta without Huber's loss")
+
+
+def _trained_alike(cand: dict[str, Any]) -> str:
+    """A key equal for two candidates exactly when they train the same networks: their settings, those that do
+    nothing in them (:data:`IDLE_SETTINGS`, e.g. the activation of a network without a hidden layer) left out."""
+    import json
+    from dataclasses import asdict
+
+    from .nn import MLPSettings
+
+    full = {**asdict(MLPSettings()), **cand}  # a setting left out is its default
+    idle = {name for name, is_idle in IDLE_SETTINGS if is_idle(full)}
+    return json.dumps({k: v for k, v in full.items() if k not in idle}, sort_keys=True, default=str)
 
 
 # --------------------------------------------------------------------------- networks
