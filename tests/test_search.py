@@ -905,8 +905,14 @@ def test_captions_say_nested_cv_only_where_the_folds_allow_it(k):
             assert res.fold_choices[f] == (other["method"], other["alpha"])
             b0, b = fit_penalized(X[folds != f], y[folds != f], other["alpha"], other["l1_wt"])
             np.testing.assert_allclose(res.oof[folds == f], b0 + X[folds == f] @ b, rtol=1e-10, atol=1e-12)
-    config = {"split": {"folds": k}, "ols": {"alpha": 0.05}}
-    report = Path(__file__).resolve().parents[1] / "workflow" / "report"
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())  # the demo's, schema defaults filled
+    config["split"]["folds"] = k
+    validate(config, str(root / "workflow" / "schemas" / "config.schema.yaml"))
+    report = root / "workflow" / "report"
     for name in ("cv_metrics.rst", "penalized_search.rst", "summary.rst"):
         text = " ".join(jinja2.Template((report / name).read_text()).render(
             snakemake=SimpleNamespace(config=config, wildcards=SimpleNamespace(target="gA"),
