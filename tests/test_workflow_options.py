@@ -68,6 +68,14 @@ def test_config_errors_name_the_key(tmp_path):
     assert proc.returncode != 0 and "'predictors' is {from: ...} without 'top_correlated'" in out, out[-2000:]
     assert "Traceback" not in proc.stderr
 
+    # a target in the explicit predictor list: refused before anything runs (the select step refused it after the
+    # data steps)
+    write_config(tmp_path, targets=["G0", "G1"], predictors=["G1", "G2", "G3"])
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "'G1' is listed both in 'targets' and in 'predictors'" in out, out[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "results").exists()
+
     write_config(tmp_path, matrices=["data/missing.tsv"])
     proc = run_snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0

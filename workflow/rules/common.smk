@@ -236,6 +236,16 @@ if not GENOME and isinstance(config["predictors"], dict) and config["predictors"
         "or the predictors as a list of genes; 'from' alone (all of those genes) is the shared design of genome-wide "
         "mode (targets: all or {file: ...})."
     )
+if not GENOME and isinstance(config["predictors"], list):
+    # refused here, before anything runs, as the select step would refuse it after the data steps
+    # (gexpred.design.select_predictors)
+    _both = [str(t) for t in config["targets"] if str(t) in {str(g) for g in config["predictors"]}]
+    if _both:
+        raise WorkflowError(
+            f"gexpred: {', '.join(repr(t) for t in _both[:5])}{' ...' if len(_both) > 5 else ''} "
+            f"{'is' if len(_both) == 1 else 'are'} listed both in 'targets' and in 'predictors'; a gene cannot "
+            f"predict itself. Remove {'it' if len(_both) == 1 else 'them'} from 'predictors' (or from 'targets')."
+        )
 if GENOME and "ols" not in MODELS:
     raise WorkflowError("gexpred: genome-wide mode (targets: all or {file: ...}) needs 'ols' in 'models'.")
 BATCHES = list(config["new_batches"])
