@@ -390,7 +390,7 @@ def test_genome_plan_names_why_a_target_or_predictor_was_dropped(tmp_path, capsy
                "--chunk-size", "5", "--out", str(plan), "--out-design", str(design)])
     err = flat(capsys.readouterr().err)
     assert rc != 0 and "Traceback" not in err
-    assert "Predictor genes 'g4' were dropped while collecting the data" in err and why in err, err
+    assert "Predictor gene 'g4' was dropped while collecting the data" in err and why in err, err
 
 
 def test_a_covariate_error_at_fit_time_names_the_sample_sheet_file(tmp_path, capsys):

@@ -345,12 +345,12 @@ def test_absent_genes_say_why_dropped_or_near_match():
         select_predictors(X, genes, ["G0"], {"top_correlated": 1}, "the data",
                           dropped={"G0": "not measured in every stacked matrix (a.tsv)"})
     msg = " ".join(str(e.value).split())
-    assert "'G0' were dropped while collecting the data" in msg and "not measured in every stacked matrix (a.tsv)" in msg
+    assert "'G0' was dropped while collecting the data" in msg and "not measured in every stacked matrix (a.tsv)" in msg
     assert "results/data/dropped.tsv" in msg and "spelling" not in msg
     with pytest.raises(ConfigError) as e:
         select_predictors(X, genes, ["G1"], ["abc"], "the data")
     msg = " ".join(str(e.value).split())
-    assert "Predictor genes 'abc' are not in the data" in msg and "'abc' -> 'Abc'" in msg
+    assert "Predictor gene 'abc' is not in the data" in msg and "'abc' -> 'Abc'" in msg
 
 
 def test_genome_design_holds_predictors_covariates_and_products():

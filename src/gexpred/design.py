@@ -56,14 +56,20 @@ def _refuse_absent(absent: list[str], what: str, where: str, source: str, droppe
     if not absent:
         return
     where = f" {where}" if where else ""
+
+    def noun(ids: list[str]) -> str:  # "Genes" of several, "Gene" of one
+        return what[:-1] if len(ids) == 1 and what.endswith("s") else what
+
     gone = [g for g in absent if g in dropped]
     if gone:
+        one = len(gone) == 1
         raise ConfigError(
-            f"{what} {preview(gone)}{where} were dropped while collecting the data, so they are not in {source}: "
-            f"{dropped_reasons(gone, dropped)}. Add the gene to every matrix, use a missing-value policy that keeps "
-            f"it, or leave it out of the config."
+            f"{noun(gone)} {preview(gone)}{where} {'was' if one else 'were'} dropped while collecting the data, so "
+            f"{'it is' if one else 'they are'} not in {source}: {dropped_reasons(gone, dropped)}. Add the gene to "
+            f"every matrix, use a missing-value policy that keeps it, or leave it out of the config."
         )
-    raise ConfigError(f"{what} {preview(absent)}{where} are not in {source}. {fix}{near_ids(absent, genes)}")
+    raise ConfigError(f"{noun(absent)} {preview(absent)}{where} {'is' if len(absent) == 1 else 'are'} not in "
+                      f"{source}. {fix}{near_ids(absent, genes)}")
 
 
 def select_predictors(
@@ -142,7 +148,8 @@ def select_predictors(
         both = [t for t in targets if t in set(predictors)]
         if both:
             raise ConfigError(
-                f"Genes {preview(both)} are listed both as targets and as predictors; a gene cannot predict "
+                f"{'Gene' if len(both) == 1 else 'Genes'} {preview(both)} {'is' if len(both) == 1 else 'are'} listed "
+                f"both as targets and as predictors; a gene cannot predict "
                 f"itself. Remove them from 'predictors' (or from 'targets')."
             )
         for t in targets:

@@ -713,7 +713,8 @@ def model_comparison(metrics: pd.DataFrame, path: str | Path, split: str = "test
         else:
             ax2.set_visible(False)
         ax2.grid(axis="y", alpha=0)
-        fig.suptitle(f"Model comparison on the {split} split: {len(targets)} targets, {len(real)} models"
+        fig.suptitle(f"Model comparison on the {split} split: {len(targets)} targets, "
+                     f"{len(real)} model{'' if len(real) == 1 else 's'}"
                      + ((" and the training-class-share baseline" if classify else " and the training-mean baseline")
                         if baseline in models else ""))
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False, fontsize=8)
