@@ -97,6 +97,16 @@ def test_random_draws_distinct_grid_points_deterministically():
     assert len(mlp_candidates({}, space, "random", n=100)) == 36  # whole grid
 
 
+def test_a_random_search_of_a_small_grid_says_it_tries_every_point(caplog):
+    """search.strategy random with fewer grid points than n_candidates tried fewer candidates than asked, without a
+    word (an audit); the log now says so."""
+    space = {"lr": [1e-1, 1e-2], "hidden": [[4], [8]]}
+    with caplog.at_level("INFO", logger="gexpred.search"):
+        cands = mlp_candidates({}, space, "random", n=10)
+    assert len(cands) == len(list(itertools.product(*space.values()))) == 4
+    assert "has 4 points, fewer than search.n_candidates (10): every one is tried" in caplog.text
+
+
 def test_candidates_errors_and_empty_space():
     assert mlp_candidates({"lr": 0.5}, {}) == [{"lr": 0.5}]
     with pytest.raises(ConfigError, match="unknown settings"):

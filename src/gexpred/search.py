@@ -152,6 +152,9 @@ def mlp_candidates(base: dict[str, Any], space: dict[str, list], strategy: str =
     sizes = [len(space[k]) for k in keys]
     total = search_space_size(space)
     if strategy == "grid" or total <= n:
+        if strategy == "random" and total < n:
+            log.info("search.strategy random: the grid of search.mlp has %d points, fewer than search.n_candidates "
+                     "(%d): every one is tried", total, n)
         points = range(total)
     else:
         points = sorted(int(i) for i in np.random.default_rng(seed).choice(total, size=int(n), replace=False))
