@@ -1240,6 +1240,57 @@ def _p_second(batch: pd.DataFrame) -> np.ndarray:
     return 1 / (1 + np.exp(-(batch[PREDICTORS].to_numpy() @ np.array([1.5, -1.0, 0.0]) - 0.2)))
 
 
+def test_prediction_drift_of_three_classes_watches_every_class(tmp_path):
+    """With more than two classes the prediction drift watched the probability of the last class alone, which can
+    miss a batch that moves samples between the others (an audit). Each class's probability has its row now: the
+    KS p-values recomputed with scipy on the probabilities computed here (softmax of the bundle's linear
+    predictors), the q-values Benjamini-Hochberg over the three with statsmodels; a binary bundle keeps one row."""
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    classes = ["A", "B", "C"]
+    B = np.array([[-16.0, -16.5], [2.0, 0.0], [0.0, 2.0], [0.0, 0.0]])  # B against A on gA, C against A on gB
+
+    def proba(frame: pd.DataFrame) -> np.ndarray:
+        eta = B[0] + frame[PREDICTORS].to_numpy() @ B[1:]
+        z = np.column_stack([np.zeros(len(frame)), eta])
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    train = _raw(150, seed=9)
+    p_train = proba(train)
+    ref = pd.DataFrame({"sample": train.index, **{g: train[g] for g in PREDICTORS},
+                        **{f"p[{c}]": p_train[:, k] for k, c in enumerate(classes)},
+                        "prediction": p_train[:, -1], "observed": "A"})
+    path = write_bundle(tmp_path / "cls", target="cls", model="ols", task="classification", classes=classes,
+                        model_params={"kind": "logistic", "terms": PREDICTORS, "classes": classes,
+                                      "coef": B.tolist()},
+                        preprocessing={"normalization": {"steps": [], "genes": PREDICTORS},
+                                       "design": {"predictors": PREDICTORS, "covariates": {}, "interactions": [],
+                                                  "terms": PREDICTORS}},
+                        reference=ref, metrics={"test": {"n": 40, "accuracy": 0.8, "log_loss": 0.6}},
+                        training_fingerprint="x")
+    new = _raw(60, seed=12, shift={"gA": 0.8})
+    src = _write_matrix(new, tmp_path / "new.tsv")
+    assert main(["monitor", "--bundle", str(path), "--input", src, "--out-dir", str(tmp_path / "m")]) == 0
+    drift = pd.read_csv(tmp_path / "m" / "drift.tsv", sep="\t").set_index("feature")
+    rows = [f"p[{c}]" for c in classes]
+    assert list(drift.index[drift["kind"] == "prediction"]) == rows
+    p_new = proba(new)
+    want_p = [stats.ks_2samp(p_train[:, k], p_new[:, k]).pvalue for k in range(3)]
+    np.testing.assert_allclose(drift.loc[rows, "pvalue"], want_p, rtol=1e-9)
+    np.testing.assert_allclose(drift.loc[rows, "qvalue"], multipletests(want_p, method="fdr_bh")[1], rtol=1e-9)
+    v = json.loads((tmp_path / "m" / "verdict.json").read_text())
+    flagged = [r for r in rows if drift.loc[r, "status"] != "ok"]
+    assert flagged and v["prediction_drifted"]  # the shift of gA moves samples from A to B
+    assert all(f"the model's predicted {r} drifted (KS q = " in " ".join(v["reasons"]) for r in flagged)
+    # two classes: P(last class) says it all, one row as before
+    two = _logistic_bundle(tmp_path, "state", ["0", "1"])
+    assert main(["monitor", "--bundle", str(two), "--input", src, "--out-dir", str(tmp_path / "two")]) == 0
+    drift2 = pd.read_csv(tmp_path / "two" / "drift.tsv", sep="\t")
+    assert drift2.loc[drift2["kind"] == "prediction", "feature"].tolist() == ["prediction"]
+
+
 def test_monitor_labels_a_classification_batch_from_its_sample_sheet(tmp_path):
     """What the pipeline passes (--truth-if-measured): a sample sheet with a column named after the target gives the
     truth (labels as the training labels are read: 1.0 is '1'); a sheet with a gap gives the truth of the other

@@ -1530,9 +1530,14 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     expr, obs, source = _read_batch(a.input, a.sample_sheet, bundle)
     X, y_input = prepare_inputs(bundle, expr, obs, source, with_target=bundle.task == "regression")
     pred = bundle.predict_design(X.to_numpy())
-    new_pred = pred[:, -1] if bundle.task == "classification" else pred
-    drift = drift_table(bundle.reference, X, bundle.terms, thresholds,
-                        prediction=(bundle.reference["prediction"].to_numpy(dtype=float), new_pred))
+    ref = bundle.reference
+    by_class = [f"p[{c}]" for c in bundle.classes or []]
+    if bundle.task == "classification" and len(by_class) > 2 and all(c in ref.columns for c in by_class):
+        # every class's probability: P(last class) alone misses a batch that moves samples between the others
+        watched = {c: (ref[c].to_numpy(dtype=float), pred[:, k]) for k, c in enumerate(by_class)}
+    else:
+        watched = (ref["prediction"].to_numpy(dtype=float), pred[:, -1] if bundle.task == "classification" else pred)
+    drift = drift_table(ref, X, bundle.terms, thresholds, prediction=watched)
     truth = _truth(a, bundle, expr, y_input, source, obs)
     # each sample's interval half-width, once for the coverage row, the figure and the predictions (None without)
     half = bundle.half_widths(X.to_numpy(dtype=np.float64)) if truth is not None or a.out_predictions else None

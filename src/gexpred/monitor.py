@@ -150,7 +150,8 @@ def _status(significant: bool, psi_value: float, shift: float, t: Thresholds) ->
 
 
 def drift_table(reference: pd.DataFrame, new: pd.DataFrame, features: list[str], thresholds: Thresholds,
-                prediction: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+                prediction: tuple[np.ndarray, np.ndarray] | dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+                ) -> pd.DataFrame:
     """Drift of each feature (and of the predictions) of a new batch against the reference.
 
     Parameters
@@ -161,7 +162,10 @@ def drift_table(reference: pd.DataFrame, new: pd.DataFrame, features: list[str],
         Columns to compare.
     prediction
         ``(reference predictions, new predictions)``: added as feature ``prediction``
-        (for classification, the probability of the last class).
+        (for two classes, the probability of the last class); or ``{name: (reference, new)}``,
+        one row each (more than two classes: each class's probability ``p[class]``, whose
+        q-values are Benjamini–Hochberg over those rows: a batch moving samples between two classes
+        that leaves the last one's share alone drifts too).
 
     Returns
     -------
@@ -175,7 +179,9 @@ def drift_table(reference: pd.DataFrame, new: pd.DataFrame, features: list[str],
     rows = []
     items = [(f, "input", reference[f].to_numpy(dtype=float), new[f].to_numpy(dtype=float)) for f in features]
     if prediction is not None:
-        items.append(("prediction", "prediction", np.asarray(prediction[0], float), np.asarray(prediction[1], float)))
+        pairs = prediction if isinstance(prediction, dict) else {"prediction": prediction}
+        items += [(name, "prediction", np.asarray(ref, float), np.asarray(cur, float))
+                  for name, (ref, cur) in pairs.items()]
     for name, kind, ref, cur in items:
         stat, test, pvalue = distribution_test(ref, cur)
         sd = float(ref.std(ddof=1)) if len(ref) > 1 else 0.0
@@ -188,6 +194,9 @@ def drift_table(reference: pd.DataFrame, new: pd.DataFrame, features: list[str],
     inputs = (df["kind"] == "input").to_numpy()
     df["qvalue"] = df["pvalue"]
     df.loc[inputs, "qvalue"] = bh_qvalues(df.loc[inputs, "pvalue"].to_numpy())
+    outputs = ~inputs
+    if outputs.sum() > 1:  # several class probabilities: q over them
+        df.loc[outputs, "qvalue"] = bh_qvalues(df.loc[outputs, "pvalue"].to_numpy())
     df["status"] = [_status(q < thresholds.ks_alpha, p, s, thresholds)
                     for q, p, s in zip(df["qvalue"], df["psi"], df["mean_shift_sd"])]
     return df.reindex(columns=DRIFT_COLUMNS)
@@ -354,9 +363,11 @@ def verdict(drift: pd.DataFrame, performance: pd.DataFrame | None, thresholds: T
     for _, r in drift.iterrows():
         level = VERDICTS.index(r["status"])
         if level:
-            what = "the model's predictions" if r["kind"] == "prediction" else f"input {r['feature']!r}"
-            # the predictions' row is one test (its p-value); the inputs' are q-values over the inputs
-            kind_of_p = "p" if r["kind"] == "prediction" else "q"
+            what = ("the model's predictions" if r["feature"] == "prediction" else
+                    f"the model's predicted {r['feature']}" if r["kind"] == "prediction" else f"input {r['feature']!r}")
+            # the predictions' single row is one test (its p-value); the inputs' are q-values over the inputs, the
+            # class probabilities' over the classes
+            kind_of_p = "p" if r["feature"] == "prediction" and r["kind"] == "prediction" else "q"
             shift = (f"mean shifted by {r['mean_shift_sd']:+.2f} training SD" if np.isfinite(r["mean_shift_sd"])
                      else f"mean {r['new_mean']:.4g}, constant {r['reference_mean']:.4g} in training")
             reasons.append(f"{r['status']}: {what} drifted ({TEST_NAMES[r['test']]} {kind_of_p} = {r['qvalue']:.2g}, "

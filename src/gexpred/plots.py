@@ -823,7 +823,8 @@ def drift_figure(reference: pd.DataFrame, new: pd.DataFrame, drift: pd.DataFrame
         # from chance (a small batch)
         # (the predictions' single test has its p-value, not a q-value over the inputs)
         q = pd.to_numeric(d["qvalue"], errors="coerce") if "qvalue" in d else pd.Series(np.nan, index=d.index)
-        single = (d["kind"] != "input").to_numpy() if "kind" in d else np.zeros(len(d), dtype=bool)
+        single = ((d["kind"] != "input") & (d["feature"] == "prediction")).to_numpy() if "kind" in d else \
+            np.zeros(len(d), dtype=bool)
         if "pvalue" in d:
             q = q.where(~single, pd.to_numeric(d["pvalue"], errors="coerce"))
         psi = pd.to_numeric(d["psi"], errors="coerce").fillna(0.0)
