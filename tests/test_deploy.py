@@ -755,7 +755,10 @@ def test_truth_known_for_part_of_a_batch_is_judged_on_those_samples(tmp_path):
                  str(tmp_path / "measured" / "performance.tsv"), "--out", str(tmp_path / "verdicts.tsv")]) == 0
     summary = pd.read_csv(tmp_path / "verdicts.tsv", sep="\t")
     assert summary.loc[0, "n_truth"] == 26 and summary.loc[0, "n_samples"] == 30
-    assert "accuracy judged on the 26 of 30 samples whose truth is known" in summary.loc[0, "reasons"]
+    flagged = json.loads((tmp_path / "measured" / "verdict.json").read_text())["reasons"]
+    assert summary.loc[0, "reasons"] == "; ".join(
+        [*(flagged or ["no drift or accuracy problem found"]), "accuracy judged on the 26 of 30 samples whose truth "
+         "is known"])
     # a table with no value at all is a mistake, said as one
     pd.DataFrame({"sample": batch.index, TARGET: [None] * 30}).to_csv(tmp_path / "empty.tsv", sep="\t", index=False)
     assert main(["monitor", "--bundle", str(path), "--input", src, "--truth", str(tmp_path / "empty.tsv"),

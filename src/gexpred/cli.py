@@ -1606,7 +1606,7 @@ def _verdict_reasons(v: dict[str, Any]) -> str:
         n, k = v.get("n_samples"), v.get("n_truth")
         part = ([f"accuracy judged on the {k} of {n} samples whose truth is known"]
                 if n is not None and k is not None and k < n else [])
-        return "; ".join([*v["reasons"], *part]) or "no drift or accuracy problem found"
+        return "; ".join([*(v["reasons"] or ["no drift or accuracy problem found"]), *part])
     return "; ".join([*v["reasons"], unchecked]) if v["reasons"] else f"no drift found; {unchecked}"
 
 
