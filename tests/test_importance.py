@@ -461,3 +461,43 @@ def test_interaction_text_counts_in_words():
     assert interaction_text(table.iloc[[1]]).endswith("It is not confirmed at q < 0.05.")
     untested = table.iloc[[0]].assign(verdict="not tested")
     assert interaction_text(untested).startswith("The network suggests 1 interaction, strongest a x b; it was not")
+
+
+@pytest.mark.parametrize("classify", [False, True])
+def test_a_network_predicting_a_constant_suggests_no_interaction(classify):
+    """A network whose predictions do not vary (collapsed to the mean, or constant class probabilities) has no
+    interaction: every pair's H² is NaN and its strength rounding noise (about 1e-17), and the scale, the sd of the
+    predictions, is 0. The table called every pair 'suggested' (1e-17 >= 0.05 x 0) and tested the top ones in
+    regression, and the report read 'The network suggests 4 interactions' (an audit). Expected: all negligible,
+    nothing tested, the text of no interaction."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 4))
+    y = X[:, 0] * X[:, 1] + rng.normal(0, 0.1, 60)  # a real interaction the network did not find
+    const = (lambda Z: np.tile([0.2, 0.8], (len(Z), 1))) if classify else (lambda Z: np.full(len(Z), 0.3))
+    pairs = [(0, 1), (0, 2), (1, 2), (2, 3)]
+    h2, strength = h_statistic(const, X, pairs)
+    assert np.isnan(h2).all() and np.all(strength < 1e-12)
+    out = np.asarray(const(X)).reshape(len(X), -1)
+    scale = float(np.sqrt(np.mean(np.var(out, axis=0))))  # as cli._network_importance computes it
+    table = interaction_table([f"g{i}" for i in range(4)], pairs, h2, strength, X, y, scale=scale, top=5)
+    assert table["verdict"].tolist() == ["negligible"] * 4
+    assert table["p_value"].isna().all()
+    assert interaction_text(table).startswith("The network suggests no interaction")
+
+
+def test_a_pair_without_joint_effect_is_negligible_beside_suggested_ones():
+    """Against a varying network a pair whose H² is NaN (no joint effect) is negligible however its strength
+    compares, and the BH q-values of the tested pairs count every scored pair (p = 1 for the others): two scored
+    pairs, one tested with p from statsmodels' HC3 fit, q = min(1, 2 p)."""
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(80, 3))
+    y = X[:, 0] + X[:, 1] + 0.8 * X[:, 0] * X[:, 1] + rng.normal(0, 0.5, 80)
+    table = interaction_table(["a", "b", "c"], [(0, 1), (1, 2)], np.array([0.3, np.nan]), np.array([0.5, 0.4]),
+                              X, y, scale=1.0, top=5)
+    assert table["verdict"].tolist()[1] == "negligible"
+    d = pd.DataFrame(X, columns=["a", "b", "c"]).assign(y=y)
+    p = smf.ols("y ~ a + b + c + I(a**2) + I(b**2) + a:b", d).fit(cov_type="HC3", use_t=True).pvalues["a:b"]
+    assert table.loc[0, "p_value"] == pytest.approx(p, rel=1e-8)
+    assert table.loc[0, "q_value"] == pytest.approx(min(1.0, 2 * p), rel=1e-8)

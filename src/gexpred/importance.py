@@ -415,7 +415,8 @@ def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.nda
     A pair is *suggested* when its strength is at least ``min_strength`` times
     ``scale`` (the sd of the network's predictions): an interaction worth a
     twentieth of what the model explains, not the wiggle a network fits to
-    noise. The ``top`` suggested pairs are tested on ``X``, ``y`` (the training
+    noise. A pair without joint effect (NaN ``h2``) and every pair of a network
+    whose predictions do not vary (``scale`` 0) are negligible. The ``top`` suggested pairs are tested on ``X``, ``y`` (the training
     split; None: not tested): by :func:`interaction_f_test` in OLS (``f_stat``
     on ``df_num``, ``df_den``), or, with ``classes`` (``y`` then the class codes),
     by :func:`interaction_lr_test` in the logistic regression (``lr_stat`` on
@@ -435,7 +436,11 @@ def interaction_table(genes: list[str], pairs: list[tuple[int, int]], h2: np.nda
     df["rank"] = np.arange(1, len(df) + 1)
     for col in ("f_stat", "lr_stat", "df_num", "df_den", "p_value", "q_value"):
         df[col] = np.nan
-    suggested = (df["h_strength"] >= min_strength * scale).to_numpy()
+    # a pair without joint effect (NaN H^2: the network's predictions do not move with the pair, as for a network
+    # predicting a constant) is negligible whatever its rounding-level strength: against a scale of 0 (a constant
+    # network's) every strength, 1e-17 included, would otherwise pass and every pair be 'suggested' and tested
+    suggested = ((df["h_strength"] >= min_strength * scale) & df["h2"].notna()).to_numpy() if scale > 0 else \
+        np.zeros(len(df), dtype=bool)
     df["verdict"] = np.where(suggested, "not tested", "negligible")
     tested = [i for i in range(len(df)) if suggested[i]][:top] if X is not None and y is not None else []
     for i in tested:
