@@ -319,6 +319,17 @@ def test_alpha_or_fdr_outside_0_1_is_a_usage_error(argv, tmp_path, monkeypatch, 
     assert f"argument {argv[-2]}: a level is a number between 0 and 1" in flat(err), err
 
 
+@pytest.mark.parametrize("k", ["0", "-3", "ten"])
+def test_interval_neighbours_below_1_is_a_usage_error(k, tmp_path, monkeypatch, capsys):
+    """``bundle --interval-neighbours 0`` (or negative) was taken: the card recorded 0 neighbours while the distances
+    used 1 (neighbour_distance's floor), so the card misdescribed its intervals. It is refused in one line naming
+    the option, as the schema bounds prediction_interval.neighbours (>= 1), before any file is read."""
+    argv = ["bundle", "--target", "G0", "--model", "ols", "--model-dir", "o", "--data", "d.h5ad", "--splits",
+            "s.tsv", "--normalization", "n.json", "--metrics", "m.tsv", "--out", "b", "--interval-neighbours", k]
+    err = _usage_error(argv, tmp_path, monkeypatch, capsys)
+    assert "argument --interval-neighbours: an integer >= 1, not" in err, err
+
+
 def _usage_error(argv, tmp_path, monkeypatch, capsys) -> str:
     """``main(argv)`` run in an empty ``tmp_path``: a usage error (exit status 2) without a traceback, before any
     file is written; its stderr."""

@@ -2524,6 +2524,34 @@ def seed_arg(text: str) -> int:
     return value
 
 
+def positive_int_arg(text: str) -> int:
+    """An argparse type for counts that must be at least 1 (``--interval-neighbours``, as the schema bounds
+    ``prediction_interval.neighbours``).
+
+    Parameters
+    ----------
+    text
+        The argument as given on the command line.
+
+    Returns
+    -------
+    int
+        The count.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When ``text`` is not an integer >= 1 (argparse reports it in one line, exit status 2).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer >= 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"an integer >= 1, not {value}")
+    return value
+
+
 def level_arg(text: str) -> float:
     """An argparse type for ``--alpha`` and ``--fdr``: a probability strictly between 0 and 1 (the schema's bounds
     of ``ols.alpha`` and ``ols.fdr``).
@@ -2722,7 +2750,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neighbours: each sample's half-width scaled by its mean distance to its nearest training "
                         "samples (wider for samples unlike the training data); constant: one half-width for every "
                         "sample (prediction_interval.method)")
-    s.add_argument("--interval-neighbours", type=int, default=10, metavar="K",
+    s.add_argument("--interval-neighbours", type=positive_int_arg, default=10, metavar="K",
                    help="the nearest training samples whose mean distance scales the half-width (>= 1)")
     s.add_argument("--out", nargs="+", required=True, help="bundle directory of each model")
     s.add_argument("--summary", help="comparison summary.tsv: also write --out-best naming the best model")

@@ -275,10 +275,14 @@ def prediction_interval(cv_observed: np.ndarray, cv_predicted: np.ndarray, level
 
     Each training sample's out-of-fold residual (its fold's model did not see it) is a draw of the error the
     model makes on a new sample, whatever the model: the interval ``prediction +- q`` with ``q``
-    :func:`conformal_half_width` covers a new sample's value with probability about ``level`` (the CV+ idea of
-    Barber et al. 2021, *Ann Stat* 49:486, which bounds it below by ``2 level - 1`` for the fold models' spread;
-    the final model is fitted on all of them, so it is, if anything, a little wider than it needs). The test
-    split, never used here, checks it: ``test_coverage`` is the share of its samples inside their interval.
+    :func:`conformal_half_width` covers a new sample's value with probability about ``level``. This is the K-fold
+    analogue of the jackknife interval that Barber et al. 2021 (*Ann Stat* 49:486) call *CV*: the final model's
+    prediction plus or minus the quantile of the out-of-fold residuals. It is not their CV+ (which predicts the
+    new sample with every fold's model and carries a worst-case bound of about ``2 level - 1``); its coverage is
+    guaranteed only for a fitting procedure stable enough that the final model, fitted on all the training
+    samples, errs no more than the fold models (for those it is, if anything, a little wide), and it can fall
+    short for an unstable one (a network on few samples). The test split, never used here, checks it:
+    ``test_coverage`` is the share of its samples inside their interval.
 
     Without ``cv_difficulty`` the width is the same for every sample (``method: cv_conformal``). With it
     (``cv_conformal_neighbours``; :func:`neighbour_difficulty` of the training samples, ``test_difficulty`` of

@@ -673,19 +673,26 @@ def _matrices_mb():
     for m in config["matrices"]:
         p = Path(m)
         if p.is_file():
-            total += p.stat().st_size / 1e6 * (3.0 if p.suffix == ".gz" else 1.5)
+            total += p.stat().st_size / 1e6 * (GZ_EXPANSION if p.suffix == ".gz" else 1.5)
     return total
 
 
+GZ_EXPANSION = 3.0
+"""A gzipped input counts as this many times its size on disk (input_mb): what its values weigh once read as
+float64, as _matrices_mb estimates the collected matrix."""
+
+
 def input_mb(input):
-    """MB of a job's inputs. An input not made yet counts as the collected matrix (at most once): a job
+    """MB of a job's inputs; a gzipped one (a matrix or new batch as .tsv.gz) as GZ_EXPANSION times its size, what
+    it weighs once read, not its compressed bytes (collect and monitor peaked at 22 and 19 times a .tsv.gz's size,
+    6-8 times a plain TSV's). An input not made yet counts as the collected matrix (at most once): a job
     submitted with its group (workflow/profiles/slurm: the prepare steps in one allocation) would otherwise
     have no size, and the group would ask for the memory and time of its first steps only."""
     total, missing = 0.0, False
     for f in input:
         p = Path(str(f))
         if p.is_file():
-            total += p.stat().st_size / 1e6
+            total += p.stat().st_size / 1e6 * (GZ_EXPANSION if p.name.endswith(".gz") else 1.0)
         else:
             missing = True
     return total + (_matrices_mb() if missing else 0.0)
@@ -722,7 +729,9 @@ def whole_matrix_mem_mb(factor, floor=4000):
     """mem_mb of a job that holds the whole expression matrix: interpreter and imports (400 MB) plus `factor`
     times the size of its inputs, x1.5. Measured at 20,000 genes x 1,300 samples (208 MB .h5ad; bench_scale):
     collect 685 MB, normalize 1,120 MB, the samples and normalization figures 707 and 935 MB (two .h5ad
-    inputs); a fixed 4,000 MB would be too little from ~5,000 samples of 20,000 genes."""
+    inputs); a fixed 4,000 MB would be too little from ~5,000 samples of 20,000 genes. Text inputs cost more:
+    collect peaked at 6-8 x a plain TSV's size (4,218 x 3,000 and 20,000 x 600 values), monitor at 6.4 x, hence
+    their factors 6 and 5; a .tsv.gz counts as 3 x its size (input_mb)."""
 
     def mem_mb(wildcards, input, attempt):
         return _mb(1.5 * (400 + factor * input_mb(input)), attempt, floor)

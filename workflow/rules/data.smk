@@ -29,7 +29,7 @@ rule collect:
         missing=config["missing"],
     threads: 1
     resources:
-        mem_mb=whole_matrix_mem_mb(3),
+        mem_mb=whole_matrix_mem_mb(6),  # parsing text: 6-8 x the file (input_mb)
         runtime=whole_matrix_runtime(30),
     conda:
         "../envs/gexpred.yaml"

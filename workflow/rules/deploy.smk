@@ -84,7 +84,7 @@ rule deploy_batch:
         facts=lambda wc: caption_facts(wc),
     threads: 1
     resources:
-        mem_mb=whole_matrix_mem_mb(3),
+        mem_mb=whole_matrix_mem_mb(5),  # parsing the batch's text: 6.4 x the file (input_mb)
         runtime=whole_matrix_runtime(10),
     conda:
         "../envs/gexpred.yaml"
