@@ -2515,40 +2515,24 @@ def seed_arg(text: str) -> int:
     argparse.ArgumentTypeError
         When ``text`` is not an integer >= 0 (argparse reports it in one line, exit status 2).
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, not {value}")
-    return value
+    return _int_at_least(text, 0, "a seed is an integer >= 0")
 
 
 def positive_int_arg(text: str) -> int:
-    """An argparse type for counts that must be at least 1 (``--interval-neighbours``, as the schema bounds
-    ``prediction_interval.neighbours``).
+    """An argparse type for counts of at least 1 (``--interval-neighbours``, as the schema bounds
+    ``prediction_interval.neighbours``): the integer, or argparse's one-line error (exit status 2), as
+    :func:`seed_arg`."""
+    return _int_at_least(text, 1, "an integer >= 1")
 
-    Parameters
-    ----------
-    text
-        The argument as given on the command line.
 
-    Returns
-    -------
-    int
-        The count.
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        When ``text`` is not an integer >= 1 (argparse reports it in one line, exit status 2).
-    """
+def _int_at_least(text: str, low: int, what: str) -> int:
+    """``text`` as an integer of at least ``low``, or argparse's one-line error ``{what}, not {text}``."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"an integer >= 1, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"an integer >= 1, not {value}")
+        raise argparse.ArgumentTypeError(f"{what}, not {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{what}, not {value}")
     return value
 
 
