@@ -330,6 +330,28 @@ def test_interval_neighbours_below_1_is_a_usage_error(k, tmp_path, monkeypatch, 
     assert "argument --interval-neighbours: an integer >= 1, not" in err, err
 
 
+@pytest.mark.parametrize("verb, option, value, needle", [
+    ("folds", "--k", "1", "a number of folds is an integer >= 2, not 1"),
+    ("recovery", "--k", "0", "a number of folds is an integer >= 2, not 0"),
+    ("recovery", "--threads", "0", "an integer >= 1, not 0"),
+    ("recovery", "--top-edges", "-5", "an integer >= 1, not -5"),
+    ("genome-plan", "--chunk-size", "0", "an integer >= 1, not 0"),
+    ("genome-plan", "--chunk-size", "many", "an integer >= 1, not 'many'"),
+])
+def test_counts_on_the_command_line_are_bounded_as_in_the_schema(verb, option, value, needle, tmp_path, monkeypatch,
+                                                                  capsys):
+    """Counts given to the command line by hand took 0 or negatives (an audit's note: --k 1 folds, --threads 0,
+    --chunk-size 0) where the schema bounds the config's (split.folds >= 2, ols.chunk_size >= 1): refused in one
+    line naming the option, before any file is read."""
+    required = {"folds": ["--data", "d", "--splits", "s", "--target", "G0", "--out", "o"],
+                "recovery": ["--data", "d", "--splits", "s", "--predictors", "p", "--gold-standard", "g", "--spec",
+                             "[]", "--out", "o", "--out-figure", "f", "--out-edges", "e"],
+                "genome-plan": ["--data", "d", "--spec", "[]", "--targets", "all", "--out", "o",
+                                "--out-design", "x"]}[verb]
+    err = _usage_error([verb, *required, option, value], tmp_path, monkeypatch, capsys)
+    assert f"argument {option}: {needle}" in err, err
+
+
 def _usage_error(argv, tmp_path, monkeypatch, capsys) -> str:
     """``main(argv)`` run in an empty ``tmp_path``: a usage error (exit status 2) without a traceback, before any
     file is written; its stderr."""

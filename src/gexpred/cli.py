@@ -2525,6 +2525,11 @@ def positive_int_arg(text: str) -> int:
     return _int_at_least(text, 1, "an integer >= 1")
 
 
+def folds_arg(text: str) -> int:
+    """An argparse type for ``--k``: folds of cross-validation, at least 2 (as the schema bounds ``split.folds``)."""
+    return _int_at_least(text, 2, "a number of folds is an integer >= 2")
+
+
 def _int_at_least(text: str, low: int, what: str) -> int:
     """``text`` as an integer of at least ``low``, or argparse's one-line error ``{what}, not {text}``."""
     try:
@@ -2635,7 +2640,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", required=True)
     s.add_argument("--target", action="append", required=True)
     s.add_argument("--labels", help="class labels table: stratify each target's folds by its classes")
-    s.add_argument("--k", type=int, default=5, help="number of folds")
+    s.add_argument("--k", type=folds_arg, default=5, help="number of folds")
     s.add_argument("--seed", type=seed_arg, default=0)
     s.add_argument("--out", required=True, help="TSV: target, sample, fold (1-based)")
 
@@ -2701,7 +2706,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "mlp":
             s.add_argument("--settings", required=True, help="JSON of the mlp settings")
             s.add_argument("--search", help="JSON of the search settings (strategy, n_candidates, seed, mlp)")
-            s.add_argument("--threads", type=int, default=1)
+            s.add_argument("--threads", type=positive_int_arg, default=1)
             s.add_argument("--interaction-genes", type=int, default=8,
                            help="pairs among this many most important predictors are scored for interaction")
             s.add_argument("--interactions-tested", type=int, default=5,
@@ -2801,7 +2806,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--spec", required=True, help="the predictors setting, JSON")
     s.add_argument("--targets", required=True, help='the targets setting, JSON ("all" or {"file": path})')
-    s.add_argument("--chunk-size", type=int, required=True)
+    s.add_argument("--chunk-size", type=positive_int_arg, required=True)
     s.add_argument("--covariate", action="append", default=[],
                    help="sample-sheet column every target is adjusted for (repeatable)")
     s.add_argument("--interactions", default="[]",
@@ -2828,7 +2833,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "judged on the validation part of the training split")
     s.add_argument("--mode", choices=["multi_output", "per_target"], default="multi_output",
                    help="one network with an output per target, or one network per target trained as one program")
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--threads", type=positive_int_arg, default=1)
     s.add_argument("--out-dir", required=True)
 
     s = verb("genome-compare", cmd_genome_compare, "Compare models across all genome-wide targets.")
@@ -2929,13 +2934,13 @@ def _recovery_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ranking", default="clr_mean", help="the ranking written to --out-edges")
     s.add_argument("--normalization", default="clr", choices=["clr", "none"],
                    help="scores of --out-edges and the figure: after CLR, or as they are")
-    s.add_argument("--top-edges", type=int, default=10000, help="pairs written to --out-edges")
-    s.add_argument("--k", type=int, default=5, help="folds of the training split (split.folds)")
+    s.add_argument("--top-edges", type=positive_int_arg, default=10000, help="pairs written to --out-edges")
+    s.add_argument("--k", type=folds_arg, default=5, help="folds of the training split (split.folds)")
     s.add_argument("--seed", type=seed_arg, default=0, help="seed of the folds (split.seed)")
     s.add_argument("--prior-folds", type=int, default=5,
                    help="folds of the gold-standard targets for the TF-activity ranking, which scores each target "
                         "from the other folds' known regulators (0: no such ranking)")
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--threads", type=positive_int_arg, default=1)
     s.add_argument("--out", required=True)
     s.add_argument("--out-figure", required=True)
     s.add_argument("--out-edges", required=True, help="the top pairs of --ranking, with every source's score")
