@@ -1475,17 +1475,18 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
         log.info("truth table '%s': %s not in the batch ignored (%s)", a.truth, plural(len(extra), "sample"),
                  preview(extra))
     t = t.reindex(expr.index)
-    if t.isna().all():
+    given = t.notna().to_numpy()  # an empty cell is a truth not known yet
+    if not given.any():
         raise InputError(f"Truth table '{a.truth}' has no {col!r} value for any sample of the batch "
                          f"({preview(list(t.index))}). Fill in the known ones (an empty cell: truth not known yet), "
                          f"or monitor without --truth.")
-    _some_truth(t.isna().to_numpy(), f"truth table '{a.truth}' has no {col!r} value", t.index)
+    _some_truth(~given, f"truth table '{a.truth}' has no {col!r} value", t.index)
     if bundle.task == "classification":
         from .logit import _label
 
         # as the training labels: 1.0 reads '1'; None where the truth is not known yet
-        labels = np.array([None if pd.isna(v) else _label(v) for v in t], dtype=object)
-        unknown = sorted(set(labels[t.notna().to_numpy()]) - set(bundle.classes))
+        labels = np.array([_label(v) if ok else None for v, ok in zip(t, given)], dtype=object)
+        unknown = sorted(set(labels[given]) - set(bundle.classes))
         if unknown:
             threshold = bundle.card.get("binarize_threshold")
             numbers = pd.to_numeric(t, errors="coerce").notna().all()
@@ -1493,7 +1494,7 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
                     f"the batch's matrix and use --truth-if-measured, which cuts it at the threshold."
                     if threshold is not None and numbers else
                     " Check the spelling of the labels, or leave those samples out.")
-            where = list(t.index[t.notna().to_numpy() & ~np.isin(labels, bundle.classes)])
+            where = list(t.index[given & ~np.isin(labels, bundle.classes)])
             raise InputError(f"Truth table '{a.truth}' has {plural(len(unknown), 'class', 'classes')} the model does not "
                              f"know: "
                              f"{preview(unknown)} (in samples {preview(where)}; the model's classes: "
@@ -1508,7 +1509,7 @@ def _truth(a: argparse.Namespace, bundle, expr: pd.DataFrame, y_input, source: s
     i = norm["genes"].index(bundle.target)
     steps = [dict(p, mean=[p["mean"][i]], sd=[p["sd"][i]]) if p["method"] == "zscore" else p for p in norm["steps"]]
     values = pd.to_numeric(t, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values) & t.notna().to_numpy()  # an empty cell is a truth not known yet
+    bad = ~np.isfinite(values) & given
     if bad.any():
         shown = [f"{s} ({v!r})" for s, v in zip(t.index[bad][:5], t.to_numpy()[bad][:5])]
         raise InputError(f"Truth table '{a.truth}' has {int(bad.sum())} non-numeric or infinite {col!r} "
@@ -1541,7 +1542,7 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     truth = _truth(a, bundle, expr, y_input, source, obs)
     # each sample's interval half-width, once for the coverage row, the figure and the predictions (None without)
     half = bundle.half_widths(X.to_numpy(dtype=np.float64)) if truth is not None or a.out_predictions else None
-    perf, n_truth = None, 0
+    perf, n_truth, pred_k, half_k = None, 0, None, None
     if truth is not None:
         # the accuracy is judged on the samples whose truth is known (it can arrive for part of a batch): from here
         # truth, pred_k and half_k are those samples'
@@ -1582,10 +1583,9 @@ def cmd_monitor(a: argparse.Namespace) -> None:
     from . import plots
 
     regression = bundle.task == "regression"
-    shown = half_k if regression and truth is not None else None
+    shown = half_k if regression else None
     plots.drift_figure(bundle.reference, X, drift, bundle.target, result["verdict"], out / "drift.png",
-                       truth=truth if regression else None, predicted=pred_k if regression and truth is not None
-                       else None,
+                       truth=truth if regression else None, predicted=pred_k if regression else None,
                        half_width=shown, level=bundle.card["interval"]["level"] if shown is not None else None)
     if a.out_predictions:
         write_table(_batch_predictions(bundle, X, pred, half), a.out_predictions)

@@ -843,8 +843,7 @@ def missing_genes_hint(missing: list[str], expr: pd.DataFrame) -> str:
                 f"transposed. Text matrices hold genes in rows and samples in columns; an .h5ad file holds samples "
                 f"in obs and genes in var.")
     # the bundle's genes are fixed: the batch's spelling is the one to change, not a config's
-    return near_ids(missing, map(str, expr.columns)).replace("strip them from the matrices or add them to the config",
-                                                              "strip them from the batch's matrices")
+    return near_ids(missing, map(str, expr.columns), strip_versions="strip them from the batch's matrices")
 
 
 def scale_warnings(steps: list[dict[str, Any]], values: np.ndarray, design: pd.DataFrame, reference: pd.DataFrame,

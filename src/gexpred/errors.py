@@ -58,11 +58,13 @@ _VERSION = re.compile(r"\.\d+$")
 """A version suffix of an id (Ensembl's ``.17``), ignored when looking for close matches."""
 
 
-def near_ids(absent, available, limit: int = 5) -> str:
+def near_ids(absent, available, limit: int = 5,
+             strip_versions: str = "strip them from the matrices or add them to the config") -> str:
     """A sentence naming ids of ``available`` that ``absent`` ids match but for letter case, surrounding quotes
     and spaces, a version suffix (Ensembl's ``ENSG00000141510`` against ``ENSG00000141510.17``), or the leading
     zeros of a numeric id (``'001'`` against ``'1'``, as a spreadsheet rewrites it), e.g.
-    " Close matches: 's001' -> 'S001' (ids are case-sensitive).", or "" when none do."""
+    " Close matches: 's001' -> 'S001' (ids are case-sensitive).", or "" when none do. ``strip_versions``: the
+    fix named for version suffixes (a bundle's genes are fixed: there only the batch's spelling can change)."""
     def key(i) -> str:
         return str(i).strip().strip("'\"").strip().casefold()
 
@@ -95,8 +97,7 @@ def near_ids(absent, available, limit: int = 5) -> str:
         return ""
     shown = ", ".join(f"{i!r} -> {'/'.join(map(repr, m))}" for i, m in near[:limit])
     more = f" and {len(near) - limit} more" if len(near) > limit else ""
-    why = ("ids must match exactly, version suffixes such as '.17' included: strip them from the matrices or "
-           "add them to the config") if versions else (
+    why = f"ids must match exactly, version suffixes such as '.17' included: {strip_versions}" if versions else (
         "ids must match exactly, leading zeros included: a spreadsheet program drops them from ids that look like "
         "numbers, so write the ids as text in every file") if zeros else "ids are case-sensitive"
     return f" Close matches: {shown}{more} ({why})."

@@ -242,8 +242,8 @@ def comparison_rows(metrics: pd.DataFrame, cv: pd.DataFrame | None = None, summa
                     # the metric that chooses: NaN where a fold has none (a NaN prediction), as summary.tsv's
                     # best_model (compare.summary_table) judges it; the mean of the other folds made such a model
                     # 'chosen' here while summary.tsv and the deployed bundle chose another
-                    agg[f"cv_{m}_mean"] = (m, _mean_of_every_fold)
-                    agg[f"cv_{m}_sd"] = (m, _sd_of_every_fold)
+                    agg[f"cv_{m}_mean"] = (m, lambda v: v.mean(skipna=False))
+                    agg[f"cv_{m}_sd"] = (m, lambda v: v.std(skipna=False))
                 else:
                     agg[f"cv_{m}_mean"] = (m, "mean")
                     agg[f"cv_{m}_sd"] = (m, "std")
@@ -285,16 +285,6 @@ def comparison_intro(metric: str, with_cv: bool = False, with_summary: bool = Fa
             + ("the training class shares for every sample. Accuracy and AUROC are shares, the log-loss is in "
                "nats per sample." if classify else
                "the training mean for every sample. Values are on the normalized scale."))
-
-
-def _mean_of_every_fold(values: pd.Series) -> float:
-    """The mean over folds, NaN unless every fold has a value (:func:`gexpred.compare.summary_table`'s rule)."""
-    return float(values.mean()) if values.notna().all() else math.nan
-
-
-def _sd_of_every_fold(values: pd.Series) -> float:
-    """The sd over folds, NaN unless every fold has a value."""
-    return float(values.std()) if values.notna().all() else math.nan
 
 
 def _cv_verdicts(out: pd.DataFrame, metric: str, lower: bool) -> list[str]:

@@ -19,6 +19,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .errors import plural  # noqa: E402
 from .io import atomic_output  # noqa: E402
 from .ols import is_intercept  # noqa: E402
 
@@ -714,7 +715,7 @@ def model_comparison(metrics: pd.DataFrame, path: str | Path, split: str = "test
             ax2.set_visible(False)
         ax2.grid(axis="y", alpha=0)
         fig.suptitle(f"Model comparison on the {split} split: {len(targets)} targets, "
-                     f"{len(real)} model{'' if len(real) == 1 else 's'}"
+                     f"{plural(len(real), 'model')}"
                      + ((" and the training-class-share baseline" if classify else " and the training-mean baseline")
                         if baseline in models else ""))
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False, fontsize=8)

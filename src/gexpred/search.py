@@ -158,6 +158,11 @@ def mlp_candidates(base: dict[str, Any], space: dict[str, list], strategy: str =
         points = range(total)
     else:
         points = sorted(int(i) for i in np.random.default_rng(seed).choice(total, size=int(n), replace=False))
+    from dataclasses import asdict
+
+    from .nn import MLPSettings
+
+    defaults = asdict(MLPSettings())  # a setting a candidate leaves out is its default
     out, seen, twins = [], set(), 0
     for index in points:
         cand = dict(base)
@@ -165,7 +170,7 @@ def mlp_candidates(base: dict[str, Any], space: dict[str, list], strategy: str =
         for key, size in zip(reversed(keys), reversed(sizes)):  # mixed radix, last key fastest (as product)
             cand[key] = space[key][rest % size]
             rest //= size
-        key = _trained_alike(cand)
+        key = _trained_alike({**defaults, **cand})
         if key in seen:  # the same network as an earlier candidate: it would train it again, loss for loss
             twins += 1
             continue
@@ -190,15 +195,12 @@ IDLE_SETTINGS_WORDS = ("activation and dropout without a hidden layer", "momentu
                        "lr_factor and lr_patience without the plateau schedule", "huber_delta without Huber's loss")
 
 
-def _trained_alike(cand: dict[str, Any]) -> str:
-    """A key equal for two candidates exactly when they train the same networks: their settings, those that do
-    nothing in them (:data:`IDLE_SETTINGS`, e.g. the activation of a network without a hidden layer) left out."""
+def _trained_alike(full: dict[str, Any]) -> str:
+    """A key equal for two candidates (every setting given) exactly when they train the same networks: their
+    settings, those that do nothing in them (:data:`IDLE_SETTINGS`, e.g. the activation of a network without a
+    hidden layer) left out."""
     import json
-    from dataclasses import asdict
 
-    from .nn import MLPSettings
-
-    full = {**asdict(MLPSettings()), **cand}  # a setting left out is its default
     idle = {name for name, is_idle in IDLE_SETTINGS if is_idle(full)}
     return json.dumps({k: v for k, v in full.items() if k not in idle}, sort_keys=True, default=str)
 
